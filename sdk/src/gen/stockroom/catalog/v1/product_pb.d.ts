@@ -234,6 +234,13 @@ export declare type ProductChange = Message<"stockroom.catalog.v1.ProductChange"
    * @generated from field: google.protobuf.Timestamp change_time = 12;
    */
   changeTime?: Timestamp | undefined;
+
+  /**
+   * The reason given with the change, for example with a stock adjustment.
+   *
+   * @generated from field: string reason = 13;
+   */
+  reason: string;
 };
 
 /**

@@ -1,0 +1,110 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createContextKey } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
+import type { CommonTables } from "./schema.ts";
+import { UnauthenticatedError } from "./errors.ts";
+import { newUlid, ULID_PATTERN } from "./ulid.ts";
+
+/** Principal is the authenticated caller: always exactly one merchant. */
+export interface Principal {
+  merchantId: string;
+  keyId: string;
+  /** How the audit trail names the caller. */
+  actor: string;
+}
+
+/** kPrincipal carries the Principal from the auth interceptor to handlers. */
+export const kPrincipal = createContextKey<Principal | undefined>(undefined, { description: "principal" });
+
+/**
+ * API keys look like `srk_<merchant id>_<key id>_<secret>`. The merchant id
+ * inside the key lets verification read one row on the merchant's own shard
+ * (no cross-shard lookup table); only SHA-256(secret) is stored, and the
+ * 256-bit random secret makes a slow password hash unnecessary.
+ */
+const KEY_PATTERN = /^srk_([0-9A-HJKMNP-TV-Z]{26})_([0-9A-HJKMNP-TV-Z]{26})_([A-Za-z0-9_-]{43})$/;
+
+/** createMerchant adds a merchant and its first API key, and returns the key once. */
+export async function createMerchant(
+  db: Kysely<CommonTables>,
+  name: string,
+): Promise<{ merchantId: string; apiKey: string; keyId: string }> {
+  const merchantId = newUlid();
+  return db.transaction().execute(async (trx) => {
+    await trx.insertInto("merchants").values({ merchant_id: merchantId, name, created_at: new Date() }).execute();
+    const { apiKey, keyId } = await createApiKey(trx, merchantId, "initial key");
+    return { merchantId, apiKey, keyId };
+  });
+}
+
+/** createApiKey adds a key for a merchant and returns it; it cannot be shown again. */
+export async function createApiKey(
+  db: Kysely<CommonTables>,
+  merchantId: string,
+  label: string,
+): Promise<{ apiKey: string; keyId: string }> {
+  const keyId = newUlid();
+  const secret = randomBytes(32).toString("base64url");
+  await db
+    .insertInto("api_keys")
+    .values({
+      merchant_id: merchantId,
+      key_id: keyId,
+      secret_sha256: sha256(secret),
+      label,
+      created_at: new Date(),
+      revoked_at: null,
+    })
+    .execute();
+  return { apiKey: `srk_${merchantId}_${keyId}_${secret}`, keyId };
+}
+
+/** revokeApiKey disables a key; verifiers stop accepting it within their cache TTL. */
+export async function revokeApiKey(db: Kysely<CommonTables>, merchantId: string, keyId: string): Promise<boolean> {
+  const result = await db
+    .updateTable("api_keys")
+    .set({ revoked_at: new Date() })
+    .where("merchant_id", "=", merchantId)
+    .where("key_id", "=", keyId)
+    .where("revoked_at", "is", null)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export type KeyVerifier = (apiKey: string) => Promise<Principal>;
+
+/**
+ * createKeyVerifier checks keys against the database, caching successful
+ * checks for cacheMs (so a revoked key is refused within that time) to keep
+ * a primary-key read off every call's hot path.
+ */
+export function createKeyVerifier(db: Kysely<CommonTables>, cacheMs = 10_000, maxEntries = 10_000): KeyVerifier {
+  const cache = new Map<string, { principal: Principal; expires: number }>();
+  return async (apiKey) => {
+    const hit = cache.get(apiKey);
+    if (hit && hit.expires > Date.now()) return hit.principal;
+    const m = KEY_PATTERN.exec(apiKey);
+    if (!m || !ULID_PATTERN.test(m[1]!) || !ULID_PATTERN.test(m[2]!)) {
+      throw new UnauthenticatedError("malformed API key");
+    }
+    const [, merchantId, keyId, secret] = m as unknown as [string, string, string, string];
+    const row = await db
+      .selectFrom("api_keys")
+      .select(["secret_sha256", "revoked_at"])
+      .where("merchant_id", "=", merchantId)
+      .where("key_id", "=", keyId)
+      .executeTakeFirst();
+    if (!row || row.revoked_at !== null || !timingSafeEqual(row.secret_sha256, sha256(secret))) {
+      cache.delete(apiKey);
+      throw new UnauthenticatedError("invalid or revoked API key");
+    }
+    const principal: Principal = { merchantId, keyId, actor: `api_key:${keyId}` };
+    if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+    cache.set(apiKey, { principal, expires: Date.now() + cacheMs });
+    return principal;
+  };
+}
+
+function sha256(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}

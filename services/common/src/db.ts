@@ -1,0 +1,156 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { Kysely, MysqlDialect, type LogEvent, type Transaction } from "kysely";
+import { FileMigrationProvider, Migrator } from "kysely/migration";
+import { createPool } from "mysql2";
+
+/** QueryObserver sees every executed statement (SQL with placeholders, bound values). */
+export type QueryObserver = (sql: string, parameters: readonly unknown[]) => void;
+
+export interface DatabaseOptions {
+  /** mysql://user:password@host:port/database */
+  url: string;
+  /** Connections in the pool. */
+  poolSize?: number;
+  /** Called for each statement; tests use it to check Vitess readiness. */
+  observe?: QueryObserver;
+}
+
+const tracer = trace.getTracer("stockroom.db");
+
+/**
+ * createDatabase opens a pooled Kysely instance over mysql2. Every statement
+ * becomes a client span under the active RPC span (text with placeholders,
+ * never values), recorded from Kysely's log hook after the query returns.
+ */
+export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
+  const pool = createPool({
+    uri: options.url,
+    connectionLimit: options.poolSize ?? 10,
+    timezone: "Z",
+    supportBigNumbers: true,
+    charset: "utf8mb4",
+    enableKeepAlive: true,
+  });
+  const database = new URL(options.url).pathname.slice(1);
+  const observe = options.observe;
+  return new Kysely<DB>({
+    dialect: new MysqlDialect({ pool }),
+    log(event: LogEvent) {
+      const { sql, parameters } = event.query;
+      observe?.(sql, parameters);
+      const end = performance.timeOrigin + performance.now();
+      const span = tracer.startSpan(spanName(sql), {
+        kind: SpanKind.CLIENT,
+        startTime: end - event.queryDurationMillis,
+        attributes: { "db.system.name": "mysql", "db.namespace": database, "db.query.text": sql },
+      });
+      if (event.level === "error") span.setStatus({ code: SpanStatusCode.ERROR, message: errorCode(event.error) });
+      span.end(end);
+    },
+  });
+}
+
+function spanName(sql: string): string {
+  const m = /^\s*(\w+)(?:.*?\b(?:from|into|update)\s+`?(\w+)`?)?/is.exec(sql);
+  return m ? `${m[1]!.toUpperCase()}${m[2] ? " " + m[2] : ""}` : "SQL";
+}
+
+function errorCode(error: unknown): string {
+  return (error as { code?: string })?.code ?? "error";
+}
+
+/** mysqlErrno returns the server error number of a mysql2 error, if it has one. */
+export function mysqlErrno(error: unknown): number | undefined {
+  const errno = (error as { errno?: unknown })?.errno;
+  return typeof errno === "number" ? errno : undefined;
+}
+
+/** ER_DUP_ENTRY: a unique key already holds the value. */
+export const ER_DUP_ENTRY = 1062;
+const ER_LOCK_DEADLOCK = 1213;
+
+/**
+ * inTransaction runs fn in one transaction and retries it (up to attempts
+ * times, with jitter) when InnoDB picks it as a deadlock victim: the whole
+ * transaction was rolled back, so running it again is safe.
+ */
+export async function inTransaction<DB, T>(
+  db: Kysely<DB>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+  attempts = 4,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (error) {
+      if (attempt >= attempts || mysqlErrno(error) !== ER_LOCK_DEADLOCK) throw error;
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+    }
+  }
+}
+
+/** MigrationSet is one service's migration folder with its own bookkeeping table. */
+export interface MigrationSet {
+  name: string;
+  folder: string;
+}
+
+/**
+ * migrateToLatest applies each set's pending migrations in order. Kysely holds
+ * a MySQL named lock while migrating, so concurrent starts are safe.
+ */
+export async function migrateToLatest(db: Kysely<any>, sets: MigrationSet[]): Promise<string[]> {
+  const applied: string[] = [];
+  for (const set of sets) {
+    const migrator = new Migrator({
+      db,
+      provider: new FileMigrationProvider({ fs, path, migrationFolder: set.folder }),
+      migrationTableName: `kysely_migration_${set.name}`,
+      migrationLockTableName: `kysely_migration_lock_${set.name}`,
+    });
+    const { error, results } = await migrator.migrateToLatest();
+    for (const r of results ?? []) {
+      if (r.status === "Error") throw new Error(`migration ${set.name}/${r.migrationName} failed`, { cause: error });
+      if (r.status === "Success") applied.push(`${set.name}/${r.migrationName}`);
+    }
+    if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
+  }
+  return applied;
+}
+
+/** ensureDatabase creates the database named in url if it is missing. */
+export async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`database name "${name}" must match [A-Za-z0-9_]+`);
+  target.pathname = "/";
+  const { createConnection } = await import("mysql2/promise");
+  const conn = await createConnection({ uri: target.toString() });
+  try {
+    await conn.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  } finally {
+    await conn.end();
+  }
+}
+
+/** dropDatabase removes the database named in url (tests only). */
+export async function dropDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  target.pathname = "/";
+  const { createConnection } = await import("mysql2/promise");
+  const conn = await createConnection({ uri: target.toString() });
+  try {
+    await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+  } finally {
+    await conn.end();
+  }
+}
+
+/** commonMigrations is the folder of the tables every service shares. */
+export const commonMigrations: MigrationSet = {
+  name: "common",
+  folder: path.join(import.meta.dirname, "..", "migrations"),
+};

@@ -1,0 +1,86 @@
+/**
+ * Domain errors: small typed classes that domain and store code throw. The
+ * error interceptor (interceptors.ts) is the only place that turns them into
+ * RPC statuses, so domain code never imports Connect.
+ */
+
+/** FieldViolation names one bad request field and why it is bad. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** InvalidArgumentError: the request is malformed; nothing was written. */
+export class InvalidArgumentError extends Error {
+  override name = "InvalidArgumentError";
+  readonly violations: FieldViolation[];
+  readonly reason: string;
+  constructor(violations: FieldViolation[], reason = "INVALID_ARGUMENT", message?: string) {
+    super(message ?? violations.map((v) => `${v.field}: ${v.description}`).join("; "));
+    this.violations = violations;
+    this.reason = reason;
+  }
+}
+
+/** RequestIdMismatchError: a request_id was reused with other parameters. */
+export class RequestIdMismatchError extends InvalidArgumentError {
+  override name = "RequestIdMismatchError";
+  constructor(requestId: string) {
+    super(
+      [{ field: "request_id", description: "was already used with different parameters" }],
+      "REQUEST_ID_MISMATCH",
+      `request_id "${requestId}" was already used with different parameters`,
+    );
+  }
+}
+
+/** NotFoundError: the resource does not exist for this merchant. */
+export class NotFoundError extends Error {
+  override name = "NotFoundError";
+  readonly resourceType: string;
+  readonly resourceName: string;
+  constructor(resourceType: string, resourceName: string) {
+    super(`${resourceType} "${resourceName}" not found`);
+    this.resourceType = resourceType;
+    this.resourceName = resourceName;
+  }
+}
+
+/** AlreadyExistsError: a create named a key that is taken. */
+export class AlreadyExistsError extends Error {
+  override name = "AlreadyExistsError";
+  readonly resourceType: string;
+  readonly resourceName: string;
+  constructor(resourceType: string, resourceName: string) {
+    super(`${resourceType} "${resourceName}" already exists`);
+    this.resourceType = resourceType;
+    this.resourceName = resourceName;
+  }
+}
+
+/** EtagMismatchError: optimistic concurrency lost; the caller should re-read. */
+export class EtagMismatchError extends Error {
+  override name = "EtagMismatchError";
+  readonly currentEtag: string;
+  constructor(resourceName: string, currentEtag: string) {
+    super(`${resourceName} was changed: the etag does not match the current version`);
+    this.currentEtag = currentEtag;
+  }
+}
+
+/** PreconditionError: the request is valid but the system state forbids it. */
+export class PreconditionError extends Error {
+  override name = "PreconditionError";
+  readonly reason: string;
+  readonly metadata: Record<string, string>;
+  constructor(reason: string, message: string, metadata: Record<string, string> = {}) {
+    super(message);
+    this.reason = reason;
+    this.metadata = metadata;
+  }
+}
+
+/** UnauthenticatedError: no valid credential was presented. */
+export class UnauthenticatedError extends Error {
+  override name = "UnauthenticatedError";
+}

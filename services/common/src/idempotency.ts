@@ -1,0 +1,91 @@
+import { createHash } from "node:crypto";
+import { fromBinary, toBinary, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { Transaction } from "kysely";
+import type { CommonTables } from "./schema.ts";
+import { ER_DUP_ENTRY, mysqlErrno } from "./db.ts";
+import { InvalidArgumentError, RequestIdMismatchError } from "./errors.ts";
+
+export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage> {
+  merchantId: string;
+  /** The client's request_id; empty means the call is not idempotent. */
+  requestId: string;
+  /** The RPC, e.g. "CatalogService.UpdateProduct": a key reused across methods is a mismatch. */
+  method: string;
+  requestSchema: Req;
+  request: MessageShape<Req>;
+  responseSchema: Res;
+}
+
+const REQUEST_ID_MAX = 128;
+
+/**
+ * idempotent makes a mutation safe to retry (AIP-155). Inside the caller's
+ * transaction it first claims (merchant, request_id); a concurrent duplicate
+ * blocks on that row until the first commits, then finds it. A claimed key
+ * with the same request fingerprint returns the stored response; a different
+ * fingerprint fails with REQUEST_ID_MISMATCH. If the mutation fails, the
+ * claim rolls back with it, so a retry runs the mutation again.
+ */
+export async function idempotent<Req extends DescMessage, Res extends DescMessage>(
+  trx: Transaction<CommonTables>,
+  call: IdempotentCall<Req, Res>,
+  run: () => Promise<MessageShape<Res>>,
+): Promise<MessageShape<Res>> {
+  if (call.requestId === "") return run();
+  if (call.requestId.length > REQUEST_ID_MAX) {
+    throw new InvalidArgumentError([{ field: "request_id", description: `must be at most ${REQUEST_ID_MAX} characters` }]);
+  }
+  const fingerprint = requestFingerprint(call);
+  try {
+    await trx
+      .insertInto("idempotency_keys")
+      .values({
+        merchant_id: call.merchantId,
+        request_id: call.requestId,
+        method: call.method,
+        request_sha256: fingerprint,
+        response: null,
+        created_at: new Date(),
+      })
+      .execute();
+  } catch (error) {
+    if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
+    const row = await trx
+      .selectFrom("idempotency_keys")
+      .select(["method", "request_sha256", "response"])
+      .where("merchant_id", "=", call.merchantId)
+      .where("request_id", "=", call.requestId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    if (row.method !== call.method || !row.request_sha256.equals(fingerprint) || row.response === null) {
+      throw new RequestIdMismatchError(call.requestId);
+    }
+    return fromBinary(call.responseSchema, row.response);
+  }
+  const response = await run();
+  await trx
+    .updateTable("idempotency_keys")
+    .set({ response: Buffer.from(toBinary(call.responseSchema, response)) })
+    .where("merchant_id", "=", call.merchantId)
+    .where("request_id", "=", call.requestId)
+    .execute();
+  return response;
+}
+
+/** requestFingerprint hashes the method and the request without its request_id, with map keys sorted. */
+function requestFingerprint<Req extends DescMessage>(call: IdempotentCall<Req, DescMessage>): Buffer {
+  const json = toJson(call.requestSchema, call.request) as Record<string, unknown>;
+  delete json["requestId"];
+  return createHash("sha256").update(call.method).update("\n").update(stableStringify(json)).digest();
+}
+
+function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

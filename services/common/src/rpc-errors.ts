@@ -1,0 +1,58 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import {
+  AlreadyExistsError,
+  EtagMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  PreconditionError,
+  UnauthenticatedError,
+} from "./errors.ts";
+import type { Logger } from "./log.ts";
+
+/** ERROR_DOMAIN is the google.rpc.ErrorInfo domain of every stockroom error. */
+export const ERROR_DOMAIN = "stockroom";
+
+/**
+ * toConnectError maps a domain error to a status with google.rpc details
+ * (AIP-193). Anything unrecognized becomes INTERNAL with a generic message:
+ * the cause is logged, never sent to the client.
+ */
+export function toConnectError(error: unknown, log: Logger, procedure: string): ConnectError {
+  if (error instanceof ConnectError) return error;
+  const info = (reason: string, metadata: Record<string, string> = {}) => ({
+    desc: ErrorInfoSchema,
+    value: { reason, domain: ERROR_DOMAIN, metadata },
+  });
+  if (error instanceof InvalidArgumentError) {
+    return new ConnectError(error.message, Code.InvalidArgument, undefined, [
+      info(error.reason),
+      { desc: BadRequestSchema, value: { fieldViolations: error.violations } },
+    ]);
+  }
+  if (error instanceof NotFoundError) {
+    return new ConnectError(error.message, Code.NotFound, undefined, [
+      info("NOT_FOUND", { resource_type: error.resourceType }),
+      { desc: ResourceInfoSchema, value: { resourceType: error.resourceType, resourceName: error.resourceName } },
+    ]);
+  }
+  if (error instanceof AlreadyExistsError) {
+    return new ConnectError(error.message, Code.AlreadyExists, undefined, [
+      info("ALREADY_EXISTS", { resource_type: error.resourceType }),
+      { desc: ResourceInfoSchema, value: { resourceType: error.resourceType, resourceName: error.resourceName } },
+    ]);
+  }
+  if (error instanceof EtagMismatchError) {
+    return new ConnectError(error.message, Code.Aborted, undefined, [
+      info("ETAG_MISMATCH", { current_etag: error.currentEtag }),
+    ]);
+  }
+  if (error instanceof PreconditionError) {
+    return new ConnectError(error.message, Code.FailedPrecondition, undefined, [info(error.reason, error.metadata)]);
+  }
+  if (error instanceof UnauthenticatedError) {
+    return new ConnectError(error.message, Code.Unauthenticated, undefined, [info("UNAUTHENTICATED")]);
+  }
+  log.error("unhandled error", { procedure, error });
+  return new ConnectError("internal error", Code.Internal);
+}

@@ -1,0 +1,109 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { HealthRegistry, ServingStatus } from "./health.ts";
+import type { Logger } from "./log.ts";
+import { registerReflection } from "./reflection.ts";
+
+export interface ApiServerOptions {
+  host: string;
+  port: number;
+  /** The services this process exposes, for health and reflection. */
+  services: DescService[];
+  routes: (router: ConnectRouter) => void;
+  interceptors: Interceptor[];
+  log: Logger;
+  /** How long close() waits for in-flight calls before cutting connections. */
+  drainMs?: number;
+}
+
+export interface ApiServer {
+  url: string;
+  port: number;
+  health: HealthRegistry;
+  /** close flips health to NOT_SERVING, stops accepting, drains in-flight calls, then returns. */
+  close(): Promise<void>;
+}
+
+/**
+ * startApiServer serves gRPC, gRPC-Web and Connect on one cleartext port.
+ * Each connection's first bytes decide its protocol: the HTTP/2 preface
+ * ("PRI * HTTP/2.0") goes to an HTTP/2 server (gRPC clients, prior
+ * knowledge), anything else to an HTTP/1.1 server (browsers, curl, Connect).
+ * Node's http2 server alone cannot also speak HTTP/1.1 without TLS.
+ */
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const health = new HealthRegistry(options.services.map((s) => s.typeName));
+  const handler = connectNodeAdapter({
+    routes(router) {
+      options.routes(router);
+      health.register(router);
+      registerReflection(router, options.services);
+    },
+    interceptors: options.interceptors,
+  });
+
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    inFlight++;
+    res.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+    handler(req as http.IncomingMessage, res as http.ServerResponse);
+  };
+
+  const h1 = http.createServer(counted);
+  const h2 = http2.createServer({}, counted);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.once("data", (chunk: Buffer) => {
+      socket.pause();
+      socket.unshift(chunk);
+      if (chunk.subarray(0, 3).toString("latin1") === "PRI") {
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
+
+  return {
+    url,
+    port,
+    health,
+    async close() {
+      health.setAll(ServingStatus.NOT_SERVING);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.close();
+      h1.closeIdleConnections();
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => (drained = resolve)),
+          new Promise<void>((resolve) => setTimeout(resolve, options.drainMs ?? 10_000).unref()),
+        ]);
+      }
+      if (inFlight > 0) options.log.warn("drain timed out; closing connections", { inFlight });
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

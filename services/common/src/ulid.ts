@@ -1,0 +1,61 @@
+import { randomBytes } from "node:crypto";
+
+const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+let lastTime = -1;
+let lastRandom = new Uint8Array(10);
+
+/**
+ * newUlid returns a ULID: 48 bits of milliseconds and 80 random bits in
+ * Crockford base32. Within one millisecond the random part is incremented,
+ * so ids made by one process sort in creation order.
+ */
+export function newUlid(now: number = Date.now()): string {
+  if (now <= lastTime) {
+    increment(lastRandom);
+  } else {
+    lastTime = now;
+    lastRandom = new Uint8Array(randomBytes(10));
+  }
+  return encodeTime(lastTime) + encodeRandom(lastRandom);
+}
+
+/** ULID_PATTERN matches a canonical upper-case ULID. */
+export const ULID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+
+function encodeTime(ms: number): string {
+  let out = "";
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[ms % 32] + out;
+    ms = Math.floor(ms / 32);
+  }
+  return out;
+}
+
+function encodeRandom(bytes: Uint8Array): string {
+  // 80 bits = 16 base32 characters, read 5 bits at a time.
+  let out = "";
+  let buffer = 0;
+  let bits = 0;
+  for (const byte of bytes) {
+    buffer = (buffer << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += ALPHABET[(buffer >> bits) & 31];
+    }
+    buffer &= (1 << bits) - 1;
+  }
+  return out;
+}
+
+function increment(bytes: Uint8Array): void {
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i] === 255) {
+      bytes[i] = 0;
+    } else {
+      bytes[i]! += 1;
+      return;
+    }
+  }
+}
