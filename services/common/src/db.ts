@@ -61,6 +61,14 @@ function errorCode(error: unknown): string {
   return (error as { code?: string })?.code ?? "error";
 }
 
+/**
+ * jsonColumn reads a JSON column: MySQL and newer MariaDB metadata make
+ * mysql2 parse it already, older servers send the text.
+ */
+export function jsonColumn<T>(value: unknown): T {
+  return (typeof value === "string" ? JSON.parse(value) : value) as T;
+}
+
 /** mysqlErrno returns the server error number of a mysql2 error, if it has one. */
 export function mysqlErrno(error: unknown): number | undefined {
   const errno = (error as { errno?: unknown })?.errno;

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { fromBinary, toBinary, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { Transaction } from "kysely";
 import type { CommonTables } from "./schema.ts";
 import { ER_DUP_ENTRY, mysqlErrno } from "./db.ts";
@@ -29,9 +29,9 @@ const REQUEST_ID_MAX = 128;
 export async function idempotent<Req extends DescMessage, Res extends DescMessage>(
   trx: Transaction<CommonTables>,
   call: IdempotentCall<Req, Res>,
-  run: () => Promise<MessageShape<Res>>,
+  run: () => Promise<MessageInitShape<Res>>,
 ): Promise<MessageShape<Res>> {
-  if (call.requestId === "") return run();
+  if (call.requestId === "") return create(call.responseSchema, await run());
   if (call.requestId.length > REQUEST_ID_MAX) {
     throw new InvalidArgumentError([{ field: "request_id", description: `must be at most ${REQUEST_ID_MAX} characters` }]);
   }
@@ -62,7 +62,7 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
     }
     return fromBinary(call.responseSchema, row.response);
   }
-  const response = await run();
+  const response = create(call.responseSchema, await run());
   await trx
     .updateTable("idempotency_keys")
     .set({ response: Buffer.from(toBinary(call.responseSchema, response)) })

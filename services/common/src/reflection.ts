@@ -41,7 +41,7 @@ function respond(registry: FileRegistry, services: string[], req: Request) {
     case "listServices":
       return {
         case: "listServicesResponse" as const,
-        value: { service: [...services, ...REFLECTION_SERVICES].map((name) => ({ name })) },
+        value: { service: services.map((name) => ({ name })) },
       };
     case "fileByFilename": {
       const file = registry.getFile(r.value);
@@ -61,8 +61,6 @@ function respond(registry: FileRegistry, services: string[], req: Request) {
       return { case: "errorResponse" as const, value: { errorCode: 3, errorMessage: "unsupported request" } };
   }
 }
-
-const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 function notFound(message: string) {
   return { case: "errorResponse" as const, value: { errorCode: 5, errorMessage: message } };

@@ -4,6 +4,9 @@ import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthRegistry, ServingStatus } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { registerReflection } from "./reflection.ts";
@@ -41,7 +44,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     routes(router) {
       options.routes(router);
       health.register(router);
-      registerReflection(router, options.services);
+      registerReflection(router, [...options.services, Health, ServerReflection, ServerReflectionAlpha]);
     },
     interceptors: options.interceptors,
   });

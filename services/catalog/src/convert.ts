@@ -1,0 +1,110 @@
+/** Mapping between the wire (stockroom.catalog.v1) and the domain. */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  ChangeSourceKind,
+  ChangeType as ProtoChangeType,
+  ProductChangeSchema,
+  ProductSchema,
+  ProductStatus as ProtoStatus,
+  type Product as ProtoProduct,
+  type ProductChange as ProtoProductChange,
+} from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { jsonColumn } from "@stockroom/common/db.ts";
+import type { FieldViolation } from "@stockroom/common/errors.ts";
+import { etagOf, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
+import type { ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
+
+const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
+  active: ProtoStatus.ACTIVE,
+  draft: ProtoStatus.DRAFT,
+  archived: ProtoStatus.ARCHIVED,
+};
+
+/** statusFromProto maps a wire status; UNSPECIFIED gives fallback, unknown values a violation. */
+export function statusFromProto(
+  field: string,
+  status: ProtoStatus,
+  fallback: ProductStatus | undefined,
+  violations: FieldViolation[],
+): ProductStatus | undefined {
+  const found = (Object.keys(STATUS_TO_PROTO) as ProductStatus[]).find((k) => STATUS_TO_PROTO[k] === status);
+  if (found) return found;
+  if (status === ProtoStatus.UNSPECIFIED && fallback) return fallback;
+  violations.push({ field, description: status === ProtoStatus.UNSPECIFIED ? "is required" : `unknown status ${status}` });
+  return undefined;
+}
+
+/** fieldsFromProto reads the settable fields of a wire product (unvalidated). */
+export function fieldsFromProto(p: ProtoProduct, status: ProductStatus): ProductFields {
+  return {
+    title: p.title,
+    description: p.description,
+    priceMinor: Number(p.price?.minorUnits ?? 0n),
+    currency: p.price?.currencyCode ?? "",
+    stock: p.stock,
+    status,
+    attributes: sortedAttributes({ ...p.attributes }),
+  };
+}
+
+export function productToProto(p: Product): ProtoProduct {
+  return create(ProductSchema, {
+    id: p.id,
+    sku: p.sku,
+    title: p.title,
+    description: p.description,
+    price: { currencyCode: p.currency, minorUnits: BigInt(p.priceMinor) },
+    stock: p.stock,
+    status: STATUS_TO_PROTO[p.status],
+    attributes: p.attributes,
+    version: BigInt(p.version),
+    etag: etagOf(p),
+    createTime: timestampFromDate(p.createdAt),
+    updateTime: timestampFromDate(p.updatedAt),
+  });
+}
+
+/** snapshot serializes a product for the audit trail's before/after columns. */
+export function snapshot(p: Product | undefined): string | null {
+  return p ? JSON.stringify(p) : null;
+}
+
+function fromSnapshot(json: string | null): Product | undefined {
+  if (json === null) return undefined;
+  const raw = jsonColumn<Product & { createdAt: string; updatedAt: string }>(json);
+  return { ...raw, createdAt: new Date(raw.createdAt), updatedAt: new Date(raw.updatedAt) };
+}
+
+export const CHANGE_TYPE_TO_PROTO: Record<ChangeType, ProtoChangeType> = {
+  created: ProtoChangeType.CREATED,
+  updated: ProtoChangeType.UPDATED,
+  deleted: ProtoChangeType.DELETED,
+};
+
+export const SOURCE_KIND_TO_PROTO: Record<SourceKind, ChangeSourceKind> = {
+  api: ChangeSourceKind.API,
+  bulk_job: ChangeSourceKind.BULK_JOB,
+  order: ChangeSourceKind.ORDER,
+  rollback: ChangeSourceKind.ROLLBACK,
+};
+
+export function changeToProto(row: ProductChangeRow): ProtoProductChange {
+  const before = fromSnapshot(row.before_state);
+  const after = fromSnapshot(row.after_state);
+  return create(ProductChangeSchema, {
+    id: row.change_id,
+    productId: row.product_id,
+    sku: row.sku,
+    type: CHANGE_TYPE_TO_PROTO[row.change_type],
+    version: BigInt(row.version),
+    changedFields: jsonColumn<string[]>(row.changed_fields),
+    before: before && productToProto(before),
+    after: after && productToProto(after),
+    actor: row.actor,
+    source: { kind: SOURCE_KIND_TO_PROTO[row.source_kind], reference: row.source_ref },
+    requestId: row.request_id,
+    changeTime: timestampFromDate(row.created_at),
+    reason: row.reason,
+  });
+}

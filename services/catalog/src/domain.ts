@@ -1,0 +1,178 @@
+/**
+ * Product rules: what a valid product is, how an update mask applies, and
+ * how etags encode versions. Imports neither proto nor kysely.
+ */
+import type { FieldViolation } from "@stockroom/common/errors.ts";
+import { isKnownCurrency, MAX_MINOR_UNITS } from "@stockroom/common/money.ts";
+
+export type ProductStatus = "active" | "draft" | "archived";
+
+/** Product is the stored state of one product. */
+export interface Product {
+  id: string;
+  sku: string;
+  title: string;
+  description: string;
+  priceMinor: number;
+  currency: string;
+  stock: number;
+  status: ProductStatus;
+  attributes: Record<string, string>;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** ProductFields are the fields a caller can set. */
+export type ProductFields = Pick<Product, "title" | "description" | "priceMinor" | "currency" | "stock" | "status" | "attributes">;
+
+export const LIMITS = {
+  sku: 128,
+  title: 500,
+  description: 10_000,
+  attributes: 50,
+  attributeKey: 64,
+  attributeValue: 1_000,
+  stock: 2_147_483_647,
+  reason: 500,
+} as const;
+
+/** MASK_PATHS are the update_mask paths besides attributes.<key>. */
+export const MASK_PATHS = ["title", "description", "price", "stock", "status", "attributes"] as const;
+export type MaskPath = (typeof MASK_PATHS)[number] | `attributes.${string}`;
+
+const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** validateSku appends a violation if sku is not a usable SKU. */
+export function validateSku(field: string, sku: string, violations: FieldViolation[]): void {
+  if (sku === "") violations.push({ field, description: "is required" });
+  else if ([...sku].length > LIMITS.sku) violations.push({ field, description: `must be at most ${LIMITS.sku} characters` });
+  else if (CONTROL.test(sku) || sku.trim() !== sku) {
+    violations.push({ field, description: "must not contain control characters or surrounding spaces" });
+  }
+}
+
+/** validateFields checks the named fields of a product; prefix is the request path, e.g. "product". */
+export function validateFields(
+  prefix: string,
+  fields: Partial<ProductFields>,
+  violations: FieldViolation[],
+): void {
+  const at = (f: string) => `${prefix}.${f}`;
+  if (fields.title !== undefined) {
+    if (fields.title.trim() === "") violations.push({ field: at("title"), description: "is required" });
+    else if ([...fields.title].length > LIMITS.title) {
+      violations.push({ field: at("title"), description: `must be at most ${LIMITS.title} characters` });
+    }
+  }
+  if (fields.description !== undefined && [...fields.description].length > LIMITS.description) {
+    violations.push({ field: at("description"), description: `must be at most ${LIMITS.description} characters` });
+  }
+  if (fields.currency !== undefined && !isKnownCurrency(fields.currency)) {
+    violations.push({ field: at("price.currency_code"), description: `"${fields.currency}" is not an ISO 4217 currency code` });
+  }
+  if (fields.priceMinor !== undefined) {
+    if (fields.priceMinor < 0) violations.push({ field: at("price.minor_units"), description: "must not be negative" });
+    else if (fields.priceMinor > Number(MAX_MINOR_UNITS)) {
+      violations.push({ field: at("price.minor_units"), description: `must be at most ${MAX_MINOR_UNITS}` });
+    }
+  }
+  if (fields.stock !== undefined && fields.stock < 0) {
+    violations.push({ field: at("stock"), description: "must not be negative" });
+  }
+  if (fields.attributes !== undefined) validateAttributes(at("attributes"), fields.attributes, violations);
+}
+
+function validateAttributes(field: string, attributes: Record<string, string>, violations: FieldViolation[]): void {
+  const keys = Object.keys(attributes);
+  if (keys.length > LIMITS.attributes) {
+    violations.push({ field, description: `must have at most ${LIMITS.attributes} entries` });
+  }
+  for (const key of keys) {
+    if (!ATTRIBUTE_KEY.test(key) || key.length > LIMITS.attributeKey) {
+      violations.push({ field: `${field}.${key}`, description: `key must be 1 to ${LIMITS.attributeKey} characters of [A-Za-z0-9_.-]` });
+    } else if ([...attributes[key]!].length > LIMITS.attributeValue) {
+      violations.push({ field: `${field}.${key}`, description: `value must be at most ${LIMITS.attributeValue} characters` });
+    }
+  }
+}
+
+/** validateMaskPath tells whether path is a supported update_mask path. */
+export function isMaskPath(path: string): path is MaskPath {
+  if ((MASK_PATHS as readonly string[]).includes(path)) return true;
+  const key = path.startsWith("attributes.") ? path.slice("attributes.".length) : undefined;
+  return key !== undefined && ATTRIBUTE_KEY.test(key) && key.length <= LIMITS.attributeKey;
+}
+
+/**
+ * applyMask returns the product with the masked fields taken from patch, and
+ * the paths whose values really changed (field-mask style, e.g. "price",
+ * "attributes.color"). attributes.<key> absent from patch removes the key.
+ */
+export function applyMask(
+  current: Product,
+  patch: ProductFields,
+  paths: readonly MaskPath[],
+): { next: Product; changed: string[] } {
+  const next: Product = { ...current, attributes: { ...current.attributes } };
+  for (const path of paths) {
+    switch (path) {
+      case "title":
+      case "description":
+      case "stock":
+      case "status":
+        (next as unknown as Record<string, unknown>)[path] = patch[path];
+        break;
+      case "price":
+        next.priceMinor = patch.priceMinor;
+        next.currency = patch.currency;
+        break;
+      case "attributes":
+        next.attributes = { ...patch.attributes };
+        break;
+      default: {
+        const key = path.slice("attributes.".length);
+        const value = patch.attributes[key];
+        if (value === undefined) delete next.attributes[key];
+        else next.attributes[key] = value;
+      }
+    }
+  }
+  next.attributes = sortedAttributes(next.attributes);
+  return { next, changed: diffFields(current, next) };
+}
+
+/** diffFields lists the field-mask paths that differ between two states. */
+export function diffFields(a: Product, b: Product): string[] {
+  const changed: string[] = [];
+  for (const f of ["title", "description", "stock", "status"] as const) if (a[f] !== b[f]) changed.push(f);
+  if (a.priceMinor !== b.priceMinor || a.currency !== b.currency) changed.push("price");
+  const keys = new Set([...Object.keys(a.attributes), ...Object.keys(b.attributes)]);
+  for (const k of [...keys].sort()) if (a.attributes[k] !== b.attributes[k]) changed.push(`attributes.${k}`);
+  return changed;
+}
+
+/** sortedAttributes returns the map with keys in order, so stored JSON is canonical. */
+export function sortedAttributes(attributes: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(attributes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** etagOf encodes a product's identity and version: "<id>.<version>". */
+export function etagOf(p: Pick<Product, "id" | "version">): string {
+  return `${p.id}.${p.version}`;
+}
+
+const ETAG = /^([0-9A-HJKMNP-TV-Z]{26})\.([1-9][0-9]{0,15})$/;
+
+/** parseEtag returns the id and version in an etag, or undefined if it is malformed. */
+export function parseEtag(etag: string): { id: string; version: number } | undefined {
+  const m = ETAG.exec(etag);
+  return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
+}
+
+/** etagMatches tells whether an etag names exactly this product version. */
+export function etagMatches(etag: string, p: Pick<Product, "id" | "version">): boolean {
+  return etag === etagOf(p);
+}

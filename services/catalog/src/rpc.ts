@@ -1,0 +1,323 @@
+import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  AdjustStockRequestSchema,
+  AdjustStockResponseSchema,
+  CatalogService,
+  CreateProductRequestSchema,
+  CreateProductResponseSchema,
+  DeleteProductRequestSchema,
+  DeleteProductResponseSchema,
+  UpdateProductRequestSchema,
+  UpdateProductResponseSchema,
+} from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import { ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { kPrincipal, type Principal } from "@stockroom/common/auth.ts";
+import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "@stockroom/common/db.ts";
+import {
+  AlreadyExistsError,
+  EtagMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  PreconditionError,
+  UnauthenticatedError,
+  type FieldViolation,
+} from "@stockroom/common/errors.ts";
+import { idempotent, type IdempotentCall } from "@stockroom/common/idempotency.ts";
+import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import {
+  applyMask,
+  etagMatches,
+  etagOf,
+  isMaskPath,
+  LIMITS,
+  MASK_PATHS,
+  parseEtag,
+  validateFields,
+  validateSku,
+  type MaskPath,
+  type Product,
+  type ProductFields,
+} from "./domain.ts";
+import { changeToProto, fieldsFromProto, productToProto, statusFromProto } from "./convert.ts";
+import { recordChange, type ChangeContext } from "./events.ts";
+import {
+  deleteProductRow,
+  findProduct,
+  findProductById,
+  findProducts,
+  insertProduct,
+  listChanges,
+  listProducts,
+  updateProductRow,
+  type CatalogDb,
+  type CatalogTx,
+} from "./store.ts";
+
+export interface CatalogDeps {
+  db: CatalogDb;
+}
+
+/** createCatalogService implements stockroom.catalog.v1.CatalogService over MySQL. */
+export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof CatalogService> {
+  return {
+    async createProduct(req, ctx) {
+      const principal = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      const p = req.product;
+      if (!p) throw new InvalidArgumentError([{ field: "product", description: "is required" }]);
+      validateSku("product.sku", p.sku, violations);
+      if (!p.price) violations.push({ field: "product.price", description: "is required" });
+      const status = statusFromProto("product.status", p.status, "active", violations);
+      const fields = fieldsFromProto(p, status ?? "active");
+      validateFields("product", fields, violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+
+      return mutate(db, principal, { method: "CatalogService.CreateProduct", requestId: req.requestId, requestSchema: CreateProductRequestSchema, request: req, responseSchema: CreateProductResponseSchema }, async (trx, change) => {
+        const now = new Date();
+        const product: Product = { id: newUlid(), sku: p.sku, ...fields, version: 1, createdAt: now, updatedAt: now };
+        try {
+          await insertProduct(trx, principal.merchantId, product);
+        } catch (error) {
+          if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
+          throw error;
+        }
+        await recordChange(trx, change, "created", undefined, product, [...MASK_PATHS], now);
+        return { product: productToProto(product) };
+      });
+    },
+
+    async getProduct(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      if ((req.sku === "") === (req.id === "")) {
+        throw new InvalidArgumentError([{ field: "sku", description: "exactly one of sku and id must be set" }]);
+      }
+      const product = req.sku !== "" ? await findProduct(db, merchantId, req.sku) : await findProductById(db, merchantId, req.id);
+      if (!product) throw new NotFoundError("product", req.sku || req.id);
+      return { product: productToProto(product) };
+    },
+
+    async batchGetProducts(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      if (req.skus.length === 0 || req.skus.length > 100) {
+        throw new InvalidArgumentError([{ field: "skus", description: "must name 1 to 100 SKUs" }]);
+      }
+      const unique = [...new Set(req.skus)];
+      const found = new Map((await findProducts(db, merchantId, unique)).map((p) => [p.sku, p]));
+      return {
+        products: unique.flatMap((sku) => (found.has(sku) ? [productToProto(found.get(sku)!)] : [])),
+        missingSkus: unique.filter((sku) => !found.has(sku)),
+      };
+    },
+
+    async listProducts(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto("status", req.status, undefined, violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+      const limit = pageSize(req.pageSize, 100, 1000);
+      const updatedSince = req.updatedSince ? timestampDate(req.updatedSince) : undefined;
+      const order = updatedSince ? "updated" : "sku";
+      const filters = { updatedSince: updatedSince?.toISOString(), status };
+      const position = decodePageToken(req.pageToken, filters) as [string, string?] | undefined;
+      const after = position && { sku: String(position[0]), updatedAt: position[1] ? new Date(position[1]) : undefined };
+      const rows = await listProducts(db, merchantId, { order, after, updatedSince, status, limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        products: page.map(productToProto),
+        nextPageToken:
+          rows.length > limit && last
+            ? encodePageToken(order === "updated" ? [last.sku, last.updatedAt.toISOString()] : [last.sku], filters)
+            : "",
+      };
+    },
+
+    async updateProduct(req, ctx) {
+      const principal = principalOf(ctx);
+      const p = req.product;
+      if (!p) throw new InvalidArgumentError([{ field: "product", description: "is required" }]);
+      const violations: FieldViolation[] = [];
+      validateSku("product.sku", p.sku, violations);
+      const etag = checkEtag("product.etag", p.etag, violations);
+      const paths = maskPaths(p, req.updateMask?.paths ?? [], violations);
+      const status = paths.includes("status") ? statusFromProto("product.status", p.status, undefined, violations) : undefined;
+      const patch = fieldsFromProto(p, status ?? "active");
+      validateFields("product", maskedFields(patch, paths), violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+
+      return mutate(db, principal, { method: "CatalogService.UpdateProduct", requestId: req.requestId, requestSchema: UpdateProductRequestSchema, request: req, responseSchema: UpdateProductResponseSchema }, async (trx, change) => {
+        const current = await lockProduct(trx, principal.merchantId, p.sku, etag);
+        const { next, changed } = applyMask(current, patch, paths);
+        if (changed.length === 0) return { product: productToProto(current) };
+        const now = new Date();
+        next.version = current.version + 1;
+        next.updatedAt = now;
+        await writeProduct(trx, principal.merchantId, next, current.version);
+        await recordChange(trx, change, "updated", current, next, changed, now);
+        return { product: productToProto(next) };
+      });
+    },
+
+    async deleteProduct(req, ctx) {
+      const principal = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      validateSku("sku", req.sku, violations);
+      const etag = checkEtag("etag", req.etag, violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+
+      return mutate(db, principal, { method: "CatalogService.DeleteProduct", requestId: req.requestId, requestSchema: DeleteProductRequestSchema, request: req, responseSchema: DeleteProductResponseSchema }, async (trx, change) => {
+        const current = await lockProduct(trx, principal.merchantId, req.sku, etag);
+        if (!(await deleteProductRow(trx, principal.merchantId, req.sku, current.version))) {
+          throw new Error("product row changed under its lock");
+        }
+        const now = new Date();
+        const tombstone: Product = { ...current, version: current.version + 1, updatedAt: now };
+        await recordChange(trx, change, "deleted", current, tombstone, [], now);
+        return { product: productToProto(current) };
+      });
+    },
+
+    async adjustStock(req, ctx) {
+      const principal = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      validateSku("sku", req.sku, violations);
+      const etag = checkEtag("etag", req.etag, violations);
+      if (req.delta === 0) violations.push({ field: "delta", description: "must not be zero" });
+      if ([...req.reason].length > LIMITS.reason) {
+        violations.push({ field: "reason", description: `must be at most ${LIMITS.reason} characters` });
+      }
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+
+      return mutate(db, principal, { method: "CatalogService.AdjustStock", requestId: req.requestId, requestSchema: AdjustStockRequestSchema, request: req, responseSchema: AdjustStockResponseSchema }, async (trx, change) => {
+        const current = await lockProduct(trx, principal.merchantId, req.sku, etag);
+        const stock = current.stock + req.delta;
+        if (stock < 0) {
+          throw new PreconditionError(
+            "INSUFFICIENT_STOCK",
+            `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`,
+            { sku: req.sku, available: String(current.stock), requested: String(-req.delta) },
+          );
+        }
+        if (stock > LIMITS.stock) {
+          throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
+            sku: req.sku,
+            available: String(current.stock),
+          });
+        }
+        const now = new Date();
+        const next: Product = { ...current, stock, version: current.version + 1, updatedAt: now };
+        await writeProduct(trx, principal.merchantId, next, current.version);
+        await recordChange(trx, { ...change, reason: req.reason }, "updated", current, next, ["stock"], now);
+        return { product: productToProto(next) };
+      });
+    },
+
+    async listProductHistory(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      validateSku("sku", req.sku, violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+      const limit = pageSize(req.pageSize, 100, 1000);
+      const position = decodePageToken(req.pageToken, { sku: req.sku });
+      const rows = await listChanges(db, merchantId, req.sku, position ? String(position[0]) : undefined, limit + 1);
+      if (rows.length === 0 && !position && !(await findProduct(db, merchantId, req.sku))) {
+        throw new NotFoundError("product", req.sku);
+      }
+      const page = rows.slice(0, limit);
+      return {
+        changes: page.map(changeToProto),
+        nextPageToken: rows.length > limit ? encodePageToken([page.at(-1)!.change_id], { sku: req.sku }) : "",
+      };
+    },
+  };
+}
+
+/** principalOf returns the caller; the auth interceptor guarantees one on every catalog call. */
+function principalOf(ctx: HandlerContext): Principal {
+  const principal = ctx.values.get(kPrincipal);
+  if (!principal) throw new UnauthenticatedError("no credential");
+  return principal;
+}
+
+/**
+ * mutate runs one catalog mutation as ONE transaction: the idempotency claim,
+ * the row change, the audit entry and the outbox event commit together.
+ */
+function mutate<Req extends DescMessage, Res extends DescMessage>(
+  db: CatalogDb,
+  principal: Principal,
+  call: Omit<IdempotentCall<Req, Res>, "merchantId">,
+  run: (trx: CatalogTx, change: ChangeContext) => Promise<MessageInitShape<Res>>,
+): Promise<MessageShape<Res>> {
+  const change: ChangeContext = {
+    merchantId: principal.merchantId,
+    actor: principal.actor,
+    sourceKind: "api",
+    requestId: call.requestId,
+  };
+  return inTransaction(db, (trx) => idempotent(trx, { ...call, merchantId: principal.merchantId }, () => run(trx, change)));
+}
+
+/** lockProduct reads and locks the product, enforcing the caller's etag if one was sent. */
+async function lockProduct(trx: CatalogTx, merchantId: string, sku: string, etag: string | undefined): Promise<Product> {
+  const current = await findProduct(trx, merchantId, sku, true);
+  if (!current) throw new NotFoundError("product", sku);
+  if (etag !== undefined && !etagMatches(etag, current)) throw new EtagMismatchError(`product "${sku}"`, etagOf(current));
+  return current;
+}
+
+async function writeProduct(trx: CatalogTx, merchantId: string, next: Product, expectedVersion: number): Promise<void> {
+  if (!(await updateProductRow(trx, merchantId, next, expectedVersion))) {
+    // Unreachable while the row is locked; kept as a guard against misuse.
+    throw new Error("product row changed under its lock");
+  }
+}
+
+/** checkEtag returns the etag to enforce, undefined if none was sent, and flags malformed ones. */
+function checkEtag(field: string, etag: string, violations: FieldViolation[]): string | undefined {
+  if (etag === "") return undefined;
+  if (!parseEtag(etag)) violations.push({ field, description: "is not an etag returned by this API" });
+  return etag;
+}
+
+/** maskPaths resolves update_mask (AIP-134): explicit paths, "*", or implied by populated fields. */
+function maskPaths(p: ProtoProduct, requested: string[], violations: FieldViolation[]): MaskPath[] {
+  if (requested.length === 1 && requested[0] === "*") return [...MASK_PATHS];
+  if (requested.length === 0) {
+    const implied: MaskPath[] = [];
+    if (p.title !== "") implied.push("title");
+    if (p.description !== "") implied.push("description");
+    if (p.price) implied.push("price");
+    if (p.stock !== 0) implied.push("stock");
+    if (p.status !== ProtoStatus.UNSPECIFIED) implied.push("status");
+    for (const key of Object.keys(p.attributes)) implied.push(`attributes.${key}`);
+    if (implied.length === 0) violations.push({ field: "update_mask", description: "names no field and the product sets none" });
+    return implied;
+  }
+  const paths: MaskPath[] = [];
+  for (const path of requested) {
+    if (isMaskPath(path)) paths.push(path);
+    else violations.push({ field: "update_mask", description: `unknown or immutable path "${path}"` });
+  }
+  return paths;
+}
+
+/** maskedFields picks the fields named by the mask, for validation. */
+function maskedFields(patch: ProductFields, paths: MaskPath[]): Partial<ProductFields> {
+  const out: Partial<ProductFields> = {};
+  for (const path of paths) {
+    if (path === "price") {
+      out.priceMinor = patch.priceMinor;
+      out.currency = patch.currency;
+    } else if (path.startsWith("attributes.")) {
+      const key = path.slice("attributes.".length);
+      if (patch.attributes[key] !== undefined) out.attributes = { ...out.attributes, [key]: patch.attributes[key]! };
+    } else {
+      (out as Record<string, unknown>)[path] = patch[path as keyof ProductFields];
+    }
+  }
+  return out;
+}

@@ -1,0 +1,223 @@
+import path from "node:path";
+import type { Kysely, Selectable, Transaction } from "kysely";
+import { jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
+import type { CommonTables } from "@stockroom/common/schema.ts";
+import type { Product, ProductStatus } from "./domain.ts";
+
+/** catalogMigrations is the folder of the catalog's own tables. */
+export const catalogMigrations: MigrationSet = {
+  name: "catalog",
+  folder: path.join(import.meta.dirname, "..", "migrations"),
+};
+
+export interface ProductRow {
+  merchant_id: string;
+  sku: string;
+  product_id: string;
+  title: string;
+  description: string;
+  price_minor: number;
+  currency: string;
+  stock: number;
+  status: ProductStatus;
+  attributes: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type ChangeType = "created" | "updated" | "deleted";
+export type SourceKind = "api" | "bulk_job" | "order" | "rollback";
+
+export interface ProductChangeRow {
+  merchant_id: string;
+  change_id: string;
+  product_id: string;
+  sku: string;
+  change_type: ChangeType;
+  version: number;
+  changed_fields: string;
+  before_state: string | null;
+  after_state: string | null;
+  actor: string;
+  source_kind: SourceKind;
+  source_ref: string;
+  request_id: string;
+  reason: string;
+  created_at: Date;
+}
+
+export interface CatalogTables extends CommonTables {
+  products: ProductRow;
+  product_changes: ProductChangeRow;
+}
+
+export type CatalogDb = Kysely<CatalogTables>;
+export type CatalogTx = Transaction<CatalogTables>;
+
+export function rowToProduct(row: Selectable<ProductRow>): Product {
+  return {
+    id: row.product_id,
+    sku: row.sku,
+    title: row.title,
+    description: row.description,
+    priceMinor: Number(row.price_minor),
+    currency: row.currency,
+    stock: row.stock,
+    status: row.status,
+    attributes: jsonColumn<Record<string, string>>(row.attributes),
+    version: Number(row.version),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function productToRow(merchantId: string, p: Product): ProductRow {
+  return {
+    merchant_id: merchantId,
+    sku: p.sku,
+    product_id: p.id,
+    title: p.title,
+    description: p.description,
+    price_minor: p.priceMinor,
+    currency: p.currency,
+    stock: p.stock,
+    status: p.status,
+    attributes: JSON.stringify(p.attributes),
+    version: p.version,
+    created_at: p.createdAt,
+    updated_at: p.updatedAt,
+  };
+}
+
+/** findProduct reads one product by SKU; forUpdate locks the row for the transaction. */
+export async function findProduct(
+  db: CatalogDb | CatalogTx,
+  merchantId: string,
+  sku: string,
+  forUpdate = false,
+): Promise<Product | undefined> {
+  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "=", sku);
+  if (forUpdate) q = q.forUpdate();
+  const row = await q.executeTakeFirst();
+  return row && rowToProduct(row);
+}
+
+/** findProductById reads one product by its id. */
+export async function findProductById(db: CatalogDb, merchantId: string, id: string): Promise<Product | undefined> {
+  const row = await db
+    .selectFrom("products")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("product_id", "=", id)
+    .executeTakeFirst();
+  return row && rowToProduct(row);
+}
+
+/** findProducts reads the products with the given SKUs (missing ones are absent). */
+export async function findProducts(db: CatalogDb, merchantId: string, skus: string[]): Promise<Product[]> {
+  if (skus.length === 0) return [];
+  const rows = await db
+    .selectFrom("products")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "in", skus)
+    .execute();
+  return rows.map(rowToProduct);
+}
+
+/** insertProduct adds a product; a taken SKU surfaces as ER_DUP_ENTRY. */
+export async function insertProduct(trx: CatalogTx, merchantId: string, p: Product): Promise<void> {
+  await trx.insertInto("products").values(productToRow(merchantId, p)).execute();
+}
+
+/**
+ * updateProductRow writes next over the row if it is still at
+ * expectedVersion, and tells whether it did.
+ */
+export async function updateProductRow(
+  trx: CatalogTx,
+  merchantId: string,
+  next: Product,
+  expectedVersion: number,
+): Promise<boolean> {
+  const { merchant_id: _m, sku: _s, product_id: _p, created_at: _c, ...set } = productToRow(merchantId, next);
+  const result = await trx
+    .updateTable("products")
+    .set(set)
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", next.sku)
+    .where("version", "=", expectedVersion)
+    .executeTakeFirst();
+  return result.numUpdatedRows === 1n;
+}
+
+/** deleteProductRow removes the row if it is still at expectedVersion. */
+export async function deleteProductRow(
+  trx: CatalogTx,
+  merchantId: string,
+  sku: string,
+  expectedVersion: number,
+): Promise<boolean> {
+  const result = await trx
+    .deleteFrom("products")
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", sku)
+    .where("version", "=", expectedVersion)
+    .executeTakeFirst();
+  return result.numDeletedRows === 1n;
+}
+
+export type ProductOrder = "sku" | "updated";
+
+/** listProducts reads one keyset page, ordered by SKU or by (updated_at, sku). */
+export async function listProducts(
+  db: CatalogDb,
+  merchantId: string,
+  query: {
+    order: ProductOrder;
+    after?: { sku: string; updatedAt?: Date };
+    updatedSince?: Date;
+    status?: ProductStatus;
+    limit: number;
+  },
+): Promise<Product[]> {
+  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId);
+  if (query.status) q = q.where("status", "=", query.status);
+  if (query.updatedSince) q = q.where("updated_at", ">=", query.updatedSince);
+  const after = query.after;
+  if (query.order === "updated") {
+    if (after?.updatedAt) {
+      const at = after.updatedAt;
+      q = q.where((eb) => eb.or([eb("updated_at", ">", at), eb.and([eb("updated_at", "=", at), eb("sku", ">", after.sku)])]));
+    }
+    q = q.orderBy("updated_at").orderBy("sku");
+  } else {
+    if (after) q = q.where("sku", ">", after.sku);
+    q = q.orderBy("sku");
+  }
+  const rows = await q.limit(query.limit).execute();
+  return rows.map(rowToProduct);
+}
+
+/** insertChange appends one audit entry. */
+export async function insertChange(trx: CatalogTx, row: ProductChangeRow): Promise<void> {
+  await trx.insertInto("product_changes").values(row).execute();
+}
+
+/** listChanges reads one page of a SKU's audit trail, newest first. */
+export async function listChanges(
+  db: CatalogDb,
+  merchantId: string,
+  sku: string,
+  beforeChangeId: string | undefined,
+  limit: number,
+): Promise<ProductChangeRow[]> {
+  let q = db
+    .selectFrom("product_changes")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", sku);
+  if (beforeChangeId) q = q.where("change_id", "<", beforeChangeId);
+  return q.orderBy("change_id", "desc").limit(limit).execute();
+}

@@ -1,0 +1,50 @@
+/** ApiConfig is what every API process needs; parseApiConfig is pure over an env map. */
+export interface ApiConfig {
+  host: string;
+  port: number;
+  databaseUrl: string;
+  dbPoolSize: number;
+  /** OTLP endpoint; tracing is off without one. */
+  otlpEndpoint: string | undefined;
+  logLevel: "info" | "warn" | "error" | "silent";
+  /** How long SIGTERM waits for in-flight calls. */
+  drainMs: number;
+  /** How long a verified API key is trusted before it is checked again. */
+  authCacheMs: number;
+}
+
+export type Env = Record<string, string | undefined>;
+
+export const DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/stockroom";
+
+export function parseApiConfig(env: Env): ApiConfig {
+  const logLevel = env["LOG_LEVEL"] ?? "info";
+  if (!["info", "warn", "error", "silent"].includes(logLevel)) {
+    throw new Error(`LOG_LEVEL must be info, warn, error or silent, not "${logLevel}"`);
+  }
+  const databaseUrl = env["DATABASE_URL"] ?? DEFAULT_DATABASE_URL;
+  if (!/^mysql:\/\/[^/]+\/[A-Za-z0-9_]+(\?.*)?$/.test(databaseUrl)) {
+    throw new Error(`DATABASE_URL must look like mysql://user:password@host:3306/database, not "${databaseUrl}"`);
+  }
+  return {
+    host: env["HOST"] ?? "127.0.0.1",
+    port: readInt(env, "PORT", 8080, 0, 65535),
+    databaseUrl,
+    dbPoolSize: readInt(env, "DB_POOL_SIZE", 20, 1, 1000),
+    otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] || undefined,
+    logLevel: logLevel as ApiConfig["logLevel"],
+    drainMs: readInt(env, "DRAIN_MS", 10_000, 0, 600_000),
+    authCacheMs: readInt(env, "AUTH_CACHE_MS", 10_000, 0, 3_600_000),
+  };
+}
+
+/** readInt reads an integer setting within bounds, or explains what is wrong. */
+export function readInt(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer from ${min} to ${max}, not "${raw}"`);
+  }
+  return value;
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// Entry point of `npm start` and `npm test`. Plain JavaScript so it runs on
+// whatever Node the machine has: it installs the project (which brings the
+// pinned Node 24 as the `node` package), makes sure MariaDB and NATS answer
+// (starting them where installed), then hands over to Node 24.
+import { spawnSync, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const node24 = path.join(root, "node_modules", ".bin", "node");
+const command = process.argv[2];
+const commands = {
+  start: ["tools/start.ts"],
+  test: ["tools/test.ts"],
+};
+if (!commands[command]) {
+  console.error(`usage: node tools/bootstrap.mjs ${Object.keys(commands).join("|")}`);
+  process.exit(2);
+}
+
+function run(cmd, args, options = {}) {
+  const result = spawnSync(cmd, args, { cwd: root, stdio: "inherit", ...options });
+  if (result.error) throw result.error;
+  return result.status ?? 1;
+}
+
+// 1. Dependencies, including Node 24 itself.
+if (!existsSync(node24) || !existsSync(path.join(root, "node_modules", ".package-lock.json"))) {
+  console.log("stockroom: installing dependencies (npm ci)…");
+  if (run("npm", ["ci", "--no-audit", "--no-fund"]) !== 0) {
+    console.error("stockroom: `npm ci` failed; fix the error above and run the command again.");
+    process.exit(1);
+  }
+}
+
+// 2. Backing services.
+function reachable(host, port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+async function waitFor(host, port, seconds) {
+  for (let i = 0; i < seconds * 4; i++) {
+    if (await reachable(host, port)) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+const dbUrl = new URL(process.env.DATABASE_URL ?? "mysql://root@127.0.0.1:3306/stockroom");
+const natsUrl = new URL((process.env.NATS_URL ?? "nats://127.0.0.1:4222").split(",")[0]);
+const isLocal = (host) => ["127.0.0.1", "localhost", "::1", "[::1]"].includes(host);
+const isRoot = process.getuid?.() === 0;
+
+const services = [
+  {
+    name: "MariaDB",
+    host: dbUrl.hostname,
+    port: Number(dbUrl.port || 3306),
+    binary: "/usr/sbin/mariadbd",
+    prepare() {
+      mkdirSync("/run/mysqld", { recursive: true });
+      try {
+        execFileSync("chown", ["mysql:mysql", "/run/mysqld"]);
+      } catch {
+        // no mysql user: mariadbd will say what it needs
+      }
+    },
+    start: ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+    install: "sudo apt-get install -y mariadb-server && sudo systemctl start mariadb",
+    required: true,
+  },
+  {
+    name: "NATS (JetStream)",
+    host: natsUrl.hostname,
+    port: Number(natsUrl.port || 4222),
+    binary: "/usr/sbin/nats-server",
+    prepare() {
+      mkdirSync("/var/lib/nats-server", { recursive: true });
+    },
+    start: [
+      "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
+      "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
+    ],
+    install: "sudo apt-get install -y nats-server, then: nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server",
+    // The catalog does not use NATS yet; bulk jobs and the outbox relay will.
+    required: false,
+  },
+];
+
+for (const s of services) {
+  if (await reachable(s.host, s.port)) continue;
+  const where = `${s.host}:${s.port}`;
+  if (isLocal(s.host) && existsSync(s.binary) && isRoot) {
+    console.log(`stockroom: ${s.name} is not answering on ${where}; starting it…`);
+    s.prepare();
+    run(s.start[0], s.start.slice(1));
+    if (await waitFor(s.host, s.port, 30)) continue;
+    console.error(`stockroom: started ${s.binary} but nothing answers on ${where} after 30 s.`);
+  } else if (isLocal(s.host) && existsSync(s.binary)) {
+    console.error(`stockroom: ${s.name} is installed but not running on ${where}; start it (as root: ${s.start.join(" ")}).`);
+  } else {
+    console.error(`stockroom: ${s.name} is not reachable on ${where} and not installed here.\n  Install and start it: ${s.install}\n  or point ${s.name === "MariaDB" ? "DATABASE_URL" : "NATS_URL"} at a running server.`);
+  }
+  if (s.required) process.exit(1);
+}
+
+// 3. Hand over to Node 24.
+process.exit(run(node24, [...commands[command], ...process.argv.slice(3)]));
