@@ -13,6 +13,7 @@ export { Status as ServingStatus };
 export class HealthRegistry {
   private readonly statuses = new Map<string, Status>();
   private readonly listeners = new Set<() => void>();
+  private closed = false;
 
   constructor(services: string[]) {
     this.statuses.set("", Status.SERVING);
@@ -29,6 +30,13 @@ export class HealthRegistry {
   /** setAll changes every status at once, e.g. to NOT_SERVING before a drain. */
   setAll(status: Status): void {
     for (const s of this.statuses.keys()) this.set(s, status);
+  }
+
+  /** close reports NOT_SERVING to every watcher, then ends their streams so a drain is not held up. */
+  close(): void {
+    this.setAll(Status.NOT_SERVING);
+    this.closed = true;
+    for (const l of this.listeners) l();
   }
 
   get(service: string): Status | undefined {
@@ -60,7 +68,9 @@ export class HealthRegistry {
         if (status !== last) {
           last = status;
           yield { status };
+          continue; // re-read: the status may have changed while suspended
         }
+        if (this.closed) break;
         await new Promise<void>((resolve) => {
           wake = resolve;
           signal.addEventListener("abort", () => resolve(), { once: true });

@@ -50,12 +50,14 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
       .execute();
   } catch (error) {
     if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
+    // The duplicate is committed (a failed first attempt would have freed the
+    // key), and this is the transaction's first consistent read, so a plain
+    // read sees it. A locking read here would deadlock racing retries.
     const row = await trx
       .selectFrom("idempotency_keys")
       .select(["method", "request_sha256", "response"])
       .where("merchant_id", "=", call.merchantId)
       .where("request_id", "=", call.requestId)
-      .forUpdate()
       .executeTakeFirstOrThrow();
     if (row.method !== call.method || !row.request_sha256.equals(fingerprint) || row.response === null) {
       throw new RequestIdMismatchError(call.requestId);

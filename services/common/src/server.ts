@@ -7,7 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { HealthRegistry, ServingStatus } from "./health.ts";
+import { HealthRegistry } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { registerReflection } from "./reflection.ts";
 
@@ -94,7 +94,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     port,
     health,
     async close() {
-      health.setAll(ServingStatus.NOT_SERVING);
+      health.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.close();
       h1.closeIdleConnections();

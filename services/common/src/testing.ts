@@ -47,7 +47,7 @@ export async function startTestApi(
   const databaseUrl = testDatabaseUrl(name);
   await ensureDatabase(databaseUrl);
   const queries: TestApi["queries"] = [];
-  const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: "silent" as const, drainMs: 2_000 };
+  const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent", drainMs: 2_000 };
   const api = await startApi({
     name: `test-${name}`,
     config,
