@@ -18,4 +18,15 @@ function step(title: string, cmd: string, args: string[]): void {
 }
 
 step("type-check (tsc)", bin("tsc"), ["-p", "."]);
-step("tests (ava)", bin("ava"), process.argv.slice(2));
+
+// ava's own summary ("12 tests passed") is echoed, then restated as one
+// plain "tests: N passed, N failed" line that any CI log reader understands.
+console.log("\n== tests (ava)");
+const ava = spawnSync(bin("ava"), process.argv.slice(2), { cwd: root, stdio: ["inherit", "pipe", "inherit"], encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+process.stdout.write(ava.stdout ?? "");
+const count = (re: RegExp) => Number(re.exec(ava.stdout ?? "")?.[1] ?? 0);
+const passed = count(/(\d+) tests? passed/);
+const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+const status = ava.status ?? 1;
+console.log(`\ntests: ${passed} passed, ${failed > 0 || status === 0 ? failed : 1} failed`);
+process.exit(status);
