@@ -1,0 +1,182 @@
+# Vitess for the "stockroom" keyspace, sharded by merchant_id (xxhash; see
+# nomad/vitess/vschema.json). This job runs the stateless parts: vtgate, the
+# MySQL-protocol router every service connects to, and vtctld, the control
+# plane that vtctldclient talks to. Topology lives in Consul (the agent on
+# each Nomad client, 127.0.0.1:8500, hence host networking).
+#
+# vttablet + mysqld run in their own job (nomad/vitess-tablets, not written
+# yet) because they are stateful and tied to hosts with data volumes:
+#   - one group per shard ("-80" and "80-" to start), count = 3 (a primary
+#     and two semi-sync replicas), distinct_hosts, host volume "vitess-data";
+#   - task "mysqlctld" as a prestart sidecar owning mysqld, and task
+#     "vttablet" with --tablet-path zone1-<uid> --init-keyspace stockroom
+#     --init-shard <shard> --init-tablet-type replica plus the topo flags;
+#   - a tablet uid stays with its data: take it from client metadata
+#     (meta.vitess_tablet_uid on each host), never from NOMAD_ALLOC_INDEX;
+#   - vtorc (count 2) repairs replication and elects a new primary on
+#     failure; tablet deploys start with PlannedReparentShard.
+
+variable "image" {
+  type    = string
+  default = "vitess/lite:v22.0.0"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["dc1"]
+}
+
+variable "cell" {
+  type    = string
+  default = "zone1"
+}
+
+locals {
+  topo_flags = [
+    "--topo-implementation", "consul",
+    "--topo-global-server-address", "127.0.0.1:8500",
+    "--topo-global-root", "vitess/global",
+  ]
+}
+
+job "vitess" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  group "vtgate" {
+    count = 3
+
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    update {
+      max_parallel     = 1
+      health_check     = "checks"
+      min_healthy_time = "15s"
+      auto_revert      = true
+    }
+
+    network {
+      mode = "host"
+      port "mysql" {
+        static = 15306
+      }
+      port "web" {
+        static = 15001
+      }
+      port "grpc" {
+        static = 15991
+      }
+    }
+
+    service {
+      name     = "vtgate-mysql"
+      port     = "mysql"
+      provider = "consul"
+
+      check {
+        name     = "vtgate-health"
+        type     = "http"
+        port     = "web"
+        path     = "/debug/health"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "vtgate" {
+      driver = "docker"
+
+      config {
+        image        = var.image
+        network_mode = "host"
+        command      = "vtgate"
+        args = concat(local.topo_flags, [
+          "--cell", var.cell,
+          "--cells_to_watch", var.cell,
+          "--port", "15001",
+          "--grpc_port", "15991",
+          "--service_map", "grpc-vtgateservice",
+          "--mysql_server_port", "15306",
+          "--mysql_auth_server_impl", "static",
+          "--mysql_auth_server_static_file", "/secrets/vtgate-users.json",
+          "--tablet_types_to_wait", "PRIMARY,REPLICA",
+          # Reads go to primaries: a read after a write must see it.
+          "--default_tablet_type", "PRIMARY",
+          # Hold queries during a reparent instead of failing them.
+          "--enable_buffer",
+          "--logtostderr",
+        ])
+      }
+
+      # One MySQL user per service, e.g.
+      #   {"stockroom": [{"MysqlNativePassword": "*…", "UserData": "stockroom"}]}
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/vitess" }}{{ .vtgate_users }}{{ end }}
+        EOT
+        destination = "secrets/vtgate-users.json"
+        change_mode = "restart"
+      }
+
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 1000
+        memory = 1024
+      }
+    }
+  }
+
+  group "vtctld" {
+    count = 1
+
+    network {
+      mode = "host"
+      port "web" {
+        static = 15000
+      }
+      port "grpc" {
+        static = 15999
+      }
+    }
+
+    service {
+      name     = "vtctld"
+      port     = "grpc"
+      provider = "consul"
+
+      check {
+        type     = "http"
+        port     = "web"
+        path     = "/debug/status"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "vtctld" {
+      driver = "docker"
+
+      config {
+        image        = var.image
+        network_mode = "host"
+        command      = "vtctld"
+        args = concat(local.topo_flags, [
+          "--cell", var.cell,
+          "--port", "15000",
+          "--grpc_port", "15999",
+          "--service_map", "grpc-vtctl,grpc-vtctld",
+          "--logtostderr",
+        ])
+      }
+
+      resources {
+        cpu    = 250
+        memory = 256
+      }
+    }
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * The production configuration under nomad/ cannot run here (no Nomad, Vitess
+ * or Jaeger), so these tests parse it and hold it to what the code really
+ * does: the env names the API reads, the tables the migrations create, and
+ * Vitess's rules for a table sharded by merchant_id.
+ */
+import test from "ava";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { parse } from "@cdktf/hcl2json";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+
+/** Body is one HCL block as @cdktf/hcl2json returns it. */
+type Body = Record<string, any>;
+
+const root = path.resolve(import.meta.dirname, "..", "..");
+const read = (file: string) => readFile(path.join(root, file), "utf8");
+
+// ---- Nomad job files ------------------------------------------------------
+
+interface JobFile {
+  name: string;
+  /** The job block, with var.* and local.* references replaced by their values. */
+  job: Body;
+}
+
+const jobFiles = new Map<string, Promise<JobFile>>();
+
+/** loadJob parses a nomad/*.hcl file once; it must hold exactly one job. */
+function loadJob(file: string): Promise<JobFile> {
+  let loaded = jobFiles.get(file);
+  if (!loaded) {
+    loaded = read(file).then(async (text) => {
+      const doc = await parse(file, text);
+      const jobs = Object.entries<Body[]>(doc["job"] ?? {});
+      if (jobs.length !== 1) throw new Error(`${file} holds ${jobs.length} jobs, not 1`);
+      const [name, [job]] = jobs[0]!;
+      return { name, job: resolveRefs(doc, job) };
+    });
+    jobFiles.set(file, loaded);
+  }
+  return loaded;
+}
+
+/** resolveRefs replaces values that are exactly `${var.x}` or `${local.x}` (a variable's default, a local's value). */
+function resolveRefs(doc: Body, value: unknown): any {
+  if (typeof value === "string") {
+    const ref = /^\$\{(var|local)\.(\w+)\}$/.exec(value);
+    if (!ref) return value;
+    const name = ref[2]!;
+    if (ref[1] === "var") return doc["variable"]?.[name]?.[0]?.["default"] ?? value;
+    const locals = (doc["locals"] ?? []).find((l: Body) => name in l);
+    return locals ? resolveRefs(doc, locals[name]) : value;
+  }
+  if (Array.isArray(value)) return value.map((v) => resolveRefs(doc, v));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveRefs(doc, v)]));
+  }
+  return value;
+}
+
+/** labelled returns blocks like `group "api" {}` by label. */
+function labelled(block: Body, kind: string): Map<string, Body> {
+  return new Map(Object.entries<Body[]>(block[kind] ?? {}).map(([label, bodies]) => [label, bodies[0]!]));
+}
+
+/** blocks returns the unlabelled blocks like `service {}` of a kind. */
+function blocks(block: Body, kind: string): Body[] {
+  return block[kind] ?? [];
+}
+
+/** group returns the job's group by name, failing clearly when it is missing. */
+function group(job: JobFile, name: string): Body {
+  const found = labelled(job.job, "group").get(name);
+  if (!found) throw new Error(`job ${job.name} has no group "${name}"`);
+  return found;
+}
+
+/** staticPorts maps each network port label of a group to its static port. */
+function staticPorts(g: Body): Map<string, number | undefined> {
+  const ports = new Map<string, number | undefined>();
+  for (const network of blocks(g, "network")) {
+    for (const [label, port] of labelled(network, "port")) ports.set(label, port["static"]);
+  }
+  return ports;
+}
+
+/** commandLine is the task's command and arguments, whatever the driver. */
+function commandLine(task: Body): string[] {
+  const config = blocks(task, "config")[0] ?? {};
+  return [config["command"], ...(config["args"] ?? [])].filter((part) => typeof part === "string");
+}
+
+/** templateText joins the data of a task's templates (config files rendered by Nomad). */
+function templateText(task: Body): string {
+  return blocks(task, "template").map((t) => String(t["data"])).join("\n");
+}
+
+/**
+ * taskEnv is the environment a task gets: its env blocks plus every
+ * `env = true` template, whose lines are NAME=value between template actions.
+ */
+function taskEnv(task: Body): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const block of blocks(task, "env")) Object.assign(env, block);
+  for (const template of blocks(task, "template")) {
+    if (template["env"] !== true) continue;
+    for (const line of String(template["data"]).split("\n")) {
+      const text = line.trim();
+      if (text.replace(/\{\{.*?\}\}/g, "").trim() === "") continue;
+      const setting = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(text);
+      if (!setting) throw new Error(`env template line is not NAME=value: ${text}`);
+      env[setting[1]!] = setting[2]!;
+    }
+  }
+  return env;
+}
+
+/** concrete stands a placeholder in for each value Nomad fills in at run time. */
+function concrete(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/\{\{.*?\}\}|\$\{[^}]*\}/g, "x")]));
+}
+
+/** durationMs reads a Go duration such as "30s" or "1m30s". */
+function durationMs(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) throw new Error(`not a duration: "${text}"`);
+  let total = 0;
+  for (const [, n, , unit] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h)/g)) total += Number(n) * units[unit!]!;
+  return total;
+}
+
+/** envNamesReadByApp lists the variables the API reads, from its own source. */
+async function envNamesReadByApp(): Promise<Set<string>> {
+  const sources = await Promise.all(["services/common/src/config.ts", "services/catalog/src/main.ts"].map(read));
+  const names = new Set<string>();
+  for (const m of sources.join("\n").matchAll(/(?:env\[|readInt\(env,\s*)"([A-Z][A-Z0-9_]*)"/g)) names.add(m[1]!);
+  return names;
+}
+
+async function catalogTasks() {
+  const job = await loadJob("nomad/catalog.nomad.hcl");
+  const api = group(job, "api");
+  const tasks = [...labelled(api, "task")];
+  const [, apiTask] = tasks.find(([, t]) => commandLine(t).includes("services/catalog/src/main.ts")) ?? [];
+  if (!apiTask) throw new Error("no catalog task runs services/catalog/src/main.ts");
+  return { api, tasks, apiTask };
+}
+
+test("every nomad/*.hcl file parses and holds one job", async (t) => {
+  const files = (await readdir(path.join(root, "nomad"))).filter((f) => f.endsWith(".hcl"));
+  t.true(files.length >= 4, `found ${files.join(", ")}`);
+  for (const file of files) {
+    const { name } = await loadJob(`nomad/${file}`);
+    t.is(`${name}.nomad.hcl`, file, "the file is named after its job");
+  }
+});
+
+test("catalog: at least 2 instances, rolled out with canaries and reverted when unhealthy", async (t) => {
+  const { api } = await catalogTasks();
+  t.true(api["count"] >= 2, `count = ${api["count"]}`);
+  const update = blocks(api, "update")[0];
+  t.truthy(update, "update block");
+  t.true(update?.["canary"] >= 1 || update?.["max_parallel"] >= 1);
+  t.is(update?.["auto_revert"], true);
+  t.not(update?.["health_check"], "manual");
+});
+
+test("catalog: Consul checks the gRPC port with grpc.health.v1", async (t) => {
+  const { api } = await catalogTasks();
+  const ports = staticPorts(api);
+  t.true(ports.has("grpc"), "a network port named grpc");
+  const grpcChecks = blocks(api, "service")
+    .filter((s) => s["port"] === "grpc")
+    .flatMap((s) => blocks(s, "check").filter((c) => c["type"] === "grpc" && (c["port"] ?? s["port"]) === "grpc"));
+  t.true(grpcChecks.length >= 1, "a check of type grpc on the grpc port");
+});
+
+test("catalog: kill_timeout outlasts the drain (DRAIN_MS) with time left to close the pool and flush traces", async (t) => {
+  const { apiTask } = await catalogTasks();
+  const killMs = durationMs(String(apiTask["kill_timeout"] ?? "5s"));
+  const { drainMs } = parseApiConfig(concrete(taskEnv(apiTask)));
+  t.true(killMs >= 10_000, `kill_timeout ${killMs} ms`);
+  t.true(killMs >= drainMs + 5_000, `kill_timeout ${killMs} ms, DRAIN_MS ${drainMs}`);
+  t.not(apiTask["kill_signal"] ?? "SIGTERM", "SIGKILL");
+});
+
+test("catalog: a prestart task runs the migrations from the same image before the API starts", async (t) => {
+  const { tasks, apiTask } = await catalogTasks();
+  const prestart = tasks.filter(([, task]) => blocks(task, "lifecycle")[0]?.["hook"] === "prestart");
+  const migrate = prestart.find(([, task]) => commandLine(task).includes("tools/migrate.ts"));
+  t.truthy(migrate, `prestart tasks: ${prestart.map(([name]) => name).join(", ") || "none"}`);
+  const [, task] = migrate!;
+  t.not(blocks(task, "lifecycle")[0]?.["sidecar"], true, "runs to completion, not alongside");
+  t.is(blocks(task, "config")[0]?.["image"], blocks(apiTask, "config")[0]?.["image"]);
+  t.truthy(taskEnv(task)["DATABASE_URL"], "the migrate task gets DATABASE_URL");
+});
+
+test("catalog: every env var a task sets is one the app reads, with a value it accepts", async (t) => {
+  const { tasks } = await catalogTasks();
+  const known = await envNamesReadByApp();
+  t.true(known.has("DATABASE_URL") && known.has("DRAIN_MS") && known.has("MIGRATE_ON_START"), [...known].join(" "));
+  for (const [name, task] of tasks) {
+    const env = taskEnv(task);
+    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
+    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
+    t.notThrows(() => parseApiConfig(concrete(env)), `task ${name}`);
+  }
+});
+
+test("catalog: DATABASE_URL goes through vtgate to the stockroom keyspace, traces to Jaeger's OTLP/HTTP port", async (t) => {
+  const { apiTask } = await catalogTasks();
+  const env = concrete(taskEnv(apiTask));
+  const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
+  const database = new URL(env["DATABASE_URL"]!);
+  t.regex(database.hostname, /vtgate/);
+  t.is(staticPorts(vtgate).get("mysql"), Number(database.port));
+  t.is(database.pathname, "/stockroom");
+  const otlp = new URL(env["OTEL_EXPORTER_OTLP_ENDPOINT"]!);
+  t.regex(otlp.hostname, /jaeger/);
+  t.is(otlp.port, "4318");
+});
+
+test("nats: three JetStream servers on distinct hosts, clustered, storing on a host volume", async (t) => {
+  const nats = group(await loadJob("nomad/nats.nomad.hcl"), "nats");
+  t.is(nats["count"], 3);
+  t.true(blocks(nats, "constraint").some((c) => c["operator"] === "distinct_hosts" && String(c["value"]) === "true"));
+  const [, task] = [...labelled(nats, "task")][0]!;
+  const conf = templateText(task);
+  const storeDir = /jetstream\s*\{[^}]*store_dir:\s*"?([^"\s]+)/.exec(conf)?.[1];
+  t.truthy(storeDir, "jetstream { store_dir } in the server config");
+  const mount = blocks(task, "volume_mount").find((m) => storeDir?.startsWith(m["destination"]));
+  t.truthy(mount, `store_dir ${storeDir} is on a mounted volume`);
+  t.is(labelled(nats, "volume").get(mount?.["volume"])?.["type"], "host");
+  t.regex(conf, /cluster\s*\{[^]*routes:/);
+  t.regex(conf, /server_name:/);
+  const ports = staticPorts(nats);
+  t.regex(conf, new RegExp(`http:\\s*0\\.0\\.0\\.0:${ports.get("monitor")}\\b`), "monitoring on the monitor port");
+  t.truthy(ports.get("cluster"));
+});
+
+test("jaeger: OTLP on 4317 and 4318 and the UI on 16686, listening on all interfaces", async (t) => {
+  const jaeger = group(await loadJob("nomad/jaeger.nomad.hcl"), "jaeger");
+  const published = new Set(staticPorts(jaeger).values());
+  const [, task] = [...labelled(jaeger, "task")][0]!;
+  const conf = templateText(task);
+  for (const port of [4317, 4318, 16686]) {
+    t.true(published.has(port), `static port ${port}`);
+    t.regex(conf, new RegExp(`endpoint:\\s*0\\.0\\.0\\.0:${port}\\b`), `listens on 0.0.0.0:${port}`);
+  }
+});
+
+// ---- Vitess: the VSchema and the migrations -------------------------------
+
+interface CreateTable {
+  name: string;
+  /** What stands between the parentheses of CREATE TABLE name (…). */
+  body: string;
+}
+
+/** createTables finds each CREATE TABLE statement in a migration's source. */
+function createTables(source: string): CreateTable[] {
+  return [...source.matchAll(/CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(\w+)`?\s*\(/gi)].map((m) => {
+    const open = m.index + m[0].length - 1;
+    return { name: m[1]!, body: source.slice(open + 1, closingParen(source, open)) };
+  });
+}
+
+function closingParen(text: string, open: number): number {
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    if (text[i] === "(") depth++;
+    if (text[i] === ")" && --depth === 0) return i;
+  }
+  throw new Error(`unbalanced parentheses after: ${text.slice(open, open + 80)}`);
+}
+
+/** definitions splits a CREATE TABLE body at its top-level commas. */
+function definitions(body: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < body.length; i++) {
+    if (body[i] === "(") depth++;
+    if (body[i] === ")") depth--;
+    if (body[i] === "," && depth === 0) {
+      parts.push(body.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  return [...parts, body.slice(start).trim()];
+}
+
+function primaryKeyFirstColumn(body: string): string | undefined {
+  for (const def of definitions(body)) {
+    const tableKey = /^(?:CONSTRAINT\s+`?\w+`?\s+)?PRIMARY\s+KEY\s*(?:USING\s+\w+\s*)?\(\s*`?(\w+)`?/i.exec(def);
+    if (tableKey) return tableKey[1];
+    const columnKey = /^`?(\w+)`?\s[^]*\bPRIMARY\s+KEY\b/i.exec(def);
+    if (columnKey) return columnKey[1];
+  }
+  return undefined;
+}
+
+/** vitessViolations lists what in one migration's source a keyspace sharded by merchant_id cannot take. */
+function vitessViolations(source: string): string[] {
+  const problems: string[] = [];
+  if (/AUTO_INCREMENT/i.test(source)) problems.push("AUTO_INCREMENT (use ULIDs or a Vitess sequence)");
+  if (/\.createTable\(/.test(source)) problems.push("schema-builder createTable (write CREATE TABLE SQL so its key can be checked)");
+  for (const table of createTables(source)) {
+    const first = primaryKeyFirstColumn(table.body);
+    if (first === undefined) problems.push(`${table.name}: no PRIMARY KEY`);
+    else if (first !== "merchant_id") problems.push(`${table.name}: PRIMARY KEY starts with ${first}, not merchant_id`);
+  }
+  return problems;
+}
+
+interface Migrations {
+  /** Migration set (service folder) → { file → source }. */
+  sets: Map<string, Map<string, string>>;
+  tables: string[];
+}
+
+/** loadMigrations reads services/<service>/migrations/*.ts. */
+async function loadMigrations(): Promise<Migrations> {
+  const sets = new Map<string, Map<string, string>>();
+  for (const service of await readdir(path.join(root, "services"))) {
+    const folder = path.join("services", service, "migrations");
+    const files = await readdir(path.join(root, folder)).catch(() => []);
+    const sources = new Map<string, string>();
+    for (const file of files.filter((f) => f.endsWith(".ts"))) sources.set(file, await read(path.join(folder, file)));
+    if (sources.size > 0) sets.set(service, sources);
+  }
+  const tables = [...sets.values()].flatMap((s) => [...s.values()]).flatMap((src) => createTables(src).map((c) => c.name));
+  return { sets, tables };
+}
+
+test("the schema check rejects AUTO_INCREMENT ids and keys that do not lead with merchant_id", (t) => {
+  t.deepEqual(vitessViolations("CREATE TABLE a (id BIGINT AUTO_INCREMENT, merchant_id VARCHAR(26), PRIMARY KEY (id))"), [
+    "AUTO_INCREMENT (use ULIDs or a Vitess sequence)",
+    "a: PRIMARY KEY starts with id, not merchant_id",
+  ]);
+  t.deepEqual(vitessViolations("CREATE TABLE b (merchant_id VARCHAR(26), sku VARCHAR(9), KEY k (merchant_id, sku))"), [
+    "b: no PRIMARY KEY",
+  ]);
+  t.deepEqual(vitessViolations("CREATE TABLE c (merchant_id VARCHAR(26) NOT NULL PRIMARY KEY, price DECIMAL(10, 2))"), []);
+  t.deepEqual(vitessViolations("CREATE TABLE d (merchant_id CHAR(26), x INT, CONSTRAINT pk PRIMARY KEY (merchant_id, x))"), []);
+});
+
+test("every migration's table leads its PRIMARY KEY with merchant_id and has no AUTO_INCREMENT", async (t) => {
+  const { sets, tables } = await loadMigrations();
+  t.true(tables.length > 0, "found CREATE TABLE statements");
+  for (const [set, sources] of sets) {
+    for (const [file, source] of sources) t.deepEqual(vitessViolations(source), [], `${set}/${file}`);
+  }
+});
+
+test("the VSchema shards exactly the migrations' tables, each by merchant_id with xxhash", async (t) => {
+  const vschema = JSON.parse(await read("nomad/vitess/vschema.json"));
+  const { tables } = await loadMigrations();
+  t.is(vschema.sharded, true);
+  const entries = Object.entries<Body>(vschema.tables ?? {});
+  const sharded = entries.filter(([, table]) => table["column_vindexes"]);
+  t.deepEqual(sharded.map(([name]) => name).sort(), [...tables].sort(), "tables in the VSchema vs CREATE TABLE in migrations");
+  for (const [name, table] of sharded) {
+    const primary = table["column_vindexes"][0];
+    t.is(primary?.["column"] ?? primary?.["columns"]?.[0], "merchant_id", `${name}'s primary vindex column`);
+    t.is(vschema.vindexes?.[primary?.["name"]]?.["type"], "xxhash", `${name}'s primary vindex type`);
+  }
+});
+
+test("the VSchema pins each migration set's bookkeeping tables to one shard, and nothing else", async (t) => {
+  // `npm run migrate` through vtgate reads and writes kysely_migration_<set>
+  // and its lock table; a sharded keyspace routes only the tables it lists.
+  const vschema = JSON.parse(await read("nomad/vitess/vschema.json"));
+  const { sets } = await loadMigrations();
+  const others = Object.entries<Body>(vschema.tables ?? {}).filter(([, table]) => !table["column_vindexes"]);
+  const expected = [...sets.keys()].flatMap((set) => [`kysely_migration_${set}`, `kysely_migration_lock_${set}`]);
+  t.deepEqual(others.map(([name]) => name).sort(), expected.sort());
+  for (const [name, table] of others) t.regex(String(table["pinned"]), /^([0-9a-f]{2})+$/, `${name} is pinned`);
+});
