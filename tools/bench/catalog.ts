@@ -9,13 +9,14 @@
  */
 import { createPool, type Pool, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import path from "node:path";
 import { parseApiConfig, readInt } from "@stockroom/common/config.ts";
-import { startTestApi } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { startServerProcess } from "./server-process.ts";
 import { runLoad, round, summarize, table, writeResults, type Summary } from "./stats.ts";
 
-const LEVELS = [1, 16, 64];
+const LEVELS = (process.env["BENCH_LEVELS"] ?? "1,16,64").split(",").map(Number);
 const CALLS = readInt(process.env, "BENCH_CALLS", 2000, 1, 1_000_000);
 const WARMUP = 200;
 /** Products per path: rpc uses rows [0, 128), raw [128, 256), so the two never share a row. */
@@ -23,7 +24,7 @@ const SLOTS = 128;
 const CURRENCY = "EUR";
 const TARGET_P99_MS_AT_16 = 10;
 const TARGET_RATIO = 3;
-// startTestApi configures the server with parseApiConfig({}), so the raw pool matches its default.
+// The server runs with its default pool size; the raw pool matches it.
 const POOL_SIZE = parseApiConfig({}).dbPoolSize;
 
 /** What a worker knows about its product between calls. */
@@ -37,11 +38,25 @@ interface Slot {
 
 type Path = "rpc" | "raw";
 
-const testApi = await startTestApi("bench_catalog", (db) => [catalogModule(db)]);
-const { merchantId, apiKey } = testApi.merchantA;
-const client = testApi.client(CatalogService, testApi.merchantA, "grpc");
+interface Level {
+  concurrency: number;
+  rpc: Summary;
+  raw: Summary;
+  rpcRawP50: number;
+  rpcRawP99: number;
+}
+
+// The catalog runs as its own process (services/catalog/src/main.ts), as in
+// production: the benchmark's client never shares the server's event loop.
+const server = await startServerProcess({
+  name: "bench_catalog",
+  entrypoint: path.join(import.meta.dirname, "..", "..", "services", "catalog", "src", "main.ts"),
+  migrations: [catalogMigrations],
+});
+const { merchantId, apiKey } = server;
+const client = server.client(CatalogService);
 const pool: Pool = createPool({
-  uri: testApi.databaseUrl,
+  uri: server.databaseUrl,
   connectionLimit: POOL_SIZE,
   timezone: "Z",
   supportBigNumbers: true,
@@ -52,7 +67,7 @@ const actor = `api_key:${apiKey.split("_")[2]}`;
 
 try {
   console.log(
-    `catalog bench: UpdateProduct over gRPC vs raw mysql2 transaction; ${CALLS} calls per level ` +
+    `catalog bench: UpdateProduct over gRPC (server in its own process) vs the raw mysql2 transaction; ${CALLS} calls per level ` +
       `(+${WARMUP} warm-up), concurrency ${LEVELS.join("/")}, DB pool ${POOL_SIZE} on both paths`,
   );
   const slots = await createProducts(2 * SLOTS);
@@ -69,33 +84,38 @@ try {
     rpc: (w) => rpcUpdate(rpcSlots[w]!),
     raw: (w) => rawUpdate(rawSlots[w]!, payload),
   };
-  const levels: { concurrency: number; rpc: Summary; raw: Summary; errors: string[] }[] = [];
+  /** measure warms a path up, then measures it; warm-up failures count as errors too. */
+  const measure = async (path: Path, concurrency: number, errors: string[]): Promise<Summary> => {
+    const warm = await runLoad({ calls: WARMUP, concurrency, call: calls[path] });
+    const result = await runLoad({ calls: CALLS, concurrency, call: calls[path] });
+    errors.push(...[...warm.errors, ...result.errors].map((e) => `${path} at concurrency ${concurrency}: ${e}`));
+    const summary = summarize(result);
+    console.log(`  concurrency ${concurrency} ${path}: p99 ${summary.p99Ms.toFixed(2)} ms, ${summary.throughput.toFixed(0)} calls/s`);
+    return summary;
+  };
+  const errors: string[] = [];
+  const levels: Level[] = [];
   for (const concurrency of LEVELS) {
-    const level = { concurrency, errors: [] as string[] } as (typeof levels)[number];
-    for (const path of ["rpc", "raw"] as const) {
-      testApi.queries.length = 0; // the harness records every statement; keep it from growing
-      const warm = await runLoad({ calls: WARMUP, concurrency, call: calls[path] });
-      const result = await runLoad({ calls: CALLS, concurrency, call: calls[path] });
-      level[path] = { ...summarize(result), failures: result.failures + warm.failures };
-      level.errors.push(...[...warm.errors, ...result.errors].map((e) => `${path}: ${e}`));
-      console.log(`  concurrency ${concurrency} ${path}: p99 ${level[path].p99Ms} ms, ${level[path].throughput} calls/s`);
-    }
-    levels.push(level);
+    const rpc = await measure("rpc", concurrency, errors);
+    const raw = await measure("raw", concurrency, errors);
+    levels.push({ concurrency, rpc, raw, rpcRawP50: round(rpc.p50Ms / raw.p50Ms, 2), rpcRawP99: round(rpc.p99Ms / raw.p99Ms, 2) });
   }
 
-  const rows = levels.flatMap(({ concurrency, rpc, raw }) => [
-    [concurrency, "rpc", rpc.calls, rpc.failures, rpc.p50Ms.toFixed(2), rpc.p99Ms.toFixed(2), rpc.throughput.toFixed(0), ratio(rpc.p50Ms, raw.p50Ms), ratio(rpc.p99Ms, raw.p99Ms)],
-    ["", "raw", raw.calls, raw.failures, raw.p50Ms.toFixed(2), raw.p99Ms.toFixed(2), raw.throughput.toFixed(0), "", ""],
+  const cells = (s: Summary) => [s.calls, s.failures, s.p50Ms.toFixed(2), s.p99Ms.toFixed(2), s.throughput.toFixed(0), s.cpuMsPerCall.toFixed(2)];
+  const rows = levels.flatMap((l) => [
+    [l.concurrency, "rpc", ...cells(l.rpc), l.rpcRawP50.toFixed(2), l.rpcRawP99.toFixed(2)],
+    ["", "raw", ...cells(l.raw)],
   ]);
-  console.log("\n" + table(["concurrency", "path", "calls", "failures", "p50 ms", "p99 ms", "calls/s", "rpc/raw p50", "rpc/raw p99"], rows));
+  const header = ["concurrency", "path", "calls", "failures", "p50 ms", "p99 ms", "calls/s", "cpu ms/call", "rpc/raw p50", "rpc/raw p99"];
+  console.log("\n" + table(header, rows));
 
   const at16 = levels.find((l) => l.concurrency === 16)!;
   const targets = [
     { target: `rpc p99 <= ${TARGET_P99_MS_AT_16} ms at concurrency 16`, actual: `${at16.rpc.p99Ms.toFixed(2)} ms`, pass: at16.rpc.p99Ms <= TARGET_P99_MS_AT_16 },
-    ...levels.map(({ concurrency, rpc, raw }) => ({
-      target: `rpc p99 <= ${TARGET_RATIO}x raw p99 at concurrency ${concurrency}`,
-      actual: `${ratio(rpc.p99Ms, raw.p99Ms)}x`,
-      pass: rpc.p99Ms <= TARGET_RATIO * raw.p99Ms,
+    ...levels.map((l) => ({
+      target: `rpc p99 <= ${TARGET_RATIO}x raw p99 at concurrency ${l.concurrency}`,
+      actual: `${l.rpcRawP99.toFixed(2)}x`,
+      pass: l.rpc.p99Ms <= TARGET_RATIO * l.raw.p99Ms,
     })),
   ];
   console.log("\n" + table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"])));
@@ -104,14 +124,15 @@ try {
     callsPerLevel: CALLS,
     warmupPerLevel: WARMUP,
     dbPoolSize: POOL_SIZE,
-    levels: levels.map((l) => ({ ...l, rpcRawP50: round(l.rpc.p50Ms / l.raw.p50Ms), rpcRawP99: round(l.rpc.p99Ms / l.raw.p99Ms) })),
+    levels,
     targets,
+    errors,
   });
   console.log(`\nwrote ${file}`);
 
-  const failures = levels.reduce((n, l) => n + l.rpc.failures + l.raw.failures, 0);
-  if (failures > 0) {
-    console.error(`\n${failures} calls failed, e.g.:\n  ${levels.flatMap((l) => l.errors).slice(0, 5).join("\n  ")}`);
+  if (errors.length > 0) {
+    const failures = levels.reduce((n, l) => n + l.rpc.failures + l.raw.failures, 0);
+    console.error(`\n${failures} measured calls failed (warm-up failures are listed too), e.g.:\n  ${errors.slice(0, 5).join("\n  ")}`);
     process.exitCode = 1;
   }
 } catch (error) {
@@ -119,11 +140,7 @@ try {
   process.exitCode = 1;
 } finally {
   await pool.end();
-  await testApi.close();
-}
-
-function ratio(a: number, b: number): string {
-  return (a / b).toFixed(2);
+  await server.stop();
 }
 
 /** createProducts creates n products for merchant A over the API and returns their slots. */

@@ -13,6 +13,8 @@ export interface LoadResult {
   /** The first few failure messages, to explain a non-zero failure count. */
   errors: string[];
   wallMs: number;
+  /** CPU time (user + system) this whole process used meanwhile: server and client when both run here. */
+  cpuMs: number;
 }
 
 /**
@@ -43,8 +45,10 @@ export async function runLoad(options: {
     }
   };
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i)));
-  return { latencies, failures, errors, wallMs: performance.now() - t0 };
+  const cpu = process.cpuUsage(cpu0);
+  return { latencies, failures, errors, wallMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 export interface Summary {
@@ -58,6 +62,8 @@ export interface Summary {
   /** Successful calls per second of wall time. */
   throughput: number;
   wallMs: number;
+  /** This process's CPU time per call (see LoadResult.cpuMs). */
+  cpuMsPerCall: number;
 }
 
 /** percentile returns the nearest-rank p-th percentile of ascending values (NaN if empty). */
@@ -80,6 +86,7 @@ export function summarize(result: LoadResult): Summary {
     meanMs: round(sum / sorted.length),
     throughput: round((sorted.length / result.wallMs) * 1000, 1),
     wallMs: round(result.wallMs, 1),
+    cpuMsPerCall: round(result.cpuMs / (sorted.length + result.failures)),
   };
 }
 

@@ -1,0 +1,98 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
+import { createMerchant } from "@stockroom/common/auth.ts";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
+import type { CommonTables } from "@stockroom/common/schema.ts";
+import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+
+const root = path.join(import.meta.dirname, "..", "..");
+
+export interface ServerProcess {
+  url: string;
+  databaseUrl: string;
+  merchantId: string;
+  apiKey: string;
+  client<S extends DescService>(service: S): Client<S>;
+  stop(): Promise<void>;
+}
+
+/**
+ * startServerProcess runs a service entrypoint as its own process, as in
+ * production, on a fresh migrated database with one merchant, so a
+ * benchmark's client never shares the server's event loop. BENCH_PROFILE=1
+ * writes the server's CPU profile to bench-results/profiles/.
+ */
+export async function startServerProcess(options: {
+  name: string;
+  entrypoint: string;
+  migrations: MigrationSet[];
+  env?: Record<string, string>;
+}): Promise<ServerProcess> {
+  const databaseUrl = testDatabaseUrl(options.name);
+  await ensureDatabase(databaseUrl);
+  const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
+  let merchant: { merchantId: string; apiKey: string };
+  try {
+    await migrateToLatest(db, [commonMigrations, ...options.migrations]);
+    merchant = await createMerchant(db, "Benchmark merchant");
+  } finally {
+    await db.destroy();
+  }
+  const port = await freePort();
+  const profile = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...profile, options.entrypoint], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...options.env },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const url = `http://127.0.0.1:${port}`;
+  await waitServing(url, exited);
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${merchant.apiKey}`);
+    return next(req);
+  };
+  const transport = createGrpcTransport({ baseUrl: url, interceptors: [auth] });
+  return {
+    url,
+    databaseUrl,
+    ...merchant,
+    client: (service) => createClient(service, transport),
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+      await dropDatabase(databaseUrl);
+    },
+  };
+}
+
+async function waitServing(url: string, exited: Promise<number | null>): Promise<void> {
+  const health = createClient(Health, createGrpcTransport({ baseUrl: url }));
+  let done = false;
+  void exited.then(() => (done = true));
+  for (let i = 0; i < 200 && !done; i++) {
+    try {
+      if ((await health.check({}, { timeoutMs: 500 })).status === Status.SERVING) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the server at ${url} did not become SERVING`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
