@@ -9,6 +9,7 @@ import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_servic
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
 import { parseApiConfig } from "@stockroom/common/config.ts";
+import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 
 const config = parseApiConfig(process.env);
@@ -19,7 +20,7 @@ const api = await startApi({
   modules: (db) => [
     catalogModule(db),
     // Contracts land before their implementations: these answer UNIMPLEMENTED.
-    { services: [BulkJobService], migrations: [], register: (router) => router.service(BulkJobService, {}) },
+    { services: [BulkJobService], migrations: [bulkMigrations], register: (router) => router.service(BulkJobService, {}) },
     { services: [OrderService], migrations: [], register: (router) => router.service(OrderService, {}) },
   ],
 });

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file stockroom/bulk/v1/bulk_job.proto.
@@ -34,7 +34,8 @@ export declare type BulkJobOptions = Message<"stockroom.bulk.v1.BulkJobOptions">
   requestId: string;
 
   /**
-   * What to do with items whose product changed after the job read it.
+   * What to do with items whose product changed after the job staged them.
+   * Unspecified means OVERWRITE.
    *
    * @generated from field: stockroom.bulk.v1.ConflictPolicy conflict_policy = 3;
    */
@@ -320,6 +321,33 @@ export declare type BulkJobItem = Message<"stockroom.bulk.v1.BulkJobItem"> & {
 export declare const BulkJobItemSchema: GenMessage<BulkJobItem>;
 
 /**
+ * BulkJobProgress is the live rate of a running job.
+ *
+ * @generated from message stockroom.bulk.v1.BulkJobProgress
+ */
+export declare type BulkJobProgress = Message<"stockroom.bulk.v1.BulkJobProgress"> & {
+  /**
+   * Items finished per second over the last few seconds.
+   *
+   * @generated from field: double items_per_second = 1;
+   */
+  itemsPerSecond: number;
+
+  /**
+   * The estimated time until the last chunk is applied, at the current rate.
+   *
+   * @generated from field: google.protobuf.Duration estimated_time_remaining = 2;
+   */
+  estimatedTimeRemaining?: Duration | undefined;
+};
+
+/**
+ * Describes the message stockroom.bulk.v1.BulkJobProgress.
+ * Use `create(BulkJobProgressSchema)` to create a new message.
+ */
+export declare const BulkJobProgressSchema: GenMessage<BulkJobProgress>;
+
+/**
  * Upload is a resumable upload in progress.
  *
  * @generated from message stockroom.bulk.v1.Upload
@@ -405,13 +433,14 @@ export declare const BulkFileFormatSchema: GenEnum<BulkFileFormat>;
 
 /**
  * ConflictPolicy decides what happens to an item whose product was changed
- * by someone else after the job read it.
+ * by someone else after the job staged it (the job records each product's
+ * version when it stages the item).
  *
  * @generated from enum stockroom.bulk.v1.ConflictPolicy
  */
 export enum ConflictPolicy {
   /**
-   * Not set; means SKIP.
+   * Not set: OVERWRITE for uploads, SKIP for rollbacks.
    *
    * @generated from enum value: CONFLICT_POLICY_UNSPECIFIED = 0;
    */
@@ -425,7 +454,8 @@ export enum ConflictPolicy {
   SKIP = 1,
 
   /**
-   * Apply the item's columns over the newer version.
+   * Last writer wins on the columns the file names; other columns keep the
+   * newer edit.
    *
    * @generated from enum value: CONFLICT_POLICY_OVERWRITE = 2;
    */
@@ -438,7 +468,9 @@ export enum ConflictPolicy {
 export declare const ConflictPolicySchema: GenEnum<ConflictPolicy>;
 
 /**
- * BulkJobState is where a job is in its life (AIP-152).
+ * BulkJobState is where a job is in its life (AIP-152): RECEIVING ->
+ * VALIDATING -> QUEUED -> RUNNING -> SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED
+ * or CANCELLED; a finished job can then be ROLLING_BACK -> ROLLED_BACK.
  *
  * @generated from enum stockroom.bulk.v1.BulkJobState
  */
@@ -451,7 +483,14 @@ export enum BulkJobState {
   UNSPECIFIED = 0,
 
   /**
-   * The file is being received and validated.
+   * The file is being uploaded.
+   *
+   * @generated from enum value: BULK_JOB_STATE_RECEIVING = 9;
+   */
+  RECEIVING = 9,
+
+  /**
+   * The file is being parsed, validated and staged.
    *
    * @generated from enum value: BULK_JOB_STATE_VALIDATING = 1;
    */
@@ -472,11 +511,19 @@ export enum BulkJobState {
   RUNNING = 3,
 
   /**
-   * Every valid item was applied, found unchanged or reported as a conflict.
+   * Every item was applied or found unchanged.
    *
    * @generated from enum value: BULK_JOB_STATE_SUCCEEDED = 4;
    */
   SUCCEEDED = 4,
+
+  /**
+   * Finished, but some items were invalid, conflicted or failed; the items
+   * report says which and why. Applied items stay applied.
+   *
+   * @generated from enum value: BULK_JOB_STATE_PARTIALLY_SUCCEEDED = 10;
+   */
+  PARTIALLY_SUCCEEDED = 10,
 
   /**
    * The job stopped early; error says why. Applied items stay applied.

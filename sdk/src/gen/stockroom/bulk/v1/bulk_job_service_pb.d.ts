@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { BulkItemOutcome, BulkJob, BulkJobItem, BulkJobOptions, BulkJobState, ConflictPolicy, Upload } from "./bulk_job_pb.js";
+import type { BulkItemOutcome, BulkJob, BulkJobItem, BulkJobOptions, BulkJobProgress, BulkJobState, ConflictPolicy, Upload } from "./bulk_job_pb.js";
 
 /**
  * Describes the file stockroom/bulk/v1/bulk_job_service.proto.
@@ -395,6 +395,13 @@ export declare type WatchBulkJobResponse = Message<"stockroom.bulk.v1.WatchBulkJ
    * @generated from field: stockroom.bulk.v1.BulkJob job = 1;
    */
   job?: BulkJob | undefined;
+
+  /**
+   * The live rate and estimate, while the job runs.
+   *
+   * @generated from field: stockroom.bulk.v1.BulkJobProgress progress = 2;
+   */
+  progress?: BulkJobProgress | undefined;
 };
 
 /**
@@ -510,6 +517,53 @@ export declare type ListBulkJobItemsResponse = Message<"stockroom.bulk.v1.ListBu
  * Use `create(ListBulkJobItemsResponseSchema)` to create a new message.
  */
 export declare const ListBulkJobItemsResponseSchema: GenMessage<ListBulkJobItemsResponse>;
+
+/**
+ * DownloadBulkJobReportRequest names the job whose report to stream.
+ *
+ * @generated from message stockroom.bulk.v1.DownloadBulkJobReportRequest
+ */
+export declare type DownloadBulkJobReportRequest = Message<"stockroom.bulk.v1.DownloadBulkJobReportRequest"> & {
+  /**
+   * The job id.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * If not empty, only items with one of these outcomes.
+   *
+   * @generated from field: repeated stockroom.bulk.v1.BulkItemOutcome outcomes = 2;
+   */
+  outcomes: BulkItemOutcome[];
+};
+
+/**
+ * Describes the message stockroom.bulk.v1.DownloadBulkJobReportRequest.
+ * Use `create(DownloadBulkJobReportRequestSchema)` to create a new message.
+ */
+export declare const DownloadBulkJobReportRequestSchema: GenMessage<DownloadBulkJobReportRequest>;
+
+/**
+ * DownloadBulkJobReportResponse is the next piece of the CSV report.
+ *
+ * @generated from message stockroom.bulk.v1.DownloadBulkJobReportResponse
+ */
+export declare type DownloadBulkJobReportResponse = Message<"stockroom.bulk.v1.DownloadBulkJobReportResponse"> & {
+  /**
+   * The next bytes of the UTF-8 CSV file.
+   *
+   * @generated from field: bytes chunk = 1;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * Describes the message stockroom.bulk.v1.DownloadBulkJobReportResponse.
+ * Use `create(DownloadBulkJobReportResponseSchema)` to create a new message.
+ */
+export declare const DownloadBulkJobReportResponseSchema: GenMessage<DownloadBulkJobReportResponse>;
 
 /**
  * RollbackBulkJobRequest names the job to revert.
@@ -679,6 +733,18 @@ export declare const BulkJobService: GenService<{
     methodKind: "unary";
     input: typeof ListBulkJobItemsRequestSchema;
     output: typeof ListBulkJobItemsResponseSchema;
+  },
+  /**
+   * DownloadBulkJobReport streams the per-item report as CSV (line_number,
+   * sku, outcome, field, code, message), cells escaped against spreadsheet
+   * formula injection.
+   *
+   * @generated from rpc stockroom.bulk.v1.BulkJobService.DownloadBulkJobReport
+   */
+  downloadBulkJobReport: {
+    methodKind: "server_streaming";
+    input: typeof DownloadBulkJobReportRequestSchema;
+    output: typeof DownloadBulkJobReportResponseSchema;
   },
   /**
    * RollbackBulkJob reverts every item the job applied, restoring the values

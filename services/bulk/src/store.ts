@@ -1,0 +1,106 @@
+import path from "node:path";
+import type { MigrationSet } from "@stockroom/common/db.ts";
+
+/** bulkMigrations is the folder of the bulk job tables (staging, chunk ledger, uploads). */
+export const bulkMigrations: MigrationSet = {
+  name: "bulk",
+  folder: path.join(import.meta.dirname, "..", "migrations"),
+};
+
+export type BulkJobStateName =
+  | "receiving"
+  | "validating"
+  | "queued"
+  | "running"
+  | "succeeded"
+  | "partially_succeeded"
+  | "failed"
+  | "cancelled"
+  | "rolling_back"
+  | "rolled_back";
+
+export type ItemOutcomeName = "pending" | "applied" | "unchanged" | "conflict" | "invalid" | "failed" | "rolled_back";
+
+export interface BulkJobRow {
+  merchant_id: string;
+  job_id: string;
+  request_id: string | null;
+  content_sha256: string | null;
+  format: "csv" | "jsonl";
+  conflict_policy: "overwrite" | "skip";
+  dry_run: boolean;
+  file_name: string;
+  file_size: number;
+  state: BulkJobStateName;
+  total_items: number;
+  valid_items: number;
+  invalid_items: number;
+  applied_items: number;
+  unchanged_items: number;
+  conflict_items: number;
+  failed_items: number;
+  rolled_back_items: number;
+  chunk_count: number;
+  chunks_done: number;
+  error: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+  ended_at: Date | null;
+}
+
+export interface BulkJobItemRow {
+  merchant_id: string;
+  job_id: string;
+  line_no: number;
+  sku: string;
+  chunk_no: number | null;
+  /** The fields the line names (a parse BulkItem), as JSON. */
+  payload: unknown;
+  staged_version: number | null;
+  outcome: ItemOutcomeName;
+  /** The line's ItemErrors, as JSON. */
+  errors: unknown;
+  product_version: number | null;
+}
+
+export interface BulkJobChunkRow {
+  merchant_id: string;
+  job_id: string;
+  chunk_no: number;
+  first_line: number;
+  last_line: number;
+  item_count: number;
+  state: "queued" | "applied" | "failed" | "cancelled";
+  attempt: number;
+  published_at: Date | null;
+  applied_at: Date | null;
+  error: string;
+}
+
+export interface BulkUploadRow {
+  merchant_id: string;
+  upload_id: string;
+  options: unknown;
+  expected_size: number | null;
+  committed_size: number;
+  job_id: string | null;
+  created_at: Date;
+  expires_at: Date;
+}
+
+export interface BulkUploadPartRow {
+  merchant_id: string;
+  upload_id: string;
+  byte_offset: number;
+  data: Buffer;
+}
+
+/** BulkTables are the bulk service's own tables, all keyed by merchant_id first. */
+export interface BulkTables {
+  bulk_jobs: BulkJobRow;
+  bulk_job_items: BulkJobItemRow;
+  bulk_job_chunks: BulkJobChunkRow;
+  bulk_uploads: BulkUploadRow;
+  bulk_upload_parts: BulkUploadPartRow;
+}
