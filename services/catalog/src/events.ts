@@ -5,7 +5,7 @@ import { appendOutbox } from "@stockroom/common/outbox.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import type { Product } from "./domain.ts";
 import { CHANGE_TYPE_TO_PROTO, productToProto, snapshot, SOURCE_KIND_TO_PROTO } from "./convert.ts";
-import { insertChange, type CatalogTx, type ChangeType, type SourceKind } from "./store.ts";
+import { insertChanges, type CatalogTx, type ChangeType, type SourceKind } from "./store.ts";
 
 /** ChangeContext says who made a change and through which path. */
 export interface ChangeContext {
@@ -17,11 +17,17 @@ export interface ChangeContext {
   reason?: string;
 }
 
-/**
- * recordChange writes, in the caller's transaction, the audit entry and the
- * outbox event of one product change. `product` is the state after the change
- * (for a delete: the last state with the tombstone version).
- */
+/** ProductChangeRecord is one committed product change to audit and publish. */
+export interface ProductChangeRecord {
+  type: ChangeType;
+  before: Product | undefined;
+  /** The state after the change (for a delete: the last state with the tombstone version). */
+  product: Product;
+  changedFields: string[];
+  at: Date;
+}
+
+/** recordChange writes one change's audit entry and outbox event in the caller's transaction. */
 export async function recordChange(
   trx: CatalogTx,
   ctx: ChangeContext,
@@ -31,43 +37,60 @@ export async function recordChange(
   changedFields: string[],
   at: Date,
 ): Promise<void> {
-  const changeId = newUlid(at.getTime());
-  await insertChange(trx, {
-    merchant_id: ctx.merchantId,
-    change_id: changeId,
-    product_id: product.id,
-    sku: product.sku,
-    change_type: type,
-    version: product.version,
-    changed_fields: JSON.stringify(changedFields),
-    before_state: snapshot(before),
-    after_state: type === "deleted" ? null : snapshot(product),
-    actor: ctx.actor,
-    source_kind: ctx.sourceKind,
-    source_ref: ctx.sourceRef ?? "",
-    request_id: ctx.requestId ?? "",
-    reason: ctx.reason ?? "",
-    created_at: at,
-  });
-  const event = create(ProductEventSchema, {
-    eventId: changeId,
-    merchantId: ctx.merchantId,
-    type: CHANGE_TYPE_TO_PROTO[type],
-    product: productToProto(product),
-    changedFields,
-    source: { kind: SOURCE_KIND_TO_PROTO[ctx.sourceKind], reference: ctx.sourceRef ?? "" },
-    occurTime: timestampFromDate(at),
-  });
-  await appendOutbox(trx, [
-    {
+  await recordChanges(trx, ctx, [{ type, before, product, changedFields, at }]);
+}
+
+/**
+ * recordChanges writes, in the caller's transaction, the audit entries and
+ * outbox events of many changes with one multi-row insert each (a bulk chunk
+ * of 1,000 items costs two statements, not 2,000).
+ */
+export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes: ProductChangeRecord[]): Promise<void> {
+  if (changes.length === 0) return;
+  const rows = changes.map((c) => ({ ...c, changeId: newUlid(c.at.getTime()) }));
+  await insertChanges(
+    trx,
+    rows.map(({ changeId, type, before, product, changedFields, at }) => ({
+      merchant_id: ctx.merchantId,
+      change_id: changeId,
+      product_id: product.id,
+      sku: product.sku,
+      change_type: type,
+      version: product.version,
+      changed_fields: JSON.stringify(changedFields),
+      before_state: snapshot(before),
+      after_state: type === "deleted" ? null : snapshot(product),
+      actor: ctx.actor,
+      source_kind: ctx.sourceKind,
+      source_ref: ctx.sourceRef ?? "",
+      request_id: ctx.requestId ?? "",
+      reason: ctx.reason ?? "",
+      created_at: at,
+    })),
+  );
+  const source = { kind: SOURCE_KIND_TO_PROTO[ctx.sourceKind], reference: ctx.sourceRef ?? "" };
+  await appendOutbox(
+    trx,
+    rows.map(({ changeId, type, product, changedFields, at }) => ({
       merchantId: ctx.merchantId,
       eventId: changeId,
-      aggregateType: "product",
+      aggregateType: "product" as const,
       aggregateId: product.id,
       aggregateVersion: product.version,
       eventType: `product.${type}`,
-      payload: toBinary(ProductEventSchema, event),
+      payload: toBinary(
+        ProductEventSchema,
+        create(ProductEventSchema, {
+          eventId: changeId,
+          merchantId: ctx.merchantId,
+          type: CHANGE_TYPE_TO_PROTO[type],
+          product: productToProto(product),
+          changedFields,
+          source,
+          occurTime: timestampFromDate(at),
+        }),
+      ),
       createdAt: at,
-    },
-  ]);
+    })),
+  );
 }

@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { Kysely, Selectable, Transaction } from "kysely";
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import { jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
 import type { Product, ProductStatus } from "./domain.ts";
@@ -114,16 +114,33 @@ export async function findProductById(db: CatalogDb, merchantId: string, id: str
   return row && rowToProduct(row);
 }
 
-/** findProducts reads the products with the given SKUs (missing ones are absent). */
-export async function findProducts(db: CatalogDb, merchantId: string, skus: string[]): Promise<Product[]> {
+/** findProducts reads the products with the given SKUs (missing ones are absent); forUpdate locks them. */
+export async function findProducts(
+  db: CatalogDb | CatalogTx,
+  merchantId: string,
+  skus: string[],
+  forUpdate = false,
+): Promise<Product[]> {
   if (skus.length === 0) return [];
-  const rows = await db
-    .selectFrom("products")
-    .selectAll()
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "in", skus)
+  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "in", skus);
+  if (forUpdate) q = q.forUpdate();
+  return (await q.execute()).map(rowToProduct);
+}
+
+const UPSERT_COLUMNS = ["title", "description", "price_minor", "currency", "stock", "status", "attributes", "version", "updated_at"] as const;
+
+/**
+ * upsertProducts writes many products with one statement: new SKUs are
+ * inserted, existing rows get every mutable column. Callers hold the rows'
+ * locks (findProducts forUpdate), so the versions they computed are current.
+ */
+export async function upsertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
+  if (products.length === 0) return;
+  await trx
+    .insertInto("products")
+    .values(products.map((p) => productToRow(merchantId, p)))
+    .onDuplicateKeyUpdate(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, sql`VALUES(${sql.ref(c)})`])))
     .execute();
-  return rows.map(rowToProduct);
 }
 
 /** insertProduct adds a product; a taken SKU surfaces as ER_DUP_ENTRY. */
@@ -200,9 +217,9 @@ export async function listProducts(
   return rows.map(rowToProduct);
 }
 
-/** insertChange appends one audit entry. */
-export async function insertChange(trx: CatalogTx, row: ProductChangeRow): Promise<void> {
-  await trx.insertInto("product_changes").values(row).execute();
+/** insertChanges appends audit entries with one statement. */
+export async function insertChanges(trx: CatalogTx, rows: ProductChangeRow[]): Promise<void> {
+  if (rows.length > 0) await trx.insertInto("product_changes").values(rows).execute();
 }
 
 /** listChanges reads one page of a SKU's audit trail, newest first. */

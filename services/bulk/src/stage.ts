@@ -1,0 +1,156 @@
+/**
+ * Staging: parsed lines become bulk_job_items rows (valid ones pending, with
+ * the product version seen at staging time for the conflict policy; invalid
+ * ones with their errors), in batches, and the valid items are cut into
+ * chunks recorded in the chunk ledger. Memory stays bounded by one batch.
+ */
+import type { ItemError, BulkDb, StagedItem } from "./apply.ts";
+import type { BulkJobRow } from "./store.ts";
+
+/** ParsedLine is one line of an uploaded file after parsing and validation. */
+export type ParsedLine =
+  | { line: number; kind: "valid"; item: StagedItem }
+  | { line: number; kind: "invalid"; sku: string; errors: ItemError[] };
+
+export interface StageResult {
+  total: number;
+  valid: number;
+  invalid: number;
+  chunks: number;
+}
+
+/** stageLines stores every line of a job and returns its counts; chunkSize valid items make a chunk. */
+export async function stageLines(
+  db: BulkDb,
+  ref: { merchantId: string; jobId: string },
+  lines: AsyncIterable<ParsedLine>,
+  chunkSize: number,
+): Promise<StageResult> {
+  const result: StageResult = { total: 0, valid: 0, invalid: 0, chunks: 0 };
+  let batch: ParsedLine[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const valid = batch.filter((l): l is Extract<ParsedLine, { kind: "valid" }> => l.kind === "valid");
+    const versions = new Map<string, number>();
+    if (valid.length > 0) {
+      const rows = await db
+        .selectFrom("products")
+        .select(["sku", "version"])
+        .where("merchant_id", "=", ref.merchantId)
+        .where("sku", "in", valid.map((l) => l.item.sku))
+        .execute();
+      for (const r of rows) versions.set(r.sku, Number(r.version));
+    }
+    const chunkNo = valid.length > 0 ? result.chunks : null;
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto("bulk_job_items")
+        .values(
+          batch.map((l) =>
+            l.kind === "valid"
+              ? {
+                  merchant_id: ref.merchantId,
+                  job_id: ref.jobId,
+                  line_no: l.line,
+                  sku: l.item.sku,
+                  chunk_no: chunkNo,
+                  payload: JSON.stringify(l.item),
+                  staged_version: versions.get(l.item.sku) ?? null,
+                  outcome: "pending" as const,
+                  errors: null,
+                  product_version: null,
+                }
+              : {
+                  merchant_id: ref.merchantId,
+                  job_id: ref.jobId,
+                  line_no: l.line,
+                  sku: l.sku.slice(0, 128),
+                  chunk_no: null,
+                  payload: null,
+                  staged_version: null,
+                  outcome: "invalid" as const,
+                  errors: JSON.stringify(l.errors),
+                  product_version: null,
+                },
+          ),
+        )
+        .execute();
+      if (valid.length > 0) {
+        await trx
+          .insertInto("bulk_job_chunks")
+          .values({
+            merchant_id: ref.merchantId,
+            job_id: ref.jobId,
+            chunk_no: result.chunks,
+            first_line: valid[0]!.line,
+            last_line: valid.at(-1)!.line,
+            item_count: valid.length,
+            state: "queued",
+            attempt: 0,
+            published_at: null,
+            applied_at: null,
+            error: "",
+          })
+          .execute();
+        result.chunks++;
+      }
+    });
+    result.valid += valid.length;
+    result.invalid += batch.length - valid.length;
+    batch = [];
+  };
+  let validInBatch = 0;
+  for await (const line of lines) {
+    result.total++;
+    batch.push(line);
+    if (line.kind === "valid") validInBatch++;
+    // A batch closes at chunkSize valid items (one chunk), or when invalid lines pile up.
+    if (validInBatch >= chunkSize || batch.length >= 4 * chunkSize) {
+      await flush();
+      validInBatch = 0;
+    }
+  }
+  await flush();
+  return result;
+}
+
+/**
+ * finishStaging records the counts and moves the job on: to QUEUED when it
+ * has chunks to apply, or straight to its final state for a dry run or a
+ * file without a single valid item.
+ */
+export async function finishStaging(
+  db: BulkDb,
+  ref: { merchantId: string; jobId: string },
+  staged: StageResult,
+  dryRun: boolean,
+  now = new Date(),
+): Promise<BulkJobRow["state"]> {
+  const done = dryRun || staged.chunks === 0;
+  const state: BulkJobRow["state"] = !done ? "queued" : staged.invalid > 0 ? "partially_succeeded" : "succeeded";
+  await db
+    .updateTable("bulk_jobs")
+    .set((eb) => ({
+      state,
+      total_items: staged.total,
+      valid_items: staged.valid,
+      invalid_items: staged.invalid,
+      chunk_count: dryRun ? 0 : staged.chunks,
+      version: eb("version", "+", 1),
+      updated_at: now,
+      ended_at: done ? now : null,
+    }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+  if (dryRun) {
+    // A dry run validates and reports; its chunks are never applied.
+    await db
+      .updateTable("bulk_job_chunks")
+      .set({ state: "cancelled" })
+      .where("merchant_id", "=", ref.merchantId)
+      .where("job_id", "=", ref.jobId)
+      .execute();
+  }
+  return state;
+}
