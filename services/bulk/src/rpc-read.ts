@@ -1,0 +1,178 @@
+/**
+ * BulkJobService calls that read or stop a job: Get, List, ListItems, Watch,
+ * Cancel and the CSV report. Every query names the caller's merchant, so
+ * another merchant's job is NOT_FOUND.
+ */
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { BulkJobState, BulkItemOutcome } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { kPrincipal } from "@stockroom/common/auth.ts";
+import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from "@stockroom/common/errors.ts";
+import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
+import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import type { BulkDb } from "./apply.ts";
+import { FINAL_STATES, itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
+import { findJob } from "./jobs.ts";
+import { REPORT_HEADER, reportLines } from "./report.ts";
+import type { BulkJobRow, ItemOutcomeName } from "./store.ts";
+
+type ReadMethods = "getBulkJob" | "listBulkJobs" | "listBulkJobItems" | "watchBulkJob" | "cancelBulkJob" | "downloadBulkJobReport";
+
+const STATE_NAMES = reverse(STATE_TO_PROTO);
+const OUTCOME_NAMES = reverse(OUTCOME_TO_PROTO);
+
+export interface BulkReadDeps {
+  db: BulkDb;
+  /** How often WatchBulkJob looks for changes. */
+  watchIntervalMs?: number;
+}
+
+export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDeps): Pick<ServiceImpl<typeof BulkJobService>, ReadMethods> {
+  const load = async (ctx: HandlerContext, jobId: string): Promise<BulkJobRow> => {
+    if (!ULID_PATTERN.test(jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
+    const job = await findJob(db, merchantOf(ctx), jobId);
+    if (!job) throw new NotFoundError("bulk job", jobId);
+    return job;
+  };
+
+  return {
+    async getBulkJob(req, ctx) {
+      return { job: jobToProto(await load(ctx, req.jobId)) };
+    },
+
+    async listBulkJobs(req, ctx) {
+      const merchantId = merchantOf(ctx);
+      const state = req.state === BulkJobState.UNSPECIFIED ? undefined : STATE_NAMES.get(req.state);
+      if (req.state !== BulkJobState.UNSPECIFIED && !state) {
+        throw new InvalidArgumentError([{ field: "state", description: `unknown state ${req.state}` }]);
+      }
+      const limit = pageSize(req.pageSize, 100, 1000);
+      const after = decodePageToken(req.pageToken, { state });
+      let q = db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId);
+      if (state) q = q.where("state", "=", state);
+      if (after) q = q.where("job_id", "<", String(after[0]));
+      const rows = await q.orderBy("job_id", "desc").limit(limit + 1).execute();
+      const page = rows.slice(0, limit);
+      return {
+        jobs: page.map(jobToProto),
+        nextPageToken: rows.length > limit ? encodePageToken([page.at(-1)!.job_id], { state }) : "",
+      };
+    },
+
+    async listBulkJobItems(req, ctx) {
+      const job = await load(ctx, req.jobId);
+      const outcomes = outcomeFilter(req.outcomes);
+      const limit = pageSize(req.pageSize, 500, 5000);
+      const after = decodePageToken(req.pageToken, { job: job.job_id, outcomes });
+      const rows = await itemsPage(db, job, outcomes, after ? Number(after[0]) : 0, limit + 1);
+      const page = rows.slice(0, limit);
+      return {
+        items: page.map(itemToProto),
+        nextPageToken: rows.length > limit ? encodePageToken([page.at(-1)!.line_no], { job: job.job_id, outcomes }) : "",
+      };
+    },
+
+    async *watchBulkJob(req, ctx) {
+      let job = await load(ctx, req.jobId);
+      const rate = createRateMeter();
+      let lastVersion = -1;
+      for (;;) {
+        if (Number(job.version) !== lastVersion) {
+          lastVersion = Number(job.version);
+          const done = finished(job);
+          const perSecond = rate(done);
+          const remaining = Number(job.valid_items) - done;
+          yield {
+            job: jobToProto(job),
+            progress: {
+              itemsPerSecond: perSecond,
+              estimatedTimeRemaining: perSecond > 0 && remaining > 0 ? durationFromMs(Math.round((remaining / perSecond) * 1000)) : undefined,
+            },
+          };
+        }
+        if (FINAL_STATES.has(job.state) && job.state !== "rolling_back") return;
+        await sleep(watchIntervalMs, ctx.signal);
+        if (ctx.signal.aborted) return;
+        job = await load(ctx, req.jobId);
+      }
+    },
+
+    async cancelBulkJob(req, ctx) {
+      const job = await load(ctx, req.jobId);
+      if (!FINAL_STATES.has(job.state)) {
+        const now = new Date();
+        await db
+          .updateTable("bulk_jobs")
+          .set((eb) => ({ state: "cancelled", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
+          .where("merchant_id", "=", job.merchant_id)
+          .where("job_id", "=", job.job_id)
+          .where("state", "in", ["receiving", "validating", "queued", "running"])
+          .execute();
+      }
+      return { job: jobToProto((await findJob(db, job.merchant_id, job.job_id))!) };
+    },
+
+    async *downloadBulkJobReport(req, ctx) {
+      const job = await load(ctx, req.jobId);
+      const outcomes = outcomeFilter(req.outcomes);
+      yield { chunk: new TextEncoder().encode(REPORT_HEADER) };
+      for (let after = 0; !ctx.signal.aborted; ) {
+        const rows = await itemsPage(db, job, outcomes, after, 5000);
+        if (rows.length === 0) return;
+        yield { chunk: new TextEncoder().encode(reportLines(rows)) };
+        after = Number(rows.at(-1)!.line_no);
+      }
+    },
+  };
+}
+
+function merchantOf(ctx: HandlerContext): string {
+  const principal = ctx.values.get(kPrincipal);
+  if (!principal) throw new UnauthenticatedError("no credential");
+  return principal.merchantId;
+}
+
+function outcomeFilter(outcomes: BulkItemOutcome[]): ItemOutcomeName[] | undefined {
+  const names = outcomes.filter((o) => o !== BulkItemOutcome.UNSPECIFIED).map((o) => {
+    const name = OUTCOME_NAMES.get(o);
+    if (!name) throw new InvalidArgumentError([{ field: "outcomes", description: `unknown outcome ${o}` }]);
+    return name;
+  });
+  return names.length > 0 ? [...new Set(names)].sort() : undefined;
+}
+
+function itemsPage(db: BulkDb, job: BulkJobRow, outcomes: ItemOutcomeName[] | undefined, afterLine: number, limit: number) {
+  let q = db
+    .selectFrom("bulk_job_items")
+    .select(["line_no", "sku", "outcome", "errors", "product_version"])
+    .where("merchant_id", "=", job.merchant_id)
+    .where("job_id", "=", job.job_id)
+    .where("line_no", ">", afterLine);
+  if (outcomes) q = q.where("outcome", "in", outcomes);
+  return q.orderBy("line_no").limit(limit).execute();
+}
+
+/** finished counts the valid items that reached an outcome. */
+function finished(job: BulkJobRow): number {
+  return Number(job.applied_items) + Number(job.unchanged_items) + Number(job.conflict_items) + Number(job.failed_items);
+}
+
+/** createRateMeter turns successive done-counts into items per second over a sliding ~5 s window. */
+function createRateMeter(): (done: number) => number {
+  const samples: { at: number; done: number }[] = [];
+  return (done) => {
+    const at = performance.now();
+    samples.push({ at, done });
+    while (samples.length > 2 && at - samples[0]!.at > 5000) samples.shift();
+    const first = samples[0]!;
+    return at > first.at ? ((done - first.done) * 1000) / (at - first.at) : 0;
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  });
+}

@@ -1,0 +1,106 @@
+import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BulkItemOutcome, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { startTestApi } from "@stockroom/common/testing.ts";
+import { catalogModule } from "@stockroom/catalog/module.ts";
+import { applyChunk, type BulkDb, type StagedItem } from "../src/apply.ts";
+import { createJob } from "../src/jobs.ts";
+import { bulkModule } from "../src/module.ts";
+import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
+
+const api = await startTestApi("bulk_read", (db) => [catalogModule(db), bulkModule(db, { watchIntervalMs: 50 })]);
+const db = api.api.db as unknown as BulkDb;
+const bulkA = api.client(BulkJobService, api.merchantA);
+const bulkB = api.client(BulkJobService, api.merchantB);
+const merchantId = api.merchantA.merchantId;
+test.after.always(() => api.close());
+
+async function* lines(prefix: string, n: number, badEvery: number): AsyncIterable<ParsedLine> {
+  for (let i = 0; i < n; i++) {
+    const item: StagedItem = { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" };
+    yield i % badEvery === badEvery - 1
+      ? { line: i + 2, kind: "invalid", sku: `${prefix}-${i}`, errors: [{ field: "price", code: "BAD_NUMBER", message: "=1+1 is not a price" }] }
+      : { line: i + 2, kind: "valid", item };
+  }
+}
+
+/** stagedJob creates a staged job of n lines; apply chunks with the returned function. */
+async function stagedJob(n: number, chunkSize = 100) {
+  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "r.csv" });
+  const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), chunkSize);
+  await finishStaging(db, { merchantId, jobId }, staged, false);
+  return { jobId, staged, apply: (chunkNo: number) => applyChunk(db, { merchantId, jobId, chunkNo }) };
+}
+
+test.serial("get, list and page through items with an outcome filter", async (t) => {
+  const { jobId, staged, apply } = await stagedJob(250);
+  for (let c = 0; c < staged.chunks; c++) await apply(c);
+  const { job } = await bulkA.getBulkJob({ jobId });
+  t.is(job!.state, BulkJobState.PARTIALLY_SUCCEEDED);
+  t.deepEqual([job!.counts!.total, job!.counts!.applied, job!.counts!.invalid], [250n, 225n, 25n]);
+  const { jobs } = await bulkA.listBulkJobs({});
+  t.true(jobs.some((j) => j.id === jobId));
+  const invalid: bigint[] = [];
+  let pageToken = "";
+  do {
+    const page = await bulkA.listBulkJobItems({ jobId, outcomes: [BulkItemOutcome.INVALID], pageSize: 10, pageToken });
+    invalid.push(...page.items.map((i) => i.lineNumber));
+    t.true(page.items.every((i) => i.outcome === BulkItemOutcome.INVALID && i.errors[0]?.code === "BAD_NUMBER"));
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  t.is(invalid.length, 25);
+  t.deepEqual(invalid, [...invalid].sort((a, b) => Number(a - b)));
+});
+
+test.serial("watch streams progress until the job ends", async (t) => {
+  const { jobId, staged, apply } = await stagedJob(400);
+  const seen: { state: BulkJobState; applied: bigint }[] = [];
+  const watching = (async () => {
+    for await (const { job } of bulkA.watchBulkJob({ jobId })) seen.push({ state: job!.state, applied: job!.counts!.applied });
+  })();
+  for (let c = 0; c < staged.chunks; c++) {
+    await apply(c);
+    await new Promise((r) => setTimeout(r, 80));
+  }
+  await watching;
+  t.is(seen[0]!.state, BulkJobState.QUEUED);
+  t.is(seen.at(-1)!.state, BulkJobState.PARTIALLY_SUCCEEDED);
+  t.is(seen.at(-1)!.applied, 360n);
+  t.true(seen.length >= 3, "intermediate progress was streamed");
+  t.deepEqual(seen.map((s) => s.applied), [...seen.map((s) => s.applied)].sort((a, b) => Number(a - b)), "counts only grow");
+});
+
+test.serial("cancel stops the chunks not yet applied", async (t) => {
+  const { jobId, staged, apply } = await stagedJob(300);
+  await apply(0);
+  const { job } = await bulkA.cancelBulkJob({ jobId });
+  t.is(job!.state, BulkJobState.CANCELLED);
+  for (let c = 1; c < staged.chunks; c++) await apply(c);
+  const after = (await bulkA.getBulkJob({ jobId })).job!;
+  t.is(after.counts!.applied, 100n, "only the first chunk's 100 valid items");
+  t.is(after.state, BulkJobState.CANCELLED);
+});
+
+test.serial("the CSV report lists every item and defuses formula cells", async (t) => {
+  const { jobId, staged, apply } = await stagedJob(30);
+  for (let c = 0; c < staged.chunks; c++) await apply(c);
+  let csv = "";
+  for await (const { chunk } of bulkA.downloadBulkJobReport({ jobId })) csv += new TextDecoder().decode(chunk);
+  const rows = csv.trimEnd().split("\r\n");
+  t.is(rows[0], "line_number,sku,outcome,field,code,message");
+  t.is(rows.length, 31);
+  t.true(rows.includes(`11,${jobId.slice(-6)}-9,INVALID,price,BAD_NUMBER,'=1+1 is not a price`));
+});
+
+test.serial("another merchant cannot see, watch, cancel or read the items of a job", async (t) => {
+  const { jobId } = await stagedJob(10);
+  const notFound = async (call: Promise<unknown>) => t.is(ConnectError.from(await t.throwsAsync(call)).code, Code.NotFound);
+  await notFound(bulkB.getBulkJob({ jobId }));
+  await notFound(bulkB.cancelBulkJob({ jobId }));
+  await notFound(bulkB.listBulkJobItems({ jobId }));
+  await notFound((async () => { for await (const _ of bulkB.watchBulkJob({ jobId })) break; })());
+  await notFound((async () => { for await (const _ of bulkB.downloadBulkJobReport({ jobId })) break; })());
+  t.false((await bulkB.listBulkJobs({})).jobs.some((j) => j.id === jobId));
+  t.is((await bulkA.getBulkJob({ jobId })).job!.state, BulkJobState.QUEUED, "untouched");
+});
