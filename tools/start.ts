@@ -4,12 +4,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
 import { parseApiConfig } from "@stockroom/common/config.ts";
-import { bulkMigrations } from "@stockroom/bulk/store.ts";
+import { bulkModule } from "@stockroom/bulk/module.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 
 const config = parseApiConfig(process.env);
@@ -19,8 +18,8 @@ const api = await startApi({
   migrate: true,
   modules: (db) => [
     catalogModule(db),
-    // Contracts land before their implementations: these answer UNIMPLEMENTED.
-    { services: [BulkJobService], migrations: [bulkMigrations], register: (router) => router.service(BulkJobService, {}) },
+    // Contracts land before their implementations: unimplemented calls answer UNIMPLEMENTED.
+    bulkModule(db),
     { services: [OrderService], migrations: [], register: (router) => router.service(OrderService, {}) },
   ],
 });
