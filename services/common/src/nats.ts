@@ -1,0 +1,499 @@
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+} from "@opentelemetry/api";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstreamManager,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import {
+  connect,
+  errors,
+  headers as natsHeaders,
+  millis,
+  nanos,
+  type MsgHdrs,
+  type NatsConnection,
+} from "@nats-io/transport-node";
+import type { Logger } from "./log.ts";
+
+/** NatsDeps is what publishers, workers and admin code take as dependencies. */
+export interface NatsDeps {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+/** NatsClient is an open connection; close drains it. */
+export interface NatsClient extends NatsDeps {
+  close(): Promise<void>;
+}
+
+export interface NatsOptions {
+  /** e.g. "127.0.0.1:4222" or several cluster seeds. */
+  servers: string | string[];
+  /** Connection name shown by the server (`nats server report connections`). */
+  name: string;
+  /** When given, disconnects, reconnects and async errors are logged. */
+  log?: Logger;
+}
+
+const tracer = trace.getTracer("stockroom.nats");
+
+/** Server error codes (nats-server errors.json) that ensureWorkQueue recovers from. */
+const STREAM_NAME_IN_USE = 10058;
+const CONSUMER_ALREADY_EXISTS = 10148;
+const CONSUMER_NAME_IN_USE = 10013;
+
+/**
+ * connectNats opens a connection that reconnects forever (workers outlive a
+ * NATS restart) and fails fast when the account has no JetStream.
+ */
+export async function connectNats(options: NatsOptions): Promise<NatsClient> {
+  const nc = await connect({ servers: options.servers, name: options.name, maxReconnectAttempts: -1 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const js = jsm.jetstream();
+    if (options.log) void logStatus(nc, options.log);
+    return {
+      nc,
+      js,
+      jsm,
+      async close() {
+        if (!nc.isClosed() && !nc.isDraining()) await nc.drain();
+      },
+    };
+  } catch (error) {
+    await nc.close();
+    throw error;
+  }
+}
+
+async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
+  for await (const s of nc.status()) {
+    switch (s.type) {
+      case "disconnect":
+        log.warn("nats disconnected", { server: s.server });
+        break;
+      case "reconnect":
+        log.info("nats reconnected", { server: s.server });
+        break;
+      case "ldm":
+        log.warn("nats server entering lame duck mode", { server: s.server });
+        break;
+      case "error":
+        log.error("nats async error", { error: s.error });
+        break;
+      case "slowConsumer":
+        log.warn("nats slow consumer", { subject: s.sub.getSubject(), pending: s.pending });
+        break;
+    }
+  }
+}
+
+export interface WorkQueueSpec {
+  stream: string;
+  subjects: string[];
+  /** The one durable pull consumer every worker process shares. */
+  durable: string;
+  /** How long a delivered message may go unacknowledged before it is redelivered. */
+  ackWaitMs: number;
+  /** Deliveries per message; the last failed one goes to onPoison. */
+  maxDeliver: number;
+  /** Messages out with workers at once, across all processes: the backpressure bound. */
+  maxAckPending: number;
+  /** How long a Nats-Msg-Id is remembered for deduplication (default 2 min). */
+  duplicateWindowMs?: number;
+  /** Stream replicas (default 1; 3 on a clustered JetStream). */
+  replicas?: number;
+}
+
+/**
+ * ensureWorkQueue creates or updates a work-queue stream (file storage,
+ * deduplication window) and its durable pull consumer (explicit ack). Every
+ * process may call it at start: identical configs are no-ops, changed limits
+ * are applied in place, and a create race with another process ends in an
+ * update. Retention and storage cannot change in place, so an existing stream
+ * with others is an error.
+ */
+export async function ensureWorkQueue(jsm: JetStreamManager, spec: WorkQueueSpec): Promise<void> {
+  const streamConfig = {
+    subjects: spec.subjects,
+    duplicate_window: nanos(spec.duplicateWindowMs ?? 120_000),
+    num_replicas: spec.replicas ?? 1,
+  };
+  try {
+    await jsm.streams.add({
+      name: spec.stream,
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      ...streamConfig,
+    });
+  } catch (error) {
+    if (apiErrorCode(error) !== STREAM_NAME_IN_USE) throw error;
+    const { config } = await jsm.streams.info(spec.stream);
+    if (config.retention !== RetentionPolicy.Workqueue || config.storage !== StorageType.File) {
+      throw new Error(
+        `stream ${spec.stream} exists with retention "${config.retention}" and storage "${config.storage}"; ` +
+          `a work queue needs "workqueue" and "file", which cannot be changed in place`,
+        { cause: error },
+      );
+    }
+    await jsm.streams.update(spec.stream, streamConfig);
+  }
+
+  const limits = {
+    ack_wait: nanos(spec.ackWaitMs),
+    max_deliver: spec.maxDeliver,
+    max_ack_pending: spec.maxAckPending,
+  };
+  try {
+    await jsm.consumers.add(spec.stream, {
+      durable_name: spec.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ...limits,
+    });
+  } catch (error) {
+    // Servers from 2.10 refuse to "create" over an existing consumer whose config differs.
+    const code = apiErrorCode(error);
+    if (code !== CONSUMER_ALREADY_EXISTS && code !== CONSUMER_NAME_IN_USE) throw error;
+    await jsm.consumers.update(spec.stream, spec.durable, limits);
+  }
+}
+
+function apiErrorCode(error: unknown): number | undefined {
+  return error instanceof JetStreamApiError ? error.code : undefined;
+}
+
+export interface PublishResult {
+  /** True when the stream already held a message with this id (within the duplicate window). */
+  duplicate: boolean;
+  /** The stream sequence of the stored message (the original one for a duplicate). */
+  seq: number;
+}
+
+/**
+ * publishWithId publishes under Nats-Msg-Id = msgId so a retried publish is
+ * stored once, inside a producer span whose W3C trace context travels in
+ * the headers; consumers continue that trace.
+ */
+export async function publishWithId(
+  js: JetStreamClient,
+  subject: string,
+  data: Uint8Array,
+  msgId: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<PublishResult> {
+  if (msgId === "") throw new Error("publishWithId needs a non-empty msgId");
+  const span = tracer.startSpan(`send ${subject}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: {
+      "messaging.system": "nats",
+      "messaging.operation.type": "send",
+      "messaging.destination.name": subject,
+      "messaging.message.id": msgId,
+      "messaging.message.body.size": data.byteLength,
+    },
+  });
+  try {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(extraHeaders)) h.set(k, v);
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(context.active(), span), carrier);
+    for (const [k, v] of Object.entries(carrier)) h.set(k, v);
+    const ack = await js.publish(subject, data, { msgID: msgId, headers: h });
+    span.setAttribute("stockroom.nats.stream", ack.stream);
+    span.setAttribute("stockroom.nats.duplicate", ack.duplicate);
+    return { duplicate: ack.duplicate, seq: ack.seq };
+  } catch (error) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+/** WorkMessage is what a work-queue handler sees of one delivery. */
+export interface WorkMessage {
+  subject: string;
+  data: Uint8Array;
+  /** First value of each header, names as published (Nats-Msg-Id, traceparent, …). */
+  headers: Record<string, string>;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  /** Stream sequence. */
+  seq: number;
+}
+
+export type WorkHandler = (msg: WorkMessage) => Promise<void>;
+/** PoisonHandler records a message that failed on its last delivery; it is terminated after. */
+export type PoisonHandler = (msg: WorkMessage, error: unknown) => Promise<void>;
+
+export interface WorkQueueConsumerSpec {
+  stream: string;
+  durable: string;
+  /** Handlers running at once in this process; it never pulls more than it can start. */
+  concurrency: number;
+  log: Logger;
+  /** Delay before a failed message is offered again: initialMs doubling per delivery, capped at maxMs, jittered. */
+  retryBackoff?: { initialMs: number; maxMs: number };
+  /** How long one pull request waits for messages (at least 1000, default 10 000). */
+  pullExpiresMs?: number;
+}
+
+export interface WorkQueueConsumer {
+  /** stop pulls no more, lets in-flight handlers finish (and ack), then resolves. */
+  stop(): Promise<void>;
+}
+
+interface ConsumerLimits {
+  ackWaitMs: number;
+  maxDeliver: number;
+}
+
+/**
+ * consumeWorkQueue runs handler for messages of a durable pull consumer.
+ * It pulls only as many messages as it has free handler slots, so what it
+ * holds is what it works on and other processes get the rest; the consumer's
+ * max_ack_pending bounds the total across processes. Each handler runs in a
+ * "process <subject>" span continuing the publisher's trace. Success acks;
+ * a throw naks with backoff, and on the last allowed delivery (the consumer's
+ * max_deliver, read from the server so it cannot disagree) onPoison gets the
+ * message and it is terminated. While a handler runs, the message's ack
+ * timer is reset every ack_wait/2. Pull errors (NATS restarting, the stream
+ * not there yet) are logged and retried; a closed connection ends the loop.
+ */
+export function consumeWorkQueue(
+  js: JetStreamClient,
+  spec: WorkQueueConsumerSpec,
+  handler: WorkHandler,
+  onPoison: PoisonHandler,
+): WorkQueueConsumer {
+  if (!Number.isInteger(spec.concurrency) || spec.concurrency < 1) {
+    throw new Error(`concurrency must be a positive integer, not ${spec.concurrency}`);
+  }
+  const { log, stream, durable } = spec;
+  const backoff = spec.retryBackoff ?? { initialMs: 1_000, maxMs: 60_000 };
+  const expires = Math.max(spec.pullExpiresMs ?? 10_000, 1_000);
+  const inflight = new Set<Promise<void>>();
+  const stopping = new AbortController();
+  let batch: ConsumerMessages | undefined;
+  let wake: (() => void) | undefined;
+
+  const retryDelay = (deliveryCount: number): number => {
+    const full = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(deliveryCount - 1, 30));
+    return Math.round(full / 2 + (Math.random() * full) / 2);
+  };
+
+  async function settle(m: JsMsg, limits: ConsumerLimits): Promise<void> {
+    const msg: WorkMessage = {
+      subject: m.subject,
+      data: m.data,
+      headers: headerRecord(m.headers),
+      deliveryCount: m.info.deliveryCount,
+      seq: m.seq,
+    };
+    const fields = { stream, durable, subject: msg.subject, seq: msg.seq, deliveryCount: msg.deliveryCount };
+    const parent = propagation.extract(ROOT_CONTEXT, msg.headers);
+    const span = tracer.startSpan(
+      `process ${msg.subject}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": msg.subject,
+          "messaging.consumer.group.name": durable,
+          "messaging.message.id": msg.headers["Nats-Msg-Id"] ?? "",
+          "messaging.message.body.size": msg.data.byteLength,
+          "stockroom.nats.stream": stream,
+          "stockroom.nats.stream_sequence": msg.seq,
+          "stockroom.nats.delivery_count": msg.deliveryCount,
+        },
+      },
+      parent,
+    );
+    const ctx = trace.setSpan(parent, span);
+    try {
+      const failure = await runHandler(m, limits, () => context.with(ctx, () => handler(msg)));
+      if (failure === undefined) {
+        await m.ackAck().catch((error: unknown) => {
+          log.warn("ack not confirmed; the message may be redelivered", { ...fields, error });
+        });
+        return;
+      }
+      const { error } = failure;
+      span.recordException(error instanceof Error ? error : String(error));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+      if (limits.maxDeliver > 0 && msg.deliveryCount >= limits.maxDeliver) {
+        await poison(m, msg, error, ctx, fields);
+      } else {
+        const delayMs = retryDelay(msg.deliveryCount);
+        m.nak(delayMs);
+        log.warn("message failed; it will be redelivered", { ...fields, delayMs, error });
+      }
+    } catch (error) {
+      // Only settling itself (nak, term on a closed connection) gets here; ack_wait redelivers.
+      log.error("could not settle message", { ...fields, error });
+    } finally {
+      span.end();
+    }
+  }
+
+  async function poison(
+    m: JsMsg,
+    msg: WorkMessage,
+    error: unknown,
+    ctx: Context,
+    fields: Record<string, unknown>,
+  ): Promise<void> {
+    try {
+      await context.with(ctx, () => onPoison(msg, error));
+    } catch (poisonError) {
+      // Not terminated: the message stays in the stream for an operator to inspect.
+      log.error("poison handler failed; message left unacknowledged in the stream", {
+        ...fields,
+        error,
+        poisonError,
+      });
+      return;
+    }
+    // term() without a reason: servers before 2.11 ignore "+TERM <reason>".
+    m.term();
+    log.warn("message failed on its last delivery; terminated", { ...fields, error });
+  }
+
+  async function loop(): Promise<void> {
+    let consumer: Consumer | undefined;
+    let limits: ConsumerLimits = { ackWaitMs: 30_000, maxDeliver: -1 };
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      try {
+        if (!consumer) {
+          consumer = await js.consumers.get(stream, durable);
+          const { config } = await consumer.info(true);
+          limits = { ackWaitMs: millis(config.ack_wait ?? nanos(30_000)), maxDeliver: config.max_deliver ?? -1 };
+        }
+        const free = spec.concurrency - inflight.size;
+        if (free <= 0) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        batch = await consumer.fetch({ max_messages: free, expires });
+        if (stopping.signal.aborted) batch.stop();
+        for await (const m of batch) {
+          if (stopping.signal.aborted) {
+            m.nak(); // received while stopping: hand it straight to another worker
+            continue;
+          }
+          const p: Promise<void> = settle(m, limits).finally(() => {
+            inflight.delete(p);
+            wake?.();
+          });
+          inflight.add(p);
+        }
+        failures = 0;
+      } catch (error) {
+        if (stopping.signal.aborted) break;
+        if (error instanceof errors.ClosedConnectionError || error instanceof errors.DrainingConnectionError) {
+          log.error("nats connection closed; work queue consumer ended", { stream, durable });
+          break;
+        }
+        failures++;
+        consumer = undefined; // look it up again: it may have been recreated with new limits
+        const delayMs = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+        log.warn("work queue pull failed; retrying", { stream, durable, failures, delayMs, error });
+        await pause(delayMs, stopping.signal);
+      } finally {
+        batch = undefined;
+      }
+    }
+  }
+
+  const running = loop();
+  return {
+    async stop() {
+      stopping.abort();
+      batch?.stop();
+      wake?.();
+      await running;
+      await Promise.all([...inflight]);
+    },
+  };
+}
+
+/**
+ * runHandler runs fn, telling the server every ack_wait/2 that the message
+ * is still being worked on; it returns the thrown error, if any.
+ */
+async function runHandler(
+  m: JsMsg,
+  limits: ConsumerLimits,
+  fn: () => Promise<void>,
+): Promise<{ error: unknown } | undefined> {
+  const keepAlive = setInterval(() => m.working(), Math.max(limits.ackWaitMs / 2, 50));
+  try {
+    await fn();
+    return undefined;
+  } catch (error) {
+    return { error };
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+function headerRecord(h: MsgHdrs | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  for (const k of h.keys()) out[k] = h.get(k);
+  return out;
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+export interface ConsumerLag {
+  /** Messages not yet delivered to any worker. */
+  pending: number;
+  /** Delivered and not yet acknowledged (in flight or awaiting redelivery). */
+  ackPending: number;
+  /** Messages delivered more than once. */
+  redelivered: number;
+  /** Pull requests waiting for messages (idle worker capacity). */
+  waiting: number;
+}
+
+/** consumerLag reads the consumer's counters for queue-lag metrics and health pages. */
+export async function consumerLag(jsm: JetStreamManager, stream: string, durable: string): Promise<ConsumerLag> {
+  const ci = await jsm.consumers.info(stream, durable);
+  return {
+    pending: ci.num_pending,
+    ackPending: ci.num_ack_pending,
+    redelivered: ci.num_redelivered,
+    waiting: ci.num_waiting,
+  };
+}
