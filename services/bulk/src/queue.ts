@@ -1,0 +1,196 @@
+/**
+ * Chunks on JetStream. Each chunk has its own subject,
+ * bulk.chunk.<merchant>.<job>.<chunk>, on one work-queue stream, so "is there
+ * a live message for this chunk" is a direct lookup. MySQL stays the source of
+ * truth (nats-server does not fsync every message): a chunk is claimed for
+ * publishing in the ledger first, and a reconciler re-publishes any chunk
+ * still queued whose message is gone, under a new attempt number (JetStream
+ * remembers a Nats-Msg-Id for its duplicate window even after the ack).
+ *
+ * Fairness: a job keeps at most `window` chunks in the stream; each finished
+ * chunk publishes the job's next one. A small job's chunks therefore queue
+ * behind a few chunks of a large job, not behind all of them.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats.ts";
+import type { BulkDb, ChunkRef } from "./apply.ts";
+
+export interface QueueConfig {
+  stream: string;
+  /** Subject prefix; chunks publish on <prefix>.<merchant>.<job>.<chunk>. */
+  subjectPrefix: string;
+  durable: string;
+  ackWaitMs: number;
+  maxDeliver: number;
+  /** Messages handed out and not yet acked, across all workers (backpressure). */
+  maxAckPending: number;
+  /** Chunks of one job in the stream at once. */
+  window: number;
+  /** A queued chunk whose message vanished is re-published after this long. */
+  reconcileAfterMs: number;
+}
+
+export const DEFAULT_QUEUE: QueueConfig = {
+  stream: "BULK_CHUNKS",
+  subjectPrefix: "bulk.chunk",
+  durable: "bulk-workers",
+  ackWaitMs: 30_000,
+  maxDeliver: 5,
+  maxAckPending: 64,
+  window: 4,
+  reconcileAfterMs: 30_000,
+};
+
+/** ChunkMessage is the payload of a chunk message; v lets in-flight jobs survive payload changes. */
+export interface ChunkMessage extends ChunkRef {
+  v: 1;
+  attempt: number;
+}
+
+export function ensureChunkQueue(jsm: JetStreamManager, q: QueueConfig): Promise<void> {
+  return ensureWorkQueue(jsm, {
+    stream: q.stream,
+    subjects: [`${q.subjectPrefix}.>`],
+    durable: q.durable,
+    ackWaitMs: q.ackWaitMs,
+    maxDeliver: q.maxDeliver,
+    maxAckPending: q.maxAckPending,
+  });
+}
+
+export function chunkSubject(q: QueueConfig, ref: ChunkRef): string {
+  return `${q.subjectPrefix}.${ref.merchantId}.${ref.jobId}.${ref.chunkNo}`;
+}
+
+export function decodeChunkMessage(data: Uint8Array): ChunkMessage {
+  const m = JSON.parse(new TextDecoder().decode(data)) as Partial<ChunkMessage>;
+  if (m.v !== 1 || typeof m.merchantId !== "string" || typeof m.jobId !== "string" || typeof m.chunkNo !== "number") {
+    throw new Error(`unsupported chunk message ${JSON.stringify(m).slice(0, 200)}`);
+  }
+  return m as ChunkMessage;
+}
+
+async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attempt: number): Promise<void> {
+  const message: ChunkMessage = { v: 1, ...ref, attempt };
+  await publishWithId(
+    nats.js,
+    chunkSubject(q, ref),
+    new TextEncoder().encode(JSON.stringify(message)),
+    `${ref.jobId}:${ref.chunkNo}:${attempt}`,
+    { "stockroom-merchant": ref.merchantId, "stockroom-job": ref.jobId },
+  );
+}
+
+/**
+ * topUp publishes a job's next unpublished chunks until `window` of them are
+ * in flight. Each chunk is claimed in MySQL first (published_at set where it
+ * was NULL), so concurrent callers never publish one chunk twice; a crash
+ * between claim and publish is healed by the reconciler.
+ */
+export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { merchantId: string; jobId: string }): Promise<number> {
+  const inFlight = await db
+    .selectFrom("bulk_job_chunks")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", job.merchantId)
+    .where("job_id", "=", job.jobId)
+    .where("state", "=", "queued")
+    .where("published_at", "is not", null)
+    .executeTakeFirstOrThrow();
+  const free = q.window - Number(inFlight.n);
+  if (free <= 0) return 0;
+  const next = await db
+    .selectFrom("bulk_job_chunks")
+    .select(["chunk_no", "attempt"])
+    .where("merchant_id", "=", job.merchantId)
+    .where("job_id", "=", job.jobId)
+    .where("state", "=", "queued")
+    .where("published_at", "is", null)
+    .orderBy("chunk_no")
+    .limit(free)
+    .execute();
+  let published = 0;
+  for (const chunk of next) {
+    const claimed = await db
+      .updateTable("bulk_job_chunks")
+      .set({ published_at: new Date() })
+      .where("merchant_id", "=", job.merchantId)
+      .where("job_id", "=", job.jobId)
+      .where("chunk_no", "=", chunk.chunk_no)
+      .where("published_at", "is", null)
+      .executeTakeFirst();
+    if (claimed.numUpdatedRows !== 1n) continue;
+    await publishChunk(nats, q, { ...job, chunkNo: chunk.chunk_no }, chunk.attempt);
+    published++;
+  }
+  return published;
+}
+
+/**
+ * reconcile heals what a crash or a lost message left behind: every queued
+ * chunk published more than reconcileAfterMs ago whose message is no longer
+ * in the stream is re-published under attempt + 1, and every unfinished job
+ * is topped up to its window. It is a maintenance sweep over all merchants:
+ * on Vitess it runs against each shard.
+ */
+export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now = new Date()): Promise<{ republished: number; toppedUp: number }> {
+  const stale = await db
+    .selectFrom("bulk_job_chunks")
+    .select(["merchant_id", "job_id", "chunk_no", "attempt"])
+    .where("state", "=", "queued")
+    .where("published_at", "<", new Date(now.getTime() - q.reconcileAfterMs))
+    .limit(500)
+    .execute();
+  let republished = 0;
+  for (const c of stale) {
+    const ref = { merchantId: c.merchant_id, jobId: c.job_id, chunkNo: c.chunk_no };
+    if (await hasLiveMessage(nats.jsm, q, ref)) continue;
+    const claimed = await db
+      .updateTable("bulk_job_chunks")
+      .set({ attempt: c.attempt + 1, published_at: now })
+      .where("merchant_id", "=", ref.merchantId)
+      .where("job_id", "=", ref.jobId)
+      .where("chunk_no", "=", ref.chunkNo)
+      .where("state", "=", "queued")
+      .where("attempt", "=", c.attempt)
+      .executeTakeFirst();
+    if (claimed.numUpdatedRows !== 1n) continue;
+    await publishChunk(nats, q, ref, c.attempt + 1);
+    republished++;
+  }
+  const jobs = await db
+    .selectFrom("bulk_job_chunks")
+    .select(["merchant_id", "job_id"])
+    .where("state", "=", "queued")
+    .where("published_at", "is", null)
+    .groupBy(["merchant_id", "job_id"])
+    .limit(500)
+    .execute();
+  let toppedUp = 0;
+  for (const j of jobs) {
+    const state = await db
+      .selectFrom("bulk_jobs")
+      .select("state")
+      .where("merchant_id", "=", j.merchant_id)
+      .where("job_id", "=", j.job_id)
+      .executeTakeFirst();
+    if (state?.state === "queued" || state?.state === "running") {
+      toppedUp += await topUp(db, nats, q, { merchantId: j.merchant_id, jobId: j.job_id });
+    }
+  }
+  return { republished, toppedUp };
+}
+
+async function hasLiveMessage(jsm: JetStreamManager, q: QueueConfig, ref: ChunkRef): Promise<boolean> {
+  try {
+    return (await jsm.streams.getMessage(q.stream, { last_by_subj: chunkSubject(q, ref) })) !== null;
+  } catch (error) {
+    if (/not found|no message/i.test(String((error as Error).message))) return false;
+    throw error;
+  }
+}
+
+/** countLiveChunks is for tests and metrics: chunk messages in the stream. */
+export async function countLiveChunks(jsm: JetStreamManager, q: QueueConfig): Promise<number> {
+  const info = await jsm.streams.info(q.stream);
+  return info.state.messages;
+}

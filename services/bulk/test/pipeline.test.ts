@@ -1,0 +1,140 @@
+import { randomBytes } from "node:crypto";
+import test from "ava";
+import { createMerchant } from "@stockroom/common/auth.ts";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { createLogger } from "@stockroom/common/log.ts";
+import { connectNats } from "@stockroom/common/nats.ts";
+import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import type { BulkDb, StagedItem } from "../src/apply.ts";
+import { createJob, findJob } from "../src/jobs.ts";
+import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
+import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
+import { bulkMigrations } from "../src/store.ts";
+import { startBulkWorker, type BulkWorker } from "../src/worker.ts";
+
+// Real MariaDB and NATS; this file's own database, stream and subjects.
+const url = testDatabaseUrl("bulk_pipeline");
+await ensureDatabase(url);
+const db: BulkDb = createDatabase({ url, poolSize: 12 });
+await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+const { merchantId } = await createMerchant(db, "Pipeline merchant");
+const nats = await connectNats({ servers: "127.0.0.1:4222", name: "bulk-pipeline-test" });
+const suffix = randomBytes(4).toString("hex");
+const log = createLogger("bulk-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
+test.after.always(async () => {
+  await nats.close();
+  await db.destroy();
+  await dropDatabase(url);
+});
+
+/** queueFor gives each test its own stream, so the tests' workers never meet. */
+function queueFor(name: string, overrides: Partial<QueueConfig> = {}): QueueConfig {
+  return {
+    ...DEFAULT_QUEUE,
+    stream: `BULK_T_${name}_${suffix}`,
+    subjectPrefix: `t_${suffix}.${name}.chunk`,
+    durable: "workers",
+    ackWaitMs: 2000,
+    maxDeliver: 3,
+    window: 2,
+    ...overrides,
+  };
+}
+
+async function* lines(prefix: string, n: number, item: (i: number) => Partial<StagedItem> = () => ({})): AsyncIterable<ParsedLine> {
+  for (let i = 0; i < n; i++) {
+    yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR", ...item(i) } };
+  }
+}
+
+async function stagedJob(prefix: string, n: number, chunkSize: number, item?: (i: number) => Partial<StagedItem>) {
+  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: `${prefix}.csv` });
+  const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), chunkSize);
+  await finishStaging(db, { merchantId, jobId }, staged, false);
+  return jobId;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const ended = (jobId: string) => async () => {
+  const job = await findJob(db, merchantId, jobId);
+  return job && ["succeeded", "partially_succeeded", "failed", "cancelled"].includes(job.state) ? job : undefined;
+};
+
+async function auditRows(jobId: string): Promise<number> {
+  const r = await db.selectFrom("product_changes").select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", merchantId).where("source_ref", "=", jobId).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+async function workers(q: QueueConfig, n: number, reconcileEveryMs = 0): Promise<BulkWorker[]> {
+  return Promise.all(Array.from({ length: n }, () => startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs })));
+}
+
+test("two worker processes share the queue and apply every item exactly once", async (t) => {
+  const q = queueFor("share");
+  await ensureChunkQueue(nats.jsm, q);
+  const jobId = await stagedJob("SHARE", 3000, 250);
+  const running = await workers(q, 2);
+  t.teardown(() => Promise.all(running.map((w) => w.stop())));
+  await topUp(db, nats, q, { merchantId, jobId });
+  const job = await waitFor("the job to end", ended(jobId));
+  t.is(job.state, "succeeded");
+  t.is(Number(job.applied_items), 3000);
+  t.is(job.chunks_done, 12);
+  t.is(await auditRows(jobId), 3000);
+});
+
+test("chunks lost from the stream are re-published by the reconciler and still applied once", async (t) => {
+  const q = queueFor("lost", { reconcileAfterMs: 300 });
+  await ensureChunkQueue(nats.jsm, q);
+  const jobId = await stagedJob("LOST", 1000, 100);
+  await topUp(db, nats, q, { merchantId, jobId });
+  await nats.jsm.streams.purge(q.stream); // nats-server lost them (no fsync, or a crash)
+  const running = await workers(q, 1, 200);
+  t.teardown(() => Promise.all(running.map((w) => w.stop())));
+  const job = await waitFor("the job to end", ended(jobId));
+  t.is(job.state, "succeeded");
+  t.is(Number(job.applied_items), 1000);
+  t.is(await auditRows(jobId), 1000);
+  const attempts = await db.selectFrom("bulk_job_chunks").select("attempt").where("merchant_id", "=", merchantId).where("job_id", "=", jobId).execute();
+  t.true(attempts.some((c) => c.attempt > 0), "the lost chunks went out again under a new attempt id");
+});
+
+test("a small job is not starved by a large one", async (t) => {
+  const q = queueFor("fair", { window: 2 });
+  await ensureChunkQueue(nats.jsm, q);
+  const big = await stagedJob("BIG", 6000, 100);
+  await topUp(db, nats, q, { merchantId, jobId: big });
+  const small = await stagedJob("SMALL", 20, 100);
+  await topUp(db, nats, q, { merchantId, jobId: small });
+  const running = await workers(q, 1);
+  t.teardown(() => Promise.all(running.map((w) => w.stop())));
+  await waitFor("the small job to end", ended(small));
+  const bigNow = (await findJob(db, merchantId, big))!;
+  t.true(bigNow.chunks_done < bigNow.chunk_count / 2, `the big job had done ${bigNow.chunks_done}/${bigNow.chunk_count} chunks`);
+  await waitFor("the big job to end", ended(big), 60_000);
+});
+
+test("a chunk that fails every delivery ends as FAILED items without blocking the job", async (t) => {
+  const q = queueFor("poison", { maxDeliver: 2 });
+  await ensureChunkQueue(nats.jsm, q);
+  // Line 150's title is too long for the column: its chunk's transaction fails every time.
+  const jobId = await stagedJob("POISON", 300, 100, (i) => (i === 150 ? { title: "x".repeat(600) } : {}));
+  const running = await workers(q, 1);
+  t.teardown(() => Promise.all(running.map((w) => w.stop())));
+  await topUp(db, nats, q, { merchantId, jobId });
+  const job = await waitFor("the job to end", ended(jobId));
+  t.is(job.state, "partially_succeeded");
+  t.deepEqual([Number(job.applied_items), Number(job.failed_items)], [200, 100]);
+  t.is(await auditRows(jobId), 200);
+});
