@@ -1,0 +1,68 @@
+/** Bulk file parsing: the public surface. */
+import { CsvScanner } from "./csv.ts";
+import { JsonlScanner } from "./jsonl.ts";
+import { BulkFileError, DEFAULT_MAX_LINE_BYTES, type Draft, type ParsedLine, type ParseOptions, type Scanner } from "./types.ts";
+
+export { BulkFileError, DEFAULT_MAX_LINE_BYTES };
+export type { BulkFormat, BulkItem, ItemError, ParsedLine, ParseOptions } from "./types.ts";
+
+const BOM = [0xef, 0xbb, 0xbf];
+
+/**
+ * parseBulkFile reads an uploaded bulk file as a stream and yields one
+ * ParsedLine per record, valid or not, in file order. Memory stays bounded:
+ * one record (at most maxLineBytes) and the set of skus seen, which the
+ * DUPLICATE_SKU check needs. Problems with the file as a whole throw a
+ * BulkFileError from the generator; lines yielded before it stay yielded.
+ */
+export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options: ParseOptions): AsyncGenerator<ParsedLine> {
+  const { format, maxBytes, maxItems, maxLineBytes = DEFAULT_MAX_LINE_BYTES } = options;
+  for (const [name, value] of Object.entries({ maxBytes, maxItems, maxLineBytes })) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a whole number, got ${value}`);
+  }
+  if (format !== "csv" && format !== "jsonl") throw new RangeError(`format must be csv or jsonl, got ${String(format)}`);
+  const scanner: Scanner = format === "csv" ? new CsvScanner(maxLineBytes) : new JsonlScanner(maxLineBytes);
+  /** firstLine maps each sku read so far to the line it was first on. */
+  const firstLine = new Map<string, number>();
+  let items = 0;
+  let received = 0;
+  /** head collects the first bytes until it is known whether they are a BOM. */
+  let head: Buffer | undefined = Buffer.alloc(0);
+
+  const toLine = (draft: Draft): ParsedLine => {
+    if (++items > maxItems) throw new BulkFileError("TOO_MANY_ITEMS", draft.line, `the file has more than ${maxItems} items`);
+    const { line, sku, errors } = draft;
+    if (draft.skuKnown) {
+      const first = firstLine.get(sku);
+      if (first === undefined) firstLine.set(sku, line);
+      else errors.push({ field: "sku", code: "DUPLICATE_SKU", message: `sku ${JSON.stringify(sku)} is already on line ${first}` });
+    }
+    return errors.length === 0 && draft.item ? { line, kind: "valid", item: draft.item } : { line, kind: "invalid", sku, errors };
+  };
+
+  for await (const chunk of source) {
+    if (!(chunk instanceof Uint8Array)) throw new TypeError("the source must yield bytes (Uint8Array), not decoded text");
+    received += chunk.byteLength;
+    if (received > maxBytes) throw new BulkFileError("FILE_TOO_LARGE", scanner.line, `the file is larger than ${maxBytes} bytes`);
+    if (chunk.byteLength === 0) continue;
+    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (head !== undefined) {
+      if (head.length > 0 || bytes.length < BOM.length) {
+        head = Buffer.concat([head, bytes]);
+        if (head.length < BOM.length) continue;
+        bytes = head;
+      }
+      bytes = withoutBom(bytes);
+      head = undefined;
+    }
+    scanner.push(bytes);
+    for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
+  }
+  if (head !== undefined && head.length > 0) scanner.push(withoutBom(head));
+  scanner.end();
+  for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
+}
+
+function withoutBom(bytes: Buffer): Buffer {
+  return BOM.every((b, i) => bytes[i] === b) ? bytes.subarray(BOM.length) : bytes;
+}

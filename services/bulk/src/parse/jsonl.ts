@@ -1,0 +1,233 @@
+/**
+ * JSON Lines: one object per LF-terminated line (a CR before the LF is JSON
+ * whitespace; blank lines are skipped but counted). price and stock keep
+ * their source text, so 12.30 stays "12.30" and never goes through a float.
+ */
+import { isUtf8 } from "node:buffer";
+import { Carry } from "./carry.ts";
+import { buildItem, setOwn, tooLong, type RawFields } from "./fields.ts";
+import { BulkFileError, type Draft, type ItemError, type Scanner } from "./types.ts";
+
+const LF = 0x0a;
+const CR = 0x0d;
+const EMPTY = Buffer.alloc(0);
+
+/** RawNumber is a JSON number as written in the file. */
+class RawNumber {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
+/**
+ * withNumberTexts swaps the numbers of price and stock for their source text,
+ * found by matching `"price": <number>` in the line. It gives up (returns
+ * false) unless the match is unique and equal to the parsed value, and the
+ * caller then parses again with keepNumberText: a reviver makes JSON.parse
+ * about five times slower, so it is kept for the rare ambiguous line.
+ */
+function withNumberTexts(text: string, value: Record<string, unknown>): boolean {
+  for (const [key, pattern] of NUMBER_KEYS) {
+    const v = value[key];
+    if (typeof v !== "number") continue;
+    pattern.lastIndex = 0;
+    const m = pattern.exec(text);
+    if (!m || pattern.exec(text) || !Object.is(Number(m[1]), v)) return false;
+    value[key] = new RawNumber(m[1]!);
+  }
+  return true;
+}
+
+const NUMBER_KEYS = [
+  ["price", /"price"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
+  ["stock", /"stock"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
+] as const;
+
+/** keepNumberText is a JSON.parse reviver; context.source is the value's source text (Node 21+). */
+function keepNumberText(this: unknown, _key: string, value: unknown, context?: { source?: string }): unknown {
+  return typeof value === "number" ? new RawNumber(context?.source ?? String(value)) : value;
+}
+
+const attrField = (key: string) => `attributes.${key}`;
+
+export class JsonlScanner implements Scanner {
+  line = 1;
+  readonly #maxLineBytes: number;
+  #buf: Buffer = EMPTY;
+  #pos = 0;
+  #ended = false;
+  #done = false;
+  #carry = new Carry();
+  #overflow = false;
+  #sawLine = false;
+
+  constructor(maxLineBytes: number) {
+    this.#maxLineBytes = maxLineBytes;
+  }
+
+  push(chunk: Buffer): void {
+    this.#buf = chunk;
+    this.#pos = 0;
+  }
+
+  end(): void {
+    this.#ended = true;
+  }
+
+  next(): Draft | undefined {
+    for (;;) {
+      const buf = this.#buf;
+      if (this.#pos < buf.length) {
+        const lf = buf.indexOf(LF, this.#pos);
+        if (lf < 0) {
+          // The rest of the chunk starts a line that a later chunk ends.
+          if (!this.#overflow) {
+            this.#carry.append(buf, this.#pos, buf.length);
+            if (this.#carry.length > this.#maxLineBytes) {
+              this.#overflow = true;
+              this.#carry.clear();
+            }
+          }
+          this.#pos = buf.length;
+          continue;
+        }
+        const draft = this.#close(lf);
+        if (draft) return draft;
+        continue;
+      }
+      this.#buf = EMPTY;
+      this.#pos = 0;
+      if (!this.#ended || this.#done) return undefined;
+      this.#done = true;
+      const draft = this.#carry.length > 0 || this.#overflow ? this.#close(-1) : undefined;
+      if (draft) return draft;
+      if (!this.#sawLine) throw new BulkFileError("EMPTY_FILE", this.line, "the file is empty: it has no JSON lines");
+      return undefined;
+    }
+  }
+
+  /** #close ends the line whose LF is at index lf of the chunk (-1: the end of the file). */
+  #close(lf: number): Draft | undefined {
+    const line = this.line;
+    let draft: Draft | undefined;
+    if (this.#overflow) draft = tooLong(line, this.#maxLineBytes);
+    else {
+      let bytes = this.#buf;
+      let start = this.#pos;
+      let end = lf < 0 ? bytes.length : lf;
+      if (this.#carry.length > 0) {
+        this.#carry.append(bytes, start, end);
+        bytes = this.#carry.bytes;
+        start = 0;
+        end = this.#carry.length;
+      }
+      draft = end - start > this.#maxLineBytes ? tooLong(line, this.#maxLineBytes) : this.#line(bytes, start, end, line);
+    }
+    this.#carry.clear();
+    this.#overflow = false;
+    if (lf >= 0) {
+      this.#pos = lf + 1;
+      this.line++;
+    }
+    if (draft) this.#sawLine = true;
+    return draft;
+  }
+
+  #line(bytes: Buffer, start: number, end: number, line: number): Draft | undefined {
+    // A CR before the LF is JSON whitespace, and blank for isBlank.
+    let first = start;
+    while (first < end && isBlank(bytes[first]!)) first++;
+    if (first === end) return undefined;
+    const errors: ItemError[] = [];
+    const fail = (code: string, message: string, sku = ""): Draft => {
+      errors.push({ field: "", code, message });
+      return { line, sku, skuKnown: false, item: undefined, errors };
+    };
+    if (!isUtf8(bytes.subarray(start, end))) {
+      // Read the sku for the report if the damage lies elsewhere.
+      const lossy = tryParse(bytes.toString("utf8", start, end));
+      const sku = isObject(lossy) && typeof lossy["sku"] === "string" && !lossy["sku"].includes("\uFFFD") ? lossy["sku"] : "";
+      return fail("INVALID_UTF8", "the line is not valid UTF-8", sku);
+    }
+    const text = bytes.toString("utf8", start, end);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      return fail("MALFORMED_LINE", `the line is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!isObject(value)) return fail("MALFORMED_LINE", "the line is not a JSON object");
+    const object = withNumberTexts(text, value) ? value : (JSON.parse(text, keepNumberText) as Record<string, unknown>);
+    const raw: RawFields = {};
+    for (const key of Object.keys(object)) {
+      const v = object[key];
+      switch (key) {
+        case "sku":
+        case "title":
+        case "description":
+        case "currency":
+        case "status":
+          if (typeof v !== "string") errors.push(wrongType(key, v, "a string"));
+          else if (!v.isWellFormed()) errors.push({ field: key, code: "INVALID_UTF8", message: `${key} holds an unpaired surrogate escape` });
+          else raw[key] = v;
+          break;
+        case "price":
+        case "stock":
+          if (v instanceof RawNumber) raw[key] = v.text;
+          else if (typeof v === "string") raw[key] = v;
+          else errors.push(wrongType(key, v, "a number or a string"));
+          break;
+        case "attributes": {
+          const attributes = readAttributes(v, errors);
+          if (attributes) raw.attributes = attributes;
+          break;
+        }
+        default:
+          errors.push({ field: key, code: "UNKNOWN_FIELD", message: `unknown field ${JSON.stringify(key)}` });
+      }
+    }
+    const item = buildItem(raw, errors, attrField);
+    const skuKnown = raw.sku !== undefined && !errors.some((e) => e.field === "sku");
+    return { line, sku: raw.sku ?? "", skuKnown, item, errors };
+  }
+}
+
+/** readAttributes reports what in v is not an object of strings, and returns the entries that are. */
+function readAttributes(v: unknown, errors: ItemError[]): Record<string, string> | undefined {
+  if (!isObject(v)) {
+    errors.push(wrongType("attributes", v, "an object of strings"));
+    return undefined;
+  }
+  const attributes: Record<string, string> = {};
+  for (const key of Object.keys(v)) {
+    const value = v[key];
+    const field = attrField(key);
+    if (typeof value !== "string") errors.push(wrongType(field, value, "a string"));
+    else if (!value.isWellFormed() || !key.isWellFormed()) {
+      errors.push({ field, code: "INVALID_UTF8", message: `${field} holds an unpaired surrogate escape` });
+    } else setOwn(attributes, key, value);
+  }
+  return attributes;
+}
+
+function wrongType(field: string, v: unknown, expected: string): ItemError {
+  const got = v === null ? "null" : Array.isArray(v) ? "an array" : v instanceof RawNumber ? "a number" : typeof v === "object" ? "an object" : `a ${typeof v}`;
+  return { field, code: "MALFORMED_LINE", message: `${field} must be ${expected}, not ${got}` };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof RawNumber);
+}
+
+function isBlank(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === CR;
+}
+
+function tryParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
