@@ -1,17 +1,33 @@
 import type { Kysely } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { NatsDeps } from "@stockroom/common/nats.ts";
+import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
+import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 import { createBulkReadMethods } from "./rpc-read.ts";
+import { createBulkUploadMethods } from "./rpc-upload.ts";
 import { bulkMigrations } from "./store.ts";
 
-/**
- * bulkModule plugs BulkJobService into an API process. Uploads, resumable
- * parts and rollback are not wired yet: those calls answer UNIMPLEMENTED.
- */
-export function bulkModule(db: Kysely<any>, options: { watchIntervalMs?: number } = {}): ServiceModule {
+export interface BulkModuleOptions {
+  /** Without NATS, staged chunks wait for a worker's reconciler to publish them. */
+  nats?: NatsDeps;
+  queue?: QueueConfig;
+  limits?: IngestLimits;
+  uploadTtlMs?: number;
+  watchIntervalMs?: number;
+}
+
+/** bulkModule plugs BulkJobService into an API process. RollbackBulkJob is not implemented yet. */
+export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): ServiceModule {
+  const queue = options.queue ?? DEFAULT_QUEUE;
+  const limits = options.limits ?? DEFAULT_LIMITS;
   return {
     services: [BulkJobService],
     migrations: [bulkMigrations],
-    register: (router) => router.service(BulkJobService, { ...createBulkReadMethods({ db, ...options }) }),
+    register: (router) =>
+      router.service(BulkJobService, {
+        ...createBulkReadMethods({ db, watchIntervalMs: options.watchIntervalMs }),
+        ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000 }),
+      }),
   };
 }

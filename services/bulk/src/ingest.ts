@@ -1,0 +1,132 @@
+/**
+ * Ingest: an uploaded byte stream becomes a staged, queued job. The bytes are
+ * hashed and counted as they pass, parsed and validated line by line, and
+ * staged in batches, so memory stays bounded whatever the file size. The same
+ * request_id, or the same merchant uploading the same content with the same
+ * options within the dedupe window, returns the existing job.
+ */
+import { createHash } from "node:crypto";
+import type { NatsDeps } from "@stockroom/common/nats.ts";
+import type { BulkDb } from "./apply.ts";
+import { createJob, findJob } from "./jobs.ts";
+import { BulkFileError, parseBulkFile } from "./parse/index.ts";
+import { topUp, type QueueConfig } from "./queue.ts";
+import { finishStaging, stageLines } from "./stage.ts";
+import type { BulkJobRow } from "./store.ts";
+import type { UploadOptions } from "./uploads.ts";
+
+export interface IngestLimits {
+  maxBytes: number;
+  maxItems: number;
+  chunkSize: number;
+  /** Same content + options within this window returns the existing job. */
+  dedupeWindowMs: number;
+}
+
+export const DEFAULT_LIMITS: IngestLimits = {
+  maxBytes: 512 * 1024 * 1024,
+  maxItems: 500_000,
+  chunkSize: 1000,
+  dedupeWindowMs: 24 * 60 * 60 * 1000,
+};
+
+export interface IngestDeps {
+  db: BulkDb;
+  /** Without NATS the chunks wait in the ledger; a worker's reconciler publishes them. */
+  nats?: NatsDeps;
+  queue: QueueConfig;
+  limits: IngestLimits;
+}
+
+/** ingest stages a file as a job and queues its first chunks; see the module comment. */
+export async function ingest(
+  deps: IngestDeps,
+  merchantId: string,
+  options: UploadOptions,
+  source: AsyncIterable<Uint8Array>,
+): Promise<BulkJobRow> {
+  const { db, limits } = deps;
+  const { jobId, existing } = await createJob(db, { merchantId, ...options });
+  if (existing) return (await findJob(db, merchantId, jobId))!;
+  const ref = { merchantId, jobId };
+  await setJob(db, ref, { state: "validating" });
+  const hash = createHash("sha256");
+  let size = 0;
+  async function* counted() {
+    for await (const chunk of source) {
+      size += chunk.length;
+      hash.update(chunk);
+      yield chunk;
+    }
+  }
+  let staged;
+  try {
+    staged = await stageLines(
+      db,
+      ref,
+      parseBulkFile(counted(), { format: options.format, maxBytes: limits.maxBytes, maxItems: limits.maxItems }),
+      limits.chunkSize,
+    );
+  } catch (error) {
+    const reason = error instanceof BulkFileError ? `${error.code}: ${error.message}` : `upload interrupted: ${(error as Error).message}`;
+    await failJob(db, ref, reason.slice(0, 1000), size);
+    if (error instanceof BulkFileError) return (await findJob(db, merchantId, jobId))!;
+    throw error;
+  }
+  const sha = hash.digest("hex");
+  const duplicate = await db
+    .selectFrom("bulk_jobs")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("content_sha256", "=", sha)
+    .where("format", "=", options.format)
+    .where("conflict_policy", "=", options.conflictPolicy)
+    .where("dry_run", "=", options.dryRun)
+    .where("created_at", ">", new Date(Date.now() - limits.dedupeWindowMs))
+    .where("state", "not in", ["failed", "cancelled"])
+    .where("job_id", "!=", jobId)
+    .orderBy("job_id")
+    .limit(1)
+    .executeTakeFirst();
+  if (duplicate) {
+    await discardJob(db, ref);
+    return duplicate;
+  }
+  await setJob(db, ref, { file_size: size, content_sha256: sha });
+  await finishStaging(db, ref, staged, options.dryRun);
+  if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
+  return (await findJob(db, merchantId, jobId))!;
+}
+
+async function setJob(db: BulkDb, ref: { merchantId: string; jobId: string }, set: Partial<Pick<BulkJobRow, "state" | "file_size" | "content_sha256">>) {
+  await db
+    .updateTable("bulk_jobs")
+    .set((eb) => ({ ...set, updated_at: new Date(), version: eb("version", "+", 1) }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+}
+
+/** failJob ends a job whose file could not be read; nothing of it is ever applied. */
+async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, error: string, size: number) {
+  const now = new Date();
+  await db
+    .updateTable("bulk_jobs")
+    .set((eb) => ({ state: "failed", error, file_size: size, ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+  await db
+    .updateTable("bulk_job_chunks")
+    .set({ state: "cancelled" })
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+}
+
+/** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */
+async function discardJob(db: BulkDb, ref: { merchantId: string; jobId: string }) {
+  for (const table of ["bulk_job_items", "bulk_job_chunks", "bulk_jobs"] as const) {
+    await db.deleteFrom(table).where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
+  }
+}

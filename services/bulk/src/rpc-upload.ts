@@ -1,0 +1,139 @@
+/** BulkJobService calls that take files: streamed in one call, or in resumable parts. */
+import { createHash } from "node:crypto";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  BulkFileFormat,
+  ConflictPolicy,
+  UploadSchema,
+  type BulkJobOptions,
+  type Upload,
+} from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { kPrincipal } from "@stockroom/common/auth.ts";
+import { InvalidArgumentError, UnauthenticatedError, type FieldViolation } from "@stockroom/common/errors.ts";
+import { jobToProto } from "./convert.ts";
+import { ingest, type IngestDeps } from "./ingest.ts";
+import { findJob } from "./jobs.ts";
+import type { BulkUploadRow } from "./store.ts";
+import { appendPart, createUpload, findUpload, linkUploadJob, readUpload, uploadOptions, type UploadOptions } from "./uploads.ts";
+
+type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload";
+
+export interface BulkUploadDeps extends IngestDeps {
+  /** How long an unfinished resumable upload is kept. */
+  uploadTtlMs: number;
+}
+
+export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<typeof BulkJobService>, UploadMethods> {
+  const { db } = deps;
+  return {
+    async uploadBulkFile(requests, ctx) {
+      const merchantId = merchantOf(ctx);
+      const it = requests[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done || first.value.payload.case !== "options") {
+        throw new InvalidArgumentError([{ field: "options", description: "the first message must carry the job options" }]);
+      }
+      const options = parseOptions("options", first.value.payload.value);
+      async function* bytes(): AsyncIterable<Uint8Array> {
+        for (let r = await it.next(); !r.done; r = await it.next()) {
+          const m: UploadBulkFileRequest = r.value;
+          if (m.payload.case !== "chunk") {
+            throw new InvalidArgumentError([{ field: "options", description: "only the first message may carry options" }]);
+          }
+          yield m.payload.value;
+        }
+      }
+      return { job: jobToProto(await ingest(deps, merchantId, options, bytes())) };
+    },
+
+    async createUpload(req, ctx) {
+      const merchantId = merchantOf(ctx);
+      const options = parseOptions("options", req.options);
+      const expected = Number(req.expectedSize);
+      if (expected < 0 || expected > deps.limits.maxBytes) {
+        throw new InvalidArgumentError([{ field: "expected_size", description: `must be 0 (unknown) to ${deps.limits.maxBytes} bytes` }]);
+      }
+      const row = await createUpload(db, merchantId, options, expected > 0 ? expected : null, deps.uploadTtlMs);
+      return { upload: uploadToProto(row) };
+    },
+
+    async getUpload(req, ctx) {
+      return { upload: uploadToProto(await findUpload(db, merchantOf(ctx), req.uploadId)) };
+    },
+
+    async appendUploadPart(req, ctx) {
+      const merchantId = merchantOf(ctx);
+      await findUpload(db, merchantId, req.uploadId);
+      if (Number(req.offset) + req.data.length > deps.limits.maxBytes) {
+        throw new InvalidArgumentError([{ field: "data", description: `the file may be at most ${deps.limits.maxBytes} bytes` }]);
+      }
+      const committed = await appendPart(db, merchantId, req.uploadId, Number(req.offset), req.data);
+      return { committedSize: BigInt(committed) };
+    },
+
+    async completeUpload(req, ctx) {
+      const merchantId = merchantOf(ctx);
+      const upload = await findUpload(db, merchantId, req.uploadId);
+      if (upload.job_id !== null) return { job: jobToProto((await findJob(db, merchantId, upload.job_id))!) };
+      const violations: FieldViolation[] = [];
+      if (Number(req.totalSize) !== Number(upload.committed_size)) {
+        violations.push({ field: "total_size", description: `is ${req.totalSize} but ${upload.committed_size} bytes were received` });
+      }
+      if (req.contentSha256 !== "" && !/^[0-9a-f]{64}$/.test(req.contentSha256)) {
+        violations.push({ field: "content_sha256", description: "must be 64 lower-case hex digits" });
+      }
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+      if (req.contentSha256 !== "") {
+        const hash = createHash("sha256");
+        for await (const part of readUpload(db, merchantId, req.uploadId)) hash.update(part);
+        if (hash.digest("hex") !== req.contentSha256) {
+          throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);
+        }
+      }
+      const job = await ingest(deps, merchantId, uploadOptions(upload), readUpload(db, merchantId, req.uploadId));
+      await linkUploadJob(db, merchantId, req.uploadId, job.job_id);
+      return { job: jobToProto(job) };
+    },
+  };
+}
+
+function merchantOf(ctx: HandlerContext): string {
+  const principal = ctx.values.get(kPrincipal);
+  if (!principal) throw new UnauthenticatedError("no credential");
+  return principal.merchantId;
+}
+
+/** parseOptions validates job options from the wire. */
+function parseOptions(field: string, o: BulkJobOptions | undefined): UploadOptions {
+  const violations: FieldViolation[] = [];
+  if (!o) throw new InvalidArgumentError([{ field, description: "is required" }]);
+  const format = o.format === BulkFileFormat.CSV ? "csv" : o.format === BulkFileFormat.JSON_LINES ? "jsonl" : undefined;
+  if (!format) violations.push({ field: `${field}.format`, description: "must be CSV or JSON_LINES" });
+  const policy =
+    o.conflictPolicy === ConflictPolicy.SKIP ? "skip" : o.conflictPolicy === ConflictPolicy.OVERWRITE || o.conflictPolicy === ConflictPolicy.UNSPECIFIED ? "overwrite" : undefined;
+  if (!policy) violations.push({ field: `${field}.conflict_policy`, description: `unknown policy ${o.conflictPolicy}` });
+  if (o.requestId.length > 128) violations.push({ field: `${field}.request_id`, description: "must be at most 128 characters" });
+  if ([...o.fileName].length > 255) violations.push({ field: `${field}.file_name`, description: "must be at most 255 characters" });
+  if (violations.length > 0) throw new InvalidArgumentError(violations);
+  return { format: format!, conflictPolicy: policy!, dryRun: o.dryRun, requestId: o.requestId, fileName: o.fileName };
+}
+
+function uploadToProto(row: BulkUploadRow): Upload {
+  const o = uploadOptions(row);
+  return create(UploadSchema, {
+    id: row.upload_id,
+    options: {
+      format: o.format === "csv" ? BulkFileFormat.CSV : BulkFileFormat.JSON_LINES,
+      requestId: o.requestId,
+      conflictPolicy: o.conflictPolicy === "skip" ? ConflictPolicy.SKIP : ConflictPolicy.OVERWRITE,
+      dryRun: o.dryRun,
+      fileName: o.fileName,
+    },
+    committedSize: BigInt(row.committed_size),
+    expireTime: timestampFromDate(row.expires_at),
+    jobId: row.job_id ?? "",
+  });
+}
