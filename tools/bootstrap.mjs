@@ -94,8 +94,8 @@ const services = [
       "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
     ],
     install: "sudo apt-get install -y nats-server, then: nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server",
-    // The catalog does not use NATS yet; bulk jobs and the outbox relay will.
-    required: false,
+    // Bulk jobs queue their chunks on JetStream.
+    required: true,
   },
 ];
 

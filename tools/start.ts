@@ -8,10 +8,18 @@ import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_servic
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
 import { parseApiConfig } from "@stockroom/common/config.ts";
+import type { BulkDb } from "@stockroom/bulk/apply.ts";
+import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
+import { startBulkWorker } from "@stockroom/bulk/worker.ts";
+import { createLogger } from "@stockroom/common/log.ts";
+import { connectNats } from "@stockroom/common/nats.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 
 const config = parseApiConfig(process.env);
+const bulk = parseBulkConfig(process.env);
+const log = createLogger("stockroom", config.logLevel);
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log });
 const api = await startApi({
   name: "stockroom",
   config,
@@ -19,7 +27,7 @@ const api = await startApi({
   modules: (db) => [
     catalogModule(db),
     // Contracts land before their implementations: unimplemented calls answer UNIMPLEMENTED.
-    bulkModule(db),
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits }),
     { services: [OrderService], migrations: [], register: (router) => router.service(OrderService, {}) },
   ],
 });
@@ -56,4 +64,17 @@ Try it:
 
 Ctrl-C drains in-flight calls and stops.
 `);
-stopOnSignals(api.stop, api.log);
+const worker = await startBulkWorker({
+  db: api.db as unknown as BulkDb,
+  nats,
+  queue: bulk.queue,
+  log,
+  concurrency: bulk.workerConcurrency,
+  reconcileEveryMs: bulk.reconcileEveryMs,
+});
+stopOnSignals(async () => {
+  await api.server.close(); // stop taking uploads first
+  await worker.stop();
+  await api.stop();
+  await nats.close();
+}, api.log);

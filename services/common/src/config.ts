@@ -4,6 +4,8 @@ export interface ApiConfig {
   port: number;
   databaseUrl: string;
   dbPoolSize: number;
+  /** NATS servers, comma-separated. */
+  natsUrl: string;
   /** OTLP endpoint; tracing is off without one. */
   otlpEndpoint: string | undefined;
   logLevel: "info" | "warn" | "error" | "silent";
@@ -31,6 +33,7 @@ export function parseApiConfig(env: Env): ApiConfig {
     port: readInt(env, "PORT", 8080, 0, 65535),
     databaseUrl,
     dbPoolSize: readInt(env, "DB_POOL_SIZE", 20, 1, 1000),
+    natsUrl: env["NATS_URL"] ?? "nats://127.0.0.1:4222",
     otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] || undefined,
     logLevel: logLevel as ApiConfig["logLevel"],
     drainMs: readInt(env, "DRAIN_MS", 10_000, 0, 600_000),

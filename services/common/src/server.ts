@@ -89,24 +89,27 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const port = (server.address() as net.AddressInfo).port;
   const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
 
+  let closing: Promise<void> | undefined;
   return {
     url,
     port,
     health,
-    async close() {
-      health.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.close();
-      h1.closeIdleConnections();
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => (drained = resolve)),
-          new Promise<void>((resolve) => setTimeout(resolve, options.drainMs ?? 10_000).unref()),
-        ]);
-      }
-      if (inFlight > 0) options.log.warn("drain timed out; closing connections", { inFlight });
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
+    close: () => (closing ??= drain()),
   };
+
+  async function drain(): Promise<void> {
+    health.close();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of sessions) s.close();
+    h1.closeIdleConnections();
+    if (inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => (drained = resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, options.drainMs ?? 10_000).unref()),
+      ]);
+    }
+    if (inFlight > 0) options.log.warn("drain timed out; closing connections", { inFlight });
+    for (const s of sockets) s.destroy();
+    await closed;
+  }
 }
