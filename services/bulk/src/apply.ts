@@ -12,26 +12,11 @@ import { newUlid } from "@stockroom/common/ulid.ts";
 import { diffFields, sortedAttributes, validateFields, type Product, type ProductStatus } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { findProducts, upsertProducts, type CatalogTables } from "@stockroom/catalog/store.ts";
+import type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
 import type { BulkJobRow, BulkTables, ItemOutcomeName } from "./store.ts";
 
 /** StagedItem is what a file line names, converted; absent fields are left alone. */
-export interface StagedItem {
-  sku: string;
-  title?: string;
-  description?: string;
-  priceMinor?: number;
-  currency?: string;
-  stock?: number;
-  status?: ProductStatus;
-  /** Only the keys the line names; an empty value removes the key. */
-  attributes?: Record<string, string>;
-}
-
-export interface ItemError {
-  field: string;
-  code: string;
-  message: string;
-}
+export type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
 
 export type BulkDb = Kysely<CatalogTables & BulkTables>;
 type BulkTx = Transaction<CatalogTables & BulkTables>;
@@ -123,14 +108,7 @@ export function mergeItem(
 export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<ChunkOutcome> {
   return inTransaction(db, async (trx) => {
     const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
-    const chunk = await trx
-      .selectFrom("bulk_job_chunks")
-      .selectAll()
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .where("chunk_no", "=", ref.chunkNo)
-      .forUpdate()
-      .executeTakeFirst();
+    const chunk = await lockChunk(trx, ref);
     if (!chunk || chunk.state !== "queued") return { noop: true, counts };
     const job = await trx
       .selectFrom("bulk_jobs")
@@ -217,6 +195,18 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
   });
 }
 
+/** lockChunk reads and locks a chunk's ledger row: concurrent deliveries of one chunk queue here. */
+function lockChunk(trx: BulkTx, ref: ChunkRef) {
+  return trx
+    .selectFrom("bulk_job_chunks")
+    .selectAll()
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .where("chunk_no", "=", ref.chunkNo)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
 async function setChunkState(trx: BulkTx, ref: ChunkRef, state: "applied" | "cancelled" | "failed", now: Date, error = ""): Promise<void> {
   await trx
     .updateTable("bulk_job_chunks")
@@ -283,14 +273,7 @@ async function advanceJob(
 export async function failChunk(db: BulkDb, ref: ChunkRef, reason: string, now = new Date()): Promise<ChunkOutcome> {
   return inTransaction(db, async (trx) => {
     const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
-    const chunk = await trx
-      .selectFrom("bulk_job_chunks")
-      .selectAll()
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .where("chunk_no", "=", ref.chunkNo)
-      .forUpdate()
-      .executeTakeFirst();
+    const chunk = await lockChunk(trx, ref);
     if (!chunk || chunk.state !== "queued") return { noop: true, counts };
     const errors = JSON.stringify([{ field: "", code: "CHUNK_FAILED", message: reason.slice(0, 500) }]);
     const result = await trx

@@ -11,7 +11,7 @@ import type { BulkDb } from "./apply.ts";
 import { createJob, findJob } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
-import { finishStaging, stageLines } from "./stage.ts";
+import { cancelChunks, finishStaging, stageLines } from "./stage.ts";
 import type { BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -116,12 +116,7 @@ async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, e
     .where("merchant_id", "=", ref.merchantId)
     .where("job_id", "=", ref.jobId)
     .execute();
-  await db
-    .updateTable("bulk_job_chunks")
-    .set({ state: "cancelled" })
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .execute();
+  await cancelChunks(db, ref);
 }
 
 /** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */

@@ -4,13 +4,11 @@
  * ones with their errors), in batches, and the valid items are cut into
  * chunks recorded in the chunk ledger. Memory stays bounded by one batch.
  */
-import type { ItemError, BulkDb, StagedItem } from "./apply.ts";
+import type { BulkDb } from "./apply.ts";
+import type { ParsedLine } from "./parse/types.ts";
 import type { BulkJobRow } from "./store.ts";
 
-/** ParsedLine is one line of an uploaded file after parsing and validation. */
-export type ParsedLine =
-  | { line: number; kind: "valid"; item: StagedItem }
-  | { line: number; kind: "invalid"; sku: string; errors: ItemError[] };
+export type { ParsedLine };
 
 export interface StageResult {
   total: number;
@@ -143,14 +141,18 @@ export async function finishStaging(
     .where("merchant_id", "=", ref.merchantId)
     .where("job_id", "=", ref.jobId)
     .execute();
-  if (dryRun) {
-    // A dry run validates and reports; its chunks are never applied.
-    await db
-      .updateTable("bulk_job_chunks")
-      .set({ state: "cancelled" })
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .execute();
-  }
+  // A dry run validates and reports; its chunks are never applied.
+  if (dryRun) await cancelChunks(db, ref);
   return state;
+}
+
+/** cancelChunks makes sure none of a job's chunks is ever applied. */
+export async function cancelChunks(db: BulkDb, ref: { merchantId: string; jobId: string }): Promise<void> {
+  await db
+    .updateTable("bulk_job_chunks")
+    .set({ state: "cancelled" })
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .where("state", "=", "queued")
+    .execute();
 }
