@@ -21,6 +21,12 @@ export function parseBulkConfig(env: Env): BulkConfig {
     },
     queue: {
       ...DEFAULT_QUEUE,
+      stream: env["BULK_STREAM"] ?? DEFAULT_QUEUE.stream,
+      subjectPrefix: env["BULK_SUBJECT_PREFIX"] ?? DEFAULT_QUEUE.subjectPrefix,
+      durable: env["BULK_DURABLE"] ?? DEFAULT_QUEUE.durable,
+      ackWaitMs: readInt(env, "BULK_ACK_WAIT_MS", DEFAULT_QUEUE.ackWaitMs, 1000, 3_600_000),
+      maxDeliver: readInt(env, "BULK_MAX_DELIVER", DEFAULT_QUEUE.maxDeliver, 1, 100),
+      reconcileAfterMs: readInt(env, "BULK_RECONCILE_AFTER_MS", DEFAULT_QUEUE.reconcileAfterMs, 100, 3_600_000),
       maxAckPending: readInt(env, "BULK_MAX_ACK_PENDING", DEFAULT_QUEUE.maxAckPending, 1, 10_000),
       window: readInt(env, "BULK_JOB_WINDOW", DEFAULT_QUEUE.window, 1, 1000),
     },

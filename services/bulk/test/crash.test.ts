@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import test from "ava";
+import { createMerchant } from "@stockroom/common/auth.ts";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
+import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import type { BulkDb } from "../src/apply.ts";
+import { parseBulkConfig } from "../src/config.ts";
+import { createJob, findJob } from "../src/jobs.ts";
+import { ensureChunkQueue, topUp } from "../src/queue.ts";
+import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
+import { bulkMigrations } from "../src/store.ts";
+
+// Crashes: worker processes killed with SIGKILL, and nats-server itself
+// killed and restarted mid-job. This file runs its own nats-server on a free
+// port with its own store, so the restart never disturbs other test files.
+const workerMain = path.join(import.meta.dirname, "..", "src", "worker-main.ts");
+const url = testDatabaseUrl("bulk_crash");
+await ensureDatabase(url);
+const db: BulkDb = createDatabase({ url, poolSize: 8 });
+await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+const { merchantId } = await createMerchant(db, "Crash merchant");
+const natsPort = await freePort();
+const natsDir = mkdtempSync(path.join(tmpdir(), "stockroom-nats-"));
+let natsServer = await startNats();
+const env = {
+  DATABASE_URL: url,
+  NATS_URL: `nats://127.0.0.1:${natsPort}`,
+  LOG_LEVEL: process.env["TEST_LOG_LEVEL"] ?? "silent",
+  BULK_ACK_WAIT_MS: "2000",
+  BULK_MAX_DELIVER: "20",
+  BULK_RECONCILE_EVERY_MS: "300",
+  BULK_RECONCILE_AFTER_MS: "1500",
+  BULK_WORKER_CONCURRENCY: "2",
+  BULK_JOB_WINDOW: "6",
+  DB_POOL_SIZE: "6",
+};
+const queue = parseBulkConfig(env).queue;
+const workers = new Set<ChildProcess>();
+let nats: NatsClient = await connectNats({ servers: env.NATS_URL, name: "crash-test" });
+await ensureChunkQueue(nats.jsm, queue);
+test.after.always(async () => {
+  for (const w of workers) w.kill("SIGKILL");
+  await nats.close().catch(() => {});
+  natsServer.kill("SIGKILL");
+  await db.destroy();
+  await dropDatabase(url);
+  rmSync(natsDir, { recursive: true, force: true });
+});
+
+function startNats(): Promise<ChildProcess> {
+  const child = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir], { stdio: "ignore" });
+  return waitPort(natsPort).then(() => child);
+}
+
+function startWorker(): ChildProcess {
+  const child = spawn(process.execPath, [workerMain], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
+  workers.add(child);
+  child.once("exit", () => workers.delete(child));
+  return child;
+}
+
+async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
+  for (let i = 0; i < n; i++) yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
+}
+
+async function stagedJob(prefix: string, n: number, chunkSize: number) {
+  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: `${prefix}.csv` });
+  await finishStaging(db, { merchantId, jobId }, await stageLines(db, { merchantId, jobId }, lines(prefix, n), chunkSize), false);
+  return jobId;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** exactlyOnce checks that every item of the job left one audit entry and version 1. */
+async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: string, prefix: string, n: number) {
+  const job = await until("the job to end", async () => {
+    const j = await findJob(db, merchantId, jobId);
+    return j && ["succeeded", "partially_succeeded", "failed"].includes(j.state) ? j : undefined;
+  });
+  t.is(job.state, "succeeded");
+  t.is(Number(job.applied_items), n);
+  const audit = await db.selectFrom("product_changes").select(["sku"]).select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", merchantId).where("source_ref", "=", jobId).groupBy("sku").execute();
+  t.is(audit.length, n, "every item has an audit entry");
+  t.deepEqual(audit.filter((a) => Number(a.n) !== 1), [], "no item was applied twice");
+  const versions = await db.selectFrom("products").select("version").where("merchant_id", "=", merchantId).where("sku", "like", `${prefix}-%`).execute();
+  t.is(versions.length, n);
+  t.true(versions.every((v) => Number(v.version) === 1));
+}
+
+test.serial("a worker killed with SIGKILL mid-job: the job still completes, every item applied exactly once", async (t) => {
+  const jobId = await stagedJob("KILL", 12_000, 200);
+  const doomed = startWorker();
+  startWorker();
+  await topUp(db, nats, queue, { merchantId, jobId });
+  await until("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined));
+  doomed.kill("SIGKILL");
+  await assertExactlyOnce(t, jobId, "KILL", 12_000);
+});
+
+test.serial("nats-server killed and restarted mid-job: the job still completes, every item applied exactly once", async (t) => {
+  const jobId = await stagedJob("RESTART", 12_000, 200);
+  if (workers.size === 0) startWorker();
+  await topUp(db, nats, queue, { merchantId, jobId });
+  await until("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined));
+  natsServer.kill("SIGKILL");
+  await new Promise((r) => setTimeout(r, 1000));
+  natsServer = await startNats();
+  await assertExactlyOnce(t, jobId, "RESTART", 12_000);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port }, () => (s.destroy(), resolve(true)));
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
