@@ -113,16 +113,16 @@ test("chunks lost from the stream are re-published by the reconciler and still a
 test("a small job is not starved by a large one", async (t) => {
   const q = queueFor("fair", { window: 2 });
   await ensureChunkQueue(nats.jsm, q);
-  const big = await stagedJob("BIG", 6000, 100);
+  const big = await stagedJob("BIG", 3000, 50); // 60 chunks
   await topUp(db, nats, q, { merchantId, jobId: big });
-  const small = await stagedJob("SMALL", 20, 100);
+  const small = await stagedJob("SMALL", 20, 50);
   await topUp(db, nats, q, { merchantId, jobId: small });
   const running = await workers(q, 1);
   t.teardown(() => Promise.all(running.map((w) => w.stop())));
   await waitFor("the small job to end", ended(small));
   const bigNow = (await findJob(db, merchantId, big))!;
   t.true(bigNow.chunks_done < bigNow.chunk_count / 2, `the big job had done ${bigNow.chunks_done}/${bigNow.chunk_count} chunks`);
-  await waitFor("the big job to end", ended(big), 60_000);
+  await waitFor("the big job to end", ended(big), 120_000);
 });
 
 test("a chunk that fails every delivery ends as FAILED items without blocking the job", async (t) => {
