@@ -29,6 +29,7 @@ export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Prom
         content_sha256: null,
         format: job.format,
         conflict_policy: job.conflictPolicy,
+        rollback_policy: null,
         dry_run: job.dryRun,
         file_name: job.fileName,
         file_size: 0,

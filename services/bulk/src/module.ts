@@ -17,7 +17,7 @@ export interface BulkModuleOptions {
   watchIntervalMs?: number;
 }
 
-/** bulkModule plugs BulkJobService into an API process. RollbackBulkJob is not implemented yet. */
+/** bulkModule plugs BulkJobService into an API process. */
 export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): ServiceModule {
   const queue = options.queue ?? DEFAULT_QUEUE;
   const limits = options.limits ?? DEFAULT_LIMITS;

@@ -41,6 +41,9 @@ export const DEFAULT_QUEUE: QueueConfig = {
   reconcileAfterMs: 30_000,
 };
 
+/** PENDING are the chunk states that wait for a worker: applying, or reverting a rollback. */
+const PENDING = ["queued", "rollback_queued"] as const;
+
 /** ChunkMessage is the payload of a chunk message; v lets in-flight jobs survive payload changes. */
 export interface ChunkMessage extends ChunkRef {
   v: 1;
@@ -93,7 +96,7 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
     .select((eb) => eb.fn.countAll<number>().as("n"))
     .where("merchant_id", "=", job.merchantId)
     .where("job_id", "=", job.jobId)
-    .where("state", "=", "queued")
+    .where("state", "in", PENDING)
     .where("published_at", "is not", null)
     .executeTakeFirstOrThrow();
   const free = q.window - Number(inFlight.n);
@@ -103,7 +106,7 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
     .select(["chunk_no", "attempt"])
     .where("merchant_id", "=", job.merchantId)
     .where("job_id", "=", job.jobId)
-    .where("state", "=", "queued")
+    .where("state", "in", PENDING)
     .where("published_at", "is", null)
     .orderBy("chunk_no")
     .limit(free)
@@ -136,7 +139,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
   const stale = await db
     .selectFrom("bulk_job_chunks")
     .select(["merchant_id", "job_id", "chunk_no", "attempt"])
-    .where("state", "=", "queued")
+    .where("state", "in", PENDING)
     .where("published_at", "<", new Date(now.getTime() - q.reconcileAfterMs))
     .limit(500)
     .execute();
@@ -150,7 +153,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
       .where("merchant_id", "=", ref.merchantId)
       .where("job_id", "=", ref.jobId)
       .where("chunk_no", "=", ref.chunkNo)
-      .where("state", "=", "queued")
+      .where("state", "in", PENDING)
       .where("attempt", "=", c.attempt)
       .executeTakeFirst();
     if (claimed.numUpdatedRows !== 1n) continue;
@@ -160,7 +163,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
   const jobs = await db
     .selectFrom("bulk_job_chunks")
     .select(["merchant_id", "job_id"])
-    .where("state", "=", "queued")
+    .where("state", "in", PENDING)
     .where("published_at", "is", null)
     .groupBy(["merchant_id", "job_id"])
     .limit(500)
@@ -173,7 +176,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
       .where("merchant_id", "=", j.merchant_id)
       .where("job_id", "=", j.job_id)
       .executeTakeFirst();
-    if (state?.state === "queued" || state?.state === "running") {
+    if (state?.state === "queued" || state?.state === "running" || state?.state === "rolling_back") {
       toppedUp += await topUp(db, nats, q, { merchantId: j.merchant_id, jobId: j.job_id });
     }
   }

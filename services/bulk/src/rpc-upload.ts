@@ -1,4 +1,4 @@
-/** BulkJobService calls that take files: streamed in one call, or in resumable parts. */
+/** BulkJobService calls that change jobs: files streamed in one call or in resumable parts, and rollback. */
 import { createHash } from "node:crypto";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
@@ -12,14 +12,17 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { kPrincipal } from "@stockroom/common/auth.ts";
-import { InvalidArgumentError, UnauthenticatedError, type FieldViolation } from "@stockroom/common/errors.ts";
+import { InvalidArgumentError, NotFoundError, UnauthenticatedError, type FieldViolation } from "@stockroom/common/errors.ts";
+import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
 import { jobToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
+import { topUp } from "./queue.ts";
+import { startRollback } from "./rollback.ts";
 import type { BulkUploadRow } from "./store.ts";
 import { appendPart, createUpload, findUpload, linkUploadJob, readUpload, uploadOptions, type UploadOptions } from "./uploads.ts";
 
-type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload";
+type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload" | "rollbackBulkJob";
 
 export interface BulkUploadDeps extends IngestDeps {
   /** How long an unfinished resumable upload is kept. */
@@ -72,6 +75,16 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
       }
       const committed = await appendPart(db, merchantId, req.uploadId, Number(req.offset), req.data);
       return { committedSize: BigInt(committed) };
+    },
+
+    async rollbackBulkJob(req, ctx) {
+      const merchantId = merchantOf(ctx);
+      if (!ULID_PATTERN.test(req.jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
+      const job = await findJob(db, merchantId, req.jobId);
+      if (!job) throw new NotFoundError("bulk job", req.jobId);
+      await startRollback(db, job, req.conflictPolicy === ConflictPolicy.OVERWRITE ? "overwrite" : "skip");
+      if (deps.nats) await topUp(db, deps.nats, deps.queue, { merchantId, jobId: job.job_id });
+      return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },
 
     async completeUpload(req, ctx) {

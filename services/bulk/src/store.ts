@@ -28,6 +28,8 @@ export interface BulkJobRow {
   content_sha256: string | null;
   format: "csv" | "jsonl";
   conflict_policy: "overwrite" | "skip";
+  /** Set when a rollback is requested. */
+  rollback_policy: "overwrite" | "skip" | null;
   dry_run: boolean;
   file_name: string;
   file_size: number;
@@ -71,7 +73,8 @@ export interface BulkJobChunkRow {
   first_line: number;
   last_line: number;
   item_count: number;
-  state: "queued" | "applied" | "failed" | "cancelled";
+  /** queued → applied (or failed / cancelled); a rollback moves applied → rollback_queued → rolled_back. */
+  state: "queued" | "applied" | "failed" | "cancelled" | "rollback_queued" | "rolled_back";
   attempt: number;
   published_at: Date | null;
   applied_at: Date | null;

@@ -1,6 +1,7 @@
 import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
 import type { Logger } from "@stockroom/common/log.ts";
 import { applyChunk, failChunk, type BulkDb } from "./apply.ts";
+import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
 import { decodeChunkMessage, ensureChunkQueue, reconcile, topUp, type QueueConfig } from "./queue.ts";
 
 export interface BulkWorkerDeps {
@@ -34,12 +35,15 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
       const chunk = decodeChunkMessage(msg.data);
       const result = await applyChunk(db, chunk);
       if (!result.noop) log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
+      else if (!(await rollbackChunk(db, chunk)).noop) log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
       await topUp(db, nats, queue, chunk);
     },
     async (msg, error) => {
       const chunk = decodeChunkMessage(msg.data);
       log.error("chunk failed after every delivery", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, error });
-      await failChunk(db, chunk, error instanceof Error ? error.message : String(error));
+      const reason = error instanceof Error ? error.message : String(error);
+      await failChunk(db, chunk, reason);
+      await failRollbackChunk(db, chunk, reason);
       await topUp(db, nats, queue, chunk);
     },
   );

@@ -1,58 +1,23 @@
-import { randomBytes } from "node:crypto";
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkFileFormat, BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { BulkJobService, type UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { startTestApi } from "@stockroom/common/testing.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
-import type { BulkDb } from "../src/apply.ts";
-import { DEFAULT_LIMITS } from "../src/ingest.ts";
-import { bulkModule } from "../src/module.ts";
-import { DEFAULT_QUEUE } from "../src/queue.ts";
-import { startBulkWorker } from "../src/worker.ts";
+import { startBulkHarness, type UploadRequest } from "./harness.ts";
 
 // The whole pipeline: gRPC upload → parse → stage → JetStream → worker → products.
-const suffix = randomBytes(4).toString("hex");
-const queue = { ...DEFAULT_QUEUE, stream: `BULK_UPLOAD_${suffix}`, subjectPrefix: `t_${suffix}.upload.chunk`, ackWaitMs: 5000 };
-const limits = { ...DEFAULT_LIMITS, chunkSize: 200, maxBytes: 2_000_000 };
-const nats = await connectNats({ servers: "127.0.0.1:4222", name: "bulk-upload-test" });
-const api = await startTestApi("bulk_upload", (db) => [catalogModule(db), bulkModule(db, { nats, queue, limits, watchIntervalMs: 50 })]);
-const worker = await startBulkWorker({
-  db: api.api.db as unknown as BulkDb,
-  nats,
-  queue,
-  log: createLogger("worker", "silent"),
-  concurrency: 2,
-  reconcileEveryMs: 1000,
-});
-test.after.always(async () => {
-  await worker.stop();
-  await nats.jsm.streams.delete(queue.stream).catch(() => {});
-  await nats.close();
-  await api.close();
-});
-const bulk = api.client(BulkJobService, api.merchantA);
-const catalog = api.client(CatalogService, api.merchantA);
+const limits = { chunkSize: 200, maxBytes: 2_000_000 };
+const h = await startBulkHarness("upload", limits);
+test.after.always(() => h.close());
+const { api, bulk, catalog, suffix, finalJob } = h;
 
-type Req = MessageInitShape<typeof UploadBulkFileRequestSchema>;
+type Req = UploadRequest;
 async function* stream(options: Req["payload"], chunks: Iterable<Uint8Array>): AsyncIterable<Req> {
   yield { payload: options };
   for (const chunk of chunks) yield { payload: { case: "chunk", value: chunk } };
 }
 const csvOptions = (extra: Record<string, unknown> = {}) =>
   ({ case: "options", value: { format: BulkFileFormat.CSV, ...extra } }) as Req["payload"];
-
-async function finalJob(jobId: string) {
-  let last;
-  for await (const { job } of bulk.watchBulkJob({ jobId })) last = job;
-  return last!;
-}
 
 test.serial("a 3,000-row CSV with deliberate errors: valid rows applied once, each broken line reported with its code", async (t) => {
   const file = generateBulkFile({ rows: 3000, format: "csv", seed: 7, invalidRate: 0.03, skuPrefix: `U${suffix}-` });

@@ -1,0 +1,65 @@
+import { randomBytes } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { BulkFileFormat } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import { createLogger } from "@stockroom/common/log.ts";
+import { connectNats } from "@stockroom/common/nats.ts";
+import { startTestApi } from "@stockroom/common/testing.ts";
+import { catalogModule } from "@stockroom/catalog/module.ts";
+import type { BulkDb } from "../src/apply.ts";
+import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
+import { bulkModule } from "../src/module.ts";
+import { DEFAULT_QUEUE } from "../src/queue.ts";
+import { startBulkWorker } from "../src/worker.ts";
+
+export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
+
+/**
+ * startBulkHarness runs the whole pipeline for one test file: the catalog and
+ * bulk APIs on a fresh database, a worker, and this file's own JetStream stream.
+ */
+export async function startBulkHarness(name: string, limits: Partial<IngestLimits> = {}) {
+  const suffix = randomBytes(4).toString("hex");
+  const queue = { ...DEFAULT_QUEUE, stream: `BULK_${name.toUpperCase()}_${suffix}`, subjectPrefix: `t_${suffix}.${name}.chunk`, ackWaitMs: 5000 };
+  const nats = await connectNats({ servers: "127.0.0.1:4222", name: `bulk-${name}-test` });
+  const api = await startTestApi(`bulk_${name}`, (db) => [
+    catalogModule(db),
+    bulkModule(db, { nats, queue, limits: { ...DEFAULT_LIMITS, ...limits }, watchIntervalMs: 50 }),
+  ]);
+  const worker = await startBulkWorker({
+    db: api.api.db as unknown as BulkDb,
+    nats,
+    queue,
+    log: createLogger("worker", "silent"),
+    concurrency: 2,
+    reconcileEveryMs: 1000,
+  });
+  const bulk = api.client(BulkJobService, api.merchantA);
+  return {
+    api,
+    suffix,
+    bulk,
+    catalog: api.client(CatalogService, api.merchantA),
+    /** upload streams options then chunks over UploadBulkFile. */
+    upload(options: Record<string, unknown>, chunks: Iterable<Uint8Array>) {
+      async function* stream(): AsyncIterable<UploadRequest> {
+        yield { payload: { case: "options", value: { format: BulkFileFormat.CSV, ...options } } };
+        for (const chunk of chunks) yield { payload: { case: "chunk", value: chunk } };
+      }
+      return bulk.uploadBulkFile(stream());
+    },
+    /** finalJob follows a job with WatchBulkJob until it ends. */
+    async finalJob(jobId: string) {
+      let last;
+      for await (const { job } of bulk.watchBulkJob({ jobId })) last = job;
+      return last!;
+    },
+    async close() {
+      await worker.stop();
+      await nats.jsm.streams.delete(queue.stream).catch(() => {});
+      await nats.close();
+      await api.close();
+    },
+  };
+}
