@@ -1,0 +1,32 @@
+/**
+ * The bulk API process on its own (how Nomad runs it): BulkJobService takes
+ * uploads, stages them and queues their chunks on JetStream. It applies
+ * nothing itself: worker processes (worker-main.ts) do. The only file of the
+ * bulk API process that reads process.env. `npm start` instead runs every
+ * service, workers included, in one process.
+ */
+import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { createLogger } from "@stockroom/common/log.ts";
+import { connectNats } from "@stockroom/common/nats.ts";
+import { parseBulkConfig } from "./config.ts";
+import { bulkModule } from "./module.ts";
+
+const config = parseApiConfig(process.env);
+const bulk = parseBulkConfig(process.env);
+const nats = await connectNats({
+  servers: config.natsUrl.split(","),
+  name: "stockroom-bulk",
+  log: createLogger("stockroom-bulk", config.logLevel),
+});
+const api = await startApi({
+  name: "stockroom-bulk",
+  config,
+  migrate: process.env["MIGRATE_ON_START"] === "true",
+  modules: (db) => [bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits })],
+});
+api.log.info("listening", { url: api.server.url });
+stopOnSignals(async () => {
+  await api.stop(); // drains in-flight uploads, which may still publish chunks
+  await nats.close();
+}, api.log);
