@@ -11,10 +11,14 @@
  * The file is generated once (all rows valid, fixed seed) and uploaded from
  * this process with UploadBulkFile (client streaming). Phases: upload +
  * validate + stage (until the call returns), apply (until WatchBulkJob shows
- * a final state; it polls every 250 ms), end to end. Each child's CPU time
- * and RSS are sampled from /proc per phase (MariaDB's and nats-server's too,
- * when they run here); peak RSS is VmHWM read just before it is stopped.
- * Both paths end with the same products, which is checked.
+ * a final state; it polls every 250 ms), end to end. Each child's CPU time,
+ * bytes written and RSS are sampled from /proc per phase (MariaDB's and
+ * nats-server's too, when they run here), with the machine's busy / iowait
+ * cores and MariaDB's server-wide counters (row lock waits, deadlocks, redo);
+ * peak RSS is VmHWM read just before a child is stopped. The raw path loads
+ * the generated file as is; turning prices into minor units happens in its
+ * (timed) INSERT … SELECT. Both paths must end with the same products: a
+ * checksum of every product's content is compared.
  *
  * BENCH_ROWS (default 500000), BENCH_WORKERS (default "1,2,4"),
  * BENCH_PROFILE=1 writes CPU profiles of the API and worker processes to
