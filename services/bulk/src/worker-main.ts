@@ -16,7 +16,7 @@ import { startBulkWorker } from "./worker.ts";
 const config = parseApiConfig(process.env);
 const bulk = parseBulkConfig(process.env);
 const log = createLogger("stockroom-bulk-worker", config.logLevel);
-const stopTelemetry = startTelemetry({ serviceName: "stockroom-bulk-worker", otlpEndpoint: config.otlpEndpoint });
+const stopTelemetry = await startTelemetry({ serviceName: "stockroom-bulk-worker", otlpEndpoint: config.otlpEndpoint });
 const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.dbPoolSize });
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log });
 const worker = await startBulkWorker({ db, nats, queue: bulk.queue, log, concurrency: bulk.workerConcurrency, reconcileEveryMs: bulk.reconcileEveryMs });

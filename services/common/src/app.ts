@@ -47,7 +47,7 @@ export async function startApi(options: {
 }): Promise<RunningApi> {
   const { config } = options;
   const log = createLogger(options.name, config.logLevel);
-  const stopTelemetry = startTelemetry({ serviceName: options.name, otlpEndpoint: config.otlpEndpoint });
+  const stopTelemetry = await startTelemetry({ serviceName: options.name, otlpEndpoint: config.otlpEndpoint });
   if (options.migrate) await ensureDatabase(config.databaseUrl);
   const db = createDatabase<CommonTables>({
     url: config.databaseUrl,
