@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -8,7 +7,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { freePort, testDatabaseUrl } from "@stockroom/common/testing.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 
@@ -84,15 +83,4 @@ async function waitServing(url: string, exited: Promise<number | null>): Promise
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the server at ${url} did not become SERVING`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }

@@ -9,7 +9,7 @@ import { sql, type Kysely, type Transaction } from "kysely";
 import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
 import type { FieldViolation } from "@stockroom/common/errors.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { diffFields, sortedAttributes, validateFields, type Product, type ProductStatus } from "@stockroom/catalog/domain.ts";
+import { diffFields, sortedAttributes, validateFields, type Product } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { findProducts, upsertProducts, type CatalogTables } from "@stockroom/catalog/store.ts";
 import type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
@@ -19,7 +19,7 @@ import type { BulkJobRow, BulkTables, ItemOutcomeName } from "./store.ts";
 export type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
 
 export type BulkDb = Kysely<CatalogTables & BulkTables>;
-type BulkTx = Transaction<CatalogTables & BulkTables>;
+export type BulkTx = Transaction<CatalogTables & BulkTables>;
 
 export interface ChunkRef {
   merchantId: string;
@@ -137,7 +137,7 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
 
     const writes: Product[] = [];
     const changes: ProductChangeRecord[] = [];
-    const outcomes: { line_no: number; sku: string; outcome: ItemOutcomeName; errors: ItemError[] | null; product_version: number | null }[] = [];
+    const outcomes: ItemOutcomeRow[] = [];
     for (const item of items) {
       const merge = mergeItem(current.get(item.sku), jsonColumn<StagedItem>(item.payload), item.staged_version === null ? null : Number(item.staged_version), job.conflict_policy, now);
       counts[merge.outcome]++;
@@ -168,35 +168,48 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
 
     await upsertProducts(trx, ref.merchantId, writes);
     await recordChanges(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId }, changes);
-    if (outcomes.length > 0) {
-      await trx
-        .insertInto("bulk_job_items")
-        .values(
-          outcomes.map((o) => ({
-            merchant_id: ref.merchantId,
-            job_id: ref.jobId,
-            line_no: o.line_no,
-            sku: o.sku,
-            outcome: o.outcome,
-            errors: o.errors === null ? null : JSON.stringify(o.errors),
-            product_version: o.product_version,
-          })),
-        )
-        .onDuplicateKeyUpdate({
-          outcome: sql<ItemOutcomeName>`VALUES(outcome)`,
-          errors: sql`VALUES(errors)`,
-          product_version: sql<number | null>`VALUES(product_version)`,
-        })
-        .execute();
-    }
+    await writeOutcomes(trx, ref, outcomes);
     await setChunkState(trx, ref, "applied", now);
     const jobState = await advanceJob(trx, ref, counts, now);
     return { noop: false, counts, jobState };
   });
 }
 
+/** ItemOutcomeRow is the outcome a chunk transaction records for one line. */
+export interface ItemOutcomeRow {
+  line_no: number;
+  sku: string;
+  outcome: ItemOutcomeName;
+  errors: ItemError[] | null;
+  product_version: number | null;
+}
+
+/** writeOutcomes records many items' outcomes with one statement (the staged rows exist; this updates them). */
+export async function writeOutcomes(trx: BulkTx, ref: ChunkRef, outcomes: ItemOutcomeRow[]): Promise<void> {
+  if (outcomes.length === 0) return;
+  await trx
+    .insertInto("bulk_job_items")
+    .values(
+      outcomes.map((o) => ({
+        merchant_id: ref.merchantId,
+        job_id: ref.jobId,
+        line_no: o.line_no,
+        sku: o.sku,
+        outcome: o.outcome,
+        errors: o.errors === null ? null : JSON.stringify(o.errors),
+        product_version: o.product_version,
+      })),
+    )
+    .onDuplicateKeyUpdate({
+      outcome: sql<ItemOutcomeName>`VALUES(outcome)`,
+      errors: sql`VALUES(errors)`,
+      product_version: sql<number | null>`VALUES(product_version)`,
+    })
+    .execute();
+}
+
 /** lockChunk reads and locks a chunk's ledger row: concurrent deliveries of one chunk queue here. */
-function lockChunk(trx: BulkTx, ref: ChunkRef) {
+export function lockChunk(trx: BulkTx, ref: ChunkRef) {
   return trx
     .selectFrom("bulk_job_chunks")
     .selectAll()

@@ -1,5 +1,5 @@
 /** Mapping between bulk rows and the wire (stockroom.bulk.v1). */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   BulkFileFormat,
@@ -10,9 +10,11 @@ import {
   type BulkJob,
   type BulkJobItem,
   BulkJobItemSchema,
+  type BulkJobOptionsSchema,
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { jsonColumn } from "@stockroom/common/db.ts";
 import type { ItemError } from "./apply.ts";
+import type { NewJob } from "./jobs.ts";
 import type { BulkJobItemRow, BulkJobRow, BulkJobStateName, ItemOutcomeName } from "./store.ts";
 
 export const STATE_TO_PROTO: Record<BulkJobStateName, BulkJobState> = {
@@ -52,16 +54,27 @@ export function reverse<K extends string>(table: Record<K, number>): Map<number,
   return new Map(Object.entries(table).map(([k, v]) => [v as number, k as K]));
 }
 
+/** optionsToProto maps job options (of a job or of an upload) to the wire. */
+export function optionsToProto(o: Omit<NewJob, "merchantId">): MessageInitShape<typeof BulkJobOptionsSchema> {
+  return {
+    format: o.format === "csv" ? BulkFileFormat.CSV : BulkFileFormat.JSON_LINES,
+    requestId: o.requestId,
+    conflictPolicy: o.conflictPolicy === "skip" ? ConflictPolicy.SKIP : ConflictPolicy.OVERWRITE,
+    dryRun: o.dryRun,
+    fileName: o.fileName,
+  };
+}
+
 export function jobToProto(row: BulkJobRow): BulkJob {
   return create(BulkJobSchema, {
     id: row.job_id,
-    options: {
-      format: row.format === "csv" ? BulkFileFormat.CSV : BulkFileFormat.JSON_LINES,
+    options: optionsToProto({
+      format: row.format,
       requestId: row.request_id ?? "",
-      conflictPolicy: row.conflict_policy === "skip" ? ConflictPolicy.SKIP : ConflictPolicy.OVERWRITE,
+      conflictPolicy: row.conflict_policy,
       dryRun: Boolean(row.dry_run),
       fileName: row.file_name,
-    },
+    }),
     state: STATE_TO_PROTO[row.state],
     counts: {
       total: BigInt(row.total_items),

@@ -9,14 +9,13 @@
  * since the job applied it follows the rollback's conflict policy: SKIP
  * (default) keeps the newer edit and reports CONFLICT; OVERWRITE restores.
  */
-import { sql } from "kysely";
 import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
 import { PreconditionError } from "@stockroom/common/errors.ts";
 import { applyMask, type MaskPath, type Product } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { deleteProductRow, findProducts, upsertProducts } from "@stockroom/catalog/store.ts";
-import { type BulkDb, type ChunkRef } from "./apply.ts";
-import type { BulkJobRow, ItemOutcomeName } from "./store.ts";
+import { lockChunk, writeOutcomes, type BulkDb, type ChunkRef, type ItemOutcomeRow } from "./apply.ts";
+import type { BulkJobRow } from "./store.ts";
 
 /** ROLLBACK_FROM are the job states a rollback may start from. */
 const ROLLBACK_FROM: BulkJobRow["state"][] = ["succeeded", "partially_succeeded", "failed", "cancelled"];
@@ -68,14 +67,7 @@ export async function startRollback(db: BulkDb, job: BulkJobRow, policy: "skip" 
 /** rollbackChunk reverts one chunk exactly once; see the module comment. */
 export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<{ noop: boolean; rolledBack: number; conflict: number }> {
   const done = await inTransaction(db, async (trx) => {
-    const chunk = await trx
-      .selectFrom("bulk_job_chunks")
-      .selectAll()
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .where("chunk_no", "=", ref.chunkNo)
-      .forUpdate()
-      .executeTakeFirst();
+    const chunk = await lockChunk(trx, ref);
     if (!chunk || chunk.state !== "rollback_queued") return { noop: true, rolledBack: 0, conflict: 0 };
     const job = await trx
       .selectFrom("bulk_jobs")
@@ -109,7 +101,7 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
     const current = new Map((await findProducts(trx, ref.merchantId, skus, true)).map((p) => [p.sku, p]));
     const writes: Product[] = [];
     const changes: ProductChangeRecord[] = [];
-    const outcomes: { line_no: number; sku: string; outcome: ItemOutcomeName; errors: string | null }[] = [];
+    const outcomes: ItemOutcomeRow[] = [];
     for (const item of items) {
       const cur = current.get(item.sku);
       const entry = audit.get(item.sku);
@@ -119,7 +111,8 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
           line_no: item.line_no,
           sku: item.sku,
           outcome: "conflict",
-          errors: JSON.stringify([{ field: "", code: "CHANGED_SINCE_APPLIED", message: "the product changed after the job applied it; kept the newer state" }]),
+          errors: [{ field: "", code: "CHANGED_SINCE_APPLIED", message: "the product changed after the job applied it; kept the newer state" }],
+          product_version: item.product_version,
         });
         continue;
       }
@@ -137,17 +130,11 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
           changes.push({ type: "updated", before: cur, product: next, changedFields: changed, at: now });
         }
       }
-      outcomes.push({ line_no: item.line_no, sku: item.sku, outcome: "rolled_back", errors: null });
+      outcomes.push({ line_no: item.line_no, sku: item.sku, outcome: "rolled_back", errors: null, product_version: item.product_version });
     }
     await upsertProducts(trx, ref.merchantId, writes);
     await recordChanges(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId }, changes);
-    if (outcomes.length > 0) {
-      await trx
-        .insertInto("bulk_job_items")
-        .values(outcomes.map((o) => ({ merchant_id: ref.merchantId, job_id: ref.jobId, line_no: o.line_no, sku: o.sku, outcome: o.outcome, errors: o.errors })))
-        .onDuplicateKeyUpdate({ outcome: sql<ItemOutcomeName>`VALUES(outcome)`, errors: sql`VALUES(errors)` })
-        .execute();
-    }
+    await writeOutcomes(trx, ref, outcomes);
     const rolledBack = outcomes.filter((o) => o.outcome === "rolled_back").length;
     const conflict = outcomes.length - rolledBack;
     await trx

@@ -7,8 +7,8 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { BulkJobState, BulkItemOutcome } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { kPrincipal } from "@stockroom/common/auth.ts";
-import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from "@stockroom/common/errors.ts";
+import { principalOf } from "@stockroom/common/auth.ts";
+import { InvalidArgumentError, NotFoundError } from "@stockroom/common/errors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
 import type { BulkDb } from "./apply.ts";
@@ -31,7 +31,7 @@ export interface BulkReadDeps {
 export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDeps): Pick<ServiceImpl<typeof BulkJobService>, ReadMethods> {
   const load = async (ctx: HandlerContext, jobId: string): Promise<BulkJobRow> => {
     if (!ULID_PATTERN.test(jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
-    const job = await findJob(db, merchantOf(ctx), jobId);
+    const job = await findJob(db, principalOf(ctx).merchantId, jobId);
     if (!job) throw new NotFoundError("bulk job", jobId);
     return job;
   };
@@ -42,7 +42,7 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
     },
 
     async listBulkJobs(req, ctx) {
-      const merchantId = merchantOf(ctx);
+      const merchantId = principalOf(ctx).merchantId;
       const state = req.state === BulkJobState.UNSPECIFIED ? undefined : STATE_NAMES.get(req.state);
       if (req.state !== BulkJobState.UNSPECIFIED && !state) {
         throw new InvalidArgumentError([{ field: "state", description: `unknown state ${req.state}` }]);
@@ -125,12 +125,6 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
       }
     },
   };
-}
-
-function merchantOf(ctx: HandlerContext): string {
-  const principal = ctx.values.get(kPrincipal);
-  if (!principal) throw new UnauthenticatedError("no credential");
-  return principal.merchantId;
 }
 
 function outcomeFilter(outcomes: BulkItemOutcome[]): ItemOutcomeName[] | undefined {

@@ -1,6 +1,6 @@
 /** BulkJobService calls that change jobs: files streamed in one call or in resumable parts, and rollback. */
 import { createHash } from "node:crypto";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -11,10 +11,10 @@ import {
   type Upload,
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { kPrincipal } from "@stockroom/common/auth.ts";
-import { InvalidArgumentError, NotFoundError, UnauthenticatedError, type FieldViolation } from "@stockroom/common/errors.ts";
+import { principalOf } from "@stockroom/common/auth.ts";
+import { InvalidArgumentError, NotFoundError, type FieldViolation } from "@stockroom/common/errors.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
-import { jobToProto } from "./convert.ts";
+import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
 import { topUp } from "./queue.ts";
@@ -33,7 +33,7 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
   const { db } = deps;
   return {
     async uploadBulkFile(requests, ctx) {
-      const merchantId = merchantOf(ctx);
+      const merchantId = principalOf(ctx).merchantId;
       const it = requests[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done || first.value.payload.case !== "options") {
@@ -53,7 +53,7 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
     },
 
     async createUpload(req, ctx) {
-      const merchantId = merchantOf(ctx);
+      const merchantId = principalOf(ctx).merchantId;
       const options = parseOptions("options", req.options);
       const expected = Number(req.expectedSize);
       if (expected < 0 || expected > deps.limits.maxBytes) {
@@ -64,12 +64,11 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
     },
 
     async getUpload(req, ctx) {
-      return { upload: uploadToProto(await findUpload(db, merchantOf(ctx), req.uploadId)) };
+      return { upload: uploadToProto(await findUpload(db, principalOf(ctx).merchantId, req.uploadId)) };
     },
 
     async appendUploadPart(req, ctx) {
-      const merchantId = merchantOf(ctx);
-      await findUpload(db, merchantId, req.uploadId);
+      const merchantId = principalOf(ctx).merchantId;
       if (Number(req.offset) + req.data.length > deps.limits.maxBytes) {
         throw new InvalidArgumentError([{ field: "data", description: `the file may be at most ${deps.limits.maxBytes} bytes` }]);
       }
@@ -78,7 +77,7 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
     },
 
     async rollbackBulkJob(req, ctx) {
-      const merchantId = merchantOf(ctx);
+      const merchantId = principalOf(ctx).merchantId;
       if (!ULID_PATTERN.test(req.jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
       const job = await findJob(db, merchantId, req.jobId);
       if (!job) throw new NotFoundError("bulk job", req.jobId);
@@ -88,7 +87,7 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
     },
 
     async completeUpload(req, ctx) {
-      const merchantId = merchantOf(ctx);
+      const merchantId = principalOf(ctx).merchantId;
       const upload = await findUpload(db, merchantId, req.uploadId);
       if (upload.job_id !== null) return { job: jobToProto((await findJob(db, merchantId, upload.job_id))!) };
       const violations: FieldViolation[] = [];
@@ -113,12 +112,6 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
   };
 }
 
-function merchantOf(ctx: HandlerContext): string {
-  const principal = ctx.values.get(kPrincipal);
-  if (!principal) throw new UnauthenticatedError("no credential");
-  return principal.merchantId;
-}
-
 /** parseOptions validates job options from the wire. */
 function parseOptions(field: string, o: BulkJobOptions | undefined): UploadOptions {
   const violations: FieldViolation[] = [];
@@ -135,16 +128,9 @@ function parseOptions(field: string, o: BulkJobOptions | undefined): UploadOptio
 }
 
 function uploadToProto(row: BulkUploadRow): Upload {
-  const o = uploadOptions(row);
   return create(UploadSchema, {
     id: row.upload_id,
-    options: {
-      format: o.format === "csv" ? BulkFileFormat.CSV : BulkFileFormat.JSON_LINES,
-      requestId: o.requestId,
-      conflictPolicy: o.conflictPolicy === "skip" ? ConflictPolicy.SKIP : ConflictPolicy.OVERWRITE,
-      dryRun: o.dryRun,
-      fileName: o.fileName,
-    },
+    options: optionsToProto(uploadOptions(row)),
     committedSize: BigInt(row.committed_size),
     expireTime: timestampFromDate(row.expires_at),
     jobId: row.job_id ?? "",

@@ -7,7 +7,7 @@ import test from "ava";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import type { BulkDb } from "../src/apply.ts";
 import { parseBulkConfig } from "../src/config.ts";
@@ -75,22 +75,12 @@ async function stagedJob(prefix: string, n: number, chunkSize: number) {
   return jobId;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** exactlyOnce checks that every item of the job left one audit entry and version 1. */
 async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: string, prefix: string, n: number) {
-  const job = await until("the job to end", async () => {
+  const job = await waitFor("the job to end", async () => {
     const j = await findJob(db, merchantId, jobId);
     return j && ["succeeded", "partially_succeeded", "failed"].includes(j.state) ? j : undefined;
-  });
+  }, 90_000);
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), n);
   const audit = await db.selectFrom("product_changes").select(["sku"]).select((eb) => eb.fn.countAll<number>().as("n"))
@@ -107,7 +97,7 @@ test.serial("a worker killed with SIGKILL mid-job: the job still completes, ever
   const doomed = startWorker();
   startWorker();
   await topUp(db, nats, queue, { merchantId, jobId });
-  await until("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined));
+  await waitFor("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined), 90_000);
   doomed.kill("SIGKILL");
   await assertExactlyOnce(t, jobId, "KILL", 12_000);
 });
@@ -116,23 +106,12 @@ test.serial("nats-server killed and restarted mid-job: the job still completes, 
   const jobId = await stagedJob("RESTART", 12_000, 200);
   if (workers.size === 0) startWorker();
   await topUp(db, nats, queue, { merchantId, jobId });
-  await until("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined));
+  await waitFor("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined), 90_000);
   natsServer.kill("SIGKILL");
   await new Promise((r) => setTimeout(r, 1000));
   natsServer = await startNats();
   await assertExactlyOnce(t, jobId, "RESTART", 12_000);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

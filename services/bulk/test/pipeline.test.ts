@@ -4,7 +4,7 @@ import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import type { BulkDb, StagedItem } from "../src/apply.ts";
 import { createJob, findJob } from "../src/jobs.ts";
@@ -53,16 +53,6 @@ async function stagedJob(prefix: string, n: number, chunkSize: number, item?: (i
   const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), chunkSize);
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return jobId;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const ended = (jobId: string) => async () => {

@@ -1,4 +1,4 @@
-import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -13,7 +13,7 @@ import {
   UpdateProductResponseSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { kPrincipal, type Principal } from "@stockroom/common/auth.ts";
+import { principalOf, type Principal } from "@stockroom/common/auth.ts";
 import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "@stockroom/common/db.ts";
 import {
   AlreadyExistsError,
@@ -21,7 +21,6 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PreconditionError,
-  UnauthenticatedError,
   type FieldViolation,
 } from "@stockroom/common/errors.ts";
 import { idempotent, type IdempotentCall } from "@stockroom/common/idempotency.ts";
@@ -233,13 +232,6 @@ export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof Ca
       };
     },
   };
-}
-
-/** principalOf returns the caller; the auth interceptor guarantees one on every catalog call. */
-function principalOf(ctx: HandlerContext): Principal {
-  const principal = ctx.values.get(kPrincipal);
-  if (!principal) throw new UnauthenticatedError("no credential");
-  return principal;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { createContextKey } from "@connectrpc/connect";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { CommonTables } from "./schema.ts";
 import { UnauthenticatedError } from "./errors.ts";
@@ -69,6 +69,13 @@ export async function revokeApiKey(db: Kysely<CommonTables>, merchantId: string,
     .where("revoked_at", "is", null)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+/** principalOf returns a handler's caller; the auth interceptor guarantees one on every non-public call. */
+export function principalOf(ctx: HandlerContext): Principal {
+  const principal = ctx.values.get(kPrincipal);
+  if (!principal) throw new UnauthenticatedError("no credential");
+  return principal;
 }
 
 export type KeyVerifier = (apiKey: string) => Promise<Principal>;
