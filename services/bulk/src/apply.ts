@@ -11,7 +11,7 @@ import type { FieldViolation } from "@stockroom/common/errors.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { diffFields, sortedAttributes, validateFields, type Product } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
-import { findProducts, upsertProducts, type CatalogTables } from "@stockroom/catalog/store.ts";
+import { findProducts, insertProducts, upsertProducts, type CatalogTables } from "@stockroom/catalog/store.ts";
 import type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
 import type { BulkJobRow, BulkTables, ItemOutcomeName } from "./store.ts";
 
@@ -104,7 +104,15 @@ export function mergeItem(
   return { outcome: "applied", next, changed, before: current };
 }
 
-/** applyChunk applies one chunk exactly once; see the module comment. */
+/**
+ * applyChunk applies one chunk exactly once; see the module comment. It runs
+ * at READ COMMITTED: the ledger row lock already makes it exactly-once, and
+ * under REPEATABLE READ the locking read of SKUs that do not exist yet takes
+ * gap locks that serialize (and deadlock) every chunk of a job adding new
+ * products. New products are plain INSERTs, so a product created meanwhile
+ * by a real-time call fails the chunk on its key; the redelivered chunk then
+ * sees it and applies the conflict policy instead of overwriting it.
+ */
 export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<ChunkOutcome> {
   return inTransaction(db, async (trx) => {
     const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
@@ -166,13 +174,14 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
       }
     }
 
-    await upsertProducts(trx, ref.merchantId, writes);
+    await insertProducts(trx, ref.merchantId, writes.filter((p) => p.version === 1));
+    await upsertProducts(trx, ref.merchantId, writes.filter((p) => p.version > 1));
     await recordChanges(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId }, changes);
     await writeOutcomes(trx, ref, outcomes);
     await setChunkState(trx, ref, "applied", now);
     const jobState = await advanceJob(trx, ref, counts, now);
     return { noop: false, counts, jobState };
-  });
+  }, { isolation: "read committed" });
 }
 
 /** ItemOutcomeRow is the outcome a chunk transaction records for one line. */

@@ -77,7 +77,7 @@ test("two worker processes share the queue and apply every item exactly once", a
   const running = await workers(q, 2);
   t.teardown(() => Promise.all(running.map((w) => w.stop())));
   await topUp(db, nats, q, { merchantId, jobId });
-  const job = await waitFor("the job to end", ended(jobId));
+  const job = await waitFor("the job to end", ended(jobId), 180_000);
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), 3000);
   t.is(job.chunks_done, 12);
@@ -92,7 +92,7 @@ test("chunks lost from the stream are re-published by the reconciler and still a
   await nats.jsm.streams.purge(q.stream); // nats-server lost them (no fsync, or a crash)
   const running = await workers(q, 1, 200);
   t.teardown(() => Promise.all(running.map((w) => w.stop())));
-  const job = await waitFor("the job to end", ended(jobId));
+  const job = await waitFor("the job to end", ended(jobId), 180_000);
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), 1000);
   t.is(await auditRows(jobId), 1000);
@@ -109,10 +109,10 @@ test("a small job is not starved by a large one", async (t) => {
   await topUp(db, nats, q, { merchantId, jobId: small });
   const running = await workers(q, 1);
   t.teardown(() => Promise.all(running.map((w) => w.stop())));
-  await waitFor("the small job to end", ended(small));
+  await waitFor("the small job to end", ended(small), 180_000);
   const bigNow = (await findJob(db, merchantId, big))!;
   t.true(bigNow.chunks_done < bigNow.chunk_count / 2, `the big job had done ${bigNow.chunks_done}/${bigNow.chunk_count} chunks`);
-  await waitFor("the big job to end", ended(big), 120_000);
+  await waitFor("the big job to end", ended(big), 180_000);
 });
 
 test("a chunk that fails every delivery ends as FAILED items without blocking the job", async (t) => {
@@ -123,7 +123,7 @@ test("a chunk that fails every delivery ends as FAILED items without blocking th
   const running = await workers(q, 1);
   t.teardown(() => Promise.all(running.map((w) => w.stop())));
   await topUp(db, nats, q, { merchantId, jobId });
-  const job = await waitFor("the job to end", ended(jobId));
+  const job = await waitFor("the job to end", ended(jobId), 180_000);
   t.is(job.state, "partially_succeeded");
   t.deepEqual([Number(job.applied_items), Number(job.failed_items)], [200, 100]);
   t.is(await auditRows(jobId), 200);

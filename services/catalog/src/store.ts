@@ -145,7 +145,12 @@ export async function upsertProducts(trx: CatalogTx, merchantId: string, product
 
 /** insertProduct adds a product; a taken SKU surfaces as ER_DUP_ENTRY. */
 export async function insertProduct(trx: CatalogTx, merchantId: string, p: Product): Promise<void> {
-  await trx.insertInto("products").values(productToRow(merchantId, p)).execute();
+  await insertProducts(trx, merchantId, [p]);
+}
+
+/** insertProducts adds many products with one statement; a taken SKU fails it with ER_DUP_ENTRY. */
+export async function insertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
+  if (products.length > 0) await trx.insertInto("products").values(products.map((p) => productToRow(merchantId, p))).execute();
 }
 
 /**

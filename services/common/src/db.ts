@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
-import { Kysely, MysqlDialect, type LogEvent, type Transaction } from "kysely";
+import { Kysely, MysqlDialect, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
 import { FileMigrationProvider, Migrator } from "kysely/migration";
 import { createPool } from "mysql2";
 
@@ -87,11 +87,13 @@ const ER_LOCK_DEADLOCK = 1213;
 export async function inTransaction<DB, T>(
   db: Kysely<DB>,
   fn: (trx: Transaction<DB>) => Promise<T>,
-  attempts = 4,
+  options: { attempts?: number; isolation?: IsolationLevel } = {},
 ): Promise<T> {
+  const attempts = options.attempts ?? 4;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await db.transaction().execute(fn);
+      const trx = db.transaction();
+      return await (options.isolation ? trx.setIsolationLevel(options.isolation) : trx).execute(fn);
     } catch (error) {
       if (attempt >= attempts || mysqlErrno(error) !== ER_LOCK_DEADLOCK) throw error;
       await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
