@@ -6,8 +6,11 @@
 # exec + artifact was the alternative, but Nomad fetches artifacts with symlinks
 # disabled, and npm workspaces and node_modules/.bin are symlinks.
 #
-# Secrets live in Nomad Variables, never in this file:
-#   nomad var put nomad/jobs/catalog db_user=stockroom db_password=...
+# Secrets live in Nomad Variables, never in this file. The API runs as the
+# service user (DML only; `npm run db:grants`), the migrate task as an admin
+# user that may change the schema:
+#   nomad var put nomad/jobs/catalog db_user=stockroom db_password=... \
+#     migrate_db_user=stockroom_admin migrate_db_password=...
 
 variable "image" {
   type        = string
@@ -21,10 +24,16 @@ variable "datacenters" {
 
 locals {
   # vtgate speaks the MySQL protocol on 15306 (nomad/vitess.nomad.hcl); the
-  # database is the Vitess keyspace. Both tasks render this into their env.
+  # database is the Vitess keyspace. The API task renders this into its env.
   database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/catalog" -}}
     DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    {{- end }}
+  EOT
+  # The migrate task's: the admin user, which may run DDL.
+  migrate_database_env = <<-EOT
+    {{ with nomadVar "nomad/jobs/catalog" -}}
+    DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
     {{- end }}
   EOT
 }
@@ -58,6 +67,18 @@ job "catalog" {
       port "grpc" {
         to = 8080
       }
+      port "metrics" {
+        to = 9464
+      }
+    }
+
+    # Prometheus finds every instance through Consul (tag "prometheus"):
+    # /metrics on the metrics port, see tools/observability/.
+    service {
+      name     = "catalog-metrics"
+      port     = "metrics"
+      provider = "consul"
+      tags     = ["prometheus"]
     }
 
     service {
@@ -101,7 +122,7 @@ job "catalog" {
       }
 
       template {
-        data        = local.database_env
+        data        = local.migrate_database_env
         destination = "secrets/database.env"
         env         = true
       }
@@ -119,7 +140,7 @@ job "catalog" {
         image   = var.image
         command = "node"
         args    = ["services/catalog/src/main.ts"]
-        ports   = ["grpc"]
+        ports   = ["grpc", "metrics"]
       }
 
       env {
@@ -130,6 +151,10 @@ job "catalog" {
         DRAIN_MS                    = "20000"
         AUTH_CACHE_MS               = "10000"
         MIGRATE_ON_START            = "false"
+        METRICS_PORT                = "9464"
+        HEALTH_PROBE_MS             = "1000"
+        SLA_FLUSH_MS                = "10000"
+        OTEL_BSP_MAX_QUEUE_SIZE     = "8192"
         OTEL_EXPORTER_OTLP_ENDPOINT = "http://jaeger-otlp.service.consul:4318"
         OTEL_RESOURCE_ATTRIBUTES    = "service.instance.id=${NOMAD_ALLOC_ID},deployment.environment=production"
       }

@@ -116,5 +116,28 @@ for (const s of services) {
   if (s.required) process.exit(1);
 }
 
-// 3. Hand over to Node 24.
+// 3. Chromium, for the SDK's browser test (headless, driven by playwright-core).
+const chromium = "/usr/bin/chromium";
+if (command === "test" && !existsSync(chromium)) {
+  const how = "apt-get update && apt-get install -y chromium";
+  if (!existsSync("/usr/bin/apt-get")) {
+    console.error(`stockroom: Chromium is missing (${chromium}); the SDK's browser test needs it. Install Debian's chromium package (${how}).`);
+    process.exit(1);
+  }
+  if (!isRoot) {
+    console.error(`stockroom: Chromium is missing (${chromium}); the SDK's browser test needs it. Install it: sudo sh -c '${how}'`);
+    process.exit(1);
+  }
+  console.log("stockroom: installing Chromium for the SDK's browser test (apt-get install chromium)…");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const ok =
+    run("apt-get", ["update", "-qq"], { env }) === 0 &&
+    run("apt-get", ["install", "-y", "-qq", "-o", "Dpkg::Options::=--force-confold", "chromium"], { env, stdio: ["ignore", "ignore", "inherit"] }) === 0;
+  if (!ok || !existsSync(chromium)) {
+    console.error(`stockroom: installing Chromium failed (see above); install it yourself, as root: ${how}`);
+    process.exit(1);
+  }
+}
+
+// 4. Hand over to Node 24.
 process.exit(run(node24, [...commands[command], ...process.argv.slice(3)]));

@@ -1,14 +1,23 @@
-/** `npm run migrate`: creates the database if needed and applies every pending migration. */
+/**
+ * `npm run migrate`: creates the database if needed and applies every pending
+ * migration. `npm run migrate -- --search` does the same for the search
+ * projection's own database (SEARCH_DATABASE_URL) instead.
+ */
 import { parseApiConfig } from "@stockroom/common/config.ts";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
 import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { orderMigrations } from "@stockroom/orders/store.ts";
+import { parseSearchConfig } from "@stockroom/search/config.ts";
+import { searchMigrations } from "@stockroom/search/store.ts";
 
-const { databaseUrl } = parseApiConfig(process.env);
+const search = process.argv.includes("--search");
+const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseApiConfig(process.env).databaseUrl;
 await ensureDatabase(databaseUrl);
 const db = createDatabase({ url: databaseUrl, poolSize: 1 });
 try {
-  const applied = await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+  const sets = search ? [searchMigrations] : [commonMigrations, catalogMigrations, bulkMigrations, orderMigrations];
+  const applied = await migrateToLatest(db, sets);
   console.log(applied.length > 0 ? `applied:\n  ${applied.join("\n  ")}` : "already up to date");
 } finally {
   await db.destroy();

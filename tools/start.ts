@@ -4,31 +4,56 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
 import type { BulkDb } from "@stockroom/bulk/apply.ts";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
+import { startOutboxRelay } from "@stockroom/common/relay.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
+import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
+import { startWebhookDispatcher } from "@stockroom/catalog/notify/dispatcher.ts";
+import { notifyModule } from "@stockroom/catalog/notify/module.ts";
+import type { NotifyDb } from "@stockroom/catalog/notify/store.ts";
+import { parseOrderConfig } from "@stockroom/orders/config.ts";
+import { ordersModule } from "@stockroom/orders/module.ts";
+import type { OrderDb } from "@stockroom/orders/store.ts";
+import { startOrderSweeper } from "@stockroom/orders/sweeper.ts";
+import { parseSearchConfig } from "@stockroom/search/config.ts";
+import { searchModule } from "@stockroom/search/module.ts";
+import { projectionLag, startSearchProjector } from "@stockroom/search/projector.ts";
+import { openSearchDatabase } from "@stockroom/search/store.ts";
+import { createSearchWaiter } from "@stockroom/search/waiter.ts";
 
-const config = parseApiConfig(process.env);
+// Locally, metrics are on by default (http://127.0.0.1:9464/metrics); METRICS_PORT=off turns them off.
+const config = { ...parseApiConfig(process.env), ...(process.env["METRICS_PORT"] === undefined ? { metricsPort: 9464 } : {}) };
 const bulk = parseBulkConfig(process.env);
+const orders = parseOrderConfig(process.env);
+const search = parseSearchConfig(process.env);
+const events = parseEventStreamConfig(process.env);
+// Locally, webhooks may target loopback and private addresses (a receiver on this machine); WEBHOOK_ALLOW_PRIVATE_TARGETS=false refuses them.
+const notify = parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", ...process.env });
+const draining = new AbortController();
 const log = createLogger("stockroom", config.logLevel);
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log });
+// Search has its own database (SEARCH_DATABASE_URL), created and migrated here.
+const searchDb = await openSearchDatabase({ url: search.databaseUrl, poolSize: search.dbPoolSize, migrate: true });
 const api = await startApi({
   name: "stockroom",
   config,
   migrate: true,
-  modules: (db) => [
-    catalogModule(db),
+  nats: nats.nc,
+  modules: (db, { metrics }) => [
+    catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
     // Contracts land before their implementations: unimplemented calls answer UNIMPLEMENTED.
-    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits }),
-    { services: [OrderService], migrations: [], register: (router) => router.service(OrderService, {}) },
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics }),
+    ordersModule(db, { ...orders, shutdown: draining.signal, metrics }),
+    notifyModule(db, notify),
+    searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),
   ],
 });
 
@@ -62,6 +87,8 @@ Try it:
     -d '{"product":{"sku":"MUG-1","title":"Mug","price":{"currencyCode":"EUR","minorUnits":"1290"},"stock":5}}' \\
     ${url}/stockroom.catalog.v1.CatalogService/CreateProduct
 
+Metrics: ${api.metricsServer ? `${api.metricsServer.url}/metrics` : "off (METRICS_PORT)"}
+
 Ctrl-C drains in-flight calls and stops.
 `);
 const worker = await startBulkWorker({
@@ -70,11 +97,25 @@ const worker = await startBulkWorker({
   queue: bulk.queue,
   log,
   concurrency: bulk.workerConcurrency,
-  reconcileEveryMs: bulk.reconcileEveryMs,
+  reconcileEveryMs: bulk.reconcileEveryMs, pruneEveryMs: bulk.pruneEveryMs, retention: bulk.retention,
+  sealEveryMs: bulk.sealEveryMs,
+  metrics: api.metrics,
 });
+const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });
+api.metrics.watchRelay(relay);
+api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
+const webhooks = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
+const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
+const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {
+  draining.abort(); // end order watches so they do not hold up the drain
   await api.server.close(); // stop taking uploads first
   await worker.stop();
+  await sweeper.stop();
+  await relay.stop();
+  await webhooks.stop();
+  await projector.stop();
   await api.stop();
   await nats.close();
+  await searchDb.destroy();
 }, api.log);

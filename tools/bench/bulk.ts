@@ -27,18 +27,14 @@
  * Exits non-zero on errors only (a failed call, a job not SUCCEEDED), never
  * on a missed target.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { createInterface } from "node:readline";
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createConnection, createPool, type Connection, type Pool, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
-import { BulkFileFormat, BulkJobState, ConflictPolicy, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { ensureChunkQueue } from "@stockroom/bulk/queue.ts";
 import { bulkMigrations } from "@stockroom/bulk/store.ts";
@@ -51,7 +47,7 @@ import type { CommonTables } from "@stockroom/common/schema.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { generateBulkFile } from "../gen-bulk-file.ts";
+import { apiMain, FINAL_STATES as FINAL, generateCsv, root, startWorker, stopChild, until, uploadRequests, type FileInfo } from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { round, table, writeResults } from "./stats.ts";
 
@@ -69,16 +65,14 @@ const TARGET_API_RSS_MB = 300;
 /** How long one job may take before the run is called failed. */
 const JOB_TIMEOUT_MS = 20 * 60_000;
 const SAMPLE_MS = 200;
+/** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it (BENCH_API_NODE_ARGS="" runs V8's defaults). */
+const API_NODE_ARGS = (process.env["BENCH_API_NODE_ARGS"] ?? "--max-old-space-size=256 --max-semi-space-size=8").split(" ").filter(Boolean);
 
-const root = path.join(import.meta.dirname, "..", "..");
-const apiMain = path.join(root, "services", "bulk", "src", "main.ts");
-const workerMain = path.join(root, "services", "bulk", "src", "worker-main.ts");
 const apiConfig = parseApiConfig(process.env);
 // A file above the item limit would fail as a whole; the children then get a limit that fits.
 const childEnv: Record<string, string> =
   ROWS > parseBulkConfig(process.env).limits.maxItems ? { BULK_MAX_ITEMS: String(ROWS) } : {};
 const bulkConfig = parseBulkConfig({ ...process.env, ...childEnv });
-const profile = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
 
 // ---- /proc sampling ------------------------------------------------------------
 
@@ -245,22 +239,6 @@ function sharedServers(): Watched[] {
 }
 
 // ---- the file ------------------------------------------------------------------------
-
-interface FileInfo {
-  path: string;
-  bytes: number;
-  columns: readonly string[];
-  generateMs: number;
-}
-
-async function generateFile(dir: string): Promise<FileInfo> {
-  const t0 = performance.now();
-  const file = generateBulkFile({ rows: ROWS, format: "csv", seed: SEED, invalidRate: 0 });
-  const out = path.join(dir, `bulk-${ROWS}.csv`);
-  await pipeline(Readable.from(file.chunks), createWriteStream(out));
-  if (file.expected.validLines() !== ROWS) throw new Error(`the generated file has ${file.expected.invalid.size} invalid lines`);
-  return { path: out, bytes: statSync(out).size, columns: file.columns, generateMs: performance.now() - t0 };
-}
 
 // ---- the raw floor ---------------------------------------------------------------------
 
@@ -495,57 +473,6 @@ interface PipelineResult {
   checksum: Checksum;
 }
 
-type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
-
-/**
- * startWorker runs one worker process. Its warnings (a chunk delivery that
- * failed and will be redelivered) are counted by message and error into
- * warnings rather than printed; errors and anything else pass through.
- */
-function startWorker(env: Record<string, string>, warnings: Map<string, number>): ChildProcess {
-  const child = spawn(process.execPath, [...profile, workerMain], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "inherit", "pipe"],
-  });
-  createInterface({ input: child.stderr! }).on("line", (line) => {
-    try {
-      const entry = JSON.parse(line) as { level?: string; msg?: string; error?: { message?: string } };
-      if (entry.level === "warn") {
-        const key = `${entry.msg}${entry.error?.message ? `: ${entry.error.message}` : ""}`;
-        warnings.set(key, (warnings.get(key) ?? 0) + 1);
-        return;
-      }
-    } catch {
-      // not a log line
-    }
-    process.stderr.write(line + "\n");
-  });
-  return child;
-}
-
-/** stopChild sends SIGTERM and waits for the exit, with SIGKILL after timeoutMs. */
-async function stopChild(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const FINAL = new Set([BulkJobState.SUCCEEDED, BulkJobState.PARTIALLY_SUCCEEDED, BulkJobState.FAILED, BulkJobState.CANCELLED, BulkJobState.ROLLED_BACK]);
-
 async function runPipeline(workerCount: number, file: FileInfo, nats: NatsClient, errors: string[]): Promise<PipelineResult> {
   const id = randomBytes(4).toString("hex");
   const queueEnv: Record<string, string> = {
@@ -567,6 +494,7 @@ async function runPipeline(workerCount: number, file: FileInfo, nats: NatsClient
       entrypoint: apiMain,
       migrations: [catalogMigrations, bulkMigrations],
       env: queueEnv,
+      nodeArgs: API_NODE_ARGS,
     });
     const apiPid = childRunning(apiMain);
     for (let i = 0; i < workerCount; i++) {
@@ -591,18 +519,7 @@ async function runPipeline(workerCount: number, file: FileInfo, nats: NatsClient
     ];
     const client = server.client(BulkJobService);
     let lastByteAt = 0;
-    async function* requests(): AsyncIterable<UploadRequest> {
-      yield {
-        payload: {
-          case: "options",
-          value: { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.OVERWRITE, fileName: path.basename(file.path), requestId: `bench-${id}` },
-        },
-      };
-      for await (const chunk of createReadStream(file.path, { highWaterMark: 64 * 1024 })) {
-        yield { payload: { case: "chunk", value: chunk as Buffer } };
-      }
-      lastByteAt = performance.now();
-    }
+    const requests = () => uploadRequests(file.path, `bench-${id}`, () => (lastByteAt = performance.now()));
 
     pool = createPool({ uri: server.databaseUrl, connectionLimit: 1, timezone: "Z", supportBigNumbers: true, charset: "utf8mb4" });
     const s0 = await dbStatus(pool);
@@ -711,10 +628,11 @@ try {
     `bulk bench: ${int(ROWS)}-row CSV (all valid, seed ${SEED}) through upload → stage → JetStream → workers, ` +
       `workers ${WORKER_COUNTS.join("/")}, vs LOAD DATA LOCAL INFILE + INSERT … SELECT on the same MariaDB\n` +
       `settings: chunk ${bulkConfig.limits.chunkSize}, job window ${bulkConfig.queue.window}, worker concurrency ${bulkConfig.workerConcurrency}, ` +
-      `max ack pending ${bulkConfig.queue.maxAckPending}, DB pool ${apiConfig.dbPoolSize} per process` +
+      `max ack pending ${bulkConfig.queue.maxAckPending}, DB pool ${apiConfig.dbPoolSize} per process, ` +
+      `bulk API node flags "${API_NODE_ARGS.join(" ")}"` +
       (childEnv["BULK_MAX_ITEMS"] ? `, BULK_MAX_ITEMS raised to ${ROWS}` : ""),
   );
-  const file = await generateFile(tmp);
+  const file = await generateCsv(tmp, ROWS, SEED);
   console.log(`generated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${s(file.generateMs / 1000)} s (not timed)`);
 
   console.log("\nraw: LOAD DATA LOCAL INFILE (the CSV file as generated) + one INSERT … SELECT … ON DUPLICATE KEY UPDATE");
@@ -800,6 +718,7 @@ try {
       maxAckPending: bulkConfig.queue.maxAckPending,
       dbPoolSize: apiConfig.dbPoolSize,
       maxItems: bulkConfig.limits.maxItems,
+      apiNodeArgs: API_NODE_ARGS,
     },
     database,
     raw: { ...raw, database: undefined, note: "the generated CSV loaded as is; price to minor units and attributes to JSON inside INSERT … SELECT (timed)" },

@@ -13,6 +13,8 @@ const root = path.join(import.meta.dirname, "..", "..");
 
 export interface ServerProcess {
   url: string;
+  /** The server's pid, to read its CPU time from /proc. */
+  pid: number;
   databaseUrl: string;
   merchantId: string;
   apiKey: string;
@@ -31,20 +33,28 @@ export async function startServerProcess(options: {
   entrypoint: string;
   migrations: MigrationSet[];
   env?: Record<string, string>;
+  /** Node/V8 flags, e.g. heap limits, as the production job passes them. */
+  nodeArgs?: string[];
+  /** Run on another server process's database and merchant (neither created, migrated nor dropped here). */
+  shareWith?: Pick<ServerProcess, "databaseUrl" | "merchantId" | "apiKey">;
 }): Promise<ServerProcess> {
-  const databaseUrl = testDatabaseUrl(options.name);
-  await ensureDatabase(databaseUrl);
-  const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
+  const databaseUrl = options.shareWith?.databaseUrl ?? testDatabaseUrl(options.name);
   let merchant: { merchantId: string; apiKey: string };
-  try {
-    await migrateToLatest(db, [commonMigrations, ...options.migrations]);
-    merchant = await createMerchant(db, "Benchmark merchant");
-  } finally {
-    await db.destroy();
+  if (options.shareWith) {
+    merchant = { merchantId: options.shareWith.merchantId, apiKey: options.shareWith.apiKey };
+  } else {
+    await ensureDatabase(databaseUrl);
+    const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
+    try {
+      await migrateToLatest(db, [commonMigrations, ...options.migrations]);
+      merchant = await createMerchant(db, "Benchmark merchant");
+    } finally {
+      await db.destroy();
+    }
   }
   const port = await freePort();
   const profile = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
-  const child: ChildProcess = spawn(process.execPath, [...profile, options.entrypoint], {
+  const child: ChildProcess = spawn(process.execPath, [...profile, ...(options.nodeArgs ?? []), options.entrypoint], {
     cwd: root,
     env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...options.env },
     stdio: ["ignore", "inherit", "inherit"],
@@ -59,13 +69,14 @@ export async function startServerProcess(options: {
   const transport = createGrpcTransport({ baseUrl: url, interceptors: [auth] });
   return {
     url,
+    pid: child.pid!,
     databaseUrl,
     ...merchant,
     client: (service) => createClient(service, transport),
     async stop() {
       child.kill("SIGTERM");
       await exited;
-      await dropDatabase(databaseUrl);
+      if (!options.shareWith) await dropDatabase(databaseUrl);
     },
   };
 }

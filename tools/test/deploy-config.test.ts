@@ -8,7 +8,9 @@ import test from "ava";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseBulkConfig } from "@stockroom/bulk/config.ts";
+import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
+import { parseSearchConfig } from "@stockroom/search/config.ts";
 
 /** Body is one HCL block as @cdktf/hcl2json returns it. */
 type Body = Record<string, any>;
@@ -118,7 +120,7 @@ function taskEnv(task: Body): Record<string, string> {
 
 /** concrete stands a placeholder in for each value Nomad fills in at run time. */
 function concrete(env: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/\{\{.*?\}\}|\$\{[^}]*\}/g, "x")]));
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v).replace(/\{\{.*?\}\}|\$\{[^}]*\}/g, "x")]));
 }
 
 /** durationMs reads a Go duration such as "30s" or "1m30s". */
@@ -132,9 +134,18 @@ function durationMs(text: string): number {
 
 /** envNamesReadByApp lists the variables the API reads, from its own source. */
 async function envNamesReadByApp(): Promise<Set<string>> {
-  const sources = await Promise.all(["services/common/src/config.ts", "services/catalog/src/main.ts"].map(read));
+  const sources = await Promise.all(
+    [
+      "services/common/src/config.ts",
+      "services/catalog/src/main.ts",
+      "services/bulk/src/config.ts",
+      "services/bulk/src/main.ts",
+      "services/search/src/config.ts",
+      "services/search/src/main.ts",
+    ].map(read),
+  );
   const names = new Set<string>();
-  for (const m of sources.join("\n").matchAll(/(?:env\[|readInt\(env,\s*)"([A-Z][A-Z0-9_]*)"/g)) names.add(m[1]!);
+  for (const m of sources.join("\n").matchAll(/(?:env\[|read\w*\(env,\s*)"([A-Z][A-Z0-9_]*)"/g)) names.add(m[1]!);
   return names;
 }
 
@@ -219,6 +230,104 @@ test("catalog: DATABASE_URL goes through vtgate to the stockroom keyspace, trace
   const otlp = new URL(env["OTEL_EXPORTER_OTLP_ENDPOINT"]!);
   t.regex(otlp.hostname, /jaeger/);
   t.is(otlp.port, "4318");
+});
+
+test("bulk: the API and a scalable worker group run from the catalog's image, with settings the app accepts", async (t) => {
+  const job = await loadJob("nomad/bulk.nomad.hcl");
+  const known = await envNamesReadByApp();
+  const api = group(job, "api");
+  const workers = group(job, "workers");
+  t.true(api["count"] >= 2, `api count = ${api["count"]}`);
+  t.true(workers["count"] >= 2, `worker count = ${workers["count"]}`);
+  const tasks = [...labelled(api, "task"), ...labelled(workers, "task")];
+  const runs = (file: string) => tasks.find(([, task]) => commandLine(task).includes(file))?.[1];
+  const apiTask = runs("services/bulk/src/main.ts");
+  const workerTask = runs("services/bulk/src/worker-main.ts");
+  t.truthy(apiTask, "a task runs services/bulk/src/main.ts");
+  t.truthy(workerTask, "a task runs services/bulk/src/worker-main.ts");
+  t.truthy(runs("tools/migrate.ts"), "a task runs the migrations");
+  const { apiTask: catalogApi } = await catalogTasks();
+  for (const [name, task] of tasks) {
+    const env = taskEnv(task);
+    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
+    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
+    t.notThrows(() => parseApiConfig(concrete(env)), `task ${name}`);
+    t.notThrows(() => parseBulkConfig(concrete(env)), `task ${name}`);
+    t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
+  }
+  // The API's heap is capped so that ingesting a 500k-row file stays well under its memory limit.
+  const heapMb = Number(/--max-old-space-size=(\d+)/.exec(commandLine(apiTask!).join(" "))?.[1]);
+  const memoryMb = blocks(apiTask!, "resources")[0]?.["memory"];
+  t.true(heapMb > 0 && heapMb + 100 <= memoryMb, `heap ${heapMb} MB, memory ${memoryMb} MB`);
+  // Uploads are long calls: the kill timeout outlasts their drain.
+  const { drainMs } = parseApiConfig(concrete(taskEnv(apiTask!)));
+  t.true(durationMs(String(apiTask!["kill_timeout"])) >= drainMs + 5_000);
+  // Workers finish or give back the chunks they hold before Nomad kills them.
+  t.true(durationMs(String(workerTask!["kill_timeout"])) >= 30_000);
+  const nats = new URL(concrete(taskEnv(workerTask!))["NATS_URL"]!);
+  t.is(Number(nats.port), staticPorts(group(await loadJob("nomad/nats.nomad.hcl"), "nats")).get("client") ?? -1);
+});
+
+test("metrics: every API and worker task serves METRICS_PORT on a port Consul registers for Prometheus; workers are checked on /readyz", async (t) => {
+  const jobs = [
+    { file: "nomad/catalog.nomad.hcl", groups: ["api"] },
+    { file: "nomad/bulk.nomad.hcl", groups: ["api", "workers"] },
+  ];
+  for (const { file, groups } of jobs) {
+    const job = await loadJob(file);
+    for (const name of groups) {
+      const g = group(job, name);
+      const [taskName, task] = [...labelled(g, "task")].find(([, task]) => commandLine(task).some((a) => /src\/(main|worker-main)\.ts$/.test(a)))!;
+      const env = concrete(taskEnv(task));
+      const { metricsPort, host } = parseApiConfig(env);
+      const where = `${file} ${name}/${taskName}`;
+      t.truthy(metricsPort, `${where} sets METRICS_PORT`);
+      t.is(host, "0.0.0.0", `${where} listens on all interfaces`);
+      const port = blocks(g, "network").flatMap((n) => [...labelled(n, "port")]).find(([label]) => label === "metrics");
+      t.is(port?.[1]["to"], metricsPort, `${where}: port "metrics" maps to METRICS_PORT`);
+      t.true((blocks(task, "config")[0]?.["ports"] ?? []).includes("metrics"), `${where} publishes the metrics port`);
+      const service = blocks(g, "service").find((s) => s["port"] === "metrics");
+      t.true((service?.["tags"] ?? []).includes("prometheus"), `${where}: a Consul service tagged prometheus on the metrics port`);
+      if (name === "workers") {
+        t.true(blocks(service!, "check").some((c) => c["type"] === "http" && c["path"] === "/readyz"), `${where} is checked on /readyz`);
+        t.true(Number(env["BULK_WORKERS_DESIRED"] ?? 0) > 0 || /^x$/.test(env["BULK_WORKERS_DESIRED"] ?? ""), `${where} says how many workers are desired`);
+      }
+    }
+  }
+});
+
+test("search: a relay with a standby, and search APIs that migrate their own keyspace first, with settings the app accepts", async (t) => {
+  const job = await loadJob("nomad/search.nomad.hcl");
+  const known = await envNamesReadByApp();
+  const [relay, api] = [group(job, "relay"), group(job, "api")];
+  t.true(relay["count"] >= 2, `relay count = ${relay["count"]}: one leads, one stands by`);
+  t.true(api["count"] >= 2, `api count = ${api["count"]}`);
+  const tasks = [...labelled(relay, "task"), ...labelled(api, "task")];
+  const runs = (file: string) => tasks.find(([, task]) => commandLine(task).includes(file))?.[1];
+  const [relayTask, searchTask, migrate] = [runs("services/common/src/relay-main.ts"), runs("services/search/src/main.ts"), runs("tools/migrate.ts")];
+  t.truthy(relayTask, "a task runs the relay");
+  t.truthy(searchTask, "a task runs services/search/src/main.ts");
+  t.deepEqual(commandLine(migrate!).slice(1), ["tools/migrate.ts", "--search"], "the prestart task migrates the search database");
+  t.is(blocks(migrate!, "lifecycle")[0]?.["hook"], "prestart");
+  const { apiTask: catalogApi } = await catalogTasks();
+  for (const [name, task] of tasks) {
+    const env = concrete(taskEnv(task));
+    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
+    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
+    for (const parse of [parseApiConfig, parseSearchConfig, parseEventStreamConfig, parseRelayConfig]) t.notThrows(() => parse(env), `task ${name}`);
+    t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
+  }
+  // The projection is its own keyspace (search-vschema.json); API keys and products stay in stockroom.
+  const searchEnv = concrete(taskEnv(searchTask!));
+  t.is(new URL(searchEnv["SEARCH_DATABASE_URL"]!).pathname, "/stockroom_search");
+  t.is(new URL(searchEnv["DATABASE_URL"]!).pathname, "/stockroom");
+  t.is(new URL(concrete(taskEnv(migrate!))["SEARCH_DATABASE_URL"]!).pathname, "/stockroom_search");
+  t.is(new URL(concrete(taskEnv(relayTask!))["DATABASE_URL"]!).pathname, "/stockroom", "the relay reads the outbox of stockroom");
+  // Relay and search agree on the stream, replicated on the 3-node cluster.
+  const streams = [relayTask!, searchTask!].map((task) => parseEventStreamConfig(concrete(taskEnv(task))));
+  t.deepEqual(streams[0], streams[1]);
+  t.is(streams[0]!.replicas, group(await loadJob("nomad/nats.nomad.hcl"), "nats")["count"]);
+  t.true(durationMs(String(searchTask!["kill_timeout"])) >= parseApiConfig(searchEnv).drainMs + 5_000);
 });
 
 test("nats: three JetStream servers on distinct hosts, clustered, storing on a host volume", async (t) => {
@@ -354,27 +463,43 @@ test("every migration's table leads its PRIMARY KEY with merchant_id and has no 
   }
 });
 
-test("the VSchema shards exactly the migrations' tables, each by merchant_id with xxhash", async (t) => {
-  const vschema = JSON.parse(await read("nomad/vitess/vschema.json"));
-  const { tables } = await loadMigrations();
-  t.is(vschema.sharded, true);
-  const entries = Object.entries<Body>(vschema.tables ?? {});
-  const sharded = entries.filter(([, table]) => table["column_vindexes"]);
-  t.deepEqual(sharded.map(([name]) => name).sort(), [...tables].sort(), "tables in the VSchema vs CREATE TABLE in migrations");
-  for (const [name, table] of sharded) {
-    const primary = table["column_vindexes"][0];
-    t.is(primary?.["column"] ?? primary?.["columns"]?.[0], "merchant_id", `${name}'s primary vindex column`);
-    t.is(vschema.vindexes?.[primary?.["name"]]?.["type"], "xxhash", `${name}'s primary vindex type`);
+/** Migration sets with a keyspace of their own; every other set lives in stockroom (vitess/vschema.json). */
+const OWN_KEYSPACES = [{ vschema: "nomad/vitess/search-vschema.json", sets: ["search"] }];
+
+/** keyspaces pairs each VSchema file with the migration sets, and so the tables, its keyspace holds. */
+async function keyspaces(): Promise<{ vschema: string; sets: string[]; tables: string[] }[]> {
+  const { sets } = await loadMigrations();
+  const elsewhere = new Set(OWN_KEYSPACES.flatMap((k) => k.sets));
+  const all = [{ vschema: "nomad/vitess/vschema.json", sets: [...sets.keys()].filter((set) => !elsewhere.has(set)) }, ...OWN_KEYSPACES];
+  return all.map((k) => ({
+    ...k,
+    tables: k.sets.flatMap((set) => [...(sets.get(set)?.values() ?? [])].flatMap((src) => createTables(src).map((c) => c.name))),
+  }));
+}
+
+test("each keyspace's VSchema shards exactly its migrations' tables, each by merchant_id with xxhash", async (t) => {
+  for (const { vschema: file, tables } of await keyspaces()) {
+    const vschema = JSON.parse(await read(file));
+    t.is(vschema.sharded, true, file);
+    const entries = Object.entries<Body>(vschema.tables ?? {});
+    const sharded = entries.filter(([, table]) => table["column_vindexes"]);
+    t.deepEqual(sharded.map(([name]) => name).sort(), [...tables].sort(), `${file}: tables in the VSchema vs CREATE TABLE in migrations`);
+    for (const [name, table] of sharded) {
+      const primary = table["column_vindexes"][0];
+      t.is(primary?.["column"] ?? primary?.["columns"]?.[0], "merchant_id", `${name}'s primary vindex column`);
+      t.is(vschema.vindexes?.[primary?.["name"]]?.["type"], "xxhash", `${name}'s primary vindex type`);
+    }
   }
 });
 
-test("the VSchema pins each migration set's bookkeeping tables to one shard, and nothing else", async (t) => {
+test("each keyspace's VSchema pins its migration sets' bookkeeping tables to one shard, and nothing else", async (t) => {
   // `npm run migrate` through vtgate reads and writes kysely_migration_<set>
   // and its lock table; a sharded keyspace routes only the tables it lists.
-  const vschema = JSON.parse(await read("nomad/vitess/vschema.json"));
-  const { sets } = await loadMigrations();
-  const others = Object.entries<Body>(vschema.tables ?? {}).filter(([, table]) => !table["column_vindexes"]);
-  const expected = [...sets.keys()].flatMap((set) => [`kysely_migration_${set}`, `kysely_migration_lock_${set}`]);
-  t.deepEqual(others.map(([name]) => name).sort(), expected.sort());
-  for (const [name, table] of others) t.regex(String(table["pinned"]), /^([0-9a-f]{2})+$/, `${name} is pinned`);
+  for (const { vschema: file, sets } of await keyspaces()) {
+    const vschema = JSON.parse(await read(file));
+    const others = Object.entries<Body>(vschema.tables ?? {}).filter(([, table]) => !table["column_vindexes"]);
+    const expected = sets.flatMap((set) => [`kysely_migration_${set}`, `kysely_migration_lock_${set}`]);
+    t.deepEqual(others.map(([name]) => name).sort(), expected.sort(), file);
+    for (const [name, table] of others) t.regex(String(table["pinned"]), /^([0-9a-f]{2})+$/, `${name} is pinned`);
+  }
 });

@@ -6,13 +6,14 @@
  * its ledger row already applied and changes nothing.
  */
 import { sql, type Kysely, type Transaction } from "kysely";
-import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
+import { inTransaction, insertRows, jsonColumn } from "@stockroom/common/db.ts";
 import type { FieldViolation } from "@stockroom/common/errors.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { diffFields, sortedAttributes, validateFields, type Product } from "@stockroom/catalog/domain.ts";
+import { changeTime, diffFields, sortedAttributes, validateFields, type Product } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { findProducts, insertProducts, upsertProducts, type CatalogTables } from "@stockroom/catalog/store.ts";
 import type { BulkItem as StagedItem, ItemError } from "./parse/types.ts";
+import { recordJobFinished } from "./events.ts";
 import type { BulkJobRow, BulkTables, ItemOutcomeName } from "./store.ts";
 
 /** StagedItem is what a file line names, converted; absent fields are left alone. */
@@ -33,6 +34,8 @@ export interface ChunkOutcome {
   counts: Record<"applied" | "unchanged" | "conflict" | "invalid", number>;
   /** The job's state after this chunk. */
   jobState?: BulkJobRow["state"];
+  /** Items failChunk marked FAILED. */
+  failed?: number;
 }
 
 /** Item outcome of the merge of one item into the current product. */
@@ -147,13 +150,16 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
     const changes: ProductChangeRecord[] = [];
     const outcomes: ItemOutcomeRow[] = [];
     for (const item of items) {
-      const merge = mergeItem(current.get(item.sku), jsonColumn<StagedItem>(item.payload), item.staged_version === null ? null : Number(item.staged_version), job.conflict_policy, now);
+      const before = current.get(item.sku);
+      // Never stamp a change before the product's previous one (event ids follow it; see changeTime).
+      const at = before ? changeTime(before, now) : now;
+      const merge = mergeItem(before, jsonColumn<StagedItem>(item.payload), item.staged_version === null ? null : Number(item.staged_version), job.conflict_policy, at);
       counts[merge.outcome]++;
       switch (merge.outcome) {
         case "applied":
           current.set(item.sku, merge.next); // a later line of the same SKU (not possible after validation) would see it
           writes.push(merge.next);
-          changes.push({ type: merge.before ? "updated" : "created", before: merge.before, product: merge.next, changedFields: merge.changed, at: now });
+          changes.push({ type: merge.before ? "updated" : "created", before: merge.before, product: merge.next, changedFields: merge.changed, at });
           outcomes.push({ line_no: item.line_no, sku: item.sku, outcome: "applied", errors: null, product_version: merge.next.version });
           break;
         case "unchanged":
@@ -196,25 +202,20 @@ export interface ItemOutcomeRow {
 /** writeOutcomes records many items' outcomes with one statement (the staged rows exist; this updates them). */
 export async function writeOutcomes(trx: BulkTx, ref: ChunkRef, outcomes: ItemOutcomeRow[]): Promise<void> {
   if (outcomes.length === 0) return;
-  await trx
-    .insertInto("bulk_job_items")
-    .values(
-      outcomes.map((o) => ({
-        merchant_id: ref.merchantId,
-        job_id: ref.jobId,
-        line_no: o.line_no,
-        sku: o.sku,
-        outcome: o.outcome,
-        errors: o.errors === null ? null : JSON.stringify(o.errors),
-        product_version: o.product_version,
-      })),
-    )
-    .onDuplicateKeyUpdate({
-      outcome: sql<ItemOutcomeName>`VALUES(outcome)`,
-      errors: sql`VALUES(errors)`,
-      product_version: sql<number | null>`VALUES(product_version)`,
-    })
-    .execute();
+  await insertRows(
+    trx,
+    "bulk_job_items",
+    outcomes.map((o) => ({
+      merchant_id: ref.merchantId,
+      job_id: ref.jobId,
+      line_no: o.line_no,
+      sku: o.sku,
+      outcome: o.outcome,
+      errors: o.errors === null ? null : JSON.stringify(o.errors),
+      product_version: o.product_version,
+    })),
+    { onDuplicateKeyUpdate: ["outcome", "errors", "product_version"] },
+  );
 }
 
 /** lockChunk reads and locks a chunk's ledger row: concurrent deliveries of one chunk queue here. */
@@ -284,6 +285,7 @@ async function advanceJob(
       .where("merchant_id", "=", ref.merchantId)
       .where("job_id", "=", ref.jobId)
       .execute();
+    if (state !== "running") await recordJobFinished(trx, ref, now);
   }
   return state;
 }
@@ -308,7 +310,8 @@ export async function failChunk(db: BulkDb, ref: ChunkRef, reason: string, now =
       .where("outcome", "=", "pending")
       .executeTakeFirst();
     await setChunkState(trx, ref, "failed", now, reason.slice(0, 1000));
-    const jobState = await advanceJob(trx, ref, { ...counts, failed: Number(result.numUpdatedRows) }, now);
-    return { noop: false, counts, jobState };
+    const failed = Number(result.numUpdatedRows);
+    const jobState = await advanceJob(trx, ref, { ...counts, failed }, now);
+    return { noop: false, counts, jobState, failed };
   });
 }

@@ -1,5 +1,6 @@
 import { readInt, type Env } from "@stockroom/common/config.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
+import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 
 /** BulkConfig holds the bulk settings; parseBulkConfig is pure over an env map. */
@@ -9,6 +10,13 @@ export interface BulkConfig {
   /** Chunks one worker process applies at once. */
   workerConcurrency: number;
   reconcileEveryMs: number;
+  retention: Retention;
+  /** How often a worker prunes what outlived its retention; 0 turns it off. */
+  pruneEveryMs: number;
+  /** How often a worker seals the audit chains (catalog audit.ts); 0 turns it off. */
+  sealEveryMs: number;
+  /** Worker processes the deployment runs (BULK_WORKERS_DESIRED; 0 = not said): the worker-count alert compares with it. */
+  workersDesired: number;
 }
 
 export function parseBulkConfig(env: Env): BulkConfig {
@@ -32,5 +40,13 @@ export function parseBulkConfig(env: Env): BulkConfig {
     },
     workerConcurrency: readInt(env, "BULK_WORKER_CONCURRENCY", 2, 1, 256),
     reconcileEveryMs: readInt(env, "BULK_RECONCILE_EVERY_MS", 5000, 0, 3_600_000),
+    retention: {
+      ...DEFAULT_RETENTION,
+      idempotencyKeysMs: readInt(env, "IDEMPOTENCY_RETENTION_HOURS", DEFAULT_RETENTION.idempotencyKeysMs / 3600_000, 24, 24 * 365) * 3600_000,
+      jobItemsMs: readInt(env, "BULK_ITEM_RETENTION_DAYS", DEFAULT_RETENTION.jobItemsMs / 86_400_000, 1, 3650) * 86_400_000,
+    },
+    pruneEveryMs: readInt(env, "BULK_PRUNE_EVERY_MS", 600_000, 0, 86_400_000),
+    sealEveryMs: readInt(env, "AUDIT_SEAL_EVERY_MS", 5000, 0, 3_600_000),
+    workersDesired: readInt(env, "BULK_WORKERS_DESIRED", 0, 0, 10_000),
   };
 }

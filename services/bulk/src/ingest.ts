@@ -6,8 +6,12 @@
  * options within the dedupe window, returns the existing job.
  */
 import { createHash } from "node:crypto";
+import { trace } from "@opentelemetry/api";
+import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
+import { inTransaction } from "@stockroom/common/db.ts";
 import type { BulkDb } from "./apply.ts";
+import { recordJobFinished } from "./events.ts";
 import { createJob, findJob } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
@@ -36,6 +40,8 @@ export interface IngestDeps {
   nats?: NatsDeps;
   queue: QueueConfig;
   limits: IngestLimits;
+  /** Lines invalid at staging are counted here (chunks count the rest, in the workers). */
+  metrics?: Metrics;
 }
 
 /** ingest stages a file as a job and queues its first chunks; see the module comment. */
@@ -47,6 +53,7 @@ export async function ingest(
 ): Promise<BulkJobRow> {
   const { db, limits } = deps;
   const { jobId, existing } = await createJob(db, { merchantId, ...options });
+  trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.job_id": jobId, "stockroom.bulk.existing": existing });
   if (existing) return (await findJob(db, merchantId, jobId))!;
   const ref = { merchantId, jobId };
   await setJob(db, ref, { state: "validating" });
@@ -65,7 +72,7 @@ export async function ingest(
       db,
       ref,
       parseBulkFile(counted(), { format: options.format, maxBytes: limits.maxBytes, maxItems: limits.maxItems }),
-      limits.chunkSize,
+      { chunkSize: limits.chunkSize, stagedVersions: options.conflictPolicy === "skip" },
     );
   } catch (error) {
     const reason = error instanceof BulkFileError ? `${error.code}: ${error.message}` : `upload interrupted: ${(error as Error).message}`;
@@ -94,6 +101,8 @@ export async function ingest(
   }
   await setJob(db, ref, { file_size: size, content_sha256: sha });
   await finishStaging(db, ref, staged, options.dryRun);
+  deps.metrics?.bulkItems.inc({ outcome: "invalid" }, staged.invalid);
+  trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.items": staged.total, "stockroom.bulk.items.invalid": staged.invalid, "stockroom.bulk.chunks": staged.chunks });
   if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;
 }
@@ -110,13 +119,16 @@ async function setJob(db: BulkDb, ref: { merchantId: string; jobId: string }, se
 /** failJob ends a job whose file could not be read; nothing of it is ever applied. */
 async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, error: string, size: number) {
   const now = new Date();
-  await db
-    .updateTable("bulk_jobs")
-    .set((eb) => ({ state: "failed", error, file_size: size, ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .execute();
-  await cancelChunks(db, ref);
+  await inTransaction(db, async (trx) => {
+    await trx
+      .updateTable("bulk_jobs")
+      .set((eb) => ({ state: "failed", error, file_size: size, ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
+      .where("merchant_id", "=", ref.merchantId)
+      .where("job_id", "=", ref.jobId)
+      .execute();
+    await cancelChunks(trx, ref);
+    await recordJobFinished(trx, ref, now);
+  });
 }
 
 /** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */

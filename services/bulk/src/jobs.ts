@@ -1,4 +1,5 @@
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
+import { serializeTraceContext } from "@stockroom/common/trace-context.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import type { BulkDb } from "./apply.ts";
 import type { BulkJobRow } from "./store.ts";
@@ -15,7 +16,8 @@ export interface NewJob {
 /**
  * createJob starts a job in RECEIVING. A request_id already used by this
  * merchant returns that job instead (AIP-155), so a retried upload never
- * makes a second job.
+ * makes a second job. The caller's trace context is kept with the job, so
+ * every chunk, whoever publishes it and when, joins the upload's trace.
  */
 export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Promise<{ jobId: string; existing: boolean }> {
   const jobId = newUlid(now.getTime());
@@ -30,6 +32,8 @@ export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Prom
         format: job.format,
         conflict_policy: job.conflictPolicy,
         rollback_policy: null,
+        items_pruned_at: null,
+        trace_context: serializeTraceContext(),
         dry_run: job.dryRun,
         file_name: job.fileName,
         file_size: 0,

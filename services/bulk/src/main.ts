@@ -16,14 +16,15 @@ const config = parseApiConfig(process.env);
 const bulk = parseBulkConfig(process.env);
 const nats = await connectNats({
   servers: config.natsUrl.split(","),
-  name: "stockroom-bulk",
-  log: createLogger("stockroom-bulk", config.logLevel),
+  name: "stockroom-bulk-api",
+  log: createLogger("stockroom-bulk-api", config.logLevel),
 });
 const api = await startApi({
-  name: "stockroom-bulk",
+  name: "stockroom-bulk-api",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db) => [bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits })],
+  modules: (db, { metrics }) => [bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics })],
+  nats: nats.nc,
 });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(async () => {

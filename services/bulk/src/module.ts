@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
@@ -15,6 +16,8 @@ export interface BulkModuleOptions {
   limits?: IngestLimits;
   uploadTtlMs?: number;
   watchIntervalMs?: number;
+  /** The process's metrics (startApi's ModuleDeps): staging counts its invalid lines there. */
+  metrics?: Metrics;
 }
 
 /** bulkModule plugs BulkJobService into an API process. */
@@ -27,7 +30,7 @@ export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): Se
     register: (router) =>
       router.service(BulkJobService, {
         ...createBulkReadMethods({ db, watchIntervalMs: options.watchIntervalMs }),
-        ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000 }),
+        ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000, metrics: options.metrics }),
       }),
   };
 }

@@ -12,8 +12,12 @@
  * behind a few chunks of a large job, not behind all of them.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { ExpressionBuilder } from "kysely";
 import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats.ts";
+import { restoreTraceContext } from "@stockroom/common/trace-context.ts";
+import type { CatalogTables } from "@stockroom/catalog/store.ts";
 import type { BulkDb, ChunkRef } from "./apply.ts";
+import type { BulkTables } from "./store.ts";
 
 export interface QueueConfig {
   stream: string;
@@ -73,7 +77,13 @@ export function decodeChunkMessage(data: Uint8Array): ChunkMessage {
   return m as ChunkMessage;
 }
 
-async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attempt: number): Promise<void> {
+/**
+ * publishChunk publishes one chunk in its job's trace (the upload call's,
+ * stored with the job), whoever publishes it: the worker's span or the
+ * reconciler that caused the publish is linked, not the parent, so one job
+ * is one trace with a publish and a worker span per chunk.
+ */
+async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attempt: number, traceContext: string | null): Promise<void> {
   const message: ChunkMessage = { v: 1, ...ref, attempt };
   await publishWithId(
     nats.js,
@@ -81,7 +91,22 @@ async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attem
     new TextEncoder().encode(JSON.stringify(message)),
     `${ref.jobId}:${ref.chunkNo}:${attempt}`,
     { "stockroom-merchant": ref.merchantId, "stockroom-job": ref.jobId },
+    {
+      parent: restoreTraceContext(traceContext),
+      destinationTemplate: `${q.subjectPrefix}.{merchant}.{job}.{chunk}`,
+      attributes: { "stockroom.merchant_id": ref.merchantId, "stockroom.bulk.job_id": ref.jobId, "stockroom.bulk.chunk_no": ref.chunkNo, "stockroom.bulk.attempt": attempt },
+    },
   );
+}
+
+/** jobTraceContext selects, beside a bulk_job_chunks row, its job's stored trace context (same merchant: one shard). */
+function jobTraceContext(eb: ExpressionBuilder<CatalogTables & BulkTables, "bulk_job_chunks">) {
+  return eb
+    .selectFrom("bulk_jobs")
+    .select("bulk_jobs.trace_context")
+    .whereRef("bulk_jobs.merchant_id", "=", "bulk_job_chunks.merchant_id")
+    .whereRef("bulk_jobs.job_id", "=", "bulk_job_chunks.job_id")
+    .as("trace_context");
 }
 
 /**
@@ -104,6 +129,7 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
   const next = await db
     .selectFrom("bulk_job_chunks")
     .select(["chunk_no", "attempt"])
+    .select(jobTraceContext)
     .where("merchant_id", "=", job.merchantId)
     .where("job_id", "=", job.jobId)
     .where("state", "in", PENDING)
@@ -122,7 +148,22 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
       .where("published_at", "is", null)
       .executeTakeFirst();
     if (claimed.numUpdatedRows !== 1n) continue;
-    await publishChunk(nats, q, { ...job, chunkNo: chunk.chunk_no }, chunk.attempt);
+    try {
+      await publishChunk(nats, q, { ...job, chunkNo: chunk.chunk_no }, chunk.attempt, chunk.trace_context);
+    } catch (error) {
+      // The message may not have reached the stream (a publish that timed out under load did not, in
+      // tests): hand the chunk back so the next top-up publishes it instead of waiting for the
+      // reconciler. A copy that did get stored has the same message id and is dropped as a duplicate.
+      await db
+        .updateTable("bulk_job_chunks")
+        .set({ published_at: null })
+        .where("merchant_id", "=", job.merchantId)
+        .where("job_id", "=", job.jobId)
+        .where("chunk_no", "=", chunk.chunk_no)
+        .where("attempt", "=", chunk.attempt)
+        .execute();
+      throw error;
+    }
     published++;
   }
   return published;
@@ -139,6 +180,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
   const stale = await db
     .selectFrom("bulk_job_chunks")
     .select(["merchant_id", "job_id", "chunk_no", "attempt"])
+    .select(jobTraceContext)
     .where("state", "in", PENDING)
     .where("published_at", "<", new Date(now.getTime() - q.reconcileAfterMs))
     .limit(500)
@@ -157,7 +199,7 @@ export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now 
       .where("attempt", "=", c.attempt)
       .executeTakeFirst();
     if (claimed.numUpdatedRows !== 1n) continue;
-    await publishChunk(nats, q, ref, c.attempt + 1);
+    await publishChunk(nats, q, ref, c.attempt + 1, c.trace_context);
     republished++;
   }
   const jobs = await db

@@ -11,10 +11,11 @@
  */
 import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
 import { PreconditionError } from "@stockroom/common/errors.ts";
-import { applyMask, type MaskPath, type Product } from "@stockroom/catalog/domain.ts";
+import { applyMask, changeTime, type MaskPath, type Product } from "@stockroom/catalog/domain.ts";
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { deleteProductRow, findProducts, upsertProducts } from "@stockroom/catalog/store.ts";
 import { lockChunk, writeOutcomes, type BulkDb, type ChunkRef, type ItemOutcomeRow } from "./apply.ts";
+import { recordJobFinished } from "./events.ts";
 import type { BulkJobRow } from "./store.ts";
 
 /** ROLLBACK_FROM are the job states a rollback may start from. */
@@ -23,6 +24,9 @@ const ROLLBACK_FROM: BulkJobRow["state"][] = ["succeeded", "partially_succeeded"
 /** startRollback queues a finished job's applied chunks for reverting; a repeat is a no-op. */
 export async function startRollback(db: BulkDb, job: BulkJobRow, policy: "skip" | "overwrite", now = new Date()): Promise<void> {
   if (job.state === "rolling_back" || job.state === "rolled_back") return;
+  if (job.items_pruned_at) {
+    throw new PreconditionError("ITEMS_EXPIRED", "the job's per-item details have passed their retention period: it can no longer be rolled back", { state: job.state });
+  }
   if (!ROLLBACK_FROM.includes(job.state) || job.dry_run) {
     throw new PreconditionError(
       "JOB_NOT_ROLLBACKABLE",
@@ -120,14 +124,15 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
       if (!before) {
         // The job created it: rolling back removes it.
         await deleteProductRow(trx, ref.merchantId, cur!.sku, cur!.version);
-        changes.push({ type: "deleted", before: cur, product: { ...cur!, version: cur!.version + 1, updatedAt: now }, changedFields: [], at: now });
+        const at = changeTime(cur!, now);
+        changes.push({ type: "deleted", before: cur, product: { ...cur!, version: cur!.version + 1, updatedAt: at }, changedFields: [], at });
       } else {
         const { next, changed } = applyMask(cur!, before, jsonColumn<MaskPath[]>(entry.changed_fields));
         if (changed.length > 0) {
           next.version = cur!.version + 1;
-          next.updatedAt = now;
+          next.updatedAt = changeTime(cur!, now);
           writes.push(next);
-          changes.push({ type: "updated", before: cur, product: next, changedFields: changed, at: now });
+          changes.push({ type: "updated", before: cur, product: next, changedFields: changed, at: next.updatedAt });
         }
       }
       outcomes.push({ line_no: item.line_no, sku: item.sku, outcome: "rolled_back", errors: null, product_version: item.product_version });
@@ -185,14 +190,17 @@ export async function failRollbackChunk(db: BulkDb, ref: ChunkRef, reason: strin
 
 /** finishRollbackIfDone moves a rolling-back job whose chunks are all reverted to ROLLED_BACK. */
 async function finishRollbackIfDone(db: BulkDb, ref: { merchantId: string; jobId: string }, now: Date): Promise<void> {
-  await db
-    .updateTable("bulk_jobs")
-    .set((eb) => ({ state: "rolled_back", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .where("state", "=", "rolling_back")
-    .where((eb) => eb("chunks_done", ">=", eb.ref("chunk_count")))
-    .execute();
+  await inTransaction(db, async (trx) => {
+    const finished = await trx
+      .updateTable("bulk_jobs")
+      .set((eb) => ({ state: "rolled_back", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
+      .where("merchant_id", "=", ref.merchantId)
+      .where("job_id", "=", ref.jobId)
+      .where("state", "=", "rolling_back")
+      .where((eb) => eb("chunks_done", ">=", eb.ref("chunk_count")))
+      .executeTakeFirst();
+    if (finished.numUpdatedRows === 1n) await recordJobFinished(trx, ref, now);
+  });
 }
 
 /** revive turns an audit snapshot's date strings back into Dates. */

@@ -8,10 +8,12 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { BulkJobState, BulkItemOutcome } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { principalOf } from "@stockroom/common/auth.ts";
-import { InvalidArgumentError, NotFoundError } from "@stockroom/common/errors.ts";
+import { InvalidArgumentError, PreconditionError, NotFoundError } from "@stockroom/common/errors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import { inTransaction } from "@stockroom/common/db.ts";
 import type { BulkDb } from "./apply.ts";
+import { recordJobFinished } from "./events.ts";
 import { FINAL_STATES, itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
 import { findJob } from "./jobs.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
@@ -61,7 +63,7 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
     },
 
     async listBulkJobItems(req, ctx) {
-      const job = await load(ctx, req.jobId);
+      const job = itemsKept(await load(ctx, req.jobId));
       const outcomes = outcomeFilter(req.outcomes);
       const limit = pageSize(req.pageSize, 500, 5000);
       const after = decodePageToken(req.pageToken, { job: job.job_id, outcomes });
@@ -102,19 +104,22 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
       const job = await load(ctx, req.jobId);
       if (!FINAL_STATES.has(job.state)) {
         const now = new Date();
-        await db
-          .updateTable("bulk_jobs")
-          .set((eb) => ({ state: "cancelled", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-          .where("merchant_id", "=", job.merchant_id)
-          .where("job_id", "=", job.job_id)
-          .where("state", "in", ["receiving", "validating", "queued", "running"])
-          .execute();
+        await inTransaction(db, async (trx) => {
+          const cancelled = await trx
+            .updateTable("bulk_jobs")
+            .set((eb) => ({ state: "cancelled", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
+            .where("merchant_id", "=", job.merchant_id)
+            .where("job_id", "=", job.job_id)
+            .where("state", "in", ["receiving", "validating", "queued", "running"])
+            .executeTakeFirst();
+          if (cancelled.numUpdatedRows === 1n) await recordJobFinished(trx, { merchantId: job.merchant_id, jobId: job.job_id }, now);
+        });
       }
       return { job: jobToProto((await findJob(db, job.merchant_id, job.job_id))!) };
     },
 
     async *downloadBulkJobReport(req, ctx) {
-      const job = await load(ctx, req.jobId);
+      const job = itemsKept(await load(ctx, req.jobId));
       const outcomes = outcomeFilter(req.outcomes);
       yield { chunk: new TextEncoder().encode(REPORT_HEADER) };
       for (let after = 0; !ctx.signal.aborted; ) {
@@ -145,6 +150,16 @@ function itemsPage(db: BulkDb, job: BulkJobRow, outcomes: ItemOutcomeName[] | un
     .where("line_no", ">", afterLine);
   if (outcomes) q = q.where("outcome", "in", outcomes);
   return q.orderBy("line_no").limit(limit).execute();
+}
+
+/** itemsKept passes a job whose per-item details are still kept (prune.ts removes them after a retention period). */
+function itemsKept(job: BulkJobRow): BulkJobRow {
+  if (job.items_pruned_at) {
+    throw new PreconditionError("ITEMS_EXPIRED", "the per-item details of this job have passed their retention period and were deleted; the job's counts remain", {
+      pruned_at: job.items_pruned_at.toISOString(),
+    });
+  }
+  return job;
 }
 
 /** finished counts the valid items that reached an outcome. */

@@ -49,6 +49,10 @@ export interface BulkJobRow {
   created_at: Date;
   updated_at: Date;
   ended_at: Date | null;
+  /** When the pruner removed the job's per-item details (staging rows, outcomes). */
+  items_pruned_at: Date | null;
+  /** W3C trace context of the call that created the job (trace-context.ts): its chunks join that trace. */
+  trace_context: string | null;
 }
 
 export interface BulkJobItemRow {

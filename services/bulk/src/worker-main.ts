@@ -1,12 +1,14 @@
 /**
  * The bulk worker process (how Nomad runs it; `npm start` runs workers in
  * process). Any number of these share one durable consumer. The only file of
- * the worker that reads process.env.
+ * the worker that reads process.env. With METRICS_PORT set it serves
+ * /metrics, /healthz and /readyz (ready while MySQL and NATS answer).
  */
 import { parseApiConfig } from "@stockroom/common/config.ts";
 import { createDatabase } from "@stockroom/common/db.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
+import { startObservability } from "@stockroom/common/observability.ts";
 import { stopOnSignals } from "@stockroom/common/app.ts";
 import { startTelemetry } from "@stockroom/common/telemetry.ts";
 import type { BulkDb } from "./apply.ts";
@@ -19,11 +21,16 @@ const log = createLogger("stockroom-bulk-worker", config.logLevel);
 const stopTelemetry = await startTelemetry({ serviceName: "stockroom-bulk-worker", otlpEndpoint: config.otlpEndpoint });
 const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.dbPoolSize });
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log });
-const worker = await startBulkWorker({ db, nats, queue: bulk.queue, log, concurrency: bulk.workerConcurrency, reconcileEveryMs: bulk.reconcileEveryMs });
+const observability = await startObservability({ config, log, db, nats: nats.nc });
+const { metrics } = observability;
+if (bulk.workersDesired > 0) metrics.bulkWorkersDesired.set({ stream: bulk.queue.stream }, bulk.workersDesired);
+const worker = await startBulkWorker({ db, nats, queue: bulk.queue, log, concurrency: bulk.workerConcurrency, reconcileEveryMs: bulk.reconcileEveryMs, pruneEveryMs: bulk.pruneEveryMs, retention: bulk.retention, sealEveryMs: bulk.sealEveryMs, metrics });
 log.info("bulk worker started", { concurrency: bulk.workerConcurrency });
 stopOnSignals(async () => {
+  observability.draining();
   await worker.stop();
   await nats.close();
   await db.destroy();
+  await observability.stop();
   await stopTelemetry();
 }, log);

@@ -1,6 +1,12 @@
+import { trace } from "@opentelemetry/api";
 import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
+import { sealAuditChains, type SealOptions } from "@stockroom/catalog/audit.ts";
 import type { Logger } from "@stockroom/common/log.ts";
-import { applyChunk, failChunk, type BulkDb } from "./apply.ts";
+import type { Metrics } from "@stockroom/common/metrics.ts";
+import { every } from "@stockroom/common/periodic.ts";
+import { untraced } from "@stockroom/common/trace-context.ts";
+import { applyChunk, failChunk, type BulkDb, type ChunkOutcome } from "./apply.ts";
+import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
 import { decodeChunkMessage, ensureChunkQueue, reconcile, topUp, type QueueConfig } from "./queue.ts";
 
@@ -13,7 +19,18 @@ export interface BulkWorkerDeps {
   concurrency: number;
   /** How often this process runs the reconciler; 0 turns it off. */
   reconcileEveryMs: number;
+  /** How often this process prunes expired rows (prune.ts); 0 or absent turns it off. */
+  pruneEveryMs?: number;
+  retention?: Retention;
+  /** Item outcomes, chunk latency, reconciler re-publishes and queue lag go here when given. */
+  metrics?: Metrics;
+  /** How often this process seals the audit chains (catalog audit.ts); 0 or absent turns it off. */
+  sealEveryMs?: number;
+  seal?: SealOptions;
 }
+
+/** FINAL are the job states a chunk's outcome can end a job in. */
+const FINAL = new Set(["succeeded", "partially_succeeded", "failed", "cancelled"]);
 
 export interface BulkWorker {
   stop(): Promise<void>;
@@ -26,42 +43,113 @@ export interface BulkWorker {
  * maxDeliver attempts, its items are marked FAILED so the job still ends.
  */
 export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker> {
-  const { db, nats, queue, log } = deps;
+  const { db, nats, queue, log, metrics } = deps;
   await ensureChunkQueue(nats.jsm, queue);
+  metrics?.watchConsumer(nats.jsm, queue.stream, queue.durable);
+  metrics?.bulkWorkerConcurrency.set({ stream: queue.stream }, deps.concurrency);
+
+  /** counted records a finished chunk on its span (the consumer's "process" span) and in the metrics. */
+  const counted = (outcome: ChunkOutcome, kind: "apply" | "fail") => {
+    const items = { ...outcome.counts, ...(outcome.failed ? { failed: outcome.failed } : {}) };
+    trace.getActiveSpan()?.setAttributes({
+      "stockroom.bulk.outcome": outcome.noop ? "noop" : kind === "fail" ? "failed" : "applied",
+      ...Object.fromEntries(Object.entries(items).map(([k, n]) => [`stockroom.bulk.items.${k}`, n])),
+      ...(outcome.jobState ? { "stockroom.bulk.job_state": outcome.jobState } : {}),
+    });
+    if (!metrics || outcome.noop) return;
+    for (const [k, n] of Object.entries(items)) if (n > 0) metrics.bulkItems.inc({ outcome: k }, n);
+    if (outcome.jobState && FINAL.has(outcome.jobState)) metrics.bulkJobsFinished.inc({ state: outcome.jobState });
+  };
+
   const consumer = consumeWorkQueue(
     nats.js,
     { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log },
     async (msg) => {
       const chunk = decodeChunkMessage(msg.data);
-      const result = await applyChunk(db, chunk);
-      if (!result.noop) log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
-      else if (!(await rollbackChunk(db, chunk)).noop) log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
+      trace.getActiveSpan()?.setAttributes({
+        "stockroom.merchant_id": chunk.merchantId,
+        "stockroom.bulk.job_id": chunk.jobId,
+        "stockroom.bulk.chunk_no": chunk.chunkNo,
+        "stockroom.bulk.attempt": chunk.attempt,
+      });
+      const started = performance.now();
+      const seconds = () => (performance.now() - started) / 1000;
+      let kind: "apply" | "rollback" = "apply";
+      try {
+        const result = await applyChunk(db, chunk);
+        counted(result, "apply");
+        if (!result.noop) {
+          metrics?.bulkChunkDuration.observe({ kind, result: "applied" }, seconds());
+          log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
+        } else {
+          kind = "rollback";
+          const rolled = await rollbackChunk(db, chunk);
+          metrics?.bulkChunkDuration.observe({ kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" }, seconds());
+          if (!rolled.noop) {
+            trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.outcome": "rolled_back", "stockroom.bulk.items.rolled_back": rolled.rolledBack, "stockroom.bulk.items.conflict": rolled.conflict });
+            metrics?.bulkRollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
+            metrics?.bulkRollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
+            log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
+          }
+        }
+      } catch (error) {
+        metrics?.bulkChunkDuration.observe({ kind, result: "error" }, seconds());
+        throw error;
+      }
       await topUp(db, nats, queue, chunk);
     },
     async (msg, error) => {
       const chunk = decodeChunkMessage(msg.data);
       log.error("chunk failed after every delivery", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, error });
       const reason = error instanceof Error ? error.message : String(error);
-      await failChunk(db, chunk, reason);
+      const result = await failChunk(db, chunk, reason);
+      counted(result, "fail");
       await failRollbackChunk(db, chunk, reason);
       await topUp(db, nats, queue, chunk);
     },
   );
-  let sweeping: Promise<unknown> = Promise.resolve();
-  const timer =
-    deps.reconcileEveryMs > 0
-      ? setInterval(() => {
-          sweeping = reconcile(db, nats, queue).then(
-            (r) => (r.republished > 0 || r.toppedUp > 0) && log.warn("reconciler re-published chunks", r),
-            (error: unknown) => log.error("reconcile failed", { error }),
-          );
-        }, deps.reconcileEveryMs)
-      : undefined;
+  const maintenance = [
+    // Untraced: a sweep every few seconds would be a root trace each; a chunk it
+    // re-publishes is still traced, in its job's trace.
+    every(deps.reconcileEveryMs, () =>
+      untraced(() => reconcile(db, nats, queue)).then(
+        (r) => {
+          metrics?.bulkReconcileRuns.inc({ result: "ok" });
+          metrics?.bulkRepublished.inc(r.republished);
+          metrics?.bulkToppedUp.inc(r.toppedUp);
+          // A re-publish means a message was lost or a worker died holding it; top-ups are routine.
+          if (r.republished > 0) log.warn("reconciler re-published lost chunks", r);
+          else if (r.toppedUp > 0) log.info("reconciler topped up job windows", r);
+        },
+        (error: unknown) => {
+          metrics?.bulkReconcileRuns.inc({ result: "error" });
+          log.error("reconcile failed", { error });
+        },
+      ),
+    ),
+    every(deps.pruneEveryMs, () =>
+      prune(db, deps.retention ?? DEFAULT_RETENTION).then(
+        (r) => Object.values(r).some((n) => n > 0) && log.info("pruned expired rows", { ...r }),
+        (error: unknown) => log.error("prune failed", { error }),
+      ),
+    ),
+    // stop() aborts a seal between batches: a large backlog must not hold up shutdown.
+    every(deps.sealEveryMs, (signal) =>
+      untraced(() => sealAuditChains(db, { ...deps.seal, signal })).then(
+        (r) => {
+          const { failed, ...counts } = r;
+          if (counts.sealed > 0) log.info("sealed audit entries", counts);
+          for (const f of failed) log.error("audit seal failed for a merchant", { merchantId: f.merchantId, error: f.error });
+        },
+        (error: unknown) => log.error("audit seal failed", { error }),
+      ),
+    ),
+  ];
   return {
     async stop() {
-      if (timer) clearInterval(timer);
+      const stopped = Promise.all(maintenance.map((m) => m.stop()));
       await consumer.stop();
-      await sweeping;
+      await stopped;
     },
   };
 }

@@ -32,7 +32,7 @@ async function* lines(items: (StagedItem | { invalid: string })[], firstLine = 2
 async function runJob(items: (StagedItem | { invalid: string })[], options: { policy?: BulkJobRow["conflict_policy"]; chunkSize?: number; beforeApply?: () => Promise<void> } = {}) {
   const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: options.policy ?? "overwrite", dryRun: false, fileName: "t.csv" });
   const ref = { merchantId, jobId };
-  const staged = await stageLines(db, ref, lines(items), options.chunkSize ?? 1000);
+  const staged = await stageLines(db, ref, lines(items), { chunkSize: options.chunkSize ?? 1000, stagedVersions: true });
   await finishStaging(db, ref, staged, false);
   await options.beforeApply?.();
   for (let chunkNo = 0; chunkNo < staged.chunks; chunkNo++) await applyChunk(db, { ...ref, chunkNo });
@@ -79,7 +79,7 @@ test.serial("2,500 lines in 3 chunks: valid items applied once each, invalid one
 test.serial("two workers racing on one chunk: exactly one applies it", async (t) => {
   const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "race.csv" });
   const ref = { merchantId, jobId };
-  await finishStaging(db, ref, await stageLines(db, ref, lines(Array.from({ length: 300 }, (_, i) => product(`RACE-${i}`))), 1000), false);
+  await finishStaging(db, ref, await stageLines(db, ref, lines(Array.from({ length: 300 }, (_, i) => product(`RACE-${i}`))), { chunkSize: 1000, stagedVersions: true }), false);
   const results = await Promise.all([applyChunk(db, { ...ref, chunkNo: 0 }), applyChunk(db, { ...ref, chunkNo: 0 })]);
   t.deepEqual(results.map((r) => r.noop).sort(), [false, true]);
   t.is(await count("product_changes", { source_ref: jobId }), 300);
@@ -138,7 +138,7 @@ test.serial("a new SKU without title, price and currency is INVALID at apply tim
 test.serial("a poison chunk fails its items without blocking the job's other chunks", async (t) => {
   const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "p.csv" });
   const ref = { merchantId, jobId };
-  const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), 10);
+  const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), { chunkSize: 10, stagedVersions: true });
   await finishStaging(db, ref, staged, false);
   await applyChunk(db, { ...ref, chunkNo: 0 });
   await failChunk(db, { ...ref, chunkNo: 1 }, "boom after 5 deliveries");
@@ -153,4 +153,18 @@ test.serial("request_id makes job creation idempotent", async (t) => {
   const first = await createJob(db, { merchantId, requestId: "upload-1", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "x.csv" });
   const again = await createJob(db, { merchantId, requestId: "upload-1", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "x.csv" });
   t.deepEqual(again, { jobId: first.jobId, existing: true });
+});
+
+test.serial("a job that ends writes one bulk_job.finished event in the transaction that ends it", async (t) => {
+  const { jobId, job } = await runJob([product("FIN-1"), product("FIN-2"), { invalid: "FIN-3" }], { chunkSize: 1 });
+  t.is(job.state, "partially_succeeded");
+  const events = await db
+    .selectFrom("outbox_events")
+    .select(["event_type", "aggregate_version"])
+    .where("merchant_id", "=", merchantId)
+    .where("aggregate_type", "=", "bulk_job")
+    .where("aggregate_id", "=", jobId)
+    .execute();
+  t.deepEqual(events.map((e) => e.event_type), ["bulk_job.finished"]);
+  t.is(Number(events[0]!.aggregate_version), Number(job.version));
 });

@@ -71,7 +71,7 @@ async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
 
 async function stagedJob(prefix: string, n: number, chunkSize: number) {
   const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: `${prefix}.csv` });
-  await finishStaging(db, { merchantId, jobId }, await stageLines(db, { merchantId, jobId }, lines(prefix, n), chunkSize), false);
+  await finishStaging(db, { merchantId, jobId }, await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true }), false);
   return jobId;
 }
 

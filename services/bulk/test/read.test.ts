@@ -28,7 +28,7 @@ async function* lines(prefix: string, n: number, badEvery: number): AsyncIterabl
 /** stagedJob creates a staged job of n lines; apply chunks with the returned function. */
 async function stagedJob(n: number, chunkSize = 100) {
   const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "r.csv" });
-  const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), chunkSize);
+  const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), { chunkSize, stagedVersions: true });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return { jobId, staged, apply: (chunkNo: number) => applyChunk(db, { merchantId, jobId, chunkNo }) };
 }

@@ -13,9 +13,9 @@ import {
 import { jsonColumn } from "@stockroom/common/db.ts";
 import type { FieldViolation } from "@stockroom/common/errors.ts";
 import { etagOf, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
-import type { ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
+import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 
-const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
+export const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
   active: ProtoStatus.ACTIVE,
   draft: ProtoStatus.DRAFT,
   archived: ProtoStatus.ARCHIVED,
@@ -89,7 +89,12 @@ export const SOURCE_KIND_TO_PROTO: Record<SourceKind, ChangeSourceKind> = {
   rollback: ChangeSourceKind.ROLLBACK,
 };
 
-export function changeToProto(row: ProductChangeRow): ProtoProductChange {
+/** sourceKindFromProto maps a wire source kind; UNSPECIFIED and unknown values give undefined. */
+export function sourceKindFromProto(kind: ChangeSourceKind): SourceKind | undefined {
+  return (Object.keys(SOURCE_KIND_TO_PROTO) as SourceKind[]).find((k) => SOURCE_KIND_TO_PROTO[k] === kind);
+}
+
+export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>): ProtoProductChange {
   const before = fromSnapshot(row.before_state);
   const after = fromSnapshot(row.after_state);
   return create(ProductChangeSchema, {
@@ -106,5 +111,7 @@ export function changeToProto(row: ProductChangeRow): ProtoProductChange {
     requestId: row.request_id,
     changeTime: timestampFromDate(row.created_at),
     reason: row.reason,
+    sealSeq: row.seal_seq == null ? 0n : BigInt(row.seal_seq),
+    rowHash: row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
   });
 }

@@ -176,3 +176,14 @@ export function parseEtag(etag: string): { id: string; version: number } | undef
 export function etagMatches(etag: string, p: Pick<Product, "id" | "version">): boolean {
   return etag === etagOf(p);
 }
+
+/**
+ * changeTime is when a change to `before` happens: now, but always at least
+ * 1 ms after the product's previous change. Event ids are ULIDs of this
+ * time, and the outbox relay publishes in event id order, so this keeps a
+ * product's events in version order even when two catalog hosts' clocks
+ * disagree (a host 5 ms behind would otherwise stamp version N+1 before N).
+ */
+export function changeTime(before: Pick<Product, "updatedAt">, now = new Date()): Date {
+  return now.getTime() > before.updatedAt.getTime() ? now : new Date(before.updatedAt.getTime() + 1);
+}

@@ -1,14 +1,19 @@
 import type { Kysely } from "kysely";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
-import { createCatalogService } from "./rpc.ts";
+import { createCatalogService, type ProjectionWaiter } from "./rpc.ts";
 import { catalogMigrations, type CatalogTables } from "./store.ts";
 
+export interface CatalogModuleOptions {
+  /** Serves UpdateProduct's wait_for_search (the search projection's waiter); refused without it. */
+  searchWaiter?: ProjectionWaiter;
+}
+
 /** catalogModule plugs the catalog into an API process. */
-export function catalogModule(db: Kysely<CatalogTables>): ServiceModule {
+export function catalogModule(db: Kysely<CatalogTables>, options: CatalogModuleOptions = {}): ServiceModule {
   return {
     services: [CatalogService],
     migrations: [catalogMigrations],
-    register: (router) => router.service(CatalogService, createCatalogService({ db })),
+    register: (router) => router.service(CatalogService, createCatalogService({ db, searchWaiter: options.searchWaiter })),
   };
 }

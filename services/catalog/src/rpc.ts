@@ -1,4 +1,4 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -12,7 +12,7 @@ import {
   UpdateProductRequestSchema,
   UpdateProductResponseSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { ChangeSourceKind, ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { principalOf, type Principal } from "@stockroom/common/auth.ts";
 import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "@stockroom/common/db.ts";
 import {
@@ -28,6 +28,7 @@ import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pa
 import { newUlid } from "@stockroom/common/ulid.ts";
 import {
   applyMask,
+  changeTime,
   etagMatches,
   etagOf,
   isMaskPath,
@@ -40,7 +41,7 @@ import {
   type Product,
   type ProductFields,
 } from "./domain.ts";
-import { changeToProto, fieldsFromProto, productToProto, statusFromProto } from "./convert.ts";
+import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
 import { recordChange, type ChangeContext } from "./events.ts";
 import {
   deleteProductRow,
@@ -49,18 +50,60 @@ import {
   findProducts,
   insertProduct,
   listChanges,
+  listMerchantChanges,
   listProducts,
   updateProductRow,
   type CatalogDb,
   type CatalogTx,
 } from "./store.ts";
 
+/** ProductVersion names one version of one product, as a read model must hold it. */
+export interface ProductVersion {
+  merchantId: string;
+  sku: string;
+  productId: string;
+  version: number;
+}
+
+/**
+ * ProjectionWaiter lets UpdateProduct wait for a read model (the search
+ * projection implements it), without the catalog depending on its code.
+ */
+export interface ProjectionWaiter {
+  /**
+   * waitFor resolves once the projection holds this product version or a
+   * newer one (a later version, a delete, or a recreated SKU); it rejects
+   * when signal aborts.
+   */
+  waitFor(target: ProductVersion, signal: AbortSignal): Promise<void>;
+}
+
 export interface CatalogDeps {
   db: CatalogDb;
+  /** Serves UpdateProduct's wait_for_search; without it the flag is refused. */
+  searchWaiter?: ProjectionWaiter;
+  /** The longest wait_for_search waits when the call has a longer deadline or none (default 10 s). */
+  searchWaitMaxMs?: number;
 }
 
 /** createCatalogService implements stockroom.catalog.v1.CatalogService over MySQL. */
-export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof CatalogService> {
+export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_000 }: CatalogDeps): ServiceImpl<typeof CatalogService> {
+  /** waitForSearch waits until search holds the product as returned, within the call's deadline and the server's limit. */
+  async function waitForSearch(merchantId: string, product: ProtoProduct, callSignal: AbortSignal): Promise<void> {
+    const signal = AbortSignal.any([callSignal, AbortSignal.timeout(searchWaitMaxMs)]);
+    const target = { merchantId, sku: product.sku, productId: product.id, version: Number(product.version) };
+    try {
+      await searchWaiter!.waitFor(target, signal);
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      if (callSignal.aborted) throw callSignal.reason; // the caller's deadline (DEADLINE_EXCEEDED) or cancel
+      throw new ConnectError(
+        `search has not applied version ${target.version} of "${target.sku}" within ${searchWaitMaxMs} ms; the update is committed`,
+        Code.DeadlineExceeded,
+      );
+    }
+  }
+
   return {
     async createProduct(req, ctx) {
       const principal = principalOf(ctx);
@@ -146,18 +189,24 @@ export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof Ca
       const patch = fieldsFromProto(p, status ?? "active");
       validateFields("product", maskedFields(patch, paths), violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
+      if (req.waitForSearch && !searchWaiter) {
+        throw new PreconditionError("SEARCH_UNAVAILABLE", "wait_for_search needs a search projection, and this server has none");
+      }
 
-      return mutate(db, principal, { method: "CatalogService.UpdateProduct", requestId: req.requestId, requestSchema: UpdateProductRequestSchema, request: req, responseSchema: UpdateProductResponseSchema }, async (trx, change) => {
+      const res = await mutate(db, principal, { method: "CatalogService.UpdateProduct", requestId: req.requestId, requestSchema: UpdateProductRequestSchema, request: req, responseSchema: UpdateProductResponseSchema }, async (trx, change) => {
         const current = await lockProduct(trx, principal.merchantId, p.sku, etag);
         const { next, changed } = applyMask(current, patch, paths);
         if (changed.length === 0) return { product: productToProto(current) };
-        const now = new Date();
+        const now = changeTime(current);
         next.version = current.version + 1;
         next.updatedAt = now;
         await writeProduct(trx, principal.merchantId, next, current.version);
         await recordChange(trx, change, "updated", current, next, changed, now);
         return { product: productToProto(next) };
       });
+      // After the commit: the projection can only apply what the relay has published.
+      if (req.waitForSearch) await waitForSearch(principal.merchantId, res.product!, ctx.signal);
+      return res;
     },
 
     async deleteProduct(req, ctx) {
@@ -172,7 +221,7 @@ export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof Ca
         if (!(await deleteProductRow(trx, principal.merchantId, req.sku, current.version))) {
           throw new Error("product row changed under its lock");
         }
-        const now = new Date();
+        const now = changeTime(current);
         const tombstone: Product = { ...current, version: current.version + 1, updatedAt: now };
         await recordChange(trx, change, "deleted", current, tombstone, [], now);
         return { product: productToProto(current) };
@@ -206,7 +255,7 @@ export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof Ca
             available: String(current.stock),
           });
         }
-        const now = new Date();
+        const now = changeTime(current);
         const next: Product = { ...current, stock, version: current.version + 1, updatedAt: now };
         await writeProduct(trx, principal.merchantId, next, current.version);
         await recordChange(trx, { ...change, reason: req.reason }, "updated", current, next, ["stock"], now);
@@ -229,6 +278,38 @@ export function createCatalogService({ db }: CatalogDeps): ServiceImpl<typeof Ca
       return {
         changes: page.map(changeToProto),
         nextPageToken: rows.length > limit ? encodePageToken([page.at(-1)!.change_id], { sku: req.sku }) : "",
+      };
+    },
+
+    async listChanges(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      const kind = req.source?.kind ?? ChangeSourceKind.UNSPECIFIED;
+      const reference = req.source?.reference ?? "";
+      const sourceKind = sourceKindFromProto(kind);
+      if (kind !== ChangeSourceKind.UNSPECIFIED && !sourceKind) {
+        violations.push({ field: "source.kind", description: `unknown source kind ${kind}` });
+      }
+      if (reference !== "" && kind === ChangeSourceKind.UNSPECIFIED) {
+        violations.push({ field: "source.kind", description: "is required when source.reference is set" });
+      }
+      if (reference.length > 26) violations.push({ field: "source.reference", description: "must be at most 26 characters" });
+      if (req.sku !== "") validateSku("sku", req.sku, violations);
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+      const limit = pageSize(req.pageSize, 100, 1000);
+      const filters = { kind: sourceKind, reference, sku: req.sku };
+      const position = decodePageToken(req.pageToken, filters);
+      const rows = await listMerchantChanges(db, merchantId, {
+        sourceKind,
+        sourceRef: reference === "" ? undefined : reference,
+        sku: req.sku === "" ? undefined : req.sku,
+        beforeChangeId: position ? String(position[0]) : undefined,
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      return {
+        changes: page.map(changeToProto),
+        nextPageToken: rows.length > limit ? encodePageToken([page.at(-1)!.change_id], filters) : "",
       };
     },
   };

@@ -1,6 +1,6 @@
 import path from "node:path";
-import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
+import type { Kysely, Selectable, Transaction } from "kysely";
+import { insertRows, jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
 import type { Product, ProductStatus } from "./domain.ts";
 
@@ -47,9 +47,28 @@ export interface ProductChangeRow {
   created_at: Date;
 }
 
+/**
+ * AuditSealColumns are the audit chain's columns of product_changes: NULL
+ * until the sealer (audit.ts) fills them; writers never set them.
+ */
+export interface AuditSealColumns {
+  seal_seq: number | string | null;
+  prev_hash: Buffer | null;
+  row_hash: Buffer | null;
+}
+
+/** AuditChainHeadRow is the last sealed position of one merchant's audit chain. */
+export interface AuditChainHeadRow {
+  merchant_id: string;
+  seal_seq: number | string;
+  head_hash: Buffer;
+  sealed_at: Date;
+}
+
 export interface CatalogTables extends CommonTables {
   products: ProductRow;
-  product_changes: ProductChangeRow;
+  product_changes: ProductChangeRow & AuditSealColumns;
+  audit_chain_heads: AuditChainHeadRow;
 }
 
 export type CatalogDb = Kysely<CatalogTables>;
@@ -136,11 +155,7 @@ const UPSERT_COLUMNS = ["title", "description", "price_minor", "currency", "stoc
  */
 export async function upsertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
   if (products.length === 0) return;
-  await trx
-    .insertInto("products")
-    .values(products.map((p) => productToRow(merchantId, p)))
-    .onDuplicateKeyUpdate(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, sql`VALUES(${sql.ref(c)})`])))
-    .execute();
+  await insertRows(trx, "products", products.map((p) => productToRow(merchantId, p)), { onDuplicateKeyUpdate: UPSERT_COLUMNS });
 }
 
 /** insertProduct adds a product; a taken SKU surfaces as ER_DUP_ENTRY. */
@@ -150,7 +165,7 @@ export async function insertProduct(trx: CatalogTx, merchantId: string, p: Produ
 
 /** insertProducts adds many products with one statement; a taken SKU fails it with ER_DUP_ENTRY. */
 export async function insertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
-  if (products.length > 0) await trx.insertInto("products").values(products.map((p) => productToRow(merchantId, p))).execute();
+  await insertRows(trx, "products", products.map((p) => productToRow(merchantId, p)));
 }
 
 /**
@@ -224,7 +239,7 @@ export async function listProducts(
 
 /** insertChanges appends audit entries with one statement. */
 export async function insertChanges(trx: CatalogTx, rows: ProductChangeRow[]): Promise<void> {
-  if (rows.length > 0) await trx.insertInto("product_changes").values(rows).execute();
+  await insertRows(trx, "product_changes", rows);
 }
 
 /** listChanges reads one page of a SKU's audit trail, newest first. */
@@ -234,12 +249,24 @@ export async function listChanges(
   sku: string,
   beforeChangeId: string | undefined,
   limit: number,
-): Promise<ProductChangeRow[]> {
-  let q = db
-    .selectFrom("product_changes")
-    .selectAll()
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "=", sku);
-  if (beforeChangeId) q = q.where("change_id", "<", beforeChangeId);
-  return q.orderBy("change_id", "desc").limit(limit).execute();
+): Promise<(ProductChangeRow & AuditSealColumns)[]> {
+  return listMerchantChanges(db, merchantId, { sku, beforeChangeId, limit });
+}
+
+/**
+ * listMerchantChanges reads one page of the merchant's audit trail across
+ * products, newest first, optionally of one source kind (and reference) and
+ * one SKU (idx_product_changes_source, idx_product_changes_sku).
+ */
+export async function listMerchantChanges(
+  db: CatalogDb,
+  merchantId: string,
+  query: { sourceKind?: SourceKind; sourceRef?: string; sku?: string; beforeChangeId?: string; limit: number },
+): Promise<(ProductChangeRow & AuditSealColumns)[]> {
+  let q = db.selectFrom("product_changes").selectAll().where("merchant_id", "=", merchantId);
+  if (query.sourceKind) q = q.where("source_kind", "=", query.sourceKind);
+  if (query.sourceRef !== undefined) q = q.where("source_ref", "=", query.sourceRef);
+  if (query.sku !== undefined) q = q.where("sku", "=", query.sku);
+  if (query.beforeChangeId) q = q.where("change_id", "<", query.beforeChangeId);
+  return q.orderBy("change_id", "desc").limit(query.limit).execute();
 }

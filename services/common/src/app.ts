@@ -1,5 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Kysely } from "kysely";
 import { createKeyVerifier } from "./auth.ts";
 import type { ApiConfig } from "./config.ts";
@@ -11,10 +12,15 @@ import {
   type MigrationSet,
   type QueryObserver,
 } from "./db.ts";
-import { createAuthInterceptor, createErrorInterceptor, createTracingInterceptor } from "./interceptors.ts";
+import { ServingStatus } from "./health.ts";
+import { createAuthInterceptor, createErrorInterceptor, createMetricsInterceptor, createTracingInterceptor } from "./interceptors.ts";
 import { createLogger, type Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { MetricsServer } from "./metrics-server.ts";
+import { startObservability } from "./observability.ts";
 import type { CommonTables } from "./schema.ts";
 import { startApiServer, type ApiServer } from "./server.ts";
+import { startCallRecorder } from "./sla.ts";
 import { startTelemetry } from "./telemetry.ts";
 
 /** ServiceModule is one service's contribution to an API process. */
@@ -24,26 +30,41 @@ export interface ServiceModule {
   register(router: ConnectRouter): void;
 }
 
+/** ModuleDeps is what startApi hands every module besides the database. */
+export interface ModuleDeps {
+  /** The process's metrics: modules count their own events (orders, rate limits) here. */
+  metrics: Metrics;
+}
+
 export interface RunningApi {
   server: ApiServer;
   db: Kysely<CommonTables>;
   log: Logger;
-  /** stop drains calls, closes the pool and flushes traces. */
+  metrics: Metrics;
+  /** Serves /metrics, /healthz and /readyz when config.metricsPort is set. */
+  metricsServer: MetricsServer | undefined;
+  /** stop drains calls, writes the last call statistics, closes the pool and flushes traces. */
   stop(): Promise<void>;
 }
 
 /**
- * startApi wires one API process: telemetry, the database (created and
- * migrated when migrate is set), the interceptor chain (tracing, errors,
- * auth) and the one-port server for the given modules.
+ * startApi wires one API process: telemetry, metrics, the database (created
+ * and migrated when migrate is set), the interceptor chain (tracing,
+ * metrics, errors, auth), the one-port server for the given modules, the
+ * SLA call recorder, and health probes of MySQL (and NATS, when given) that
+ * turn grpc.health.v1 to NOT_SERVING while either is unreachable.
  */
 export async function startApi(options: {
   name: string;
   config: ApiConfig;
   migrate: boolean;
-  modules: (db: Kysely<any>) => ServiceModule[];
+  modules: (db: Kysely<any>, deps: ModuleDeps) => ServiceModule[];
   /** Sees every SQL statement (tests check Vitess readiness with it). */
   observe?: QueryObserver;
+  /** The NATS connection the process depends on: probed with MySQL for health. */
+  nats?: NatsConnection;
+  /** A registry to share with other parts of the process (start.ts's worker); default a new one. */
+  metrics?: Metrics;
 }): Promise<RunningApi> {
   const { config } = options;
   const log = createLogger(options.name, config.logLevel);
@@ -54,27 +75,51 @@ export async function startApi(options: {
     poolSize: config.dbPoolSize,
     observe: options.observe,
   });
-  const modules = options.modules(db);
+  let health: ((up: boolean) => void) | undefined;
+  const observability = await startObservability({
+    config,
+    log,
+    db,
+    nats: options.nats,
+    metrics: options.metrics,
+    onDependencies: (up) => health?.(up),
+  });
+  const { metrics } = observability;
+  metrics.watchOutbox(db);
+  const modules = options.modules(db, { metrics });
   if (options.migrate) {
     const applied = await migrateToLatest(db, [commonMigrations, ...modules.flatMap((m) => m.migrations)]);
     if (applied.length > 0) log.info("migrations applied", { applied });
   }
+  const recorder = config.slaFlushMs > 0 ? startCallRecorder({ db, flushEveryMs: config.slaFlushMs, metrics, log }) : undefined;
   const server = await startApiServer({
     host: config.host,
     port: config.port,
     services: modules.flatMap((m) => m.services),
     routes: (router) => modules.forEach((m) => m.register(router)),
-    interceptors: [createTracingInterceptor(), createErrorInterceptor(log), createAuthInterceptor(createKeyVerifier(db, config.authCacheMs))],
+    interceptors: [
+      createTracingInterceptor(),
+      createMetricsInterceptor(metrics, recorder),
+      createErrorInterceptor(log),
+      createAuthInterceptor(createKeyVerifier(db, config.authCacheMs)),
+    ],
     log,
     drainMs: config.drainMs,
   });
+  health = (up) => server.health.setAll(up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  if (observability.probes && !observability.probes.up) health(false);
   return {
     server,
     db,
     log,
+    metrics,
+    metricsServer: observability.metricsServer,
     async stop() {
+      observability.draining();
       await server.close();
+      await recorder?.stop();
       await db.destroy();
+      await observability.stop();
       await stopTelemetry();
     },
   };

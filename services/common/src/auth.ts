@@ -11,6 +11,8 @@ export interface Principal {
   keyId: string;
   /** How the audit trail names the caller. */
   actor: string;
+  /** The merchant's service tier (merchants.tier): metrics and SLOs are per tier. */
+  tier: string;
 }
 
 /** kPrincipal carries the Principal from the auth interceptor to handlers. */
@@ -95,9 +97,11 @@ export function createKeyVerifier(db: Kysely<CommonTables>, cacheMs = 10_000, ma
       throw new UnauthenticatedError("malformed API key");
     }
     const [, merchantId, keyId, secret] = m as unknown as [string, string, string, string];
+    // The tier comes along in the same round trip, from the same shard.
     const row = await db
       .selectFrom("api_keys")
       .select(["secret_sha256", "revoked_at"])
+      .select((eb) => eb.selectFrom("merchants").select("tier").where("merchant_id", "=", merchantId).as("tier"))
       .where("merchant_id", "=", merchantId)
       .where("key_id", "=", keyId)
       .executeTakeFirst();
@@ -105,7 +109,7 @@ export function createKeyVerifier(db: Kysely<CommonTables>, cacheMs = 10_000, ma
       cache.delete(apiKey);
       throw new UnauthenticatedError("invalid or revoked API key");
     }
-    const principal: Principal = { merchantId, keyId, actor: `api_key:${keyId}` };
+    const principal: Principal = { merchantId, keyId, actor: `api_key:${keyId}`, tier: row.tier ?? "standard" };
     if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
     cache.set(apiKey, { principal, expires: Date.now() + cacheMs });
     return principal;

@@ -1,3 +1,6 @@
+import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "./event-stream.ts";
+import { DEFAULT_RELAY, type RelayConfig } from "./relay.ts";
+
 /** ApiConfig is what every API process needs; parseApiConfig is pure over an env map. */
 export interface ApiConfig {
   host: string;
@@ -13,6 +16,12 @@ export interface ApiConfig {
   drainMs: number;
   /** How long a verified API key is trusted before it is checked again. */
   authCacheMs: number;
+  /** Port of /metrics, /healthz and /readyz (METRICS_PORT; 0 = any free port; unset or "off" = none). */
+  metricsPort: number | undefined;
+  /** How often MySQL and NATS are probed for health (HEALTH_PROBE_MS; 0 = never). */
+  healthProbeMs: number;
+  /** How often per-merchant call statistics are written for the SLA report (SLA_FLUSH_MS; 0 = not recorded). */
+  slaFlushMs: number;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -24,10 +33,7 @@ export function parseApiConfig(env: Env): ApiConfig {
   if (!["info", "warn", "error", "silent"].includes(logLevel)) {
     throw new Error(`LOG_LEVEL must be info, warn, error or silent, not "${logLevel}"`);
   }
-  const databaseUrl = env["DATABASE_URL"] ?? DEFAULT_DATABASE_URL;
-  if (!/^mysql:\/\/[^/]+\/[A-Za-z0-9_]+(\?.*)?$/.test(databaseUrl)) {
-    throw new Error(`DATABASE_URL must look like mysql://user:password@host:3306/database, not "${databaseUrl}"`);
-  }
+  const databaseUrl = checkDatabaseUrl("DATABASE_URL", env["DATABASE_URL"] ?? DEFAULT_DATABASE_URL);
   return {
     host: env["HOST"] ?? "127.0.0.1",
     port: readInt(env, "PORT", 8080, 0, 65535),
@@ -38,7 +44,25 @@ export function parseApiConfig(env: Env): ApiConfig {
     logLevel: logLevel as ApiConfig["logLevel"],
     drainMs: readInt(env, "DRAIN_MS", 10_000, 0, 600_000),
     authCacheMs: readInt(env, "AUTH_CACHE_MS", 10_000, 0, 3_600_000),
+    metricsPort: readOptionalPort(env, "METRICS_PORT"),
+    healthProbeMs: readInt(env, "HEALTH_PROBE_MS", 1_000, 0, 60_000),
+    slaFlushMs: readInt(env, "SLA_FLUSH_MS", 10_000, 0, 600_000),
   };
+}
+
+/** readOptionalPort reads a port that may be turned off: unset, "" or "off" is undefined; 0 asks for any free port. */
+export function readOptionalPort(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "" || raw === "off") return undefined;
+  return readInt(env, name, 0, 0, 65535);
+}
+
+/** checkDatabaseUrl returns the value of setting `name` if it is a MySQL URL, or explains what is wrong. */
+export function checkDatabaseUrl(name: string, url: string): string {
+  if (!/^mysql:\/\/[^/]+\/[A-Za-z0-9_]+(\?.*)?$/.test(url)) {
+    throw new Error(`${name} must look like mysql://user:password@host:3306/database, not "${url}"`);
+  }
+  return url;
 }
 
 /** readInt reads an integer setting within bounds, or explains what is wrong. */
@@ -50,4 +74,30 @@ export function readInt(env: Env, name: string, fallback: number, min: number, m
     throw new Error(`${name} must be an integer from ${min} to ${max}, not "${raw}"`);
   }
   return value;
+}
+
+/** parseEventStreamConfig reads where events are published (the relay) and read (consumers such as search). */
+export function parseEventStreamConfig(env: Env): EventStreamConfig {
+  const subjectPrefix = env["EVENTS_SUBJECT_PREFIX"] ?? DEFAULT_EVENT_STREAM.subjectPrefix;
+  if (!/^[A-Za-z0-9_-]*$/.test(subjectPrefix)) {
+    throw new Error(`EVENTS_SUBJECT_PREFIX must be one subject token ([A-Za-z0-9_-]*), not "${subjectPrefix}"`);
+  }
+  return {
+    stream: env["EVENTS_STREAM"] ?? DEFAULT_EVENT_STREAM.stream,
+    subjectPrefix,
+    duplicateWindowMs: readInt(env, "EVENTS_DUPLICATE_WINDOW_MS", DEFAULT_EVENT_STREAM.duplicateWindowMs, 1_000, 86_400_000),
+    maxAgeMs: readInt(env, "EVENTS_MAX_AGE_MS", DEFAULT_EVENT_STREAM.maxAgeMs, 60_000, 365 * 86_400_000),
+    replicas: readInt(env, "EVENTS_REPLICAS", DEFAULT_EVENT_STREAM.replicas, 1, 5),
+  };
+}
+
+/** parseRelayConfig reads the outbox relay's settings. */
+export function parseRelayConfig(env: Env): RelayConfig {
+  return {
+    ...DEFAULT_RELAY,
+    batchSize: readInt(env, "RELAY_BATCH_SIZE", DEFAULT_RELAY.batchSize, 1, 10_000),
+    pollMs: readInt(env, "RELAY_POLL_MS", DEFAULT_RELAY.pollMs, 1, 60_000),
+    retentionMs: readInt(env, "RELAY_RETENTION_MS", DEFAULT_RELAY.retentionMs, 60_000, 365 * 86_400_000),
+    pruneEveryMs: readInt(env, "RELAY_PRUNE_EVERY_MS", DEFAULT_RELAY.pruneEveryMs, 0, 86_400_000),
+  };
 }

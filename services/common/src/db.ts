@@ -1,12 +1,12 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
-import { Kysely, MysqlDialect, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
+import { CompiledQuery, Kysely, MysqlDialect, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
 import { FileMigrationProvider, Migrator } from "kysely/migration";
-import { createPool } from "mysql2";
+import { createPool, type Pool } from "mysql2";
 
 /** QueryObserver sees every executed statement (SQL with placeholders, bound values). */
-export type QueryObserver = (sql: string, parameters: readonly unknown[]) => void;
+export type QueryObserver = (sql: string, parameters: readonly unknown[], durationMs: number) => void;
 
 export interface DatabaseOptions {
   /** mysql://user:password@host:port/database */
@@ -35,24 +35,99 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
   });
   const database = new URL(options.url).pathname.slice(1);
   const observe = options.observe;
-  return new Kysely<DB>({
+  const db = new Kysely<DB>({
     dialect: new MysqlDialect({ pool }),
     log(event: LogEvent) {
       const { sql, parameters } = event.query;
-      observe?.(sql, parameters);
+      observe?.(sql, parameters, event.queryDurationMillis);
       const end = performance.timeOrigin + performance.now();
       const span = tracer.startSpan(spanName(sql), {
         kind: SpanKind.CLIENT,
         startTime: end - event.queryDurationMillis,
-        attributes: { "db.system.name": "mysql", "db.namespace": database, "db.query.text": sql },
+        // A 1,000-row insert repeats its placeholder tuple 1,000 times: the head says what it is.
+        attributes: { "db.system.name": "mysql", "db.namespace": database, "db.query.text": sql.length > 2048 ? `${sql.slice(0, 2048)}…` : sql },
       });
       if (event.level === "error") span.setStatus({ code: SpanStatusCode.ERROR, message: errorCode(event.error) });
       span.end(end);
     },
   });
+  pools.set(db, pool);
+  return db;
+}
+
+/** pools maps each createDatabase instance to its mysql2 pool, for poolStats. */
+const pools = new WeakMap<object, Pool>();
+
+export interface PoolStats {
+  /** Connections lent out to a query or transaction. */
+  inUse: number;
+  /** Open connections waiting for work. */
+  free: number;
+  /** Callers waiting for a connection: the pool is saturated. */
+  queued: number;
+  limit: number;
+}
+
+/**
+ * poolStats reads the connection counts of a createDatabase instance's pool
+ * (metrics.ts exports them). mysql2 keeps them in private queues; if a
+ * release moves them, this returns undefined rather than wrong numbers.
+ */
+export function poolStats(db: object): PoolStats | undefined {
+  const pool = pools.get(db) as unknown as
+    | { _allConnections?: { length?: unknown }; _freeConnections?: { length?: unknown }; _connectionQueue?: { length?: unknown }; config?: { connectionLimit?: unknown } }
+    | undefined;
+  const all = pool?._allConnections?.length;
+  const free = pool?._freeConnections?.length;
+  const queued = pool?._connectionQueue?.length;
+  const limit = pool?.config?.connectionLimit;
+  if (typeof all !== "number" || typeof free !== "number" || typeof queued !== "number" || typeof limit !== "number") return undefined;
+  return { inUse: all - free, free, queued, limit };
+}
+
+/**
+ * insertRows writes many rows with one multi-row INSERT (optionally ON
+ * DUPLICATE KEY UPDATE of the named columns from the new values). It builds
+ * the statement directly: Kysely's values() parses and compiles every cell,
+ * which cost about half of a bulk worker's CPU on 1,000-row chunks. Columns
+ * come from the first row's keys, in order; every row must have the same keys.
+ * Values are bound parameters, as with Kysely.
+ *
+ * With onlyIf (an SQL condition over the current row and VALUES(…)), each
+ * updated column takes its new value only where the condition holds, e.g.
+ * to never overwrite a newer version. MySQL assigns left to right and later
+ * conditions see columns already assigned, so list the columns the
+ * condition reads last, in an order where that stays correct.
+ */
+export async function insertRows<Row extends object>(
+  db: Kysely<any> | Transaction<any>,
+  table: string,
+  rows: readonly Row[],
+  options: { onDuplicateKeyUpdate?: readonly string[]; onlyIf?: string } = {},
+): Promise<void> {
+  if (rows.length === 0) return;
+  const columns = Object.keys(rows[0]!);
+  const parameters = new Array<unknown>(rows.length * columns.length);
+  let i = 0;
+  for (const row of rows) for (const column of columns) parameters[i++] = (row as Record<string, unknown>)[column] ?? null;
+  const tuple = `(${columns.map(() => "?").join(", ")})`;
+  let text = `insert into ${quoteName(table)} (${columns.map(quoteName).join(", ")}) values ${new Array<string>(rows.length).fill(tuple).join(", ")}`;
+  if (options.onDuplicateKeyUpdate?.length) {
+    const { onlyIf } = options;
+    const assign = (c: string) => (onlyIf ? `if(${onlyIf}, values(${c}), ${c})` : `values(${c})`);
+    text += ` on duplicate key update ${options.onDuplicateKeyUpdate.map((c) => `${quoteName(c)} = ${assign(quoteName(c))}`).join(", ")}`;
+  }
+  await db.executeQuery(CompiledQuery.raw(text, parameters));
+}
+
+function quoteName(name: string): string {
+  if (!/^\w+$/.test(name)) throw new Error(`not a plain identifier: ${name}`);
+  return `\`${name}\``;
 }
 
 function spanName(sql: string): string {
+  const update = /^\s*update\s+`?(\w+)`?/i.exec(sql);
+  if (update) return `UPDATE ${update[1]}`;
   const m = /^\s*(\w+)(?:.*?\b(?:from|into|update)\s+`?(\w+)`?)?/is.exec(sql);
   return m ? `${m[1]!.toUpperCase()}${m[2] ? " " + m[2] : ""}` : "SQL";
 }

@@ -68,15 +68,37 @@ export class EtagMismatchError extends Error {
   }
 }
 
+/** PreconditionViolation names one piece of system state that forbids a request (google.rpc.PreconditionFailure). */
+export interface PreconditionViolation {
+  /** An UPPER_SNAKE kind, e.g. "INSUFFICIENT_STOCK". */
+  type: string;
+  /** What failed, relative to the type, e.g. a SKU. */
+  subject: string;
+  description: string;
+}
+
 /** PreconditionError: the request is valid but the system state forbids it. */
 export class PreconditionError extends Error {
   override name = "PreconditionError";
   readonly reason: string;
   readonly metadata: Record<string, string>;
-  constructor(reason: string, message: string, metadata: Record<string, string> = {}) {
+  /** Every failing precondition, when there can be several (e.g. one per order line). */
+  readonly violations: PreconditionViolation[];
+  constructor(reason: string, message: string, metadata: Record<string, string> = {}, violations: PreconditionViolation[] = []) {
     super(message);
     this.reason = reason;
     this.metadata = metadata;
+    this.violations = violations;
+  }
+}
+
+/** RateLimitedError: the caller is over its rate; it may retry after retryAfterMs. */
+export class RateLimitedError extends Error {
+  override name = "RateLimitedError";
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number) {
+    super(message);
+    this.retryAfterMs = retryAfterMs;
   }
 }
 

@@ -20,9 +20,9 @@ export class HealthRegistry {
     for (const s of services) this.statuses.set(s, Status.SERVING);
   }
 
-  /** set changes one service's status ("" is the whole server). */
+  /** set changes one service's status ("" is the whole server); after close() nothing changes it back. */
   set(service: string, status: Status): void {
-    if (this.statuses.get(service) === status) return;
+    if (this.closed || this.statuses.get(service) === status) return;
     this.statuses.set(service, status);
     for (const l of this.listeners) l();
   }

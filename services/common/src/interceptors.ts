@@ -2,6 +2,8 @@ import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryRe
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter } from "@opentelemetry/api";
 import { kPrincipal, type KeyVerifier } from "./auth.ts";
 import type { Logger } from "./log.ts";
+import { tierLabel, type Metrics } from "./metrics.ts";
+import type { CallRecorder } from "./sla.ts";
 import { toConnectError } from "./rpc-errors.ts";
 
 /** PUBLIC_SERVICES answer without a credential: probes and tooling. */
@@ -38,7 +40,7 @@ export function createAuthInterceptor(verify: KeyVerifier): Interceptor {
     if (!m) throw new ConnectError("missing credential: send `authorization: Bearer <api key>`", Code.Unauthenticated);
     const principal = await verify(m[1]!);
     req.contextValues.set(kPrincipal, principal);
-    trace.getActiveSpan()?.setAttribute("stockroom.merchant_id", principal.merchantId);
+    trace.getActiveSpan()?.setAttributes({ "stockroom.merchant_id": principal.merchantId, "stockroom.merchant_tier": principal.tier });
     return next(req);
   };
 }
@@ -71,12 +73,68 @@ export function createTracingInterceptor(): Interceptor {
         endSpan(span);
         return res;
       }
-      return { ...res, message: traceStream(res.message, span) };
+      return { ...res, message: observeStream(res.message, (error) => endSpan(span, error)) };
     } catch (error) {
       endSpan(span, error);
       throw error;
     }
   };
+}
+
+/**
+ * createMetricsInterceptor times every call (a streamed one until its stream
+ * ends) into the RPC latency histogram, labelled with the status code and
+ * the caller's tier, counts RESOURCE_EXHAUSTED answers as rate-limit
+ * rejections, and hands authenticated calls to the SLA recorder. It sits
+ * outside the error interceptor, so it sees final status codes, and reads
+ * the principal the auth interceptor (inside it) set. Health and reflection
+ * calls are not user traffic and are left out.
+ */
+export function createMetricsInterceptor(metrics: Metrics, recorder?: CallRecorder): Interceptor {
+  return (next) => async (req) => {
+    if (PUBLIC_SERVICES.has(req.service.typeName)) return next(req);
+    const started = performance.now();
+    const done = (error?: unknown) => {
+      const ms = performance.now() - started;
+      const code = error === undefined ? undefined : ConnectError.from(error).code;
+      const principal = req.contextValues.get(kPrincipal);
+      const tier = tierLabel(principal?.tier);
+      const labels = { service: req.service.typeName, method: req.method.name, tier };
+      metrics.rpcDuration.observe({ ...labels, code: codeLabel(code) }, ms / 1000);
+      if (code === Code.ResourceExhausted) metrics.rateLimitRejections.inc(labels);
+      if (principal) recorder?.record(principal.merchantId, `${req.service.typeName}/${req.method.name}`, ms, code);
+    };
+    try {
+      const res: UnaryResponse | StreamResponse = await next(req);
+      if (!res.stream) {
+        done();
+        return res;
+      }
+      return { ...res, message: observeStream(res.message, done) };
+    } catch (error) {
+      done(error);
+      throw error;
+    }
+  };
+}
+
+/** codeLabel names a status code as gRPC does: OK, INVALID_ARGUMENT, … */
+function codeLabel(code: Code | undefined): string {
+  return code === undefined ? "OK" : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** observeStream calls done when the stream ends, fails, or is abandoned by its reader (CANCELED). */
+async function* observeStream<T>(source: AsyncIterable<T>, done: (error?: unknown) => void): AsyncIterable<T> {
+  let outcome: { error?: unknown } = { error: new ConnectError("stream abandoned", Code.Canceled) };
+  try {
+    yield* source;
+    outcome = {};
+  } catch (error) {
+    outcome = { error };
+    throw error;
+  } finally {
+    done(outcome.error);
+  }
 }
 
 function endSpan(span: Span, error?: unknown): void {
@@ -88,16 +146,6 @@ function endSpan(span: Span, error?: unknown): void {
     span.setAttribute("rpc.grpc.status_code", 0);
   }
   span.end();
-}
-
-async function* traceStream<T>(source: AsyncIterable<T>, span: Span): AsyncIterable<T> {
-  try {
-    yield* source;
-    endSpan(span);
-  } catch (error) {
-    endSpan(span, error);
-    throw error;
-  }
 }
 
 async function* mapStreamErrors<T>(source: AsyncIterable<T>, map: (e: unknown) => Error): AsyncIterable<T> {

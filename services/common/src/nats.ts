@@ -5,6 +5,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Attributes,
   type Context,
 } from "@opentelemetry/api";
 import {
@@ -30,6 +31,8 @@ import {
   type NatsConnection,
 } from "@nats-io/transport-node";
 import type { Logger } from "./log.ts";
+import { linkToActive } from "./trace-context.ts";
+import { pause } from "./pause.ts";
 
 /** NatsDeps is what publishers, workers and admin code take as dependencies. */
 export interface NatsDeps {
@@ -156,23 +159,80 @@ export async function ensureWorkQueue(jsm: JetStreamManager, spec: WorkQueueSpec
     await jsm.streams.update(spec.stream, streamConfig);
   }
 
+  await ensureDurableConsumer(jsm, spec.stream, spec);
+}
+
+export interface EventStreamSpec {
+  stream: string;
+  subjects: string[];
+  /** How long a Nats-Msg-Id is remembered: a publish retried within it is stored once. */
+  duplicateWindowMs: number;
+  /** How long events are kept; a consumer further behind than this loses events (and needs a reindex). */
+  maxAgeMs: number;
+  /** Stream replicas (1 locally; 3 on a clustered JetStream). */
+  replicas: number;
+}
+
+/**
+ * ensureEventStream creates or updates a limits-retention stream of events:
+ * unlike a work queue, each event stays for maxAgeMs whoever has read it, so
+ * any number of consumers (search, order caches, notifications) read it
+ * independently and a new one can start from the beginning. Like
+ * ensureWorkQueue, it is safe for every process to call at start.
+ */
+export async function ensureEventStream(jsm: JetStreamManager, spec: EventStreamSpec): Promise<void> {
+  const streamConfig = {
+    subjects: spec.subjects,
+    duplicate_window: nanos(spec.duplicateWindowMs),
+    max_age: nanos(spec.maxAgeMs),
+    num_replicas: spec.replicas,
+  };
+  try {
+    await jsm.streams.add({ name: spec.stream, retention: RetentionPolicy.Limits, storage: StorageType.File, ...streamConfig });
+  } catch (error) {
+    if (apiErrorCode(error) !== STREAM_NAME_IN_USE) throw error;
+    const { config } = await jsm.streams.info(spec.stream);
+    if (config.retention !== RetentionPolicy.Limits) {
+      throw new Error(`stream ${spec.stream} exists with retention "${config.retention}"; an event stream needs "limits"`, { cause: error });
+    }
+    await jsm.streams.update(spec.stream, streamConfig);
+  }
+}
+
+export interface DurableConsumerSpec {
+  durable: string;
+  ackWaitMs: number;
+  /** Deliveries per message; -1 retries forever. */
+  maxDeliver: number;
+  maxAckPending: number;
+  /** Only messages on these subjects (e.g. "catalog.>"); all of the stream's when absent. */
+  filterSubject?: string;
+}
+
+/**
+ * ensureDurableConsumer creates or updates a durable pull consumer with
+ * explicit acks that starts at the stream's first message. Its limits can
+ * change in place; its filter cannot on nats-server 2.9, so keep it fixed.
+ */
+export async function ensureDurableConsumer(jsm: JetStreamManager, stream: string, spec: DurableConsumerSpec): Promise<void> {
   const limits = {
     ack_wait: nanos(spec.ackWaitMs),
     max_deliver: spec.maxDeliver,
     max_ack_pending: spec.maxAckPending,
   };
   try {
-    await jsm.consumers.add(spec.stream, {
+    await jsm.consumers.add(stream, {
       durable_name: spec.durable,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
+      ...(spec.filterSubject ? { filter_subject: spec.filterSubject } : {}),
       ...limits,
     });
   } catch (error) {
     // Servers from 2.10 refuse to "create" over an existing consumer whose config differs.
     const code = apiErrorCode(error);
     if (code !== CONSUMER_ALREADY_EXISTS && code !== CONSUMER_NAME_IN_USE) throw error;
-    await jsm.consumers.update(spec.stream, spec.durable, limits);
+    await jsm.consumers.update(stream, spec.durable, limits);
   }
 }
 
@@ -187,6 +247,23 @@ export interface PublishResult {
   seq: number;
 }
 
+export interface PublishOptions {
+  /**
+   * The trace the message belongs to (e.g. restoreTraceContext of a stored
+   * context), instead of the active one; the active span, if any, is then
+   * linked from the publish span.
+   */
+  parent?: Context;
+  /** More attributes for the publish span (ids, never secrets). */
+  attributes?: Attributes;
+  /**
+   * The subject's shape without its ids (e.g. "bulk.chunk.{merchant}.{job}.{chunk}"):
+   * the span is named after it, since a span name per merchant or job would
+   * make every publish its own operation in Jaeger.
+   */
+  destinationTemplate?: string;
+}
+
 /**
  * publishWithId publishes under Nats-Msg-Id = msgId so a retried publish is
  * stored once, inside a producer span whose W3C trace context travels in
@@ -198,23 +275,32 @@ export async function publishWithId(
   data: Uint8Array,
   msgId: string,
   extraHeaders: Record<string, string> = {},
+  options: PublishOptions = {},
 ): Promise<PublishResult> {
   if (msgId === "") throw new Error("publishWithId needs a non-empty msgId");
-  const span = tracer.startSpan(`send ${subject}`, {
-    kind: SpanKind.PRODUCER,
-    attributes: {
-      "messaging.system": "nats",
-      "messaging.operation.type": "send",
-      "messaging.destination.name": subject,
-      "messaging.message.id": msgId,
-      "messaging.message.body.size": data.byteLength,
+  const parent = options.parent ?? context.active();
+  const span = tracer.startSpan(
+    `send ${options.destinationTemplate ?? subject}`,
+    {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        "messaging.system": "nats",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": subject,
+        ...(options.destinationTemplate ? { "messaging.destination.template": options.destinationTemplate } : {}),
+        "messaging.message.id": msgId,
+        "messaging.message.body.size": data.byteLength,
+        ...options.attributes,
+      },
+      links: options.parent ? linkToActive(options.parent) : [],
     },
-  });
+    parent,
+  );
   try {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(extraHeaders)) h.set(k, v);
     const carrier: Record<string, string> = {};
-    propagation.inject(trace.setSpan(context.active(), span), carrier);
+    propagation.inject(trace.setSpan(parent, span), carrier);
     for (const [k, v] of Object.entries(carrier)) h.set(k, v);
     const ack = await js.publish(subject, data, { msgID: msgId, headers: h });
     span.setAttribute("stockroom.nats.stream", ack.stream);
@@ -310,8 +396,9 @@ export function consumeWorkQueue(
     };
     const fields = { stream, durable, subject: msg.subject, seq: msg.seq, deliveryCount: msg.deliveryCount };
     const parent = propagation.extract(ROOT_CONTEXT, msg.headers);
+    // Named after the stream: subjects carry ids, and a span name per id would be an operation each.
     const span = tracer.startSpan(
-      `process ${msg.subject}`,
+      `process ${stream}`,
       {
         kind: SpanKind.CONSUMER,
         attributes: {
@@ -462,18 +549,6 @@ function headerRecord(h: MsgHdrs | undefined): Record<string, string> {
   if (!h) return out;
   for (const k of h.keys()) out[k] = h.get(k);
   return out;
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 export interface ConsumerLag {

@@ -1,14 +1,20 @@
 import { context, propagation } from "@opentelemetry/api";
 import type { Transaction } from "kysely";
+import { insertRows } from "./db.ts";
 import type { CommonTables } from "./schema.ts";
 
 export interface OutboxEvent {
   merchantId: string;
+  /**
+   * A ULID. The relay publishes in event id order, so an aggregate's later
+   * versions need greater ids, also across hosts (see the catalog's changeTime).
+   */
   eventId: string;
+  /** Picks the subject domain (event-stream.ts EVENT_DOMAINS). */
   aggregateType: "product" | "order" | "bulk_job";
   aggregateId: string;
   aggregateVersion: number;
-  /** e.g. "product.updated"; the relay publishes on catalog.<merchant>.<event_type>. */
+  /** e.g. "product.updated"; the relay publishes on <domain>.<merchant>.<event_type>, e.g. catalog.<merchant>.product.updated. */
   eventType: string;
   /** The serialized event message (e.g. stockroom.catalog.v1.ProductEvent). */
   payload: Uint8Array;
@@ -25,10 +31,10 @@ export async function appendOutbox(trx: Transaction<CommonTables>, events: Outbo
   const carrier: Record<string, string> = {};
   propagation.inject(context.active(), carrier);
   const traceContext = Object.keys(carrier).length > 0 ? JSON.stringify(carrier) : null;
-  await trx
-    .insertInto("outbox_events")
-    .values(
-      events.map((e) => ({
+  await insertRows(
+    trx,
+    "outbox_events",
+    events.map((e) => ({
         merchant_id: e.merchantId,
         event_id: e.eventId,
         aggregate_type: e.aggregateType,
@@ -37,8 +43,7 @@ export async function appendOutbox(trx: Transaction<CommonTables>, events: Outbo
         event_type: e.eventType,
         payload: Buffer.from(e.payload),
         trace_context: traceContext,
-        created_at: e.createdAt,
-      })),
-    )
-    .execute();
+      created_at: e.createdAt,
+    })),
+  );
 }

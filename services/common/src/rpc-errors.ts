@@ -1,11 +1,19 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  PreconditionFailureSchema,
+  ResourceInfoSchema,
+  RetryInfoSchema,
+} from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import {
   AlreadyExistsError,
   EtagMismatchError,
   InvalidArgumentError,
   NotFoundError,
   PreconditionError,
+  RateLimitedError,
   UnauthenticatedError,
 } from "./errors.ts";
 import type { Logger } from "./log.ts";
@@ -48,7 +56,16 @@ export function toConnectError(error: unknown, log: Logger, procedure: string): 
     ]);
   }
   if (error instanceof PreconditionError) {
-    return new ConnectError(error.message, Code.FailedPrecondition, undefined, [info(error.reason, error.metadata)]);
+    return new ConnectError(error.message, Code.FailedPrecondition, undefined, [
+      info(error.reason, error.metadata),
+      ...(error.violations.length > 0 ? [{ desc: PreconditionFailureSchema, value: { violations: error.violations } }] : []),
+    ]);
+  }
+  if (error instanceof RateLimitedError) {
+    return new ConnectError(error.message, Code.ResourceExhausted, undefined, [
+      info("RATE_LIMITED", { retry_after_ms: String(error.retryAfterMs) }),
+      { desc: RetryInfoSchema, value: { retryDelay: durationFromMs(error.retryAfterMs) } },
+    ]);
   }
   if (error instanceof UnauthenticatedError) {
     return new ConnectError(error.message, Code.Unauthenticated, undefined, [info("UNAUTHENTICATED")]);

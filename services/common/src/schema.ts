@@ -6,6 +6,8 @@ export interface CommonTables {
     merchant_id: string;
     name: string;
     created_at: Date;
+    /** Service tier (metrics.ts TIERS): labels RPC latency metrics; SLOs are set per tier. */
+    tier: Generated<string>;
   };
   api_keys: {
     merchant_id: string;
@@ -34,5 +36,17 @@ export interface CommonTables {
     trace_context: string | null;
     created_at: Date;
     published_at: Generated<Date | null>;
+  };
+  /** Per-minute call statistics per merchant, method and process (sla.ts). */
+  rpc_call_minutes: {
+    merchant_id: string;
+    minute_start: Date;
+    method: string;
+    instance_id: string;
+    calls: number;
+    client_errors: number;
+    server_errors: number;
+    /** JSON object: log-bucket index → calls (sla.ts bucketOf). */
+    latency_buckets: string;
   };
 }

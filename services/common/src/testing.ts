@@ -40,19 +40,25 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** startTestApi starts an API process for the modules on a fresh, migrated database. */
+/**
+ * startTestApi starts an API process for the modules on a fresh, migrated
+ * database; with options.databaseUrl, on that existing, migrated database
+ * instead (not migrated or dropped here), e.g. as a user with restricted grants.
+ */
 export async function startTestApi(
   name: string,
   modules: (db: Kysely<any>) => ServiceModule[],
+  options: { databaseUrl?: string } = {},
 ): Promise<TestApi> {
-  const databaseUrl = testDatabaseUrl(name);
-  await ensureDatabase(databaseUrl);
+  const owned = options.databaseUrl === undefined;
+  const databaseUrl = options.databaseUrl ?? testDatabaseUrl(name);
+  if (owned) await ensureDatabase(databaseUrl);
   const queries: TestApi["queries"] = [];
   const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent", drainMs: 2_000 };
   const api = await startApi({
     name: `test-${name}`,
     config,
-    migrate: true,
+    migrate: owned,
     modules,
     observe: (sql, parameters) => queries.push({ sql, parameters }),
   });
@@ -85,7 +91,7 @@ export async function startTestApi(
     },
     async close() {
       await api.stop();
-      await dropDatabase(databaseUrl);
+      if (owned) await dropDatabase(databaseUrl);
     },
   };
 }

@@ -20,6 +20,11 @@ export function newUlid(now: number = Date.now()): string {
   return encodeTime(lastTime) + encodeRandom(lastRandom);
 }
 
+/** ulidFloor returns the smallest ULID of millisecond ms: every id made at or after ms sorts at or above it. */
+export function ulidFloor(ms: number): string {
+  return encodeTime(ms) + "0".repeat(16);
+}
+
 /** ULID_PATTERN matches a canonical upper-case ULID. */
 export const ULID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
 

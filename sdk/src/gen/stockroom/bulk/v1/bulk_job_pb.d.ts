@@ -396,6 +396,57 @@ export declare type Upload = Message<"stockroom.bulk.v1.Upload"> & {
 export declare const UploadSchema: GenMessage<Upload>;
 
 /**
+ * BulkJobEvent is published on the event stream (event type
+ * "bulk_job.finished") when a job reaches a final state, written to the
+ * outbox in the same transaction as that state. Webhook endpoints receive it
+ * as JSON.
+ *
+ * @generated from message stockroom.bulk.v1.BulkJobEvent
+ */
+export declare type BulkJobEvent = Message<"stockroom.bulk.v1.BulkJobEvent"> & {
+  /**
+   * The ULID of the event; JetStream and webhook receivers deduplicate on it.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The merchant the job belongs to.
+   *
+   * @generated from field: string merchant_id = 2;
+   */
+  merchantId: string;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: stockroom.bulk.v1.BulkJobEventType type = 3;
+   */
+  type: BulkJobEventType;
+
+  /**
+   * The job in its final state, with its counts.
+   *
+   * @generated from field: stockroom.bulk.v1.BulkJob job = 4;
+   */
+  job?: BulkJob | undefined;
+
+  /**
+   * When the job reached that state.
+   *
+   * @generated from field: google.protobuf.Timestamp occur_time = 5;
+   */
+  occurTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message stockroom.bulk.v1.BulkJobEvent.
+ * Use `create(BulkJobEventSchema)` to create a new message.
+ */
+export declare const BulkJobEventSchema: GenMessage<BulkJobEvent>;
+
+/**
  * BulkFileFormat is the format of an uploaded file.
  *
  * @generated from enum stockroom.bulk.v1.BulkFileFormat
@@ -626,4 +677,31 @@ export enum BulkItemOutcome {
  * Describes the enum stockroom.bulk.v1.BulkItemOutcome.
  */
 export declare const BulkItemOutcomeSchema: GenEnum<BulkItemOutcome>;
+
+/**
+ * BulkJobEventType says what happened to a job.
+ *
+ * @generated from enum stockroom.bulk.v1.BulkJobEventType
+ */
+export enum BulkJobEventType {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: BULK_JOB_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The job reached a final state: SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED,
+   * CANCELLED or ROLLED_BACK (a rollback finishing is a second event).
+   *
+   * @generated from enum value: BULK_JOB_EVENT_TYPE_FINISHED = 1;
+   */
+  FINISHED = 1,
+}
+
+/**
+ * Describes the enum stockroom.bulk.v1.BulkJobEventType.
+ */
+export declare const BulkJobEventTypeSchema: GenEnum<BulkJobEventType>;
 

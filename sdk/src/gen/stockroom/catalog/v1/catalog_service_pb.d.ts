@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Product, ProductChange, ProductStatus } from "./product_pb.js";
+import type { ChangeSource, Product, ProductChange, ProductStatus } from "./product_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -258,6 +258,20 @@ export declare type UpdateProductRequest = Message<"stockroom.catalog.v1.UpdateP
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * If true, the call returns only once the search projection
+   * (stockroom.search.v1.SearchService) holds this version of the product,
+   * so a search right after finds the change. The wait ends with the call's
+   * deadline, or after 10 seconds: if search has not caught up by then, the
+   * call fails with DEADLINE_EXCEEDED although the update is committed (a
+   * retry with the same request_id waits again without changing anything).
+   * A server without a search projection answers FAILED_PRECONDITION
+   * (reason SEARCH_UNAVAILABLE) and changes nothing.
+   *
+   * @generated from field: bool wait_for_search = 4;
+   */
+  waitForSearch: boolean;
 };
 
 /**
@@ -473,6 +487,78 @@ export declare type ListProductHistoryResponse = Message<"stockroom.catalog.v1.L
 export declare const ListProductHistoryResponseSchema: GenMessage<ListProductHistoryResponse>;
 
 /**
+ * ListChangesRequest asks for one page of the merchant's audit trail.
+ *
+ * @generated from message stockroom.catalog.v1.ListChangesRequest
+ */
+export declare type ListChangesRequest = Message<"stockroom.catalog.v1.ListChangesRequest"> & {
+  /**
+   * The most entries to return: 1 to 1,000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page, or empty for the first page.
+   * The filters must be the same as in the call that produced it.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * If set, only changes from this source. kind alone matches every change
+   * of that kind; kind with reference matches one bulk job, rollback or
+   * order (for example CHANGE_SOURCE_KIND_BULK_JOB and the job id). A
+   * reference without a kind is INVALID_ARGUMENT.
+   *
+   * @generated from field: stockroom.catalog.v1.ChangeSource source = 3;
+   */
+  source?: ChangeSource | undefined;
+
+  /**
+   * If set, only changes of this SKU.
+   *
+   * @generated from field: string sku = 4;
+   */
+  sku: string;
+};
+
+/**
+ * Describes the message stockroom.catalog.v1.ListChangesRequest.
+ * Use `create(ListChangesRequestSchema)` to create a new message.
+ */
+export declare const ListChangesRequestSchema: GenMessage<ListChangesRequest>;
+
+/**
+ * ListChangesResponse carries one page of audit entries.
+ *
+ * @generated from message stockroom.catalog.v1.ListChangesResponse
+ */
+export declare type ListChangesResponse = Message<"stockroom.catalog.v1.ListChangesResponse"> & {
+  /**
+   * The entries of this page, newest first.
+   *
+   * @generated from field: repeated stockroom.catalog.v1.ProductChange changes = 1;
+   */
+  changes: ProductChange[];
+
+  /**
+   * The token for the next page, or empty if this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message stockroom.catalog.v1.ListChangesResponse.
+ * Use `create(ListChangesResponseSchema)` to create a new message.
+ */
+export declare const ListChangesResponseSchema: GenMessage<ListChangesResponse>;
+
+/**
  * CatalogService edits single products synchronously.
  *
  * Every mutation is one transaction on the merchant's shard that writes the
@@ -567,6 +653,18 @@ export declare const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof ListProductHistoryRequestSchema;
     output: typeof ListProductHistoryResponseSchema;
+  },
+  /**
+   * ListChanges pages through the merchant's audit trail across products,
+   * newest first, optionally only the changes of one source (for example
+   * every change a bulk job or its rollback made) or of one SKU.
+   *
+   * @generated from rpc stockroom.catalog.v1.CatalogService.ListChanges
+   */
+  listChanges: {
+    methodKind: "unary";
+    input: typeof ListChangesRequestSchema;
+    output: typeof ListChangesResponseSchema;
   },
 }>;
 

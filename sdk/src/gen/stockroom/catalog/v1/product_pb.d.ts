@@ -241,6 +241,25 @@ export declare type ProductChange = Message<"stockroom.catalog.v1.ProductChange"
    * @generated from field: string reason = 13;
    */
   reason: string;
+
+  /**
+   * The entry's position in the merchant's tamper-evident audit chain,
+   * counting from 1; 0 while the entry is not sealed yet. Entries are sealed
+   * asynchronously, usually within a minute of the change, in seal order
+   * (which may differ slightly from id order).
+   *
+   * @generated from field: int64 seal_seq = 14;
+   */
+  sealSeq: bigint;
+
+  /**
+   * The SHA-256 hash sealing this entry: over the hash of the entry at
+   * seal_seq - 1 (32 zero bytes for the first) and the entry's content.
+   * Empty while the entry is not sealed yet.
+   *
+   * @generated from field: bytes row_hash = 15;
+   */
+  rowHash: Uint8Array;
 };
 
 /**

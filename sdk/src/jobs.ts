@@ -1,0 +1,155 @@
+/**
+ * Following bulk jobs: watchBulkJob (progress that survives a dropped
+ * connection), waitForBulkJob (the final state, with a deadline) and
+ * downloadBulkJobReport (the per-item CSV as a stream).
+ */
+import type { Client } from "@connectrpc/connect";
+import { BulkJobState, type BulkItemOutcome, type BulkJob, type BulkJobProgress } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { toStockroomError } from "./errors.ts";
+import { backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import { createCallGuard } from "./transport.ts";
+
+/** HelperDeps are what the job and upload helpers call through. */
+export interface HelperDeps {
+  bulk: Client<typeof BulkJobService>;
+  retry: RetryPolicy;
+}
+
+/** BulkJobUpdate is one state of a job, with its live rate while it runs. */
+export interface BulkJobUpdate {
+  job: BulkJob;
+  progress: BulkJobProgress | undefined;
+}
+
+/** FINAL_STATES end a job's processing (a rollback may still follow). */
+export const FINAL_STATES: ReadonlySet<BulkJobState> = new Set([
+  BulkJobState.SUCCEEDED,
+  BulkJobState.PARTIALLY_SUCCEEDED,
+  BulkJobState.FAILED,
+  BulkJobState.CANCELLED,
+  BulkJobState.ROLLED_BACK,
+]);
+
+export function isFinalState(state: BulkJobState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+export interface WatchOptions {
+  signal?: AbortSignal;
+  /** How long to keep reconnecting while every attempt fails, in ms. Default 60,000 (a server restart). */
+  reconnectForMs?: number;
+  /** Stop at the first update for which this holds, instead of at a final state. */
+  until?: (job: BulkJob) => boolean;
+}
+
+/**
+ * watchBulkJob yields the job each time it changes, ending after a final
+ * state. When the connection drops, it reconnects with backoff; the server
+ * answers a new watch with the job as it is now, so a final state reached
+ * meanwhile is never lost, and versions already seen are not yielded twice.
+ */
+export async function* watchBulkJob(deps: HelperDeps, jobId: string, options: WatchOptions = {}): AsyncGenerator<BulkJobUpdate> {
+  const { signal, reconnectForMs = 60_000, until = (job) => isFinalState(job.state) } = options;
+  let lastVersion = -1n;
+  let failingSince: number | undefined;
+  for (let failures = 0; ; ) {
+    // deps.bulk cancels a stream that is left early (see cancellableStreams in client.ts).
+    try {
+      for await (const { job, progress } of deps.bulk.watchBulkJob({ jobId }, { signal })) {
+        failures = 0;
+        failingSince = undefined;
+        if (!job || job.version <= lastVersion) continue;
+        lastVersion = job.version;
+        yield { job, progress };
+        if (until(job)) return;
+      }
+      // The stream ended without a final state (e.g. the server is draining): reconnect.
+    } catch (e) {
+      const error = toStockroomError(e);
+      if (signal?.aborted || retryDelayMs(error, true, 0, deps.retry) === undefined) throw error;
+    }
+    failingSince ??= Date.now();
+    if (Date.now() - failingSince > reconnectForMs) {
+      const job = (await deps.bulk.getBulkJob({ jobId }, { signal })).job;
+      if (job && job.version > lastVersion) yield { job, progress: undefined };
+      if (job && until(job)) return;
+      throw new Error(`watchBulkJob: could not follow job ${jobId} for ${reconnectForMs} ms`);
+    }
+    await sleep(backoffMs(deps.retry, failures++), signal);
+  }
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /** Give up after this many ms (a StockroomError with code DEADLINE_EXCEEDED). Default: no limit. */
+  timeoutMs?: number;
+}
+
+/** waitForBulkJob resolves to the job once it reaches a final state. Its timer is cleared however it ends. */
+export async function waitForBulkJob(deps: HelperDeps, jobId: string, options: WaitOptions = {}): Promise<BulkJob> {
+  const guard = createCallGuard(options.signal, options.timeoutMs);
+  try {
+    let last: BulkJob | undefined;
+    for await (const { job } of watchBulkJob(deps, jobId, { signal: guard.signal })) last = job;
+    if (!last) throw new Error(`waitForBulkJob: job ${jobId} sent no state`);
+    return last;
+  } catch (e) {
+    if (guard.signal.aborted && !options.signal?.aborted) throw toStockroomError(guard.signal.reason);
+    throw e;
+  } finally {
+    guard.release();
+  }
+}
+
+export interface ReportOptions {
+  signal?: AbortSignal;
+  /** Only items with these outcomes; empty for all. */
+  outcomes?: BulkItemOutcome[];
+}
+
+/** ReportStream is the per-item CSV report: iterate its bytes, or take it as a web ReadableStream or as text. */
+export interface ReportStream extends AsyncIterable<Uint8Array> {
+  readableStream(): ReadableStream<Uint8Array>;
+  text(): Promise<string>;
+}
+
+/**
+ * downloadBulkJobReport streams a job's report (CSV: line_number, sku,
+ * outcome, field, code, message). A connection that fails before the first
+ * byte is retried; later, the error is thrown (the report is not resumable).
+ */
+export function downloadBulkJobReport(deps: HelperDeps, jobId: string, options: ReportOptions = {}): ReportStream {
+  async function* bytes(): AsyncGenerator<Uint8Array> {
+    // deps.bulk cancels the call when this is left early (see cancellableStreams in client.ts).
+    for await (const { chunk } of deps.bulk.downloadBulkJobReport({ jobId, outcomes: options.outcomes ?? [] }, { signal: options.signal })) {
+      if (chunk.length > 0) yield chunk;
+    }
+  }
+  return {
+    [Symbol.asyncIterator]: () => bytes(),
+    readableStream() {
+      const it = bytes();
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const r = await it.next();
+            if (r.done) controller.close();
+            else controller.enqueue(r.value);
+          } catch (e) {
+            controller.error(e);
+          }
+        },
+        async cancel() {
+          await it.return(undefined);
+        },
+      });
+    },
+    async text() {
+      const decoder = new TextDecoder();
+      let out = "";
+      for await (const chunk of bytes()) out += decoder.decode(chunk, { stream: true });
+      return out + decoder.decode();
+    },
+  };
+}

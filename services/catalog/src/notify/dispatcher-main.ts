@@ -1,0 +1,37 @@
+/**
+ * The webhook dispatcher process (how a deployment runs it; `npm start`
+ * runs it in process). Run as many as needed: they share the durable
+ * consumer and claim deliveries with SKIP LOCKED. The only file of the
+ * dispatcher that reads process.env.
+ */
+import { stopOnSignals } from "@stockroom/common/app.ts";
+import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config.ts";
+import { createDatabase } from "@stockroom/common/db.ts";
+import { createLogger } from "@stockroom/common/log.ts";
+import { connectNats } from "@stockroom/common/nats.ts";
+import { startTelemetry } from "@stockroom/common/telemetry.ts";
+import { parseNotifyConfig } from "./config.ts";
+import { startWebhookDispatcher } from "./dispatcher.ts";
+import type { NotifyTables } from "./store.ts";
+
+const config = parseApiConfig(process.env);
+const notify = parseNotifyConfig(process.env);
+const log = createLogger("stockroom-webhooks", config.logLevel);
+const stopTelemetry = await startTelemetry({ serviceName: "stockroom-webhooks", otlpEndpoint: config.otlpEndpoint });
+const db = createDatabase<NotifyTables>({ url: config.databaseUrl, poolSize: config.dbPoolSize });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-webhooks", log });
+const dispatcher = await startWebhookDispatcher({
+  db,
+  nats,
+  events: parseEventStreamConfig(process.env),
+  config: notify.dispatcher,
+  allowPrivateTargets: notify.allowPrivateTargets,
+  log,
+});
+log.info("webhook dispatcher started");
+stopOnSignals(async () => {
+  await dispatcher.stop();
+  await nats.close();
+  await db.destroy();
+  await stopTelemetry();
+}, log);

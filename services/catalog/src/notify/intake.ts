@@ -1,0 +1,77 @@
+/**
+ * The intake: turns each event on the stream into one delivery row per
+ * matching endpoint of its merchant, then lets JetStream forget it. It only
+ * writes rows, so a slow endpoint never holds up the stream.
+ */
+import { EVENT_HEADERS } from "@stockroom/common/event-stream.ts";
+import type { Logger } from "@stockroom/common/log.ts";
+import type { WorkMessage } from "@stockroom/common/nats.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import { webhookPayload, type StreamEvent } from "./convert.ts";
+import { insertDeliveries } from "./deliveries.ts";
+import { matchesPatterns } from "./domain.ts";
+import { endpointFilters, patternsOf, type NotifyDb, type WebhookDeliveryRow } from "./store.ts";
+
+/** streamEvent reads an event's identity from the relay's headers; undefined if it has none. */
+export function streamEvent(msg: WorkMessage): StreamEvent | undefined {
+  const h = msg.headers;
+  const eventId = h["Nats-Msg-Id"];
+  const merchantId = h[EVENT_HEADERS.merchant];
+  const eventType = h[EVENT_HEADERS.eventType];
+  const aggregateType = h[EVENT_HEADERS.aggregateType];
+  if (!eventId || !merchantId || !eventType || !aggregateType) return undefined;
+  const at = new Date(h[EVENT_HEADERS.eventTime] ?? "");
+  return { eventId, merchantId, eventType, aggregateType, occurTime: Number.isNaN(at.getTime()) ? new Date() : at, data: msg.data };
+}
+
+export interface IntakeResult {
+  /** Delivery rows written (or found already written). */
+  deliveries: number;
+  /** Why the event was dropped, when it was. */
+  dropped?: string;
+}
+
+/**
+ * recordEvent writes the deliveries of one event. An endpoint gets only
+ * events of changes made after it was created: a new dispatcher consumer
+ * starts at the beginning of the stream, and a new endpoint must not
+ * receive a week of history. A redelivered event finds its rows and adds
+ * none (uq_webhook_deliveries_event).
+ */
+export async function recordEvent(db: NotifyDb, msg: WorkMessage, now: Date, maxAgeMs: number): Promise<IntakeResult> {
+  const event = streamEvent(msg);
+  if (!event) return { deliveries: 0, dropped: "missing Stockroom-* headers" };
+  const endpoints = (await endpointFilters(db, event.merchantId)).filter(
+    (e) => e.created_at <= event.occurTime && matchesPatterns(patternsOf(e), event.eventType),
+  );
+  if (endpoints.length === 0) return { deliveries: 0 };
+  let body: string;
+  try {
+    body = JSON.stringify(webhookPayload(event));
+  } catch (error) {
+    return { deliveries: 0, dropped: `undecodable payload: ${(error as Error).message}` };
+  }
+  const rows: WebhookDeliveryRow[] = endpoints.map((e) => ({
+    merchant_id: event.merchantId,
+    delivery_id: newUlid(now.getTime()),
+    endpoint_id: e.endpoint_id,
+    event_id: event.eventId,
+    event_type: event.eventType,
+    payload: body,
+    state: "pending",
+    attempts: 0,
+    next_attempt_at: now,
+    expires_at: new Date(now.getTime() + maxAgeMs),
+    last_attempt_at: null,
+    last_status: 0,
+    last_error: "",
+    created_at: now,
+  }));
+  await insertDeliveries(db, rows);
+  return { deliveries: rows.length };
+}
+
+/** logDrop reports an event the intake could not use; redelivering would not help, so it is acknowledged. */
+export function logDrop(log: Logger, msg: WorkMessage, reason: string): void {
+  log.error("event dropped by the webhook intake", { subject: msg.subject, eventId: msg.headers["Nats-Msg-Id"], reason });
+}

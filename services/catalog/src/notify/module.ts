@@ -1,0 +1,24 @@
+import type { Kysely } from "kysely";
+import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+import type { ServiceModule } from "@stockroom/common/app.ts";
+import { catalogMigrations } from "../store.ts";
+import type { NotifyConfig } from "./config.ts";
+import { createNotificationService } from "./rpc.ts";
+import type { NotifyTables } from "./store.ts";
+
+/**
+ * notifyModule plugs the webhook API into an API process. Its tables are in
+ * the catalog's migration set (applying the set twice is a no-op). The
+ * dispatcher that sends the webhooks runs separately (startWebhookDispatcher).
+ */
+export function notifyModule(db: Kysely<NotifyTables>, config: NotifyConfig): ServiceModule {
+  return {
+    services: [NotificationService],
+    migrations: [catalogMigrations],
+    register: (router) =>
+      router.service(
+        NotificationService,
+        createNotificationService({ db, allowPrivateTargets: config.allowPrivateTargets, maxAgeMs: config.dispatcher.maxAgeMs }),
+      ),
+  };
+}

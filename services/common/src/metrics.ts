@@ -1,0 +1,331 @@
+/**
+ * Prometheus metrics. createMetrics makes one registry per process with every
+ * stockroom_* series the processes export (prom-client), so each name and its
+ * labels are declared here once; code that counts something takes the
+ * Metrics object as a dependency. Gauges of things outside the process
+ * (JetStream consumer, outbox, connection pool) are read when Prometheus
+ * scrapes, never on a timer: a process nobody scrapes pays nothing.
+ *
+ * Label cardinality stays bounded: method and status code are enums, the
+ * merchant's tier is one of TIERS (anything else is "other"), and no label
+ * ever holds a merchant, job or product id. Per-merchant latency lives in
+ * the SQL table the SLA recorder writes (sla.ts), not in Prometheus.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { sql, type Kysely } from "kysely";
+import { poolStats, type PoolStats } from "./db.ts";
+import { withTimeout } from "./probes.ts";
+import { untraced } from "./trace-context.ts";
+
+/** TIERS are the merchant tiers metrics and SLOs know; merchants.tier holds one of them. */
+export const TIERS = ["standard", "plus", "enterprise"] as const;
+export type Tier = (typeof TIERS)[number];
+
+/** tierLabel maps a merchant's tier to a bounded label value ("none" before authentication). */
+export function tierLabel(tier: string | undefined): string {
+  if (tier === undefined) return "none";
+  return (TIERS as readonly string[]).includes(tier) ? tier : "other";
+}
+
+/** OrderOutcome names what happened to an order; the orders service counts them with orders.inc({ outcome }). */
+export type OrderOutcome = "placed" | "out_of_stock" | "paid" | "fulfilled" | "cancelled" | "expired";
+
+/** RPC latency buckets (seconds): fine below 100 ms, where the SLOs are. */
+const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const CHUNK_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** How long a scrape waits for one outside source (NATS, SQL) before leaving its series out. */
+const COLLECT_TIMEOUT_MS = 2_000;
+/** The outbox backlog is counted up to this many rows (an index range scan, so bounded). */
+export const OUTBOX_COUNT_CAP = 100_000;
+
+export interface Metrics {
+  registry: Registry;
+  /** Server-side RPC latency by method, gRPC status code and merchant tier (createMetricsInterceptor). */
+  rpcDuration: Histogram<"service" | "method" | "code" | "tier">;
+  /** Calls refused with RESOURCE_EXHAUSTED (rate limits), by method and tier (createMetricsInterceptor). */
+  rateLimitRejections: Counter<"service" | "method" | "tier">;
+  /** Bulk items by outcome: from chunks, and invalid lines from staging. */
+  bulkItems: Counter<"outcome">;
+  /** Items of rolled-back chunks: rolled_back, or conflict (changed since the job). */
+  bulkRollbackItems: Counter<"outcome">;
+  /** One chunk's transaction: kind apply|rollback, result applied|noop|error (a try that threw; it is retried). */
+  bulkChunkDuration: Histogram<"kind" | "result">;
+  /** Jobs whose last chunk finished in this process, by final state. */
+  bulkJobsFinished: Counter<"state">;
+  /** Chunks the reconciler published again because their message had vanished. */
+  bulkRepublished: Counter;
+  /** Chunks the reconciler published to refill a job's window. */
+  bulkToppedUp: Counter;
+  bulkReconcileRuns: Counter<"result">;
+  /** This process's chunk concurrency, by stream: one series per running worker, so count() is the worker count. */
+  bulkWorkerConcurrency: Gauge<"stream">;
+  /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert. */
+  bulkWorkersDesired: Gauge<"stream">;
+  /** Orders by OrderOutcome: the orders service calls orders.inc({ outcome }). */
+  orders: Counter<"outcome">;
+  /** 1 while a dependency (mysql, nats) answers this process's health probe, else 0. */
+  dependencyUp: Gauge<"dependency">;
+  /** Failed writes of per-minute call statistics (sla.ts retries them at the next flush). */
+  slaFlushErrors: Counter;
+  /** watchDatabasePool exports a createDatabase pool's in-use, free and queued counts, labelled pool. */
+  watchDatabasePool(db: Kysely<any>, pool: string): void;
+  /** watchConsumer exports a JetStream consumer's pending, ack-pending, redelivered and waiting counts. */
+  watchConsumer(jsm: JetStreamManager, stream: string, consumer: string): void;
+  /** watchOutbox exports the unpublished outbox rows and the oldest one's age. */
+  watchOutbox(db: Kysely<any>): void;
+  /** watchRelay exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
+  watchRelay(relay: { stats(): RelayStatsLike }): void;
+}
+
+/** RelayStatsLike is what watchRelay reads of the relay's stats() (services/common/src/relay.ts). */
+export interface RelayStatsLike {
+  leader: boolean;
+  published: number;
+  duplicates: number;
+  failures: number;
+  commitToPublish: { samples: number; p50Ms: number; p99Ms: number };
+}
+
+/** oncePerScrape shares one read among the collect() calls of a scrape (they run together) and reads afresh at the next scrape. */
+function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => setTimeout(() => (pending = undefined), 0)));
+}
+
+/**
+ * createMetrics makes a process's registry, with Node's default process
+ * metrics (CPU, memory, event loop lag, GC) unless processMetrics is false.
+ */
+export function createMetrics(options: { processMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  const pools = new Map<string, Kysely<any>>();
+  const consumers = new Map<string, { jsm: JetStreamManager; stream: string; consumer: string }>();
+  const outboxes = new Set<Kysely<any>>();
+
+  const poolGauge = (name: string, help: string, read: (s: PoolStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["pool"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [pool, db] of pools) {
+          const stats = poolStats(db);
+          if (stats) this.set({ pool }, read(stats));
+        }
+      },
+    });
+  poolGauge("stockroom_db_pool_connections_in_use", "Pool connections lent out to a query or transaction.", (s) => s.inUse);
+  poolGauge("stockroom_db_pool_connections_free", "Open pool connections waiting for work.", (s) => s.free);
+  poolGauge("stockroom_db_pool_queued_requests", "Callers waiting for a pool connection (the pool is saturated).", (s) => s.queued);
+  poolGauge("stockroom_db_pool_max_connections", "The pool's connection limit (DB_POOL_SIZE).", (s) => s.limit);
+
+  // One consumer-info request per consumer and scrape feeds all four gauges.
+  type Lag = { pending: number; ackPending: number; redelivered: number; waiting: number };
+  const readLag = oncePerScrape(() =>
+    Promise.all(
+      [...consumers].map(async ([key, c]) => {
+        const ci = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), COLLECT_TIMEOUT_MS).catch(() => undefined);
+        const lag: Lag | undefined = ci && { pending: ci.num_pending, ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered, waiting: ci.num_waiting };
+        return [key, lag] as const;
+      }),
+    ).then((entries) => new Map(entries.filter((e): e is readonly [string, Lag] => e[1] !== undefined))),
+  );
+  const lagGauge = (name: string, help: string, field: keyof Lag) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["stream", "consumer"],
+      registers,
+      async collect() {
+        const lag = await readLag();
+        this.reset();
+        for (const [key, c] of consumers) {
+          const l = lag.get(key);
+          if (l) this.set({ stream: c.stream, consumer: c.consumer }, l[field]);
+        }
+      },
+    });
+  lagGauge("stockroom_jetstream_consumer_pending_messages", "Messages in the stream not yet delivered to any worker (queue lag).", "pending");
+  lagGauge("stockroom_jetstream_consumer_ack_pending_messages", "Messages delivered to workers and not yet acknowledged.", "ackPending");
+  lagGauge("stockroom_jetstream_consumer_redelivered_messages", "Unacknowledged messages delivered more than once.", "redelivered");
+  lagGauge("stockroom_jetstream_consumer_waiting_pulls", "Pull requests waiting for messages (idle worker capacity).", "waiting");
+
+  type Outbox = { backlog: number; ageSeconds: number };
+  const readOutbox = oncePerScrape(() =>
+    (async (): Promise<Outbox | undefined> => {
+      const db = outboxes.values().next().value;
+      if (!db) return undefined;
+      // Both read idx_outbox_unpublished (published_at, event_id); event ids are ULIDs, so the first is the oldest.
+      const [count, oldest] = await withTimeout(
+        untraced(() =>
+          Promise.all([
+            sql<{ n: number }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(db),
+            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(db),
+          ]),
+        ),
+        COLLECT_TIMEOUT_MS,
+      );
+      const first = oldest.rows[0];
+      return {
+        backlog: Number(count.rows[0]?.n ?? 0),
+        ageSeconds: first ? Math.max(0, (Date.now() - new Date(first.created_at).getTime()) / 1000) : 0,
+      };
+    })().catch(() => undefined),
+  );
+  const outboxGauge = (name: string, help: string, field: keyof Outbox) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const o = await readOutbox();
+        this.reset();
+        if (o) this.set(o[field]);
+      },
+    });
+  outboxGauge("stockroom_outbox_backlog_events", `Outbox rows the relay has not published yet (counted up to ${OUTBOX_COUNT_CAP}).`, "backlog");
+  outboxGauge("stockroom_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when none waits).", "ageSeconds");
+
+  return {
+    registry,
+    rpcDuration: new Histogram({
+      name: "stockroom_rpc_server_duration_seconds",
+      help: "Server-side RPC latency by method, gRPC status code and merchant tier.",
+      labelNames: ["service", "method", "code", "tier"],
+      buckets: RPC_BUCKETS,
+      registers,
+    }),
+    rateLimitRejections: new Counter({
+      name: "stockroom_rate_limit_rejections_total",
+      help: "Calls refused with RESOURCE_EXHAUSTED (rate limits), by method and merchant tier.",
+      labelNames: ["service", "method", "tier"],
+      registers,
+    }),
+    bulkItems: new Counter({
+      name: "stockroom_bulk_items_total",
+      help: "Bulk items by outcome: applied, unchanged, conflict, invalid (from chunks, and lines invalid at staging), failed (poison chunks).",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    bulkRollbackItems: new Counter({
+      name: "stockroom_bulk_rollback_items_total",
+      help: "Items of rolled-back chunks: rolled_back, or conflict (changed since the job).",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    bulkChunkDuration: new Histogram({
+      name: "stockroom_bulk_chunk_duration_seconds",
+      help: "Time to apply (or roll back) one chunk, its one transaction included.",
+      labelNames: ["kind", "result"],
+      buckets: CHUNK_BUCKETS,
+      registers,
+    }),
+    bulkJobsFinished: new Counter({
+      name: "stockroom_bulk_jobs_finished_total",
+      help: "Bulk jobs whose last chunk finished in this process, by final state.",
+      labelNames: ["state"],
+      registers,
+    }),
+    bulkRepublished: new Counter({
+      name: "stockroom_bulk_reconciler_republished_total",
+      help: "Chunks re-published by the reconciler because their message had vanished.",
+      registers,
+    }),
+    bulkToppedUp: new Counter({
+      name: "stockroom_bulk_reconciler_topped_up_total",
+      help: "Chunks the reconciler published to refill a job's window.",
+      registers,
+    }),
+    bulkReconcileRuns: new Counter({
+      name: "stockroom_bulk_reconciler_runs_total",
+      help: "Reconciler sweeps by result (ok, error).",
+      labelNames: ["result"],
+      registers,
+    }),
+    bulkWorkerConcurrency: new Gauge({
+      name: "stockroom_bulk_worker_concurrency",
+      help: "Chunks this worker process applies at once (one series per running worker).",
+      labelNames: ["stream"],
+      registers,
+    }),
+    bulkWorkersDesired: new Gauge({
+      name: "stockroom_bulk_workers_desired",
+      help: "Worker processes the deployment runs (BULK_WORKERS_DESIRED).",
+      labelNames: ["stream"],
+      registers,
+    }),
+    orders: new Counter({
+      name: "stockroom_orders_total",
+      help: "Orders by outcome: placed, out_of_stock, paid, fulfilled, cancelled, expired.",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    dependencyUp: new Gauge({
+      name: "stockroom_dependency_up",
+      help: "1 while the dependency (mysql, nats) answers this process's health probe, else 0.",
+      labelNames: ["dependency"],
+      registers,
+    }),
+    slaFlushErrors: new Counter({
+      name: "stockroom_sla_flush_errors_total",
+      help: "Failed writes of per-minute call statistics (retried at the next flush).",
+      registers,
+    }),
+    watchDatabasePool(db, pool) {
+      pools.set(pool, db);
+    },
+    watchConsumer(jsm, stream, consumer) {
+      consumers.set(`${stream}/${consumer}`, { jsm, stream, consumer });
+    },
+    watchOutbox(db) {
+      outboxes.add(db);
+    },
+    watchRelay(relay) {
+      // Registered on first use: a process without a relay exports none of these.
+      const stats = () => relay.stats();
+      new Gauge({
+        name: "stockroom_outbox_relay_leader",
+        help: "1 while this process's relay holds the lock and publishes.",
+        registers,
+        collect() {
+          this.set(stats().leader ? 1 : 0);
+        },
+      });
+      const total = (name: string, help: string, read: (s: RelayStatsLike) => number) => {
+        let seen = 0;
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const now = read(stats());
+            if (now > seen) this.inc(now - seen);
+            seen = now;
+          },
+        });
+      };
+      total("stockroom_outbox_relay_published_total", "Outbox events this relay published and marked.", (s) => s.published);
+      total("stockroom_outbox_relay_duplicates_total", "Publishes JetStream already had (a republish after a crash).", (s) => s.duplicates);
+      total("stockroom_outbox_relay_failures_total", "Publishes that failed and will be retried.", (s) => s.failures);
+      new Gauge({
+        name: "stockroom_outbox_relay_commit_to_publish_seconds",
+        help: "From a change's commit to JetStream's ack, over the relay's recent events.",
+        labelNames: ["quantile"],
+        registers,
+        collect() {
+          const c = stats().commitToPublish;
+          this.reset();
+          if (c.samples === 0) return;
+          this.set({ quantile: "0.5" }, c.p50Ms / 1000);
+          this.set({ quantile: "0.99" }, c.p99Ms / 1000);
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * The outbox relay's steps, each one statement or one round of publishes:
+ * read the oldest unpublished rows, publish them, mark the acknowledged ones,
+ * prune old published rows. relay.ts runs them in a loop under a lock.
+ */
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { sql, type Kysely, type Selectable } from "kysely";
+import { EVENT_HEADERS, eventSubject, type EventStreamConfig } from "./event-stream.ts";
+import { publishWithId } from "./nats.ts";
+import type { CommonTables } from "./schema.ts";
+import { restoreTraceContext } from "./trace-context.ts";
+
+export type OutboxRow = Omit<Selectable<CommonTables["outbox_events"]>, "published_at">;
+type OutboxDb = Kysely<CommonTables>;
+
+/**
+ * readBatch returns up to `limit` unpublished rows, oldest event id first
+ * (the (published_at, event_id) index gives them in order). One consistent
+ * read: if it sees version N+1 of an aggregate it also sees version N,
+ * which committed before N+1 could lock the aggregate's row.
+ */
+export async function readBatch(db: OutboxDb, limit: number): Promise<OutboxRow[]> {
+  return db
+    .selectFrom("outbox_events")
+    .select(["merchant_id", "event_id", "aggregate_type", "aggregate_id", "aggregate_version", "event_type", "payload", "trace_context", "created_at"])
+    .where("published_at", "is", null)
+    .orderBy("event_id")
+    .limit(limit)
+    .execute();
+}
+
+/** aggregateKey names the aggregate whose events must stay in version order. */
+function aggregateKey(row: OutboxRow): string {
+  return `${row.merchant_id}/${row.aggregate_type}/${row.aggregate_id}`;
+}
+
+/**
+ * publishOrder keeps the batch in event id order except that each
+ * aggregate's events are put in version order within the places they
+ * occupy. Event ids come from clocks: two writers on hosts whose clocks
+ * differ can give version N+1 the smaller id. Within one batch this repairs
+ * that whatever the writer; across batches the writer's ids must already
+ * increase per aggregate (the catalog's do: see changeTime in its domain).
+ */
+export function publishOrder(rows: readonly OutboxRow[]): OutboxRow[] {
+  const byAggregate = new Map<string, OutboxRow[]>();
+  for (const row of rows) {
+    const list = byAggregate.get(aggregateKey(row));
+    if (list) list.push(row);
+    else byAggregate.set(aggregateKey(row), [row]);
+  }
+  for (const list of byAggregate.values()) list.sort((a, b) => Number(a.aggregate_version) - Number(b.aggregate_version));
+  const next = new Map<string, number>();
+  return rows.map((row) => {
+    const key = aggregateKey(row);
+    const i = next.get(key) ?? 0;
+    next.set(key, i + 1);
+    return byAggregate.get(key)![i]!;
+  });
+}
+
+export interface PublishOutcome {
+  /** Rows JetStream acknowledged (stored now or already within the duplicate window), in publish order. */
+  acked: OutboxRow[];
+  /** How many of the acked rows JetStream reported as duplicates. */
+  duplicates: number;
+  /** When each acked row was acknowledged (Date.now()), for latency. */
+  ackedAt: number[];
+  /** The first publish error, when some rows were not acknowledged. */
+  error?: unknown;
+}
+
+/**
+ * publishBatch publishes the rows in order with many publishes in flight,
+ * except that an aggregate's next event is sent only after its previous one
+ * was acknowledged, and not at all if that one failed. One connection keeps
+ * send order, so the stream stores each aggregate's events in version order
+ * even when a publish fails halfway through a batch: the failed row and its
+ * aggregate's later rows stay unpublished and come first in the next batch.
+ */
+export async function publishBatch(js: JetStreamClient, events: EventStreamConfig, rows: readonly OutboxRow[]): Promise<PublishOutcome> {
+  const outcome: PublishOutcome = { acked: [], duplicates: 0, ackedAt: [] };
+  const chains = new Map<string, Promise<boolean>>();
+  const results = rows.map((row) => {
+    const key = aggregateKey(row);
+    const previous = chains.get(key) ?? Promise.resolve(true);
+    const done = previous.then(async (ok) => {
+      if (!ok) return false;
+      try {
+        const { duplicate } = await publishRow(js, events, row);
+        outcome.acked.push(row);
+        outcome.ackedAt.push(Date.now());
+        if (duplicate) outcome.duplicates++;
+        return true;
+      } catch (error) {
+        outcome.error ??= error;
+        return false;
+      }
+    });
+    chains.set(key, done);
+    return done;
+  });
+  await Promise.all(results);
+  return outcome;
+}
+
+/** publishRow publishes one row in the trace of the change that wrote it. */
+function publishRow(js: JetStreamClient, events: EventStreamConfig, row: OutboxRow) {
+  const subject = eventSubject(events, row);
+  const destinationTemplate = eventSubject(events, { ...row, merchant_id: "{merchant}" });
+  const headers = {
+    [EVENT_HEADERS.merchant]: row.merchant_id,
+    [EVENT_HEADERS.eventType]: row.event_type,
+    [EVENT_HEADERS.aggregateType]: row.aggregate_type,
+    [EVENT_HEADERS.aggregateId]: row.aggregate_id,
+    [EVENT_HEADERS.aggregateVersion]: String(row.aggregate_version),
+    [EVENT_HEADERS.eventTime]: row.created_at.toISOString(),
+  };
+  const parent = restoreTraceContext(row.trace_context);
+  return publishWithId(js, subject, row.payload, row.event_id, headers, { parent, destinationTemplate });
+}
+
+/**
+ * markPublished stamps the rows with the database's clock, which pruning
+ * compares against too: one statement per merchant (a primary-key range;
+ * MariaDB spends seconds planning an UPDATE whose IN list holds 500
+ * (merchant, event) pairs), all in one transaction, so one commit.
+ */
+export async function markPublished(db: OutboxDb, rows: readonly OutboxRow[]): Promise<void> {
+  const byMerchant = new Map<string, string[]>();
+  for (const r of rows) {
+    const ids = byMerchant.get(r.merchant_id);
+    if (ids) ids.push(r.event_id);
+    else byMerchant.set(r.merchant_id, [r.event_id]);
+  }
+  if (byMerchant.size === 0) return;
+  await db.transaction().execute(async (trx) => {
+    for (const [merchantId, eventIds] of byMerchant) {
+      await trx.updateTable("outbox_events").set({ published_at: sql`NOW(3)` }).where("merchant_id", "=", merchantId).where("event_id", "in", eventIds).execute();
+    }
+  });
+}
+
+/** pruneOutbox deletes rows published more than retentionMs ago, `batch` rows per statement; it returns how many. */
+export async function pruneOutbox(db: OutboxDb, retentionMs: number, batch = 1000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await sql`
+      DELETE FROM outbox_events
+      WHERE published_at < NOW(3) - INTERVAL ${retentionMs * 1000} MICROSECOND
+      ORDER BY published_at LIMIT ${batch}`.execute(db);
+    const deleted = Number(result.numAffectedRows ?? 0n);
+    total += deleted;
+    if (deleted < batch) return total;
+  }
+}
+
+export interface Backlog {
+  /** Rows not yet published. */
+  rows: number;
+  /** Age of the oldest of them (0 when there are none). */
+  oldestAgeMs: number;
+}
+
+/** measureBacklog counts unpublished rows (an index range) and ages the oldest. */
+export async function measureBacklog(db: OutboxDb): Promise<Backlog> {
+  const count = await db
+    .selectFrom("outbox_events")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("published_at", "is", null)
+    .executeTakeFirstOrThrow();
+  const oldest = await db
+    .selectFrom("outbox_events")
+    .select("created_at")
+    .where("published_at", "is", null)
+    .orderBy("event_id")
+    .limit(1)
+    .executeTakeFirst();
+  return { rows: Number(count.n), oldestAgeMs: oldest ? Math.max(0, Date.now() - oldest.created_at.getTime()) : 0 };
+}

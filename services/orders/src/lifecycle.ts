@@ -1,0 +1,195 @@
+/**
+ * The bodies of the order transactions: placing an order (reserving its
+ * stock) and moving it through its states (returning the stock on cancel or
+ * expiry). Each runs in the caller's transaction on one merchant's rows, so
+ * the RPC handlers wrap them with idempotency and the sweeper calls
+ * expireOrder as is.
+ *
+ * Lock order, the same in every transaction: the order row, then the
+ * products in SKU order. Placing an order has no order row to lock yet, and
+ * a bulk chunk locks only products, so no two of them can wait on each
+ * other in a cycle.
+ */
+import { EtagMismatchError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
+import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import { etagMatches, etagOf, LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
+import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
+import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
+import type { OrderEventName } from "./convert.ts";
+import { recordOrderEvent } from "./events.ts";
+import { findOrder, insertOrder, lockProducts, moveStock, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+
+/** OrderActor is who drives a transaction, for the products' audit trail. */
+export interface OrderActor {
+  merchantId: string;
+  /** e.g. "api_key:<key id>" or SWEEPER_ACTOR. */
+  actor: string;
+  requestId?: string;
+}
+
+/** SWEEPER_ACTOR is how the audit trail names the reservation sweeper. */
+export const SWEEPER_ACTOR = "order_sweeper";
+
+/**
+ * placeOrder locks the lines' products, prices the lines from them, takes
+ * the stock of every line (or throws, taking none), and writes the order in
+ * PENDING_PAYMENT with its `order.created` event.
+ */
+export async function placeOrder(
+  trx: OrderTx,
+  who: OrderActor,
+  request: { lines: RequestedLine[]; buyerReference: string },
+  reservationTtlMs: number,
+  at: Date,
+): Promise<Order> {
+  const products = await lockProductMap(trx, who.merchantId, request.lines.map((l) => l.sku));
+  const order: Order = {
+    id: newUlid(at.getTime()),
+    state: "pending_payment",
+    buyerReference: request.buyerReference,
+    ...priceLines(request.lines, products),
+    paymentId: null,
+    cancelReason: "",
+    version: 1,
+    createdAt: at,
+    updatedAt: at,
+    expireAt: new Date(at.getTime() + reservationTtlMs),
+  };
+  await shiftStock(trx, who, order, products, "created", at);
+  await insertOrder(trx, who.merchantId, order);
+  await recordOrderEvent(trx, who.merchantId, "created", order, at);
+  return order;
+}
+
+/**
+ * payOrder records the provider's payment. It is idempotent by payment_id:
+ * an order already paid with the same id is returned as it is; with another
+ * id it is FAILED_PRECONDITION (ALREADY_PAID), and so is a payment_id that
+ * already paid another order (PAYMENT_ID_IN_USE).
+ */
+export async function payOrder(trx: OrderTx, who: OrderActor, orderId: string, paymentId: string, at: Date): Promise<Order> {
+  const current = await lockOrder(trx, who.merchantId, orderId);
+  if (current.paymentId !== null) {
+    if (current.paymentId === paymentId) return current;
+    throw new PreconditionError(
+      "ALREADY_PAID",
+      `order "${orderId}" was already paid with another payment_id`,
+      { order_id: orderId, current_state: stateLabel(current.state) },
+      [{ type: "ORDER_PAYMENT", subject: orderId, description: "the order was paid with another payment_id" }],
+    );
+  }
+  try {
+    return await transition(trx, who, current, "paid", { paymentId }, at);
+  } catch (error) {
+    if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
+    throw new PreconditionError("PAYMENT_ID_IN_USE", `payment_id "${paymentId}" already paid another order`, { payment_id: paymentId }, [
+      { type: "PAYMENT_ID", subject: paymentId, description: "already paid another order" },
+    ]);
+  }
+}
+
+/** fulfillOrder marks a paid order as shipped. */
+export async function fulfillOrder(trx: OrderTx, who: OrderActor, orderId: string, etag: string | undefined, at: Date): Promise<Order> {
+  return transition(trx, who, await lockOrder(trx, who.merchantId, orderId, etag), "fulfilled", {}, at);
+}
+
+/** cancelOrder cancels an unfulfilled order and returns its stock. */
+export async function cancelOrder(
+  trx: OrderTx,
+  who: OrderActor,
+  orderId: string,
+  change: { reason: string; etag: string | undefined },
+  at: Date,
+): Promise<Order> {
+  const current = await lockOrder(trx, who.merchantId, orderId, change.etag);
+  return transition(trx, who, current, "cancelled", { cancelReason: change.reason }, at);
+}
+
+/**
+ * expireOrder expires one order if it is still unpaid and due at `at`, and
+ * returns it; undefined means there was nothing to do. SKIP LOCKED lets
+ * racing sweepers pass over an order another transaction holds (another
+ * sweeper, or a payment arriving): the state check under the lock is what
+ * makes the stock return exactly once.
+ */
+export async function expireOrder(trx: OrderTx, ref: OrderRef, at: Date): Promise<Order | undefined> {
+  const current = await findOrder(trx, ref, "skip");
+  if (!current || current.state !== "pending_payment" || current.expireAt > at) return undefined;
+  return transition(trx, { merchantId: ref.merchantId, actor: SWEEPER_ACTOR }, current, "expired", {}, at);
+}
+
+/** lockOrder reads and locks an order, enforcing the caller's etag if one was sent. */
+async function lockOrder(trx: OrderTx, merchantId: string, orderId: string, etag?: string): Promise<Order> {
+  const current = await findOrder(trx, { merchantId, orderId }, "wait");
+  if (!current) throw new NotFoundError("order", orderId);
+  if (etag !== undefined && !etagMatches(etag, current)) throw new EtagMismatchError(`order "${orderId}"`, etagOf(current));
+  return current;
+}
+
+/**
+ * transition moves a locked order to `to` (or throws FAILED_PRECONDITION
+ * naming its state), returning its stock first if `to` releases it, and
+ * writes the order at its next version with the transition's event.
+ */
+async function transition(
+  trx: OrderTx,
+  who: OrderActor,
+  current: Order,
+  to: Exclude<OrderState, "pending_payment">,
+  patch: Partial<Pick<Order, "paymentId" | "cancelReason">>,
+  at: Date,
+): Promise<Order> {
+  checkTransition(current, to);
+  if (releasesStock(to)) {
+    const products = await lockProductMap(trx, who.merchantId, current.lines.map((l) => l.sku));
+    await shiftStock(trx, who, current, products, to, at);
+  }
+  const next: Order = { ...current, ...patch, state: to, version: current.version + 1, updatedAt: at };
+  if (!(await updateOrderRow(trx, who.merchantId, next, current.version))) {
+    // Unreachable while the row is locked; kept as a guard against misuse.
+    throw new Error("order row changed under its lock");
+  }
+  await recordOrderEvent(trx, who.merchantId, to, next, at);
+  return next;
+}
+
+async function lockProductMap(trx: OrderTx, merchantId: string, skus: string[]): Promise<Map<string, Product>> {
+  return new Map((await lockProducts(trx, merchantId, skus)).map((p) => [p.sku, p]));
+}
+
+/**
+ * shiftStock takes ("created") or returns (any other event) each line's
+ * quantity on its locked product, bumping the product's version, and writes
+ * the products' audit entries and events (source ORDER, reference the order
+ * id) like any other stock change. A line whose product was deleted (or
+ * deleted and re-created under the same SKU) since the order was placed has
+ * nothing to return to and is skipped; a return never lifts stock above the
+ * catalog's maximum.
+ */
+async function shiftStock(
+  trx: OrderTx,
+  who: OrderActor,
+  order: Order,
+  products: ReadonlyMap<string, Product>,
+  event: OrderEventName,
+  at: Date,
+): Promise<void> {
+  const changes: ProductChangeRecord[] = [];
+  for (const line of order.lines) {
+    const before = products.get(line.sku);
+    if (!before || before.id !== line.productId) continue;
+    const delta = event === "created" ? -line.quantity : Math.min(line.quantity, PRODUCT_LIMITS.stock - before.stock);
+    if (!(await moveStock(trx, who.merchantId, before, delta, at))) {
+      // Unreachable: the row is locked and priceLines checked the stock.
+      throw new Error(`stock of "${line.sku}" changed under its lock`);
+    }
+    const after: Product = { ...before, stock: before.stock + delta, version: before.version + 1, updatedAt: at };
+    changes.push({ type: "updated", before, product: after, changedFields: ["stock"], at });
+  }
+  await recordChanges(
+    trx,
+    { merchantId: who.merchantId, actor: who.actor, sourceKind: "order", sourceRef: order.id, requestId: who.requestId, reason: `order ${event}` },
+    changes,
+  );
+}

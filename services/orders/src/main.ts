@@ -1,0 +1,29 @@
+/**
+ * The orders API process on its own (how Nomad would run it): OrderService
+ * plus an in-process reservation sweeper (safe in every replica). The only
+ * file of the process that reads process.env. `npm start` instead runs every
+ * service in one process.
+ */
+import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseOrderConfig } from "./config.ts";
+import { ordersModule } from "./module.ts";
+import type { OrderDb } from "./store.ts";
+import { startOrderSweeper } from "./sweeper.ts";
+
+const config = parseApiConfig(process.env);
+const orders = parseOrderConfig(process.env);
+const draining = new AbortController();
+const api = await startApi({
+  name: "stockroom-orders",
+  config,
+  migrate: process.env["MIGRATE_ON_START"] === "true",
+  modules: (db, { metrics }) => [ordersModule(db, { ...orders, shutdown: draining.signal, metrics })],
+});
+const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log: api.log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
+api.log.info("listening", { url: api.server.url });
+stopOnSignals(async () => {
+  draining.abort();
+  await sweeper.stop();
+  await api.stop();
+}, api.log);

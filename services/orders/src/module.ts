@@ -1,0 +1,40 @@
+import type { Kysely } from "kysely";
+import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { Metrics } from "@stockroom/common/metrics.ts";
+import { createRateLimiter, type RateLimit } from "@stockroom/common/rate-limit.ts";
+import { parseOrderConfig } from "./config.ts";
+import { createOrderService } from "./rpc.ts";
+import { orderMigrations } from "./store.ts";
+
+export interface OrdersModuleOptions {
+  reservationTtlMs?: number;
+  rateLimit?: RateLimit;
+  watchIntervalMs?: number;
+  /** Aborted when the process drains, to end open WatchOrder streams. */
+  shutdown?: AbortSignal;
+  /** The process's metrics: orders are counted by outcome. */
+  metrics?: Pick<Metrics, "orders">;
+}
+
+/**
+ * ordersModule plugs OrderService into an API process; unset options take
+ * parseOrderConfig's defaults. It needs the catalog's tables as well (a
+ * process serving the catalog too, or tools/migrate.ts, applies them).
+ */
+export function ordersModule(db: Kysely<any>, options: OrdersModuleOptions = {}): ServiceModule {
+  const defaults = parseOrderConfig({});
+  const service = createOrderService({
+    db,
+    reservationTtlMs: options.reservationTtlMs ?? defaults.reservationTtlMs,
+    limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
+    watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
+    shutdown: options.shutdown,
+    count: options.metrics && ((outcome) => options.metrics!.orders.inc({ outcome })),
+  });
+  return {
+    services: [OrderService],
+    migrations: [orderMigrations],
+    register: (router) => router.service(OrderService, service),
+  };
+}

@@ -1,0 +1,196 @@
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import {
+  CancelOrderRequestSchema,
+  CancelOrderResponseSchema,
+  CreateOrderRequestSchema,
+  CreateOrderResponseSchema,
+  FulfillOrderRequestSchema,
+  FulfillOrderResponseSchema,
+  OrderService,
+} from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { principalOf, type Principal } from "@stockroom/common/auth.ts";
+import { inTransaction } from "@stockroom/common/db.ts";
+import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation } from "@stockroom/common/errors.ts";
+import type { OrderOutcome } from "@stockroom/common/metrics.ts";
+import { pause } from "@stockroom/common/pause.ts";
+import { idempotent, type IdempotentCall } from "@stockroom/common/idempotency.ts";
+import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
+import type { RateLimiter } from "@stockroom/common/rate-limit.ts";
+import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import { parseEtag } from "@stockroom/catalog/domain.ts";
+import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
+import { orderToProto, stateFilterFromProto } from "./convert.ts";
+import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
+import { findOrder, findOrderVersion, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
+
+export interface OrderServiceDeps {
+  db: OrderDb;
+  /** How long an unpaid order holds its stock. */
+  reservationTtlMs: number;
+  /** Admits each call of a merchant, or refuses it with RESOURCE_EXHAUSTED. */
+  limiter: RateLimiter;
+  /** How often WatchOrder looks for a change. */
+  watchIntervalMs: number;
+  /** Aborted when the process drains: open WatchOrder streams end instead of holding up the drain. */
+  shutdown?: AbortSignal;
+  /** Counts what happened to orders (stockroom_orders_total). */
+  count?: (outcome: OrderOutcome) => void;
+}
+
+/**
+ * createOrderService implements stockroom.order.v1.OrderService. Every call
+ * first spends a token of its merchant's rate limit, so an over-eager
+ * merchant is shed before it reaches the database.
+ */
+export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof OrderService> {
+  const { db } = deps;
+  const admit = (ctx: HandlerContext): Principal => {
+    const principal = principalOf(ctx);
+    deps.limiter.take(principal.merchantId);
+    return principal;
+  };
+  const load = async (ref: OrderRef): Promise<Order> => {
+    const order = await findOrder(db, ref);
+    if (!order) throw new NotFoundError("order", ref.orderId);
+    return order;
+  };
+
+  return {
+    async createOrder(req, ctx) {
+      const principal = admit(ctx);
+      const lines = req.lines.map((l) => ({ sku: l.sku, quantity: l.quantity }));
+      const violations: FieldViolation[] = [];
+      validateOrderRequest({ requestId: req.requestId, lines, buyerReference: req.buyerReference }, violations);
+      rejectViolations(violations);
+
+      const call = { method: "OrderService.CreateOrder", requestId: req.requestId, requestSchema: CreateOrderRequestSchema, request: req, responseSchema: CreateOrderResponseSchema };
+      try {
+        const placed = await mutate(db, principal, call, async (trx, who) => {
+          const order = await placeOrder(trx, who, { lines, buyerReference: req.buyerReference }, deps.reservationTtlMs, new Date());
+          return { order: orderToProto(order) };
+        });
+        deps.count?.("placed");
+        return placed;
+      } catch (error) {
+        if (error instanceof PreconditionError && error.reason === "INSUFFICIENT_STOCK") deps.count?.("out_of_stock");
+        throw error;
+      }
+    },
+
+    async getOrder(req, ctx) {
+      const { merchantId } = admit(ctx);
+      rejectViolations(checkOrderId(req.orderId, []));
+      return { order: orderToProto(await load({ merchantId, orderId: req.orderId })) };
+    },
+
+    async listOrders(req, ctx) {
+      const { merchantId } = admit(ctx);
+      const state = stateFilterFromProto(req.state);
+      const limit = pageSize(req.pageSize, 100, 1000);
+      const filters = { state };
+      const position = decodePageToken(req.pageToken, filters);
+      const orders = await listOrders(db, merchantId, { state, beforeOrderId: position && String(position[0]), limit: limit + 1 });
+      const page = orders.slice(0, limit);
+      return {
+        orders: page.map(orderToProto),
+        nextPageToken: orders.length > limit ? encodePageToken([page.at(-1)!.id], filters) : "",
+      };
+    },
+
+    async markOrderPaid(req, ctx) {
+      const principal = admit(ctx);
+      const violations = checkOrderId(req.orderId, []);
+      if (req.paymentId === "") violations.push({ field: "payment_id", description: "is required" });
+      else if ([...req.paymentId].length > LIMITS.paymentId) {
+        violations.push({ field: "payment_id", description: `must be at most ${LIMITS.paymentId} characters` });
+      }
+      rejectViolations(violations);
+      // Idempotent by payment_id (see payOrder), so no request_id is needed.
+      const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor };
+      const order = await inTransaction(db, (trx) => payOrder(trx, who, req.orderId, req.paymentId, new Date()));
+      deps.count?.("paid");
+      return { order: orderToProto(order) };
+    },
+
+    async fulfillOrder(req, ctx) {
+      const principal = admit(ctx);
+      const violations = checkOrderId(req.orderId, []);
+      const etag = checkEtag(req.etag, violations);
+      rejectViolations(violations);
+      const call = { method: "OrderService.FulfillOrder", requestId: req.requestId, requestSchema: FulfillOrderRequestSchema, request: req, responseSchema: FulfillOrderResponseSchema };
+      const fulfilled = await mutate(db, principal, call, async (trx, who) => ({
+        order: orderToProto(await fulfillOrder(trx, who, req.orderId, etag, new Date())),
+      }));
+      deps.count?.("fulfilled");
+      return fulfilled;
+    },
+
+    async cancelOrder(req, ctx) {
+      const principal = admit(ctx);
+      const violations = checkOrderId(req.orderId, []);
+      const etag = checkEtag(req.etag, violations);
+      if ([...req.reason].length > LIMITS.cancelReason) {
+        violations.push({ field: "reason", description: `must be at most ${LIMITS.cancelReason} characters` });
+      }
+      rejectViolations(violations);
+      const call = { method: "OrderService.CancelOrder", requestId: req.requestId, requestSchema: CancelOrderRequestSchema, request: req, responseSchema: CancelOrderResponseSchema };
+      const cancelled = await mutate(db, principal, call, async (trx, who) => ({
+        order: orderToProto(await cancelOrder(trx, who, req.orderId, { reason: req.reason, etag }, new Date())),
+      }));
+      deps.count?.("cancelled");
+      return cancelled;
+    },
+
+    async *watchOrder(req, ctx) {
+      const { merchantId } = admit(ctx);
+      rejectViolations(checkOrderId(req.orderId, []));
+      const signal = deps.shutdown ? AbortSignal.any([ctx.signal, deps.shutdown]) : ctx.signal;
+      const ref = { merchantId, orderId: req.orderId };
+      let order = await load(ref);
+      for (;;) {
+        yield { order: orderToProto(order) };
+        if (isFinal(order.state)) return;
+        // Poll the version alone (one primary-key read) until it moves.
+        for (let version = order.version; version === order.version; ) {
+          await pause(deps.watchIntervalMs, signal);
+          if (signal.aborted) return;
+          version = (await findOrderVersion(db, ref)) ?? version;
+        }
+        order = await load(ref);
+      }
+    },
+  };
+}
+
+/**
+ * mutate runs one order mutation as ONE transaction: the idempotency claim
+ * (when the request has a request_id), the order and stock changes, the
+ * audit entries and the outbox events commit together.
+ */
+function mutate<Req extends DescMessage, Res extends DescMessage>(
+  db: OrderDb,
+  principal: Principal,
+  call: Omit<IdempotentCall<Req, Res>, "merchantId">,
+  run: (trx: OrderTx, who: OrderActor) => Promise<MessageInitShape<Res>>,
+): Promise<MessageShape<Res>> {
+  const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor, requestId: call.requestId };
+  return inTransaction(db, (trx) => idempotent(trx, { ...call, merchantId: principal.merchantId }, () => run(trx, who)));
+}
+
+function checkOrderId(orderId: string, violations: FieldViolation[]): FieldViolation[] {
+  if (orderId === "") violations.push({ field: "order_id", description: "is required" });
+  else if (!ULID_PATTERN.test(orderId)) violations.push({ field: "order_id", description: "is not an order id" });
+  return violations;
+}
+
+/** checkEtag returns the etag to enforce, undefined if none was sent, and flags malformed ones. */
+function checkEtag(etag: string, violations: FieldViolation[]): string | undefined {
+  if (etag === "") return undefined;
+  if (!parseEtag(etag)) violations.push({ field: "etag", description: "is not an etag returned by this API" });
+  return etag;
+}
+
+function rejectViolations(violations: FieldViolation[]): void {
+  if (violations.length > 0) throw new InvalidArgumentError(violations);
+}

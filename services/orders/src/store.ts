@@ -1,0 +1,255 @@
+import path from "node:path";
+import type { Kysely, Selectable, Transaction } from "kysely";
+import { insertRows, type MigrationSet } from "@stockroom/common/db.ts";
+import { LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
+import { rowToProduct, type CatalogTables } from "@stockroom/catalog/store.ts";
+import type { Order, OrderLine, OrderState } from "./domain.ts";
+
+/**
+ * orderMigrations is the folder of the order tables. Orders reserve stock in
+ * the catalog's products table, so catalogMigrations must be applied too.
+ */
+export const orderMigrations: MigrationSet = {
+  name: "orders",
+  folder: path.join(import.meta.dirname, "..", "migrations"),
+};
+
+export interface OrderRow {
+  merchant_id: string;
+  order_id: string;
+  state: OrderState;
+  buyer_reference: string;
+  currency: string;
+  total_minor: number;
+  payment_id: string | null;
+  cancel_reason: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+  expire_at: Date;
+}
+
+export interface OrderLineRow {
+  merchant_id: string;
+  order_id: string;
+  line_no: number;
+  sku: string;
+  product_id: string;
+  title: string;
+  quantity: number;
+  unit_price_minor: number;
+}
+
+export interface OrderTables extends CatalogTables {
+  orders: OrderRow;
+  order_lines: OrderLineRow;
+}
+
+export type OrderDb = Kysely<OrderTables>;
+export type OrderTx = Transaction<OrderTables>;
+
+/** OrderRef names one order of one merchant. */
+export interface OrderRef {
+  merchantId: string;
+  orderId: string;
+}
+
+function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]): Order {
+  return {
+    id: row.order_id,
+    state: row.state,
+    buyerReference: row.buyer_reference,
+    currency: row.currency,
+    lines: lines.map(
+      (l): OrderLine => ({
+        sku: l.sku,
+        productId: l.product_id,
+        title: l.title,
+        quantity: l.quantity,
+        unitPriceMinor: Number(l.unit_price_minor),
+      }),
+    ),
+    totalMinor: Number(row.total_minor),
+    paymentId: row.payment_id,
+    cancelReason: row.cancel_reason,
+    version: Number(row.version),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    expireAt: row.expire_at,
+  };
+}
+
+/** insertOrder adds an order and its lines (two statements). */
+export async function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
+  await trx
+    .insertInto("orders")
+    .values({
+      merchant_id: merchantId,
+      order_id: order.id,
+      state: order.state,
+      buyer_reference: order.buyerReference,
+      currency: order.currency,
+      total_minor: order.totalMinor,
+      payment_id: order.paymentId,
+      cancel_reason: order.cancelReason,
+      version: order.version,
+      created_at: order.createdAt,
+      updated_at: order.updatedAt,
+      expire_at: order.expireAt,
+    })
+    .execute();
+  await insertRows<OrderLineRow>(
+    trx,
+    "order_lines",
+    order.lines.map((l, i) => ({
+      merchant_id: merchantId,
+      order_id: order.id,
+      line_no: i + 1,
+      sku: l.sku,
+      product_id: l.productId,
+      title: l.title,
+      quantity: l.quantity,
+      unit_price_minor: l.unitPriceMinor,
+    })),
+  );
+}
+
+/**
+ * findOrder reads one order with its lines. lock "wait" locks the order row
+ * for the transaction; "skip" does too, but returns undefined at once if
+ * another transaction holds it (SKIP LOCKED). Lines are immutable, so only
+ * the order row is ever locked.
+ */
+export async function findOrder(
+  db: OrderDb | OrderTx,
+  ref: OrderRef,
+  lock?: "wait" | "skip",
+): Promise<Order | undefined> {
+  let q = db.selectFrom("orders").selectAll().where("merchant_id", "=", ref.merchantId).where("order_id", "=", ref.orderId);
+  if (lock) q = lock === "skip" ? q.forUpdate().skipLocked() : q.forUpdate();
+  const row = await q.executeTakeFirst();
+  if (!row) return undefined;
+  const lines = await db
+    .selectFrom("order_lines")
+    .selectAll()
+    .where("merchant_id", "=", ref.merchantId)
+    .where("order_id", "=", ref.orderId)
+    .orderBy("line_no")
+    .execute();
+  return rowToOrder(row, lines);
+}
+
+/** findOrderVersion reads only an order's version: the cheap probe WatchOrder polls with. */
+export async function findOrderVersion(db: OrderDb, ref: OrderRef): Promise<number | undefined> {
+  const row = await db
+    .selectFrom("orders")
+    .select("version")
+    .where("merchant_id", "=", ref.merchantId)
+    .where("order_id", "=", ref.orderId)
+    .executeTakeFirst();
+  return row && Number(row.version);
+}
+
+/** updateOrderRow writes an order's mutable columns if it is still at expectedVersion, and tells whether it did. */
+export async function updateOrderRow(trx: OrderTx, merchantId: string, next: Order, expectedVersion: number): Promise<boolean> {
+  const result = await trx
+    .updateTable("orders")
+    .set({
+      state: next.state,
+      payment_id: next.paymentId,
+      cancel_reason: next.cancelReason,
+      version: next.version,
+      updated_at: next.updatedAt,
+    })
+    .where("merchant_id", "=", merchantId)
+    .where("order_id", "=", next.id)
+    .where("version", "=", expectedVersion)
+    .executeTakeFirst();
+  return result.numUpdatedRows === 1n;
+}
+
+/** listOrders reads one keyset page of a merchant's orders, newest first, with their lines (two statements). */
+export async function listOrders(
+  db: OrderDb,
+  merchantId: string,
+  query: { state?: OrderState; beforeOrderId?: string; limit: number },
+): Promise<Order[]> {
+  let q = db.selectFrom("orders").selectAll().where("merchant_id", "=", merchantId);
+  if (query.state) q = q.where("state", "=", query.state);
+  if (query.beforeOrderId) q = q.where("order_id", "<", query.beforeOrderId);
+  const rows = await q.orderBy("order_id", "desc").limit(query.limit).execute();
+  if (rows.length === 0) return [];
+  const lines = await db
+    .selectFrom("order_lines")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("order_id", "in", rows.map((r) => r.order_id))
+    .orderBy("order_id")
+    .orderBy("line_no")
+    .execute();
+  const byOrder = Map.groupBy(lines, (l) => l.order_id);
+  return rows.map((r) => rowToOrder(r, byOrder.get(r.order_id) ?? []));
+}
+
+/**
+ * findDueOrders lists unpaid orders whose reservation ran out, oldest
+ * first. It is the one statement that does not name a merchant: a
+ * maintenance scan of idx_orders_expiry. On Vitess each shard is swept on
+ * its own (a sweeper per shard, or vtgate's scatter of this read-only
+ * query); the expiry itself runs per order, in a one-merchant transaction.
+ */
+export async function findDueOrders(db: OrderDb, now: Date, limit: number): Promise<OrderRef[]> {
+  const rows = await db
+    .selectFrom("orders")
+    .select(["merchant_id", "order_id"])
+    .where("state", "=", "pending_payment")
+    .where("expire_at", "<=", now)
+    .orderBy("expire_at")
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ merchantId: r.merchant_id, orderId: r.order_id }));
+}
+
+/**
+ * lockProducts reads and locks a merchant's products by SKU, in SKU order:
+ * every order transaction takes its product locks in the same order, so two
+ * orders sharing SKUs queue instead of deadlocking.
+ */
+export async function lockProducts(trx: OrderTx, merchantId: string, skus: string[]): Promise<Product[]> {
+  if (skus.length === 0) return [];
+  const rows = await trx
+    .selectFrom("products")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "in", skus)
+    .orderBy("sku")
+    .forUpdate()
+    .execute();
+  return rows.map(rowToProduct);
+}
+
+/**
+ * moveStock adds delta (negative to reserve) to a product's stock and bumps
+ * its version, only if the row is still at the version the caller read and
+ * the stock stays within the catalog's bounds: `UPDATE … SET stock = stock +
+ * ? … WHERE … AND stock >= ?`. The caller holds the row's lock, so a false
+ * return means a bug, but the condition alone already rules out overselling.
+ */
+export async function moveStock(
+  trx: OrderTx,
+  merchantId: string,
+  product: { sku: string; version: number },
+  delta: number,
+  at: Date,
+): Promise<boolean> {
+  const result = await trx
+    .updateTable("products")
+    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", product.sku)
+    .where("version", "=", product.version)
+    .where("stock", ">=", Math.max(0, -delta))
+    .where("stock", "<=", PRODUCT_LIMITS.stock - Math.max(0, delta))
+    .executeTakeFirst();
+  return result.numUpdatedRows === 1n;
+}

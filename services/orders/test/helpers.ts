@@ -1,0 +1,85 @@
+import type { ConnectError } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
+import { PreconditionFailureSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import { OrderEventSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
+import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { startTestApi, type TestApi, type TestMerchant } from "@stockroom/common/testing.ts";
+import { catalogModule } from "@stockroom/catalog/module.ts";
+import { ordersModule, type OrdersModuleOptions } from "../src/module.ts";
+import type { OrderDb } from "../src/store.ts";
+
+export { CatalogService, OrderService };
+export { errorInfo, fieldViolations, rejection } from "../../catalog/test/helpers.ts";
+
+/**
+ * startOrders starts the catalog and the orders on their own database for
+ * one test file, without a rate limit unless the options set one.
+ */
+export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi> {
+  return startTestApi(name, (db) => [
+    catalogModule(db),
+    ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, watchIntervalMs: 50, ...options }),
+  ]);
+}
+
+/** dbOf is the test server's pool, typed for the order tables. */
+export function dbOf(api: TestApi): OrderDb {
+  return api.api.db as unknown as OrderDb;
+}
+
+/** createProduct adds an active EUR product through the catalog. */
+export async function createProduct(api: TestApi, merchant: TestMerchant, sku: string, stock: number, overrides: Record<string, unknown> = {}) {
+  const { product } = await api.client(CatalogService, merchant).createProduct({
+    product: { sku, title: `Product ${sku}`, price: { currencyCode: "EUR", minorUnits: 1250n }, stock, ...overrides },
+  });
+  return product!;
+}
+
+/** stockOf reads a product's stock and version straight from the database. */
+export async function stockOf(api: TestApi, merchantId: string, sku: string): Promise<{ stock: number; version: number }> {
+  const row = await dbOf(api)
+    .selectFrom("products")
+    .select(["stock", "version"])
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", sku)
+    .executeTakeFirstOrThrow();
+  return { stock: row.stock, version: Number(row.version) };
+}
+
+/** orderEvents decodes an order's outbox events, oldest first. */
+export async function orderEvents(api: TestApi, merchantId: string, orderId: string) {
+  const rows = await dbOf(api)
+    .selectFrom("outbox_events")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("aggregate_type", "=", "order")
+    .where("aggregate_id", "=", orderId)
+    .orderBy("event_id")
+    .execute();
+  return rows.map((r) => ({ eventType: r.event_type, version: Number(r.aggregate_version), event: fromBinary(OrderEventSchema, r.payload) }));
+}
+
+/** orderStockChanges lists the product audit entries an order wrote, oldest first. */
+export async function orderStockChanges(api: TestApi, merchantId: string, orderId: string) {
+  return dbOf(api)
+    .selectFrom("product_changes")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("source_ref", "=", orderId)
+    .orderBy("change_id")
+    .execute();
+}
+
+/** preconditionViolations lists google.rpc.PreconditionFailure violations as "TYPE subject". */
+export function preconditionViolations(error: ConnectError): string[] {
+  return error.findDetails(PreconditionFailureSchema).flatMap((d) => d.violations.map((v) => `${v.type} ${v.subject}`));
+}
+
+/** namesMerchant: a read/write filters on merchant_id = ?, an insert writes the merchant_id column. */
+export function namesMerchant(sql: string): boolean {
+  const s = sql.replace(/\s+/g, " ").trim().toLowerCase();
+  if (/^(begin|start transaction|commit|rollback)/.test(s)) return true;
+  if (s.startsWith("insert")) return /^insert into `?\w+`? \(`?merchant_id`?,/.test(s);
+  return /\bwhere `?merchant_id`? = \?/.test(s);
+}

@@ -1,0 +1,72 @@
+/** Mapping between catalog products (rows or events), search rows and the wire (stockroom.search.v1). */
+import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { ChangeType, ProductStatus as ProtoStatus, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { SearchResultSchema, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import type { Product, ProductStatus } from "@stockroom/catalog/domain.ts";
+import { STATUS_TO_PROTO } from "@stockroom/catalog/convert.ts";
+import type { SearchEntry, SearchHit } from "./store.ts";
+
+const STATUS_FROM_PROTO = new Map(Object.entries(STATUS_TO_PROTO).map(([k, v]) => [v, k as ProductStatus]));
+
+/** statusFromProto maps a wire status; UNSPECIFIED (and unknown values) give undefined. */
+export function statusFromProto(status: ProtoStatus): ProductStatus | undefined {
+  return STATUS_FROM_PROTO.get(status);
+}
+
+/** entryFromProduct is a catalog row's state as the projection stores it (the reindex path). */
+export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
+  return {
+    merchant_id: merchantId,
+    sku: p.sku,
+    product_id: p.id,
+    version: p.version,
+    deleted: 0,
+    title: p.title,
+    description: p.description,
+    attributes_text: Object.values(p.attributes).join(" "),
+    price_minor: p.priceMinor,
+    currency: p.currency,
+    stock: p.stock,
+    status: p.status,
+    changed_at: p.updatedAt,
+  };
+}
+
+/**
+ * entryFromEvent is an event's product state as the projection stores it;
+ * a delete becomes a tombstone at the event's version. It throws on an
+ * event that cannot describe a product (no product, unknown status).
+ */
+export function entryFromEvent(event: ProductEvent): SearchEntry {
+  const p = event.product;
+  const status = p && statusFromProto(p.status);
+  if (!p || !status || p.id === "" || p.sku === "") throw new Error(`event ${event.eventId} carries no valid product`);
+  return {
+    merchant_id: event.merchantId,
+    sku: p.sku,
+    product_id: p.id,
+    version: Number(p.version),
+    deleted: event.type === ChangeType.DELETED ? 1 : 0,
+    title: p.title,
+    description: p.description,
+    attributes_text: Object.values(p.attributes).join(" "),
+    price_minor: Number(p.price?.minorUnits ?? 0n),
+    currency: p.price?.currencyCode ?? "",
+    stock: p.stock,
+    status,
+    changed_at: event.occurTime ? timestampDate(event.occurTime) : new Date(),
+  };
+}
+
+export function hitToProto(hit: SearchHit): SearchResult {
+  return create(SearchResultSchema, {
+    id: hit.product_id,
+    sku: hit.sku,
+    title: hit.title,
+    price: { currencyCode: hit.currency, minorUnits: BigInt(hit.price_minor) },
+    stock: hit.stock,
+    status: STATUS_TO_PROTO[hit.status],
+    version: BigInt(hit.version),
+  });
+}

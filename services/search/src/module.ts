@@ -1,0 +1,26 @@
+import type { Kysely } from "kysely";
+import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { ProjectionLag } from "./projector.ts";
+import { createSearchService } from "./rpc.ts";
+import type { SearchDb } from "./store.ts";
+
+export interface SearchModuleOptions {
+  /** The catalog's database (the API process's own), read by ReindexProducts. */
+  catalogDb: Kysely<any>;
+  /** Reads the projector's lag for GetProjectionLag (projector.ts projectionLag). */
+  lag?: () => Promise<ProjectionLag>;
+}
+
+/**
+ * searchModule plugs SearchService into an API process. db is the search
+ * database, which is not the API process's database: it is migrated by
+ * openSearchDatabase, so the module brings no migrations of its own.
+ */
+export function searchModule(db: SearchDb, options: SearchModuleOptions): ServiceModule {
+  return {
+    services: [SearchService],
+    migrations: [],
+    register: (router) => router.service(SearchService, createSearchService({ db, catalogDb: options.catalogDb, lag: options.lag })),
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * Online reindex: rebuilds one merchant's projection from the catalog while
+ * the projector keeps applying live events.
+ *
+ * It reads the catalog database directly, in SKU order, one keyset page at
+ * a time (the catalog's own listProducts, so the schema knowledge stays
+ * there): a documented dependency of search on the catalog's tables. The
+ * alternative, CatalogService.ListProducts, needs a credential per merchant,
+ * which an operator rebuilding every merchant (tools/reindex.ts) does not
+ * have, and costs a serialization round trip per page for nothing.
+ *
+ * Why it ends in the catalog's state with events racing it:
+ * - each page is stored with the projector's version guard, so a live event
+ *   newer than the page wins and the page wins over anything older;
+ * - a live row whose SKU is missing from the page's range of the catalog
+ *   was deleted (its delete event may still be on its way) — unless the row
+ *   was written after the reindex started, in which case it is a product
+ *   created after the page was read. Such rows are marked deleted only if
+ *   applied_at (the search database's clock) is older than the start, in the
+ *   same statement that checks it;
+ * - everything committed after a page was read reaches search as an event.
+ */
+import { listProducts, type CatalogDb } from "@stockroom/catalog/store.ts";
+import { entryFromProduct } from "./convert.ts";
+import { isAtOrAfter } from "./domain.ts";
+import { findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+
+export interface ReindexProgress {
+  /** Catalog products read. */
+  read: number;
+  /** Products search was missing or held in an older state. */
+  updated: number;
+  /** Search rows whose product no longer exists, now marked deleted. */
+  removed: number;
+  done: boolean;
+}
+
+export interface ReindexDeps {
+  catalogDb: CatalogDb;
+  searchDb: SearchDb;
+  /** Products per page (default 500). */
+  pageSize?: number;
+}
+
+/** reindexMerchant rebuilds one merchant's rows, yielding progress after each page; the last progress has done set. */
+export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): AsyncGenerator<ReindexProgress> {
+  const { catalogDb, searchDb } = deps;
+  const pageSize = deps.pageSize ?? 500;
+  // No rows yet: nothing can be stale, and rows written from now on are not.
+  const startedAt = (await merchantClock(searchDb, merchantId)) ?? new Date(0);
+  const progress: ReindexProgress = { read: 0, updated: 0, removed: 0, done: false };
+  let after: string | undefined;
+  for (;;) {
+    const products = await listProducts(catalogDb, merchantId, { order: "sku", after: after === undefined ? undefined : { sku: after }, limit: pageSize });
+    // This page covers (after, through]; the last page runs to the end.
+    const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
+    const held = await findHeld(searchDb, merchantId, { after, through });
+    const behind = products.filter((p) => !isAtOrAfter(held.get(p.sku), { productId: p.id, version: p.version }));
+    await upsertEntries(searchDb, behind.map((p) => entryFromProduct(merchantId, p)));
+    const inCatalog = new Set(products.map((p) => p.sku));
+    const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
+    progress.read += products.length;
+    progress.updated += behind.length;
+    progress.removed += await tombstone(searchDb, merchantId, gone, startedAt);
+    if (through === undefined) {
+      yield { ...progress, done: true };
+      return;
+    }
+    yield { ...progress };
+    after = through;
+  }
+}

@@ -1,0 +1,84 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { ProductStatus as ProtoStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import type { Money } from "@stockroom/sdk/gen/stockroom/type/v1/money_pb.js";
+import type { CatalogDb } from "@stockroom/catalog/store.ts";
+import { principalOf } from "@stockroom/common/auth.ts";
+import { InvalidArgumentError, PreconditionError, type FieldViolation } from "@stockroom/common/errors.ts";
+import { isKnownCurrency } from "@stockroom/common/money.ts";
+import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
+import { hitToProto, statusFromProto } from "./convert.ts";
+import { booleanQuery } from "./domain.ts";
+import type { ProjectionLag } from "./projector.ts";
+import { reindexMerchant } from "./reindex.ts";
+import { searchProducts, type SearchDb, type SearchQuery } from "./store.ts";
+
+export interface SearchDeps {
+  db: SearchDb;
+  /** The catalog's database, read by ReindexProducts. */
+  catalogDb: CatalogDb;
+  /** Reads the projector's lag; GetProjectionLag is refused without it. */
+  lag?: () => Promise<ProjectionLag>;
+}
+
+/** createSearchService implements stockroom.search.v1.SearchService over the search projection. */
+export function createSearchService({ db, catalogDb, lag }: SearchDeps): ServiceImpl<typeof SearchService> {
+  return {
+    async searchProducts(req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      const violations: FieldViolation[] = [];
+      const text = req.query.trim();
+      const match = text === "" ? undefined : booleanQuery(text);
+      if (text !== "" && match === undefined) {
+        violations.push({ field: "query", description: "has no word of 3 or more letters that is not a stopword" });
+      }
+      const price = priceFilter(req.minPrice, req.maxPrice, violations);
+      const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto(req.status);
+      if (req.status !== ProtoStatus.UNSPECIFIED && !status) violations.push({ field: "status", description: `unknown status ${req.status}` });
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
+      const limit = pageSize(req.pageSize, 20, 100);
+      const filters = { match, price, inStockOnly: req.inStockOnly, status };
+      const position = decodePageToken(req.pageToken, filters);
+      const query: SearchQuery = { ...filters, afterSku: position ? String(position[0]) : undefined, limit: limit + 1 };
+      const hits = await searchProducts(db, merchantId, query);
+      const page = hits.slice(0, limit);
+      return {
+        results: page.map(hitToProto),
+        nextPageToken: hits.length > limit ? encodePageToken([page.at(-1)!.sku], filters) : "",
+      };
+    },
+
+    async *reindexProducts(_req, ctx) {
+      const { merchantId } = principalOf(ctx);
+      for await (const p of reindexMerchant({ catalogDb, searchDb: db }, merchantId)) {
+        yield { productsRead: BigInt(p.read), productsUpdated: BigInt(p.updated), productsRemoved: BigInt(p.removed), done: p.done };
+      }
+    },
+
+    async getProjectionLag() {
+      if (!lag) throw new PreconditionError("PROJECTION_UNAVAILABLE", "this server does not reach the search projector's consumer");
+      const { pendingEvents, lagMs } = await lag();
+      return { pendingEvents: BigInt(pendingEvents), lag: durationFromMs(lagMs) };
+    },
+  };
+}
+
+/** priceFilter checks min_price and max_price and returns the range, if any. */
+function priceFilter(min: Money | undefined, max: Money | undefined, violations: FieldViolation[]): SearchQuery["price"] {
+  if (!min && !max) return undefined;
+  for (const [field, m] of [["min_price", min], ["max_price", max]] as const) {
+    if (!m) continue;
+    if (!isKnownCurrency(m.currencyCode)) violations.push({ field: `${field}.currency_code`, description: `"${m.currencyCode}" is not an ISO 4217 currency code` });
+    if (m.minorUnits < 0n) violations.push({ field: `${field}.minor_units`, description: "must not be negative" });
+  }
+  if (min && max) {
+    if (min.currencyCode !== max.currencyCode) violations.push({ field: "max_price.currency_code", description: "must equal min_price.currency_code" });
+    else if (min.minorUnits > max.minorUnits) violations.push({ field: "max_price.minor_units", description: "must not be below min_price.minor_units" });
+  }
+  return {
+    currency: (min ?? max)!.currencyCode,
+    minMinor: min && Number(min.minorUnits),
+    maxMinor: max && Number(max.minorUnits),
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * ReindexProducts rebuilds a merchant's projection from the catalog while
+ * live changes keep flowing, and ends equal to the catalog.
+ */
+import test from "ava";
+import { sql } from "kysely";
+import { listProducts, type CatalogDb } from "@stockroom/catalog/store.ts";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import { entryFromProduct } from "../src/convert.ts";
+import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
+import { merchantClock, tombstone, upsertEntries } from "../src/store.ts";
+import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
+
+let h: SearchHarness;
+
+test.before(async () => {
+  h = await startSearchHarness("reindex");
+});
+
+test.after.always(async () => {
+  await h?.close();
+});
+
+const sku = (i: number) => `SKU-${String(i).padStart(4, "0")}`;
+/** A product deleted while events were lost, which the writers leave alone. */
+const RESERVED = 60;
+
+/** catalogState and searchState describe products the same way, for comparing every row. */
+async function catalogState(merchant: TestMerchant): Promise<string[]> {
+  const products = await listProducts(h.db as unknown as CatalogDb, merchant.merchantId, { order: "sku", limit: 100_000 });
+  return products.map((p) => [p.sku, p.id, p.version, p.title, p.priceMinor, p.currency, p.stock, p.status].join("|"));
+}
+
+async function searchState(merchant: TestMerchant): Promise<string[]> {
+  const rows = await h.searchDb
+    .selectFrom("search_products")
+    .selectAll()
+    .where("merchant_id", "=", merchant.merchantId)
+    .where("deleted", "=", 0)
+    .orderBy("sku")
+    .execute();
+  return rows.map((r) => [r.sku, r.product_id, r.version, r.title, r.price_minor, r.currency, r.stock, r.status].join("|"));
+}
+
+async function reindexOverRpc(merchant: TestMerchant): Promise<ReindexProgress> {
+  let last: ReindexProgress | undefined;
+  for await (const p of h.search(merchant).reindexProducts({})) {
+    last = { read: Number(p.productsRead), updated: Number(p.productsUpdated), removed: Number(p.productsRemoved), done: p.done };
+  }
+  return last!;
+}
+
+test.serial("(before any relay runs) a merchant's reindex touches only its own rows", async (t) => {
+  const [a, b] = [await h.newMerchant(), await h.newMerchant()];
+  await h.catalog(a).createProduct({ product: productInit("A-1") });
+  await h.catalog(b).createProduct({ product: productInit("B-1") });
+  const progress = await reindexOverRpc(a);
+  t.like(progress, { read: 1, updated: 1, removed: 0, done: true });
+  t.deepEqual(await searchState(b), [], "B's product waits for its own events or reindex");
+  t.is((await searchState(a)).length, 1);
+});
+
+test.serial("a reindex while updates, creates and deletes flow ends with search equal to the catalog, row for row", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  const count = 150;
+  for (let i = 0; i < count; i += 25) {
+    await Promise.all(Array.from({ length: 25 }, (_, j) => catalog.createProduct({ product: productInit(sku(i + j), { stock: i + j }) })));
+  }
+  // The projection saw the creates of the first 100 products, then lost every event (a stream that expired).
+  const catalogDb = h.db as unknown as CatalogDb;
+  await upsertEntries(h.searchDb, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 100 })).map((p) => entryFromProduct(merchant.merchantId, p)));
+  await Promise.all(Array.from({ length: 40 }, (_, i) => catalog.updateProduct({ product: { sku: sku(i), title: `Renamed ${i}` }, updateMask: { paths: ["title"] } })));
+  await catalog.deleteProduct({ sku: sku(RESERVED) });
+  await catalog.deleteProduct({ sku: sku(50) });
+  await catalog.createProduct({ product: productInit(sku(50), { title: "Recreated" }) });
+  await sql`UPDATE outbox_events SET published_at = NOW(3) WHERE published_at IS NULL`.execute(h.db);
+  // And it holds a product the catalog never had any more.
+  await upsertEntries(h.searchDb, [{ ...entryFromProduct(merchant.merchantId, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 1 }))[0]!), sku: "GHOST", product_id: newUlid() }]);
+  t.notDeepEqual(await searchState(merchant), await catalogState(merchant));
+
+  await h.startRelay();
+  const projector = await h.startProjector();
+  let writing = true;
+  const changes = { updated: 0, created: 0, deleted: 0 };
+  const writer = async (w: number) => {
+    for (let n = 0; writing; n++) {
+      const i = Math.floor(Math.random() * (count + 40));
+      if (i === RESERVED) continue;
+      try {
+        if (n % 7 === 3) {
+          await catalog.deleteProduct({ sku: sku(i) });
+          changes.deleted++;
+        } else if (i >= count || n % 5 === 0) {
+          await catalog.createProduct({ product: productInit(sku(i), { title: `Created by writer ${w}` }) });
+          changes.created++;
+        } else {
+          await catalog.updateProduct({ product: { sku: sku(i), stock: n, title: `Writer ${w} edit ${n}` }, updateMask: { paths: ["stock", "title"] } });
+          changes.updated++;
+        }
+      } catch {
+        // NOT_FOUND / ALREADY_EXISTS: the random target was not there (or was); the race is the point.
+      }
+    }
+  };
+  const writers = Promise.all([0, 1, 2, 3].map(writer));
+  // Two rebuilds race each other and the live events: one over the API, one with small pages.
+  let during = changes;
+  const [viaRpc, paged] = await Promise.all([
+    reindexOverRpc(merchant),
+    (async () => {
+      let last: ReindexProgress | undefined;
+      for await (const p of reindexMerchant({ catalogDb, searchDb: h.searchDb, pageSize: 16 }, merchant.merchantId)) {
+        last = p;
+        await new Promise((r) => setTimeout(r, 40)); // a slow reader: the writers get ahead between pages
+      }
+      during = { ...changes };
+      return last!;
+    })(),
+  ]);
+  await new Promise((r) => setTimeout(r, 200)); // changes keep flowing after the rebuilds end
+  writing = false;
+  await writers;
+  t.true(during.updated > 5 && during.created + during.deleted > 0, `changes during the rebuild: ${JSON.stringify(during)}`);
+  t.true(viaRpc.done && paged.done);
+  t.true(viaRpc.read >= count - 20 && paged.read >= count - 20, `read ${viaRpc.read} and ${paged.read}`);
+  // Live events bring many products up to date before a rebuild reaches them, so only "some" is certain.
+  t.true(viaRpc.updated > 0 && paged.updated > 0, `updated ${viaRpc.updated} and ${paged.updated}`);
+  t.true(viaRpc.removed + paged.removed >= 2, "the ghost and the deleted product were removed");
+
+  await waitFor("the relay to publish everything", async () => {
+    const { rows } = await sql<{ n: number }>`SELECT COUNT(*) AS n FROM outbox_events WHERE published_at IS NULL`.execute(h.db);
+    return Number(rows[0]!.n) === 0 ? true : undefined;
+  });
+  await waitFor("the projector to apply everything", async () => ((await projector.lag()).pendingEvents === 0 ? true : undefined));
+  t.deepEqual(await searchState(merchant), await catalogState(merchant), "every product, field for field");
+  const ghost = await h.searchDb.selectFrom("search_products").select("deleted").where("merchant_id", "=", merchant.merchantId).where("sku", "=", "GHOST").executeTakeFirst();
+  t.is(ghost?.deleted, 1);
+
+  const again = await reindexOverRpc(merchant);
+  t.like(again, { updated: 0, removed: 0, done: true }, "a second rebuild finds nothing to do");
+});
+
+test.serial("a rebuild never marks deleted a row written after it started (a product created after its page was read)", async (t) => {
+  const merchant = newUlid();
+  const entry = (s: string) =>
+    entryFromProduct(merchant, { id: newUlid(), sku: s, title: s, description: "", priceMinor: 1, currency: "EUR", stock: 1, status: "active", attributes: {}, version: 1, createdAt: new Date(), updatedAt: new Date() });
+  await upsertEntries(h.searchDb, [entry("BEFORE")]);
+  const startedAt = (await merchantClock(h.searchDb, merchant))!;
+  await new Promise((r) => setTimeout(r, 5));
+  await upsertEntries(h.searchDb, [entry("AFTER")]);
+  t.is(await tombstone(h.searchDb, merchant, ["BEFORE", "AFTER"], startedAt), 1);
+  const rows = await h.searchDb.selectFrom("search_products").select(["sku", "deleted"]).where("merchant_id", "=", merchant).orderBy("sku").execute();
+  t.deepEqual(rows, [{ sku: "AFTER", deleted: 0 }, { sku: "BEFORE", deleted: 1 }]);
+});

@@ -1,0 +1,162 @@
+/**
+ * SearchProducts over the projection, fed end to end: catalog RPCs → outbox
+ * → relay → JetStream → projector → search database.
+ */
+import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { SearchProductsRequestSchema, SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
+import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
+
+let h: SearchHarness;
+
+test.before(async () => {
+  h = await startSearchHarness("search");
+  await h.startRelay();
+  await h.startProjector();
+});
+
+test.after.always(async () => {
+  await h?.close();
+});
+
+type Query = MessageInitShape<typeof SearchProductsRequestSchema>;
+
+/** skus runs one search (every page) and returns the SKUs found. */
+async function skus(merchant: TestMerchant, query: Query): Promise<string[]> {
+  const out: string[] = [];
+  let pageToken = "";
+  do {
+    const res = await h.search(merchant).searchProducts({ ...query, pageToken });
+    out.push(...res.results.map((r) => r.sku));
+    pageToken = res.nextPageToken;
+  } while (pageToken !== "");
+  return out;
+}
+
+/** settled waits until a search returns exactly the expected SKUs. */
+async function settled(merchant: TestMerchant, query: Query, expected: string[]): Promise<void> {
+  let last: string[] = [];
+  try {
+    await waitFor(`search ${JSON.stringify(query, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`, async () => {
+      last = await skus(merchant, query);
+      return JSON.stringify(last) === JSON.stringify(expected) ? true : undefined;
+    }, 15_000);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}: last saw ${JSON.stringify(last)}, want ${JSON.stringify(expected)}`);
+  }
+}
+
+async function one(merchant: TestMerchant, sku: string): Promise<SearchResult | undefined> {
+  const res = await h.search(merchant).searchProducts({ query: "", pageSize: 100 });
+  return res.results.find((r) => r.sku === sku);
+}
+
+test("creates, updates and deletes through the catalog show up in search", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("LAMP-1", { title: "Brass desk lamp" }) });
+  await settled(merchant, { query: "brass" }, ["LAMP-1"]);
+
+  const { product } = await catalog.updateProduct({ product: { sku: "LAMP-1", title: "Copper desk lamp", stock: 3 }, updateMask: { paths: ["title", "stock"] } });
+  await settled(merchant, { query: "copper" }, ["LAMP-1"]);
+  await settled(merchant, { query: "brass" }, []);
+  t.like(await one(merchant, "LAMP-1"), { id: product!.id, title: "Copper desk lamp", stock: 3, version: 2n, status: ProductStatus.ACTIVE });
+  t.is((await one(merchant, "LAMP-1"))?.price?.minorUnits, 1999n);
+
+  await catalog.deleteProduct({ sku: "LAMP-1" });
+  await settled(merchant, { query: "" }, []);
+
+  // The SKU recreated: a new product with version 1 replaces the tombstone of version 3.
+  const { product: again } = await catalog.createProduct({ product: productInit("LAMP-1", { title: "Reborn lamp" }) });
+  await settled(merchant, { query: "reborn" }, ["LAMP-1"]);
+  t.like(await one(merchant, "LAMP-1"), { id: again!.id, version: 1n });
+});
+
+test("text, price, stock and status filters, alone and together", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  const eur = (minor: number) => ({ currencyCode: "EUR", minorUnits: BigInt(minor) });
+  await Promise.all([
+    catalog.createProduct({ product: productInit("A-MUG", { title: "Stoneware mug", description: "Holds tea", price: eur(1200), stock: 5 }) }),
+    catalog.createProduct({ product: productInit("B-MUG", { title: "Enamel mugs, set of two", price: eur(2500), stock: 0 }) }),
+    catalog.createProduct({ product: productInit("C-PLATE", { title: "Plate", description: "Goes with the stoneware mug", price: eur(900), stock: 2, status: ProductStatus.DRAFT }) }),
+    catalog.createProduct({ product: productInit("D-BOWL", { title: "Bowl", attributes: { glaze: "Celadon" }, price: { currencyCode: "USD", minorUnits: 1500n }, stock: 1 }) }),
+  ]);
+  await settled(merchant, { query: "" }, ["A-MUG", "B-MUG", "C-PLATE", "D-BOWL"]);
+
+  t.deepEqual(await skus(merchant, { query: "mug" }), ["A-MUG", "B-MUG", "C-PLATE"], "prefix and description matches");
+  t.deepEqual(await skus(merchant, { query: "STONEWARE Mug" }), ["A-MUG", "C-PLATE"], "every word, any case");
+  t.deepEqual(await skus(merchant, { query: "celadon" }), ["D-BOWL"], "attribute values");
+  t.deepEqual(await skus(merchant, { query: "the stoneware" }), ["A-MUG", "C-PLATE"], "stopwords are ignored, not required");
+  t.deepEqual(await skus(merchant, { query: "mug", minPrice: eur(1000), maxPrice: eur(2000) }), ["A-MUG"]);
+  t.deepEqual(await skus(merchant, { minPrice: eur(1000) }), ["A-MUG", "B-MUG"], "other currencies never match a price filter");
+  t.deepEqual(await skus(merchant, { maxPrice: { currencyCode: "USD", minorUnits: 1500n } }), ["D-BOWL"]);
+  t.deepEqual(await skus(merchant, { inStockOnly: true }), ["A-MUG", "C-PLATE", "D-BOWL"]);
+  t.deepEqual(await skus(merchant, { status: ProductStatus.DRAFT }), ["C-PLATE"]);
+  t.deepEqual(await skus(merchant, { query: "mug", inStockOnly: true, status: ProductStatus.ACTIVE }), ["A-MUG"]);
+});
+
+test("pages are keyset pages in SKU order, and a token only works with its own filters", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  const all = Array.from({ length: 23 }, (_, i) => `P-${String(i).padStart(2, "0")}`);
+  await Promise.all(all.map((sku) => catalog.createProduct({ product: productInit(sku, { title: `Teapot ${sku}` }) })));
+  await settled(merchant, { query: "teapot", pageSize: 100 }, all);
+
+  const search = h.search(merchant);
+  const first = await search.searchProducts({ query: "teapot", pageSize: 10 });
+  t.deepEqual(first.results.map((r) => r.sku), all.slice(0, 10));
+  // A product added before the current position does not shift later pages.
+  await catalog.createProduct({ product: productInit("P-00a", { title: "Teapot late" }) });
+  await settled(merchant, { query: "late" }, ["P-00a"]);
+  const second = await search.searchProducts({ query: "teapot", pageSize: 10, pageToken: first.nextPageToken });
+  t.deepEqual(second.results.map((r) => r.sku), all.slice(10, 20));
+  const third = await search.searchProducts({ query: "teapot", pageSize: 10, pageToken: second.nextPageToken });
+  t.deepEqual(third.results.map((r) => r.sku), all.slice(20));
+  t.is(third.nextPageToken, "");
+
+  const error = await t.throwsAsync(search.searchProducts({ query: "teapot", inStockOnly: true, pageToken: first.nextPageToken }));
+  t.is(ConnectError.from(error).code, Code.InvalidArgument);
+});
+
+test("bad requests are refused with the field at fault", async (t) => {
+  const merchant = await h.newMerchant();
+  const search = h.search(merchant);
+  const cases: [Query, string][] = [
+    [{ query: "a an of" }, "query"],
+    [{ minPrice: { currencyCode: "EUR", minorUnits: 1n }, maxPrice: { currencyCode: "USD", minorUnits: 2n } }, "max_price.currency_code"],
+    [{ minPrice: { currencyCode: "EUR", minorUnits: 5n }, maxPrice: { currencyCode: "EUR", minorUnits: 2n } }, "max_price.minor_units"],
+    [{ minPrice: { currencyCode: "XXQ", minorUnits: 5n } }, "min_price.currency_code"],
+    [{ status: 42 as ProductStatus }, "status"],
+    [{ pageSize: -1 }, "page_size"],
+  ];
+  for (const [query, field] of cases) {
+    const error = ConnectError.from(await t.throwsAsync(search.searchProducts(query)));
+    t.is(error.code, Code.InvalidArgument, field);
+    t.regex(error.message, new RegExp(field.replace(/\./g, "\\.")));
+  }
+});
+
+test("merchant isolation: a merchant never finds another merchant's products", async (t) => {
+  const [a, b] = [await h.newMerchant(), await h.newMerchant()];
+  await h.catalog(a).createProduct({ product: productInit("SECRET-1", { title: "Unreleased kettle" }) });
+  await h.catalog(b).createProduct({ product: productInit("PUBLIC-1", { title: "Released kettle" }) });
+  await settled(a, { query: "kettle" }, ["SECRET-1"]);
+  await settled(b, { query: "kettle" }, ["PUBLIC-1"]);
+  t.deepEqual(await skus(b, { query: "unreleased" }), []);
+  t.deepEqual(await skus(b, {}), ["PUBLIC-1"]);
+});
+
+test("GetProjectionLag reports nothing pending once the projection has caught up", async (t) => {
+  const merchant = await h.newMerchant();
+  await h.catalog(merchant).createProduct({ product: productInit("LAG-1") });
+  await settled(merchant, {}, ["LAG-1"]);
+  const lag = await waitFor("no pending events", async () => {
+    const res = await h.search(merchant).getProjectionLag({});
+    return res.pendingEvents === 0n ? res : undefined;
+  });
+  t.is(lag.lag?.seconds ?? 0n, 0n);
+});

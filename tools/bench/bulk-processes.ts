@@ -1,0 +1,104 @@
+/**
+ * Helpers shared by the benchmarks that drive bulk jobs (bench:bulk,
+ * bench:events): the generated CSV file, worker processes as Nomad runs
+ * them, the client-streaming upload and waiting for a job's final state.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createReadStream, createWriteStream, statSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { BulkFileFormat, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import type { UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { generateBulkFile } from "../gen-bulk-file.ts";
+
+export const root = path.join(import.meta.dirname, "..", "..");
+export const apiMain = path.join(root, "services", "bulk", "src", "main.ts");
+export const workerMain = path.join(root, "services", "bulk", "src", "worker-main.ts");
+/** BENCH_PROFILE=1: CPU profiles of the child processes go to bench-results/profiles/. */
+export const profileArgs = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
+
+export const FINAL_STATES = new Set([BulkJobState.SUCCEEDED, BulkJobState.PARTIALLY_SUCCEEDED, BulkJobState.FAILED, BulkJobState.CANCELLED, BulkJobState.ROLLED_BACK]);
+
+export interface FileInfo {
+  path: string;
+  bytes: number;
+  columns: readonly string[];
+  generateMs: number;
+}
+
+/** generateCsv writes a CSV of `rows` valid items (fixed seed) into dir. */
+export async function generateCsv(dir: string, rows: number, seed: number): Promise<FileInfo> {
+  const t0 = performance.now();
+  const file = generateBulkFile({ rows, format: "csv", seed, invalidRate: 0 });
+  const out = path.join(dir, `bulk-${rows}.csv`);
+  await pipeline(Readable.from(file.chunks), createWriteStream(out));
+  if (file.expected.validLines() !== rows) throw new Error(`the generated file has ${file.expected.invalid.size} invalid lines`);
+  return { path: out, bytes: statSync(out).size, columns: file.columns, generateMs: performance.now() - t0 };
+}
+
+type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
+
+/** uploadRequests is UploadBulkFile's request stream for a CSV file (overwrite policy); onLastByte runs once the file is read. */
+export async function* uploadRequests(file: string, requestId: string, onLastByte?: () => void): AsyncIterable<UploadRequest> {
+  yield {
+    payload: {
+      case: "options",
+      value: { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.OVERWRITE, fileName: path.basename(file), requestId },
+    },
+  };
+  for await (const chunk of createReadStream(file, { highWaterMark: 64 * 1024 })) {
+    yield { payload: { case: "chunk", value: chunk as Buffer } };
+  }
+  onLastByte?.();
+}
+
+/**
+ * startWorker runs one worker process. Its warnings (a chunk delivery that
+ * failed and will be redelivered) are counted by message and error into
+ * warnings rather than printed; errors and anything else pass through.
+ */
+export function startWorker(env: Record<string, string>, warnings: Map<string, number>): ChildProcess {
+  const child = spawn(process.execPath, [...profileArgs, workerMain], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "inherit", "pipe"],
+  });
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string; error?: { message?: string } };
+      if (entry.level === "warn") {
+        const key = `${entry.msg}${entry.error?.message ? `: ${entry.error.message}` : ""}`;
+        warnings.set(key, (warnings.get(key) ?? 0) + 1);
+        return;
+      }
+    } catch {
+      // not a log line
+    }
+    process.stderr.write(line + "\n");
+  });
+  return child;
+}
+
+/** stopChild sends SIGTERM and waits for the exit, with SIGKILL after timeoutMs. */
+export async function stopChild(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** until polls probe (errors count as "not yet") every 100 ms until it returns a value, or fails naming what it waited for. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

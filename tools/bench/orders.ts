@@ -1,0 +1,346 @@
+/**
+ * `npm run bench:orders`: CreateOrder at concurrency BENCH_BUYERS (default
+ * 64) in two scenarios, each through the RPC path and the raw baseline in
+ * the same run:
+ *
+ * - hot: every order takes 1 or 2 units of ONE SKU (stocked for all of
+ *   them), so every order transaction queues on the same row lock;
+ * - spread: 10,000 SKUs (BENCH_SPREAD_SKUS), each order picks one at random.
+ *
+ * RPC: CreateOrder over gRPC to the orders process (services/orders/src/
+ * main.ts) running on its own, as in production. Raw: the same order
+ * transaction issued directly with mysql2 on a pool the size of the
+ * server's (the conditional stock decrement, then INSERT order and line;
+ * no idempotency row, audit trail or outbox). Each path has its own SKUs.
+ * During the hot RPC phase a second merchant's light traffic (2 buyers, one
+ * order each per 20 ms, on its own SKUs) runs alongside; its latency shows
+ * what the spike costs a bystander.
+ *
+ * Targets (the issue's): spread p99 <= 20 ms and spread orders/s >= 0.5x
+ * raw; hot orders/s >= 0.5x raw hot. Every scenario ends with an oversell
+ * check: each SKU's stock decrease must equal the quantity in its committed
+ * order lines and the quantity of the orders the clients saw succeed.
+ *
+ * BENCH_CALLS measured orders per scenario and path (default 2000, after
+ * BENCH_WARMUP = 200 warm-up), BENCH_RATE the server's ORDER_RATE_PER_SEC
+ * and burst (default 0: unlimited, so the database path is measured; with a
+ * limit, a shed buyer waits out RetryInfo and retries). Writes
+ * bench-results/orders.json. Exits non-zero on a failed call or an
+ * oversell, never on a missed target.
+ */
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createPool, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
+import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { createMerchant } from "@stockroom/common/auth.ts";
+import { parseApiConfig, readInt } from "@stockroom/common/config.ts";
+import { createDatabase } from "@stockroom/common/db.ts";
+import type { CommonTables } from "@stockroom/common/schema.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { orderMigrations } from "@stockroom/orders/store.ts";
+import { startServerProcess } from "./server-process.ts";
+import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
+
+const BUYERS = readInt(process.env, "BENCH_BUYERS", 64, 1, 1024);
+const CALLS = readInt(process.env, "BENCH_CALLS", 2000, 1, 1_000_000);
+const WARMUP = readInt(process.env, "BENCH_WARMUP", 200, 0, 1_000_000);
+const RATE = readInt(process.env, "BENCH_RATE", 0, 0, 1_000_000);
+const SPREAD_SKUS = readInt(process.env, "BENCH_SPREAD_SKUS", 10_000, 1, 1_000_000);
+const LIGHT_SKUS = 5;
+/** Enough that no SKU runs out, even the hot one: at most 2 units per order. */
+const STOCK = 2 * (CALLS + WARMUP);
+const LIGHT_BUYERS = 2;
+const LIGHT_PACE_MS = 20;
+const TARGET_SPREAD_P99_MS = 20;
+const TARGET_THROUGHPUT_RATIO = 0.5;
+// The server runs with its default pool size; the raw pool matches it.
+const POOL_SIZE = parseApiConfig({}).dbPoolSize;
+
+type Line = { sku: string; quantity: number };
+type Scenario = "hot" | "spread";
+type Via = "rpc" | "raw";
+
+const server = await startServerProcess({
+  name: "bench_orders",
+  entrypoint: path.join(import.meta.dirname, "..", "..", "services", "orders", "src", "main.ts"),
+  migrations: [catalogMigrations, orderMigrations],
+  env: { ORDER_RATE_PER_SEC: String(RATE), ORDER_RATE_BURST: String(Math.max(1, RATE)) },
+});
+const pool: Pool = createPool({
+  uri: server.databaseUrl,
+  connectionLimit: POOL_SIZE,
+  timezone: "Z",
+  supportBigNumbers: true,
+  charset: "utf8mb4",
+  enableKeepAlive: true,
+});
+const merchantId = server.merchantId;
+const orders = server.client(OrderService);
+
+try {
+  const light = await lightMerchant();
+  const lightSkus = await seed(light.merchantId, "LIGHT-", LIGHT_SKUS);
+  const skus: Record<Scenario, Record<Via, string[]>> = {
+    hot: { rpc: await seed(merchantId, "HOT-RPC-", 1), raw: await seed(merchantId, "HOT-RAW-", 1) },
+    spread: { rpc: await seed(merchantId, "SPREAD-RPC-", SPREAD_SKUS), raw: await seed(merchantId, "SPREAD-RAW-", SPREAD_SKUS) },
+  };
+  console.log(
+    `orders bench: CreateOrder over gRPC (orders process on its own) vs the same order transaction in mysql2; ` +
+      `${BUYERS} buyers; hot = 1 SKU, spread = ${SPREAD_SKUS} SKUs (one random SKU per order, 1-2 units); ` +
+      `${CALLS} orders per scenario and path (+${WARMUP} warm-up); ${LIGHT_BUYERS} light buyers of another merchant alongside the hot rpc phase; ` +
+      `DB pool ${POOL_SIZE}; rate limit ${RATE || "off"}`,
+  );
+
+  let shed = 0;
+  let request = 0;
+  /** rpcOrder places one order; a shed call waits out its RetryInfo and retries, as a well-behaved client does. */
+  const rpcOrder = async (lines: Line[]) => {
+    const requestId = `bench-${++request}`;
+    for (;;) {
+      try {
+        await orders.createOrder({ requestId, lines, buyerReference: "black-friday" });
+        return;
+      } catch (error) {
+        const e = ConnectError.from(error);
+        const retryDelay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+        if (e.code !== Code.ResourceExhausted || !retryDelay) throw error;
+        shed++;
+        await delay(Number(retryDelay.seconds) * 1000 + retryDelay.nanos / 1e6);
+      }
+    }
+  };
+
+  const errors: string[] = [];
+  const note = (label: string, result: LoadResult) => errors.push(...result.errors.map((e) => `${label}: ${e}`));
+  const results = {} as Record<Scenario, Record<Via, Summary>>;
+  const checks = {} as Record<Scenario, Record<Via, StockCheck>>;
+  let bystander: Summary | undefined;
+  for (const scenario of ["hot", "spread"] as const) {
+    results[scenario] = {} as Record<Via, Summary>;
+    checks[scenario] = {} as Record<Via, StockCheck>;
+    for (const via of ["rpc", "raw"] as const) {
+      const pick = skus[scenario][via];
+      const sold = new Map<string, number>();
+      const call = async () => {
+        const lines = basket(pick);
+        await (via === "rpc" ? rpcOrder(lines) : rawOrder(merchantId, lines));
+        for (const l of lines) sold.set(l.sku, (sold.get(l.sku) ?? 0) + l.quantity);
+      };
+      const label = `${scenario} ${via}`;
+      if (WARMUP > 0) note(`${label} warm-up`, await runLoad({ calls: WARMUP, concurrency: BUYERS, call }));
+      const stopLight = scenario === "hot" && via === "rpc" ? startLightTraffic(light.orders, lightSkus) : undefined;
+      const shedBefore = shed;
+      const result = await runLoad({ calls: CALLS, concurrency: BUYERS, call });
+      note(label, result);
+      const summary = (results[scenario][via] = summarize(result));
+      let extra = via === "rpc" && RATE ? `; ${shed - shedBefore} calls shed and retried` : "";
+      if (stopLight) {
+        const lightResult = await stopLight();
+        note("light merchant", lightResult);
+        bystander = summarize(lightResult);
+        extra += `; light merchant p50 ${bystander.p50Ms} ms, p99 ${bystander.p99Ms} ms`;
+      }
+      checks[scenario][via] = await stockCheck(merchantId, pick, sold);
+      console.log(`  ${label}: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms, ${summary.throughput} orders/s${extra}`);
+    }
+  }
+
+  const ratio = (s: Scenario) => round(results[s].rpc.throughput / results[s].raw.throughput, 2);
+  const cells = (s: Summary) => [s.calls, s.failures, s.p50Ms.toFixed(2), s.p90Ms.toFixed(2), s.p99Ms.toFixed(2), s.maxMs.toFixed(2), s.throughput.toFixed(1)];
+  const rows: (string | number)[][] = [];
+  for (const scenario of ["hot", "spread"] as const) {
+    const r = results[scenario];
+    rows.push([scenario, "rpc", ...cells(r.rpc), `${ratio(scenario)}x`, `${round(r.rpc.p50Ms / r.raw.p50Ms, 2)}x`, `${round(r.rpc.p99Ms / r.raw.p99Ms, 2)}x`]);
+    rows.push([scenario, "raw mysql2", ...cells(r.raw), "1x", "1x", "1x"]);
+  }
+  if (bystander) rows.push(["hot (alongside)", "light merchant rpc", ...cells(bystander), "", "", ""]);
+  console.log(
+    "\n" +
+      table(["scenario", "path", "calls", "failures", "p50 ms", "p90 ms", "p99 ms", "max ms", "orders/s", "orders/s vs raw", "p50 vs raw", "p99 vs raw"], rows),
+  );
+
+  const targets = [
+    { target: `spread rpc p99 <= ${TARGET_SPREAD_P99_MS} ms`, value: `${results.spread.rpc.p99Ms} ms`, pass: results.spread.rpc.p99Ms <= TARGET_SPREAD_P99_MS },
+    { target: `spread rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("spread")}x (${results.spread.rpc.throughput} vs ${results.spread.raw.throughput})`, pass: ratio("spread") >= TARGET_THROUGHPUT_RATIO },
+    { target: `hot rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("hot")}x (${results.hot.rpc.throughput} vs ${results.hot.raw.throughput})`, pass: ratio("hot") >= TARGET_THROUGHPUT_RATIO },
+  ];
+  console.log("\n" + table(["target", "measured", "result"], targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"])));
+
+  const checkRows = (["hot", "spread"] as const).flatMap((s) => (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })));
+  console.log(
+    "\n" +
+      table(
+        ["oversell check", "skus", "stock decrease", "in order lines", "clients saw sold", "skus disagreeing", "result"],
+        checkRows.map((c) => [`${c.scenario} ${c.path}`, c.skus, c.decrease, c.inLines, c.seen, c.bad.length, c.bad.length === 0 ? "OK" : "OVERSOLD"]),
+      ),
+  );
+
+  const file = writeResults("orders", {
+    buyers: BUYERS,
+    callsPerScenarioAndPath: CALLS,
+    warmupPerScenarioAndPath: WARMUP,
+    spreadSkus: SPREAD_SKUS,
+    dbPoolSize: POOL_SIZE,
+    rateLimitPerSec: RATE,
+    hot: { ...results.hot, rpcOverRawThroughput: ratio("hot") },
+    spread: { ...results.spread, rpcOverRawThroughput: ratio("spread") },
+    lightMerchantDuringHotRpc: bystander,
+    targets,
+    shed,
+    oversell: checkRows,
+    errors,
+  });
+  console.log(`\nwrote ${file}`);
+  if (errors.length > 0) {
+    console.error(`\ncalls failed, e.g.:\n  ${errors.slice(0, 5).join("\n  ")}`);
+    process.exitCode = 1;
+  }
+  if (checkRows.some((c) => c.bad.length > 0)) {
+    console.error("\nstock and orders disagree: see the table above");
+    process.exitCode = 1;
+  }
+} catch (error) {
+  console.error("orders bench failed:", error);
+  process.exitCode = 1;
+} finally {
+  await pool.end();
+  await server.stop();
+}
+
+/** lightMerchant creates the second merchant and a gRPC client acting as it. */
+async function lightMerchant(): Promise<{ merchantId: string; orders: Client<typeof OrderService> }> {
+  const db = createDatabase<CommonTables>({ url: server.databaseUrl, poolSize: 1 });
+  try {
+    const { merchantId, apiKey } = await createMerchant(db, "Light merchant");
+    const auth: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${apiKey}`);
+      return next(req);
+    };
+    return { merchantId, orders: createClient(OrderService, createGrpcTransport({ baseUrl: server.url, interceptors: [auth] })) };
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** seed inserts `count` active products with STOCK units each for a merchant, in batches, and returns their SKUs. */
+async function seed(merchantId: string, prefix: string, count: number): Promise<string[]> {
+  const now = new Date();
+  const skus = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+  for (let i = 0; i < skus.length; i += 1000) {
+    const batch = skus.slice(i, i + 1000);
+    await pool.query(
+      `INSERT INTO products (merchant_id, sku, product_id, title, description, price_minor, currency, stock, status, attributes, version, created_at, updated_at)
+       VALUES ${batch.map(() => "(?, ?, ?, ?, '', 2999, 'EUR', ?, 'active', '{}', 1, ?, ?)").join(", ")}`,
+      batch.flatMap((sku) => [merchantId, sku, newUlid(), `Doorbuster ${sku}`, STOCK, now, now]),
+    );
+  }
+  return skus;
+}
+
+/** basket is one order's line: a random SKU of skus, 1 or 2 units. */
+function basket(skus: string[]): Line[] {
+  return [{ sku: skus[Math.floor(Math.random() * skus.length)]!, quantity: 1 + Math.floor(Math.random() * 2) }];
+}
+
+/**
+ * rawOrder is the bare order transaction with mysql2: each line's
+ * conditional decrement in SKU order (the order the service locks in), then
+ * the order and its lines. The prices are not read back: this is the floor.
+ */
+async function rawOrder(merchantId: string, lines: Line[]): Promise<void> {
+  const conn: PoolConnection = await pool.getConnection();
+  try {
+    await conn.query("BEGIN");
+    const now = new Date();
+    for (const line of [...lines].sort((a, b) => (a.sku < b.sku ? -1 : 1))) {
+      const [updated] = await conn.query<ResultSetHeader>(
+        "UPDATE products SET stock = stock - ?, version = version + 1, updated_at = ? WHERE merchant_id = ? AND sku = ? AND stock >= ?",
+        [line.quantity, now, merchantId, line.sku, line.quantity],
+      );
+      if (updated.affectedRows !== 1) throw new Error(`${line.sku}: insufficient stock`);
+    }
+    const orderId = newUlid(now.getTime());
+    await conn.query(
+      `INSERT INTO orders (merchant_id, order_id, state, buyer_reference, currency, total_minor, payment_id, cancel_reason, version, created_at, updated_at, expire_at)
+       VALUES (?, ?, 'pending_payment', 'black-friday', 'EUR', ?, NULL, '', 1, ?, ?, ?)`,
+      [merchantId, orderId, lines.reduce((sum, l) => sum + 2999 * l.quantity, 0), now, now, new Date(now.getTime() + 15 * 60_000)],
+    );
+    await conn.query(
+      `INSERT INTO order_lines (merchant_id, order_id, line_no, sku, product_id, title, quantity, unit_price_minor) VALUES ${lines.map(() => "(?, ?, ?, ?, '', '', ?, 2999)").join(", ")}`,
+      lines.flatMap((l, i) => [merchantId, orderId, i + 1, l.sku, l.quantity]),
+    );
+    await conn.query("COMMIT");
+  } catch (error) {
+    await conn.query("ROLLBACK").catch(() => {});
+    throw error;
+  } finally {
+    conn.release();
+  }
+}
+
+/** startLightTraffic runs the second merchant's paced buyers until the returned function is called. */
+function startLightTraffic(orders: Client<typeof OrderService>, skus: string[]): () => Promise<LoadResult> {
+  let running = true;
+  const latencies: number[] = [];
+  const errors: string[] = [];
+  let failures = 0;
+  let n = 0;
+  const t0 = performance.now();
+  const buyers = Array.from({ length: LIGHT_BUYERS }, async () => {
+    while (running) {
+      const started = performance.now();
+      try {
+        await orders.createOrder({ requestId: `light-${++n}`, lines: basket(skus) });
+        latencies.push(performance.now() - started);
+      } catch (error) {
+        failures++;
+        if (errors.length < 5) errors.push(error instanceof Error ? error.message : String(error));
+      }
+      await delay(LIGHT_PACE_MS);
+    }
+  });
+  return async () => {
+    running = false;
+    await Promise.all(buyers);
+    return { latencies, failures, errors, wallMs: performance.now() - t0, cpuMs: 0 };
+  };
+}
+
+interface StockCheck {
+  skus: number;
+  /** Totals over the SKUs: stock decrease, quantity in committed order lines, quantity of the orders clients saw succeed. */
+  decrease: number;
+  inLines: number;
+  seen: number;
+  /** The SKUs (at most 20) whose three figures disagree or whose stock went negative. */
+  bad: { sku: string; stock: number; decrease: number; inLines: number; seen: number }[];
+}
+
+/** stockCheck compares, per SKU, the stock decrease with the committed order lines and with what clients saw sold. */
+async function stockCheck(merchantId: string, skus: string[], seen: Map<string, number>): Promise<StockCheck> {
+  const prefix = skus[0]!.replace(/\d+$/, "");
+  const [stock] = await pool.query<RowDataPacket[]>("SELECT sku, stock FROM products WHERE merchant_id = ? AND sku LIKE ?", [merchantId, `${prefix}%`]);
+  const [lines] = await pool.query<RowDataPacket[]>(
+    "SELECT sku, SUM(quantity) AS sold FROM order_lines WHERE merchant_id = ? AND sku LIKE ? GROUP BY sku",
+    [merchantId, `${prefix}%`],
+  );
+  const inLines = new Map(lines.map((r) => [r["sku"] as string, Number(r["sold"])]));
+  const check: StockCheck = { skus: stock.length, decrease: 0, inLines: 0, seen: 0, bad: [] };
+  for (const r of stock) {
+    const sku = r["sku"] as string;
+    const left = Number(r["stock"]);
+    const decrease = STOCK - left;
+    const sold = inLines.get(sku) ?? 0;
+    const clients = seen.get(sku) ?? 0;
+    check.decrease += decrease;
+    check.inLines += sold;
+    check.seen += clients;
+    if ((left < 0 || decrease !== sold || sold !== clients) && check.bad.length < 20) check.bad.push({ sku, stock: left, decrease, inLines: sold, seen: clients });
+  }
+  if (check.skus !== skus.length) check.bad.push({ sku: `${prefix}*: ${check.skus} of ${skus.length} SKUs found`, stock: NaN, decrease: 0, inLines: 0, seen: 0 });
+  return check;
+}
