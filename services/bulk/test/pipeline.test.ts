@@ -28,7 +28,13 @@ test.after.always(async () => {
   await dropDatabase(url);
 });
 
-/** queueFor gives each test its own stream, so the tests' workers never meet. */
+/**
+ * queueFor gives each test its own stream, so the tests' workers never meet.
+ * The tests still share this file's database, and the reconciler is a sweep over
+ * every queued chunk in it: run concurrently, one test's reconciler re-published
+ * another test's chunks onto its own stream, where they were stranded once that
+ * test ended (the "small job" test then waited forever). So the tests run serially.
+ */
 function queueFor(name: string, overrides: Partial<QueueConfig> = {}): QueueConfig {
   return {
     ...DEFAULT_QUEUE,
@@ -72,7 +78,7 @@ async function workers(q: QueueConfig, n: number, reconcileEveryMs = 0): Promise
   return Promise.all(Array.from({ length: n }, () => startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs })));
 }
 
-test("two worker processes share the queue and apply every item exactly once", async (t) => {
+test.serial("two worker processes share the queue and apply every item exactly once", async (t) => {
   const q = queueFor("share", { reconcileAfterMs: 3000 });
   await ensureChunkQueue(nats.jsm, q);
   const jobId = await stagedJob("SHARE", 3000, 250);
@@ -87,7 +93,7 @@ test("two worker processes share the queue and apply every item exactly once", a
   t.is(await auditRows(jobId), 3000);
 });
 
-test("chunks lost from the stream are re-published by the reconciler and still applied once", async (t) => {
+test.serial("chunks lost from the stream are re-published by the reconciler and still applied once", async (t) => {
   const q = queueFor("lost", { reconcileAfterMs: 300 });
   await ensureChunkQueue(nats.jsm, q);
   const jobId = await stagedJob("LOST", 1000, 100);
@@ -103,7 +109,7 @@ test("chunks lost from the stream are re-published by the reconciler and still a
   t.true(attempts.some((c) => c.attempt > 0), "the lost chunks went out again under a new attempt id");
 });
 
-test("a small job is not starved by a large one", async (t) => {
+test.serial("a small job is not starved by a large one", async (t) => {
   const q = queueFor("fair", { window: 2 });
   await ensureChunkQueue(nats.jsm, q);
   const big = await stagedJob("BIG", 3000, 50); // 60 chunks
@@ -118,7 +124,7 @@ test("a small job is not starved by a large one", async (t) => {
   await waitFor("the big job to end", ended(big), 180_000);
 });
 
-test("a chunk that fails every delivery ends as FAILED items without blocking the job", async (t) => {
+test.serial("a chunk that fails every delivery ends as FAILED items without blocking the job", async (t) => {
   const q = queueFor("poison", { maxDeliver: 2 });
   await ensureChunkQueue(nats.jsm, q);
   // Line 150's title is too long for the column: its chunk's transaction fails every time.
