@@ -47,6 +47,7 @@ import type { CommonTables } from "@stockroom/common/schema.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
+import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { apiMain, FINAL_STATES as FINAL, generateCsv, root, startWorker, stopChild, until, uploadRequests, type FileInfo } from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { round, table, writeResults } from "./stats.ts";
@@ -98,8 +99,6 @@ interface ProcReport {
   vmHwmMb?: number;
 }
 
-const TICKS_PER_S = 100;
-
 function procStatus(pid: number, key: "VmRSS" | "VmHWM"): number | undefined {
   try {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -107,33 +106,6 @@ function procStatus(pid: number, key: "VmRSS" | "VmHWM"): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** cpuTicks is utime + stime of a process (fields 14 and 15 of /proc/<pid>/stat). */
-function cpuTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** findProcesses lists local processes whose command name is one of names (MariaDB, nats-server). */
-function findProcesses(names: Record<string, string>): Watched[] {
-  const found: Watched[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const comm = readFileSync(`/proc/${entry}/comm`, "utf8").trim();
-      const label = names[comm];
-      if (label) found.push({ label, pid: Number(entry) });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
 }
 
 /** childRunning finds this process's child running script (startServerProcess does not tell its pid). */

@@ -42,6 +42,7 @@ import type { CommonTables } from "@stockroom/common/schema.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import { orderMigrations } from "@stockroom/orders/store.ts";
+import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
 
@@ -80,6 +81,16 @@ const pool: Pool = createPool({
 });
 const merchantId = server.merchantId;
 const orders = server.client(OrderService);
+const mariadb = findProcesses({ mariadbd: "mariadb", mysqld: "mariadb" })[0]?.pid;
+
+/** cpuPerOrder measures the orders server's and MariaDB's CPU (ms per order) over one phase. */
+async function cpuPerOrder<T extends { calls: number }>(run: () => Promise<T>): Promise<T & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }> {
+  const before = [cpuTicks(server.pid), mariadb === undefined ? undefined : cpuTicks(mariadb)];
+  const result = await run();
+  const after = [cpuTicks(server.pid), mariadb === undefined ? undefined : cpuTicks(mariadb)];
+  const perOrder = (i: number) => (before[i] === undefined || after[i] === undefined ? undefined : round(((after[i]! - before[i]!) * 1000) / TICKS_PER_S / result.calls, 3));
+  return { ...result, serverCpuMsPerOrder: perOrder(0), mariadbCpuMsPerOrder: perOrder(1) };
+}
 
 try {
   const light = await lightMerchant();
@@ -116,7 +127,7 @@ try {
 
   const errors: string[] = [];
   const note = (label: string, result: LoadResult) => errors.push(...result.errors.map((e) => `${label}: ${e}`));
-  const results = {} as Record<Scenario, Record<Via, Summary>>;
+  const results = {} as Record<Scenario, Record<Via, Summary & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }>>;
   const checks = {} as Record<Scenario, Record<Via, StockCheck>>;
   let bystander: Summary | undefined;
   for (const scenario of ["hot", "spread"] as const) {
@@ -134,9 +145,12 @@ try {
       if (WARMUP > 0) note(`${label} warm-up`, await runLoad({ calls: WARMUP, concurrency: BUYERS, call }));
       const stopLight = scenario === "hot" && via === "rpc" ? startLightTraffic(light.orders, lightSkus) : undefined;
       const shedBefore = shed;
-      const result = await runLoad({ calls: CALLS, concurrency: BUYERS, call });
+      const result = await cpuPerOrder(async () => {
+        const r = await runLoad({ calls: CALLS, concurrency: BUYERS, call });
+        return { ...r, calls: CALLS };
+      });
       note(label, result);
-      const summary = (results[scenario][via] = summarize(result));
+      const summary = (results[scenario][via] = { ...summarize(result), serverCpuMsPerOrder: via === "rpc" ? result.serverCpuMsPerOrder : undefined, mariadbCpuMsPerOrder: result.mariadbCpuMsPerOrder });
       let extra = via === "rpc" && RATE ? `; ${shed - shedBefore} calls shed and retried` : "";
       if (stopLight) {
         const lightResult = await stopLight();
@@ -145,7 +159,8 @@ try {
         extra += `; light merchant p50 ${bystander.p50Ms} ms, p99 ${bystander.p99Ms} ms`;
       }
       checks[scenario][via] = await stockCheck(merchantId, pick, sold);
-      console.log(`  ${label}: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms, ${summary.throughput} orders/s${extra}`);
+      const cpu = `CPU per order: bench client ${summary.cpuMsPerCall} ms${via === "rpc" ? `, orders server ${summary.serverCpuMsPerOrder ?? "?"} ms` : ""}, MariaDB ${summary.mariadbCpuMsPerOrder ?? "?"} ms`;
+      console.log(`  ${label}: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms, ${summary.throughput} orders/s; ${cpu}${extra}`);
     }
   }
 

@@ -52,7 +52,7 @@ import {
   listChanges,
   listMerchantChanges,
   listProducts,
-  updateProductRow,
+  writeLockedProduct,
   type CatalogDb,
   type CatalogTx,
 } from "./store.ts";
@@ -200,7 +200,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
         const now = changeTime(current);
         next.version = current.version + 1;
         next.updatedAt = now;
-        await writeProduct(trx, principal.merchantId, next, current.version);
+        await writeLockedProduct(trx, principal.merchantId, next, current.version);
         await recordChange(trx, change, "updated", current, next, changed, now);
         return { product: productToProto(next) };
       });
@@ -257,7 +257,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
         }
         const now = changeTime(current);
         const next: Product = { ...current, stock, version: current.version + 1, updatedAt: now };
-        await writeProduct(trx, principal.merchantId, next, current.version);
+        await writeLockedProduct(trx, principal.merchantId, next, current.version);
         await recordChange(trx, { ...change, reason: req.reason }, "updated", current, next, ["stock"], now);
         return { product: productToProto(next) };
       });
@@ -342,12 +342,6 @@ async function lockProduct(trx: CatalogTx, merchantId: string, sku: string, etag
   return current;
 }
 
-async function writeProduct(trx: CatalogTx, merchantId: string, next: Product, expectedVersion: number): Promise<void> {
-  if (!(await updateProductRow(trx, merchantId, next, expectedVersion))) {
-    // Unreachable while the row is locked; kept as a guard against misuse.
-    throw new Error("product row changed under its lock");
-  }
-}
 
 /** checkEtag returns the etag to enforce, undefined if none was sent, and flags malformed ones. */
 function checkEtag(field: string, etag: string, violations: FieldViolation[]): string | undefined {

@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
+import { deferWrite } from "@stockroom/common/deferred-writes.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
 import type { Product, ProductStatus } from "./domain.ts";
 
@@ -169,24 +170,20 @@ export async function insertProducts(trx: CatalogTx, merchantId: string, product
 }
 
 /**
- * updateProductRow writes next over the row if it is still at
- * expectedVersion, and tells whether it did.
+ * writeLockedProduct writes next over a row the transaction holds locked
+ * (findProduct forUpdate), where expectedVersion is the version it read. The
+ * write is deferred: it rides with the COMMIT, in one round trip.
  */
-export async function updateProductRow(
-  trx: CatalogTx,
-  merchantId: string,
-  next: Product,
-  expectedVersion: number,
-): Promise<boolean> {
+export async function writeLockedProduct(trx: CatalogTx, merchantId: string, next: Product, expectedVersion: number): Promise<void> {
   const { merchant_id: _m, sku: _s, product_id: _p, created_at: _c, ...set } = productToRow(merchantId, next);
-  const result = await trx
+  const update = trx
     .updateTable("products")
     .set(set)
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", next.sku)
     .where("version", "=", expectedVersion)
-    .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
+    .compile();
+  await deferWrite(trx, update);
 }
 
 /** deleteProductRow removes the row if it is still at expectedVersion. */
@@ -239,7 +236,8 @@ export async function listProducts(
 
 /** insertChanges appends audit entries with one statement. */
 export async function insertChanges(trx: CatalogTx, rows: ProductChangeRow[]): Promise<void> {
-  await insertRows(trx, "product_changes", rows);
+  // Deferred: it rides with the transaction's next statement (usually the COMMIT).
+  await insertRows(trx, "product_changes", rows, { deferred: true });
 }
 
 /** listChanges reads one page of a SKU's audit trail, newest first. */

@@ -3,6 +3,7 @@ import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageIni
 import type { Transaction } from "kysely";
 import type { CommonTables } from "./schema.ts";
 import { ER_DUP_ENTRY, mysqlErrno } from "./db.ts";
+import { deferWrite } from "./deferred-writes.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "./errors.ts";
 
 export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage> {
@@ -65,12 +66,14 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
     return fromBinary(call.responseSchema, row.response);
   }
   const response = create(call.responseSchema, await run());
-  await trx
+  // Deferred: the stored response rides with the COMMIT (deferred-writes.ts).
+  const store = trx
     .updateTable("idempotency_keys")
     .set({ response: Buffer.from(toBinary(call.responseSchema, response)) })
     .where("merchant_id", "=", call.merchantId)
     .where("request_id", "=", call.requestId)
-    .execute();
+    .compile();
+  await deferWrite(trx, store);
   return response;
 }
 

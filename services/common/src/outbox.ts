@@ -45,5 +45,7 @@ export async function appendOutbox(trx: Transaction<CommonTables>, events: Outbo
         trace_context: traceContext,
       created_at: e.createdAt,
     })),
+    // Nothing reads an outbox insert's result: it rides with the transaction's next statement.
+    { deferred: true },
   );
 }

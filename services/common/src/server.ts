@@ -27,6 +27,8 @@ export interface ApiServer {
   url: string;
   port: number;
   health: HealthRegistry;
+  /** Calls (and open streams) the server has received and not yet answered. */
+  inFlight(): number;
   /** close flips health to NOT_SERVING, stops accepting, drains in-flight calls, then returns. */
   close(): Promise<void>;
 }
@@ -94,6 +96,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     url,
     port,
     health,
+    inFlight: () => inFlight,
     close: () => (closing ??= drain()),
   };
 

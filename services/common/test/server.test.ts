@@ -4,7 +4,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { catalogModule } from "@stockroom/catalog/module.ts";
-import { startTestApi } from "../src/testing.ts";
+import { sql } from "kysely";
+import { startTestApi, waitFor } from "../src/testing.ts";
 
 test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refuses new ones", async (t) => {
   const api = await startTestApi("server_drain", (db) => [catalogModule(db)]);
@@ -15,12 +16,20 @@ test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refus
   const watch = health.watch({ service: "" })[Symbol.asyncIterator]();
   t.is((await watch.next()).value?.status, Status.SERVING);
 
-  const calls = Array.from({ length: 40 }, (_, i) =>
-    catalog.createProduct({ product: { sku: `DRAIN-${i}`, title: "t", price: { currencyCode: "EUR", minorUnits: 1n } } }),
-  );
-  await Promise.race(calls); // the server is now busy with the rest
-  const closing = api.api.server.close();
-  t.is((await watch.next()).value?.status, Status.NOT_SERVING, "watchers learn before the drain");
+  // The products table is locked, so every call is still running on the server when it closes
+  // (a call the client started but the server never received is not in flight; it is refused).
+  const locker = await api.api.db.connection().execute(async (conn) => {
+    await sql`lock tables products write`.execute(conn);
+    const calls = Array.from({ length: 40 }, (_, i) =>
+      catalog.createProduct({ product: { sku: `DRAIN-${i}`, title: "t", price: { currencyCode: "EUR", minorUnits: 1n } } }),
+    );
+    await waitFor("the server to hold all 40 calls", async () => api.api.server.inFlight() >= 41 || undefined, 10_000); // + the health watch
+    const closing = api.api.server.close();
+    t.is((await watch.next()).value?.status, Status.NOT_SERVING, "watchers learn before the drain");
+    await sql`unlock tables`.execute(conn);
+    return { calls, closing };
+  });
+  const { calls, closing } = locker;
   const results = await Promise.allSettled(calls);
   await closing;
   t.deepEqual(results.filter((r) => r.status === "rejected"), [], "every in-flight call completed");

@@ -180,10 +180,7 @@ async function shiftStock(
     const before = products.get(line.sku);
     if (!before || before.id !== line.productId) continue;
     const delta = event === "created" ? -line.quantity : Math.min(line.quantity, PRODUCT_LIMITS.stock - before.stock);
-    if (!(await moveStock(trx, who.merchantId, before, delta, at))) {
-      // Unreachable: the row is locked and priceLines checked the stock.
-      throw new Error(`stock of "${line.sku}" changed under its lock`);
-    }
+    await moveStock(trx, who.merchantId, before, delta, at);
     const after: Product = { ...before, stock: before.stock + delta, version: before.version + 1, updatedAt: at };
     changes.push({ type: "updated", before, product: after, changedFields: ["stock"], at });
   }

@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, type MigrationSet } from "@stockroom/common/db.ts";
+import { deferWrite } from "@stockroom/common/deferred-writes.ts";
 import { LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
 import { rowToProduct, type CatalogTables } from "@stockroom/catalog/store.ts";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
@@ -79,9 +80,9 @@ function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]
   };
 }
 
-/** insertOrder adds an order and its lines (two statements). */
+/** insertOrder adds an order and its lines (two statements, deferred: they ride with the next one). */
 export async function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
-  await trx
+  const insert = trx
     .insertInto("orders")
     .values({
       merchant_id: merchantId,
@@ -97,7 +98,8 @@ export async function insertOrder(trx: OrderTx, merchantId: string, order: Order
       updated_at: order.updatedAt,
       expire_at: order.expireAt,
     })
-    .execute();
+    .compile();
+  await deferWrite(trx, insert);
   await insertRows<OrderLineRow>(
     trx,
     "order_lines",
@@ -111,6 +113,7 @@ export async function insertOrder(trx: OrderTx, merchantId: string, order: Order
       quantity: l.quantity,
       unit_price_minor: l.unitPriceMinor,
     })),
+    { deferred: true },
   );
 }
 
@@ -232,8 +235,10 @@ export async function lockProducts(trx: OrderTx, merchantId: string, skus: strin
  * moveStock adds delta (negative to reserve) to a product's stock and bumps
  * its version, only if the row is still at the version the caller read and
  * the stock stays within the catalog's bounds: `UPDATE … SET stock = stock +
- * ? … WHERE … AND stock >= ?`. The caller holds the row's lock, so a false
- * return means a bug, but the condition alone already rules out overselling.
+ * ? … WHERE … AND stock >= ?`. The caller holds the row's lock (lockProducts)
+ * and checked the stock under it, so the condition always holds; it and the
+ * table's CHECK (stock >= 0) are what rule out overselling even so. The write
+ * is deferred: it rides with the COMMIT, in one round trip.
  */
 export async function moveStock(
   trx: OrderTx,
@@ -241,8 +246,8 @@ export async function moveStock(
   product: { sku: string; version: number },
   delta: number,
   at: Date,
-): Promise<boolean> {
-  const result = await trx
+): Promise<void> {
+  const update = trx
     .updateTable("products")
     .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
     .where("merchant_id", "=", merchantId)
@@ -250,6 +255,6 @@ export async function moveStock(
     .where("version", "=", product.version)
     .where("stock", ">=", Math.max(0, -delta))
     .where("stock", "<=", PRODUCT_LIMITS.stock - Math.max(0, delta))
-    .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
+    .compile();
+  await deferWrite(trx, update);
 }
