@@ -63,7 +63,9 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
 
   const consumer = consumeWorkQueue(
     nats.js,
-    { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log },
+    // If failing a poisoned chunk fails too, the chunk stays queued in MySQL; a message left in the
+    // stream would look alive to the reconciler forever, so it goes and the reconciler re-publishes.
+    { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log, whenPoisonFails: "terminate" },
     async (msg) => {
       const chunk = decodeChunkMessage(msg.data);
       trace.getActiveSpan()?.setAttributes({

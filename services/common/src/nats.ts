@@ -340,6 +340,14 @@ export interface WorkQueueConsumerSpec {
   retryBackoff?: { initialMs: number; maxMs: number };
   /** How long one pull request waits for messages (at least 1000, default 10 000). */
   pullExpiresMs?: number;
+  /**
+   * What happens to a message whose onPoison handler threw on its last
+   * delivery. "leave" (the default) keeps it in the stream, never delivered
+   * again, for an operator to inspect. "terminate" removes it: for consumers
+   * whose source of truth re-publishes what is lost (the bulk reconciler),
+   * where a message left behind would look alive forever and stall its job.
+   */
+  whenPoisonFails?: "leave" | "terminate";
 }
 
 export interface WorkQueueConsumer {
@@ -452,6 +460,11 @@ export function consumeWorkQueue(
     try {
       await context.with(ctx, () => onPoison(msg, error));
     } catch (poisonError) {
+      if (spec.whenPoisonFails === "terminate") {
+        m.term();
+        log.error("poison handler failed; message terminated, to be re-published from the source of truth", { ...fields, error, poisonError });
+        return;
+      }
       // Not terminated: the message stays in the stream for an operator to inspect.
       log.error("poison handler failed; message left unacknowledged in the stream", {
         ...fields,

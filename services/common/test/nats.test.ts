@@ -217,6 +217,33 @@ test("a failing message is retried, poisoned once after maxDeliver, removed, and
   t.like(await consumerLag(q.nats.jsm, q.spec.stream, q.spec.durable), { pending: 0, ackPending: 0 });
 });
 
+for (const whenPoisonFails of ["leave", "terminate"] as const) {
+  test(`a poison handler that throws: the message is ${whenPoisonFails === "leave" ? "left in the stream (default)" : "terminated (whenPoisonFails: terminate)"}`, async (t) => {
+    const q = await workQueue(t, `poisonfails${whenPoisonFails}`, { maxDeliver: 2 });
+    let poisonCalls = 0;
+    q.consume(
+      q.nats,
+      { concurrency: 1, retryBackoff: { initialMs: 30, maxMs: 100 }, whenPoisonFails },
+      async () => {
+        throw new Error("always fails");
+      },
+      async () => {
+        poisonCalls++;
+        throw new Error("and so does the poison handler");
+      },
+    );
+    await publishAll(q.nats, q.subject, ["bad"]);
+    await waitFor(t, "the poison handler", () => poisonCalls === 1);
+    if (whenPoisonFails === "terminate") {
+      await waitFor(t, "the message to leave the stream", () => streamEmpty(q.nats, q.spec.stream));
+    } else {
+      await sleep(500);
+      t.false(await streamEmpty(q.nats, q.spec.stream), "the message stays for an operator");
+    }
+    t.is(poisonCalls, 1);
+  });
+}
+
 test("backpressure: with maxAckPending 5, at most 5 handlers run at once across workers", async (t) => {
   const q = await workQueue(t, "backpressure", { maxAckPending: 5 });
   const second = await q.connect();
