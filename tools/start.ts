@@ -105,6 +105,7 @@ const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRe
 api.metrics.watchRelay(relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
 const webhooks = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
+api.metrics.watchDispatcher(webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
 const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {

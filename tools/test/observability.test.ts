@@ -15,7 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startApi } from "@stockroom/common/app.ts";
 import { createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config.ts";
 import { dropDatabase, ensureDatabase } from "@stockroom/common/db.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
@@ -24,6 +24,9 @@ import { bulkModule } from "@stockroom/bulk/module.ts";
 import { DEFAULT_QUEUE } from "@stockroom/bulk/queue.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
+import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
+import { startWebhookDispatcher } from "@stockroom/catalog/notify/dispatcher.ts";
+import type { NotifyDb } from "@stockroom/catalog/notify/store.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
@@ -74,6 +77,11 @@ function exportedNames(): Promise<Set<string>> {
       metrics: api.metrics,
     });
     api.metrics.bulkWorkersDesired.set({ stream: queue.stream }, 1);
+    // The webhook dispatcher, as dispatcher-main.ts and tools/start.ts run it, on this file's own event stream.
+    const events = parseEventStreamConfig({ EVENTS_STREAM: `EVENTS_OBSRULES_${suffix}`, EVENTS_SUBJECT_PREFIX: `ev_${suffix}` });
+    const notify = parseNotifyConfig({});
+    const dispatcher = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });
+    api.metrics.watchDispatcher(dispatcher);
     try {
       const merchant = await createMerchant(api.db, "Rules merchant");
       const catalog = createClient(
@@ -98,8 +106,10 @@ function exportedNames(): Promise<Set<string>> {
       }
       return names;
     } finally {
+      await dispatcher.stop();
       await worker.stop();
       await nats.jsm.streams.delete(queue.stream).catch(() => {});
+      await nats.jsm.streams.delete(events.stream).catch(() => {});
       await api.stop();
       await nats.close();
       await dropDatabase(url);
@@ -130,14 +140,16 @@ test("every alert rule is well formed: a name, an expression, a severity, a summ
   }
 });
 
-test("the issue's alerts are there: queue lag growing 5 min, outbox older than 30 s, p99 over SLO per tier, worker count below desired", (t) => {
+test("the issue's alerts are there: queue lag growing 5 min, outbox older than 30 s, p99 over SLO per tier, worker count below desired, DLQ non-empty", (t) => {
   const byName = (name: string) => activeRules.filter((r) => r.alert === name);
   const lag = byName("BulkQueueLagGrowing")[0];
   t.is(lag?.for, "5m");
   t.true(metricNames(lag!.expr).includes("stockroom_jetstream_consumer_pending_messages"));
   t.regex(byName("OutboxEventsStale")[0]!.expr, /stockroom_outbox_oldest_age_seconds\) > 30$/);
   t.true(metricNames(byName("BulkWorkersBelowDesired")[0]!.expr).includes("stockroom_bulk_workers_desired"));
-  t.deepEqual(pending, ["stockroom_webhook_dead_letters"], "the DLQ rule waits for the notifications work's metric");
+  const dlq = byName("WebhookDeadLetters")[0];
+  t.true(metricNames(dlq!.expr).includes("stockroom_webhook_dead_letters_total"), "an alert fires when deliveries land in the dead-letter list");
+  t.deepEqual(pending, [], "no rule waits for a metric");
 });
 
 test("the SLO rules cover every tier and group with the thresholds and methods of slo.json", (t) => {

@@ -76,6 +76,33 @@ export interface Metrics {
   watchOutbox(db: Kysely<any>): void;
   /** watchRelay exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
   watchRelay(relay: { stats(): RelayStatsLike }): void;
+  /** watchDispatcher exports a webhook dispatcher's stats() (stockroom_webhook_*) in the process running it. */
+  watchDispatcher(dispatcher: { stats(): DispatcherStatsLike }): void;
+}
+
+/** DispatcherStatsLike is what watchDispatcher reads of the webhook dispatcher's stats() (catalog notify/dispatcher.ts). */
+export interface DispatcherStatsLike {
+  delivered: number;
+  /** Failed attempts, retried or not. */
+  failed: number;
+  /** Deliveries given up into the dead-letter list. */
+  dead: number;
+  inflight: number;
+}
+
+/** counterOf exports a running total kept elsewhere (a stats() field) as a Prometheus counter, read at each scrape. */
+function counterOf(registers: Registry[], name: string, help: string, read: () => number): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
 }
 
 /** RelayStatsLike is what watchRelay reads of the relay's stats() (services/common/src/relay.ts). */
@@ -297,19 +324,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
           this.set(stats().leader ? 1 : 0);
         },
       });
-      const total = (name: string, help: string, read: (s: RelayStatsLike) => number) => {
-        let seen = 0;
-        new Counter({
-          name,
-          help,
-          registers,
-          collect() {
-            const now = read(stats());
-            if (now > seen) this.inc(now - seen);
-            seen = now;
-          },
-        });
-      };
+      const total = (name: string, help: string, read: (s: RelayStatsLike) => number) => counterOf(registers, name, help, () => read(stats()));
       total("stockroom_outbox_relay_published_total", "Outbox events this relay published and marked.", (s) => s.published);
       total("stockroom_outbox_relay_duplicates_total", "Publishes JetStream already had (a republish after a crash).", (s) => s.duplicates);
       total("stockroom_outbox_relay_failures_total", "Publishes that failed and will be retried.", (s) => s.failures);
@@ -324,6 +339,20 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
           if (c.samples === 0) return;
           this.set({ quantile: "0.5" }, c.p50Ms / 1000);
           this.set({ quantile: "0.99" }, c.p99Ms / 1000);
+        },
+      });
+    },
+    watchDispatcher(dispatcher) {
+      // Registered on first use: only a process running the dispatcher exports these.
+      counterOf(registers, "stockroom_webhook_deliveries_total", "Webhook deliveries that reached their endpoint.", () => dispatcher.stats().delivered);
+      counterOf(registers, "stockroom_webhook_failed_attempts_total", "Webhook attempts that failed (each is retried until the delivery expires).", () => dispatcher.stats().failed);
+      counterOf(registers, "stockroom_webhook_dead_letters_total", "Webhook deliveries given up into the merchant's dead-letter list.", () => dispatcher.stats().dead);
+      new Gauge({
+        name: "stockroom_webhook_inflight_requests",
+        help: "Webhook requests this process has in flight.",
+        registers,
+        collect() {
+          this.set(dispatcher.stats().inflight);
         },
       });
     },

@@ -9,6 +9,7 @@ import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config
 import { createDatabase } from "@stockroom/common/db.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
+import { startObservability } from "@stockroom/common/observability.ts";
 import { startTelemetry } from "@stockroom/common/telemetry.ts";
 import { parseNotifyConfig } from "./config.ts";
 import { startWebhookDispatcher } from "./dispatcher.ts";
@@ -20,6 +21,7 @@ const log = createLogger("stockroom-webhooks", config.logLevel);
 const stopTelemetry = await startTelemetry({ serviceName: "stockroom-webhooks", otlpEndpoint: config.otlpEndpoint });
 const db = createDatabase<NotifyTables>({ url: config.databaseUrl, poolSize: config.dbPoolSize });
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-webhooks", log });
+const observability = await startObservability({ config, log, db, nats: nats.nc });
 const dispatcher = await startWebhookDispatcher({
   db,
   nats,
@@ -28,10 +30,13 @@ const dispatcher = await startWebhookDispatcher({
   allowPrivateTargets: notify.allowPrivateTargets,
   log,
 });
+observability.metrics.watchDispatcher(dispatcher);
 log.info("webhook dispatcher started");
 stopOnSignals(async () => {
+  observability.draining();
   await dispatcher.stop();
   await nats.close();
   await db.destroy();
+  await observability.stop();
   await stopTelemetry();
 }, log);
