@@ -105,6 +105,7 @@ export async function startApi(options: {
     ],
     log,
     drainMs: config.drainMs,
+    corsOrigins: config.corsOrigins,
   });
   health = (up) => server.health.setAll(up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   if (observability.probes && !observability.probes.up) health(false);

@@ -1,3 +1,4 @@
+import { parseCorsOrigins } from "./cors.ts";
 import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "./event-stream.ts";
 import { DEFAULT_RELAY, type RelayConfig } from "./relay.ts";
 
@@ -22,6 +23,8 @@ export interface ApiConfig {
   healthProbeMs: number;
   /** How often per-merchant call statistics are written for the SLA report (SLA_FLUSH_MS; 0 = not recorded). */
   slaFlushMs: number;
+  /** Browser origins allowed to call the API cross-origin (CORS_ALLOWED_ORIGINS: "*" or comma-separated; none by default). */
+  corsOrigins: string[];
 }
 
 export type Env = Record<string, string | undefined>;
@@ -47,6 +50,7 @@ export function parseApiConfig(env: Env): ApiConfig {
     metricsPort: readOptionalPort(env, "METRICS_PORT"),
     healthProbeMs: readInt(env, "HEALTH_PROBE_MS", 1_000, 0, 60_000),
     slaFlushMs: readInt(env, "SLA_FLUSH_MS", 10_000, 0, 600_000),
+    corsOrigins: parseCorsOrigins(env["CORS_ALLOWED_ORIGINS"]),
   };
 }
 

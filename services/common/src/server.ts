@@ -7,6 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { corsHandler } from "./cors.ts";
 import { HealthRegistry } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { registerReflection } from "./reflection.ts";
@@ -21,6 +22,8 @@ export interface ApiServerOptions {
   log: Logger;
   /** How long close() waits for in-flight calls before cutting connections. */
   drainMs?: number;
+  /** Browser origins allowed to call cross-origin (cors.ts); none by default. */
+  corsOrigins?: readonly string[];
 }
 
 export interface ApiServer {
@@ -53,7 +56,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const cors = corsHandler(options.corsOrigins ?? []);
   const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (cors(req, res)) return; // a preflight, answered
     inFlight++;
     res.once("close", () => {
       inFlight--;

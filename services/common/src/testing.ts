@@ -10,7 +10,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import { startApi, type RunningApi, type ServiceModule } from "./app.ts";
 import { createMerchant } from "./auth.ts";
-import { parseApiConfig } from "./config.ts";
+import { parseApiConfig, type ApiConfig } from "./config.ts";
 import { dropDatabase, ensureDatabase } from "./db.ts";
 
 const BASE_URL = process.env["TEST_DATABASE_URL"] ?? "mysql://root@127.0.0.1:3306/";
@@ -48,13 +48,13 @@ export interface TestApi {
 export async function startTestApi(
   name: string,
   modules: (db: Kysely<any>) => ServiceModule[],
-  options: { databaseUrl?: string } = {},
+  options: { databaseUrl?: string; config?: Partial<ApiConfig> } = {},
 ): Promise<TestApi> {
   const owned = options.databaseUrl === undefined;
   const databaseUrl = options.databaseUrl ?? testDatabaseUrl(name);
   if (owned) await ensureDatabase(databaseUrl);
   const queries: TestApi["queries"] = [];
-  const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent", drainMs: 2_000 };
+  const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent", drainMs: 2_000, ...options.config };
   const api = await startApi({
     name: `test-${name}`,
     config,
