@@ -4,12 +4,14 @@
  * does: the env names the API reads, the tables the migrations create, and
  * Vitess's rules for a table sharded by merchant_id.
  */
-import test from "ava";
-import { readdir, readFile } from "node:fs/promises";
+import test, { type ExecutionContext } from "ava";
+import { access, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
-import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
+import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
+import { parseApiConfig, parseEventStreamConfig, parseRelayConfig, type Env } from "@stockroom/common/config.ts";
+import { parseOrderConfig } from "@stockroom/orders/config.ts";
 import { parseSearchConfig } from "@stockroom/search/config.ts";
 
 /** Body is one HCL block as @cdktf/hcl2json returns it. */
@@ -132,30 +134,83 @@ function durationMs(text: string): number {
   return total;
 }
 
-/** envNamesReadByApp lists the variables the API reads, from its own source. */
-async function envNamesReadByApp(): Promise<Set<string>> {
-  const sources = await Promise.all(
-    [
-      "services/common/src/config.ts",
-      "services/catalog/src/main.ts",
-      "services/bulk/src/config.ts",
-      "services/bulk/src/main.ts",
-      "services/search/src/config.ts",
-      "services/search/src/main.ts",
-    ].map(read),
-  );
+/**
+ * envNamesReadByApp lists the variables a process reads, from its own source:
+ * its entrypoint and the config parsers it calls (by default, those of the
+ * catalog, bulk and search processes together).
+ */
+async function envNamesReadByApp(
+  files: string[] = [
+    "services/common/src/config.ts",
+    "services/catalog/src/main.ts",
+    "services/bulk/src/config.ts",
+    "services/bulk/src/main.ts",
+    "services/search/src/config.ts",
+    "services/search/src/main.ts",
+  ],
+): Promise<Set<string>> {
+  const sources = await Promise.all(files.map(read));
   const names = new Set<string>();
   for (const m of sources.join("\n").matchAll(/(?:env\[|read\w*\(env,\s*)"([A-Z][A-Z0-9_]*)"/g)) names.add(m[1]!);
   return names;
 }
 
-async function catalogTasks() {
-  const job = await loadJob("nomad/catalog.nomad.hcl");
+/**
+ * An API job built like catalog.nomad.hcl: a group "api" whose task runs
+ * `entrypoint` after a prestart migrate task. `sources` are what the process
+ * reads its env from, `parsers` the config parsers its entrypoint calls.
+ */
+interface ApiJob {
+  job: string;
+  entrypoint: string;
+  sources: string[];
+  parsers: ((env: Env) => unknown)[];
+}
+
+const API_JOBS: ApiJob[] = [
+  {
+    job: "catalog",
+    entrypoint: "services/catalog/src/main.ts",
+    sources: ["services/common/src/config.ts", "services/catalog/src/notify/config.ts", "services/catalog/src/main.ts"],
+    parsers: [parseApiConfig, parseNotifyConfig],
+  },
+  {
+    job: "orders",
+    entrypoint: "services/orders/src/main.ts",
+    sources: ["services/common/src/config.ts", "services/orders/src/config.ts", "services/orders/src/main.ts"],
+    parsers: [parseApiConfig, parseOrderConfig],
+  },
+];
+
+/** apiJobTasks finds an API job's group "api", its tasks and the one that runs the entrypoint. */
+async function apiJobTasks({ job: name, entrypoint }: ApiJob) {
+  const job = await loadJob(`nomad/${name}.nomad.hcl`);
   const api = group(job, "api");
   const tasks = [...labelled(api, "task")];
-  const [, apiTask] = tasks.find(([, t]) => commandLine(t).includes("services/catalog/src/main.ts")) ?? [];
-  if (!apiTask) throw new Error("no catalog task runs services/catalog/src/main.ts");
+  const [, apiTask] = tasks.find(([, t]) => commandLine(t).includes(entrypoint)) ?? [];
+  if (!apiTask) throw new Error(`no ${name} task runs ${entrypoint}`);
   return { api, tasks, apiTask };
+}
+
+const catalogTasks = () => apiJobTasks(API_JOBS.find((spec) => spec.job === "catalog")!);
+
+/** assertThroughVtgate checks that a DATABASE_URL reaches the stockroom keyspace through vtgate's MySQL port. */
+async function assertThroughVtgate(t: ExecutionContext, url: string): Promise<void> {
+  const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
+  const database = new URL(url);
+  t.regex(database.hostname, /vtgate/);
+  t.is(staticPorts(vtgate).get("mysql"), Number(database.port));
+  t.is(database.pathname, "/stockroom");
+}
+
+/** natsClientPort is the NATS servers' client port (nats.nomad.hcl), -1 when it has none. */
+async function natsClientPort(): Promise<number> {
+  return staticPorts(group(await loadJob("nomad/nats.nomad.hcl"), "nats")).get("client") ?? -1;
+}
+
+/** unknownEnv lists the variables a task sets that nothing in `known` reads (OTEL_* are the SDK's). */
+function unknownEnv(env: Record<string, string>, known: Set<string>): string[] {
+  return Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
 }
 
 test("every nomad/*.hcl file parses and holds one job", async (t) => {
@@ -167,70 +222,89 @@ test("every nomad/*.hcl file parses and holds one job", async (t) => {
   }
 });
 
-test("catalog: at least 2 instances, rolled out with canaries and reverted when unhealthy", async (t) => {
-  const { api } = await catalogTasks();
-  t.true(api["count"] >= 2, `count = ${api["count"]}`);
-  const update = blocks(api, "update")[0];
-  t.truthy(update, "update block");
-  t.true(update?.["canary"] >= 1 || update?.["max_parallel"] >= 1);
-  t.is(update?.["auto_revert"], true);
-  t.not(update?.["health_check"], "manual");
-});
-
-test("catalog: Consul checks the gRPC port with grpc.health.v1", async (t) => {
-  const { api } = await catalogTasks();
-  const ports = staticPorts(api);
-  t.true(ports.has("grpc"), "a network port named grpc");
-  const grpcChecks = blocks(api, "service")
-    .filter((s) => s["port"] === "grpc")
-    .flatMap((s) => blocks(s, "check").filter((c) => c["type"] === "grpc" && (c["port"] ?? s["port"]) === "grpc"));
-  t.true(grpcChecks.length >= 1, "a check of type grpc on the grpc port");
-});
-
-test("catalog: kill_timeout outlasts the drain (DRAIN_MS) with time left to close the pool and flush traces", async (t) => {
-  const { apiTask } = await catalogTasks();
-  const killMs = durationMs(String(apiTask["kill_timeout"] ?? "5s"));
-  const { drainMs } = parseApiConfig(concrete(taskEnv(apiTask)));
-  t.true(killMs >= 10_000, `kill_timeout ${killMs} ms`);
-  t.true(killMs >= drainMs + 5_000, `kill_timeout ${killMs} ms, DRAIN_MS ${drainMs}`);
-  t.not(apiTask["kill_signal"] ?? "SIGTERM", "SIGKILL");
-});
-
-test("catalog: a prestart task runs the migrations from the same image before the API starts", async (t) => {
-  const { tasks, apiTask } = await catalogTasks();
-  const prestart = tasks.filter(([, task]) => blocks(task, "lifecycle")[0]?.["hook"] === "prestart");
-  const migrate = prestart.find(([, task]) => commandLine(task).includes("tools/migrate.ts"));
-  t.truthy(migrate, `prestart tasks: ${prestart.map(([name]) => name).join(", ") || "none"}`);
-  const [, task] = migrate!;
-  t.not(blocks(task, "lifecycle")[0]?.["sidecar"], true, "runs to completion, not alongside");
-  t.is(blocks(task, "config")[0]?.["image"], blocks(apiTask, "config")[0]?.["image"]);
-  t.truthy(taskEnv(task)["DATABASE_URL"], "the migrate task gets DATABASE_URL");
-});
-
-test("catalog: every env var a task sets is one the app reads, with a value it accepts", async (t) => {
-  const { tasks } = await catalogTasks();
-  const known = await envNamesReadByApp();
-  t.true(known.has("DATABASE_URL") && known.has("DRAIN_MS") && known.has("MIGRATE_ON_START"), [...known].join(" "));
-  for (const [name, task] of tasks) {
-    const env = taskEnv(task);
-    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
-    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
-    t.notThrows(() => parseApiConfig(concrete(env)), `task ${name}`);
+test("every script a node task runs is in the repository, and nomad/README.md lists every job file", async (t) => {
+  const files = (await readdir(path.join(root, "nomad"))).filter((f) => f.endsWith(".hcl"));
+  const readme = await read("nomad/README.md");
+  for (const file of files) {
+    t.true(readme.includes(`\`${file}\``), `nomad/README.md lists ${file}`);
+    const { job } = await loadJob(`nomad/${file}`);
+    for (const [groupName, g] of labelled(job, "group")) {
+      for (const [taskName, task] of labelled(g, "task")) {
+        const [command, ...args] = commandLine(task);
+        if (command !== "node") continue;
+        const script = args.find((a) => !a.startsWith("-"));
+        t.truthy(script, `${file} ${groupName}/${taskName} names a script`);
+        await t.notThrowsAsync(access(path.join(root, script!)), `${file} ${groupName}/${taskName}: ${script} exists`);
+      }
+    }
   }
 });
 
-test("catalog: DATABASE_URL goes through vtgate to the stockroom keyspace, traces to Jaeger's OTLP/HTTP port", async (t) => {
-  const { apiTask } = await catalogTasks();
-  const env = concrete(taskEnv(apiTask));
-  const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
-  const database = new URL(env["DATABASE_URL"]!);
-  t.regex(database.hostname, /vtgate/);
-  t.is(staticPorts(vtgate).get("mysql"), Number(database.port));
-  t.is(database.pathname, "/stockroom");
-  const otlp = new URL(env["OTEL_EXPORTER_OTLP_ENDPOINT"]!);
-  t.regex(otlp.hostname, /jaeger/);
-  t.is(otlp.port, "4318");
-});
+for (const spec of API_JOBS) {
+  const { job } = spec;
+
+  test(`${job}: at least 2 instances, rolled out with canaries and reverted when unhealthy`, async (t) => {
+    const { api } = await apiJobTasks(spec);
+    t.true(api["count"] >= 2, `count = ${api["count"]}`);
+    const update = blocks(api, "update")[0];
+    t.truthy(update, "update block");
+    t.true(update?.["canary"] >= 1 || update?.["max_parallel"] >= 1);
+    t.is(update?.["auto_revert"], true);
+    t.not(update?.["health_check"], "manual");
+  });
+
+  test(`${job}: Consul checks the gRPC port with grpc.health.v1`, async (t) => {
+    const { api } = await apiJobTasks(spec);
+    const ports = staticPorts(api);
+    t.true(ports.has("grpc"), "a network port named grpc");
+    const grpcChecks = blocks(api, "service")
+      .filter((s) => s["port"] === "grpc")
+      .flatMap((s) => blocks(s, "check").filter((c) => c["type"] === "grpc" && (c["port"] ?? s["port"]) === "grpc"));
+    t.true(grpcChecks.length >= 1, "a check of type grpc on the grpc port");
+  });
+
+  test(`${job}: kill_timeout outlasts the drain (DRAIN_MS) with time left to close the pool and flush traces`, async (t) => {
+    const { apiTask } = await apiJobTasks(spec);
+    const killMs = durationMs(String(apiTask["kill_timeout"] ?? "5s"));
+    const { drainMs } = parseApiConfig(concrete(taskEnv(apiTask)));
+    t.true(killMs >= 10_000, `kill_timeout ${killMs} ms`);
+    t.true(killMs >= drainMs + 5_000, `kill_timeout ${killMs} ms, DRAIN_MS ${drainMs}`);
+    t.not(apiTask["kill_signal"] ?? "SIGTERM", "SIGKILL");
+  });
+
+  test(`${job}: a prestart task runs the migrations from the same image before the API starts`, async (t) => {
+    const { tasks, apiTask } = await apiJobTasks(spec);
+    const prestart = tasks.filter(([, task]) => blocks(task, "lifecycle")[0]?.["hook"] === "prestart");
+    const migrate = prestart.find(([, task]) => commandLine(task).includes("tools/migrate.ts"));
+    t.truthy(migrate, `prestart tasks: ${prestart.map(([name]) => name).join(", ") || "none"}`);
+    const [, task] = migrate!;
+    t.not(blocks(task, "lifecycle")[0]?.["sidecar"], true, "runs to completion, not alongside");
+    t.is(blocks(task, "config")[0]?.["image"], blocks(apiTask, "config")[0]?.["image"]);
+    t.truthy(taskEnv(task)["DATABASE_URL"], "the migrate task gets DATABASE_URL");
+  });
+
+  test(`${job}: every env var a task sets is one the app reads, with a value it accepts`, async (t) => {
+    const { tasks } = await apiJobTasks(spec);
+    const known = await envNamesReadByApp(spec.sources);
+    t.true(known.has("DATABASE_URL") && known.has("DRAIN_MS") && known.has("MIGRATE_ON_START"), [...known].join(" "));
+    const { apiTask: catalogApi } = await catalogTasks();
+    for (const [name, task] of tasks) {
+      const env = taskEnv(task);
+      t.deepEqual(unknownEnv(env, known), [], `task ${name} sets variables nothing reads`);
+      for (const parse of spec.parsers) t.notThrows(() => parse(concrete(env)), `task ${name}`);
+      t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
+    }
+  });
+
+  test(`${job}: DATABASE_URL goes through vtgate to the stockroom keyspace, traces to Jaeger's OTLP/HTTP port`, async (t) => {
+    const { apiTask } = await apiJobTasks(spec);
+    const env = concrete(taskEnv(apiTask));
+    await assertThroughVtgate(t, env["DATABASE_URL"]!);
+    const otlp = new URL(env["OTEL_EXPORTER_OTLP_ENDPOINT"]!);
+    t.regex(otlp.hostname, /jaeger/);
+    t.is(otlp.port, "4318");
+  });
+}
 
 test("bulk: the API and a scalable worker group run from the catalog's image, with settings the app accepts", async (t) => {
   const job = await loadJob("nomad/bulk.nomad.hcl");
@@ -249,8 +323,7 @@ test("bulk: the API and a scalable worker group run from the catalog's image, wi
   const { apiTask: catalogApi } = await catalogTasks();
   for (const [name, task] of tasks) {
     const env = taskEnv(task);
-    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
-    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
+    t.deepEqual(unknownEnv(env, known), [], `task ${name} sets variables nothing reads`);
     t.notThrows(() => parseApiConfig(concrete(env)), `task ${name}`);
     t.notThrows(() => parseBulkConfig(concrete(env)), `task ${name}`);
     t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
@@ -264,20 +337,22 @@ test("bulk: the API and a scalable worker group run from the catalog's image, wi
   t.true(durationMs(String(apiTask!["kill_timeout"])) >= drainMs + 5_000);
   // Workers finish or give back the chunks they hold before Nomad kills them.
   t.true(durationMs(String(workerTask!["kill_timeout"])) >= 30_000);
-  const nats = new URL(concrete(taskEnv(workerTask!))["NATS_URL"]!);
-  t.is(Number(nats.port), staticPorts(group(await loadJob("nomad/nats.nomad.hcl"), "nats")).get("client") ?? -1);
+  t.is(Number(new URL(concrete(taskEnv(workerTask!))["NATS_URL"]!).port), await natsClientPort());
 });
 
-test("metrics: every API and worker task serves METRICS_PORT on a port Consul registers for Prometheus; workers are checked on /readyz", async (t) => {
+test("metrics: every API and worker task serves METRICS_PORT on a port Consul registers for Prometheus; those without a gRPC port are checked on /readyz", async (t) => {
   const jobs = [
     { file: "nomad/catalog.nomad.hcl", groups: ["api"] },
     { file: "nomad/bulk.nomad.hcl", groups: ["api", "workers"] },
+    { file: "nomad/orders.nomad.hcl", groups: ["api"] },
+    { file: "nomad/webhooks.nomad.hcl", groups: ["dispatcher"] },
   ];
   for (const { file, groups } of jobs) {
     const job = await loadJob(file);
     for (const name of groups) {
       const g = group(job, name);
-      const [taskName, task] = [...labelled(g, "task")].find(([, task]) => commandLine(task).some((a) => /src\/(main|worker-main)\.ts$/.test(a)))!;
+      // The group's main task: the one that is not a prestart (migrate) task.
+      const [taskName, task] = [...labelled(g, "task")].find(([, task]) => blocks(task, "lifecycle").length === 0)!;
       const env = concrete(taskEnv(task));
       const { metricsPort, host } = parseApiConfig(env);
       const where = `${file} ${name}/${taskName}`;
@@ -288,8 +363,10 @@ test("metrics: every API and worker task serves METRICS_PORT on a port Consul re
       t.true((blocks(task, "config")[0]?.["ports"] ?? []).includes("metrics"), `${where} publishes the metrics port`);
       const service = blocks(g, "service").find((s) => s["port"] === "metrics");
       t.true((service?.["tags"] ?? []).includes("prometheus"), `${where}: a Consul service tagged prometheus on the metrics port`);
-      if (name === "workers") {
+      if (!staticPorts(g).has("grpc")) {
         t.true(blocks(service!, "check").some((c) => c["type"] === "http" && c["path"] === "/readyz"), `${where} is checked on /readyz`);
+      }
+      if (name === "workers") {
         t.true(Number(env["BULK_WORKERS_DESIRED"] ?? 0) > 0 || /^x$/.test(env["BULK_WORKERS_DESIRED"] ?? ""), `${where} says how many workers are desired`);
       }
     }
@@ -312,8 +389,7 @@ test("search: a relay with a standby, and search APIs that migrate their own key
   const { apiTask: catalogApi } = await catalogTasks();
   for (const [name, task] of tasks) {
     const env = concrete(taskEnv(task));
-    const unknown = Object.keys(env).filter((k) => !known.has(k) && !k.startsWith("OTEL_"));
-    t.deepEqual(unknown, [], `task ${name} sets variables nothing reads`);
+    t.deepEqual(unknownEnv(env, known), [], `task ${name} sets variables nothing reads`);
     for (const parse of [parseApiConfig, parseSearchConfig, parseEventStreamConfig, parseRelayConfig]) t.notThrows(() => parse(env), `task ${name}`);
     t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
   }
@@ -328,6 +404,43 @@ test("search: a relay with a standby, and search APIs that migrate their own key
   t.deepEqual(streams[0], streams[1]);
   t.is(streams[0]!.replicas, group(await loadJob("nomad/nats.nomad.hcl"), "nats")["count"]);
   t.true(durationMs(String(searchTask!["kill_timeout"])) >= parseApiConfig(searchEnv).drainMs + 5_000);
+});
+
+test("webhooks: dispatchers sharing one durable consumer, from the catalog's image, agreeing with the catalog API and the relay", async (t) => {
+  const dispatcher = group(await loadJob("nomad/webhooks.nomad.hcl"), "dispatcher");
+  t.true(dispatcher["count"] >= 2, `dispatcher count = ${dispatcher["count"]}`);
+  const tasks = [...labelled(dispatcher, "task")];
+  const [, task] = tasks.find(([, task]) => commandLine(task).includes("services/catalog/src/notify/dispatcher-main.ts")) ?? [];
+  t.truthy(task, "a task runs services/catalog/src/notify/dispatcher-main.ts");
+  const known = await envNamesReadByApp([
+    "services/common/src/config.ts",
+    "services/catalog/src/notify/config.ts",
+    "services/catalog/src/notify/dispatcher-main.ts",
+  ]);
+  const { apiTask: catalogApi } = await catalogTasks();
+  for (const [name, task] of tasks) {
+    const env = concrete(taskEnv(task));
+    t.deepEqual(unknownEnv(env, known), [], `task ${name} sets variables nothing reads`);
+    for (const parse of [parseApiConfig, parseNotifyConfig, parseEventStreamConfig]) t.notThrows(() => parse(env), `task ${name}`);
+    t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
+  }
+  // Every allocation joins the same consumer: its name must not vary per allocation.
+  t.notRegex(taskEnv(task!)["WEBHOOK_CONSUMER"] ?? "", /\$\{|\{\{/);
+  const env = concrete(taskEnv(task!));
+  await assertThroughVtgate(t, env["DATABASE_URL"]!);
+  t.is(Number(new URL(env["NATS_URL"]!).port), await natsClientPort());
+  // It may create the stream: with the relay's settings.
+  const relay = group(await loadJob("nomad/search.nomad.hcl"), "relay");
+  const [, relayTask] = [...labelled(relay, "task")].find(([, task]) => commandLine(task).includes("services/common/src/relay-main.ts"))!;
+  t.deepEqual(parseEventStreamConfig(env), parseEventStreamConfig(concrete(taskEnv(relayTask))));
+  // The catalog API registers endpoints and replays dead letters: same targets rule and delivery budget.
+  const notify = parseNotifyConfig(env);
+  const catalogNotify = parseNotifyConfig(concrete(taskEnv(catalogApi)));
+  t.false(notify.allowPrivateTargets, "production refuses private webhook targets");
+  t.is(catalogNotify.allowPrivateTargets, notify.allowPrivateTargets);
+  t.is(catalogNotify.dispatcher.maxAgeMs, notify.dispatcher.maxAgeMs, "WEBHOOK_MAX_AGE_MS");
+  // SIGTERM lets the requests in flight finish, each within WEBHOOK_TIMEOUT_MS.
+  t.true(durationMs(String(task!["kill_timeout"])) >= notify.dispatcher.requestTimeoutMs + 5_000);
 });
 
 test("nats: three JetStream servers on distinct hosts, clustered, storing on a host volume", async (t) => {
@@ -501,5 +614,16 @@ test("each keyspace's VSchema pins its migration sets' bookkeeping tables to one
     const expected = sets.flatMap((set) => [`kysely_migration_${set}`, `kysely_migration_lock_${set}`]);
     t.deepEqual(others.map(([name]) => name).sort(), expected.sort(), file);
     for (const [name, table] of others) t.regex(String(table["pinned"]), /^([0-9a-f]{2})+$/, `${name} is pinned`);
+  }
+});
+
+test("the release image installs every workspace: each one's package.json is copied before npm ci", async (t) => {
+  const dockerfile = await read("nomad/Dockerfile");
+  const install = dockerfile.indexOf("RUN npm ci");
+  t.true(install > 0, "the image runs npm ci");
+  const workspaces = (JSON.parse(await read("package.json")) as { workspaces: string[] }).workspaces;
+  for (const ws of workspaces) {
+    const copy = dockerfile.indexOf(`COPY ${ws}/package.json ${ws}/`);
+    t.true(copy >= 0 && copy < install, `${ws}/package.json is copied before npm ci`);
   }
 });

@@ -1,17 +1,24 @@
 /**
- * The catalog API process on its own (how Nomad runs it). The only file that
- * reads process.env. `npm start` instead runs every service in one process.
+ * The catalog API process on its own (how Nomad runs it): CatalogService and
+ * NotificationService, through which merchants register their webhooks (the
+ * dispatcher that sends them is its own process, notify/dispatcher-main.ts).
+ * The only file that reads process.env. `npm start` instead runs every
+ * service in one process.
  */
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { parseApiConfig } from "@stockroom/common/config.ts";
 import { catalogModule } from "./module.ts";
+import { parseNotifyConfig } from "./notify/config.ts";
+import { notifyModule } from "./notify/module.ts";
 
 const config = parseApiConfig(process.env);
+// WEBHOOK_ALLOW_PRIVATE_TARGETS and WEBHOOK_MAX_AGE_MS (a replayed dead letter's budget) must agree with the dispatcher's.
+const notify = parseNotifyConfig(process.env);
 const api = await startApi({
   name: "stockroom-catalog",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db) => [catalogModule(db)],
+  modules: (db) => [catalogModule(db), notifyModule(db, notify)],
 });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(api.stop, api.log);
