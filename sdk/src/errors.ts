@@ -83,9 +83,8 @@ function resourceOf(cause: ConnectError, metadata: Record<string, string>): { re
   return { resourceType: info?.resourceType ?? metadata["resource_type"] ?? "", resourceName: info?.resourceName ?? "" };
 }
 
-/** NotFoundError is NOT_FOUND; another merchant's resource is NOT_FOUND too. */
-export class NotFoundError extends StockroomError {
-  override name = "NotFoundError";
+/** ResourceError is what NotFoundError and AlreadyExistsError share: the resource the server names. */
+export abstract class ResourceError extends StockroomError {
   readonly resourceType: string;
   readonly resourceName: string;
   constructor(cause: ConnectError, reason: string, metadata: Record<string, string>) {
@@ -96,17 +95,14 @@ export class NotFoundError extends StockroomError {
   }
 }
 
+/** NotFoundError is NOT_FOUND; another merchant's resource is NOT_FOUND too. */
+export class NotFoundError extends ResourceError {
+  override name = "NotFoundError";
+}
+
 /** AlreadyExistsError is ALREADY_EXISTS, e.g. creating a SKU the merchant already has. */
-export class AlreadyExistsError extends StockroomError {
+export class AlreadyExistsError extends ResourceError {
   override name = "AlreadyExistsError";
-  readonly resourceType: string;
-  readonly resourceName: string;
-  constructor(cause: ConnectError, reason: string, metadata: Record<string, string>) {
-    super(cause, reason, metadata);
-    const resource = resourceOf(cause, metadata);
-    this.resourceType = resource.resourceType;
-    this.resourceName = resource.resourceName;
-  }
 }
 
 /** RateLimitedError is RESOURCE_EXHAUSTED; `retryDelayMs` is the server's RetryInfo, if it sent one. */

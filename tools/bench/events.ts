@@ -50,9 +50,9 @@ import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, domainSubjects, type EventStreamCo
 import type { LatencySummary } from "@stockroom/common/latency.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
-import { measureBacklog } from "@stockroom/common/relay-batch.ts";
 import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/common/relay.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
+import type { Kysely } from "kysely";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { DEFAULT_PROJECTOR, startSearchProjector, type SearchProjector } from "@stockroom/search/projector.ts";
 import { openSearchDatabase } from "@stockroom/search/store.ts";
@@ -78,7 +78,7 @@ const JOB_TIMEOUT_MS = 30 * 60_000;
 /** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it. */
 const API_NODE_ARGS = ["--max-old-space-size=256", "--max-semi-space-size=8"];
 /** The relay as in production, except that it counts its backlog every second for stats(). */
-const RELAY: RelayConfig = { ...DEFAULT_RELAY, backlogEveryMs: 1_000 };
+const RELAY: RelayConfig = DEFAULT_RELAY;
 const log = createLogger("bench-events", "warn");
 
 const suffix = randomBytes(4).toString("hex");
@@ -483,4 +483,28 @@ async function bulkPhase() {
     commitToVisible,
     samples,
   };
+}
+
+interface Backlog {
+  /** Rows not yet published. */
+  rows: number;
+  /** Age of the oldest of them (0 when there are none). */
+  oldestAgeMs: number;
+}
+
+/** measureBacklog counts unpublished rows (an index range, uncapped: a benchmark wants the number) and ages the oldest. */
+async function measureBacklog(db: Kysely<CommonTables>): Promise<Backlog> {
+  const count = await db
+    .selectFrom("outbox_events")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("published_at", "is", null)
+    .executeTakeFirstOrThrow();
+  const oldest = await db
+    .selectFrom("outbox_events")
+    .select("created_at")
+    .where("published_at", "is", null)
+    .orderBy("event_id")
+    .limit(1)
+    .executeTakeFirst();
+  return { rows: Number(count.n), oldestAgeMs: oldest ? Math.max(0, Date.now() - oldest.created_at.getTime()) : 0 };
 }

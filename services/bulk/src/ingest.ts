@@ -11,7 +11,7 @@ import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
 import { inTransaction } from "@stockroom/common/db.ts";
 import type { BulkDb } from "./apply.ts";
-import { recordJobFinished } from "./events.ts";
+import { endJob } from "./events.ts";
 import { createJob, findJob } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
@@ -120,14 +120,8 @@ async function setJob(db: BulkDb, ref: { merchantId: string; jobId: string }, se
 async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, error: string, size: number) {
   const now = new Date();
   await inTransaction(db, async (trx) => {
-    await trx
-      .updateTable("bulk_jobs")
-      .set((eb) => ({ state: "failed", error, file_size: size, ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .execute();
+    await endJob(trx, ref, { state: "failed", error, file_size: size }, now);
     await cancelChunks(trx, ref);
-    await recordJobFinished(trx, ref, now);
   });
 }
 

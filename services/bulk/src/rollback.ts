@@ -15,7 +15,7 @@ import { applyMask, changeTime, type MaskPath, type Product } from "@stockroom/c
 import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
 import { deleteProductRow, findProducts, upsertProducts } from "@stockroom/catalog/store.ts";
 import { lockChunk, writeOutcomes, type BulkDb, type ChunkRef, type ItemOutcomeRow } from "./apply.ts";
-import { recordJobFinished } from "./events.ts";
+import { endJob } from "./events.ts";
 import type { BulkJobRow } from "./store.ts";
 
 /** ROLLBACK_FROM are the job states a rollback may start from. */
@@ -190,17 +190,9 @@ export async function failRollbackChunk(db: BulkDb, ref: ChunkRef, reason: strin
 
 /** finishRollbackIfDone moves a rolling-back job whose chunks are all reverted to ROLLED_BACK. */
 async function finishRollbackIfDone(db: BulkDb, ref: { merchantId: string; jobId: string }, now: Date): Promise<void> {
-  await inTransaction(db, async (trx) => {
-    const finished = await trx
-      .updateTable("bulk_jobs")
-      .set((eb) => ({ state: "rolled_back", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .where("state", "=", "rolling_back")
-      .where((eb) => eb("chunks_done", ">=", eb.ref("chunk_count")))
-      .executeTakeFirst();
-    if (finished.numUpdatedRows === 1n) await recordJobFinished(trx, ref, now);
-  });
+  await inTransaction(db, (trx) =>
+    endJob(trx, ref, { state: "rolled_back" }, now, (eb) => eb.and([eb("state", "=", "rolling_back"), eb("chunks_done", ">=", eb.ref("chunk_count"))])),
+  );
 }
 
 /** revive turns an audit snapshot's date strings back into Dates. */

@@ -13,7 +13,7 @@ import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pa
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
 import { inTransaction } from "@stockroom/common/db.ts";
 import type { BulkDb } from "./apply.ts";
-import { recordJobFinished } from "./events.ts";
+import { endJob } from "./events.ts";
 import { FINAL_STATES, itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
 import { findJob } from "./jobs.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
@@ -104,16 +104,11 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
       const job = await load(ctx, req.jobId);
       if (!FINAL_STATES.has(job.state)) {
         const now = new Date();
-        await inTransaction(db, async (trx) => {
-          const cancelled = await trx
-            .updateTable("bulk_jobs")
-            .set((eb) => ({ state: "cancelled", ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-            .where("merchant_id", "=", job.merchant_id)
-            .where("job_id", "=", job.job_id)
-            .where("state", "in", ["receiving", "validating", "queued", "running"])
-            .executeTakeFirst();
-          if (cancelled.numUpdatedRows === 1n) await recordJobFinished(trx, { merchantId: job.merchant_id, jobId: job.job_id }, now);
-        });
+        await inTransaction(db, (trx) =>
+          endJob(trx, { merchantId: job.merchant_id, jobId: job.job_id }, { state: "cancelled" }, now, (eb) =>
+            eb("state", "in", ["receiving", "validating", "queued", "running"]),
+          ),
+        );
       }
       return { job: jobToProto((await findJob(db, job.merchant_id, job.job_id))!) };
     },

@@ -172,6 +172,13 @@ export function parseEtag(etag: string): { id: string; version: number } | undef
   return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
 }
 
+/** checkEtag returns the etag a request asks to enforce, undefined if none was sent, and flags a malformed one under `field`. */
+export function checkEtag(field: string, etag: string, violations: FieldViolation[]): string | undefined {
+  if (etag === "") return undefined;
+  if (!parseEtag(etag)) violations.push({ field, description: "is not an etag returned by this API" });
+  return etag;
+}
+
 /** etagMatches tells whether an etag names exactly this product version. */
 export function etagMatches(etag: string, p: Pick<Product, "id" | "version">): boolean {
   return etag === etagOf(p);

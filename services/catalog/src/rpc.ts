@@ -14,7 +14,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeSourceKind, ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { principalOf, type Principal } from "@stockroom/common/auth.ts";
-import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "@stockroom/common/db.ts";
+import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
 import {
   AlreadyExistsError,
   EtagMismatchError,
@@ -23,7 +23,7 @@ import {
   PreconditionError,
   type FieldViolation,
 } from "@stockroom/common/errors.ts";
-import { idempotent, type IdempotentCall } from "@stockroom/common/idempotency.ts";
+import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idempotency.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import {
@@ -34,7 +34,7 @@ import {
   isMaskPath,
   LIMITS,
   MASK_PATHS,
-  parseEtag,
+  checkEtag,
   validateFields,
   validateSku,
   type MaskPath,
@@ -315,10 +315,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
   };
 }
 
-/**
- * mutate runs one catalog mutation as ONE transaction: the idempotency claim,
- * the row change, the audit entry and the outbox event commit together.
- */
+/** mutate runs one catalog mutation (idempotentMutation) as the caller's principal, from the API. */
 function mutate<Req extends DescMessage, Res extends DescMessage>(
   db: CatalogDb,
   principal: Principal,
@@ -331,7 +328,7 @@ function mutate<Req extends DescMessage, Res extends DescMessage>(
     sourceKind: "api",
     requestId: call.requestId,
   };
-  return inTransaction(db, (trx) => idempotent(trx, { ...call, merchantId: principal.merchantId }, () => run(trx, change)));
+  return idempotentMutation(db, { ...call, merchantId: principal.merchantId }, (trx) => run(trx, change));
 }
 
 /** lockProduct reads and locks the product, enforcing the caller's etag if one was sent. */
@@ -342,13 +339,6 @@ async function lockProduct(trx: CatalogTx, merchantId: string, sku: string, etag
   return current;
 }
 
-
-/** checkEtag returns the etag to enforce, undefined if none was sent, and flags malformed ones. */
-function checkEtag(field: string, etag: string, violations: FieldViolation[]): string | undefined {
-  if (etag === "") return undefined;
-  if (!parseEtag(etag)) violations.push({ field, description: "is not an etag returned by this API" });
-  return etag;
-}
 
 /** maskPaths resolves update_mask (AIP-134): explicit paths, "*", or implied by populated fields. */
 function maskPaths(p: ProtoProduct, requested: string[], violations: FieldViolation[]): MaskPath[] {

@@ -4,6 +4,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChangeSourceKind, ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
+import { vitessOffenders } from "@stockroom/common/testing.ts";
 
 // Serial: the last test checks every statement the others ran.
 const api = await startCatalog("catalog_products");
@@ -130,19 +131,7 @@ test.serial("history pages newest first", async (t) => {
 
 test.serial("Vitess readiness: every statement the catalog ran names one merchant", (t) => {
   t.true(api.queries.length > 50);
-  const offenders = api.queries.filter(({ sql }) => !namesMerchant(sql));
-  t.deepEqual(offenders.map((q) => q.sql), []);
-  for (const { sql, parameters } of api.queries) {
-    if (!/^\s*(select|update|delete)/i.test(sql)) continue;
-    const merchants = new Set(parameters.filter((p) => p === api.merchantA.merchantId || p === api.merchantB.merchantId));
-    t.true(merchants.size <= 1, `one merchant per statement: ${sql}`);
-  }
+  const { unnamed, crossMerchant } = vitessOffenders(api);
+  t.deepEqual(unnamed, []);
+  t.deepEqual(crossMerchant, [], "one merchant per statement");
 });
-
-/** namesMerchant: a read/write filters on merchant_id = ?, an insert writes the merchant_id column. */
-function namesMerchant(sql: string): boolean {
-  const s = sql.replace(/\s+/g, " ").trim().toLowerCase();
-  if (/^(begin|start transaction|commit|rollback)/.test(s)) return true;
-  if (s.startsWith("insert")) return /^insert into `?\w+`? \(`?merchant_id`?,/.test(s);
-  return /\bwhere `?merchant_id`? = \?/.test(s);
-}

@@ -38,7 +38,8 @@ export function stripDeferMark(sql: string): string {
 
 /** deferWrite queues a write on the transaction's connection (see above). */
 export async function deferWrite(trx: Transaction<any> | Kysely<any>, query: { sql: string; parameters: readonly unknown[] }): Promise<void> {
-  await trx.executeQuery(CompiledQuery.raw(MARK + query.sql, [...query.parameters]));
+  // Not copied (a bulk chunk's insert binds thousands of values); nothing writes to it.
+  await trx.executeQuery(CompiledQuery.raw(MARK + query.sql, query.parameters as unknown[]));
 }
 
 interface Pending {
@@ -65,14 +66,12 @@ function patch(connection: PoolConnection): void {
   let pending: Pending[] = [];
   let inTransaction = false;
 
-  const run = (sql: string, parameters: unknown[], callback: QueryCallback) => query(sql, parameters, callback);
-
   /** send runs statements in one round trip and answers with the last one's result. */
   const send = (statements: Pending[], callback: QueryCallback) => {
-    if (statements.length === 1) return run(statements[0]!.sql, statements[0]!.parameters, callback);
+    if (statements.length === 1) return query(statements[0]!.sql, statements[0]!.parameters, callback);
     const sql = statements.map((s) => s.sql).join(";\n");
     const parameters = statements.flatMap((s) => s.parameters);
-    return run(sql, parameters, (error, results, fields) => {
+    return query(sql, parameters, (error: Error | null, results: unknown, fields: unknown) => {
       if (error) return callback(error);
       callback(null, (results as unknown[]).at(-1), (fields as unknown[] | undefined)?.at(-1));
     });
@@ -89,7 +88,7 @@ function patch(connection: PoolConnection): void {
     const head = sql.slice(0, 24).trimStart().toLowerCase();
     if (sql.startsWith(MARK)) {
       const statement: Pending = { sql: sql.slice(MARK.length), parameters: params };
-      if (!inTransaction) return run(statement.sql, statement.parameters, (error) => (error ? cb(error) : cb(null, OK, undefined)));
+      if (!inTransaction) return query(statement.sql, statement.parameters, (error: Error | null) => (error ? cb(error) : cb(null, OK, undefined)));
       pending.push(statement);
       queueMicrotask(() => cb(null, OK, undefined));
       return undefined;
@@ -104,10 +103,10 @@ function patch(connection: PoolConnection): void {
     if (head === "rollback") {
       pending = [];
       inTransaction = false;
-      return run(sql, params, cb);
+      return query(sql, params, cb);
     }
     if (head === "commit") inTransaction = false;
-    if (pending.length === 0) return run(sql, params, cb);
+    if (pending.length === 0) return query(sql, params, cb);
     const queued = pending;
     pending = [];
     return send([...queued, { sql, parameters: params }], cb);

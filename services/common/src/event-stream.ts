@@ -7,7 +7,7 @@
  * NATS server.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { ensureEventStream } from "./nats.ts";
+import { ensureDurableConsumer, ensureEventStream } from "./nats.ts";
 import type { OutboxEvent } from "./outbox.ts";
 
 export interface EventStreamConfig {
@@ -73,6 +73,20 @@ export function ensureEvents(jsm: JetStreamManager, config: EventStreamConfig): 
     maxAgeMs: config.maxAgeMs,
     replicas: config.replicas,
   });
+}
+
+/**
+ * ensureEventConsumer makes sure the event stream exists (the relay may not
+ * have started yet) and a durable consumer of it that retries forever: a
+ * consumer's outage (its database down) must delay events, never drop them.
+ */
+export async function ensureEventConsumer(
+  jsm: JetStreamManager,
+  config: EventStreamConfig,
+  consumer: { durable: string; ackWaitMs: number; maxAckPending: number; filterSubject?: string },
+): Promise<void> {
+  await ensureEvents(jsm, config);
+  await ensureDurableConsumer(jsm, config.stream, { ...consumer, maxDeliver: -1 });
 }
 
 function join(...tokens: string[]): string {

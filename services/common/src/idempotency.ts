@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import type { Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { CommonTables } from "./schema.ts";
-import { ER_DUP_ENTRY, mysqlErrno } from "./db.ts";
+import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "./db.ts";
 import { deferWrite } from "./deferred-writes.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "./errors.ts";
 
@@ -75,6 +75,20 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
     .compile();
   await deferWrite(trx, store);
   return response;
+}
+
+/**
+ * idempotentMutation runs a mutation as ONE transaction with its idempotency
+ * claim: the claim, the mutation's writes, its audit entries and outbox
+ * events commit together (a deadlock victim is retried whole).
+ */
+export function idempotentMutation<DB extends CommonTables, Req extends DescMessage, Res extends DescMessage>(
+  db: Kysely<DB>,
+  call: IdempotentCall<Req, Res>,
+  run: (trx: Transaction<DB>) => Promise<MessageInitShape<Res>>,
+): Promise<MessageShape<Res>> {
+  // Transaction<DB> is a Transaction<CommonTables> for every DB with those tables; TypeScript cannot see it for a type parameter.
+  return inTransaction(db, (trx) => idempotent(trx as unknown as Transaction<CommonTables>, call, () => run(trx)));
 }
 
 /** requestFingerprint hashes the method and the request without its request_id, with map keys sorted. */

@@ -134,31 +134,11 @@ export interface WorkQueueSpec {
  * with others is an error.
  */
 export async function ensureWorkQueue(jsm: JetStreamManager, spec: WorkQueueSpec): Promise<void> {
-  const streamConfig = {
+  await ensureStream(jsm, spec.stream, RetentionPolicy.Workqueue, "a work queue", {
     subjects: spec.subjects,
     duplicate_window: nanos(spec.duplicateWindowMs ?? 120_000),
     num_replicas: spec.replicas ?? 1,
-  };
-  try {
-    await jsm.streams.add({
-      name: spec.stream,
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      ...streamConfig,
-    });
-  } catch (error) {
-    if (apiErrorCode(error) !== STREAM_NAME_IN_USE) throw error;
-    const { config } = await jsm.streams.info(spec.stream);
-    if (config.retention !== RetentionPolicy.Workqueue || config.storage !== StorageType.File) {
-      throw new Error(
-        `stream ${spec.stream} exists with retention "${config.retention}" and storage "${config.storage}"; ` +
-          `a work queue needs "workqueue" and "file", which cannot be changed in place`,
-        { cause: error },
-      );
-    }
-    await jsm.streams.update(spec.stream, streamConfig);
-  }
-
+  });
   await ensureDurableConsumer(jsm, spec.stream, spec);
 }
 
@@ -181,21 +161,40 @@ export interface EventStreamSpec {
  * ensureWorkQueue, it is safe for every process to call at start.
  */
 export async function ensureEventStream(jsm: JetStreamManager, spec: EventStreamSpec): Promise<void> {
-  const streamConfig = {
+  await ensureStream(jsm, spec.stream, RetentionPolicy.Limits, "an event stream", {
     subjects: spec.subjects,
     duplicate_window: nanos(spec.duplicateWindowMs),
     max_age: nanos(spec.maxAgeMs),
     num_replicas: spec.replicas,
-  };
+  });
+}
+
+/**
+ * ensureStream creates a file-storage stream with this retention, or, when
+ * it exists (another process made it first, or an earlier release), updates
+ * its limits in place. Retention and storage cannot change in place, so an
+ * existing stream with others is an error naming what `kind` needs.
+ */
+async function ensureStream(
+  jsm: JetStreamManager,
+  name: string,
+  retention: RetentionPolicy,
+  kind: string,
+  limits: { subjects: string[]; duplicate_window: number; num_replicas: number; max_age?: number },
+): Promise<void> {
   try {
-    await jsm.streams.add({ name: spec.stream, retention: RetentionPolicy.Limits, storage: StorageType.File, ...streamConfig });
+    await jsm.streams.add({ name, retention, storage: StorageType.File, ...limits });
   } catch (error) {
     if (apiErrorCode(error) !== STREAM_NAME_IN_USE) throw error;
-    const { config } = await jsm.streams.info(spec.stream);
-    if (config.retention !== RetentionPolicy.Limits) {
-      throw new Error(`stream ${spec.stream} exists with retention "${config.retention}"; an event stream needs "limits"`, { cause: error });
+    const { config } = await jsm.streams.info(name);
+    if (config.retention !== retention || config.storage !== StorageType.File) {
+      throw new Error(
+        `stream ${name} exists with retention "${config.retention}" and storage "${config.storage}"; ` +
+          `${kind} needs "${retention}" and "file", which cannot be changed in place`,
+        { cause: error },
+      );
     }
-    await jsm.streams.update(spec.stream, streamConfig);
+    await jsm.streams.update(name, limits);
   }
 }
 

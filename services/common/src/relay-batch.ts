@@ -154,27 +154,3 @@ export async function pruneOutbox(db: OutboxDb, retentionMs: number, batch = 100
     if (deleted < batch) return total;
   }
 }
-
-export interface Backlog {
-  /** Rows not yet published. */
-  rows: number;
-  /** Age of the oldest of them (0 when there are none). */
-  oldestAgeMs: number;
-}
-
-/** measureBacklog counts unpublished rows (an index range) and ages the oldest. */
-export async function measureBacklog(db: OutboxDb): Promise<Backlog> {
-  const count = await db
-    .selectFrom("outbox_events")
-    .select((eb) => eb.fn.countAll<number>().as("n"))
-    .where("published_at", "is", null)
-    .executeTakeFirstOrThrow();
-  const oldest = await db
-    .selectFrom("outbox_events")
-    .select("created_at")
-    .where("published_at", "is", null)
-    .orderBy("event_id")
-    .limit(1)
-    .executeTakeFirst();
-  return { rows: Number(count.n), oldestAgeMs: oldest ? Math.max(0, Date.now() - oldest.created_at.getTime()) : 0 };
-}

@@ -35,7 +35,7 @@ import { createLatencyWindow, type LatencySummary } from "./latency.ts";
 import type { Logger } from "./log.ts";
 import type { NatsDeps } from "./nats.ts";
 import { pause } from "./pause.ts";
-import { markPublished, measureBacklog, publishBatch, publishOrder, pruneOutbox, readBatch, type Backlog, type OutboxRow } from "./relay-batch.ts";
+import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "./relay-batch.ts";
 import type { CommonTables } from "./schema.ts";
 import { untraced } from "./trace-context.ts";
 
@@ -48,8 +48,6 @@ export interface RelayConfig {
   retentionMs: number;
   /** How often the leader prunes; 0 turns pruning off. */
   pruneEveryMs: number;
-  /** How often the leader counts the backlog for stats(). */
-  backlogEveryMs: number;
   /** The pause after a round in which a publish failed (NATS down, stream missing). */
   failureBackoffMs: number;
 }
@@ -59,7 +57,6 @@ export const DEFAULT_RELAY: RelayConfig = {
   pollMs: 20,
   retentionMs: 24 * 3600_000,
   pruneEveryMs: 10 * 60_000,
-  backlogEveryMs: 5_000,
   failureBackoffMs: 1_000,
 };
 
@@ -82,8 +79,6 @@ export interface RelayStats {
   failures: number;
   /** From the change (just before its commit) to JetStream's ack, over recent events. */
   commitToPublish: LatencySummary;
-  /** Unpublished rows as last counted by the leader (every backlogEveryMs). */
-  backlog: Backlog;
   /** Published rows deleted by pruning. */
   pruned: number;
 }
@@ -103,7 +98,6 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
   const latency = createLatencyWindow();
   const counters = { published: 0, duplicates: 0, failures: 0, pruned: 0 };
   let leader = false;
-  let backlog: Backlog = { rows: 0, oldestAgeMs: 0 };
   let pruning: Promise<void> = Promise.resolve();
 
   /**
@@ -116,7 +110,6 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
    * only means a republish, whose copy JetStream drops.
    */
   async function lead(conn: Kysely<CommonTables>): Promise<void> {
-    let nextBacklog = 0;
     let nextPrune = 0;
     let beingMarked = new Set<string>();
     let marking: Promise<void> = Promise.resolve();
@@ -125,10 +118,6 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
     try {
       while (!stopping.signal.aborted) {
         const now = Date.now();
-        if (now >= nextBacklog) {
-          backlog = await measureBacklog(conn);
-          nextBacklog = now + config.backlogEveryMs;
-        }
         if (config.pruneEveryMs > 0 && now >= nextPrune) {
           nextPrune = now + config.pruneEveryMs;
           // On the pool, beside publishing: it deletes only published rows, publishing touches only unpublished ones.
@@ -199,7 +188,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
   // Polling every few milliseconds would make a root trace of each statement; publishes still join their change's trace.
   const running = untraced(run);
   return {
-    stats: () => ({ leader, ...counters, commitToPublish: latency.summary(), backlog }),
+    stats: () => ({ leader, ...counters, commitToPublish: latency.summary() }),
     async stop() {
       stopping.abort();
       await running;

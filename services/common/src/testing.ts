@@ -22,6 +22,29 @@ export function testDatabaseUrl(name: string): string {
   return url.toString();
 }
 
+/** namesMerchant: a read/write filters on merchant_id = ?, an insert writes the merchant_id column (Vitess routes each by it). */
+export function namesMerchant(sql: string): boolean {
+  const s = sql.replace(/\s+/g, " ").trim().toLowerCase();
+  if (/^(begin|start transaction|commit|rollback)/.test(s)) return true;
+  if (s.startsWith("insert")) return /^insert into `?\w+`? \(`?merchant_id`?,/.test(s);
+  return /\bwhere `?merchant_id`? = \?/.test(s);
+}
+
+/**
+ * vitessOffenders lists the statements a test server ran that Vitess could
+ * not route to one merchant's shard: those that do not name a merchant, and
+ * reads or writes whose values name both test merchants.
+ */
+export function vitessOffenders(api: Pick<TestApi, "queries" | "merchantA" | "merchantB">): { unnamed: string[]; crossMerchant: string[] } {
+  const merchants = [api.merchantA.merchantId, api.merchantB.merchantId];
+  return {
+    unnamed: api.queries.filter(({ sql }) => !namesMerchant(sql)).map((q) => q.sql),
+    crossMerchant: api.queries
+      .filter(({ sql, parameters }) => /^\s*(select|update|delete)/i.test(sql) && merchants.every((m) => parameters.includes(m)))
+      .map((q) => q.sql),
+  };
+}
+
 export interface TestMerchant {
   merchantId: string;
   apiKey: string;

@@ -14,11 +14,11 @@ import { inTransaction } from "@stockroom/common/db.ts";
 import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation } from "@stockroom/common/errors.ts";
 import type { OrderOutcome } from "@stockroom/common/metrics.ts";
 import { pause } from "@stockroom/common/pause.ts";
-import { idempotent, type IdempotentCall } from "@stockroom/common/idempotency.ts";
+import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idempotency.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import type { RateLimiter } from "@stockroom/common/rate-limit.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
-import { parseEtag } from "@stockroom/catalog/domain.ts";
+import { checkEtag } from "@stockroom/catalog/domain.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
@@ -116,7 +116,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     async fulfillOrder(req, ctx) {
       const principal = admit(ctx);
       const violations = checkOrderId(req.orderId, []);
-      const etag = checkEtag(req.etag, violations);
+      const etag = checkEtag("etag", req.etag, violations);
       rejectViolations(violations);
       const call = { method: "OrderService.FulfillOrder", requestId: req.requestId, requestSchema: FulfillOrderRequestSchema, request: req, responseSchema: FulfillOrderResponseSchema };
       const fulfilled = await mutate(db, principal, call, async (trx, who) => ({
@@ -129,7 +129,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     async cancelOrder(req, ctx) {
       const principal = admit(ctx);
       const violations = checkOrderId(req.orderId, []);
-      const etag = checkEtag(req.etag, violations);
+      const etag = checkEtag("etag", req.etag, violations);
       if ([...req.reason].length > LIMITS.cancelReason) {
         violations.push({ field: "reason", description: `must be at most ${LIMITS.cancelReason} characters` });
       }
@@ -163,11 +163,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
   };
 }
 
-/**
- * mutate runs one order mutation as ONE transaction: the idempotency claim
- * (when the request has a request_id), the order and stock changes, the
- * audit entries and the outbox events commit together.
- */
+/** mutate runs one order mutation (idempotentMutation) as the caller's principal. */
 function mutate<Req extends DescMessage, Res extends DescMessage>(
   db: OrderDb,
   principal: Principal,
@@ -175,20 +171,13 @@ function mutate<Req extends DescMessage, Res extends DescMessage>(
   run: (trx: OrderTx, who: OrderActor) => Promise<MessageInitShape<Res>>,
 ): Promise<MessageShape<Res>> {
   const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor, requestId: call.requestId };
-  return inTransaction(db, (trx) => idempotent(trx, { ...call, merchantId: principal.merchantId }, () => run(trx, who)));
+  return idempotentMutation(db, { ...call, merchantId: principal.merchantId }, (trx) => run(trx, who));
 }
 
 function checkOrderId(orderId: string, violations: FieldViolation[]): FieldViolation[] {
   if (orderId === "") violations.push({ field: "order_id", description: "is required" });
   else if (!ULID_PATTERN.test(orderId)) violations.push({ field: "order_id", description: "is not an order id" });
   return violations;
-}
-
-/** checkEtag returns the etag to enforce, undefined if none was sent, and flags malformed ones. */
-function checkEtag(etag: string, violations: FieldViolation[]): string | undefined {
-  if (etag === "") return undefined;
-  if (!parseEtag(etag)) violations.push({ field: "etag", description: "is not an etag returned by this API" });
-  return etag;
 }
 
 function rejectViolations(violations: FieldViolation[]): void {

@@ -76,10 +76,4 @@ export function preconditionViolations(error: ConnectError): string[] {
   return error.findDetails(PreconditionFailureSchema).flatMap((d) => d.violations.map((v) => `${v.type} ${v.subject}`));
 }
 
-/** namesMerchant: a read/write filters on merchant_id = ?, an insert writes the merchant_id column. */
-export function namesMerchant(sql: string): boolean {
-  const s = sql.replace(/\s+/g, " ").trim().toLowerCase();
-  if (/^(begin|start transaction|commit|rollback)/.test(s)) return true;
-  if (s.startsWith("insert")) return /^insert into `?\w+`? \(`?merchant_id`?,/.test(s);
-  return /\bwhere `?merchant_id`? = \?/.test(s);
-}
+export { namesMerchant, vitessOffenders } from "@stockroom/common/testing.ts";

@@ -10,10 +10,10 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ProductEventSchema, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { domainSubjects, ensureEvents, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { domainSubjects, ensureEventConsumer, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
 import { createLatencyWindow, type LatencySummary } from "@stockroom/common/latency.ts";
 import type { Logger } from "@stockroom/common/log.ts";
-import { consumeWorkQueue, ensureDurableConsumer, type NatsDeps, type WorkMessage } from "@stockroom/common/nats.ts";
+import { consumeWorkQueue, type NatsDeps, type WorkMessage } from "@stockroom/common/nats.ts";
 import { entryFromEvent } from "./convert.ts";
 import { upsertEntries, type SearchDb, type SearchEntry } from "./store.ts";
 
@@ -72,12 +72,9 @@ export interface SearchProjector {
 /** startSearchProjector creates the stream (if the relay has not yet) and the durable consumer, then applies events until stopped. */
 export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchProjector> {
   const { db, nats, events, config, log } = deps;
-  await ensureEvents(nats.jsm, events);
-  await ensureDurableConsumer(nats.jsm, events.stream, {
+  await ensureEventConsumer(nats.jsm, events, {
     durable: config.durable,
     ackWaitMs: config.ackWaitMs,
-    // Retry forever: a search database outage must delay events, not drop them.
-    maxDeliver: -1,
     maxAckPending: config.maxAckPending,
     filterSubject: domainSubjects(events, "catalog"),
   });
@@ -109,7 +106,7 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
     nats.js,
     { stream: events.stream, durable: config.durable, concurrency: config.concurrency, log, retryBackoff: { initialMs: 250, maxMs: 30_000 } },
     apply,
-    // Unreachable with maxDeliver -1; kept to satisfy the consumer's contract.
+    // Unreachable: ensureEventConsumer retries forever; kept to satisfy the consumer's contract.
     async (msg, error) => log.error("catalog event given up", { subject: msg.subject, error }),
   );
   return {

@@ -23,7 +23,7 @@ export { productInit } from "../../catalog/test/helpers.ts";
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 
 /** Relays and projectors in tests poll fast, so waits stay short. */
-export const TEST_RELAY: RelayConfig = { ...DEFAULT_RELAY, pollMs: 5, backlogEveryMs: 100, failureBackoffMs: 100 };
+export const TEST_RELAY: RelayConfig = { ...DEFAULT_RELAY, pollMs: 5, failureBackoffMs: 100 };
 
 export interface SearchHarness {
   api: TestApi;

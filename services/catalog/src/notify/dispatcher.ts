@@ -16,9 +16,9 @@
  * consumer, and claims skip rows another process holds. The per-endpoint
  * limit is per process.
  */
-import { ensureEvents, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { ensureEventConsumer, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
 import type { Logger } from "@stockroom/common/log.ts";
-import { consumeWorkQueue, ensureDurableConsumer, type NatsDeps } from "@stockroom/common/nats.ts";
+import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
 import { pause } from "@stockroom/common/pause.ts";
 import type { DispatcherConfig } from "./config.ts";
 import { claimDeliveries, dueEndpoints, settleDelivered, settleFailed, sweepDeliveries, type ClaimedDelivery } from "./deliveries.ts";
@@ -63,14 +63,7 @@ const PAUSE_RECHECK_MS = 1_000;
 /** startWebhookDispatcher makes sure the event stream and the consumer exist, then records and sends until stopped. */
 export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<WebhookDispatcher> {
   const { db, nats, events, config, log } = deps;
-  await ensureEvents(nats.jsm, events);
-  await ensureDurableConsumer(nats.jsm, events.stream, {
-    durable: config.durable,
-    ackWaitMs: config.ackWaitMs,
-    // Retry forever: a database outage must delay webhooks, not drop them.
-    maxDeliver: -1,
-    maxAckPending: config.maxAckPending,
-  });
+  await ensureEventConsumer(nats.jsm, events, { durable: config.durable, ackWaitMs: config.ackWaitMs, maxAckPending: config.maxAckPending });
   const sender = createSender({
     timeoutMs: config.requestTimeoutMs,
     allowPrivateTargets: deps.allowPrivateTargets,
@@ -102,7 +95,7 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
         nudge();
       }
     },
-    // Unreachable with maxDeliver -1; kept to satisfy the consumer's contract.
+    // Unreachable: ensureEventConsumer retries forever; kept to satisfy the consumer's contract.
     async (msg, error) => log.error("event given up by the webhook intake", { subject: msg.subject, error }),
   );
 
