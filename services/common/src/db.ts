@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
-import { CompiledQuery, Kysely, MysqlDialect, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
+import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
 import { FileMigrationProvider, Migrator } from "kysely/migration";
 import { createPool, type Pool } from "mysql2";
 import { deferWrite, enableDeferredWrites, stripDeferMark } from "./deferred-writes.ts";
@@ -188,6 +188,13 @@ export async function inTransaction<DB, T>(
 export interface MigrationSet {
   name: string;
   folder: string;
+  /**
+   * Migrations this set took over from another set (files moved between
+   * packages with the tables they create). Where the other set's bookkeeping
+   * table records them as applied, the record moves to this set's table
+   * before any set migrates, so they are never run twice.
+   */
+  adopts?: { set: string; migrations: readonly string[] }[];
 }
 
 /**
@@ -195,6 +202,7 @@ export interface MigrationSet {
  * a MySQL named lock while migrating, so concurrent starts are safe.
  */
 export async function migrateToLatest(db: Kysely<any>, sets: MigrationSet[]): Promise<string[]> {
+  for (const set of sets) for (const adopted of set.adopts ?? []) await handOver(db, adopted.set, set.name, adopted.migrations);
   const applied: string[] = [];
   for (const set of sets) {
     const migrator = new Migrator({
@@ -211,6 +219,31 @@ export async function migrateToLatest(db: Kysely<any>, sets: MigrationSet[]): Pr
     if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
   }
   return applied;
+}
+
+/**
+ * handOver moves the records of the named migrations from set `from`'s
+ * bookkeeping table to set `to`'s (created here in Kysely's own shape if it
+ * does not exist yet), in one transaction; a repeat, or a database where
+ * `from` never ran them, moves nothing.
+ */
+async function handOver(db: Kysely<any>, from: string, to: string, names: readonly string[]): Promise<void> {
+  const source = `kysely_migration_${from}`;
+  const target = `kysely_migration_${to}`;
+  const tables = await sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = DATABASE() AND table_name = ${source}`.execute(db);
+  if (tables.rows.length === 0 || names.length === 0) return;
+  await db.schema
+    .createTable(target)
+    .ifNotExists()
+    .addColumn("name", "varchar(255)", (col) => col.notNull().primaryKey())
+    .addColumn("timestamp", "varchar(255)", (col) => col.notNull())
+    .execute();
+  await db.transaction().execute(async (trx) => {
+    await sql`INSERT IGNORE INTO ${sql.table(target)} (name, timestamp)
+      SELECT name, timestamp FROM ${sql.table(source)} WHERE name IN (${sql.join(names)})`.execute(trx);
+    await sql`DELETE FROM ${sql.table(source)} WHERE name IN (${sql.join(names)})`.execute(trx);
+  });
 }
 
 /** ensureDatabase creates the database named in url if it is missing. */

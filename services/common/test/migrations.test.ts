@@ -1,0 +1,65 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import test from "ava";
+import { sql } from "kysely";
+import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "../src/db.ts";
+import { testDatabaseUrl } from "../src/testing.ts";
+
+/** folder writes migration files that each create one table, and returns their folder. */
+function folder(name: string, tables: string[]): string {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), "stockroom-migrations-")), name);
+  mkdirSync(dir);
+  for (const table of tables) {
+    writeFileSync(
+      path.join(dir, `${table}.mjs`),
+      `export async function up(db) { await db.schema.createTable(${JSON.stringify(table)}).addColumn("id", "varchar(26)", (c) => c.primaryKey()).execute(); }\n`,
+    );
+  }
+  return dir;
+}
+
+async function recorded(db: Parameters<typeof migrateToLatest>[0], set: string): Promise<string[]> {
+  const rows = await sql<{ name: string }>`SELECT name FROM ${sql.table(`kysely_migration_${set}`)} ORDER BY name`.execute(db);
+  return rows.rows.map((r) => r.name);
+}
+
+test("a set that adopts another set's applied migrations takes their records over and runs nothing twice", async (t) => {
+  const url = testDatabaseUrl("migrations_handover");
+  await ensureDatabase(url);
+  const db = createDatabase<any>({ url, poolSize: 2 });
+  t.teardown(async () => {
+    await db.destroy();
+    await dropDatabase(url);
+  });
+  // Before: one package owns both tables.
+  const before: MigrationSet = { name: "old", folder: folder("old", ["t1_products", "t2_webhooks"]) };
+  t.deepEqual(await migrateToLatest(db, [before]), ["old/t1_products", "old/t2_webhooks"]);
+
+  // After: the webhook migration moved to a package of its own.
+  const old: MigrationSet = { name: "old", folder: folder("old", ["t1_products"]) };
+  const moved: MigrationSet = {
+    name: "new",
+    folder: folder("new", ["t2_webhooks", "t3_more"]),
+    adopts: [{ set: "old", migrations: ["t2_webhooks"] }],
+  };
+  t.deepEqual(await migrateToLatest(db, [old, moved]), ["new/t3_more"]);
+  t.deepEqual(await recorded(db, "old"), ["t1_products"]);
+  t.deepEqual(await recorded(db, "new"), ["t2_webhooks", "t3_more"]);
+  // A second start (or a racing one) finds nothing left to hand over.
+  t.deepEqual(await migrateToLatest(db, [old, moved]), []);
+});
+
+test("on a fresh database the adopting set runs the adopted migrations itself", async (t) => {
+  const url = testDatabaseUrl("migrations_fresh");
+  await ensureDatabase(url);
+  const db = createDatabase<any>({ url, poolSize: 2 });
+  t.teardown(async () => {
+    await db.destroy();
+    await dropDatabase(url);
+  });
+  const old: MigrationSet = { name: "old", folder: folder("old", ["t1_products"]) };
+  const moved: MigrationSet = { name: "new", folder: folder("new", ["t2_webhooks"]), adopts: [{ set: "old", migrations: ["t2_webhooks"] }] };
+  t.deepEqual(await migrateToLatest(db, [old, moved]), ["old/t1_products", "new/t2_webhooks"]);
+  t.deepEqual(await recorded(db, "new"), ["t2_webhooks"]);
+});
