@@ -7,7 +7,7 @@ import path from "node:path";
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
 import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
-import type { BulkDb } from "@stockroom/bulk/apply.ts";
+import { type BulkDb } from "@stockroom/bulk/store.ts";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";

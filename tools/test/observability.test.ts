@@ -19,7 +19,7 @@ import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config
 import { dropDatabase, ensureDatabase } from "@stockroom/common/db.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
-import type { BulkDb } from "@stockroom/bulk/apply.ts";
+import { type BulkDb } from "@stockroom/bulk/store.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
 import { DEFAULT_QUEUE } from "@stockroom/bulk/queue.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";

@@ -11,7 +11,7 @@ import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { createJob } from "@stockroom/bulk/jobs.ts";
-import type { BulkDb } from "@stockroom/bulk/apply.ts";
+import { type BulkDb } from "@stockroom/bulk/store.ts";
 import type { SlaReport } from "../sla/report.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");

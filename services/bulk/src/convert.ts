@@ -13,7 +13,7 @@ import {
   type BulkJobOptionsSchema,
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { jsonColumn } from "@stockroom/common/db.ts";
-import type { ItemError } from "./apply.ts";
+import type { ItemError } from "./parse/types.ts";
 import type { NewJob } from "./jobs.ts";
 import type { BulkJobItemRow, BulkJobRow, BulkJobStateName, ItemOutcomeName } from "./store.ts";
 
@@ -39,15 +39,6 @@ export const OUTCOME_TO_PROTO: Record<ItemOutcomeName, BulkItemOutcome> = {
   failed: BulkItemOutcome.FAILED,
   rolled_back: BulkItemOutcome.ROLLED_BACK,
 };
-
-/** FINAL_STATES end a job's processing (a rollback may still follow). */
-export const FINAL_STATES: ReadonlySet<BulkJobStateName> = new Set([
-  "succeeded",
-  "partially_succeeded",
-  "failed",
-  "cancelled",
-  "rolled_back",
-]);
 
 /** reverse inverts a name → enum table, for filters given on the wire. */
 export function reverse<K extends string>(table: Record<K, number>): Map<number, K> {

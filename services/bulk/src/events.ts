@@ -1,47 +1,37 @@
-import type { Expression, ExpressionBuilder, SqlBool } from "kysely";
-import { appendJobFinishedEvent } from "@stockroom/catalog/notify/job-events.ts";
-import type { BulkTx } from "./apply.ts";
+/** The bulk package's own events, written to the outbox in the transaction of the change they announce. */
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { BulkJobEventSchema, BulkJobEventType } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { appendOutbox } from "@stockroom/common/outbox.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
 import { jobToProto } from "./convert.ts";
-import type { BulkJobRow, BulkTables } from "./store.ts";
+import type { BulkJobRow, BulkTx } from "./store.ts";
 
 /**
- * endJob moves a job to a final state (with the other columns of `set`),
- * but only if `only` holds for its row, and then writes its
- * bulk_job.finished event in the same transaction. It tells whether the job
- * ended here: false means another path got there first.
+ * recordJobFinished writes the "bulk_job.finished" event (a
+ * stockroom.bulk.v1.BulkJobEvent) of a job that has just reached a final
+ * state (succeeded, partially succeeded, failed, cancelled, rolled back),
+ * with the job as it is after that change, in the transaction that moved it
+ * there: the relay publishes it on bulk_jobs.<merchant>.bulk_job.finished
+ * exactly when the state commits, and the webhook dispatcher sends it to
+ * endpoints subscribed to "bulk_job.finished", "bulk_job.*" or "*".
  */
-export async function endJob(
-  trx: BulkTx,
-  ref: { merchantId: string; jobId: string },
-  set: { state: BulkJobRow["state"]; error?: string; file_size?: number },
-  now: Date,
-  only?: (eb: ExpressionBuilder<BulkTables, "bulk_jobs">) => Expression<SqlBool>,
-): Promise<boolean> {
-  let update = trx
-    .updateTable("bulk_jobs")
-    .set((eb) => ({ ...set, ended_at: now, updated_at: now, version: eb("version", "+", 1) }))
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId);
-  if (only) update = update.where(only);
-  const ended = await update.executeTakeFirst();
-  if (ended.numUpdatedRows !== 1n) return false;
-  await recordJobFinished(trx, ref, now);
-  return true;
-}
-
-/**
- * recordJobFinished writes the "bulk_job.finished" event of a job that has
- * just reached a final state (succeeded, partially succeeded, failed,
- * cancelled, rolled back), in the transaction that moved it there, so the
- * relay publishes it exactly when the state commits and merchants' webhooks
- * hear of it.
- */
-export async function recordJobFinished(trx: BulkTx, ref: { merchantId: string; jobId: string }, now: Date): Promise<void> {
-  const row = await trx
-    .selectFrom("bulk_jobs")
-    .selectAll()
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .executeTakeFirstOrThrow();
-  await appendJobFinishedEvent(trx, ref.merchantId, jobToProto(row), now);
+export async function recordJobFinished(trx: BulkTx, row: BulkJobRow, at: Date): Promise<void> {
+  const eventId = newUlid(at.getTime());
+  const job = jobToProto(row);
+  await appendOutbox(trx, [
+    {
+      merchantId: row.merchant_id,
+      eventId,
+      aggregateType: "bulk_job",
+      aggregateId: row.job_id,
+      aggregateVersion: Number(row.version),
+      eventType: "bulk_job.finished",
+      payload: toBinary(
+        BulkJobEventSchema,
+        create(BulkJobEventSchema, { eventId, merchantId: row.merchant_id, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }),
+      ),
+      createdAt: at,
+    },
+  ]);
 }

@@ -10,13 +10,12 @@ import { trace } from "@opentelemetry/api";
 import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
 import { inTransaction } from "@stockroom/common/db.ts";
-import type { BulkDb } from "./apply.ts";
-import { endJob } from "./events.ts";
-import { createJob, findJob } from "./jobs.ts";
+import { cancelChunks } from "./chunks.ts";
+import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
-import { cancelChunks, finishStaging, stageLines } from "./stage.ts";
-import type { BulkJobRow } from "./store.ts";
+import { finishStaging, stageLines } from "./stage.ts";
+import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
 export interface IngestLimits {
@@ -56,7 +55,6 @@ export async function ingest(
   trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.job_id": jobId, "stockroom.bulk.existing": existing });
   if (existing) return (await findJob(db, merchantId, jobId))!;
   const ref = { merchantId, jobId };
-  await setJob(db, ref, { state: "validating" });
   const hash = createHash("sha256");
   let size = 0;
   async function* counted() {
@@ -81,25 +79,17 @@ export async function ingest(
     throw error;
   }
   const sha = hash.digest("hex");
-  const duplicate = await db
-    .selectFrom("bulk_jobs")
-    .selectAll()
-    .where("merchant_id", "=", merchantId)
-    .where("content_sha256", "=", sha)
-    .where("format", "=", options.format)
-    .where("conflict_policy", "=", options.conflictPolicy)
-    .where("dry_run", "=", options.dryRun)
-    .where("created_at", ">", new Date(Date.now() - limits.dedupeWindowMs))
-    .where("state", "not in", ["failed", "cancelled"])
-    .where("job_id", "!=", jobId)
-    .orderBy("job_id")
-    .limit(1)
-    .executeTakeFirst();
+  const duplicate = await findDuplicateJob(
+    db,
+    ref,
+    { contentSha256: sha, format: options.format, conflictPolicy: options.conflictPolicy, dryRun: options.dryRun },
+    limits.dedupeWindowMs,
+  );
   if (duplicate) {
     await discardJob(db, ref);
     return duplicate;
   }
-  await setJob(db, ref, { file_size: size, content_sha256: sha });
+  await setJobFile(db, ref, { fileSize: size, contentSha256: sha });
   await finishStaging(db, ref, staged, options.dryRun);
   deps.metrics?.bulkItems.inc({ outcome: "invalid" }, staged.invalid);
   trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.items": staged.total, "stockroom.bulk.items.invalid": staged.invalid, "stockroom.bulk.chunks": staged.chunks });
@@ -107,27 +97,19 @@ export async function ingest(
   return (await findJob(db, merchantId, jobId))!;
 }
 
-async function setJob(db: BulkDb, ref: { merchantId: string; jobId: string }, set: Partial<Pick<BulkJobRow, "state" | "file_size" | "content_sha256">>) {
-  await db
-    .updateTable("bulk_jobs")
-    .set((eb) => ({ ...set, updated_at: new Date(), version: eb("version", "+", 1) }))
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .execute();
-}
-
 /** failJob ends a job whose file could not be read; nothing of it is ever applied. */
 async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, error: string, size: number) {
   const now = new Date();
   await inTransaction(db, async (trx) => {
-    await endJob(trx, ref, { state: "failed", error, file_size: size }, now);
+    await moveJob(trx, ref, "failed", now, { error, file_size: size });
     await cancelChunks(trx, ref);
   });
 }
 
 /** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */
 async function discardJob(db: BulkDb, ref: { merchantId: string; jobId: string }) {
-  for (const table of ["bulk_job_items", "bulk_job_chunks", "bulk_jobs"] as const) {
+  for (const table of ["bulk_job_items", "bulk_job_chunks"] as const) {
     await db.deleteFrom(table).where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
   }
+  await deleteJobRow(db, ref);
 }

@@ -1,14 +1,24 @@
+/**
+ * The bulk_jobs table: the only module that writes it. Every state change
+ * goes through moveJob, which lets the database apply only the transitions
+ * of the state machine (domain.ts NEXT_STATES) and writes the job's
+ * bulk_job.finished event in the same transaction when the job ends.
+ * Counters change by relative updates, so chunks of one job apply in
+ * parallel and hold the job row only from their update to their commit.
+ */
+import { type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
 import { serializeTraceContext } from "@stockroom/common/trace-context.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import type { BulkDb } from "./apply.ts";
-import type { BulkJobRow } from "./store.ts";
+import { FINAL_STATES, statesInto, type ConflictPolicy, type JobRef, type JobState } from "./domain.ts";
+import { recordJobFinished } from "./events.ts";
+import type { BulkDb, BulkJobRow, BulkTables, BulkTx } from "./store.ts";
 
 export interface NewJob {
   merchantId: string;
   requestId: string;
   format: BulkJobRow["format"];
-  conflictPolicy: BulkJobRow["conflict_policy"];
+  conflictPolicy: ConflictPolicy;
   dryRun: boolean;
   fileName: string;
 }
@@ -68,7 +78,159 @@ export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Prom
   }
 }
 
-/** findJob reads one of the merchant's jobs. */
-export async function findJob(db: BulkDb, merchantId: string, jobId: string): Promise<BulkJobRow | undefined> {
-  return db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId).where("job_id", "=", jobId).executeTakeFirst();
+/** findJob reads one of the merchant's jobs; forUpdate locks its row for the transaction. */
+export async function findJob(db: BulkDb | BulkTx, merchantId: string, jobId: string, forUpdate = false): Promise<BulkJobRow | undefined> {
+  let q = db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId).where("job_id", "=", jobId);
+  if (forUpdate) q = q.forUpdate();
+  return q.executeTakeFirst();
 }
+
+/** listJobs reads one keyset page of a merchant's jobs, newest first. */
+export function listJobs(db: BulkDb, merchantId: string, query: { state?: JobState; beforeJobId?: string; limit: number }): Promise<BulkJobRow[]> {
+  let q = db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId);
+  if (query.state) q = q.where("state", "=", query.state);
+  if (query.beforeJobId) q = q.where("job_id", "<", query.beforeJobId);
+  return q.orderBy("job_id", "desc").limit(query.limit).execute();
+}
+
+/**
+ * findDuplicateJob returns the merchant's earlier job, younger than
+ * windowMs and not failed or cancelled, for the same content and options.
+ */
+export function findDuplicateJob(
+  db: BulkDb,
+  job: JobRef,
+  same: { contentSha256: string; format: BulkJobRow["format"]; conflictPolicy: ConflictPolicy; dryRun: boolean },
+  windowMs: number,
+): Promise<BulkJobRow | undefined> {
+  return db
+    .selectFrom("bulk_jobs")
+    .selectAll()
+    .where("merchant_id", "=", job.merchantId)
+    .where("content_sha256", "=", same.contentSha256)
+    .where("format", "=", same.format)
+    .where("conflict_policy", "=", same.conflictPolicy)
+    .where("dry_run", "=", same.dryRun)
+    .where("created_at", ">", new Date(Date.now() - windowMs))
+    .where("state", "not in", ["failed", "cancelled"])
+    .where("job_id", "!=", job.jobId)
+    .orderBy("job_id")
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** The columns a transition may set besides the state. */
+type JobFacts = Partial<
+  Pick<
+    BulkJobRow,
+    "error" | "file_size" | "content_sha256" | "total_items" | "valid_items" | "invalid_items" | "chunk_count" | "chunks_done" | "rollback_policy"
+  >
+>;
+
+/**
+ * moveJob moves a job to `to` from any state the state machine allows
+ * (`only` may narrow that further), setting `facts` with it, and writes the
+ * bulk_job.finished event when `to` is final. It tells whether the job
+ * moved: false means it was not in a state that allows the move (another
+ * path got there first, or the move was never allowed).
+ */
+export async function moveJob(
+  trx: BulkTx,
+  ref: JobRef,
+  to: JobState,
+  now: Date,
+  facts: JobFacts = {},
+  only?: (eb: ExpressionBuilder<BulkTables, "bulk_jobs">) => Expression<SqlBool>,
+): Promise<boolean> {
+  const final = FINAL_STATES.has(to);
+  let update = trx
+    .updateTable("bulk_jobs")
+    .set((eb) => ({ ...facts, state: to, ended_at: final ? now : null, updated_at: now, version: eb("version", "+", 1) }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .where("state", "in", statesInto(to));
+  if (only) update = update.where(only);
+  const moved = await update.executeTakeFirst();
+  if (moved.numUpdatedRows !== 1n) return false;
+  if (final) await recordJobFinished(trx, (await findJob(trx, ref.merchantId, ref.jobId))!, now);
+  return true;
+}
+
+/** setJobFile records what ingest learnt of the uploaded file, without a state change. */
+export async function setJobFile(db: BulkDb, ref: JobRef, file: { fileSize: number; contentSha256: string }, now = new Date()): Promise<void> {
+  await db
+    .updateTable("bulk_jobs")
+    .set((eb) => ({ file_size: file.fileSize, content_sha256: file.contentSha256, updated_at: now, version: eb("version", "+", 1) }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+}
+
+/** ChunkCounts are what one chunk adds to its job's counters (negative to take back). */
+export type ChunkCounts = Partial<Record<"applied" | "unchanged" | "conflict" | "invalid" | "failed" | "rolledBack", number>>;
+
+const COUNTER_COLUMNS = {
+  applied: "applied_items",
+  unchanged: "unchanged_items",
+  conflict: "conflict_items",
+  invalid: "invalid_items",
+  failed: "failed_items",
+  rolledBack: "rolled_back_items",
+} as const;
+
+/**
+ * countChunk adds a finished chunk's counts to its job and counts the chunk
+ * done (relative updates: the row is locked only from here to commit), and
+ * returns the job as it is then, for the caller to decide whether it ended.
+ */
+export async function countChunk(trx: BulkTx, ref: JobRef, counts: ChunkCounts, now: Date, error?: string): Promise<BulkJobRow> {
+  await trx
+    .updateTable("bulk_jobs")
+    .set((eb) => ({
+      ...Object.fromEntries(
+        Object.entries(counts)
+          .filter(([, n]) => n !== 0)
+          .map(([k, n]) => [COUNTER_COLUMNS[k as keyof ChunkCounts], eb(COUNTER_COLUMNS[k as keyof ChunkCounts], "+", n)]),
+      ),
+      ...(error === undefined ? {} : { error }),
+      chunks_done: eb("chunks_done", "+", 1),
+      version: eb("version", "+", 1),
+      updated_at: now,
+    }))
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
+  return (await findJob(trx, ref.merchantId, ref.jobId))!;
+}
+
+/** chunksAllDone is a moveJob condition: every chunk of the job is done. */
+export const chunksAllDone = (eb: ExpressionBuilder<BulkTables, "bulk_jobs">) => eb("chunks_done", ">=", eb.ref("chunk_count"));
+
+/** markItemsPruned records that retention removed the job's per-item details. */
+export async function markItemsPruned(db: BulkDb, ref: JobRef, now: Date): Promise<void> {
+  await db.updateTable("bulk_jobs").set({ items_pruned_at: now }).where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
+}
+
+/** deleteJobRow removes a job's row (a duplicate upload discarded before anything of it was queued). */
+export async function deleteJobRow(db: BulkDb, ref: JobRef): Promise<void> {
+  await db.deleteFrom("bulk_jobs").where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
+}
+
+/** jobStateOf reads only a job's state (the reconciler's check before topping a job up). */
+export async function jobStateOf(db: BulkDb, ref: JobRef): Promise<JobState | undefined> {
+  const row = await db.selectFrom("bulk_jobs").select("state").where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).executeTakeFirst();
+  return row?.state;
+}
+
+/** jobsDueForPruning lists finished jobs older than the cutoff whose items are still kept (a maintenance sweep). */
+export function jobsDueForPruning(db: BulkDb, endedBefore: Date, limit: number) {
+  return db
+    .selectFrom("bulk_jobs")
+    .select(["merchant_id", "job_id"])
+    .where("ended_at", "<", endedBefore)
+    .where("items_pruned_at", "is", null)
+    .where("state", "in", [...FINAL_STATES])
+    .limit(limit)
+    .execute();
+}
+

@@ -5,8 +5,8 @@ import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
-import { createBulkReadMethods } from "./rpc-read.ts";
-import { createBulkUploadMethods } from "./rpc-upload.ts";
+import { createBulkJobMethods } from "./rpc-jobs.ts";
+import { createBulkUploadMethods } from "./rpc-uploads.ts";
 import { bulkMigrations } from "./store.ts";
 
 export interface BulkModuleOptions {
@@ -29,7 +29,7 @@ export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): Se
     migrations: [bulkMigrations],
     register: (router) =>
       router.service(BulkJobService, {
-        ...createBulkReadMethods({ db, watchIntervalMs: options.watchIntervalMs }),
+        ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs }),
         ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000, metrics: options.metrics }),
       }),
   };

@@ -11,7 +11,8 @@
  * expired is a maintenance scan over all merchants: on Vitess it runs against
  * each shard, like the reconciler.
  */
-import type { BulkDb } from "./apply.ts";
+import { jobsDueForPruning, markItemsPruned } from "./jobs.ts";
+import type { BulkDb } from "./store.ts";
 
 export interface Retention {
   idempotencyKeysMs: number;
@@ -57,17 +58,10 @@ export async function prune(db: BulkDb, retention: Retention, now = new Date()):
     result.uploads++;
   }
 
-  const jobs = await db
-    .selectFrom("bulk_jobs")
-    .select(["merchant_id", "job_id"])
-    .where("ended_at", "<", new Date(now.getTime() - retention.jobItemsMs))
-    .where("items_pruned_at", "is", null)
-    .where("state", "in", ["succeeded", "partially_succeeded", "failed", "cancelled", "rolled_back"])
-    .limit(20)
-    .execute();
+  const jobs = await jobsDueForPruning(db, new Date(now.getTime() - retention.jobItemsMs), 20);
   for (const j of jobs) {
     // Mark first: from here on, readers say the details expired instead of showing a half-deleted list.
-    await db.updateTable("bulk_jobs").set({ items_pruned_at: now }).where("merchant_id", "=", j.merchant_id).where("job_id", "=", j.job_id).execute();
+    await markItemsPruned(db, { merchantId: j.merchant_id, jobId: j.job_id }, now);
     for (const table of ["bulk_job_items", "bulk_job_chunks"] as const) {
       const deleted = await deleteInBatches(
         () => db.deleteFrom(table).where("merchant_id", "=", j.merchant_id).where("job_id", "=", j.job_id).limit(retention.batch).executeTakeFirst(),

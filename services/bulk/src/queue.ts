@@ -12,12 +12,12 @@
  * behind a few chunks of a large job, not behind all of them.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { ExpressionBuilder } from "kysely";
 import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats.ts";
 import { restoreTraceContext } from "@stockroom/common/trace-context.ts";
-import type { CatalogTables } from "@stockroom/catalog/store.ts";
-import type { BulkDb, ChunkRef } from "./apply.ts";
-import type { BulkTables } from "./store.ts";
+import { claimForPublish, claimNextAttempt, countPublished, jobsWithUnpublished, nextUnpublished, releaseClaim, stalePublished } from "./chunks.ts";
+import { WORKING_STATES, type ChunkRef } from "./domain.ts";
+import { jobStateOf } from "./jobs.ts";
+import type { BulkDb } from "./store.ts";
 
 export interface QueueConfig {
   stream: string;
@@ -44,9 +44,6 @@ export const DEFAULT_QUEUE: QueueConfig = {
   window: 4,
   reconcileAfterMs: 30_000,
 };
-
-/** PENDING are the chunk states that wait for a worker: applying, or reverting a rollback. */
-const PENDING = ["queued", "rollback_queued"] as const;
 
 /** ChunkMessage is the payload of a chunk message; v lets in-flight jobs survive payload changes. */
 export interface ChunkMessage extends ChunkRef {
@@ -99,16 +96,6 @@ async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attem
   );
 }
 
-/** jobTraceContext selects, beside a bulk_job_chunks row, its job's stored trace context (same merchant: one shard). */
-function jobTraceContext(eb: ExpressionBuilder<CatalogTables & BulkTables, "bulk_job_chunks">) {
-  return eb
-    .selectFrom("bulk_jobs")
-    .select("bulk_jobs.trace_context")
-    .whereRef("bulk_jobs.merchant_id", "=", "bulk_job_chunks.merchant_id")
-    .whereRef("bulk_jobs.job_id", "=", "bulk_job_chunks.job_id")
-    .as("trace_context");
-}
-
 /**
  * topUp publishes a job's next unpublished chunks until `window` of them are
  * in flight. Each chunk is claimed in MySQL first (published_at set where it
@@ -116,52 +103,20 @@ function jobTraceContext(eb: ExpressionBuilder<CatalogTables & BulkTables, "bulk
  * between claim and publish is healed by the reconciler.
  */
 export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { merchantId: string; jobId: string }): Promise<number> {
-  const inFlight = await db
-    .selectFrom("bulk_job_chunks")
-    .select((eb) => eb.fn.countAll<number>().as("n"))
-    .where("merchant_id", "=", job.merchantId)
-    .where("job_id", "=", job.jobId)
-    .where("state", "in", PENDING)
-    .where("published_at", "is not", null)
-    .executeTakeFirstOrThrow();
-  const free = q.window - Number(inFlight.n);
+  const free = q.window - (await countPublished(db, job));
   if (free <= 0) return 0;
-  const next = await db
-    .selectFrom("bulk_job_chunks")
-    .select(["chunk_no", "attempt"])
-    .select(jobTraceContext)
-    .where("merchant_id", "=", job.merchantId)
-    .where("job_id", "=", job.jobId)
-    .where("state", "in", PENDING)
-    .where("published_at", "is", null)
-    .orderBy("chunk_no")
-    .limit(free)
-    .execute();
+  const next = await nextUnpublished(db, job, free);
   let published = 0;
   for (const chunk of next) {
-    const claimed = await db
-      .updateTable("bulk_job_chunks")
-      .set({ published_at: new Date() })
-      .where("merchant_id", "=", job.merchantId)
-      .where("job_id", "=", job.jobId)
-      .where("chunk_no", "=", chunk.chunk_no)
-      .where("published_at", "is", null)
-      .executeTakeFirst();
-    if (claimed.numUpdatedRows !== 1n) continue;
+    const ref = { ...job, chunkNo: chunk.chunk_no };
+    if (!(await claimForPublish(db, ref))) continue;
     try {
-      await publishChunk(nats, q, { ...job, chunkNo: chunk.chunk_no }, chunk.attempt, chunk.trace_context);
+      await publishChunk(nats, q, ref, chunk.attempt, chunk.trace_context);
     } catch (error) {
       // The message may not have reached the stream (a publish that timed out under load did not, in
       // tests): hand the chunk back so the next top-up publishes it instead of waiting for the
       // reconciler. A copy that did get stored has the same message id and is dropped as a duplicate.
-      await db
-        .updateTable("bulk_job_chunks")
-        .set({ published_at: null })
-        .where("merchant_id", "=", job.merchantId)
-        .where("job_id", "=", job.jobId)
-        .where("chunk_no", "=", chunk.chunk_no)
-        .where("attempt", "=", chunk.attempt)
-        .execute();
+      await releaseClaim(db, ref, chunk.attempt);
       throw error;
     }
     published++;
@@ -177,50 +132,20 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
  * on Vitess it runs against each shard.
  */
 export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now = new Date()): Promise<{ republished: number; toppedUp: number }> {
-  const stale = await db
-    .selectFrom("bulk_job_chunks")
-    .select(["merchant_id", "job_id", "chunk_no", "attempt"])
-    .select(jobTraceContext)
-    .where("state", "in", PENDING)
-    .where("published_at", "<", new Date(now.getTime() - q.reconcileAfterMs))
-    .limit(500)
-    .execute();
+  const stale = await stalePublished(db, new Date(now.getTime() - q.reconcileAfterMs), 500);
   let republished = 0;
   for (const c of stale) {
     const ref = { merchantId: c.merchant_id, jobId: c.job_id, chunkNo: c.chunk_no };
     if (await hasLiveMessage(nats.jsm, q, ref)) continue;
-    const claimed = await db
-      .updateTable("bulk_job_chunks")
-      .set({ attempt: c.attempt + 1, published_at: now })
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .where("chunk_no", "=", ref.chunkNo)
-      .where("state", "in", PENDING)
-      .where("attempt", "=", c.attempt)
-      .executeTakeFirst();
-    if (claimed.numUpdatedRows !== 1n) continue;
+    if (!(await claimNextAttempt(db, ref, c.attempt, now))) continue;
     await publishChunk(nats, q, ref, c.attempt + 1, c.trace_context);
     republished++;
   }
-  const jobs = await db
-    .selectFrom("bulk_job_chunks")
-    .select(["merchant_id", "job_id"])
-    .where("state", "in", PENDING)
-    .where("published_at", "is", null)
-    .groupBy(["merchant_id", "job_id"])
-    .limit(500)
-    .execute();
   let toppedUp = 0;
-  for (const j of jobs) {
-    const state = await db
-      .selectFrom("bulk_jobs")
-      .select("state")
-      .where("merchant_id", "=", j.merchant_id)
-      .where("job_id", "=", j.job_id)
-      .executeTakeFirst();
-    if (state?.state === "queued" || state?.state === "running" || state?.state === "rolling_back") {
-      toppedUp += await topUp(db, nats, q, { merchantId: j.merchant_id, jobId: j.job_id });
-    }
+  for (const j of await jobsWithUnpublished(db, 500)) {
+    const job = { merchantId: j.merchant_id, jobId: j.job_id };
+    const state = await jobStateOf(db, job);
+    if (state && WORKING_STATES.includes(state)) toppedUp += await topUp(db, nats, q, job);
   }
   return { republished, toppedUp };
 }

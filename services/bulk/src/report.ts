@@ -5,7 +5,7 @@
  * injection), and every cell is quoted per RFC 4180 when it needs to be.
  */
 import { jsonColumn } from "@stockroom/common/db.ts";
-import type { ItemError } from "./apply.ts";
+import type { ItemError } from "./parse/types.ts";
 import type { BulkJobItemRow } from "./store.ts";
 
 export const REPORT_HEADER = "line_number,sku,outcome,field,code,message\r\n";

@@ -5,10 +5,11 @@
  * chunks recorded in the chunk ledger. Memory stays bounded by one batch.
  */
 import { inTransaction, insertRows } from "@stockroom/common/db.ts";
-import type { BulkDb, BulkTx } from "./apply.ts";
-import { recordJobFinished } from "./events.ts";
+import { cancelChunks, insertChunk } from "./chunks.ts";
+import { outcomeState, type JobRef, type JobState } from "./domain.ts";
+import { findJob, moveJob } from "./jobs.ts";
 import type { ParsedLine } from "./parse/types.ts";
-import type { BulkJobRow } from "./store.ts";
+import type { BulkDb } from "./store.ts";
 
 export type { ParsedLine };
 
@@ -30,16 +31,18 @@ export interface StageOptions {
 }
 
 /**
- * stageLines stores every line of a job and returns its counts. Parsing the
+ * stageLines moves a job to VALIDATING, stores every line of it and returns
+ * its counts. Parsing the
  * next batch overlaps with writing the previous one (one write in flight),
  * so the parser's CPU and the database's run side by side.
  */
 export async function stageLines(
   db: BulkDb,
-  ref: { merchantId: string; jobId: string },
+  ref: JobRef,
   lines: AsyncIterable<ParsedLine>,
   options: StageOptions,
 ): Promise<StageResult> {
+  await inTransaction(db, (trx) => moveJob(trx, ref, "validating", new Date()));
   const result: StageResult = { total: 0, valid: 0, invalid: 0, chunks: 0 };
   let batch: ParsedLine[] = [];
   let validInBatch = 0;
@@ -76,7 +79,7 @@ export async function stageLines(
 /** writeBatch stores one batch of lines and, when it has valid items, its chunk's ledger row, in one transaction. */
 async function writeBatch(
   db: BulkDb,
-  ref: { merchantId: string; jobId: string },
+  ref: JobRef,
   batch: ParsedLine[],
   chunkNo: number | null,
   stagedVersions: boolean,
@@ -125,22 +128,7 @@ async function writeBatch(
       ),
     );
     if (chunkNo !== null) {
-      await trx
-        .insertInto("bulk_job_chunks")
-        .values({
-          merchant_id: ref.merchantId,
-          job_id: ref.jobId,
-          chunk_no: chunkNo,
-          first_line: valid[0]!.line,
-          last_line: valid.at(-1)!.line,
-          item_count: valid.length,
-          state: "queued",
-          attempt: 0,
-          published_at: null,
-          applied_at: null,
-          error: "",
-        })
-        .execute();
+      await insertChunk(trx, { ...ref, chunkNo }, { first: valid[0]!.line, last: valid.at(-1)!.line, count: valid.length });
     }
   });
 }
@@ -152,43 +140,19 @@ async function writeBatch(
  */
 export async function finishStaging(
   db: BulkDb,
-  ref: { merchantId: string; jobId: string },
+  ref: JobRef,
   staged: StageResult,
   dryRun: boolean,
   now = new Date(),
-): Promise<BulkJobRow["state"]> {
+): Promise<JobState> {
   const done = dryRun || staged.chunks === 0;
-  const state: BulkJobRow["state"] = !done ? "queued" : staged.invalid > 0 ? "partially_succeeded" : "succeeded";
-  await inTransaction(db, async (trx) => {
-    await trx
-      .updateTable("bulk_jobs")
-      .set((eb) => ({
-        state,
-        total_items: staged.total,
-        valid_items: staged.valid,
-        invalid_items: staged.invalid,
-        chunk_count: dryRun ? 0 : staged.chunks,
-        version: eb("version", "+", 1),
-        updated_at: now,
-        ended_at: done ? now : null,
-      }))
-      .where("merchant_id", "=", ref.merchantId)
-      .where("job_id", "=", ref.jobId)
-      .execute();
+  const state: JobState = !done ? "queued" : outcomeState({ invalid: staged.invalid, conflict: 0, failed: 0 });
+  return inTransaction(db, async (trx) => {
+    const counts = { total_items: staged.total, valid_items: staged.valid, invalid_items: staged.invalid, chunk_count: dryRun ? 0 : staged.chunks };
+    // Not moved: the job was cancelled while it was validating, and its chunks will be cancelled as they come.
+    if (!(await moveJob(trx, ref, state, now, counts))) return (await findJob(trx, ref.merchantId, ref.jobId))!.state;
     // A dry run validates and reports; its chunks are never applied.
     if (dryRun) await cancelChunks(trx, ref);
-    if (done) await recordJobFinished(trx, ref, now);
+    return state;
   });
-  return state;
-}
-
-/** cancelChunks makes sure none of a job's chunks is ever applied. */
-export async function cancelChunks(db: BulkDb | BulkTx, ref: { merchantId: string; jobId: string }): Promise<void> {
-  await db
-    .updateTable("bulk_job_chunks")
-    .set({ state: "cancelled" })
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .where("state", "=", "queued")
-    .execute();
 }

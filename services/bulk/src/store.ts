@@ -1,5 +1,8 @@
 import path from "node:path";
+import type { Kysely, Transaction } from "kysely";
+import type { CatalogTables } from "@stockroom/catalog";
 import type { MigrationSet } from "@stockroom/common/db.ts";
+import type { ConflictPolicy, ItemOutcome, JobState } from "./domain.ts";
 
 /** bulkMigrations is the folder of the bulk job tables (staging, chunk ledger, uploads). */
 export const bulkMigrations: MigrationSet = {
@@ -7,19 +10,10 @@ export const bulkMigrations: MigrationSet = {
   folder: path.join(import.meta.dirname, "..", "migrations"),
 };
 
-export type BulkJobStateName =
-  | "receiving"
-  | "validating"
-  | "queued"
-  | "running"
-  | "succeeded"
-  | "partially_succeeded"
-  | "failed"
-  | "cancelled"
-  | "rolling_back"
-  | "rolled_back";
-
-export type ItemOutcomeName = "pending" | "applied" | "unchanged" | "conflict" | "invalid" | "failed" | "rolled_back";
+/** BulkJobStateName is a job's state (domain.ts has the state machine). */
+export type BulkJobStateName = JobState;
+/** ItemOutcomeName is an item's outcome. */
+export type ItemOutcomeName = ItemOutcome;
 
 export interface BulkJobRow {
   merchant_id: string;
@@ -27,9 +21,9 @@ export interface BulkJobRow {
   request_id: string | null;
   content_sha256: string | null;
   format: "csv" | "jsonl";
-  conflict_policy: "overwrite" | "skip";
+  conflict_policy: ConflictPolicy;
   /** Set when a rollback is requested. */
-  rollback_policy: "overwrite" | "skip" | null;
+  rollback_policy: ConflictPolicy | null;
   dry_run: boolean;
   file_name: string;
   file_size: number;
@@ -111,3 +105,7 @@ export interface BulkTables {
   bulk_uploads: BulkUploadRow;
   bulk_upload_parts: BulkUploadPartRow;
 }
+
+/** BulkDb is the database the bulk package works on: its own tables and the catalog's (products, audit, outbox). */
+export type BulkDb = Kysely<CatalogTables & BulkTables>;
+export type BulkTx = Transaction<CatalogTables & BulkTables>;

@@ -8,9 +8,8 @@
 import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
 import { InvalidArgumentError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
 import { newUlid, ULID_PATTERN } from "@stockroom/common/ulid.ts";
-import type { BulkDb } from "./apply.ts";
 import type { NewJob } from "./jobs.ts";
-import type { BulkUploadRow } from "./store.ts";
+import type { BulkDb, BulkUploadRow } from "./store.ts";
 
 export const MAX_PART_BYTES = 4 * 1024 * 1024;
 

@@ -11,7 +11,7 @@ import { connectNats } from "@stockroom/common/nats.ts";
 import { startObservability } from "@stockroom/common/observability.ts";
 import { stopOnSignals } from "@stockroom/common/app.ts";
 import { startTelemetry } from "@stockroom/common/telemetry.ts";
-import type { BulkDb } from "./apply.ts";
+import type { BulkDb } from "./store.ts";
 import { parseBulkConfig } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";
 

@@ -5,7 +5,9 @@ import type { Logger } from "@stockroom/common/log.ts";
 import type { Metrics } from "@stockroom/common/metrics.ts";
 import { every } from "@stockroom/common/periodic.ts";
 import { untraced } from "@stockroom/common/trace-context.ts";
-import { applyChunk, failChunk, type BulkDb, type ChunkOutcome } from "./apply.ts";
+import { applyChunk, failChunk, type ChunkOutcome } from "./apply.ts";
+import { FINAL_STATES } from "./domain.ts";
+import type { BulkDb } from "./store.ts";
 import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
 import { decodeChunkMessage, ensureChunkQueue, reconcile, topUp, type QueueConfig } from "./queue.ts";
@@ -29,8 +31,6 @@ export interface BulkWorkerDeps {
   seal?: SealOptions;
 }
 
-/** FINAL are the job states a chunk's outcome can end a job in. */
-const FINAL = new Set(["succeeded", "partially_succeeded", "failed", "cancelled"]);
 
 export interface BulkWorker {
   stop(): Promise<void>;
@@ -58,7 +58,7 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
     });
     if (!metrics || outcome.noop) return;
     for (const [k, n] of Object.entries(items)) if (n > 0) metrics.bulkItems.inc({ outcome: k }, n);
-    if (outcome.jobState && FINAL.has(outcome.jobState)) metrics.bulkJobsFinished.inc({ state: outcome.jobState });
+    if (outcome.jobState && FINAL_STATES.has(outcome.jobState)) metrics.bulkJobsFinished.inc({ state: outcome.jobState });
   };
 
   const consumer = consumeWorkQueue(

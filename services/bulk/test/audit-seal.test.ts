@@ -7,7 +7,7 @@ import { connectNats } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
 import { verifyAuditChain } from "@stockroom/catalog/audit.ts";
 import { catalogMigrations, listMerchantChanges } from "@stockroom/catalog/store.ts";
-import type { BulkDb } from "../src/apply.ts";
+import { type BulkDb } from "../src/store.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";

@@ -9,7 +9,7 @@ import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrate
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
-import type { BulkDb } from "../src/apply.ts";
+import { type BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";

@@ -7,7 +7,7 @@ import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { startTestApi } from "@stockroom/common/testing.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
-import type { BulkDb } from "../src/apply.ts";
+import { type BulkDb } from "../src/store.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_QUEUE } from "../src/queue.ts";

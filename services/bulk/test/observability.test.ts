@@ -17,7 +17,7 @@ import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { catalogMigrations, insertProducts } from "@stockroom/catalog/store.ts";
-import type { BulkDb } from "../src/apply.ts";
+import { type BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue } from "../src/queue.ts";

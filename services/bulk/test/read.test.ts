@@ -4,7 +4,9 @@ import { BulkItemOutcome, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { startTestApi } from "@stockroom/common/testing.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
-import { applyChunk, type BulkDb, type StagedItem } from "../src/apply.ts";
+import { applyChunk } from "../src/apply.ts";
+import { type BulkDb } from "../src/store.ts";
+import { type StagedItem } from "../src/domain.ts";
 import { createJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";

@@ -27,19 +27,6 @@ export interface ProductChangeRecord {
   at: Date;
 }
 
-/** recordChange writes one change's audit entry and outbox event in the caller's transaction. */
-export async function recordChange(
-  trx: CatalogTx,
-  ctx: ChangeContext,
-  type: ChangeType,
-  before: Product | undefined,
-  product: Product,
-  changedFields: string[],
-  at: Date,
-): Promise<void> {
-  await recordChanges(trx, ctx, [{ type, before, product, changedFields, at }]);
-}
-
 /**
  * recordChanges writes, in the caller's transaction, the audit entries and
  * outbox events of many changes with one multi-row insert each (a bulk chunk

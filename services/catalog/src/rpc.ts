@@ -28,7 +28,6 @@ import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pa
 import { newUlid } from "@stockroom/common/ulid.ts";
 import {
   applyMask,
-  changeTime,
   etagMatches,
   etagOf,
   isMaskPath,
@@ -42,20 +41,8 @@ import {
   type ProductFields,
 } from "./domain.ts";
 import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
-import { recordChange, type ChangeContext } from "./events.ts";
-import {
-  deleteProductRow,
-  findProduct,
-  findProductById,
-  findProducts,
-  insertProduct,
-  listChanges,
-  listMerchantChanges,
-  listProducts,
-  writeLockedProduct,
-  type CatalogDb,
-  type CatalogTx,
-} from "./store.ts";
+import { lockProduct, writeProducts, type ChangeContext } from "./product-writes.ts";
+import { findProduct, findProductById, findProducts, listChanges, listMerchantChanges, listProducts, type CatalogDb, type CatalogTx } from "./store.ts";
 
 /** ProductVersion names one version of one product, as a read model must hold it. */
 export interface ProductVersion {
@@ -118,16 +105,13 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
       return mutate(db, principal, { method: "CatalogService.CreateProduct", requestId: req.requestId, requestSchema: CreateProductRequestSchema, request: req, responseSchema: CreateProductResponseSchema }, async (trx, change) => {
-        const now = new Date();
-        const product: Product = { id: newUlid(), sku: p.sku, ...fields, version: 1, createdAt: now, updatedAt: now };
         try {
-          await insertProduct(trx, principal.merchantId, product);
+          const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
+          return { product: productToProto(product!) };
         } catch (error) {
           if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
           throw error;
         }
-        await recordChange(trx, change, "created", undefined, product, [...MASK_PATHS], now);
-        return { product: productToProto(product) };
       });
     },
 
@@ -194,15 +178,11 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       }
 
       const res = await mutate(db, principal, { method: "CatalogService.UpdateProduct", requestId: req.requestId, requestSchema: UpdateProductRequestSchema, request: req, responseSchema: UpdateProductResponseSchema }, async (trx, change) => {
-        const current = await lockProduct(trx, principal.merchantId, p.sku, etag);
+        const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
         const { next, changed } = applyMask(current, patch, paths);
         if (changed.length === 0) return { product: productToProto(current) };
-        const now = changeTime(current);
-        next.version = current.version + 1;
-        next.updatedAt = now;
-        await writeLockedProduct(trx, principal.merchantId, next, current.version);
-        await recordChange(trx, change, "updated", current, next, changed, now);
-        return { product: productToProto(next) };
+        const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
+        return { product: productToProto(updated!) };
       });
       // After the commit: the projection can only apply what the relay has published.
       if (req.waitForSearch) await waitForSearch(principal.merchantId, res.product!, ctx.signal);
@@ -217,13 +197,8 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
       return mutate(db, principal, { method: "CatalogService.DeleteProduct", requestId: req.requestId, requestSchema: DeleteProductRequestSchema, request: req, responseSchema: DeleteProductResponseSchema }, async (trx, change) => {
-        const current = await lockProduct(trx, principal.merchantId, req.sku, etag);
-        if (!(await deleteProductRow(trx, principal.merchantId, req.sku, current.version))) {
-          throw new Error("product row changed under its lock");
-        }
-        const now = changeTime(current);
-        const tombstone: Product = { ...current, version: current.version + 1, updatedAt: now };
-        await recordChange(trx, change, "deleted", current, tombstone, [], now);
+        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+        await writeProducts(trx, change, [{ kind: "delete", before: current }]);
         return { product: productToProto(current) };
       });
     },
@@ -240,7 +215,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
       return mutate(db, principal, { method: "CatalogService.AdjustStock", requestId: req.requestId, requestSchema: AdjustStockRequestSchema, request: req, responseSchema: AdjustStockResponseSchema }, async (trx, change) => {
-        const current = await lockProduct(trx, principal.merchantId, req.sku, etag);
+        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
         const stock = current.stock + req.delta;
         if (stock < 0) {
           throw new PreconditionError(
@@ -255,11 +230,8 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
             available: String(current.stock),
           });
         }
-        const now = changeTime(current);
-        const next: Product = { ...current, stock, version: current.version + 1, updatedAt: now };
-        await writeLockedProduct(trx, principal.merchantId, next, current.version);
-        await recordChange(trx, { ...change, reason: req.reason }, "updated", current, next, ["stock"], now);
-        return { product: productToProto(next) };
+        const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [{ kind: "stock", before: current, delta: req.delta }]);
+        return { product: productToProto(next!) };
       });
     },
 
@@ -331,9 +303,9 @@ function mutate<Req extends DescMessage, Res extends DescMessage>(
   return idempotentMutation(db, { ...call, merchantId: principal.merchantId }, (trx) => run(trx, change));
 }
 
-/** lockProduct reads and locks the product, enforcing the caller's etag if one was sent. */
-async function lockProduct(trx: CatalogTx, merchantId: string, sku: string, etag: string | undefined): Promise<Product> {
-  const current = await findProduct(trx, merchantId, sku, true);
+/** lockForCall reads and locks the product, enforcing the caller's etag if one was sent. */
+async function lockForCall(trx: CatalogTx, merchantId: string, sku: string, etag: string | undefined): Promise<Product> {
+  const current = await lockProduct(trx, merchantId, sku);
   if (!current) throw new NotFoundError("product", sku);
   if (etag !== undefined && !etagMatches(etag, current)) throw new EtagMismatchError(`product "${sku}"`, etagOf(current));
   return current;

@@ -3,7 +3,7 @@ import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
 import { deferWrite } from "@stockroom/common/deferred-writes.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
-import type { Product, ProductStatus } from "./domain.ts";
+import { LIMITS, type Product, type ProductStatus } from "./domain.ts";
 
 /** catalogMigrations is the folder of the catalog's own tables. */
 export const catalogMigrations: MigrationSet = {
@@ -134,7 +134,7 @@ export async function findProductById(db: CatalogDb, merchantId: string, id: str
   return row && rowToProduct(row);
 }
 
-/** findProducts reads the products with the given SKUs (missing ones are absent); forUpdate locks them. */
+/** findProducts reads the products with the given SKUs in SKU order (missing ones are absent); forUpdate locks them. */
 export async function findProducts(
   db: CatalogDb | CatalogTx,
   merchantId: string,
@@ -142,7 +142,7 @@ export async function findProducts(
   forUpdate = false,
 ): Promise<Product[]> {
   if (skus.length === 0) return [];
-  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "in", skus);
+  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "in", skus).orderBy("sku");
   if (forUpdate) q = q.forUpdate();
   return (await q.execute()).map(rowToProduct);
 }
@@ -157,11 +157,6 @@ const UPSERT_COLUMNS = ["title", "description", "price_minor", "currency", "stoc
 export async function upsertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
   if (products.length === 0) return;
   await insertRows(trx, "products", products.map((p) => productToRow(merchantId, p)), { onDuplicateKeyUpdate: UPSERT_COLUMNS });
-}
-
-/** insertProduct adds a product; a taken SKU surfaces as ER_DUP_ENTRY. */
-export async function insertProduct(trx: CatalogTx, merchantId: string, p: Product): Promise<void> {
-  await insertProducts(trx, merchantId, [p]);
 }
 
 /** insertProducts adds many products with one statement; a taken SKU fails it with ER_DUP_ENTRY. */
@@ -182,6 +177,33 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", next.sku)
     .where("version", "=", expectedVersion)
+    .compile();
+  await deferWrite(trx, update);
+}
+
+/**
+ * moveStockRow adds delta to a product's stock and bumps its version, only
+ * if the row is still at the version the caller read and the stock stays
+ * within bounds: `UPDATE … SET stock = stock + ? … WHERE … AND stock >= ?`.
+ * The caller holds the row's lock and checked the stock under it, so the
+ * condition always holds; it and the table's CHECK (stock >= 0) are what
+ * rule out overselling even so. Deferred: it rides with the COMMIT.
+ */
+export async function moveStockRow(
+  trx: CatalogTx,
+  merchantId: string,
+  product: { sku: string; version: number },
+  delta: number,
+  at: Date,
+): Promise<void> {
+  const update = trx
+    .updateTable("products")
+    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", product.sku)
+    .where("version", "=", product.version)
+    .where("stock", ">=", Math.max(0, -delta))
+    .where("stock", "<=", LIMITS.stock - Math.max(0, delta))
     .compile();
   await deferWrite(trx, update);
 }

@@ -14,11 +14,11 @@ import { EtagMismatchError, NotFoundError, PreconditionError } from "@stockroom/
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { etagMatches, etagOf, LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
-import { recordChanges, type ProductChangeRecord } from "@stockroom/catalog/events.ts";
+import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog/product-writes.ts";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
 import { recordOrderEvent } from "./events.ts";
-import { findOrder, insertOrder, lockProducts, moveStock, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+import { findOrder, insertOrder, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
 
 /** OrderActor is who drives a transaction, for the products' audit trail. */
 export interface OrderActor {
@@ -43,7 +43,7 @@ export async function placeOrder(
   reservationTtlMs: number,
   at: Date,
 ): Promise<Order> {
-  const products = await lockProductMap(trx, who.merchantId, request.lines.map((l) => l.sku));
+  const products = await lockProducts(trx, who.merchantId, request.lines.map((l) => l.sku));
   const order: Order = {
     id: newUlid(at.getTime()),
     state: "pending_payment",
@@ -142,7 +142,7 @@ async function transition(
 ): Promise<Order> {
   checkTransition(current, to);
   if (releasesStock(to)) {
-    const products = await lockProductMap(trx, who.merchantId, current.lines.map((l) => l.sku));
+    const products = await lockProducts(trx, who.merchantId, current.lines.map((l) => l.sku));
     await shiftStock(trx, who, current, products, to, at);
   }
   const next: Order = { ...current, ...patch, state: to, version: current.version + 1, updatedAt: at };
@@ -152,10 +152,6 @@ async function transition(
   }
   await recordOrderEvent(trx, who.merchantId, to, next, at);
   return next;
-}
-
-async function lockProductMap(trx: OrderTx, merchantId: string, skus: string[]): Promise<Map<string, Product>> {
-  return new Map((await lockProducts(trx, merchantId, skus)).map((p) => [p.sku, p]));
 }
 
 /**
@@ -175,18 +171,17 @@ async function shiftStock(
   event: OrderEventName,
   at: Date,
 ): Promise<void> {
-  const changes: ProductChangeRecord[] = [];
+  const writes: ProductWrite[] = [];
   for (const line of order.lines) {
     const before = products.get(line.sku);
     if (!before || before.id !== line.productId) continue;
     const delta = event === "created" ? -line.quantity : Math.min(line.quantity, PRODUCT_LIMITS.stock - before.stock);
-    await moveStock(trx, who.merchantId, before, delta, at);
-    const after: Product = { ...before, stock: before.stock + delta, version: before.version + 1, updatedAt: at };
-    changes.push({ type: "updated", before, product: after, changedFields: ["stock"], at });
+    writes.push({ kind: "stock", before, delta });
   }
-  await recordChanges(
+  await writeProducts(
     trx,
     { merchantId: who.merchantId, actor: who.actor, sourceKind: "order", sourceRef: order.id, requestId: who.requestId, reason: `order ${event}` },
-    changes,
+    writes,
+    at,
   );
 }

@@ -2,8 +2,7 @@ import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, type MigrationSet } from "@stockroom/common/db.ts";
 import { deferWrite } from "@stockroom/common/deferred-writes.ts";
-import { LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
-import { rowToProduct, type CatalogTables } from "@stockroom/catalog/store.ts";
+import type { CatalogTables } from "@stockroom/catalog/store.ts";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
 
 /**
@@ -211,50 +210,4 @@ export async function findDueOrders(db: OrderDb, now: Date, limit: number): Prom
     .limit(limit)
     .execute();
   return rows.map((r) => ({ merchantId: r.merchant_id, orderId: r.order_id }));
-}
-
-/**
- * lockProducts reads and locks a merchant's products by SKU, in SKU order:
- * every order transaction takes its product locks in the same order, so two
- * orders sharing SKUs queue instead of deadlocking.
- */
-export async function lockProducts(trx: OrderTx, merchantId: string, skus: string[]): Promise<Product[]> {
-  if (skus.length === 0) return [];
-  const rows = await trx
-    .selectFrom("products")
-    .selectAll()
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "in", skus)
-    .orderBy("sku")
-    .forUpdate()
-    .execute();
-  return rows.map(rowToProduct);
-}
-
-/**
- * moveStock adds delta (negative to reserve) to a product's stock and bumps
- * its version, only if the row is still at the version the caller read and
- * the stock stays within the catalog's bounds: `UPDATE … SET stock = stock +
- * ? … WHERE … AND stock >= ?`. The caller holds the row's lock (lockProducts)
- * and checked the stock under it, so the condition always holds; it and the
- * table's CHECK (stock >= 0) are what rule out overselling even so. The write
- * is deferred: it rides with the COMMIT, in one round trip.
- */
-export async function moveStock(
-  trx: OrderTx,
-  merchantId: string,
-  product: { sku: string; version: number },
-  delta: number,
-  at: Date,
-): Promise<void> {
-  const update = trx
-    .updateTable("products")
-    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "=", product.sku)
-    .where("version", "=", product.version)
-    .where("stock", ">=", Math.max(0, -delta))
-    .where("stock", "<=", PRODUCT_LIMITS.stock - Math.max(0, delta))
-    .compile();
-  await deferWrite(trx, update);
 }

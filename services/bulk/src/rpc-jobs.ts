@@ -1,36 +1,41 @@
 /**
- * BulkJobService calls that read or stop a job: Get, List, ListItems, Watch,
- * Cancel and the CSV report. Every query names the caller's merchant, so
+ * BulkJobService calls on jobs once they exist: Get, List, ListItems, Watch,
+ * the CSV report, Cancel and Rollback. Every query names the caller's merchant, so
  * another merchant's job is NOT_FOUND.
  */
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { BulkJobState, BulkItemOutcome } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobState, BulkItemOutcome, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { principalOf } from "@stockroom/common/auth.ts";
 import { InvalidArgumentError, PreconditionError, NotFoundError } from "@stockroom/common/errors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
 import { inTransaction } from "@stockroom/common/db.ts";
-import type { BulkDb } from "./apply.ts";
-import { endJob } from "./events.ts";
-import { FINAL_STATES, itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
-import { findJob } from "./jobs.ts";
+import type { NatsDeps } from "@stockroom/common/nats.ts";
+import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
+import { FINAL_STATES } from "./domain.ts";
+import { findJob, listJobs, moveJob } from "./jobs.ts";
+import { topUp, type QueueConfig } from "./queue.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
-import type { BulkJobRow, ItemOutcomeName } from "./store.ts";
+import { startRollback } from "./rollback.ts";
+import type { BulkDb, BulkJobRow, ItemOutcomeName } from "./store.ts";
 
-type ReadMethods = "getBulkJob" | "listBulkJobs" | "listBulkJobItems" | "watchBulkJob" | "cancelBulkJob" | "downloadBulkJobReport";
+type JobMethods = "getBulkJob" | "listBulkJobs" | "listBulkJobItems" | "watchBulkJob" | "cancelBulkJob" | "downloadBulkJobReport" | "rollbackBulkJob";
 
 const STATE_NAMES = reverse(STATE_TO_PROTO);
 const OUTCOME_NAMES = reverse(OUTCOME_TO_PROTO);
 
-export interface BulkReadDeps {
+export interface BulkJobDeps {
   db: BulkDb;
+  /** Publishes a rollback's chunks at once; without it the workers' reconciler does. */
+  nats?: NatsDeps;
+  queue: QueueConfig;
   /** How often WatchBulkJob looks for changes. */
   watchIntervalMs?: number;
 }
 
-export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDeps): Pick<ServiceImpl<typeof BulkJobService>, ReadMethods> {
+export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }: BulkJobDeps): Pick<ServiceImpl<typeof BulkJobService>, JobMethods> {
   const load = async (ctx: HandlerContext, jobId: string): Promise<BulkJobRow> => {
     if (!ULID_PATTERN.test(jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
     const job = await findJob(db, principalOf(ctx).merchantId, jobId);
@@ -51,10 +56,7 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
       }
       const limit = pageSize(req.pageSize, 100, 1000);
       const after = decodePageToken(req.pageToken, { state });
-      let q = db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId);
-      if (state) q = q.where("state", "=", state);
-      if (after) q = q.where("job_id", "<", String(after[0]));
-      const rows = await q.orderBy("job_id", "desc").limit(limit + 1).execute();
+      const rows = await listJobs(db, merchantId, { state, beforeJobId: after ? String(after[0]) : undefined, limit: limit + 1 });
       const page = rows.slice(0, limit);
       return {
         jobs: page.map(jobToProto),
@@ -105,12 +107,20 @@ export function createBulkReadMethods({ db, watchIntervalMs = 250 }: BulkReadDep
       if (!FINAL_STATES.has(job.state)) {
         const now = new Date();
         await inTransaction(db, (trx) =>
-          endJob(trx, { merchantId: job.merchant_id, jobId: job.job_id }, { state: "cancelled" }, now, (eb) =>
-            eb("state", "in", ["receiving", "validating", "queued", "running"]),
-          ),
+          moveJob(trx, { merchantId: job.merchant_id, jobId: job.job_id }, "cancelled", now),
         );
       }
       return { job: jobToProto((await findJob(db, job.merchant_id, job.job_id))!) };
+    },
+
+    async rollbackBulkJob(req, ctx) {
+      const merchantId = principalOf(ctx).merchantId;
+      if (!ULID_PATTERN.test(req.jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
+      const job = await findJob(db, merchantId, req.jobId);
+      if (!job) throw new NotFoundError("bulk job", req.jobId);
+      await startRollback(db, job, req.conflictPolicy === ConflictPolicy.OVERWRITE ? "overwrite" : "skip");
+      if (nats) await topUp(db, nats, queue, { merchantId, jobId: job.job_id });
+      return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },
 
     async *downloadBulkJobReport(req, ctx) {

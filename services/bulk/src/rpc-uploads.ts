@@ -18,11 +18,10 @@ import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
 import { topUp } from "./queue.ts";
-import { startRollback } from "./rollback.ts";
 import type { BulkUploadRow } from "./store.ts";
 import { appendPart, createUpload, findUpload, linkUploadJob, readUpload, uploadOptions, type UploadOptions } from "./uploads.ts";
 
-type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload" | "rollbackBulkJob";
+type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload";
 
 export interface BulkUploadDeps extends IngestDeps {
   /** How long an unfinished resumable upload is kept. */
@@ -74,16 +73,6 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
       }
       const committed = await appendPart(db, merchantId, req.uploadId, Number(req.offset), req.data);
       return { committedSize: BigInt(committed) };
-    },
-
-    async rollbackBulkJob(req, ctx) {
-      const merchantId = principalOf(ctx).merchantId;
-      if (!ULID_PATTERN.test(req.jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
-      const job = await findJob(db, merchantId, req.jobId);
-      if (!job) throw new NotFoundError("bulk job", req.jobId);
-      await startRollback(db, job, req.conflictPolicy === ConflictPolicy.OVERWRITE ? "overwrite" : "skip");
-      if (deps.nats) await topUp(db, deps.nats, deps.queue, { merchantId, jobId: job.job_id });
-      return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },
 
     async completeUpload(req, ctx) {

@@ -1,0 +1,146 @@
+/**
+ * Bulk job rules: the job state machine, item outcomes and how one file
+ * line merges into the current product. Pure: imports neither proto nor
+ * kysely, so the rules are tested without a database.
+ */
+import { diffFields, MASK_PATHS, sortedAttributes, validateFields, type Product } from "@stockroom/catalog";
+import type { FieldViolation } from "@stockroom/common/errors.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import type { BulkItem, ItemError } from "./parse/types.ts";
+
+export type JobState =
+  | "receiving"
+  | "validating"
+  | "queued"
+  | "running"
+  | "succeeded"
+  | "partially_succeeded"
+  | "failed"
+  | "cancelled"
+  | "rolling_back"
+  | "rolled_back";
+
+export type ItemOutcome = "pending" | "applied" | "unchanged" | "conflict" | "invalid" | "failed" | "rolled_back";
+
+/** ConflictPolicy decides an item (or a rollback) whose product changed since the job read (or applied) it. */
+export type ConflictPolicy = "overwrite" | "skip";
+
+/** ChunkRef names one chunk of one merchant's job. */
+export interface ChunkRef {
+  merchantId: string;
+  jobId: string;
+  chunkNo: number;
+}
+
+/** JobRef names one merchant's job. */
+export type JobRef = Omit<ChunkRef, "chunkNo">;
+
+/**
+ * NEXT_STATES is the job state machine: the states each state may move to.
+ * Staging takes a job from RECEIVING through VALIDATING to QUEUED (or
+ * straight to its end: a dry run, a file with no valid item, a file that
+ * cannot be read); its chunks take it through RUNNING to its end; a finished
+ * job may be rolled back.
+ */
+export const NEXT_STATES: Readonly<Record<JobState, readonly JobState[]>> = {
+  receiving: ["validating", "failed", "cancelled"],
+  validating: ["queued", "succeeded", "partially_succeeded", "failed", "cancelled"],
+  queued: ["running", "succeeded", "partially_succeeded", "cancelled"],
+  running: ["succeeded", "partially_succeeded", "cancelled"],
+  succeeded: ["rolling_back"],
+  partially_succeeded: ["rolling_back"],
+  failed: ["rolling_back"],
+  cancelled: ["rolling_back"],
+  rolling_back: ["rolled_back"],
+  rolled_back: [],
+};
+
+/** FINAL_STATES end a job's processing (a rollback may still follow). */
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "partially_succeeded", "failed", "cancelled", "rolled_back"]);
+
+/** WORKING_STATES are those in which a job has chunks for the workers (apply or rollback). */
+export const WORKING_STATES: readonly JobState[] = ["queued", "running", "rolling_back"];
+
+/** statesInto lists the states from which a job may move to `to`. */
+export function statesInto(to: JobState): JobState[] {
+  return (Object.keys(NEXT_STATES) as JobState[]).filter((from) => NEXT_STATES[from].includes(to));
+}
+
+/** canMove tells whether the state machine allows from → to. */
+export function canMove(from: JobState, to: JobState): boolean {
+  return NEXT_STATES[from].includes(to);
+}
+
+/** outcomeState is the final state of a job whose items all have an outcome. */
+export function outcomeState(counts: { invalid: number; conflict: number; failed: number }): "succeeded" | "partially_succeeded" {
+  return counts.invalid + counts.conflict + counts.failed > 0 ? "partially_succeeded" : "succeeded";
+}
+
+/** StagedItem is what a file line names, converted; absent fields are left alone. */
+export type StagedItem = BulkItem;
+
+/** Merge is the fate of one item against the current product. */
+export type Merge =
+  | { outcome: "applied"; before: Product | undefined; next: Omit<Product, "version" | "createdAt" | "updatedAt">; changed: string[] }
+  | { outcome: "unchanged"; version: number }
+  | { outcome: "conflict"; version: number | null }
+  | { outcome: "invalid"; errors: ItemError[] };
+
+/**
+ * mergeItem decides one item's fate against the current product (locked by
+ * the caller) and the version it had when the job staged the item: the
+ * conflict policy, the fields a new product needs, the merged fields (an
+ * empty attribute value removes the key) and whether anything changed.
+ * Versions and change times are the product-write port's business.
+ */
+export function mergeItem(current: Product | undefined, item: StagedItem, stagedVersion: number | null, policy: ConflictPolicy, now: Date): Merge {
+  if (policy === "skip" && (current?.version ?? null) !== stagedVersion) {
+    return { outcome: "conflict", version: current?.version ?? null };
+  }
+  if (!current) {
+    const missing = (["title", "priceMinor", "currency"] as const).filter((f) => item[f] === undefined);
+    if (missing.length > 0) {
+      const names = missing.map((f) => (f === "priceMinor" ? "price" : f));
+      return {
+        outcome: "invalid",
+        errors: [{ field: names[0]!, code: "MISSING_FOR_CREATE", message: `a new product needs ${names.join(", ")}` }],
+      };
+    }
+  }
+  const base = current ?? {
+    id: newUlid(now.getTime()),
+    sku: item.sku,
+    title: "",
+    description: "",
+    priceMinor: 0,
+    currency: "",
+    stock: 0,
+    status: "active" as const,
+    attributes: {},
+  };
+  const next = {
+    id: base.id,
+    sku: base.sku,
+    title: item.title ?? base.title,
+    description: item.description ?? base.description,
+    priceMinor: item.priceMinor ?? base.priceMinor,
+    currency: item.currency ?? base.currency,
+    stock: item.stock ?? base.stock,
+    status: item.status ?? base.status,
+    attributes: { ...base.attributes },
+  };
+  for (const [key, value] of Object.entries(item.attributes ?? {})) {
+    if (value === "") delete next.attributes[key];
+    else next.attributes[key] = value;
+  }
+  next.attributes = sortedAttributes(next.attributes);
+  const violations: FieldViolation[] = [];
+  validateFields("product", { attributes: next.attributes }, violations);
+  if (violations.length > 0) {
+    return { outcome: "invalid", errors: violations.map((v) => ({ field: "attributes", code: "TOO_MANY_ATTRIBUTES", message: v.description })) };
+  }
+  if (!current) return { outcome: "applied", before: undefined, next, changed: [...MASK_PATHS] };
+  const changed = diffFields(current, { ...current, ...next });
+  if (changed.length === 0) return { outcome: "unchanged", version: current.version };
+  return { outcome: "applied", before: current, next, changed };
+}
