@@ -1,4 +1,4 @@
-# The webhook dispatcher (services/catalog/src/notify/dispatcher-main.ts),
+# The webhook dispatcher (services/notify/src/dispatcher-main.ts),
 # from the catalog's image (see catalog.nomad.hcl). Merchants register their
 # endpoints through the catalog API (NotificationService); this job sends them
 # the events.
@@ -10,8 +10,9 @@
 # the other when their lease ends. More allocations add sending capacity;
 # WEBHOOK_CONCURRENCY and WEBHOOK_ENDPOINT_CONCURRENCY are per allocation.
 #
-# Its tables are in the catalog's migration set: the catalog job's prestart
-# task creates them, so deploy catalog first. The dispatcher calls merchants'
+# Its tables are in the notify migration set, which tools/migrate.ts applies
+# with the others: the catalog job's prestart task creates them, so deploy
+# catalog first. The dispatcher calls merchants'
 # URLs on the internet: its nodes need egress to the public internet (and
 # nothing here opens private targets: WEBHOOK_ALLOW_PRIVATE_TARGETS stays
 # false, as in the catalog API).
@@ -89,7 +90,7 @@ job "webhooks" {
       config {
         image   = var.image
         command = "node"
-        args    = ["services/catalog/src/notify/dispatcher-main.ts"]
+        args    = ["services/notify/src/dispatcher-main.ts"]
         ports   = ["metrics"]
       }
 

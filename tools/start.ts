@@ -15,10 +15,7 @@ import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { startOutboxRelay } from "@stockroom/common/relay.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
-import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
-import { startWebhookDispatcher } from "@stockroom/catalog/notify/dispatcher.ts";
-import { notifyModule } from "@stockroom/catalog/notify/module.ts";
-import type { NotifyDb } from "@stockroom/catalog/notify/store.ts";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
 import { parseOrderConfig } from "@stockroom/orders/config.ts";
 import { ordersModule } from "@stockroom/orders/module.ts";
 import type { OrderDb } from "@stockroom/orders/store.ts";
@@ -105,7 +102,7 @@ const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRe
 api.metrics.watchRelay(relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
 const webhooks = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
-api.metrics.watchDispatcher(webhooks);
+registerDispatcherMetrics(api.metrics.registry, webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
 const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {

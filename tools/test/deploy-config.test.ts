@@ -9,8 +9,8 @@ import { access, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
-import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
 import { parseApiConfig, parseEventStreamConfig, parseRelayConfig, type Env } from "@stockroom/common/config.ts";
+import { parseNotifyConfig } from "@stockroom/notify";
 import { parseOrderConfig } from "@stockroom/orders/config.ts";
 import { parseSearchConfig } from "@stockroom/search/config.ts";
 
@@ -171,7 +171,7 @@ const API_JOBS: ApiJob[] = [
   {
     job: "catalog",
     entrypoint: "services/catalog/src/main.ts",
-    sources: ["services/common/src/config.ts", "services/catalog/src/notify/config.ts", "services/catalog/src/main.ts"],
+    sources: ["services/common/src/config.ts", "services/notify/src/config.ts", "services/catalog/src/main.ts"],
     parsers: [parseApiConfig, parseNotifyConfig],
   },
   {
@@ -410,12 +410,12 @@ test("webhooks: dispatchers sharing one durable consumer, from the catalog's ima
   const dispatcher = group(await loadJob("nomad/webhooks.nomad.hcl"), "dispatcher");
   t.true(dispatcher["count"] >= 2, `dispatcher count = ${dispatcher["count"]}`);
   const tasks = [...labelled(dispatcher, "task")];
-  const [, task] = tasks.find(([, task]) => commandLine(task).includes("services/catalog/src/notify/dispatcher-main.ts")) ?? [];
-  t.truthy(task, "a task runs services/catalog/src/notify/dispatcher-main.ts");
+  const [, task] = tasks.find(([, task]) => commandLine(task).includes("services/notify/src/dispatcher-main.ts")) ?? [];
+  t.truthy(task, "a task runs services/notify/src/dispatcher-main.ts");
   const known = await envNamesReadByApp([
     "services/common/src/config.ts",
-    "services/catalog/src/notify/config.ts",
-    "services/catalog/src/notify/dispatcher-main.ts",
+    "services/notify/src/config.ts",
+    "services/notify/src/dispatcher-main.ts",
   ]);
   const { apiTask: catalogApi } = await catalogTasks();
   for (const [name, task] of tasks) {

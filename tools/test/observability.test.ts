@@ -24,9 +24,7 @@ import { bulkModule } from "@stockroom/bulk/module.ts";
 import { DEFAULT_QUEUE } from "@stockroom/bulk/queue.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
-import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
-import { startWebhookDispatcher } from "@stockroom/catalog/notify/dispatcher.ts";
-import type { NotifyDb } from "@stockroom/catalog/notify/store.ts";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
 import { createLogger } from "@stockroom/common/log.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
@@ -58,12 +56,13 @@ function exportedNames(): Promise<Set<string>> {
     await ensureDatabase(url);
     const nats = await connectNats({ servers: "127.0.0.1:4222", name: "observability-test" });
     const config = { ...parseApiConfig({}), port: 0, metricsPort: 0, databaseUrl: url, logLevel: "silent" as const, slaFlushMs: 0 };
+    const notify = parseNotifyConfig({});
     const api = await startApi({
       name: "test-observability",
       config,
       migrate: true,
       nats: nats.nc,
-      modules: (db, { metrics }) => [catalogModule(db), bulkModule(db, { nats, metrics })],
+      modules: (db, { metrics }) => [catalogModule(db), bulkModule(db, { nats, metrics }), notifyModule(db, notify)],
     });
     const suffix = randomBytes(4).toString("hex");
     const queue = { ...DEFAULT_QUEUE, stream: `BULK_OBSRULES_${suffix}`, subjectPrefix: `t_${suffix}.rules.chunk` };
@@ -79,9 +78,8 @@ function exportedNames(): Promise<Set<string>> {
     api.metrics.bulkWorkersDesired.set({ stream: queue.stream }, 1);
     // The webhook dispatcher, as dispatcher-main.ts and tools/start.ts run it, on this file's own event stream.
     const events = parseEventStreamConfig({ EVENTS_STREAM: `EVENTS_OBSRULES_${suffix}`, EVENTS_SUBJECT_PREFIX: `ev_${suffix}` });
-    const notify = parseNotifyConfig({});
     const dispatcher = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });
-    api.metrics.watchDispatcher(dispatcher);
+    registerDispatcherMetrics(api.metrics.registry, dispatcher);
     try {
       const merchant = await createMerchant(api.db, "Rules merchant");
       const catalog = createClient(

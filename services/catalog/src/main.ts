@@ -1,15 +1,15 @@
 /**
  * The catalog API process on its own (how Nomad runs it): CatalogService and
  * NotificationService, through which merchants register their webhooks (the
- * dispatcher that sends them is its own process, notify/dispatcher-main.ts).
+ * dispatcher that sends them is its own process, @stockroom/notify's
+ * dispatcher-main.ts).
  * The only file that reads process.env. `npm start` instead runs every
  * service in one process.
  */
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { parseApiConfig } from "@stockroom/common/config.ts";
+import { notifyModule, parseNotifyConfig } from "@stockroom/notify";
 import { catalogModule } from "./module.ts";
-import { parseNotifyConfig } from "./notify/config.ts";
-import { notifyModule } from "./notify/module.ts";
 
 const config = parseApiConfig(process.env);
 // WEBHOOK_ALLOW_PRIVATE_TARGETS and WEBHOOK_MAX_AGE_MS (a replayed dead letter's budget) must agree with the dispatcher's.

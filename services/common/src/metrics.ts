@@ -2,7 +2,9 @@
  * Prometheus metrics. createMetrics makes one registry per process with every
  * stockroom_* series the processes export (prom-client), so each name and its
  * labels are declared here once; code that counts something takes the
- * Metrics object as a dependency. Gauges of things outside the process
+ * Metrics object as a dependency (a service's own series, such as the
+ * webhook dispatcher's in @stockroom/notify, are added to the registry by
+ * that service). Gauges of things outside the process
  * (JetStream consumer, outbox, connection pool) are read when Prometheus
  * scrapes, never on a timer: a process nobody scrapes pays nothing.
  *
@@ -76,18 +78,6 @@ export interface Metrics {
   watchOutbox(db: Kysely<any>): void;
   /** watchRelay exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
   watchRelay(relay: { stats(): RelayStatsLike }): void;
-  /** watchDispatcher exports a webhook dispatcher's stats() (stockroom_webhook_*) in the process running it. */
-  watchDispatcher(dispatcher: { stats(): DispatcherStatsLike }): void;
-}
-
-/** DispatcherStatsLike is what watchDispatcher reads of the webhook dispatcher's stats() (catalog notify/dispatcher.ts). */
-export interface DispatcherStatsLike {
-  delivered: number;
-  /** Failed attempts, retried or not. */
-  failed: number;
-  /** Deliveries given up into the dead-letter list. */
-  dead: number;
-  inflight: number;
 }
 
 /** counterOf exports a running total kept elsewhere (a stats() field) as a Prometheus counter, read at each scrape. */
@@ -339,20 +329,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
           if (c.samples === 0) return;
           this.set({ quantile: "0.5" }, c.p50Ms / 1000);
           this.set({ quantile: "0.99" }, c.p99Ms / 1000);
-        },
-      });
-    },
-    watchDispatcher(dispatcher) {
-      // Registered on first use: only a process running the dispatcher exports these.
-      counterOf(registers, "stockroom_webhook_deliveries_total", "Webhook deliveries that reached their endpoint.", () => dispatcher.stats().delivered);
-      counterOf(registers, "stockroom_webhook_failed_attempts_total", "Webhook attempts that failed (each is retried until the delivery expires).", () => dispatcher.stats().failed);
-      counterOf(registers, "stockroom_webhook_dead_letters_total", "Webhook deliveries given up into the merchant's dead-letter list.", () => dispatcher.stats().dead);
-      new Gauge({
-        name: "stockroom_webhook_inflight_requests",
-        help: "Webhook requests this process has in flight.",
-        registers,
-        collect() {
-          this.set(dispatcher.stats().inflight);
         },
       });
     },

@@ -130,20 +130,3 @@ test.serial("the pool, outbox and relay gauges read their sources when scraped",
   t.is(sumOf(s, "stockroom_outbox_relay_published_total"), 8);
   t.is(sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds", { quantile: "0.99" }), 0.04);
 });
-
-test.serial("a webhook dispatcher's deliveries, failed attempts, dead letters and in-flight requests are exported from its stats()", async (t) => {
-  const metrics = createMetrics({ processMetrics: false });
-  const dispatcher = { delivered: 7, failed: 3, dead: 0, inflight: 2 };
-  metrics.watchDispatcher({ stats: () => dispatcher });
-  const read = async () => parsePrometheusText(await metrics.registry.metrics());
-  let s = await read();
-  t.is(sumOf(s, "stockroom_webhook_deliveries_total"), 7);
-  t.is(sumOf(s, "stockroom_webhook_failed_attempts_total"), 3);
-  t.is(sumOf(s, "stockroom_webhook_dead_letters_total"), 0);
-  t.is(sumOf(s, "stockroom_webhook_inflight_requests"), 2);
-  Object.assign(dispatcher, { failed: 5, dead: 1, inflight: 0 });
-  s = await read();
-  t.is(sumOf(s, "stockroom_webhook_dead_letters_total"), 1, "the alert's counter moves when a delivery is dead-lettered");
-  t.is(sumOf(s, "stockroom_webhook_failed_attempts_total"), 5);
-  t.is(sumOf(s, "stockroom_webhook_inflight_requests"), 0);
-});

@@ -3,9 +3,9 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { NotificationService, WebhookDeliveryState, type WebhookDelivery } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { waitFor } from "@stockroom/common/testing.ts";
-import { verifySignature } from "../src/notify/signature.ts";
+import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";
-import { payloadOf, startNotifyStack } from "./notify-harness.ts";
+import { payloadOf, startNotifyStack } from "./harness.ts";
 
 // Retries give up after 3 s (24 h in production); three failures in a row pause an endpoint.
 const stack = await startNotifyStack("notify_retry", {

@@ -1,20 +1,19 @@
 import type { Kysely } from "kysely";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
-import { catalogMigrations } from "../store.ts";
 import type { NotifyConfig } from "./config.ts";
 import { createNotificationService } from "./rpc.ts";
-import type { NotifyTables } from "./store.ts";
+import { notifyMigrations, type NotifyTables } from "./store.ts";
 
 /**
  * notifyModule plugs the webhook API into an API process. Its tables are in
- * the catalog's migration set (applying the set twice is a no-op). The
- * dispatcher that sends the webhooks runs separately (startWebhookDispatcher).
+ * notifyMigrations. The dispatcher that sends the webhooks runs separately
+ * (startWebhookDispatcher).
  */
 export function notifyModule(db: Kysely<NotifyTables>, config: NotifyConfig): ServiceModule {
   return {
     services: [NotificationService],
-    migrations: [catalogMigrations],
+    migrations: [notifyMigrations],
     register: (router) =>
       router.service(
         NotificationService,

@@ -1,8 +1,8 @@
 import test from "ava";
 import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { parseNotifyConfig } from "../src/notify/config.ts";
-import { isPublicAddress, matchesPatterns, pauseMs, retryDelayMs, validatePatterns, validateWebhookUrl } from "../src/notify/domain.ts";
-import { signatureHeader, verifySignature } from "../src/notify/signature.ts";
+import { parseNotifyConfig } from "../src/config.ts";
+import { isPublicAddress, matchesPatterns, pauseMs, retryDelayMs, validatePatterns, validateWebhookUrl } from "../src/domain.ts";
+import { signatureHeader, verifySignature } from "../src/signature.ts";
 
 function urlViolations(url: string, allowPrivate = false): string[] {
   const violations: FieldViolation[] = [];

@@ -10,11 +10,11 @@ import { publishWithId } from "@stockroom/common/nats.ts";
 import { waitFor } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { createLogger } from "@stockroom/common/log.ts";
-import { startWebhookDispatcher } from "../src/notify/dispatcher.ts";
-import { appendJobFinishedEvent } from "../src/notify/job-events.ts";
-import { verifySignature } from "../src/notify/signature.ts";
+import { appendJobFinishedEvent } from "@stockroom/catalog/notify/job-events.ts";
+import { startWebhookDispatcher } from "../src/dispatcher.ts";
+import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";
-import { payloadOf, startNotifyStack, type Received } from "./notify-harness.ts";
+import { payloadOf, startNotifyStack, type Received } from "./harness.ts";
 
 const stack = await startNotifyStack("notify_delivery", { perEndpointConcurrency: 2, concurrency: 8 });
 const { api, receiver } = stack;

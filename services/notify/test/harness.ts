@@ -12,11 +12,11 @@ import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/common/relay.ts";
 import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
-import { catalogModule } from "../src/module.ts";
-import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/notify/config.ts";
-import { startWebhookDispatcher, type WebhookDispatcher } from "../src/notify/dispatcher.ts";
-import { notifyModule } from "../src/notify/module.ts";
-import type { NotifyDb } from "../src/notify/store.ts";
+import { catalogModule } from "@stockroom/catalog/module.ts";
+import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/config.ts";
+import { startWebhookDispatcher, type WebhookDispatcher } from "../src/dispatcher.ts";
+import { notifyModule } from "../src/module.ts";
+import type { NotifyDb } from "../src/store.ts";
 
 export interface Received {
   path: string;

@@ -4,9 +4,23 @@
  * deliveries.ts. Every statement names one merchant, except the
  * dispatcher's scans for due work (see there).
  */
+import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { jsonColumn } from "@stockroom/common/db.ts";
+import { jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
+
+/**
+ * notifyMigrations is the folder of the webhook tables. They were created by
+ * the catalog's set before they moved here: where kysely_migration_catalog
+ * records them as applied, migrateToLatest hands the records over first, so
+ * they never run twice. The names are the files' names without ".ts", as
+ * Kysely records them.
+ */
+export const notifyMigrations: MigrationSet = {
+  name: "notify",
+  folder: path.join(import.meta.dirname, "..", "migrations"),
+  adopts: [{ set: "catalog", migrations: ["2026_11_23_160000_create_webhook_endpoints", "2026_11_23_160100_create_webhook_deliveries"] }],
+};
 
 export interface WebhookEndpointRow {
   merchant_id: string;

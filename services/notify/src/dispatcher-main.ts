@@ -13,6 +13,7 @@ import { startObservability } from "@stockroom/common/observability.ts";
 import { startTelemetry } from "@stockroom/common/telemetry.ts";
 import { parseNotifyConfig } from "./config.ts";
 import { startWebhookDispatcher } from "./dispatcher.ts";
+import { registerDispatcherMetrics } from "./metrics.ts";
 import type { NotifyTables } from "./store.ts";
 
 const config = parseApiConfig(process.env);
@@ -30,7 +31,7 @@ const dispatcher = await startWebhookDispatcher({
   allowPrivateTargets: notify.allowPrivateTargets,
   log,
 });
-observability.metrics.watchDispatcher(dispatcher);
+registerDispatcherMetrics(observability.metrics.registry, dispatcher);
 log.info("webhook dispatcher started");
 stopOnSignals(async () => {
   observability.draining();

@@ -5,10 +5,10 @@ import { toJsonString } from "@bufbuild/protobuf";
 import { ListWebhookEndpointsResponseSchema, NotificationService, WebhookDeliveryState } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { startTestApi } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { parseNotifyConfig } from "../src/notify/config.ts";
-import { insertDeliveries } from "../src/notify/deliveries.ts";
-import { notifyModule } from "../src/notify/module.ts";
-import type { NotifyDb, WebhookDeliveryRow } from "../src/notify/store.ts";
+import { parseNotifyConfig } from "../src/config.ts";
+import { insertDeliveries } from "../src/deliveries.ts";
+import { notifyModule } from "../src/module.ts";
+import type { NotifyDb, WebhookDeliveryRow } from "../src/store.ts";
 import { countRows, errorInfo, fieldViolations, rejection } from "./helpers.ts";
 
 // Production settings: only public targets.
