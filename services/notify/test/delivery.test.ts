@@ -1,7 +1,7 @@
 import test from "ava";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { BulkJobSchema, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobEventSchema, BulkJobEventType, BulkJobSchema, BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeType, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
@@ -10,7 +10,7 @@ import { publishWithId } from "@stockroom/common/nats.ts";
 import { waitFor } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
 import { createLogger } from "@stockroom/common/log.ts";
-import { appendJobFinishedEvent } from "@stockroom/catalog/notify/job-events.ts";
+import { appendOutbox } from "@stockroom/common/outbox.ts";
 import { startWebhookDispatcher } from "../src/dispatcher.ts";
 import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";
@@ -23,6 +23,16 @@ const catalogA = api.client(CatalogService, api.merchantA);
 const catalogB = api.client(CatalogService, api.merchantB);
 const notifyA = api.client(NotificationService, api.merchantA);
 const notifyB = api.client(NotificationService, api.merchantB);
+
+/** jobFinished writes a bulk_job.finished event to the outbox as the bulk service does (stockroom.bulk.v1.BulkJobEvent). */
+function jobFinished(merchantId: string, job: BulkJob) {
+  const eventId = newUlid();
+  const at = new Date();
+  const payload = toBinary(BulkJobEventSchema, create(BulkJobEventSchema, { eventId, merchantId, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }));
+  return api.api.db.transaction().execute((trx) =>
+    appendOutbox(trx, [{ merchantId, eventId, aggregateType: "bulk_job", aggregateId: job.id, aggregateVersion: Number(job.version), eventType: "bulk_job.finished", payload, createdAt: at }]),
+  );
+}
 
 const secrets = new Map<string, string>();
 async function endpoint(client: typeof notifyA, path: string, eventTypes: string[]): Promise<string> {
@@ -49,7 +59,7 @@ test.serial("committed changes reach the endpoints whose filters match, signed w
   const { product } = await catalogA.createProduct({ product: productInit("HOOK-1") });
   await catalogA.updateProduct({ product: { sku: "HOOK-1", title: "Renamed" }, updateMask: { paths: ["title"] } });
   const job = create(BulkJobSchema, { id: newUlid(), state: BulkJobState.SUCCEEDED, counts: { total: 3n, applied: 3n }, version: 7n });
-  await api.api.db.transaction().execute((trx) => appendJobFinishedEvent(trx, api.merchantA.merchantId, job));
+  await jobFinished(api.merchantA.merchantId, job);
 
   await waitFor("three deliveries", async () => (receiver.received.length >= 3 ? true : undefined), 15_000);
   await sleep(300); // nothing else may arrive
