@@ -16,6 +16,7 @@
 import { createHash } from "node:crypto";
 import { sql } from "kysely";
 import { ER_DUP_ENTRY, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db.ts";
+import { canonicalJson } from "@stockroom/common/canonical-json.ts";
 import { ulidFloor } from "@stockroom/common/ulid.ts";
 import type { CatalogDb, CatalogTx, ProductChangeRow } from "./store.ts";
 
@@ -80,18 +81,6 @@ export function canonicalContent(row: ContentRow): string {
 /** rowHash is SHA-256(prev_hash || canonical content). */
 export function rowHash(prevHash: Uint8Array, row: ContentRow): Buffer {
   return createHash("sha256").update(prevHash).update(canonicalContent(row), "utf8").digest();
-}
-
-function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== "object") {
-    if (typeof value === "number" && !Number.isFinite(value)) throw new Error(`cannot hash non-finite number ${value}`);
-    return JSON.stringify(value) ?? "null";
-  }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
 }
 
 export interface SealOptions {

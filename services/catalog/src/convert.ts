@@ -12,7 +12,8 @@ import {
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { jsonColumn } from "@stockroom/common/db.ts";
 import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { etagOf, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
+import { etagOf } from "@stockroom/common/etag.ts";
+import { sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
 import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 
 export const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {

@@ -1,6 +1,6 @@
 /**
  * Product rules: what a valid product is, how an update mask applies, and
- * how etags encode versions. Imports neither proto nor kysely.
+ * when a change happens. Imports neither proto nor kysely.
  */
 import type { FieldViolation } from "@stockroom/common/errors.ts";
 import { isKnownCurrency, MAX_MINOR_UNITS } from "@stockroom/common/money.ts";
@@ -157,31 +157,6 @@ export function diffFields(a: Product, b: Product): string[] {
 /** sortedAttributes returns the map with keys in order, so stored JSON is canonical. */
 export function sortedAttributes(attributes: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(attributes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** etagOf encodes a product's identity and version: "<id>.<version>". */
-export function etagOf(p: Pick<Product, "id" | "version">): string {
-  return `${p.id}.${p.version}`;
-}
-
-const ETAG = /^([0-9A-HJKMNP-TV-Z]{26})\.([1-9][0-9]{0,15})$/;
-
-/** parseEtag returns the id and version in an etag, or undefined if it is malformed. */
-export function parseEtag(etag: string): { id: string; version: number } | undefined {
-  const m = ETAG.exec(etag);
-  return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
-}
-
-/** checkEtag returns the etag a request asks to enforce, undefined if none was sent, and flags a malformed one under `field`. */
-export function checkEtag(field: string, etag: string, violations: FieldViolation[]): string | undefined {
-  if (etag === "") return undefined;
-  if (!parseEtag(etag)) violations.push({ field, description: "is not an etag returned by this API" });
-  return etag;
-}
-
-/** etagMatches tells whether an etag names exactly this product version. */
-export function etagMatches(etag: string, p: Pick<Product, "id" | "version">): boolean {
-  return etag === etagOf(p);
 }
 
 /**

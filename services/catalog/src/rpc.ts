@@ -26,14 +26,12 @@ import {
 import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idempotency.ts";
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
+import { checkEtag, etagMatches, etagOf } from "@stockroom/common/etag.ts";
 import {
   applyMask,
-  etagMatches,
-  etagOf,
   isMaskPath,
   LIMITS,
   MASK_PATHS,
-  checkEtag,
   validateFields,
   validateSku,
   type MaskPath,

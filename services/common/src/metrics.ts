@@ -17,7 +17,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { sql, type Kysely } from "kysely";
 import { poolStats, type PoolStats } from "./db.ts";
-import { withTimeout } from "./probes.ts";
+import { withTimeout } from "./timeout.ts";
 import { untraced } from "./trace-context.ts";
 
 /** TIERS are the merchant tiers metrics and SLOs know; merchants.tier holds one of them. */

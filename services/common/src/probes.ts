@@ -10,6 +10,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Connection } from "mysql2/promise";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { withTimeout } from "./timeout.ts";
 
 export interface DependencyCheck {
   /** The dependency's name: "mysql", "nats". */
@@ -140,15 +141,4 @@ export function startDependencyProbes(options: {
       await Promise.all(options.checks.map((c) => c.close?.()));
     },
   };
-}
-
-/** withTimeout rejects when p has not settled within ms (p itself runs on). */
-export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

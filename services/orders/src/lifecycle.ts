@@ -13,7 +13,8 @@
 import { EtagMismatchError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
-import { etagMatches, etagOf, LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
+import { LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
+import { etagMatches, etagOf } from "@stockroom/common/etag.ts";
 import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog/product-writes.ts";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";

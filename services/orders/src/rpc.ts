@@ -18,7 +18,7 @@ import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idemp
 import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
 import type { RateLimiter } from "@stockroom/common/rate-limit.ts";
 import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
-import { checkEtag } from "@stockroom/catalog/domain.ts";
+import { checkEtag } from "@stockroom/common/etag.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
