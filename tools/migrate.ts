@@ -7,6 +7,7 @@ import { parseApiConfig } from "@stockroom/common/config.ts";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
 import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { orderMigrations } from "@stockroom/orders/store.ts";
 import { parseSearchConfig } from "@stockroom/search/config.ts";
 import { searchMigrations } from "@stockroom/search/store.ts";
@@ -16,7 +17,7 @@ const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseA
 await ensureDatabase(databaseUrl);
 const db = createDatabase({ url: databaseUrl, poolSize: 1 });
 try {
-  const sets = search ? [searchMigrations] : [commonMigrations, catalogMigrations, bulkMigrations, orderMigrations];
+  const sets = search ? [searchMigrations] : [commonMigrations, catalogMigrations, bulkMigrations, orderMigrations, eventsMigrations];
   const applied = await migrateToLatest(db, sets);
   console.log(applied.length > 0 ? `applied:\n  ${applied.join("\n  ")}` : "already up to date");
 } finally {

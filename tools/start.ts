@@ -4,16 +4,17 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { Kysely } from "kysely";
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, type EventTables } from "@stockroom/events";
 import type { BulkDb } from "@stockroom/bulk/apply.ts";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
-import { startOutboxRelay } from "@stockroom/common/relay.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { parseNotifyConfig } from "@stockroom/catalog/notify/config.ts";
 import { startWebhookDispatcher } from "@stockroom/catalog/notify/dispatcher.ts";
@@ -101,8 +102,8 @@ const worker = await startBulkWorker({
   sealEveryMs: bulk.sealEveryMs,
   metrics: api.metrics,
 });
-const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });
-api.metrics.watchRelay(relay);
+const relay = await startOutboxRelay({ db: api.db as unknown as Kysely<EventTables>, nats, events, config: parseRelayConfig(process.env), log });
+registerRelayMetrics(api.metrics.registry, relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
 const webhooks = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
 api.metrics.watchDispatcher(webhooks);

@@ -5,7 +5,7 @@ import { BulkJobSchema, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeType, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import { EVENT_HEADERS, eventSubject } from "@stockroom/common/event-stream.ts";
+import { EVENT_HEADERS, eventSubject } from "@stockroom/events";
 import { publishWithId } from "@stockroom/common/nats.ts";
 import { waitFor } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
@@ -13,6 +13,7 @@ import { createLogger } from "@stockroom/common/log.ts";
 import { startWebhookDispatcher } from "../src/notify/dispatcher.ts";
 import { appendJobFinishedEvent } from "../src/notify/job-events.ts";
 import { verifySignature } from "../src/notify/signature.ts";
+import type { CatalogDb } from "../src/store.ts";
 import { productInit } from "./helpers.ts";
 import { payloadOf, startNotifyStack, type Received } from "./notify-harness.ts";
 
@@ -49,7 +50,7 @@ test.serial("committed changes reach the endpoints whose filters match, signed w
   const { product } = await catalogA.createProduct({ product: productInit("HOOK-1") });
   await catalogA.updateProduct({ product: { sku: "HOOK-1", title: "Renamed" }, updateMask: { paths: ["title"] } });
   const job = create(BulkJobSchema, { id: newUlid(), state: BulkJobState.SUCCEEDED, counts: { total: 3n, applied: 3n }, version: 7n });
-  await api.api.db.transaction().execute((trx) => appendJobFinishedEvent(trx, api.merchantA.merchantId, job));
+  await (api.api.db as unknown as CatalogDb).transaction().execute((trx) => appendJobFinishedEvent(trx, api.merchantA.merchantId, job));
 
   await waitFor("three deliveries", async () => (receiver.received.length >= 3 ? true : undefined), 15_000);
   await sleep(300); // nothing else may arrive

@@ -7,16 +7,16 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/common/relay.ts";
 import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
 import { catalogModule } from "../src/module.ts";
 import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/notify/config.ts";
 import { startWebhookDispatcher, type WebhookDispatcher } from "../src/notify/dispatcher.ts";
 import { notifyModule } from "../src/notify/module.ts";
 import type { NotifyDb } from "../src/notify/store.ts";
+import type { CatalogDb } from "../src/store.ts";
 
 export interface Received {
   path: string;
@@ -103,7 +103,7 @@ export async function startNotifyStack(name: string, overrides: Partial<Dispatch
   // A short duplicate window, so a test can publish an event id again and see the consumer get it twice.
   const events: EventStreamConfig = { ...DEFAULT_EVENT_STREAM, stream: `T_${tag.toUpperCase()}`, subjectPrefix: `t_${tag}`, duplicateWindowMs: 1_000, maxAgeMs: 600_000 };
   const db = api.api.db as unknown as NotifyDb;
-  const relay = await startOutboxRelay({ db: api.api.db, nats, events, config: { ...DEFAULT_RELAY, pollMs: 10, pruneEveryMs: 0 }, log });
+  const relay = await startOutboxRelay({ db: api.api.db as unknown as CatalogDb, nats, events, config: { ...DEFAULT_RELAY, pollMs: 10, pruneEveryMs: 0 }, log });
   const dispatcher = await startWebhookDispatcher({ db, nats, events, config, allowPrivateTargets: true, log });
   const receiver = await startReceiver();
   return {

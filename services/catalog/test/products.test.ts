@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChangeSourceKind, ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import type { CatalogDb } from "../src/store.ts";
 import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
 import { vitessOffenders } from "@stockroom/common/testing.ts";
 
@@ -71,7 +72,7 @@ test.serial("every change leaves one outbox event in its transaction, in version
   await catalog.createProduct({ product: productInit("MUG-4") });
   await catalog.updateProduct({ product: { sku: "MUG-4", title: "Renamed" }, updateMask: { paths: ["title"] } });
   await catalog.adjustStock({ sku: "MUG-4", delta: -2 });
-  const rows = await api.api.db
+  const rows = await (api.api.db as unknown as CatalogDb)
     .selectFrom("outbox_events")
     .selectAll()
     .where("merchant_id", "=", api.merchantA.merchantId)

@@ -28,6 +28,8 @@ export interface ServiceModule {
   services: DescService[];
   migrations: MigrationSet[];
   register(router: ConnectRouter): void;
+  /** watch adds the module's own series to the process's metrics (e.g. the outbox backlog gauges of @stockroom/events). */
+  watch?(metrics: Metrics): void;
 }
 
 /** ModuleDeps is what startApi hands every module besides the database. */
@@ -85,8 +87,8 @@ export async function startApi(options: {
     onDependencies: (up) => health?.(up),
   });
   const { metrics } = observability;
-  metrics.watchOutbox(db);
   const modules = options.modules(db, { metrics });
+  for (const m of modules) m.watch?.(metrics);
   if (options.migrate) {
     const applied = await migrateToLatest(db, [commonMigrations, ...modules.flatMap((m) => m.migrations)]);
     if (applied.length > 0) log.info("migrations applied", { applied });

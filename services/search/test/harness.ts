@@ -6,10 +6,9 @@ import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_ser
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { dropDatabase } from "@stockroom/common/db.ts";
-import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig, type EventTables } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/common/relay.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
 import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing.ts";
 import { searchModule } from "../src/module.ts";
@@ -27,7 +26,7 @@ export const TEST_RELAY: RelayConfig = { ...DEFAULT_RELAY, pollMs: 5, failureBac
 
 export interface SearchHarness {
   api: TestApi;
-  db: Kysely<CommonTables>;
+  db: Kysely<CommonTables & EventTables>;
   searchDb: SearchDb;
   nats: NatsClient;
   /** This file's own stream and subject prefix. */
@@ -62,14 +61,16 @@ export async function startSearchHarness(name: string): Promise<SearchHarness> {
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, DEFAULT_PROJECTOR.durable) }),
   ]);
   const stoppers: (() => Promise<void>)[] = [];
+  // The catalog's database, with its outbox.
+  const db = api.api.db as unknown as Kysely<CommonTables & EventTables>;
   return {
     api,
-    db: api.api.db,
+    db,
     searchDb,
     nats,
     events,
     async startRelay(config = {}) {
-      const relay = await startOutboxRelay({ db: api.api.db, nats, events, config: { ...TEST_RELAY, ...config }, log });
+      const relay = await startOutboxRelay({ db, nats, events, config: { ...TEST_RELAY, ...config }, log });
       stoppers.push(() => relay.stop());
       return relay;
     },

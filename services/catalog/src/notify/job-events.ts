@@ -2,8 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Transaction } from "kysely";
 import { BulkJobEventSchema, BulkJobEventType, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { appendOutbox } from "@stockroom/common/outbox.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
+import { appendOutbox, type EventTables } from "@stockroom/events";
 import { newUlid } from "@stockroom/common/ulid.ts";
 
 /**
@@ -16,7 +15,7 @@ import { newUlid } from "@stockroom/common/ulid.ts";
  * "bulk_job.finished", "bulk_job.*" or "*".
  */
 export async function appendJobFinishedEvent(
-  trx: Transaction<CommonTables>,
+  trx: Transaction<EventTables>,
   merchantId: string,
   job: BulkJob,
   at: Date = new Date(),
