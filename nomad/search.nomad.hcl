@@ -71,7 +71,7 @@ job "search" {
       config {
         image   = var.image
         command = "node"
-        args    = ["services/common/src/relay-main.ts"]
+        args    = ["services/events/src/relay-main.ts"]
       }
 
       env {

@@ -8,6 +8,7 @@ import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } fro
 import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import { notifyMigrations } from "@stockroom/notify";
+import { eventsMigrations } from "@stockroom/events";
 import { orderMigrations } from "@stockroom/orders/store.ts";
 import { parseSearchConfig } from "@stockroom/search/config.ts";
 import { searchMigrations } from "@stockroom/search/store.ts";
@@ -17,7 +18,7 @@ const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseA
 await ensureDatabase(databaseUrl);
 const db = createDatabase({ url: databaseUrl, poolSize: 1 });
 try {
-  const sets = search ? [searchMigrations] : [commonMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations];
+  const sets = search ? [searchMigrations] : [commonMigrations, eventsMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations];
   const applied = await migrateToLatest(db, sets);
   console.log(applied.length > 0 ? `applied:\n  ${applied.join("\n  ")}` : "already up to date");
 } finally {

@@ -4,16 +4,17 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { Kysely } from "kysely";
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
 import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig, parseEventStreamConfig, parseRelayConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, type EventTables } from "@stockroom/events";
 import { type BulkDb } from "@stockroom/bulk/store.ts";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
 import { bulkModule } from "@stockroom/bulk/module.ts";
 import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
-import { startOutboxRelay } from "@stockroom/common/relay.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
 import { parseOrderConfig } from "@stockroom/orders/config.ts";
@@ -25,6 +26,7 @@ import { searchModule } from "@stockroom/search/module.ts";
 import { projectionLag, startSearchProjector } from "@stockroom/search/projector.ts";
 import { openSearchDatabase } from "@stockroom/search/store.ts";
 import { createSearchWaiter } from "@stockroom/search/waiter.ts";
+import type { StockroomTables } from "./tables.ts";
 
 // Locally, metrics are on by default (http://127.0.0.1:9464/metrics); METRICS_PORT=off turns them off.
 const config = { ...parseApiConfig(process.env), ...(process.env["METRICS_PORT"] === undefined ? { metricsPort: 9464 } : {}) };
@@ -39,7 +41,7 @@ const log = createLogger("stockroom", config.logLevel);
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log });
 // Search has its own database (SEARCH_DATABASE_URL), created and migrated here.
 const searchDb = await openSearchDatabase({ url: search.databaseUrl, poolSize: search.dbPoolSize, migrate: true });
-const api = await startApi({
+const api = await startApi<StockroomTables>({
   name: "stockroom",
   config,
   migrate: true,
@@ -89,7 +91,7 @@ Metrics: ${api.metricsServer ? `${api.metricsServer.url}/metrics` : "off (METRIC
 Ctrl-C drains in-flight calls and stops.
 `);
 const worker = await startBulkWorker({
-  db: api.db as unknown as BulkDb,
+  db: api.db,
   nats,
   queue: bulk.queue,
   log,
@@ -99,12 +101,12 @@ const worker = await startBulkWorker({
   metrics: api.metrics,
 });
 const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });
-api.metrics.watchRelay(relay);
+registerRelayMetrics(api.metrics.registry, relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
-const webhooks = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
+const webhooks = await startWebhookDispatcher({ db: api.db, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
 registerDispatcherMetrics(api.metrics.registry, webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
-const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
+const sweeper = startOrderSweeper({ db: api.db, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {
   draining.abort(); // end order watches so they do not hold up the drain
   await api.server.close(); // stop taking uploads first

@@ -44,6 +44,7 @@ import { parseApiConfig, readInt } from "@stockroom/common/config.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
 import { currencyDigits } from "@stockroom/common/money.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";
@@ -267,7 +268,7 @@ async function runRaw(file: FileInfo): Promise<RawResult> {
     const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
     let merchantId: string;
     try {
-      await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+      await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, eventsMigrations]);
       merchantId = (await createMerchant(db, "Raw benchmark merchant")).merchantId;
     } finally {
       await db.destroy();

@@ -46,11 +46,10 @@ import { bulkMigrations } from "@stockroom/bulk/store.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import { parseApiConfig, readInt } from "@stockroom/common/config.ts";
 import { createDatabase, dropDatabase } from "@stockroom/common/db.ts";
-import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, domainSubjects, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, domainSubjects, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig, type EventTables } from "@stockroom/events";
 import type { LatencySummary } from "@stockroom/common/latency.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
-import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/common/relay.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
 import type { Kysely } from "kysely";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
@@ -113,7 +112,7 @@ const warnings = new Map<string, number>();
 const errors: string[] = [];
 let bulkApi: ServerProcess | undefined;
 let catalogApi: ServerProcess | undefined;
-let db: ReturnType<typeof createDatabase<CommonTables>> | undefined;
+let db: ReturnType<typeof createDatabase<CommonTables & EventTables>> | undefined;
 /** Every update sets a stock no update set before, so each one is a change (and an event). */
 let stockValue = 0;
 
@@ -125,7 +124,7 @@ try {
   await ensureChunkQueue(nats.jsm, queue);
   bulkApi = await startServerProcess({ name: "bench_events", entrypoint: apiMain, migrations: [catalogMigrations, bulkMigrations], env: queueEnv, nodeArgs: API_NODE_ARGS });
   catalogApi = await startServerProcess({ name: "bench_events", entrypoint: path.join(root, "services", "catalog", "src", "main.ts"), migrations: [], shareWith: bulkApi });
-  db = createDatabase<CommonTables>({ url: bulkApi.databaseUrl, poolSize: 4 });
+  db = createDatabase<CommonTables & EventTables>({ url: bulkApi.databaseUrl, poolSize: 4 });
   for (let i = 0; i < WORKERS; i++) {
     const w = startWorker({ ...queueEnv, DATABASE_URL: bulkApi.databaseUrl, NATS_URL: apiConfig.natsUrl }, warnings);
     w.once("exit", (code, signal) => {
@@ -493,7 +492,7 @@ interface Backlog {
 }
 
 /** measureBacklog counts unpublished rows (an index range, uncapped: a benchmark wants the number) and ages the oldest. */
-async function measureBacklog(db: Kysely<CommonTables>): Promise<Backlog> {
+async function measureBacklog(db: Kysely<CommonTables & EventTables>): Promise<Backlog> {
   const count = await db
     .selectFrom("outbox_events")
     .select((eb) => eb.fn.countAll<number>().as("n"))

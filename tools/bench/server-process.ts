@@ -7,6 +7,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { freePort, testDatabaseUrl } from "@stockroom/common/testing.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
@@ -46,7 +47,8 @@ export async function startServerProcess(options: {
     await ensureDatabase(databaseUrl);
     const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
     try {
-      await migrateToLatest(db, [commonMigrations, ...options.migrations]);
+      // Every benchmarked service writes the outbox (its module lists eventsMigrations too).
+      await migrateToLatest(db, [commonMigrations, ...options.migrations, eventsMigrations]);
       merchant = await createMerchant(db, "Benchmark merchant");
     } finally {
       await db.destroy();

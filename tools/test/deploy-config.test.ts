@@ -9,7 +9,8 @@ import { access, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parseBulkConfig } from "@stockroom/bulk/config.ts";
-import { parseApiConfig, parseEventStreamConfig, parseRelayConfig, type Env } from "@stockroom/common/config.ts";
+import { parseApiConfig, type Env } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig, parseRelayConfig } from "@stockroom/events";
 import { parseNotifyConfig } from "@stockroom/notify";
 import { parseOrderConfig } from "@stockroom/orders/config.ts";
 import { parseSearchConfig } from "@stockroom/search/config.ts";
@@ -142,6 +143,7 @@ function durationMs(text: string): number {
 async function envNamesReadByApp(
   files: string[] = [
     "services/common/src/config.ts",
+    "services/events/src/config.ts",
     "services/catalog/src/main.ts",
     "services/bulk/src/config.ts",
     "services/bulk/src/main.ts",
@@ -381,7 +383,7 @@ test("search: a relay with a standby, and search APIs that migrate their own key
   t.true(api["count"] >= 2, `api count = ${api["count"]}`);
   const tasks = [...labelled(relay, "task"), ...labelled(api, "task")];
   const runs = (file: string) => tasks.find(([, task]) => commandLine(task).includes(file))?.[1];
-  const [relayTask, searchTask, migrate] = [runs("services/common/src/relay-main.ts"), runs("services/search/src/main.ts"), runs("tools/migrate.ts")];
+  const [relayTask, searchTask, migrate] = [runs("services/events/src/relay-main.ts"), runs("services/search/src/main.ts"), runs("tools/migrate.ts")];
   t.truthy(relayTask, "a task runs the relay");
   t.truthy(searchTask, "a task runs services/search/src/main.ts");
   t.deepEqual(commandLine(migrate!).slice(1), ["tools/migrate.ts", "--search"], "the prestart task migrates the search database");
@@ -414,6 +416,7 @@ test("webhooks: dispatchers sharing one durable consumer, from the catalog's ima
   t.truthy(task, "a task runs services/notify/src/dispatcher-main.ts");
   const known = await envNamesReadByApp([
     "services/common/src/config.ts",
+    "services/events/src/config.ts",
     "services/notify/src/config.ts",
     "services/notify/src/dispatcher-main.ts",
   ]);
@@ -431,7 +434,7 @@ test("webhooks: dispatchers sharing one durable consumer, from the catalog's ima
   t.is(Number(new URL(env["NATS_URL"]!).port), await natsClientPort());
   // It may create the stream: with the relay's settings.
   const relay = group(await loadJob("nomad/search.nomad.hcl"), "relay");
-  const [, relayTask] = [...labelled(relay, "task")].find(([, task]) => commandLine(task).includes("services/common/src/relay-main.ts"))!;
+  const [, relayTask] = [...labelled(relay, "task")].find(([, task]) => commandLine(task).includes("services/events/src/relay-main.ts"))!;
   t.deepEqual(parseEventStreamConfig(env), parseEventStreamConfig(concrete(taskEnv(relayTask))));
   // The catalog API registers endpoints and replays dead letters: same targets rule and delivery budget.
   const notify = parseNotifyConfig(env);

@@ -15,7 +15,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startApi } from "@stockroom/common/app.ts";
 import { createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig } from "@stockroom/events";
 import { dropDatabase, ensureDatabase } from "@stockroom/common/db.ts";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
@@ -26,6 +27,7 @@ import { startBulkWorker } from "@stockroom/bulk/worker.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
 import { createLogger } from "@stockroom/common/log.ts";
+import type { StockroomTables } from "../tables.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 const dir = path.join(root, "tools", "observability");
@@ -57,7 +59,7 @@ function exportedNames(): Promise<Set<string>> {
     const nats = await connectNats({ servers: "127.0.0.1:4222", name: "observability-test" });
     const config = { ...parseApiConfig({}), port: 0, metricsPort: 0, databaseUrl: url, logLevel: "silent" as const, slaFlushMs: 0 };
     const notify = parseNotifyConfig({});
-    const api = await startApi({
+    const api = await startApi<StockroomTables>({
       name: "test-observability",
       config,
       migrate: true,
@@ -67,7 +69,7 @@ function exportedNames(): Promise<Set<string>> {
     const suffix = randomBytes(4).toString("hex");
     const queue = { ...DEFAULT_QUEUE, stream: `BULK_OBSRULES_${suffix}`, subjectPrefix: `t_${suffix}.rules.chunk` };
     const worker = await startBulkWorker({
-      db: api.db as unknown as BulkDb,
+      db: api.db,
       nats,
       queue,
       log: createLogger("worker", "silent"),
@@ -78,7 +80,7 @@ function exportedNames(): Promise<Set<string>> {
     api.metrics.bulkWorkersDesired.set({ stream: queue.stream }, 1);
     // The webhook dispatcher, as dispatcher-main.ts and tools/start.ts run it, on this file's own event stream.
     const events = parseEventStreamConfig({ EVENTS_STREAM: `EVENTS_OBSRULES_${suffix}`, EVENTS_SUBJECT_PREFIX: `ev_${suffix}` });
-    const dispatcher = await startWebhookDispatcher({ db: api.db as unknown as NotifyDb, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });
+    const dispatcher = await startWebhookDispatcher({ db: api.db, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });
     registerDispatcherMetrics(api.metrics.registry, dispatcher);
     try {
       const merchant = await createMerchant(api.db, "Rules merchant");

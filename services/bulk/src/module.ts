@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
 import type { Metrics } from "@stockroom/common/metrics.ts";
 import type { NatsDeps } from "@stockroom/common/nats.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
@@ -26,11 +27,12 @@ export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): Se
   const limits = options.limits ?? DEFAULT_LIMITS;
   return {
     services: [BulkJobService],
-    migrations: [bulkMigrations],
+    migrations: [bulkMigrations, eventsMigrations],
     register: (router) =>
       router.service(BulkJobService, {
         ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs }),
         ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000, metrics: options.metrics }),
       }),
+    watch: (metrics) => registerOutboxMetrics(metrics.registry, db),
   };
 }

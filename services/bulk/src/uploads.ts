@@ -9,7 +9,7 @@ import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
 import { InvalidArgumentError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
 import { newUlid, ULID_PATTERN } from "@stockroom/common/ulid.ts";
 import type { NewJob } from "./jobs.ts";
-import type { BulkDb, BulkUploadRow } from "./store.ts";
+import type { BulkDb, BulkTx, BulkUploadRow } from "./store.ts";
 
 export const MAX_PART_BYTES = 4 * 1024 * 1024;
 
@@ -82,7 +82,7 @@ export async function appendPart(db: BulkDb, merchantId: string, uploadId: strin
       throw new InvalidArgumentError([{ field: "data", description: `ends at ${end}, past the expected size ${upload.expected_size}` }]);
     }
     const overlap = Math.min(end, committed) - offset;
-    if (overlap > 0 && !(await readRange(trx as unknown as BulkDb, merchantId, uploadId, offset, overlap)).equals(data.subarray(0, overlap))) {
+    if (overlap > 0 && !(await readRange(trx, merchantId, uploadId, offset, overlap)).equals(data.subarray(0, overlap))) {
       throw new PreconditionError("UPLOAD_OVERLAP_MISMATCH", `bytes ${offset}..${offset + overlap} differ from what was received`, {
         committed_size: String(committed),
       });
@@ -104,7 +104,7 @@ export async function appendPart(db: BulkDb, merchantId: string, uploadId: strin
 }
 
 /** readRange returns length bytes from offset of the stored parts. */
-async function readRange(db: BulkDb, merchantId: string, uploadId: string, offset: number, length: number): Promise<Buffer> {
+async function readRange(db: BulkDb | BulkTx, merchantId: string, uploadId: string, offset: number, length: number): Promise<Buffer> {
   const parts = await db
     .selectFrom("bulk_upload_parts")
     .select(["byte_offset", "data"])

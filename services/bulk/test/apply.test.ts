@@ -2,6 +2,7 @@ import test from "ava";
 import { sql } from "kysely";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { testDatabaseUrl } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
 import { applyChunk, failChunk } from "../src/apply.ts";
@@ -14,7 +15,7 @@ import { bulkMigrations, type BulkJobRow } from "../src/store.ts";
 const url = testDatabaseUrl("bulk_apply");
 await ensureDatabase(url);
 const db: BulkDb = createDatabase({ url, poolSize: 10 });
-await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, eventsMigrations]);
 const { merchantId } = await createMerchant(db, "Bulk merchant");
 test.after.always(async () => {
   await db.destroy();

@@ -6,6 +6,7 @@ import path from "node:path";
 import test from "ava";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
 import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
 import { catalogMigrations } from "@stockroom/catalog/store.ts";
@@ -23,7 +24,7 @@ const workerMain = path.join(import.meta.dirname, "..", "src", "worker-main.ts")
 const url = testDatabaseUrl("bulk_crash");
 await ensureDatabase(url);
 const db: BulkDb = createDatabase({ url, poolSize: 8 });
-await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, eventsMigrations]);
 const { merchantId } = await createMerchant(db, "Crash merchant");
 const natsPort = await freePort();
 const natsDir = mkdtempSync(path.join(tmpdir(), "stockroom-nats-"));

@@ -12,6 +12,8 @@ import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_QUEUE } from "../src/queue.ts";
 import { startBulkWorker } from "../src/worker.ts";
+import type { CatalogTables } from "@stockroom/catalog";
+import type { BulkTables } from "../src/store.ts";
 
 export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
 
@@ -23,12 +25,12 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
   const suffix = randomBytes(4).toString("hex");
   const queue = { ...DEFAULT_QUEUE, stream: `BULK_${name.toUpperCase()}_${suffix}`, subjectPrefix: `t_${suffix}.${name}.chunk`, ackWaitMs: 5000 };
   const nats = await connectNats({ servers: "127.0.0.1:4222", name: `bulk-${name}-test` });
-  const api = await startTestApi(`bulk_${name}`, (db) => [
+  const api = await startTestApi<CatalogTables & BulkTables>(`bulk_${name}`, (db) => [
     catalogModule(db),
     bulkModule(db, { nats, queue, limits: { ...DEFAULT_LIMITS, ...limits }, watchIntervalMs: 50 }),
   ]);
   const worker = await startBulkWorker({
-    db: api.api.db as unknown as BulkDb,
+    db: api.api.db,
     nats,
     queue,
     log: createLogger("worker", "silent"),

@@ -11,6 +11,7 @@ import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { eventsMigrations } from "@stockroom/events";
 import { startOtlpReceiver } from "@stockroom/common/otlp-receiver.ts";
 import { scrape, sumOf, type Sample } from "@stockroom/common/prom-text.ts";
 import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
@@ -31,7 +32,7 @@ const root = path.join(import.meta.dirname, "..", "..", "..");
 const url = testDatabaseUrl("bulk_obs");
 await ensureDatabase(url);
 const db: BulkDb = createDatabase({ url, poolSize: 4 });
-await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
+await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, eventsMigrations]);
 const merchant = await createMerchant(db, "Observed merchant");
 const receiver = await startOtlpReceiver();
 const suffix = randomBytes(4).toString("hex");

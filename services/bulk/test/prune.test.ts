@@ -12,9 +12,11 @@ import { bulkModule } from "../src/module.ts";
 import { DEFAULT_RETENTION, prune } from "../src/prune.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { createUpload, appendPart } from "../src/uploads.ts";
+import type { CatalogTables } from "@stockroom/catalog";
+import type { BulkTables } from "../src/store.ts";
 
-const api = await startTestApi("bulk_prune", (db) => [catalogModule(db), bulkModule(db)]);
-const db = api.api.db as unknown as BulkDb;
+const api = await startTestApi<CatalogTables & BulkTables>("bulk_prune", (db) => [catalogModule(db), bulkModule(db)]);
+const db = api.api.db;
 const bulkA = api.client(BulkJobService, api.merchantA);
 const merchantId = api.merchantA.merchantId;
 test.after.always(() => api.close());

@@ -10,9 +10,11 @@ import { type StagedItem } from "../src/domain.ts";
 import { createJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
+import type { CatalogTables } from "@stockroom/catalog";
+import type { BulkTables } from "../src/store.ts";
 
-const api = await startTestApi("bulk_read", (db) => [catalogModule(db), bulkModule(db, { watchIntervalMs: 50 })]);
-const db = api.api.db as unknown as BulkDb;
+const api = await startTestApi<CatalogTables & BulkTables>("bulk_read", (db) => [catalogModule(db), bulkModule(db, { watchIntervalMs: 50 })]);
+const db = api.api.db;
 const bulkA = api.client(BulkJobService, api.merchantA);
 const bulkB = api.client(BulkJobService, api.merchantB);
 const merchantId = api.merchantA.merchantId;

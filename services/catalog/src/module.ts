@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
 import { createCatalogService, type ProjectionWaiter } from "./rpc.ts";
 import { catalogMigrations, type CatalogTables } from "./store.ts";
 
@@ -13,7 +14,8 @@ export interface CatalogModuleOptions {
 export function catalogModule(db: Kysely<CatalogTables>, options: CatalogModuleOptions = {}): ServiceModule {
   return {
     services: [CatalogService],
-    migrations: [catalogMigrations],
+    migrations: [catalogMigrations, eventsMigrations],
     register: (router) => router.service(CatalogService, createCatalogService({ db, searchWaiter: options.searchWaiter })),
+    watch: (metrics) => registerOutboxMetrics(metrics.registry, db),
   };
 }

@@ -3,6 +3,7 @@ import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
 import { deferWrite } from "@stockroom/common/deferred-writes.ts";
 import type { CommonTables } from "@stockroom/common/schema.ts";
+import type { EventTables } from "@stockroom/events";
 import { LIMITS, type Product, type ProductStatus } from "./domain.ts";
 
 /** catalogMigrations is the folder of the catalog's own tables. */
@@ -66,7 +67,7 @@ export interface AuditChainHeadRow {
   sealed_at: Date;
 }
 
-export interface CatalogTables extends CommonTables {
+export interface CatalogTables extends CommonTables, EventTables {
   products: ProductRow;
   product_changes: ProductChangeRow & AuditSealColumns;
   audit_chain_heads: AuditChainHeadRow;

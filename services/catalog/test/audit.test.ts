@@ -14,10 +14,11 @@ import { recordChanges } from "../src/events.ts";
 import { catalogModule } from "../src/module.ts";
 import { findProducts, upsertProducts, type CatalogDb, type SourceKind } from "../src/store.ts";
 import { CatalogService, fieldViolations, productInit, rejection, startCatalog } from "./helpers.ts";
+import type { CatalogTables } from "../src/store.ts";
 
 // Serial: sealing works on every merchant of the database at once.
 const api = await startCatalog("catalog_audit");
-const db = api.api.db as unknown as CatalogDb;
+const db = api.api.db;
 test.after.always(() => api.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -251,9 +252,9 @@ test.serial("as the service user the audit trail is append-only, and the API and
   const url = new URL(api.databaseUrl);
   url.username = user;
   url.password = password;
-  const restricted = await startTestApi("catalog_audit_restricted", (d) => [catalogModule(d)], { databaseUrl: url.toString() });
+  const restricted = await startTestApi<CatalogTables>("catalog_audit_restricted", (d) => [catalogModule(d)], { databaseUrl: url.toString() });
   t.teardown(() => restricted.close());
-  const rdb = restricted.api.db as unknown as CatalogDb;
+  const rdb = restricted.api.db;
 
   const c = restricted.client(CatalogService, restricted.merchantA);
   const { product } = await c.createProduct({ product: productInit("G-1") });

@@ -4,10 +4,11 @@ import { BadRequestSchema, ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
 import { catalogModule } from "../src/module.ts";
+import type { CatalogTables } from "../src/store.ts";
 
 /** startCatalog starts the catalog on its own database for one test file. */
-export function startCatalog(name: string): Promise<TestApi> {
-  return startTestApi(name, (db) => [catalogModule(db)]);
+export function startCatalog(name: string): Promise<TestApi<CatalogTables>> {
+  return startTestApi<CatalogTables>(name, (db) => [catalogModule(db)]);
 }
 
 export { CatalogService };

@@ -28,6 +28,8 @@ export interface ServiceModule {
   services: DescService[];
   migrations: MigrationSet[];
   register(router: ConnectRouter): void;
+  /** watch adds the module's own series to the process's metrics (e.g. the outbox backlog gauges of @stockroom/events). */
+  watch?(metrics: Metrics): void;
 }
 
 /** ModuleDeps is what startApi hands every module besides the database. */
@@ -36,9 +38,10 @@ export interface ModuleDeps {
   metrics: Metrics;
 }
 
-export interface RunningApi {
+/** RunningApi is a started API process; DB is the tables its modules work on (the composition root names them). */
+export interface RunningApi<DB extends CommonTables = CommonTables> {
   server: ApiServer;
-  db: Kysely<CommonTables>;
+  db: Kysely<DB>;
   log: Logger;
   metrics: Metrics;
   /** Serves /metrics, /healthz and /readyz when config.metricsPort is set. */
@@ -54,23 +57,23 @@ export interface RunningApi {
  * SLA call recorder, and health probes of MySQL (and NATS, when given) that
  * turn grpc.health.v1 to NOT_SERVING while either is unreachable.
  */
-export async function startApi(options: {
+export async function startApi<DB extends CommonTables = CommonTables>(options: {
   name: string;
   config: ApiConfig;
   migrate: boolean;
-  modules: (db: Kysely<any>, deps: ModuleDeps) => ServiceModule[];
+  modules: (db: Kysely<DB>, deps: ModuleDeps) => ServiceModule[];
   /** Sees every SQL statement (tests check Vitess readiness with it). */
   observe?: QueryObserver;
   /** The NATS connection the process depends on: probed with MySQL for health. */
   nats?: NatsConnection;
   /** A registry to share with other parts of the process (start.ts's worker); default a new one. */
   metrics?: Metrics;
-}): Promise<RunningApi> {
+}): Promise<RunningApi<DB>> {
   const { config } = options;
   const log = createLogger(options.name, config.logLevel);
   const stopTelemetry = await startTelemetry({ serviceName: options.name, otlpEndpoint: config.otlpEndpoint });
   if (options.migrate) await ensureDatabase(config.databaseUrl);
-  const db = createDatabase<CommonTables>({
+  const db = createDatabase<DB>({
     url: config.databaseUrl,
     poolSize: config.dbPoolSize,
     observe: options.observe,
@@ -85,13 +88,15 @@ export async function startApi(options: {
     onDependencies: (up) => health?.(up),
   });
   const { metrics } = observability;
-  metrics.watchOutbox(db);
   const modules = options.modules(db, { metrics });
+  // DB extends CommonTables: the same database, seen through the tables common itself reads and writes.
+  const common = db as unknown as Kysely<CommonTables>;
+  for (const m of modules) m.watch?.(metrics);
   if (options.migrate) {
     const applied = await migrateToLatest(db, [commonMigrations, ...modules.flatMap((m) => m.migrations)]);
     if (applied.length > 0) log.info("migrations applied", { applied });
   }
-  const recorder = config.slaFlushMs > 0 ? startCallRecorder({ db, flushEveryMs: config.slaFlushMs, metrics, log }) : undefined;
+  const recorder = config.slaFlushMs > 0 ? startCallRecorder({ db: common, flushEveryMs: config.slaFlushMs, metrics, log }) : undefined;
   const server = await startApiServer({
     host: config.host,
     port: config.port,
@@ -101,7 +106,7 @@ export async function startApi(options: {
       createTracingInterceptor(),
       createMetricsInterceptor(metrics, recorder),
       createErrorInterceptor(log),
-      createAuthInterceptor(createKeyVerifier(db, config.authCacheMs)),
+      createAuthInterceptor(createKeyVerifier(common, config.authCacheMs)),
     ],
     log,
     drainMs: config.drainMs,

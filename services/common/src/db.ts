@@ -199,9 +199,13 @@ export interface MigrationSet {
 
 /**
  * migrateToLatest applies each set's pending migrations in order. Kysely holds
- * a MySQL named lock while migrating, so concurrent starts are safe.
+ * a MySQL named lock while migrating, so concurrent starts are safe. A set
+ * listed more than once (several modules of one process need it) runs once,
+ * in the place of its first occurrence.
  */
-export async function migrateToLatest(db: Kysely<any>, sets: MigrationSet[]): Promise<string[]> {
+export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): Promise<string[]> {
+  const names = new Set<string>();
+  const sets = listed.filter((set) => !names.has(set.name) && names.add(set.name));
   for (const set of sets) for (const adopted of set.adopts ?? []) await handOver(db, adopted.set, set.name, adopted.migrations);
   const applied: string[] = [];
   for (const set of sets) {

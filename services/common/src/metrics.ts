@@ -1,12 +1,12 @@
 /**
  * Prometheus metrics. createMetrics makes one registry per process with every
  * stockroom_* series the processes export (prom-client), so each name and its
- * labels are declared here once; code that counts something takes the
- * Metrics object as a dependency (a service's own series, such as the
- * webhook dispatcher's in @stockroom/notify, are added to the registry by
- * that service). Gauges of things outside the process
- * (JetStream consumer, outbox, connection pool) are read when Prometheus
- * scrapes, never on a timer: a process nobody scrapes pays nothing.
+ * labels are declared here once, except a package's own series, which it
+ * adds to the same registry (the outbox and relay series: @stockroom/events;
+ * the webhook dispatcher's: @stockroom/notify); code that counts something
+ * takes the Metrics object as a dependency. Gauges of things outside the
+ * process (JetStream consumer, outbox, connection pool) are read when
+ * Prometheus scrapes, never on a timer: a process nobody scrapes pays nothing.
  *
  * Label cardinality stays bounded: method and status code are enums, the
  * merchant's tier is one of TIERS (anything else is "other"), and no label
@@ -15,10 +15,9 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import { poolStats, type PoolStats } from "./db.ts";
 import { withTimeout } from "./timeout.ts";
-import { untraced } from "./trace-context.ts";
 
 /** TIERS are the merchant tiers metrics and SLOs know; merchants.tier holds one of them. */
 export const TIERS = ["standard", "plus", "enterprise"] as const;
@@ -37,9 +36,7 @@ export type OrderOutcome = "placed" | "out_of_stock" | "paid" | "fulfilled" | "c
 const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const CHUNK_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 /** How long a scrape waits for one outside source (NATS, SQL) before leaving its series out. */
-const COLLECT_TIMEOUT_MS = 2_000;
-/** The outbox backlog is counted up to this many rows (an index range scan, so bounded). */
-export const OUTBOX_COUNT_CAP = 100_000;
+export const COLLECT_TIMEOUT_MS = 2_000;
 
 export interface Metrics {
   registry: Registry;
@@ -74,14 +71,10 @@ export interface Metrics {
   watchDatabasePool(db: Kysely<any>, pool: string): void;
   /** watchConsumer exports a JetStream consumer's pending, ack-pending, redelivered and waiting counts. */
   watchConsumer(jsm: JetStreamManager, stream: string, consumer: string): void;
-  /** watchOutbox exports the unpublished outbox rows and the oldest one's age. */
-  watchOutbox(db: Kysely<any>): void;
-  /** watchRelay exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
-  watchRelay(relay: { stats(): RelayStatsLike }): void;
 }
 
 /** counterOf exports a running total kept elsewhere (a stats() field) as a Prometheus counter, read at each scrape. */
-function counterOf(registers: Registry[], name: string, help: string, read: () => number): void {
+export function counterOf(registers: Registry[], name: string, help: string, read: () => number): void {
   let seen = 0;
   new Counter({
     name,
@@ -95,17 +88,8 @@ function counterOf(registers: Registry[], name: string, help: string, read: () =
   });
 }
 
-/** RelayStatsLike is what watchRelay reads of the relay's stats() (services/common/src/relay.ts). */
-export interface RelayStatsLike {
-  leader: boolean;
-  published: number;
-  duplicates: number;
-  failures: number;
-  commitToPublish: { samples: number; p50Ms: number; p99Ms: number };
-}
-
 /** oncePerScrape shares one read among the collect() calls of a scrape (they run together) and reads afresh at the next scrape. */
-function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+export function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
   let pending: Promise<T> | undefined;
   return () => (pending ??= read().finally(() => setTimeout(() => (pending = undefined), 0)));
 }
@@ -121,7 +105,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
 
   const pools = new Map<string, Kysely<any>>();
   const consumers = new Map<string, { jsm: JetStreamManager; stream: string; consumer: string }>();
-  const outboxes = new Set<Kysely<any>>();
 
   const poolGauge = (name: string, help: string, read: (s: PoolStats) => number) =>
     new Gauge({
@@ -172,42 +155,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
   lagGauge("stockroom_jetstream_consumer_ack_pending_messages", "Messages delivered to workers and not yet acknowledged.", "ackPending");
   lagGauge("stockroom_jetstream_consumer_redelivered_messages", "Unacknowledged messages delivered more than once.", "redelivered");
   lagGauge("stockroom_jetstream_consumer_waiting_pulls", "Pull requests waiting for messages (idle worker capacity).", "waiting");
-
-  type Outbox = { backlog: number; ageSeconds: number };
-  const readOutbox = oncePerScrape(() =>
-    (async (): Promise<Outbox | undefined> => {
-      const db = outboxes.values().next().value;
-      if (!db) return undefined;
-      // Both read idx_outbox_unpublished (published_at, event_id); event ids are ULIDs, so the first is the oldest.
-      const [count, oldest] = await withTimeout(
-        untraced(() =>
-          Promise.all([
-            sql<{ n: number }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(db),
-            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(db),
-          ]),
-        ),
-        COLLECT_TIMEOUT_MS,
-      );
-      const first = oldest.rows[0];
-      return {
-        backlog: Number(count.rows[0]?.n ?? 0),
-        ageSeconds: first ? Math.max(0, (Date.now() - new Date(first.created_at).getTime()) / 1000) : 0,
-      };
-    })().catch(() => undefined),
-  );
-  const outboxGauge = (name: string, help: string, field: keyof Outbox) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      async collect() {
-        const o = await readOutbox();
-        this.reset();
-        if (o) this.set(o[field]);
-      },
-    });
-  outboxGauge("stockroom_outbox_backlog_events", `Outbox rows the relay has not published yet (counted up to ${OUTBOX_COUNT_CAP}).`, "backlog");
-  outboxGauge("stockroom_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when none waits).", "ageSeconds");
 
   return {
     registry,
@@ -299,38 +246,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
     },
     watchConsumer(jsm, stream, consumer) {
       consumers.set(`${stream}/${consumer}`, { jsm, stream, consumer });
-    },
-    watchOutbox(db) {
-      outboxes.add(db);
-    },
-    watchRelay(relay) {
-      // Registered on first use: a process without a relay exports none of these.
-      const stats = () => relay.stats();
-      new Gauge({
-        name: "stockroom_outbox_relay_leader",
-        help: "1 while this process's relay holds the lock and publishes.",
-        registers,
-        collect() {
-          this.set(stats().leader ? 1 : 0);
-        },
-      });
-      const total = (name: string, help: string, read: (s: RelayStatsLike) => number) => counterOf(registers, name, help, () => read(stats()));
-      total("stockroom_outbox_relay_published_total", "Outbox events this relay published and marked.", (s) => s.published);
-      total("stockroom_outbox_relay_duplicates_total", "Publishes JetStream already had (a republish after a crash).", (s) => s.duplicates);
-      total("stockroom_outbox_relay_failures_total", "Publishes that failed and will be retried.", (s) => s.failures);
-      new Gauge({
-        name: "stockroom_outbox_relay_commit_to_publish_seconds",
-        help: "From a change's commit to JetStream's ack, over the relay's recent events.",
-        labelNames: ["quantile"],
-        registers,
-        collect() {
-          const c = stats().commitToPublish;
-          this.reset();
-          if (c.samples === 0) return;
-          this.set({ quantile: "0.5" }, c.p50Ms / 1000);
-          this.set({ quantile: "0.99" }, c.p99Ms / 1000);
-        },
-      });
     },
   };
 }

@@ -25,18 +25,6 @@ export interface CommonTables {
     response: Buffer | null;
     created_at: Date;
   };
-  outbox_events: {
-    merchant_id: string;
-    event_id: string;
-    aggregate_type: string;
-    aggregate_id: string;
-    aggregate_version: number;
-    event_type: string;
-    payload: Buffer;
-    trace_context: string | null;
-    created_at: Date;
-    published_at: Generated<Date | null>;
-  };
   /** Per-minute call statistics per merchant, method and process (sla.ts). */
   rpc_call_minutes: {
     merchant_id: string;

@@ -12,6 +12,7 @@ import { startApi, type RunningApi, type ServiceModule } from "./app.ts";
 import { createMerchant } from "./auth.ts";
 import { parseApiConfig, type ApiConfig } from "./config.ts";
 import { dropDatabase, ensureDatabase } from "./db.ts";
+import type { CommonTables } from "./schema.ts";
 
 const BASE_URL = process.env["TEST_DATABASE_URL"] ?? "mysql://root@127.0.0.1:3306/";
 
@@ -50,8 +51,8 @@ export interface TestMerchant {
   apiKey: string;
 }
 
-export interface TestApi {
-  api: RunningApi;
+export interface TestApi<DB extends CommonTables = CommonTables> {
+  api: RunningApi<DB>;
   url: string;
   databaseUrl: string;
   merchantA: TestMerchant;
@@ -68,11 +69,11 @@ export interface TestApi {
  * database; with options.databaseUrl, on that existing, migrated database
  * instead (not migrated or dropped here), e.g. as a user with restricted grants.
  */
-export async function startTestApi(
+export async function startTestApi<DB extends CommonTables = CommonTables>(
   name: string,
-  modules: (db: Kysely<any>) => ServiceModule[],
+  modules: (db: Kysely<DB>) => ServiceModule[],
   options: { databaseUrl?: string; config?: Partial<ApiConfig> } = {},
-): Promise<TestApi> {
+): Promise<TestApi<DB>> {
   const owned = options.databaseUrl === undefined;
   const databaseUrl = options.databaseUrl ?? testDatabaseUrl(name);
   if (owned) await ensureDatabase(databaseUrl);
@@ -85,8 +86,9 @@ export async function startTestApi(
     modules,
     observe: (sql, parameters) => queries.push({ sql, parameters }),
   });
-  const merchantA = await createMerchant(api.db, "Merchant A");
-  const merchantB = await createMerchant(api.db, "Merchant B");
+  const common = api.db as unknown as Kysely<CommonTables>; // DB extends CommonTables
+  const merchantA = await createMerchant(common, "Merchant A");
+  const merchantB = await createMerchant(common, "Merchant B");
   queries.length = 0;
   const transports = new Map<string, Transport>();
   return {

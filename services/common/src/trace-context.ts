@@ -16,7 +16,7 @@ import {
 /**
  * serializeTraceContext returns ctx's W3C trace context (traceparent and
  * tracestate) as JSON for a VARCHAR column, or null when there is no span
- * (tracing off). appendOutbox writes outbox_events.trace_context this way.
+ * (tracing off). appendOutbox (@stockroom/events) writes outbox_events.trace_context this way.
  */
 export function serializeTraceContext(ctx: Context = context.active()): string | null {
   const carrier: Record<string, string> = {};

@@ -63,3 +63,29 @@ test("on a fresh database the adopting set runs the adopted migrations itself", 
   t.deepEqual(await migrateToLatest(db, [old, moved]), ["old/t1_products", "new/t2_webhooks"]);
   t.deepEqual(await recorded(db, "new"), ["t2_webhooks"]);
 });
+
+test("a set listed more than once runs once, in the place of its first occurrence", async (t) => {
+  const url = testDatabaseUrl("migrations_dedupe");
+  await ensureDatabase(url);
+  let statements: string[] = [];
+  const db = createDatabase<any>({ url, poolSize: 2, observe: (text) => statements.push(text) });
+  t.teardown(async () => {
+    await db.destroy();
+    await dropDatabase(url);
+  });
+  // Two modules of one process both list the shared set.
+  const shared: MigrationSet = { name: "shared", folder: folder("shared", ["t1_outbox"]) };
+  const a: MigrationSet = { name: "a", folder: folder("a", ["t2_a"]) };
+  const b: MigrationSet = { name: "b", folder: folder("b", ["t3_b"]) };
+  t.deepEqual(await migrateToLatest(db, [a, shared, b, shared]), ["a/t2_a", "shared/t1_outbox", "b/t3_b"]);
+  t.deepEqual(await recorded(db, "shared"), ["t1_outbox"]);
+  // Listed twice, its migrator runs once: the same statements as listed once.
+  const touching = async (sets: MigrationSet[]) => {
+    statements = [];
+    t.deepEqual(await migrateToLatest(db, sets), []);
+    return statements.filter((s) => s.includes("kysely_migration_shared") || s.includes("kysely_migration_lock_shared")).length;
+  };
+  const once = await touching([shared]);
+  t.true(once > 0);
+  t.is(await touching([shared, a, shared, b, shared]), once);
+});

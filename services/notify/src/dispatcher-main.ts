@@ -5,7 +5,8 @@
  * dispatcher that reads process.env.
  */
 import { stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig } from "@stockroom/events";
 import { createDatabase } from "@stockroom/common/db.ts";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats } from "@stockroom/common/nats.ts";

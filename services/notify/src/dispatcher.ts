@@ -16,7 +16,7 @@
  * consumer, and claims skip rows another process holds. The per-endpoint
  * limit is per process.
  */
-import { ensureEventConsumer, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { ensureEventConsumer, type EventStreamConfig } from "@stockroom/events";
 import type { Logger } from "@stockroom/common/log.ts";
 import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
 import { pause } from "@stockroom/common/pause.ts";

@@ -3,7 +3,7 @@
  * matching endpoint of its merchant, then lets JetStream forget it. It only
  * writes rows, so a slow endpoint never holds up the stream.
  */
-import { EVENT_HEADERS } from "@stockroom/common/event-stream.ts";
+import { EVENT_HEADERS } from "@stockroom/events";
 import type { Logger } from "@stockroom/common/log.ts";
 import type { WorkMessage } from "@stockroom/common/nats.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";

@@ -10,10 +10,11 @@ import { insertDeliveries } from "../src/deliveries.ts";
 import { notifyModule } from "../src/module.ts";
 import type { NotifyDb, WebhookDeliveryRow } from "../src/store.ts";
 import { countRows, errorInfo, fieldViolations, rejection } from "./helpers.ts";
+import type { NotifyTables } from "../src/store.ts";
 
 // Production settings: only public targets.
-const api = await startTestApi("notify_api", (db) => [notifyModule(db, parseNotifyConfig({}))]);
-const db = api.api.db as unknown as NotifyDb;
+const api = await startTestApi<NotifyTables>("notify_api", (db) => [notifyModule(db, parseNotifyConfig({}))]);
+const db = api.api.db;
 const a = api.client(NotificationService, api.merchantA);
 const b = api.client(NotificationService, api.merchantB);
 test.after.always(() => api.close());

@@ -7,16 +7,18 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/common/relay.ts";
 import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/config.ts";
 import { startWebhookDispatcher, type WebhookDispatcher } from "../src/dispatcher.ts";
 import { notifyModule } from "../src/module.ts";
 import type { NotifyDb } from "../src/store.ts";
+import type { CatalogDb } from "@stockroom/catalog/store.ts";
+import type { CatalogTables } from "@stockroom/catalog";
+import type { NotifyTables } from "../src/store.ts";
 
 export interface Received {
   path: string;
@@ -73,7 +75,7 @@ export async function startReceiver(): Promise<Receiver> {
 }
 
 export interface NotifyStack {
-  api: TestApi;
+  api: TestApi<CatalogTables & NotifyTables>;
   db: NotifyDb;
   nats: NatsClient;
   events: EventStreamConfig;
@@ -96,13 +98,13 @@ export async function startNotifyStack(name: string, overrides: Partial<Dispatch
     ...overrides,
   };
   const notify = { allowPrivateTargets: true, dispatcher: config };
-  const api = await startTestApi(name, (db) => [catalogModule(db), notifyModule(db, notify)]);
+  const api = await startTestApi<CatalogTables & NotifyTables>(name, (db) => [catalogModule(db), notifyModule(db, notify)]);
   const log = createLogger(`test-${name}`, (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
   const nats = await connectNats({ servers: process.env["NATS_URL"] ?? "127.0.0.1:4222", name: `test-${name}` });
   const tag = `${name}_${randomBytes(4).toString("hex")}`;
   // A short duplicate window, so a test can publish an event id again and see the consumer get it twice.
   const events: EventStreamConfig = { ...DEFAULT_EVENT_STREAM, stream: `T_${tag.toUpperCase()}`, subjectPrefix: `t_${tag}`, duplicateWindowMs: 1_000, maxAgeMs: 600_000 };
-  const db = api.api.db as unknown as NotifyDb;
+  const db = api.api.db;
   const relay = await startOutboxRelay({ db: api.api.db, nats, events, config: { ...DEFAULT_RELAY, pollMs: 10, pruneEveryMs: 0 }, log });
   const dispatcher = await startWebhookDispatcher({ db, nats, events, config, allowPrivateTargets: true, log });
   const receiver = await startReceiver();

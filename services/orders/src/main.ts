@@ -10,17 +10,18 @@ import { parseOrderConfig } from "./config.ts";
 import { ordersModule } from "./module.ts";
 import type { OrderDb } from "./store.ts";
 import { startOrderSweeper } from "./sweeper.ts";
+import type { OrderTables } from "./store.ts";
 
 const config = parseApiConfig(process.env);
 const orders = parseOrderConfig(process.env);
 const draining = new AbortController();
-const api = await startApi({
+const api = await startApi<OrderTables>({
   name: "stockroom-orders",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
   modules: (db, { metrics }) => [ordersModule(db, { ...orders, shutdown: draining.signal, metrics })],
 });
-const sweeper = startOrderSweeper({ db: api.db as unknown as OrderDb, log: api.log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
+const sweeper = startOrderSweeper({ db: api.db, log: api.log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(async () => {
   draining.abort();

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
 import type { Metrics } from "@stockroom/common/metrics.ts";
 import { createRateLimiter, type RateLimit } from "@stockroom/common/rate-limit.ts";
 import { parseOrderConfig } from "./config.ts";
@@ -34,7 +35,8 @@ export function ordersModule(db: Kysely<any>, options: OrdersModuleOptions = {})
   });
   return {
     services: [OrderService],
-    migrations: [orderMigrations],
+    migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
+    watch: (metrics) => registerOutboxMetrics(metrics.registry, db),
   };
 }

@@ -18,14 +18,16 @@ import { finishStaging, stageLines, type ParsedLine } from "@stockroom/bulk/stag
 import type { BulkJobRow } from "@stockroom/bulk/store.ts";
 import { ordersModule } from "../src/module.ts";
 import { createProduct, OrderService, stockOf } from "./helpers.ts";
+import type { OrderTables } from "../src/store.ts";
+import type { BulkTables } from "@stockroom/bulk/store.ts";
 
-const api = await startTestApi("orders_bulk", (db) => [
+const api = await startTestApi<OrderTables & BulkTables>("orders_bulk", (db) => [
   catalogModule(db),
   bulkModule(db),
   ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 } }),
 ]);
 test.after.always(() => api.close());
-const db = api.api.db as unknown as BulkDb;
+const db = api.api.db;
 const orders = api.client(OrderService, api.merchantA);
 const merchantId = api.merchantA.merchantId;
 

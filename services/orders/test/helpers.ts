@@ -8,6 +8,7 @@ import { startTestApi, type TestApi, type TestMerchant } from "@stockroom/common
 import { catalogModule } from "@stockroom/catalog/module.ts";
 import { ordersModule, type OrdersModuleOptions } from "../src/module.ts";
 import type { OrderDb } from "../src/store.ts";
+import type { OrderTables } from "../src/store.ts";
 
 export { CatalogService, OrderService };
 export { errorInfo, fieldViolations, rejection } from "../../catalog/test/helpers.ts";
@@ -16,8 +17,8 @@ export { errorInfo, fieldViolations, rejection } from "../../catalog/test/helper
  * startOrders starts the catalog and the orders on their own database for
  * one test file, without a rate limit unless the options set one.
  */
-export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi> {
-  return startTestApi(name, (db) => [
+export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi<OrderTables>> {
+  return startTestApi<OrderTables>(name, (db) => [
     catalogModule(db),
     ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, watchIntervalMs: 50, ...options }),
   ]);
@@ -25,7 +26,7 @@ export function startOrders(name: string, options: OrdersModuleOptions = {}): Pr
 
 /** dbOf is the test server's pool, typed for the order tables. */
 export function dbOf(api: TestApi): OrderDb {
-  return api.api.db as unknown as OrderDb;
+  return api.api.db;
 }
 
 /** createProduct adds an active EUR product through the catalog. */

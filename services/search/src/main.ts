@@ -7,7 +7,8 @@
  * file of search that reads process.env.
  */
 import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig, parseEventStreamConfig } from "@stockroom/common/config.ts";
+import { parseApiConfig } from "@stockroom/common/config.ts";
+import { parseEventStreamConfig } from "@stockroom/events";
 import { connectNats } from "@stockroom/common/nats.ts";
 import { parseSearchConfig } from "./config.ts";
 import { searchModule } from "./module.ts";

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/app.ts";
+import { registerOutboxMetrics } from "@stockroom/events";
 import type { ProjectionLag } from "./projector.ts";
 import { createSearchService } from "./rpc.ts";
 import type { SearchDb } from "./store.ts";
@@ -22,5 +23,7 @@ export function searchModule(db: SearchDb, options: SearchModuleOptions): Servic
     services: [SearchService],
     migrations: [],
     register: (router) => router.service(SearchService, createSearchService({ db, catalogDb: options.catalogDb, lag: options.lag })),
+    // The catalog's outbox backlog, as every API process of that database exports it.
+    watch: (metrics) => registerOutboxMetrics(metrics.registry, options.catalogDb),
   };
 }

@@ -1,16 +1,13 @@
 import { randomBytes } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
-import type { Kysely } from "kysely";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/auth.ts";
 import { dropDatabase } from "@stockroom/common/db.ts";
-import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "@stockroom/common/event-stream.ts";
+import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/log.ts";
 import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/common/relay.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
 import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing.ts";
 import { searchModule } from "../src/module.ts";
 import { DEFAULT_PROJECTOR, projectionLag, startSearchProjector, type SearchProjector } from "../src/projector.ts";
@@ -27,7 +24,7 @@ export const TEST_RELAY: RelayConfig = { ...DEFAULT_RELAY, pollMs: 5, failureBac
 
 export interface SearchHarness {
   api: TestApi;
-  db: Kysely<CommonTables>;
+  db: CatalogDb;
   searchDb: SearchDb;
   nats: NatsClient;
   /** This file's own stream and subject prefix. */
@@ -57,19 +54,21 @@ export async function startSearchHarness(name: string): Promise<SearchHarness> {
   const nats = await connectNats({ servers: process.env["TEST_NATS_URL"] ?? "127.0.0.1:4222", name: `search-${name}-test` });
   const searchUrl = testDatabaseUrl(`search_${name}`);
   const searchDb = await openSearchDatabase({ url: searchUrl, poolSize: 10, migrate: true });
-  const api = await startTestApi(name, (db) => [
+  const api = await startTestApi<CatalogTables>(name, (db) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, DEFAULT_PROJECTOR.durable) }),
   ]);
   const stoppers: (() => Promise<void>)[] = [];
+  // The catalog's database, with its outbox.
+  const db = api.api.db;
   return {
     api,
-    db: api.api.db,
+    db,
     searchDb,
     nats,
     events,
     async startRelay(config = {}) {
-      const relay = await startOutboxRelay({ db: api.api.db, nats, events, config: { ...TEST_RELAY, ...config }, log });
+      const relay = await startOutboxRelay({ db, nats, events, config: { ...TEST_RELAY, ...config }, log });
       stoppers.push(() => relay.stop());
       return relay;
     },

@@ -8,7 +8,7 @@ import test from "ava";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { eventSubject } from "@stockroom/common/event-stream.ts";
+import { eventSubject } from "@stockroom/events";
 import { publishWithId } from "@stockroom/common/nats.ts";
 import { waitFor } from "@stockroom/common/testing.ts";
 import { newUlid } from "@stockroom/common/ulid.ts";

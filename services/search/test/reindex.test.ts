@@ -28,7 +28,7 @@ const RESERVED = 60;
 
 /** catalogState and searchState describe products the same way, for comparing every row. */
 async function catalogState(merchant: TestMerchant): Promise<string[]> {
-  const products = await listProducts(h.db as unknown as CatalogDb, merchant.merchantId, { order: "sku", limit: 100_000 });
+  const products = await listProducts(h.db, merchant.merchantId, { order: "sku", limit: 100_000 });
   return products.map((p) => [p.sku, p.id, p.version, p.title, p.priceMinor, p.currency, p.stock, p.status].join("|"));
 }
 
@@ -69,7 +69,7 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
     await Promise.all(Array.from({ length: 25 }, (_, j) => catalog.createProduct({ product: productInit(sku(i + j), { stock: i + j }) })));
   }
   // The projection saw the creates of the first 100 products, then lost every event (a stream that expired).
-  const catalogDb = h.db as unknown as CatalogDb;
+  const catalogDb = h.db;
   await upsertEntries(h.searchDb, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 100 })).map((p) => entryFromProduct(merchant.merchantId, p)));
   await Promise.all(Array.from({ length: 40 }, (_, i) => catalog.updateProduct({ product: { sku: sku(i), title: `Renamed ${i}` }, updateMask: { paths: ["title"] } })));
   await catalog.deleteProduct({ sku: sku(RESERVED) });

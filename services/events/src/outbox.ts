@@ -1,7 +1,7 @@
 import { context, propagation } from "@opentelemetry/api";
 import type { Transaction } from "kysely";
-import { insertRows } from "./db.ts";
-import type { CommonTables } from "./schema.ts";
+import { insertRows } from "@stockroom/common/db.ts";
+import type { EventTables } from "./schema.ts";
 
 export interface OutboxEvent {
   merchantId: string;
@@ -26,7 +26,7 @@ export interface OutboxEvent {
  * roll back with the change they describe. The active trace context is kept
  * so the relay's publish joins the trace of the change.
  */
-export async function appendOutbox(trx: Transaction<CommonTables>, events: OutboxEvent[]): Promise<void> {
+export async function appendOutbox(trx: Transaction<EventTables>, events: OutboxEvent[]): Promise<void> {
   if (events.length === 0) return;
   const carrier: Record<string, string> = {};
   propagation.inject(context.active(), carrier);

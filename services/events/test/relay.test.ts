@@ -1,6 +1,7 @@
 /**
- * The outbox relay (services/common/src/relay.ts) against real MariaDB and
- * NATS, fed by real catalog RPCs. Each test has its own databases and stream.
+ * The outbox relay (services/events/src/relay.ts) against real MariaDB and
+ * NATS, fed by real catalog RPCs (on search's test harness: the catalog API
+ * on a database of its own). Each test has its own databases and stream.
  */
 import test, { type ExecutionContext } from "ava";
 import { context, propagation, trace } from "@opentelemetry/api";
@@ -9,11 +10,11 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { sql } from "kysely";
 import type { StoredMsg } from "@nats-io/jetstream";
-import { ensureEvents, EVENT_HEADERS } from "@stockroom/common/event-stream.ts";
-import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "@stockroom/common/relay-batch.ts";
+import { ensureEvents, EVENT_HEADERS } from "../src/event-stream.ts";
+import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
 import type { TestMerchant } from "@stockroom/common/testing.ts";
 import { waitFor } from "@stockroom/common/testing.ts";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "./harness.ts";
+import { productInit, startSearchHarness, unpublished, type SearchHarness } from "../../search/test/harness.ts";
 
 // Spans make the catalog store a trace context with each outbox row, as in production.
 trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })] }));

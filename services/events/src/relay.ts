@@ -31,13 +31,13 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely } from "kysely";
 import { ensureEvents, type EventStreamConfig } from "./event-stream.ts";
-import { createLatencyWindow, type LatencySummary } from "./latency.ts";
-import type { Logger } from "./log.ts";
-import type { NatsDeps } from "./nats.ts";
-import { pause } from "./pause.ts";
+import { createLatencyWindow, type LatencySummary } from "@stockroom/common/latency.ts";
+import type { Logger } from "@stockroom/common/log.ts";
+import type { NatsDeps } from "@stockroom/common/nats.ts";
+import { pause } from "@stockroom/common/pause.ts";
+import { untraced } from "@stockroom/common/trace-context.ts";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "./relay-batch.ts";
-import type { CommonTables } from "./schema.ts";
-import { untraced } from "./trace-context.ts";
+import type { EventTables } from "./schema.ts";
 
 export interface RelayConfig {
   /** Rows read and published per round. */
@@ -61,7 +61,7 @@ export const DEFAULT_RELAY: RelayConfig = {
 };
 
 export interface RelayDeps {
-  db: Kysely<CommonTables>;
+  db: Kysely<EventTables>;
   nats: NatsDeps;
   events: EventStreamConfig;
   config: RelayConfig;
@@ -109,7 +109,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
    * JetStream acknowledged is right whoever does it, and a mark that fails
    * only means a republish, whose copy JetStream drops.
    */
-  async function lead(conn: Kysely<CommonTables>): Promise<void> {
+  async function lead(conn: Kysely<EventTables>): Promise<void> {
     let nextPrune = 0;
     let beingMarked = new Set<string>();
     let marking: Promise<void> = Promise.resolve();
@@ -198,7 +198,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
 }
 
 /** relayLockName names the lock after the database: named locks are server-wide, and several databases may share a server. */
-async function relayLockName(db: Kysely<CommonTables>): Promise<string> {
+async function relayLockName(db: Kysely<EventTables>): Promise<string> {
   const { rows } = await sql<{ name: string }>`SELECT DATABASE() AS name`.execute(db);
   const name = `outbox-relay:${rows[0]?.name ?? ""}`;
   // MySQL limits lock names to 64 characters.

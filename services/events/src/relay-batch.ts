@@ -6,12 +6,12 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { EVENT_HEADERS, eventSubject, type EventStreamConfig } from "./event-stream.ts";
-import { publishWithId } from "./nats.ts";
-import type { CommonTables } from "./schema.ts";
-import { restoreTraceContext } from "./trace-context.ts";
+import { publishWithId } from "@stockroom/common/nats.ts";
+import { restoreTraceContext } from "@stockroom/common/trace-context.ts";
+import type { EventTables } from "./schema.ts";
 
-export type OutboxRow = Omit<Selectable<CommonTables["outbox_events"]>, "published_at">;
-type OutboxDb = Kysely<CommonTables>;
+export type OutboxRow = Omit<Selectable<EventTables["outbox_events"]>, "published_at">;
+type OutboxDb = Kysely<EventTables>;
 
 /**
  * readBatch returns up to `limit` unpublished rows, oldest event id first

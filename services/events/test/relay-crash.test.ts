@@ -3,7 +3,7 @@
  * changes (creates, updates, stock adjustments, deletes and recreates)
  * across 100 products through the Catalog RPC handlers (called in process:
  * see directCatalog), 16 at a time, while the relay runs as its
- * own process (services/common/src/relay-main.ts, as Nomad runs it) and is
+ * own process (services/events/src/relay-main.ts, as Nomad runs it) and is
  * killed with SIGKILL twice and restarted each time; the search projector
  * runs here. At the end the search store equals the catalog, the stream
  * holds each product's versions in increasing order, and no event id is
@@ -25,17 +25,17 @@ import { createCatalogService } from "@stockroom/catalog/rpc.ts";
 import { kPrincipal } from "@stockroom/common/auth.ts";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import { rowToProduct, type CatalogDb } from "@stockroom/catalog/store.ts";
-import { domainSubjects, EVENT_HEADERS } from "@stockroom/common/event-stream.ts";
+import { domainSubjects, EVENT_HEADERS } from "../src/event-stream.ts";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
-import { entryFromProduct } from "../src/convert.ts";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "./harness.ts";
+import { entryFromProduct } from "@stockroom/search/convert.ts";
+import { productInit, startSearchHarness, unpublished, type SearchHarness } from "../../search/test/harness.ts";
 
 const PRODUCTS = 100;
 const CHANGES = 10_000;
 const IN_FLIGHT = 16;
 /** The relay is killed once the stream holds this share of the expected events, and again at the second. */
 const KILL_AT = [0.3, 0.65];
-const relayMain = path.join(import.meta.dirname, "..", "..", "common", "src", "relay-main.ts");
+const relayMain = path.join(import.meta.dirname, "..", "src", "relay-main.ts");
 
 /**
  * directCatalog calls the Catalog RPC handlers in this process, skipping the
@@ -44,7 +44,7 @@ const relayMain = path.join(import.meta.dirname, "..", "..", "common", "src", "r
  * twice the rate a client gets through HTTP/2 on a 2-core machine.
  */
 function directCatalog(h: SearchHarness, merchant: TestMerchant) {
-  const impl = createCatalogService({ db: h.db as unknown as CatalogDb });
+  const impl = createCatalogService({ db: h.db });
   const contextValues = createContextValues().set(kPrincipal, { merchantId: merchant.merchantId, keyId: "relay-crash-test", actor: "relay-crash-test", tier: "standard" });
   const ctx = (method: keyof typeof CatalogService.method) =>
     createHandlerContext({ service: CatalogService, method: CatalogService.method[method], protocolName: "in-process", requestMethod: "POST", url: "/", contextValues });
@@ -270,7 +270,7 @@ test("10,000 mixed changes with the relay process killed and restarted twice: se
   t.is(last.size, tally.creates + tally.recreates, "one aggregate per created or recreated product");
 
   // The search store equals the catalog: live products identical, deleted ones absent or tombstoned.
-  const catalogRows = await (h.db as unknown as CatalogDb).selectFrom("products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
+  const catalogRows = await h.db.selectFrom("products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
   const searchRows = await h.searchDb.selectFrom("search_products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
   const content = (e: { sku: string; product_id: string; version: number; deleted: number; title: string; description: string; attributes_text: string; price_minor: number; currency: string; stock: number; status: string }) => ({
     sku: e.sku, product_id: e.product_id, version: Number(e.version), deleted: Number(e.deleted), title: e.title, description: e.description,

@@ -1,0 +1,112 @@
+/**
+ * The outbox's and the relay's Prometheus series, added to a process's
+ * registry (common's createMetrics makes it). Names, help and labels are as
+ * they were when common declared them; the alert rules and the dashboard
+ * read them (tools/observability/).
+ */
+import { Gauge, type Registry } from "prom-client";
+import { sql, type Kysely } from "kysely";
+import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape } from "@stockroom/common/metrics.ts";
+import { withTimeout } from "@stockroom/common/timeout.ts";
+import { untraced } from "@stockroom/common/trace-context.ts";
+
+/** The outbox backlog is counted up to this many rows (an index range scan, so bounded). */
+export const OUTBOX_COUNT_CAP = 100_000;
+
+/** RelayStatsLike is what registerRelayMetrics reads of the relay's stats() (relay.ts). */
+export interface RelayStatsLike {
+  leader: boolean;
+  published: number;
+  duplicates: number;
+  failures: number;
+  commitToPublish: { samples: number; p50Ms: number; p99Ms: number };
+}
+
+/** The databases whose outbox each registry watches: the series are registered once per registry, and the first database is read. */
+const outboxes = new WeakMap<Registry, Set<Kysely<any>>>();
+
+/**
+ * registerOutboxMetrics exports the unpublished outbox rows of db and the
+ * oldest one's age (stockroom_outbox_backlog_events,
+ * stockroom_outbox_oldest_age_seconds), read when scraped. Every API process
+ * of the outbox's database calls it (through its modules' watch hook); more
+ * calls on the same registry add nothing.
+ */
+export function registerOutboxMetrics(registry: Registry, db: Kysely<any>): void {
+  const known = outboxes.get(registry);
+  if (known) {
+    known.add(db);
+    return;
+  }
+  const dbs = new Set([db]);
+  outboxes.set(registry, dbs);
+  const registers = [registry];
+
+  type Outbox = { backlog: number; ageSeconds: number };
+  const readOutbox = oncePerScrape(() =>
+    (async (): Promise<Outbox | undefined> => {
+      const db = dbs.values().next().value;
+      if (!db) return undefined;
+      // Both read idx_outbox_unpublished (published_at, event_id); event ids are ULIDs, so the first is the oldest.
+      const [count, oldest] = await withTimeout(
+        untraced(() =>
+          Promise.all([
+            sql<{ n: number }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(db),
+            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(db),
+          ]),
+        ),
+        COLLECT_TIMEOUT_MS,
+      );
+      const first = oldest.rows[0];
+      return {
+        backlog: Number(count.rows[0]?.n ?? 0),
+        ageSeconds: first ? Math.max(0, (Date.now() - new Date(first.created_at).getTime()) / 1000) : 0,
+      };
+    })().catch(() => undefined),
+  );
+  const outboxGauge = (name: string, help: string, field: keyof Outbox) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const o = await readOutbox();
+        this.reset();
+        if (o) this.set(o[field]);
+      },
+    });
+  outboxGauge("stockroom_outbox_backlog_events", `Outbox rows the relay has not published yet (counted up to ${OUTBOX_COUNT_CAP}).`, "backlog");
+  outboxGauge("stockroom_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when none waits).", "ageSeconds");
+}
+
+/** registerRelayMetrics exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
+export function registerRelayMetrics(registry: Registry, relay: { stats(): RelayStatsLike }): void {
+  // Registered by the process running a relay: a process without one exports none of these.
+  const registers = [registry];
+  const stats = () => relay.stats();
+  new Gauge({
+    name: "stockroom_outbox_relay_leader",
+    help: "1 while this process's relay holds the lock and publishes.",
+    registers,
+    collect() {
+      this.set(stats().leader ? 1 : 0);
+    },
+  });
+  const total = (name: string, help: string, read: (s: RelayStatsLike) => number) => counterOf(registers, name, help, () => read(stats()));
+  total("stockroom_outbox_relay_published_total", "Outbox events this relay published and marked.", (s) => s.published);
+  total("stockroom_outbox_relay_duplicates_total", "Publishes JetStream already had (a republish after a crash).", (s) => s.duplicates);
+  total("stockroom_outbox_relay_failures_total", "Publishes that failed and will be retried.", (s) => s.failures);
+  new Gauge({
+    name: "stockroom_outbox_relay_commit_to_publish_seconds",
+    help: "From a change's commit to JetStream's ack, over the relay's recent events.",
+    labelNames: ["quantile"],
+    registers,
+    collect() {
+      const c = stats().commitToPublish;
+      this.reset();
+      if (c.samples === 0) return;
+      this.set({ quantile: "0.5" }, c.p50Ms / 1000);
+      this.set({ quantile: "0.99" }, c.p99Ms / 1000);
+    },
+  });
+}

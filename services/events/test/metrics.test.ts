@@ -1,0 +1,46 @@
+import test from "ava";
+import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { createMetrics } from "@stockroom/common/metrics.ts";
+import { parsePrometheusText, sumOf } from "@stockroom/common/prom-text.ts";
+import { testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { newUlid } from "@stockroom/common/ulid.ts";
+import { registerOutboxMetrics, registerRelayMetrics } from "../src/metrics.ts";
+import { eventsMigrations } from "../src/migrations.ts";
+import type { EventTables } from "../src/schema.ts";
+
+const url = testDatabaseUrl("events_metrics");
+await ensureDatabase(url);
+test.after.always(() => dropDatabase(url));
+
+test.serial("the outbox and relay gauges read their sources when scraped", async (t) => {
+  const db = createDatabase<EventTables>({ url, poolSize: 1 });
+  t.teardown(() => db.destroy());
+  await migrateToLatest(db, [eventsMigrations]);
+  const metrics = createMetrics({ processMetrics: false });
+  registerOutboxMetrics(metrics.registry, db);
+  // Every module of a process registers the outbox: the series are added once.
+  registerOutboxMetrics(metrics.registry, db);
+  const relay = { leader: true, published: 5, duplicates: 1, failures: 0, commitToPublish: { samples: 5, p50Ms: 12, p99Ms: 40 } };
+  registerRelayMetrics(metrics.registry, { stats: () => relay });
+  const read = async () => parsePrometheusText(await metrics.registry.metrics());
+
+  // The outbox: an unpublished event 40 s old.
+  const merchant = newUlid();
+  const created = new Date(Date.now() - 40_000);
+  await db.insertInto("outbox_events").values({
+    merchant_id: merchant, event_id: newUlid(created.getTime()), aggregate_type: "product", aggregate_id: newUlid(), aggregate_version: 1,
+    event_type: "product.updated", payload: Buffer.from("x"), trace_context: null, created_at: created,
+  }).execute();
+  let s = await read();
+  t.is(sumOf(s, "stockroom_outbox_backlog_events"), 1);
+  const age = sumOf(s, "stockroom_outbox_oldest_age_seconds");
+  t.true(age >= 39 && age < 120, `age ${age}`);
+
+  // The relay's counters only ever add what its stats() gained since the last scrape.
+  t.is(sumOf(s, "stockroom_outbox_relay_leader"), 1);
+  t.is(sumOf(s, "stockroom_outbox_relay_published_total"), 5);
+  relay.published = 8;
+  s = await read();
+  t.is(sumOf(s, "stockroom_outbox_relay_published_total"), 8);
+  t.is(sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds", { quantile: "0.99" }), 0.04);
+});
