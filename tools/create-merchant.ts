@@ -2,10 +2,9 @@
  * `npm run merchant:create -- "Shop name"`: creates a merchant and prints its
  * first API key. The key is shown once; only its hash is stored.
  */
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase, type CommonTables } from "@stockroom/common/db";
 
 const name = process.argv.slice(2).join(" ").trim();
 if (name === "" || name.length > 200) {

@@ -10,10 +10,9 @@
  * privileges that would override the table grants.
  */
 import { parseArgs } from "node:util";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
-import { applyGrants, planGrants } from "@stockroom/common/grants.ts";
-import { APPEND_ONLY_TABLES } from "@stockroom/catalog/audit.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase, applyGrants, planGrants } from "@stockroom/common/db";
+import { APPEND_ONLY_TABLES } from "@stockroom/catalog";
 
 const { values } = parseArgs({
   options: {

@@ -9,8 +9,8 @@
 import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
-import { LIMITS } from "@stockroom/catalog/domain.ts";
-import { currencyDigits } from "@stockroom/common/money.ts";
+import { LIMITS } from "@stockroom/catalog";
+import { currencyDigits } from "@stockroom/common";
 
 /** ERROR_CODES are the item error codes the generator provokes (stockroom.bulk.v1 BulkItemError.code). */
 export const ERROR_CODES = [

@@ -3,15 +3,14 @@
  * migration. `npm run migrate -- --search` does the same for the search
  * projection's own database (SEARCH_DATABASE_URL) instead.
  */
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
-import { bulkMigrations } from "@stockroom/bulk/store.ts";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { bulkMigrations } from "@stockroom/bulk";
+import { catalogMigrations } from "@stockroom/catalog";
 import { notifyMigrations } from "@stockroom/notify";
 import { eventsMigrations } from "@stockroom/events";
-import { orderMigrations } from "@stockroom/orders/store.ts";
-import { parseSearchConfig } from "@stockroom/search/config.ts";
-import { searchMigrations } from "@stockroom/search/store.ts";
+import { orderMigrations } from "@stockroom/orders";
+import { parseSearchConfig, searchMigrations } from "@stockroom/search";
 
 const search = process.argv.includes("--search");
 const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseApiConfig(process.env).databaseUrl;

@@ -5,12 +5,10 @@
  * safe). Listing every merchant reads the merchants table across shards: an
  * operator's tool, not a request path.
  */
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
-import type { CatalogTables } from "@stockroom/catalog/store.ts";
-import { parseSearchConfig } from "@stockroom/search/config.ts";
-import { reindexMerchant } from "@stockroom/search/reindex.ts";
-import { openSearchDatabase } from "@stockroom/search/store.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase } from "@stockroom/common/db";
+import type { CatalogTables } from "@stockroom/catalog";
+import { parseSearchConfig, reindexMerchant, openSearchDatabase } from "@stockroom/search";
 
 const catalogDb = createDatabase<CatalogTables>({ url: parseApiConfig(process.env).databaseUrl, poolSize: 2 });
 const searchDb = await openSearchDatabase({ url: parseSearchConfig(process.env).databaseUrl, poolSize: 2, migrate: false });

@@ -10,8 +10,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase } from "@stockroom/common/db";
 import { buildSlaReport, formatSlaTable, parseWhen, type SloTable } from "./sla/report.ts";
 
 const { values } = parseArgs({

@@ -5,27 +5,16 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Kysely } from "kysely";
-import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { createKeyVerifier, createMerchant } from "@stockroom/common/auth.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
 import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, type EventTables } from "@stockroom/events";
-import { type BulkDb } from "@stockroom/bulk/store.ts";
-import { parseBulkConfig } from "@stockroom/bulk/config.ts";
-import { bulkModule } from "@stockroom/bulk/module.ts";
-import { startBulkWorker } from "@stockroom/bulk/worker.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { type BulkDb, parseBulkConfig, bulkModule, startBulkWorker } from "@stockroom/bulk";
+import { createLogger } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
+import { catalogModule } from "@stockroom/catalog";
 import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
-import { parseOrderConfig } from "@stockroom/orders/config.ts";
-import { ordersModule } from "@stockroom/orders/module.ts";
-import type { OrderDb } from "@stockroom/orders/store.ts";
-import { startOrderSweeper } from "@stockroom/orders/sweeper.ts";
-import { parseSearchConfig } from "@stockroom/search/config.ts";
-import { searchModule } from "@stockroom/search/module.ts";
-import { projectionLag, startSearchProjector } from "@stockroom/search/projector.ts";
-import { openSearchDatabase } from "@stockroom/search/store.ts";
-import { createSearchWaiter } from "@stockroom/search/waiter.ts";
+import { parseOrderConfig, ordersModule, type OrderDb, startOrderSweeper } from "@stockroom/orders";
+import { parseSearchConfig, searchModule, projectionLag, startSearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
 import type { StockroomTables } from "./tables.ts";
 
 // Locally, metrics are on by default (http://127.0.0.1:9464/metrics); METRICS_PORT=off turns them off.

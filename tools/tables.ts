@@ -5,9 +5,9 @@
  * (and those of the packages it builds on); this is the one place that names
  * them all.
  */
-import type { BulkTables } from "@stockroom/bulk/store.ts";
+import type { BulkTables } from "@stockroom/bulk";
 import type { CatalogTables } from "@stockroom/catalog";
 import type { NotifyTables } from "@stockroom/notify";
-import type { OrderTables } from "@stockroom/orders/store.ts";
+import type { OrderTables } from "@stockroom/orders";
 
 export type StockroomTables = CatalogTables & BulkTables & OrderTables & NotifyTables;

@@ -4,10 +4,9 @@
  * problem with its chain position, change id and SKU. Exits 1 if there is any.
  */
 import { parseArgs } from "node:util";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
-import { verifyAuditChain } from "@stockroom/catalog/audit.ts";
-import type { CatalogTables } from "@stockroom/catalog/store.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase } from "@stockroom/common/db";
+import { verifyAuditChain, type CatalogTables } from "@stockroom/catalog";
 
 const { values } = parseArgs({ options: { merchant: { type: "string" }, json: { type: "boolean", default: false } } });
 if (!values.merchant) {

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startBulkHarness } from "../../services/bulk/test/harness.ts";
+import { startBulkHarness } from "@stockroom/bulk/testing";
 import { generateBulkFile } from "../../tools/gen-bulk-file.ts";
 import { createStockroomClient, type NodeClientOptions } from "../src/index.ts";
 

@@ -7,8 +7,8 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { ProductSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { createLogger } from "@stockroom/common/log.ts";
-import { startApiServer } from "@stockroom/common/server.ts";
+import { createLogger } from "@stockroom/common/observe";
+import { startApiServer } from "@stockroom/common/rpc";
 import {
   ConflictError,
   createStockroomClient,

@@ -10,9 +10,8 @@
 import { createPool, type Pool, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import path from "node:path";
-import { parseApiConfig, readInt } from "@stockroom/common/config.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
+import { catalogMigrations } from "@stockroom/catalog";
 import { startServerProcess } from "./server-process.ts";
 import { runLoad, round, summarize, table, writeResults, type Summary } from "./stats.ts";
 

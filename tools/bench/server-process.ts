@@ -4,11 +4,10 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet, type CommonTables } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { freePort, testDatabaseUrl } from "@stockroom/common/testing.ts";
+import { freePort, testDatabaseUrl } from "@stockroom/common/testing";
 
 const root = path.join(import.meta.dirname, "..", "..");
 

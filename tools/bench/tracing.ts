@@ -24,9 +24,9 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { readInt } from "@stockroom/common/config.ts";
-import { startOtlpReceiver } from "@stockroom/common/otlp-receiver.ts";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { readInt } from "@stockroom/common";
+import { startOtlpReceiver } from "@stockroom/common/testing";
+import { catalogMigrations } from "@stockroom/catalog";
 import { startServerProcess } from "./server-process.ts";
 import { round, runLoad, summarize, table, writeResults } from "./stats.ts";
 

@@ -15,7 +15,7 @@
  * queries), for an operator, never on a request path.
  */
 import type { Kysely } from "kysely";
-import { parseBuckets, percentileMs, type Buckets } from "@stockroom/common/sla.ts";
+import { parseBuckets, percentileMs, type Buckets } from "@stockroom/common/observe";
 
 export interface TierSlo {
   single_edit_p99_ms: number;

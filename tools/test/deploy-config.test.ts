@@ -8,12 +8,12 @@ import test, { type ExecutionContext } from "ava";
 import { access, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
-import { parseBulkConfig } from "@stockroom/bulk/config.ts";
-import { parseApiConfig, type Env } from "@stockroom/common/config.ts";
+import { parseBulkConfig } from "@stockroom/bulk";
+import { parseApiConfig, type Env } from "@stockroom/common";
 import { parseEventStreamConfig, parseRelayConfig } from "@stockroom/events";
 import { parseNotifyConfig } from "@stockroom/notify";
-import { parseOrderConfig } from "@stockroom/orders/config.ts";
-import { parseSearchConfig } from "@stockroom/search/config.ts";
+import { parseOrderConfig } from "@stockroom/orders";
+import { parseSearchConfig } from "@stockroom/search";
 
 /** Body is one HCL block as @cdktf/hcl2json returns it. */
 type Body = Record<string, any>;

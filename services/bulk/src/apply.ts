@@ -7,7 +7,7 @@
  * changes nothing.
  */
 import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog";
-import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
+import { inTransaction, jsonColumn } from "@stockroom/common/db";
 import { lockChunk, setChunkState } from "./chunks.ts";
 import { FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState, type StagedItem } from "./domain.ts";
 import { chunkItems, failPendingItems, writeOutcomes, type ItemOutcomeRow } from "./items.ts";

@@ -1,4 +1,4 @@
-import { readInt, type Env } from "@stockroom/common/config.ts";
+import { readInt, type Env } from "@stockroom/common";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";

@@ -12,7 +12,7 @@ import {
   BulkJobItemSchema,
   type BulkJobOptionsSchema,
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { jsonColumn } from "@stockroom/common/db.ts";
+import { jsonColumn } from "@stockroom/common/db";
 import type { ItemError } from "./parse/types.ts";
 import type { NewJob } from "./jobs.ts";
 import type { BulkJobItemRow, BulkJobRow, BulkJobStateName, ItemOutcomeName } from "./store.ts";

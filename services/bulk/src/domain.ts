@@ -4,8 +4,7 @@
  * kysely, so the rules are tested without a database.
  */
 import { diffFields, MASK_PATHS, sortedAttributes, validateFields, type Product } from "@stockroom/catalog";
-import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { type FieldViolation, newUlid } from "@stockroom/common";
 import type { BulkItem, ItemError } from "./parse/types.ts";
 
 export type JobState =

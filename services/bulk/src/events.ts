@@ -3,7 +3,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { BulkJobEventSchema, BulkJobEventType } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { appendOutbox } from "@stockroom/events";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { newUlid } from "@stockroom/common";
 import { jobToProto } from "./convert.ts";
 import type { BulkJobRow, BulkTx } from "./store.ts";
 

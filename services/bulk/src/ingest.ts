@@ -7,9 +7,9 @@
  */
 import { createHash } from "node:crypto";
 import { trace } from "@opentelemetry/api";
-import type { Metrics } from "@stockroom/common/metrics.ts";
-import type { NatsDeps } from "@stockroom/common/nats.ts";
-import { inTransaction } from "@stockroom/common/db.ts";
+import type { Metrics } from "@stockroom/common/observe";
+import type { NatsDeps } from "@stockroom/common/nats";
+import { inTransaction } from "@stockroom/common/db";
 import { cancelChunks } from "./chunks.ts";
 import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";

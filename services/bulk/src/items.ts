@@ -2,7 +2,7 @@
  * Item outcomes in bulk_job_items: what chunk transactions record for each
  * staged line (staging itself writes the rows, stage.ts).
  */
-import { insertRows } from "@stockroom/common/db.ts";
+import { insertRows } from "@stockroom/common/db";
 import type { ChunkRef, ItemOutcome } from "./domain.ts";
 import type { ItemError } from "./parse/types.ts";
 import type { BulkTx } from "./store.ts";

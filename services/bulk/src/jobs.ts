@@ -7,9 +7,9 @@
  * parallel and hold the job row only from their update to their commit.
  */
 import { type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
-import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
-import { serializeTraceContext } from "@stockroom/common/trace-context.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
+import { serializeTraceContext } from "@stockroom/common/observe";
+import { newUlid } from "@stockroom/common";
 import { FINAL_STATES, statesInto, type ConflictPolicy, type JobRef, type JobState } from "./domain.ts";
 import { recordJobFinished } from "./events.ts";
 import type { BulkDb, BulkJobRow, BulkTables, BulkTx } from "./store.ts";

@@ -5,10 +5,10 @@
  * bulk API process that reads process.env. `npm start` instead runs every
  * service, workers included, in one process.
  */
-import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
+import { startApi, stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
+import { createLogger } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
 import { parseBulkConfig } from "./config.ts";
 import { bulkModule } from "./module.ts";
 

@@ -1,9 +1,9 @@
 import type { Kysely } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { ServiceModule } from "@stockroom/common/rpc";
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
-import type { Metrics } from "@stockroom/common/metrics.ts";
-import type { NatsDeps } from "@stockroom/common/nats.ts";
+import type { Metrics } from "@stockroom/common/observe";
+import type { NatsDeps } from "@stockroom/common/nats";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 import { createBulkJobMethods } from "./rpc-jobs.ts";

@@ -12,8 +12,8 @@
  * behind a few chunks of a large job, not behind all of them.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats.ts";
-import { restoreTraceContext } from "@stockroom/common/trace-context.ts";
+import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats";
+import { restoreTraceContext } from "@stockroom/common/observe";
 import { claimForPublish, claimNextAttempt, countPublished, jobsWithUnpublished, nextUnpublished, releaseClaim, stalePublished } from "./chunks.ts";
 import { WORKING_STATES, type ChunkRef } from "./domain.ts";
 import { jobStateOf } from "./jobs.ts";

@@ -4,7 +4,7 @@
  * with = + - @, tab or CR) are prefixed with an apostrophe (OWASP CSV
  * injection), and every cell is quoted per RFC 4180 when it needs to be.
  */
-import { jsonColumn } from "@stockroom/common/db.ts";
+import { jsonColumn } from "@stockroom/common/db";
 import type { ItemError } from "./parse/types.ts";
 import type { BulkJobItemRow } from "./store.ts";
 

@@ -10,8 +10,8 @@
  * (default) keeps the newer edit and reports CONFLICT; OVERWRITE restores.
  */
 import { applyMask, lockProducts, writeProducts, type MaskPath, type Product, type ProductWrite } from "@stockroom/catalog";
-import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
-import { PreconditionError } from "@stockroom/common/errors.ts";
+import { inTransaction, jsonColumn } from "@stockroom/common/db";
+import { PreconditionError } from "@stockroom/common";
 import { failRollbackOf, lockChunk, queueForRollback, setChunkState } from "./chunks.ts";
 import { canMove, type ChunkRef, type ConflictPolicy, type JobRef } from "./domain.ts";
 import { chunkItems, writeOutcomes, type ItemOutcomeRow } from "./items.ts";

@@ -11,9 +11,8 @@ import {
   type Upload,
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { principalOf } from "@stockroom/common/auth.ts";
-import { InvalidArgumentError, NotFoundError, type FieldViolation } from "@stockroom/common/errors.ts";
-import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import { principalOf } from "@stockroom/common/rpc";
+import { InvalidArgumentError, NotFoundError, type FieldViolation, ULID_PATTERN } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";

@@ -4,7 +4,7 @@
  * ones with their errors), in batches, and the valid items are cut into
  * chunks recorded in the chunk ledger. Memory stays bounded by one batch.
  */
-import { inTransaction, insertRows } from "@stockroom/common/db.ts";
+import { inTransaction, insertRows } from "@stockroom/common/db";
 import { cancelChunks, insertChunk } from "./chunks.ts";
 import { outcomeState, type JobRef, type JobState } from "./domain.ts";
 import { findJob, moveJob } from "./jobs.ts";

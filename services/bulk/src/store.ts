@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Kysely, Transaction } from "kysely";
 import type { CatalogTables } from "@stockroom/catalog";
-import type { MigrationSet } from "@stockroom/common/db.ts";
+import type { MigrationSet } from "@stockroom/common/db";
 import type { ConflictPolicy, ItemOutcome, JobState } from "./domain.ts";
 
 /** bulkMigrations is the folder of the bulk job tables (staging, chunk ledger, uploads). */

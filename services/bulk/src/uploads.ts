@@ -5,9 +5,8 @@
  * part that would leave a gap is refused with the committed size, which is
  * where the client resumes.
  */
-import { inTransaction, jsonColumn } from "@stockroom/common/db.ts";
-import { InvalidArgumentError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
-import { newUlid, ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import { inTransaction, jsonColumn } from "@stockroom/common/db";
+import { InvalidArgumentError, NotFoundError, PreconditionError, newUlid, ULID_PATTERN } from "@stockroom/common";
 import type { NewJob } from "./jobs.ts";
 import type { BulkDb, BulkTx, BulkUploadRow } from "./store.ts";
 

@@ -4,13 +4,11 @@
  * the worker that reads process.env. With METRICS_PORT set it serves
  * /metrics, /healthz and /readyz (ready while MySQL and NATS answer).
  */
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase } from "@stockroom/common/db.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { startObservability } from "@stockroom/common/observability.ts";
-import { stopOnSignals } from "@stockroom/common/app.ts";
-import { startTelemetry } from "@stockroom/common/telemetry.ts";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase } from "@stockroom/common/db";
+import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
+import { stopOnSignals } from "@stockroom/common/rpc";
 import type { BulkDb } from "./store.ts";
 import { parseBulkConfig } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";

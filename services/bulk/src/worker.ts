@@ -1,10 +1,8 @@
 import { trace } from "@opentelemetry/api";
-import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
-import { sealAuditChains, type SealOptions } from "@stockroom/catalog/audit.ts";
-import type { Logger } from "@stockroom/common/log.ts";
-import type { Metrics } from "@stockroom/common/metrics.ts";
-import { every } from "@stockroom/common/periodic.ts";
-import { untraced } from "@stockroom/common/trace-context.ts";
+import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats";
+import { sealAuditChains, type SealOptions } from "@stockroom/catalog";
+import { type Logger, type Metrics, untraced } from "@stockroom/common/observe";
+import { every } from "@stockroom/common";
 import { applyChunk, failChunk, type ChunkOutcome } from "./apply.ts";
 import { FINAL_STATES } from "./domain.ts";
 import type { BulkDb } from "./store.ts";

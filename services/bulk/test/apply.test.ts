@@ -1,10 +1,10 @@
 import test from "ava";
 import { sql } from "kysely";
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { testDatabaseUrl } from "@stockroom/common/testing";
+import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk, failChunk } from "../src/apply.ts";
 import { type BulkDb } from "../src/store.ts";
 import { type StagedItem } from "../src/domain.ts";

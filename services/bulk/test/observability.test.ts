@@ -9,15 +9,13 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/
 import { BulkFileFormat, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { startOtlpReceiver } from "@stockroom/common/otlp-receiver.ts";
-import { scrape, sumOf, type Sample } from "@stockroom/common/prom-text.ts";
-import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { catalogMigrations, insertProducts } from "@stockroom/catalog/store.ts";
+import { startOtlpReceiver, scrape, sumOf, type Sample, freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
+import { connectNats } from "@stockroom/common/nats";
+import { catalogMigrations, writeProducts } from "@stockroom/catalog";
 import { type BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
@@ -83,8 +81,9 @@ const line = (o: Record<string, unknown>) => JSON.stringify(o) + "\n";
 test("one bulk job is one trace across the API and worker processes, and the metrics count its items exactly", async (t) => {
   // The catalog holds 10 products the file repeats unchanged and 10 it will find changed since staging.
   const now = new Date();
-  const existing = (sku: string) => ({ id: newUlid(), sku, title: `Title ${sku}`, description: "", priceMinor: 100, currency: "EUR", stock: 0, status: "active" as const, attributes: {}, version: 1, createdAt: now, updatedAt: now });
-  await insertProducts(db as any, merchant.merchantId, [...Array.from({ length: 10 }, (_, i) => existing(`U-${i}`)), ...Array.from({ length: 10 }, (_, i) => existing(`C-${i}`))]);
+  const existing = (sku: string) => ({ kind: "create" as const, product: { id: newUlid(), sku, title: `Title ${sku}`, description: "", priceMinor: 100, currency: "EUR", stock: 0, status: "active" as const, attributes: {} } });
+  const creates = [...Array.from({ length: 10 }, (_, i) => existing(`U-${i}`)), ...Array.from({ length: 10 }, (_, i) => existing(`C-${i}`))];
+  await db.transaction().execute((trx) => writeProducts(trx, { merchantId: merchant.merchantId, actor: "test", sourceKind: "api" }, creates, now));
   const file = [
     ...Array.from({ length: 45 }, (_, i) => line({ sku: `N-${i}`, title: `New ${i}`, price: "2.50", currency: "EUR" })), // applied
     ...Array.from({ length: 10 }, (_, i) => line({ sku: `U-${i}`, title: `Title U-${i}`, price: "1.00", currency: "EUR" })), // unchanged

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import test from "ava";
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { testDatabaseUrl, waitFor } from "@stockroom/common/testing.ts";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
+import { createLogger } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
+import { testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { catalogMigrations } from "@stockroom/catalog";
 import { type BulkDb } from "../src/store.ts";
 import { type StagedItem } from "../src/domain.ts";
 import { createJob, findJob } from "../src/jobs.ts";

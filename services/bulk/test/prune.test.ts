@@ -2,8 +2,8 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { startTestApi } from "@stockroom/common/testing.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { startTestApi } from "@stockroom/common/testing";
+import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
 import { type BulkDb } from "../src/store.ts";
 import { type StagedItem } from "../src/domain.ts";
@@ -12,7 +12,6 @@ import { bulkModule } from "../src/module.ts";
 import { DEFAULT_RETENTION, prune } from "../src/prune.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { createUpload, appendPart } from "../src/uploads.ts";
-import type { CatalogTables } from "@stockroom/catalog";
 import type { BulkTables } from "../src/store.ts";
 
 const api = await startTestApi<CatalogTables & BulkTables>("bulk_prune", (db) => [catalogModule(db), bulkModule(db)]);

@@ -2,15 +2,14 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkItemOutcome, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { startTestApi } from "@stockroom/common/testing.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { startTestApi } from "@stockroom/common/testing";
+import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
 import { type BulkDb } from "../src/store.ts";
 import { type StagedItem } from "../src/domain.ts";
 import { createJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
-import type { CatalogTables } from "@stockroom/catalog";
 import type { BulkTables } from "../src/store.ts";
 
 const api = await startTestApi<CatalogTables & BulkTables>("bulk_read", (db) => [catalogModule(db), bulkModule(db, { watchIntervalMs: 50 })]);

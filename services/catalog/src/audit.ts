@@ -15,9 +15,8 @@
  */
 import { createHash } from "node:crypto";
 import { sql } from "kysely";
-import { ER_DUP_ENTRY, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db.ts";
-import { canonicalJson } from "@stockroom/common/canonical-json.ts";
-import { ulidFloor } from "@stockroom/common/ulid.ts";
+import { ER_DUP_ENTRY, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db";
+import { canonicalJson, ulidFloor } from "@stockroom/common";
 import type { CatalogDb, CatalogTx, ProductChangeRow } from "./store.ts";
 
 /** APPEND_ONLY_TABLES: tables the service user may not UPDATE or DELETE, with the columns it may still update. */

@@ -10,9 +10,8 @@ import {
   type Product as ProtoProduct,
   type ProductChange as ProtoProductChange,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { jsonColumn } from "@stockroom/common/db.ts";
-import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { etagOf } from "@stockroom/common/etag.ts";
+import { jsonColumn } from "@stockroom/common/db";
+import { type FieldViolation, etagOf } from "@stockroom/common";
 import { sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
 import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 

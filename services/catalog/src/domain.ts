@@ -2,8 +2,7 @@
  * Product rules: what a valid product is, how an update mask applies, and
  * when a change happens. Imports neither proto nor kysely.
  */
-import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { isKnownCurrency, MAX_MINOR_UNITS } from "@stockroom/common/money.ts";
+import { type FieldViolation, isKnownCurrency, MAX_MINOR_UNITS } from "@stockroom/common";
 
 export type ProductStatus = "active" | "draft" | "archived";
 

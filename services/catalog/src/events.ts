@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { appendOutbox } from "@stockroom/events";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { newUlid } from "@stockroom/common";
 import type { Product } from "./domain.ts";
 import { CHANGE_TYPE_TO_PROTO, productToProto, snapshot, SOURCE_KIND_TO_PROTO } from "./convert.ts";
 import { insertChanges, type CatalogTx, type ChangeType, type SourceKind } from "./store.ts";

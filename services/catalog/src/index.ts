@@ -1,9 +1,10 @@
 /**
- * @stockroom/catalog: products, their rules, the product-write port every
- * package changes products through, and the audit trail.
+ * @stockroom/catalog: products and their rules, the product-write port every
+ * package changes products through, the product reads other packages build
+ * on, the audit trail and the CatalogService API. Everything else in the
+ * package is internal.
  */
 export * from "./domain.ts";
-export { catalogModule, type CatalogModuleOptions } from "./module.ts";
 export { lockProduct, lockProducts, writeProducts, type ChangeContext, type ProductWrite } from "./product-writes.ts";
 export {
   catalogMigrations,
@@ -19,3 +20,7 @@ export {
   type ProductRow,
   type SourceKind,
 } from "./store.ts";
+export { APPEND_ONLY_TABLES, sealAuditChains, verifyAuditChain, type SealOptions } from "./audit.ts";
+export { STATUS_TO_PROTO } from "./convert.ts";
+export { catalogModule, type CatalogModuleOptions } from "./module.ts";
+export { createCatalogService, type ProjectionWaiter } from "./rpc.ts";

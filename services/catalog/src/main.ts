@@ -6,8 +6,8 @@
  * The only file that reads process.env. `npm start` instead runs every
  * service in one process.
  */
-import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { startApi, stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
 import { notifyModule, parseNotifyConfig } from "@stockroom/notify";
 import { catalogModule } from "./module.ts";
 

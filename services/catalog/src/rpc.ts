@@ -13,20 +13,9 @@ import {
   UpdateProductResponseSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeSourceKind, ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { principalOf, type Principal } from "@stockroom/common/auth.ts";
-import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
-import {
-  AlreadyExistsError,
-  EtagMismatchError,
-  InvalidArgumentError,
-  NotFoundError,
-  PreconditionError,
-  type FieldViolation,
-} from "@stockroom/common/errors.ts";
-import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idempotency.ts";
-import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
-import { checkEtag, etagMatches, etagOf } from "@stockroom/common/etag.ts";
+import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
+import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
+import { AlreadyExistsError, EtagMismatchError, InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, newUlid, checkEtag, etagMatches, etagOf } from "@stockroom/common";
 import {
   applyMask,
   isMaskPath,

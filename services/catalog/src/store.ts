@@ -1,8 +1,6 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
-import { deferWrite } from "@stockroom/common/deferred-writes.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
+import { insertRows, jsonColumn, type MigrationSet, deferWrite, type CommonTables } from "@stockroom/common/db";
 import type { EventTables } from "@stockroom/events";
 import { LIMITS, type Product, type ProductStatus } from "./domain.ts";
 

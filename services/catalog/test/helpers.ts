@@ -2,7 +2,7 @@ import type { ExecutionContext } from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
+import { startTestApi, type TestApi } from "@stockroom/common/testing";
 import { catalogModule } from "../src/module.ts";
 import type { CatalogTables } from "../src/store.ts";
 

@@ -5,7 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChangeSourceKind, ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import type { CatalogDb } from "../src/store.ts";
 import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
-import { vitessOffenders } from "@stockroom/common/testing.ts";
+import { vitessOffenders } from "@stockroom/common/testing";
 
 // Serial: the last test checks every statement the others ran.
 const api = await startCatalog("catalog_products");

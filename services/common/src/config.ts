@@ -1,5 +1,3 @@
-import { parseCorsOrigins } from "./cors.ts";
-
 /** ApiConfig is what every API process needs; parseApiConfig is pure over an env map. */
 export interface ApiConfig {
   host: string;
@@ -76,4 +74,23 @@ export function readInt(env: Env, name: string, fallback: number, min: number, m
     throw new Error(`${name} must be an integer from ${min} to ${max}, not "${raw}"`);
   }
   return value;
+}
+
+/** parseCorsOrigins reads CORS_ALLOWED_ORIGINS: "*" or comma-separated origins such as https://admin.example.com. */
+export function parseCorsOrigins(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === "") return [];
+  const origins = raw.split(",").map((o) => o.trim()).filter(Boolean);
+  for (const o of origins) {
+    if (o === "*") continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(o);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== o) {
+      throw new Error(`CORS_ALLOWED_ORIGINS: "${o}" is not an origin (scheme://host[:port], no path or trailing slash), nor "*"`);
+    }
+  }
+  return origins;
 }

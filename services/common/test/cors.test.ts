@@ -1,7 +1,7 @@
 import test from "ava";
-import { catalogModule } from "@stockroom/catalog/module.ts";
-import { parseCorsOrigins } from "../src/cors.ts";
-import { startTestApi } from "../src/testing.ts";
+import { catalogModule } from "@stockroom/catalog";
+import { parseCorsOrigins } from "../src/config.ts";
+import { startTestApi } from "../testing/index.ts";
 
 // A browser app on another origin calls the API with Connect (HTTP/1.1 POST + JSON), as Connect-Web does.
 const APP = "https://admin.shop.example";

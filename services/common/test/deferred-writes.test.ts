@@ -1,8 +1,8 @@
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, inTransaction, insertRows, mysqlErrno, ER_DUP_ENTRY } from "../src/db.ts";
-import { deferWrite } from "../src/deferred-writes.ts";
-import { testDatabaseUrl } from "../src/testing.ts";
+import { createDatabase, dropDatabase, ensureDatabase, inTransaction, insertRows, mysqlErrno, ER_DUP_ENTRY } from "../src/db/database.ts";
+import { deferWrite } from "../src/db/deferred-writes.ts";
+import { testDatabaseUrl } from "../testing/index.ts";
 
 // Real MariaDB; this file's own database.
 const url = testDatabaseUrl("common_deferred");

@@ -7,14 +7,14 @@ import test from "ava";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
-import { startApi } from "../src/app.ts";
+import { startApi } from "../src/rpc/app.ts";
 import { parseApiConfig } from "../src/config.ts";
-import { dropDatabase, ensureDatabase } from "../src/db.ts";
-import { createMetrics } from "../src/metrics.ts";
-import { connectNats } from "../src/nats.ts";
-import { mysqlCheck, startDependencyProbes } from "../src/probes.ts";
-import { parsePrometheusText, sumOf } from "../src/prom-text.ts";
-import { freePort, testDatabaseUrl, waitFor } from "../src/testing.ts";
+import { dropDatabase, ensureDatabase } from "../src/db/database.ts";
+import { createMetrics } from "../src/observe/metrics.ts";
+import { connectNats } from "../src/nats/jetstream.ts";
+import { mysqlCheck, startDependencyProbes } from "../src/observe/probes.ts";
+import { parsePrometheusText, sumOf } from "../testing/prom-text.ts";
+import { freePort, testDatabaseUrl, waitFor } from "../testing/index.ts";
 
 // This file runs its own nats-server (never the shared one) so it can stop it.
 const natsPort = await freePort();

@@ -3,14 +3,14 @@ import { sql } from "kysely";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { startApi } from "../src/app.ts";
-import { createMerchant } from "../src/auth.ts";
+import { startApi } from "../src/rpc/app.ts";
+import { createMerchant } from "../src/rpc/auth.ts";
 import { parseApiConfig } from "../src/config.ts";
-import { createDatabase, dropDatabase, ensureDatabase } from "../src/db.ts";
+import { createDatabase, dropDatabase, ensureDatabase } from "../src/db/database.ts";
 import { NotFoundError, RateLimitedError } from "../src/errors.ts";
-import { createMetrics } from "../src/metrics.ts";
-import { parsePrometheusText, scrape, sumOf } from "../src/prom-text.ts";
-import { testDatabaseUrl } from "../src/testing.ts";
+import { createMetrics } from "../src/observe/metrics.ts";
+import { parsePrometheusText, scrape, sumOf } from "../testing/prom-text.ts";
+import { testDatabaseUrl } from "../testing/index.ts";
 
 // A real API process on its own database; the catalog service here is a
 // stand-in whose calls succeed, fail or are rate limited on demand.

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "../src/db.ts";
-import { testDatabaseUrl } from "../src/testing.ts";
+import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "../src/db/database.ts";
+import { testDatabaseUrl } from "../testing/index.ts";
 
 /** folder writes migration files that each create one table, and returns their folder. */
 function folder(name: string, tables: string[]): string {

@@ -7,7 +7,7 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { nanos } from "@nats-io/transport-node";
 import { RetentionPolicy } from "@nats-io/jetstream";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/observe/log.ts";
 import {
   connectNats,
   consumeWorkQueue,
@@ -20,7 +20,7 @@ import {
   type WorkQueueConsumer,
   type WorkQueueConsumerSpec,
   type WorkQueueSpec,
-} from "../src/nats.ts";
+} from "../src/nats/jetstream.ts";
 
 const NATS_URL = process.env["TEST_NATS_URL"] ?? "127.0.0.1:4222";
 const log = createLogger("nats-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");

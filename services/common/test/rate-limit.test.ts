@@ -1,6 +1,6 @@
 import test from "ava";
 import { RateLimitedError } from "../src/errors.ts";
-import { createRateLimiter } from "../src/rate-limit.ts";
+import { createRateLimiter } from "../src/rpc/rate-limit.ts";
 
 test("createRateLimiter refills at the rate up to the burst, per key", (t) => {
   let now = 0;

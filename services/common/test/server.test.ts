@@ -3,9 +3,9 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { catalogModule } from "@stockroom/catalog";
 import { sql } from "kysely";
-import { startTestApi, waitFor } from "../src/testing.ts";
+import { startTestApi, waitFor } from "../testing/index.ts";
 
 test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refuses new ones", async (t) => {
   const api = await startTestApi("server_drain", (db) => [catalogModule(db)]);

@@ -1,4 +1,4 @@
-import { readInt, type Env } from "@stockroom/common/config.ts";
+import { readInt, type Env } from "@stockroom/common";
 import { DEFAULT_EVENT_STREAM, type EventStreamConfig } from "./event-stream.ts";
 import { DEFAULT_RELAY, type RelayConfig } from "./relay.ts";
 

@@ -7,7 +7,7 @@
  * NATS server.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { ensureDurableConsumer, ensureEventStream } from "@stockroom/common/nats.ts";
+import { ensureDurableConsumer, ensureEventStream } from "@stockroom/common/nats";
 import type { OutboxEvent } from "./outbox.ts";
 
 export interface EventStreamConfig {

@@ -6,9 +6,8 @@
  */
 import { Gauge, type Registry } from "prom-client";
 import { sql, type Kysely } from "kysely";
-import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape } from "@stockroom/common/metrics.ts";
-import { withTimeout } from "@stockroom/common/timeout.ts";
-import { untraced } from "@stockroom/common/trace-context.ts";
+import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape, untraced } from "@stockroom/common/observe";
+import { withTimeout } from "@stockroom/common";
 
 /** The outbox backlog is counted up to this many rows (an index range scan, so bounded). */
 export const OUTBOX_COUNT_CAP = 100_000;

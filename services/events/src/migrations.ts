@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { MigrationSet } from "@stockroom/common/db.ts";
+import type { MigrationSet } from "@stockroom/common/db";
 
 /**
  * eventsMigrations is the folder of the outbox table. Its migration used to

@@ -1,6 +1,6 @@
 import { context, propagation } from "@opentelemetry/api";
 import type { Transaction } from "kysely";
-import { insertRows } from "@stockroom/common/db.ts";
+import { insertRows } from "@stockroom/common/db";
 import type { EventTables } from "./schema.ts";
 
 export interface OutboxEvent {

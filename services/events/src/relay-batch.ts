@@ -6,8 +6,8 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { EVENT_HEADERS, eventSubject, type EventStreamConfig } from "./event-stream.ts";
-import { publishWithId } from "@stockroom/common/nats.ts";
-import { restoreTraceContext } from "@stockroom/common/trace-context.ts";
+import { publishWithId } from "@stockroom/common/nats";
+import { restoreTraceContext } from "@stockroom/common/observe";
 import type { EventTables } from "./schema.ts";
 
 export type OutboxRow = Omit<Selectable<EventTables["outbox_events"]>, "published_at">;

@@ -3,13 +3,11 @@
  * process). Run two or more for fast failover: one leads, the others wait on
  * its lock. The only file of the relay that reads process.env.
  */
-import { stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
-import { createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { startObservability } from "@stockroom/common/observability.ts";
-import { startTelemetry } from "@stockroom/common/telemetry.ts";
+import { stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
+import { createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
 import { parseEventStreamConfig, parseRelayConfig } from "./config.ts";
 import { registerRelayMetrics } from "./metrics.ts";
 import { eventsMigrations } from "./migrations.ts";

@@ -31,11 +31,9 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely } from "kysely";
 import { ensureEvents, type EventStreamConfig } from "./event-stream.ts";
-import { createLatencyWindow, type LatencySummary } from "@stockroom/common/latency.ts";
-import type { Logger } from "@stockroom/common/log.ts";
-import type { NatsDeps } from "@stockroom/common/nats.ts";
-import { pause } from "@stockroom/common/pause.ts";
-import { untraced } from "@stockroom/common/trace-context.ts";
+import { createLatencyWindow, type LatencySummary, type Logger, untraced } from "@stockroom/common/observe";
+import type { NatsDeps } from "@stockroom/common/nats";
+import { pause } from "@stockroom/common";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "./relay-batch.ts";
 import type { EventTables } from "./schema.ts";
 

@@ -1,9 +1,8 @@
 import test from "ava";
-import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db.ts";
-import { createMetrics } from "@stockroom/common/metrics.ts";
-import { parsePrometheusText, sumOf } from "@stockroom/common/prom-text.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { createMetrics } from "@stockroom/common/observe";
+import { parsePrometheusText, sumOf, testDatabaseUrl } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
 import { registerOutboxMetrics, registerRelayMetrics } from "../src/metrics.ts";
 import { eventsMigrations } from "../src/migrations.ts";
 import type { EventTables } from "../src/schema.ts";

@@ -8,9 +8,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import { testDatabaseUrl } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
 import { eventsMigrations } from "../src/migrations.ts";
 import type { EventTables } from "../src/schema.ts";
 

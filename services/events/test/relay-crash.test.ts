@@ -21,14 +21,13 @@ import {
   DeleteProductRequestSchema,
   UpdateProductRequestSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { createCatalogService } from "@stockroom/catalog/rpc.ts";
-import { kPrincipal } from "@stockroom/common/auth.ts";
+import { createCatalogService, rowToProduct, type CatalogDb } from "@stockroom/catalog";
+import { kPrincipal } from "@stockroom/common/rpc";
 import { DeliverPolicy } from "@nats-io/jetstream";
-import { rowToProduct, type CatalogDb } from "@stockroom/catalog/store.ts";
 import { domainSubjects, EVENT_HEADERS } from "../src/event-stream.ts";
-import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
-import { entryFromProduct } from "@stockroom/search/convert.ts";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "../../search/test/harness.ts";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing";
+import { entryFromProduct } from "@stockroom/search";
+import { productInit, startSearchHarness, unpublished, type SearchHarness } from "@stockroom/search/testing";
 
 const PRODUCTS = 100;
 const CHANGES = 10_000;

@@ -12,9 +12,8 @@ import { sql } from "kysely";
 import type { StoredMsg } from "@nats-io/jetstream";
 import { ensureEvents, EVENT_HEADERS } from "../src/event-stream.ts";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
-import type { TestMerchant } from "@stockroom/common/testing.ts";
-import { waitFor } from "@stockroom/common/testing.ts";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "../../search/test/harness.ts";
+import { type TestMerchant, waitFor } from "@stockroom/common/testing";
+import { productInit, startSearchHarness, unpublished, type SearchHarness } from "@stockroom/search/testing";
 
 // Spans make the catalog store a trace context with each outbox row, as in production.
 trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })] }));

@@ -1,4 +1,4 @@
-import { readInt, type Env } from "@stockroom/common/config.ts";
+import { readInt, type Env } from "@stockroom/common";
 
 /** DispatcherConfig tunes webhook delivery; parseNotifyConfig reads it from WEBHOOK_* settings. */
 export interface DispatcherConfig {

@@ -15,7 +15,7 @@
  * and settle names one merchant.
  */
 import { sql } from "kysely";
-import { inTransaction } from "@stockroom/common/db.ts";
+import { inTransaction } from "@stockroom/common/db";
 import { deleteDeliveriesOf, findEndpoint, type DeliveryRow, type EndpointRow, type NotifyDb, type WebhookDeliveryRow } from "./store.ts";
 
 /**

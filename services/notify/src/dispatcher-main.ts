@@ -4,14 +4,12 @@
  * consumer and claim deliveries with SKIP LOCKED. The only file of the
  * dispatcher that reads process.env.
  */
-import { stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
 import { parseEventStreamConfig } from "@stockroom/events";
-import { createDatabase } from "@stockroom/common/db.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats } from "@stockroom/common/nats.ts";
-import { startObservability } from "@stockroom/common/observability.ts";
-import { startTelemetry } from "@stockroom/common/telemetry.ts";
+import { createDatabase } from "@stockroom/common/db";
+import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
+import { connectNats } from "@stockroom/common/nats";
 import { parseNotifyConfig } from "./config.ts";
 import { startWebhookDispatcher } from "./dispatcher.ts";
 import { registerDispatcherMetrics } from "./metrics.ts";

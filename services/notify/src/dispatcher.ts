@@ -17,9 +17,9 @@
  * limit is per process.
  */
 import { ensureEventConsumer, type EventStreamConfig } from "@stockroom/events";
-import type { Logger } from "@stockroom/common/log.ts";
-import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats.ts";
-import { pause } from "@stockroom/common/pause.ts";
+import type { Logger } from "@stockroom/common/observe";
+import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats";
+import { pause } from "@stockroom/common";
 import type { DispatcherConfig } from "./config.ts";
 import { claimDeliveries, dueEndpoints, settleDelivered, settleFailed, sweepDeliveries, type ClaimedDelivery } from "./deliveries.ts";
 import { pauseMs, retryDelayMs } from "./domain.ts";

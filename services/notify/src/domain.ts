@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { BlockList, isIP } from "node:net";
-import type { FieldViolation } from "@stockroom/common/errors.ts";
+import type { FieldViolation } from "@stockroom/common";
 
 /** EVENT_TYPES are the event types a webhook can receive, by kind (the part before the dot). */
 export const EVENT_TYPES: Record<string, readonly string[]> = {

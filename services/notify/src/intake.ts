@@ -4,9 +4,9 @@
  * writes rows, so a slow endpoint never holds up the stream.
  */
 import { EVENT_HEADERS } from "@stockroom/events";
-import type { Logger } from "@stockroom/common/log.ts";
-import type { WorkMessage } from "@stockroom/common/nats.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import type { Logger } from "@stockroom/common/observe";
+import type { WorkMessage } from "@stockroom/common/nats";
+import { newUlid } from "@stockroom/common";
 import { webhookPayload, type StreamEvent } from "./convert.ts";
 import { insertDeliveries } from "./deliveries.ts";
 import { matchesPatterns } from "./domain.ts";

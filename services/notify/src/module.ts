@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { ServiceModule } from "@stockroom/common/rpc";
 import type { NotifyConfig } from "./config.ts";
 import { createNotificationService } from "./rpc.ts";
 import { notifyMigrations, type NotifyTables } from "./store.ts";

@@ -5,12 +5,9 @@ import {
   CreateWebhookEndpointResponseSchema,
   NotificationService,
 } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import { principalOf } from "@stockroom/common/auth.ts";
-import { inTransaction } from "@stockroom/common/db.ts";
-import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation } from "@stockroom/common/errors.ts";
-import { idempotent } from "@stockroom/common/idempotency.ts";
-import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
-import { newUlid, ULID_PATTERN } from "@stockroom/common/ulid.ts";
+import { principalOf, idempotent, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
+import { inTransaction } from "@stockroom/common/db";
+import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, newUlid, ULID_PATTERN } from "@stockroom/common";
 import { deliveryToProto, endpointToProto } from "./convert.ts";
 import { LIMITS, newSigningSecret, validatePatterns, validateWebhookUrl } from "./domain.ts";
 import {

@@ -6,8 +6,7 @@
  */
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { jsonColumn, type MigrationSet } from "@stockroom/common/db.ts";
-import type { CommonTables } from "@stockroom/common/schema.ts";
+import { jsonColumn, type MigrationSet, type CommonTables } from "@stockroom/common/db";
 
 /**
  * notifyMigrations is the folder of the webhook tables. They were created by

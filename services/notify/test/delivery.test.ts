@@ -5,12 +5,11 @@ import { BulkJobEventSchema, BulkJobEventType, BulkJobSchema, BulkJobState, type
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeType, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import { EVENT_HEADERS, eventSubject } from "@stockroom/events";
-import { publishWithId } from "@stockroom/common/nats.ts";
-import { waitFor } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { appendOutbox } from "@stockroom/events";
+import { EVENT_HEADERS, eventSubject, appendOutbox } from "@stockroom/events";
+import { publishWithId } from "@stockroom/common/nats";
+import { waitFor } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
+import { createLogger } from "@stockroom/common/observe";
 import { startWebhookDispatcher } from "../src/dispatcher.ts";
 import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";

@@ -1,5 +1,5 @@
 import test from "ava";
-import type { FieldViolation } from "@stockroom/common/errors.ts";
+import type { FieldViolation } from "@stockroom/common";
 import { parseNotifyConfig } from "../src/config.ts";
 import { isPublicAddress, matchesPatterns, pauseMs, retryDelayMs, validatePatterns, validateWebhookUrl } from "../src/domain.ts";
 import { signatureHeader, verifySignature } from "../src/signature.ts";

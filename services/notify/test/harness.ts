@@ -8,16 +8,14 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay } from "@stockroom/events";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { startTestApi, type TestApi } from "@stockroom/common/testing.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { createLogger } from "@stockroom/common/observe";
+import { connectNats, type NatsClient } from "@stockroom/common/nats";
+import { startTestApi, type TestApi } from "@stockroom/common/testing";
+import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
 import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/config.ts";
 import { startWebhookDispatcher, type WebhookDispatcher } from "../src/dispatcher.ts";
 import { notifyModule } from "../src/module.ts";
 import type { NotifyDb } from "../src/store.ts";
-import type { CatalogDb } from "@stockroom/catalog/store.ts";
-import type { CatalogTables } from "@stockroom/catalog";
 import type { NotifyTables } from "../src/store.ts";
 
 export interface Received {

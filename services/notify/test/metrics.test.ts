@@ -1,6 +1,6 @@
 import test from "ava";
-import { createMetrics } from "@stockroom/common/metrics.ts";
-import { parsePrometheusText, sumOf } from "@stockroom/common/prom-text.ts";
+import { createMetrics } from "@stockroom/common/observe";
+import { parsePrometheusText, sumOf } from "@stockroom/common/testing";
 import { registerDispatcherMetrics } from "../src/metrics.ts";
 
 test("a webhook dispatcher's deliveries, failed attempts, dead letters and in-flight requests are exported from its stats()", async (t) => {

@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { sql, type Kysely } from "kysely";
-import { catalogMigrations } from "@stockroom/catalog/store.ts";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
-import { testDatabaseUrl } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { catalogMigrations } from "@stockroom/catalog";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import { testDatabaseUrl } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
 import { notifyMigrations } from "../src/store.ts";
 
 const migrationFiles = (set: MigrationSet) => readdirSync(set.folder).filter((f) => f.endsWith(".ts")).sort();

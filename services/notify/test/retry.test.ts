@@ -2,7 +2,7 @@ import test from "ava";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { NotificationService, WebhookDeliveryState, type WebhookDelivery } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import { waitFor } from "@stockroom/common/testing.ts";
+import { waitFor } from "@stockroom/common/testing";
 import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";
 import { payloadOf, startNotifyStack } from "./harness.ts";

@@ -1,5 +1,5 @@
-import { readInt, type Env } from "@stockroom/common/config.ts";
-import type { RateLimit } from "@stockroom/common/rate-limit.ts";
+import { readInt, type Env } from "@stockroom/common";
+import type { RateLimit } from "@stockroom/common/rpc";
 
 /** OrderConfig holds the order settings; parseOrderConfig is pure over an env map. */
 export interface OrderConfig {

@@ -7,8 +7,7 @@ import {
   OrderState as ProtoState,
   type Order as ProtoOrder,
 } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
-import { InvalidArgumentError } from "@stockroom/common/errors.ts";
-import { etagOf } from "@stockroom/common/etag.ts";
+import { InvalidArgumentError, etagOf } from "@stockroom/common";
 import type { Order, OrderState } from "./domain.ts";
 
 const STATE_TO_PROTO: Record<OrderState, ProtoState> = {

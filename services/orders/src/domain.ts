@@ -3,9 +3,8 @@
  * requested lines become priced lines against the products they reserve.
  * Imports neither proto nor kysely.
  */
-import { PreconditionError, type FieldViolation, type PreconditionViolation } from "@stockroom/common/errors.ts";
-import { MAX_MINOR_UNITS } from "@stockroom/common/money.ts";
-import { validateSku, type Product } from "@stockroom/catalog/domain.ts";
+import { PreconditionError, type FieldViolation, type PreconditionViolation, MAX_MINOR_UNITS } from "@stockroom/common";
+import { validateSku, type Product } from "@stockroom/catalog";
 
 export type OrderState = "pending_payment" | "paid" | "fulfilled" | "cancelled" | "expired";
 

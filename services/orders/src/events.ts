@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OrderEventSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { appendOutbox } from "@stockroom/events";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { newUlid } from "@stockroom/common";
 import type { Order } from "./domain.ts";
 import { EVENT_TO_PROTO, orderToProto, type OrderEventName } from "./convert.ts";
 import type { OrderTx } from "./store.ts";

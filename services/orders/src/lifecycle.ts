@@ -10,12 +10,9 @@
  * a bulk chunk locks only products, so no two of them can wait on each
  * other in a cycle.
  */
-import { EtagMismatchError, NotFoundError, PreconditionError } from "@stockroom/common/errors.ts";
-import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
-import { LIMITS as PRODUCT_LIMITS, type Product } from "@stockroom/catalog/domain.ts";
-import { etagMatches, etagOf } from "@stockroom/common/etag.ts";
-import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog/product-writes.ts";
+import { EtagMismatchError, NotFoundError, PreconditionError, newUlid, etagMatches, etagOf } from "@stockroom/common";
+import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
+import { LIMITS as PRODUCT_LIMITS, type Product, lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
 import { recordOrderEvent } from "./events.ts";

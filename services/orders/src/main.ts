@@ -4,8 +4,8 @@
  * file of the process that reads process.env. `npm start` instead runs every
  * service in one process.
  */
-import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { startApi, stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
 import { parseOrderConfig } from "./config.ts";
 import { ordersModule } from "./module.ts";
 import type { OrderDb } from "./store.ts";

@@ -1,9 +1,8 @@
 import type { Kysely } from "kysely";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import type { ServiceModule } from "@stockroom/common/app.ts";
+import { type ServiceModule, createRateLimiter, type RateLimit } from "@stockroom/common/rpc";
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
-import type { Metrics } from "@stockroom/common/metrics.ts";
-import { createRateLimiter, type RateLimit } from "@stockroom/common/rate-limit.ts";
+import type { Metrics } from "@stockroom/common/observe";
 import { parseOrderConfig } from "./config.ts";
 import { createOrderService } from "./rpc.ts";
 import { orderMigrations } from "./store.ts";

@@ -9,16 +9,10 @@ import {
   FulfillOrderResponseSchema,
   OrderService,
 } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { principalOf, type Principal } from "@stockroom/common/auth.ts";
-import { inTransaction } from "@stockroom/common/db.ts";
-import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation } from "@stockroom/common/errors.ts";
-import type { OrderOutcome } from "@stockroom/common/metrics.ts";
-import { pause } from "@stockroom/common/pause.ts";
-import { idempotentMutation, type IdempotentCall } from "@stockroom/common/idempotency.ts";
-import { decodePageToken, encodePageToken, pageSize } from "@stockroom/common/pagination.ts";
-import type { RateLimiter } from "@stockroom/common/rate-limit.ts";
-import { ULID_PATTERN } from "@stockroom/common/ulid.ts";
-import { checkEtag } from "@stockroom/common/etag.ts";
+import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize, type RateLimiter } from "@stockroom/common/rpc";
+import { inTransaction } from "@stockroom/common/db";
+import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, pause, ULID_PATTERN, checkEtag } from "@stockroom/common";
+import type { OrderOutcome } from "@stockroom/common/observe";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";

@@ -1,8 +1,7 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, type MigrationSet } from "@stockroom/common/db.ts";
-import { deferWrite } from "@stockroom/common/deferred-writes.ts";
-import type { CatalogTables } from "@stockroom/catalog/store.ts";
+import { insertRows, type MigrationSet, deferWrite } from "@stockroom/common/db";
+import type { CatalogTables } from "@stockroom/catalog";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
 
 /**

@@ -1,8 +1,7 @@
-import { inTransaction } from "@stockroom/common/db.ts";
-import type { Logger } from "@stockroom/common/log.ts";
+import { inTransaction } from "@stockroom/common/db";
+import type { Logger, Metrics } from "@stockroom/common/observe";
 import { expireOrder } from "./lifecycle.ts";
 import { findDueOrders, type OrderDb } from "./store.ts";
-import type { Metrics } from "@stockroom/common/metrics.ts";
 
 /**
  * sweepExpiredOrders reads up to `batch` unpaid orders past their expiry

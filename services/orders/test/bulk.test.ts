@@ -7,19 +7,13 @@
  */
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startTestApi, waitFor } from "@stockroom/common/testing.ts";
-import { jsonColumn } from "@stockroom/common/db.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
-import { applyChunk } from "@stockroom/bulk/apply.ts";
-import { type BulkDb } from "@stockroom/bulk/store.ts";
-import { createJob } from "@stockroom/bulk/jobs.ts";
-import { bulkModule } from "@stockroom/bulk/module.ts";
-import { finishStaging, stageLines, type ParsedLine } from "@stockroom/bulk/stage.ts";
-import type { BulkJobRow } from "@stockroom/bulk/store.ts";
+import { startTestApi, waitFor } from "@stockroom/common/testing";
+import { jsonColumn } from "@stockroom/common/db";
+import { catalogModule } from "@stockroom/catalog";
+import { applyChunk, type BulkDb, createJob, bulkModule, finishStaging, stageLines, type ParsedLine, type BulkJobRow, type BulkTables } from "@stockroom/bulk";
 import { ordersModule } from "../src/module.ts";
 import { createProduct, OrderService, stockOf } from "./helpers.ts";
 import type { OrderTables } from "../src/store.ts";
-import type { BulkTables } from "@stockroom/bulk/store.ts";
 
 const api = await startTestApi<OrderTables & BulkTables>("orders_bulk", (db) => [
   catalogModule(db),

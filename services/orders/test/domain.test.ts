@@ -1,6 +1,6 @@
 import test from "ava";
-import { PreconditionError } from "@stockroom/common/errors.ts";
-import type { Product } from "@stockroom/catalog/domain.ts";
+import { PreconditionError } from "@stockroom/common";
+import type { Product } from "@stockroom/catalog";
 import { checkTransition, isFinal, priceLines, releasesStock, type OrderState } from "../src/domain.ts";
 
 const product = (sku: string, overrides: Partial<Product> = {}): Product => ({

@@ -2,9 +2,9 @@ import test from "ava";
 import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { OrderEventType, OrderState } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
-import { createDatabase } from "@stockroom/common/db.ts";
-import { createLogger } from "@stockroom/common/log.ts";
-import { waitFor } from "@stockroom/common/testing.ts";
+import { createDatabase } from "@stockroom/common/db";
+import { createLogger } from "@stockroom/common/observe";
+import { waitFor } from "@stockroom/common/testing";
 import type { OrderDb } from "../src/store.ts";
 import { startOrderSweeper, sweepExpiredOrders } from "../src/sweeper.ts";
 import {

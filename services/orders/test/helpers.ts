@@ -4,14 +4,14 @@ import { PreconditionFailureSchema } from "@stockroom/sdk/gen/google/rpc/error_d
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { OrderEventSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { startTestApi, type TestApi, type TestMerchant } from "@stockroom/common/testing.ts";
-import { catalogModule } from "@stockroom/catalog/module.ts";
+import { startTestApi, type TestApi, type TestMerchant } from "@stockroom/common/testing";
+import { catalogModule } from "@stockroom/catalog";
 import { ordersModule, type OrdersModuleOptions } from "../src/module.ts";
 import type { OrderDb } from "../src/store.ts";
 import type { OrderTables } from "../src/store.ts";
 
 export { CatalogService, OrderService };
-export { errorInfo, fieldViolations, rejection } from "../../catalog/test/helpers.ts";
+export { errorInfo, fieldViolations, rejection } from "@stockroom/catalog/testing";
 
 /**
  * startOrders starts the catalog and the orders on their own database for
@@ -77,4 +77,4 @@ export function preconditionViolations(error: ConnectError): string[] {
   return error.findDetails(PreconditionFailureSchema).flatMap((d) => d.violations.map((v) => `${v.type} ${v.subject}`));
 }
 
-export { namesMerchant, vitessOffenders } from "@stockroom/common/testing.ts";
+export { namesMerchant, vitessOffenders } from "@stockroom/common/testing";

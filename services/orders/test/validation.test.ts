@@ -2,7 +2,7 @@ import test from "ava";
 import { Code } from "@connectrpc/connect";
 import { ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import type { OrderState } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { newUlid } from "@stockroom/common";
 import { createProduct, dbOf, errorInfo, fieldViolations, OrderService, preconditionViolations, rejection, startOrders } from "./helpers.ts";
 
 const api = await startOrders("orders_validation");

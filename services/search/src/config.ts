@@ -1,4 +1,4 @@
-import { checkDatabaseUrl, readInt, type Env } from "@stockroom/common/config.ts";
+import { checkDatabaseUrl, readInt, type Env } from "@stockroom/common";
 import { DEFAULT_PROJECTOR, type ProjectorConfig } from "./projector.ts";
 
 /** SearchConfig holds the search settings; parseSearchConfig is pure over an env map. */

@@ -3,8 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ChangeType, ProductStatus as ProtoStatus, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { SearchResultSchema, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import type { Product, ProductStatus } from "@stockroom/catalog/domain.ts";
-import { STATUS_TO_PROTO } from "@stockroom/catalog/convert.ts";
+import { type Product, type ProductStatus, STATUS_TO_PROTO } from "@stockroom/catalog";
 import type { SearchEntry, SearchHit } from "./store.ts";
 
 const STATUS_FROM_PROTO = new Map(Object.entries(STATUS_TO_PROTO).map(([k, v]) => [v, k as ProductStatus]));

@@ -6,10 +6,10 @@
  * products there); SEARCH_DATABASE_URL is the projection's own. The only
  * file of search that reads process.env.
  */
-import { startApi, stopOnSignals } from "@stockroom/common/app.ts";
-import { parseApiConfig } from "@stockroom/common/config.ts";
+import { startApi, stopOnSignals } from "@stockroom/common/rpc";
+import { parseApiConfig } from "@stockroom/common";
 import { parseEventStreamConfig } from "@stockroom/events";
-import { connectNats } from "@stockroom/common/nats.ts";
+import { connectNats } from "@stockroom/common/nats";
 import { parseSearchConfig } from "./config.ts";
 import { searchModule } from "./module.ts";
 import { projectionLag, startSearchProjector } from "./projector.ts";

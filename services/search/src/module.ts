@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import type { ServiceModule } from "@stockroom/common/app.ts";
+import type { ServiceModule } from "@stockroom/common/rpc";
 import { registerOutboxMetrics } from "@stockroom/events";
 import type { ProjectionLag } from "./projector.ts";
 import { createSearchService } from "./rpc.ts";

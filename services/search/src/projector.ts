@@ -11,9 +11,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ProductEventSchema, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { domainSubjects, ensureEventConsumer, type EventStreamConfig } from "@stockroom/events";
-import { createLatencyWindow, type LatencySummary } from "@stockroom/common/latency.ts";
-import type { Logger } from "@stockroom/common/log.ts";
-import { consumeWorkQueue, type NatsDeps, type WorkMessage } from "@stockroom/common/nats.ts";
+import { createLatencyWindow, type LatencySummary, type Logger } from "@stockroom/common/observe";
+import { consumeWorkQueue, type NatsDeps, type WorkMessage } from "@stockroom/common/nats";
 import { entryFromEvent } from "./convert.ts";
 import { upsertEntries, type SearchDb, type SearchEntry } from "./store.ts";
 

@@ -20,7 +20,7 @@
  *   same statement that checks it;
  * - everything committed after a page was read reaches search as an event.
  */
-import { listProducts, type CatalogDb } from "@stockroom/catalog/store.ts";
+import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
 import { isAtOrAfter } from "./domain.ts";
 import { findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";

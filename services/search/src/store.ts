@@ -1,7 +1,7 @@
 import path from "node:path";
 import { sql, type Generated, type Kysely, type Selectable } from "kysely";
-import { createDatabase, ensureDatabase, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db.ts";
-import type { ProductStatus } from "@stockroom/catalog/domain.ts";
+import { createDatabase, ensureDatabase, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import type { ProductStatus } from "@stockroom/catalog";
 import type { Position } from "./domain.ts";
 
 /** searchMigrations is the folder of the search database's tables (a database of its own, not the catalog's). */

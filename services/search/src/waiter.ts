@@ -1,5 +1,5 @@
-import type { ProjectionWaiter } from "@stockroom/catalog/rpc.ts";
-import { pause } from "@stockroom/common/pause.ts";
+import type { ProjectionWaiter } from "@stockroom/catalog";
+import { pause } from "@stockroom/common";
 import { isAtOrAfter } from "./domain.ts";
 import { findPosition, type SearchDb } from "./store.ts";
 

@@ -3,19 +3,19 @@ import type { Client } from "@connectrpc/connect";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
-import { createMerchant } from "@stockroom/common/auth.ts";
-import { dropDatabase } from "@stockroom/common/db.ts";
+import { createMerchant } from "@stockroom/common/rpc";
+import { dropDatabase } from "@stockroom/common/db";
 import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/events";
-import { createLogger } from "@stockroom/common/log.ts";
-import { connectNats, type NatsClient } from "@stockroom/common/nats.ts";
-import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing.ts";
+import { createLogger } from "@stockroom/common/observe";
+import { connectNats, type NatsClient } from "@stockroom/common/nats";
+import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing";
 import { searchModule } from "../src/module.ts";
 import { DEFAULT_PROJECTOR, projectionLag, startSearchProjector, type SearchProjector } from "../src/projector.ts";
 import { openSearchDatabase, type SearchDb } from "../src/store.ts";
 import { createSearchWaiter } from "../src/waiter.ts";
 
 export { CatalogService, SearchService };
-export { productInit } from "../../catalog/test/helpers.ts";
+export { productInit } from "@stockroom/catalog/testing";
 
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 

@@ -4,9 +4,9 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { listProducts, type CatalogDb } from "@stockroom/catalog/store.ts";
-import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
-import { newUlid } from "@stockroom/common/ulid.ts";
+import { listProducts, type CatalogDb } from "@stockroom/catalog";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing";
+import { newUlid } from "@stockroom/common";
 import { entryFromProduct } from "../src/convert.ts";
 import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
 import { merchantClock, tombstone, upsertEntries } from "../src/store.ts";

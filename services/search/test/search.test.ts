@@ -7,7 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SearchProductsRequestSchema, SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import { waitFor, type TestMerchant } from "@stockroom/common/testing.ts";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;

@@ -5,8 +5,8 @@
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
-import { catalogModule } from "@stockroom/catalog/module.ts";
-import { startTestApi } from "@stockroom/common/testing.ts";
+import { catalogModule } from "@stockroom/catalog";
+import { startTestApi } from "@stockroom/common/testing";
 import { findPosition } from "../src/store.ts";
 import { CatalogService, productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 

@@ -3,8 +3,8 @@
  * in any case with surrounding spaces ignored; attribute keys keep their case
  * and must be keys the catalog accepts. Every problem here is a file error.
  */
-import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { LIMITS, validateFields } from "@stockroom/catalog/domain.ts";
+import type { FieldViolation } from "@stockroom/common";
+import { LIMITS, validateFields } from "@stockroom/catalog";
 import { quote } from "./fields.ts";
 import { BulkFileError } from "./types.ts";
 

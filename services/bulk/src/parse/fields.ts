@@ -4,9 +4,8 @@
  * rules are the catalog's (validateSku, validateFields); this file only adds
  * the file format's own rules (number syntax, currency digits, status names).
  */
-import type { FieldViolation } from "@stockroom/common/errors.ts";
-import { currencyDigits, isKnownCurrency } from "@stockroom/common/money.ts";
-import { LIMITS, validateFields, validateSku, type ProductFields, type ProductStatus } from "@stockroom/catalog/domain.ts";
+import { type FieldViolation, currencyDigits, isKnownCurrency } from "@stockroom/common";
+import { LIMITS, validateFields, validateSku, type ProductFields, type ProductStatus } from "@stockroom/catalog";
 import type { BulkItem, Draft, ItemError } from "./types.ts";
 
 /** RawFields are a line's values as text; undefined means the line does not name the field (or it was unreadable). */

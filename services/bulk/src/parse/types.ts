@@ -2,7 +2,7 @@
  * The public shapes of bulk file parsing: what a line becomes, what an item
  * error looks like, and the error that stops a whole file.
  */
-import type { ProductStatus } from "@stockroom/catalog/domain.ts";
+import type { ProductStatus } from "@stockroom/catalog";
 
 export type BulkFormat = "csv" | "jsonl";
 

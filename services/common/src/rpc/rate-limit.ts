@@ -1,4 +1,4 @@
-import { RateLimitedError } from "./errors.ts";
+import { RateLimitedError } from "../errors.ts";
 
 /** RateLimit is a sustained rate with a burst allowance; ratePerSec 0 means unlimited. */
 export interface RateLimit {

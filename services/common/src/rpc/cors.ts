@@ -15,25 +15,6 @@ const ALLOW_METHODS = connectCors.allowedMethods.join(", ");
 const ALLOW_HEADERS = [...connectCors.allowedHeaders, "Authorization"].join(", ");
 const EXPOSE_HEADERS = connectCors.exposedHeaders.join(", ");
 
-/** parseCorsOrigins reads CORS_ALLOWED_ORIGINS: "*" or comma-separated origins such as https://admin.example.com. */
-export function parseCorsOrigins(raw: string | undefined): string[] {
-  if (raw === undefined || raw.trim() === "") return [];
-  const origins = raw.split(",").map((o) => o.trim()).filter(Boolean);
-  for (const o of origins) {
-    if (o === "*") continue;
-    let url: URL | undefined;
-    try {
-      url = new URL(o);
-    } catch {
-      // reported below
-    }
-    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== o) {
-      throw new Error(`CORS_ALLOWED_ORIGINS: "${o}" is not an origin (scheme://host[:port], no path or trailing slash), nor "*"`);
-    }
-  }
-  return origins;
-}
-
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
 type Response = http.ServerResponse | http2.Http2ServerResponse;
 

@@ -3,7 +3,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Kysely } from "kysely";
 import { createKeyVerifier } from "./auth.ts";
-import type { ApiConfig } from "./config.ts";
+import type { ApiConfig } from "../config.ts";
 import {
   commonMigrations,
   createDatabase,
@@ -11,17 +11,17 @@ import {
   migrateToLatest,
   type MigrationSet,
   type QueryObserver,
-} from "./db.ts";
+} from "../db/database.ts";
 import { ServingStatus } from "./health.ts";
 import { createAuthInterceptor, createErrorInterceptor, createMetricsInterceptor, createTracingInterceptor } from "./interceptors.ts";
-import { createLogger, type Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
-import type { MetricsServer } from "./metrics-server.ts";
-import { startObservability } from "./observability.ts";
-import type { CommonTables } from "./schema.ts";
+import { createLogger, type Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { MetricsServer } from "../observe/metrics-server.ts";
+import { startObservability } from "../observe/observability.ts";
+import type { CommonTables } from "../db/schema.ts";
 import { startApiServer, type ApiServer } from "./server.ts";
-import { startCallRecorder } from "./sla.ts";
-import { startTelemetry } from "./telemetry.ts";
+import { startCallRecorder } from "../observe/sla.ts";
+import { startTelemetry } from "../observe/telemetry.ts";
 
 /** ServiceModule is one service's contribution to an API process. */
 export interface ServiceModule {

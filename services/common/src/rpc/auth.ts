@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
-import type { CommonTables } from "./schema.ts";
-import { UnauthenticatedError } from "./errors.ts";
-import { newUlid, ULID_PATTERN } from "./ulid.ts";
+import type { CommonTables } from "../db/schema.ts";
+import { UnauthenticatedError } from "../errors.ts";
+import { newUlid, ULID_PATTERN } from "../ulid.ts";
 
 /** Principal is the authenticated caller: always exactly one merchant. */
 export interface Principal {

@@ -1,9 +1,9 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter } from "@opentelemetry/api";
 import { kPrincipal, type KeyVerifier } from "./auth.ts";
-import type { Logger } from "./log.ts";
-import { tierLabel, type Metrics } from "./metrics.ts";
-import type { CallRecorder } from "./sla.ts";
+import type { Logger } from "../observe/log.ts";
+import { tierLabel, type Metrics } from "../observe/metrics.ts";
+import type { CallRecorder } from "../observe/sla.ts";
 import { toConnectError } from "./rpc-errors.ts";
 
 /** PUBLIC_SERVICES answer without a credential: probes and tooling. */

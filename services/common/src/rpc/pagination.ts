@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { InvalidArgumentError } from "./errors.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 /**
  * Page tokens are opaque to clients (AIP-158): base64url JSON holding the

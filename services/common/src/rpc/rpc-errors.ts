@@ -15,8 +15,8 @@ import {
   PreconditionError,
   RateLimitedError,
   UnauthenticatedError,
-} from "./errors.ts";
-import type { Logger } from "./log.ts";
+} from "../errors.ts";
+import type { Logger } from "../observe/log.ts";
 
 /** ERROR_DOMAIN is the google.rpc.ErrorInfo domain of every stockroom error. */
 export const ERROR_DOMAIN = "stockroom";

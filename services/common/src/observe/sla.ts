@@ -15,10 +15,10 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import { Code } from "@connectrpc/connect";
-import { insertRows } from "./db.ts";
+import { insertRows } from "../db/database.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import type { CommonTables } from "./schema.ts";
+import type { CommonTables } from "../db/schema.ts";
 import { untraced } from "./trace-context.ts";
 
 /** Bucket k holds latencies in (upper(k-1), upper(k)] ms; upper(k) = 0.1 ms × 2^(k/4). */

@@ -8,11 +8,11 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
-import { startApi, type RunningApi, type ServiceModule } from "./app.ts";
-import { createMerchant } from "./auth.ts";
-import { parseApiConfig, type ApiConfig } from "./config.ts";
-import { dropDatabase, ensureDatabase } from "./db.ts";
-import type { CommonTables } from "./schema.ts";
+import { startApi, type RunningApi, type ServiceModule } from "../src/rpc/app.ts";
+import { createMerchant } from "../src/rpc/auth.ts";
+import { parseApiConfig, type ApiConfig } from "../src/config.ts";
+import { dropDatabase, ensureDatabase } from "../src/db/database.ts";
+import type { CommonTables } from "../src/db/schema.ts";
 
 const BASE_URL = process.env["TEST_DATABASE_URL"] ?? "mysql://root@127.0.0.1:3306/";
 
@@ -143,3 +143,6 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export * from "./otlp-receiver.ts";
+export * from "./prom-text.ts";

@@ -30,9 +30,9 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import type { Logger } from "./log.ts";
-import { linkToActive } from "./trace-context.ts";
-import { pause } from "./pause.ts";
+import type { Logger } from "../observe/log.ts";
+import { linkToActive } from "../observe/trace-context.ts";
+import { pause } from "../pause.ts";
 
 /** NatsDeps is what publishers, workers and admin code take as dependencies. */
 export interface NatsDeps {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
-import type { CommonTables } from "./schema.ts";
-import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "./db.ts";
-import { deferWrite } from "./deferred-writes.ts";
-import { InvalidArgumentError, RequestIdMismatchError } from "./errors.ts";
+import type { CommonTables } from "../db/schema.ts";
+import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "../db/database.ts";
+import { deferWrite } from "../db/deferred-writes.ts";
+import { InvalidArgumentError, RequestIdMismatchError } from "../errors.ts";
 
 export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage> {
   merchantId: string;

@@ -282,5 +282,5 @@ export async function dropDatabase(url: string): Promise<void> {
 /** commonMigrations is the folder of the tables every service shares. */
 export const commonMigrations: MigrationSet = {
   name: "common",
-  folder: path.join(import.meta.dirname, "..", "migrations"),
+  folder: path.join(import.meta.dirname, "..", "..", "migrations"),
 };

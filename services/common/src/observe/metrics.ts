@@ -16,8 +16,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Kysely } from "kysely";
-import { poolStats, type PoolStats } from "./db.ts";
-import { withTimeout } from "./timeout.ts";
+import { poolStats, type PoolStats } from "../db/database.ts";
+import { withTimeout } from "../timeout.ts";
 
 /** TIERS are the merchant tiers metrics and SLOs know; merchants.tier holds one of them. */
 export const TIERS = ["standard", "plus", "enterprise"] as const;

@@ -9,7 +9,7 @@ import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflecti
 import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { corsHandler } from "./cors.ts";
 import { HealthRegistry } from "./health.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../observe/log.ts";
 import { registerReflection } from "./reflection.ts";
 
 export interface ApiServerOptions {

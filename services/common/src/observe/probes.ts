@@ -10,7 +10,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Connection } from "mysql2/promise";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import { withTimeout } from "./timeout.ts";
+import { withTimeout } from "../timeout.ts";
 
 export interface DependencyCheck {
   /** The dependency's name: "mysql", "nats". */

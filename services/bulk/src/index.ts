@@ -1,0 +1,9 @@
+/** @stockroom/bulk: the package's public face; everything else is internal. */
+export { applyChunk } from "./apply.ts";
+export { parseBulkConfig } from "./config.ts";
+export { createJob } from "./jobs.ts";
+export { bulkModule } from "./module.ts";
+export { DEFAULT_QUEUE, ensureChunkQueue } from "./queue.ts";
+export { type ParsedLine, finishStaging, stageLines } from "./stage.ts";
+export { type BulkDb, type BulkJobRow, type BulkTables, bulkMigrations } from "./store.ts";
+export { startBulkWorker } from "./worker.ts";
