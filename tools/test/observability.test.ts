@@ -19,7 +19,8 @@ import { parseEventStreamConfig } from "@stockroom/events";
 import { dropDatabase, ensureDatabase } from "@stockroom/common/db";
 import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl } from "@stockroom/common/testing";
-import { type BulkDb, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
+import { ordersModule } from "@stockroom/orders";
+import { type BulkDb, bulkMetrics, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
 import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
 import { createLogger } from "@stockroom/common/observe";
@@ -60,7 +61,7 @@ function exportedNames(): Promise<Set<string>> {
       config,
       migrate: true,
       nats: nats.nc,
-      modules: (db, { metrics }) => [catalogModule(db), bulkModule(db, { nats, metrics }), notifyModule(db, notify)],
+      modules: (db, { metrics }) => [catalogModule(db), bulkModule(db, { nats, metrics }), ordersModule(db, { metrics }), notifyModule(db, notify)],
     });
     const suffix = randomBytes(4).toString("hex");
     const queue = { ...DEFAULT_QUEUE, stream: `BULK_OBSRULES_${suffix}`, subjectPrefix: `t_${suffix}.rules.chunk` };
@@ -73,7 +74,7 @@ function exportedNames(): Promise<Set<string>> {
       reconcileEveryMs: 0,
       metrics: api.metrics,
     });
-    api.metrics.bulkWorkersDesired.set({ stream: queue.stream }, 1);
+    bulkMetrics(api.metrics.registry).workersDesired.set({ stream: queue.stream }, 1);
     // The webhook dispatcher, as dispatcher-main.ts and tools/start.ts run it, on this file's own event stream.
     const events = parseEventStreamConfig({ EVENTS_STREAM: `EVENTS_OBSRULES_${suffix}`, EVENTS_SUBJECT_PREFIX: `ev_${suffix}` });
     const dispatcher = await startWebhookDispatcher({ db: api.db, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });

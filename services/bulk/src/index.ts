@@ -2,6 +2,7 @@
 export { applyChunk } from "./apply.ts";
 export { parseBulkConfig } from "./config.ts";
 export { createJob } from "./jobs.ts";
+export { bulkMetrics, type BulkMetrics } from "./metrics.ts";
 export { bulkModule } from "./module.ts";
 export { DEFAULT_QUEUE, ensureChunkQueue } from "./queue.ts";
 export { type ParsedLine, finishStaging, stageLines } from "./stage.ts";

@@ -11,6 +11,7 @@ import type { Metrics } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { inTransaction } from "@stockroom/common/db";
 import { cancelChunks } from "./chunks.ts";
+import { bulkMetrics } from "./metrics.ts";
 import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
@@ -91,7 +92,7 @@ export async function ingest(
   }
   await setJobFile(db, ref, { fileSize: size, contentSha256: sha });
   await finishStaging(db, ref, staged, options.dryRun);
-  deps.metrics?.bulkItems.inc({ outcome: "invalid" }, staged.invalid);
+  if (deps.metrics) bulkMetrics(deps.metrics.registry).items.inc({ outcome: "invalid" }, staged.invalid);
   trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.items": staged.total, "stockroom.bulk.items.invalid": staged.invalid, "stockroom.bulk.chunks": staged.chunks });
   if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;

@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 import { createBulkJobMethods } from "./rpc-jobs.ts";
 import { createBulkUploadMethods } from "./rpc-uploads.ts";
+import { bulkMetrics } from "./metrics.ts";
 import { bulkMigrations } from "./store.ts";
 
 export interface BulkModuleOptions {
@@ -33,6 +34,9 @@ export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): Se
         ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs }),
         ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000, metrics: options.metrics }),
       }),
-    watch: (metrics) => registerOutboxMetrics(metrics.registry, db),
+    watch: (metrics) => {
+      registerOutboxMetrics(metrics.registry, db);
+      bulkMetrics(metrics.registry);
+    },
   };
 }

@@ -9,6 +9,7 @@ import { createDatabase } from "@stockroom/common/db";
 import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { stopOnSignals } from "@stockroom/common/rpc";
+import { bulkMetrics } from "./metrics.ts";
 import type { BulkDb } from "./store.ts";
 import { parseBulkConfig } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";
@@ -21,7 +22,7 @@ const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.db
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
-if (bulk.workersDesired > 0) metrics.bulkWorkersDesired.set({ stream: bulk.queue.stream }, bulk.workersDesired);
+if (bulk.workersDesired > 0) bulkMetrics(metrics.registry).workersDesired.set({ stream: bulk.queue.stream }, bulk.workersDesired);
 const worker = await startBulkWorker({ db, nats, queue: bulk.queue, log, concurrency: bulk.workerConcurrency, reconcileEveryMs: bulk.reconcileEveryMs, pruneEveryMs: bulk.pruneEveryMs, retention: bulk.retention, sealEveryMs: bulk.sealEveryMs, metrics });
 log.info("bulk worker started", { concurrency: bulk.workerConcurrency });
 stopOnSignals(async () => {

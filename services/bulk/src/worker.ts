@@ -5,6 +5,7 @@ import { type Logger, type Metrics, untraced } from "@stockroom/common/observe";
 import { every } from "@stockroom/common";
 import { applyChunk, failChunk, type ChunkOutcome } from "./apply.ts";
 import { FINAL_STATES } from "./domain.ts";
+import { bulkMetrics } from "./metrics.ts";
 import type { BulkDb } from "./store.ts";
 import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
@@ -41,10 +42,11 @@ export interface BulkWorker {
  * maxDeliver attempts, its items are marked FAILED so the job still ends.
  */
 export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker> {
-  const { db, nats, queue, log, metrics } = deps;
+  const { db, nats, queue, log } = deps;
   await ensureChunkQueue(nats.jsm, queue);
-  metrics?.watchConsumer(nats.jsm, queue.stream, queue.durable);
-  metrics?.bulkWorkerConcurrency.set({ stream: queue.stream }, deps.concurrency);
+  deps.metrics?.watchConsumer(nats.jsm, queue.stream, queue.durable);
+  const metrics = deps.metrics && bulkMetrics(deps.metrics.registry);
+  metrics?.workerConcurrency.set({ stream: queue.stream }, deps.concurrency);
 
   /** counted records a finished chunk on its span (the consumer's "process" span) and in the metrics. */
   const counted = (outcome: ChunkOutcome, kind: "apply" | "fail") => {
@@ -55,8 +57,8 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
       ...(outcome.jobState ? { "stockroom.bulk.job_state": outcome.jobState } : {}),
     });
     if (!metrics || outcome.noop) return;
-    for (const [k, n] of Object.entries(items)) if (n > 0) metrics.bulkItems.inc({ outcome: k }, n);
-    if (outcome.jobState && FINAL_STATES.has(outcome.jobState)) metrics.bulkJobsFinished.inc({ state: outcome.jobState });
+    for (const [k, n] of Object.entries(items)) if (n > 0) metrics.items.inc({ outcome: k }, n);
+    if (outcome.jobState && FINAL_STATES.has(outcome.jobState)) metrics.jobsFinished.inc({ state: outcome.jobState });
   };
 
   const consumer = consumeWorkQueue(
@@ -79,21 +81,21 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
         const result = await applyChunk(db, chunk);
         counted(result, "apply");
         if (!result.noop) {
-          metrics?.bulkChunkDuration.observe({ kind, result: "applied" }, seconds());
+          metrics?.chunkDuration.observe({ kind, result: "applied" }, seconds());
           log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
         } else {
           kind = "rollback";
           const rolled = await rollbackChunk(db, chunk);
-          metrics?.bulkChunkDuration.observe({ kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" }, seconds());
+          metrics?.chunkDuration.observe({ kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" }, seconds());
           if (!rolled.noop) {
             trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.outcome": "rolled_back", "stockroom.bulk.items.rolled_back": rolled.rolledBack, "stockroom.bulk.items.conflict": rolled.conflict });
-            metrics?.bulkRollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
-            metrics?.bulkRollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
+            metrics?.rollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
+            metrics?.rollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
             log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
           }
         }
       } catch (error) {
-        metrics?.bulkChunkDuration.observe({ kind, result: "error" }, seconds());
+        metrics?.chunkDuration.observe({ kind, result: "error" }, seconds());
         throw error;
       }
       await topUp(db, nats, queue, chunk);
@@ -114,15 +116,15 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
     every(deps.reconcileEveryMs, () =>
       untraced(() => reconcile(db, nats, queue)).then(
         (r) => {
-          metrics?.bulkReconcileRuns.inc({ result: "ok" });
-          metrics?.bulkRepublished.inc(r.republished);
-          metrics?.bulkToppedUp.inc(r.toppedUp);
+          metrics?.reconcileRuns.inc({ result: "ok" });
+          metrics?.republished.inc(r.republished);
+          metrics?.toppedUp.inc(r.toppedUp);
           // A re-publish means a message was lost or a worker died holding it; top-ups are routine.
           if (r.republished > 0) log.warn("reconciler re-published lost chunks", r);
           else if (r.toppedUp > 0) log.info("reconciler topped up job windows", r);
         },
         (error: unknown) => {
-          metrics?.bulkReconcileRuns.inc({ result: "error" });
+          metrics?.reconcileRuns.inc({ result: "error" });
           log.error("reconcile failed", { error });
         },
       ),

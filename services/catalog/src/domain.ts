@@ -168,3 +168,24 @@ export function sortedAttributes(attributes: Record<string, string>): Record<str
 export function changeTime(before: Pick<Product, "updatedAt">, now = new Date()): Date {
   return now.getTime() > before.updatedAt.getTime() ? now : new Date(before.updatedAt.getTime() + 1);
 }
+
+/** ProductVersion names one version of one product, as a read model must hold it. */
+export interface ProductVersion {
+  merchantId: string;
+  sku: string;
+  productId: string;
+  version: number;
+}
+
+/**
+ * ProjectionWaiter lets UpdateProduct wait for a read model (the search
+ * projection implements it), without the catalog depending on its code.
+ */
+export interface ProjectionWaiter {
+  /**
+   * waitFor resolves once the projection holds this product version or a
+   * newer one (a later version, a delete, or a recreated SKU); it rejects
+   * when signal aborts.
+   */
+  waitFor(target: ProductVersion, signal: AbortSignal): Promise<void>;
+}

@@ -23,4 +23,4 @@ export {
 export { APPEND_ONLY_TABLES, sealAuditChains, verifyAuditChain, type SealOptions } from "./audit.ts";
 export { STATUS_TO_PROTO } from "./convert.ts";
 export { catalogModule, type CatalogModuleOptions } from "./module.ts";
-export { createCatalogService, type ProjectionWaiter } from "./rpc.ts";
+export { createCatalogService } from "./rpc.ts";

@@ -2,7 +2,8 @@ import type { Kysely } from "kysely";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/rpc";
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
-import { createCatalogService, type ProjectionWaiter } from "./rpc.ts";
+import type { ProjectionWaiter } from "./domain.ts";
+import { createCatalogService } from "./rpc.ts";
 import { catalogMigrations, type CatalogTables } from "./store.ts";
 
 export interface CatalogModuleOptions {

@@ -26,31 +26,11 @@ import {
   type MaskPath,
   type Product,
   type ProductFields,
+  type ProjectionWaiter,
 } from "./domain.ts";
 import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
 import { lockProduct, writeProducts, type ChangeContext } from "./product-writes.ts";
 import { findProduct, findProductById, findProducts, listChanges, listMerchantChanges, listProducts, type CatalogDb, type CatalogTx } from "./store.ts";
-
-/** ProductVersion names one version of one product, as a read model must hold it. */
-export interface ProductVersion {
-  merchantId: string;
-  sku: string;
-  productId: string;
-  version: number;
-}
-
-/**
- * ProjectionWaiter lets UpdateProduct wait for a read model (the search
- * projection implements it), without the catalog depending on its code.
- */
-export interface ProjectionWaiter {
-  /**
-   * waitFor resolves once the projection holds this product version or a
-   * newer one (a later version, a delete, or a recreated SKU); it rejects
-   * when signal aborts.
-   */
-  waitFor(target: ProductVersion, signal: AbortSignal): Promise<void>;
-}
 
 export interface CatalogDeps {
   db: CatalogDb;

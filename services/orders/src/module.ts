@@ -6,6 +6,7 @@ import type { Metrics } from "@stockroom/common/observe";
 import { parseOrderConfig } from "./config.ts";
 import { createOrderService } from "./rpc.ts";
 import { orderMigrations } from "./store.ts";
+import { orderOutcomes } from "./metrics.ts";
 
 export interface OrdersModuleOptions {
   reservationTtlMs?: number;
@@ -14,7 +15,7 @@ export interface OrdersModuleOptions {
   /** Aborted when the process drains, to end open WatchOrder streams. */
   shutdown?: AbortSignal;
   /** The process's metrics: orders are counted by outcome. */
-  metrics?: Pick<Metrics, "orders">;
+  metrics?: Pick<Metrics, "registry">;
 }
 
 /**
@@ -30,12 +31,15 @@ export function ordersModule(db: Kysely<any>, options: OrdersModuleOptions = {})
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
     watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
     shutdown: options.shutdown,
-    count: options.metrics && ((outcome) => options.metrics!.orders.inc({ outcome })),
+    count: options.metrics && ((outcome) => orderOutcomes(options.metrics!.registry).inc({ outcome })),
   });
   return {
     services: [OrderService],
     migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
-    watch: (metrics) => registerOutboxMetrics(metrics.registry, db),
+    watch: (metrics) => {
+      registerOutboxMetrics(metrics.registry, db);
+      orderOutcomes(metrics.registry);
+    },
   };
 }

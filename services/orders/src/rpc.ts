@@ -12,7 +12,7 @@ import {
 import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize, type RateLimiter } from "@stockroom/common/rpc";
 import { inTransaction } from "@stockroom/common/db";
 import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, pause, ULID_PATTERN, checkEtag } from "@stockroom/common";
-import type { OrderOutcome } from "@stockroom/common/observe";
+import type { OrderOutcome } from "./metrics.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";

@@ -2,6 +2,7 @@ import { inTransaction } from "@stockroom/common/db";
 import type { Logger, Metrics } from "@stockroom/common/observe";
 import { expireOrder } from "./lifecycle.ts";
 import { findDueOrders, type OrderDb } from "./store.ts";
+import { orderOutcomes } from "./metrics.ts";
 
 /**
  * sweepExpiredOrders reads up to `batch` unpaid orders past their expiry
@@ -35,7 +36,7 @@ export function startOrderSweeper(deps: {
   everyMs: number;
   batch: number;
   /** The process's metrics: expired orders are counted. */
-  metrics?: Pick<Metrics, "orders">;
+  metrics?: Pick<Metrics, "registry">;
 }): OrderSweeper {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -46,7 +47,7 @@ export function startOrderSweeper(deps: {
         const { due, expired } = await sweepExpiredOrders(deps.db, deps.batch);
         if (expired > 0) {
           deps.log.info("orders expired", { expired });
-          deps.metrics?.orders.inc({ outcome: "expired" }, expired);
+          if (deps.metrics) orderOutcomes(deps.metrics.registry).inc({ outcome: "expired" }, expired);
         }
         if (stopped || due < deps.batch || expired === 0) break;
       }

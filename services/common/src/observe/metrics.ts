@@ -29,12 +29,8 @@ export function tierLabel(tier: string | undefined): string {
   return (TIERS as readonly string[]).includes(tier) ? tier : "other";
 }
 
-/** OrderOutcome names what happened to an order; the orders service counts them with orders.inc({ outcome }). */
-export type OrderOutcome = "placed" | "out_of_stock" | "paid" | "fulfilled" | "cancelled" | "expired";
-
 /** RPC latency buckets (seconds): fine below 100 ms, where the SLOs are. */
 const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-const CHUNK_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 /** How long a scrape waits for one outside source (NATS, SQL) before leaving its series out. */
 export const COLLECT_TIMEOUT_MS = 2_000;
 
@@ -44,25 +40,6 @@ export interface Metrics {
   rpcDuration: Histogram<"service" | "method" | "code" | "tier">;
   /** Calls refused with RESOURCE_EXHAUSTED (rate limits), by method and tier (createMetricsInterceptor). */
   rateLimitRejections: Counter<"service" | "method" | "tier">;
-  /** Bulk items by outcome: from chunks, and invalid lines from staging. */
-  bulkItems: Counter<"outcome">;
-  /** Items of rolled-back chunks: rolled_back, or conflict (changed since the job). */
-  bulkRollbackItems: Counter<"outcome">;
-  /** One chunk's transaction: kind apply|rollback, result applied|noop|error (a try that threw; it is retried). */
-  bulkChunkDuration: Histogram<"kind" | "result">;
-  /** Jobs whose last chunk finished in this process, by final state. */
-  bulkJobsFinished: Counter<"state">;
-  /** Chunks the reconciler published again because their message had vanished. */
-  bulkRepublished: Counter;
-  /** Chunks the reconciler published to refill a job's window. */
-  bulkToppedUp: Counter;
-  bulkReconcileRuns: Counter<"result">;
-  /** This process's chunk concurrency, by stream: one series per running worker, so count() is the worker count. */
-  bulkWorkerConcurrency: Gauge<"stream">;
-  /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert. */
-  bulkWorkersDesired: Gauge<"stream">;
-  /** Orders by OrderOutcome: the orders service calls orders.inc({ outcome }). */
-  orders: Counter<"outcome">;
   /** 1 while a dependency (mysql, nats) answers this process's health probe, else 0. */
   dependencyUp: Gauge<"dependency">;
   /** Failed writes of per-minute call statistics (sla.ts retries them at the next flush). */
@@ -169,65 +146,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
       name: "stockroom_rate_limit_rejections_total",
       help: "Calls refused with RESOURCE_EXHAUSTED (rate limits), by method and merchant tier.",
       labelNames: ["service", "method", "tier"],
-      registers,
-    }),
-    bulkItems: new Counter({
-      name: "stockroom_bulk_items_total",
-      help: "Bulk items by outcome: applied, unchanged, conflict, invalid (from chunks, and lines invalid at staging), failed (poison chunks).",
-      labelNames: ["outcome"],
-      registers,
-    }),
-    bulkRollbackItems: new Counter({
-      name: "stockroom_bulk_rollback_items_total",
-      help: "Items of rolled-back chunks: rolled_back, or conflict (changed since the job).",
-      labelNames: ["outcome"],
-      registers,
-    }),
-    bulkChunkDuration: new Histogram({
-      name: "stockroom_bulk_chunk_duration_seconds",
-      help: "Time to apply (or roll back) one chunk, its one transaction included.",
-      labelNames: ["kind", "result"],
-      buckets: CHUNK_BUCKETS,
-      registers,
-    }),
-    bulkJobsFinished: new Counter({
-      name: "stockroom_bulk_jobs_finished_total",
-      help: "Bulk jobs whose last chunk finished in this process, by final state.",
-      labelNames: ["state"],
-      registers,
-    }),
-    bulkRepublished: new Counter({
-      name: "stockroom_bulk_reconciler_republished_total",
-      help: "Chunks re-published by the reconciler because their message had vanished.",
-      registers,
-    }),
-    bulkToppedUp: new Counter({
-      name: "stockroom_bulk_reconciler_topped_up_total",
-      help: "Chunks the reconciler published to refill a job's window.",
-      registers,
-    }),
-    bulkReconcileRuns: new Counter({
-      name: "stockroom_bulk_reconciler_runs_total",
-      help: "Reconciler sweeps by result (ok, error).",
-      labelNames: ["result"],
-      registers,
-    }),
-    bulkWorkerConcurrency: new Gauge({
-      name: "stockroom_bulk_worker_concurrency",
-      help: "Chunks this worker process applies at once (one series per running worker).",
-      labelNames: ["stream"],
-      registers,
-    }),
-    bulkWorkersDesired: new Gauge({
-      name: "stockroom_bulk_workers_desired",
-      help: "Worker processes the deployment runs (BULK_WORKERS_DESIRED).",
-      labelNames: ["stream"],
-      registers,
-    }),
-    orders: new Counter({
-      name: "stockroom_orders_total",
-      help: "Orders by outcome: placed, out_of_stock, paid, fulfilled, cancelled, expired.",
-      labelNames: ["outcome"],
       registers,
     }),
     dependencyUp: new Gauge({
