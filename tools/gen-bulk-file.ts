@@ -58,7 +58,7 @@ export class OptionError extends Error {
 }
 
 const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
 const CONTROL = /[\u0000-\u001f\u007f\uffff]/;
 /** RAW marks where a raw 0xFF byte goes; no generated text contains U+FFFF otherwise. */
 const RAW = "\uffff";
@@ -312,7 +312,7 @@ export function generateBulkFile(options: GenOptions): GeneratedFile {
   const jsonRecord = (row: Row): string => {
     const o: Record<string, unknown> = {};
     const attributes: Record<string, string> = {};
-    attrKeys.forEach((key, i) => (attributes[key] = row.attributes[i]!));
+    for (const [i, key] of attrKeys.entries()) attributes[key] = row.attributes[i]!;
     for (const c of columns) {
       if (c === "sku") { if (!row.omitSku) o["sku"] = row.sku; }
       else if (c === "price") o["price"] = row.priceAsNumber && DECIMAL.test(row.price) ? Number(row.price) : row.price;
@@ -418,6 +418,7 @@ export const USAGE = `usage: npm run gen:bulk -- --rows N --format csv|jsonl --o
 
 /** parseCli turns command-line arguments into options; it throws OptionError on bad usage. */
 export function parseCli(args: string[]): { help: true } | { help: false; out: string; options: GenOptions } {
+  // biome-ignore lint/suspicious/noImplicitAnyLet: typed by the parseArgs assignment below (its options decide the type)
   let values;
   try {
     ({ values } = parseArgs({

@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { buildSlaReport, formatSlaTable, parseWhen, type SloTable } from "./sla/report.ts";
+import type { StockroomTables } from "./tables.ts";
 
 const { values } = parseArgs({
   options: {
@@ -27,10 +28,10 @@ const now = new Date();
 const window = { since: parseWhen(values.since, now), until: values.until ? parseWhen(values.until, now) : now };
 if (window.since >= window.until) throw new Error(`--since ${values.since} is not before --until ${values.until ?? "now"}`);
 const slo = JSON.parse(readFileSync(values.slo, "utf8")) as SloTable;
-const db = createDatabase<any>({ url: parseApiConfig(process.env).databaseUrl, poolSize: 2 });
+const db = createDatabase<StockroomTables>({ url: parseApiConfig(process.env).databaseUrl, poolSize: 2 });
 try {
   const report = await buildSlaReport(db, window, slo, { merchantId: values.merchant });
-  process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatSlaTable(report)) + "\n");
+  process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatSlaTable(report)}\n`);
 } finally {
   await db.destroy();
 }

@@ -4,16 +4,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { Kysely } from "kysely";
 import { startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
-import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, type EventTables } from "@stockroom/events";
-import { type BulkDb, parseBulkConfig, bulkModule, startBulkWorker } from "@stockroom/bulk";
+import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, } from "@stockroom/events";
+import { parseBulkConfig, bulkModule, startBulkWorker } from "@stockroom/bulk";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { catalogModule } from "@stockroom/catalog";
-import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
-import { parseOrderConfig, ordersModule, type OrderDb, startOrderSweeper } from "@stockroom/orders";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, } from "@stockroom/notify";
+import { parseOrderConfig, ordersModule, startOrderSweeper } from "@stockroom/orders";
 import { parseSearchConfig, searchModule, projectionLag, startSearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
 import type { StockroomTables } from "./tables.ts";
 
@@ -59,7 +58,7 @@ if (!demo) {
   const created = await createMerchant(api.db, "Demo merchant");
   demo = { merchantId: created.merchantId, apiKey: created.apiKey };
   mkdirSync(stateDir, { recursive: true });
-  writeFileSync(demoFile, JSON.stringify({ ...demo, databaseUrl: config.databaseUrl }, null, 2) + "\n", { mode: 0o600 });
+  writeFileSync(demoFile, `${JSON.stringify({ ...demo, databaseUrl: config.databaseUrl }, null, 2)}\n`, { mode: 0o600 });
 }
 
 const url = api.server.url;

@@ -19,10 +19,10 @@ console.log(`job ${job.id}: ${BulkJobState[job.state]}`);
 
 for await (const { job: now, progress } of stockroom.watchBulkJob(job.id)) {
   const c = now.counts;
-  console.log(`${BulkJobState[now.state]}: ${c.applied} applied, ${c.unchanged} unchanged, ${c.invalid} invalid` + (progress?.itemsPerSecond ? ` (${Math.round(progress.itemsPerSecond)}/s)` : ""));
+  console.log(`${BulkJobState[now.state]}: ${c.applied} applied, ${c.unchanged} unchanged, ${c.invalid} invalid${progress?.itemsPerSecond ? ` (${Math.round(progress.itemsPerSecond)}/s)` : ""}`);
 }
 
-const out = file.replace(/\.[^.]+$/, "") + ".report.csv";
+const out = `${file.replace(/\.[^.]+$/, "")}.report.csv`;
 await pipeline(Readable.from(stockroom.downloadBulkJobReport(job.id)), createWriteStream(out));
 console.log(`report: ${out}`);
 stockroom.close();

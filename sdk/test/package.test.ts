@@ -144,7 +144,7 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
   await page.waitForFunction(() => "stockroomDemo" in globalThis);
 
   const rows = 300;
-  const csv = ["sku,title,price,currency,stock", ...Array.from({ length: rows }, (_, i) => `WEB-${h.suffix}-${i},Item ${i},${i + 1}.00,EUR,${i}`)].join("\n") + "\n";
+  const csv = `${["sku,title,price,currency,stock", ...Array.from({ length: rows }, (_, i) => `WEB-${h.suffix}-${i},Item ${i},${i + 1}.00,EUR,${i}`)].join("\n")}\n`;
   const upload = await page.evaluate(
     async ({ apiKey, csv }) => {
       type Demo = { uploadAndFollow(o: object): Promise<{ job: { state: number; counts: { applied: bigint } }; reportLines: number }> };

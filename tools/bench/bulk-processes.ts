@@ -77,7 +77,7 @@ export function startWorker(env: Record<string, string>, warnings: Map<string, n
     } catch {
       // not a log line
     }
-    process.stderr.write(line + "\n");
+    process.stderr.write(`${line}\n`);
   });
   return child;
 }

@@ -633,7 +633,7 @@ try {
     ["INSERT … SELECT … ON DUPLICATE KEY UPDATE", s(raw.insertSelectS), int(Math.round(ROWS / raw.insertSelectS))],
     ["total", s(raw.totalS), int(raw.itemsPerS)],
   ]));
-  console.log("\n" + processTable(raw.processes, ["load", "insert-select"], ["load", "insert-select"]));
+  console.log(`\n${processTable(raw.processes, ["load", "insert-select"], ["load", "insert-select"])}`);
   console.log(machineLine(raw.machine, ["load", "insert-select"]));
   console.log(statusTable(Object.entries(raw.status).map(([label, counters]) => ({ label, counters }))));
 
@@ -673,7 +673,7 @@ try {
       { workers: r.workers, target: `bulk API peak RSS < ${TARGET_API_RSS_MB} MB`, actual: `${s(apiPeak, 0)} MB`, pass: apiPeak < TARGET_API_RSS_MB },
     ];
   });
-  console.log("\n" + table(["workers", "target", "actual", "result"], targets.map((t) => [t.workers, t.target, t.actual, t.pass ? "PASS" : "MISS"])));
+  console.log(`\n${table(["workers", "target", "actual", "result"], targets.map((t) => [t.workers, t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
 
   const out = writeResults("bulk", {
     rows: ROWS,

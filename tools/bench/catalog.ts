@@ -106,7 +106,7 @@ try {
     ["", "raw", ...cells(l.raw)],
   ]);
   const header = ["concurrency", "path", "calls", "failures", "p50 ms", "p99 ms", "calls/s", "cpu ms/call", "rpc/raw p50", "rpc/raw p99"];
-  console.log("\n" + table(header, rows));
+  console.log(`\n${table(header, rows)}`);
 
   const at16 = levels.find((l) => l.concurrency === 16)!;
   const targets = [
@@ -117,7 +117,7 @@ try {
       pass: l.rpc.p99Ms <= TARGET_RATIO * l.raw.p99Ms,
     })),
   ];
-  console.log("\n" + table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"])));
+  console.log(`\n${table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
 
   const file = writeResults("catalog", {
     callsPerLevel: CALLS,

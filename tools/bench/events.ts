@@ -184,7 +184,7 @@ try {
       ? [{ target: `bulk ${int(BULK_ROWS)}: outbox drained <= ${TARGET_DRAIN_S} s after the job's end`, actual: `${fmt(bulk.drainS, 2)} s`, pass: bulk.drainS <= TARGET_DRAIN_S }]
       : []),
   ];
-  console.log("\n" + table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"])));
+  console.log(`\n${table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
   if (warnings.size > 0) console.log(`worker warnings: ${[...warnings].map(([m, n]) => `${n}x "${m}"`).join("; ")}`);
 
   const file = writeResults("events", {

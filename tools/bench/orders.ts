@@ -148,7 +148,8 @@ try {
         return { ...r, calls: CALLS };
       });
       note(label, result);
-      const summary = (results[scenario][via] = { ...summarize(result), serverCpuMsPerOrder: via === "rpc" ? result.serverCpuMsPerOrder : undefined, mariadbCpuMsPerOrder: result.mariadbCpuMsPerOrder });
+      const summary = { ...summarize(result), serverCpuMsPerOrder: via === "rpc" ? result.serverCpuMsPerOrder : undefined, mariadbCpuMsPerOrder: result.mariadbCpuMsPerOrder };
+      results[scenario][via] = summary;
       let extra = via === "rpc" && RATE ? `; ${shed - shedBefore} calls shed and retried` : "";
       if (stopLight) {
         const lightResult = await stopLight();
@@ -181,7 +182,7 @@ try {
     { target: `spread rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("spread")}x (${results.spread.rpc.throughput} vs ${results.spread.raw.throughput})`, pass: ratio("spread") >= TARGET_THROUGHPUT_RATIO },
     { target: `hot rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("hot")}x (${results.hot.rpc.throughput} vs ${results.hot.raw.throughput})`, pass: ratio("hot") >= TARGET_THROUGHPUT_RATIO },
   ];
-  console.log("\n" + table(["target", "measured", "result"], targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"])));
+  console.log(`\n${table(["target", "measured", "result"], targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"]))}`);
 
   const checkRows = (["hot", "spread"] as const).flatMap((s) => (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })));
   console.log(

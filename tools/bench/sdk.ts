@@ -37,6 +37,7 @@ import { createMerchant } from "@stockroom/common/rpc";
 import { readInt } from "@stockroom/common";
 import { createDatabase, type CommonTables } from "@stockroom/common/db";
 import { connectNats } from "@stockroom/common/nats";
+// biome-ignore lint/style/noRestrictedImports: the bench measures the SDK as written, without building its dist first
 import { createStockroomClient } from "../../sdk/src/index.ts";
 import { generateBulkFile } from "../gen-bulk-file.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";

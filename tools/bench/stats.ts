@@ -122,6 +122,6 @@ export function writeResults(name: string, results: object): string {
   const dir = path.join(import.meta.dirname, "..", "..", "bench-results");
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify({ benchmark: name, ...environment(), ...results }, null, 2) + "\n");
+  writeFileSync(file, `${JSON.stringify({ benchmark: name, ...environment(), ...results }, null, 2)}\n`);
   return file;
 }

@@ -15,6 +15,7 @@
  * queries), for an operator, never on a request path.
  */
 import type { Kysely } from "kysely";
+import type { StockroomTables } from "../tables.ts";
 import { parseBuckets, percentileMs, type Buckets } from "@stockroom/common/observe";
 
 export interface TierSlo {
@@ -72,7 +73,7 @@ export interface SlaReport {
 
 /** buildSlaReport reads the window's jobs and call statistics and checks them against slo. */
 export async function buildSlaReport(
-  db: Kysely<any>,
+  db: Kysely<StockroomTables>,
   window: { since: Date; until: Date },
   slo: SloTable,
   options: { merchantId?: string } = {},

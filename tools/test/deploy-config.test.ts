@@ -457,7 +457,7 @@ test("nats: three JetStream servers on distinct hosts, clustered, storing on a h
   const mount = blocks(task, "volume_mount").find((m) => storeDir?.startsWith(m["destination"]));
   t.truthy(mount, `store_dir ${storeDir} is on a mounted volume`);
   t.is(labelled(nats, "volume").get(mount?.["volume"])?.["type"], "host");
-  t.regex(conf, /cluster\s*\{[^]*routes:/);
+  t.regex(conf, /cluster\s*\{[\s\S]*routes:/);
   t.regex(conf, /server_name:/);
   const ports = staticPorts(nats);
   t.regex(conf, new RegExp(`http:\\s*0\\.0\\.0\\.0:${ports.get("monitor")}\\b`), "monitoring on the monitor port");
@@ -520,7 +520,7 @@ function primaryKeyFirstColumn(body: string): string | undefined {
   for (const def of definitions(body)) {
     const tableKey = /^(?:CONSTRAINT\s+`?\w+`?\s+)?PRIMARY\s+KEY\s*(?:USING\s+\w+\s*)?\(\s*`?(\w+)`?/i.exec(def);
     if (tableKey) return tableKey[1];
-    const columnKey = /^`?(\w+)`?\s[^]*\bPRIMARY\s+KEY\b/i.exec(def);
+    const columnKey = /^`?(\w+)`?\s[\s\S]*\bPRIMARY\s+KEY\b/i.exec(def);
     if (columnKey) return columnKey[1];
   }
   return undefined;

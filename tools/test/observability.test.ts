@@ -20,9 +20,9 @@ import { dropDatabase, ensureDatabase } from "@stockroom/common/db";
 import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { ordersModule } from "@stockroom/orders";
-import { type BulkDb, bulkMetrics, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
+import { bulkMetrics, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
-import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, type NotifyDb } from "@stockroom/notify";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, } from "@stockroom/notify";
 import { createLogger } from "@stockroom/common/observe";
 import type { StockroomTables } from "../tables.ts";
 
@@ -196,6 +196,7 @@ test("the Grafana dashboard is well formed and every panel queries exported metr
       cells.add(`${i},${j}`);
     }
     if (p.type === "row") continue;
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: "${datasource}" is a Grafana variable, not a template literal
     t.is(p.datasource?.uid, "${datasource}", `${p.title} uses the datasource variable`);
     t.true(p.targets.length > 0, `${p.title} has queries`);
     t.is(new Set(p.targets.map((q: { refId: string }) => q.refId)).size, p.targets.length, `${p.title} refIds`);

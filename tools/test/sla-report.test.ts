@@ -9,13 +9,14 @@ import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrate
 import { bucketOf, bucketUpperMs, percentileMs, startCallRecorder } from "@stockroom/common/observe";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
-import { bulkMigrations, createJob, type BulkDb } from "@stockroom/bulk";
+import { bulkMigrations, createJob, type BulkJobRow } from "@stockroom/bulk";
 import type { SlaReport } from "../sla/report.ts";
+import type { StockroomTables } from "../tables.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 const url = testDatabaseUrl("sla_report");
 await ensureDatabase(url);
-const db = createDatabase<any>({ url, poolSize: 2 });
+const db = createDatabase<StockroomTables>({ url, poolSize: 2 });
 await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
 test.after.always(async () => {
   await db.destroy();
@@ -32,8 +33,8 @@ async function report(...args: string[]): Promise<string> {
   return stdout;
 }
 
-async function finishedJob(merchantId: string, items: number, seconds: number, state = "succeeded") {
-  const { jobId } = await createJob(db as BulkDb, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "f.csv" });
+async function finishedJob(merchantId: string, items: number, seconds: number, state: BulkJobRow["state"] = "succeeded") {
+  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "f.csv" });
   const ended = new Date(Date.now() - 60_000);
   await db.updateTable("bulk_jobs")
     .set({ state, total_items: items, created_at: new Date(ended.getTime() - seconds * 1000), ended_at: ended })

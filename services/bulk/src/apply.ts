@@ -37,7 +37,7 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
   return inTransaction(db, async (trx) => {
     const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
     const chunk = await lockChunk(trx, ref);
-    if (!chunk || chunk.state !== "queued") return { noop: true, counts };
+    if (chunk?.state !== "queued") return { noop: true, counts };
     const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
     if (job.state === "cancelled" || job.dry_run) {
       await setChunkState(trx, ref, "cancelled", now);
@@ -76,7 +76,7 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): P
     }
 
     const written = await writeProducts(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId }, writes, now);
-    written.forEach((product, i) => (applied[i]!.product_version = product.version));
+    for (const [i, product] of written.entries()) applied[i]!.product_version = product.version;
     await writeOutcomes(trx, ref, outcomes);
     await setChunkState(trx, ref, "applied", now);
     const jobState = await advanceJob(trx, ref, counts, now);
@@ -108,7 +108,7 @@ export async function failChunk(db: BulkDb, ref: ChunkRef, reason: string, now =
   return inTransaction(db, async (trx) => {
     const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
     const chunk = await lockChunk(trx, ref);
-    if (!chunk || chunk.state !== "queued") return { noop: true, counts };
+    if (chunk?.state !== "queued") return { noop: true, counts };
     const failed = await failPendingItems(trx, ref, chunk, reason);
     await setChunkState(trx, ref, "failed", now, reason.slice(0, 1000));
     const jobState = await advanceJob(trx, ref, { ...counts, failed }, now);

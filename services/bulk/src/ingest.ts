@@ -15,7 +15,7 @@ import { bulkMetrics } from "./metrics.ts";
 import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
-import { finishStaging, stageLines } from "./stage.ts";
+import { finishStaging, stageLines, type StageResult } from "./stage.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -65,7 +65,7 @@ export async function ingest(
       yield chunk;
     }
   }
-  let staged;
+  let staged: StageResult;
   try {
     staged = await stageLines(
       db,

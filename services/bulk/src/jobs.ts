@@ -6,7 +6,7 @@
  * Counters change by relative updates, so chunks of one job apply in
  * parallel and hold the job row only from their update to their commit.
  */
-import { type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
+import type { Expression, ExpressionBuilder, SqlBool } from "kysely";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
 import { serializeTraceContext } from "@stockroom/common/observe";
 import { newUlid } from "@stockroom/common";

@@ -1,4 +1,3 @@
-import type { Kysely } from "kysely";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/rpc";
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
@@ -9,7 +8,7 @@ import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 import { createBulkJobMethods } from "./rpc-jobs.ts";
 import { createBulkUploadMethods } from "./rpc-uploads.ts";
 import { bulkMetrics } from "./metrics.ts";
-import { bulkMigrations } from "./store.ts";
+import { bulkMigrations, type BulkDb } from "./store.ts";
 
 export interface BulkModuleOptions {
   /** Without NATS, staged chunks wait for a worker's reconciler to publish them. */
@@ -23,7 +22,7 @@ export interface BulkModuleOptions {
 }
 
 /** bulkModule plugs BulkJobService into an API process. */
-export function bulkModule(db: Kysely<any>, options: BulkModuleOptions = {}): ServiceModule {
+export function bulkModule(db: BulkDb, options: BulkModuleOptions = {}): ServiceModule {
   const queue = options.queue ?? DEFAULT_QUEUE;
   const limits = options.limits ?? DEFAULT_LIMITS;
   return {

@@ -23,7 +23,7 @@ export function reportLines(items: Pick<BulkJobItemRow, "line_no" | "sku" | "out
     const errors = item.errors === null ? [] : jsonColumn<ItemError[]>(item.errors);
     const rows = errors.length > 0 ? errors : [{ field: "", code: "", message: "" }];
     for (const e of rows) {
-      out += [String(item.line_no), item.sku, item.outcome.toUpperCase(), e.field, e.code, e.message].map(csvCell).join(",") + "\r\n";
+      out += `${[String(item.line_no), item.sku, item.outcome.toUpperCase(), e.field, e.code, e.message].map(csvCell).join(",")}\r\n`;
     }
   }
   return out;

@@ -47,7 +47,7 @@ export async function startRollback(db: BulkDb, job: BulkJobRow, policy: Conflic
 export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<{ noop: boolean; rolledBack: number; conflict: number }> {
   const done = await inTransaction(db, async (trx) => {
     const chunk = await lockChunk(trx, ref);
-    if (!chunk || chunk.state !== "rollback_queued") return { noop: true, rolledBack: 0, conflict: 0 };
+    if (chunk?.state !== "rollback_queued") return { noop: true, rolledBack: 0, conflict: 0 };
     const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
     const items = await chunkItems(trx, ref, chunk, "applied");
     const skus = items.map((i) => i.sku);

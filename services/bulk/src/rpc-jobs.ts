@@ -8,7 +8,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { BulkJobState, BulkItemOutcome, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
-import { InvalidArgumentError, PreconditionError, NotFoundError, ULID_PATTERN } from "@stockroom/common";
+import { InvalidArgumentError, NotFoundError, pause, PreconditionError, ULID_PATTERN } from "@stockroom/common";
 import { inTransaction } from "@stockroom/common/db";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
@@ -94,7 +94,7 @@ export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }:
           };
         }
         if (FINAL_STATES.has(job.state) && job.state !== "rolling_back") return;
-        await sleep(watchIntervalMs, ctx.signal);
+        await pause(watchIntervalMs, ctx.signal);
         if (ctx.signal.aborted) return;
         job = await load(ctx, req.jobId);
       }
@@ -180,11 +180,4 @@ function createRateMeter(): (done: number) => number {
     const first = samples[0]!;
     return at > first.at ? ((done - first.done) * 1000) / (at - first.at) : 0;
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-  });
 }

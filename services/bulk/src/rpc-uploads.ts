@@ -12,11 +12,10 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { principalOf } from "@stockroom/common/rpc";
-import { InvalidArgumentError, NotFoundError, type FieldViolation, ULID_PATTERN } from "@stockroom/common";
+import { InvalidArgumentError, type FieldViolation, } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
-import { topUp } from "./queue.ts";
 import type { BulkUploadRow } from "./store.ts";
 import { appendPart, createUpload, findUpload, linkUploadJob, readUpload, uploadOptions, type UploadOptions } from "./uploads.ts";
 

@@ -7,7 +7,7 @@ import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl, waitFor } from "@stockroom/common/testing";
 import { verifyAuditChain, catalogMigrations, listMerchantChanges } from "@stockroom/catalog";
-import { type BulkDb } from "../src/store.ts";
+import type { BulkDb } from "../src/store.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";

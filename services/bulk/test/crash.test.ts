@@ -10,7 +10,7 @@ import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
-import { type BulkDb } from "../src/store.ts";
+import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";
@@ -43,7 +43,7 @@ const env = {
 };
 const queue = parseBulkConfig(env).queue;
 const workers = new Set<ChildProcess>();
-let nats: NatsClient = await connectNats({ servers: env.NATS_URL, name: "crash-test" });
+const nats: NatsClient = await connectNats({ servers: env.NATS_URL, name: "crash-test" });
 await ensureChunkQueue(nats.jsm, queue);
 test.after.always(async () => {
   for (const w of workers) w.kill("SIGKILL");

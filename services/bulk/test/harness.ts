@@ -1,13 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { BulkFileFormat } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkFileFormat, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule, type CatalogTables } from "@stockroom/catalog";
-import { type BulkDb } from "../src/store.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_QUEUE } from "../src/queue.ts";
@@ -52,7 +51,7 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
     },
     /** finalJob follows a job with WatchBulkJob until it ends. */
     async finalJob(jobId: string) {
-      let last;
+      let last: BulkJob | undefined;
       for await (const { job } of bulk.watchBulkJob({ jobId })) last = job;
       return last!;
     },

@@ -16,7 +16,7 @@ import { startOtlpReceiver, scrape, sumOf, type Sample, freePort, testDatabaseUr
 import { newUlid } from "@stockroom/common";
 import { connectNats } from "@stockroom/common/nats";
 import { catalogMigrations, writeProducts } from "@stockroom/catalog";
-import { type BulkDb } from "../src/store.ts";
+import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue } from "../src/queue.ts";
@@ -76,7 +76,7 @@ async function stop(p: { child: ChildProcess; exited: Promise<unknown> }) {
   await p.exited;
 }
 
-const line = (o: Record<string, unknown>) => JSON.stringify(o) + "\n";
+const line = (o: Record<string, unknown>) => `${JSON.stringify(o)}\n`;
 
 test("one bulk job is one trace across the API and worker processes, and the metrics count its items exactly", async (t) => {
   // The catalog holds 10 products the file repeats unchanged and 10 it will find changed since staging.

@@ -438,7 +438,7 @@ test("JSON Lines: a file with no object at all is EMPTY_FILE", async (t) => {
 });
 
 test("maxBytes: FILE_TOO_LARGE as soon as a chunk crosses it, without reading further", async (t) => {
-  const file = utf8("sku\n" + Array.from({ length: 30 }, (_, i) => `S${String(i).padStart(4, "0")}\n`).join("")); // 4 + 30 * 6 bytes
+  const file = utf8(`sku\n${Array.from({ length: 30 }, (_, i) => `S${String(i).padStart(4, "0")}\n`).join("")}`); // 4 + 30 * 6 bytes
   let pulled = 0;
   async function* counted() {
     for await (const c of pieces(file, [10])) {

@@ -5,8 +5,7 @@ import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_se
 import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
-import { type BulkDb } from "../src/store.ts";
-import { type StagedItem } from "../src/domain.ts";
+import type { StagedItem } from "../src/domain.ts";
 import { createJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_RETENTION, prune } from "../src/prune.ts";

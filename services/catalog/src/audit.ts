@@ -361,5 +361,5 @@ function range(from: number, to: number): string {
 }
 
 function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString("hex").slice(0, 16) + "…";
+  return `${Buffer.from(b).toString("hex").slice(0, 16)}…`;
 }

@@ -41,7 +41,7 @@ export const MASK_PATHS = ["title", "description", "price", "stock", "status", "
 export type MaskPath = (typeof MASK_PATHS)[number] | `attributes.${string}`;
 
 const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** validateSku appends a violation if sku is not a usable SKU. */

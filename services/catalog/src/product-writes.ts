@@ -71,12 +71,14 @@ export async function writeProducts(trx: CatalogTx, ctx: ChangeContext, writes: 
   const restocked: { before: Product; delta: number; at: Date }[] = [];
   const deleted: Product[] = [];
   const changes: ProductChangeRecord[] = [];
-  const after = writes.map((w): Product => {
+  const after: Product[] = [];
+  for (const w of writes) {
     if (w.kind === "create") {
       const product: Product = { ...w.product, version: 1, createdAt: now, updatedAt: now };
       created.push(product);
       changes.push({ type: "created", before: undefined, product, changedFields: [...MASK_PATHS], at: now });
-      return product;
+      after.push(product);
+      continue;
     }
     const at = changeTime(w.before, now);
     const version = w.before.version + 1;
@@ -85,22 +87,25 @@ export async function writeProducts(trx: CatalogTx, ctx: ChangeContext, writes: 
         const next: Product = { ...w.before, ...w.fields, version, updatedAt: at };
         updated.push({ before: w.before, next });
         changes.push({ type: "updated", before: w.before, product: next, changedFields: w.changedFields, at });
-        return next;
+        after.push(next);
+        break;
       }
       case "stock": {
         const next: Product = { ...w.before, stock: w.before.stock + w.delta, version, updatedAt: at };
         restocked.push({ before: w.before, delta: w.delta, at });
         changes.push({ type: "updated", before: w.before, product: next, changedFields: ["stock"], at });
-        return next;
+        after.push(next);
+        break;
       }
       case "delete": {
         const tombstone: Product = { ...w.before, version, updatedAt: at };
         deleted.push(w.before);
         changes.push({ type: "deleted", before: w.before, product: tombstone, changedFields: [], at });
-        return tombstone;
+        after.push(tombstone);
+        break;
       }
     }
-  });
+  }
 
   for (const before of deleted) {
     if (!(await deleteProductRow(trx, ctx.merchantId, before.sku, before.version))) throw new Error(`product "${before.sku}" changed under its lock`);

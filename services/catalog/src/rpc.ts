@@ -4,7 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   AdjustStockRequestSchema,
   AdjustStockResponseSchema,
-  CatalogService,
+  type CatalogService,
   CreateProductRequestSchema,
   CreateProductResponseSchema,
   DeleteProductRequestSchema,

@@ -4,7 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { ChangeSourceKind, ChangeType } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { createMerchant } from "@stockroom/common/rpc";
-import { createDatabase, inTransaction, mysqlErrno, applyGrants, planGrants } from "@stockroom/common/db";
+import { inTransaction, mysqlErrno, applyGrants, planGrants } from "@stockroom/common/db";
 import { startTestApi, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { APPEND_ONLY_TABLES, canonicalContent, GENESIS_HASH, rowHash, sealAuditChains, verifyAuditChain } from "../src/audit.ts";

@@ -3,7 +3,6 @@ import { Code } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChangeSourceKind, ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import type { CatalogDb } from "../src/store.ts";
 import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
 import { vitessOffenders } from "@stockroom/common/testing";
 

@@ -77,6 +77,6 @@ test("other bad input: zero delta, malformed etag on delete, bad page token, no 
   t.deepEqual(fieldViolations(await rejection(t, catalog.batchGetProducts({ skus: [] }), Code.InvalidArgument)), ["skus"]);
   const anonymous = api.client(CatalogService, { merchantId: "", apiKey: "not-a-key" });
   await rejection(t, anonymous.getProduct({ sku: "VALID-1" }), Code.Unauthenticated);
-  const forged = api.client(CatalogService, { merchantId: "", apiKey: api.merchantA.apiKey.slice(0, -4) + "AAAA" });
+  const forged = api.client(CatalogService, { merchantId: "", apiKey: `${api.merchantA.apiKey.slice(0, -4)}AAAA` });
   await rejection(t, forged.getProduct({ sku: "VALID-1" }), Code.Unauthenticated);
 });

@@ -1,6 +1,6 @@
 import test from "ava";
 import { sql } from "kysely";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { startApi } from "../src/rpc/app.ts";

@@ -211,7 +211,7 @@ test("a failing message is retried, poisoned once after maxDeliver, removed, and
   t.deepEqual(attempts, [1, 2, 3], "delivered maxDeliver times");
   t.is(poisoned.length, 1, "onPoison called exactly once");
   t.like(poisoned[0], { id: "bad", deliveryCount: 3 });
-  t.is((poisoned[0]?.error as Error).message, "row 12: price is not a number");
+  t.is((poisoned[0]?.error as Error | undefined)?.message, "row 12: price is not a number");
   t.deepEqual([...good].sort(), range(5, "good").sort(), "later messages were processed");
   await waitFor(t, "the poisoned message to leave the stream", () => streamEmpty(q.nats, q.spec.stream));
   t.like(await consumerLag(q.nats.jsm, q.spec.stream, q.spec.durable), { pending: 0, ackPending: 0 });

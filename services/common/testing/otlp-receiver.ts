@@ -7,7 +7,7 @@
 import http from "node:http";
 import type net from "node:net";
 import { gunzipSync } from "node:zlib";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, type WireType } from "@bufbuild/protobuf/wire";
 
 export type AttributeValue = string | number | boolean;
 
@@ -133,7 +133,10 @@ function decodeSpan(bytes: Uint8Array, resource: Record<string, AttributeValue>)
         break;
       }
       case 15:
-        fields(r.bytes(), (sn, sr, swt) => (sn === 3 ? (span.statusCode = sr.int32()) : sr.skip(swt)));
+        fields(r.bytes(), (sn, sr, swt) => {
+          if (sn === 3) span.statusCode = sr.int32();
+          else sr.skip(swt);
+        });
         break;
       default: r.skip(wt);
     }

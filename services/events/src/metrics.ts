@@ -6,6 +6,7 @@
  */
 import { Gauge, type Registry } from "prom-client";
 import { sql, type Kysely } from "kysely";
+import type { EventTables } from "./schema.ts";
 import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape, untraced } from "@stockroom/common/observe";
 import { withTimeout } from "@stockroom/common";
 
@@ -22,7 +23,7 @@ export interface RelayStatsLike {
 }
 
 /** The databases whose outbox each registry watches: the series are registered once per registry, and the first database is read. */
-const outboxes = new WeakMap<Registry, Set<Kysely<any>>>();
+const outboxes = new WeakMap<Registry, Set<Kysely<EventTables>>>();
 
 /**
  * registerOutboxMetrics exports the unpublished outbox rows of db and the
@@ -31,7 +32,7 @@ const outboxes = new WeakMap<Registry, Set<Kysely<any>>>();
  * of the outbox's database calls it (through its modules' watch hook); more
  * calls on the same registry add nothing.
  */
-export function registerOutboxMetrics(registry: Registry, db: Kysely<any>): void {
+export function registerOutboxMetrics(registry: Registry, db: Kysely<EventTables>): void {
   const known = outboxes.get(registry);
   if (known) {
     known.add(db);

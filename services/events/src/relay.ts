@@ -121,7 +121,9 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           // On the pool, beside publishing: it deletes only published rows, publishing touches only unpublished ones.
           pruning = pruning.then(() =>
             pruneOutbox(db, config.retentionMs).then(
-              (n) => void (counters.pruned += n),
+              (n) => {
+                counters.pruned += n;
+              },
               (error: unknown) => log.error("outbox prune failed", { error }),
             ),
           );
@@ -134,14 +136,16 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           continue;
         }
         const outcome = await publishBatch(nats.js, events, publishOrder(rows));
-        outcome.acked.forEach((row, i) => latency.add(outcome.ackedAt[i]! - row.created_at.getTime()));
+        for (const [i, row] of outcome.acked.entries()) latency.add(outcome.ackedAt[i]! - row.created_at.getTime());
         counters.published += outcome.acked.length;
         counters.duplicates += outcome.duplicates;
         await marking; // one mark at a time
         beingMarked = new Set(outcome.acked.map(keyOf));
         markEnded = false;
         marking = markPublished(db, outcome.acked).then(
-          () => void (markEnded = true),
+          () => {
+            markEnded = true;
+          },
           (error: unknown) => {
             markEnded = true;
             log.warn("outbox mark failed; those rows will be republished", { error });

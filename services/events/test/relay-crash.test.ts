@@ -21,7 +21,7 @@ import {
   DeleteProductRequestSchema,
   UpdateProductRequestSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { createCatalogService, rowToProduct, type CatalogDb } from "@stockroom/catalog";
+import { createCatalogService, rowToProduct, } from "@stockroom/catalog";
 import { kPrincipal } from "@stockroom/common/rpc";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import { domainSubjects, EVENT_HEADERS } from "../src/event-stream.ts";

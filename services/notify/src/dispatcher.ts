@@ -181,7 +181,9 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
     if (sweeping) return;
     sweeping = sweepDeliveries(db, new Date(), config.circuitAfterFailures, { deliveredMs: config.retentionMs, deadMs: config.retentionMs * 4 })
       .then(
-        (swept) => void (stats.dead += swept.expired),
+        (swept) => {
+          stats.dead += swept.expired;
+        },
         (error: unknown) => log.error("webhook sweep failed", { error }),
       )
       .finally(() => (sweeping = undefined));

@@ -3,7 +3,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import {
   CreateWebhookEndpointRequestSchema,
   CreateWebhookEndpointResponseSchema,
-  NotificationService,
+  type NotificationService,
 } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { principalOf, idempotent, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
 import { inTransaction } from "@stockroom/common/db";

@@ -8,7 +8,7 @@ import { newUlid } from "@stockroom/common";
 import { parseNotifyConfig } from "../src/config.ts";
 import { insertDeliveries } from "../src/deliveries.ts";
 import { notifyModule } from "../src/module.ts";
-import type { NotifyDb, WebhookDeliveryRow } from "../src/store.ts";
+import type { WebhookDeliveryRow } from "../src/store.ts";
 import { countRows, errorInfo, fieldViolations, rejection } from "./helpers.ts";
 import type { NotifyTables } from "../src/store.ts";
 

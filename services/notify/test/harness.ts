@@ -11,7 +11,7 @@ import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutbo
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { startTestApi, type TestApi } from "@stockroom/common/testing";
-import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
+import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { DEFAULT_DISPATCHER, type DispatcherConfig } from "../src/config.ts";
 import { startWebhookDispatcher, type WebhookDispatcher } from "../src/dispatcher.ts";
 import { notifyModule } from "../src/module.ts";

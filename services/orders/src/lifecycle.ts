@@ -113,7 +113,7 @@ export async function cancelOrder(
  */
 export async function expireOrder(trx: OrderTx, ref: OrderRef, at: Date): Promise<Order | undefined> {
   const current = await findOrder(trx, ref, "skip");
-  if (!current || current.state !== "pending_payment" || current.expireAt > at) return undefined;
+  if (current?.state !== "pending_payment" || current.expireAt > at) return undefined;
   return transition(trx, { merchantId: ref.merchantId, actor: SWEEPER_ACTOR }, current, "expired", {}, at);
 }
 

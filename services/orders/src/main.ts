@@ -8,7 +8,6 @@ import { startApi, stopOnSignals } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
 import { parseOrderConfig } from "./config.ts";
 import { ordersModule } from "./module.ts";
-import type { OrderDb } from "./store.ts";
 import { startOrderSweeper } from "./sweeper.ts";
 import type { OrderTables } from "./store.ts";
 

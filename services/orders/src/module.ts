@@ -1,11 +1,10 @@
-import type { Kysely } from "kysely";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { type ServiceModule, createRateLimiter, type RateLimit } from "@stockroom/common/rpc";
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
 import type { Metrics } from "@stockroom/common/observe";
 import { parseOrderConfig } from "./config.ts";
 import { createOrderService } from "./rpc.ts";
-import { orderMigrations } from "./store.ts";
+import { orderMigrations, type OrderDb } from "./store.ts";
 import { orderOutcomes } from "./metrics.ts";
 
 export interface OrdersModuleOptions {
@@ -23,7 +22,7 @@ export interface OrdersModuleOptions {
  * parseOrderConfig's defaults. It needs the catalog's tables as well (a
  * process serving the catalog too, or tools/migrate.ts, applies them).
  */
-export function ordersModule(db: Kysely<any>, options: OrdersModuleOptions = {}): ServiceModule {
+export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): ServiceModule {
   const defaults = parseOrderConfig({});
   const service = createOrderService({
     db,

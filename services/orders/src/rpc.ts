@@ -7,7 +7,7 @@ import {
   CreateOrderResponseSchema,
   FulfillOrderRequestSchema,
   FulfillOrderResponseSchema,
-  OrderService,
+  type OrderService,
 } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize, type RateLimiter } from "@stockroom/common/rpc";
 import { inTransaction } from "@stockroom/common/db";

@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestApi, waitFor } from "@stockroom/common/testing";
 import { jsonColumn } from "@stockroom/common/db";
 import { catalogModule } from "@stockroom/catalog";
-import { applyChunk, type BulkDb, createJob, bulkModule, finishStaging, stageLines, type ParsedLine, type BulkJobRow, type BulkTables } from "@stockroom/bulk";
+import { applyChunk, createJob, bulkModule, finishStaging, stageLines, type ParsedLine, type BulkJobRow, type BulkTables } from "@stockroom/bulk";
 import { ordersModule } from "../src/module.ts";
 import { createProduct, OrderService, stockOf } from "./helpers.ts";
 import type { OrderTables } from "../src/store.ts";

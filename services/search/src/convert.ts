@@ -1,7 +1,7 @@
 /** Mapping between catalog products (rows or events), search rows and the wire (stockroom.search.v1). */
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ChangeType, ProductStatus as ProtoStatus, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { ChangeType, type ProductStatus as ProtoStatus, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { SearchResultSchema, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { type Product, type ProductStatus, STATUS_TO_PROTO } from "@stockroom/catalog";
 import type { SearchEntry, SearchHit } from "./store.ts";

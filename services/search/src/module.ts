@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { CatalogDb } from "@stockroom/catalog";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import type { ServiceModule } from "@stockroom/common/rpc";
 import { registerOutboxMetrics } from "@stockroom/events";
@@ -8,7 +8,7 @@ import type { SearchDb } from "./store.ts";
 
 export interface SearchModuleOptions {
   /** The catalog's database (the API process's own), read by ReindexProducts. */
-  catalogDb: Kysely<any>;
+  catalogDb: CatalogDb;
   /** Reads the projector's lag for GetProjectionLag (projector.ts projectionLag). */
   lag?: () => Promise<ProjectionLag>;
 }

@@ -83,7 +83,7 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
 
   const apply = async (msg: WorkMessage) => {
     let event: ProductEvent;
-    let entry;
+    let entry: ReturnType<typeof entryFromEvent>;
     try {
       event = fromBinary(ProductEventSchema, msg.data);
       entry = entryFromEvent(event);
@@ -131,8 +131,12 @@ export function createBatcher<T>(write: (items: T[]) => Promise<void>, options: 
     items = [];
     waiters = [];
     write(batch).then(
-      () => settle.forEach((w) => w.resolve()),
-      (error: unknown) => settle.forEach((w) => w.reject(error)),
+      () => {
+        for (const w of settle) w.resolve();
+      },
+      (error: unknown) => {
+        for (const w of settle) w.reject(error);
+      },
     );
   };
   return {

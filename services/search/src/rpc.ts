@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { ProductStatus as ProtoStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import type { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import type { Money } from "@stockroom/sdk/gen/stockroom/type/v1/money_pb.js";
 import type { CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";

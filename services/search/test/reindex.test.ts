@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { listProducts, type CatalogDb } from "@stockroom/catalog";
+import { listProducts, } from "@stockroom/catalog";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { entryFromProduct } from "../src/convert.ts";

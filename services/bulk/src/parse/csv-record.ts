@@ -123,7 +123,9 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
       case "currency": raw.currency = value; break;
       case "stock": raw.stock = value; break;
       case "status": raw.status = value; break;
-      case "attr": setOwn((attributes ??= {}), column.key, value);
+      case "attr":
+        attributes ??= {};
+        setOwn(attributes, column.key, value);
     }
   }
   if (attributes) raw.attributes = attributes;

@@ -107,6 +107,7 @@ export function poolStats(db: object): PoolStats | undefined {
  * condition reads last, in an order where that stays correct.
  */
 export async function insertRows<Row extends object>(
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
   db: Kysely<any> | Transaction<any>,
   table: string,
   rows: readonly Row[],
@@ -137,7 +138,7 @@ function spanName(sql: string): string {
   const update = /^\s*update\s+`?(\w+)`?/i.exec(sql);
   if (update) return `UPDATE ${update[1]}`;
   const m = /^\s*(\w+)(?:.*?\b(?:from|into|update)\s+`?(\w+)`?)?/is.exec(sql);
-  return m ? `${m[1]!.toUpperCase()}${m[2] ? " " + m[2] : ""}` : "SQL";
+  return m ? `${m[1]!.toUpperCase()}${m[2] ? ` ${m[2]}` : ""}` : "SQL";
 }
 
 function errorCode(error: unknown): string {
@@ -203,6 +204,7 @@ export interface MigrationSet {
  * listed more than once (several modules of one process need it) runs once,
  * in the place of its first occurrence.
  */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): Promise<string[]> {
   const names = new Set<string>();
   const sets = listed.filter((set) => !names.has(set.name) && names.add(set.name));
@@ -231,6 +233,7 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
  * does not exist yet), in one transaction; a repeat, or a database where
  * `from` never ran them, moves nothing.
  */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 async function handOver(db: Kysely<any>, from: string, to: string, names: readonly string[]): Promise<void> {
   const source = `kysely_migration_${from}`;
   const target = `kysely_migration_${to}`;

@@ -37,6 +37,7 @@ export function stripDeferMark(sql: string): string {
 }
 
 /** deferWrite queues a write on the transaction's connection (see above). */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 export async function deferWrite(trx: Transaction<any> | Kysely<any>, query: { sql: string; parameters: readonly unknown[] }): Promise<void> {
   // Not copied (a bulk chunk's insert binds thousands of values); nothing writes to it.
   await trx.executeQuery(CompiledQuery.raw(MARK + query.sql, query.parameters as unknown[]));
@@ -77,7 +78,7 @@ function patch(connection: PoolConnection): void {
     });
   };
 
-  connection.query = function (sql: unknown, parameters?: unknown, callback?: unknown) {
+  connection.query = ((sql: unknown, parameters?: unknown, callback?: unknown) => {
     if (typeof sql !== "string" || typeof callback !== "function") {
       // Streams and other forms: nothing may be left queued in front of them.
       if (pending.length > 0) throw new Error("deferred writes are pending on a connection used without a callback");
@@ -110,7 +111,7 @@ function patch(connection: PoolConnection): void {
     const queued = pending;
     pending = [];
     return send([...queued, { sql, parameters: params }], cb);
-  } as PoolConnection["query"];
+  }) as PoolConnection["query"];
 
   // A connection going back to the pool must not carry another caller's writes.
   const release = connection.release.bind(connection);

@@ -33,6 +33,7 @@ const WIDE = ["UPDATE", "DELETE", "DROP", "ALTER", "ALL PRIVILEGES", "CREATE", "
  * current privileges, and returns the statements that bring the user to the
  * plan. Kysely's bookkeeping tables are left out: only migrations use them.
  */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 export async function planGrants(db: Kysely<any>, target: GrantTarget): Promise<GrantPlan> {
   const host = target.host ?? "%";
   const account = `${quoteString(target.user)}@${quoteString(host)}`;
@@ -104,6 +105,7 @@ function quoteString(value: string): string {
 }
 
 /** applyGrants runs a plan's statements in order (as a user allowed to grant). */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 export async function applyGrants(db: Kysely<any>, plan: GrantPlan): Promise<void> {
   for (const statement of plan.statements) await sql.raw(statement).execute(db);
 }

@@ -14,7 +14,7 @@ export function createLogger(component: string, level: "info" | "warn" | "error"
     for (const [k, v] of Object.entries(entry)) {
       if (v instanceof Error) entry[k] = { name: v.name, message: v.message, stack: v.stack };
     }
-    process.stderr.write(JSON.stringify(entry) + "\n");
+    process.stderr.write(`${JSON.stringify(entry)}\n`);
   };
   return { info: write("info", 0), warn: write("warn", 1), error: write("error", 2) };
 }

@@ -45,6 +45,7 @@ export interface Metrics {
   /** Failed writes of per-minute call statistics (sla.ts retries them at the next flush). */
   slaFlushErrors: Counter;
   /** watchDatabasePool exports a createDatabase pool's in-use, free and queued counts, labelled pool. */
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
   watchDatabasePool(db: Kysely<any>, pool: string): void;
   /** watchConsumer exports a JetStream consumer's pending, ack-pending, redelivered and waiting counts. */
   watchConsumer(jsm: JetStreamManager, stream: string, consumer: string): void;
@@ -80,6 +81,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
   const registers = [registry];
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
   const pools = new Map<string, Kysely<any>>();
   const consumers = new Map<string, { jsm: JetStreamManager; stream: string; consumer: string }>();
 

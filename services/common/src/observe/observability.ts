@@ -27,6 +27,7 @@ export interface ProcessObservability {
 export async function startObservability(options: {
   config: Pick<ApiConfig, "host" | "databaseUrl" | "metricsPort" | "healthProbeMs">;
   log: Logger;
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
   db?: Kysely<any>;
   nats?: NatsConnection;
   /** Called when the dependencies go down (false) or come back (true). */

@@ -101,7 +101,9 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     host: config.host,
     port: config.port,
     services: modules.flatMap((m) => m.services),
-    routes: (router) => modules.forEach((m) => m.register(router)),
+    routes: (router) => {
+      for (const m of modules) m.register(router);
+    },
     interceptors: [
       createTracingInterceptor(),
       createMetricsInterceptor(metrics, recorder),

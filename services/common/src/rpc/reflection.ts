@@ -13,11 +13,11 @@ type Request = v1.ServerReflectionRequest;
 export function registerReflection(router: ConnectRouter, services: DescService[]): void {
   const all = new Map<string, DescFile>();
   const collect = (f: DescFile) => {
-    if (all.has(f.name + ".proto")) return;
-    all.set(f.name + ".proto", f);
+    if (all.has(`${f.name}.proto`)) return;
+    all.set(`${f.name}.proto`, f);
     f.dependencies.forEach(collect);
   };
-  services.forEach((s) => collect(s.file));
+  for (const s of services) collect(s.file);
   const registry = createFileRegistry(
     ...[...new Set(services.map((s) => s.file))].map((f) => createFileRegistry(f.proto, (name) => all.get(name))),
   );
