@@ -90,8 +90,22 @@ const services = [
       mkdirSync("/var/lib/nats-server", { recursive: true });
     },
     start: [
-      "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
-      "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
+      "start-stop-daemon",
+      "--start",
+      "--oknodo",
+      "--background",
+      "--exec",
+      "/usr/sbin/nats-server",
+      "--",
+      "-a",
+      "127.0.0.1",
+      "-p",
+      "4222",
+      "-js",
+      "-sd",
+      "/var/lib/nats-server",
+      "-l",
+      "/var/log/nats-server.log",
     ],
     install: "sudo apt-get install -y nats-server, then: nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server",
     // Bulk jobs queue their chunks on JetStream.
@@ -111,7 +125,9 @@ for (const s of services) {
   } else if (isLocal(s.host) && existsSync(s.binary)) {
     console.error(`stockroom: ${s.name} is installed but not running on ${where}; start it (as root: ${s.start.join(" ")}).`);
   } else {
-    console.error(`stockroom: ${s.name} is not reachable on ${where} and not installed here.\n  Install and start it: ${s.install}\n  or point ${s.name === "MariaDB" ? "DATABASE_URL" : "NATS_URL"} at a running server.`);
+    console.error(
+      `stockroom: ${s.name} is not reachable on ${where} and not installed here.\n  Install and start it: ${s.install}\n  or point ${s.name === "MariaDB" ? "DATABASE_URL" : "NATS_URL"} at a running server.`,
+    );
   }
   if (s.required) process.exit(1);
 }
@@ -121,7 +137,9 @@ const chromium = "/usr/bin/chromium";
 if (command === "test" && !existsSync(chromium)) {
   const how = "apt-get update && apt-get install -y chromium";
   if (!existsSync("/usr/bin/apt-get")) {
-    console.error(`stockroom: Chromium is missing (${chromium}); the SDK's browser test needs it. Install Debian's chromium package (${how}).`);
+    console.error(
+      `stockroom: Chromium is missing (${chromium}); the SDK's browser test needs it. Install Debian's chromium package (${how}).`,
+    );
     process.exit(1);
   }
   if (!isRoot) {
@@ -132,7 +150,10 @@ if (command === "test" && !existsSync(chromium)) {
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const ok =
     run("apt-get", ["update", "-qq"], { env }) === 0 &&
-    run("apt-get", ["install", "-y", "-qq", "-o", "Dpkg::Options::=--force-confold", "chromium"], { env, stdio: ["ignore", "ignore", "inherit"] }) === 0;
+    run("apt-get", ["install", "-y", "-qq", "-o", "Dpkg::Options::=--force-confold", "chromium"], {
+      env,
+      stdio: ["ignore", "ignore", "inherit"],
+    }) === 0;
   if (!ok || !existsSync(chromium)) {
     console.error(`stockroom: installing Chromium failed (see above); install it yourself, as root: ${how}`);
     process.exit(1);

@@ -18,9 +18,13 @@ const dist = path.join(sdk, "dist");
 const staging = path.join(sdk, `.dist-${process.pid}`);
 
 try {
-  const tsc = spawnSync(path.join(root, "node_modules", ".bin", "tsc"), ["-p", path.join(sdk, "tsconfig.build.json"), "--outDir", staging], {
-    stdio: "inherit",
-  });
+  const tsc = spawnSync(
+    path.join(root, "node_modules", ".bin", "tsc"),
+    ["-p", path.join(sdk, "tsconfig.build.json"), "--outDir", staging],
+    {
+      stdio: "inherit",
+    },
+  );
   if (tsc.status !== 0) {
     console.error("sdk build: tsc failed");
     process.exit(tsc.status ?? 1);

@@ -36,7 +36,9 @@ try {
     try {
       await applyGrants(db, plan);
     } catch (error) {
-      console.error(`could not apply: ${(error as Error).message}\n(the account must exist first: CREATE USER '${values.user}'@'${values.host}' IDENTIFIED BY '…')`);
+      console.error(
+        `could not apply: ${(error as Error).message}\n(the account must exist first: CREATE USER '${values.user}'@'${values.host}' IDENTIFIED BY '…')`,
+      );
       process.exit(1);
     }
   }

@@ -14,8 +14,15 @@ import { currencyDigits } from "@stockroom/common";
 
 /** ERROR_CODES are the item error codes the generator provokes (stockroom.bulk.v1 BulkItemError.code). */
 export const ERROR_CODES = [
-  "MISSING_SKU", "BAD_NUMBER", "NEGATIVE_PRICE", "NEGATIVE_STOCK", "UNKNOWN_CURRENCY",
-  "TOO_LONG", "DUPLICATE_SKU", "MALFORMED_LINE", "INVALID_UTF8",
+  "MISSING_SKU",
+  "BAD_NUMBER",
+  "NEGATIVE_PRICE",
+  "NEGATIVE_STOCK",
+  "UNKNOWN_CURRENCY",
+  "TOO_LONG",
+  "DUPLICATE_SKU",
+  "MALFORMED_LINE",
+  "INVALID_UTF8",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -69,13 +76,73 @@ const INTEGER = /^-?\d+$/;
 
 // ---- data -------------------------------------------------------------------
 
-const ADJECTIVES = ["Classic", "Vintage", "Organic", "Handmade", "Deluxe", "Compact", "Crème", "Éco", "Smart", "Ultra-light", "Café", "Nordic", "Kyoto", "Rustic", "Waterproof", "Señor", "Große"];
-const NOUNS = ["teapot", "backpack", "skillet", "notebook", "headphones", "sneakers", "desk lamp", "mug", "rain jacket", "scarf", "bento box", "umbrella", "抹茶 set", "日本 chef knife", "water bottle", "crêpe pan"];
-const EXTRAS = ["2-pack", "size M", "with lid, 1.5 L", '12" display', '"Limited" edition', "🍵", "🎒 for school", "☕️ lovers", "👩‍🍳 chef's pick", "naïve design", "Zürich edition", "日本製", "blue, green, or red", "100% cotton", "5 ½ in.", "déjà vu"];
+const ADJECTIVES = [
+  "Classic",
+  "Vintage",
+  "Organic",
+  "Handmade",
+  "Deluxe",
+  "Compact",
+  "Crème",
+  "Éco",
+  "Smart",
+  "Ultra-light",
+  "Café",
+  "Nordic",
+  "Kyoto",
+  "Rustic",
+  "Waterproof",
+  "Señor",
+  "Große",
+];
+const NOUNS = [
+  "teapot",
+  "backpack",
+  "skillet",
+  "notebook",
+  "headphones",
+  "sneakers",
+  "desk lamp",
+  "mug",
+  "rain jacket",
+  "scarf",
+  "bento box",
+  "umbrella",
+  "抹茶 set",
+  "日本 chef knife",
+  "water bottle",
+  "crêpe pan",
+];
+const EXTRAS = [
+  "2-pack",
+  "size M",
+  "with lid, 1.5 L",
+  '12" display',
+  '"Limited" edition',
+  "🍵",
+  "🎒 for school",
+  "☕️ lovers",
+  "👩‍🍳 chef's pick",
+  "naïve design",
+  "Zürich edition",
+  "日本製",
+  "blue, green, or red",
+  "100% cotton",
+  "5 ½ in.",
+  "déjà vu",
+];
 const SENTENCES = [
-  "Ships in 2–3 days.", "Dishwasher safe, but hand-washing is recommended.", 'Our "everyday" favourite.',
-  "Fait à la main en France.", "日本で作られました。", "Perfect for tea ceremonies 🍵.", "Includes a 1-year warranty; see terms.",
-  'Fits 13" and 14" laptops.', "Size chart: S, M, L, XL.", "Crème brûlée not included 😄.", "Ça va? Très bien, merci!",
+  "Ships in 2–3 days.",
+  "Dishwasher safe, but hand-washing is recommended.",
+  'Our "everyday" favourite.',
+  "Fait à la main en France.",
+  "日本で作られました。",
+  "Perfect for tea ceremonies 🍵.",
+  "Includes a 1-year warranty; see terms.",
+  'Fits 13" and 14" laptops.',
+  "Size chart: S, M, L, XL.",
+  "Crème brûlée not included 😄.",
+  "Ça va? Très bien, merci!",
   'Say "hello," then "goodbye".',
 ];
 const ATTRIBUTE_VALUES: Record<string, readonly string[]> = {
@@ -103,7 +170,10 @@ function createRandom(seed: number) {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return (z ^ (z >>> 16)) >>> 0;
   };
-  let a = split(), b = split(), c = split(), d = split();
+  let a = split(),
+    b = split(),
+    c = split(),
+    d = split();
   const float = () => {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;
@@ -151,9 +221,11 @@ export function normalizeColumns(columns: readonly string[]): string[] {
 }
 
 function checkOptions(o: GenOptions): void {
-  if (!Number.isSafeInteger(o.rows) || o.rows < 0 || o.rows > MAX_ROWS) throw new OptionError(`rows must be a whole number from 0 to ${MAX_ROWS}, got ${o.rows}`);
+  if (!Number.isSafeInteger(o.rows) || o.rows < 0 || o.rows > MAX_ROWS)
+    throw new OptionError(`rows must be a whole number from 0 to ${MAX_ROWS}, got ${o.rows}`);
   if (o.format !== "csv" && o.format !== "jsonl") throw new OptionError(`format must be csv or jsonl, got ${String(o.format)}`);
-  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw new OptionError(`seed must be a whole number from 0 to 4294967295, got ${o.seed}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff)
+    throw new OptionError(`seed must be a whole number from 0 to 4294967295, got ${o.seed}`);
   const rate = o.invalidRate ?? 0;
   if (!(rate >= 0 && rate <= 1)) throw new OptionError(`invalid rate must be from 0 to 1, got ${rate}`);
   if (o.bom && o.format !== "csv") throw new OptionError("a byte order mark is for CSV files only");
@@ -166,7 +238,13 @@ function checkOptions(o: GenOptions): void {
 // ---- rows -----------------------------------------------------------------------
 
 interface Row {
-  sku: string; title: string; description: string; price: string; currency: string; stock: string; status: string;
+  sku: string;
+  title: string;
+  description: string;
+  price: string;
+  currency: string;
+  stock: string;
+  status: string;
   attributes: string[];
   /** JSON Lines writes the price as a number rather than a string. */
   priceAsNumber: boolean;
@@ -208,12 +286,18 @@ export function generateBulkFile(options: GenOptions): GeneratedFile {
   const attrIndex = columns.map((c) => (c.startsWith("attr.") ? attrKeys.indexOf(c.slice("attr.".length)) : -1));
   const codes = ERROR_CODES.filter((code) => {
     switch (code) {
-      case "BAD_NUMBER": return has.has("price") || has.has("stock");
-      case "NEGATIVE_PRICE": return has.has("price");
-      case "NEGATIVE_STOCK": return has.has("stock");
-      case "UNKNOWN_CURRENCY": return has.has("currency");
-      case "TOO_LONG": return has.has("title");
-      default: return true;
+      case "BAD_NUMBER":
+        return has.has("price") || has.has("stock");
+      case "NEGATIVE_PRICE":
+        return has.has("price");
+      case "NEGATIVE_STOCK":
+        return has.has("stock");
+      case "UNKNOWN_CURRENCY":
+        return has.has("currency");
+      case "TOO_LONG":
+        return has.has("title");
+      default:
+        return true;
     }
   });
   const withoutDuplicate = codes.filter((c) => c !== "DUPLICATE_SKU");
@@ -225,8 +309,19 @@ export function generateBulkFile(options: GenOptions): GeneratedFile {
 
   const makeRow = (n: number): Row => {
     const row: Row = {
-      sku: skuPrefix + String(n).padStart(skuWidth, "0"), title: "", description: "", price: "", currency: "", stock: "", status: "",
-      attributes: [], priceAsNumber: false, omitSku: false, quoteAll: rng.chance(0.05), malformed: false, raw: false,
+      sku: skuPrefix + String(n).padStart(skuWidth, "0"),
+      title: "",
+      description: "",
+      price: "",
+      currency: "",
+      stock: "",
+      status: "",
+      attributes: [],
+      priceAsNumber: false,
+      omitSku: false,
+      quoteAll: rng.chance(0.05),
+      malformed: false,
+      raw: false,
     };
     if (has.has("title")) {
       row.title = rng.chance(0.002)
@@ -314,8 +409,9 @@ export function generateBulkFile(options: GenOptions): GeneratedFile {
     const attributes: Record<string, string> = {};
     for (const [i, key] of attrKeys.entries()) attributes[key] = row.attributes[i]!;
     for (const c of columns) {
-      if (c === "sku") { if (!row.omitSku) o["sku"] = row.sku; }
-      else if (c === "price") o["price"] = row.priceAsNumber && DECIMAL.test(row.price) ? Number(row.price) : row.price;
+      if (c === "sku") {
+        if (!row.omitSku) o["sku"] = row.sku;
+      } else if (c === "price") o["price"] = row.priceAsNumber && DECIMAL.test(row.price) ? Number(row.price) : row.price;
       else if (c === "stock") o["stock"] = INTEGER.test(row.stock) ? Number(row.stock) : row.stock;
       else if (c.startsWith("attr.")) o["attributes"] = attributes;
       else o[c] = row[c as Field];
@@ -323,9 +419,12 @@ export function generateBulkFile(options: GenOptions): GeneratedFile {
     const json = JSON.stringify(o);
     if (!row.malformed) return json;
     switch (rng.int(0, 2)) {
-      case 0: return json.slice(0, -1);
-      case 1: return `${json.slice(0, -1)},}`;
-      default: return json.replace('"', "");
+      case 0:
+        return json.slice(0, -1);
+      case 1:
+        return `${json.slice(0, -1)},}`;
+      default:
+        return json.replace('"', "");
     }
   };
 
@@ -426,9 +525,16 @@ export function parseCli(args: string[]): { help: true } | { help: false; out: s
       strict: true,
       allowPositionals: false,
       options: {
-        rows: { type: "string" }, format: { type: "string" }, out: { type: "string" }, seed: { type: "string" },
-        columns: { type: "string" }, "invalid-rate": { type: "string" }, bom: { type: "boolean" },
-        crlf: { type: "boolean" }, "sku-prefix": { type: "string" }, help: { type: "boolean", short: "h" },
+        rows: { type: "string" },
+        format: { type: "string" },
+        out: { type: "string" },
+        seed: { type: "string" },
+        columns: { type: "string" },
+        "invalid-rate": { type: "string" },
+        bom: { type: "boolean" },
+        crlf: { type: "boolean" },
+        "sku-prefix": { type: "string" },
+        help: { type: "boolean", short: "h" },
       },
     }));
   } catch (error) {
@@ -452,8 +558,13 @@ export function parseCli(args: string[]): { help: true } | { help: false; out: s
   const columns = values.columns?.split(",").map((c) => c.trim());
   if (columns?.some((c) => c === "")) throw new OptionError("--columns has an empty name");
   const options: GenOptions = {
-    rows, format, seed: whole("--seed", values.seed ?? "42"), invalidRate: Number(rate),
-    bom: values.bom ?? false, crlf: values.crlf ?? false, skuPrefix: values["sku-prefix"] ?? "SKU-",
+    rows,
+    format,
+    seed: whole("--seed", values.seed ?? "42"),
+    invalidRate: Number(rate),
+    bom: values.bom ?? false,
+    crlf: values.crlf ?? false,
+    skuPrefix: values["sku-prefix"] ?? "SKU-",
   };
   if (columns) options.columns = columns;
   return { help: false, out, options };
@@ -496,7 +607,10 @@ async function main(args: string[]): Promise<void> {
   const seconds = (performance.now() - started) / 1000;
   const byCode = new Map<string, number>();
   for (const code of file.expected.invalid.values()) byCode.set(code, (byCode.get(code) ?? 0) + 1);
-  const invalid = [...byCode].sort().map(([code, n]) => `${code} ${n}`).join(", ");
+  const invalid = [...byCode]
+    .sort()
+    .map(([code, n]) => `${code} ${n}`)
+    .join(", ");
   const rows = file.expected.validLines() + file.expected.invalid.size;
   const report =
     `${rows} rows (${file.expected.validLines()} valid, ${file.expected.invalid.size} invalid${invalid ? `: ${invalid}` : ""}), ` +

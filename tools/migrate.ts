@@ -17,7 +17,9 @@ const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseA
 await ensureDatabase(databaseUrl);
 const db = createDatabase({ url: databaseUrl, poolSize: 1 });
 try {
-  const sets = search ? [searchMigrations] : [commonMigrations, eventsMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations];
+  const sets = search
+    ? [searchMigrations]
+    : [commonMigrations, eventsMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations];
   const applied = await migrateToLatest(db, sets);
   console.log(applied.length > 0 ? `applied:\n  ${applied.join("\n  ")}` : "already up to date");
 } finally {

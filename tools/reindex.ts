@@ -14,7 +14,10 @@ const catalogDb = createDatabase<CatalogTables>({ url: parseApiConfig(process.en
 const searchDb = await openSearchDatabase({ url: parseSearchConfig(process.env).databaseUrl, poolSize: 2, migrate: false });
 try {
   const named = process.argv.slice(2);
-  const merchants = named.length > 0 ? named : (await catalogDb.selectFrom("merchants").select("merchant_id").orderBy("merchant_id").execute()).map((m) => m.merchant_id);
+  const merchants =
+    named.length > 0
+      ? named
+      : (await catalogDb.selectFrom("merchants").select("merchant_id").orderBy("merchant_id").execute()).map((m) => m.merchant_id);
   const totals = { read: 0, updated: 0, removed: 0 };
   for (const merchantId of merchants) {
     let last = { read: 0, updated: 0, removed: 0 };

@@ -6,14 +6,21 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
-import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay, } from "@stockroom/events";
+import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay } from "@stockroom/events";
 import { parseBulkConfig, bulkModule, startBulkWorker } from "@stockroom/bulk";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { catalogModule } from "@stockroom/catalog";
-import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, } from "@stockroom/notify";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher } from "@stockroom/notify";
 import { parseOrderConfig, ordersModule, startOrderSweeper } from "@stockroom/orders";
-import { parseSearchConfig, searchModule, projectionLag, startSearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
+import {
+  parseSearchConfig,
+  searchModule,
+  projectionLag,
+  startSearchProjector,
+  openSearchDatabase,
+  createSearchWaiter,
+} from "@stockroom/search";
 import type { StockroomTables } from "./tables.ts";
 
 // Locally, metrics are on by default (http://127.0.0.1:9464/metrics); METRICS_PORT=off turns them off.
@@ -50,8 +57,15 @@ const demoFile = path.join(stateDir, "demo-merchant.json");
 let demo: { merchantId: string; apiKey: string } | undefined;
 if (existsSync(demoFile)) {
   const saved = JSON.parse(readFileSync(demoFile, "utf8")) as { merchantId: string; apiKey: string; databaseUrl: string };
-  const valid = saved.databaseUrl === config.databaseUrl &&
-    (await createKeyVerifier(api.db, 0)(saved.apiKey).then(() => true, () => false));
+  const valid =
+    saved.databaseUrl === config.databaseUrl &&
+    (await createKeyVerifier(
+      api.db,
+      0,
+    )(saved.apiKey).then(
+      () => true,
+      () => false,
+    ));
   if (valid) demo = saved;
 }
 if (!demo) {
@@ -84,14 +98,23 @@ const worker = await startBulkWorker({
   queue: bulk.queue,
   log,
   concurrency: bulk.workerConcurrency,
-  reconcileEveryMs: bulk.reconcileEveryMs, pruneEveryMs: bulk.pruneEveryMs, retention: bulk.retention,
+  reconcileEveryMs: bulk.reconcileEveryMs,
+  pruneEveryMs: bulk.pruneEveryMs,
+  retention: bulk.retention,
   sealEveryMs: bulk.sealEveryMs,
   metrics: api.metrics,
 });
 const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });
 registerRelayMetrics(api.metrics.registry, relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
-const webhooks = await startWebhookDispatcher({ db: api.db, nats, events, config: notify.dispatcher, allowPrivateTargets: notify.allowPrivateTargets, log });
+const webhooks = await startWebhookDispatcher({
+  db: api.db,
+  nats,
+  events,
+  config: notify.dispatcher,
+  allowPrivateTargets: notify.allowPrivateTargets,
+  log,
+});
 registerDispatcherMetrics(api.metrics.registry, webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
 const sweeper = startOrderSweeper({ db: api.db, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });

@@ -22,12 +22,18 @@ step("type-check (tsc)", bin("tsc"), ["-p", "."]);
 // ava's own summary ("12 tests passed") is echoed, then restated as one
 // plain "tests: N passed, N failed" line that any CI log reader understands.
 console.log("\n== tests (ava)");
-const ava = spawnSync(bin("ava"), process.argv.slice(2), { cwd: root, stdio: ["inherit", "pipe", "inherit"], encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+const ava = spawnSync(bin("ava"), process.argv.slice(2), {
+  cwd: root,
+  stdio: ["inherit", "pipe", "inherit"],
+  encoding: "utf8",
+  maxBuffer: 256 * 1024 * 1024,
+});
 process.stdout.write(ava.stdout ?? "");
 const count = (re: RegExp) => Number(re.exec(ava.stdout ?? "")?.[1] ?? 0);
 const marks = (mark: string) => (ava.stdout ?? "").split("\n").filter((l) => l.trimStart().startsWith(mark)).length;
 const passed = Math.max(count(/(\d+) tests? passed/), marks("✔"));
-const failed = Math.max(count(/(\d+) tests? failed/), marks("✘")) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+const failed =
+  Math.max(count(/(\d+) tests? failed/), marks("✘")) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
 const status = ava.status ?? 1;
 console.log(`\ntests: ${passed} passed, ${failed > 0 || status === 0 ? failed : 1} failed`);
 process.exit(status);

@@ -20,9 +20,13 @@ try {
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
   } else {
-    console.log(`merchant ${result.merchantId}: ${result.sealed} sealed entries (head at ${result.headSeq}), ${result.unsealed} not sealed yet`);
+    console.log(
+      `merchant ${result.merchantId}: ${result.sealed} sealed entries (head at ${result.headSeq}), ${result.unsealed} not sealed yet`,
+    );
     for (const p of result.problems) {
-      const where = [p.sealSeq !== undefined && `seal_seq ${p.sealSeq}`, p.changeId && `change ${p.changeId}`, p.sku && `sku ${p.sku}`].filter(Boolean).join(", ");
+      const where = [p.sealSeq !== undefined && `seal_seq ${p.sealSeq}`, p.changeId && `change ${p.changeId}`, p.sku && `sku ${p.sku}`]
+        .filter(Boolean)
+        .join(", ");
       console.log(`  ${p.kind}${where ? ` (${where})` : ""}: ${p.detail}`);
     }
     console.log(result.problems.length === 0 ? "chain intact" : `${result.problems.length} problem(s)`);

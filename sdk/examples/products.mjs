@@ -4,18 +4,27 @@
 // STOCKROOM_API_KEY=srk_... node products.mjs
 import { ConflictError, createStockroomClient } from "@stockroom/sdk";
 
-const stockroom = createStockroomClient({ baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080", apiKey: process.env.STOCKROOM_API_KEY });
+const stockroom = createStockroomClient({
+  baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080",
+  apiKey: process.env.STOCKROOM_API_KEY,
+});
 const sku = `LAMP-${Date.now()}`;
 const { product: created } = await stockroom.catalog.createProduct({
   product: { sku, title: "Desk lamp", price: { currencyCode: "EUR", minorUnits: 3900n }, stock: 10 },
 });
 
 // Another editor changes the title first.
-await stockroom.catalog.updateProduct({ product: { sku, title: "Desk lamp, brass", etag: created.etag }, updateMask: { paths: ["title"] } });
+await stockroom.catalog.updateProduct({
+  product: { sku, title: "Desk lamp, brass", etag: created.etag },
+  updateMask: { paths: ["title"] },
+});
 
 // Our update still carries the etag we read: it is refused, nothing is written.
 try {
-  await stockroom.catalog.updateProduct({ product: { sku, price: { currencyCode: "EUR", minorUnits: 3500n }, etag: created.etag }, updateMask: { paths: ["price"] } });
+  await stockroom.catalog.updateProduct({
+    product: { sku, price: { currencyCode: "EUR", minorUnits: 3500n }, etag: created.etag },
+    updateMask: { paths: ["price"] },
+  });
 } catch (error) {
   if (!(error instanceof ConflictError)) throw error;
   console.log(`conflict: the product is now at ${error.currentEtag}; re-applying the price change on top`);

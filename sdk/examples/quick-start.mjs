@@ -2,7 +2,10 @@
 // STOCKROOM_API_KEY=srk_... node quick-start.mjs
 import { createStockroomClient } from "@stockroom/sdk";
 
-const stockroom = createStockroomClient({ baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080", apiKey: process.env.STOCKROOM_API_KEY });
+const stockroom = createStockroomClient({
+  baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080",
+  apiKey: process.env.STOCKROOM_API_KEY,
+});
 const sku = `MUG-${Date.now()}`;
 await stockroom.catalog.createProduct({ product: { sku, title: "Mug", price: { currencyCode: "EUR", minorUnits: 1290n }, stock: 5 } });
 const { product } = await stockroom.catalog.getProduct({ sku });

@@ -14,7 +14,8 @@ const stockroom = createStockroomClient({
 // (e.g. a job queue): the server answers a repeat with the first response.
 const sku = `TEA-${Date.now()}`;
 const requestId = newRequestId();
-const create = () => stockroom.catalog.createProduct({ requestId, product: { sku, title: "Tea", price: { currencyCode: "EUR", minorUnits: 450n } } });
+const create = () =>
+  stockroom.catalog.createProduct({ requestId, product: { sku, title: "Tea", price: { currencyCode: "EUR", minorUnits: 450n } } });
 const first = await create();
 const repeat = await create();
 console.log(`created once: ${first.product.etag === repeat.product.etag}`);

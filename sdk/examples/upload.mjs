@@ -8,7 +8,10 @@ import { BulkJobState, createStockroomClient } from "@stockroom/sdk";
 
 const file = process.argv[2];
 if (!file) throw new Error("usage: node upload.mjs FILE.csv|FILE.jsonl");
-const stockroom = createStockroomClient({ baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080", apiKey: process.env.STOCKROOM_API_KEY });
+const stockroom = createStockroomClient({
+  baseUrl: process.env.STOCKROOM_URL ?? "http://127.0.0.1:8080",
+  apiKey: process.env.STOCKROOM_API_KEY,
+});
 
 // The format comes from the file name; a requestId (here generated) makes a repeated call return the same job.
 const job = await stockroom.uploadBulkFile(file, {
@@ -19,7 +22,9 @@ console.log(`job ${job.id}: ${BulkJobState[job.state]}`);
 
 for await (const { job: now, progress } of stockroom.watchBulkJob(job.id)) {
   const c = now.counts;
-  console.log(`${BulkJobState[now.state]}: ${c.applied} applied, ${c.unchanged} unchanged, ${c.invalid} invalid${progress?.itemsPerSecond ? ` (${Math.round(progress.itemsPerSecond)}/s)` : ""}`);
+  console.log(
+    `${BulkJobState[now.state]}: ${c.applied} applied, ${c.unchanged} unchanged, ${c.invalid} invalid${progress?.itemsPerSecond ? ` (${Math.round(progress.itemsPerSecond)}/s)` : ""}`,
+  );
 }
 
 const out = `${file.replace(/\.[^.]+$/, "")}.report.csv`;

@@ -32,7 +32,8 @@ export interface NodeClientOptions extends ClientOptions {
 export function createStockroomClient(options: NodeClientOptions): StockroomClient<UploadSource> {
   validateOptions(options);
   const protocol = options.transport ?? "grpc";
-  if (!["grpc", "connect", "grpc-web"].includes(protocol)) throw new TypeError(`transport must be "grpc", "connect" or "grpc-web", not ${JSON.stringify(protocol)}`);
+  if (!["grpc", "connect", "grpc-web"].includes(protocol))
+    throw new TypeError(`transport must be "grpc", "connect" or "grpc-web", not ${JSON.stringify(protocol)}`);
   const httpVersion = protocol === "grpc" ? "2" : (options.httpVersion ?? "1.1");
   const interceptors = [authInterceptor(options.apiKey), ...(options.interceptors ?? [])];
   let transport: Transport;
@@ -41,7 +42,11 @@ export function createStockroomClient(options: NodeClientOptions): StockroomClie
     const sessionManager = new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 60_000 });
     const common = { baseUrl: options.baseUrl, httpVersion: "2" as const, sessionManager, interceptors, useBinaryFormat: true };
     transport =
-      protocol === "grpc" ? createGrpcTransport(common) : protocol === "connect" ? createConnectTransport(common) : createGrpcWebTransport(common);
+      protocol === "grpc"
+        ? createGrpcTransport(common)
+        : protocol === "connect"
+          ? createConnectTransport(common)
+          : createGrpcWebTransport(common);
     close = () => sessionManager.abort();
   } else {
     const agent = new (options.baseUrl.startsWith("https:") ? https.Agent : http.Agent)({ keepAlive: true });

@@ -4,7 +4,12 @@
  * downloadBulkJobReport (the per-item CSV as a stream).
  */
 import type { Client } from "@connectrpc/connect";
-import { BulkJobState, type BulkItemOutcome, type BulkJob, type BulkJobProgress } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import {
+  BulkJobState,
+  type BulkItemOutcome,
+  type BulkJob,
+  type BulkJobProgress,
+} from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { toStockroomError } from "./errors.ts";
 import { backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
@@ -122,7 +127,10 @@ export interface ReportStream extends AsyncIterable<Uint8Array> {
 export function downloadBulkJobReport(deps: HelperDeps, jobId: string, options: ReportOptions = {}): ReportStream {
   async function* bytes(): AsyncGenerator<Uint8Array> {
     // deps.bulk cancels the call when this is left early (see cancellableStreams in client.ts).
-    for await (const { chunk } of deps.bulk.downloadBulkJobReport({ jobId, outcomes: options.outcomes ?? [] }, { signal: options.signal })) {
+    for await (const { chunk } of deps.bulk.downloadBulkJobReport(
+      { jobId, outcomes: options.outcomes ?? [] },
+      { signal: options.signal },
+    )) {
       if (chunk.length > 0) yield chunk;
     }
   }

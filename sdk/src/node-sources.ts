@@ -31,5 +31,10 @@ export function nodeByteSource(source: UploadSource): ByteSource {
 }
 
 function isNodeReadable(source: unknown): source is Readable {
-  return typeof source === "object" && source !== null && typeof (source as Readable).pipe === "function" && typeof (source as Readable).read === "function";
+  return (
+    typeof source === "object" &&
+    source !== null &&
+    typeof (source as Readable).pipe === "function" &&
+    typeof (source as Readable).read === "function"
+  );
 }

@@ -17,7 +17,15 @@ export {
 } from "./errors.ts";
 export { DEFAULT_RETRY, type RetryOptions } from "./retry.ts";
 export { DEFAULT_TIMEOUT_MS, type ClientOptions, type StockroomClient } from "./client.ts";
-export { FINAL_STATES, isFinalState, type BulkJobUpdate, type ReportOptions, type ReportStream, type WaitOptions, type WatchOptions } from "./jobs.ts";
+export {
+  FINAL_STATES,
+  isFinalState,
+  type BulkJobUpdate,
+  type ReportOptions,
+  type ReportStream,
+  type WaitOptions,
+  type WatchOptions,
+} from "./jobs.ts";
 export type { UploadBulkFileOptions, UploadProgress } from "./upload.ts";
 export type { WebUploadSource } from "./sources.ts";
 export { newRequestId } from "./request-id.ts";

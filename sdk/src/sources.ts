@@ -63,7 +63,8 @@ export function oneShot(iterable: AsyncIterable<Uint8Array>, name?: string): Byt
     type: undefined,
     replayable: false,
     read(offset) {
-      if (used || offset !== 0) throw new Error("uploadBulkFile: a stream source can be read only once; pass a file or a Blob to allow a restart");
+      if (used || offset !== 0)
+        throw new Error("uploadBulkFile: a stream source can be read only once; pass a file or a Blob to allow a restart");
       used = true;
       return bytesOf(iterable);
     },

@@ -185,10 +185,14 @@ export function createCallGuard(outer: AbortSignal | undefined, timeoutMs: numbe
     timer = setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
     (timer as { unref?: () => void }).unref?.();
   }
-  controller.signal.addEventListener("abort", () => {
-    clearTimeout(timer);
-    outer?.removeEventListener("abort", onAbort);
-  }, { once: true });
+  controller.signal.addEventListener(
+    "abort",
+    () => {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onAbort);
+    },
+    { once: true },
+  );
   return { signal: controller.signal, release };
 }
 

@@ -28,7 +28,13 @@
  *
  * A job found "upload interrupted" moves the chain to the next id.
  */
-import { ConflictPolicy, BulkFileFormat, BulkJobState, type BulkJob, type BulkJobOptionsSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import {
+  ConflictPolicy,
+  BulkFileFormat,
+  BulkJobState,
+  type BulkJob,
+  type BulkJobOptionsSchema,
+} from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { createContextValues } from "@connectrpc/connect";
@@ -83,7 +89,8 @@ export async function uploadBulkFile(deps: UploadDeps, source: ByteSource, optio
   const requestId = options.requestId ?? newRequestId();
   if (requestId.length > MAX_REQUEST_ID) throw new RangeError(`requestId must be at most ${MAX_REQUEST_ID} characters`);
   const partSize = options.partSize ?? 1024 * 1024;
-  if (!Number.isInteger(partSize) || partSize < 1 || partSize > MAX_MESSAGE) throw new RangeError(`partSize must be 1 to ${MAX_MESSAGE} bytes`);
+  if (!Number.isInteger(partSize) || partSize < 1 || partSize > MAX_MESSAGE)
+    throw new RangeError(`partSize must be 1 to ${MAX_MESSAGE} bytes`);
   const method = options.method ?? "auto";
   if (method === "stream" && !deps.canStream) throw new TypeError('method "stream" needs client streaming: gRPC in Node');
   const base = {
@@ -99,7 +106,8 @@ export async function uploadBulkFile(deps: UploadDeps, source: ByteSource, optio
     partSize,
     jobOptions: (attempt) => ({ ...base, requestId: attemptRequestId(requestId, attempt) }),
     patience: createPatience(deps.retry, options.retryForMs ?? 60_000),
-    progress: (bytesSent, itemsValidated) => options.onProgress?.({ bytesSent, totalBytes: source.size, ...(itemsValidated === undefined ? {} : { itemsValidated }) }),
+    progress: (bytesSent, itemsValidated) =>
+      options.onProgress?.({ bytesSent, totalBytes: source.size, ...(itemsValidated === undefined ? {} : { itemsValidated }) }),
   };
   const useStream = method === "stream" || (method === "auto" && deps.canStream && source.replayable);
   const job = useStream ? await byStream(run) : await byParts(run, 0);
@@ -171,14 +179,19 @@ async function byParts(run: Run, firstAttempt: number): Promise<BulkJob> {
   for (let attempt = firstAttempt; ; attempt++) {
     const jobOptions = run.jobOptions(attempt);
     // A repeated CreateUpload leaves an empty upload behind, which expires: harmless.
-    const { upload } = await persist(run, () => deps.bulk.createUpload({ options: jobOptions, expectedSize }, { signal, contextValues: SINGLE_ATTEMPT() }));
+    const { upload } = await persist(run, () =>
+      deps.bulk.createUpload({ options: jobOptions, expectedSize }, { signal, contextValues: SINGLE_ATTEMPT() }),
+    );
     const uploadId = upload!.id;
     const totalSize = BigInt(await sendParts(run, uploadId));
     // CompleteUpload stages the whole file before it answers: no deadline. A repeat finds the same job.
-    const { job } = await persist(run, () => deps.bulk.completeUpload({ uploadId, totalSize }, { signal, timeoutMs: 0, contextValues: SINGLE_ATTEMPT() }));
+    const { job } = await persist(run, () =>
+      deps.bulk.completeUpload({ uploadId, totalSize }, { signal, timeoutMs: 0, contextValues: SINGLE_ATTEMPT() }),
+    );
     const settled = await settle(run, job!);
     if (!interrupted(settled)) return settled;
-    if (!source.replayable) throw new Error(`uploadBulkFile: job ${settled.id} failed while staging (${settled.error}) and a stream source cannot be sent again`);
+    if (!source.replayable)
+      throw new Error(`uploadBulkFile: job ${settled.id} failed while staging (${settled.error}) and a stream source cannot be sent again`);
   }
 }
 
@@ -219,7 +232,8 @@ async function sendParts(run: Run, uploadId: string): Promise<number> {
       if (committed >= end) pending = undefined;
       else if (committed >= part.offset) pending = { offset: committed, data: part.data.subarray(committed - part.offset) };
       else {
-        if (!source.replayable) throw new Error(`uploadBulkFile: the server has ${committed} bytes, fewer than were already read from a stream source`);
+        if (!source.replayable)
+          throw new Error(`uploadBulkFile: the server has ${committed} bytes, fewer than were already read from a stream source`);
         await reader.return(undefined);
         reader = parts(source, committed, partSize);
         pending = undefined;
@@ -266,7 +280,7 @@ function resolveFormat(format: UploadBulkFileOptions["format"], source: ByteSour
   const type = source.type?.toLowerCase() ?? "";
   if (name.endsWith(".csv") || type === "text/csv") return "csv";
   if (/\.(jsonl|ndjson)$/.test(name) || /^application\/(jsonl|x-ndjson|x-jsonlines|jsonlines)$/.test(type)) return "jsonl";
-  throw new TypeError("uploadBulkFile: pass options.format (\"csv\" or \"jsonl\"); it cannot be inferred from this source");
+  throw new TypeError('uploadBulkFile: pass options.format ("csv" or "jsonl"); it cannot be inferred from this source');
 }
 
 /** Patience bounds retries by time: backoff grows per failure, and failing for longer than windowMs gives up. */

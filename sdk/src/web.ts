@@ -27,7 +27,8 @@ export interface WebClientOptions extends ClientOptions {
 export function createStockroomClient(options: WebClientOptions): StockroomClient<WebUploadSource> {
   validateOptions(options);
   const protocol = options.transport ?? "connect";
-  if (protocol !== "connect" && protocol !== "grpc-web") throw new TypeError(`transport must be "connect" or "grpc-web", not ${JSON.stringify(protocol)}`);
+  if (protocol !== "connect" && protocol !== "grpc-web")
+    throw new TypeError(`transport must be "connect" or "grpc-web", not ${JSON.stringify(protocol)}`);
   const common = {
     baseUrl: options.baseUrl,
     interceptors: [authInterceptor(options.apiKey), ...(options.interceptors ?? [])],

@@ -28,10 +28,17 @@ for (const transport of TRANSPORTS) {
   test(`${transport}: create, update, and a stale etag is a ConflictError carrying the current etag`, async (t) => {
     const c = h.client({ transport });
     const sku = `C-${transport}-${h.suffix}`;
-    const { product } = await c.catalog.createProduct({ product: { sku, title: "Mug", price: { currencyCode: "EUR", minorUnits: 1290n }, stock: 5 } });
+    const { product } = await c.catalog.createProduct({
+      product: { sku, title: "Mug", price: { currencyCode: "EUR", minorUnits: 1290n }, stock: 5 },
+    });
     const first = product!.etag;
-    const { product: updated } = await c.catalog.updateProduct({ product: { sku, title: "Big mug", etag: first }, updateMask: { paths: ["title"] } });
-    const stale = await t.throwsAsync(c.catalog.updateProduct({ product: { sku, title: "Tiny mug", etag: first }, updateMask: { paths: ["title"] } }));
+    const { product: updated } = await c.catalog.updateProduct({
+      product: { sku, title: "Big mug", etag: first },
+      updateMask: { paths: ["title"] },
+    });
+    const stale = await t.throwsAsync(
+      c.catalog.updateProduct({ product: { sku, title: "Tiny mug", etag: first }, updateMask: { paths: ["title"] } }),
+    );
     t.true(stale instanceof ConflictError, String(stale));
     const conflict = stale as ConflictError;
     t.is(conflict.code, Code.Aborted);
@@ -40,13 +47,18 @@ for (const transport of TRANSPORTS) {
     t.true(conflict.fromServer);
     t.is(conflict.cause.code, Code.Aborted, "the raw ConnectError is the cause");
     // Merging with the current etag succeeds.
-    const { product: merged } = await c.catalog.updateProduct({ product: { sku, title: "Tiny mug", etag: conflict.currentEtag }, updateMask: { paths: ["title"] } });
+    const { product: merged } = await c.catalog.updateProduct({
+      product: { sku, title: "Tiny mug", etag: conflict.currentEtag },
+      updateMask: { paths: ["title"] },
+    });
     t.is(merged!.title, "Tiny mug");
   });
 
   test(`${transport}: bad input, a missing product and a bad key are typed errors`, async (t) => {
     const c = h.client({ transport });
-    const invalid = await t.throwsAsync(c.catalog.createProduct({ product: { sku: "", title: "", price: { currencyCode: "XXX", minorUnits: -1n } } }));
+    const invalid = await t.throwsAsync(
+      c.catalog.createProduct({ product: { sku: "", title: "", price: { currencyCode: "XXX", minorUnits: -1n } } }),
+    );
     t.true(invalid instanceof ValidationError, String(invalid));
     const fields = (invalid as ValidationError).fieldViolations.map((v) => v.field);
     t.true(fields.length >= 2, `every bad field at once: ${fields.join(", ")}`);
@@ -69,7 +81,11 @@ for (const transport of TRANSPORTS) {
 function checkProgress(t: ExecutionContext, events: UploadProgress[], size: number, knownSize: boolean) {
   t.true(events.length >= 3, `progress events: ${events.length}`);
   const sent = events.map((e) => e.bytesSent);
-  t.deepEqual(sent, [...sent].sort((a, b) => a - b), "bytesSent only grows");
+  t.deepEqual(
+    sent,
+    [...sent].sort((a, b) => a - b),
+    "bytesSent only grows",
+  );
   t.is(events.at(-1)!.bytesSent, size);
   t.is(events.at(-1)!.itemsValidated, ROWS);
   t.is(events[0]!.totalBytes, knownSize ? size : undefined);
@@ -116,7 +132,10 @@ for (const transport of TRANSPORTS) {
     // A dry run is final once staged: the watch yields that state and ends; the report names every line.
     const updates = [];
     for await (const u of c.watchBulkJob(job.id)) updates.push(u);
-    t.deepEqual(updates.map((u) => u.job.state), [BulkJobState.SUCCEEDED]);
+    t.deepEqual(
+      updates.map((u) => u.job.state),
+      [BulkJobState.SUCCEEDED],
+    );
     t.is(updates[0]!.job.counts!.valid, BigInt(ROWS));
     t.is(updates[0]!.job.counts!.applied, 0n);
     const lines = await reportLines(c.downloadBulkJobReport(job.id), transport === "connect");
@@ -132,7 +151,11 @@ for (const transport of TRANSPORTS) {
     for await (const u of c.watchBulkJob(job.id)) updates.push(u);
     t.log(`${transport}: ${updates.length} updates, final after ${Math.round(performance.now() - started)} ms`);
     const versions = updates.map((u) => u.job.version);
-    t.deepEqual(versions, [...new Set(versions)].sort((a, b) => Number(a - b)), "each version once, in order");
+    t.deepEqual(
+      versions,
+      [...new Set(versions)].sort((a, b) => Number(a - b)),
+      "each version once, in order",
+    );
     const done = updates.at(-1)!.job;
     t.is(done.state, BulkJobState.SUCCEEDED);
     t.is(done.counts!.applied, BigInt(ROWS));
@@ -140,7 +163,10 @@ for (const transport of TRANSPORTS) {
     const lines = await reportLines(c.downloadBulkJobReport(job.id), transport === "connect");
     t.is(lines[0], "line_number,sku,outcome,field,code,message");
     t.is(lines.length, ROWS + 1);
-    t.true(lines.slice(1).every((l) => l.includes(",APPLIED,")), lines[1]);
+    t.true(
+      lines.slice(1).every((l) => l.includes(",APPLIED,")),
+      lines[1],
+    );
     const invalidOnly = await reportLines(c.downloadBulkJobReport(job.id, { outcomes: [BulkItemOutcome.INVALID] }), false);
     t.is(invalidOnly.length, 1, "filtered: the header only");
   });
@@ -182,7 +208,9 @@ test("helpers and streams closed early leave no timer or call behind: the proces
   const script = path.join(import.meta.dirname, "fixtures", "early-close.ts");
   for (const transport of ["grpc", "connect"]) {
     const started = performance.now();
-    const child = spawn(process.execPath, [script, h.api.url, h.api.merchantA.apiKey, job.id, transport], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [script, h.api.url, h.api.merchantA.apiKey, job.id, transport], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let output = "";
     child.stdout.on("data", (d: Buffer) => (output += d));
     child.stderr.on("data", (d: Buffer) => (output += d));

@@ -19,7 +19,11 @@ test.after.always(async () => {
   rmSync(project, { recursive: true, force: true });
 });
 
-function run(cmd: string, args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<{ code: number | null; out: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -49,7 +53,15 @@ test("the tarball holds the built JavaScript, declarations and generated code, a
   const { dir } = await installed;
   const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8"));
   t.is(pkg.exports["."].default, "./dist/index.js");
-  for (const f of ["dist/index.js", "dist/index.d.ts", "dist/web.js", "dist/web.d.ts", "src/gen/stockroom/bulk/v1/bulk_job_service_pb.js", "README.md", "examples/upload.mjs"]) {
+  for (const f of [
+    "dist/index.js",
+    "dist/index.d.ts",
+    "dist/web.js",
+    "dist/web.d.ts",
+    "src/gen/stockroom/bulk/v1/bulk_job_service_pb.js",
+    "README.md",
+    "examples/upload.mjs",
+  ]) {
     t.true(existsSync(path.join(dir, f)), f);
   }
   for (const f of ["src/index.ts", "test", "tsconfig.build.json"]) t.false(existsSync(path.join(dir, f)), f);
@@ -74,7 +86,10 @@ test("the examples run with Node from the installed package", async (t) => {
   t.regex(errors, /refused \(unauthenticated\)/);
   t.regex(await example("retries.mjs"), /created once: true/);
   const csv = path.join(project, "shop.csv");
-  writeFileSync(csv, `sku,title,price,currency,stock\nEX-${h.suffix}-1,One,1.50,EUR,3\nEX-${h.suffix}-2,Two,2.50,EUR,4\n,No SKU,1.00,EUR,1\n`);
+  writeFileSync(
+    csv,
+    `sku,title,price,currency,stock\nEX-${h.suffix}-1,One,1.50,EUR,3\nEX-${h.suffix}-2,Two,2.50,EUR,4\n,No SKU,1.00,EUR,1\n`,
+  );
   const upload = await example("upload.mjs", csv);
   t.regex(upload, /PARTIALLY_SUCCEEDED: 2 applied, 0 unchanged, 1 invalid/);
   const report = readFileSync(path.join(project, "shop.report.csv"), "utf8");
@@ -100,7 +115,10 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
     logLevel: "silent",
   });
   const inputs = Object.keys(bundle.metafile.inputs);
-  t.false(inputs.some((i) => i.includes("connect-node") || i.startsWith("node:")), "no Node-only module in the browser bundle");
+  t.false(
+    inputs.some((i) => i.includes("connect-node") || i.startsWith("node:")),
+    "no Node-only module in the browser bundle",
+  );
   t.true(inputs.some((i) => i.includes("@stockroom/sdk/dist/web.js")));
   t.log(`bundle: ${Math.round(bundle.metafile.outputs[Object.keys(bundle.metafile.outputs)[0]!]!.bytes / 1024)} KiB`);
   cpSync(path.join(dir, "examples", "browser", "index.html"), path.join(www, "index.html"));
@@ -131,7 +149,15 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
   t.teardown(async () => {
     await browser.close();
@@ -151,7 +177,12 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
       const demo = (globalThis as unknown as { stockroomDemo: Demo }).stockroomDemo;
       const progress: string[] = [];
       const file = new File([csv], "web.csv", { type: "text/csv" });
-      const { job, reportLines } = await demo.uploadAndFollow({ baseUrl: location.origin, apiKey, file, log: (l: string) => progress.push(l) });
+      const { job, reportLines } = await demo.uploadAndFollow({
+        baseUrl: location.origin,
+        apiKey,
+        file,
+        log: (l: string) => progress.push(l),
+      });
       return { state: job.state, applied: String(job.counts.applied), reportLines, progress };
     },
     { apiKey: h.api.merchantA.apiKey, csv },
@@ -159,12 +190,20 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
   t.is(upload.applied, String(rows));
   t.is(upload.reportLines, rows + 1);
   t.true(upload.progress.includes("uploaded 100%"), upload.progress.join("; "));
-  t.true(upload.progress.some((l) => l.startsWith("SUCCEEDED")), upload.progress.join("; "));
+  t.true(
+    upload.progress.some((l) => l.startsWith("SUCCEEDED")),
+    upload.progress.join("; "),
+  );
 
   const conflict = await page.evaluate(
     async ({ apiKey, sku }) => {
       type Demo = { editWithConflict(o: object): Promise<{ conflict: boolean; currentEtag: string; name: string }> };
-      return (globalThis as unknown as { stockroomDemo: Demo }).stockroomDemo.editWithConflict({ baseUrl: location.origin, apiKey, transport: "grpc-web", sku });
+      return (globalThis as unknown as { stockroomDemo: Demo }).stockroomDemo.editWithConflict({
+        baseUrl: location.origin,
+        apiKey,
+        transport: "grpc-web",
+        sku,
+      });
     },
     { apiKey: h.api.merchantA.apiKey, sku: `WEBC-${h.suffix}` },
   );

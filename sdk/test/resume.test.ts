@@ -54,7 +54,10 @@ test.serial("gRPC client streaming: a connection cut mid-stream goes on over res
   await dropped;
   t.is(proxy.drops(), 1);
   t.is(job.options!.requestId, `${requestId}.1`, "the cut stream's id is spent; the next id of the chain took over");
-  t.true(events.some((e, i) => i > 0 && e.bytesSent < events[i - 1]!.bytesSent), "the restart shows in the progress");
+  t.true(
+    events.some((e, i) => i > 0 && e.bytesSent < events[i - 1]!.bytesSent),
+    "the restart shows in the progress",
+  );
   t.log(`sent ${proxy.bytesUp() - before} bytes through the proxy for a ${file.bytes.length}-byte file`);
   await exactlyOnce(t, c, job, requestId, file.skuPrefix);
   // Asking again with the same requestId walks the same chain to the same job.
@@ -68,12 +71,21 @@ test.serial("resumable parts (Connect): a connection cut mid-part resumes from t
   const dropped = proxy.dropOnceAfter(Math.floor(file.bytes.length / 2));
   const before = proxy.bytesUp();
   const events: UploadProgress[] = [];
-  const job = await c.uploadBulkFile(new Blob([file.bytes]), { format: "csv", requestId, partSize: PART, onProgress: (p) => events.push(p) });
+  const job = await c.uploadBulkFile(new Blob([file.bytes]), {
+    format: "csv",
+    requestId,
+    partSize: PART,
+    onProgress: (p) => events.push(p),
+  });
   await dropped;
   const through = proxy.bytesUp() - before;
   t.is(job.options!.requestId, requestId, "one upload, one id: nothing restarted");
   const sent = events.map((e) => e.bytesSent);
-  t.deepEqual(sent, [...sent].sort((a, b) => a - b), "progress never went back");
+  t.deepEqual(
+    sent,
+    [...sent].sort((a, b) => a - b),
+    "progress never went back",
+  );
   // The whole file once, plus the bytes lost in the cut part, that part again, and the calls' own bytes:
   // far less than a restart (twice the file).
   t.true(through < file.bytes.length + 2 * PART + 64 * 1024, `${through} bytes through the proxy for ${file.bytes.length}`);
@@ -91,19 +103,22 @@ test.serial("resumable parts (Connect): a connection cut mid-part resumes from t
   t.is(versions, ROWS, "every product written once");
 });
 
-test.serial("gRPC client streaming: a connection lost after the whole file was sent finds the staged job instead of making another", async (t) => {
-  const c = h.client({ baseUrl: proxy.url, transport: "grpc" });
-  const file = h.csv(ROWS / 4, "A");
-  const requestId = `resume-ack-${h.suffix}`;
-  // The answer carries the job, and with it the request_id: cut there, after the server staged the file.
-  const dropped = proxy.dropOnceOnResponse(requestId);
-  const job = await c.uploadBulkFile(file.path, { requestId });
-  await dropped;
-  t.is(job.options!.requestId, requestId, "the same id was asked again and the staged job came back");
-  const { jobs } = await c.bulk.listBulkJobs({ pageSize: 1000 });
-  t.is(jobs.filter((j) => j.options!.requestId.startsWith(requestId)).length, 1, "one job");
-  t.is((await c.waitForBulkJob(job.id)).counts!.applied, BigInt(ROWS / 4));
-});
+test.serial(
+  "gRPC client streaming: a connection lost after the whole file was sent finds the staged job instead of making another",
+  async (t) => {
+    const c = h.client({ baseUrl: proxy.url, transport: "grpc" });
+    const file = h.csv(ROWS / 4, "A");
+    const requestId = `resume-ack-${h.suffix}`;
+    // The answer carries the job, and with it the request_id: cut there, after the server staged the file.
+    const dropped = proxy.dropOnceOnResponse(requestId);
+    const job = await c.uploadBulkFile(file.path, { requestId });
+    await dropped;
+    t.is(job.options!.requestId, requestId, "the same id was asked again and the staged job came back");
+    const { jobs } = await c.bulk.listBulkJobs({ pageSize: 1000 });
+    t.is(jobs.filter((j) => j.options!.requestId.startsWith(requestId)).length, 1, "one job");
+    t.is((await c.waitForBulkJob(job.id)).counts!.applied, BigInt(ROWS / 4));
+  },
+);
 
 test.serial("resumable parts: a lost CompleteUpload answer is asked again and returns the same job", async (t) => {
   const c = h.client({ baseUrl: proxy.url, transport: "grpc-web" });
@@ -114,7 +129,8 @@ test.serial("resumable parts: a lost CompleteUpload answer is asked again and re
     requestId,
     method: "parts",
     // Once every byte is acknowledged, the next answer naming the request_id is CompleteUpload's.
-    onProgress: (p) => void (p.bytesSent === file.bytes.length && p.itemsValidated === undefined && (dropped ??= proxy.dropOnceOnResponse(requestId))),
+    onProgress: (p) =>
+      void (p.bytesSent === file.bytes.length && p.itemsValidated === undefined && (dropped ??= proxy.dropOnceOnResponse(requestId))),
   });
   t.truthy(dropped);
   await dropped;
@@ -142,6 +158,10 @@ test.serial("watchBulkJob reconnects after its connection is cut and still ends 
   }
   t.true(cut);
   t.is(states.at(-1), BulkJobState.SUCCEEDED);
-  t.deepEqual(versions, [...new Set(versions)].sort((a, b) => Number(a - b)), "no version twice after the reconnect");
+  t.deepEqual(
+    versions,
+    [...new Set(versions)].sort((a, b) => Number(a - b)),
+    "no version twice after the reconnect",
+  );
   t.is((await direct.bulk.getBulkJob({ jobId: job.id })).job!.version, versions.at(-1)!);
 });

@@ -27,8 +27,12 @@ import { attemptRequestId, MAX_REQUEST_ID } from "../src/request-id.ts";
 // (the project's one-port server, every protocol) whose catalog handlers
 // fail as the SKU asks, and record every attempt.
 const attempts = new Map<string, { requestId: string; at: number }[]>();
-const fail = (message: string, code: Code, details: ConstructorParameters<typeof ConnectError>[3] = []) => new ConnectError(message, code, undefined, details);
-const info = (reason: string, metadata: Record<string, string> = {}) => ({ desc: ErrorInfoSchema, value: { reason, domain: "stockroom", metadata } });
+const fail = (message: string, code: Code, details: ConstructorParameters<typeof ConnectError>[3] = []) =>
+  new ConnectError(message, code, undefined, details);
+const info = (reason: string, metadata: Record<string, string> = {}) => ({
+  desc: ErrorInfoSchema,
+  value: { reason, domain: "stockroom", metadata },
+});
 
 function script(sku: string, requestId = ""): void {
   const seen = attempts.get(sku) ?? [];
@@ -41,7 +45,10 @@ function script(sku: string, requestId = ""): void {
     case "unavailable":
       throw fail("try again", Code.Unavailable);
     case "limited":
-      throw fail("slow down", Code.ResourceExhausted, [info("RATE_LIMITED"), { desc: RetryInfoSchema, value: { retryDelay: durationFromMs(300) } }]);
+      throw fail("slow down", Code.ResourceExhausted, [
+        info("RATE_LIMITED"),
+        { desc: RetryInfoSchema, value: { retryDelay: durationFromMs(300) } },
+      ]);
     case "quota":
       throw fail("quota used up", Code.ResourceExhausted, [info("QUOTA_EXCEEDED")]);
     case "conflict":
@@ -90,7 +97,10 @@ for (const transport of ["grpc", "connect"] as const) {
     const seen = attempts.get(sku)!;
     t.is(seen.length, 3);
     t.regex(seen[0]!.requestId, /^sdk-[0-9a-z]{26}$/);
-    t.true(seen.every((a) => a.requestId === seen[0]!.requestId), "the same request_id on every attempt");
+    t.true(
+      seen.every((a) => a.requestId === seen[0]!.requestId),
+      "the same request_id on every attempt",
+    );
     // The caller's own request_id is kept; the caller's request object is left as it was.
     const own = `unavailable:1:${key("own")}`;
     const request = { product: { sku: own }, requestId: "" };
@@ -98,7 +108,10 @@ for (const transport of ["grpc", "connect"] as const) {
     t.is(request.requestId, "");
     const mine = `unavailable:1:${key("mine")}`;
     await c.catalog.createProduct({ product: { sku: mine }, requestId: "mine-1" });
-    t.deepEqual(attempts.get(mine)!.map((a) => a.requestId), ["mine-1", "mine-1"]);
+    t.deepEqual(
+      attempts.get(mine)!.map((a) => a.requestId),
+      ["mine-1", "mine-1"],
+    );
   });
 
   test(`${transport}: RESOURCE_EXHAUSTED with RetryInfo waits at least the server's delay; without it, it is not retried`, async (t) => {
@@ -175,9 +188,20 @@ test("retry rules: which codes, which calls, how long", (t) => {
   const d = retryDelayMs(err(Code.ResourceExhausted, [retryInfo]), false, 0, policy, () => 0.5);
   t.is(d, 250 + 50, "RetryInfo plus jitter, even for a call that may not be repeated: the server did not run it");
   t.is(retryDelayMs(err(Code.Unavailable), true, 3, policy), undefined, "attempts are bounded");
-  t.is(backoffMs(policy, 0, () => 0.999), 99);
-  t.is(backoffMs(policy, 10, () => 0.999), 999, "capped at maxDelayMs");
-  t.is(backoffMs(policy, 10, () => 0), 0, "full jitter");
+  t.is(
+    backoffMs(policy, 0, () => 0.999),
+    99,
+  );
+  t.is(
+    backoffMs(policy, 10, () => 0.999),
+    999,
+    "capped at maxDelayMs",
+  );
+  t.is(
+    backoffMs(policy, 10, () => 0),
+    0,
+    "full jitter",
+  );
   // A transport failure (not from the server) counts as UNAVAILABLE, whatever code Node gave it.
   t.is(toStockroomError(new ConnectError("reset", Code.Aborted)).code, Code.Unavailable);
   t.true(toStockroomError(new ConnectError("reset", Code.Aborted)) instanceof UnavailableError);
@@ -185,7 +209,8 @@ test("retry rules: which codes, which calls, how long", (t) => {
 });
 
 test("which calls are safe to repeat", (t) => {
-  const m = (s: typeof CatalogService | typeof OrderService | typeof BulkJobService, name: string) => s.methods.find((x) => x.name === name)!;
+  const m = (s: typeof CatalogService | typeof OrderService | typeof BulkJobService, name: string) =>
+    s.methods.find((x) => x.name === name)!;
   t.true(isIdempotent(m(CatalogService, "GetProduct")));
   t.true(isIdempotent(m(CatalogService, "UpdateProduct")), "has request_id");
   t.true(isIdempotent(m(OrderService, "CreateOrder")), "has request_id");

@@ -9,7 +9,13 @@ import { createStockroomClient as createWebClient } from "../src/web.ts";
 
 export async function typeTests(file: Blob) {
   const node = createStockroomClient({ baseUrl: "http://127.0.0.1:8080", apiKey: "srk_x" });
-  createStockroomClient({ baseUrl: "http://127.0.0.1:8080", apiKey: () => "srk_x", transport: "grpc-web", timeoutMs: 5_000, retry: { maxAttempts: 2 } });
+  createStockroomClient({
+    baseUrl: "http://127.0.0.1:8080",
+    apiKey: () => "srk_x",
+    transport: "grpc-web",
+    timeoutMs: 5_000,
+    retry: { maxAttempts: 2 },
+  });
   // @ts-expect-error the API key is required
   createStockroomClient({ baseUrl: "http://127.0.0.1:8080" });
   // @ts-expect-error not a transport

@@ -18,9 +18,16 @@ export const root = path.join(import.meta.dirname, "..", "..");
 export const apiMain = path.join(root, "services", "bulk", "src", "main.ts");
 export const workerMain = path.join(root, "services", "bulk", "src", "worker-main.ts");
 /** BENCH_PROFILE=1: CPU profiles of the child processes go to bench-results/profiles/. */
-export const profileArgs = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
+export const profileArgs =
+  process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
 
-export const FINAL_STATES = new Set([BulkJobState.SUCCEEDED, BulkJobState.PARTIALLY_SUCCEEDED, BulkJobState.FAILED, BulkJobState.CANCELLED, BulkJobState.ROLLED_BACK]);
+export const FINAL_STATES = new Set([
+  BulkJobState.SUCCEEDED,
+  BulkJobState.PARTIALLY_SUCCEEDED,
+  BulkJobState.FAILED,
+  BulkJobState.CANCELLED,
+  BulkJobState.ROLLED_BACK,
+]);
 
 export interface FileInfo {
   path: string;

@@ -44,7 +44,17 @@ import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
-import { apiMain, FINAL_STATES as FINAL, generateCsv, root, startWorker, stopChild, until, uploadRequests, type FileInfo } from "./bulk-processes.ts";
+import {
+  apiMain,
+  FINAL_STATES as FINAL,
+  generateCsv,
+  root,
+  startWorker,
+  stopChild,
+  until,
+  uploadRequests,
+  type FileInfo,
+} from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { round, table, writeResults } from "./stats.ts";
 
@@ -67,8 +77,7 @@ const API_NODE_ARGS = (process.env["BENCH_API_NODE_ARGS"] ?? "--max-old-space-si
 
 const apiConfig = parseApiConfig(process.env);
 // A file above the item limit would fail as a whole; the children then get a limit that fits.
-const childEnv: Record<string, string> =
-  ROWS > parseBulkConfig(process.env).limits.maxItems ? { BULK_MAX_ITEMS: String(ROWS) } : {};
+const childEnv: Record<string, string> = ROWS > parseBulkConfig(process.env).limits.maxItems ? { BULK_MAX_ITEMS: String(ROWS) } : {};
 const bulkConfig = parseBulkConfig({ ...process.env, ...childEnv });
 
 // ---- /proc sampling ------------------------------------------------------------
@@ -177,7 +186,12 @@ function createMonitor(watched: Watched[], firstPhase: string) {
     const m = machineTicks();
     const wallS = (performance.now() - phaseStart) / 1000;
     const cores = (t: number) => (wallS > 0 ? round(t / TICKS_PER_S / wallS, 2) : 0);
-    machine[phase] = { wallS: round(wallS), busyCores: cores(m.busy - machineAt.busy), iowaitCores: cores(m.iowait - machineAt.iowait), idleCores: cores(m.idle - machineAt.idle) };
+    machine[phase] = {
+      wallS: round(wallS),
+      busyCores: cores(m.busy - machineAt.busy),
+      iowaitCores: cores(m.iowait - machineAt.iowait),
+      idleCores: cores(m.idle - machineAt.idle),
+    };
     machineAt = m;
     phaseStart = performance.now();
   };
@@ -332,7 +346,9 @@ async function runRaw(file: FileInfo): Promise<RawResult> {
 
     if (loaded.affectedRows !== ROWS || loaded.warningStatus > 0) {
       const [warnings] = await conn.query<RowDataPacket[]>("SHOW WARNINGS LIMIT 5");
-      throw new Error(`LOAD DATA loaded ${loaded.affectedRows} rows of ${ROWS} with ${loaded.warningStatus} warnings: ${JSON.stringify(warnings)}`);
+      throw new Error(
+        `LOAD DATA loaded ${loaded.affectedRows} rows of ${ROWS} with ${loaded.warningStatus} warnings: ${JSON.stringify(warnings)}`,
+      );
     }
     if (upserted.affectedRows !== ROWS || upserted.warningStatus > 0) {
       throw new Error(`INSERT … SELECT affected ${upserted.affectedRows} rows of ${ROWS} with ${upserted.warningStatus} warnings`);
@@ -410,7 +426,10 @@ function statusDelta(before: Counters, after: Counters): Counters {
 
 function statusTable(rows: { label: string; counters: Counters }[]): string {
   const names = Object.values(STATUS);
-  return table(["phase", ...names], rows.map((r) => [r.label, ...names.map((n) => int(r.counters[n] ?? 0))]));
+  return table(
+    ["phase", ...names],
+    rows.map((r) => [r.label, ...names.map((n) => int(r.counters[n] ?? 0))]),
+  );
 }
 
 // ---- the pipeline --------------------------------------------------------------------------
@@ -505,7 +524,10 @@ async function runPipeline(workerCount: number, file: FileInfo, nats: NatsClient
     let final: BulkJob | undefined;
     // Not the call's timeoutMs: its timer outlives a stream ended early and would hold the process.
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new Error(`job ${queued.id} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)), JOB_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => deadline.abort(new Error(`job ${queued.id} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)),
+      JOB_TIMEOUT_MS,
+    );
     try {
       for await (const { job } of client.watchBulkJob({ jobId: queued.id }, { signal: deadline.signal })) {
         if (!job) continue;
@@ -574,17 +596,31 @@ function processTable(reports: ProcReport[], cpuPhases: string[], rssPhases: str
     ...rssPhases.map((p) => s(r.phases[p]?.peakRssMb, 0)),
     s(r.vmHwmMb, 0),
   ]);
-  const header = ["process", ...cpuPhases.map((p) => `cpu s ${p}`), ...cpuPhases.map((p) => `MB written ${p}`), ...rssPhases.map((p) => `RSS MB ${p}`), "VmHWM MB"];
+  const header = [
+    "process",
+    ...cpuPhases.map((p) => `cpu s ${p}`),
+    ...cpuPhases.map((p) => `MB written ${p}`),
+    ...rssPhases.map((p) => `RSS MB ${p}`),
+    "VmHWM MB",
+  ];
   return table(header, rows);
 }
 
 function machineLine(machine: Record<string, MachinePhase>, phases: string[]): string {
-  return `machine (cores of ${os.cpus().length}): ` +
-    phases.map((p) => machine[p] && `${p} busy ${s(machine[p].busyCores)}, iowait ${s(machine[p].iowaitCores)}, idle ${s(machine[p].idleCores)}`).filter(Boolean).join("; ");
+  return (
+    `machine (cores of ${os.cpus().length}): ` +
+    phases
+      .map(
+        (p) => machine[p] && `${p} busy ${s(machine[p].busyCores)}, iowait ${s(machine[p].iowaitCores)}, idle ${s(machine[p].idleCores)}`,
+      )
+      .filter(Boolean)
+      .join("; ")
+  );
 }
 
 const scaledE2eTarget = (TARGET_E2E_S * ROWS) / TARGET_ROWS;
-const e2eTargetLabel = ROWS === TARGET_ROWS ? `<= ${TARGET_E2E_S} s` : `<= ${round(scaledE2eTarget, 2)} s (${TARGET_E2E_S} s scaled to ${int(ROWS)} rows)`;
+const e2eTargetLabel =
+  ROWS === TARGET_ROWS ? `<= ${TARGET_E2E_S} s` : `<= ${round(scaledE2eTarget, 2)} s (${TARGET_E2E_S} s scaled to ${int(ROWS)} rows)`;
 
 // ---- main -----------------------------------------------------------------------------------
 
@@ -601,7 +637,9 @@ try {
       (childEnv["BULK_MAX_ITEMS"] ? `, BULK_MAX_ITEMS raised to ${ROWS}` : ""),
   );
   const file = await generateCsv(tmp, ROWS, SEED);
-  console.log(`generated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${s(file.generateMs / 1000)} s (not timed)`);
+  console.log(
+    `generated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${s(file.generateMs / 1000)} s (not timed)`,
+  );
 
   console.log("\nraw: LOAD DATA LOCAL INFILE (the CSV file as generated) + one INSERT … SELECT … ON DUPLICATE KEY UPDATE");
   const raw = await runRaw(file);
@@ -610,7 +648,9 @@ try {
     `  ${database.version}, innodb_buffer_pool_size ${database.innodbBufferPoolMb} MB, ` +
       `innodb_flush_log_at_trx_commit ${database.innodbFlushLogAtTrxCommit}, binlog ${database.logBin ? "on" : "off"}`,
   );
-  console.log(`  local_infile: ${raw.localInfile}; load ${s(raw.loadS)} s + insert-select ${s(raw.insertSelectS)} s = ${s(raw.totalS)} s, ${int(raw.itemsPerS)} items/s`);
+  console.log(
+    `  local_infile: ${raw.localInfile}; load ${s(raw.loadS)} s + insert-select ${s(raw.insertSelectS)} s = ${s(raw.totalS)} s, ${int(raw.itemsPerS)} items/s`,
+  );
 
   nats = await connectNats({ servers: apiConfig.natsUrl.split(","), name: "bench-bulk" });
   const runs: PipelineResult[] = [];
@@ -623,32 +663,66 @@ try {
         `apply ${s(run.applyS)} s, end to end ${s(run.endToEndS)} s, ${int(run.itemsPerS.endToEnd)} items/s`,
     );
     if (run.checksum.rows !== raw.checksum.rows || run.checksum.crc !== raw.checksum.crc) {
-      errors.push(`${n} workers: products differ from the raw path's (${run.checksum.rows} rows, crc ${run.checksum.crc} vs ${raw.checksum.rows}, ${raw.checksum.crc})`);
+      errors.push(
+        `${n} workers: products differ from the raw path's (${run.checksum.rows} rows, crc ${run.checksum.crc} vs ${raw.checksum.rows}, ${raw.checksum.crc})`,
+      );
     }
   }
 
   console.log(`\nraw path (${int(ROWS)} rows)`);
-  console.log(table(["step", "s", "items/s"], [
-    ["LOAD DATA LOCAL INFILE", s(raw.loadS), int(Math.round(ROWS / raw.loadS))],
-    ["INSERT … SELECT … ON DUPLICATE KEY UPDATE", s(raw.insertSelectS), int(Math.round(ROWS / raw.insertSelectS))],
-    ["total", s(raw.totalS), int(raw.itemsPerS)],
-  ]));
+  console.log(
+    table(
+      ["step", "s", "items/s"],
+      [
+        ["LOAD DATA LOCAL INFILE", s(raw.loadS), int(Math.round(ROWS / raw.loadS))],
+        ["INSERT … SELECT … ON DUPLICATE KEY UPDATE", s(raw.insertSelectS), int(Math.round(ROWS / raw.insertSelectS))],
+        ["total", s(raw.totalS), int(raw.itemsPerS)],
+      ],
+    ),
+  );
   console.log(`\n${processTable(raw.processes, ["load", "insert-select"], ["load", "insert-select"])}`);
   console.log(machineLine(raw.machine, ["load", "insert-select"]));
   console.log(statusTable(Object.entries(raw.status).map(([label, counters]) => ({ label, counters }))));
 
   console.log(`\npipeline (${int(ROWS)} rows, ${runs[0]?.chunks ?? 0} chunks)`);
-  console.log(table(
-    ["workers", "ingest s", "apply s", "1st chunk s", "e2e s", "ingest items/s", "apply items/s", "e2e items/s", "e2e / raw", "API VmHWM MB", "worker VmHWM MB"],
-    runs.map((r) => {
-      const hwm = (label: string) => r.processes.find((p) => p.label === label)?.vmHwmMb;
-      const workerHwm = r.processes.filter((p) => p.label.startsWith("worker ")).map((p) => s(p.vmHwmMb, 0));
-      return [r.workers, s(r.ingestS), s(r.applyS), s(r.firstChunkS), s(r.endToEndS), int(r.itemsPerS.ingest), int(r.itemsPerS.apply),
-        int(r.itemsPerS.endToEnd), `${s(r.endToEndS / raw.totalS)}x`, s(hwm("bulk API"), 0), workerHwm.join(" / ")];
-    }),
-  ));
+  console.log(
+    table(
+      [
+        "workers",
+        "ingest s",
+        "apply s",
+        "1st chunk s",
+        "e2e s",
+        "ingest items/s",
+        "apply items/s",
+        "e2e items/s",
+        "e2e / raw",
+        "API VmHWM MB",
+        "worker VmHWM MB",
+      ],
+      runs.map((r) => {
+        const hwm = (label: string) => r.processes.find((p) => p.label === label)?.vmHwmMb;
+        const workerHwm = r.processes.filter((p) => p.label.startsWith("worker ")).map((p) => s(p.vmHwmMb, 0));
+        return [
+          r.workers,
+          s(r.ingestS),
+          s(r.applyS),
+          s(r.firstChunkS),
+          s(r.endToEndS),
+          int(r.itemsPerS.ingest),
+          int(r.itemsPerS.apply),
+          int(r.itemsPerS.endToEnd),
+          `${s(r.endToEndS / raw.totalS)}x`,
+          s(hwm("bulk API"), 0),
+          workerHwm.join(" / "),
+        ];
+      }),
+    ),
+  );
   for (const r of runs) {
-    console.log(`\nwhere the CPU went, ${r.workers} worker${r.workers === 1 ? "" : "s"} (ingest ${s(r.ingestS)} s, apply ${s(r.applyS)} s of wall time; 2 cores = 2 cpu s per s)`);
+    console.log(
+      `\nwhere the CPU went, ${r.workers} worker${r.workers === 1 ? "" : "s"} (ingest ${s(r.ingestS)} s, apply ${s(r.applyS)} s of wall time; 2 cores = 2 cpu s per s)`,
+    );
     console.log(processTable(r.processes, ["ingest", "apply"], ["idle", "ingest", "apply"]));
     console.log(machineLine(r.machine, ["ingest", "apply"]));
     console.log(statusTable(Object.entries(r.status).map(([label, counters]) => ({ label, counters }))));
@@ -658,22 +732,42 @@ try {
   const last = runs.at(-1);
   if (last) {
     console.log(`\nwhat each path leaves in MariaDB (data + index, InnoDB estimates)`);
-    console.log(table(["path", "table", "rows", "MB"], [
-      ...raw.tables.map((t) => ["raw", t.table, int(t.rows), s(t.mb, 1)]),
-      ...last.tables.map((t) => [`pipeline`, t.table, int(t.rows), s(t.mb, 1)]),
-    ]));
+    console.log(
+      table(
+        ["path", "table", "rows", "MB"],
+        [
+          ...raw.tables.map((t) => ["raw", t.table, int(t.rows), s(t.mb, 1)]),
+          ...last.tables.map((t) => [`pipeline`, t.table, int(t.rows), s(t.mb, 1)]),
+        ],
+      ),
+    );
   }
 
   const targets = runs.flatMap((r) => {
     const api = r.processes.find((p) => p.label === "bulk API");
     const apiPeak = api?.vmHwmMb ?? NaN;
     return [
-      { workers: r.workers, target: `end to end <= ${TARGET_RATIO}x raw`, actual: `${s(r.endToEndS / raw.totalS)}x`, pass: r.endToEndS <= TARGET_RATIO * raw.totalS },
+      {
+        workers: r.workers,
+        target: `end to end <= ${TARGET_RATIO}x raw`,
+        actual: `${s(r.endToEndS / raw.totalS)}x`,
+        pass: r.endToEndS <= TARGET_RATIO * raw.totalS,
+      },
       { workers: r.workers, target: `end to end ${e2eTargetLabel}`, actual: `${s(r.endToEndS)} s`, pass: r.endToEndS <= scaledE2eTarget },
-      { workers: r.workers, target: `bulk API peak RSS < ${TARGET_API_RSS_MB} MB`, actual: `${s(apiPeak, 0)} MB`, pass: apiPeak < TARGET_API_RSS_MB },
+      {
+        workers: r.workers,
+        target: `bulk API peak RSS < ${TARGET_API_RSS_MB} MB`,
+        actual: `${s(apiPeak, 0)} MB`,
+        pass: apiPeak < TARGET_API_RSS_MB,
+      },
     ];
   });
-  console.log(`\n${table(["workers", "target", "actual", "result"], targets.map((t) => [t.workers, t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
+  console.log(
+    `\n${table(
+      ["workers", "target", "actual", "result"],
+      targets.map((t) => [t.workers, t.target, t.actual, t.pass ? "PASS" : "MISS"]),
+    )}`,
+  );
 
   const out = writeResults("bulk", {
     rows: ROWS,
@@ -689,7 +783,11 @@ try {
       apiNodeArgs: API_NODE_ARGS,
     },
     database,
-    raw: { ...raw, database: undefined, note: "the generated CSV loaded as is; price to minor units and attributes to JSON inside INSERT … SELECT (timed)" },
+    raw: {
+      ...raw,
+      database: undefined,
+      note: "the generated CSV loaded as is; price to minor units and attributes to JSON inside INSERT … SELECT (timed)",
+    },
     runs,
     targets,
     errors,

@@ -73,10 +73,9 @@ try {
   const rpcSlots = slots.slice(0, SLOTS);
   const rawSlots = slots.slice(SLOTS);
   // The raw path writes the outbox payload the RPC path produced for the same kind of product.
-  const [sample] = await pool.query<RowDataPacket[]>(
-    "SELECT payload FROM outbox_events WHERE merchant_id = ? ORDER BY event_id LIMIT 1",
-    [merchantId],
-  );
+  const [sample] = await pool.query<RowDataPacket[]>("SELECT payload FROM outbox_events WHERE merchant_id = ? ORDER BY event_id LIMIT 1", [
+    merchantId,
+  ]);
   const payload = sample[0]!["payload"] as Buffer;
 
   const calls: Record<Path, (worker: number) => Promise<void>> = {
@@ -100,7 +99,14 @@ try {
     levels.push({ concurrency, rpc, raw, rpcRawP50: round(rpc.p50Ms / raw.p50Ms, 2), rpcRawP99: round(rpc.p99Ms / raw.p99Ms, 2) });
   }
 
-  const cells = (s: Summary) => [s.calls, s.failures, s.p50Ms.toFixed(2), s.p99Ms.toFixed(2), s.throughput.toFixed(0), s.cpuMsPerCall.toFixed(2)];
+  const cells = (s: Summary) => [
+    s.calls,
+    s.failures,
+    s.p50Ms.toFixed(2),
+    s.p99Ms.toFixed(2),
+    s.throughput.toFixed(0),
+    s.cpuMsPerCall.toFixed(2),
+  ];
   const rows = levels.flatMap((l) => [
     [l.concurrency, "rpc", ...cells(l.rpc), l.rpcRawP50.toFixed(2), l.rpcRawP99.toFixed(2)],
     ["", "raw", ...cells(l.raw)],
@@ -110,14 +116,23 @@ try {
 
   const at16 = levels.find((l) => l.concurrency === 16)!;
   const targets = [
-    { target: `rpc p99 <= ${TARGET_P99_MS_AT_16} ms at concurrency 16`, actual: `${at16.rpc.p99Ms.toFixed(2)} ms`, pass: at16.rpc.p99Ms <= TARGET_P99_MS_AT_16 },
+    {
+      target: `rpc p99 <= ${TARGET_P99_MS_AT_16} ms at concurrency 16`,
+      actual: `${at16.rpc.p99Ms.toFixed(2)} ms`,
+      pass: at16.rpc.p99Ms <= TARGET_P99_MS_AT_16,
+    },
     ...levels.map((l) => ({
       target: `rpc p99 <= ${TARGET_RATIO}x raw p99 at concurrency ${l.concurrency}`,
       actual: `${l.rpcRawP99.toFixed(2)}x`,
       pass: l.rpc.p99Ms <= TARGET_RATIO * l.raw.p99Ms,
     })),
   ];
-  console.log(`\n${table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
+  console.log(
+    `\n${table(
+      ["target", "actual", "result"],
+      targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]),
+    )}`,
+  );
 
   const file = writeResults("catalog", {
     callsPerLevel: CALLS,
@@ -189,10 +204,10 @@ async function rawUpdate(slot: Slot, payload: Buffer): Promise<void> {
   const conn = await pool.getConnection();
   try {
     await conn.query("BEGIN");
-    const [rows] = await conn.query<RowDataPacket[]>(
-      "SELECT * FROM products WHERE merchant_id = ? AND sku = ? FOR UPDATE",
-      [merchantId, slot.sku],
-    );
+    const [rows] = await conn.query<RowDataPacket[]>("SELECT * FROM products WHERE merchant_id = ? AND sku = ? FOR UPDATE", [
+      merchantId,
+      slot.sku,
+    ]);
     const row = rows[0];
     if (!row || Number(row["version"]) !== slot.version) throw new Error(`${slot.sku}: not at version ${slot.version}`);
     const now = new Date();
@@ -208,7 +223,18 @@ async function rawUpdate(slot: Slot, payload: Buffer): Promise<void> {
       `INSERT INTO product_changes (merchant_id, change_id, product_id, sku, change_type, version, changed_fields,
          before_state, after_state, actor, source_kind, source_ref, request_id, reason, created_at)
        VALUES (?, ?, ?, ?, 'updated', ?, ?, ?, ?, ?, 'api', '', '', '', ?)`,
-      [merchantId, changeId, slot.id, slot.sku, version, '["price"]', snapshot(row), snapshot({ ...row, price_minor: priceMinor, version, updated_at: now }), actor, now],
+      [
+        merchantId,
+        changeId,
+        slot.id,
+        slot.sku,
+        version,
+        '["price"]',
+        snapshot(row),
+        snapshot({ ...row, price_minor: priceMinor, version, updated_at: now }),
+        actor,
+        now,
+      ],
     );
     await conn.query(
       `INSERT INTO outbox_events (merchant_id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
@@ -247,10 +273,10 @@ function snapshot(row: RowDataPacket): string {
 
 /** resync reloads a slot after a failed call, so one failure does not fail all the worker's later calls. */
 async function resync(slot: Slot): Promise<void> {
-  const [rows] = await pool.query<RowDataPacket[]>(
-    "SELECT version, price_minor FROM products WHERE merchant_id = ? AND sku = ?",
-    [merchantId, slot.sku],
-  );
+  const [rows] = await pool.query<RowDataPacket[]>("SELECT version, price_minor FROM products WHERE merchant_id = ? AND sku = ?", [
+    merchantId,
+    slot.sku,
+  ]);
   const row = rows[0];
   if (!row) return;
   const version = Number(row["version"]);

@@ -44,7 +44,17 @@ import { parseBulkConfig, ensureChunkQueue, bulkMigrations } from "@stockroom/bu
 import { catalogMigrations } from "@stockroom/catalog";
 import { parseApiConfig, readInt } from "@stockroom/common";
 import { createDatabase, dropDatabase, type CommonTables } from "@stockroom/common/db";
-import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, domainSubjects, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig, type EventTables } from "@stockroom/events";
+import {
+  DEFAULT_EVENT_STREAM,
+  EVENT_HEADERS,
+  domainSubjects,
+  type EventStreamConfig,
+  DEFAULT_RELAY,
+  startOutboxRelay,
+  type OutboxRelay,
+  type RelayConfig,
+  type EventTables,
+} from "@stockroom/events";
 import { type LatencySummary, createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import type { Kysely } from "kysely";
@@ -75,7 +85,12 @@ const RELAY: RelayConfig = DEFAULT_RELAY;
 const log = createLogger("bench-events", "warn");
 
 const suffix = randomBytes(4).toString("hex");
-const events: EventStreamConfig = { ...DEFAULT_EVENT_STREAM, stream: `BENCH_EVENTS_${suffix}`, subjectPrefix: `bench_${suffix}`, maxAgeMs: 3600_000 };
+const events: EventStreamConfig = {
+  ...DEFAULT_EVENT_STREAM,
+  stream: `BENCH_EVENTS_${suffix}`,
+  subjectPrefix: `bench_${suffix}`,
+  maxAgeMs: 3600_000,
+};
 const apiConfig = parseApiConfig(process.env);
 const queueEnv: Record<string, string> = {
   BULK_STREAM: `BENCH_EVBULK_${suffix}`,
@@ -89,7 +104,12 @@ type Summary = { samples: number; p50Ms: number; p99Ms: number; maxMs: number };
 
 function summary(values: number[]): Summary {
   const sorted = Float64Array.from(values).sort();
-  return { samples: sorted.length, p50Ms: round(percentile([...sorted], 50), 1), p99Ms: round(percentile([...sorted], 99), 1), maxMs: round(sorted.at(-1) ?? NaN, 1) };
+  return {
+    samples: sorted.length,
+    p50Ms: round(percentile([...sorted], 50), 1),
+    p99Ms: round(percentile([...sorted], 99), 1),
+    maxMs: round(sorted.at(-1) ?? NaN, 1),
+  };
 }
 
 const fmt = (v: number | null | undefined, digits = 1) => (v === null || v === undefined || Number.isNaN(v) ? "-" : v.toFixed(digits));
@@ -116,8 +136,19 @@ try {
       `relay batch ${RELAY.batchSize}, poll ${RELAY.pollMs} ms; projector concurrency ${DEFAULT_PROJECTOR.concurrency}`,
   );
   await ensureChunkQueue(nats.jsm, queue);
-  bulkApi = await startServerProcess({ name: "bench_events", entrypoint: apiMain, migrations: [catalogMigrations, bulkMigrations], env: queueEnv, nodeArgs: API_NODE_ARGS });
-  catalogApi = await startServerProcess({ name: "bench_events", entrypoint: path.join(root, "services", "catalog", "src", "main.ts"), migrations: [], shareWith: bulkApi });
+  bulkApi = await startServerProcess({
+    name: "bench_events",
+    entrypoint: apiMain,
+    migrations: [catalogMigrations, bulkMigrations],
+    env: queueEnv,
+    nodeArgs: API_NODE_ARGS,
+  });
+  catalogApi = await startServerProcess({
+    name: "bench_events",
+    entrypoint: path.join(root, "services", "catalog", "src", "main.ts"),
+    migrations: [],
+    shareWith: bulkApi,
+  });
   db = createDatabase<CommonTables & EventTables>({ url: bulkApi.databaseUrl, poolSize: 4 });
   for (let i = 0; i < WORKERS; i++) {
     const w = startWorker({ ...queueEnv, DATABASE_URL: bulkApi.databaseUrl, NATS_URL: apiConfig.natsUrl }, warnings);
@@ -126,18 +157,25 @@ try {
     });
     workers.push(w);
   }
-  await until(`${WORKERS} workers to pull`, async () => ((await nats.jsm.consumers.info(queue.stream, queue.durable)).num_waiting >= WORKERS ? true : undefined), 30_000);
+  await until(
+    `${WORKERS} workers to pull`,
+    async () => ((await nats.jsm.consumers.info(queue.stream, queue.durable)).num_waiting >= WORKERS ? true : undefined),
+    30_000,
+  );
 
   const steady = await steadyPhase();
   console.log(
     "\n" +
-      table(["steady load", "samples", "p50 ms", "p99 ms", "max ms"], [
-        latencyRow("commit → published (stream, every event)", steady.commitToPublish),
-        latencyRow("commit → published (relay window)", steady.relayWindow),
-        latencyRow("commit → in search (projector window)", steady.commitToVisible),
-        latencyRow("response → found in search (client, 1 in 10)", steady.responseToVisible),
-        latencyRow("UpdateProduct call", steady.update),
-      ]),
+      table(
+        ["steady load", "samples", "p50 ms", "p99 ms", "max ms"],
+        [
+          latencyRow("commit → published (stream, every event)", steady.commitToPublish),
+          latencyRow("commit → published (relay window)", steady.relayWindow),
+          latencyRow("commit → in search (projector window)", steady.commitToVisible),
+          latencyRow("response → found in search (client, 1 in 10)", steady.responseToVisible),
+          latencyRow("UpdateProduct call", steady.update),
+        ],
+      ),
   );
   console.log(
     `  asked ${RATE} updates/s, achieved ${fmt(steady.achievedRate)} updates/s (${steady.completed} of ${steady.scheduled} calls in ${fmt(steady.seconds, 2)} s, ` +
@@ -148,47 +186,91 @@ try {
   if (bulk) {
     console.log(
       "\n" +
-        table(["bulk job", "value"], [
-          ["job", `${bulk.state}, ${int(bulk.applied)} applied of ${int(BULK_ROWS)}`],
-          ["upload + stage (s)", fmt(bulk.ingestS, 2)],
-          ["upload start → job end (s)", fmt(bulk.jobS, 2)],
-          ["events published (relay)", int(bulk.published)],
-          ["relay events/s, first → last publish", int(bulk.relayEventsPerS)],
-          ["relay events/s, best 1 s sample", int(bulk.peakEventsPerS)],
-          ["events/s over upload start → job end", int(bulk.eventsPerSOverJob)],
-          ["max outbox backlog (rows)", int(bulk.maxBacklog)],
-          ["max oldest unpublished age (ms)", int(bulk.maxOldestAgeMs)],
-          ["backlog at job end (rows)", int(bulk.backlogAtEnd)],
-          ["job end → outbox empty (s)", fmt(bulk.drainS, 2)],
-          ["job end → projection caught up (s)", bulk.projectionCaughtUpS === null ? `not within ${PROJECTION_WAIT_S} s (${int(bulk.projectionPendingAtGiveUp)} pending)` : fmt(bulk.projectionCaughtUpS, 2)],
-          ["projector events/s, mean while behind", int(bulk.projectorEventsPerS)],
-        ]),
+        table(
+          ["bulk job", "value"],
+          [
+            ["job", `${bulk.state}, ${int(bulk.applied)} applied of ${int(BULK_ROWS)}`],
+            ["upload + stage (s)", fmt(bulk.ingestS, 2)],
+            ["upload start → job end (s)", fmt(bulk.jobS, 2)],
+            ["events published (relay)", int(bulk.published)],
+            ["relay events/s, first → last publish", int(bulk.relayEventsPerS)],
+            ["relay events/s, best 1 s sample", int(bulk.peakEventsPerS)],
+            ["events/s over upload start → job end", int(bulk.eventsPerSOverJob)],
+            ["max outbox backlog (rows)", int(bulk.maxBacklog)],
+            ["max oldest unpublished age (ms)", int(bulk.maxOldestAgeMs)],
+            ["backlog at job end (rows)", int(bulk.backlogAtEnd)],
+            ["job end → outbox empty (s)", fmt(bulk.drainS, 2)],
+            [
+              "job end → projection caught up (s)",
+              bulk.projectionCaughtUpS === null
+                ? `not within ${PROJECTION_WAIT_S} s (${int(bulk.projectionPendingAtGiveUp)} pending)`
+                : fmt(bulk.projectionCaughtUpS, 2),
+            ],
+            ["projector events/s, mean while behind", int(bulk.projectorEventsPerS)],
+          ],
+        ),
     );
     console.log(
       "\n" +
-        table(["during the bulk job", "samples", "p50 ms", "p99 ms", "max ms"], [
-          latencyRow("commit → published (stream, every event)", bulk.commitToPublish),
-          latencyRow("commit → in search (projector window, last events)", bulk.commitToVisible),
-        ]),
+        table(
+          ["during the bulk job", "samples", "p50 ms", "p99 ms", "max ms"],
+          [
+            latencyRow("commit → published (stream, every event)", bulk.commitToPublish),
+            latencyRow("commit → in search (projector window, last events)", bulk.commitToVisible),
+          ],
+        ),
     );
     console.log("\nbacklog over time (every 5th sample):");
     console.log(
-      table(["t s", "phase", "unpublished", "oldest age ms", "published", "search pending"], bulk.samples.filter((_, i) => i % 5 === 0).map((s) => [fmt(s.t, 1), s.phase, int(s.backlog), int(s.oldestAgeMs), int(s.published), int(s.searchPending)])),
+      table(
+        ["t s", "phase", "unpublished", "oldest age ms", "published", "search pending"],
+        bulk.samples
+          .filter((_, i) => i % 5 === 0)
+          .map((s) => [fmt(s.t, 1), s.phase, int(s.backlog), int(s.oldestAgeMs), int(s.published), int(s.searchPending)]),
+      ),
     );
   }
 
   const targets = [
-    { target: `steady: commit → search-visible p99 <= ${TARGET_VISIBLE_P99_MS} ms`, actual: `${fmt(steady.commitToVisible.p99Ms)} ms at ${fmt(steady.achievedRate)} updates/s`, pass: steady.commitToVisible.p99Ms <= TARGET_VISIBLE_P99_MS },
-    { target: `steady: rate ${RATE} updates/s sustained`, actual: `${fmt(steady.achievedRate)} updates/s`, pass: steady.achievedRate >= RATE * 0.98 },
+    {
+      target: `steady: commit → search-visible p99 <= ${TARGET_VISIBLE_P99_MS} ms`,
+      actual: `${fmt(steady.commitToVisible.p99Ms)} ms at ${fmt(steady.achievedRate)} updates/s`,
+      pass: steady.commitToVisible.p99Ms <= TARGET_VISIBLE_P99_MS,
+    },
+    {
+      target: `steady: rate ${RATE} updates/s sustained`,
+      actual: `${fmt(steady.achievedRate)} updates/s`,
+      pass: steady.achievedRate >= RATE * 0.98,
+    },
     ...(bulk
-      ? [{ target: `bulk ${int(BULK_ROWS)}: outbox drained <= ${TARGET_DRAIN_S} s after the job's end`, actual: `${fmt(bulk.drainS, 2)} s`, pass: bulk.drainS <= TARGET_DRAIN_S }]
+      ? [
+          {
+            target: `bulk ${int(BULK_ROWS)}: outbox drained <= ${TARGET_DRAIN_S} s after the job's end`,
+            actual: `${fmt(bulk.drainS, 2)} s`,
+            pass: bulk.drainS <= TARGET_DRAIN_S,
+          },
+        ]
       : []),
   ];
-  console.log(`\n${table(["target", "actual", "result"], targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]))}`);
+  console.log(
+    `\n${table(
+      ["target", "actual", "result"],
+      targets.map((t) => [t.target, t.actual, t.pass ? "PASS" : "MISS"]),
+    )}`,
+  );
   if (warnings.size > 0) console.log(`worker warnings: ${[...warnings].map(([m, n]) => `${n}x "${m}"`).join("; ")}`);
 
   const file = writeResults("events", {
-    settings: { rate: RATE, seconds: SECONDS, maxInFlight: MAX_IN_FLIGHT, products: PRODUCTS, bulkRows: BULK_ROWS, workers: WORKERS, relay: RELAY, projector: DEFAULT_PROJECTOR },
+    settings: {
+      rate: RATE,
+      seconds: SECONDS,
+      maxInFlight: MAX_IN_FLIGHT,
+      products: PRODUCTS,
+      bulkRows: BULK_ROWS,
+      workers: WORKERS,
+      relay: RELAY,
+      projector: DEFAULT_PROJECTOR,
+    },
     steady,
     bulk,
     targets,
@@ -274,7 +356,13 @@ async function steadyPhase() {
   // Warm-up: the products, then WARMUP_SECONDS of the load, through a relay and projector that are then replaced.
   const warm = await startPipeline();
   for (let i = 0; i < skus.length; i += 50) {
-    await Promise.all(skus.slice(i, i + 50).map((sku) => client.createProduct({ product: { sku, title: `Bench ${sku}`, price: { currencyCode: "EUR", minorUnits: 1000n }, stock: 5 } })));
+    await Promise.all(
+      skus
+        .slice(i, i + 50)
+        .map((sku) =>
+          client.createProduct({ product: { sku, title: `Bench ${sku}`, price: { currencyCode: "EUR", minorUnits: 1000n }, stock: 5 } }),
+        ),
+    );
   }
   await runLoad(skus, WARMUP_SECONDS);
   await until("the warm-up published", async () => ((await unpublished()) === 0 ? true : undefined), 120_000);
@@ -339,7 +427,10 @@ async function runLoad(skus: string[], seconds: number) {
           updates.push(t1 - t0);
           release();
           if (i % 10 === 0) {
-            await waiter.waitFor({ merchantId: catalogApi!.merchantId, sku, productId: product!.id, version: Number(product!.version) }, AbortSignal.timeout(60_000));
+            await waiter.waitFor(
+              { merchantId: catalogApi!.merchantId, sku, productId: product!.id, version: Number(product!.version) },
+              AbortSignal.timeout(60_000),
+            );
             visible.push(performance.now() - t1);
           }
         } catch (error) {
@@ -384,7 +475,9 @@ interface Sample {
 
 async function bulkPhase() {
   const file = await generateCsv(tmp, BULK_ROWS, SEED);
-  console.log(`\ngenerated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${fmt(file.generateMs / 1000, 2)} s (not timed)`);
+  console.log(
+    `\ngenerated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${fmt(file.generateMs / 1000, 2)} s (not timed)`,
+  );
   const from = await lastSeq();
   const { relay, projector, stop } = await startPipeline();
   const client = bulkApi!.client(BulkJobService);
@@ -397,7 +490,14 @@ async function bulkPhase() {
       const next = performance.now() + SAMPLE_MS;
       try {
         const [backlog, lag] = await Promise.all([measureBacklog(db!), projector.lag()]);
-        samples.push({ t: round((performance.now() - t0) / 1000, 2), phase, backlog: backlog.rows, oldestAgeMs: backlog.oldestAgeMs, published: relay.stats().published, searchPending: lag.pendingEvents });
+        samples.push({
+          t: round((performance.now() - t0) / 1000, 2),
+          phase,
+          backlog: backlog.rows,
+          oldestAgeMs: backlog.oldestAgeMs,
+          published: relay.stats().published,
+          searchPending: lag.pendingEvents,
+        });
       } catch (error) {
         errors.push(`sample failed: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -408,10 +508,14 @@ async function bulkPhase() {
   const { job: queued } = await client.uploadBulkFile(uploadRequests(file.path, `bench-events-${suffix}`));
   const t1 = performance.now();
   phase = "apply";
-  if (!queued || queued.state !== BulkJobState.QUEUED) throw new Error(`the upload ended in state ${queued ? BulkJobState[queued.state] : "none"}: ${queued?.error}`);
+  if (!queued || queued.state !== BulkJobState.QUEUED)
+    throw new Error(`the upload ended in state ${queued ? BulkJobState[queued.state] : "none"}: ${queued?.error}`);
   let final: BulkJob | undefined;
   const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(new Error(`job ${queued.id} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)), JOB_TIMEOUT_MS);
+  const timer = setTimeout(
+    () => deadline.abort(new Error(`job ${queued.id} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)),
+    JOB_TIMEOUT_MS,
+  );
   try {
     for await (const { job } of client.watchBulkJob({ jobId: queued.id }, { signal: deadline.signal })) {
       if (job && FINAL_STATES.has(job.state)) {

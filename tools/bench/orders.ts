@@ -82,11 +82,16 @@ const orders = server.client(OrderService);
 const mariadb = findProcesses({ mariadbd: "mariadb", mysqld: "mariadb" })[0]?.pid;
 
 /** cpuPerOrder measures the orders server's and MariaDB's CPU (ms per order) over one phase. */
-async function cpuPerOrder<T extends { calls: number }>(run: () => Promise<T>): Promise<T & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }> {
+async function cpuPerOrder<T extends { calls: number }>(
+  run: () => Promise<T>,
+): Promise<T & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }> {
   const before = [cpuTicks(server.pid), mariadb === undefined ? undefined : cpuTicks(mariadb)];
   const result = await run();
   const after = [cpuTicks(server.pid), mariadb === undefined ? undefined : cpuTicks(mariadb)];
-  const perOrder = (i: number) => (before[i] === undefined || after[i] === undefined ? undefined : round(((after[i]! - before[i]!) * 1000) / TICKS_PER_S / result.calls, 3));
+  const perOrder = (i: number) =>
+    before[i] === undefined || after[i] === undefined
+      ? undefined
+      : round(((after[i]! - before[i]!) * 1000) / TICKS_PER_S / result.calls, 3);
   return { ...result, serverCpuMsPerOrder: perOrder(0), mariadbCpuMsPerOrder: perOrder(1) };
 }
 
@@ -148,7 +153,11 @@ try {
         return { ...r, calls: CALLS };
       });
       note(label, result);
-      const summary = { ...summarize(result), serverCpuMsPerOrder: via === "rpc" ? result.serverCpuMsPerOrder : undefined, mariadbCpuMsPerOrder: result.mariadbCpuMsPerOrder };
+      const summary = {
+        ...summarize(result),
+        serverCpuMsPerOrder: via === "rpc" ? result.serverCpuMsPerOrder : undefined,
+        mariadbCpuMsPerOrder: result.mariadbCpuMsPerOrder,
+      };
       results[scenario][via] = summary;
       let extra = via === "rpc" && RATE ? `; ${shed - shedBefore} calls shed and retried` : "";
       if (stopLight) {
@@ -164,32 +173,90 @@ try {
   }
 
   const ratio = (s: Scenario) => round(results[s].rpc.throughput / results[s].raw.throughput, 2);
-  const cells = (s: Summary) => [s.calls, s.failures, s.p50Ms.toFixed(2), s.p90Ms.toFixed(2), s.p99Ms.toFixed(2), s.maxMs.toFixed(2), s.throughput.toFixed(1)];
+  const cells = (s: Summary) => [
+    s.calls,
+    s.failures,
+    s.p50Ms.toFixed(2),
+    s.p90Ms.toFixed(2),
+    s.p99Ms.toFixed(2),
+    s.maxMs.toFixed(2),
+    s.throughput.toFixed(1),
+  ];
   const rows: (string | number)[][] = [];
   for (const scenario of ["hot", "spread"] as const) {
     const r = results[scenario];
-    rows.push([scenario, "rpc", ...cells(r.rpc), `${ratio(scenario)}x`, `${round(r.rpc.p50Ms / r.raw.p50Ms, 2)}x`, `${round(r.rpc.p99Ms / r.raw.p99Ms, 2)}x`]);
+    rows.push([
+      scenario,
+      "rpc",
+      ...cells(r.rpc),
+      `${ratio(scenario)}x`,
+      `${round(r.rpc.p50Ms / r.raw.p50Ms, 2)}x`,
+      `${round(r.rpc.p99Ms / r.raw.p99Ms, 2)}x`,
+    ]);
     rows.push([scenario, "raw mysql2", ...cells(r.raw), "1x", "1x", "1x"]);
   }
   if (bystander) rows.push(["hot (alongside)", "light merchant rpc", ...cells(bystander), "", "", ""]);
   console.log(
     "\n" +
-      table(["scenario", "path", "calls", "failures", "p50 ms", "p90 ms", "p99 ms", "max ms", "orders/s", "orders/s vs raw", "p50 vs raw", "p99 vs raw"], rows),
+      table(
+        [
+          "scenario",
+          "path",
+          "calls",
+          "failures",
+          "p50 ms",
+          "p90 ms",
+          "p99 ms",
+          "max ms",
+          "orders/s",
+          "orders/s vs raw",
+          "p50 vs raw",
+          "p99 vs raw",
+        ],
+        rows,
+      ),
   );
 
   const targets = [
-    { target: `spread rpc p99 <= ${TARGET_SPREAD_P99_MS} ms`, value: `${results.spread.rpc.p99Ms} ms`, pass: results.spread.rpc.p99Ms <= TARGET_SPREAD_P99_MS },
-    { target: `spread rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("spread")}x (${results.spread.rpc.throughput} vs ${results.spread.raw.throughput})`, pass: ratio("spread") >= TARGET_THROUGHPUT_RATIO },
-    { target: `hot rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`, value: `${ratio("hot")}x (${results.hot.rpc.throughput} vs ${results.hot.raw.throughput})`, pass: ratio("hot") >= TARGET_THROUGHPUT_RATIO },
+    {
+      target: `spread rpc p99 <= ${TARGET_SPREAD_P99_MS} ms`,
+      value: `${results.spread.rpc.p99Ms} ms`,
+      pass: results.spread.rpc.p99Ms <= TARGET_SPREAD_P99_MS,
+    },
+    {
+      target: `spread rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`,
+      value: `${ratio("spread")}x (${results.spread.rpc.throughput} vs ${results.spread.raw.throughput})`,
+      pass: ratio("spread") >= TARGET_THROUGHPUT_RATIO,
+    },
+    {
+      target: `hot rpc orders/s >= ${TARGET_THROUGHPUT_RATIO}x raw`,
+      value: `${ratio("hot")}x (${results.hot.rpc.throughput} vs ${results.hot.raw.throughput})`,
+      pass: ratio("hot") >= TARGET_THROUGHPUT_RATIO,
+    },
   ];
-  console.log(`\n${table(["target", "measured", "result"], targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"]))}`);
+  console.log(
+    `\n${table(
+      ["target", "measured", "result"],
+      targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"]),
+    )}`,
+  );
 
-  const checkRows = (["hot", "spread"] as const).flatMap((s) => (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })));
+  const checkRows = (["hot", "spread"] as const).flatMap((s) =>
+    (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })),
+  );
   console.log(
     "\n" +
       table(
         ["oversell check", "skus", "stock decrease", "in order lines", "clients saw sold", "skus disagreeing", "result"],
-        checkRows.map((c) => [`${c.scenario} ${c.path}`, c.skus, c.decrease, c.inLines, c.seen, c.bad.length, c.bad.length === 0 ? "OK" : "OVERSOLD"]),
+        checkRows.map((c) => [
+          `${c.scenario} ${c.path}`,
+          c.skus,
+          c.decrease,
+          c.inLines,
+          c.seen,
+          c.bad.length,
+          c.bad.length === 0 ? "OK" : "OVERSOLD",
+        ]),
       ),
   );
 
@@ -337,7 +404,10 @@ interface StockCheck {
 /** stockCheck compares, per SKU, the stock decrease with the committed order lines and with what clients saw sold. */
 async function stockCheck(merchantId: string, skus: string[], seen: Map<string, number>): Promise<StockCheck> {
   const prefix = skus[0]!.replace(/\d+$/, "");
-  const [stock] = await pool.query<RowDataPacket[]>("SELECT sku, stock FROM products WHERE merchant_id = ? AND sku LIKE ?", [merchantId, `${prefix}%`]);
+  const [stock] = await pool.query<RowDataPacket[]>("SELECT sku, stock FROM products WHERE merchant_id = ? AND sku LIKE ?", [
+    merchantId,
+    `${prefix}%`,
+  ]);
   const [lines] = await pool.query<RowDataPacket[]>(
     "SELECT sku, SUM(quantity) AS sold FROM order_lines WHERE merchant_id = ? AND sku LIKE ? GROUP BY sku",
     [merchantId, `${prefix}%`],
@@ -353,8 +423,10 @@ async function stockCheck(merchantId: string, skus: string[], seen: Map<string, 
     check.decrease += decrease;
     check.inLines += sold;
     check.seen += clients;
-    if ((left < 0 || decrease !== sold || sold !== clients) && check.bad.length < 20) check.bad.push({ sku, stock: left, decrease, inLines: sold, seen: clients });
+    if ((left < 0 || decrease !== sold || sold !== clients) && check.bad.length < 20)
+      check.bad.push({ sku, stock: left, decrease, inLines: sold, seen: clients });
   }
-  if (check.skus !== skus.length) check.bad.push({ sku: `${prefix}*: ${check.skus} of ${skus.length} SKUs found`, stock: NaN, decrease: 0, inLines: 0, seen: 0 });
+  if (check.skus !== skus.length)
+    check.bad.push({ sku: `${prefix}*: ${check.skus} of ${skus.length} SKUs found`, stock: NaN, decrease: 0, inLines: 0, seen: 0 });
   return check;
 }

@@ -51,7 +51,12 @@ const WARMUP = 300;
 const root = path.join(import.meta.dirname, "..", "..");
 const id = Date.now().toString(36);
 
-function bare<S extends Parameters<typeof createClient>[0]>(service: S, server: ServerProcess, protocol: "grpc" | "connect", apiKey = server.apiKey): Client<S> {
+function bare<S extends Parameters<typeof createClient>[0]>(
+  service: S,
+  server: ServerProcess,
+  protocol: "grpc" | "connect",
+  apiKey = server.apiKey,
+): Client<S> {
   const auth: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${apiKey}`);
     return next(req);
@@ -77,7 +82,9 @@ async function unary(): Promise<Record<string, Summary>> {
   };
   try {
     const sku = "BENCH-SDK-1";
-    await sdk.grpc.catalog.createProduct({ product: { sku, title: "Benchmark mug", price: { currencyCode: "EUR", minorUnits: 1290n }, stock: 5 } });
+    await sdk.grpc.catalog.createProduct({
+      product: { sku, title: "Benchmark mug", price: { currencyCode: "EUR", minorUnits: 1290n }, stock: 5 },
+    });
     const bareGrpc = bare(CatalogService, server, "grpc");
     const bareConnect = bare(CatalogService, server, "connect");
     const series: Record<string, (sku: string) => Promise<unknown>> = {
@@ -105,7 +112,10 @@ async function unary(): Promise<Record<string, Summary>> {
       }
     }
     return Object.fromEntries(
-      Object.entries(latencies).map(([name, l]) => [name, summarize({ latencies: l, failures: 0, errors: [], wallMs: wall[name]!, cpuMs: cpu[name]! })]),
+      Object.entries(latencies).map(([name, l]) => [
+        name,
+        summarize({ latencies: l, failures: 0, errors: [], wallMs: wall[name]!, cpuMs: cpu[name]! }),
+      ]),
     );
   } finally {
     sdk.grpc.close();
@@ -128,7 +138,10 @@ interface UploadResult {
 async function upload(): Promise<{ fileBytes: number; results: Record<string, UploadResult> }> {
   const dir = mkdtempSync(path.join(tmpdir(), "stockroom-bench-sdk-"));
   const file = path.join(dir, "products.csv");
-  await pipeline(Readable.from(generateBulkFile({ rows: ROWS, format: "csv", seed: 42, skuPrefix: "BENCH-" }).chunks), createWriteStream(file));
+  await pipeline(
+    Readable.from(generateBulkFile({ rows: ROWS, format: "csv", seed: 42, skuPrefix: "BENCH-" }).chunks),
+    createWriteStream(file),
+  );
   const size = statSync(file).size;
   console.log(`  file: ${ROWS} rows, ${round(size / 1e6, 1)} MB`);
   const queue = { BULK_STREAM: `BENCH_SDK_${id}`, BULK_SUBJECT_PREFIX: `bench.sdk.${id}`, BULK_DURABLE: `bench-sdk-${id}` };
@@ -155,7 +168,8 @@ async function upload(): Promise<{ fileBytes: number; results: Record<string, Up
       const client = bare(BulkJobService, server, "grpc", await freshKey());
       async function* requests() {
         yield { payload: { case: "options" as const, value: { format: BulkFileFormat.CSV, dryRun: true, requestId: `bench-${id}-${n}` } } };
-        for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) yield { payload: { case: "chunk" as const, value: chunk as Buffer } };
+        for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 }))
+          yield { payload: { case: "chunk" as const, value: chunk as Buffer } };
       }
       return (await client.uploadBulkFile(requests())).job!;
     },
@@ -171,9 +185,11 @@ async function upload(): Promise<{ fileBytes: number; results: Record<string, Up
         const t0 = performance.now();
         const job = await call();
         const s = (performance.now() - t0) / 1000;
-        if (job.state !== BulkJobState.SUCCEEDED) throw new Error(`${name}: the dry run ended ${BulkJobState[job.state]} ${job.error ?? ""}`);
+        if (job.state !== BulkJobState.SUCCEEDED)
+          throw new Error(`${name}: the dry run ended ${BulkJobState[job.state]} ${job.error ?? ""}`);
         const total = Number(job.counts?.total ?? 0n);
-        if (total !== ROWS || Number(job.fileSize) !== size) throw new Error(`${name}: the job counted ${total} items of ${job.fileSize} bytes, not ${ROWS} of ${size}`);
+        if (total !== ROWS || Number(job.fileSize) !== size)
+          throw new Error(`${name}: the job counted ${total} items of ${job.fileSize} bytes, not ${ROWS} of ${size}`);
         items[name] = total;
         seconds[name]!.push(s);
         console.log(`  run ${run + 1}, ${name}: ${round(s, 2)} s, ${round(size / 1e6 / s, 2)} MB/s, ${Math.round(total / s)} items/s`);
@@ -220,7 +236,9 @@ const overhead = {
   connectP50Ms: round(latency["sdk connect"]!.p50Ms - latency["bare connect"]!.p50Ms),
   connectP99Ms: round(latency["sdk connect"]!.p99Ms - latency["bare connect"]!.p99Ms),
 };
-console.log(`SDK overhead: gRPC p50 ${overhead.grpcP50Ms} ms, p99 ${overhead.grpcP99Ms} ms; Connect p50 ${overhead.connectP50Ms} ms, p99 ${overhead.connectP99Ms} ms`);
+console.log(
+  `SDK overhead: gRPC p50 ${overhead.grpcP50Ms} ms, p99 ${overhead.grpcP99Ms} ms; Connect p50 ${overhead.connectP50Ms} ms, p99 ${overhead.connectP99Ms} ms`,
+);
 
 console.log(
   `\nupload of a ${ROWS}-row CSV, dry runs (uploaded, parsed, validated and staged; not applied), ${UPLOAD_RUNS} runs per variant, interleaved…`,
@@ -230,7 +248,14 @@ const baseline = uploads.results["bare generated client stream (grpc)"]!;
 console.log(
   table(
     ["variant", "median MB/s", "median items/s", "best MB/s", "median s", "vs bare stream"],
-    Object.entries(uploads.results).map(([name, r]) => [name, r.medianMBps, r.medianItemsPerS, r.bestMBps, r.medianS, `${round(r.medianMBps / baseline.medianMBps, 2)}x`]),
+    Object.entries(uploads.results).map(([name, r]) => [
+      name,
+      r.medianMBps,
+      r.medianItemsPerS,
+      r.bestMBps,
+      r.medianS,
+      `${round(r.medianMBps / baseline.medianMBps, 2)}x`,
+    ]),
   ),
 );
 console.log(`(MB = 10^6 bytes of the ${round(uploads.fileBytes / 1e6, 1)} MB file; time until the call returned the staged job)`);
@@ -238,6 +263,12 @@ const file = writeResults("sdk", {
   calls: CALLS,
   rows: ROWS,
   unary: { concurrency: 1, series: latency, sdkOverhead: overhead },
-  upload: { fileBytes: uploads.fileBytes, dryRun: true, freshMerchantPerUpload: true, runsPerVariant: UPLOAD_RUNS, variants: uploads.results },
+  upload: {
+    fileBytes: uploads.fileBytes,
+    dryRun: true,
+    freshMerchantPerUpload: true,
+    runsPerVariant: UPLOAD_RUNS,
+    variants: uploads.results,
+  },
 });
 console.log(`\nresults: ${path.relative(root, file)}`);

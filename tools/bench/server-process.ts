@@ -5,7 +5,15 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet, type CommonTables } from "@stockroom/common/db";
+import {
+  commonMigrations,
+  createDatabase,
+  dropDatabase,
+  ensureDatabase,
+  migrateToLatest,
+  type MigrationSet,
+  type CommonTables,
+} from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { freePort, testDatabaseUrl } from "@stockroom/common/testing";
 
@@ -54,7 +62,8 @@ export async function startServerProcess(options: {
     }
   }
   const port = await freePort();
-  const profile = process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
+  const profile =
+    process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
   const child: ChildProcess = spawn(process.execPath, [...profile, ...(options.nodeArgs ?? []), options.entrypoint], {
     cwd: root,
     env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...options.env },

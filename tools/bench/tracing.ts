@@ -82,7 +82,13 @@ async function catalogRun(tracing: boolean): Promise<Omit<Run, "bench" | "tracin
     const slots = await Promise.all(
       Array.from({ length: CONCURRENCY }, async (_, i) => {
         const { product } = await client.createProduct({
-          product: { sku: `TRACE-${i}`, title: `Product ${i}`, price: { currencyCode: "EUR", minorUnits: 1000n }, stock: 10, attributes: { color: "red" } },
+          product: {
+            sku: `TRACE-${i}`,
+            title: `Product ${i}`,
+            price: { currencyCode: "EUR", minorUnits: 1000n },
+            stock: 10,
+            attributes: { color: "red" },
+          },
         });
         return { sku: `TRACE-${i}`, etag: product!.etag, price: 1000 };
       }),
@@ -158,16 +164,18 @@ try {
     if (of(false, "throughput").length === 0) return [];
     const throughputLoss = 1 - median(of(true, "throughput")) / median(of(false, "throughput"));
     const cpuAdded = median(of(true, "cpu")) / median(of(false, "cpu")) - 1;
-    return [{
-      bench,
-      throughputOff: median(of(false, "throughput")),
-      throughputOn: median(of(true, "throughput")),
-      throughputLoss: round(throughputLoss, 3),
-      cpuOff: median(of(false, "cpu")),
-      cpuOn: median(of(true, "cpu")),
-      cpuAdded: round(cpuAdded, 3),
-      pass: throughputLoss <= TARGET_LOSS,
-    }];
+    return [
+      {
+        bench,
+        throughputOff: median(of(false, "throughput")),
+        throughputOn: median(of(true, "throughput")),
+        throughputLoss: round(throughputLoss, 3),
+        cpuOff: median(of(false, "cpu")),
+        cpuOn: median(of(true, "cpu")),
+        cpuAdded: round(cpuAdded, 3),
+        pass: throughputLoss <= TARGET_LOSS,
+      },
+    ];
   });
   console.log(
     "\n" +
@@ -186,7 +194,14 @@ try {
       ),
   );
   console.log("CPU: server ms per call (catalog); bulk API + workers s per 1,000 items (bulk)");
-  const file = writeResults("tracing", { catalogCalls: CALLS, concurrency: CONCURRENCY, bulkRows: Number(ROWS), sampler: "always_on", runs, summary });
+  const file = writeResults("tracing", {
+    catalogCalls: CALLS,
+    concurrency: CONCURRENCY,
+    bulkRows: Number(ROWS),
+    sampler: "always_on",
+    runs,
+    summary,
+  });
   console.log(`\nwrote ${file}`);
 } catch (error) {
   console.error("tracing bench failed:", error);

@@ -98,7 +98,12 @@ export async function buildSlaReport(
   const groupOf = new Map<string, string>();
   for (const [group, g] of Object.entries(slo.groups)) for (const m of g.methods) groupOf.set(`${g.service}/${m}`, group);
 
-  interface Acc { calls: number; clientErrors: number; serverErrors: number; buckets: Buckets }
+  interface Acc {
+    calls: number;
+    clientErrors: number;
+    serverErrors: number;
+    buckets: Buckets;
+  }
   const calls = new Map<string, Map<string, Acc>>();
   for (const row of minutes) {
     const group = groupOf.get(row.method);
@@ -116,7 +121,10 @@ export async function buildSlaReport(
   for (const j of jobs) jobsOf.set(j.merchant_id, [...(jobsOf.get(j.merchant_id) ?? []), j]);
 
   const ids = [...new Set([...calls.keys(), ...jobsOf.keys()])].sort();
-  const merchants = ids.length === 0 ? [] : await db.selectFrom("merchants").select(["merchant_id", "name", "tier"]).where("merchant_id", "in", ids).execute();
+  const merchants =
+    ids.length === 0
+      ? []
+      : await db.selectFrom("merchants").select(["merchant_id", "name", "tier"]).where("merchant_id", "in", ids).execute();
   const info = new Map(merchants.map((m) => [m.merchant_id, m]));
 
   return {
@@ -137,12 +145,22 @@ export async function buildSlaReport(
           clientErrors: acc?.clientErrors ?? 0,
         };
       }
-      return { merchantId, name: String(info.get(merchantId)?.name ?? ""), tier, bulk, calls: byGroup, breaches: breaches(bulk, byGroup, target) };
+      return {
+        merchantId,
+        name: String(info.get(merchantId)?.name ?? ""),
+        tier,
+        bulk,
+        calls: byGroup,
+        breaches: breaches(bulk, byGroup, target),
+      };
     }),
   };
 }
 
-function bulkFigures(jobs: { state: string; total_items: number | string; created_at: Date; ended_at: Date | null }[], minItems: number): BulkFigures {
+function bulkFigures(
+  jobs: { state: string; total_items: number | string; created_at: Date; ended_at: Date | null }[],
+  minItems: number,
+): BulkFigures {
   const ended = jobs.filter((j) => j.ended_at !== null && ["succeeded", "partially_succeeded", "failed"].includes(j.state));
   const seconds = ended.map((j) => Math.max(0.001, (j.ended_at!.getTime() - j.created_at.getTime()) / 1000)).sort((a, b) => a - b);
   const big = ended.filter((j) => Number(j.total_items) >= minItems);
@@ -169,7 +187,8 @@ function breaches(bulk: BulkFigures, calls: Record<string, CallFigures>, slo: Ti
       out.push(`${group} server errors ${percent(c.serverErrorRate)} > ${percent(slo.server_error_rate)}`);
     }
   }
-  if (bulk.itemsPerSecond !== null && bulk.itemsPerSecond < slo.bulk_items_per_second) out.push(`bulk ${bulk.itemsPerSecond} items/s < ${slo.bulk_items_per_second}`);
+  if (bulk.itemsPerSecond !== null && bulk.itemsPerSecond < slo.bulk_items_per_second)
+    out.push(`bulk ${bulk.itemsPerSecond} items/s < ${slo.bulk_items_per_second}`);
   if (bulk.completionP99S !== null && bulk.completionP99S > slo.bulk_completion_p99_seconds) {
     out.push(`bulk completion p99 ${bulk.completionP99S} s > ${slo.bulk_completion_p99_seconds} s`);
   }
@@ -190,7 +209,23 @@ function percent(rate: number): string {
 
 /** formatSlaTable renders the report as a fixed-width table, one line per merchant. */
 export function formatSlaTable(report: SlaReport): string {
-  const header = ["merchant", "tier", "jobs", "items", "items/s", "ttc p50 s", "ttc p99 s", "edits", "edit p50", "edit p99", "edit 5xx", "orders", "order p99", "order 5xx", "SLO"];
+  const header = [
+    "merchant",
+    "tier",
+    "jobs",
+    "items",
+    "items/s",
+    "ttc p50 s",
+    "ttc p99 s",
+    "edits",
+    "edit p50",
+    "edit p99",
+    "edit 5xx",
+    "orders",
+    "order p99",
+    "order 5xx",
+    "SLO",
+  ];
   const dash = (v: number | null, suffix = "") => (v === null ? "-" : `${v}${suffix}`);
   const rate = (v: number | null) => (v === null ? "-" : percent(v));
   const rows = report.merchants.map((m) => {

@@ -98,7 +98,9 @@ function commandLine(task: Body): string[] {
 
 /** templateText joins the data of a task's templates (config files rendered by Nomad). */
 function templateText(task: Body): string {
-  return blocks(task, "template").map((t) => String(t["data"])).join("\n");
+  return blocks(task, "template")
+    .map((t) => String(t["data"]))
+    .join("\n");
 }
 
 /**
@@ -360,16 +362,24 @@ test("metrics: every API and worker task serves METRICS_PORT on a port Consul re
       const where = `${file} ${name}/${taskName}`;
       t.truthy(metricsPort, `${where} sets METRICS_PORT`);
       t.is(host, "0.0.0.0", `${where} listens on all interfaces`);
-      const port = blocks(g, "network").flatMap((n) => [...labelled(n, "port")]).find(([label]) => label === "metrics");
+      const port = blocks(g, "network")
+        .flatMap((n) => [...labelled(n, "port")])
+        .find(([label]) => label === "metrics");
       t.is(port?.[1]["to"], metricsPort, `${where}: port "metrics" maps to METRICS_PORT`);
       t.true((blocks(task, "config")[0]?.["ports"] ?? []).includes("metrics"), `${where} publishes the metrics port`);
       const service = blocks(g, "service").find((s) => s["port"] === "metrics");
       t.true((service?.["tags"] ?? []).includes("prometheus"), `${where}: a Consul service tagged prometheus on the metrics port`);
       if (!staticPorts(g).has("grpc")) {
-        t.true(blocks(service!, "check").some((c) => c["type"] === "http" && c["path"] === "/readyz"), `${where} is checked on /readyz`);
+        t.true(
+          blocks(service!, "check").some((c) => c["type"] === "http" && c["path"] === "/readyz"),
+          `${where} is checked on /readyz`,
+        );
       }
       if (name === "workers") {
-        t.true(Number(env["BULK_WORKERS_DESIRED"] ?? 0) > 0 || /^x$/.test(env["BULK_WORKERS_DESIRED"] ?? ""), `${where} says how many workers are desired`);
+        t.true(
+          Number(env["BULK_WORKERS_DESIRED"] ?? 0) > 0 || /^x$/.test(env["BULK_WORKERS_DESIRED"] ?? ""),
+          `${where} says how many workers are desired`,
+        );
       }
     }
   }
@@ -383,7 +393,11 @@ test("search: a relay with a standby, and search APIs that migrate their own key
   t.true(api["count"] >= 2, `api count = ${api["count"]}`);
   const tasks = [...labelled(relay, "task"), ...labelled(api, "task")];
   const runs = (file: string) => tasks.find(([, task]) => commandLine(task).includes(file))?.[1];
-  const [relayTask, searchTask, migrate] = [runs("services/events/src/relay-main.ts"), runs("services/search/src/main.ts"), runs("tools/migrate.ts")];
+  const [relayTask, searchTask, migrate] = [
+    runs("services/events/src/relay-main.ts"),
+    runs("services/search/src/main.ts"),
+    runs("tools/migrate.ts"),
+  ];
   t.truthy(relayTask, "a task runs the relay");
   t.truthy(searchTask, "a task runs services/search/src/main.ts");
   t.deepEqual(commandLine(migrate!).slice(1), ["tools/migrate.ts", "--search"], "the prestart task migrates the search database");
@@ -392,7 +406,8 @@ test("search: a relay with a standby, and search APIs that migrate their own key
   for (const [name, task] of tasks) {
     const env = concrete(taskEnv(task));
     t.deepEqual(unknownEnv(env, known), [], `task ${name} sets variables nothing reads`);
-    for (const parse of [parseApiConfig, parseSearchConfig, parseEventStreamConfig, parseRelayConfig]) t.notThrows(() => parse(env), `task ${name}`);
+    for (const parse of [parseApiConfig, parseSearchConfig, parseEventStreamConfig, parseRelayConfig])
+      t.notThrows(() => parse(env), `task ${name}`);
     t.is(blocks(task, "config")[0]?.["image"], blocks(catalogApi, "config")[0]?.["image"], `task ${name} uses the release image`);
   }
   // The projection is its own keyspace (search-vschema.json); API keys and products stay in stockroom.

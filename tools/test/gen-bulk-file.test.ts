@@ -98,7 +98,13 @@ function splitLines(bytes: Buffer): Buffer[] {
 
 /** Item is one line's values as the reader found them; absent keys are columns the line does not name. */
 interface Item {
-  sku?: unknown; title?: unknown; description?: unknown; price?: unknown; currency?: unknown; stock?: unknown; status?: unknown;
+  sku?: unknown;
+  title?: unknown;
+  description?: unknown;
+  price?: unknown;
+  currency?: unknown;
+  stock?: unknown;
+  status?: unknown;
   attributes?: Record<string, unknown>;
 }
 
@@ -229,7 +235,10 @@ test("csv: a header with the default columns, then one record per row", (t) => {
   t.is(file.expected.validLines(), 3000);
   // The data is realistic: quoting, embedded newlines and non-ASCII text all occur.
   const text = bytes.toString("utf8");
-  t.true(records.some((r, i) => i > 0 && records[i + 1] !== undefined && records[i + 1]!.line - r.line > 1), "a record spans lines");
+  t.true(
+    records.some((r, i) => i > 0 && records[i + 1] !== undefined && records[i + 1]!.line - r.line > 1),
+    "a record spans lines",
+  );
   for (const s of ['""', "é", "日本", "🍵"]) t.true(text.includes(s), s);
   t.deepEqual(codes(records.slice(1).map((r) => r.fields[4]!)), ["BHD", "EUR", "JPY", "USD"]);
 });
@@ -244,7 +253,10 @@ test("jsonl: one object per line with every column, attributes as an object", (t
   t.deepEqual(Object.keys(items[0]!), ["sku", "title", "description", "price", "currency", "stock", "status", "attributes"]);
   t.deepEqual(Object.keys(items[0]!.attributes!), ["color", "size"]);
   t.true(items.some((i) => typeof i.price === "number") && items.some((i) => typeof i.price === "string"));
-  t.true(items.some((i) => typeof i.title === "string" && [...i.title].length === TITLE_MAX), "titles at the limit occur");
+  t.true(
+    items.some((i) => typeof i.title === "string" && [...i.title].length === TITLE_MAX),
+    "titles at the limit occur",
+  );
 });
 
 // ---- invalid lines ------------------------------------------------------------------
@@ -255,7 +267,20 @@ test("csv: every expected invalid line is where an independent reader finds it, 
   t.deepEqual(problems, []);
   t.deepEqual(sorted(file.expected.invalid), sorted(invalid));
   t.is(file.expected.validLines(), data.length - invalid.size);
-  t.deepEqual(codes(invalid.values()), codes(["MISSING_SKU", "BAD_NUMBER", "NEGATIVE_PRICE", "NEGATIVE_STOCK", "UNKNOWN_CURRENCY", "TOO_LONG", "DUPLICATE_SKU", "MALFORMED_LINE", "INVALID_UTF8"]));
+  t.deepEqual(
+    codes(invalid.values()),
+    codes([
+      "MISSING_SKU",
+      "BAD_NUMBER",
+      "NEGATIVE_PRICE",
+      "NEGATIVE_STOCK",
+      "UNKNOWN_CURRENCY",
+      "TOO_LONG",
+      "DUPLICATE_SKU",
+      "MALFORMED_LINE",
+      "INVALID_UTF8",
+    ]),
+  );
   // Multi-line records come before most invalid lines, so line numbers differ from record numbers.
   const last = data.at(-1)!;
   t.true(last.line > data.length + 1, `last record on line ${last.line}, record ${data.length + 1}`);
@@ -308,7 +333,10 @@ test("column subsets: a price-only file names just sku, price and currency", (t)
     t.deepEqual(records[0]!.fields, ["sku", "price", "currency"]);
     t.deepEqual(problems, []);
     t.deepEqual(sorted(file.expected.invalid), sorted(invalid));
-    t.deepEqual(codes(invalid.values()), codes(["MISSING_SKU", "BAD_NUMBER", "NEGATIVE_PRICE", "UNKNOWN_CURRENCY", "DUPLICATE_SKU", "MALFORMED_LINE", "INVALID_UTF8"]));
+    t.deepEqual(
+      codes(invalid.values()),
+      codes(["MISSING_SKU", "BAD_NUMBER", "NEGATIVE_PRICE", "UNKNOWN_CURRENCY", "DUPLICATE_SKU", "MALFORMED_LINE", "INVALID_UTF8"]),
+    );
   }
   const jsonl = generate({ rows: 2000, format: "jsonl", columns: ["stock", "attr.color"], invalidRate: 0.1 });
   const read = readJsonl(jsonl.bytes);
@@ -364,10 +392,37 @@ test("the CLI writes what the library makes and reports rows, bytes and seconds"
   const dir = await mkdtemp(path.join(tmpdir(), "gen-bulk-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const out = path.join(dir, "f.jsonl");
-  const { stdout } = await run(process.execPath, [cli, "--rows", "3_000", "--format", "jsonl", "--out", out, "--seed", "9", "--invalid-rate", "0.02", "--columns", "title,price,attr.color", "--crlf"]);
-  const expected = generate({ rows: 3000, format: "jsonl", seed: 9, invalidRate: 0.02, columns: ["title", "price", "attr.color"], crlf: true });
+  const { stdout } = await run(process.execPath, [
+    cli,
+    "--rows",
+    "3_000",
+    "--format",
+    "jsonl",
+    "--out",
+    out,
+    "--seed",
+    "9",
+    "--invalid-rate",
+    "0.02",
+    "--columns",
+    "title,price,attr.color",
+    "--crlf",
+  ]);
+  const expected = generate({
+    rows: 3000,
+    format: "jsonl",
+    seed: 9,
+    invalidRate: 0.02,
+    columns: ["title", "price", "attr.color"],
+    crlf: true,
+  });
   t.true((await readFile(out)).equals(expected.bytes));
-  t.regex(stdout, new RegExp(`^3000 rows \\(${expected.file.expected.validLines()} valid, ${expected.file.expected.invalid.size} invalid: .*\\), ${expected.bytes.length} bytes .* in \\d+\\.\\d\\d s`));
+  t.regex(
+    stdout,
+    new RegExp(
+      `^3000 rows \\(${expected.file.expected.validLines()} valid, ${expected.file.expected.invalid.size} invalid: .*\\), ${expected.bytes.length} bytes .* in \\d+\\.\\d\\d s`,
+    ),
+  );
 });
 
 test("the CLI exits 2 with a clear message on bad usage", async (t) => {

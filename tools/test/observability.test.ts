@@ -22,7 +22,7 @@ import { testDatabaseUrl } from "@stockroom/common/testing";
 import { ordersModule } from "@stockroom/orders";
 import { bulkMetrics, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
-import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher, } from "@stockroom/notify";
+import { notifyModule, parseNotifyConfig, registerDispatcherMetrics, startWebhookDispatcher } from "@stockroom/notify";
 import { createLogger } from "@stockroom/common/observe";
 import type { StockroomTables } from "../tables.ts";
 
@@ -61,7 +61,12 @@ function exportedNames(): Promise<Set<string>> {
       config,
       migrate: true,
       nats: nats.nc,
-      modules: (db, { metrics }) => [catalogModule(db), bulkModule(db, { nats, metrics }), ordersModule(db, { metrics }), notifyModule(db, notify)],
+      modules: (db, { metrics }) => [
+        catalogModule(db),
+        bulkModule(db, { nats, metrics }),
+        ordersModule(db, { metrics }),
+        notifyModule(db, notify),
+      ],
     });
     const suffix = randomBytes(4).toString("hex");
     const queue = { ...DEFAULT_QUEUE, stream: `BULK_OBSRULES_${suffix}`, subjectPrefix: `t_${suffix}.rules.chunk` };
@@ -77,13 +82,23 @@ function exportedNames(): Promise<Set<string>> {
     bulkMetrics(api.metrics.registry).workersDesired.set({ stream: queue.stream }, 1);
     // The webhook dispatcher, as dispatcher-main.ts and tools/start.ts run it, on this file's own event stream.
     const events = parseEventStreamConfig({ EVENTS_STREAM: `EVENTS_OBSRULES_${suffix}`, EVENTS_SUBJECT_PREFIX: `ev_${suffix}` });
-    const dispatcher = await startWebhookDispatcher({ db: api.db, nats, events, config: notify.dispatcher, allowPrivateTargets: true, log: createLogger("webhooks", "silent") });
+    const dispatcher = await startWebhookDispatcher({
+      db: api.db,
+      nats,
+      events,
+      config: notify.dispatcher,
+      allowPrivateTargets: true,
+      log: createLogger("webhooks", "silent"),
+    });
     registerDispatcherMetrics(api.metrics.registry, dispatcher);
     try {
       const merchant = await createMerchant(api.db, "Rules merchant");
       const catalog = createClient(
         CatalogService,
-        createGrpcTransport({ baseUrl: api.server.url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${merchant.apiKey}`), next(req))] }),
+        createGrpcTransport({
+          baseUrl: api.server.url,
+          interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${merchant.apiKey}`), next(req))],
+        }),
       );
       await catalog.createProduct({ product: { sku: "R-1", title: "Rules", price: { currencyCode: "EUR", minorUnits: 100n }, stock: 1 } });
       const text = await (await fetch(`${api.metricsServer!.url}/metrics`)).text();
@@ -98,7 +113,13 @@ function exportedNames(): Promise<Set<string>> {
         }
       }
       // Declared is not enough for what the rules lean on most: these carry samples.
-      for (const must of ["stockroom_rpc_server_duration_seconds_bucket", "stockroom_jetstream_consumer_pending_messages", "stockroom_outbox_oldest_age_seconds", "stockroom_db_pool_queued_requests", "stockroom_bulk_worker_concurrency"]) {
+      for (const must of [
+        "stockroom_rpc_server_duration_seconds_bucket",
+        "stockroom_jetstream_consumer_pending_messages",
+        "stockroom_outbox_oldest_age_seconds",
+        "stockroom_db_pool_queued_requests",
+        "stockroom_bulk_worker_concurrency",
+      ]) {
         if (!text.split("\n").some((l) => l.startsWith(must))) throw new Error(`${must} has no sample`);
       }
       return names;
@@ -145,7 +166,10 @@ test("the issue's alerts are there: queue lag growing 5 min, outbox older than 3
   t.regex(byName("OutboxEventsStale")[0]!.expr, /stockroom_outbox_oldest_age_seconds\) > 30$/);
   t.true(metricNames(byName("BulkWorkersBelowDesired")[0]!.expr).includes("stockroom_bulk_workers_desired"));
   const dlq = byName("WebhookDeadLetters")[0];
-  t.true(metricNames(dlq!.expr).includes("stockroom_webhook_dead_letters_total"), "an alert fires when deliveries land in the dead-letter list");
+  t.true(
+    metricNames(dlq!.expr).includes("stockroom_webhook_dead_letters_total"),
+    "an alert fires when deliveries land in the dead-letter list",
+  );
   t.deepEqual(pending, [], "no rule waits for a metric");
 });
 
@@ -172,11 +196,18 @@ test("the SLO rules cover every tier and group with the thresholds and methods o
 test("every metric an alert rule reads is exported by a live process; pending ones are not (yet)", async (t) => {
   const names = await exportedNames();
   for (const r of activeRules) {
-    t.deepEqual(metricNames(r.expr).filter((n) => !names.has(n)), [], `${r.alert} reads metrics nothing exports`);
+    t.deepEqual(
+      metricNames(r.expr).filter((n) => !names.has(n)),
+      [],
+      `${r.alert} reads metrics nothing exports`,
+    );
   }
   for (const p of pending) {
     t.false(names.has(p), `${p} is exported now: turn its pending rule in alerts.rules.yml into a real one`);
-    t.false(activeRules.some((r) => r.expr.includes(p)), `${p} is pending, so no active rule may read it`);
+    t.false(
+      activeRules.some((r) => r.expr.includes(p)),
+      `${p} is pending, so no active rule may read it`,
+    );
   }
 });
 
@@ -191,19 +222,33 @@ test("the Grafana dashboard is well formed and every panel queries exported metr
   for (const p of panels) {
     const { x, y, w, h } = p.gridPos;
     t.true(x >= 0 && w > 0 && x + w <= 24, `${p.title} fits the 24-column grid`);
-    for (let i = x; i < x + w; i++) for (let j = y; j < y + h; j++) {
-      t.false(cells.has(`${i},${j}`), `${p.title} overlaps another panel`);
-      cells.add(`${i},${j}`);
-    }
+    for (let i = x; i < x + w; i++)
+      for (let j = y; j < y + h; j++) {
+        t.false(cells.has(`${i},${j}`), `${p.title} overlaps another panel`);
+        cells.add(`${i},${j}`);
+      }
     if (p.type === "row") continue;
     // biome-ignore lint/suspicious/noTemplateCurlyInString: "${datasource}" is a Grafana variable, not a template literal
     t.is(p.datasource?.uid, "${datasource}", `${p.title} uses the datasource variable`);
     t.true(p.targets.length > 0, `${p.title} has queries`);
     t.is(new Set(p.targets.map((q: { refId: string }) => q.refId)).size, p.targets.length, `${p.title} refIds`);
-    for (const q of p.targets) t.deepEqual(metricNames(q.expr).filter((n) => !names.has(n)), [], `${p.title}: ${q.expr}`);
+    for (const q of p.targets)
+      t.deepEqual(
+        metricNames(q.expr).filter((n) => !names.has(n)),
+        [],
+        `${p.title}: ${q.expr}`,
+      );
   }
   const graphed = new Set(panels.flatMap((p) => (p.targets ?? []).flatMap((q: { expr: string }) => metricNames(q.expr))));
-  for (const must of ["stockroom_rpc_server_duration_seconds_bucket", "stockroom_bulk_items_total", "stockroom_jetstream_consumer_pending_messages", "stockroom_outbox_oldest_age_seconds", "stockroom_orders_total", "stockroom_rate_limit_rejections_total", "stockroom_db_pool_queued_requests"]) {
+  for (const must of [
+    "stockroom_rpc_server_duration_seconds_bucket",
+    "stockroom_bulk_items_total",
+    "stockroom_jetstream_consumer_pending_messages",
+    "stockroom_outbox_oldest_age_seconds",
+    "stockroom_orders_total",
+    "stockroom_rate_limit_rejections_total",
+    "stockroom_db_pool_queued_requests",
+  ]) {
     t.true(graphed.has(must), `a panel shows ${must}`);
   }
 });

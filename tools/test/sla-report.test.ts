@@ -34,11 +34,21 @@ async function report(...args: string[]): Promise<string> {
 }
 
 async function finishedJob(merchantId: string, items: number, seconds: number, state: BulkJobRow["state"] = "succeeded") {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "f.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "f.csv",
+  });
   const ended = new Date(Date.now() - 60_000);
-  await db.updateTable("bulk_jobs")
+  await db
+    .updateTable("bulk_jobs")
     .set({ state, total_items: items, created_at: new Date(ended.getTime() - seconds * 1000), ended_at: ended })
-    .where("merchant_id", "=", merchantId).where("job_id", "=", jobId).execute();
+    .where("merchant_id", "=", merchantId)
+    .where("job_id", "=", jobId)
+    .execute();
 }
 
 test("latency buckets: a percentile read from them is never low and at most 19% high", (t) => {
@@ -70,7 +80,12 @@ test("the report shows each merchant's bulk throughput, latencies and error rate
   recorder.record(plus.merchantId, ORDER, 20, Code.Internal);
   for (let i = 0; i < 100; i++) recorder.record(standard.merchantId, EDIT, 3, undefined);
   await recorder.stop();
-  const rows = await db.selectFrom("rpc_call_minutes").select(sql<number>`SUM(calls)`.as("calls")).where("merchant_id", "=", plus.merchantId).where("method", "=", EDIT).executeTakeFirstOrThrow();
+  const rows = await db
+    .selectFrom("rpc_call_minutes")
+    .select(sql<number>`SUM(calls)`.as("calls"))
+    .where("merchant_id", "=", plus.merchantId)
+    .where("method", "=", EDIT)
+    .executeTakeFirstOrThrow();
   t.is(Number(rows.calls), 100);
 
   await finishedJob(plus.merchantId, 20_000, 10);
@@ -86,7 +101,10 @@ test("the report shows each merchant's bulk throughput, latencies and error rate
   t.true(p.calls["single_edit"]!.p50Ms! >= 5 && p.calls["single_edit"]!.p50Ms! < 6);
   t.true(p.calls["single_edit"]!.p99Ms! >= 80 && p.calls["single_edit"]!.p99Ms! < 96);
   t.like(p.calls["order"], { calls: 10, serverErrorRate: 0.1 });
-  t.deepEqual(p.breaches.map((b) => b.replace(/ [\d.]+ ms >/, " N ms >")), ["single_edit p99 N ms > 50 ms", "order server errors 10.00% > 0.10%"]);
+  t.deepEqual(
+    p.breaches.map((b) => b.replace(/ [\d.]+ ms >/, " N ms >")),
+    ["single_edit p99 N ms > 50 ms", "order server errors 10.00% > 0.10%"],
+  );
 
   t.is(s.tier, "standard");
   t.like(s.bulk, { jobs: 1, items: 1000, itemsPerSecond: null, completionP99S: 5 }, "a 1,000-item job is judged by completion time only");
@@ -101,7 +119,10 @@ test("the report shows each merchant's bulk throughput, latencies and error rate
   t.regex(table, new RegExp(`${standard.merchantId} Standard merchant\\s+standard .* met$`, "m"));
 
   const one: SlaReport = JSON.parse(await report("--since", "1h", "--merchant", standard.merchantId, "--json"));
-  t.deepEqual(one.merchants.map((m) => m.merchantId), [standard.merchantId]);
+  t.deepEqual(
+    one.merchants.map((m) => m.merchantId),
+    [standard.merchantId],
+  );
   const empty: SlaReport = JSON.parse(await report("--since", "2d", "--until", "1d", "--json"));
   t.deepEqual(empty.merchants, []);
 });

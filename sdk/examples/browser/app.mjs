@@ -19,8 +19,13 @@ export async function uploadAndFollow({ baseUrl, apiKey, transport = "connect", 
 /** editWithConflict shows the etag round trip: a stale etag is a ConflictError carrying the current one. */
 export async function editWithConflict({ baseUrl, apiKey, transport = "connect", sku }) {
   const stockroom = createStockroomClient({ baseUrl, apiKey, transport });
-  const { product } = await stockroom.catalog.createProduct({ product: { sku, title: "Browser mug", price: { currencyCode: "EUR", minorUnits: 990n } } });
-  await stockroom.catalog.updateProduct({ product: { sku, title: "Browser mug v2", etag: product.etag }, updateMask: { paths: ["title"] } });
+  const { product } = await stockroom.catalog.createProduct({
+    product: { sku, title: "Browser mug", price: { currencyCode: "EUR", minorUnits: 990n } },
+  });
+  await stockroom.catalog.updateProduct({
+    product: { sku, title: "Browser mug v2", etag: product.etag },
+    updateMask: { paths: ["title"] },
+  });
   try {
     await stockroom.catalog.updateProduct({ product: { sku, title: "stale", etag: product.etag }, updateMask: { paths: ["title"] } });
     return { conflict: false };

@@ -34,54 +34,73 @@ export interface ChunkOutcome {
  * sees it and applies the conflict policy instead of overwriting it.
  */
 export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<ChunkOutcome> {
-  return inTransaction(db, async (trx) => {
-    const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
-    const chunk = await lockChunk(trx, ref);
-    if (chunk?.state !== "queued") return { noop: true, counts };
-    const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
-    if (job.state === "cancelled" || job.dry_run) {
-      await setChunkState(trx, ref, "cancelled", now);
-      return { noop: true, counts, jobState: job.state };
-    }
-
-    const items = await chunkItems(trx, ref, chunk, "pending");
-    const current = await lockProducts(trx, ref.merchantId, items.map((i) => i.sku));
-    const writes: ProductWrite[] = [];
-    /** The outcome row of each applied item waits for its product's version, known once written. */
-    const applied: ItemOutcomeRow[] = [];
-    const outcomes: ItemOutcomeRow[] = [];
-    for (const item of items) {
-      const before = current.get(item.sku);
-      const staged = item.staged_version === null ? null : Number(item.staged_version);
-      const merge = mergeItem(before, jsonColumn<StagedItem>(item.payload), staged, job.conflict_policy, now);
-      counts[merge.outcome]++;
-      const row: ItemOutcomeRow = { line_no: item.line_no, sku: item.sku, outcome: merge.outcome, errors: null, product_version: null };
-      switch (merge.outcome) {
-        case "applied":
-          writes.push(merge.before ? { kind: "update", before: merge.before, fields: merge.next, changedFields: merge.changed } : { kind: "create", product: merge.next });
-          applied.push(row);
-          break;
-        case "unchanged":
-          row.product_version = merge.version;
-          break;
-        case "conflict":
-          row.errors = [{ field: "", code: "CHANGED_SINCE_STAGED", message: "the product changed after the job read it; kept the newer edit" }];
-          row.product_version = merge.version;
-          break;
-        case "invalid":
-          row.errors = merge.errors;
-          break;
+  return inTransaction(
+    db,
+    async (trx) => {
+      const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
+      const chunk = await lockChunk(trx, ref);
+      if (chunk?.state !== "queued") return { noop: true, counts };
+      const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
+      if (job.state === "cancelled" || job.dry_run) {
+        await setChunkState(trx, ref, "cancelled", now);
+        return { noop: true, counts, jobState: job.state };
       }
-      outcomes.push(row);
-    }
 
-    const written = await writeProducts(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId }, writes, now);
-    for (const [i, product] of written.entries()) applied[i]!.product_version = product.version;
-    await writeOutcomes(trx, ref, outcomes);
-    await setChunkState(trx, ref, "applied", now);
-    const jobState = await advanceJob(trx, ref, counts, now);
-    return { noop: false, counts, jobState };
-  }, { isolation: "read committed" });
+      const items = await chunkItems(trx, ref, chunk, "pending");
+      const current = await lockProducts(
+        trx,
+        ref.merchantId,
+        items.map((i) => i.sku),
+      );
+      const writes: ProductWrite[] = [];
+      /** The outcome row of each applied item waits for its product's version, known once written. */
+      const applied: ItemOutcomeRow[] = [];
+      const outcomes: ItemOutcomeRow[] = [];
+      for (const item of items) {
+        const before = current.get(item.sku);
+        const staged = item.staged_version === null ? null : Number(item.staged_version);
+        const merge = mergeItem(before, jsonColumn<StagedItem>(item.payload), staged, job.conflict_policy, now);
+        counts[merge.outcome]++;
+        const row: ItemOutcomeRow = { line_no: item.line_no, sku: item.sku, outcome: merge.outcome, errors: null, product_version: null };
+        switch (merge.outcome) {
+          case "applied":
+            writes.push(
+              merge.before
+                ? { kind: "update", before: merge.before, fields: merge.next, changedFields: merge.changed }
+                : { kind: "create", product: merge.next },
+            );
+            applied.push(row);
+            break;
+          case "unchanged":
+            row.product_version = merge.version;
+            break;
+          case "conflict":
+            row.errors = [
+              { field: "", code: "CHANGED_SINCE_STAGED", message: "the product changed after the job read it; kept the newer edit" },
+            ];
+            row.product_version = merge.version;
+            break;
+          case "invalid":
+            row.errors = merge.errors;
+            break;
+        }
+        outcomes.push(row);
+      }
+
+      const written = await writeProducts(
+        trx,
+        { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId },
+        writes,
+        now,
+      );
+      for (const [i, product] of written.entries()) applied[i]!.product_version = product.version;
+      await writeOutcomes(trx, ref, outcomes);
+      await setChunkState(trx, ref, "applied", now);
+      const jobState = await advanceJob(trx, ref, counts, now);
+      return { noop: false, counts, jobState };
+    },
+    { isolation: "read committed" },
+  );
 }
 
 /**
@@ -92,7 +111,11 @@ async function advanceJob(trx: BulkTx, ref: ChunkRef, counts: ChunkCounts, now: 
   const job = await countChunk(trx, ref, counts, now);
   if (FINAL_STATES.has(job.state) || job.state === "rolling_back") return job.state;
   if (job.chunks_done >= job.chunk_count) {
-    const final = outcomeState({ invalid: Number(job.invalid_items), conflict: Number(job.conflict_items), failed: Number(job.failed_items) });
+    const final = outcomeState({
+      invalid: Number(job.invalid_items),
+      conflict: Number(job.conflict_items),
+      failed: Number(job.failed_items),
+    });
     if (await moveJob(trx, ref, final, now, {}, chunksAllDone)) return final;
   } else if (job.state === "queued" && (await moveJob(trx, ref, "running", now))) {
     return "running";

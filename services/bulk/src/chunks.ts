@@ -50,7 +50,13 @@ export function lockChunk(trx: BulkTx, ref: ChunkRef) {
 }
 
 /** setChunkState moves a chunk the transaction holds locked (lockChunk) to its next state. */
-export async function setChunkState(trx: BulkTx, ref: ChunkRef, state: "applied" | "cancelled" | "failed" | "rolled_back", now: Date, error?: string): Promise<void> {
+export async function setChunkState(
+  trx: BulkTx,
+  ref: ChunkRef,
+  state: "applied" | "cancelled" | "failed" | "rolled_back",
+  now: Date,
+  error?: string,
+): Promise<void> {
   await trx
     .updateTable("bulk_job_chunks")
     .set(state === "rolled_back" ? { state } : { state, applied_at: now, error: error ?? "" })

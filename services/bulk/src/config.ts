@@ -42,7 +42,8 @@ export function parseBulkConfig(env: Env): BulkConfig {
     reconcileEveryMs: readInt(env, "BULK_RECONCILE_EVERY_MS", 5000, 0, 3_600_000),
     retention: {
       ...DEFAULT_RETENTION,
-      idempotencyKeysMs: readInt(env, "IDEMPOTENCY_RETENTION_HOURS", DEFAULT_RETENTION.idempotencyKeysMs / 3600_000, 24, 24 * 365) * 3600_000,
+      idempotencyKeysMs:
+        readInt(env, "IDEMPOTENCY_RETENTION_HOURS", DEFAULT_RETENTION.idempotencyKeysMs / 3600_000, 24, 24 * 365) * 3600_000,
       jobItemsMs: readInt(env, "BULK_ITEM_RETENTION_DAYS", DEFAULT_RETENTION.jobItemsMs / 86_400_000, 1, 3650) * 86_400_000,
     },
     pruneEveryMs: readInt(env, "BULK_PRUNE_EVERY_MS", 600_000, 0, 86_400_000),

@@ -92,7 +92,13 @@ export type Merge =
  * empty attribute value removes the key) and whether anything changed.
  * Versions and change times are the product-write port's business.
  */
-export function mergeItem(current: Product | undefined, item: StagedItem, stagedVersion: number | null, policy: ConflictPolicy, now: Date): Merge {
+export function mergeItem(
+  current: Product | undefined,
+  item: StagedItem,
+  stagedVersion: number | null,
+  policy: ConflictPolicy,
+  now: Date,
+): Merge {
   if (policy === "skip" && (current?.version ?? null) !== stagedVersion) {
     return { outcome: "conflict", version: current?.version ?? null };
   }
@@ -136,7 +142,10 @@ export function mergeItem(current: Product | undefined, item: StagedItem, staged
   const violations: FieldViolation[] = [];
   validateFields("product", { attributes: next.attributes }, violations);
   if (violations.length > 0) {
-    return { outcome: "invalid", errors: violations.map((v) => ({ field: "attributes", code: "TOO_MANY_ATTRIBUTES", message: v.description })) };
+    return {
+      outcome: "invalid",
+      errors: violations.map((v) => ({ field: "attributes", code: "TOO_MANY_ATTRIBUTES", message: v.description })),
+    };
   }
   if (!current) return { outcome: "applied", before: undefined, next, changed: [...MASK_PATHS] };
   const changed = diffFields(current, { ...current, ...next });

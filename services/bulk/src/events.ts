@@ -29,7 +29,13 @@ export async function recordJobFinished(trx: BulkTx, row: BulkJobRow, at: Date):
       eventType: "bulk_job.finished",
       payload: toBinary(
         BulkJobEventSchema,
-        create(BulkJobEventSchema, { eventId, merchantId: row.merchant_id, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }),
+        create(BulkJobEventSchema, {
+          eventId,
+          merchantId: row.merchant_id,
+          type: BulkJobEventType.FINISHED,
+          job,
+          occurTime: timestampFromDate(at),
+        }),
       ),
       createdAt: at,
     },

@@ -50,7 +50,12 @@ export function chunkItems(trx: BulkTx, ref: ChunkRef, lines: { first_line: numb
 }
 
 /** failPendingItems marks a chunk's pending items FAILED with one reason, and returns how many there were. */
-export async function failPendingItems(trx: BulkTx, ref: ChunkRef, lines: { first_line: number; last_line: number }, reason: string): Promise<number> {
+export async function failPendingItems(
+  trx: BulkTx,
+  ref: ChunkRef,
+  lines: { first_line: number; last_line: number },
+  reason: string,
+): Promise<number> {
   const errors = JSON.stringify([{ field: "", code: "CHUNK_FAILED", message: reason.slice(0, 500) }]);
   const result = await trx
     .updateTable("bulk_job_items")

@@ -86,7 +86,11 @@ export async function findJob(db: BulkDb | BulkTx, merchantId: string, jobId: st
 }
 
 /** listJobs reads one keyset page of a merchant's jobs, newest first. */
-export function listJobs(db: BulkDb, merchantId: string, query: { state?: JobState; beforeJobId?: string; limit: number }): Promise<BulkJobRow[]> {
+export function listJobs(
+  db: BulkDb,
+  merchantId: string,
+  query: { state?: JobState; beforeJobId?: string; limit: number },
+): Promise<BulkJobRow[]> {
   let q = db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId);
   if (query.state) q = q.where("state", "=", query.state);
   if (query.beforeJobId) q = q.where("job_id", "<", query.beforeJobId);
@@ -123,7 +127,15 @@ export function findDuplicateJob(
 type JobFacts = Partial<
   Pick<
     BulkJobRow,
-    "error" | "file_size" | "content_sha256" | "total_items" | "valid_items" | "invalid_items" | "chunk_count" | "chunks_done" | "rollback_policy"
+    | "error"
+    | "file_size"
+    | "content_sha256"
+    | "total_items"
+    | "valid_items"
+    | "invalid_items"
+    | "chunk_count"
+    | "chunks_done"
+    | "rollback_policy"
   >
 >;
 
@@ -157,7 +169,12 @@ export async function moveJob(
 }
 
 /** setJobFile records what ingest learnt of the uploaded file, without a state change. */
-export async function setJobFile(db: BulkDb, ref: JobRef, file: { fileSize: number; contentSha256: string }, now = new Date()): Promise<void> {
+export async function setJobFile(
+  db: BulkDb,
+  ref: JobRef,
+  file: { fileSize: number; contentSha256: string },
+  now = new Date(),
+): Promise<void> {
   await db
     .updateTable("bulk_jobs")
     .set((eb) => ({ file_size: file.fileSize, content_sha256: file.contentSha256, updated_at: now, version: eb("version", "+", 1) }))
@@ -208,7 +225,12 @@ export const chunksAllDone = (eb: ExpressionBuilder<BulkTables, "bulk_jobs">) =>
 
 /** markItemsPruned records that retention removed the job's per-item details. */
 export async function markItemsPruned(db: BulkDb, ref: JobRef, now: Date): Promise<void> {
-  await db.updateTable("bulk_jobs").set({ items_pruned_at: now }).where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
+  await db
+    .updateTable("bulk_jobs")
+    .set({ items_pruned_at: now })
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .execute();
 }
 
 /** deleteJobRow removes a job's row (a duplicate upload discarded before anything of it was queued). */
@@ -218,7 +240,12 @@ export async function deleteJobRow(db: BulkDb, ref: JobRef): Promise<void> {
 
 /** jobStateOf reads only a job's state (the reconciler's check before topping a job up). */
 export async function jobStateOf(db: BulkDb, ref: JobRef): Promise<JobState | undefined> {
-  const row = await db.selectFrom("bulk_jobs").select("state").where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).executeTakeFirst();
+  const row = await db
+    .selectFrom("bulk_jobs")
+    .select("state")
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .executeTakeFirst();
   return row?.state;
 }
 
@@ -233,4 +260,3 @@ export function jobsDueForPruning(db: BulkDb, endedBefore: Date, limit: number) 
     .limit(limit)
     .execute();
 }
-

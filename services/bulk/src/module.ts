@@ -31,7 +31,14 @@ export function bulkModule(db: BulkDb, options: BulkModuleOptions = {}): Service
     register: (router) =>
       router.service(BulkJobService, {
         ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs }),
-        ...createBulkUploadMethods({ db, nats: options.nats, queue, limits, uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000, metrics: options.metrics }),
+        ...createBulkUploadMethods({
+          db,
+          nats: options.nats,
+          queue,
+          limits,
+          uploadTtlMs: options.uploadTtlMs ?? 24 * 3600_000,
+          metrics: options.metrics,
+        }),
       }),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);

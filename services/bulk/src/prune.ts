@@ -51,7 +51,13 @@ export async function prune(db: BulkDb, retention: Retention, now = new Date()):
     .execute();
   for (const u of uploads) {
     await deleteInBatches(
-      () => db.deleteFrom("bulk_upload_parts").where("merchant_id", "=", u.merchant_id).where("upload_id", "=", u.upload_id).limit(100).executeTakeFirst(),
+      () =>
+        db
+          .deleteFrom("bulk_upload_parts")
+          .where("merchant_id", "=", u.merchant_id)
+          .where("upload_id", "=", u.upload_id)
+          .limit(100)
+          .executeTakeFirst(),
       100,
     );
     await db.deleteFrom("bulk_uploads").where("merchant_id", "=", u.merchant_id).where("upload_id", "=", u.upload_id).execute();
@@ -64,7 +70,13 @@ export async function prune(db: BulkDb, retention: Retention, now = new Date()):
     await markItemsPruned(db, { merchantId: j.merchant_id, jobId: j.job_id }, now);
     for (const table of ["bulk_job_items", "bulk_job_chunks"] as const) {
       const deleted = await deleteInBatches(
-        () => db.deleteFrom(table).where("merchant_id", "=", j.merchant_id).where("job_id", "=", j.job_id).limit(retention.batch).executeTakeFirst(),
+        () =>
+          db
+            .deleteFrom(table)
+            .where("merchant_id", "=", j.merchant_id)
+            .where("job_id", "=", j.job_id)
+            .limit(retention.batch)
+            .executeTakeFirst(),
         retention.batch,
       );
       if (table === "bulk_job_items") result.jobItems += deleted;

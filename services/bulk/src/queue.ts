@@ -14,7 +14,15 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats";
 import { restoreTraceContext } from "@stockroom/common/observe";
-import { claimForPublish, claimNextAttempt, countPublished, jobsWithUnpublished, nextUnpublished, releaseClaim, stalePublished } from "./chunks.ts";
+import {
+  claimForPublish,
+  claimNextAttempt,
+  countPublished,
+  jobsWithUnpublished,
+  nextUnpublished,
+  releaseClaim,
+  stalePublished,
+} from "./chunks.ts";
 import { WORKING_STATES, type ChunkRef } from "./domain.ts";
 import { jobStateOf } from "./jobs.ts";
 import type { BulkDb } from "./store.ts";
@@ -91,7 +99,12 @@ async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attem
     {
       parent: restoreTraceContext(traceContext),
       destinationTemplate: `${q.subjectPrefix}.{merchant}.{job}.{chunk}`,
-      attributes: { "stockroom.merchant_id": ref.merchantId, "stockroom.bulk.job_id": ref.jobId, "stockroom.bulk.chunk_no": ref.chunkNo, "stockroom.bulk.attempt": attempt },
+      attributes: {
+        "stockroom.merchant_id": ref.merchantId,
+        "stockroom.bulk.job_id": ref.jobId,
+        "stockroom.bulk.chunk_no": ref.chunkNo,
+        "stockroom.bulk.attempt": attempt,
+      },
     },
   );
 }
@@ -131,7 +144,12 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
  * is topped up to its window. It is a maintenance sweep over all merchants:
  * on Vitess it runs against each shard.
  */
-export async function reconcile(db: BulkDb, nats: NatsDeps, q: QueueConfig, now = new Date()): Promise<{ republished: number; toppedUp: number }> {
+export async function reconcile(
+  db: BulkDb,
+  nats: NatsDeps,
+  q: QueueConfig,
+  now = new Date(),
+): Promise<{ republished: number; toppedUp: number }> {
   const stale = await stalePublished(db, new Date(now.getTime() - q.reconcileAfterMs), 500);
   let republished = 0;
   for (const c of stale) {

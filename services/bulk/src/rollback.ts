@@ -22,7 +22,11 @@ import type { BulkDb, BulkJobRow } from "./store.ts";
 export async function startRollback(db: BulkDb, job: BulkJobRow, policy: ConflictPolicy, now = new Date()): Promise<void> {
   if (job.state === "rolling_back" || job.state === "rolled_back") return;
   if (job.items_pruned_at) {
-    throw new PreconditionError("ITEMS_EXPIRED", "the job's per-item details have passed their retention period: it can no longer be rolled back", { state: job.state });
+    throw new PreconditionError(
+      "ITEMS_EXPIRED",
+      "the job's per-item details have passed their retention period: it can no longer be rolled back",
+      { state: job.state },
+    );
   }
   if (!canMove(job.state, "rolling_back") || job.dry_run) {
     throw new PreconditionError(
@@ -44,7 +48,11 @@ export async function startRollback(db: BulkDb, job: BulkJobRow, policy: Conflic
 }
 
 /** rollbackChunk reverts one chunk exactly once; see the module comment. */
-export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<{ noop: boolean; rolledBack: number; conflict: number }> {
+export async function rollbackChunk(
+  db: BulkDb,
+  ref: ChunkRef,
+  now = new Date(),
+): Promise<{ noop: boolean; rolledBack: number; conflict: number }> {
   const done = await inTransaction(db, async (trx) => {
     const chunk = await lockChunk(trx, ref);
     if (chunk?.state !== "rollback_queued") return { noop: true, rolledBack: 0, conflict: 0 };
@@ -76,7 +84,9 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
           line_no: item.line_no,
           sku: item.sku,
           outcome: "conflict",
-          errors: [{ field: "", code: "CHANGED_SINCE_APPLIED", message: "the product changed after the job applied it; kept the newer state" }],
+          errors: [
+            { field: "", code: "CHANGED_SINCE_APPLIED", message: "the product changed after the job applied it; kept the newer state" },
+          ],
           product_version: item.product_version,
         });
         continue;
@@ -91,7 +101,12 @@ export async function rollbackChunk(db: BulkDb, ref: ChunkRef, now = new Date())
       }
       outcomes.push({ line_no: item.line_no, sku: item.sku, outcome: "rolled_back", errors: null, product_version: item.product_version });
     }
-    await writeProducts(trx, { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId }, writes, now);
+    await writeProducts(
+      trx,
+      { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId },
+      writes,
+      now,
+    );
     await writeOutcomes(trx, ref, outcomes);
     const rolledBack = outcomes.filter((o) => o.outcome === "rolled_back").length;
     const conflict = outcomes.length - rolledBack;

@@ -19,7 +19,14 @@ import { REPORT_HEADER, reportLines } from "./report.ts";
 import { startRollback } from "./rollback.ts";
 import type { BulkDb, BulkJobRow, ItemOutcomeName } from "./store.ts";
 
-type JobMethods = "getBulkJob" | "listBulkJobs" | "listBulkJobItems" | "watchBulkJob" | "cancelBulkJob" | "downloadBulkJobReport" | "rollbackBulkJob";
+type JobMethods =
+  | "getBulkJob"
+  | "listBulkJobs"
+  | "listBulkJobItems"
+  | "watchBulkJob"
+  | "cancelBulkJob"
+  | "downloadBulkJobReport"
+  | "rollbackBulkJob";
 
 const STATE_NAMES = reverse(STATE_TO_PROTO);
 const OUTCOME_NAMES = reverse(OUTCOME_TO_PROTO);
@@ -33,7 +40,12 @@ export interface BulkJobDeps {
   watchIntervalMs?: number;
 }
 
-export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }: BulkJobDeps): Pick<ServiceImpl<typeof BulkJobService>, JobMethods> {
+export function createBulkJobMethods({
+  db,
+  nats,
+  queue,
+  watchIntervalMs = 250,
+}: BulkJobDeps): Pick<ServiceImpl<typeof BulkJobService>, JobMethods> {
   const load = async (ctx: HandlerContext, jobId: string): Promise<BulkJobRow> => {
     if (!ULID_PATTERN.test(jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
     const job = await findJob(db, principalOf(ctx).merchantId, jobId);
@@ -89,7 +101,8 @@ export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }:
             job: jobToProto(job),
             progress: {
               itemsPerSecond: perSecond,
-              estimatedTimeRemaining: perSecond > 0 && remaining > 0 ? durationFromMs(Math.round((remaining / perSecond) * 1000)) : undefined,
+              estimatedTimeRemaining:
+                perSecond > 0 && remaining > 0 ? durationFromMs(Math.round((remaining / perSecond) * 1000)) : undefined,
             },
           };
         }
@@ -104,9 +117,7 @@ export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }:
       const job = await load(ctx, req.jobId);
       if (!FINAL_STATES.has(job.state)) {
         const now = new Date();
-        await inTransaction(db, (trx) =>
-          moveJob(trx, { merchantId: job.merchant_id, jobId: job.job_id }, "cancelled", now),
-        );
+        await inTransaction(db, (trx) => moveJob(trx, { merchantId: job.merchant_id, jobId: job.job_id }, "cancelled", now));
       }
       return { job: jobToProto((await findJob(db, job.merchant_id, job.job_id))!) };
     },
@@ -136,11 +147,13 @@ export function createBulkJobMethods({ db, nats, queue, watchIntervalMs = 250 }:
 }
 
 function outcomeFilter(outcomes: BulkItemOutcome[]): ItemOutcomeName[] | undefined {
-  const names = outcomes.filter((o) => o !== BulkItemOutcome.UNSPECIFIED).map((o) => {
-    const name = OUTCOME_NAMES.get(o);
-    if (!name) throw new InvalidArgumentError([{ field: "outcomes", description: `unknown outcome ${o}` }]);
-    return name;
-  });
+  const names = outcomes
+    .filter((o) => o !== BulkItemOutcome.UNSPECIFIED)
+    .map((o) => {
+      const name = OUTCOME_NAMES.get(o);
+      if (!name) throw new InvalidArgumentError([{ field: "outcomes", description: `unknown outcome ${o}` }]);
+      return name;
+    });
   return names.length > 0 ? [...new Set(names)].sort() : undefined;
 }
 
@@ -158,9 +171,13 @@ function itemsPage(db: BulkDb, job: BulkJobRow, outcomes: ItemOutcomeName[] | un
 /** itemsKept passes a job whose per-item details are still kept (prune.ts removes them after a retention period). */
 function itemsKept(job: BulkJobRow): BulkJobRow {
   if (job.items_pruned_at) {
-    throw new PreconditionError("ITEMS_EXPIRED", "the per-item details of this job have passed their retention period and were deleted; the job's counts remain", {
-      pruned_at: job.items_pruned_at.toISOString(),
-    });
+    throw new PreconditionError(
+      "ITEMS_EXPIRED",
+      "the per-item details of this job have passed their retention period and were deleted; the job's counts remain",
+      {
+        pruned_at: job.items_pruned_at.toISOString(),
+      },
+    );
   }
   return job;
 }

@@ -12,7 +12,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { principalOf } from "@stockroom/common/rpc";
-import { InvalidArgumentError, type FieldViolation, } from "@stockroom/common";
+import { InvalidArgumentError, type FieldViolation } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
@@ -106,7 +106,11 @@ function parseOptions(field: string, o: BulkJobOptions | undefined): UploadOptio
   const format = o.format === BulkFileFormat.CSV ? "csv" : o.format === BulkFileFormat.JSON_LINES ? "jsonl" : undefined;
   if (!format) violations.push({ field: `${field}.format`, description: "must be CSV or JSON_LINES" });
   const policy =
-    o.conflictPolicy === ConflictPolicy.SKIP ? "skip" : o.conflictPolicy === ConflictPolicy.OVERWRITE || o.conflictPolicy === ConflictPolicy.UNSPECIFIED ? "overwrite" : undefined;
+    o.conflictPolicy === ConflictPolicy.SKIP
+      ? "skip"
+      : o.conflictPolicy === ConflictPolicy.OVERWRITE || o.conflictPolicy === ConflictPolicy.UNSPECIFIED
+        ? "overwrite"
+        : undefined;
   if (!policy) violations.push({ field: `${field}.conflict_policy`, description: `unknown policy ${o.conflictPolicy}` });
   if (o.requestId.length > 128) violations.push({ field: `${field}.request_id`, description: "must be at most 128 characters" });
   if ([...o.fileName].length > 255) violations.push({ field: `${field}.file_name`, description: "must be at most 255 characters" });

@@ -36,12 +36,7 @@ export interface StageOptions {
  * next batch overlaps with writing the previous one (one write in flight),
  * so the parser's CPU and the database's run side by side.
  */
-export async function stageLines(
-  db: BulkDb,
-  ref: JobRef,
-  lines: AsyncIterable<ParsedLine>,
-  options: StageOptions,
-): Promise<StageResult> {
+export async function stageLines(db: BulkDb, ref: JobRef, lines: AsyncIterable<ParsedLine>, options: StageOptions): Promise<StageResult> {
   await inTransaction(db, (trx) => moveJob(trx, ref, "validating", new Date()));
   const result: StageResult = { total: 0, valid: 0, invalid: 0, chunks: 0 };
   let batch: ParsedLine[] = [];
@@ -77,13 +72,7 @@ export async function stageLines(
 }
 
 /** writeBatch stores one batch of lines and, when it has valid items, its chunk's ledger row, in one transaction. */
-async function writeBatch(
-  db: BulkDb,
-  ref: JobRef,
-  batch: ParsedLine[],
-  chunkNo: number | null,
-  stagedVersions: boolean,
-): Promise<void> {
+async function writeBatch(db: BulkDb, ref: JobRef, batch: ParsedLine[], chunkNo: number | null, stagedVersions: boolean): Promise<void> {
   const valid = batch.filter((l): l is Extract<ParsedLine, { kind: "valid" }> => l.kind === "valid");
   const versions = new Map<string, number>();
   if (stagedVersions && valid.length > 0) {
@@ -91,7 +80,11 @@ async function writeBatch(
       .selectFrom("products")
       .select(["sku", "version"])
       .where("merchant_id", "=", ref.merchantId)
-      .where("sku", "in", valid.map((l) => l.item.sku))
+      .where(
+        "sku",
+        "in",
+        valid.map((l) => l.item.sku),
+      )
       .execute();
     for (const r of rows) versions.set(r.sku, Number(r.version));
   }
@@ -138,17 +131,16 @@ async function writeBatch(
  * has chunks to apply, or straight to its final state for a dry run or a
  * file without a single valid item.
  */
-export async function finishStaging(
-  db: BulkDb,
-  ref: JobRef,
-  staged: StageResult,
-  dryRun: boolean,
-  now = new Date(),
-): Promise<JobState> {
+export async function finishStaging(db: BulkDb, ref: JobRef, staged: StageResult, dryRun: boolean, now = new Date()): Promise<JobState> {
   const done = dryRun || staged.chunks === 0;
   const state: JobState = !done ? "queued" : outcomeState({ invalid: staged.invalid, conflict: 0, failed: 0 });
   return inTransaction(db, async (trx) => {
-    const counts = { total_items: staged.total, valid_items: staged.valid, invalid_items: staged.invalid, chunk_count: dryRun ? 0 : staged.chunks };
+    const counts = {
+      total_items: staged.total,
+      valid_items: staged.valid,
+      invalid_items: staged.invalid,
+      chunk_count: dryRun ? 0 : staged.chunks,
+    };
     // Not moved: the job was cancelled while it was validating, and its chunks will be cancelled as they come.
     if (!(await moveJob(trx, ref, state, now, counts))) return (await findJob(trx, ref.merchantId, ref.jobId))!.state;
     // A dry run validates and reports; its chunks are never applied.

@@ -54,7 +54,14 @@ export function uploadOptions(row: BulkUploadRow): UploadOptions {
 }
 
 /** appendPart stores the bytes of data beyond the committed size and returns the new committed size. */
-export async function appendPart(db: BulkDb, merchantId: string, uploadId: string, offset: number, data: Uint8Array, now = new Date()): Promise<number> {
+export async function appendPart(
+  db: BulkDb,
+  merchantId: string,
+  uploadId: string,
+  offset: number,
+  data: Uint8Array,
+  now = new Date(),
+): Promise<number> {
   const violations = [];
   if (!ULID_PATTERN.test(uploadId)) violations.push({ field: "upload_id", description: "is not an upload id" });
   if (!Number.isSafeInteger(offset) || offset < 0) violations.push({ field: "offset", description: "must be a byte offset ≥ 0" });

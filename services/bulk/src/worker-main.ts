@@ -23,7 +23,18 @@ const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stoc
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
 if (bulk.workersDesired > 0) bulkMetrics(metrics.registry).workersDesired.set({ stream: bulk.queue.stream }, bulk.workersDesired);
-const worker = await startBulkWorker({ db, nats, queue: bulk.queue, log, concurrency: bulk.workerConcurrency, reconcileEveryMs: bulk.reconcileEveryMs, pruneEveryMs: bulk.pruneEveryMs, retention: bulk.retention, sealEveryMs: bulk.sealEveryMs, metrics });
+const worker = await startBulkWorker({
+  db,
+  nats,
+  queue: bulk.queue,
+  log,
+  concurrency: bulk.workerConcurrency,
+  reconcileEveryMs: bulk.reconcileEveryMs,
+  pruneEveryMs: bulk.pruneEveryMs,
+  retention: bulk.retention,
+  sealEveryMs: bulk.sealEveryMs,
+  metrics,
+});
 log.info("bulk worker started", { concurrency: bulk.workerConcurrency });
 stopOnSignals(async () => {
   observability.draining();

@@ -32,8 +32,18 @@ async function* lines(items: (StagedItem | { invalid: string })[], firstLine = 2
 }
 
 /** runJob stages the items as one job and applies every chunk, as workers would. */
-async function runJob(items: (StagedItem | { invalid: string })[], options: { policy?: BulkJobRow["conflict_policy"]; chunkSize?: number; beforeApply?: () => Promise<void> } = {}) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: options.policy ?? "overwrite", dryRun: false, fileName: "t.csv" });
+async function runJob(
+  items: (StagedItem | { invalid: string })[],
+  options: { policy?: BulkJobRow["conflict_policy"]; chunkSize?: number; beforeApply?: () => Promise<void> } = {},
+) {
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: options.policy ?? "overwrite",
+    dryRun: false,
+    fileName: "t.csv",
+  });
   const ref = { merchantId, jobId };
   const staged = await stageLines(db, ref, lines(items), { chunkSize: options.chunkSize ?? 1000, stagedVersions: true });
   await finishStaging(db, ref, staged, false);
@@ -69,7 +79,7 @@ test.serial("2,500 lines in 3 chunks: valid items applied once each, invalid one
   t.is(Number(job.applied_items), 2450);
   t.is(Number(job.invalid_items), 50);
   t.is(job.chunks_done, 3);
-  t.is(await count("product_changes") - auditBefore, 2450, "one audit entry per applied item");
+  t.is((await count("product_changes")) - auditBefore, 2450, "one audit entry per applied item");
   t.is(await count("product_changes", { source_ref: jobId }), 2450);
   t.is(await count("outbox_events", { event_type: "product.created" }), 2450);
   // A redelivered chunk (any of them) changes nothing.
@@ -80,9 +90,24 @@ test.serial("2,500 lines in 3 chunks: valid items applied once each, invalid one
 });
 
 test.serial("two workers racing on one chunk: exactly one applies it", async (t) => {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "race.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "race.csv",
+  });
   const ref = { merchantId, jobId };
-  await finishStaging(db, ref, await stageLines(db, ref, lines(Array.from({ length: 300 }, (_, i) => product(`RACE-${i}`))), { chunkSize: 1000, stagedVersions: true }), false);
+  await finishStaging(
+    db,
+    ref,
+    await stageLines(db, ref, lines(Array.from({ length: 300 }, (_, i) => product(`RACE-${i}`))), {
+      chunkSize: 1000,
+      stagedVersions: true,
+    }),
+    false,
+  );
   const results = await Promise.all([applyChunk(db, { ...ref, chunkNo: 0 }), applyChunk(db, { ...ref, chunkNo: 0 })]);
   t.deepEqual(results.map((r) => r.noop).sort(), [false, true]);
   t.is(await count("product_changes", { source_ref: jobId }), 300);
@@ -103,28 +128,60 @@ test.serial("a file touches only the columns it names", async (t) => {
   await runJob([product("COLS-1", { description: "keep me", attributes: { color: "red", size: "L" } })]);
   const { job } = await runJob([{ sku: "COLS-1", priceMinor: 2500, currency: "EUR", attributes: { size: "" } }]);
   t.is(Number(job.applied_items), 1);
-  const row = await db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "=", "COLS-1").executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom("products")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", "COLS-1")
+    .executeTakeFirstOrThrow();
   t.is(row.description, "keep me");
   t.is(row.title, "Title COLS-1");
   t.is(Number(row.price_minor), 2500);
-  t.deepEqual(typeof row.attributes === "string" ? JSON.parse(row.attributes) : row.attributes, { color: "red" }, "an empty attr cell removes the key");
+  t.deepEqual(
+    typeof row.attributes === "string" ? JSON.parse(row.attributes) : row.attributes,
+    { color: "red" },
+    "an empty attr cell removes the key",
+  );
   t.is(Number(row.version), 2);
 });
 
 test.serial("an edit after staging: SKIP reports CONFLICT and keeps it, OVERWRITE applies the file's columns over it", async (t) => {
   await runJob([product("EDIT-1"), product("EDIT-2")]);
   const edit = async () => {
-    await db.updateTable("products").set((eb) => ({ title: "edited by a person", version: eb("version", "+", 1) }))
-      .where("merchant_id", "=", merchantId).where("sku", "in", ["EDIT-1", "EDIT-2"]).execute();
+    await db
+      .updateTable("products")
+      .set((eb) => ({ title: "edited by a person", version: eb("version", "+", 1) }))
+      .where("merchant_id", "=", merchantId)
+      .where("sku", "in", ["EDIT-1", "EDIT-2"])
+      .execute();
   };
-  const skip = await runJob([{ sku: "EDIT-1", priceMinor: 1, currency: "EUR" }, { sku: "EDIT-2", priceMinor: 1, currency: "EUR" }], { policy: "skip", beforeApply: edit });
+  const skip = await runJob(
+    [
+      { sku: "EDIT-1", priceMinor: 1, currency: "EUR" },
+      { sku: "EDIT-2", priceMinor: 1, currency: "EUR" },
+    ],
+    { policy: "skip", beforeApply: edit },
+  );
   t.is(skip.job.state, "partially_succeeded");
   t.is(Number(skip.job.conflict_items), 2);
-  const items = await db.selectFrom("bulk_job_items").selectAll().where("merchant_id", "=", merchantId).where("job_id", "=", skip.jobId).execute();
-  t.deepEqual(items.map((i) => i.outcome), ["conflict", "conflict"]);
+  const items = await db
+    .selectFrom("bulk_job_items")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("job_id", "=", skip.jobId)
+    .execute();
+  t.deepEqual(
+    items.map((i) => i.outcome),
+    ["conflict", "conflict"],
+  );
   const overwrite = await runJob([{ sku: "EDIT-1", priceMinor: 7, currency: "EUR" }], { policy: "overwrite", beforeApply: edit });
   t.is(Number(overwrite.job.applied_items), 1);
-  const row = await db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "=", "EDIT-1").executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom("products")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", "EDIT-1")
+    .executeTakeFirstOrThrow();
   t.is(row.title, "edited by a person", "columns the file does not name keep the edit");
   t.is(Number(row.price_minor), 7);
 });
@@ -133,15 +190,31 @@ test.serial("a new SKU without title, price and currency is INVALID at apply tim
   const { jobId, job } = await runJob([{ sku: "NEW-NO-TITLE", stock: 4 }, product("NEW-OK")]);
   t.is(Number(job.applied_items), 1);
   t.is(Number(job.invalid_items), 1);
-  const bad = await db.selectFrom("bulk_job_items").selectAll().where("merchant_id", "=", merchantId).where("job_id", "=", jobId).where("sku", "=", "NEW-NO-TITLE").executeTakeFirstOrThrow();
+  const bad = await db
+    .selectFrom("bulk_job_items")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("job_id", "=", jobId)
+    .where("sku", "=", "NEW-NO-TITLE")
+    .executeTakeFirstOrThrow();
   t.is(bad.outcome, "invalid");
   t.regex(JSON.stringify(bad.errors), /MISSING_FOR_CREATE/);
 });
 
 test.serial("a poison chunk fails its items without blocking the job's other chunks", async (t) => {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "p.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "p.csv",
+  });
   const ref = { merchantId, jobId };
-  const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), { chunkSize: 10, stagedVersions: true });
+  const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), {
+    chunkSize: 10,
+    stagedVersions: true,
+  });
   await finishStaging(db, ref, staged, false);
   await applyChunk(db, { ...ref, chunkNo: 0 });
   await failChunk(db, { ...ref, chunkNo: 1 }, "boom after 5 deliveries");
@@ -153,8 +226,22 @@ test.serial("a poison chunk fails its items without blocking the job's other chu
 });
 
 test.serial("request_id makes job creation idempotent", async (t) => {
-  const first = await createJob(db, { merchantId, requestId: "upload-1", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "x.csv" });
-  const again = await createJob(db, { merchantId, requestId: "upload-1", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "x.csv" });
+  const first = await createJob(db, {
+    merchantId,
+    requestId: "upload-1",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "x.csv",
+  });
+  const again = await createJob(db, {
+    merchantId,
+    requestId: "upload-1",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "x.csv",
+  });
   t.deepEqual(again, { jobId: first.jobId, existing: true });
 });
 
@@ -168,6 +255,9 @@ test.serial("a job that ends writes one bulk_job.finished event in the transacti
     .where("aggregate_type", "=", "bulk_job")
     .where("aggregate_id", "=", jobId)
     .execute();
-  t.deepEqual(events.map((e) => e.event_type), ["bulk_job.finished"]);
+  t.deepEqual(
+    events.map((e) => e.event_type),
+    ["bulk_job.finished"],
+  );
   t.is(Number(events[0]!.aggregate_version), Number(job.version));
 });

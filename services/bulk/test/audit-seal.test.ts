@@ -29,23 +29,43 @@ test.after.always(async () => {
 });
 
 async function* lines(n: number): AsyncIterable<ParsedLine> {
-  for (let i = 0; i < n; i++) yield { line: i + 2, kind: "valid", item: { sku: `SEAL-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR" } };
+  for (let i = 0; i < n; i++)
+    yield { line: i + 2, kind: "valid", item: { sku: `SEAL-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR" } };
 }
 
 test("a worker seals a bulk job's audit rows into the merchant's chain, and stops promptly", async (t) => {
   const { merchantId } = await createMerchant(db, "Sealed merchant");
-  const queue: QueueConfig = { ...DEFAULT_QUEUE, stream: `BULK_T_seal_${suffix}`, subjectPrefix: `t_${suffix}.seal.chunk`, durable: "workers", ackWaitMs: 2000, maxDeliver: 3, window: 2 };
+  const queue: QueueConfig = {
+    ...DEFAULT_QUEUE,
+    stream: `BULK_T_seal_${suffix}`,
+    subjectPrefix: `t_${suffix}.seal.chunk`,
+    durable: "workers",
+    ackWaitMs: 2000,
+    maxDeliver: 3,
+    window: 2,
+  };
   await ensureChunkQueue(nats.jsm, queue);
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "seal.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "seal.csv",
+  });
   const staged = await stageLines(db, { merchantId, jobId }, lines(300), { chunkSize: 100, stagedVersions: true });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   const worker = await startBulkWorker({ db, nats, queue, log, concurrency: 2, reconcileEveryMs: 0, sealEveryMs: 50, seal: { lagMs: 0 } });
   await topUp(db, nats, queue, { merchantId, jobId });
   await waitFor("the job to end", async () => ((await findJob(db, merchantId, jobId))?.state === "succeeded" ? true : undefined), 60_000);
-  const verified = await waitFor("the chain to cover the job", async () => {
-    const v = await verifyAuditChain(db, merchantId);
-    return v.sealed === 300 && v.unsealed === 0 ? v : undefined;
-  }, 30_000);
+  const verified = await waitFor(
+    "the chain to cover the job",
+    async () => {
+      const v = await verifyAuditChain(db, merchantId);
+      return v.sealed === 300 && v.unsealed === 0 ? v : undefined;
+    },
+    30_000,
+  );
   t.deepEqual(verified.problems, []);
   const started = performance.now();
   await worker.stop();
@@ -53,5 +73,8 @@ test("a worker seals a bulk job's audit rows into the merchant's chain, and stop
   // The job's audit trail, as ListChanges reads it, carries the chain positions.
   const rows = await listMerchantChanges(db, merchantId, { sourceKind: "bulk_job", sourceRef: jobId, limit: 1000 });
   t.is(rows.length, 300);
-  t.deepEqual(rows.map((r) => Number(r.seal_seq)).sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i + 1));
+  t.deepEqual(
+    rows.map((r) => Number(r.seal_seq)).sort((a, b) => a - b),
+    Array.from({ length: 300 }, (_, i) => i + 1),
+  );
 });

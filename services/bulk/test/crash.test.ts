@@ -67,28 +67,60 @@ function startWorker(): ChildProcess {
 }
 
 async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
-  for (let i = 0; i < n; i++) yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
+  for (let i = 0; i < n; i++)
+    yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
 }
 
 async function stagedJob(prefix: string, n: number, chunkSize: number) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: `${prefix}.csv` });
-  await finishStaging(db, { merchantId, jobId }, await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true }), false);
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: `${prefix}.csv`,
+  });
+  await finishStaging(
+    db,
+    { merchantId, jobId },
+    await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true }),
+    false,
+  );
   return jobId;
 }
 
 /** exactlyOnce checks that every item of the job left one audit entry and version 1. */
 async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: string, prefix: string, n: number) {
-  const job = await waitFor("the job to end", async () => {
-    const j = await findJob(db, merchantId, jobId);
-    return j && ["succeeded", "partially_succeeded", "failed"].includes(j.state) ? j : undefined;
-  }, 90_000);
+  const job = await waitFor(
+    "the job to end",
+    async () => {
+      const j = await findJob(db, merchantId, jobId);
+      return j && ["succeeded", "partially_succeeded", "failed"].includes(j.state) ? j : undefined;
+    },
+    90_000,
+  );
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), n);
-  const audit = await db.selectFrom("product_changes").select(["sku"]).select((eb) => eb.fn.countAll<number>().as("n"))
-    .where("merchant_id", "=", merchantId).where("source_ref", "=", jobId).groupBy("sku").execute();
+  const audit = await db
+    .selectFrom("product_changes")
+    .select(["sku"])
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", merchantId)
+    .where("source_ref", "=", jobId)
+    .groupBy("sku")
+    .execute();
   t.is(audit.length, n, "every item has an audit entry");
-  t.deepEqual(audit.filter((a) => Number(a.n) !== 1), [], "no item was applied twice");
-  const versions = await db.selectFrom("products").select("version").where("merchant_id", "=", merchantId).where("sku", "like", `${prefix}-%`).execute();
+  t.deepEqual(
+    audit.filter((a) => Number(a.n) !== 1),
+    [],
+    "no item was applied twice",
+  );
+  const versions = await db
+    .selectFrom("products")
+    .select("version")
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "like", `${prefix}-%`)
+    .execute();
   t.is(versions.length, n);
   t.true(versions.every((v) => Number(v.version) === 1));
 }
@@ -98,7 +130,11 @@ test.serial("a worker killed with SIGKILL mid-job: the job still completes, ever
   const doomed = startWorker();
   startWorker();
   await topUp(db, nats, queue, { merchantId, jobId });
-  await waitFor("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined), 90_000);
+  await waitFor(
+    "some chunks to be applied",
+    async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined),
+    90_000,
+  );
   doomed.kill("SIGKILL");
   await assertExactlyOnce(t, jobId, "KILL", 12_000);
 });
@@ -107,7 +143,11 @@ test.serial("nats-server killed and restarted mid-job: the job still completes, 
   const jobId = await stagedJob("RESTART", 12_000, 200);
   if (workers.size === 0) startWorker();
   await topUp(db, nats, queue, { merchantId, jobId });
-  await waitFor("some chunks to be applied", async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined), 90_000);
+  await waitFor(
+    "some chunks to be applied",
+    async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined),
+    90_000,
+  );
   natsServer.kill("SIGKILL");
   await new Promise((r) => setTimeout(r, 1000));
   natsServer = await startNats();

@@ -21,7 +21,12 @@ export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>
  */
 export async function startBulkHarness(name: string, limits: Partial<IngestLimits> = {}) {
   const suffix = randomBytes(4).toString("hex");
-  const queue = { ...DEFAULT_QUEUE, stream: `BULK_${name.toUpperCase()}_${suffix}`, subjectPrefix: `t_${suffix}.${name}.chunk`, ackWaitMs: 5000 };
+  const queue = {
+    ...DEFAULT_QUEUE,
+    stream: `BULK_${name.toUpperCase()}_${suffix}`,
+    subjectPrefix: `t_${suffix}.${name}.chunk`,
+    ackWaitMs: 5000,
+  };
   const nats = await connectNats({ servers: "127.0.0.1:4222", name: `bulk-${name}-test` });
   const api = await startTestApi<CatalogTables & BulkTables>(`bulk_${name}`, (db) => [
     catalogModule(db),

@@ -65,7 +65,10 @@ test.after.always(async () => {
 });
 
 function start(entrypoint: string, extra: Record<string, string>): { child: ChildProcess; exited: Promise<unknown> } {
-  const child = spawn(process.execPath, [path.join(root, entrypoint)], { env: { ...process.env, ...env, ...extra }, stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(process.execPath, [path.join(root, entrypoint)], {
+    env: { ...process.env, ...env, ...extra },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   children.add(child);
   const exited = new Promise((resolve) => child.once("exit", resolve)).finally(() => children.delete(child));
   return { child, exited };
@@ -81,9 +84,27 @@ const line = (o: Record<string, unknown>) => `${JSON.stringify(o)}\n`;
 test("one bulk job is one trace across the API and worker processes, and the metrics count its items exactly", async (t) => {
   // The catalog holds 10 products the file repeats unchanged and 10 it will find changed since staging.
   const now = new Date();
-  const existing = (sku: string) => ({ kind: "create" as const, product: { id: newUlid(), sku, title: `Title ${sku}`, description: "", priceMinor: 100, currency: "EUR", stock: 0, status: "active" as const, attributes: {} } });
-  const creates = [...Array.from({ length: 10 }, (_, i) => existing(`U-${i}`)), ...Array.from({ length: 10 }, (_, i) => existing(`C-${i}`))];
-  await db.transaction().execute((trx) => writeProducts(trx, { merchantId: merchant.merchantId, actor: "test", sourceKind: "api" }, creates, now));
+  const existing = (sku: string) => ({
+    kind: "create" as const,
+    product: {
+      id: newUlid(),
+      sku,
+      title: `Title ${sku}`,
+      description: "",
+      priceMinor: 100,
+      currency: "EUR",
+      stock: 0,
+      status: "active" as const,
+      attributes: {},
+    },
+  });
+  const creates = [
+    ...Array.from({ length: 10 }, (_, i) => existing(`U-${i}`)),
+    ...Array.from({ length: 10 }, (_, i) => existing(`C-${i}`)),
+  ];
+  await db
+    .transaction()
+    .execute((trx) => writeProducts(trx, { merchantId: merchant.merchantId, actor: "test", sourceKind: "api" }, creates, now));
   const file = [
     ...Array.from({ length: 45 }, (_, i) => line({ sku: `N-${i}`, title: `New ${i}`, price: "2.50", currency: "EUR" })), // applied
     ...Array.from({ length: 10 }, (_, i) => line({ sku: `U-${i}`, title: `Title U-${i}`, price: "1.00", currency: "EUR" })), // unchanged
@@ -96,7 +117,15 @@ test("one bulk job is one trace across the API and worker processes, and the met
   const api = start("services/bulk/src/main.ts", { PORT: String(apiPort), METRICS_PORT: String(apiMetrics), MIGRATE_ON_START: "false" });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const health = createClient(Health, createGrpcTransport({ baseUrl: apiUrl }));
-  await waitFor("the bulk API to serve", () => health.check({}, { timeoutMs: 500 }).then((r) => (r.status === Status.SERVING ? true : undefined), () => undefined), 30_000);
+  await waitFor(
+    "the bulk API to serve",
+    () =>
+      health.check({}, { timeoutMs: 500 }).then(
+        (r) => (r.status === Status.SERVING ? true : undefined),
+        () => undefined,
+      ),
+    30_000,
+  );
 
   const transport = createGrpcTransport({
     baseUrl: apiUrl,
@@ -104,13 +133,20 @@ test("one bulk job is one trace across the API and worker processes, and the met
   });
   const bulk = createClient(BulkJobService, transport);
   async function* upload(): AsyncIterable<MessageInitShape<typeof UploadBulkFileRequestSchema>> {
-    yield { payload: { case: "options", value: { format: BulkFileFormat.JSON_LINES, conflictPolicy: ConflictPolicy.SKIP, fileName: "obs.jsonl" } } };
+    yield {
+      payload: {
+        case: "options",
+        value: { format: BulkFileFormat.JSON_LINES, conflictPolicy: ConflictPolicy.SKIP, fileName: "obs.jsonl" },
+      },
+    };
     yield { payload: { case: "chunk", value: new TextEncoder().encode(file) } };
   }
   const { job: uploaded } = await bulk.uploadBulkFile(upload());
   const jobId = uploaded!.id;
   // No worker runs yet: change the C products after staging read their versions, so they conflict.
-  await sql`UPDATE products SET title = CONCAT(title, ' (edited)'), version = version + 1 WHERE merchant_id = ${merchant.merchantId} AND sku LIKE 'C-%'`.execute(db);
+  await sql`UPDATE products SET title = CONCAT(title, ' (edited)'), version = version + 1 WHERE merchant_id = ${merchant.merchantId} AND sku LIKE 'C-%'`.execute(
+    db,
+  );
 
   // Both workers take part: the test holds the job row, so each worker (concurrency 1) blocks
   // inside its first chunk until both hold one and serve their metrics.
@@ -118,25 +154,53 @@ test("one bulk job is one trace across the API and worker processes, and the met
     await sql`SELECT job_id FROM bulk_jobs WHERE merchant_id = ${merchant.merchantId} AND job_id = ${jobId} FOR UPDATE`.execute(trx);
     const started = [w1Metrics, w2Metrics].map((port) => start("services/bulk/src/worker-main.ts", { METRICS_PORT: String(port) }));
     for (const port of [w1Metrics, w2Metrics]) {
-      await waitFor(`worker metrics on ${port}`, () => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => (r.ok ? true : undefined), () => undefined), 30_000);
+      await waitFor(
+        `worker metrics on ${port}`,
+        () =>
+          fetch(`http://127.0.0.1:${port}/readyz`).then(
+            (r) => (r.ok ? true : undefined),
+            () => undefined,
+          ),
+        30_000,
+      );
     }
-    await waitFor("both workers to hold a chunk", async () => ((await nats.jsm.consumers.info(stream, "workers")).num_ack_pending === 2 ? true : undefined), 30_000);
+    await waitFor(
+      "both workers to hold a chunk",
+      async () => ((await nats.jsm.consumers.info(stream, "workers")).num_ack_pending === 2 ? true : undefined),
+      30_000,
+    );
     return started;
   });
-  const job = await waitFor("the job to end", async () => {
-    const j = await findJob(db, merchant.merchantId, jobId);
-    return j && !["receiving", "validating", "queued", "running"].includes(j.state) ? j : undefined;
-  }, 60_000);
+  const job = await waitFor(
+    "the job to end",
+    async () => {
+      const j = await findJob(db, merchant.merchantId, jobId);
+      return j && !["receiving", "validating", "queued", "running"].includes(j.state) ? j : undefined;
+    },
+    60_000,
+  );
   t.is(job.state, "partially_succeeded");
   t.deepEqual(
-    { applied: job.applied_items, unchanged: job.unchanged_items, conflict: job.conflict_items, invalid: job.invalid_items, failed: job.failed_items },
+    {
+      applied: job.applied_items,
+      unchanged: job.unchanged_items,
+      conflict: job.conflict_items,
+      invalid: job.invalid_items,
+      failed: job.failed_items,
+    },
     { applied: 45, unchanged: 10, conflict: 10, invalid: 9, failed: 0 },
   );
 
   // ---- metrics: what the three processes counted is exactly the job's outcome
-  const samples: Sample[] = (await Promise.all([apiMetrics, w1Metrics, w2Metrics].map((p) => scrape(`http://127.0.0.1:${p}/metrics`)))).flat();
+  const samples: Sample[] = (
+    await Promise.all([apiMetrics, w1Metrics, w2Metrics].map((p) => scrape(`http://127.0.0.1:${p}/metrics`)))
+  ).flat();
   for (const outcome of ["applied", "unchanged", "conflict", "invalid", "failed"] as const) {
-    t.is(sumOf(samples, "stockroom_bulk_items_total", { outcome }), Number(job[`${outcome}_items`]), `stockroom_bulk_items_total{outcome="${outcome}"}`);
+    t.is(
+      sumOf(samples, "stockroom_bulk_items_total", { outcome }),
+      Number(job[`${outcome}_items`]),
+      `stockroom_bulk_items_total{outcome="${outcome}"}`,
+    );
   }
   t.is(sumOf(samples, "stockroom_bulk_chunk_duration_seconds_count", { kind: "apply", result: "applied" }), job.chunk_count);
   t.is(sumOf(samples, "stockroom_bulk_jobs_finished_total", { state: "partially_succeeded" }), 1);
@@ -146,7 +210,10 @@ test("one bulk job is one trace across the API and worker processes, and the met
   t.is(sumOf(samples, "stockroom_jetstream_consumer_pending_messages", { stream, consumer: "workers" }), 0, "the queue is drained");
   t.true(samples.some((s) => s.name === "stockroom_jetstream_consumer_ack_pending_messages" && s.labels["stream"] === stream));
   t.true(samples.some((s) => s.name === "stockroom_db_pool_connections_in_use" && s.labels["pool"] === "main"));
-  t.true(samples.some((s) => s.name === "stockroom_outbox_backlog_events"), "the API exports the outbox backlog");
+  t.true(
+    samples.some((s) => s.name === "stockroom_outbox_backlog_events"),
+    "the API exports the outbox backlog",
+  );
   t.is(sumOf(samples, "stockroom_dependency_up", { dependency: "nats" }), 3);
 
   // ---- traces: stop the processes so every span is flushed, then check the job's trace
@@ -164,27 +231,64 @@ test("one bulk job is one trace across the API and worker processes, and the met
 
   const inTrace = spans.filter((s) => s.traceId === traceId);
   const byId = new Map(inTrace.map((s) => [s.spanId, s]));
-  t.deepEqual(inTrace.filter((s) => s.parentSpanId === "").map((s) => s.name), [uploadSpan!.name], "one root");
-  t.deepEqual(inTrace.filter((s) => s.parentSpanId !== "" && !byId.has(s.parentSpanId)).map((s) => s.name), [], "every parent is in the trace");
+  t.deepEqual(
+    inTrace.filter((s) => s.parentSpanId === "").map((s) => s.name),
+    [uploadSpan!.name],
+    "one root",
+  );
+  t.deepEqual(
+    inTrace.filter((s) => s.parentSpanId !== "" && !byId.has(s.parentSpanId)).map((s) => s.name),
+    [],
+    "every parent is in the trace",
+  );
 
   const sends = inTrace.filter((s) => s.name.startsWith("send ") && s.attributes["stockroom.bulk.job_id"] === jobId);
   const processes = inTrace.filter((s) => s.name.startsWith("process ") && s.resource["service.name"] === "stockroom-bulk-worker");
   t.true(sends.length >= job.chunk_count, `${sends.length} publishes for ${job.chunk_count} chunks`);
-  t.true(sends.every((s) => s.parentSpanId === uploadSpan!.spanId), "each chunk is published as a child of the upload, whoever publishes it");
-  t.true(sends.some((s) => s.resource["service.name"] === "stockroom-bulk-worker" && s.links.length === 1 && byId.get(s.links[0]!.spanId)?.name.startsWith("process ")),
-    "a worker's top-up links the chunk span that caused it");
-  t.true(processes.every((p) => byId.get(p.parentSpanId)?.name.startsWith("send ")), "each worker span continues its chunk's publish");
+  t.true(
+    sends.every((s) => s.parentSpanId === uploadSpan!.spanId),
+    "each chunk is published as a child of the upload, whoever publishes it",
+  );
+  t.true(
+    sends.some(
+      (s) =>
+        s.resource["service.name"] === "stockroom-bulk-worker" &&
+        s.links.length === 1 &&
+        byId.get(s.links[0]!.spanId)?.name.startsWith("process "),
+    ),
+    "a worker's top-up links the chunk span that caused it",
+  );
+  t.true(
+    processes.every((p) => byId.get(p.parentSpanId)?.name.startsWith("send ")),
+    "each worker span continues its chunk's publish",
+  );
   const applied = processes.filter((p) => p.attributes["stockroom.bulk.outcome"] === "applied");
-  t.deepEqual(applied.map((p) => p.attributes["stockroom.bulk.chunk_no"]).sort((a, b) => Number(a) - Number(b)), Array.from({ length: job.chunk_count }, (_, i) => i));
+  t.deepEqual(
+    applied.map((p) => p.attributes["stockroom.bulk.chunk_no"]).sort((a, b) => Number(a) - Number(b)),
+    Array.from({ length: job.chunk_count }, (_, i) => i),
+  );
   const itemsSum = (k: string) => applied.reduce((n, p) => n + Number(p.attributes[`stockroom.bulk.items.${k}`] ?? 0), 0);
-  t.deepEqual({ applied: itemsSum("applied"), unchanged: itemsSum("unchanged"), conflict: itemsSum("conflict"), invalid: itemsSum("invalid") }, { applied: 45, unchanged: 10, conflict: 10, invalid: 5 });
-  const sqlInWorkers = inTrace.filter((s) => s.resource["service.name"] === "stockroom-bulk-worker" && s.attributes["db.system.name"] === "mysql");
-  t.true(sqlInWorkers.length > 0 && sqlInWorkers.every((s) => byId.get(s.parentSpanId)?.name.startsWith("process ")), "workers' SQL nests under their chunk span");
+  t.deepEqual(
+    { applied: itemsSum("applied"), unchanged: itemsSum("unchanged"), conflict: itemsSum("conflict"), invalid: itemsSum("invalid") },
+    { applied: 45, unchanged: 10, conflict: 10, invalid: 5 },
+  );
+  const sqlInWorkers = inTrace.filter(
+    (s) => s.resource["service.name"] === "stockroom-bulk-worker" && s.attributes["db.system.name"] === "mysql",
+  );
+  t.true(
+    sqlInWorkers.length > 0 && sqlInWorkers.every((s) => byId.get(s.parentSpanId)?.name.startsWith("process ")),
+    "workers' SQL nests under their chunk span",
+  );
 
   // Each process is its own resource; nothing recorded holds the API key.
   const workerInstances = new Set(processes.map((p) => `${p.resource["service.instance.id"]}/${p.resource["process.pid"]}`));
   t.is(workerInstances.size, 2, "both workers applied chunks, each with its own service.instance.id and pid");
   t.true(processes.every((p) => typeof p.resource["host.name"] === "string"));
   const secret = merchant.apiKey.split("_").at(-1)!;
-  t.deepEqual(spans.filter((s) => JSON.stringify(s.attributes).includes(secret) || Object.keys(s.attributes).some((k) => /authorization/i.test(k))).map((s) => s.name), []);
+  t.deepEqual(
+    spans
+      .filter((s) => JSON.stringify(s.attributes).includes(secret) || Object.keys(s.attributes).some((k) => /authorization/i.test(k)))
+      .map((s) => s.name),
+    [],
+  );
 });

@@ -48,16 +48,23 @@ async function fileError(t: ExecutionContext, input: string | Uint8Array | Async
   const bytes = typeof input === "string" ? utf8(input) : input;
   const source = bytes instanceof Uint8Array ? pieces(bytes, [bytes.length || 1]) : bytes;
   const lines: ParsedLine[] = [];
-  const error = await t.throwsAsync(async () => {
-    for await (const line of parseBulkFile(source, { format: "csv", ...LIMITS, ...options })) lines.push(line);
-  }, { instanceOf: BulkFileError });
+  const error = await t.throwsAsync(
+    async () => {
+      for await (const line of parseBulkFile(source, { format: "csv", ...LIMITS, ...options })) lines.push(line);
+    },
+    { instanceOf: BulkFileError },
+  );
   t.is(error.name, "BulkFileError");
   return { code: error.code, line: error.line, message: error.message, column: error.column, lines };
 }
 
 /** codes shortens invalid lines to their line, sku and "field:CODE" list. */
 const codes = (lines: ParsedLine[]) =>
-  lines.map((l) => (l.kind === "valid" ? { line: l.line, valid: l.item.sku } : { line: l.line, sku: l.sku, errors: l.errors.map((e) => `${e.field}:${e.code}`) }));
+  lines.map((l) =>
+    l.kind === "valid"
+      ? { line: l.line, valid: l.item.sku }
+      : { line: l.line, sku: l.sku, errors: l.errors.map((e) => `${e.field}:${e.code}`) },
+  );
 
 // ---- a file that exercises every byte-level path --------------------------------------
 
@@ -68,7 +75,9 @@ const CSV_FILE = concat(
   "A-2,Crème 🍵,,1000,JPY,0,Draft,\r\n",
   "A-3,Bad,desc,1.234,USD,-2,gone,blue\r\n",
   "A-1,Dup,x,1,EUR,1,archived,\r\n",
-  "A-4,Br", [0xff], "ken,d,3,BHD,1,active,green\r\n",
+  "A-4,Br",
+  [0xff],
+  "ken,d,3,BHD,1,active,green\r\n",
   'A-5,a"b,d,1,USD,1,active,\r\n',
   'A-6,"x"y,d,1,USD,1,active,\r\n',
   "A-7,short\r\n",
@@ -80,12 +89,30 @@ const CSV_EXPECTED: ParsedLine[] = [
   {
     line: 2,
     kind: "valid",
-    item: { sku: "A-1", title: "Teapot 日本", description: 'Line one\r\nline "two"\nline three', priceMinor: 1250, currency: "USD", stock: 3, status: "active", attributes: { color: "red" } },
+    item: {
+      sku: "A-1",
+      title: "Teapot 日本",
+      description: 'Line one\r\nline "two"\nline three',
+      priceMinor: 1250,
+      currency: "USD",
+      stock: 3,
+      status: "active",
+      attributes: { color: "red" },
+    },
   },
   {
     line: 6,
     kind: "valid",
-    item: { sku: "A-2", title: "Crème 🍵", description: "", priceMinor: 1000, currency: "JPY", stock: 0, status: "draft", attributes: { color: "" } },
+    item: {
+      sku: "A-2",
+      title: "Crème 🍵",
+      description: "",
+      priceMinor: 1000,
+      currency: "JPY",
+      stock: 0,
+      status: "draft",
+      attributes: { color: "" },
+    },
   },
   {
     line: 7,
@@ -103,16 +130,46 @@ const CSV_EXPECTED: ParsedLine[] = [
     line: 10,
     kind: "invalid",
     sku: "A-5",
-    errors: [{ field: "title", code: "MALFORMED_LINE", message: "title has a quote inside an unquoted field; quote the whole field and double the quote" }],
+    errors: [
+      {
+        field: "title",
+        code: "MALFORMED_LINE",
+        message: "title has a quote inside an unquoted field; quote the whole field and double the quote",
+      },
+    ],
   },
-  { line: 11, kind: "invalid", sku: "A-6", errors: [{ field: "title", code: "MALFORMED_LINE", message: "title has text after its closing quote" }] },
-  { line: 12, kind: "invalid", sku: "A-7", errors: [{ field: "", code: "MALFORMED_LINE", message: "the line has 2 fields; the header has 8 columns" }] },
+  {
+    line: 11,
+    kind: "invalid",
+    sku: "A-6",
+    errors: [{ field: "title", code: "MALFORMED_LINE", message: "title has text after its closing quote" }],
+  },
+  {
+    line: 12,
+    kind: "invalid",
+    sku: "A-7",
+    errors: [{ field: "", code: "MALFORMED_LINE", message: "the line has 2 fields; the header has 8 columns" }],
+  },
   {
     line: 13,
     kind: "valid",
-    item: { sku: "A-8", title: "T", description: "d", priceMinor: 125, currency: "BHD", stock: 7, status: "active", attributes: { color: "multi\nline" } },
+    item: {
+      sku: "A-8",
+      title: "T",
+      description: "d",
+      priceMinor: 125,
+      currency: "BHD",
+      stock: 7,
+      status: "active",
+      attributes: { color: "multi\nline" },
+    },
   },
-  { line: 15, kind: "invalid", sku: "A-9", errors: [{ field: "", code: "MALFORMED_LINE", message: "a quoted field is not closed before the end of the file" }] },
+  {
+    line: 15,
+    kind: "invalid",
+    sku: "A-9",
+    errors: [{ field: "", code: "MALFORMED_LINE", message: "a quoted field is not closed before the end of the file" }],
+  },
 ];
 
 const JSONL_FILE = concat(
@@ -120,21 +177,33 @@ const JSONL_FILE = concat(
   "\n",
   "   \r\n",
   '{"sku":"J-2","price":"5","currency":"JPY"}\n',
-  '{"sku":"J-3","title":"Br', [0xe6, 0x97], 'ken"}\n',
+  '{"sku":"J-3","title":"Br',
+  [0xe6, 0x97],
+  'ken"}\n',
   '{"sku":"J-4",\n',
   '{"sku":"J-1","stock":1}\n',
   '{"sku":"J-5","description":"multi\\nline","status":"ARCHIVED"}',
 );
 
 const JSONL_EXPECTED: ParsedLine[] = [
-  { line: 1, kind: "valid", item: { sku: "J-1", title: "Teapot 日本", priceMinor: 1250, currency: "USD", stock: 3, attributes: { color: "red 🍵" } } },
+  {
+    line: 1,
+    kind: "valid",
+    item: { sku: "J-1", title: "Teapot 日本", priceMinor: 1250, currency: "USD", stock: 3, attributes: { color: "red 🍵" } },
+  },
   { line: 4, kind: "valid", item: { sku: "J-2", priceMinor: 5, currency: "JPY" } },
   { line: 5, kind: "invalid", sku: "J-3", errors: [{ field: "", code: "INVALID_UTF8", message: "the line is not valid UTF-8" }] },
   {
     line: 6,
     kind: "invalid",
     sku: "",
-    errors: [{ field: "", code: "MALFORMED_LINE", message: "the line is not valid JSON: Expected double-quoted property name in JSON at position 13 (line 1 column 14)" }],
+    errors: [
+      {
+        field: "",
+        code: "MALFORMED_LINE",
+        message: "the line is not valid JSON: Expected double-quoted property name in JSON at position 13 (line 1 column 14)",
+      },
+    ],
   },
   { line: 7, kind: "invalid", sku: "J-1", errors: [{ field: "sku", code: "DUPLICATE_SKU", message: 'sku "J-1" is already on line 1' }] },
   { line: 8, kind: "valid", item: { sku: "J-5", description: "multi\nline", status: "archived" } },
@@ -158,7 +227,10 @@ function random(seed: number) {
   };
 }
 
-for (const [format, file, expected] of [["csv", CSV_FILE, CSV_EXPECTED], ["jsonl", JSONL_FILE, JSONL_EXPECTED]] as const) {
+for (const [format, file, expected] of [
+  ["csv", CSV_FILE, CSV_EXPECTED],
+  ["jsonl", JSONL_FILE, JSONL_EXPECTED],
+] as const) {
   test(`${format}: any chunking gives the same lines (byte by byte, every split point, random sizes, a reused buffer)`, async (t) => {
     const options = { format, ...LIMITS };
     t.deepEqual(await collect(pieces(file, [1]), options), expected, "byte by byte");
@@ -177,11 +249,27 @@ for (const [format, file, expected] of [["csv", CSV_FILE, CSV_EXPECTED], ["jsonl
 
 test("price: decimal major units become integer minor units by the currency's digits (JPY 0, USD 2, BHD 3)", async (t) => {
   const rows = [
-    ["P1", "5", "JPY"], ["P2", "5.0", "JPY"], ["P3", "12.34", "USD"], ["P4", "0.5", "USD"], ["P5", "5", "USD"],
-    ["P6", "12.345", "USD"], ["P7", "1.234", "BHD"], ["P8", "1.2345", "BHD"], ["P9", "007.10", "EUR"],
-    ["P10", "9999999999999.99", "USD"], ["P11", "10000000000000.01", "USD"], ["P12", "1e3", "USD"], ["P13", '"1,000"', "USD"],
-    ["P14", "+5", "USD"], ["P15", ".5", "USD"], ["P16", "5.", "USD"], ["P17", " 5", "USD"], ["P18", "-1.00", "USD"], ["P19", "", "USD"],
-    ["P20", "1.5", "XYZ"], ["P21", "-1.999", "USD"],
+    ["P1", "5", "JPY"],
+    ["P2", "5.0", "JPY"],
+    ["P3", "12.34", "USD"],
+    ["P4", "0.5", "USD"],
+    ["P5", "5", "USD"],
+    ["P6", "12.345", "USD"],
+    ["P7", "1.234", "BHD"],
+    ["P8", "1.2345", "BHD"],
+    ["P9", "007.10", "EUR"],
+    ["P10", "9999999999999.99", "USD"],
+    ["P11", "10000000000000.01", "USD"],
+    ["P12", "1e3", "USD"],
+    ["P13", '"1,000"', "USD"],
+    ["P14", "+5", "USD"],
+    ["P15", ".5", "USD"],
+    ["P16", "5.", "USD"],
+    ["P17", " 5", "USD"],
+    ["P18", "-1.00", "USD"],
+    ["P19", "", "USD"],
+    ["P20", "1.5", "XYZ"],
+    ["P21", "-1.999", "USD"],
   ];
   const lines = await parse(`sku,price,currency\n${rows.map((r) => r.join(",")).join("\n")}\n`);
   const priceOf = (l: ParsedLine) => (l.kind === "valid" ? l.item.priceMinor : l.errors.map((e) => `${e.code}: ${e.message}`).join(" | "));
@@ -232,9 +320,16 @@ test("attributes come from attr.<name> columns; an empty cell is kept (it remove
   t.deepEqual(lines, [
     { line: 2, kind: "valid", item: { sku: "A", attributes: { color: "red", Size_2: "XL, tall" } } },
     { line: 3, kind: "valid", item: { sku: "B", attributes: { color: "", Size_2: "M" } } },
-    { line: 4, kind: "invalid", sku: "C", errors: [{ field: "attr.color", code: "TOO_LONG", message: 'attribute "color": value must be at most 1000 characters' }] },
+    {
+      line: 4,
+      kind: "invalid",
+      sku: "C",
+      errors: [{ field: "attr.color", code: "TOO_LONG", message: 'attribute "color": value must be at most 1000 characters' }],
+    },
   ]);
-  t.deepEqual(await parse("sku,attr.__proto__\nA,x\n"), [{ line: 2, kind: "valid", item: { sku: "A", attributes: JSON.parse('{"__proto__":"x"}') } }]);
+  t.deepEqual(await parse("sku,attr.__proto__\nA,x\n"), [
+    { line: 2, kind: "valid", item: { sku: "A", attributes: JSON.parse('{"__proto__":"x"}') } },
+  ]);
 });
 
 test("every problem of an item is reported, each with its column and code", async (t) => {
@@ -270,7 +365,12 @@ test("every problem of an item is reported, each with its column and code", asyn
         { field: "title", code: "MISSING_TITLE", message: "title is required" },
       ],
     },
-    { line: 4, kind: "invalid", sku: " padded", errors: [{ field: "sku", code: "BAD_SKU", message: "sku must not contain control characters or surrounding spaces" }] },
+    {
+      line: 4,
+      kind: "invalid",
+      sku: " padded",
+      errors: [{ field: "sku", code: "BAD_SKU", message: "sku must not contain control characters or surrounding spaces" }],
+    },
     {
       line: 5,
       kind: "invalid",
@@ -308,26 +408,53 @@ test("CSV line shapes: an empty last field, a quoted empty sku, a quoted CRLF, a
     { line: 9, sku: "", errors: ["sku:MALFORMED_LINE"] },
     { line: 10, valid: "E" },
   ]);
-  t.deepEqual(lines.slice(2).map((l) => l.kind === "valid" && l.item.title), ["t\r\n2", "a\rb", "q", false, "e"]);
+  t.deepEqual(
+    lines.slice(2).map((l) => l.kind === "valid" && l.item.title),
+    ["t\r\n2", "a\rb", "q", false, "e"],
+  );
 });
 
 test("CSV file errors: columns are checked before any line is read", async (t) => {
   const cases: [string, string, number, string, string | undefined][] = [
-    ["sku,colour\nA,red\n", "UNKNOWN_COLUMN", 1, 'unknown column "colour"; columns are sku, title, description, price, currency, stock, status and attr.<name>', "colour"],
+    [
+      "sku,colour\nA,red\n",
+      "UNKNOWN_COLUMN",
+      1,
+      'unknown column "colour"; columns are sku, title, description, price, currency, stock, status and attr.<name>',
+      "colour",
+    ],
     ["title,price,currency\n", "MISSING_SKU_COLUMN", 1, "the header has no sku column", undefined],
     ["sku,Title,title\n", "DUPLICATE_COLUMN", 1, 'column "title" is named twice', "title"],
     ["sku,attr.a,ATTR.a\n", "DUPLICATE_COLUMN", 1, 'column "attr.a" is named twice', "attr.a"],
     ["sku,price\nA,1\n", "MISSING_CURRENCY_COLUMN", 1, "a price column needs a currency column", "price"],
     ["sku,currency\nA,EUR\n", "MISSING_PRICE_COLUMN", 1, "a currency column needs a price column", "currency"],
-    ["sku,attr.bad key\n", "BAD_COLUMN", 1, 'column "attr.bad key": attribute key must be 1 to 64 characters of [A-Za-z0-9_.-]', "attr.bad key"],
+    [
+      "sku,attr.bad key\n",
+      "BAD_COLUMN",
+      1,
+      'column "attr.bad key": attribute key must be 1 to 64 characters of [A-Za-z0-9_.-]',
+      "attr.bad key",
+    ],
     ["sku,attr.\n", "BAD_COLUMN", 1, 'column "attr.": attribute key must be 1 to 64 characters of [A-Za-z0-9_.-]', "attr."],
-    [`sku,${Array.from({ length: 51 }, (_, i) => `attr.a${i}`).join(",")}\n`, "TOO_MANY_COLUMNS", 1, "at most 50 attr.<name> columns, not 51", undefined],
+    [
+      `sku,${Array.from({ length: 51 }, (_, i) => `attr.a${i}`).join(",")}\n`,
+      "TOO_MANY_COLUMNS",
+      1,
+      "at most 50 attr.<name> columns, not 51",
+      undefined,
+    ],
     ['sku,ti"tle\n', "MALFORMED_HEADER", 1, "column 2 of the header is badly quoted", undefined],
     ['sku,"title\n', "MALFORMED_HEADER", 1, "a quoted column name is not closed", undefined],
     ["", "EMPTY_FILE", 1, "the file is empty: it has no header row", undefined],
     ["\uFEFF", "EMPTY_FILE", 1, "the file is empty: it has no header row", undefined],
     ["\r\n\n\r\n", "EMPTY_FILE", 4, "the file is empty: it has no header row", undefined],
-    ["\n\nsku,nope\n", "UNKNOWN_COLUMN", 3, 'unknown column "nope"; columns are sku, title, description, price, currency, stock, status and attr.<name>', "nope"],
+    [
+      "\n\nsku,nope\n",
+      "UNKNOWN_COLUMN",
+      3,
+      'unknown column "nope"; columns are sku, title, description, price, currency, stock, status and attr.<name>',
+      "nope",
+    ],
   ];
   for (const [input, code, line, message, column] of cases) {
     const error = await fileError(t, input);
@@ -412,7 +539,11 @@ test("JSON Lines: only the keys present; wrong types, unknown keys, non-objects 
       errors: [
         { field: "attributes.size", code: "MALFORMED_LINE", message: "attributes.size must be a string, not a number" },
         { field: "colour", code: "UNKNOWN_FIELD", message: 'unknown field "colour"' },
-        { field: "attributes.bad key", code: "BAD_ATTRIBUTE", message: 'attribute "bad key": key must be 1 to 64 characters of [A-Za-z0-9_.-]' },
+        {
+          field: "attributes.bad key",
+          code: "BAD_ATTRIBUTE",
+          message: 'attribute "bad key": key must be 1 to 64 characters of [A-Za-z0-9_.-]',
+        },
       ],
     },
     { line: 4, kind: "invalid", sku: "K4", errors: [{ field: "currency", code: "MISSING_CURRENCY", message: "a price needs a currency" }] },
@@ -421,12 +552,33 @@ test("JSON Lines: only the keys present; wrong types, unknown keys, non-objects 
     { line: 7, kind: "invalid", sku: "", errors: [{ field: "", code: "MALFORMED_LINE", message: "the line is not a JSON object" }] },
     { line: 8, kind: "invalid", sku: "", errors: [{ field: "", code: "MALFORMED_LINE", message: "the line is not a JSON object" }] },
     { line: 9, kind: "invalid", sku: "", errors: [{ field: "", code: "MALFORMED_LINE", message: "the line is not a JSON object" }] },
-    { line: 10, kind: "invalid", sku: "K10", errors: [{ field: "title", code: "INVALID_UTF8", message: "title holds an unpaired surrogate escape" }] },
-    { line: 11, kind: "invalid", sku: "K11", errors: [{ field: "attributes", code: "BAD_ATTRIBUTE", message: "attributes must have at most 50 entries" }] },
+    {
+      line: 10,
+      kind: "invalid",
+      sku: "K10",
+      errors: [{ field: "title", code: "INVALID_UTF8", message: "title holds an unpaired surrogate escape" }],
+    },
+    {
+      line: 11,
+      kind: "invalid",
+      sku: "K11",
+      errors: [{ field: "attributes", code: "BAD_ATTRIBUTE", message: "attributes must have at most 50 entries" }],
+    },
   ]);
   const badKey = await jsonl('{"sku":"K","attributes":{"bad key":"x"}}');
   t.deepEqual(badKey, [
-    { line: 1, kind: "invalid", sku: "K", errors: [{ field: "attributes.bad key", code: "BAD_ATTRIBUTE", message: 'attribute "bad key": key must be 1 to 64 characters of [A-Za-z0-9_.-]' }] },
+    {
+      line: 1,
+      kind: "invalid",
+      sku: "K",
+      errors: [
+        {
+          field: "attributes.bad key",
+          code: "BAD_ATTRIBUTE",
+          message: 'attribute "bad key": key must be 1 to 64 characters of [A-Za-z0-9_.-]',
+        },
+      ],
+    },
   ]);
 });
 
@@ -449,7 +601,10 @@ test("maxBytes: FILE_TOO_LARGE as soon as a chunk crosses it, without reading fu
   const error = await fileError(t, counted(), { maxBytes: 35 });
   t.is(pulled, 4, "the fourth chunk (bytes 31-40) crossed the limit; no fifth was read");
   t.deepEqual([error.code, error.message], ["FILE_TOO_LARGE", "the file is larger than 35 bytes"]);
-  t.deepEqual(codes(error.lines), [2, 3, 4, 5].map((line) => ({ line, valid: `S${String(line - 2).padStart(4, "0")}` })));
+  t.deepEqual(
+    codes(error.lines),
+    [2, 3, 4, 5].map((line) => ({ line, valid: `S${String(line - 2).padStart(4, "0")}` })),
+  );
   t.is((await parse(file, { maxBytes: file.length })).length, 30, "a file of exactly maxBytes is fine");
   const bom = concat("\uFEFFsku\nA\n");
   t.is((await fileError(t, bom, { maxBytes: bom.length - 1 })).code, "FILE_TOO_LARGE", "the BOM counts");
@@ -485,7 +640,11 @@ test("maxLineBytes: a longer record is TOO_LONG without being held, in any chunk
   const json = utf8(`{"sku":"A"}\n{"sku":"L","title":"${"y".repeat(40)}"}\n{"sku":"B"}`);
   for (const sizes of [[json.length], [1], [9]]) {
     const lines = await collect(pieces(json, sizes), { format: "jsonl", ...LIMITS, maxLineBytes: 48 });
-    t.deepEqual(codes(lines), [{ line: 1, valid: "A" }, { line: 2, sku: "", errors: [":TOO_LONG"] }, { line: 3, valid: "B" }]);
+    t.deepEqual(codes(lines), [
+      { line: 1, valid: "A" },
+      { line: 2, sku: "", errors: [":TOO_LONG"] },
+      { line: 3, valid: "B" },
+    ]);
   }
   t.deepEqual((await fileError(t, `sku,${"t".repeat(60)}\n`, { maxLineBytes: 48 })).code, "MALFORMED_HEADER");
 });
@@ -509,7 +668,10 @@ test.serial("memory stays bounded: a 24 MiB record is skipped as TOO_LONG, never
     }
     const before = process.memoryUsage().arrayBuffers;
     const lines = await collect(source(), { format, ...LIMITS, maxBytes: 2 * body, maxLineBytes: 1024 * 1024 });
-    t.deepEqual(codes(lines), [{ line: format === "csv" ? 2 : 1, sku: "", errors: [":TOO_LONG"] }, { line: format === "csv" ? 3 : 2, valid: "B" }]);
+    t.deepEqual(codes(lines), [
+      { line: format === "csv" ? 2 : 1, sku: "", errors: [":TOO_LONG"] },
+      { line: format === "csv" ? 3 : 2, valid: "B" },
+    ]);
     t.true(peak - before < 8 * 1024 * 1024, `${format}: ${Math.round((peak - before) / 1024)} KiB held while streaming`);
     t.log(`${format}: ${Math.round((peak - before) / 1024)} KiB held while streaming 24 MiB`);
   }

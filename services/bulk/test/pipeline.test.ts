@@ -54,12 +54,23 @@ function queueFor(name: string, overrides: Partial<QueueConfig> = {}): QueueConf
 
 async function* lines(prefix: string, n: number, item: (i: number) => Partial<StagedItem> = () => ({})): AsyncIterable<ParsedLine> {
   for (let i = 0; i < n; i++) {
-    yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR", ...item(i) } };
+    yield {
+      line: i + 2,
+      kind: "valid",
+      item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR", ...item(i) },
+    };
   }
 }
 
 async function stagedJob(prefix: string, n: number, chunkSize: number, item?: (i: number) => Partial<StagedItem>) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: `${prefix}.csv` });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: `${prefix}.csv`,
+  });
   const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), { chunkSize, stagedVersions: true });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return jobId;
@@ -71,8 +82,12 @@ const ended = (jobId: string) => async () => {
 };
 
 async function auditRows(jobId: string): Promise<number> {
-  const r = await db.selectFrom("product_changes").select((eb) => eb.fn.countAll<number>().as("n"))
-    .where("merchant_id", "=", merchantId).where("source_ref", "=", jobId).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom("product_changes")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", merchantId)
+    .where("source_ref", "=", jobId)
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -107,8 +122,16 @@ test.serial("chunks lost from the stream are re-published by the reconciler and 
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), 1000);
   t.is(await auditRows(jobId), 1000);
-  const attempts = await db.selectFrom("bulk_job_chunks").select("attempt").where("merchant_id", "=", merchantId).where("job_id", "=", jobId).execute();
-  t.true(attempts.some((c) => c.attempt > 0), "the lost chunks went out again under a new attempt id");
+  const attempts = await db
+    .selectFrom("bulk_job_chunks")
+    .select("attempt")
+    .where("merchant_id", "=", merchantId)
+    .where("job_id", "=", jobId)
+    .execute();
+  t.true(
+    attempts.some((c) => c.attempt > 0),
+    "the lost chunks went out again under a new attempt id",
+  );
 });
 
 test.serial("a small job is not starved by a large one", async (t) => {

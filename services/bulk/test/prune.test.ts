@@ -29,7 +29,14 @@ async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
 }
 
 async function finishedJob(prefix: string, endedAt: Date) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "p.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "p.csv",
+  });
   const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, 30), { chunkSize: 10, stagedVersions: false });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   for (let c = 0; c < staged.chunks; c++) await applyChunk(db, { merchantId, jobId, chunkNo: c });
@@ -38,16 +45,28 @@ async function finishedJob(prefix: string, endedAt: Date) {
 }
 
 const count = async (table: string, column: string, value: string) => {
-  const { rows } = await sql<{ n: number }>`SELECT COUNT(*) AS n FROM ${sql.table(table)} WHERE merchant_id = ${merchantId} AND ${sql.ref(column)} = ${value}`.execute(db);
+  const { rows } = await sql<{
+    n: number;
+  }>`SELECT COUNT(*) AS n FROM ${sql.table(table)} WHERE merchant_id = ${merchantId} AND ${sql.ref(column)} = ${value}`.execute(db);
   return Number(rows[0]!.n);
 };
 
 test.serial("prune removes old idempotency keys, expired uploads and old jobs' item details, and nothing newer", async (t) => {
   const now = new Date();
-  for (const [requestId, age] of [["old-key", 3 * DAY], ["new-key", 3600_000]] as const) {
+  for (const [requestId, age] of [
+    ["old-key", 3 * DAY],
+    ["new-key", 3600_000],
+  ] as const) {
     await db
       .insertInto("idempotency_keys")
-      .values({ merchant_id: merchantId, request_id: requestId, method: "test", request_sha256: Buffer.alloc(32), response: null, created_at: new Date(now.getTime() - age) })
+      .values({
+        merchant_id: merchantId,
+        request_id: requestId,
+        method: "test",
+        request_sha256: Buffer.alloc(32),
+        response: null,
+        created_at: new Date(now.getTime() - age),
+      })
       .execute();
   }
   const options = { format: "csv" as const, conflictPolicy: "overwrite" as const, dryRun: false, fileName: "u.csv", requestId: "" };

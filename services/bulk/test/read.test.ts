@@ -11,7 +11,10 @@ import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import type { BulkTables } from "../src/store.ts";
 
-const api = await startTestApi<CatalogTables & BulkTables>("bulk_read", (db) => [catalogModule(db), bulkModule(db, { watchIntervalMs: 50 })]);
+const api = await startTestApi<CatalogTables & BulkTables>("bulk_read", (db) => [
+  catalogModule(db),
+  bulkModule(db, { watchIntervalMs: 50 }),
+]);
 const db = api.api.db;
 const bulkA = api.client(BulkJobService, api.merchantA);
 const bulkB = api.client(BulkJobService, api.merchantB);
@@ -22,14 +25,26 @@ async function* lines(prefix: string, n: number, badEvery: number): AsyncIterabl
   for (let i = 0; i < n; i++) {
     const item: StagedItem = { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" };
     yield i % badEvery === badEvery - 1
-      ? { line: i + 2, kind: "invalid", sku: `${prefix}-${i}`, errors: [{ field: "price", code: "BAD_NUMBER", message: "=1+1 is not a price" }] }
+      ? {
+          line: i + 2,
+          kind: "invalid",
+          sku: `${prefix}-${i}`,
+          errors: [{ field: "price", code: "BAD_NUMBER", message: "=1+1 is not a price" }],
+        }
       : { line: i + 2, kind: "valid", item };
   }
 }
 
 /** stagedJob creates a staged job of n lines; apply chunks with the returned function. */
 async function stagedJob(n: number, chunkSize = 100) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: "overwrite", dryRun: false, fileName: "r.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "r.csv",
+  });
   const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), { chunkSize, stagedVersions: true });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return { jobId, staged, apply: (chunkNo: number) => applyChunk(db, { merchantId, jobId, chunkNo }) };
@@ -52,7 +67,10 @@ test.serial("get, list and page through items with an outcome filter", async (t)
     pageToken = page.nextPageToken;
   } while (pageToken);
   t.is(invalid.length, 25);
-  t.deepEqual(invalid, [...invalid].sort((a, b) => Number(a - b)));
+  t.deepEqual(
+    invalid,
+    [...invalid].sort((a, b) => Number(a - b)),
+  );
 });
 
 test.serial("watch streams progress until the job ends", async (t) => {
@@ -70,7 +88,11 @@ test.serial("watch streams progress until the job ends", async (t) => {
   t.is(seen.at(-1)!.state, BulkJobState.PARTIALLY_SUCCEEDED);
   t.is(seen.at(-1)!.applied, 360n);
   t.true(seen.length >= 3, "intermediate progress was streamed");
-  t.deepEqual(seen.map((s) => s.applied), [...seen.map((s) => s.applied)].sort((a, b) => Number(a - b)), "counts only grow");
+  t.deepEqual(
+    seen.map((s) => s.applied),
+    [...seen.map((s) => s.applied)].sort((a, b) => Number(a - b)),
+    "counts only grow",
+  );
 });
 
 test.serial("cancel stops the chunks not yet applied", async (t) => {
@@ -101,8 +123,16 @@ test.serial("another merchant cannot see, watch, cancel or read the items of a j
   await notFound(bulkB.getBulkJob({ jobId }));
   await notFound(bulkB.cancelBulkJob({ jobId }));
   await notFound(bulkB.listBulkJobItems({ jobId }));
-  await notFound((async () => { for await (const _ of bulkB.watchBulkJob({ jobId })) break; })());
-  await notFound((async () => { for await (const _ of bulkB.downloadBulkJobReport({ jobId })) break; })());
+  await notFound(
+    (async () => {
+      for await (const _ of bulkB.watchBulkJob({ jobId })) break;
+    })(),
+  );
+  await notFound(
+    (async () => {
+      for await (const _ of bulkB.downloadBulkJobReport({ jobId })) break;
+    })(),
+  );
   t.false((await bulkB.listBulkJobs({})).jobs.some((j) => j.id === jobId));
   t.is((await bulkA.getBulkJob({ jobId })).job!.state, BulkJobState.QUEUED, "untouched");
 });

@@ -11,7 +11,9 @@ const csv = (text: string) => [new TextEncoder().encode(text)];
 /** setUp makes 30 existing products, then a job that reprices them and creates 30 new ones. */
 async function appliedJob(prefix: string) {
   for (let i = 0; i < 30; i++) {
-    await h.catalog.createProduct({ product: { sku: `${prefix}-OLD-${i}`, title: `Old ${i}`, price: { currencyCode: "EUR", minorUnits: 500n }, stock: 2 } });
+    await h.catalog.createProduct({
+      product: { sku: `${prefix}-OLD-${i}`, title: `Old ${i}`, price: { currencyCode: "EUR", minorUnits: 500n }, stock: 2 },
+    });
   }
   const rows = [
     ...Array.from({ length: 30 }, (_, i) => `${prefix}-OLD-${i},Old ${i},9.99,EUR`),

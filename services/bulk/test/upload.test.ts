@@ -38,7 +38,8 @@ test.serial("a 3,000-row CSV with deliberate errors: valid rows applied once, ea
 
 test.serial("the same request_id, or the same content, returns the existing job; nothing is applied twice", async (t) => {
   const make = () => generateBulkFile({ rows: 300, format: "jsonl", seed: 11, skuPrefix: `D${suffix}-` }).chunks;
-  const jsonl = (extra: Record<string, unknown>) => ({ case: "options", value: { format: BulkFileFormat.JSON_LINES, ...extra } }) as Req["payload"];
+  const jsonl = (extra: Record<string, unknown>) =>
+    ({ case: "options", value: { format: BulkFileFormat.JSON_LINES, ...extra } }) as Req["payload"];
   const first = (await bulk.uploadBulkFile(stream(jsonl({ requestId: "dup-1" }), make()))).job!;
   const byRequestId = (await bulk.uploadBulkFile(stream(jsonl({ requestId: "dup-1" }), make()))).job!;
   const byContent = (await bulk.uploadBulkFile(stream(jsonl({}), make()))).job!;
@@ -71,28 +72,44 @@ test.serial("a file-level error fails the job with a clear reason and applies no
 });
 
 test.serial("the first message must carry options", async (t) => {
-  const e = ConnectError.from(await t.throwsAsync(bulk.uploadBulkFile((async function* () { yield { payload: { case: "chunk", value: new Uint8Array(1) } } as Req; })())));
+  const e = ConnectError.from(
+    await t.throwsAsync(
+      bulk.uploadBulkFile(
+        (async function* () {
+          yield { payload: { case: "chunk", value: new Uint8Array(1) } } as Req;
+        })(),
+      ),
+    ),
+  );
   t.is(e.code, Code.InvalidArgument);
 });
 
-test.serial("resumable upload: a repeated part is harmless, a gap is refused with the committed size, complete starts the job", async (t) => {
-  const sku = `RES${suffix}`;
-  const bytes = new TextEncoder().encode(`sku,title,price,currency,stock\n${sku}-1,One,1.50,EUR,3\n${sku}-2,Two,2.50,EUR,4\n`);
-  const { upload } = await bulk.createUpload({ options: { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.SKIP }, expectedSize: BigInt(bytes.length) });
-  const part1 = bytes.subarray(0, 40);
-  t.is((await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: part1 })).committedSize, 40n);
-  t.is((await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: part1 })).committedSize, 40n, "a retried part");
-  const gap = ConnectError.from(await t.throwsAsync(bulk.appendUploadPart({ uploadId: upload!.id, offset: 50n, data: bytes.subarray(50) })));
-  t.is(gap.code, Code.FailedPrecondition);
-  t.is((await bulk.getUpload({ uploadId: upload!.id })).upload!.committedSize, 40n, "where to resume");
-  await bulk.appendUploadPart({ uploadId: upload!.id, offset: 30n, data: bytes.subarray(30) }); // overlaps 10 bytes
-  const { job } = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
-  const again = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
-  t.is(again.job!.id, job!.id);
-  const done = await finalJob(job!.id);
-  t.is(done.state, BulkJobState.SUCCEEDED);
-  t.is((await catalog.getProduct({ sku: `${sku}-2` })).product!.stock, 4);
-  // Another merchant cannot touch the upload.
-  const other = api.client(BulkJobService, api.merchantB);
-  t.is(ConnectError.from(await t.throwsAsync(other.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);
-});
+test.serial(
+  "resumable upload: a repeated part is harmless, a gap is refused with the committed size, complete starts the job",
+  async (t) => {
+    const sku = `RES${suffix}`;
+    const bytes = new TextEncoder().encode(`sku,title,price,currency,stock\n${sku}-1,One,1.50,EUR,3\n${sku}-2,Two,2.50,EUR,4\n`);
+    const { upload } = await bulk.createUpload({
+      options: { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.SKIP },
+      expectedSize: BigInt(bytes.length),
+    });
+    const part1 = bytes.subarray(0, 40);
+    t.is((await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: part1 })).committedSize, 40n);
+    t.is((await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: part1 })).committedSize, 40n, "a retried part");
+    const gap = ConnectError.from(
+      await t.throwsAsync(bulk.appendUploadPart({ uploadId: upload!.id, offset: 50n, data: bytes.subarray(50) })),
+    );
+    t.is(gap.code, Code.FailedPrecondition);
+    t.is((await bulk.getUpload({ uploadId: upload!.id })).upload!.committedSize, 40n, "where to resume");
+    await bulk.appendUploadPart({ uploadId: upload!.id, offset: 30n, data: bytes.subarray(30) }); // overlaps 10 bytes
+    const { job } = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
+    const again = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
+    t.is(again.job!.id, job!.id);
+    const done = await finalJob(job!.id);
+    t.is(done.state, BulkJobState.SUCCEEDED);
+    t.is((await catalog.getProduct({ sku: `${sku}-2` })).product!.stock, 4);
+    // Another merchant cannot touch the upload.
+    const other = api.client(BulkJobService, api.merchantB);
+    t.is(ConnectError.from(await t.throwsAsync(other.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);
+  },
+);

@@ -223,7 +223,10 @@ async function writeSeals(trx: CatalogTx, merchantId: string, seals: Seal[]): Pr
     const part = seals.slice(i, i + 200);
     const ids = part.map((s) => s.changeId);
     const cases = (value: (s: Seal) => unknown) =>
-      sql.join(part.map((s) => sql`WHEN ${s.changeId} THEN ${value(s)}`), sql` `);
+      sql.join(
+        part.map((s) => sql`WHEN ${s.changeId} THEN ${value(s)}`),
+        sql` `,
+      );
     const result = await sql`
       UPDATE product_changes
       SET seal_seq = CASE change_id ${cases((s) => s.seq)} END,
@@ -320,10 +323,18 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
         prevHash = undefined;
       } else {
         if (prevHash && !prevHash.equals(row.prev_hash)) {
-          problems.push({ kind: "broken_link", ...at, detail: `prev_hash ${hex(row.prev_hash)} is not the hash of entry ${seq - 1} (${hex(prevHash)})` });
+          problems.push({
+            kind: "broken_link",
+            ...at,
+            detail: `prev_hash ${hex(row.prev_hash)} is not the hash of entry ${seq - 1} (${hex(prevHash)})`,
+          });
         }
         if (!rowHash(row.prev_hash, row).equals(row.row_hash)) {
-          problems.push({ kind: "content_changed", ...at, detail: "the entry's content does not match its row_hash: it changed after sealing" });
+          problems.push({
+            kind: "content_changed",
+            ...at,
+            detail: "the entry's content does not match its row_hash: it changed after sealing",
+          });
         }
         prevHash = Buffer.from(row.row_hash);
       }
@@ -335,9 +346,17 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
   if (!headRow) {
     if (sealed > 0) problems.push({ kind: "head_mismatch", detail: `${sealed} sealed entries but no chain head` });
   } else if (last < headSeq) {
-    problems.push({ kind: "missing", sealSeq: last + 1, detail: `sealed entries ${range(last + 1, headSeq)} are missing (the chain ends before its head)` });
+    problems.push({
+      kind: "missing",
+      sealSeq: last + 1,
+      detail: `sealed entries ${range(last + 1, headSeq)} are missing (the chain ends before its head)`,
+    });
   } else if (last === headSeq && prevHash && !prevHash.equals(headRow.head_hash)) {
-    problems.push({ kind: "head_mismatch", sealSeq: last, detail: `the head hash ${hex(headRow.head_hash)} is not the hash of entry ${last} (${hex(prevHash)})` });
+    problems.push({
+      kind: "head_mismatch",
+      sealSeq: last,
+      detail: `the head hash ${hex(headRow.head_hash)} is not the hash of entry ${last} (${hex(prevHash)})`,
+    });
   }
   const unsealed = await db
     .selectFrom("product_changes")
@@ -351,7 +370,11 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
     WHERE p.merchant_id = ${merchantId} AND c.change_id IS NULL
     ORDER BY p.sku LIMIT 1000`.execute(db);
   for (const p of unaudited.rows) {
-    problems.push({ kind: "no_audit_entry", sku: p.sku, detail: `product "${p.sku}" is at version ${p.version}, which has no audit entry` });
+    problems.push({
+      kind: "no_audit_entry",
+      sku: p.sku,
+      detail: `product "${p.sku}" is at version ${p.version}, which has no audit entry`,
+    });
   }
   return { merchantId, sealed, unsealed: Number(unsealed.n), headSeq, problems };
 }

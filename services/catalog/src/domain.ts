@@ -54,11 +54,7 @@ export function validateSku(field: string, sku: string, violations: FieldViolati
 }
 
 /** validateFields checks the named fields of a product; prefix is the request path, e.g. "product". */
-export function validateFields(
-  prefix: string,
-  fields: Partial<ProductFields>,
-  violations: FieldViolation[],
-): void {
+export function validateFields(prefix: string, fields: Partial<ProductFields>, violations: FieldViolation[]): void {
   const at = (f: string) => `${prefix}.${f}`;
   if (fields.title !== undefined) {
     if (fields.title.trim() === "") violations.push({ field: at("title"), description: "is required" });
@@ -110,11 +106,7 @@ export function isMaskPath(path: string): path is MaskPath {
  * the paths whose values really changed (field-mask style, e.g. "price",
  * "attributes.color"). attributes.<key> absent from patch removes the key.
  */
-export function applyMask(
-  current: Product,
-  patch: ProductFields,
-  paths: readonly MaskPath[],
-): { next: Product; changed: string[] } {
+export function applyMask(current: Product, patch: ProductFields, paths: readonly MaskPath[]): { next: Product; changed: string[] } {
   const next: Product = { ...current, attributes: { ...current.attributes } };
   for (const path of paths) {
     switch (path) {

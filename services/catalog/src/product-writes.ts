@@ -35,7 +35,12 @@ export type ProductWrite =
   /** A new product: id, SKU and fields; version and times are set here. */
   | { kind: "create"; product: Omit<Product, "version" | "createdAt" | "updatedAt"> }
   /** New field values for a locked product; changedFields are its field-mask paths that differ. */
-  | { kind: "update"; before: Product; fields: Omit<Product, "id" | "sku" | "version" | "createdAt" | "updatedAt">; changedFields: string[] }
+  | {
+      kind: "update";
+      before: Product;
+      fields: Omit<Product, "id" | "sku" | "version" | "createdAt" | "updatedAt">;
+      changedFields: string[];
+    }
   /** Removes a locked product. */
   | { kind: "delete"; before: Product }
   /** Adds delta to a locked product's stock (negative takes stock); the caller checked the bounds under the lock. */
@@ -65,7 +70,12 @@ export function lockProduct(trx: CatalogTx, merchantId: string, sku: string): Pr
  * COMMIT (deferred writes); creates and deletes run at once, so a taken SKU
  * or a vanished row fails here.
  */
-export async function writeProducts(trx: CatalogTx, ctx: ChangeContext, writes: readonly ProductWrite[], now = new Date()): Promise<Product[]> {
+export async function writeProducts(
+  trx: CatalogTx,
+  ctx: ChangeContext,
+  writes: readonly ProductWrite[],
+  now = new Date(),
+): Promise<Product[]> {
   const created: Product[] = [];
   const updated: { before: Product; next: Product }[] = [];
   const restocked: { before: Product; delta: number; at: Date }[] = [];
@@ -108,11 +118,17 @@ export async function writeProducts(trx: CatalogTx, ctx: ChangeContext, writes: 
   }
 
   for (const before of deleted) {
-    if (!(await deleteProductRow(trx, ctx.merchantId, before.sku, before.version))) throw new Error(`product "${before.sku}" changed under its lock`);
+    if (!(await deleteProductRow(trx, ctx.merchantId, before.sku, before.version)))
+      throw new Error(`product "${before.sku}" changed under its lock`);
   }
   await insertProducts(trx, ctx.merchantId, created);
   if (updated.length === 1) await writeLockedProduct(trx, ctx.merchantId, updated[0]!.next, updated[0]!.before.version);
-  else await upsertProducts(trx, ctx.merchantId, updated.map((u) => u.next));
+  else
+    await upsertProducts(
+      trx,
+      ctx.merchantId,
+      updated.map((u) => u.next),
+    );
   for (const r of restocked) await moveStockRow(trx, ctx.merchantId, r.before, r.delta, r.at);
   await recordChanges(trx, ctx, changes);
   return after;

@@ -12,10 +12,33 @@ import {
   UpdateProductRequestSchema,
   UpdateProductResponseSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { ChangeSourceKind, ProductStatus as ProtoStatus, type Product as ProtoProduct } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
+import {
+  ChangeSourceKind,
+  ProductStatus as ProtoStatus,
+  type Product as ProtoProduct,
+} from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import {
+  principalOf,
+  type Principal,
+  idempotentMutation,
+  type IdempotentCall,
+  decodePageToken,
+  encodePageToken,
+  pageSize,
+} from "@stockroom/common/rpc";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
-import { AlreadyExistsError, EtagMismatchError, InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, newUlid, checkEtag, etagMatches, etagOf } from "@stockroom/common";
+import {
+  AlreadyExistsError,
+  EtagMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  PreconditionError,
+  type FieldViolation,
+  newUlid,
+  checkEtag,
+  etagMatches,
+  etagOf,
+} from "@stockroom/common";
 import {
   applyMask,
   isMaskPath,
@@ -30,7 +53,16 @@ import {
 } from "./domain.ts";
 import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
 import { lockProduct, writeProducts, type ChangeContext } from "./product-writes.ts";
-import { findProduct, findProductById, findProducts, listChanges, listMerchantChanges, listProducts, type CatalogDb, type CatalogTx } from "./store.ts";
+import {
+  findProduct,
+  findProductById,
+  findProducts,
+  listChanges,
+  listMerchantChanges,
+  listProducts,
+  type CatalogDb,
+  type CatalogTx,
+} from "./store.ts";
 
 export interface CatalogDeps {
   db: CatalogDb;
@@ -71,15 +103,26 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       validateFields("product", fields, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return mutate(db, principal, { method: "CatalogService.CreateProduct", requestId: req.requestId, requestSchema: CreateProductRequestSchema, request: req, responseSchema: CreateProductResponseSchema }, async (trx, change) => {
-        try {
-          const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
-          return { product: productToProto(product!) };
-        } catch (error) {
-          if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
-          throw error;
-        }
-      });
+      return mutate(
+        db,
+        principal,
+        {
+          method: "CatalogService.CreateProduct",
+          requestId: req.requestId,
+          requestSchema: CreateProductRequestSchema,
+          request: req,
+          responseSchema: CreateProductResponseSchema,
+        },
+        async (trx, change) => {
+          try {
+            const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
+            return { product: productToProto(product!) };
+          } catch (error) {
+            if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
+            throw error;
+          }
+        },
+      );
     },
 
     async getProduct(req, ctx) {
@@ -144,13 +187,24 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
         throw new PreconditionError("SEARCH_UNAVAILABLE", "wait_for_search needs a search projection, and this server has none");
       }
 
-      const res = await mutate(db, principal, { method: "CatalogService.UpdateProduct", requestId: req.requestId, requestSchema: UpdateProductRequestSchema, request: req, responseSchema: UpdateProductResponseSchema }, async (trx, change) => {
-        const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
-        const { next, changed } = applyMask(current, patch, paths);
-        if (changed.length === 0) return { product: productToProto(current) };
-        const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
-        return { product: productToProto(updated!) };
-      });
+      const res = await mutate(
+        db,
+        principal,
+        {
+          method: "CatalogService.UpdateProduct",
+          requestId: req.requestId,
+          requestSchema: UpdateProductRequestSchema,
+          request: req,
+          responseSchema: UpdateProductResponseSchema,
+        },
+        async (trx, change) => {
+          const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
+          const { next, changed } = applyMask(current, patch, paths);
+          if (changed.length === 0) return { product: productToProto(current) };
+          const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
+          return { product: productToProto(updated!) };
+        },
+      );
       // After the commit: the projection can only apply what the relay has published.
       if (req.waitForSearch) await waitForSearch(principal.merchantId, res.product!, ctx.signal);
       return res;
@@ -163,11 +217,22 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       const etag = checkEtag("etag", req.etag, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return mutate(db, principal, { method: "CatalogService.DeleteProduct", requestId: req.requestId, requestSchema: DeleteProductRequestSchema, request: req, responseSchema: DeleteProductResponseSchema }, async (trx, change) => {
-        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
-        await writeProducts(trx, change, [{ kind: "delete", before: current }]);
-        return { product: productToProto(current) };
-      });
+      return mutate(
+        db,
+        principal,
+        {
+          method: "CatalogService.DeleteProduct",
+          requestId: req.requestId,
+          requestSchema: DeleteProductRequestSchema,
+          request: req,
+          responseSchema: DeleteProductResponseSchema,
+        },
+        async (trx, change) => {
+          const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+          await writeProducts(trx, change, [{ kind: "delete", before: current }]);
+          return { product: productToProto(current) };
+        },
+      );
     },
 
     async adjustStock(req, ctx) {
@@ -181,25 +246,38 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return mutate(db, principal, { method: "CatalogService.AdjustStock", requestId: req.requestId, requestSchema: AdjustStockRequestSchema, request: req, responseSchema: AdjustStockResponseSchema }, async (trx, change) => {
-        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
-        const stock = current.stock + req.delta;
-        if (stock < 0) {
-          throw new PreconditionError(
-            "INSUFFICIENT_STOCK",
-            `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`,
-            { sku: req.sku, available: String(current.stock), requested: String(-req.delta) },
-          );
-        }
-        if (stock > LIMITS.stock) {
-          throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
-            sku: req.sku,
-            available: String(current.stock),
-          });
-        }
-        const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [{ kind: "stock", before: current, delta: req.delta }]);
-        return { product: productToProto(next!) };
-      });
+      return mutate(
+        db,
+        principal,
+        {
+          method: "CatalogService.AdjustStock",
+          requestId: req.requestId,
+          requestSchema: AdjustStockRequestSchema,
+          request: req,
+          responseSchema: AdjustStockResponseSchema,
+        },
+        async (trx, change) => {
+          const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+          const stock = current.stock + req.delta;
+          if (stock < 0) {
+            throw new PreconditionError("INSUFFICIENT_STOCK", `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`, {
+              sku: req.sku,
+              available: String(current.stock),
+              requested: String(-req.delta),
+            });
+          }
+          if (stock > LIMITS.stock) {
+            throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
+              sku: req.sku,
+              available: String(current.stock),
+            });
+          }
+          const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [
+            { kind: "stock", before: current, delta: req.delta },
+          ]);
+          return { product: productToProto(next!) };
+        },
+      );
     },
 
     async listProductHistory(req, ctx) {
@@ -277,7 +355,6 @@ async function lockForCall(trx: CatalogTx, merchantId: string, sku: string, etag
   if (etag !== undefined && !etagMatches(etag, current)) throw new EtagMismatchError(`product "${sku}"`, etagOf(current));
   return current;
 }
-
 
 /** maskPaths resolves update_mask (AIP-134): explicit paths, "*", or implied by populated fields. */
 function maskPaths(p: ProtoProduct, requested: string[], violations: FieldViolation[]): MaskPath[] {

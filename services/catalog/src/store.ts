@@ -134,19 +134,24 @@ export async function findProductById(db: CatalogDb, merchantId: string, id: str
 }
 
 /** findProducts reads the products with the given SKUs in SKU order (missing ones are absent); forUpdate locks them. */
-export async function findProducts(
-  db: CatalogDb | CatalogTx,
-  merchantId: string,
-  skus: string[],
-  forUpdate = false,
-): Promise<Product[]> {
+export async function findProducts(db: CatalogDb | CatalogTx, merchantId: string, skus: string[], forUpdate = false): Promise<Product[]> {
   if (skus.length === 0) return [];
   let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "in", skus).orderBy("sku");
   if (forUpdate) q = q.forUpdate();
   return (await q.execute()).map(rowToProduct);
 }
 
-const UPSERT_COLUMNS = ["title", "description", "price_minor", "currency", "stock", "status", "attributes", "version", "updated_at"] as const;
+const UPSERT_COLUMNS = [
+  "title",
+  "description",
+  "price_minor",
+  "currency",
+  "stock",
+  "status",
+  "attributes",
+  "version",
+  "updated_at",
+] as const;
 
 /**
  * upsertProducts writes many products with one statement: new SKUs are
@@ -155,12 +160,21 @@ const UPSERT_COLUMNS = ["title", "description", "price_minor", "currency", "stoc
  */
 export async function upsertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
   if (products.length === 0) return;
-  await insertRows(trx, "products", products.map((p) => productToRow(merchantId, p)), { onDuplicateKeyUpdate: UPSERT_COLUMNS });
+  await insertRows(
+    trx,
+    "products",
+    products.map((p) => productToRow(merchantId, p)),
+    { onDuplicateKeyUpdate: UPSERT_COLUMNS },
+  );
 }
 
 /** insertProducts adds many products with one statement; a taken SKU fails it with ER_DUP_ENTRY. */
 export async function insertProducts(trx: CatalogTx, merchantId: string, products: Product[]): Promise<void> {
-  await insertRows(trx, "products", products.map((p) => productToRow(merchantId, p)));
+  await insertRows(
+    trx,
+    "products",
+    products.map((p) => productToRow(merchantId, p)),
+  );
 }
 
 /**
@@ -208,12 +222,7 @@ export async function moveStockRow(
 }
 
 /** deleteProductRow removes the row if it is still at expectedVersion. */
-export async function deleteProductRow(
-  trx: CatalogTx,
-  merchantId: string,
-  sku: string,
-  expectedVersion: number,
-): Promise<boolean> {
+export async function deleteProductRow(trx: CatalogTx, merchantId: string, sku: string, expectedVersion: number): Promise<boolean> {
   const result = await trx
     .deleteFrom("products")
     .where("merchant_id", "=", merchantId)

@@ -65,26 +65,54 @@ test.serial("ListChanges lists a job's changes, its rollback's, an order's, by S
 
   const all = (await a.listChanges({})).changes;
   t.is(all.length, 8);
-  t.deepEqual(all.map((c) => c.id), all.map((c) => c.id).sort().reverse(), "newest first");
-  t.true(all.every((c) => c.sealSeq === 0n && c.rowHash.length === 0), "not sealed yet");
+  t.deepEqual(
+    all.map((c) => c.id),
+    all
+      .map((c) => c.id)
+      .sort()
+      .reverse(),
+    "newest first",
+  );
+  t.true(
+    all.every((c) => c.sealSeq === 0n && c.rowHash.length === 0),
+    "not sealed yet",
+  );
 
   const applied = (await a.listChanges({ source: { kind: ChangeSourceKind.BULK_JOB, reference: job } })).changes;
   t.deepEqual(applied.map((c) => c.sku).sort(), ["L-1", "L-2"]);
   t.true(applied.every((c) => c.source?.kind === ChangeSourceKind.BULK_JOB && c.source.reference === job && c.after!.stock === 15));
   const rolledBack = (await a.listChanges({ source: { kind: ChangeSourceKind.ROLLBACK, reference: job } })).changes;
-  t.deepEqual(rolledBack.map((c) => [c.sku, c.after!.stock]).sort(), [["L-1", 10], ["L-2", 10]]);
+  t.deepEqual(rolledBack.map((c) => [c.sku, c.after!.stock]).sort(), [
+    ["L-1", 10],
+    ["L-2", 10],
+  ]);
   const orders = (await a.listChanges({ source: { kind: ChangeSourceKind.ORDER } })).changes;
-  t.deepEqual(orders.map((c) => [c.sku, c.source!.reference, c.type]), [["L-3", order, ChangeType.UPDATED]]);
+  t.deepEqual(
+    orders.map((c) => [c.sku, c.source!.reference, c.type]),
+    [["L-3", order, ChangeType.UPDATED]],
+  );
   const apiMade = (await a.listChanges({ source: { kind: ChangeSourceKind.API } })).changes;
-  t.deepEqual(apiMade.map((c) => c.type), [ChangeType.CREATED, ChangeType.CREATED, ChangeType.CREATED]);
+  t.deepEqual(
+    apiMade.map((c) => c.type),
+    [ChangeType.CREATED, ChangeType.CREATED, ChangeType.CREATED],
+  );
   const l1 = (await a.listChanges({ sku: "L-1" })).changes;
-  t.deepEqual(l1.map((c) => c.source!.kind), [ChangeSourceKind.ROLLBACK, ChangeSourceKind.BULK_JOB, ChangeSourceKind.API]);
+  t.deepEqual(
+    l1.map((c) => c.source!.kind),
+    [ChangeSourceKind.ROLLBACK, ChangeSourceKind.BULK_JOB, ChangeSourceKind.API],
+  );
   const l1Job = (await a.listChanges({ sku: "L-1", source: { kind: ChangeSourceKind.BULK_JOB, reference: job } })).changes;
-  t.deepEqual(l1Job.map((c) => c.id), [l1[1]!.id]);
+  t.deepEqual(
+    l1Job.map((c) => c.id),
+    [l1[1]!.id],
+  );
 
   // Merchant B sees its own change under the same reference, never A's.
   const other = (await b.listChanges({ source: { kind: ChangeSourceKind.BULK_JOB, reference: job } })).changes;
-  t.deepEqual(other.map((c) => [c.sku, c.after!.stock]), [["L-1", 17]]);
+  t.deepEqual(
+    other.map((c) => [c.sku, c.after!.stock]),
+    [["L-1", 17]],
+  );
   t.is((await b.listChanges({})).changes.length, 2);
 
   // Every statement the listing ran names exactly one merchant (Vitess readiness).
@@ -123,7 +151,11 @@ test.serial("ListChanges pages with keyset tokens bound to the filter, and valid
   t.deepEqual(fieldViolations(noKind), ["source.kind"]);
   const unknown = await rejection(t, a.listChanges({ source: { kind: 42 as ChangeSourceKind } }), Code.InvalidArgument);
   t.deepEqual(fieldViolations(unknown), ["source.kind"]);
-  const longRef = await rejection(t, a.listChanges({ source: { kind: ChangeSourceKind.ORDER, reference: "x".repeat(27) } }), Code.InvalidArgument);
+  const longRef = await rejection(
+    t,
+    a.listChanges({ source: { kind: ChangeSourceKind.ORDER, reference: "x".repeat(27) } }),
+    Code.InvalidArgument,
+  );
   t.deepEqual(fieldViolations(longRef), ["source.reference"]);
   await rejection(t, a.listChanges({ sku: "bad sku\n" }), Code.InvalidArgument);
   await rejection(t, a.listChanges({ pageSize: -1 }), Code.InvalidArgument);
@@ -136,7 +168,11 @@ test.serial("the sealer seals every committed change into one chain per merchant
   t.true(before.sealed >= 10, `sealed ${before.sealed}`);
   t.is((await seal(db)).sealed, 0, "nothing left");
   const listed = (await a.listChanges({})).changes;
-  t.deepEqual(listed.map((c) => c.sealSeq), listed.map((_, i) => BigInt(listed.length - i)), "sealed 1..n in change order");
+  t.deepEqual(
+    listed.map((c) => c.sealSeq),
+    listed.map((_, i) => BigInt(listed.length - i)),
+    "sealed 1..n in change order",
+  );
   t.true(listed.every((c) => c.rowHash.length === 32));
   // History keeps growing; the chain continues where it stopped.
   await a.updateProduct({ product: { sku: "L-2", title: "Renamed" }, updateMask: { paths: ["title"] } });
@@ -145,7 +181,10 @@ test.serial("the sealer seals every committed change into one chain per merchant
   t.is((await sealAuditChains(db, { lagMs: 60_000 })).sealed, 0, "changes younger than the lag wait");
   t.true((await seal()).sealed >= 2);
   const after = (await a.listChanges({ pageSize: 2 })).changes;
-  t.deepEqual(after.map((c) => c.sealSeq), [BigInt(listed.length + 2), BigInt(listed.length + 1)]);
+  t.deepEqual(
+    after.map((c) => c.sealSeq),
+    [BigInt(listed.length + 2), BigInt(listed.length + 1)],
+  );
   for (const merchant of [api.merchantA, api.merchantB]) {
     const result = await verifyAuditChain(db, merchant.merchantId, { pageSize: 4 });
     t.deepEqual(result.problems, [], merchant.merchantId);
@@ -165,48 +204,99 @@ test.serial("verify reports exactly what was tampered with: changed content, del
   await seal();
   t.deepEqual((await verifyAuditChain(db, m.merchantId)).problems, []);
   const row = async (seq: number) =>
-    (await db.selectFrom("product_changes").selectAll().where("merchant_id", "=", m.merchantId).where("seal_seq", "=", seq).executeTakeFirstOrThrow());
+    await db
+      .selectFrom("product_changes")
+      .selectAll()
+      .where("merchant_id", "=", m.merchantId)
+      .where("seal_seq", "=", seq)
+      .executeTakeFirstOrThrow();
   const [r2, r4, r6] = [await row(2), await row(4), await row(6)];
 
   // As the admin (root) user: rewrite who made change 2.
-  await db.updateTable("product_changes").set({ actor: "someone else" }).where("merchant_id", "=", m.merchantId).where("change_id", "=", r2.change_id).execute();
+  await db
+    .updateTable("product_changes")
+    .set({ actor: "someone else" })
+    .where("merchant_id", "=", m.merchantId)
+    .where("change_id", "=", r2.change_id)
+    .execute();
   let problems = (await verifyAuditChain(db, m.merchantId)).problems;
-  t.deepEqual(problems.map((p) => [p.kind, p.sealSeq, p.changeId, p.sku]), [["content_changed", 2, r2.change_id, "T-2"]]);
+  t.deepEqual(
+    problems.map((p) => [p.kind, p.sealSeq, p.changeId, p.sku]),
+    [["content_changed", 2, r2.change_id, "T-2"]],
+  );
 
   await db.deleteFrom("product_changes").where("merchant_id", "=", m.merchantId).where("change_id", "=", r4.change_id).execute();
   problems = (await verifyAuditChain(db, m.merchantId)).problems;
-  t.deepEqual(problems.map((p) => [p.kind, p.sealSeq]), [["content_changed", 2], ["missing", 4]]);
+  t.deepEqual(
+    problems.map((p) => [p.kind, p.sealSeq]),
+    [
+      ["content_changed", 2],
+      ["missing", 4],
+    ],
+  );
 
   // The last entry is also T-2's current version: both the chain and the products say so.
   await db.deleteFrom("product_changes").where("merchant_id", "=", m.merchantId).where("change_id", "=", r6.change_id).execute();
   problems = (await verifyAuditChain(db, m.merchantId)).problems;
-  t.deepEqual(problems.map((p) => [p.kind, p.sealSeq, p.sku]), [
-    ["content_changed", 2, "T-2"],
-    ["missing", 4, undefined],
-    ["missing", 6, undefined],
-    ["no_audit_entry", undefined, "T-2"],
-  ]);
+  t.deepEqual(
+    problems.map((p) => [p.kind, p.sealSeq, p.sku]),
+    [
+      ["content_changed", 2, "T-2"],
+      ["missing", 4, undefined],
+      ["missing", 6, undefined],
+      ["no_audit_entry", undefined, "T-2"],
+    ],
+  );
   t.regex(problems[2]!.detail, /ends before its head/);
 
   // Re-hashing the rewritten entry (no secret is needed) moves the evidence to the next link.
   const tampered = await row(2);
-  await db.updateTable("product_changes").set({ row_hash: rowHash(tampered.prev_hash!, tampered) }).where("merchant_id", "=", m.merchantId).where("change_id", "=", r2.change_id).execute();
+  await db
+    .updateTable("product_changes")
+    .set({ row_hash: rowHash(tampered.prev_hash!, tampered) })
+    .where("merchant_id", "=", m.merchantId)
+    .where("change_id", "=", r2.change_id)
+    .execute();
   problems = (await verifyAuditChain(db, m.merchantId)).problems;
-  t.deepEqual(problems.map((p) => [p.kind, p.sealSeq]), [["broken_link", 3], ["missing", 4], ["missing", 6], ["no_audit_entry", undefined]]);
+  t.deepEqual(
+    problems.map((p) => [p.kind, p.sealSeq]),
+    [
+      ["broken_link", 3],
+      ["missing", 4],
+      ["missing", 6],
+      ["no_audit_entry", undefined],
+    ],
+  );
 });
 
 test.serial("sealers racing in parallel, with writes in between, build one consistent chain", async (t) => {
   const m = await newMerchant("Racing");
   const now = new Date();
-  const products = Array.from({ length: 120 }, (_, i): Product => ({
-    id: newUlid(), sku: `R-${i}`, title: "Racer", description: "", priceMinor: 100, currency: "EUR", stock: 1, status: "active",
-    attributes: {}, version: 1, createdAt: now, updatedAt: now,
-  }));
+  const products = Array.from(
+    { length: 120 },
+    (_, i): Product => ({
+      id: newUlid(),
+      sku: `R-${i}`,
+      title: "Racer",
+      description: "",
+      priceMinor: 100,
+      currency: "EUR",
+      stock: 1,
+      status: "active",
+      attributes: {},
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+    }),
+  );
   const write = (part: Product[]) =>
     inTransaction(db, async (trx) => {
       await upsertProducts(trx, m.merchantId, part);
-      await recordChanges(trx, { merchantId: m.merchantId, actor: "job:x", sourceKind: "bulk_job", sourceRef: "x" },
-        part.map((p) => ({ type: "created", before: undefined, product: p, changedFields: ["title"], at: new Date() })));
+      await recordChanges(
+        trx,
+        { merchantId: m.merchantId, actor: "job:x", sourceKind: "bulk_job", sourceRef: "x" },
+        part.map((p) => ({ type: "created", before: undefined, product: p, changedFields: ["title"], at: new Date() })),
+      );
     });
   await write(products.slice(0, 60));
   await sleep(5);
@@ -223,7 +313,10 @@ test.serial("sealers racing in parallel, with writes in between, build one consi
   t.is(result.headSeq, 120);
   t.is(result.unsealed, 0);
   const seqs = await db.selectFrom("product_changes").select("seal_seq").where("merchant_id", "=", m.merchantId).execute();
-  t.deepEqual(seqs.map((s) => Number(s.seal_seq)).sort((x, y) => x - y), Array.from({ length: 120 }, (_, i) => i + 1));
+  t.deepEqual(
+    seqs.map((s) => Number(s.seal_seq)).sort((x, y) => x - y),
+    Array.from({ length: 120 }, (_, i) => i + 1),
+  );
 });
 
 test.serial("as the service user the audit trail is append-only, and the API and the sealer still work", async (t) => {
@@ -231,10 +324,19 @@ test.serial("as the service user the audit trail is append-only, and the API and
   const user = `t_audit_${randomBytes(4).toString("hex")}`;
   const password = randomBytes(12).toString("hex");
   await sql.raw(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`).execute(db);
-  t.teardown(() => sql.raw(`DROP USER IF EXISTS '${user}'@'%'`).execute(db).then(() => undefined));
+  t.teardown(() =>
+    sql
+      .raw(`DROP USER IF EXISTS '${user}'@'%'`)
+      .execute(db)
+      .then(() => undefined),
+  );
   const plan = await planGrants(db, { database, user, appendOnly: APPEND_ONLY_TABLES });
   t.deepEqual(plan.warnings, []);
-  t.true(plan.statements.includes(`GRANT SELECT, INSERT, UPDATE (\`seal_seq\`, \`prev_hash\`, \`row_hash\`) ON \`${database}\`.\`product_changes\` TO '${user}'@'%'`));
+  t.true(
+    plan.statements.includes(
+      `GRANT SELECT, INSERT, UPDATE (\`seal_seq\`, \`prev_hash\`, \`row_hash\`) ON \`${database}\`.\`product_changes\` TO '${user}'@'%'`,
+    ),
+  );
   t.true(plan.statements.includes(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.\`products\` TO '${user}'@'%'`));
   t.false(plan.statements.some((s) => /kysely_migration/.test(s)));
   await applyGrants(db, plan);
@@ -242,16 +344,24 @@ test.serial("as the service user the audit trail is append-only, and the API and
   t.deepEqual((await planGrants(db, { database, user, appendOnly: APPEND_ONLY_TABLES })).statements, plan.statements);
   await sql.raw(`GRANT UPDATE, DELETE ON \`${database}\`.product_changes TO '${user}'@'%'`).execute(db);
   const again = await planGrants(db, { database, user, appendOnly: APPEND_ONLY_TABLES });
-  t.deepEqual(again.statements.filter((s) => s.startsWith("REVOKE")), [`REVOKE UPDATE, DELETE ON \`${database}\`.\`product_changes\` FROM '${user}'@'%'`]);
+  t.deepEqual(
+    again.statements.filter((s) => s.startsWith("REVOKE")),
+    [`REVOKE UPDATE, DELETE ON \`${database}\`.\`product_changes\` FROM '${user}'@'%'`],
+  );
   await applyGrants(db, again);
   await sql.raw(`GRANT UPDATE ON \`${database}\`.* TO '${user}'@'%'`).execute(db);
-  t.regex((await planGrants(db, { database, user, appendOnly: APPEND_ONLY_TABLES })).warnings.join("\n"), /UPDATE on `.*`\.\*, which overrides/);
+  t.regex(
+    (await planGrants(db, { database, user, appendOnly: APPEND_ONLY_TABLES })).warnings.join("\n"),
+    /UPDATE on `.*`\.\*, which overrides/,
+  );
   await sql.raw(`REVOKE UPDATE ON \`${database}\`.* FROM '${user}'@'%'`).execute(db);
 
   const url = new URL(api.databaseUrl);
   url.username = user;
   url.password = password;
-  const restricted = await startTestApi<CatalogTables>("catalog_audit_restricted", (d) => [catalogModule(d)], { databaseUrl: url.toString() });
+  const restricted = await startTestApi<CatalogTables>("catalog_audit_restricted", (d) => [catalogModule(d)], {
+    databaseUrl: url.toString(),
+  });
   t.teardown(() => restricted.close());
   const rdb = restricted.api.db;
 
@@ -261,7 +371,10 @@ test.serial("as the service user the audit trail is append-only, and the API and
   await c.adjustStock({ sku: "G-1", delta: -3, reason: "damaged" });
   await c.deleteProduct({ sku: "G-1" });
   const trail = (await c.listChanges({ sku: "G-1" })).changes;
-  t.deepEqual(trail.map((x) => x.type), [ChangeType.DELETED, ChangeType.UPDATED, ChangeType.UPDATED, ChangeType.CREATED]);
+  t.deepEqual(
+    trail.map((x) => x.type),
+    [ChangeType.DELETED, ChangeType.UPDATED, ChangeType.UPDATED, ChangeType.CREATED],
+  );
 
   const merchantId = restricted.merchantA.merchantId;
   const denied = async (statement: Promise<unknown>) => {
@@ -284,16 +397,32 @@ test.serial("as the service user the audit trail is append-only, and the API and
 
 test("a row hashes the same whether the driver returns JSON columns as text or parsed, in any key order", (t) => {
   const base = {
-    merchant_id: "01JMERCHANT0000000000000000", change_id: "01JCHANGE00000000000000000", product_id: "01JPRODUCT0000000000000000",
-    sku: "MUG-1", change_type: "updated", actor: "api_key:abc", source_kind: "api", source_ref: "", request_id: "r-1", reason: "",
+    merchant_id: "01JMERCHANT0000000000000000",
+    change_id: "01JCHANGE00000000000000000",
+    product_id: "01JPRODUCT0000000000000000",
+    sku: "MUG-1",
+    change_type: "updated",
+    actor: "api_key:abc",
+    source_kind: "api",
+    source_ref: "",
+    request_id: "r-1",
+    reason: "",
   };
   const text = {
-    ...base, version: "7", created_at: new Date(1_700_000_000_123), after_state: null,
-    changed_fields: '["stock","attributes.color"]', before_state: '{"stock": 3, "attributes": {"size": "L", "color": "red"}, "title": "Mug \u00e9"}',
+    ...base,
+    version: "7",
+    created_at: new Date(1_700_000_000_123),
+    after_state: null,
+    changed_fields: '["stock","attributes.color"]',
+    before_state: '{"stock": 3, "attributes": {"size": "L", "color": "red"}, "title": "Mug \u00e9"}',
   };
   const parsed = {
-    ...base, version: 7, created_at: new Date(1_700_000_000_123), after_state: null,
-    changed_fields: ["stock", "attributes.color"], before_state: { title: "Mug é", attributes: { color: "red", size: "L" }, stock: 3 },
+    ...base,
+    version: 7,
+    created_at: new Date(1_700_000_000_123),
+    after_state: null,
+    changed_fields: ["stock", "attributes.color"],
+    before_state: { title: "Mug é", attributes: { color: "red", size: "L" }, stock: 3 },
   };
   t.is(canonicalContent(text), canonicalContent(parsed));
   t.deepEqual(rowHash(GENESIS_HASH, text), rowHash(GENESIS_HASH, parsed));

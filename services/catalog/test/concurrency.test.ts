@@ -32,18 +32,18 @@ test("50 concurrent updates with the same etag: exactly one wins, 49 get ABORTED
   t.is(final!.version, product!.version + 1n);
   t.is(final!.title, winner.title);
   const { changes } = await catalog.listProductHistory({ sku: "RACE-1" });
-  t.deepEqual(changes.map((c) => c.version), [2n, 1n], "one audit entry for the update, one for the create");
+  t.deepEqual(
+    changes.map((c) => c.version),
+    [2n, 1n],
+    "one audit entry for the update, one for the create",
+  );
 });
 
 test("100 concurrent decrements never take stock below zero", async (t) => {
   await catalog.createProduct({ product: productInit("STOCK-60", { stock: 60 }) });
-  const results = await Promise.allSettled(
-    Array.from({ length: 100 }, () => catalog.adjustStock({ sku: "STOCK-60", delta: -1 })),
-  );
+  const results = await Promise.allSettled(Array.from({ length: 100 }, () => catalog.adjustStock({ sku: "STOCK-60", delta: -1 })));
   const ok = results.filter((r) => r.status === "fulfilled").length;
-  const refused = results
-    .filter((r): r is PromiseRejectedResult => r.status === "rejected")
-    .map((r) => ConnectError.from(r.reason));
+  const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason));
   t.is(ok, 60);
   t.is(refused.length, 40);
   for (const e of refused) {
@@ -66,5 +66,5 @@ test("100 concurrent mixed adjustments lose no update", async (t) => {
   // Every adjustment left exactly one audit entry and one outbox event.
   const { changes } = await catalog.listProductHistory({ sku: "STOCK-MIX", pageSize: 1000 });
   t.is(changes.length, 101);
-  t.true(await countRows(api, "outbox_events", api.merchantA.merchantId) >= 101);
+  t.true((await countRows(api, "outbox_events", api.merchantA.merchantId)) >= 101);
 });

@@ -45,6 +45,8 @@ export function fieldViolations(error: ConnectError): string[] {
 /** countRows counts a merchant's rows in a table, straight from the database. */
 export async function countRows(api: TestApi, table: string, merchantId: string): Promise<number> {
   const { sql } = await import("kysely");
-  const result = await sql<{ n: number }>`SELECT COUNT(*) AS n FROM ${sql.table(table)} WHERE merchant_id = ${merchantId}`.execute(api.api.db);
+  const result = await sql<{ n: number }>`SELECT COUNT(*) AS n FROM ${sql.table(table)} WHERE merchant_id = ${merchantId}`.execute(
+    api.api.db,
+  );
   return Number(result.rows[0]!.n);
 }

@@ -12,7 +12,14 @@ test.after.always(() => api.close());
 const protoRoot = path.join(import.meta.dirname, "..", "..", "..", "proto");
 const load = (file: string) =>
   grpc.loadPackageDefinition(
-    protoLoader.loadSync(path.join(protoRoot, file), { keepCase: true, includeDirs: [protoRoot], longs: String, enums: String, defaults: true, oneofs: true }),
+    protoLoader.loadSync(path.join(protoRoot, file), {
+      keepCase: true,
+      includeDirs: [protoRoot],
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    }),
   ) as any;
 const target = new URL(api.url).host;
 const insecure = grpc.credentials.createInsecure();
@@ -30,7 +37,12 @@ test("grpc-js creates, reads and updates a product over plain gRPC", async (t) =
   const client = new stockroom.catalog.v1.CatalogService(target, insecure);
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${api.merchantA.apiKey}`);
-  const created = await unary<any>(client, "CreateProduct", { product: { sku: "GRPC-1", title: "From grpc-js", price: { currency_code: "JPY", minor_units: "1500" }, stock: 3 } }, md);
+  const created = await unary<any>(
+    client,
+    "CreateProduct",
+    { product: { sku: "GRPC-1", title: "From grpc-js", price: { currency_code: "JPY", minor_units: "1500" }, stock: 3 } },
+    md,
+  );
   t.is(created.product.version, "1");
   t.is(created.product.price.minor_units, "1500");
   t.is(created.product.status, "PRODUCT_STATUS_ACTIVE");
@@ -45,7 +57,12 @@ test("grpc-js creates, reads and updates a product over plain gRPC", async (t) =
   t.is(updated.product.title, "Renamed");
   t.is(updated.product.version, "2");
   const stale = await t.throwsAsync(
-    unary(client, "UpdateProduct", { product: { sku: "GRPC-1", title: "Again", etag: created.product.etag }, update_mask: { paths: ["title"] } }, md),
+    unary(
+      client,
+      "UpdateProduct",
+      { product: { sku: "GRPC-1", title: "Again", etag: created.product.etag }, update_mask: { paths: ["title"] } },
+      md,
+    ),
   );
   t.is((stale as grpc.ServiceError).code, grpc.status.ABORTED);
   t.truthy((stale as grpc.ServiceError).metadata.get("grpc-status-details-bin")[0], "google.rpc.Status details travel in the trailer");
@@ -84,7 +101,10 @@ test("server reflection lists the services and serves their descriptors", async 
   t.true(names.includes("stockroom.order.v1.OrderService") === false, "only the services this process serves");
   const files = responses[1].file_descriptor_response.file_descriptor_proto as Buffer[];
   t.true(files.some((f) => f.includes("stockroom/catalog/v1/catalog_service.proto")));
-  t.true(files.some((f) => f.includes("google/protobuf/field_mask.proto")), "with its imports");
+  t.true(
+    files.some((f) => f.includes("google/protobuf/field_mask.proto")),
+    "with its imports",
+  );
   t.is(responses[2].error_response.error_code, grpc.status.NOT_FOUND);
   client.close();
 });
@@ -108,10 +128,9 @@ test("a Connect call over HTTP/1.1 with JSON works with plain fetch", async (t) 
   t.is(bad.status, 400);
   const error = (await bad.json()) as { code: string; details: { type: string; debug: unknown }[] };
   t.is(error.code, "invalid_argument");
-  t.deepEqual(
-    error.details.find((d) => d.type === "google.rpc.BadRequest")?.debug,
-    { fieldViolations: [{ field: "product.price.minor_units", description: "must not be negative" }] },
-  );
+  t.deepEqual(error.details.find((d) => d.type === "google.rpc.BadRequest")?.debug, {
+    fieldViolations: [{ field: "product.price.minor_units", description: "must not be negative" }],
+  });
 });
 
 test("gRPC-Web over HTTP/1.1 (what browsers speak) works on the same port", async (t) => {

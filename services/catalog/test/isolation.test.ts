@@ -19,7 +19,11 @@ test.serial("merchant B cannot list, batch-read, update, adjust, delete or read 
   t.deepEqual((await b.listProducts({})).products, []);
   t.deepEqual((await b.batchGetProducts({ skus: ["SECRET-1"] })).missingSkus, ["SECRET-1"]);
   await rejection(t, b.updateProduct({ product: { sku: "SECRET-1", title: "pwned" }, updateMask: { paths: ["title"] } }), Code.NotFound);
-  await rejection(t, b.updateProduct({ product: { sku: "SECRET-1", title: "pwned", etag: secret!.etag }, updateMask: { paths: ["title"] } }), Code.NotFound);
+  await rejection(
+    t,
+    b.updateProduct({ product: { sku: "SECRET-1", title: "pwned", etag: secret!.etag }, updateMask: { paths: ["title"] } }),
+    Code.NotFound,
+  );
   await rejection(t, b.adjustStock({ sku: "SECRET-1", delta: -5 }), Code.NotFound);
   await rejection(t, b.deleteProduct({ sku: "SECRET-1" }), Code.NotFound);
   await rejection(t, b.listProductHistory({ sku: "SECRET-1" }), Code.NotFound);

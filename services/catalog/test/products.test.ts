@@ -42,7 +42,14 @@ test.serial("update applies only the masked fields; attributes.<key> sets and re
   t.is(implied!.stock, 3);
   t.is(implied!.title, "Product MUG-2");
   const { changes } = await catalog.listProductHistory({ sku: "MUG-2" });
-  t.deepEqual(changes.map((c) => c.changedFields), [["description", "stock"], ["price", "attributes.material", "attributes.size"], ["title", "description", "price", "stock", "status", "attributes"]]);
+  t.deepEqual(
+    changes.map((c) => c.changedFields),
+    [
+      ["description", "stock"],
+      ["price", "attributes.material", "attributes.size"],
+      ["title", "description", "price", "stock", "status", "attributes"],
+    ],
+  );
 });
 
 test.serial("a stale etag on delete is ABORTED; the current one deletes, and history outlives the product", async (t) => {
@@ -55,8 +62,14 @@ test.serial("a stale etag on delete is ABORTED; the current one deletes, and his
   t.deepEqual(last, v2);
   await rejection(t, catalog.getProduct({ sku: "MUG-3" }), Code.NotFound);
   const { changes } = await catalog.listProductHistory({ sku: "MUG-3" });
-  t.deepEqual(changes.map((c) => c.type), [ChangeType.DELETED, ChangeType.UPDATED, ChangeType.CREATED]);
-  t.deepEqual(changes.map((c) => c.version), [3n, 2n, 1n]);
+  t.deepEqual(
+    changes.map((c) => c.type),
+    [ChangeType.DELETED, ChangeType.UPDATED, ChangeType.CREATED],
+  );
+  t.deepEqual(
+    changes.map((c) => c.version),
+    [3n, 2n, 1n],
+  );
   const [deleted, adjusted] = changes;
   t.deepEqual(deleted!.before, v2);
   t.is(deleted!.after, undefined);
@@ -79,11 +92,14 @@ test.serial("every change leaves one outbox event in its transaction, in version
     .orderBy("event_id")
     .execute();
   const events = rows.map((r) => fromBinary(ProductEventSchema, r.payload)).filter((e) => e.product!.sku === "MUG-4");
-  t.deepEqual(events.map((e) => [e.type, e.product!.version, e.changedFields]), [
-    [ChangeType.CREATED, 1n, ["title", "description", "price", "stock", "status", "attributes"]],
-    [ChangeType.UPDATED, 2n, ["title"]],
-    [ChangeType.UPDATED, 3n, ["stock"]],
-  ]);
+  t.deepEqual(
+    events.map((e) => [e.type, e.product!.version, e.changedFields]),
+    [
+      [ChangeType.CREATED, 1n, ["title", "description", "price", "stock", "status", "attributes"]],
+      [ChangeType.UPDATED, 2n, ["title"]],
+      [ChangeType.UPDATED, 3n, ["stock"]],
+    ],
+  );
   t.true(events.every((e) => e.merchantId === api.merchantA.merchantId));
 });
 
@@ -106,16 +122,25 @@ test.serial("list pages by SKU with opaque tokens, and by update time from a hig
   await catalog.updateProduct({ product: { sku: "PAGE-1", title: "changed" }, updateMask: { paths: ["title"] } });
   const changed = await catalog.listProducts({ updatedSince: timestampFromDate(mark), pageSize: 1 });
   const next = await catalog.listProducts({ updatedSince: timestampFromDate(mark), pageSize: 1, pageToken: changed.nextPageToken });
-  t.deepEqual([...changed.products, ...next.products].map((p) => p.sku), ["PAGE-5", "PAGE-1"]);
+  t.deepEqual(
+    [...changed.products, ...next.products].map((p) => p.sku),
+    ["PAGE-5", "PAGE-1"],
+  );
   // A token only works with the filters that produced it.
   await rejection(t, catalog.listProducts({ pageSize: 1, pageToken: changed.nextPageToken }), Code.InvalidArgument);
   const drafts = await catalog.listProducts({ status: ProductStatus.DRAFT });
-  t.deepEqual(drafts.products.map((p) => p.sku), ["MUG-1"]);
+  t.deepEqual(
+    drafts.products.map((p) => p.sku),
+    ["MUG-1"],
+  );
 });
 
 test.serial("batch get returns found products in request order and names the missing", async (t) => {
   const { products, missingSkus } = await catalog.batchGetProducts({ skus: ["PAGE-2", "NOPE", "MUG-1", "PAGE-2"] });
-  t.deepEqual(products.map((p) => p.sku), ["PAGE-2", "MUG-1"]);
+  t.deepEqual(
+    products.map((p) => p.sku),
+    ["PAGE-2", "MUG-1"],
+  );
   t.deepEqual(missingSkus, ["NOPE"]);
 });
 
@@ -125,7 +150,10 @@ test.serial("history pages newest first", async (t) => {
   const first = await catalog.listProductHistory({ sku: "HIST-1", pageSize: 2 });
   const second = await catalog.listProductHistory({ sku: "HIST-1", pageSize: 2, pageToken: first.nextPageToken });
   const third = await catalog.listProductHistory({ sku: "HIST-1", pageSize: 2, pageToken: second.nextPageToken });
-  t.deepEqual([...first.changes, ...second.changes, ...third.changes].map((c) => c.version), [5n, 4n, 3n, 2n, 1n]);
+  t.deepEqual(
+    [...first.changes, ...second.changes, ...third.changes].map((c) => c.version),
+    [5n, 4n, 3n, 2n, 1n],
+  );
   t.is(third.nextPageToken, "");
 });
 

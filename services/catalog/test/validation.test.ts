@@ -45,7 +45,11 @@ const updateCases: [string, Record<string, unknown>, string][] = [
   ["an unknown update_mask path", { product: { sku: "VALID-1", title: "x" }, updateMask: { paths: ["colour"] } }, "update_mask"],
   ["an immutable update_mask path", { product: { sku: "VALID-1" }, updateMask: { paths: ["sku"] } }, "update_mask"],
   ["a malformed etag", { product: { sku: "VALID-1", title: "x", etag: "v1" }, updateMask: { paths: ["title"] } }, "product.etag"],
-  ["a negative price", { product: { sku: "VALID-1", price: { currencyCode: "EUR", minorUnits: -5n } }, updateMask: { paths: ["price"] } }, "product.price.minor_units"],
+  [
+    "a negative price",
+    { product: { sku: "VALID-1", price: { currencyCode: "EUR", minorUnits: -5n } }, updateMask: { paths: ["price"] } },
+    "product.price.minor_units",
+  ],
   ["a 10 kB title", { product: { sku: "VALID-1", title: "T".repeat(10_000) }, updateMask: { paths: ["title"] } }, "product.title"],
   ["an empty sku", { product: { sku: "", title: "x" }, updateMask: { paths: ["title"] } }, "product.sku"],
 ];

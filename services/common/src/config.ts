@@ -79,7 +79,10 @@ export function readInt(env: Env, name: string, fallback: number, min: number, m
 /** parseCorsOrigins reads CORS_ALLOWED_ORIGINS: "*" or comma-separated origins such as https://admin.example.com. */
 export function parseCorsOrigins(raw: string | undefined): string[] {
   if (raw === undefined || raw.trim() === "") return [];
-  const origins = raw.split(",").map((o) => o.trim()).filter(Boolean);
+  const origins = raw
+    .split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
   for (const o of origins) {
     if (o === "*") continue;
     let url: URL | undefined;

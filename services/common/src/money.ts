@@ -12,8 +12,7 @@ export function isKnownCurrency(code: string): boolean {
 export function currencyDigits(code: string): number {
   let digits = minorDigits.get(code);
   if (digits === undefined) {
-    digits = new Intl.NumberFormat("en", { style: "currency", currency: code }).resolvedOptions()
-      .maximumFractionDigits ?? 2;
+    digits = new Intl.NumberFormat("en", { style: "currency", currency: code }).resolvedOptions().maximumFractionDigits ?? 2;
     minorDigits.set(code, digits);
   }
   return digits;

@@ -12,7 +12,11 @@ const method = `${api.url}/stockroom.catalog.v1.CatalogService/GetProduct`;
 const preflight = (origin: string) =>
   fetch(method, {
     method: "OPTIONS",
-    headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type,connect-protocol-version" },
+    headers: {
+      origin,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization,content-type,connect-protocol-version",
+    },
   });
 
 test("an allowed origin's preflight is answered with the methods and headers Connect-Web sends, Authorization included", async (t) => {
@@ -21,14 +25,20 @@ test("an allowed origin's preflight is answered with the methods and headers Con
   t.is(res.headers.get("access-control-allow-origin"), APP);
   t.regex(res.headers.get("access-control-allow-methods") ?? "", /\bPOST\b/);
   const allowed = (res.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/,\s*/);
-  for (const h of ["authorization", "content-type", "connect-protocol-version", "connect-timeout-ms", "x-grpc-web"]) t.true(allowed.includes(h), h);
+  for (const h of ["authorization", "content-type", "connect-protocol-version", "connect-timeout-ms", "x-grpc-web"])
+    t.true(allowed.includes(h), h);
   t.truthy(res.headers.get("access-control-max-age"));
 });
 
 test("a call from an allowed origin carries Allow-Origin and exposes the gRPC-Web status headers; errors stay readable", async (t) => {
   const res = await fetch(method, {
     method: "POST",
-    headers: { origin: APP, "content-type": "application/json", "connect-protocol-version": "1", authorization: `Bearer ${api.merchantA.apiKey}` },
+    headers: {
+      origin: APP,
+      "content-type": "application/json",
+      "connect-protocol-version": "1",
+      authorization: `Bearer ${api.merchantA.apiKey}`,
+    },
     body: JSON.stringify({ sku: "NOPE" }),
   });
   t.is(res.status, 404);
@@ -41,7 +51,11 @@ test("a call from an allowed origin carries Allow-Origin and exposes the gRPC-We
 test("another origin gets no CORS headers, so the browser refuses it", async (t) => {
   const res = await preflight("https://evil.example");
   t.is(res.headers.get("access-control-allow-origin"), null);
-  const call = await fetch(method, { method: "POST", headers: { origin: "https://evil.example", "content-type": "application/json" }, body: "{}" });
+  const call = await fetch(method, {
+    method: "POST",
+    headers: { origin: "https://evil.example", "content-type": "application/json" },
+    body: "{}",
+  });
   t.is(call.headers.get("access-control-allow-origin"), null);
 });
 

@@ -9,7 +9,9 @@ const url = testDatabaseUrl("common_deferred");
 await ensureDatabase(url);
 const seen: string[] = [];
 const db = createDatabase<any>({ url, poolSize: 2, observe: (text) => seen.push(text) });
-await sql`create table t (merchant_id varchar(26) not null, id int not null, note varchar(8) not null default '', primary key (merchant_id, id))`.execute(db);
+await sql`create table t (merchant_id varchar(26) not null, id int not null, note varchar(8) not null default '', primary key (merchant_id, id))`.execute(
+  db,
+);
 test.after.always(async () => {
   await db.destroy();
   await dropDatabase(url);
@@ -26,9 +28,15 @@ test.serial("deferred writes commit with the transaction, in order, and a later 
     await insertRows(trx, "t", [{ merchant_id: "a", id: 2 }], { deferred: true });
     return trx.selectFrom("t").select(["id", "note"]).where("merchant_id", "=", "a").orderBy("id").execute();
   });
-  t.deepEqual(inside, [{ id: 1, note: "x" }, { id: 2, note: "" }]);
+  t.deepEqual(inside, [
+    { id: 1, note: "x" },
+    { id: 2, note: "" },
+  ]);
   // Observers see each statement once, as written, without the deferral marker.
-  t.deepEqual(seen.map((s) => s.split(" ").slice(0, 3).join(" ")), ["begin", "insert into `t`", "update `t` set", "insert into `t`", "select `id`, `note`", "commit"]);
+  t.deepEqual(
+    seen.map((s) => s.split(" ").slice(0, 3).join(" ")),
+    ["begin", "insert into `t`", "update `t` set", "insert into `t`", "select `id`, `note`", "commit"],
+  );
   t.deepEqual(await ids("a"), [1, 2]);
 });
 

@@ -34,16 +34,29 @@ function startNats(): Promise<ChildProcess> {
 }
 
 async function waitPort(port: number): Promise<void> {
-  await waitFor(`something to listen on ${port}`, () =>
-    new Promise<true | undefined>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => (s.destroy(), resolve(true)));
-      s.once("error", () => resolve(undefined));
-    }), 10_000);
+  await waitFor(
+    `something to listen on ${port}`,
+    () =>
+      new Promise<true | undefined>((resolve) => {
+        const s = net.connect({ host: "127.0.0.1", port }, () => (s.destroy(), resolve(true)));
+        s.once("error", () => resolve(undefined));
+      }),
+    10_000,
+  );
 }
 
 test("health turns NOT_SERVING while NATS is down and SERVING again when it is back; /readyz and the metrics agree", async (t) => {
   const nats = await connectNats({ servers: `127.0.0.1:${natsPort}`, name: "health-test" });
-  const config = { ...parseApiConfig({}), port: 0, metricsPort: 0, databaseUrl: url, logLevel: "silent" as const, healthProbeMs: 200, slaFlushMs: 0, drainMs: 1_000 };
+  const config = {
+    ...parseApiConfig({}),
+    port: 0,
+    metricsPort: 0,
+    databaseUrl: url,
+    logLevel: "silent" as const,
+    healthProbeMs: 200,
+    slaFlushMs: 0,
+    drainMs: 1_000,
+  };
   const api = await startApi({ name: "test-health", config, migrate: true, modules: () => [], nats: nats.nc });
   t.teardown(async () => {
     await api.stop();
@@ -52,7 +65,8 @@ test("health turns NOT_SERVING while NATS is down and SERVING again when it is b
   const health = createClient(Health, createGrpcTransport({ baseUrl: api.server.url }));
   const status = async () => (await health.check({})).status;
   const readyz = async () => (await fetch(`${api.metricsServer!.url}/readyz`)).status;
-  const natsUp = async () => sumOf(parsePrometheusText(await api.metrics.registry.metrics()), "stockroom_dependency_up", { dependency: "nats" });
+  const natsUp = async () =>
+    sumOf(parsePrometheusText(await api.metrics.registry.metrics()), "stockroom_dependency_up", { dependency: "nats" });
   t.is(await status(), Status.SERVING);
   t.is(await readyz(), 200);
 

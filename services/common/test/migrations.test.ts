@@ -59,7 +59,11 @@ test("on a fresh database the adopting set runs the adopted migrations itself", 
     await dropDatabase(url);
   });
   const old: MigrationSet = { name: "old", folder: folder("old", ["t1_products"]) };
-  const moved: MigrationSet = { name: "new", folder: folder("new", ["t2_webhooks"]), adopts: [{ set: "old", migrations: ["t2_webhooks"] }] };
+  const moved: MigrationSet = {
+    name: "new",
+    folder: folder("new", ["t2_webhooks"]),
+    adopts: [{ set: "old", migrations: ["t2_webhooks"] }],
+  };
   t.deepEqual(await migrateToLatest(db, [old, moved]), ["old/t1_products", "new/t2_webhooks"]);
   t.deepEqual(await recorded(db, "new"), ["t2_webhooks"]);
 });

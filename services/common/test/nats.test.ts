@@ -143,11 +143,15 @@ test("ensureWorkQueue is idempotent across processes, applies changed limits, an
 
   const limitsStream = `${q.spec.stream}_LIMITS`;
   await q.nats.jsm.streams.add({ name: limitsStream, subjects: [`${q.subject}-limits.>`] });
-  t.teardown(() => q.nats.jsm.streams.delete(limitsStream).then(() => {}, () => {}));
-  await t.throwsAsync(
-    ensureWorkQueue(q.nats.jsm, { ...q.spec, stream: limitsStream, subjects: [`${q.subject}-limits.>`] }),
-    { message: /needs "workqueue"/ },
+  t.teardown(() =>
+    q.nats.jsm.streams.delete(limitsStream).then(
+      () => {},
+      () => {},
+    ),
   );
+  await t.throwsAsync(ensureWorkQueue(q.nats.jsm, { ...q.spec, stream: limitsStream, subjects: [`${q.subject}-limits.>`] }), {
+    message: /needs "workqueue"/,
+  });
 });
 
 test("two worker processes share one durable: 200 messages each handled exactly once, by both", async (t) => {
@@ -157,14 +161,16 @@ test("two worker processes share one durable: 200 messages each handled exactly 
   const byWorker = { a: 0, b: 0 };
   const running = { a: 0, b: 0 };
   const peak = { a: 0, b: 0 };
-  const handler = (worker: "a" | "b"): WorkHandler => async (msg) => {
-    peak[worker] = Math.max(peak[worker], ++running[worker]);
-    await sleep(Math.random() * 4);
-    running[worker]--;
-    const id = decode(msg.data);
-    handled.set(id, (handled.get(id) ?? 0) + 1);
-    byWorker[worker]++;
-  };
+  const handler =
+    (worker: "a" | "b"): WorkHandler =>
+    async (msg) => {
+      peak[worker] = Math.max(peak[worker], ++running[worker]);
+      await sleep(Math.random() * 4);
+      running[worker]--;
+      const id = decode(msg.data);
+      handled.set(id, (handled.get(id) ?? 0) + 1);
+      byWorker[worker]++;
+    };
   q.consume(q.nats, { concurrency: 4 }, handler("a"));
   q.consume(second, { concurrency: 4 }, handler("b"));
 
@@ -175,7 +181,11 @@ test("two worker processes share one durable: 200 messages each handled exactly 
   await sleep(200); // room for a wrongly redelivered message to show up
 
   t.deepEqual([...handled.keys()].sort(), [...ids].sort());
-  t.deepEqual([...handled.values()].filter((n) => n !== 1), [], "no message handled twice");
+  t.deepEqual(
+    [...handled.values()].filter((n) => n !== 1),
+    [],
+    "no message handled twice",
+  );
   t.true(byWorker.a > 0 && byWorker.b > 0, `both workers took work: ${JSON.stringify(byWorker)}`);
   t.true(peak.a <= 4 && peak.b <= 4, `no worker ran more than its concurrency: ${JSON.stringify(peak)}`);
   t.is(Math.max(peak.a, peak.b), 4);
@@ -333,7 +343,8 @@ test("the handler runs in the publisher's trace, in a process span under the sen
   t.is(seen?.headers["stockroom-schema"], "1", "extra headers travel too");
 
   // Spans are named after low-cardinality destinations (the stream); the subject is an attribute.
-  const of = (op: string) => spans.getFinishedSpans().find((s) => s.name.startsWith(`${op} `) && s.attributes["messaging.destination.name"] === subject);
+  const of = (op: string) =>
+    spans.getFinishedSpans().find((s) => s.name.startsWith(`${op} `) && s.attributes["messaging.destination.name"] === subject);
   await waitFor(t, "the process span to end", () => of("process") !== undefined);
   const send = of("send");
   const processSpan = of("process");

@@ -32,6 +32,10 @@ test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refus
   const { calls, closing } = locker;
   const results = await Promise.allSettled(calls);
   await closing;
-  t.deepEqual(results.filter((r) => r.status === "rejected"), [], "every in-flight call completed");
+  t.deepEqual(
+    results.filter((r) => r.status === "rejected"),
+    [],
+    "every in-flight call completed",
+  );
   await t.throwsAsync(createClient(Health, createGrpcTransport({ baseUrl: api.url })).check({}));
 });

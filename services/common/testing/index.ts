@@ -78,7 +78,14 @@ export async function startTestApi<DB extends CommonTables = CommonTables>(
   const databaseUrl = options.databaseUrl ?? testDatabaseUrl(name);
   if (owned) await ensureDatabase(databaseUrl);
   const queries: TestApi["queries"] = [];
-  const config = { ...parseApiConfig({}), port: 0, databaseUrl, logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent", drainMs: 2_000, ...options.config };
+  const config = {
+    ...parseApiConfig({}),
+    port: 0,
+    databaseUrl,
+    logLevel: (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent",
+    drainMs: 2_000,
+    ...options.config,
+  };
   const api = await startApi({
     name: `test-${name}`,
     config,

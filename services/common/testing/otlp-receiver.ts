@@ -114,14 +114,30 @@ function decodeSpan(bytes: Uint8Array, resource: Record<string, AttributeValue>)
   };
   fields(bytes, (no, r, wt) => {
     switch (no) {
-      case 1: span.traceId = hex(r.bytes()); break;
-      case 2: span.spanId = hex(r.bytes()); break;
-      case 4: span.parentSpanId = hex(r.bytes()); break;
-      case 5: span.name = r.string(); break;
-      case 6: span.kind = r.int32(); break;
-      case 7: span.startNs = BigInt(r.fixed64()); break;
-      case 8: span.endNs = BigInt(r.fixed64()); break;
-      case 9: Object.assign(span.attributes, keyValue(r.bytes())); break;
+      case 1:
+        span.traceId = hex(r.bytes());
+        break;
+      case 2:
+        span.spanId = hex(r.bytes());
+        break;
+      case 4:
+        span.parentSpanId = hex(r.bytes());
+        break;
+      case 5:
+        span.name = r.string();
+        break;
+      case 6:
+        span.kind = r.int32();
+        break;
+      case 7:
+        span.startNs = BigInt(r.fixed64());
+        break;
+      case 8:
+        span.endNs = BigInt(r.fixed64());
+        break;
+      case 9:
+        Object.assign(span.attributes, keyValue(r.bytes()));
+        break;
       case 13: {
         const link = { traceId: "", spanId: "" };
         fields(r.bytes(), (ln, lr, lwt) => {
@@ -138,7 +154,8 @@ function decodeSpan(bytes: Uint8Array, resource: Record<string, AttributeValue>)
           else sr.skip(swt);
         });
         break;
-      default: r.skip(wt);
+      default:
+        r.skip(wt);
     }
   });
   return span;

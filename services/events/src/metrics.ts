@@ -51,8 +51,14 @@ export function registerOutboxMetrics(registry: Registry, db: Kysely<EventTables
       const [count, oldest] = await withTimeout(
         untraced(() =>
           Promise.all([
-            sql<{ n: number }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(db),
-            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(db),
+            sql<{
+              n: number;
+            }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(
+              db,
+            ),
+            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(
+              db,
+            ),
           ]),
         ),
         COLLECT_TIMEOUT_MS,
@@ -75,7 +81,11 @@ export function registerOutboxMetrics(registry: Registry, db: Kysely<EventTables
         if (o) this.set(o[field]);
       },
     });
-  outboxGauge("stockroom_outbox_backlog_events", `Outbox rows the relay has not published yet (counted up to ${OUTBOX_COUNT_CAP}).`, "backlog");
+  outboxGauge(
+    "stockroom_outbox_backlog_events",
+    `Outbox rows the relay has not published yet (counted up to ${OUTBOX_COUNT_CAP}).`,
+    "backlog",
+  );
   outboxGauge("stockroom_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when none waits).", "ageSeconds");
 }
 

@@ -22,7 +22,17 @@ type OutboxDb = Kysely<EventTables>;
 export async function readBatch(db: OutboxDb, limit: number): Promise<OutboxRow[]> {
   return db
     .selectFrom("outbox_events")
-    .select(["merchant_id", "event_id", "aggregate_type", "aggregate_id", "aggregate_version", "event_type", "payload", "trace_context", "created_at"])
+    .select([
+      "merchant_id",
+      "event_id",
+      "aggregate_type",
+      "aggregate_id",
+      "aggregate_version",
+      "event_type",
+      "payload",
+      "trace_context",
+      "created_at",
+    ])
     .where("published_at", "is", null)
     .orderBy("event_id")
     .limit(limit)
@@ -136,7 +146,12 @@ export async function markPublished(db: OutboxDb, rows: readonly OutboxRow[]): P
   if (byMerchant.size === 0) return;
   await db.transaction().execute(async (trx) => {
     for (const [merchantId, eventIds] of byMerchant) {
-      await trx.updateTable("outbox_events").set({ published_at: sql`NOW(3)` }).where("merchant_id", "=", merchantId).where("event_id", "in", eventIds).execute();
+      await trx
+        .updateTable("outbox_events")
+        .set({ published_at: sql`NOW(3)` })
+        .where("merchant_id", "=", merchantId)
+        .where("event_id", "in", eventIds)
+        .execute();
     }
   });
 }

@@ -26,10 +26,20 @@ test.serial("the outbox and relay gauges read their sources when scraped", async
   // The outbox: an unpublished event 40 s old.
   const merchant = newUlid();
   const created = new Date(Date.now() - 40_000);
-  await db.insertInto("outbox_events").values({
-    merchant_id: merchant, event_id: newUlid(created.getTime()), aggregate_type: "product", aggregate_id: newUlid(), aggregate_version: 1,
-    event_type: "product.updated", payload: Buffer.from("x"), trace_context: null, created_at: created,
-  }).execute();
+  await db
+    .insertInto("outbox_events")
+    .values({
+      merchant_id: merchant,
+      event_id: newUlid(created.getTime()),
+      aggregate_type: "product",
+      aggregate_id: newUlid(),
+      aggregate_version: 1,
+      event_type: "product.updated",
+      payload: Buffer.from("x"),
+      trace_context: null,
+      created_at: created,
+    })
+    .execute();
   let s = await read();
   t.is(sumOf(s, "stockroom_outbox_backlog_events"), 1);
   const age = sumOf(s, "stockroom_outbox_oldest_age_seconds");

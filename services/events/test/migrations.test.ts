@@ -51,17 +51,31 @@ test("a database migrated while common held the outbox migration hands it to the
   const before = await migrateToLatest(db, [oldCommon]);
   t.true(before.includes(`common/${OUTBOX_MIGRATION}`), before.join(", "));
   const eventId = newUlid();
-  await db.insertInto("outbox_events").values({
-    merchant_id: newUlid(), event_id: eventId, aggregate_type: "product", aggregate_id: newUlid(), aggregate_version: 1,
-    event_type: "product.created", payload: Buffer.from("x"), trace_context: null, created_at: new Date(),
-  }).execute();
+  await db
+    .insertInto("outbox_events")
+    .values({
+      merchant_id: newUlid(),
+      event_id: eventId,
+      aggregate_type: "product",
+      aggregate_id: newUlid(),
+      aggregate_version: 1,
+      event_type: "product.created",
+      payload: Buffer.from("x"),
+      trace_context: null,
+      created_at: new Date(),
+    })
+    .execute();
 
   // After: common without it, and the events set, listed twice as two modules of one process would.
   t.deepEqual(await migrateToLatest(db, [commonMigrations, eventsMigrations, eventsMigrations]), [], "nothing runs again");
   t.false((await recorded(db, "common")).includes(OUTBOX_MIGRATION), "common no longer records it");
   t.deepEqual(await recorded(db, "events"), [OUTBOX_MIGRATION]);
   const rows = await db.selectFrom("outbox_events").select("event_id").execute();
-  t.deepEqual(rows.map((r) => r.event_id), [eventId], "the waiting event is still there");
+  t.deepEqual(
+    rows.map((r) => r.event_id),
+    [eventId],
+    "the waiting event is still there",
+  );
   // A second start finds nothing to do.
   t.deepEqual(await migrateToLatest(db, [commonMigrations, eventsMigrations]), []);
 });

@@ -21,7 +21,7 @@ import {
   DeleteProductRequestSchema,
   UpdateProductRequestSchema,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { createCatalogService, rowToProduct, } from "@stockroom/catalog";
+import { createCatalogService, rowToProduct } from "@stockroom/catalog";
 import { kPrincipal } from "@stockroom/common/rpc";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import { domainSubjects, EVENT_HEADERS } from "../src/event-stream.ts";
@@ -44,15 +44,31 @@ const relayMain = path.join(import.meta.dirname, "..", "src", "relay-main.ts");
  */
 function directCatalog(h: SearchHarness, merchant: TestMerchant) {
   const impl = createCatalogService({ db: h.db });
-  const contextValues = createContextValues().set(kPrincipal, { merchantId: merchant.merchantId, keyId: "relay-crash-test", actor: "relay-crash-test", tier: "standard" });
+  const contextValues = createContextValues().set(kPrincipal, {
+    merchantId: merchant.merchantId,
+    keyId: "relay-crash-test",
+    actor: "relay-crash-test",
+    tier: "standard",
+  });
   const ctx = (method: keyof typeof CatalogService.method) =>
-    createHandlerContext({ service: CatalogService, method: CatalogService.method[method], protocolName: "in-process", requestMethod: "POST", url: "/", contextValues });
+    createHandlerContext({
+      service: CatalogService,
+      method: CatalogService.method[method],
+      protocolName: "in-process",
+      requestMethod: "POST",
+      url: "/",
+      contextValues,
+    });
   const req = <S extends DescMessage>(schema: S, init: MessageInitShape<S>) => create(schema, init);
   return {
-    createProduct: (init: MessageInitShape<typeof CreateProductRequestSchema>) => impl.createProduct(req(CreateProductRequestSchema, init), ctx("createProduct")),
-    updateProduct: (init: MessageInitShape<typeof UpdateProductRequestSchema>) => impl.updateProduct(req(UpdateProductRequestSchema, init), ctx("updateProduct")),
-    adjustStock: (init: MessageInitShape<typeof AdjustStockRequestSchema>) => impl.adjustStock(req(AdjustStockRequestSchema, init), ctx("adjustStock")),
-    deleteProduct: (init: MessageInitShape<typeof DeleteProductRequestSchema>) => impl.deleteProduct(req(DeleteProductRequestSchema, init), ctx("deleteProduct")),
+    createProduct: (init: MessageInitShape<typeof CreateProductRequestSchema>) =>
+      impl.createProduct(req(CreateProductRequestSchema, init), ctx("createProduct")),
+    updateProduct: (init: MessageInitShape<typeof UpdateProductRequestSchema>) =>
+      impl.updateProduct(req(UpdateProductRequestSchema, init), ctx("updateProduct")),
+    adjustStock: (init: MessageInitShape<typeof AdjustStockRequestSchema>) =>
+      impl.adjustStock(req(AdjustStockRequestSchema, init), ctx("adjustStock")),
+    deleteProduct: (init: MessageInitShape<typeof DeleteProductRequestSchema>) =>
+      impl.deleteProduct(req(DeleteProductRequestSchema, init), ctx("deleteProduct")),
   };
 }
 
@@ -129,7 +145,13 @@ async function writeChanges(h: SearchHarness, merchant: TestMerchant, onChange: 
   const catalog = directCatalog(h, merchant);
   const tally: Tally = { creates: 0, updates: 0, adjustments: 0, deletes: 0, recreates: 0 };
   const perProduct = CHANGES / PRODUCTS;
-  const products = Array.from({ length: PRODUCTS }, (_, i) => ({ sku: `SKU-${String(i).padStart(3, "0")}`, exists: false, created: false, stock: 0, n: 0 }));
+  const products = Array.from({ length: PRODUCTS }, (_, i) => ({
+    sku: `SKU-${String(i).padStart(3, "0")}`,
+    exists: false,
+    created: false,
+    stock: 0,
+    n: 0,
+  }));
   let next = 0;
   const worker = async (w: number) => {
     const random = prng(1000 + w);
@@ -142,16 +164,27 @@ async function writeChanges(h: SearchHarness, merchant: TestMerchant, onChange: 
         try {
           if (!p.exists) {
             p.stock = Math.floor(random() * 50);
-            await catalog.createProduct({ product: productInit(p.sku, { title: `Product ${p.sku} take ${p.n}`, stock: p.stock, attributes: { color: "red", size: `s${p.n}` } }) });
+            await catalog.createProduct({
+              product: productInit(p.sku, {
+                title: `Product ${p.sku} take ${p.n}`,
+                stock: p.stock,
+                attributes: { color: "red", size: `s${p.n}` },
+              }),
+            });
             if (p.created) tally.recreates++;
             else tally.creates++;
             p.exists = p.created = true;
           } else if (r < 0.45) {
             const paths = ["title", "price"];
-            const product: Record<string, unknown> = { sku: p.sku, title: `Product ${p.sku} v${p.n}`, price: { currencyCode: "EUR", minorUnits: BigInt(1000 + p.n) } };
-            if (random() < 0.3) (paths.push("description"), (product["description"] = `Described at change ${p.n}`));
-            if (random() < 0.3) (paths.push("attributes"), (product["attributes"] = { color: ["red", "blue", "green"][p.n % 3]!, size: `s${p.n}` }));
-            if (random() < 0.2) (paths.push("status"), (product["status"] = [1, 2, 3][p.n % 3]));
+            const product: Record<string, unknown> = {
+              sku: p.sku,
+              title: `Product ${p.sku} v${p.n}`,
+              price: { currencyCode: "EUR", minorUnits: BigInt(1000 + p.n) },
+            };
+            if (random() < 0.3) paths.push("description"), (product["description"] = `Described at change ${p.n}`);
+            if (random() < 0.3)
+              paths.push("attributes"), (product["attributes"] = { color: ["red", "blue", "green"][p.n % 3]!, size: `s${p.n}` });
+            if (random() < 0.2) paths.push("status"), (product["status"] = [1, 2, 3][p.n % 3]);
             await catalog.updateProduct({ product, updateMask: { paths } });
             tally.updates++;
           } else if (r < 0.96) {
@@ -166,7 +199,9 @@ async function writeChanges(h: SearchHarness, merchant: TestMerchant, onChange: 
             tally.deletes++;
           }
         } catch (error) {
-          throw new Error(`${label} failed: ${error instanceof ConnectError ? error.rawMessage : error instanceof Error ? error.message : String(error)}`);
+          throw new Error(
+            `${label} failed: ${error instanceof ConnectError ? error.rawMessage : error instanceof Error ? error.message : String(error)}`,
+          );
         }
         onChange();
       }
@@ -224,7 +259,11 @@ test("10,000 mixed changes with the relay process killed and restarted twice: se
   const kills: { afterChanges: number; streamMessages: number; unpublished: number }[] = [];
   const killer = (async () => {
     for (const share of KILL_AT) {
-      await waitFor(`the stream to hold ${share * 100}% of the events`, async () => ((await streamMessages(h)) >= share * CHANGES ? true : undefined), 120_000);
+      await waitFor(
+        `the stream to hold ${share * 100}% of the events`,
+        async () => ((await streamMessages(h)) >= share * CHANGES ? true : undefined),
+        120_000,
+      );
       const relay = relays.at(-1)!;
       await killRelay(relay);
       kills.push({ afterChanges: changes, streamMessages: await streamMessages(h), unpublished: await unpublished(h) });
@@ -240,14 +279,28 @@ test("10,000 mixed changes with the relay process killed and restarted twice: se
 
   t.is(changes, CHANGES);
   t.is(kills.length, 2, "the relay was killed twice");
-  t.true(kills.some((k) => k.unpublished > 0), "at least one kill left committed events unpublished");
+  t.true(
+    kills.some((k) => k.unpublished > 0),
+    "at least one kill left committed events unpublished",
+  );
 
-  const rows = await h.db.selectFrom("outbox_events").select(["event_id", "aggregate_id", "aggregate_version"]).where("merchant_id", "=", merchant.merchantId).execute();
+  const rows = await h.db
+    .selectFrom("outbox_events")
+    .select(["event_id", "aggregate_id", "aggregate_version"])
+    .where("merchant_id", "=", merchant.merchantId)
+    .execute();
   t.is(rows.length, CHANGES, "one outbox event per change");
   await waitFor("every outbox event published", async () => ((await unpublished(h)) === 0 ? true : undefined), 60_000);
   await waitFor("the projector to apply every event", async () => ((await projector.lag()).pendingEvents === 0 ? true : undefined), 60_000);
   for (const r of relays.slice(0, -1)) t.not(r.child.signalCode, null, "the killed relays died of SIGKILL");
-  t.is(relays.at(-1)!.child.exitCode, null, `the last relay still runs${relays.flatMap((r) => r.stderr).join("").slice(0, 2000)}`);
+  t.is(
+    relays.at(-1)!.child.exitCode,
+    null,
+    `the last relay still runs${relays
+      .flatMap((r) => r.stderr)
+      .join("")
+      .slice(0, 2000)}`,
+  );
 
   // The stream: every event exactly once, each product's versions strictly increasing.
   const events = await readStream(h);
@@ -264,25 +317,49 @@ test("10,000 mixed changes with the relay process killed and restarted twice: se
   }
   t.is(outOfOrder, 0, "each product's versions strictly increase in stream order");
   const expectedVersions = new Map<string, number>();
-  for (const r of rows) expectedVersions.set(r.aggregate_id, Math.max(expectedVersions.get(r.aggregate_id) ?? 0, Number(r.aggregate_version)));
+  for (const r of rows)
+    expectedVersions.set(r.aggregate_id, Math.max(expectedVersions.get(r.aggregate_id) ?? 0, Number(r.aggregate_version)));
   t.deepEqual(new Map([...last].sort()), new Map([...expectedVersions].sort()), "each product's last version reached the stream");
   t.is(last.size, tally.creates + tally.recreates, "one aggregate per created or recreated product");
 
   // The search store equals the catalog: live products identical, deleted ones absent or tombstoned.
   const catalogRows = await h.db.selectFrom("products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
   const searchRows = await h.searchDb.selectFrom("search_products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
-  const content = (e: { sku: string; product_id: string; version: number; deleted: number; title: string; description: string; attributes_text: string; price_minor: number; currency: string; stock: number; status: string }) => ({
-    sku: e.sku, product_id: e.product_id, version: Number(e.version), deleted: Number(e.deleted), title: e.title, description: e.description,
-    attributes_text: e.attributes_text.split(" ").sort().join(" "), price_minor: Number(e.price_minor), currency: e.currency, stock: Number(e.stock), status: e.status,
+  const content = (e: {
+    sku: string;
+    product_id: string;
+    version: number;
+    deleted: number;
+    title: string;
+    description: string;
+    attributes_text: string;
+    price_minor: number;
+    currency: string;
+    stock: number;
+    status: string;
+  }) => ({
+    sku: e.sku,
+    product_id: e.product_id,
+    version: Number(e.version),
+    deleted: Number(e.deleted),
+    title: e.title,
+    description: e.description,
+    attributes_text: e.attributes_text.split(" ").sort().join(" "),
+    price_minor: Number(e.price_minor),
+    currency: e.currency,
+    stock: Number(e.stock),
+    status: e.status,
   });
   const live = new Map(catalogRows.map((r) => [r.sku, content(entryFromProduct(merchant.merchantId, rowToProduct(r)))]));
   const held = new Map(searchRows.map((r) => [r.sku, content(r)]));
   const mismatched: string[] = [];
   for (const [sku, want] of live) {
     const got = held.get(sku);
-    if (JSON.stringify(got) !== JSON.stringify(want)) mismatched.push(`${sku}: search ${JSON.stringify(got)} vs catalog ${JSON.stringify(want)}`);
+    if (JSON.stringify(got) !== JSON.stringify(want))
+      mismatched.push(`${sku}: search ${JSON.stringify(got)} vs catalog ${JSON.stringify(want)}`);
   }
-  for (const [sku, got] of held) if (!live.has(sku) && got.deleted !== 1) mismatched.push(`${sku}: live in search, absent from the catalog`);
+  for (const [sku, got] of held)
+    if (!live.has(sku) && got.deleted !== 1) mismatched.push(`${sku}: live in search, absent from the catalog`);
   t.deepEqual(mismatched, [], "search equals the catalog");
   t.is(live.size, PRODUCTS - [...held.values()].filter((r) => r.deleted === 1).length, "every SKU is live in both or tombstoned in search");
   t.true(projector.stats().applied >= CHANGES, "the projector applied every event");

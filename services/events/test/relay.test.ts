@@ -52,7 +52,10 @@ async function writeHistory(h: SearchHarness, merchant: TestMerchant, skus: stri
     skus.map(async (sku) => {
       await catalog.createProduct({ product: productInit(sku) });
       for (let i = 1; i <= updates; i++) {
-        await catalog.updateProduct({ product: { sku, price: { currencyCode: "EUR", minorUnits: BigInt(2000 + i) } }, updateMask: { paths: ["price"] } });
+        await catalog.updateProduct({
+          product: { sku, price: { currencyCode: "EUR", minorUnits: BigInt(2000 + i) } },
+          updateMask: { paths: ["price"] },
+        });
       }
     }),
   );
@@ -80,9 +83,20 @@ test("catalog changes are published once each, in order, with the event id as Na
   const relay = await h.startRelay();
   await waitFor("every row published", () => allPublished(h), 10_000);
   const messages = await streamMessages(h);
-  t.deepEqual(messages.map((m) => m.header.get("Nats-Msg-Id")).sort(), rows.map((r) => r.event_id), "one message per row");
+  t.deepEqual(
+    messages.map((m) => m.header.get("Nats-Msg-Id")).sort(),
+    rows.map((r) => r.event_id),
+    "one message per row",
+  );
   const versions = [...versionsByAggregate(messages).values()].sort((a, b) => a.length - b.length);
-  t.deepEqual(versions, [[1, 2, 3], [1, 2, 3, 4]], "each product's versions in order");
+  t.deepEqual(
+    versions,
+    [
+      [1, 2, 3],
+      [1, 2, 3, 4],
+    ],
+    "each product's versions in order",
+  );
   const last = messages.find((m) => m.header.get("Nats-Msg-Id") === rows.at(-1)!.event_id)!;
   t.is(last.subject, `${h.events.subjectPrefix}.catalog.${merchant.merchantId}.product.deleted`);
   t.is(last.header.get(EVENT_HEADERS.eventType), "product.deleted");
@@ -117,7 +131,7 @@ test("two relays at once: one leads, every event is stored exactly once, each pr
   const skus = Array.from({ length: 12 }, (_, i) => `SKU-${i}`);
   const writing = writeHistory(h, merchant, skus, 8);
   await waitFor("a leader", async () => (a.stats().leader || b.stats().leader ? true : undefined));
-  await waitFor("some events published", async () => ((a.stats().published + b.stats().published) > 20 ? true : undefined), 10_000);
+  await waitFor("some events published", async () => (a.stats().published + b.stats().published > 20 ? true : undefined), 10_000);
   const [leader, standby] = a.stats().leader ? [a, b] : [b, a];
   await leader.stop(); // mid-stream: the standby must take over
   await writing;
@@ -143,7 +157,7 @@ test("a crash between publish and mark republishes; JetStream keeps one copy of 
   const batch = await readBatch(h.db, 5);
   const first = await publishBatch(h.nats.js, h.events, publishOrder(batch));
   t.is(first.acked.length, 5);
-  t.true(await allPublished(h) === undefined, "nothing marked");
+  t.true((await allPublished(h)) === undefined, "nothing marked");
 
   const relay = await h.startRelay();
   await waitFor("every row published", () => allPublished(h), 10_000);
@@ -156,10 +170,23 @@ test("a crash between publish and mark republishes; JetStream keeps one copy of 
 
 test("publish order repairs an aggregate's versions inside a batch whatever their event ids", (t) => {
   const row = (event_id: string, aggregate_id: string, aggregate_version: number) =>
-    ({ merchant_id: "M", event_id, aggregate_type: "product", aggregate_id, aggregate_version, event_type: "product.updated", payload: Buffer.alloc(0), trace_context: null, created_at: new Date() }) as OutboxRow;
+    ({
+      merchant_id: "M",
+      event_id,
+      aggregate_type: "product",
+      aggregate_id,
+      aggregate_version,
+      event_type: "product.updated",
+      payload: Buffer.alloc(0),
+      trace_context: null,
+      created_at: new Date(),
+    }) as OutboxRow;
   // P's version 3 got a smaller id than version 2 (writers with skewed clocks).
   const ordered = publishOrder([row("1", "P", 1), row("2", "Q", 1), row("3", "P", 3), row("4", "P", 2), row("5", "Q", 2)]);
-  t.deepEqual(ordered.map((r) => `${r.aggregate_id}${r.aggregate_version}`), ["P1", "Q1", "P2", "P3", "Q2"]);
+  t.deepEqual(
+    ordered.map((r) => `${r.aggregate_id}${r.aggregate_version}`),
+    ["P1", "Q1", "P2", "P3", "Q2"],
+  );
 });
 
 test("pruning deletes only rows published longer ago than the retention", async (t) => {

@@ -60,7 +60,10 @@ export async function dueEndpoints(db: NotifyDb, now: Date): Promise<DueEndpoint
     .sort((a, b) => a.due.getTime() - b.due.getTime());
 }
 
-export type ClaimedDelivery = Pick<DeliveryRow, "merchant_id" | "delivery_id" | "endpoint_id" | "event_id" | "event_type" | "payload" | "attempts" | "expires_at">;
+export type ClaimedDelivery = Pick<
+  DeliveryRow,
+  "merchant_id" | "delivery_id" | "endpoint_id" | "event_id" | "event_type" | "payload" | "attempts" | "expires_at"
+>;
 
 export type Claim =
   /** The endpoint is gone; its deliveries are being deleted. */
@@ -83,37 +86,41 @@ export async function claimDeliveries(
   now: Date,
   leaseMs: number,
 ): Promise<Claim> {
-  return inTransaction(db, async (trx): Promise<Claim> => {
-    const endpoint = await findEndpoint(trx, merchantId, endpointId);
-    if (!endpoint) return { kind: "gone" } as const;
-    if (endpoint.paused_until && endpoint.paused_until > now) return { kind: "paused", until: endpoint.paused_until } as const;
-    const n = limit(endpoint);
-    if (n <= 0) return { kind: "claimed", endpoint, deliveries: [] } as const;
-    const rows = await trx
-      .selectFrom("webhook_deliveries")
-      .select(["merchant_id", "delivery_id", "endpoint_id", "event_id", "event_type", "payload", "attempts", "expires_at"])
-      .where("merchant_id", "=", merchantId)
-      .where("endpoint_id", "=", endpointId)
-      .where("state", "=", "pending")
-      .where("next_attempt_at", "<=", now)
-      .orderBy("next_attempt_at")
-      .limit(n)
-      .forUpdate()
-      .skipLocked()
-      .execute();
-    if (rows.length === 0) return { kind: "claimed", endpoint, deliveries: [] } as const;
-    await trx
-      .updateTable("webhook_deliveries")
-      .set((eb) => ({ attempts: eb("attempts", "+", 1), next_attempt_at: new Date(now.getTime() + leaseMs) }))
-      .where("merchant_id", "=", merchantId)
-      .where(
-        "delivery_id",
-        "in",
-        rows.map((r) => r.delivery_id),
-      )
-      .execute();
-    return { kind: "claimed", endpoint, deliveries: rows.map((r) => ({ ...r, attempts: r.attempts + 1 })) } as const;
-  }, READ_COMMITTED);
+  return inTransaction(
+    db,
+    async (trx): Promise<Claim> => {
+      const endpoint = await findEndpoint(trx, merchantId, endpointId);
+      if (!endpoint) return { kind: "gone" } as const;
+      if (endpoint.paused_until && endpoint.paused_until > now) return { kind: "paused", until: endpoint.paused_until } as const;
+      const n = limit(endpoint);
+      if (n <= 0) return { kind: "claimed", endpoint, deliveries: [] } as const;
+      const rows = await trx
+        .selectFrom("webhook_deliveries")
+        .select(["merchant_id", "delivery_id", "endpoint_id", "event_id", "event_type", "payload", "attempts", "expires_at"])
+        .where("merchant_id", "=", merchantId)
+        .where("endpoint_id", "=", endpointId)
+        .where("state", "=", "pending")
+        .where("next_attempt_at", "<=", now)
+        .orderBy("next_attempt_at")
+        .limit(n)
+        .forUpdate()
+        .skipLocked()
+        .execute();
+      if (rows.length === 0) return { kind: "claimed", endpoint, deliveries: [] } as const;
+      await trx
+        .updateTable("webhook_deliveries")
+        .set((eb) => ({ attempts: eb("attempts", "+", 1), next_attempt_at: new Date(now.getTime() + leaseMs) }))
+        .where("merchant_id", "=", merchantId)
+        .where(
+          "delivery_id",
+          "in",
+          rows.map((r) => r.delivery_id),
+        )
+        .execute();
+      return { kind: "claimed", endpoint, deliveries: rows.map((r) => ({ ...r, attempts: r.attempts + 1 })) } as const;
+    },
+    READ_COMMITTED,
+  );
 }
 
 export interface AttemptOutcome {
@@ -127,7 +134,13 @@ export interface AttemptOutcome {
  * settleDelivered records a successful attempt, and resets the endpoint's
  * failure count if it had one. Skipped if the row was claimed again since.
  */
-export async function settleDelivered(db: NotifyDb, d: ClaimedDelivery, outcome: AttemptOutcome, now: Date, hadFailures: boolean): Promise<void> {
+export async function settleDelivered(
+  db: NotifyDb,
+  d: ClaimedDelivery,
+  outcome: AttemptOutcome,
+  now: Date,
+  hadFailures: boolean,
+): Promise<void> {
   await db
     .updateTable("webhook_deliveries")
     .set({ state: "delivered", next_attempt_at: now, last_attempt_at: now, last_status: outcome.status, last_error: "" })
@@ -161,40 +174,44 @@ export async function settleFailed(
   pause: (failures: number) => number | undefined,
 ): Promise<Date | undefined> {
   const dead = retryAt > d.expires_at;
-  return inTransaction(db, async (trx) => {
-    await trx
-      .updateTable("webhook_deliveries")
-      .set({
-        state: dead ? "dead" : "pending",
-        next_attempt_at: dead ? now : retryAt,
-        last_attempt_at: now,
-        last_status: outcome.status,
-        last_error: outcome.error.slice(0, 500),
-      })
-      .where("merchant_id", "=", d.merchant_id)
-      .where("delivery_id", "=", d.delivery_id)
-      .where("state", "=", "pending")
-      .where("attempts", "=", d.attempts)
-      .execute();
-    const endpoint = await trx
-      .selectFrom("webhook_endpoints")
-      .select("consecutive_failures")
-      .where("merchant_id", "=", d.merchant_id)
-      .where("endpoint_id", "=", d.endpoint_id)
-      .forUpdate()
-      .executeTakeFirst();
-    if (!endpoint) return undefined;
-    const failures = endpoint.consecutive_failures + 1;
-    const ms = pause(failures);
-    const pausedUntil = ms === undefined ? null : new Date(now.getTime() + ms);
-    await trx
-      .updateTable("webhook_endpoints")
-      .set({ consecutive_failures: failures, paused_until: pausedUntil })
-      .where("merchant_id", "=", d.merchant_id)
-      .where("endpoint_id", "=", d.endpoint_id)
-      .execute();
-    return pausedUntil ?? undefined;
-  }, READ_COMMITTED);
+  return inTransaction(
+    db,
+    async (trx) => {
+      await trx
+        .updateTable("webhook_deliveries")
+        .set({
+          state: dead ? "dead" : "pending",
+          next_attempt_at: dead ? now : retryAt,
+          last_attempt_at: now,
+          last_status: outcome.status,
+          last_error: outcome.error.slice(0, 500),
+        })
+        .where("merchant_id", "=", d.merchant_id)
+        .where("delivery_id", "=", d.delivery_id)
+        .where("state", "=", "pending")
+        .where("attempts", "=", d.attempts)
+        .execute();
+      const endpoint = await trx
+        .selectFrom("webhook_endpoints")
+        .select("consecutive_failures")
+        .where("merchant_id", "=", d.merchant_id)
+        .where("endpoint_id", "=", d.endpoint_id)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!endpoint) return undefined;
+      const failures = endpoint.consecutive_failures + 1;
+      const ms = pause(failures);
+      const pausedUntil = ms === undefined ? null : new Date(now.getTime() + ms);
+      await trx
+        .updateTable("webhook_endpoints")
+        .set({ consecutive_failures: failures, paused_until: pausedUntil })
+        .where("merchant_id", "=", d.merchant_id)
+        .where("endpoint_id", "=", d.endpoint_id)
+        .execute();
+      return pausedUntil ?? undefined;
+    },
+    READ_COMMITTED,
+  );
 }
 
 /** endpointsWithDeliveries lists every (merchant, endpoint) that has delivery rows (a loose index scan). */
@@ -234,7 +251,11 @@ export async function sweepDeliveries(
     if (endpoint.consecutive_failures >= failingAfter) {
       const expired = await db
         .updateTable("webhook_deliveries")
-        .set({ state: "dead", next_attempt_at: now, last_error: sql<string>`IF(attempts = 0, ${"expired while the endpoint was failing"}, last_error)` })
+        .set({
+          state: "dead",
+          next_attempt_at: now,
+          last_error: sql<string>`IF(attempts = 0, ${"expired while the endpoint was failing"}, last_error)`,
+        })
         .where("merchant_id", "=", merchant_id)
         .where("endpoint_id", "=", endpoint_id)
         .where("state", "=", "pending")
@@ -243,7 +264,10 @@ export async function sweepDeliveries(
         .executeTakeFirst();
       totals.expired += Number(expired.numUpdatedRows);
     }
-    for (const [state, ms] of [["delivered", retention.deliveredMs], ["dead", retention.deadMs]] as const) {
+    for (const [state, ms] of [
+      ["delivered", retention.deliveredMs],
+      ["dead", retention.deadMs],
+    ] as const) {
       for (;;) {
         const result = await db
           .deleteFrom("webhook_deliveries")

@@ -63,7 +63,11 @@ const PAUSE_RECHECK_MS = 1_000;
 /** startWebhookDispatcher makes sure the event stream and the consumer exist, then records and sends until stopped. */
 export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<WebhookDispatcher> {
   const { db, nats, events, config, log } = deps;
-  await ensureEventConsumer(nats.jsm, events, { durable: config.durable, ackWaitMs: config.ackWaitMs, maxAckPending: config.maxAckPending });
+  await ensureEventConsumer(nats.jsm, events, {
+    durable: config.durable,
+    ackWaitMs: config.ackWaitMs,
+    maxAckPending: config.maxAckPending,
+  });
   const sender = createSender({
     timeoutMs: config.requestTimeoutMs,
     allowPrivateTargets: deps.allowPrivateTargets,
@@ -85,7 +89,13 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
 
   const intake = consumeWorkQueue(
     nats.js,
-    { stream: events.stream, durable: config.durable, concurrency: config.intakeConcurrency, log, retryBackoff: { initialMs: 250, maxMs: 30_000 } },
+    {
+      stream: events.stream,
+      durable: config.durable,
+      concurrency: config.intakeConcurrency,
+      log,
+      retryBackoff: { initialMs: 250, maxMs: 30_000 },
+    },
     async (msg) => {
       const result = await recordEvent(db, msg, new Date(), config.maxAgeMs);
       stats.events++;
@@ -179,7 +189,10 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
   let sweeping: Promise<void> | undefined;
   function sweep(): void {
     if (sweeping) return;
-    sweeping = sweepDeliveries(db, new Date(), config.circuitAfterFailures, { deliveredMs: config.retentionMs, deadMs: config.retentionMs * 4 })
+    sweeping = sweepDeliveries(db, new Date(), config.circuitAfterFailures, {
+      deliveredMs: config.retentionMs,
+      deadMs: config.retentionMs * 4,
+    })
       .then(
         (swept) => {
           stats.dead += swept.expired;

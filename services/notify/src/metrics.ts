@@ -35,9 +35,24 @@ function counterOf(registers: Registry[], name: string, help: string, read: () =
 export function registerDispatcherMetrics(registry: Registry, dispatcher: { stats(): DispatcherStatsLike }): void {
   // Registered here: only a process running the dispatcher exports these.
   const registers = [registry];
-  counterOf(registers, "stockroom_webhook_deliveries_total", "Webhook deliveries that reached their endpoint.", () => dispatcher.stats().delivered);
-  counterOf(registers, "stockroom_webhook_failed_attempts_total", "Webhook attempts that failed (each is retried until the delivery expires).", () => dispatcher.stats().failed);
-  counterOf(registers, "stockroom_webhook_dead_letters_total", "Webhook deliveries given up into the merchant's dead-letter list.", () => dispatcher.stats().dead);
+  counterOf(
+    registers,
+    "stockroom_webhook_deliveries_total",
+    "Webhook deliveries that reached their endpoint.",
+    () => dispatcher.stats().delivered,
+  );
+  counterOf(
+    registers,
+    "stockroom_webhook_failed_attempts_total",
+    "Webhook attempts that failed (each is retried until the delivery expires).",
+    () => dispatcher.stats().failed,
+  );
+  counterOf(
+    registers,
+    "stockroom_webhook_dead_letters_total",
+    "Webhook deliveries given up into the merchant's dead-letter list.",
+    () => dispatcher.stats().dead,
+  );
   new Gauge({
     name: "stockroom_webhook_inflight_requests",
     help: "Webhook requests this process has in flight.",

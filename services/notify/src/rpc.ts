@@ -65,9 +65,13 @@ export function createNotificationService({ db, allowPrivateTargets, maxAgeMs }:
       return inTransaction(db, (trx) =>
         idempotent(trx, call, async () => {
           if ((await countEndpointsLocked(trx, merchantId)) >= LIMITS.endpointsPerMerchant) {
-            throw new PreconditionError("TOO_MANY_ENDPOINTS", `a merchant may have at most ${LIMITS.endpointsPerMerchant} webhook endpoints`, {
-              limit: String(LIMITS.endpointsPerMerchant),
-            });
+            throw new PreconditionError(
+              "TOO_MANY_ENDPOINTS",
+              `a merchant may have at most ${LIMITS.endpointsPerMerchant} webhook endpoints`,
+              {
+                limit: String(LIMITS.endpointsPerMerchant),
+              },
+            );
           }
           const now = new Date();
           const row = {

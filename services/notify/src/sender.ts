@@ -83,7 +83,9 @@ const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
     if (error) return callback(error, "", 0);
     const blocked = addresses.find((a) => !isPublicAddress(a.address));
     if (blocked || addresses.length === 0) {
-      const refusal = Object.assign(new Error(`${hostname} resolves to ${blocked?.address ?? "nothing"}, which is not a public address`), { code: "ENOTPUBLIC" });
+      const refusal = Object.assign(new Error(`${hostname} resolves to ${blocked?.address ?? "nothing"}, which is not a public address`), {
+        code: "ENOTPUBLIC",
+      });
       return callback(refusal, "", 0);
     }
     if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);

@@ -94,7 +94,12 @@ export async function countEndpointsLocked(trx: NotifyTx, merchantId: string): P
   return Number(row.n);
 }
 
-export async function findEndpoint(db: NotifyDb | NotifyTx, merchantId: string, endpointId: string, forUpdate = false): Promise<EndpointRow | undefined> {
+export async function findEndpoint(
+  db: NotifyDb | NotifyTx,
+  merchantId: string,
+  endpointId: string,
+  forUpdate = false,
+): Promise<EndpointRow | undefined> {
   let q = db.selectFrom("webhook_endpoints").selectAll().where("merchant_id", "=", merchantId).where("endpoint_id", "=", endpointId);
   if (forUpdate) q = q.forUpdate();
   return q.executeTakeFirst();
@@ -170,13 +175,22 @@ export async function setSecret(
 
 /** unpauseEndpoints lifts the pause of one endpoint or all of a merchant's (failures stay counted: the next attempt is a single probe). */
 export async function unpauseEndpoints(db: NotifyDb | NotifyTx, merchantId: string, endpointId?: string): Promise<void> {
-  let q = db.updateTable("webhook_endpoints").set({ paused_until: null }).where("merchant_id", "=", merchantId).where("paused_until", "is not", null);
+  let q = db
+    .updateTable("webhook_endpoints")
+    .set({ paused_until: null })
+    .where("merchant_id", "=", merchantId)
+    .where("paused_until", "is not", null);
   if (endpointId !== undefined) q = q.where("endpoint_id", "=", endpointId);
   await q.execute();
 }
 
 export async function findDelivery(db: NotifyDb | NotifyTx, merchantId: string, deliveryId: string): Promise<DeliveryRow | undefined> {
-  return db.selectFrom("webhook_deliveries").selectAll().where("merchant_id", "=", merchantId).where("delivery_id", "=", deliveryId).executeTakeFirst();
+  return db
+    .selectFrom("webhook_deliveries")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("delivery_id", "=", deliveryId)
+    .executeTakeFirst();
 }
 
 /** listDeadLetters reads one keyset page of dead deliveries, newest first. */

@@ -2,7 +2,11 @@ import test from "ava";
 import { Code } from "@connectrpc/connect";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { toJsonString } from "@bufbuild/protobuf";
-import { ListWebhookEndpointsResponseSchema, NotificationService, WebhookDeliveryState } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+import {
+  ListWebhookEndpointsResponseSchema,
+  NotificationService,
+  WebhookDeliveryState,
+} from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { startTestApi } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { parseNotifyConfig } from "../src/config.ts";
@@ -43,7 +47,11 @@ async function deadLetter(merchantId: string, endpointId: string): Promise<strin
 }
 
 test.serial("CreateWebhookEndpoint returns the endpoint and its secret; reads never show the secret", async (t) => {
-  const created = await a.createWebhookEndpoint({ url: "https://hooks.example.com/a", eventTypes: ["product.*", "bulk_job.finished"], description: "ERP" });
+  const created = await a.createWebhookEndpoint({
+    url: "https://hooks.example.com/a",
+    eventTypes: ["product.*", "bulk_job.finished"],
+    description: "ERP",
+  });
   t.regex(created.signingSecret, /^whsec_[A-Za-z0-9_-]{43}$/);
   const endpoint = created.endpoint!;
   t.is(endpoint.url, "https://hooks.example.com/a");
@@ -96,7 +104,11 @@ test.serial("RotateWebhookSecret: a new secret; the old one stays valid for the 
     .executeTakeFirstOrThrow();
   t.is(secret, again.signingSecret);
   t.is(previous_secret, null);
-  await rejection(t, a.rotateWebhookSecret({ endpointId: endpoint!.id, previousSecretValidity: durationFromMs(8 * 24 * 3_600_000) }), Code.InvalidArgument);
+  await rejection(
+    t,
+    a.rotateWebhookSecret({ endpointId: endpoint!.id, previousSecretValidity: durationFromMs(8 * 24 * 3_600_000) }),
+    Code.InvalidArgument,
+  );
 });
 
 test.serial("ListWebhookEndpoints pages in creation order", async (t) => {
@@ -109,7 +121,10 @@ test.serial("ListWebhookEndpoints pages in creation order", async (t) => {
     seen.push(...page.endpoints.map((e) => e.id));
     pageToken = page.nextPageToken;
   } while (pageToken !== "");
-  t.deepEqual(seen, all.map((e) => e.id));
+  t.deepEqual(
+    seen,
+    all.map((e) => e.id),
+  );
   t.deepEqual([...seen].sort(), seen);
 });
 
@@ -118,19 +133,31 @@ test.serial("dead letters: listed newest first, replayed once to pending with a 
   const first = await deadLetter(api.merchantA.merchantId, endpoint!.id);
   const second = await deadLetter(api.merchantA.merchantId, endpoint!.id);
   const { deadLetters } = await a.listDeadLetters({ endpointId: endpoint!.id });
-  t.deepEqual(deadLetters.map((d) => d.id), [second, first]);
+  t.deepEqual(
+    deadLetters.map((d) => d.id),
+    [second, first],
+  );
   t.is(deadLetters[0]!.state, WebhookDeliveryState.DEAD);
   t.is(deadLetters[0]!.lastStatusCode, 503);
   const page = await a.listDeadLetters({ endpointId: endpoint!.id, pageSize: 1 });
-  t.deepEqual(page.deadLetters.map((d) => d.id), [second]);
-  t.deepEqual((await a.listDeadLetters({ endpointId: endpoint!.id, pageToken: page.nextPageToken })).deadLetters.map((d) => d.id), [first]);
+  t.deepEqual(
+    page.deadLetters.map((d) => d.id),
+    [second],
+  );
+  t.deepEqual(
+    (await a.listDeadLetters({ endpointId: endpoint!.id, pageToken: page.nextPageToken })).deadLetters.map((d) => d.id),
+    [first],
+  );
 
   const { delivery } = await a.replayDeadLetter({ deliveryId: first });
   t.is(delivery!.state, WebhookDeliveryState.PENDING);
   t.is(delivery!.attempts, 0);
   const e = await rejection(t, a.replayDeadLetter({ deliveryId: first }), Code.FailedPrecondition);
   t.is(errorInfo(e)?.reason, "NOT_A_DEAD_LETTER");
-  t.deepEqual((await a.listDeadLetters({ endpointId: endpoint!.id })).deadLetters.map((d) => d.id), [second]);
+  t.deepEqual(
+    (await a.listDeadLetters({ endpointId: endpoint!.id })).deadLetters.map((d) => d.id),
+    [second],
+  );
   t.is((await a.replayAllDeadLetters({ endpointId: endpoint!.id })).replayedCount, 1n);
   t.deepEqual((await a.listDeadLetters({ endpointId: endpoint!.id })).deadLetters, []);
 });
@@ -141,7 +168,12 @@ test.serial("DeleteWebhookEndpoint removes the endpoint and its deliveries", asy
   await a.deleteWebhookEndpoint({ endpointId: endpoint!.id });
   await rejection(t, a.getWebhookEndpoint({ endpointId: endpoint!.id }), Code.NotFound);
   await rejection(t, a.deleteWebhookEndpoint({ endpointId: endpoint!.id }), Code.NotFound);
-  const left = await db.selectFrom("webhook_deliveries").select("delivery_id").where("merchant_id", "=", api.merchantA.merchantId).where("endpoint_id", "=", endpoint!.id).execute();
+  const left = await db
+    .selectFrom("webhook_deliveries")
+    .select("delivery_id")
+    .where("merchant_id", "=", api.merchantA.merchantId)
+    .where("endpoint_id", "=", endpoint!.id)
+    .execute();
   t.deepEqual(left, []);
 });
 
@@ -170,13 +202,23 @@ test.serial("merchant B gets NOT_FOUND for every call on A's endpoints and dead 
   t.is((await b.replayAllDeadLetters({})).replayedCount, 0n);
   // A's endpoint, secret and dead letter are untouched.
   t.deepEqual((await a.getWebhookEndpoint({ endpointId: id })).endpoint, endpoint);
-  t.deepEqual((await a.listDeadLetters({ endpointId: id })).deadLetters.map((d) => d.id), [letter]);
+  t.deepEqual(
+    (await a.listDeadLetters({ endpointId: id })).deadLetters.map((d) => d.id),
+    [letter],
+  );
 });
 
 test.serial("at most 20 endpoints per merchant", async (t) => {
   const { endpoints } = await b.listWebhookEndpoints({ pageSize: 100 });
   for (let i = endpoints.length; i < 20; i++) await b.createWebhookEndpoint({ url: `https://hooks.example.com/b${i}`, eventTypes: ["*"] });
-  const e = await rejection(t, b.createWebhookEndpoint({ url: "https://hooks.example.com/b21", eventTypes: ["*"] }), Code.FailedPrecondition);
+  const e = await rejection(
+    t,
+    b.createWebhookEndpoint({ url: "https://hooks.example.com/b21", eventTypes: ["*"] }),
+    Code.FailedPrecondition,
+  );
   t.is(errorInfo(e)?.reason, "TOO_MANY_ENDPOINTS");
-  t.true((await a.createWebhookEndpoint({ url: "https://hooks.example.com/a-more", eventTypes: ["*"] })).endpoint !== undefined, "A is not affected");
+  t.true(
+    (await a.createWebhookEndpoint({ url: "https://hooks.example.com/a-more", eventTypes: ["*"] })).endpoint !== undefined,
+    "A is not affected",
+  );
 });

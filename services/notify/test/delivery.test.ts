@@ -1,7 +1,13 @@
 import test from "ava";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { BulkJobEventSchema, BulkJobEventType, BulkJobSchema, BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import {
+  BulkJobEventSchema,
+  BulkJobEventType,
+  BulkJobSchema,
+  BulkJobState,
+  type BulkJob,
+} from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeType, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
@@ -27,10 +33,26 @@ const notifyB = api.client(NotificationService, api.merchantB);
 function jobFinished(merchantId: string, job: BulkJob) {
   const eventId = newUlid();
   const at = new Date();
-  const payload = toBinary(BulkJobEventSchema, create(BulkJobEventSchema, { eventId, merchantId, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }));
-  return api.api.db.transaction().execute((trx) =>
-    appendOutbox(trx, [{ merchantId, eventId, aggregateType: "bulk_job", aggregateId: job.id, aggregateVersion: Number(job.version), eventType: "bulk_job.finished", payload, createdAt: at }]),
+  const payload = toBinary(
+    BulkJobEventSchema,
+    create(BulkJobEventSchema, { eventId, merchantId, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }),
   );
+  return api.api.db
+    .transaction()
+    .execute((trx) =>
+      appendOutbox(trx, [
+        {
+          merchantId,
+          eventId,
+          aggregateType: "bulk_job",
+          aggregateId: job.id,
+          aggregateVersion: Number(job.version),
+          eventType: "bulk_job.finished",
+          payload,
+          createdAt: at,
+        },
+      ]),
+    );
 }
 
 const secrets = new Map<string, string>();
@@ -70,7 +92,10 @@ test.serial("committed changes reach the endpoints whose filters match, signed w
   for (const r of [...products, ...jobs]) assertSigned(t, r);
 
   const bodies = products.map(payloadOf).sort((x, y) => x.type.localeCompare(y.type));
-  t.deepEqual(bodies.map((b) => b.type), ["product.created", "product.updated"]);
+  t.deepEqual(
+    bodies.map((b) => b.type),
+    ["product.created", "product.updated"],
+  );
   for (const b of bodies) {
     t.is(b.merchantId, api.merchantA.merchantId);
     t.is(b.data.product.id, product!.id);
@@ -86,7 +111,10 @@ test.serial("committed changes reach the endpoints whose filters match, signed w
   t.is(finished.data.type, "BULK_JOB_EVENT_TYPE_FINISHED");
 
   const states = await stack.db.selectFrom("webhook_deliveries").select(["state", "attempts", "last_status"]).execute();
-  t.deepEqual(states, states.map(() => ({ state: "delivered", attempts: 1, last_status: 200 })));
+  t.deepEqual(
+    states,
+    states.map(() => ({ state: "delivered", attempts: 1, last_status: 200 })),
+  );
 });
 
 test.serial("an event the consumer gets twice (same event id published again) is delivered once", async (t) => {
@@ -110,7 +138,8 @@ test.serial("an event the consumer gets twice (same event id published again) is
     [EVENT_HEADERS.aggregateVersion]: "2",
     [EVENT_HEADERS.eventTime]: at.toISOString(),
   };
-  const publish = () => publishWithId(stack.nats.js, eventSubject(stack.events, row), toBinary(ProductEventSchema, event), eventId, headers);
+  const publish = () =>
+    publishWithId(stack.nats.js, eventSubject(stack.events, row), toBinary(ProductEventSchema, event), eventId, headers);
   const eventsBefore = stack.dispatcher.stats().events;
   t.false((await publish()).duplicate);
   await waitFor("B's delivery", async () => (receiver.at("/b/all").length >= 1 ? true : undefined), 10_000);
@@ -121,7 +150,12 @@ test.serial("an event the consumer gets twice (same event id published again) is
   const got = receiver.at("/b/all").filter((r) => payloadOf(r).id === eventId);
   t.is(got.length, 1);
   assertSigned(t, got[0]!);
-  const rows = await stack.db.selectFrom("webhook_deliveries").select("delivery_id").where("merchant_id", "=", api.merchantB.merchantId).where("event_id", "=", eventId).execute();
+  const rows = await stack.db
+    .selectFrom("webhook_deliveries")
+    .select("delivery_id")
+    .where("merchant_id", "=", api.merchantB.merchantId)
+    .where("event_id", "=", eventId)
+    .execute();
   t.is(rows.length, 1);
 });
 
@@ -139,7 +173,12 @@ test.serial("a slow endpoint of merchant A does not delay merchant B's delivery 
   t.true(latency < 1_000, `B's webhook arrived ${latency} ms after its change`);
   t.is(payloadOf(arrived).data.product.sku, "FAST-1");
   // A's fast endpoint got the same six events without waiting for the slow one.
-  await waitFor("A's fast endpoint", async () => (receiver.at("/a/products").filter((r) => payloadOf(r).data.product.sku.startsWith("SLOW-")).length === 6 ? true : undefined), 5_000);
+  await waitFor(
+    "A's fast endpoint",
+    async () =>
+      receiver.at("/a/products").filter((r) => payloadOf(r).data.product.sku.startsWith("SLOW-")).length === 6 ? true : undefined,
+    5_000,
+  );
   t.true(receiver.at("/a/slow").length <= 2 + 2, "at most two requests at a time to the slow endpoint");
 });
 
@@ -158,7 +197,10 @@ test.serial("two dispatcher processes share the work and never send a delivery t
   await Promise.all(skus.map((sku) => catalogB.createProduct({ product: productInit(sku) })));
   await waitFor("40 deliveries", async () => (receiver.at("/b/all").length >= before + 40 ? true : undefined), 15_000);
   await sleep(300);
-  const got = receiver.at("/b/all").slice(before).map((r) => payloadOf(r).data.product.sku as string);
+  const got = receiver
+    .at("/b/all")
+    .slice(before)
+    .map((r) => payloadOf(r).data.product.sku as string);
   t.deepEqual([...got].sort(), [...skus].sort());
   t.log(`the second dispatcher sent ${second.stats().delivered} of them`);
 });

@@ -22,7 +22,10 @@ test("event type patterns: exact, per kind and everything", (t) => {
 test("unknown event types and kinds are refused, naming the bad entry", (t) => {
   const violations: FieldViolation[] = [];
   validatePatterns("event_types", ["product.*", "prodcut.updated", "stock.*", "order.paid"], violations);
-  t.deepEqual(violations.map((v) => v.field), ["event_types[1]", "event_types[2]"]);
+  t.deepEqual(
+    violations.map((v) => v.field),
+    ["event_types[1]", "event_types[2]"],
+  );
   const empty: FieldViolation[] = [];
   validatePatterns("event_types", [], empty);
   t.is(empty.length, 1);
@@ -40,7 +43,10 @@ test("production refuses loopback, private, link-local and mapped targets; local
     "http://2130706433/",
     "http://metadata/",
   ]) {
-    t.true(urlViolations(url).some((d) => d.includes("public internet address")), url);
+    t.true(
+      urlViolations(url).some((d) => d.includes("public internet address")),
+      url,
+    );
     t.deepEqual(urlViolations(url, true), [], `${url} with private targets allowed`);
   }
   t.deepEqual(urlViolations("https://hooks.example.com/stockroom?x=1"), []);
@@ -59,20 +65,44 @@ test("only absolute http(s) URLs without credentials are accepted", (t) => {
 });
 
 test("retry backoff: exponential cap with full jitter, never above the maximum", (t) => {
-  t.is(retryDelayMs(1, 1000, 3_600_000, () => 0.999_999), 999);
-  t.is(retryDelayMs(4, 1000, 3_600_000, () => 0.999_999), 7999);
-  t.is(retryDelayMs(3, 1000, 3_600_000, () => 0), 0);
-  t.is(retryDelayMs(40, 1000, 3_600_000, () => 0.5), 1_800_000);
+  t.is(
+    retryDelayMs(1, 1000, 3_600_000, () => 0.999_999),
+    999,
+  );
+  t.is(
+    retryDelayMs(4, 1000, 3_600_000, () => 0.999_999),
+    7999,
+  );
+  t.is(
+    retryDelayMs(3, 1000, 3_600_000, () => 0),
+    0,
+  );
+  t.is(
+    retryDelayMs(40, 1000, 3_600_000, () => 0.5),
+    1_800_000,
+  );
   for (let attempt = 1; attempt < 100; attempt++) t.true(retryDelayMs(attempt, 1000, 3_600_000) < 3_600_000);
 });
 
 test("an endpoint is paused only after enough failures in a row, then for longer each time", (t) => {
   const circuit = { afterFailures: 5, minMs: 1000, maxMs: 600_000 };
   t.is(pauseMs(4, circuit), undefined);
-  t.is(pauseMs(5, circuit, () => 1), 1000);
-  t.is(pauseMs(7, circuit, () => 1), 4000);
-  t.is(pauseMs(50, circuit, () => 1), 600_000);
-  t.is(pauseMs(50, circuit, () => 0), 300_000);
+  t.is(
+    pauseMs(5, circuit, () => 1),
+    1000,
+  );
+  t.is(
+    pauseMs(7, circuit, () => 1),
+    4000,
+  );
+  t.is(
+    pauseMs(50, circuit, () => 1),
+    600_000,
+  );
+  t.is(
+    pauseMs(50, circuit, () => 0),
+    300_000,
+  );
 });
 
 test("signatures verify with the right secret and body only, within the tolerance", (t) => {

@@ -101,7 +101,13 @@ export async function startNotifyStack(name: string, overrides: Partial<Dispatch
   const nats = await connectNats({ servers: process.env["NATS_URL"] ?? "127.0.0.1:4222", name: `test-${name}` });
   const tag = `${name}_${randomBytes(4).toString("hex")}`;
   // A short duplicate window, so a test can publish an event id again and see the consumer get it twice.
-  const events: EventStreamConfig = { ...DEFAULT_EVENT_STREAM, stream: `T_${tag.toUpperCase()}`, subjectPrefix: `t_${tag}`, duplicateWindowMs: 1_000, maxAgeMs: 600_000 };
+  const events: EventStreamConfig = {
+    ...DEFAULT_EVENT_STREAM,
+    stream: `T_${tag.toUpperCase()}`,
+    subjectPrefix: `t_${tag}`,
+    duplicateWindowMs: 1_000,
+    maxAgeMs: 600_000,
+  };
   const db = api.api.db;
   const relay = await startOutboxRelay({ db: api.api.db, nats, events, config: { ...DEFAULT_RELAY, pollMs: 10, pruneEveryMs: 0 }, log });
   const dispatcher = await startWebhookDispatcher({ db, nats, events, config, allowPrivateTargets: true, log });

@@ -15,7 +15,10 @@ import { testDatabaseUrl } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { notifyMigrations } from "../src/store.ts";
 
-const migrationFiles = (set: MigrationSet) => readdirSync(set.folder).filter((f) => f.endsWith(".ts")).sort();
+const migrationFiles = (set: MigrationSet) =>
+  readdirSync(set.folder)
+    .filter((f) => f.endsWith(".ts"))
+    .sort();
 /** Kysely records a migration by its file name without the extension. */
 const names = (files: string[]) => files.map((f) => f.slice(0, -".ts".length));
 
@@ -52,8 +55,14 @@ async function freshDatabase(t: ExecutionContext, name: string): Promise<Kysely<
 
 test("notify adopts exactly its own migration files, by the names Kysely records", (t) => {
   t.deepEqual(notifyMigrations.adopts, [{ set: "catalog", migrations: names(migrationFiles(notifyMigrations)) }]);
-  t.deepEqual(names(migrationFiles(notifyMigrations)), ["2026_11_23_160000_create_webhook_endpoints", "2026_11_23_160100_create_webhook_deliveries"]);
-  t.false(migrationFiles(catalogMigrations).some((f) => f.includes("webhook")), "the catalog's set no longer holds webhook migrations");
+  t.deepEqual(names(migrationFiles(notifyMigrations)), [
+    "2026_11_23_160000_create_webhook_endpoints",
+    "2026_11_23_160100_create_webhook_deliveries",
+  ]);
+  t.false(
+    migrationFiles(catalogMigrations).some((f) => f.includes("webhook")),
+    "the catalog's set no longer holds webhook migrations",
+  );
 });
 
 test("a database migrated before the move hands the webhook migrations over to notify, runs nothing twice and keeps its rows", async (t) => {
@@ -64,7 +73,10 @@ test("a database migrated before the move hands the webhook migrations over to n
 
   // Before the move: the catalog's set created the webhook tables.
   const applied = await migrateToLatest(db, [commonMigrations, before]);
-  t.deepEqual(applied.filter((a) => a.startsWith("catalog/")), [...catalogNames, ...webhookNames].sort().map((n) => `catalog/${n}`));
+  t.deepEqual(
+    applied.filter((a) => a.startsWith("catalog/")),
+    [...catalogNames, ...webhookNames].sort().map((n) => `catalog/${n}`),
+  );
   t.deepEqual(await recorded(db, "catalog"), [...catalogNames, ...webhookNames].sort());
   const merchant = newUlid();
   const endpoint = newUlid();
@@ -72,10 +84,14 @@ test("a database migrated before the move hands the webhook migrations over to n
   const now = new Date();
   await sql`INSERT INTO webhook_endpoints (merchant_id, endpoint_id, url, description, event_types, secret, previous_secret,
       previous_secret_expires_at, consecutive_failures, paused_until, version, created_at, updated_at)
-    VALUES (${merchant}, ${endpoint}, 'https://example.com/hook', 'kept', '["product.*"]', 'whsec_x', NULL, NULL, 0, NULL, 1, ${now}, ${now})`.execute(db);
+    VALUES (${merchant}, ${endpoint}, 'https://example.com/hook', 'kept', '["product.*"]', 'whsec_x', NULL, NULL, 0, NULL, 1, ${now}, ${now})`.execute(
+    db,
+  );
   await sql`INSERT INTO webhook_deliveries (merchant_id, delivery_id, endpoint_id, event_id, event_type, payload, state, attempts,
       next_attempt_at, expires_at, last_attempt_at, last_status, last_error, created_at)
-    VALUES (${merchant}, ${delivery}, ${endpoint}, 'ev-1', 'product.updated', '{}', 'pending', 0, ${now}, ${now}, NULL, 0, '', ${now})`.execute(db);
+    VALUES (${merchant}, ${delivery}, ${endpoint}, 'ev-1', 'product.updated', '{}', 'pending', 0, ${now}, ${now}, NULL, 0, '', ${now})`.execute(
+    db,
+  );
 
   // After the move, in the order the catalog API lists them (and with notify first, as another process might).
   t.deepEqual(await migrateToLatest(db, [commonMigrations, catalogMigrations, notifyMigrations]), [], "nothing runs again");
@@ -85,9 +101,15 @@ test("a database migrated before the move hands the webhook migrations over to n
   t.deepEqual(await recorded(db, "catalog"), catalogNames);
   t.deepEqual(await recorded(db, "notify"), webhookNames);
 
-  const endpoints = await sql<{ endpoint_id: string; description: string }>`SELECT endpoint_id, description FROM webhook_endpoints WHERE merchant_id = ${merchant}`.execute(db);
+  const endpoints = await sql<{
+    endpoint_id: string;
+    description: string;
+  }>`SELECT endpoint_id, description FROM webhook_endpoints WHERE merchant_id = ${merchant}`.execute(db);
   t.deepEqual(endpoints.rows, [{ endpoint_id: endpoint, description: "kept" }]);
-  const deliveries = await sql<{ delivery_id: string; state: string }>`SELECT delivery_id, state FROM webhook_deliveries WHERE merchant_id = ${merchant}`.execute(db);
+  const deliveries = await sql<{
+    delivery_id: string;
+    state: string;
+  }>`SELECT delivery_id, state FROM webhook_deliveries WHERE merchant_id = ${merchant}`.execute(db);
   t.deepEqual(deliveries.rows, [{ delivery_id: delivery, state: "pending" }]);
 });
 
@@ -96,9 +118,15 @@ test("on a fresh database the notify set creates the webhook tables itself", asy
   const applied = await migrateToLatest(db, [commonMigrations, catalogMigrations, notifyMigrations]);
   t.deepEqual(
     applied.filter((a) => !a.startsWith("common/")),
-    [...names(migrationFiles(catalogMigrations)).map((n) => `catalog/${n}`), ...names(migrationFiles(notifyMigrations)).map((n) => `notify/${n}`)],
+    [
+      ...names(migrationFiles(catalogMigrations)).map((n) => `catalog/${n}`),
+      ...names(migrationFiles(notifyMigrations)).map((n) => `notify/${n}`),
+    ],
   );
   const tables = await sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables
     WHERE table_schema = DATABASE() AND table_name LIKE 'webhook%' ORDER BY table_name`.execute(db);
-  t.deepEqual(tables.rows.map((r) => r.name), ["webhook_deliveries", "webhook_endpoints"]);
+  t.deepEqual(
+    tables.rows.map((r) => r.name),
+    ["webhook_deliveries", "webhook_endpoints"],
+  );
 });

@@ -1,7 +1,11 @@
 import test from "ava";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { NotificationService, WebhookDeliveryState, type WebhookDelivery } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+import {
+  NotificationService,
+  WebhookDeliveryState,
+  type WebhookDelivery,
+} from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { waitFor } from "@stockroom/common/testing";
 import { verifySignature } from "../src/signature.ts";
 import { productInit } from "./helpers.ts";
@@ -65,35 +69,57 @@ test.serial("a failing endpoint is retried with backoff, becomes a dead letter, 
   t.is(payloadOf(ok).id, dead!.eventId);
   t.true(verifySignature(String(ok.headers["stockroom-signature"]), ok.body, signingSecret));
   t.deepEqual((await notifyA.listDeadLetters({ endpointId: endpoint!.id })).deadLetters, []);
-  await waitFor("the failure count to reset", async () => ((await notifyA.getWebhookEndpoint({ endpointId: endpoint!.id })).endpoint!.consecutiveFailures === 0 ? true : undefined), 5_000);
+  await waitFor(
+    "the failure count to reset",
+    async () => ((await notifyA.getWebhookEndpoint({ endpointId: endpoint!.id })).endpoint!.consecutiveFailures === 0 ? true : undefined),
+    5_000,
+  );
   t.is(receiver.at("/fail").filter((r) => r.status === 204).length, 1);
 });
 
-test.serial("a dead endpoint's backlog is paused rather than retried in bulk, others are unaffected, and replay-all recovers it", async (t) => {
-  const { endpoint } = await notifyA.createWebhookEndpoint({ url: receiver.url("/down"), eventTypes: ["product.*"] });
-  await notifyB.createWebhookEndpoint({ url: receiver.url("/b/ok"), eventTypes: ["*"] });
-  receiver.on("/down", { status: 503 });
-  const backlog = 30;
-  for (let i = 0; i < backlog; i++) await catalogA.createProduct({ product: productInit(`DOWN-${i}`) });
-  await waitFor("the endpoint to be paused", async () => ((await notifyA.getWebhookEndpoint({ endpointId: endpoint!.id })).endpoint!.pausedUntil ? true : undefined), 10_000);
+test.serial(
+  "a dead endpoint's backlog is paused rather than retried in bulk, others are unaffected, and replay-all recovers it",
+  async (t) => {
+    const { endpoint } = await notifyA.createWebhookEndpoint({ url: receiver.url("/down"), eventTypes: ["product.*"] });
+    await notifyB.createWebhookEndpoint({ url: receiver.url("/b/ok"), eventTypes: ["*"] });
+    receiver.on("/down", { status: 503 });
+    const backlog = 30;
+    for (let i = 0; i < backlog; i++) await catalogA.createProduct({ product: productInit(`DOWN-${i}`) });
+    await waitFor(
+      "the endpoint to be paused",
+      async () => ((await notifyA.getWebhookEndpoint({ endpointId: endpoint!.id })).endpoint!.pausedUntil ? true : undefined),
+      10_000,
+    );
 
-  const start = Date.now();
-  await catalogB.createProduct({ product: productInit("B-OK") });
-  const b = await waitFor("B's delivery", async () => receiver.at("/b/ok")[0], 10_000);
-  t.true(b.at - start < 1_000, `B's webhook arrived ${b.at - start} ms after its change`);
+    const start = Date.now();
+    await catalogB.createProduct({ product: productInit("B-OK") });
+    const b = await waitFor("B's delivery", async () => receiver.at("/b/ok")[0], 10_000);
+    t.true(b.at - start < 1_000, `B's webhook arrived ${b.at - start} ms after its change`);
 
-  const dead = await deadLetters(endpoint!.id, backlog);
-  t.is(new Set(dead.map((d) => d.eventId)).size, backlog);
-  const hits = receiver.at("/down").length;
-  t.true(hits < backlog, `${hits} requests for ${backlog} deliveries over their whole retry budget`);
-  t.true(dead.some((d) => d.attempts === 0), "deliveries that were never tried while paused expired too");
+    const dead = await deadLetters(endpoint!.id, backlog);
+    t.is(new Set(dead.map((d) => d.eventId)).size, backlog);
+    const hits = receiver.at("/down").length;
+    t.true(hits < backlog, `${hits} requests for ${backlog} deliveries over their whole retry budget`);
+    t.true(
+      dead.some((d) => d.attempts === 0),
+      "deliveries that were never tried while paused expired too",
+    );
 
-  receiver.on("/down", { status: 200 });
-  t.is((await notifyA.replayAllDeadLetters({ endpointId: endpoint!.id })).replayedCount, BigInt(backlog));
-  await waitFor(
-    "every replayed delivery",
-    async () => (new Set(receiver.at("/down").filter((r) => r.status === 200).map((r) => payloadOf(r).id)).size === backlog ? true : undefined),
-    20_000,
-  );
-  t.deepEqual((await notifyA.listDeadLetters({ endpointId: endpoint!.id })).deadLetters, []);
-});
+    receiver.on("/down", { status: 200 });
+    t.is((await notifyA.replayAllDeadLetters({ endpointId: endpoint!.id })).replayedCount, BigInt(backlog));
+    await waitFor(
+      "every replayed delivery",
+      async () =>
+        new Set(
+          receiver
+            .at("/down")
+            .filter((r) => r.status === 200)
+            .map((r) => payloadOf(r).id),
+        ).size === backlog
+          ? true
+          : undefined,
+      20_000,
+    );
+    t.deepEqual((await notifyA.listDeadLetters({ endpointId: endpoint!.id })).deadLetters, []);
+  },
+);

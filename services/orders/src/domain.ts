@@ -155,7 +155,12 @@ export function priceLines(
     lines.push({ sku: line.sku, productId: product.id, title: product.title, quantity: line.quantity, unitPriceMinor: product.priceMinor });
   }
   if (problems.length === 0 && total > MAX_MINOR_UNITS) {
-    problems.push({ type: "TOTAL_TOO_LARGE", subject: "total", description: `the total exceeds ${MAX_MINOR_UNITS} minor units`, metadata: {} });
+    problems.push({
+      type: "TOTAL_TOO_LARGE",
+      subject: "total",
+      description: `the total exceeds ${MAX_MINOR_UNITS} minor units`,
+      metadata: {},
+    });
   }
   const first = problems[0];
   if (first) {

@@ -41,7 +41,11 @@ export async function placeOrder(
   reservationTtlMs: number,
   at: Date,
 ): Promise<Order> {
-  const products = await lockProducts(trx, who.merchantId, request.lines.map((l) => l.sku));
+  const products = await lockProducts(
+    trx,
+    who.merchantId,
+    request.lines.map((l) => l.sku),
+  );
   const order: Order = {
     id: newUlid(at.getTime()),
     state: "pending_payment",
@@ -140,7 +144,11 @@ async function transition(
 ): Promise<Order> {
   checkTransition(current, to);
   if (releasesStock(to)) {
-    const products = await lockProducts(trx, who.merchantId, current.lines.map((l) => l.sku));
+    const products = await lockProducts(
+      trx,
+      who.merchantId,
+      current.lines.map((l) => l.sku),
+    );
     await shiftStock(trx, who, current, products, to, at);
   }
   const next: Order = { ...current, ...patch, state: to, version: current.version + 1, updatedAt: at };
@@ -178,7 +186,14 @@ async function shiftStock(
   }
   await writeProducts(
     trx,
-    { merchantId: who.merchantId, actor: who.actor, sourceKind: "order", sourceRef: order.id, requestId: who.requestId, reason: `order ${event}` },
+    {
+      merchantId: who.merchantId,
+      actor: who.actor,
+      sourceKind: "order",
+      sourceRef: order.id,
+      requestId: who.requestId,
+      reason: `order ${event}`,
+    },
     writes,
     at,
   );

@@ -20,7 +20,13 @@ const api = await startApi<OrderTables>({
   migrate: process.env["MIGRATE_ON_START"] === "true",
   modules: (db, { metrics }) => [ordersModule(db, { ...orders, shutdown: draining.signal, metrics })],
 });
-const sweeper = startOrderSweeper({ db: api.db, log: api.log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
+const sweeper = startOrderSweeper({
+  db: api.db,
+  log: api.log,
+  everyMs: orders.sweepEveryMs,
+  batch: orders.sweepBatch,
+  metrics: api.metrics,
+});
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(async () => {
   draining.abort();

@@ -9,9 +9,26 @@ import {
   FulfillOrderResponseSchema,
   type OrderService,
 } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { principalOf, type Principal, idempotentMutation, type IdempotentCall, decodePageToken, encodePageToken, pageSize, type RateLimiter } from "@stockroom/common/rpc";
+import {
+  principalOf,
+  type Principal,
+  idempotentMutation,
+  type IdempotentCall,
+  decodePageToken,
+  encodePageToken,
+  pageSize,
+  type RateLimiter,
+} from "@stockroom/common/rpc";
 import { inTransaction } from "@stockroom/common/db";
-import { InvalidArgumentError, NotFoundError, PreconditionError, type FieldViolation, pause, ULID_PATTERN, checkEtag } from "@stockroom/common";
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  PreconditionError,
+  type FieldViolation,
+  pause,
+  ULID_PATTERN,
+  checkEtag,
+} from "@stockroom/common";
 import type { OrderOutcome } from "./metrics.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
@@ -58,7 +75,13 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       validateOrderRequest({ requestId: req.requestId, lines, buyerReference: req.buyerReference }, violations);
       rejectViolations(violations);
 
-      const call = { method: "OrderService.CreateOrder", requestId: req.requestId, requestSchema: CreateOrderRequestSchema, request: req, responseSchema: CreateOrderResponseSchema };
+      const call = {
+        method: "OrderService.CreateOrder",
+        requestId: req.requestId,
+        requestSchema: CreateOrderRequestSchema,
+        request: req,
+        responseSchema: CreateOrderResponseSchema,
+      };
       try {
         const placed = await mutate(db, principal, call, async (trx, who) => {
           const order = await placeOrder(trx, who, { lines, buyerReference: req.buyerReference }, deps.reservationTtlMs, new Date());
@@ -112,7 +135,13 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       const violations = checkOrderId(req.orderId, []);
       const etag = checkEtag("etag", req.etag, violations);
       rejectViolations(violations);
-      const call = { method: "OrderService.FulfillOrder", requestId: req.requestId, requestSchema: FulfillOrderRequestSchema, request: req, responseSchema: FulfillOrderResponseSchema };
+      const call = {
+        method: "OrderService.FulfillOrder",
+        requestId: req.requestId,
+        requestSchema: FulfillOrderRequestSchema,
+        request: req,
+        responseSchema: FulfillOrderResponseSchema,
+      };
       const fulfilled = await mutate(db, principal, call, async (trx, who) => ({
         order: orderToProto(await fulfillOrder(trx, who, req.orderId, etag, new Date())),
       }));
@@ -128,7 +157,13 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
         violations.push({ field: "reason", description: `must be at most ${LIMITS.cancelReason} characters` });
       }
       rejectViolations(violations);
-      const call = { method: "OrderService.CancelOrder", requestId: req.requestId, requestSchema: CancelOrderRequestSchema, request: req, responseSchema: CancelOrderResponseSchema };
+      const call = {
+        method: "OrderService.CancelOrder",
+        requestId: req.requestId,
+        requestSchema: CancelOrderRequestSchema,
+        request: req,
+        responseSchema: CancelOrderResponseSchema,
+      };
       const cancelled = await mutate(db, principal, call, async (trx, who) => ({
         order: orderToProto(await cancelOrder(trx, who, req.orderId, { reason: req.reason, etag }, new Date())),
       }));

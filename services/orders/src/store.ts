@@ -121,11 +121,7 @@ export async function insertOrder(trx: OrderTx, merchantId: string, order: Order
  * another transaction holds it (SKIP LOCKED). Lines are immutable, so only
  * the order row is ever locked.
  */
-export async function findOrder(
-  db: OrderDb | OrderTx,
-  ref: OrderRef,
-  lock?: "wait" | "skip",
-): Promise<Order | undefined> {
+export async function findOrder(db: OrderDb | OrderTx, ref: OrderRef, lock?: "wait" | "skip"): Promise<Order | undefined> {
   let q = db.selectFrom("orders").selectAll().where("merchant_id", "=", ref.merchantId).where("order_id", "=", ref.orderId);
   if (lock) q = lock === "skip" ? q.forUpdate().skipLocked() : q.forUpdate();
   const row = await q.executeTakeFirst();
@@ -184,7 +180,11 @@ export async function listOrders(
     .selectFrom("order_lines")
     .selectAll()
     .where("merchant_id", "=", merchantId)
-    .where("order_id", "in", rows.map((r) => r.order_id))
+    .where(
+      "order_id",
+      "in",
+      rows.map((r) => r.order_id),
+    )
     .orderBy("order_id")
     .orderBy("line_no")
     .execute();

@@ -10,7 +10,16 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestApi, waitFor } from "@stockroom/common/testing";
 import { jsonColumn } from "@stockroom/common/db";
 import { catalogModule } from "@stockroom/catalog";
-import { applyChunk, createJob, bulkModule, finishStaging, stageLines, type ParsedLine, type BulkJobRow, type BulkTables } from "@stockroom/bulk";
+import {
+  applyChunk,
+  createJob,
+  bulkModule,
+  finishStaging,
+  stageLines,
+  type ParsedLine,
+  type BulkJobRow,
+  type BulkTables,
+} from "@stockroom/bulk";
 import { ordersModule } from "../src/module.ts";
 import { createProduct, OrderService, stockOf } from "./helpers.ts";
 import type { OrderTables } from "../src/store.ts";
@@ -27,14 +36,26 @@ const merchantId = api.merchantA.merchantId;
 
 /** stageStockJob stages a one-line job setting sku's stock; apply() runs its only chunk as a worker would. */
 async function stageStockJob(sku: string, stock: number, policy: BulkJobRow["conflict_policy"]) {
-  const { jobId } = await createJob(db, { merchantId, requestId: "", format: "csv", conflictPolicy: policy, dryRun: false, fileName: "stock.csv" });
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: policy,
+    dryRun: false,
+    fileName: "stock.csv",
+  });
   const ref = { merchantId, jobId };
   async function* lines(): AsyncIterable<ParsedLine> {
     yield { line: 2, kind: "valid", item: { sku, stock } };
   }
   await finishStaging(db, ref, await stageLines(db, ref, lines(), { chunkSize: 1000, stagedVersions: policy === "skip" }), false);
   const outcome = async () =>
-    (await db.selectFrom("bulk_job_items").select(["outcome", "errors"]).where("merchant_id", "=", merchantId).where("job_id", "=", jobId).executeTakeFirstOrThrow());
+    await db
+      .selectFrom("bulk_job_items")
+      .select(["outcome", "errors"])
+      .where("merchant_id", "=", merchantId)
+      .where("job_id", "=", jobId)
+      .executeTakeFirstOrThrow();
   return { jobId, apply: () => applyChunk(db, { ...ref, chunkNo: 0 }), outcome };
 }
 
@@ -48,7 +69,12 @@ async function stockHistory(sku: string) {
     .orderBy("version")
     .execute();
   const stock = (state: unknown) => (state === null ? undefined : jsonColumn<{ stock: number }>(state).stock);
-  return rows.map((r) => ({ version: Number(r.version), source: r.source_kind, before: stock(r.before_state), after: stock(r.after_state)! }));
+  return rows.map((r) => ({
+    version: Number(r.version),
+    source: r.source_kind,
+    before: stock(r.before_state),
+    after: stock(r.after_state)!,
+  }));
 }
 
 const buy = (sku: string, i: number) => orders.createOrder({ requestId: `${sku}-${i}`, lines: [{ sku, quantity: 1 }] });
@@ -63,7 +89,10 @@ test("OVERWRITE: a chunk setting stock while orders reserve it; last writer wins
   t.deepEqual(chunk.counts, { applied: 1, unchanged: 0, conflict: 0, invalid: 0 });
   t.is((await job.outcome()).outcome, "applied");
   const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason));
-  t.true(refused.every((e) => e.code === Code.FailedPrecondition), refused.map((e) => e.message).join("; "));
+  t.true(
+    refused.every((e) => e.code === Code.FailedPrecondition),
+    refused.map((e) => e.message).join("; "),
+  );
   const sold = results.length - refused.length;
 
   const history = await stockHistory("BF-1");

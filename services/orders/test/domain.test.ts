@@ -21,8 +21,20 @@ const product = (sku: string, overrides: Partial<Product> = {}): Product => ({
 const catalog = (...products: Product[]) => new Map(products.map((p) => [p.sku, p]));
 
 test("priceLines keeps request order, snapshots id, title and price, and sums the total", (t) => {
-  const priced = priceLines([{ sku: "B", quantity: 3 }, { sku: "A", quantity: 1 }], catalog(product("A", { priceMinor: 1999 }), product("B")));
-  t.deepEqual(priced.lines.map((l) => [l.sku, l.title, l.unitPriceMinor, l.quantity]), [["B", "Title B", 500, 3], ["A", "Title A", 1999, 1]]);
+  const priced = priceLines(
+    [
+      { sku: "B", quantity: 3 },
+      { sku: "A", quantity: 1 },
+    ],
+    catalog(product("A", { priceMinor: 1999 }), product("B")),
+  );
+  t.deepEqual(
+    priced.lines.map((l) => [l.sku, l.title, l.unitPriceMinor, l.quantity]),
+    [
+      ["B", "Title B", 500, 3],
+      ["A", "Title A", 1999, 1],
+    ],
+  );
   t.is(priced.currency, "EUR");
   t.is(priced.totalMinor, 3499);
 });
@@ -34,23 +46,33 @@ test("priceLines allows taking the last unit and refuses one more", (t) => {
 });
 
 test("priceLines refuses a total beyond the money limit", (t) => {
-  const e = t.throws(() => priceLines([{ sku: "A", quantity: 2 }], catalog(product("A", { priceMinor: 10 ** 15 }))), { instanceOf: PreconditionError });
+  const e = t.throws(() => priceLines([{ sku: "A", quantity: 2 }], catalog(product("A", { priceMinor: 10 ** 15 }))), {
+    instanceOf: PreconditionError,
+  });
   t.is(e.reason, "TOTAL_TOO_LARGE");
 });
 
 test("the state machine: the allowed moves, the final states, and which states return stock", (t) => {
   const states: OrderState[] = ["pending_payment", "paid", "fulfilled", "cancelled", "expired"];
   const allowed = states.flatMap((from) =>
-    states.filter((to) => {
-      try {
-        checkTransition({ id: "o", state: from }, to);
-        return true;
-      } catch {
-        return false;
-      }
-    }).map((to) => `${from}->${to}`),
+    states
+      .filter((to) => {
+        try {
+          checkTransition({ id: "o", state: from }, to);
+          return true;
+        } catch {
+          return false;
+        }
+      })
+      .map((to) => `${from}->${to}`),
   );
-  t.deepEqual(allowed, ["pending_payment->paid", "pending_payment->cancelled", "pending_payment->expired", "paid->fulfilled", "paid->cancelled"]);
+  t.deepEqual(allowed, [
+    "pending_payment->paid",
+    "pending_payment->cancelled",
+    "pending_payment->expired",
+    "paid->fulfilled",
+    "paid->cancelled",
+  ]);
   t.deepEqual(states.filter(isFinal), ["fulfilled", "cancelled", "expired"]);
   t.deepEqual(states.filter(releasesStock), ["cancelled", "expired"]);
 });

@@ -39,7 +39,16 @@ test.serial("two sweepers racing expire every due order exactly once and return 
   await createProduct(api, api.merchantA, "EXP-1", 100);
   await createProduct(api, api.merchantA, "EXP-2", 100);
   const placed = await Promise.all(
-    Array.from({ length: 40 }, (_, i) => order(i % 2 === 0 ? [{ sku: "EXP-1", quantity: 2 }] : [{ sku: "EXP-2", quantity: 1 }, { sku: "EXP-1", quantity: 1 }])),
+    Array.from({ length: 40 }, (_, i) =>
+      order(
+        i % 2 === 0
+          ? [{ sku: "EXP-1", quantity: 2 }]
+          : [
+              { sku: "EXP-2", quantity: 1 },
+              { sku: "EXP-1", quantity: 1 },
+            ],
+      ),
+    ),
   );
   t.is((await stockOf(api, merchantId, "EXP-1")).stock, 40);
   t.is((await stockOf(api, merchantId, "EXP-2")).stock, 80);
@@ -54,7 +63,10 @@ test.serial("two sweepers racing expire every due order exactly once and return 
   t.is((await stockOf(api, merchantId, "EXP-2")).stock, 100);
   for (const o of placed) {
     const events = await orderEvents(api, merchantId, o.id);
-    t.deepEqual(events.map((e) => e.event.type), [OrderEventType.CREATED, OrderEventType.EXPIRED]);
+    t.deepEqual(
+      events.map((e) => e.event.type),
+      [OrderEventType.CREATED, OrderEventType.EXPIRED],
+    );
     t.is(events[1]!.event.order!.state, OrderState.EXPIRED);
     const audit = await orderStockChanges(api, merchantId, o.id);
     t.is(audit.filter((c) => c.reason === "order expired" && c.actor === "order_sweeper").length, o.lines.length);
@@ -110,5 +122,8 @@ test.serial("the sweeper loop drains a backlog larger than its batch, and a watc
   }
   t.deepEqual(watched, [OrderState.PENDING_PAYMENT, OrderState.EXPIRED]);
   const states = await Promise.all(placed.map(async (o) => (await orders.getOrder({ orderId: o.id })).order!.state));
-  t.true(states.every((s) => s === OrderState.EXPIRED), "all 7 expired, 2 per scan");
+  t.true(
+    states.every((s) => s === OrderState.EXPIRED),
+    "all 7 expired, 2 per scan",
+  );
 });

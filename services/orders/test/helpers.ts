@@ -30,7 +30,13 @@ export function dbOf(api: TestApi): OrderDb {
 }
 
 /** createProduct adds an active EUR product through the catalog. */
-export async function createProduct(api: TestApi, merchant: TestMerchant, sku: string, stock: number, overrides: Record<string, unknown> = {}) {
+export async function createProduct(
+  api: TestApi,
+  merchant: TestMerchant,
+  sku: string,
+  stock: number,
+  overrides: Record<string, unknown> = {},
+) {
   const { product } = await api.client(CatalogService, merchant).createProduct({
     product: { sku, title: `Product ${sku}`, price: { currencyCode: "EUR", minorUnits: 1250n }, stock, ...overrides },
   });
@@ -58,7 +64,11 @@ export async function orderEvents(api: TestApi, merchantId: string, orderId: str
     .where("aggregate_id", "=", orderId)
     .orderBy("event_id")
     .execute();
-  return rows.map((r) => ({ eventType: r.event_type, version: Number(r.aggregate_version), event: fromBinary(OrderEventSchema, r.payload) }));
+  return rows.map((r) => ({
+    eventType: r.event_type,
+    version: Number(r.aggregate_version),
+    event: fromBinary(OrderEventSchema, r.payload),
+  }));
 }
 
 /** orderStockChanges lists the product audit entries an order wrote, oldest first. */

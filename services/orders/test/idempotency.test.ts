@@ -2,7 +2,17 @@ import test from "ava";
 import { Code } from "@connectrpc/connect";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { CancelOrderResponseSchema, CreateOrderResponseSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { CatalogService, createProduct, errorInfo, fieldViolations, orderEvents, OrderService, rejection, startOrders, stockOf } from "./helpers.ts";
+import {
+  CatalogService,
+  createProduct,
+  errorInfo,
+  fieldViolations,
+  orderEvents,
+  OrderService,
+  rejection,
+  startOrders,
+  stockOf,
+} from "./helpers.ts";
 
 const api = await startOrders("orders_idempotency");
 test.after.always(() => api.close());
@@ -31,7 +41,11 @@ test("racing first attempts with one request_id create one order", async (t) => 
 test("the same request_id with other lines is INVALID_ARGUMENT (REQUEST_ID_MISMATCH) and reserves nothing", async (t) => {
   await createProduct(api, api.merchantA, "IDEM-3", 10);
   await orders.createOrder({ requestId: "checkout-79", lines: [{ sku: "IDEM-3", quantity: 1 }] });
-  const e = await rejection(t, orders.createOrder({ requestId: "checkout-79", lines: [{ sku: "IDEM-3", quantity: 2 }] }), Code.InvalidArgument);
+  const e = await rejection(
+    t,
+    orders.createOrder({ requestId: "checkout-79", lines: [{ sku: "IDEM-3", quantity: 2 }] }),
+    Code.InvalidArgument,
+  );
   t.is(errorInfo(e)?.reason, "REQUEST_ID_MISMATCH");
   t.deepEqual(fieldViolations(e), ["request_id"]);
   t.is((await stockOf(api, merchantId, "IDEM-3")).stock, 9);
@@ -54,7 +68,10 @@ test("a replayed cancel returns the first response and returns the stock once", 
   const replies = await Promise.all(Array.from({ length: 5 }, () => orders.cancelOrder(cancel)));
   t.is(new Set(replies.map((r) => bytes(CancelOrderResponseSchema, r))).size, 1);
   t.is((await stockOf(api, merchantId, "IDEM-5")).stock, 10);
-  t.deepEqual((await orderEvents(api, merchantId, order!.id)).map((e) => e.eventType), ["order.created", "order.cancelled"]);
+  t.deepEqual(
+    (await orderEvents(api, merchantId, order!.id)).map((e) => e.eventType),
+    ["order.created", "order.cancelled"],
+  );
 });
 
 test("request ids are per merchant", async (t) => {

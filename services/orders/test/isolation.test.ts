@@ -34,5 +34,8 @@ test.serial("both merchants order the same SKU from their own stock", async (t) 
   t.not(order!.lines[0]!.productId, secret!.lines[0]!.productId);
   t.is((await stockOf(api, api.merchantB.merchantId, "SECRET-1")).stock, 0);
   t.is((await stockOf(api, api.merchantA.merchantId, "SECRET-1")).stock, 8);
-  t.deepEqual((await b.listOrders({})).orders.map((o) => o.id), [order!.id]);
+  t.deepEqual(
+    (await b.listOrders({})).orders.map((o) => o.id),
+    [order!.id],
+  );
 });

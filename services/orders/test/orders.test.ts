@@ -34,7 +34,10 @@ test.serial("create reserves every line's stock, snapshots the prices and audits
   const before = Date.now();
   const { order } = await orders.createOrder({
     requestId: requestId(),
-    lines: [{ sku: "MUG-1", quantity: 2 }, { sku: "CUP-1", quantity: 1 }],
+    lines: [
+      { sku: "MUG-1", quantity: 2 },
+      { sku: "CUP-1", quantity: 1 },
+    ],
     buyerReference: "customer-7",
   });
   t.is(order!.state, OrderState.PENDING_PAYMENT);
@@ -43,7 +46,10 @@ test.serial("create reserves every line's stock, snapshots the prices and audits
   t.is(order!.buyerReference, "customer-7");
   t.deepEqual(
     order!.lines.map((l) => [l.sku, l.productId, l.title, l.quantity, l.unitPrice?.minorUnits, l.lineTotal?.minorUnits]),
-    [["MUG-1", mug.id, "Product MUG-1", 2, 1250n, 2500n], ["CUP-1", order!.lines[1]!.productId, "Product CUP-1", 1, 300n, 300n]],
+    [
+      ["MUG-1", mug.id, "Product MUG-1", 2, 1250n, 2500n],
+      ["CUP-1", order!.lines[1]!.productId, "Product CUP-1", 1, 300n, 300n],
+    ],
   );
   t.deepEqual([order!.total?.currencyCode, order!.total?.minorUnits], ["EUR", 2800n]);
   const expires = timestampMs(order!.expireTime!) - timestampMs(order!.createTime!);
@@ -61,12 +67,18 @@ test.serial("create reserves every line's stock, snapshots the prices and audits
   t.deepEqual(reserved.changedFields, ["stock"]);
   t.is(reserved.reason, "order created");
   const events = await orderEvents(api, merchantId, order!.id);
-  t.deepEqual(events.map((e) => [e.eventType, e.version, e.event.type]), [["order.created", 1, OrderEventType.CREATED]]);
+  t.deepEqual(
+    events.map((e) => [e.eventType, e.version, e.event.type]),
+    [["order.created", 1, OrderEventType.CREATED]],
+  );
   t.deepEqual(events[0]!.event.order, order);
   t.is(events[0]!.event.merchantId, merchantId);
 
   // A later price change does not touch what the buyer agreed to.
-  await catalog.updateProduct({ product: { sku: "MUG-1", price: { currencyCode: "EUR", minorUnits: 9999n } }, updateMask: { paths: ["price"] } });
+  await catalog.updateProduct({
+    product: { sku: "MUG-1", price: { currencyCode: "EUR", minorUnits: 9999n } },
+    updateMask: { paths: ["price"] },
+  });
   t.deepEqual((await orders.getOrder({ orderId: order!.id })).order, order);
 });
 
@@ -120,7 +132,13 @@ test.serial("cancel returns the stock exactly once, from PENDING_PAYMENT or from
   t.is(errorInfo(again)?.metadata["current_state"], "CANCELLED");
   t.is((await stockOf(api, merchantId, "SOFA-1")).stock, 10, "a second cancel returns nothing");
   const audit = await orderStockChanges(api, merchantId, pending!.id);
-  t.deepEqual(audit.map((c) => [c.source_kind, c.reason, c.sku]), [["order", "order created", "SOFA-1"], ["order", "order cancelled", "SOFA-1"]]);
+  t.deepEqual(
+    audit.map((c) => [c.source_kind, c.reason, c.sku]),
+    [
+      ["order", "order created", "SOFA-1"],
+      ["order", "order cancelled", "SOFA-1"],
+    ],
+  );
 
   const { order: toPay } = await orders.createOrder({ requestId: requestId(), lines: [{ sku: "SOFA-1", quantity: 4 }] });
   await orders.markOrderPaid({ orderId: toPay!.id, paymentId: "psp-sofa" });
@@ -129,7 +147,10 @@ test.serial("cancel returns the stock exactly once, from PENDING_PAYMENT or from
   t.is(refunded!.state, OrderState.CANCELLED);
   t.is(refunded!.paymentId, "psp-sofa");
   t.is((await stockOf(api, merchantId, "SOFA-1")).stock, 10);
-  t.deepEqual((await orderEvents(api, merchantId, toPay!.id)).map((e) => e.eventType), ["order.created", "order.paid", "order.cancelled"]);
+  t.deepEqual(
+    (await orderEvents(api, merchantId, toPay!.id)).map((e) => e.eventType),
+    ["order.created", "order.paid", "order.cancelled"],
+  );
 });
 
 test.serial("a payment_id pays one order only", async (t) => {
@@ -145,7 +166,8 @@ test.serial("a payment_id pays one order only", async (t) => {
 test.serial("list pages newest first with opaque tokens and filters by state", async (t) => {
   await createProduct(api, api.merchantA, "PAGE-1", 100);
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) ids.push((await orders.createOrder({ requestId: requestId(), lines: [{ sku: "PAGE-1", quantity: 1 }] })).order!.id);
+  for (let i = 0; i < 5; i++)
+    ids.push((await orders.createOrder({ requestId: requestId(), lines: [{ sku: "PAGE-1", quantity: 1 }] })).order!.id);
   for (const id of ids.slice(1, 3)) await orders.markOrderPaid({ orderId: id, paymentId: `psp-${id}` });
   const seen: string[] = [];
   let pageToken = "";
@@ -160,7 +182,10 @@ test.serial("list pages newest first with opaque tokens and filters by state", a
   t.true(ids.every((id) => seen.includes(id)));
   const { orders: paid } = await orders.listOrders({ state: OrderState.PAID, pageSize: 1000 });
   t.true(paid.every((o) => o.state === OrderState.PAID));
-  t.deepEqual(paid.map((o) => o.id).filter((id) => ids.includes(id)), [ids[2]!, ids[1]!]);
+  t.deepEqual(
+    paid.map((o) => o.id).filter((id) => ids.includes(id)),
+    [ids[2]!, ids[1]!],
+  );
   t.true(paid[0]!.lines.length > 0, "listed orders carry their lines");
   const first = await orders.listOrders({ pageSize: 1 });
   await rejection(t, orders.listOrders({ pageSize: 1, pageToken: first.nextPageToken, state: OrderState.PAID }), Code.InvalidArgument);
@@ -212,4 +237,3 @@ test.serial("Vitess readiness: every statement the order calls ran names one mer
   t.deepEqual(unnamed, []);
   t.deepEqual(crossMerchant, [], "one merchant per statement");
 });
-

@@ -3,7 +3,16 @@ import { Code } from "@connectrpc/connect";
 import { ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import type { OrderState } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { newUlid } from "@stockroom/common";
-import { createProduct, dbOf, errorInfo, fieldViolations, OrderService, preconditionViolations, rejection, startOrders } from "./helpers.ts";
+import {
+  createProduct,
+  dbOf,
+  errorInfo,
+  fieldViolations,
+  OrderService,
+  preconditionViolations,
+  rejection,
+  startOrders,
+} from "./helpers.ts";
 
 const api = await startOrders("orders_validation");
 const orders = api.client(OrderService, api.merchantA);
@@ -59,7 +68,12 @@ const unavailableCases: [string, { sku: string; quantity: number }[], string, st
   ["an unknown SKU", [line("OK-1"), line("NOPE-1")], "PRODUCT_NOT_FOUND", ["PRODUCT_NOT_FOUND NOPE-1"]],
   ["a draft product", [line("DRAFT-1")], "PRODUCT_NOT_ACTIVE", ["PRODUCT_NOT_ACTIVE DRAFT-1"]],
   ["two currencies", [line("OK-1"), line("USD-1")], "CURRENCY_MISMATCH", ["CURRENCY_MISMATCH USD-1"]],
-  ["an unknown SKU and a short line", [line("NOPE-2"), line("OK-1", 11)], "PRODUCT_NOT_FOUND", ["PRODUCT_NOT_FOUND NOPE-2", "INSUFFICIENT_STOCK OK-1"]],
+  [
+    "an unknown SKU and a short line",
+    [line("NOPE-2"), line("OK-1", 11)],
+    "PRODUCT_NOT_FOUND",
+    ["PRODUCT_NOT_FOUND NOPE-2", "INSUFFICIENT_STOCK OK-1"],
+  ],
 ];
 
 for (const [name, lines, reason, violations] of unavailableCases) {
@@ -75,9 +89,18 @@ for (const [name, lines, reason, violations] of unavailableCases) {
 test("other calls validate their ids, payment ids, etags, reasons and filters, all at once", async (t) => {
   const id = newUlid();
   t.deepEqual(fieldViolations(await rejection(t, orders.getOrder({ orderId: "" }), Code.InvalidArgument)), ["order_id"]);
-  t.deepEqual(fieldViolations(await rejection(t, orders.watchOrder({ orderId: "nope" })[Symbol.asyncIterator]().next(), Code.InvalidArgument)), ["order_id"]);
-  t.deepEqual(fieldViolations(await rejection(t, orders.markOrderPaid({ orderId: "x", paymentId: "" }), Code.InvalidArgument)), ["order_id", "payment_id"]);
-  t.deepEqual(fieldViolations(await rejection(t, orders.markOrderPaid({ orderId: id, paymentId: "p".repeat(129) }), Code.InvalidArgument)), ["payment_id"]);
+  t.deepEqual(
+    fieldViolations(await rejection(t, orders.watchOrder({ orderId: "nope" })[Symbol.asyncIterator]().next(), Code.InvalidArgument)),
+    ["order_id"],
+  );
+  t.deepEqual(fieldViolations(await rejection(t, orders.markOrderPaid({ orderId: "x", paymentId: "" }), Code.InvalidArgument)), [
+    "order_id",
+    "payment_id",
+  ]);
+  t.deepEqual(
+    fieldViolations(await rejection(t, orders.markOrderPaid({ orderId: id, paymentId: "p".repeat(129) }), Code.InvalidArgument)),
+    ["payment_id"],
+  );
   t.deepEqual(
     fieldViolations(await rejection(t, orders.cancelOrder({ orderId: id, etag: "v1", reason: "r".repeat(501) }), Code.InvalidArgument)),
     ["etag", "reason"],

@@ -34,5 +34,8 @@ export function booleanQuery(text: string): string | undefined {
     if ([...word].length >= MIN_WORD && !STOPWORDS.has(word)) words.add(word);
   }
   if (words.size === 0) return undefined;
-  return [...words].slice(0, MAX_WORDS).map((w) => `+${w}*`).join(" ");
+  return [...words]
+    .slice(0, MAX_WORDS)
+    .map((w) => `+${w}*`)
+    .join(" ");
 }

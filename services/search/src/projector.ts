@@ -103,7 +103,13 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
   };
   const consumer = consumeWorkQueue(
     nats.js,
-    { stream: events.stream, durable: config.durable, concurrency: config.concurrency, log, retryBackoff: { initialMs: 250, maxMs: 30_000 } },
+    {
+      stream: events.stream,
+      durable: config.durable,
+      concurrency: config.concurrency,
+      log,
+      retryBackoff: { initialMs: 250, maxMs: 30_000 },
+    },
     apply,
     // Unreachable: ensureEventConsumer retries forever; kept to satisfy the consumer's contract.
     async (msg, error) => log.error("catalog event given up", { subject: msg.subject, error }),

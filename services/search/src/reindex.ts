@@ -51,12 +51,19 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
   const progress: ReindexProgress = { read: 0, updated: 0, removed: 0, done: false };
   let after: string | undefined;
   for (;;) {
-    const products = await listProducts(catalogDb, merchantId, { order: "sku", after: after === undefined ? undefined : { sku: after }, limit: pageSize });
+    const products = await listProducts(catalogDb, merchantId, {
+      order: "sku",
+      after: after === undefined ? undefined : { sku: after },
+      limit: pageSize,
+    });
     // This page covers (after, through]; the last page runs to the end.
     const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
     const held = await findHeld(searchDb, merchantId, { after, through });
     const behind = products.filter((p) => !isAtOrAfter(held.get(p.sku), { productId: p.id, version: p.version }));
-    await upsertEntries(searchDb, behind.map((p) => entryFromProduct(merchantId, p)));
+    await upsertEntries(
+      searchDb,
+      behind.map((p) => entryFromProduct(merchantId, p)),
+    );
     const inCatalog = new Set(products.map((p) => p.sku));
     const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
     progress.read += products.length;

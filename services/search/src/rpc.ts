@@ -33,7 +33,8 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       }
       const price = priceFilter(req.minPrice, req.maxPrice, violations);
       const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto(req.status);
-      if (req.status !== ProtoStatus.UNSPECIFIED && !status) violations.push({ field: "status", description: `unknown status ${req.status}` });
+      if (req.status !== ProtoStatus.UNSPECIFIED && !status)
+        violations.push({ field: "status", description: `unknown status ${req.status}` });
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       const limit = pageSize(req.pageSize, 20, 100);
       const filters = { match, price, inStockOnly: req.inStockOnly, status };
@@ -65,14 +66,20 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
 /** priceFilter checks min_price and max_price and returns the range, if any. */
 function priceFilter(min: Money | undefined, max: Money | undefined, violations: FieldViolation[]): SearchQuery["price"] {
   if (!min && !max) return undefined;
-  for (const [field, m] of [["min_price", min], ["max_price", max]] as const) {
+  for (const [field, m] of [
+    ["min_price", min],
+    ["max_price", max],
+  ] as const) {
     if (!m) continue;
-    if (!isKnownCurrency(m.currencyCode)) violations.push({ field: `${field}.currency_code`, description: `"${m.currencyCode}" is not an ISO 4217 currency code` });
+    if (!isKnownCurrency(m.currencyCode))
+      violations.push({ field: `${field}.currency_code`, description: `"${m.currencyCode}" is not an ISO 4217 currency code` });
     if (m.minorUnits < 0n) violations.push({ field: `${field}.minor_units`, description: "must not be negative" });
   }
   if (min && max) {
-    if (min.currencyCode !== max.currencyCode) violations.push({ field: "max_price.currency_code", description: "must equal min_price.currency_code" });
-    else if (min.minorUnits > max.minorUnits) violations.push({ field: "max_price.minor_units", description: "must not be below min_price.minor_units" });
+    if (min.currencyCode !== max.currencyCode)
+      violations.push({ field: "max_price.currency_code", description: "must equal min_price.currency_code" });
+    else if (min.minorUnits > max.minorUnits)
+      violations.push({ field: "max_price.minor_units", description: "must not be below min_price.minor_units" });
   }
   return {
     currency: (min ?? max)!.currencyCode,

@@ -50,7 +50,17 @@ export async function openSearchDatabase(options: { url: string; poolSize: numbe
 
 // Data columns first; version and then product_id last (see NEWER).
 const UPDATE_COLUMNS = [
-  "deleted", "title", "description", "attributes_text", "price_minor", "currency", "stock", "status", "changed_at", "version", "product_id",
+  "deleted",
+  "title",
+  "description",
+  "attributes_text",
+  "price_minor",
+  "currency",
+  "stock",
+  "status",
+  "changed_at",
+  "version",
+  "product_id",
 ] as const;
 
 /**
@@ -138,7 +148,10 @@ export interface SearchQuery {
   limit: number;
 }
 
-export type SearchHit = Pick<Selectable<SearchProductRow>, "product_id" | "sku" | "title" | "price_minor" | "currency" | "stock" | "status" | "version">;
+export type SearchHit = Pick<
+  Selectable<SearchProductRow>,
+  "product_id" | "sku" | "title" | "price_minor" | "currency" | "stock" | "status" | "version"
+>;
 
 /** searchProducts reads one page of a merchant's live products matching every filter, in SKU order. */
 export async function searchProducts(db: SearchDb, merchantId: string, query: SearchQuery): Promise<SearchHit[]> {
@@ -147,7 +160,8 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     .select(["product_id", "sku", "title", "price_minor", "currency", "stock", "status", "version"])
     .where("merchant_id", "=", merchantId)
     .where("deleted", "=", 0);
-  if (query.match !== undefined) q = q.where(sql<boolean>`MATCH(title, description, attributes_text) AGAINST (${query.match} IN BOOLEAN MODE)`);
+  if (query.match !== undefined)
+    q = q.where(sql<boolean>`MATCH(title, description, attributes_text) AGAINST (${query.match} IN BOOLEAN MODE)`);
   if (query.price) {
     q = q.where("currency", "=", query.price.currency);
     if (query.price.minMinor !== undefined) q = q.where("price_minor", ">=", query.price.minMinor);

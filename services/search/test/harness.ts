@@ -5,7 +5,14 @@ import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_ser
 import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
 import { dropDatabase } from "@stockroom/common/db";
-import { DEFAULT_EVENT_STREAM, type EventStreamConfig, DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig } from "@stockroom/events";
+import {
+  DEFAULT_EVENT_STREAM,
+  type EventStreamConfig,
+  DEFAULT_RELAY,
+  startOutboxRelay,
+  type OutboxRelay,
+  type RelayConfig,
+} from "@stockroom/events";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing";

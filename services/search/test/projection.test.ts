@@ -45,11 +45,23 @@ async function publish(merchantId: string, sku: string, s: State): Promise<void>
       eventId,
       merchantId,
       type,
-      product: { id: s.productId, sku, title: s.title, price: { currencyCode: "EUR", minorUnits: 500n }, stock: 1, status: ProductStatus.ACTIVE, version: BigInt(s.version) },
+      product: {
+        id: s.productId,
+        sku,
+        title: s.title,
+        price: { currencyCode: "EUR", minorUnits: 500n },
+        stock: 1,
+        status: ProductStatus.ACTIVE,
+        version: BigInt(s.version),
+      },
       occurTime: timestampNow(),
     }),
   );
-  const subject = eventSubject(h.events, { aggregate_type: "product", merchant_id: merchantId, event_type: s.deleted ? "product.deleted" : "product.updated" });
+  const subject = eventSubject(h.events, {
+    aggregate_type: "product",
+    merchant_id: merchantId,
+    event_type: s.deleted ? "product.deleted" : "product.updated",
+  });
   await publishWithId(h.nats.js, subject, data, eventId);
 }
 
@@ -58,7 +70,12 @@ async function drained(): Promise<void> {
 }
 
 async function held(merchantId: string, sku: string) {
-  return h.searchDb.selectFrom("search_products").select(["product_id", "version", "title", "deleted"]).where("merchant_id", "=", merchantId).where("sku", "=", sku).executeTakeFirst();
+  return h.searchDb
+    .selectFrom("search_products")
+    .select(["product_id", "version", "title", "deleted"])
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "=", sku)
+    .executeTakeFirst();
 }
 
 test("late, repeated and reordered events never move a product back; a delete stays a tombstone; a recreated SKU wins", async (t) => {
@@ -77,7 +94,11 @@ test("late, repeated and reordered events never move a product back; a delete st
   const p2 = newUlid();
   for (const s of [{ productId: p2, version: 1, title: "recreated" }, v(3), v(4, true)]) await publish(merchant, "X", s);
   await drained();
-  t.like(await held(merchant, "X"), { product_id: p2, version: 1, title: "recreated", deleted: 0 }, "the newer product id wins over the old one's versions");
+  t.like(
+    await held(merchant, "X"),
+    { product_id: p2, version: 1, title: "recreated", deleted: 0 },
+    "the newer product id wins over the old one's versions",
+  );
   t.true(projector.stats().commitToVisible.samples > 0);
 });
 
@@ -85,7 +106,12 @@ test("an event that describes no product is dropped and does not hold up the res
   const merchant = newUlid();
   const subject = eventSubject(h.events, { aggregate_type: "product", merchant_id: merchant, event_type: "product.updated" });
   await publishWithId(h.nats.js, subject, new Uint8Array([0xff, 0xff, 0xff]), newUlid());
-  await publishWithId(h.nats.js, subject, toBinary(ProductEventSchema, create(ProductEventSchema, { eventId: newUlid(), merchantId: merchant })), newUlid());
+  await publishWithId(
+    h.nats.js,
+    subject,
+    toBinary(ProductEventSchema, create(ProductEventSchema, { eventId: newUlid(), merchantId: merchant })),
+    newUlid(),
+  );
   await publish(merchant, "Y", { productId: newUlid(), version: 1, title: "fine" });
   await drained();
   t.like(await held(merchant, "Y"), { title: "fine" });
@@ -96,16 +122,34 @@ test("concurrent upserts of one SKU in random order end at the newest state", as
   const merchant = newUlid();
   const [older, newer] = [newUlid(), newUlid()];
   const entry = (productId: string, version: number): SearchEntry => ({
-    merchant_id: merchant, sku: "RACE", product_id: productId, version, deleted: 0, title: `${productId === newer ? "new" : "old"} ${version}`,
-    description: "", attributes_text: "", price_minor: version, currency: "EUR", stock: version, status: "active", changed_at: new Date(),
+    merchant_id: merchant,
+    sku: "RACE",
+    product_id: productId,
+    version,
+    deleted: 0,
+    title: `${productId === newer ? "new" : "old"} ${version}`,
+    description: "",
+    attributes_text: "",
+    price_minor: version,
+    currency: "EUR",
+    stock: version,
+    status: "active",
+    changed_at: new Date(),
   });
-  const entries = [...Array.from({ length: 30 }, (_, i) => entry(older, i + 1)), ...Array.from({ length: 5 }, (_, i) => entry(newer, i + 1))];
+  const entries = [
+    ...Array.from({ length: 30 }, (_, i) => entry(older, i + 1)),
+    ...Array.from({ length: 5 }, (_, i) => entry(newer, i + 1)),
+  ];
   entries.sort(() => Math.random() - 0.5);
-  await Promise.all(entries.map((e) => upsertEntries(h.searchDb, [e]).catch(async (error) => {
-    // Two first inserts of one key can deadlock; the projector's retry does the same.
-    if (!/deadlock/i.test(String(error))) throw error;
-    await upsertEntries(h.searchDb, [e]);
-  })));
+  await Promise.all(
+    entries.map((e) =>
+      upsertEntries(h.searchDb, [e]).catch(async (error) => {
+        // Two first inserts of one key can deadlock; the projector's retry does the same.
+        if (!/deadlock/i.test(String(error))) throw error;
+        await upsertEntries(h.searchDb, [e]);
+      }),
+    ),
+  );
   t.like(await held(merchant, "RACE"), { product_id: newer, version: 5, title: "new 5" });
   t.deepEqual(await findPosition(h.searchDb, merchant, "RACE"), { productId: newer, version: 5 });
 });

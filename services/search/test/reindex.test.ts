@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { listProducts, } from "@stockroom/catalog";
+import { listProducts } from "@stockroom/catalog";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { entryFromProduct } from "../src/convert.ts";
@@ -70,14 +70,27 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
   }
   // The projection saw the creates of the first 100 products, then lost every event (a stream that expired).
   const catalogDb = h.db;
-  await upsertEntries(h.searchDb, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 100 })).map((p) => entryFromProduct(merchant.merchantId, p)));
-  await Promise.all(Array.from({ length: 40 }, (_, i) => catalog.updateProduct({ product: { sku: sku(i), title: `Renamed ${i}` }, updateMask: { paths: ["title"] } })));
+  await upsertEntries(
+    h.searchDb,
+    (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 100 })).map((p) => entryFromProduct(merchant.merchantId, p)),
+  );
+  await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      catalog.updateProduct({ product: { sku: sku(i), title: `Renamed ${i}` }, updateMask: { paths: ["title"] } }),
+    ),
+  );
   await catalog.deleteProduct({ sku: sku(RESERVED) });
   await catalog.deleteProduct({ sku: sku(50) });
   await catalog.createProduct({ product: productInit(sku(50), { title: "Recreated" }) });
   await sql`UPDATE outbox_events SET published_at = NOW(3) WHERE published_at IS NULL`.execute(h.db);
   // And it holds a product the catalog never had any more.
-  await upsertEntries(h.searchDb, [{ ...entryFromProduct(merchant.merchantId, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 1 }))[0]!), sku: "GHOST", product_id: newUlid() }]);
+  await upsertEntries(h.searchDb, [
+    {
+      ...entryFromProduct(merchant.merchantId, (await listProducts(catalogDb, merchant.merchantId, { order: "sku", limit: 1 }))[0]!),
+      sku: "GHOST",
+      product_id: newUlid(),
+    },
+  ]);
   t.notDeepEqual(await searchState(merchant), await catalogState(merchant));
 
   await h.startRelay();
@@ -96,7 +109,10 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
           await catalog.createProduct({ product: productInit(sku(i), { title: `Created by writer ${w}` }) });
           changes.created++;
         } else {
-          await catalog.updateProduct({ product: { sku: sku(i), stock: n, title: `Writer ${w} edit ${n}` }, updateMask: { paths: ["stock", "title"] } });
+          await catalog.updateProduct({
+            product: { sku: sku(i), stock: n, title: `Writer ${w} edit ${n}` },
+            updateMask: { paths: ["stock", "title"] },
+          });
           changes.updated++;
         }
       } catch {
@@ -135,7 +151,12 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
   });
   await waitFor("the projector to apply everything", async () => ((await projector.lag()).pendingEvents === 0 ? true : undefined));
   t.deepEqual(await searchState(merchant), await catalogState(merchant), "every product, field for field");
-  const ghost = await h.searchDb.selectFrom("search_products").select("deleted").where("merchant_id", "=", merchant.merchantId).where("sku", "=", "GHOST").executeTakeFirst();
+  const ghost = await h.searchDb
+    .selectFrom("search_products")
+    .select("deleted")
+    .where("merchant_id", "=", merchant.merchantId)
+    .where("sku", "=", "GHOST")
+    .executeTakeFirst();
   t.is(ghost?.deleted, 1);
 
   const again = await reindexOverRpc(merchant);
@@ -145,12 +166,33 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
 test.serial("a rebuild never marks deleted a row written after it started (a product created after its page was read)", async (t) => {
   const merchant = newUlid();
   const entry = (s: string) =>
-    entryFromProduct(merchant, { id: newUlid(), sku: s, title: s, description: "", priceMinor: 1, currency: "EUR", stock: 1, status: "active", attributes: {}, version: 1, createdAt: new Date(), updatedAt: new Date() });
+    entryFromProduct(merchant, {
+      id: newUlid(),
+      sku: s,
+      title: s,
+      description: "",
+      priceMinor: 1,
+      currency: "EUR",
+      stock: 1,
+      status: "active",
+      attributes: {},
+      version: 1,
+      createdAt: new Date(),
+      updatedAt: new Date(),
+    });
   await upsertEntries(h.searchDb, [entry("BEFORE")]);
   const startedAt = (await merchantClock(h.searchDb, merchant))!;
   await new Promise((r) => setTimeout(r, 5));
   await upsertEntries(h.searchDb, [entry("AFTER")]);
   t.is(await tombstone(h.searchDb, merchant, ["BEFORE", "AFTER"], startedAt), 1);
-  const rows = await h.searchDb.selectFrom("search_products").select(["sku", "deleted"]).where("merchant_id", "=", merchant).orderBy("sku").execute();
-  t.deepEqual(rows, [{ sku: "AFTER", deleted: 0 }, { sku: "BEFORE", deleted: 1 }]);
+  const rows = await h.searchDb
+    .selectFrom("search_products")
+    .select(["sku", "deleted"])
+    .where("merchant_id", "=", merchant)
+    .orderBy("sku")
+    .execute();
+  t.deepEqual(rows, [
+    { sku: "AFTER", deleted: 0 },
+    { sku: "BEFORE", deleted: 1 },
+  ]);
 });

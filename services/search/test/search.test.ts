@@ -40,10 +40,14 @@ async function skus(merchant: TestMerchant, query: Query): Promise<string[]> {
 async function settled(merchant: TestMerchant, query: Query, expected: string[]): Promise<void> {
   let last: string[] = [];
   try {
-    await waitFor(`search ${JSON.stringify(query, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`, async () => {
-      last = await skus(merchant, query);
-      return JSON.stringify(last) === JSON.stringify(expected) ? true : undefined;
-    }, 15_000);
+    await waitFor(
+      `search ${JSON.stringify(query, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
+      async () => {
+        last = await skus(merchant, query);
+        return JSON.stringify(last) === JSON.stringify(expected) ? true : undefined;
+      },
+      15_000,
+    );
   } catch (error) {
     throw new Error(`${(error as Error).message}: last saw ${JSON.stringify(last)}, want ${JSON.stringify(expected)}`);
   }
@@ -60,10 +64,19 @@ test("creates, updates and deletes through the catalog show up in search", async
   await catalog.createProduct({ product: productInit("LAMP-1", { title: "Brass desk lamp" }) });
   await settled(merchant, { query: "brass" }, ["LAMP-1"]);
 
-  const { product } = await catalog.updateProduct({ product: { sku: "LAMP-1", title: "Copper desk lamp", stock: 3 }, updateMask: { paths: ["title", "stock"] } });
+  const { product } = await catalog.updateProduct({
+    product: { sku: "LAMP-1", title: "Copper desk lamp", stock: 3 },
+    updateMask: { paths: ["title", "stock"] },
+  });
   await settled(merchant, { query: "copper" }, ["LAMP-1"]);
   await settled(merchant, { query: "brass" }, []);
-  t.like(await one(merchant, "LAMP-1"), { id: product!.id, title: "Copper desk lamp", stock: 3, version: 2n, status: ProductStatus.ACTIVE });
+  t.like(await one(merchant, "LAMP-1"), {
+    id: product!.id,
+    title: "Copper desk lamp",
+    stock: 3,
+    version: 2n,
+    status: ProductStatus.ACTIVE,
+  });
   t.is((await one(merchant, "LAMP-1"))?.price?.minorUnits, 1999n);
 
   await catalog.deleteProduct({ sku: "LAMP-1" });
@@ -80,10 +93,27 @@ test("text, price, stock and status filters, alone and together", async (t) => {
   const catalog = h.catalog(merchant);
   const eur = (minor: number) => ({ currencyCode: "EUR", minorUnits: BigInt(minor) });
   await Promise.all([
-    catalog.createProduct({ product: productInit("A-MUG", { title: "Stoneware mug", description: "Holds tea", price: eur(1200), stock: 5 }) }),
+    catalog.createProduct({
+      product: productInit("A-MUG", { title: "Stoneware mug", description: "Holds tea", price: eur(1200), stock: 5 }),
+    }),
     catalog.createProduct({ product: productInit("B-MUG", { title: "Enamel mugs, set of two", price: eur(2500), stock: 0 }) }),
-    catalog.createProduct({ product: productInit("C-PLATE", { title: "Plate", description: "Goes with the stoneware mug", price: eur(900), stock: 2, status: ProductStatus.DRAFT }) }),
-    catalog.createProduct({ product: productInit("D-BOWL", { title: "Bowl", attributes: { glaze: "Celadon" }, price: { currencyCode: "USD", minorUnits: 1500n }, stock: 1 }) }),
+    catalog.createProduct({
+      product: productInit("C-PLATE", {
+        title: "Plate",
+        description: "Goes with the stoneware mug",
+        price: eur(900),
+        stock: 2,
+        status: ProductStatus.DRAFT,
+      }),
+    }),
+    catalog.createProduct({
+      product: productInit("D-BOWL", {
+        title: "Bowl",
+        attributes: { glaze: "Celadon" },
+        price: { currencyCode: "USD", minorUnits: 1500n },
+        stock: 1,
+      }),
+    }),
   ]);
   await settled(merchant, { query: "" }, ["A-MUG", "B-MUG", "C-PLATE", "D-BOWL"]);
 
@@ -108,14 +138,23 @@ test("pages are keyset pages in SKU order, and a token only works with its own f
 
   const search = h.search(merchant);
   const first = await search.searchProducts({ query: "teapot", pageSize: 10 });
-  t.deepEqual(first.results.map((r) => r.sku), all.slice(0, 10));
+  t.deepEqual(
+    first.results.map((r) => r.sku),
+    all.slice(0, 10),
+  );
   // A product added before the current position does not shift later pages.
   await catalog.createProduct({ product: productInit("P-00a", { title: "Teapot late" }) });
   await settled(merchant, { query: "late" }, ["P-00a"]);
   const second = await search.searchProducts({ query: "teapot", pageSize: 10, pageToken: first.nextPageToken });
-  t.deepEqual(second.results.map((r) => r.sku), all.slice(10, 20));
+  t.deepEqual(
+    second.results.map((r) => r.sku),
+    all.slice(10, 20),
+  );
   const third = await search.searchProducts({ query: "teapot", pageSize: 10, pageToken: second.nextPageToken });
-  t.deepEqual(third.results.map((r) => r.sku), all.slice(20));
+  t.deepEqual(
+    third.results.map((r) => r.sku),
+    all.slice(20),
+  );
   t.is(third.nextPageToken, "");
 
   const error = await t.throwsAsync(search.searchProducts({ query: "teapot", inStockOnly: true, pageToken: first.nextPageToken }));

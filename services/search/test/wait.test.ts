@@ -23,24 +23,27 @@ test.after.always(async () => {
 
 const titleUpdate = (sku: string, title: string) => ({ product: { sku, title }, updateMask: { paths: ["title"] } });
 
-test.serial("past the deadline the call fails with DEADLINE_EXCEEDED, the update stays, and a retry with its request_id waits again", async (t) => {
-  const merchant = await h.newMerchant();
-  const catalog = h.catalog(merchant);
-  await catalog.createProduct({ product: productInit("SLOW") });
-  const request = { ...titleUpdate("SLOW", "Waited for"), waitForSearch: true, requestId: "rename-slow" };
+test.serial(
+  "past the deadline the call fails with DEADLINE_EXCEEDED, the update stays, and a retry with its request_id waits again",
+  async (t) => {
+    const merchant = await h.newMerchant();
+    const catalog = h.catalog(merchant);
+    await catalog.createProduct({ product: productInit("SLOW") });
+    const request = { ...titleUpdate("SLOW", "Waited for"), waitForSearch: true, requestId: "rename-slow" };
 
-  const started = Date.now();
-  const error = ConnectError.from(await t.throwsAsync(catalog.updateProduct(request, { timeoutMs: 400 })));
-  t.is(error.code, Code.DeadlineExceeded);
-  t.true(Date.now() - started >= 350, "it waited for the projection until the deadline");
-  const { product } = await catalog.getProduct({ sku: "SLOW" });
-  t.like(product, { title: "Waited for", version: 2n }, "the update is committed");
+    const started = Date.now();
+    const error = ConnectError.from(await t.throwsAsync(catalog.updateProduct(request, { timeoutMs: 400 })));
+    t.is(error.code, Code.DeadlineExceeded);
+    t.true(Date.now() - started >= 350, "it waited for the projection until the deadline");
+    const { product } = await catalog.getProduct({ sku: "SLOW" });
+    t.like(product, { title: "Waited for", version: 2n }, "the update is committed");
 
-  await h.startProjector();
-  const retried = await catalog.updateProduct(request);
-  t.is(retried.product?.version, 2n, "the retry returns the first response, changing nothing");
-  t.deepEqual(await findPosition(h.searchDb, merchant.merchantId, "SLOW"), { productId: product!.id, version: 2 });
-});
+    await h.startProjector();
+    const retried = await catalog.updateProduct(request);
+    t.is(retried.product?.version, 2n, "the retry returns the first response, changing nothing");
+    t.deepEqual(await findPosition(h.searchDb, merchant.merchantId, "SLOW"), { productId: product!.id, version: 2 });
+  },
+);
 
 test.serial("the call returns only after search holds the version", async (t) => {
   const merchant = await h.newMerchant();

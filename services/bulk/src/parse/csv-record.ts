@@ -45,7 +45,8 @@ export function headerColumns(f: Fields, line: number): Column[] {
   if (!isUtf8(f.rec.subarray(f.start, f.end))) throw new BulkFileError("MALFORMED_HEADER", line, "the header row is not valid UTF-8");
   const cells: string[] = [];
   for (let k = 0; k < f.count; k++) {
-    if (f.flags[k]! & (F_STRAY | F_JUNK)) throw new BulkFileError("MALFORMED_HEADER", line, `column ${k + 1} of the header is badly quoted`);
+    if (f.flags[k]! & (F_STRAY | F_JUNK))
+      throw new BulkFileError("MALFORMED_HEADER", line, `column ${k + 1} of the header is badly quoted`);
     cells.push(text(f, k));
   }
   return readHeader(cells, line);
@@ -96,17 +97,24 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
   if (utf8) decode(f, values);
   // One shape for every record keeps the property stores below monomorphic.
   const raw: RawFields = {
-    sku: undefined, title: undefined, description: undefined, price: undefined,
-    currency: undefined, stock: undefined, status: undefined, attributes: undefined,
+    sku: undefined,
+    title: undefined,
+    description: undefined,
+    price: undefined,
+    currency: undefined,
+    stock: undefined,
+    status: undefined,
+    attributes: undefined,
   };
   let attributes: Record<string, string> | undefined;
   for (let k = 0; k < columns.length; k++) {
     const column = columns[k]!;
     const flags = f.flags[k]!;
     if (flags & (F_STRAY | F_JUNK)) {
-      const message = flags & F_STRAY
-        ? `${column.name} has a quote inside an unquoted field; quote the whole field and double the quote`
-        : `${column.name} has text after its closing quote`;
+      const message =
+        flags & F_STRAY
+          ? `${column.name} has a quote inside an unquoted field; quote the whole field and double the quote`
+          : `${column.name} has text after its closing quote`;
       errors.push({ field: column.name, code: "MALFORMED_LINE", message });
       continue;
     }
@@ -116,13 +124,27 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
     }
     const value = utf8 ? values[k]! : text(f, k);
     switch (column.kind) {
-      case "sku": raw.sku = value; break;
-      case "title": raw.title = value; break;
-      case "description": raw.description = value; break;
-      case "price": raw.price = value; break;
-      case "currency": raw.currency = value; break;
-      case "stock": raw.stock = value; break;
-      case "status": raw.status = value; break;
+      case "sku":
+        raw.sku = value;
+        break;
+      case "title":
+        raw.title = value;
+        break;
+      case "description":
+        raw.description = value;
+        break;
+      case "price":
+        raw.price = value;
+        break;
+      case "currency":
+        raw.currency = value;
+        break;
+      case "stock":
+        raw.stock = value;
+        break;
+      case "status":
+        raw.status = value;
+        break;
       case "attr":
         attributes ??= {};
         setOwn(attributes, column.key, value);

@@ -104,7 +104,11 @@ export class CsvScanner implements Scanner {
       const b = buf[i]!;
       if (state === BARE) {
         if (b === COMMA) {
-          if (count < cap) { starts[count] = fieldStart; ends[count] = i + delta; fieldFlags[count] = flags; }
+          if (count < cap) {
+            starts[count] = fieldStart;
+            ends[count] = i + delta;
+            fieldFlags[count] = flags;
+          }
           count++;
           fieldStart = i + delta + 1;
           state = FIELD;
@@ -123,7 +127,11 @@ export class CsvScanner implements Scanner {
           flags = F_QUOTED;
           fieldStart = i + delta + 1;
         } else if (b === COMMA) {
-          if (count < cap) { starts[count] = fieldStart; ends[count] = i + delta; fieldFlags[count] = 0; }
+          if (count < cap) {
+            starts[count] = fieldStart;
+            ends[count] = i + delta;
+            fieldFlags[count] = 0;
+          }
           count++;
           fieldStart = i + delta + 1;
         } else if (b === LF) {
@@ -138,7 +146,11 @@ export class CsvScanner implements Scanner {
           state = QUOTED;
           flags |= F_ESCAPED;
         } else if (b === COMMA) {
-          if (count < cap) { starts[count] = fieldStart; ends[count] = quoteAt; fieldFlags[count] = flags; }
+          if (count < cap) {
+            starts[count] = fieldStart;
+            ends[count] = quoteAt;
+            fieldFlags[count] = flags;
+          }
           count++;
           fieldStart = i + delta + 1;
           state = FIELD;

@@ -117,9 +117,11 @@ function catalogRules(item: BulkItem, errors: ItemError[], attrField: (key: stri
       errors.push({ field: "currency", code: "UNKNOWN_CURRENCY", message: `currency ${description}` });
     } else if (f === "price.minor_units") {
       const negative = item.priceMinor! < 0;
-      errors.push(negative
-        ? { field: "price", code: "NEGATIVE_PRICE", message: `price ${description}` }
-        : { field: "price", code: "TOO_LARGE", message: `price ${description} minor units` });
+      errors.push(
+        negative
+          ? { field: "price", code: "NEGATIVE_PRICE", message: `price ${description}` }
+          : { field: "price", code: "TOO_LARGE", message: `price ${description} minor units` },
+      );
     } else if (f === "stock") {
       errors.push({ field: "stock", code: "NEGATIVE_STOCK", message: `stock ${description}` });
     } else if (f === "attributes") {

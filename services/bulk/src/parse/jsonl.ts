@@ -169,7 +169,8 @@ export class JsonlScanner implements Scanner {
         case "currency":
         case "status":
           if (typeof v !== "string") errors.push(wrongType(key, v, "a string"));
-          else if (!v.isWellFormed()) errors.push({ field: key, code: "INVALID_UTF8", message: `${key} holds an unpaired surrogate escape` });
+          else if (!v.isWellFormed())
+            errors.push({ field: key, code: "INVALID_UTF8", message: `${key} holds an unpaired surrogate escape` });
           else raw[key] = v;
           break;
         case "price":
@@ -212,7 +213,16 @@ function readAttributes(v: unknown, errors: ItemError[]): Record<string, string>
 }
 
 function wrongType(field: string, v: unknown, expected: string): ItemError {
-  const got = v === null ? "null" : Array.isArray(v) ? "an array" : v instanceof RawNumber ? "a number" : typeof v === "object" ? "an object" : `a ${typeof v}`;
+  const got =
+    v === null
+      ? "null"
+      : Array.isArray(v)
+        ? "an array"
+        : v instanceof RawNumber
+          ? "a number"
+          : typeof v === "object"
+            ? "an object"
+            : `a ${typeof v}`;
   return { field, code: "MALFORMED_LINE", message: `${field} must be ${expected}, not ${got}` };
 }
 

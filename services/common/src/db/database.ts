@@ -51,7 +51,11 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
         kind: SpanKind.CLIENT,
         startTime: end - event.queryDurationMillis,
         // A 1,000-row insert repeats its placeholder tuple 1,000 times: the head says what it is.
-        attributes: { "db.system.name": "mysql", "db.namespace": database, "db.query.text": sql.length > 2048 ? `${sql.slice(0, 2048)}…` : sql },
+        attributes: {
+          "db.system.name": "mysql",
+          "db.namespace": database,
+          "db.query.text": sql.length > 2048 ? `${sql.slice(0, 2048)}…` : sql,
+        },
       });
       if (event.level === "error") span.setStatus({ code: SpanStatusCode.ERROR, message: errorCode(event.error) });
       span.end(end);
@@ -81,7 +85,12 @@ export interface PoolStats {
  */
 export function poolStats(db: object): PoolStats | undefined {
   const pool = pools.get(db) as unknown as
-    | { _allConnections?: { length?: unknown }; _freeConnections?: { length?: unknown }; _connectionQueue?: { length?: unknown }; config?: { connectionLimit?: unknown } }
+    | {
+        _allConnections?: { length?: unknown };
+        _freeConnections?: { length?: unknown };
+        _connectionQueue?: { length?: unknown };
+        config?: { connectionLimit?: unknown };
+      }
     | undefined;
   const all = pool?._allConnections?.length;
   const free = pool?._freeConnections?.length;

@@ -38,7 +38,10 @@ export function stripDeferMark(sql: string): string {
 
 /** deferWrite queues a write on the transaction's connection (see above). */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
-export async function deferWrite(trx: Transaction<any> | Kysely<any>, query: { sql: string; parameters: readonly unknown[] }): Promise<void> {
+export async function deferWrite(
+  trx: Transaction<any> | Kysely<any>,
+  query: { sql: string; parameters: readonly unknown[] },
+): Promise<void> {
   // Not copied (a bulk chunk's insert binds thousands of values); nothing writes to it.
   await trx.executeQuery(CompiledQuery.raw(MARK + query.sql, query.parameters as unknown[]));
 }
@@ -89,7 +92,8 @@ function patch(connection: PoolConnection): void {
     const head = sql.slice(0, 24).trimStart().toLowerCase();
     if (sql.startsWith(MARK)) {
       const statement: Pending = { sql: sql.slice(MARK.length), parameters: params };
-      if (!inTransaction) return query(statement.sql, statement.parameters, (error: Error | null) => (error ? cb(error) : cb(null, OK, undefined)));
+      if (!inTransaction)
+        return query(statement.sql, statement.parameters, (error: Error | null) => (error ? cb(error) : cb(null, OK, undefined)));
       pending.push(statement);
       queueMicrotask(() => cb(null, OK, undefined));
       return undefined;

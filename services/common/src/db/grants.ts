@@ -63,10 +63,13 @@ export async function planGrants(db: Kysely<any>, target: GrantTarget): Promise<
       WHERE GRANTEE = ${grantee} AND TABLE_SCHEMA = ${target.database}`.execute(db)
   ).rows;
   for (const [table, columns] of Object.entries(target.appendOnly)) {
-    const excess = [...new Set(tablePrivileges.filter((p) => p.table === table && !["SELECT", "INSERT"].includes(p.privilege)).map((p) => p.privilege))];
+    const excess = [
+      ...new Set(tablePrivileges.filter((p) => p.table === table && !["SELECT", "INSERT"].includes(p.privilege)).map((p) => p.privilege)),
+    ];
     if (excess.length > 0) statements.push(`REVOKE ${excess.join(", ")} ON ${schema}.${quoteName(table)} FROM ${account}`);
     const extraColumns = columnPrivileges.filter((p) => p.table === table && !(p.privilege === "UPDATE" && columns.includes(p.column)));
-    for (const p of extraColumns) statements.push(`REVOKE ${p.privilege} (${quoteName(p.column)}) ON ${schema}.${quoteName(table)} FROM ${account}`);
+    for (const p of extraColumns)
+      statements.push(`REVOKE ${p.privilege} (${quoteName(p.column)}) ON ${schema}.${quoteName(table)} FROM ${account}`);
   }
   for (const table of tables) {
     const columns = target.appendOnly[table];
@@ -86,10 +89,14 @@ export async function planGrants(db: Kysely<any>, target: GrantTarget): Promise<
   const wideDb = schemaWide.filter((p) => WIDE.includes(p));
   const wideAll = global.filter((p) => WIDE.includes(p));
   if (wideDb.length > 0) {
-    warnings.push(`${account} holds ${wideDb.join(", ")} on ${schema}.*, which overrides the table grants: REVOKE ${wideDb.join(", ")} ON ${schema}.* FROM ${account}`);
+    warnings.push(
+      `${account} holds ${wideDb.join(", ")} on ${schema}.*, which overrides the table grants: REVOKE ${wideDb.join(", ")} ON ${schema}.* FROM ${account}`,
+    );
   }
   if (wideAll.length > 0) {
-    warnings.push(`${account} holds ${wideAll.join(", ")} on *.*, which overrides the table grants: REVOKE ${wideAll.join(", ")} ON *.* FROM ${account}`);
+    warnings.push(
+      `${account} holds ${wideAll.join(", ")} on *.*, which overrides the table grants: REVOKE ${wideAll.join(", ")} ON *.* FROM ${account}`,
+    );
   }
   return { statements, warnings };
 }

@@ -1,13 +1,4 @@
-import {
-  context,
-  propagation,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Attributes,
-  type Context,
-} from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context } from "@opentelemetry/api";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -21,15 +12,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import {
-  connect,
-  errors,
-  headers as natsHeaders,
-  millis,
-  nanos,
-  type MsgHdrs,
-  type NatsConnection,
-} from "@nats-io/transport-node";
+import { connect, errors, headers as natsHeaders, millis, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../observe/log.ts";
 import { linkToActive } from "../observe/trace-context.ts";
 import { pause } from "../pause.ts";
@@ -449,19 +432,17 @@ export function consumeWorkQueue(
     }
   }
 
-  async function poison(
-    m: JsMsg,
-    msg: WorkMessage,
-    error: unknown,
-    ctx: Context,
-    fields: Record<string, unknown>,
-  ): Promise<void> {
+  async function poison(m: JsMsg, msg: WorkMessage, error: unknown, ctx: Context, fields: Record<string, unknown>): Promise<void> {
     try {
       await context.with(ctx, () => onPoison(msg, error));
     } catch (poisonError) {
       if (spec.whenPoisonFails === "terminate") {
         m.term();
-        log.error("poison handler failed; message terminated, to be re-published from the source of truth", { ...fields, error, poisonError });
+        log.error("poison handler failed; message terminated, to be re-published from the source of truth", {
+          ...fields,
+          error,
+          poisonError,
+        });
         return;
       }
       // Not terminated: the message stays in the stream for an operator to inspect.
@@ -540,11 +521,7 @@ export function consumeWorkQueue(
  * runHandler runs fn, telling the server every ack_wait/2 that the message
  * is still being worked on; it returns the thrown error, if any.
  */
-async function runHandler(
-  m: JsMsg,
-  limits: ConsumerLimits,
-  fn: () => Promise<void>,
-): Promise<{ error: unknown } | undefined> {
+async function runHandler(m: JsMsg, limits: ConsumerLimits, fn: () => Promise<void>): Promise<{ error: unknown } | undefined> {
   const keepAlive = setInterval(() => m.working(), Math.max(limits.ackWaitMs / 2, 50));
   try {
     await fn();

@@ -32,7 +32,8 @@ export async function startMetricsServer(options: {
     if (path === "/metrics") {
       registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
-        (error: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`collecting metrics failed: ${(error as Error).message}\n`),
+        (error: unknown) =>
+          res.writeHead(500, { "content-type": "text/plain" }).end(`collecting metrics failed: ${(error as Error).message}\n`),
       );
     } else if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
@@ -46,7 +47,11 @@ export async function startMetricsServer(options: {
   server.keepAliveTimeout = 65_000; // longer than Prometheus's idle timeout, so scrapes reuse connections
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(error.code === "EADDRINUSE" ? new Error(`METRICS_PORT ${options.port} is in use (set METRICS_PORT=0 for any free port, or off)`, { cause: error }) : error),
+      reject(
+        error.code === "EADDRINUSE"
+          ? new Error(`METRICS_PORT ${options.port} is in use (set METRICS_PORT=0 for any free port, or off)`, { cause: error })
+          : error,
+      ),
     );
     server.listen(options.port, options.host, () => resolve());
   });

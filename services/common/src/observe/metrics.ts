@@ -110,7 +110,12 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
     Promise.all(
       [...consumers].map(async ([key, c]) => {
         const ci = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), COLLECT_TIMEOUT_MS).catch(() => undefined);
-        const lag: Lag | undefined = ci && { pending: ci.num_pending, ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered, waiting: ci.num_waiting };
+        const lag: Lag | undefined = ci && {
+          pending: ci.num_pending,
+          ackPending: ci.num_ack_pending,
+          redelivered: ci.num_redelivered,
+          waiting: ci.num_waiting,
+        };
         return [key, lag] as const;
       }),
     ).then((entries) => new Map(entries.filter((e): e is readonly [string, Lag] => e[1] !== undefined))),
@@ -130,7 +135,11 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
         }
       },
     });
-  lagGauge("stockroom_jetstream_consumer_pending_messages", "Messages in the stream not yet delivered to any worker (queue lag).", "pending");
+  lagGauge(
+    "stockroom_jetstream_consumer_pending_messages",
+    "Messages in the stream not yet delivered to any worker (queue lag).",
+    "pending",
+  );
   lagGauge("stockroom_jetstream_consumer_ack_pending_messages", "Messages delivered to workers and not yet acknowledged.", "ackPending");
   lagGauge("stockroom_jetstream_consumer_redelivered_messages", "Unacknowledged messages delivered more than once.", "redelivered");
   lagGauge("stockroom_jetstream_consumer_waiting_pulls", "Pull requests waiting for messages (idle worker capacity).", "waiting");

@@ -31,7 +31,10 @@ export function mysqlCheck(url: string): DependencyCheck {
   const drop = () => {
     const old = conn;
     conn = undefined;
-    void old?.then((c) => c.destroy(), () => {});
+    void old?.then(
+      (c) => c.destroy(),
+      () => {},
+    );
   };
   return {
     name: "mysql",

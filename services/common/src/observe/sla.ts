@@ -128,7 +128,9 @@ export function startCallRecorder(options: {
           latency_buckets: JSON.stringify(Object.fromEntries(m.buckets)),
         }));
         await untraced(() =>
-          insertRows(options.db, "rpc_call_minutes", rows, { onDuplicateKeyUpdate: ["calls", "client_errors", "server_errors", "latency_buckets"] }),
+          insertRows(options.db, "rpc_call_minutes", rows, {
+            onDuplicateKeyUpdate: ["calls", "client_errors", "server_errors", "latency_buckets"],
+          }),
         );
       }
     } catch (error) {

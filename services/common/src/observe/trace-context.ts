@@ -3,15 +3,7 @@
  * bulk job) so work done later, in another process, joins the trace of the
  * call that caused it.
  */
-import {
-  context,
-  createContextKey,
-  propagation,
-  ROOT_CONTEXT,
-  trace,
-  type Context,
-  type Link,
-} from "@opentelemetry/api";
+import { context, createContextKey, propagation, ROOT_CONTEXT, trace, type Context, type Link } from "@opentelemetry/api";
 
 /**
  * serializeTraceContext returns ctx's W3C trace context (traceparent and

@@ -19,9 +19,7 @@ export function decodePageToken(token: string, filters: unknown): unknown[] | un
   } catch {
     // fall through to the error below
   }
-  throw new InvalidArgumentError([
-    { field: "page_token", description: "is not a token returned by this query with these filters" },
-  ]);
+  throw new InvalidArgumentError([{ field: "page_token", description: "is not a token returned by this query with these filters" }]);
 }
 
 /** pageSize applies AIP-158 defaults: 0 means fallback, above max is clamped, negative is an error. */
@@ -31,5 +29,8 @@ export function pageSize(requested: number, fallback: number, max: number): numb
 }
 
 function filterHash(filters: unknown): string {
-  return createHash("sha256").update(JSON.stringify(filters ?? null)).digest("base64url").slice(0, 12);
+  return createHash("sha256")
+    .update(JSON.stringify(filters ?? null))
+    .digest("base64url")
+    .slice(0, 12);
 }

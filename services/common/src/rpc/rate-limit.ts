@@ -44,7 +44,10 @@ export function createRateLimiter(limit: RateLimit, options: { maxKeys?: number;
       buckets.set(key, bucket);
       if (bucket.tokens < 1) {
         const retryAfterMs = Math.ceil((1 - bucket.tokens) / perMs);
-        throw new RateLimitedError(`rate limit of ${limit.ratePerSec} calls per second exceeded; retry in ${retryAfterMs} ms`, retryAfterMs);
+        throw new RateLimitedError(
+          `rate limit of ${limit.ratePerSec} calls per second exceeded; retry in ${retryAfterMs} ms`,
+          retryAfterMs,
+        );
       }
       bucket.tokens -= 1;
     },

@@ -51,9 +51,7 @@ export function toConnectError(error: unknown, log: Logger, procedure: string): 
     ]);
   }
   if (error instanceof EtagMismatchError) {
-    return new ConnectError(error.message, Code.Aborted, undefined, [
-      info("ETAG_MISMATCH", { current_etag: error.currentEtag }),
-    ]);
+    return new ConnectError(error.message, Code.Aborted, undefined, [info("ETAG_MISMATCH", { current_etag: error.currentEtag })]);
   }
   if (error instanceof PreconditionError) {
     return new ConnectError(error.message, Code.FailedPrecondition, undefined, [
