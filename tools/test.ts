@@ -1,6 +1,7 @@
 /**
- * `npm test`: type-check everything, then run every ava test file (contracts
- * lint/breaking/codegen checks included) against the real MariaDB.
+ * `npm test`: type-check everything, lint and check formatting (Biome), then
+ * run every ava test file (contracts lint/breaking/codegen checks included)
+ * against the real MariaDB and NATS.
  */
 import { spawnSync } from "node:child_process";
 import path from "node:path";
@@ -18,6 +19,7 @@ function step(title: string, cmd: string, args: string[]): void {
 }
 
 step("type-check (tsc)", bin("tsc"), ["-p", "."]);
+step("lint and format check (biome ci)", bin("biome"), ["ci", "--colors=off", "."]);
 
 // ava's own summary ("12 tests passed") is echoed, then restated as one
 // plain "tests: N passed, N failed" line that any CI log reader understands.

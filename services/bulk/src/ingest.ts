@@ -93,13 +93,11 @@ export async function ingest(
   await setJobFile(db, ref, { fileSize: size, contentSha256: sha });
   await finishStaging(db, ref, staged, options.dryRun);
   if (deps.metrics) bulkMetrics(deps.metrics.registry).items.inc({ outcome: "invalid" }, staged.invalid);
-  trace
-    .getActiveSpan()
-    ?.setAttributes({
-      "stockroom.bulk.items": staged.total,
-      "stockroom.bulk.items.invalid": staged.invalid,
-      "stockroom.bulk.chunks": staged.chunks,
-    });
+  trace.getActiveSpan()?.setAttributes({
+    "stockroom.bulk.items": staged.total,
+    "stockroom.bulk.items.invalid": staged.invalid,
+    "stockroom.bulk.chunks": staged.chunks,
+  });
   if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;
 }

@@ -87,13 +87,11 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
           const rolled = await rollbackChunk(db, chunk);
           metrics?.chunkDuration.observe({ kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" }, seconds());
           if (!rolled.noop) {
-            trace
-              .getActiveSpan()
-              ?.setAttributes({
-                "stockroom.bulk.outcome": "rolled_back",
-                "stockroom.bulk.items.rolled_back": rolled.rolledBack,
-                "stockroom.bulk.items.conflict": rolled.conflict,
-              });
+            trace.getActiveSpan()?.setAttributes({
+              "stockroom.bulk.outcome": "rolled_back",
+              "stockroom.bulk.items.rolled_back": rolled.rolledBack,
+              "stockroom.bulk.items.conflict": rolled.conflict,
+            });
             metrics?.rollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
             metrics?.rollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
             log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });

@@ -37,22 +37,20 @@ function jobFinished(merchantId: string, job: BulkJob) {
     BulkJobEventSchema,
     create(BulkJobEventSchema, { eventId, merchantId, type: BulkJobEventType.FINISHED, job, occurTime: timestampFromDate(at) }),
   );
-  return api.api.db
-    .transaction()
-    .execute((trx) =>
-      appendOutbox(trx, [
-        {
-          merchantId,
-          eventId,
-          aggregateType: "bulk_job",
-          aggregateId: job.id,
-          aggregateVersion: Number(job.version),
-          eventType: "bulk_job.finished",
-          payload,
-          createdAt: at,
-        },
-      ]),
-    );
+  return api.api.db.transaction().execute((trx) =>
+    appendOutbox(trx, [
+      {
+        merchantId,
+        eventId,
+        aggregateType: "bulk_job",
+        aggregateId: job.id,
+        aggregateVersion: Number(job.version),
+        eventType: "bulk_job.finished",
+        payload,
+        createdAt: at,
+      },
+    ]),
+  );
 }
 
 const secrets = new Map<string, string>();

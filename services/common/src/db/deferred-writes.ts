@@ -37,8 +37,8 @@ export function stripDeferMark(sql: string): string {
 }
 
 /** deferWrite queues a write on the transaction's connection (see above). */
-// biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 export async function deferWrite(
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
   trx: Transaction<any> | Kysely<any>,
   query: { sql: string; parameters: readonly unknown[] },
 ): Promise<void> {
