@@ -9,6 +9,7 @@
  * applied → rollback_queued → rolled_back (or failed).
  */
 import type { ExpressionBuilder } from "kysely";
+import { deleteInBatches } from "@stockroom/common/db";
 import type { ChunkRef, JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobChunkRow, BulkTables, BulkTx } from "./store.ts";
 
@@ -215,4 +216,18 @@ export function jobsWithUnpublished(db: BulkDb, limit: number) {
     .groupBy(["merchant_id", "job_id"])
     .limit(limit)
     .execute();
+}
+
+/** deleteChunks removes a job's ledger (retention, or a discarded duplicate upload), batch rows per statement. */
+export function deleteChunks(db: BulkDb, ref: JobRef, batch: number): Promise<number> {
+  return deleteInBatches(
+    () =>
+      db
+        .deleteFrom("bulk_job_chunks")
+        .where("merchant_id", "=", ref.merchantId)
+        .where("job_id", "=", ref.jobId)
+        .limit(batch)
+        .executeTakeFirst(),
+    batch,
+  );
 }

@@ -10,7 +10,8 @@ import { trace } from "@opentelemetry/api";
 import type { Metrics } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { inTransaction } from "@stockroom/common/db";
-import { cancelChunks } from "./chunks.ts";
+import { cancelChunks, deleteChunks } from "./chunks.ts";
+import { deleteItems } from "./items.ts";
 import { bulkMetrics } from "./metrics.ts";
 import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
@@ -113,8 +114,7 @@ async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, e
 
 /** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */
 async function discardJob(db: BulkDb, ref: { merchantId: string; jobId: string }) {
-  for (const table of ["bulk_job_items", "bulk_job_chunks"] as const) {
-    await db.deleteFrom(table).where("merchant_id", "=", ref.merchantId).where("job_id", "=", ref.jobId).execute();
-  }
+  await deleteItems(db, ref, 5_000);
+  await deleteChunks(db, ref, 5_000);
   await deleteJobRow(db, ref);
 }

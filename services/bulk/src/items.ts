@@ -1,11 +1,11 @@
 /**
  * Item outcomes in bulk_job_items: what chunk transactions record for each
- * staged line (staging itself writes the rows, stage.ts).
+ * staged line (staging itself writes the rows, stage.ts), and their removal.
  */
-import { insertRows } from "@stockroom/common/db";
-import type { ChunkRef, ItemOutcome } from "./domain.ts";
+import { deleteInBatches, insertRows } from "@stockroom/common/db";
+import type { ChunkRef, ItemOutcome, JobRef } from "./domain.ts";
 import type { ItemError } from "./parse/types.ts";
-import type { BulkTx } from "./store.ts";
+import type { BulkDb, BulkTx } from "./store.ts";
 
 /** ItemOutcomeRow is the outcome a chunk transaction records for one line. */
 export interface ItemOutcomeRow {
@@ -67,4 +67,18 @@ export async function failPendingItems(
     .where("outcome", "=", "pending")
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
+}
+
+/** deleteItems removes a job's staged lines and outcomes (retention, or a discarded duplicate upload), batch rows per statement. */
+export function deleteItems(db: BulkDb, ref: JobRef, batch: number): Promise<number> {
+  return deleteInBatches(
+    () =>
+      db
+        .deleteFrom("bulk_job_items")
+        .where("merchant_id", "=", ref.merchantId)
+        .where("job_id", "=", ref.jobId)
+        .limit(batch)
+        .executeTakeFirst(),
+    batch,
+  );
 }

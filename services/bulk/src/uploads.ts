@@ -5,7 +5,7 @@
  * part that would leave a gap is refused with the committed size, which is
  * where the client resumes.
  */
-import { inTransaction, jsonColumn } from "@stockroom/common/db";
+import { deleteInBatches, inTransaction, jsonColumn } from "@stockroom/common/db";
 import { InvalidArgumentError, NotFoundError, PreconditionError, newUlid, ULID_PATTERN } from "@stockroom/common";
 import type { NewJob } from "./jobs.ts";
 import type { BulkDb, BulkTx, BulkUploadRow } from "./store.ts";
@@ -156,4 +156,32 @@ export async function linkUploadJob(db: BulkDb, merchantId: string, uploadId: st
     .where("merchant_id", "=", merchantId)
     .where("upload_id", "=", uploadId)
     .execute();
+}
+
+/**
+ * pruneExpiredUploads removes up to `limit` resumable uploads past their
+ * expiry with their stored parts, and returns how many (a maintenance sweep
+ * over all merchants; each upload's rows are deleted by merchant-leading key).
+ */
+export async function pruneExpiredUploads(db: BulkDb, now: Date, limit: number): Promise<number> {
+  const uploads = await db
+    .selectFrom("bulk_uploads")
+    .select(["merchant_id", "upload_id"])
+    .where("expires_at", "<", now)
+    .limit(limit)
+    .execute();
+  for (const u of uploads) {
+    await deleteInBatches(
+      () =>
+        db
+          .deleteFrom("bulk_upload_parts")
+          .where("merchant_id", "=", u.merchant_id)
+          .where("upload_id", "=", u.upload_id)
+          .limit(100)
+          .executeTakeFirst(),
+      100,
+    );
+    await db.deleteFrom("bulk_uploads").where("merchant_id", "=", u.merchant_id).where("upload_id", "=", u.upload_id).execute();
+  }
+  return uploads.length;
 }

@@ -296,3 +296,13 @@ export const commonMigrations: MigrationSet = {
   name: "common",
   folder: path.join(import.meta.dirname, "..", "..", "migrations"),
 };
+
+/** deleteInBatches repeats a DELETE … LIMIT batch (run) until it deletes fewer than batch rows, and returns how many it deleted. */
+export async function deleteInBatches(run: () => Promise<{ numDeletedRows: bigint }>, batch: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = Number((await run()).numDeletedRows);
+    total += deleted;
+    if (deleted < batch) return total;
+  }
+}

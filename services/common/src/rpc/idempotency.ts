@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
-import { ER_DUP_ENTRY, inTransaction, mysqlErrno } from "../db/database.ts";
+import { deleteInBatches, ER_DUP_ENTRY, inTransaction, mysqlErrno } from "../db/database.ts";
 import { deferWrite } from "../db/deferred-writes.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "../errors.ts";
 
@@ -107,4 +107,14 @@ function stableStringify(value: unknown): string {
     return `{${entries.join(",")}}`;
   }
   return JSON.stringify(value);
+}
+
+/**
+ * pruneIdempotencyKeys deletes the stored requests older than `before`, batch
+ * rows per statement so none holds locks for long (AIP-155 promises a
+ * retry window of at least 24 hours; callers keep them longer). It is a
+ * maintenance sweep over all merchants: on Vitess it runs against each shard.
+ */
+export function pruneIdempotencyKeys(db: Kysely<CommonTables>, before: Date, batch: number): Promise<number> {
+  return deleteInBatches(() => db.deleteFrom("idempotency_keys").where("created_at", "<", before).limit(batch).executeTakeFirst(), batch);
 }
