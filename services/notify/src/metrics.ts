@@ -4,7 +4,8 @@
  * dispatcher. The names, help and labels are what tools/observability's
  * alerts and dashboard read.
  */
-import { Counter, Gauge, type Registry } from "prom-client";
+import { counterOf } from "@stockroom/common/observe";
+import { Gauge, type Registry } from "prom-client";
 
 /** DispatcherStatsLike is what registerDispatcherMetrics reads of the webhook dispatcher's stats() (dispatcher.ts). */
 export interface DispatcherStatsLike {
@@ -14,21 +15,6 @@ export interface DispatcherStatsLike {
   /** Deliveries given up into the dead-letter list. */
   dead: number;
   inflight: number;
-}
-
-/** counterOf exports a running total kept elsewhere (a stats() field) as a Prometheus counter, read at each scrape. */
-function counterOf(registers: Registry[], name: string, help: string, read: () => number): void {
-  let seen = 0;
-  new Counter({
-    name,
-    help,
-    registers,
-    collect() {
-      const now = read();
-      if (now > seen) this.inc(now - seen);
-      seen = now;
-    },
-  });
 }
 
 /** registerDispatcherMetrics exports a webhook dispatcher's stats() (stockroom_webhook_*) in the process running it. */
