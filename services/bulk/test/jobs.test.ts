@@ -1,0 +1,89 @@
+import test from "ava";
+import { catalogMigrations } from "@stockroom/catalog";
+import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
+import { createMerchant } from "@stockroom/common/rpc";
+import { testDatabaseUrl } from "@stockroom/common/testing";
+import { eventsMigrations } from "@stockroom/events";
+import { canMove, FINAL_STATES, NEXT_STATES, statesInto, type JobState } from "../src/domain.ts";
+import { createJob, findJob, moveJob } from "../src/jobs.ts";
+import { finishStaging, stageLines } from "../src/stage.ts";
+import { bulkMigrations, type BulkDb } from "../src/store.ts";
+
+const url = testDatabaseUrl("bulk_jobs");
+await ensureDatabase(url);
+const db: BulkDb = createDatabase({ url, poolSize: 4 });
+await migrateToLatest(db, [commonMigrations, eventsMigrations, catalogMigrations, bulkMigrations]);
+const { merchantId } = await createMerchant(db, "Jobs merchant");
+test.after.always(async () => {
+  await db.destroy();
+  await dropDatabase(url);
+});
+
+const STATES = Object.keys(NEXT_STATES) as JobState[];
+
+test("the state machine: a final state only leads to a rollback, a rolled-back job is done, and statesInto inverts NEXT_STATES", (t) => {
+  for (const s of FINAL_STATES) t.deepEqual(NEXT_STATES[s], s === "rolled_back" ? [] : ["rolling_back"], s);
+  for (const to of STATES) {
+    for (const from of STATES) t.is(statesInto(to).includes(from), canMove(from, to), `${from} → ${to}`);
+  }
+  t.false(canMove("running", "queued"), "no way back");
+  t.false(canMove("succeeded", "cancelled"), "a finished job cannot be cancelled");
+});
+
+async function newJob(): Promise<{ merchantId: string; jobId: string }> {
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: "f.csv",
+  });
+  return { merchantId, jobId };
+}
+
+async function outboxEvents(jobId: string): Promise<number> {
+  const rows = await db
+    .selectFrom("outbox_events")
+    .select("event_id")
+    .where("merchant_id", "=", merchantId)
+    .where("aggregate_id", "=", jobId)
+    .execute();
+  return rows.length;
+}
+
+test("moveJob refuses a move the state machine does not allow and changes nothing", async (t) => {
+  const ref = await newJob();
+  t.false(await inTransaction(db, (trx) => moveJob(trx, ref, "running", new Date())), "receiving cannot jump to running");
+  t.false(await inTransaction(db, (trx) => moveJob(trx, ref, "rolled_back", new Date())));
+  const job = (await findJob(db, merchantId, ref.jobId))!;
+  t.is(job.state, "receiving");
+  t.is(Number(job.version), 1);
+  t.is(await outboxEvents(ref.jobId), 0);
+});
+
+test("ending a job writes its bulk_job.finished event once, in the same transaction; a second end is refused", async (t) => {
+  const ref = await newJob();
+  t.true(await inTransaction(db, (trx) => moveJob(trx, ref, "cancelled", new Date())));
+  t.false(await inTransaction(db, (trx) => moveJob(trx, ref, "failed", new Date(), { error: "late" })), "cancelled is final");
+  const job = (await findJob(db, merchantId, ref.jobId))!;
+  t.is(job.state, "cancelled");
+  t.is(job.error, "");
+  t.truthy(job.ended_at);
+  t.is(await outboxEvents(ref.jobId), 1);
+});
+
+test("a job cancelled while its file was being staged stays cancelled when staging finishes", async (t) => {
+  const ref = await newJob();
+  async function* lines() {
+    yield { line: 2, kind: "valid" as const, item: { sku: "STAGED-1", title: "One", priceMinor: 100, currency: "EUR" } };
+    // The merchant cancels while the file is still being read.
+    await inTransaction(db, (trx) => moveJob(trx, ref, "cancelled", new Date()));
+    yield { line: 3, kind: "valid" as const, item: { sku: "STAGED-2", title: "Two", priceMinor: 100, currency: "EUR" } };
+  }
+  const staged = await stageLines(db, ref, lines(), { chunkSize: 1000, stagedVersions: false });
+  t.is(await finishStaging(db, ref, staged, false), "cancelled");
+  const job = (await findJob(db, merchantId, ref.jobId))!;
+  t.is(job.state, "cancelled", "staging did not overwrite the cancel with QUEUED");
+  t.is(await outboxEvents(ref.jobId), 1, "one finished event: the cancel's");
+});
