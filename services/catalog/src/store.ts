@@ -2,7 +2,7 @@ import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, jsonColumn, type MigrationSet, deferWrite, type CommonTables } from "@stockroom/common/db";
 import type { EventTables } from "@stockroom/events";
-import { LIMITS, type Product, type ProductStatus } from "./domain.ts";
+import type { Product, ProductStatus } from "./domain.ts";
 
 /** catalogMigrations is the folder of the catalog's own tables. */
 export const catalogMigrations: MigrationSet = {
@@ -195,12 +195,16 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
 }
 
 /**
- * moveStockRow adds delta to a product's stock and bumps its version, only
- * if the row is still at the version the caller read and the stock stays
- * within bounds: `UPDATE … SET stock = stock + ? … WHERE … AND stock >= ?`.
- * The caller holds the row's lock and checked the stock under it, so the
- * condition always holds; it and the table's CHECK (stock >= 0) are what
- * rule out overselling even so. Deferred: it rides with the COMMIT.
+ * moveStockRow adds delta to a product's stock and bumps its version, if the
+ * row is still at the version the caller read: `UPDATE … SET stock = stock +
+ * ?, version = version + 1 … WHERE … AND version = ?`. The caller holds the
+ * row's lock and checked the stock under it; should that check ever be
+ * wrong, the table's CHECK (stock >= 0) and the INT column's range fail the
+ * statement, and with it the transaction's COMMIT (it is deferred and rides
+ * with the COMMIT), so a stock move never half-happens: no audit entry or
+ * event without the stock change, no order without its reservation. (A
+ * `WHERE … AND stock >= ?` guard would instead match no row and let the
+ * transaction commit its audit entry, event and order regardless.)
  */
 export async function moveStockRow(
   trx: CatalogTx,
@@ -215,8 +219,6 @@ export async function moveStockRow(
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", product.sku)
     .where("version", "=", product.version)
-    .where("stock", ">=", Math.max(0, -delta))
-    .where("stock", "<=", LIMITS.stock - Math.max(0, delta))
     .compile();
   await deferWrite(trx, update);
 }
