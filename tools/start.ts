@@ -31,6 +31,8 @@ const search = parseSearchConfig(process.env);
 const events = parseEventStreamConfig(process.env);
 // Locally, webhooks may target loopback and private addresses (a receiver on this machine); WEBHOOK_ALLOW_PRIVATE_TARGETS=false refuses them.
 const notify = parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", ...process.env });
+// BULK_WORKERS_IN_PROCESS=false leaves bulk jobs to workers run separately (node services/bulk/src/worker-main.ts).
+const workersInProcess = parseFlag("BULK_WORKERS_IN_PROCESS", true);
 const draining = new AbortController();
 const log = createLogger("stockroom", config.logLevel);
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log });
@@ -43,7 +45,6 @@ const api = await startApi<StockroomTables>({
   nats: nats.nc,
   modules: (db, { metrics }) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
-    // Contracts land before their implementations: unimplemented calls answer UNIMPLEMENTED.
     bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics }),
     ordersModule(db, { ...orders, shutdown: draining.signal, metrics }),
     notifyModule(db, notify),
@@ -90,20 +91,25 @@ Try it:
 
 Metrics: ${api.metricsServer ? `${api.metricsServer.url}/metrics` : "off (METRICS_PORT)"}
 
+Bulk workers: ${workersInProcess ? "in this process" : "not here (BULK_WORKERS_IN_PROCESS=false): run node services/bulk/src/worker-main.ts"}
+
 Ctrl-C drains in-flight calls and stops.
 `);
-const worker = await startBulkWorker({
-  db: api.db,
-  nats,
-  queue: bulk.queue,
-  log,
-  concurrency: bulk.workerConcurrency,
-  reconcileEveryMs: bulk.reconcileEveryMs,
-  pruneEveryMs: bulk.pruneEveryMs,
-  retention: bulk.retention,
-  sealEveryMs: bulk.sealEveryMs,
-  metrics: api.metrics,
-});
+const worker = workersInProcess
+  ? await startBulkWorker({
+      db: api.db,
+      nats,
+      queue: bulk.queue,
+      log,
+      concurrency: bulk.workerConcurrency,
+      reconcileEveryMs: bulk.reconcileEveryMs,
+      pruneEveryMs: bulk.pruneEveryMs,
+      retention: bulk.retention,
+      sealEveryMs: bulk.sealEveryMs,
+      metrics: api.metrics,
+    })
+  : undefined;
+if (!worker) log.info("bulk workers not started here (BULK_WORKERS_IN_PROCESS=false): run node services/bulk/src/worker-main.ts");
 const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });
 registerRelayMetrics(api.metrics.registry, relay);
 api.metrics.watchConsumer(nats.jsm, events.stream, search.projector.durable);
@@ -121,7 +127,7 @@ const sweeper = startOrderSweeper({ db: api.db, log, everyMs: orders.sweepEveryM
 stopOnSignals(async () => {
   draining.abort(); // end order watches so they do not hold up the drain
   await api.server.close(); // stop taking uploads first
-  await worker.stop();
+  await worker?.stop();
   await sweeper.stop();
   await relay.stop();
   await webhooks.stop();
@@ -130,3 +136,12 @@ stopOnSignals(async () => {
   await nats.close();
   await searchDb.destroy();
 }, api.log);
+
+/** parseFlag reads a true/false environment setting; anything else stops start-up with a clear message. */
+function parseFlag(name: string, fallback: boolean): boolean {
+  const raw = process.env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new Error(`${name} must be true or false, got ${JSON.stringify(process.env[name])}`);
+}

@@ -8,11 +8,11 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { BulkJobState, BulkItemOutcome, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
-import { InvalidArgumentError, NotFoundError, pause, PreconditionError, ULID_PATTERN } from "@stockroom/common";
+import { type FieldViolation, InvalidArgumentError, NotFoundError, pause, PreconditionError, ULID_PATTERN } from "@stockroom/common";
 import { inTransaction } from "@stockroom/common/db";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
-import { FINAL_STATES } from "./domain.ts";
+import { FINAL_STATES, type ConflictPolicy as PolicyName } from "./domain.ts";
 import { findJob, listJobs, moveJob } from "./jobs.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
@@ -29,6 +29,14 @@ type JobMethods =
   | "rollbackBulkJob";
 
 const STATE_NAMES = reverse(STATE_TO_PROTO);
+/** A rollback's conflict policies: SKIP unless the caller says OVERWRITE; any other value is refused. */
+const ROLLBACK_POLICIES = new Map<ConflictPolicy, PolicyName>([
+  [ConflictPolicy.UNSPECIFIED, "skip"],
+  [ConflictPolicy.SKIP, "skip"],
+  [ConflictPolicy.OVERWRITE, "overwrite"],
+]);
+/** The longest request_id any mutation accepts (as common's idempotency and the upload options). */
+const REQUEST_ID_MAX = 128;
 const OUTCOME_NAMES = reverse(OUTCOME_TO_PROTO);
 
 export interface BulkJobDeps {
@@ -124,10 +132,23 @@ export function createBulkJobMethods({
 
     async rollbackBulkJob(req, ctx) {
       const merchantId = principalOf(ctx).merchantId;
-      if (!ULID_PATTERN.test(req.jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
+      // Validated like every other mutation, before anything is read or changed.
+      const violations: FieldViolation[] = [];
+      if (!ULID_PATTERN.test(req.jobId)) violations.push({ field: "job_id", description: "is not a job id" });
+      const policy = ROLLBACK_POLICIES.get(req.conflictPolicy);
+      if (!policy) {
+        violations.push({
+          field: "conflict_policy",
+          description: `unknown policy ${req.conflictPolicy}: use SKIP (the default) or OVERWRITE`,
+        });
+      }
+      if (req.requestId.length > REQUEST_ID_MAX) {
+        violations.push({ field: "request_id", description: `must be at most ${REQUEST_ID_MAX} characters` });
+      }
+      if (violations.length > 0) throw new InvalidArgumentError(violations);
       const job = await findJob(db, merchantId, req.jobId);
       if (!job) throw new NotFoundError("bulk job", req.jobId);
-      await startRollback(db, job, req.conflictPolicy === ConflictPolicy.OVERWRITE ? "overwrite" : "skip");
+      await startRollback(db, job, policy!);
       if (nats) await topUp(db, nats, queue, { merchantId, jobId: job.job_id });
       return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },

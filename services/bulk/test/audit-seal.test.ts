@@ -23,6 +23,7 @@ const nats = await connectNats({ servers: "127.0.0.1:4222", name: "bulk-audit-se
 const suffix = randomBytes(4).toString("hex");
 const log = createLogger("bulk-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 test.after.always(async () => {
+  await nats.jsm.streams.delete(`BULK_T_seal_${suffix}`).catch(() => false);
   await nats.close();
   await db.destroy();
   await dropDatabase(url);

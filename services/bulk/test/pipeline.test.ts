@@ -24,7 +24,10 @@ const { merchantId } = await createMerchant(db, "Pipeline merchant");
 const nats = await connectNats({ servers: "127.0.0.1:4222", name: "bulk-pipeline-test" });
 const suffix = randomBytes(4).toString("hex");
 const log = createLogger("bulk-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
+/** Every stream this file's tests create, deleted when they end (nothing is left in NATS). */
+const streams = new Set<string>();
 test.after.always(async () => {
+  for (const name of streams) await nats.jsm.streams.delete(name).catch(() => false);
   await nats.close();
   await db.destroy();
   await dropDatabase(url);
@@ -38,6 +41,7 @@ test.after.always(async () => {
  * test ended (the "small job" test then waited forever). So the tests run serially.
  */
 function queueFor(name: string, overrides: Partial<QueueConfig> = {}): QueueConfig {
+  streams.add(overrides.stream ?? `BULK_T_${name}_${suffix}`);
   return {
     ...DEFAULT_QUEUE,
     stream: `BULK_T_${name}_${suffix}`,

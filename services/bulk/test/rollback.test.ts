@@ -2,6 +2,7 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { ChangeSourceKind } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { BadRequestSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { startBulkHarness } from "./harness.ts";
 
 const h = await startBulkHarness("rollback", { chunkSize: 20 });
@@ -72,4 +73,27 @@ test.serial("a dry run, or another merchant's job, cannot be rolled back", async
   t.is(ConnectError.from(await t.throwsAsync(h.bulk.rollbackBulkJob({ jobId: job!.id }))).code, Code.FailedPrecondition);
   const other = h.api.client((await import("@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js")).BulkJobService, h.api.merchantB);
   t.is(ConnectError.from(await t.throwsAsync(other.rollbackBulkJob({ jobId: job!.id }))).code, Code.NotFound);
+});
+
+test.serial("a rollback with an unknown conflict policy or an oversized request_id is INVALID_ARGUMENT and changes nothing", async (t) => {
+  const job = await appliedJob(`V${h.suffix}`);
+  const violations = (e: unknown) =>
+    ConnectError.from(e)
+      .findDetails(BadRequestSchema)
+      .flatMap((d) => d.fieldViolations.map((v) => v.field));
+  const badPolicy = ConnectError.from(await t.throwsAsync(h.bulk.rollbackBulkJob({ jobId: job.id, conflictPolicy: 9 as ConflictPolicy })));
+  t.is(badPolicy.code, Code.InvalidArgument);
+  t.deepEqual(violations(badPolicy), ["conflict_policy"]);
+  t.regex(badPolicy.rawMessage, /unknown policy 9/);
+  const longId = ConnectError.from(await t.throwsAsync(h.bulk.rollbackBulkJob({ jobId: job.id, requestId: "r".repeat(10_000_000) })));
+  t.is(longId.code, Code.InvalidArgument);
+  t.deepEqual(violations(longId), ["request_id"]);
+  const both = ConnectError.from(
+    await t.throwsAsync(h.bulk.rollbackBulkJob({ jobId: "nope", conflictPolicy: -1 as ConflictPolicy, requestId: "r".repeat(129) })),
+  );
+  t.deepEqual(violations(both), ["job_id", "conflict_policy", "request_id"]);
+  const after = (await h.bulk.getBulkJob({ jobId: job.id })).job!;
+  t.is(after.state, BulkJobState.SUCCEEDED, "the job was not touched");
+  t.is(after.counts!.rolledBack, 0n);
+  t.is((await h.catalog.getProduct({ sku: `V${h.suffix}-OLD-7` })).product!.price!.minorUnits, 999n);
 });

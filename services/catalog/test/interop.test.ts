@@ -2,7 +2,7 @@ import path from "node:path";
 import test from "ava";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import { CatalogService, productInit, startCatalog } from "./helpers.ts";
 
@@ -69,6 +69,27 @@ test("grpc-js creates, reads and updates a product over plain gRPC", async (t) =
   const anonymous = await t.throwsAsync(unary(client, "GetProduct", { sku: "GRPC-1" }));
   t.is((anonymous as grpc.ServiceError).code, grpc.status.UNAUTHENTICATED);
   client.close();
+});
+
+test("grpc-js shows error messages as plain text, not percent-encoded; Connect clients too", async (t) => {
+  const { stockroom } = load("stockroom/catalog/v1/catalog_service.proto");
+  const client = new stockroom.catalog.v1.CatalogService(target, insecure);
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${api.merchantA.apiKey}`);
+  const bad = (await t.throwsAsync(
+    unary(client, "CreateProduct", { product: { sku: "GRPC-MSG", title: "", price: { currency_code: "EUR", minor_units: "-1" } } }, md),
+  )) as grpc.ServiceError;
+  t.is(bad.code, grpc.status.INVALID_ARGUMENT);
+  t.notRegex(bad.details, /%[0-9A-F]{2}/, "no percent-escapes left in the message");
+  t.regex(bad.details, /title: /);
+  // Non-ASCII survives both ways: a SKU with "é" and a "%" in a NOT_FOUND message.
+  const missing = (await t.throwsAsync(unary(client, "GetProduct", { sku: "café-100%" }, md))) as grpc.ServiceError;
+  t.is(missing.code, grpc.status.NOT_FOUND);
+  t.true(missing.details.includes("café-100%"), missing.details);
+  client.close();
+  const connect = api.client(CatalogService, api.merchantA);
+  const viaConnect = ConnectError.from(await t.throwsAsync(connect.getProduct({ sku: "café-100%" })));
+  t.true(viaConnect.rawMessage.includes("café-100%"), viaConnect.rawMessage);
 });
 
 test("grpc-js health check answers SERVING without a credential", async (t) => {

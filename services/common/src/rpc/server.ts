@@ -2,12 +2,20 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { uResponseNotFound, type UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { corsHandler } from "./cors.ts";
+import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, undecodableReplay } from "./decode.ts";
+import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
 import type { Logger } from "../observe/log.ts";
 import { registerReflection } from "./reflection.ts";
@@ -45,14 +53,31 @@ export interface ApiServer {
  */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
-  const handler = connectNodeAdapter({
-    routes(router) {
-      options.routes(router);
-      health.register(router);
-      registerReflection(router, [...options.services, Health, ServerReflection, ServerReflectionAlpha]);
-    },
-    interceptors: options.interceptors,
+  const router = createConnectRouter({
+    // Undecodable requests are INVALID_ARGUMENT, answered and counted through the whole chain (decode.ts).
+    interceptors: [createEnteredInterceptor(), ...options.interceptors, createDecodeInterceptor()],
+    requestGate: decodeRequestGate,
+    acceptCompression: [compressionGzip, compressionBrotli],
   });
+  options.routes(router);
+  health.register(router);
+  registerReflection(router, [...options.services, Health, ServerReflection, ServerReflectionAlpha]);
+  const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, undecodableReplay(h)]));
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const uHandler = paths.get(req.url?.split("?", 2)[0] ?? "");
+    if (!uHandler) {
+      res.writeHead(uResponseNotFound.status);
+      res.end();
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+    uHandler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(grpcMessageAsSpecified(uRes, uReq.header), res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.log.error("rpc handler failed", { procedure: `${uHandler.service.typeName}/${uHandler.method.name}`, error: reason });
+      });
+  };
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
