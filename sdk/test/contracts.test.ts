@@ -41,15 +41,17 @@ test("buf breaking does catch a removed field", (t) => {
   t.regex(r.output, /stock/);
 });
 
-test("generated code in sdk/src/gen is up to date with proto/ (run `npm run generate`)", (t) => {
+test("generated code in sdk/src/gen and the OpenAPI document in sdk/openapi are up to date with proto/ (run `npm run generate`)", (t) => {
   const out = mkdtempSync(path.join(tmpdir(), "stockroom-gen-"));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = runBuf(["generate", "--output", out]);
   t.is(r.status, 0, r.output);
-  const fresh = path.join(out, "sdk/src/gen");
-  const committed = path.join(root, "sdk/src/gen");
-  t.deepEqual(files(committed), files(fresh));
-  for (const f of files(fresh)) {
-    t.is(readFileSync(path.join(committed, f), "utf8"), readFileSync(path.join(fresh, f), "utf8"), `${f} is stale`);
+  for (const dir of ["sdk/src/gen", "sdk/openapi"]) {
+    const fresh = path.join(out, dir);
+    const committed = path.join(root, dir);
+    t.deepEqual(files(committed), files(fresh), dir);
+    for (const f of files(fresh)) {
+      t.is(readFileSync(path.join(committed, f), "utf8"), readFileSync(path.join(fresh, f), "utf8"), `${dir}/${f} is stale`);
+    }
   }
 });

@@ -18,6 +18,7 @@ import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, u
 import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
 import type { Logger } from "../observe/log.ts";
+import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
 
 export interface ApiServerOptions {
@@ -50,6 +51,8 @@ export interface ApiServer {
  * ("PRI * HTTP/2.0") goes to an HTTP/2 server (gRPC clients, prior
  * knowledge), anything else to an HTTP/1.1 server (browsers, curl, Connect).
  * Node's http2 server alone cannot also speak HTTP/1.1 without TLS.
+ * Besides the RPCs, GET /openapi.json answers with the OpenAPI document of
+ * the Connect JSON endpoints of the services served (openapi.ts).
  */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
@@ -82,8 +85,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const cors = corsHandler(options.corsOrigins ?? []);
+  const openApi = openApiHandler(options.services.map((s) => s.typeName));
   const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors(req, res)) return; // a preflight, answered
+    if (openApi(req, res)) return; // GET /openapi.json, unauthenticated
     inFlight++;
     res.once("close", () => {
       inFlight--;
