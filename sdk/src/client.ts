@@ -8,7 +8,9 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import {
   downloadBulkJobReport,
   waitForBulkJob,
@@ -19,6 +21,7 @@ import {
   type WaitOptions,
   type WatchOptions,
 } from "./jobs.ts";
+import { allPages, type AllPages } from "./pages.ts";
 import { resolveRetry, type RetryOptions } from "./retry.ts";
 import type { ByteSource } from "./sources.ts";
 import { createCallGuard, createResilientTransport } from "./transport.ts";
@@ -45,6 +48,12 @@ export interface StockroomClient<Source> {
   catalog: Client<typeof CatalogService>;
   bulk: Client<typeof BulkJobService>;
   orders: Client<typeof OrderService>;
+  /** The webhook endpoints and dead letters of stockroom.notify.v1.NotificationService. */
+  notify: Client<typeof NotificationService>;
+  /** stockroom.search.v1.SearchService (served by the search API). */
+  search: Client<typeof SearchService>;
+  /** Async iterators over every paged list, e.g. `for await (const p of client.all.products())`. */
+  all: AllPages;
   /** uploadBulkFile uploads a CSV or JSON Lines file as a bulk job, each line exactly once; see UploadBulkFileOptions. */
   uploadBulkFile(source: Source, options?: UploadBulkFileOptions): Promise<BulkJob>;
   /** watchBulkJob yields the job on every change until a final state, reconnecting after network errors. */
@@ -92,10 +101,16 @@ export function assembleClient<Source>(parts: {
   });
   const bulk = cancellableStreams(BulkJobService, createClient(BulkJobService, transport));
   const deps = { bulk, retry, canStream: parts.canStream };
-  return {
+  const services = {
     catalog: cancellableStreams(CatalogService, createClient(CatalogService, transport)),
     bulk,
     orders: cancellableStreams(OrderService, createClient(OrderService, transport)),
+    notify: cancellableStreams(NotificationService, createClient(NotificationService, transport)),
+    search: cancellableStreams(SearchService, createClient(SearchService, transport)),
+  };
+  return {
+    ...services,
+    all: allPages(services),
     uploadBulkFile: (source, options) => uploadBulkFile(deps, parts.toSource(source), options),
     watchBulkJob: (jobId, options) => watchBulkJob(deps, jobId, options),
     waitForBulkJob: (jobId, options) => waitForBulkJob(deps, jobId, options),

@@ -40,6 +40,12 @@ export class StockroomError extends Error {
   readonly reason: string;
   readonly metadata: Readonly<Record<string, string>>;
   override readonly cause: ConnectError;
+  /**
+   * The request_id (AIP-155 idempotency key) the failed call carried, the SDK's
+   * generated one included; undefined for calls without one. Retrying with it
+   * is safe: the server answers a repeat with the first outcome.
+   */
+  readonly requestId: string | undefined = undefined;
 
   constructor(cause: ConnectError, reason = "", metadata: Record<string, string> = {}, code: Code = cause.code) {
     super(cause.message, { cause });
@@ -145,6 +151,14 @@ export class UnavailableError extends StockroomError {
   constructor(cause: ConnectError, reason: string, metadata: Record<string, string>) {
     super(cause, reason, metadata, Code.Unavailable);
   }
+}
+
+/** attachRequestId records on an error the request_id of the call that failed (the first one recorded stays). */
+export function attachRequestId<E>(error: E, requestId: string | undefined): E {
+  if (error instanceof StockroomError && error.requestId === undefined && requestId) {
+    (error as { requestId: string | undefined }).requestId = requestId;
+  }
+  return error;
 }
 
 /** TRANSPORT_CODES are what connect's transports report for a broken connection (Node maps ECONNRESET to ABORTED). */

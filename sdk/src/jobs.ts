@@ -12,7 +12,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { toStockroomError } from "./errors.ts";
-import { backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import { abortReason, backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
 import { createCallGuard } from "./transport.ts";
 
 /** HelperDeps are what the job and upload helpers call through. */
@@ -71,8 +71,9 @@ export async function* watchBulkJob(deps: HelperDeps, jobId: string, options: Wa
       }
       // The stream ended without a final state (e.g. the server is draining): reconnect.
     } catch (e) {
+      if (signal?.aborted) throw abortReason(signal);
       const error = toStockroomError(e);
-      if (signal?.aborted || retryDelayMs(error, true, 0, deps.retry) === undefined) throw error;
+      if (retryDelayMs(error, true, 0, deps.retry) === undefined) throw error;
     }
     failingSince ??= Date.now();
     if (Date.now() - failingSince > reconnectForMs) {

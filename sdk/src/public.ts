@@ -16,6 +16,7 @@ export {
   type PreconditionViolation,
 } from "./errors.ts";
 export { DEFAULT_RETRY, type RetryOptions } from "./retry.ts";
+export { paginate, type AllPages, type ListRequest } from "./pages.ts";
 export { DEFAULT_TIMEOUT_MS, type ClientOptions, type StockroomClient } from "./client.ts";
 export {
   FINAL_STATES,
@@ -44,3 +45,10 @@ export { ProductStatus, type Product } from "@stockroom/sdk/gen/stockroom/catalo
 export { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 export { OrderState, type Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 export { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+export {
+  NotificationService,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+} from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+export { SearchService, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+export type { ProductChange } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";

@@ -93,10 +93,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** abortReason is a signal's reason, or a plain AbortError for runtimes that keep none. */
+/**
+ * abortReason is what an aborted call rejects with, as fetch does: the
+ * signal's reason (a DOMException named "AbortError" for `controller.abort()`,
+ * "TimeoutError" for `AbortSignal.timeout()`, or what was passed to abort),
+ * or a DOMException AbortError for runtimes that keep no reason.
+ */
 export function abortReason(signal: AbortSignal): unknown {
   if (signal.reason !== undefined) return signal.reason;
-  const e = new Error("This operation was aborted");
-  e.name = "AbortError";
-  return e;
+  return new DOMException("This operation was aborted", "AbortError");
 }

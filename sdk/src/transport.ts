@@ -15,9 +15,9 @@
 import { Code, ConnectError, createContextKey, type ContextValues, type StreamResponse, type Transport } from "@connectrpc/connect";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { ScalarType, type DescMessage, type DescMethod, type DescMethodStreaming, type MessageInitShape } from "@bufbuild/protobuf";
-import { toStockroomError, type StockroomError } from "./errors.ts";
+import { attachRequestId, toStockroomError, type StockroomError } from "./errors.ts";
 import { newRequestId } from "./request-id.ts";
-import { retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import { abortReason, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
 
 export interface ResilienceOptions {
   /** The deadline of a unary call, retries included, in ms; 0 or undefined for none. */
@@ -76,17 +76,20 @@ export function createResilientTransport(inner: Transport, options: ResilienceOp
       const budget = timeoutMs ?? options.timeoutMs;
       const deadline = budget !== undefined && budget > 0 ? Date.now() + budget : undefined;
       const policy = callPolicy(options.retry, contextValues);
+      const requestId = (message as { requestId?: unknown }).requestId;
       for (let attempt = 0; ; attempt++) {
         const remaining = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
         try {
           return await inner.unary(method, signal, remaining, header, message, contextValues);
         } catch (e) {
-          const error = toStockroomError(e, (signal?.aborted ?? false) || (deadline !== undefined && Date.now() >= deadline));
-          if (signal?.aborted) throw error;
+          // The caller's abort is the platform's AbortError (the signal's reason), as with fetch.
+          if (signal?.aborted) throw abortReason(signal);
+          const timedOut = deadline !== undefined && Date.now() >= deadline;
+          const error = attachRequestId(toStockroomError(e, timedOut), typeof requestId === "string" ? requestId : undefined);
           const delay = retryDelayMs(error, idempotent, attempt, policy);
           if (delay === undefined) throw error;
           if (deadline !== undefined && Date.now() + delay >= deadline) throw error;
-          await sleep(delay, signal).catch(() => Promise.reject(error));
+          await sleep(delay, signal);
         }
       }
     },
@@ -95,8 +98,12 @@ export function createResilientTransport(inner: Transport, options: ResilienceOp
       const guard = createCallGuard(signal, timeoutMs);
       try {
         const response = await openStream(inner, method, guard.signal, header, input, contextValues, options.retry);
-        return { ...response, message: mapStreamErrors(response.message, guard) };
+        return { ...response, message: mapStreamErrors(response.message, guard, signal) };
       } catch (e) {
+        if (signal?.aborted) {
+          guard.release();
+          throw abortReason(signal);
+        }
         const error = toStockroomError(e, guard.signal.aborted);
         guard.release();
         throw error;
@@ -131,19 +138,20 @@ async function openStream<I extends DescMessage, O extends DescMessage>(
     try {
       return await inner.stream(method, signal, undefined, header, replay(requests), contextValues);
     } catch (e) {
-      const error = toStockroomError(e, signal.aborted);
-      if (signal.aborted) throw error;
+      if (signal.aborted) throw e;
+      const error = toStockroomError(e);
       const delay = retryDelayMs(error, idempotent, attempt, policy);
       if (delay === undefined) throw error;
-      await sleep(delay, signal).catch(() => Promise.reject(error));
+      await sleep(delay, signal);
     }
   }
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, guard: CallGuard): AsyncGenerator<T> {
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, guard: CallGuard, outer: AbortSignal | undefined): AsyncGenerator<T> {
   try {
     yield* messages;
   } catch (e) {
+    if (outer?.aborted) throw abortReason(outer);
     throw toStockroomError(e, guard.signal.aborted);
   } finally {
     guard.release();

@@ -1,32 +1,27 @@
 /**
  * uploadBulkFile: a file becomes a bulk job, each of its lines exactly once,
- * whatever the network does.
+ * whatever the network does, under the caller's one request_id.
  *
- * What the server guarantees: a job is bound to its request_id when its
- * upload starts, and a repeated request_id returns that job; a job whose
- * upload broke off fails with "upload interrupted" and nothing of it is ever
- * applied. What the SDK adds: one logical upload is a chain of attempts with
- * request_ids derived from the caller's (R, then R.1, R.2, …; see
- * request-id.ts), and the chain moves to the next id only when the current
- * one can never produce an applied job. At most one id of a chain ever
- * stages the file, so each line lands once, and calling again with the same
- * requestId walks the same chain to the same job.
+ * What the server guarantees: a job is bound to its request_id only once the
+ * whole file was received, together with the file's SHA-256; a repeat of the
+ * request_id with the same file and options returns that job, with another
+ * file or other options it is REQUEST_ID_MISMATCH. A stream that breaks off
+ * before its end binds nothing and leaves no job behind.
  *
- * - Client streaming (gRPC in Node, files and Blobs): if the stream fails
- *   and no stream of that id was ever sent to its end, the server never got
- *   the end of the file and that id can never stage it; the upload goes on
- *   with the next id over resumable parts (so a link that drops again costs
- *   a part, not the file). Once a stream of the id was ended, the outcome is
- *   unknown: the same id is streamed again, and the server either answers at
- *   once with the job it has (a job still validating is waited for) or
- *   stages this stream as it.
- * - Resumable parts (browsers, Connect, gRPC-Web, one-shot streams): parts go
- *   to one upload; after a failure GetUpload tells how many bytes the server
- *   committed and sending resumes there (a repeated or overlapping part is
- *   accepted when identical). CompleteUpload is repeated until it answers:
- *   the upload, or the request_id, leads the repeat to the same job.
+ * - Resumable parts (the default everywhere): parts go to one upload; after a
+ *   failure GetUpload tells how many bytes the server committed and sending
+ *   resumes there (a repeated or overlapping part is accepted when
+ *   identical). CompleteUpload is repeated until it answers: the upload, or
+ *   the request_id, leads the repeat to the same job.
+ * - Client streaming (method "stream"; gRPC in Node): one call, staged as it
+ *   arrives. If it fails, the upload goes on over resumable parts under the
+ *   same request_id (the stream's bytes are not kept, so they are sent again,
+ *   once; a second drop then costs one part). If the first stream had reached
+ *   its end and the server bound it, CompleteUpload answers with that job.
  *
- * A job found "upload interrupted" moves the chain to the next id.
+ * Servers older than this behaviour failed a broken-off stream's job with
+ * "upload interrupted" and kept its request_id; for them the upload moves on
+ * to a derived id (R.1, R.2, …; request-id.ts), as before.
  */
 import {
   ConflictPolicy,
@@ -38,10 +33,10 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { createContextValues } from "@connectrpc/connect";
-import { PreconditionError, toStockroomError, type StockroomError } from "./errors.ts";
+import { attachRequestId, PreconditionError, toStockroomError, type StockroomError } from "./errors.ts";
 import { watchBulkJob, type HelperDeps } from "./jobs.ts";
 import { attemptRequestId, newRequestId, MAX_REQUEST_ID } from "./request-id.ts";
-import { retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import { abortReason, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
 import { parts, pieces, type ByteSource, type Part } from "./sources.ts";
 import { kSingleAttempt } from "./transport.ts";
 
@@ -109,10 +104,16 @@ export async function uploadBulkFile(deps: UploadDeps, source: ByteSource, optio
     progress: (bytesSent, itemsValidated) =>
       options.onProgress?.({ bytesSent, totalBytes: source.size, ...(itemsValidated === undefined ? {} : { itemsValidated }) }),
   };
-  const useStream = method === "stream" || (method === "auto" && deps.canStream && source.replayable);
-  const job = useStream ? await byStream(run) : await byParts(run, 0);
-  run.progress(Number(job.fileSize), Number(job.counts?.total ?? 0n));
-  return job;
+  // "auto" sends resumable parts: a dropped connection then costs one part, never the file.
+  const useStream = method === "stream";
+  try {
+    const job = useStream ? await byStream(run) : await byParts(run, 0);
+    run.progress(Number(job.fileSize), Number(job.counts?.total ?? 0n));
+    return job;
+  } catch (error) {
+    if (options.signal?.aborted) throw abortReason(options.signal);
+    throw attachRequestId(error, requestId);
+  }
 }
 
 interface Run {
@@ -127,48 +128,40 @@ interface Run {
 
 async function byStream(run: Run): Promise<BulkJob> {
   const { deps, source, options } = run;
-  // endedOnce: some stream of the current id was sent to its end, so the server may have staged it.
-  let endedOnce = false;
-  for (let attempt = 0; ; ) {
-    let sent = 0;
-    let sourceError: { error: unknown } | undefined;
-    const jobOptions = run.jobOptions(attempt);
-    async function* requests(): AsyncGenerator<MessageInitShape<typeof UploadBulkFileRequestSchema>> {
-      yield { payload: { case: "options", value: jobOptions } };
-      const chunks = pieces(source.read(0), STREAM_PIECE)[Symbol.asyncIterator]();
-      for (;;) {
-        let next: IteratorResult<Uint8Array>;
-        try {
-          next = await chunks.next();
-        } catch (error) {
-          sourceError = { error };
-          throw error;
-        }
-        if (next.done) break;
-        yield { payload: { case: "chunk", value: next.value } };
-        sent += next.value.length;
-        run.progress(sent);
+  let sourceError: { error: unknown } | undefined;
+  let sent = 0;
+  const jobOptions = run.jobOptions(0);
+  async function* requests(): AsyncGenerator<MessageInitShape<typeof UploadBulkFileRequestSchema>> {
+    yield { payload: { case: "options", value: jobOptions } };
+    const chunks = pieces(source.read(0), STREAM_PIECE)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        sourceError = { error };
+        throw error;
       }
-      endedOnce = true;
+      if (next.done) break;
+      yield { payload: { case: "chunk", value: next.value } };
+      sent += next.value.length;
+      run.progress(sent);
     }
-    try {
-      const { job } = await deps.bulk.uploadBulkFile(requests(), { signal: options.signal });
-      const settled = await settle(run, job!);
-      if (!interrupted(settled)) return settled;
-      attempt++; // an earlier stream of this id broke off: the chain moves on
-      endedOnce = false;
-    } catch (e) {
-      if (sourceError) throw sourceError.error; // reading the file failed: not the network's fault
-      const error = toStockroomError(e);
-      if (options.signal?.aborted || !source.replayable) throw error;
-      await run.patience.wait(error, options.signal);
-      // No stream of this id was ever ended: the server never got the end of the file, so this id can
-      // never stage it. The next id goes over resumable parts, so that a link dropping again costs one
-      // part, not the file.
-      if (!endedOnce) return byParts(run, attempt + 1);
-      // One was: the server may have the whole file. Sending the same id again either returns that
-      // job (without reading this stream) or, if the server has none, stages this stream as it.
-    }
+  }
+  try {
+    const { job } = await deps.bulk.uploadBulkFile(requests(), { signal: options.signal });
+    const settled = await settle(run, job!);
+    if (!interrupted(settled)) return settled;
+    return byParts(run, 1); // an older server kept the id of a broken-off stream: the chain moves on
+  } catch (e) {
+    if (sourceError) throw sourceError.error; // reading the file failed: not the network's fault
+    const error = toStockroomError(e);
+    if (options.signal?.aborted) throw abortReason(options.signal);
+    if (!source.replayable) throw error;
+    await run.patience.wait(error, options.signal);
+    // The stream's bytes are not kept by the server: the same request_id goes on over resumable parts,
+    // so that a link dropping again costs one part, not the file.
+    return byParts(run, 0);
   }
 }
 
@@ -295,7 +288,8 @@ function createPatience(policy: RetryPolicy, windowMs: number): Patience {
   const unbounded = { ...policy, maxAttempts: Number.POSITIVE_INFINITY };
   return {
     async wait(error, signal) {
-      if (signal?.aborted || policy.maxAttempts <= 1) throw error;
+      if (signal?.aborted) throw abortReason(signal);
+      if (policy.maxAttempts <= 1) throw error;
       const delay = retryDelayMs(error, true, failures, unbounded);
       since ??= Date.now();
       if (delay === undefined || Date.now() + delay - since > windowMs) throw error;

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -210,4 +210,46 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
   t.deepEqual({ conflict: conflict.conflict, name: conflict.name }, { conflict: true, name: "ConflictError" });
   t.regex(conflict.currentEtag, /\.2$/);
   t.deepEqual(pageErrors, []);
+});
+
+/** readmeSnippets are the ```ts blocks of sdk/README.md, in order. */
+function readmeSnippets(): string[] {
+  const readme = readFileSync(path.join(root, "sdk", "README.md"), "utf8");
+  return [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}
+
+test("every TypeScript snippet of the README compiles under strict settings against the installed package", async (t) => {
+  const { dir } = await installed;
+  const snippets = readmeSnippets();
+  t.true(snippets.length >= 6, `${snippets.length} snippets`);
+  const src = path.join(project, "snippets");
+  rmSync(src, { recursive: true, force: true });
+  mkdirSync(src);
+  // A snippet that uses `stockroom` without making one gets the quick start's client, as the README says.
+  const prelude = `import { createStockroomClient as __create } from "@stockroom/sdk";\nconst stockroom = __create({ baseUrl: "http://127.0.0.1:8080", apiKey: "srk_x" });\n`;
+  snippets.forEach((code, i) => {
+    const needsClient = /\bstockroom\./.test(code) && !/const stockroom\b/.test(code);
+    writeFileSync(path.join(src, `snippet-${i + 1}.ts`), `${needsClient ? prelude : ""}${code}\nexport {};\n`);
+  });
+  writeFileSync(
+    path.join(project, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        target: "es2023",
+        lib: ["es2023", "dom", "dom.iterable"],
+        module: "nodenext",
+        moduleResolution: "nodenext",
+        strict: true,
+        noUncheckedIndexedAccess: true,
+        noEmit: true,
+        skipLibCheck: true,
+        types: ["node"],
+        typeRoots: [path.join(root, "node_modules", "@types")],
+      },
+      include: ["snippets"],
+    }),
+  );
+  t.true(existsSync(path.join(dir, "dist", "index.d.ts")));
+  const tsc = await run(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "."], { cwd: project });
+  t.is(tsc.code, 0, `tsc:\n${tsc.out}`);
 });

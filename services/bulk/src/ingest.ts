@@ -1,19 +1,29 @@
 /**
  * Ingest: an uploaded byte stream becomes a staged, queued job. The bytes are
  * hashed and counted as they pass, parsed and validated line by line, and
- * staged in batches, so memory stays bounded whatever the file size. The same
- * request_id, or the same merchant uploading the same content with the same
- * options within the dedupe window, returns the existing job.
+ * staged in batches, so memory stays bounded whatever the file size.
+ *
+ * Request ids (AIP-155): a job is bound to its request_id only once every
+ * byte of its file was read, together with the file's SHA-256. A stream that
+ * breaks off before its end therefore binds nothing: its half-staged job is
+ * discarded (no FAILED job is left in the merchant's list) and the same
+ * request_id may be sent again. A request_id already bound answers with its
+ * job when the options and the content are the same, and INVALID_ARGUMENT
+ * REQUEST_ID_MISMATCH when they differ; either way nothing of the new file
+ * is kept. Without a request_id, the same merchant uploading the same
+ * content with the same options within the dedupe window gets the existing
+ * job.
  */
 import { createHash } from "node:crypto";
 import { trace } from "@opentelemetry/api";
 import type { Metrics } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { inTransaction } from "@stockroom/common/db";
+import { RequestIdMismatchError } from "@stockroom/common";
 import { cancelChunks, deleteChunks } from "./chunks.ts";
 import { deleteItems } from "./items.ts";
 import { bulkMetrics } from "./metrics.ts";
-import { createJob, deleteJobRow, findDuplicateJob, findJob, moveJob, setJobFile } from "./jobs.ts";
+import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJobByRequestId, moveJob } from "./jobs.ts";
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
@@ -45,26 +55,48 @@ export interface IngestDeps {
   metrics?: Metrics;
 }
 
-/** ingest stages a file as a job and queues its first chunks; see the module comment. */
+/** ingest stages a file as a job and queues its first chunks; see the module comment. knownSha256 is the content's hash when the caller verified it already. */
 export async function ingest(
   deps: IngestDeps,
   merchantId: string,
   options: UploadOptions,
   source: AsyncIterable<Uint8Array>,
+  knownSha256?: string,
 ): Promise<BulkJobRow> {
   const { db, limits } = deps;
-  const { jobId, existing } = await createJob(db, { merchantId, ...options });
-  trace.getActiveSpan()?.setAttributes({ "stockroom.bulk.job_id": jobId, "stockroom.bulk.existing": existing });
-  if (existing) return (await findJob(db, merchantId, jobId))!;
+  const span = trace.getActiveSpan();
+  if (options.requestId !== "") {
+    const holder = await findJobByRequestId(db, merchantId, options.requestId);
+    if (holder) {
+      span?.setAttributes({ "stockroom.bulk.job_id": holder.job_id, "stockroom.bulk.existing": true });
+      return sameRequest(holder, options, () => knownSha256 ?? hashUpTo(source, Number(holder.file_size)));
+    }
+  }
+  // The job starts unbound: claimJobFile binds its request_id with the content once every byte was read.
+  const { jobId } = await createJob(db, { merchantId, ...options, requestId: "" });
+  span?.setAttributes({ "stockroom.bulk.job_id": jobId, "stockroom.bulk.existing": false });
   const ref = { merchantId, jobId };
   const hash = createHash("sha256");
   let size = 0;
-  async function* counted() {
-    for await (const chunk of source) {
-      size += chunk.length;
-      hash.update(chunk);
-      yield chunk;
+  // The source's iterator outlives the parser's loop, so that the rest of a bad file can still be hashed.
+  const bytes = source[Symbol.asyncIterator]();
+  const next = async () => {
+    const r = await bytes.next();
+    if (!r.done) {
+      size += r.value.length;
+      hash.update(r.value);
     }
+    return r;
+  };
+  async function* counted() {
+    for (let r = await next(); !r.done; r = await next()) yield r.value;
+  }
+  /** claim binds the request_id; if another upload bound it first, this job is discarded and that one answers. */
+  async function claim(sha: string | null): Promise<BulkJobRow | undefined> {
+    const result = await claimJobFile(db, ref, { requestId: options.requestId, fileSize: size, contentSha256: sha });
+    if (result.claimed) return undefined;
+    await discardJob(db, ref);
+    return sameRequest(result.holder, options, () => Promise.resolve(sha));
   }
   let staged: StageResult;
   try {
@@ -75,32 +107,80 @@ export async function ingest(
       { chunkSize: limits.chunkSize, stagedVersions: options.conflictPolicy === "skip" },
     );
   } catch (error) {
-    const reason = error instanceof BulkFileError ? `${error.code}: ${error.message}` : `upload interrupted: ${(error as Error).message}`;
-    await failJob(db, ref, reason.slice(0, 1000), size);
-    if (error instanceof BulkFileError) return (await findJob(db, merchantId, jobId))!;
-    throw error;
+    if (!(error instanceof BulkFileError)) {
+      // The stream broke off (or the server failed) before the end of the file: nothing of it is kept and its
+      // request_id stays free, so the upload can be sent again under the same id.
+      await discardJob(db, ref).catch(() => {});
+      throw error;
+    }
+    // A bad file fails as a whole, bound to its request_id like any job. Its hash covers the whole file: the rest
+    // is read (not parsed) unless the file is already past the size limit, whose hash is left unknown.
+    let sha: string | null = null;
+    if (size <= limits.maxBytes) {
+      try {
+        while (size <= limits.maxBytes && !(await next()).done);
+      } catch (readError) {
+        await discardJob(db, ref).catch(() => {});
+        throw readError;
+      }
+      if (size <= limits.maxBytes) sha = hash.digest("hex");
+    }
+    const holder = await claim(sha);
+    if (holder) return holder;
+    await failJob(db, ref, `${error.code}: ${error.message}`.slice(0, 1000), size);
+    return (await findJob(db, merchantId, jobId))!;
   }
   const sha = hash.digest("hex");
-  const duplicate = await findDuplicateJob(
-    db,
-    ref,
-    { contentSha256: sha, format: options.format, conflictPolicy: options.conflictPolicy, dryRun: options.dryRun },
-    limits.dedupeWindowMs,
-  );
-  if (duplicate) {
-    await discardJob(db, ref);
-    return duplicate;
+  const holder = await claim(sha);
+  if (holder) return holder;
+  if (options.requestId === "") {
+    const duplicate = await findDuplicateJob(
+      db,
+      ref,
+      { contentSha256: sha, format: options.format, conflictPolicy: options.conflictPolicy, dryRun: options.dryRun },
+      limits.dedupeWindowMs,
+    );
+    if (duplicate) {
+      await discardJob(db, ref);
+      return duplicate;
+    }
   }
-  await setJobFile(db, ref, { fileSize: size, contentSha256: sha });
   await finishStaging(db, ref, staged, options.dryRun);
   if (deps.metrics) bulkMetrics(deps.metrics.registry).items.inc({ outcome: "invalid" }, staged.invalid);
-  trace.getActiveSpan()?.setAttributes({
+  span?.setAttributes({
     "stockroom.bulk.items": staged.total,
     "stockroom.bulk.items.invalid": staged.invalid,
     "stockroom.bulk.chunks": staged.chunks,
   });
   if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;
+}
+
+/**
+ * sameRequest answers a request_id bound already: its job when the options and
+ * the content are the same, REQUEST_ID_MISMATCH when not. The file name is not
+ * compared (a renamed file with the same bytes is the same upload). A job bound
+ * without a known hash (a file past the size limit) is returned as is.
+ */
+async function sameRequest(holder: BulkJobRow, options: UploadOptions, contentSha256: () => Promise<string | null> | string | null) {
+  if (holder.format !== options.format || holder.conflict_policy !== options.conflictPolicy || Boolean(holder.dry_run) !== options.dryRun) {
+    throw new RequestIdMismatchError(options.requestId);
+  }
+  if (holder.content_sha256 === null) return holder;
+  if ((await contentSha256()) !== holder.content_sha256) throw new RequestIdMismatchError(options.requestId);
+  return holder;
+}
+
+/** hashUpTo hashes a source, or returns null as soon as it is longer than maxSize (it cannot be that file). */
+async function hashUpTo(source: AsyncIterable<Uint8Array>, maxSize: number): Promise<string | null> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of source) {
+    size += chunk.length;
+    if (size > maxSize) return null;
+    hash.update(chunk);
+  }
+  return hash.digest("hex");
 }
 
 /** failJob ends a job whose file could not be read; nothing of it is ever applied. */

@@ -168,19 +168,49 @@ export async function moveJob(
   return true;
 }
 
-/** setJobFile records what ingest learnt of the uploaded file, without a state change. */
-export async function setJobFile(
+/** findJobByRequestId reads the merchant's job bound to a request_id, if any. */
+export function findJobByRequestId(db: BulkDb, merchantId: string, requestId: string): Promise<BulkJobRow | undefined> {
+  return db
+    .selectFrom("bulk_jobs")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("request_id", "=", requestId)
+    .executeTakeFirst();
+}
+
+/**
+ * claimJobFile records what ingest learnt of the uploaded file and binds the
+ * job to its request_id (if any), in one statement, once every byte was
+ * read: a job is bound to a request_id only with the content it was given.
+ * If another job of the merchant holds the request_id already, nothing is
+ * written and that job is returned (the caller compares the two).
+ */
+export async function claimJobFile(
   db: BulkDb,
   ref: JobRef,
-  file: { fileSize: number; contentSha256: string },
+  file: { requestId: string; fileSize: number; contentSha256: string | null },
   now = new Date(),
-): Promise<void> {
-  await db
-    .updateTable("bulk_jobs")
-    .set((eb) => ({ file_size: file.fileSize, content_sha256: file.contentSha256, updated_at: now, version: eb("version", "+", 1) }))
-    .where("merchant_id", "=", ref.merchantId)
-    .where("job_id", "=", ref.jobId)
-    .execute();
+): Promise<{ claimed: true } | { claimed: false; holder: BulkJobRow }> {
+  try {
+    await db
+      .updateTable("bulk_jobs")
+      .set((eb) => ({
+        ...(file.requestId === "" ? {} : { request_id: file.requestId }),
+        file_size: file.fileSize,
+        content_sha256: file.contentSha256,
+        updated_at: now,
+        version: eb("version", "+", 1),
+      }))
+      .where("merchant_id", "=", ref.merchantId)
+      .where("job_id", "=", ref.jobId)
+      .execute();
+    return { claimed: true };
+  } catch (error) {
+    if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
+    const holder = await findJobByRequestId(db, ref.merchantId, file.requestId);
+    if (!holder) throw error;
+    return { claimed: false, holder };
+  }
 }
 
 /** ChunkCounts are what one chunk adds to its job's counters (negative to take back). */

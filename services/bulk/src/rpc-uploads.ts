@@ -12,12 +12,21 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { principalOf } from "@stockroom/common/rpc";
-import { InvalidArgumentError, type FieldViolation } from "@stockroom/common";
+import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
-import type { BulkUploadRow } from "./store.ts";
-import { appendPart, createUpload, findUpload, linkUploadJob, readUpload, uploadOptions, type UploadOptions } from "./uploads.ts";
+import type { BulkJobRow, BulkUploadRow } from "./store.ts";
+import {
+  appendPart,
+  createUpload,
+  deleteUpload,
+  findUpload,
+  linkUploadJob,
+  readUpload,
+  uploadOptions,
+  type UploadOptions,
+} from "./uploads.ts";
 
 type UploadMethods = "uploadBulkFile" | "createUpload" | "getUpload" | "appendUploadPart" | "completeUpload";
 
@@ -92,7 +101,20 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
           throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);
         }
       }
-      const job = await ingest(deps, merchantId, uploadOptions(upload), readUpload(db, merchantId, req.uploadId));
+      let job: BulkJobRow;
+      try {
+        job = await ingest(
+          deps,
+          merchantId,
+          uploadOptions(upload),
+          readUpload(db, merchantId, req.uploadId),
+          req.contentSha256 || undefined,
+        );
+      } catch (error) {
+        // The request_id is bound to another file or other options: nothing of this upload is kept.
+        if (error instanceof RequestIdMismatchError) await deleteUpload(db, merchantId, req.uploadId);
+        throw error;
+      }
       await linkUploadJob(db, merchantId, req.uploadId, job.job_id);
       return { job: jobToProto(job) };
     },

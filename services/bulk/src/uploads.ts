@@ -170,18 +170,21 @@ export async function pruneExpiredUploads(db: BulkDb, now: Date, limit: number):
     .where("expires_at", "<", now)
     .limit(limit)
     .execute();
-  for (const u of uploads) {
-    await deleteInBatches(
-      () =>
-        db
-          .deleteFrom("bulk_upload_parts")
-          .where("merchant_id", "=", u.merchant_id)
-          .where("upload_id", "=", u.upload_id)
-          .limit(100)
-          .executeTakeFirst(),
-      100,
-    );
-    await db.deleteFrom("bulk_uploads").where("merchant_id", "=", u.merchant_id).where("upload_id", "=", u.upload_id).execute();
-  }
+  for (const u of uploads) await deleteUpload(db, u.merchant_id, u.upload_id);
   return uploads.length;
+}
+
+/** deleteUpload removes one upload with its stored parts (an expired one, or one whose file its request_id refused). */
+export async function deleteUpload(db: BulkDb, merchantId: string, uploadId: string): Promise<void> {
+  await deleteInBatches(
+    () =>
+      db
+        .deleteFrom("bulk_upload_parts")
+        .where("merchant_id", "=", merchantId)
+        .where("upload_id", "=", uploadId)
+        .limit(100)
+        .executeTakeFirst(),
+    100,
+  );
+  await db.deleteFrom("bulk_uploads").where("merchant_id", "=", merchantId).where("upload_id", "=", uploadId).execute();
 }

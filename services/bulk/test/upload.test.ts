@@ -2,6 +2,7 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkFileFormat, BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
 import { startBulkHarness, type UploadRequest } from "./harness.ts";
 
@@ -113,3 +114,95 @@ test.serial(
     t.is(ConnectError.from(await t.throwsAsync(other.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);
   },
 );
+
+const reason = (e: ConnectError) => e.findDetails(ErrorInfoSchema)[0]?.reason;
+const jobsNamed = async (fileName: string) =>
+  (await bulk.listBulkJobs({ pageSize: 1000 })).jobs.filter((j) => j.options!.fileName === fileName);
+
+test.serial(
+  "the same request_id with another file or other options is REQUEST_ID_MISMATCH, and nothing of the new file is kept",
+  async (t) => {
+    const sku = `MM${suffix}`;
+    const fileName = `mismatch-${suffix}.csv`;
+    const body = (title: string) => new TextEncoder().encode(`sku,title,price,currency\n${sku},${title},1.00,EUR\n`);
+    const first = (await bulk.uploadBulkFile(stream(csvOptions({ requestId: `mm-${suffix}`, fileName }), [body("First")]))).job!;
+    t.is((await finalJob(first.id)).state, BulkJobState.SUCCEEDED);
+    // The same file again under its id: the same job.
+    const again = (await bulk.uploadBulkFile(stream(csvOptions({ requestId: `mm-${suffix}`, fileName }), [body("First")]))).job!;
+    t.is(again.id, first.id);
+    // Another file under the same id.
+    const other = ConnectError.from(
+      await t.throwsAsync(bulk.uploadBulkFile(stream(csvOptions({ requestId: `mm-${suffix}`, fileName }), [body("Second")]))),
+    );
+    t.is(other.code, Code.InvalidArgument);
+    t.is(reason(other), "REQUEST_ID_MISMATCH");
+    // The same file with other options under the same id.
+    const options = ConnectError.from(
+      await t.throwsAsync(bulk.uploadBulkFile(stream(csvOptions({ requestId: `mm-${suffix}`, fileName, dryRun: true }), [body("First")]))),
+    );
+    t.is(reason(options), "REQUEST_ID_MISMATCH");
+    // Over resumable parts: CompleteUpload refuses, and the upload with its bytes is removed.
+    const { upload } = await bulk.createUpload({ options: { format: BulkFileFormat.CSV, requestId: `mm-${suffix}`, fileName } });
+    await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: body("Third") });
+    const parts = ConnectError.from(
+      await t.throwsAsync(bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(body("Third").length) })),
+    );
+    t.is(reason(parts), "REQUEST_ID_MISMATCH");
+    t.is(ConnectError.from(await t.throwsAsync(bulk.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);
+    // One job, and the product as the first file made it.
+    t.deepEqual(
+      (await jobsNamed(fileName)).map((j) => j.id),
+      [first.id],
+    );
+    t.is((await catalog.getProduct({ sku })).product!.title, "First");
+  },
+);
+
+test.serial(
+  "a bad file is bound to its request_id with its content: the same file gets the same failed job, another one a mismatch",
+  async (t) => {
+    const fileName = `bad-${suffix}.csv`;
+    const bad = new TextEncoder().encode(`sku,title,colour\nB${suffix},T,red\nB${suffix}-2,T,blue\n`);
+    const first = (
+      await bulk.uploadBulkFile(stream(csvOptions({ requestId: `bad-${suffix}`, fileName }), [bad.subarray(0, 10), bad.subarray(10)]))
+    ).job!;
+    t.is(first.state, BulkJobState.FAILED);
+    t.is(first.fileSize, BigInt(bad.length), "the whole file was read");
+    t.is((await bulk.uploadBulkFile(stream(csvOptions({ requestId: `bad-${suffix}`, fileName }), [bad]))).job!.id, first.id);
+    const fixed = new TextEncoder().encode(`sku,title,price,currency\nB${suffix},T,1.00,EUR\n`);
+    const e = ConnectError.from(
+      await t.throwsAsync(bulk.uploadBulkFile(stream(csvOptions({ requestId: `bad-${suffix}`, fileName }), [fixed]))),
+    );
+    t.is(reason(e), "REQUEST_ID_MISMATCH");
+  },
+);
+
+test.serial("a stream cut before its end leaves no job, and its request_id can be sent again", async (t) => {
+  const fileName = `cut-${suffix}.csv`;
+  const file = generateBulkFile({ rows: 2000, format: "csv", seed: 5, skuPrefix: `CUT${suffix}-` });
+  const chunks = [...file.chunks];
+  const requestId = `cut-${suffix}`;
+  const controller = new AbortController();
+  async function* cut(): AsyncIterable<Req> {
+    yield { payload: csvOptions({ requestId, fileName }) };
+    for (const [i, chunk] of chunks.entries()) {
+      yield { payload: { case: "chunk", value: chunk } };
+      if (i === Math.floor(chunks.length / 2)) {
+        await new Promise((r) => setTimeout(r, 200)); // the server stages what it got
+        controller.abort(); // a cancelled call: the server's stream fails, as with a dropped connection
+        throw new Error("cut");
+      }
+    }
+  }
+  await t.throwsAsync(bulk.uploadBulkFile(cut(), { signal: controller.signal }));
+  // The server notices the cut and discards the half-staged job.
+  for (let i = 0; i < 100 && (await jobsNamed(fileName)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(await jobsNamed(fileName), [], "no job of the cut stream is left");
+  const { job } = await bulk.uploadBulkFile(stream(csvOptions({ requestId, fileName }), chunks));
+  t.is(job!.options!.requestId, requestId);
+  t.is((await finalJob(job!.id)).counts!.applied, 2000n);
+  t.deepEqual(
+    (await jobsNamed(fileName)).map((j) => j.state),
+    [BulkJobState.SUCCEEDED],
+  );
+});
