@@ -23,6 +23,7 @@ import {
   deleteUpload,
   findUpload,
   linkUploadJob,
+  MAX_PART_BYTES,
   readUpload,
   uploadOptions,
   type UploadOptions,
@@ -51,6 +52,11 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
           const m: UploadBulkFileRequest = r.value;
           if (m.payload.case !== "chunk") {
             throw new InvalidArgumentError([{ field: "options", description: "only the first message may carry options" }]);
+          }
+          if (m.payload.value.length > MAX_PART_BYTES) {
+            throw new InvalidArgumentError([
+              { field: "chunk", description: `must be at most ${MAX_PART_BYTES} bytes (4 MiB) per message` },
+            ]);
           }
           yield m.payload.value;
         }

@@ -1,7 +1,9 @@
+import http2 from "node:http2";
 import test from "ava";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkFileFormat, BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { BulkJobService, UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
 import { startBulkHarness, type UploadRequest } from "./harness.ts";
@@ -182,19 +184,29 @@ test.serial("a stream cut before its end leaves no job, and its request_id can b
   const file = generateBulkFile({ rows: 2000, format: "csv", seed: 5, skuPrefix: `CUT${suffix}-` });
   const chunks = [...file.chunks];
   const requestId = `cut-${suffix}`;
-  const controller = new AbortController();
-  async function* cut(): AsyncIterable<Req> {
-    yield { payload: csvOptions({ requestId, fileName }) };
-    for (const [i, chunk] of chunks.entries()) {
-      yield { payload: { case: "chunk", value: chunk } };
-      if (i === Math.floor(chunks.length / 2)) {
-        await new Promise((r) => setTimeout(r, 200)); // the server stages what it got
-        controller.abort(); // a cancelled call: the server's stream fails, as with a dropped connection
-        throw new Error("cut");
-      }
-    }
-  }
-  await t.throwsAsync(bulk.uploadBulkFile(cut(), { signal: controller.signal }));
+  // A dropped connection, as a client crash or a network fault leaves it: half the file sent as gRPC frames
+  // on a raw HTTP/2 stream, then the socket destroyed. (A client library that cancels a call may first
+  // half-close the request, which is a complete file as far as any server can tell.)
+  const frame = (msg: Req) => {
+    const body = toBinary(UploadBulkFileRequestSchema, create(UploadBulkFileRequestSchema, msg));
+    const out = Buffer.alloc(5 + body.length);
+    out.writeUInt32BE(body.length, 1);
+    out.set(body, 5);
+    return out;
+  };
+  const session = http2.connect(api.url);
+  const call = session.request({
+    ":method": "POST",
+    ":path": "/stockroom.bulk.v1.BulkJobService/UploadBulkFile",
+    "content-type": "application/grpc",
+    te: "trailers",
+    authorization: `Bearer ${api.merchantA.apiKey}`,
+  });
+  call.on("error", () => {});
+  call.write(frame({ payload: csvOptions({ requestId, fileName }) }));
+  for (const chunk of chunks.slice(0, Math.floor(chunks.length / 2))) call.write(frame({ payload: { case: "chunk", value: chunk } }));
+  await new Promise((r) => setTimeout(r, 300)); // the server stages what it got
+  session.destroy();
   // The server notices the cut and discards the half-staged job.
   for (let i = 0; i < 100 && (await jobsNamed(fileName)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
   t.deepEqual(await jobsNamed(fileName), [], "no job of the cut stream is left");
@@ -205,4 +217,23 @@ test.serial("a stream cut before its end leaves no job, and its request_id can b
     (await jobsNamed(fileName)).map((j) => j.state),
     [BulkJobState.SUCCEEDED],
   );
+});
+
+test("the contract's 4 MiB per message: a larger chunk or part is refused, and nothing is staged for it", async (t) => {
+  const { jobs: before } = await bulk.listBulkJobs({});
+  const big = new Uint8Array(4 * 1024 * 1024 + 1024).fill(0x61);
+  // Within the transport's cap (4 MiB + 64 KiB), over the contract's 4 MiB of data: the field is named.
+  const chunkErr = ConnectError.from(await t.throwsAsync(bulk.uploadBulkFile(stream(csvOptions({ requestId: "too-big-chunk" }), [big]))));
+  t.is(chunkErr.code, Code.InvalidArgument);
+  t.regex(chunkErr.rawMessage, /chunk: must be at most 4194304 bytes/);
+  const { upload } = await bulk.createUpload({ options: { format: BulkFileFormat.CSV } });
+  const partErr = ConnectError.from(await t.throwsAsync(bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: big })));
+  t.is(partErr.code, Code.InvalidArgument);
+  // Past the transport's cap the message is not even read whole.
+  const huge = new Uint8Array(5 * 1024 * 1024);
+  const hugeErr = ConnectError.from(await t.throwsAsync(bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: huge })));
+  t.is(hugeErr.code, Code.ResourceExhausted);
+  t.is(Number((await bulk.getUpload({ uploadId: upload!.id })).upload!.committedSize), 0);
+  const { jobs: after } = await bulk.listBulkJobs({});
+  t.is(after.length, before.length, "no job was left behind");
 });

@@ -36,6 +36,7 @@ import {
   type FieldViolation,
   newUlid,
   checkEtag,
+  checkTimestamp,
   etagMatches,
   etagOf,
 } from "@stockroom/common";
@@ -152,6 +153,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       const { merchantId } = principalOf(ctx);
       const violations: FieldViolation[] = [];
       const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto("status", req.status, undefined, violations);
+      if (req.updatedSince) checkTimestamp("updated_since", req.updatedSince, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       const limit = pageSize(req.pageSize, 100, 1000);
       const updatedSince = req.updatedSince ? timestampDate(req.updatedSince) : undefined;

@@ -79,6 +79,14 @@ test("other bad input: zero delta, malformed etag on delete, bad page token, no 
   t.deepEqual(fieldViolations(await rejection(t, catalog.deleteProduct({ sku: "VALID-1", etag: "nope" }), Code.InvalidArgument)), ["etag"]);
   t.deepEqual(fieldViolations(await rejection(t, catalog.listProducts({ pageToken: "garbage" }), Code.InvalidArgument)), ["page_token"]);
   t.deepEqual(fieldViolations(await rejection(t, catalog.batchGetProducts({ skus: [] }), Code.InvalidArgument)), ["skus"]);
+  // Timestamps the binary protocols can carry but no calendar has: year 10000, negative nanos.
+  for (const updatedSince of [
+    { seconds: 253_402_300_800n, nanos: 0 },
+    { seconds: 0n, nanos: -1 },
+    { seconds: 0n, nanos: 1_000_000_000 },
+  ]) {
+    t.deepEqual(fieldViolations(await rejection(t, catalog.listProducts({ updatedSince }), Code.InvalidArgument)), ["updated_since"]);
+  }
   const anonymous = api.client(CatalogService, { merchantId: "", apiKey: "not-a-key" });
   await rejection(t, anonymous.getProduct({ sku: "VALID-1" }), Code.Unauthenticated);
   const forged = api.client(CatalogService, { merchantId: "", apiKey: `${api.merchantA.apiKey.slice(0, -4)}AAAA` });

@@ -7,3 +7,4 @@ export * from "./pause.ts";
 export * from "./periodic.ts";
 export * from "./timeout.ts";
 export * from "./ulid.ts";
+export * from "./timestamp.ts";

@@ -20,6 +20,9 @@ export interface SearchDeps {
   lag?: () => Promise<ProjectionLag>;
 }
 
+/** MAX_QUERY_CHARACTERS bounds a search query (the contract documents it): no real query is longer, and a longer one is work for nothing. */
+export const MAX_QUERY_CHARACTERS = 1000;
+
 /** createSearchService implements stockroom.search.v1.SearchService over the search projection. */
 export function createSearchService({ db, catalogDb, lag }: SearchDeps): ServiceImpl<typeof SearchService> {
   return {
@@ -27,6 +30,9 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       const { merchantId } = principalOf(ctx);
       const violations: FieldViolation[] = [];
       const text = req.query.trim();
+      if ([...text].length > MAX_QUERY_CHARACTERS) {
+        throw new InvalidArgumentError([{ field: "query", description: `must be at most ${MAX_QUERY_CHARACTERS} characters` }]);
+      }
       const match = text === "" ? undefined : booleanQuery(text);
       if (text !== "" && match === undefined) {
         violations.push({ field: "query", description: "has no word of 3 or more letters that is not a stopword" });

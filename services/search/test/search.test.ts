@@ -199,3 +199,11 @@ test("GetProjectionLag reports nothing pending once the projection has caught up
   });
   t.is(lag.lag?.seconds ?? 0n, 0n);
 });
+
+test("a query longer than the documented 1,000 characters is INVALID_ARGUMENT, not a scan", async (t) => {
+  const merchant = await h.newMerchant();
+  const err = await t.throwsAsync(h.search(merchant).searchProducts({ query: "mug ".repeat(300) }));
+  t.is(ConnectError.from(err).code, Code.InvalidArgument);
+  t.regex(ConnectError.from(err).rawMessage, /query: must be at most 1000 characters/);
+  await t.notThrowsAsync(h.search(merchant).searchProducts({ query: `${"mug ".repeat(249)}mug` }), "999 characters are fine");
+});

@@ -45,6 +45,9 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
+/** MAX_REQUEST_MESSAGE_BYTES caps one request message (readMaxBytes): 4 MiB of data plus the rest of an upload part. */
+export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
+
 /**
  * startApiServer serves gRPC, gRPC-Web and Connect on one cleartext port.
  * Each connection's first bytes decide its protocol: the HTTP/2 preface
@@ -61,6 +64,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     interceptors: [createEnteredInterceptor(), ...options.interceptors, createDecodeInterceptor()],
     requestGate: decodeRequestGate,
     acceptCompression: [compressionGzip, compressionBrotli],
+    // gRPC's customary cap: no request message of any API is near it except an upload part or
+    // chunk, whose data the contracts limit to 4 MiB (the 64 KiB cover the rest of the message).
+    // A larger message is RESOURCE_EXHAUSTED before it is held in memory whole.
+    readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
   });
   options.routes(router);
   health.register(router);

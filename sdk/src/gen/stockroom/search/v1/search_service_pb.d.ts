@@ -24,7 +24,8 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
    * ignoring case. Every word must appear, whole or as the start of a longer
    * word ("mug" finds "mugs"). Words shorter than 3 characters and the most
    * common English words ("the", "with", …) are ignored. Empty matches every
-   * product; a query of ignored words only fails with INVALID_ARGUMENT.
+   * product; a query of ignored words only fails with INVALID_ARGUMENT, and
+   * so does a query longer than 1,000 characters.
    *
    * @generated from field: string query = 1;
    */
