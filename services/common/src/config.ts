@@ -77,9 +77,9 @@ export function parseApiConfig(env: Env): ApiConfig {
 
 /** parseNatsSecurity reads NATS credentials and TLS settings, refusing combinations that cannot work. */
 export function parseNatsSecurity(env: Env, natsUrl: string): NatsSecurity {
-  const value = (name: string) => (env[name] === "" ? undefined : env[name]);
-  const [credsFile, user, password] = [value("NATS_CREDS_FILE"), value("NATS_USER"), value("NATS_PASSWORD")];
-  const [caFile, certFile, keyFile] = [value("NATS_TLS_CA"), value("NATS_TLS_CERT"), value("NATS_TLS_KEY")];
+  const value = (raw: string | undefined) => (raw === "" ? undefined : raw);
+  const [credsFile, user, password] = [value(env["NATS_CREDS_FILE"]), value(env["NATS_USER"]), value(env["NATS_PASSWORD"])];
+  const [caFile, certFile, keyFile] = [value(env["NATS_TLS_CA"]), value(env["NATS_TLS_CERT"]), value(env["NATS_TLS_KEY"])];
   if (credsFile && (user || password)) throw new Error("NATS_CREDS_FILE and NATS_USER/NATS_PASSWORD exclude each other: set one");
   if ((user === undefined) !== (password === undefined)) throw new Error("NATS_USER and NATS_PASSWORD go together");
   if ((certFile === undefined) !== (keyFile === undefined)) throw new Error("NATS_TLS_CERT and NATS_TLS_KEY go together");
