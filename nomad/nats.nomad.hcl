@@ -151,7 +151,7 @@ job "nats" {
           server_name: {{ env "node.unique.name" }}
           listen: 0.0.0.0:4222
           http: 0.0.0.0:8222
-          lame_duck_duration: "20s"
+          lame_duck_duration: "30s"
           lame_duck_grace_period: "5s"
 
           # Clients: TLS only.
@@ -192,7 +192,7 @@ job "nats" {
             }
             routes: [
           {{- range service "nats-cluster|any" }}
-              tls://{{ .Address }}:{{ .Port }}
+              nats-route://{{ .Address }}:{{ .Port }}
           {{- end }}
             ]
           }
@@ -200,9 +200,10 @@ job "nats" {
       }
 
       # SIGUSR2 puts the server in lame-duck mode: clients move to the other
-      # servers over lame_duck_duration before it exits.
+      # servers over lame_duck_duration (30 s, the least nats-server accepts)
+      # after lame_duck_grace_period, then it exits: kill_timeout covers both.
       kill_signal  = "SIGUSR2"
-      kill_timeout = "30s"
+      kill_timeout = "45s"
 
       resources {
         cpu    = 1000

@@ -5,7 +5,9 @@
  * Vitess's rules for a table sharded by merchant_id.
  */
 import test, { type ExecutionContext } from "ava";
-import { access, readdir, readFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { access, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parseBulkConfig } from "@stockroom/bulk";
@@ -605,12 +607,46 @@ test("nats: TLS for clients and routes, password users from the job's variable, 
     }
   }
   t.regex(/cluster\s*\{[\s\S]*\}/.exec(conf)?.[0] ?? "", /verify:\s*true/, "routes verify each other's certificate");
-  t.regex(conf, /routes:\s*\[[\s\S]*tls:\/\//, "routes over TLS");
+  t.regex(/cluster\s*\{[\s\S]*\}/.exec(conf)?.[0] ?? "", /tls\s*\{/, "routes over TLS (the cluster's tls block)");
   const users = await natsUsers();
   t.true(users.size >= 3, `users: ${[...users.keys()].join(", ")}`);
   for (const [user, password] of users) t.regex(password, /^\{\{ \.\w+ \}\}$/, `${user}'s password (hash) comes from the variable`);
   t.regex(conf, /\{\{-?\s*with nomadVar "nomad\/jobs\/nats"/);
   t.regex(String(confTemplate?.["destination"]), /^secrets\//, "the config with the users' hashes is in secrets/");
+});
+
+test("nats: the server config, rendered as Nomad would, is one nats-server accepts (nats-server -t)", async (t) => {
+  const nats = group(await loadJob("nomad/nats.nomad.hcl"), "nats");
+  const [, task] = [...labelled(nats, "task")][0]!;
+  const dir = await mkdtemp(path.join(tmpdir(), "stockroom-natsconf-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The certificate, key and CA templates' files: one self-signed certificate stands in for all three.
+  const openssl = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nats", "-keyout", "server.key", "-out", "server.pem"],
+    { cwd: dir, encoding: "utf8" },
+  );
+  t.is(openssl.status, 0, openssl.stderr);
+  const conf = String(blocks(task, "template").find((tpl) => tpl["destination"] === "secrets/nats.conf")?.["data"]);
+  // What Nomad fills in: the node's name, the variable's bcrypt hashes, the registered routes.
+  const rendered = conf
+    .replace(/\{\{-? ?range [^}]*\}\}[\s\S]*?\{\{-? ?end \}\}/, "nats-route://10.0.0.2:6222")
+    .replace(/\{\{ env "node\.unique\.name" \}\}/g, "node-1")
+    .replace(/\{\{-? ?with nomadVar "[^"]*" ?-?\}\}|\{\{-? ?end ?-?\}\}/g, "")
+    .replace(/\{\{ \.\w+ \}\}/g, "$2a$11$2yD4TN3ONvh1CeYdu3vFXOaKB7ky0y4c8S4b5tX1bQ9RvoPFY1r7K")
+    .replaceAll("/secrets/server.pem", path.join(dir, "server.pem"))
+    .replaceAll("/secrets/ca.pem", path.join(dir, "server.pem"))
+    .replaceAll("/secrets/server.key", path.join(dir, "server.key"))
+    .replaceAll("/data/jetstream", path.join(dir, "js"));
+  t.notRegex(rendered, /\{\{|\}\}/, "every template action is filled in");
+  await writeFile(path.join(dir, "nats.conf"), rendered);
+  const check = spawnSync("/usr/sbin/nats-server", ["-c", path.join(dir, "nats.conf"), "-t"], { encoding: "utf8" });
+  t.is(check.status, 0, `nats-server -t: ${check.stdout}${check.stderr}${check.error ?? ""}`);
+  // SIGUSR2 (lame duck) lets clients move before the server exits: kill_timeout covers the lame-duck period.
+  const lameDuckMs = durationMs(/lame_duck_duration:\s*"([^"]+)"/.exec(conf)?.[1] ?? "2m");
+  const graceMs = durationMs(/lame_duck_grace_period:\s*"([^"]+)"/.exec(conf)?.[1] ?? "10s");
+  t.is(task["kill_signal"], "SIGUSR2");
+  t.true(durationMs(String(task["kill_timeout"])) >= lameDuckMs + graceMs, "kill_timeout outlasts lame duck mode");
 });
 
 test("vitess: vtgate serves the MySQL protocol over TLS only, with its certificate from the job's variable", async (t) => {
