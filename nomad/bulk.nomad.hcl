@@ -11,7 +11,10 @@
 # Secrets live in Nomad Variables, never in this file (the migrate task runs
 # as the admin user, the API and workers as the service user; see catalog.nomad.hcl):
 #   nomad var put nomad/jobs/bulk db_user=stockroom db_password=... \
-#     migrate_db_user=stockroom_admin migrate_db_password=...
+#     migrate_db_user=stockroom_admin migrate_db_password=... nats_password=...
+# Connections are TLS: to vtgate (ssl-mode=VERIFY_IDENTITY) and to NATS
+# (tls://, user "bulk"); the CAs come from the shared variable nomad/jobs
+# (db_ca, nats_ca), see nomad/README.md.
 
 variable "image" {
   type        = string
@@ -30,18 +33,35 @@ variable "workers" {
 }
 
 locals {
+  # TLS to vtgate: ssl-mode=VERIFY_IDENTITY in DATABASE_URL, the CA that signed vtgate's certificate
+  # rendered into the task's secrets/ from the variable every job may read (nomad/jobs, key db_ca).
+  db_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .db_ca }}{{ end }}
+  EOT
+  # NATS: the job's own user (declared in nats.nomad.hcl's authorization), its password from
+  # this job's variable, and the CA that signed the NATS servers' certificates (nomad/jobs, key nats_ca).
+  nats_env = <<-EOT
+    NATS_USER=bulk
+    {{ with nomadVar "nomad/jobs/bulk" -}}
+    NATS_PASSWORD={{ .nats_password }}
+    {{- end }}
+    NATS_TLS_CA=/secrets/nats-ca.pem
+  EOT
+  nats_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .nats_ca }}{{ end }}
+  EOT
   database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/bulk" -}}
-    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
   migrate_database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/bulk" -}}
-    DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
-  # Client routing for the 3-node JetStream cluster of nats.nomad.hcl.
-  nats_url = "nats://nats.service.consul:4222"
+  # Client routing for the 3-node JetStream cluster of nats.nomad.hcl, over TLS.
+  nats_url = "tls://nats.service.consul:4222"
 }
 
 job "bulk" {
@@ -124,6 +144,12 @@ job "bulk" {
         env         = true
       }
 
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
       resources {
         cpu    = 200
         memory = 256
@@ -156,6 +182,9 @@ job "bulk" {
         BULK_MAX_ITEMS              = "500000"
         BULK_CHUNK_SIZE             = "1000"
         BULK_JOB_WINDOW             = "4"
+        # The worker-count alert compares running workers with this. The API exports it (and the
+        # chunk consumer's lag), not the workers: it must still be known when every worker is gone.
+        BULK_WORKERS_DESIRED        = "${var.workers}"
         METRICS_PORT                = "9464"
         HEALTH_PROBE_MS             = "1000"
         SLA_FLUSH_MS                = "10000"
@@ -170,6 +199,26 @@ job "bulk" {
         env         = true
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = local.nats_env
+        destination = "secrets/nats.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+      }
+
+      template {
+        data        = local.nats_ca
+        destination = "secrets/nats-ca.pem"
+        change_mode = "restart"
       }
 
       shutdown_delay = "5s"
@@ -243,8 +292,6 @@ job "bulk" {
         BULK_MAX_DELIVER            = "5"
         BULK_RECONCILE_EVERY_MS     = "5000"
         BULK_RECONCILE_AFTER_MS     = "30000"
-        # The worker-count alert compares running workers with this.
-        BULK_WORKERS_DESIRED        = "${var.workers}"
         HOST                        = "0.0.0.0"
         METRICS_PORT                = "9464"
         HEALTH_PROBE_MS             = "1000"
@@ -259,6 +306,26 @@ job "bulk" {
         env         = true
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = local.nats_env
+        destination = "secrets/nats.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+      }
+
+      template {
+        data        = local.nats_ca
+        destination = "secrets/nats-ca.pem"
+        change_mode = "restart"
       }
 
       # A chunk in flight finishes or is redelivered: SIGTERM stops pulling and

@@ -11,6 +11,8 @@
 # user that may change the schema:
 #   nomad var put nomad/jobs/catalog db_user=stockroom db_password=... \
 #     migrate_db_user=stockroom_admin migrate_db_password=...
+# The connection to vtgate is TLS (ssl-mode=VERIFY_IDENTITY in DATABASE_URL),
+# verified with the CA in the shared variable nomad/jobs (db_ca), see nomad/README.md.
 
 variable "image" {
   type        = string
@@ -23,17 +25,22 @@ variable "datacenters" {
 }
 
 locals {
+  # TLS to vtgate: ssl-mode=VERIFY_IDENTITY in DATABASE_URL, the CA that signed vtgate's certificate
+  # rendered into the task's secrets/ from the variable every job may read (nomad/jobs, key db_ca).
+  db_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .db_ca }}{{ end }}
+  EOT
   # vtgate speaks the MySQL protocol on 15306 (nomad/vitess.nomad.hcl); the
   # database is the Vitess keyspace. The API task renders this into its env.
   database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/catalog" -}}
-    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
   # The migrate task's: the admin user, which may run DDL.
   migrate_database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/catalog" -}}
-    DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
 }
@@ -127,6 +134,12 @@ job "catalog" {
         env         = true
       }
 
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
       resources {
         cpu    = 200
         memory = 256
@@ -166,6 +179,12 @@ job "catalog" {
         # New credentials: restart one allocation at a time, each one draining.
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
       }
 
       # Consul deregisters first, then SIGTERM; the process reports NOT_SERVING,

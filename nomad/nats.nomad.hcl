@@ -5,6 +5,16 @@
 #   host_volume "nats-jetstream" { path = "/srv/nats/jetstream" }
 # The server name is the Nomad node name, so a restarted server comes back with
 # the same identity and finds its own JetStream store on that host.
+#
+# Clients connect over TLS (tls://nats.service.consul:4222) as one user per
+# client job (bulk, search, webhooks), password-authenticated; servers route to
+# each other over mutual TLS. Secrets live in Nomad Variables, never in this
+# file: the server certificate (SANs nats.service.consul and each node's
+# address), its key, the CA, and the users' bcrypt hashes (`nats server passwd`):
+#   nomad var put nomad/jobs/nats tls_cert=@server.pem tls_key=@server.key tls_ca=@ca.pem \
+#     bulk_password_hash='$2a$11$...' search_password_hash='$2a$11$...' webhooks_password_hash='$2a$11$...'
+# Each client job keeps its plain password in its own variable (nats_password)
+# and the CA in the variable every job reads (nomad/jobs, nats_ca).
 
 variable "image" {
   type    = string
@@ -90,7 +100,7 @@ job "nats" {
       config {
         image        = var.image
         network_mode = "host"
-        args         = ["--config", "/local/nats.conf"]
+        args         = ["--config", "/secrets/nats.conf"]
       }
 
       volume_mount {
@@ -98,19 +108,70 @@ job "nats" {
         destination = "/data/jetstream"
       }
 
+      # The server's certificate and key, and the CA that signed the servers'
+      # certificates (routes verify each other with it).
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/nats" }}{{ .tls_cert }}{{ end }}
+        EOT
+        destination = "secrets/server.pem"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/nats" }}{{ .tls_key }}{{ end }}
+        EOT
+        destination = "secrets/server.key"
+        perms       = "0600"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/nats" }}{{ .tls_ca }}{{ end }}
+        EOT
+        destination = "secrets/ca.pem"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
+      }
+
       # Routes list every registered cluster member (healthy or not, so the
       # first servers can find each other); a server ignores the route to
-      # itself. A membership change reloads the config with SIGHUP.
+      # itself. A membership change, a new certificate or a changed password
+      # reloads the config with SIGHUP. In secrets/: it holds the users' hashes.
       template {
-        destination   = "local/nats.conf"
+        destination   = "secrets/nats.conf"
+        perms         = "0600"
         change_mode   = "signal"
         change_signal = "SIGHUP"
         data          = <<-EOT
           server_name: {{ env "node.unique.name" }}
           listen: 0.0.0.0:4222
           http: 0.0.0.0:8222
-          lame_duck_duration: "20s"
+          lame_duck_duration: "30s"
           lame_duck_grace_period: "5s"
+
+          # Clients: TLS only.
+          tls {
+            cert_file: "/secrets/server.pem"
+            key_file: "/secrets/server.key"
+            ca_file: "/secrets/ca.pem"
+            timeout: 2
+          }
+
+          # One user per client job; passwords as bcrypt hashes.
+          authorization {
+            users: [
+          {{- with nomadVar "nomad/jobs/nats" }}
+              { user: "bulk", password: "{{ .bulk_password_hash }}" }
+              { user: "search", password: "{{ .search_password_hash }}" }
+              { user: "webhooks", password: "{{ .webhooks_password_hash }}" }
+          {{- end }}
+            ]
+          }
 
           jetstream {
             store_dir: "/data/jetstream"
@@ -121,6 +182,14 @@ job "nats" {
           cluster {
             name: stockroom
             listen: 0.0.0.0:6222
+            # Routes: mutual TLS, each server's certificate signed by the CA.
+            tls {
+              cert_file: "/secrets/server.pem"
+              key_file: "/secrets/server.key"
+              ca_file: "/secrets/ca.pem"
+              verify: true
+              timeout: 2
+            }
             routes: [
           {{- range service "nats-cluster|any" }}
               nats-route://{{ .Address }}:{{ .Port }}
@@ -131,9 +200,10 @@ job "nats" {
       }
 
       # SIGUSR2 puts the server in lame-duck mode: clients move to the other
-      # servers over lame_duck_duration before it exits.
+      # servers over lame_duck_duration (30 s, the least nats-server accepts)
+      # after lame_duck_grace_period, then it exits: kill_timeout covers both.
       kill_signal  = "SIGUSR2"
-      kill_timeout = "30s"
+      kill_timeout = "45s"
 
       resources {
         cpu    = 1000

@@ -13,7 +13,10 @@
 #
 # Secrets live in Nomad Variables, never in this file:
 #   nomad var put nomad/jobs/search db_user=stockroom db_password=... \
-#     migrate_db_user=stockroom_admin migrate_db_password=...
+#     migrate_db_user=stockroom_admin migrate_db_password=... nats_password=...
+# Connections are TLS: to vtgate (ssl-mode=VERIFY_IDENTITY) and to NATS
+# (tls://, user "search", the relay's and the projector's); the CAs come from
+# the shared variable nomad/jobs (db_ca, nats_ca), see nomad/README.md.
 
 variable "image" {
   type        = string
@@ -26,25 +29,42 @@ variable "datacenters" {
 }
 
 locals {
+  # TLS to vtgate: ssl-mode=VERIFY_IDENTITY in DATABASE_URL, the CA that signed vtgate's certificate
+  # rendered into the task's secrets/ from the variable every job may read (nomad/jobs, key db_ca).
+  db_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .db_ca }}{{ end }}
+  EOT
+  # NATS: the job's own user (declared in nats.nomad.hcl's authorization), its password from
+  # this job's variable, and the CA that signed the NATS servers' certificates (nomad/jobs, key nats_ca).
+  nats_env = <<-EOT
+    NATS_USER=search
+    {{ with nomadVar "nomad/jobs/search" -}}
+    NATS_PASSWORD={{ .nats_password }}
+    {{- end }}
+    NATS_TLS_CA=/secrets/nats-ca.pem
+  EOT
+  nats_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .nats_ca }}{{ end }}
+  EOT
   relay_database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/search" -}}
-    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
   # API keys and products in stockroom; the projection in stockroom_search.
   search_database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/search" -}}
-    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
-    SEARCH_DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom_search
+    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
+    SEARCH_DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom_search?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
   # The migrate task's: the admin user, which may run DDL, on the search keyspace only.
   migrate_database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/search" -}}
-    SEARCH_DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom_search
+    SEARCH_DATABASE_URL=mysql://{{ .migrate_db_user }}:{{ .migrate_db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom_search?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
-  nats_url = "nats://nats.service.consul:4222"
+  nats_url = "tls://nats.service.consul:4222"
 }
 
 job "search" {
@@ -60,9 +80,40 @@ job "search" {
 
     update {
       max_parallel     = 1
+      health_check     = "checks"
       auto_revert      = true
       min_healthy_time = "10s"
       healthy_deadline = "3m"
+    }
+
+    network {
+      port "metrics" {
+        to = 9464
+      }
+    }
+
+    # Prometheus finds both relays through Consul (tag "prometheus"): the leader's
+    # stockroom_outbox_relay_* series, see tools/observability/. The relay has no
+    # gRPC port: /readyz answers 503 while MySQL or NATS is unreachable (the
+    # standby is ready too: it is waiting for the lock, not broken).
+    service {
+      name     = "relay-metrics"
+      port     = "metrics"
+      provider = "consul"
+      tags     = ["prometheus"]
+
+      check {
+        name     = "ready"
+        type     = "http"
+        port     = "metrics"
+        path     = "/readyz"
+        interval = "5s"
+        timeout  = "2s"
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
+      }
     }
 
     task "relay" {
@@ -72,6 +123,7 @@ job "search" {
         image   = var.image
         command = "node"
         args    = ["services/events/src/relay-main.ts"]
+        ports   = ["metrics"]
       }
 
       env {
@@ -82,6 +134,9 @@ job "search" {
         RELAY_BATCH_SIZE            = "500"
         RELAY_POLL_MS               = "20"
         RELAY_RETENTION_MS          = "86400000"
+        HOST                        = "0.0.0.0"
+        METRICS_PORT                = "9464"
+        HEALTH_PROBE_MS             = "1000"
         OTEL_EXPORTER_OTLP_ENDPOINT = "http://jaeger-otlp.service.consul:4318"
         OTEL_RESOURCE_ATTRIBUTES    = "service.instance.id=${NOMAD_ALLOC_ID},deployment.environment=production"
       }
@@ -92,6 +147,26 @@ job "search" {
         env         = true
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = local.nats_env
+        destination = "secrets/nats.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+      }
+
+      template {
+        data        = local.nats_ca
+        destination = "secrets/nats-ca.pem"
+        change_mode = "restart"
       }
 
       # SIGTERM: the round in flight finishes and the lock is released, so the
@@ -182,6 +257,12 @@ job "search" {
         env         = true
       }
 
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
       resources {
         cpu    = 200
         memory = 256
@@ -221,6 +302,26 @@ job "search" {
         env         = true
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = local.nats_env
+        destination = "secrets/nats.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+      }
+
+      template {
+        data        = local.nats_ca
+        destination = "secrets/nats-ca.pem"
+        change_mode = "restart"
       }
 
       shutdown_delay = "5s"

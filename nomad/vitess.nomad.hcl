@@ -102,6 +102,11 @@ job "vitess" {
           "--mysql_server_port", "15306",
           "--mysql_auth_server_impl", "static",
           "--mysql_auth_server_static_file", "/secrets/vtgate-users.json",
+          # Clients must use TLS (DATABASE_URL's ssl-mode=VERIFY_IDENTITY): the certificate
+          # names vtgate-mysql.service.consul and is signed by the CA of nomad/jobs' db_ca.
+          "--mysql_server_ssl_cert", "/secrets/vtgate.pem",
+          "--mysql_server_ssl_key", "/secrets/vtgate.key",
+          "--mysql_server_require_secure_transport",
           "--tablet_types_to_wait", "PRIMARY,REPLICA",
           # Reads go to primaries: a read after a write must see it.
           "--default_tablet_type", "PRIMARY",
@@ -118,6 +123,23 @@ job "vitess" {
           {{ with nomadVar "nomad/jobs/vitess" }}{{ .vtgate_users }}{{ end }}
         EOT
         destination = "secrets/vtgate-users.json"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/vitess" }}{{ .vtgate_tls_cert }}{{ end }}
+        EOT
+        destination = "secrets/vtgate.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/vitess" }}{{ .vtgate_tls_key }}{{ end }}
+        EOT
+        destination = "secrets/vtgate.key"
+        perms       = "0600"
         change_mode = "restart"
       }
 

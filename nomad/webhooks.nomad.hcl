@@ -19,7 +19,10 @@
 #
 # Secrets live in Nomad Variables, never in this file (the service user; no
 # migrate task, so no admin user):
-#   nomad var put nomad/jobs/webhooks db_user=stockroom db_password=...
+#   nomad var put nomad/jobs/webhooks db_user=stockroom db_password=... nats_password=...
+# Connections are TLS: to vtgate (ssl-mode=VERIFY_IDENTITY) and to NATS
+# (tls://, user "webhooks"); the CAs come from the shared variable nomad/jobs
+# (db_ca, nats_ca), see nomad/README.md.
 
 variable "image" {
   type        = string
@@ -32,13 +35,30 @@ variable "datacenters" {
 }
 
 locals {
+  # TLS to vtgate: ssl-mode=VERIFY_IDENTITY in DATABASE_URL, the CA that signed vtgate's certificate
+  # rendered into the task's secrets/ from the variable every job may read (nomad/jobs, key db_ca).
+  db_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .db_ca }}{{ end }}
+  EOT
+  # NATS: the job's own user (declared in nats.nomad.hcl's authorization), its password from
+  # this job's variable, and the CA that signed the NATS servers' certificates (nomad/jobs, key nats_ca).
+  nats_env = <<-EOT
+    NATS_USER=webhooks
+    {{ with nomadVar "nomad/jobs/webhooks" -}}
+    NATS_PASSWORD={{ .nats_password }}
+    {{- end }}
+    NATS_TLS_CA=/secrets/nats-ca.pem
+  EOT
+  nats_ca = <<-EOT
+    {{ with nomadVar "nomad/jobs" }}{{ .nats_ca }}{{ end }}
+  EOT
   database_env = <<-EOT
     {{ with nomadVar "nomad/jobs/webhooks" -}}
-    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom
+    DATABASE_URL=mysql://{{ .db_user }}:{{ .db_password | urlquery }}@vtgate-mysql.service.consul:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
     {{- end }}
   EOT
-  # Client routing for the 3-node JetStream cluster of nats.nomad.hcl.
-  nats_url = "nats://nats.service.consul:4222"
+  # Client routing for the 3-node JetStream cluster of nats.nomad.hcl, over TLS.
+  nats_url = "tls://nats.service.consul:4222"
 }
 
 job "webhooks" {
@@ -128,6 +148,26 @@ job "webhooks" {
         env         = true
         change_mode = "restart"
         splay       = "30s"
+      }
+
+      template {
+        data        = local.db_ca
+        destination = "secrets/db-ca.pem"
+        change_mode = "restart"
+      }
+
+      template {
+        data        = local.nats_env
+        destination = "secrets/nats.env"
+        env         = true
+        change_mode = "restart"
+        splay       = "30s"
+      }
+
+      template {
+        data        = local.nats_ca
+        destination = "secrets/nats-ca.pem"
+        change_mode = "restart"
       }
 
       # SIGTERM: /readyz turns 503, the intake stops taking events (unacked ones

@@ -4,7 +4,8 @@
 // pinned Node 24 as the `node` package), makes sure MariaDB and NATS answer
 // (starting them where installed), then hands over to Node 24.
 import { spawnSync, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import os from "node:os";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -160,5 +161,48 @@ if (command === "test" && !existsSync(chromium)) {
   }
 }
 
-// 4. Hand over to Node 24.
+// 4. promtool, for the alert rules' unit tests (tools/observability/alerts.test.yml, run by
+// tools/test/observability.test.ts). Debian ships it in the prometheus package; installing that
+// package would also install (and maybe start) a Prometheus server, so only promtool is taken
+// out of the .deb, into .stockroom/bin (git-ignored), where the test looks for it.
+const promtool = path.join(root, ".stockroom", "bin", "promtool");
+const onPath = (name) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, name)));
+if (command === "test" && !process.env.PROMTOOL && !existsSync(promtool) && !onPath("promtool")) {
+  const how = "apt-get download prometheus && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool";
+  if (!existsSync("/usr/bin/apt-get")) {
+    console.error(
+      `stockroom: promtool is missing; the alert rule tests need it. Put it on PATH, at ${promtool}, or name it in PROMTOOL (Debian: ${how}).`,
+    );
+    process.exit(1);
+  }
+  console.log("stockroom: installing promtool for the alert rule tests (from Debian's prometheus package, into .stockroom/bin)…");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "stockroom-promtool-"));
+  const quiet = { cwd: tmp, env, stdio: ["ignore", "ignore", "inherit"] };
+  try {
+    let ok = run("apt-get", ["download", "-qq", "prometheus"], quiet) === 0;
+    // A fresh machine may have no package lists yet: fetch them (as root) and try again.
+    if (!ok && isRoot)
+      ok = run("apt-get", ["update", "-qq"], quiet) === 0 && run("apt-get", ["download", "-qq", "prometheus"], quiet) === 0;
+    const deb = ok ? readdirSync(tmp).find((f) => f.startsWith("prometheus_") && f.endsWith(".deb")) : undefined;
+    ok =
+      deb !== undefined &&
+      run("sh", ["-c", `dpkg-deb --fsys-tarfile "${deb}" | tar -x ./usr/bin/promtool`], { cwd: tmp }) === 0 &&
+      existsSync(path.join(tmp, "usr", "bin", "promtool"));
+    if (ok) {
+      mkdirSync(path.dirname(promtool), { recursive: true });
+      copyFileSync(path.join(tmp, "usr", "bin", "promtool"), promtool);
+      chmodSync(promtool, 0o755);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (!existsSync(promtool)) {
+    const as = isRoot ? "" : " (as root, `apt-get update` first if apt has no package lists)";
+    console.error(`stockroom: installing promtool failed (see above); install it yourself${as}: ${how}, then copy it to ${promtool}`);
+    process.exit(1);
+  }
+}
+
+// 5. Hand over to Node 24.
 process.exit(run(node24, [...commands[command], ...process.argv.slice(3)]));

@@ -35,7 +35,7 @@ const notify = parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", ...pro
 const workersInProcess = parseFlag("BULK_WORKERS_IN_PROCESS", true);
 const draining = new AbortController();
 const log = createLogger("stockroom", config.logLevel);
-const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log, security: config.natsSecurity });
 // Search has its own database (SEARCH_DATABASE_URL), created and migrated here.
 const searchDb = await openSearchDatabase({ url: search.databaseUrl, poolSize: search.dbPoolSize, migrate: true });
 const api = await startApi<StockroomTables>({
@@ -45,7 +45,7 @@ const api = await startApi<StockroomTables>({
   nats: nats.nc,
   modules: (db, { metrics }) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
-    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics }),
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired }),
     ordersModule(db, { ...orders, shutdown: draining.signal, metrics }),
     notifyModule(db, notify),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),

@@ -5,11 +5,13 @@
  * Vitess's rules for a table sharded by merchant_id.
  */
 import test, { type ExecutionContext } from "ava";
-import { access, readdir, readFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { access, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parseBulkConfig } from "@stockroom/bulk";
-import { parseApiConfig, type Env } from "@stockroom/common";
+import { parseApiConfig, parseNatsSecurity, type Env } from "@stockroom/common";
 import { parseEventStreamConfig, parseRelayConfig } from "@stockroom/events";
 import { parseNotifyConfig } from "@stockroom/notify";
 import { parseOrderConfig } from "@stockroom/orders";
@@ -350,6 +352,7 @@ test("metrics: every API and worker task serves METRICS_PORT on a port Consul re
     { file: "nomad/bulk.nomad.hcl", groups: ["api", "workers"] },
     { file: "nomad/orders.nomad.hcl", groups: ["api"] },
     { file: "nomad/webhooks.nomad.hcl", groups: ["dispatcher"] },
+    { file: "nomad/search.nomad.hcl", groups: ["relay", "api"] },
   ];
   for (const { file, groups } of jobs) {
     const job = await loadJob(file);
@@ -375,11 +378,17 @@ test("metrics: every API and worker task serves METRICS_PORT on a port Consul re
           `${where} is checked on /readyz`,
         );
       }
-      if (name === "workers") {
-        t.true(
-          Number(env["BULK_WORKERS_DESIRED"] ?? 0) > 0 || /^x$/.test(env["BULK_WORKERS_DESIRED"] ?? ""),
-          `${where} says how many workers are desired`,
-        );
+      if (file === "nomad/bulk.nomad.hcl") {
+        // The bulk API says how many workers are desired (it stays up when they all die); the workers need not.
+        const desired = taskEnv(task)["BULK_WORKERS_DESIRED"];
+        if (name === "api") {
+          const workers = group(job, "workers")["count"];
+          t.is(String(desired), String(workers), `${where} says as many workers are desired as the workers group runs`);
+        }
+        if (name === "workers") t.is(desired, undefined, `${where}: the desired count comes from the API`);
+      }
+      if (blocks(g, "update")[0]) {
+        t.is(blocks(g, "update")[0]?.["health_check"] ?? "checks", "checks", `${where}: deploys wait for the checks`);
       }
     }
   }
@@ -477,6 +486,179 @@ test("nats: three JetStream servers on distinct hosts, clustered, storing on a h
   const ports = staticPorts(nats);
   t.regex(conf, new RegExp(`http:\\s*0\\.0\\.0\\.0:${ports.get("monitor")}\\b`), "monitoring on the monitor port");
   t.truthy(ports.get("cluster"));
+});
+
+// ---- Connections: TLS and credentials -------------------------------------
+
+/** nodeTasks lists every task that runs our code (`node …`), in every job file. */
+async function nodeTasks(): Promise<{ file: string; where: string; task: Body }[]> {
+  const files = (await readdir(path.join(root, "nomad"))).filter((f) => f.endsWith(".hcl"));
+  const out: { file: string; where: string; task: Body }[] = [];
+  for (const file of files) {
+    const { job } = await loadJob(`nomad/${file}`);
+    for (const [groupName, g] of labelled(job, "group")) {
+      for (const [taskName, task] of labelled(g, "task")) {
+        if (commandLine(task)[0] === "node") out.push({ file, where: `${file} ${groupName}/${taskName}`, task });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * renderedFromVariable says whether the file at `file` (a path as the task sees it, /secrets/…)
+ * is rendered by one of the task's templates from a Nomad variable.
+ */
+function renderedFromVariable(task: Body, file: string | null | undefined): boolean {
+  if (!file) return false;
+  return blocks(task, "template").some(
+    (tpl) => `/${tpl["destination"]}` === file && /\{\{\s*with nomadVar "nomad\/jobs[^"]*"/.test(tpl["data"]),
+  );
+}
+
+/** envTemplateOf returns the data of the task's env template that sets `name`. */
+function envTemplateOf(task: Body, name: string): string | undefined {
+  return blocks(task, "template")
+    .filter((tpl) => tpl["env"] === true)
+    .map((tpl) => String(tpl["data"]))
+    .find((data) => new RegExp(`^\\s*${name}=`, "m").test(data));
+}
+
+/** natsUsers lists the users nats.nomad.hcl's server config declares, with how their password is given. */
+async function natsUsers(): Promise<Map<string, string>> {
+  const nats = group(await loadJob("nomad/nats.nomad.hcl"), "nats");
+  const [, task] = [...labelled(nats, "task")][0]!;
+  const conf = templateText(task);
+  return new Map([...conf.matchAll(/\{\s*user:\s*"([^"]+)",\s*password:\s*"([^"]*)"\s*\}/g)].map((m) => [m[1]!, m[2]!]));
+}
+
+test("every connection to NATS and to the database is TLS, with credentials rendered from Nomad variables", async (t) => {
+  const users = await natsUsers();
+  const seen = { db: new Set<string>(), nats: new Set<string>() };
+  for (const { file, where, task } of await nodeTasks()) {
+    const plain: Record<string, string> = Object.assign({}, ...blocks(task, "env"));
+    const env = taskEnv(task);
+    for (const name of Object.keys(plain)) {
+      t.notRegex(name, /PASSWORD|SECRET|TOKEN|CREDS/, `${where}: ${name} is set in plain text in the job file`);
+    }
+    for (const name of ["DATABASE_URL", "SEARCH_DATABASE_URL"]) {
+      const raw = env[name];
+      if (raw === undefined) continue;
+      seen.db.add(file);
+      t.false(name in plain, `${where}: ${name} comes from a template, not the env block`);
+      t.regex(raw, /^mysql:\/\/\{\{ \.\w+ \}\}:\{\{ \.\w+ \| urlquery \}\}@/, `${where}: ${name}'s user and password come from a variable`);
+      t.notRegex(raw, /\{\{ \.root|^mysql:\/\/root[:@]/, `${where}: ${name} is not root`);
+      t.regex(
+        envTemplateOf(task, name) ?? "",
+        /\{\{\s*with nomadVar "nomad\/jobs\/[\w-]+"/,
+        `${where}: ${name}'s template reads the job's variable`,
+      );
+      const url = new URL(concrete(env)[name]!);
+      t.is(url.searchParams.get("ssl-mode"), "VERIFY_IDENTITY", `${where}: ${name} requires TLS and checks the server's name`);
+      t.true(renderedFromVariable(task, url.searchParams.get("ssl-ca")), `${where}: ${name}'s ssl-ca is rendered from a variable`);
+      t.notThrows(() => parseApiConfig({ DATABASE_URL: concrete(env)[name] }), `${where}: ${name} is a URL the app takes`);
+    }
+    if (env["NATS_URL"] !== undefined) {
+      seen.nats.add(file);
+      const servers = env["NATS_URL"].split(",");
+      t.true(
+        servers.every((s) => s.startsWith("tls://")),
+        `${where}: NATS_URL ${env["NATS_URL"]} is tls://`,
+      );
+      const security = parseNatsSecurity(concrete(env), env["NATS_URL"]);
+      t.truthy(security.tls, `${where}: TLS to NATS`);
+      t.true(renderedFromVariable(task, security.tls?.caFile), `${where}: NATS_TLS_CA is rendered from a variable`);
+      if (security.credsFile !== undefined) {
+        t.true(renderedFromVariable(task, security.credsFile), `${where}: NATS_CREDS_FILE is rendered from a variable`);
+      } else {
+        t.truthy(security.user, `${where}: a NATS user (or NATS_CREDS_FILE)`);
+        t.regex(env["NATS_PASSWORD"] ?? "", /^\{\{ \.\w+ \}\}$/, `${where}: NATS_PASSWORD comes from a variable`);
+        t.regex(
+          envTemplateOf(task, "NATS_PASSWORD") ?? "",
+          /\{\{\s*with nomadVar "nomad\/jobs\/[\w-]+"/,
+          `${where}: NATS_PASSWORD's template reads the job's variable`,
+        );
+        t.true(
+          users.has(security.user!),
+          `${where}: user ${security.user} is declared in nats.nomad.hcl (${[...users.keys()].join(", ")})`,
+        );
+      }
+    }
+  }
+  // Not vacuous: the jobs that talk to each are all checked.
+  t.deepEqual([...seen.nats].sort(), ["bulk.nomad.hcl", "search.nomad.hcl", "webhooks.nomad.hcl"]);
+  t.deepEqual([...seen.db].sort(), ["bulk.nomad.hcl", "catalog.nomad.hcl", "orders.nomad.hcl", "search.nomad.hcl", "webhooks.nomad.hcl"]);
+});
+
+test("nats: TLS for clients and routes, password users from the job's variable, certificates rendered from it", async (t) => {
+  const nats = group(await loadJob("nomad/nats.nomad.hcl"), "nats");
+  const [, task] = [...labelled(nats, "task")][0]!;
+  const config = blocks(task, "config")[0]!;
+  const confPath = config["args"][config["args"].indexOf("--config") + 1];
+  const confTemplate = blocks(task, "template").find((tpl) => `/${tpl["destination"]}` === confPath);
+  t.truthy(confTemplate, `the server config ${confPath} is rendered by a template`);
+  const conf = String(confTemplate?.["data"]);
+  const tlsBlocks = [...conf.matchAll(/tls\s*\{([^}]*)\}/g)].map((m) => m[1]!);
+  t.is(tlsBlocks.length, 2, "a tls block for clients and one for routes");
+  for (const block of tlsBlocks) {
+    for (const key of ["cert_file", "key_file", "ca_file"]) {
+      const file = new RegExp(`${key}:\\s*"([^"]+)"`).exec(block)?.[1];
+      t.true(renderedFromVariable(task, file), `${key} ${file} is rendered from nomad/jobs/nats`);
+    }
+  }
+  t.regex(/cluster\s*\{[\s\S]*\}/.exec(conf)?.[0] ?? "", /verify:\s*true/, "routes verify each other's certificate");
+  t.regex(/cluster\s*\{[\s\S]*\}/.exec(conf)?.[0] ?? "", /tls\s*\{/, "routes over TLS (the cluster's tls block)");
+  const users = await natsUsers();
+  t.true(users.size >= 3, `users: ${[...users.keys()].join(", ")}`);
+  for (const [user, password] of users) t.regex(password, /^\{\{ \.\w+ \}\}$/, `${user}'s password (hash) comes from the variable`);
+  t.regex(conf, /\{\{-?\s*with nomadVar "nomad\/jobs\/nats"/);
+  t.regex(String(confTemplate?.["destination"]), /^secrets\//, "the config with the users' hashes is in secrets/");
+});
+
+test("nats: the server config, rendered as Nomad would, is one nats-server accepts (nats-server -t)", async (t) => {
+  const nats = group(await loadJob("nomad/nats.nomad.hcl"), "nats");
+  const [, task] = [...labelled(nats, "task")][0]!;
+  const dir = await mkdtemp(path.join(tmpdir(), "stockroom-natsconf-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The certificate, key and CA templates' files: one self-signed certificate stands in for all three.
+  const openssl = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nats", "-keyout", "server.key", "-out", "server.pem"],
+    { cwd: dir, encoding: "utf8" },
+  );
+  t.is(openssl.status, 0, openssl.stderr);
+  const conf = String(blocks(task, "template").find((tpl) => tpl["destination"] === "secrets/nats.conf")?.["data"]);
+  // What Nomad fills in: the node's name, the variable's bcrypt hashes, the registered routes.
+  const rendered = conf
+    .replace(/\{\{-? ?range [^}]*\}\}[\s\S]*?\{\{-? ?end \}\}/, "nats-route://10.0.0.2:6222")
+    .replace(/\{\{ env "node\.unique\.name" \}\}/g, "node-1")
+    .replace(/\{\{-? ?with nomadVar "[^"]*" ?-?\}\}|\{\{-? ?end ?-?\}\}/g, "")
+    .replace(/\{\{ \.\w+ \}\}/g, "$2a$11$2yD4TN3ONvh1CeYdu3vFXOaKB7ky0y4c8S4b5tX1bQ9RvoPFY1r7K")
+    .replaceAll("/secrets/server.pem", path.join(dir, "server.pem"))
+    .replaceAll("/secrets/ca.pem", path.join(dir, "server.pem"))
+    .replaceAll("/secrets/server.key", path.join(dir, "server.key"))
+    .replaceAll("/data/jetstream", path.join(dir, "js"));
+  t.notRegex(rendered, /\{\{|\}\}/, "every template action is filled in");
+  await writeFile(path.join(dir, "nats.conf"), rendered);
+  const check = spawnSync("/usr/sbin/nats-server", ["-c", path.join(dir, "nats.conf"), "-t"], { encoding: "utf8" });
+  t.is(check.status, 0, `nats-server -t: ${check.stdout}${check.stderr}${check.error ?? ""}`);
+  // SIGUSR2 (lame duck) lets clients move before the server exits: kill_timeout covers the lame-duck period.
+  const lameDuckMs = durationMs(/lame_duck_duration:\s*"([^"]+)"/.exec(conf)?.[1] ?? "2m");
+  const graceMs = durationMs(/lame_duck_grace_period:\s*"([^"]+)"/.exec(conf)?.[1] ?? "10s");
+  t.is(task["kill_signal"], "SIGUSR2");
+  t.true(durationMs(String(task["kill_timeout"])) >= lameDuckMs + graceMs, "kill_timeout outlasts lame duck mode");
+});
+
+test("vitess: vtgate serves the MySQL protocol over TLS only, with its certificate from the job's variable", async (t) => {
+  const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
+  const [, task] = [...labelled(vtgate, "task")].find(([name]) => name === "vtgate")!;
+  // args is an HCL expression here (concat(local.topo_flags, [...])): its string literals, in order.
+  const raw = blocks(task, "config")[0]?.["args"];
+  const args: string[] = typeof raw === "string" ? [...raw.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!) : raw;
+  const flag = (name: string) => args[args.indexOf(name) + 1];
+  t.true(args.includes("--mysql_server_require_secure_transport"), "plain-text clients are refused");
+  t.true(renderedFromVariable(task, flag("--mysql_server_ssl_cert")), "the certificate is rendered from a variable");
+  t.true(renderedFromVariable(task, flag("--mysql_server_ssl_key")), "the key is rendered from a variable");
 });
 
 test("jaeger: OTLP on 4317 and 4318 and the UI on 16686, listening on all interfaces", async (t) => {

@@ -3,9 +3,12 @@
  * to what the processes really export: a live API process (catalog and
  * bulk, with a bulk worker sharing its registry, as `npm start` runs them)
  * is scraped over HTTP and every metric a rule or panel names must be in it.
- * The SLO rules must match slo.json.
+ * The SLO rules must match slo.json. The rules' behaviour is unit-tested by
+ * promtool (alerts.test.yml): which alert fires, when, with what labels.
  */
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import test from "ava";
@@ -15,7 +18,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startApi, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
-import { parseEventStreamConfig } from "@stockroom/events";
+import { DEFAULT_RELAY, parseEventStreamConfig, registerRelayMetrics, startOutboxRelay } from "@stockroom/events";
 import { dropDatabase, ensureDatabase } from "@stockroom/common/db";
 import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl } from "@stockroom/common/testing";
@@ -91,6 +94,15 @@ function exportedNames(): Promise<Set<string>> {
       log: createLogger("webhooks", "silent"),
     });
     registerDispatcherMetrics(api.metrics.registry, dispatcher);
+    // The outbox relay, as relay-main.ts and tools/start.ts run it: its commit-to-publish histogram.
+    const relay = await startOutboxRelay({
+      db: api.db,
+      nats,
+      events,
+      config: { ...DEFAULT_RELAY, pollMs: 10, pruneEveryMs: 0 },
+      log: createLogger("relay", "silent"),
+    });
+    registerRelayMetrics(api.metrics.registry, relay);
     try {
       const merchant = await createMerchant(api.db, "Rules merchant");
       const catalog = createClient(
@@ -101,6 +113,7 @@ function exportedNames(): Promise<Set<string>> {
         }),
       );
       await catalog.createProduct({ product: { sku: "R-1", title: "Rules", price: { currencyCode: "EUR", minorUnits: 100n }, stock: 1 } });
+      for (let i = 0; i < 200 && relay.stats().published === 0; i++) await new Promise((r) => setTimeout(r, 50));
       const text = await (await fetch(`${api.metricsServer!.url}/metrics`)).text();
       const names = new Set<string>();
       for (const line of text.split("\n")) {
@@ -119,11 +132,13 @@ function exportedNames(): Promise<Set<string>> {
         "stockroom_outbox_oldest_age_seconds",
         "stockroom_db_pool_queued_requests",
         "stockroom_bulk_worker_concurrency",
+        "stockroom_outbox_relay_commit_to_publish_seconds_bucket",
       ]) {
         if (!text.split("\n").some((l) => l.startsWith(must))) throw new Error(`${must} has no sample`);
       }
       return names;
     } finally {
+      await relay.stop();
       await dispatcher.stop();
       await worker.stop();
       await nats.jsm.streams.delete(queue.stream).catch(() => {});
@@ -174,7 +189,7 @@ test("the issue's alerts are there: queue lag growing 5 min, outbox older than 3
 });
 
 test("the SLO rules cover every tier and group with the thresholds and methods of slo.json", (t) => {
-  const sloRules = activeRules.filter((r) => r.labels?.["slo"]);
+  const sloRules = activeRules.filter((r) => r.labels?.["slo"] && r.labels["tier"]);
   const covered = new Set<string>();
   for (const r of sloRules) {
     const tier = r.labels!["tier"]!;
@@ -191,6 +206,22 @@ test("the SLO rules cover every tier and group with the thresholds and methods o
   }
   const expected = Object.keys(slo.tiers).flatMap((tier) => Object.keys(slo.groups).map((g) => `${tier}/${g}`));
   t.deepEqual([...covered].sort(), expected.sort());
+});
+
+test("the outbox's SLO rule reads the relay's commit-to-publish histogram with the threshold of slo.json", (t) => {
+  const rule = activeRules.find((r) => r.labels?.["slo"] === "commit_to_publish_p99_ms");
+  t.truthy(rule, "an alert on the commit-to-publish p99");
+  t.regex(rule!.expr, /histogram_quantile\(0\.99, sum by \(le\) \(rate\(stockroom_outbox_relay_commit_to_publish_seconds_bucket\[/);
+  t.is(Number(/>\s*([\d.]+)\s*$/.exec(rule!.expr)?.[1]) * 1000, slo.events.commit_to_publish_p99_ms);
+  const panel = dashboard.panels.find((p: { title: string }) => /commit → publish/.test(p.title));
+  t.truthy(panel, "a panel graphs it");
+  t.true(panel.targets.some((q: { expr: string }) => q.expr.includes("stockroom_outbox_relay_commit_to_publish_seconds_bucket")));
+  t.false(
+    [...activeRules.map((r) => r.expr), ...dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((q: any) => q.expr))].some((e) =>
+      /commit_to_publish_seconds\{[^}]*quantile/.test(e),
+    ),
+    "nothing reads the old quantile gauge",
+  );
 });
 
 test("every metric an alert rule reads is exported by a live process; pending ones are not (yet)", async (t) => {
@@ -250,5 +281,55 @@ test("the Grafana dashboard is well formed and every panel queries exported metr
     "stockroom_db_pool_queued_requests",
   ]) {
     t.true(graphed.has(must), `a panel shows ${must}`);
+  }
+});
+
+/** promtoolPath finds promtool: PROMTOOL, then .stockroom/bin (where tools/bootstrap.mjs installs it), then PATH. */
+function promtoolPath(): string | undefined {
+  const candidates = [
+    process.env["PROMTOOL"],
+    path.join(root, ".stockroom", "bin", "promtool"),
+    ...(process.env["PATH"] ?? "").split(path.delimiter).map((dir) => dir && path.join(dir, "promtool")),
+  ];
+  return candidates.find((c): c is string => !!c && existsSync(c));
+}
+
+const rulesTestFile = path.join(dir, "alerts.test.yml");
+
+test("promtool: the rules check, and their unit tests (alerts.test.yml) pass", (t) => {
+  const promtool = promtoolPath();
+  if (!promtool) {
+    t.fail(
+      "promtool is missing: `npm test` installs it (tools/bootstrap.mjs, into .stockroom/bin); or set PROMTOOL, or put Debian's prometheus package's promtool on PATH",
+    );
+    return;
+  }
+  const check = spawnSync(promtool, ["check", "rules", path.join(dir, "alerts.rules.yml")], { encoding: "utf8" });
+  t.is(check.status, 0, `promtool check rules:\n${check.stdout}${check.stderr}`);
+  const run = spawnSync(promtool, ["test", "rules", rulesTestFile], { encoding: "utf8", cwd: dir });
+  t.is(run.status, 0, `promtool test rules:\n${run.stdout}${run.stderr}`);
+  t.regex(run.stdout, /SUCCESS/);
+});
+
+test("alerts.test.yml proves every alert of alerts.rules.yml fires (and the key ones stay quiet when they should)", async (t) => {
+  const tests: {
+    tests: { alert_rule_test?: { alertname: string; exp_alerts?: unknown[] }[] }[];
+  } = parseYaml(await readFile(rulesTestFile, "utf8"));
+  const cases = tests.tests.flatMap((g) => g.alert_rule_test ?? []);
+  const fires = new Set(cases.filter((c) => (c.exp_alerts ?? []).length > 0).map((c) => c.alertname));
+  const quiet = new Set(cases.filter((c) => (c.exp_alerts ?? []).length === 0).map((c) => c.alertname));
+  const names = [...new Set(activeRules.map((r) => r.alert))];
+  t.deepEqual(
+    names.filter((n) => !fires.has(n)),
+    [],
+    "alerts no test makes fire",
+  );
+  t.deepEqual(
+    cases.map((c) => c.alertname).filter((n) => !names.includes(n)),
+    [],
+    "tests of alerts that do not exist",
+  );
+  for (const n of ["BulkWorkersBelowDesired", "BulkQueueStalled", "WebhookDeadLetters", "OutboxPublishLatencyAboveSlo"]) {
+    t.true(quiet.has(n), `${n} is also shown not to fire`);
   }
 });

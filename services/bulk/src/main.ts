@@ -11,6 +11,7 @@ import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { parseBulkConfig } from "./config.ts";
 import { bulkModule } from "./module.ts";
+import { ensureChunkQueue } from "./queue.ts";
 
 const config = parseApiConfig(process.env);
 const bulk = parseBulkConfig(process.env);
@@ -18,12 +19,18 @@ const nats = await connectNats({
   servers: config.natsUrl.split(","),
   name: "stockroom-bulk-api",
   log: createLogger("stockroom-bulk-api", config.logLevel),
+  security: config.natsSecurity,
 });
+// The chunk stream and the workers' consumer exist before the first upload publishes, and before any
+// worker starts: the API watches that consumer's lag (module.ts), which must be there with no worker up.
+await ensureChunkQueue(nats.jsm, bulk.queue);
 const api = await startApi({
   name: "stockroom-bulk-api",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db, { metrics }) => [bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics })],
+  modules: (db, { metrics }) => [
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired }),
+  ],
   nats: nats.nc,
 });
 api.log.info("listening", { url: api.server.url });

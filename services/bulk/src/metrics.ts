@@ -1,7 +1,7 @@
 /**
  * The bulk package's Prometheus series, added to the process's registry
  * (common's createMetrics makes it) by whatever part of bulk runs there: the
- * API module (staging counts invalid lines) and the workers.
+ * API module (staging counts invalid lines; the desired worker count) and the workers.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
@@ -23,7 +23,7 @@ export interface BulkMetrics {
   reconcileRuns: Counter<"result">;
   /** This process's chunk concurrency, by stream: one series per running worker, so count() is the worker count. */
   workerConcurrency: Gauge<"stream">;
-  /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert. */
+  /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert: the bulk API exports it, so it outlives the workers. */
   workersDesired: Gauge<"stream">;
 }
 

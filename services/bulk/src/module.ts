@@ -19,6 +19,11 @@ export interface BulkModuleOptions {
   watchIntervalMs?: number;
   /** The process's metrics (startApi's ModuleDeps): staging counts its invalid lines there. */
   metrics?: Metrics;
+  /**
+   * Worker processes the deployment runs (BULK_WORKERS_DESIRED; 0 = not said). The API exports it, not the
+   * workers: the worker-count alert must still know how many are wanted when every worker is gone.
+   */
+  workersDesired?: number;
 }
 
 /** bulkModule plugs BulkJobService into an API process. */
@@ -42,7 +47,11 @@ export function bulkModule(db: BulkDb, options: BulkModuleOptions = {}): Service
       }),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);
-      bulkMetrics(metrics.registry);
+      const bulk = bulkMetrics(metrics.registry);
+      if (options.workersDesired) bulk.workersDesired.set({ stream: queue.stream }, options.workersDesired);
+      // The queue lag comes from a process that stays up, not only from the workers that drain the queue:
+      // with every worker dead the chunks still pile up, and the alert on them must still see it.
+      if (options.nats) metrics.watchConsumer(options.nats.jsm, queue.stream, queue.durable);
     },
   };
 }

@@ -9,7 +9,6 @@ import { createDatabase } from "@stockroom/common/db";
 import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { stopOnSignals } from "@stockroom/common/rpc";
-import { bulkMetrics } from "./metrics.ts";
 import type { BulkDb } from "./store.ts";
 import { parseBulkConfig } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";
@@ -19,10 +18,9 @@ const bulk = parseBulkConfig(process.env);
 const log = createLogger("stockroom-bulk-worker", config.logLevel);
 const stopTelemetry = await startTelemetry({ serviceName: "stockroom-bulk-worker", otlpEndpoint: config.otlpEndpoint });
 const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.dbPoolSize });
-const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
-if (bulk.workersDesired > 0) bulkMetrics(metrics.registry).workersDesired.set({ stream: bulk.queue.stream }, bulk.workersDesired);
 const worker = await startBulkWorker({
   db,
   nats,

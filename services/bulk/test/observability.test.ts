@@ -206,7 +206,11 @@ test("one bulk job is one trace across the API and worker processes, and the met
   t.is(sumOf(samples, "stockroom_bulk_jobs_finished_total", { state: "partially_succeeded" }), 1);
   t.is(sumOf(samples, "stockroom_rpc_server_duration_seconds_count", { method: "UploadBulkFile", code: "OK", tier: "standard" }), 1);
   t.is(samples.filter((s) => s.name === "stockroom_bulk_worker_concurrency").length, 2, "one worker-count series per worker");
-  t.is(sumOf(samples, "stockroom_bulk_workers_desired", { stream }), 4, "each worker says 2 are desired");
+  t.deepEqual(
+    samples.filter((s) => s.name === "stockroom_bulk_workers_desired").map((s) => [s.labels["stream"], s.value]),
+    [[stream, 2]],
+    "the bulk API, not the workers, says 2 are desired",
+  );
   t.is(sumOf(samples, "stockroom_jetstream_consumer_pending_messages", { stream, consumer: "workers" }), 0, "the queue is drained");
   t.true(samples.some((s) => s.name === "stockroom_jetstream_consumer_ack_pending_messages" && s.labels["stream"] === stream));
   t.true(samples.some((s) => s.name === "stockroom_db_pool_connections_in_use" && s.labels["pool"] === "main"));
@@ -217,7 +221,18 @@ test("one bulk job is one trace across the API and worker processes, and the met
   t.is(sumOf(samples, "stockroom_dependency_up", { dependency: "nats" }), 3);
 
   // ---- traces: stop the processes so every span is flushed, then check the job's trace
-  await Promise.all([...workers, api].map(stop));
+  // With every worker gone, the API still says how many are wanted and how far behind the queue is,
+  // so the worker-count and queue-lag alerts can fire (tools/observability/alerts.test.yml).
+  await Promise.all(workers.map(stop));
+  const alone = await scrape(`http://127.0.0.1:${apiMetrics}/metrics`);
+  t.is(sumOf(alone, "stockroom_bulk_workers_desired", { stream }), 2);
+  t.false(
+    alone.some((s) => s.name === "stockroom_bulk_worker_concurrency"),
+    "the API runs no worker",
+  );
+  t.true(alone.some((s) => s.name === "stockroom_jetstream_consumer_pending_messages" && s.labels["stream"] === stream));
+  t.true(alone.some((s) => s.name === "stockroom_jetstream_consumer_ack_pending_messages" && s.labels["stream"] === stream));
+  await stop(api);
   const spans = receiver.spans;
   const uploadSpan = spans.find((s) => s.name === "stockroom.bulk.v1.BulkJobService/UploadBulkFile");
   t.truthy(uploadSpan, `upload span among ${spans.length} spans`);

@@ -4,8 +4,10 @@ export interface ApiConfig {
   port: number;
   databaseUrl: string;
   dbPoolSize: number;
-  /** NATS servers, comma-separated. */
+  /** NATS servers, comma-separated (nats://… or tls://…). */
   natsUrl: string;
+  /** How to authenticate to NATS and verify its TLS certificate (NATS_CREDS_FILE, NATS_USER/NATS_PASSWORD, NATS_TLS_*). */
+  natsSecurity: NatsSecurity;
   /** OTLP endpoint; tracing is off without one. */
   otlpEndpoint: string | undefined;
   logLevel: "info" | "warn" | "error" | "silent";
@@ -25,6 +27,27 @@ export interface ApiConfig {
 
 export type Env = Record<string, string | undefined>;
 
+/**
+ * NatsSecurity is how a process authenticates to NATS and checks the
+ * server's certificate. Files, not values: Nomad templates render them
+ * from Nomad variables into the allocation's secrets/ directory.
+ */
+export interface NatsSecurity {
+  /** A .creds file (user JWT and NKey seed), NATS_CREDS_FILE; read again at each (re)connect, so a rotated file is used. */
+  credsFile?: string;
+  /** User and password (NATS_USER, NATS_PASSWORD), for a server with user authorization. */
+  user?: string;
+  password?: string;
+  /** TLS: required when set (a tls:// URL or any NATS_TLS_* setting); the server's certificate is always verified. */
+  tls?: {
+    /** CA bundle to verify the server with (NATS_TLS_CA); the system's CAs without it. */
+    caFile?: string;
+    /** Client certificate and key (NATS_TLS_CERT, NATS_TLS_KEY), for servers that verify clients. */
+    certFile?: string;
+    keyFile?: string;
+  };
+}
+
 export const DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/stockroom";
 
 export function parseApiConfig(env: Env): ApiConfig {
@@ -33,12 +56,14 @@ export function parseApiConfig(env: Env): ApiConfig {
     throw new Error(`LOG_LEVEL must be info, warn, error or silent, not "${logLevel}"`);
   }
   const databaseUrl = checkDatabaseUrl("DATABASE_URL", env["DATABASE_URL"] ?? DEFAULT_DATABASE_URL);
+  const natsUrl = env["NATS_URL"] ?? "nats://127.0.0.1:4222";
   return {
     host: env["HOST"] ?? "127.0.0.1",
     port: readInt(env, "PORT", 8080, 0, 65535),
     databaseUrl,
     dbPoolSize: readInt(env, "DB_POOL_SIZE", 20, 1, 1000),
-    natsUrl: env["NATS_URL"] ?? "nats://127.0.0.1:4222",
+    natsUrl,
+    natsSecurity: parseNatsSecurity(env, natsUrl),
     otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] || undefined,
     logLevel: logLevel as ApiConfig["logLevel"],
     drainMs: readInt(env, "DRAIN_MS", 10_000, 0, 600_000),
@@ -47,6 +72,30 @@ export function parseApiConfig(env: Env): ApiConfig {
     healthProbeMs: readInt(env, "HEALTH_PROBE_MS", 1_000, 0, 60_000),
     slaFlushMs: readInt(env, "SLA_FLUSH_MS", 10_000, 0, 600_000),
     corsOrigins: parseCorsOrigins(env["CORS_ALLOWED_ORIGINS"]),
+  };
+}
+
+/** parseNatsSecurity reads NATS credentials and TLS settings, refusing combinations that cannot work. */
+export function parseNatsSecurity(env: Env, natsUrl: string): NatsSecurity {
+  const value = (raw: string | undefined) => (raw === "" ? undefined : raw);
+  const [credsFile, user, password] = [value(env["NATS_CREDS_FILE"]), value(env["NATS_USER"]), value(env["NATS_PASSWORD"])];
+  const [caFile, certFile, keyFile] = [value(env["NATS_TLS_CA"]), value(env["NATS_TLS_CERT"]), value(env["NATS_TLS_KEY"])];
+  if (credsFile && (user || password)) throw new Error("NATS_CREDS_FILE and NATS_USER/NATS_PASSWORD exclude each other: set one");
+  if ((user === undefined) !== (password === undefined)) throw new Error("NATS_USER and NATS_PASSWORD go together");
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error("NATS_TLS_CERT and NATS_TLS_KEY go together");
+  const servers = natsUrl.split(",").map((s) => s.trim());
+  const schemes = new Set(servers.map((s) => /^([a-z]+):\/\//i.exec(s)?.[1]?.toLowerCase() ?? "nats"));
+  for (const scheme of schemes) {
+    if (!["nats", "tls"].includes(scheme)) throw new Error(`NATS_URL: "${scheme}://" is not nats:// or tls://`);
+  }
+  if (schemes.size > 1) throw new Error("NATS_URL mixes nats:// and tls:// servers");
+  const tls = schemes.has("tls") || caFile !== undefined || certFile !== undefined;
+  return {
+    ...(credsFile !== undefined && { credsFile }),
+    ...(user !== undefined && { user, password }),
+    ...(tls && {
+      tls: { ...(caFile !== undefined && { caFile }), ...(certFile !== undefined && { certFile, keyFile }) },
+    }),
   };
 }
 

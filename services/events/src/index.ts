@@ -16,7 +16,14 @@ export {
   eventSubject,
   type EventStreamConfig,
 } from "./event-stream.ts";
-export { registerOutboxMetrics, registerRelayMetrics, OUTBOX_COUNT_CAP, type RelayStatsLike } from "./metrics.ts";
+export {
+  registerOutboxMetrics,
+  registerRelayMetrics,
+  OUTBOX_COUNT_CAP,
+  RELAY_LATENCY_BUCKETS,
+  type RelayLike,
+  type RelayStatsLike,
+} from "./metrics.ts";
 export { eventsMigrations } from "./migrations.ts";
 export { appendOutbox, type OutboxEvent } from "./outbox.ts";
 export { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig, type RelayDeps, type RelayStats } from "./relay.ts";

@@ -4,7 +4,7 @@
  * they were when common declared them; the alert rules and the dashboard
  * read them (tools/observability/).
  */
-import { Gauge, type Registry } from "prom-client";
+import { Gauge, Histogram, type Registry } from "prom-client";
 import { sql, type Kysely } from "kysely";
 import type { EventTables } from "./schema.ts";
 import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape, untraced } from "@stockroom/common/observe";
@@ -19,8 +19,20 @@ export interface RelayStatsLike {
   published: number;
   duplicates: number;
   failures: number;
-  commitToPublish: { samples: number; p50Ms: number; p99Ms: number };
 }
+
+/** RelayLike is what registerRelayMetrics needs of an outbox relay (relay.ts's OutboxRelay). */
+export interface RelayLike {
+  stats(): RelayStatsLike;
+  /** Calls the listener with each published event's commit-to-ack time, in milliseconds. */
+  onCommitToPublish(listener: (ms: number) => void): unknown;
+}
+
+/**
+ * Buckets (seconds) of stockroom_outbox_relay_commit_to_publish_seconds: from 1 ms (an idle relay polls every
+ * RELAY_POLL_MS, 20 ms) to a minute (a relay far behind, or a failover), fine below 100 ms where it runs.
+ */
+export const RELAY_LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** The databases whose outbox each registry watches: the series are registered once per registry, and the first database is read. */
 const outboxes = new WeakMap<Registry, Set<Kysely<EventTables>>>();
@@ -90,7 +102,7 @@ export function registerOutboxMetrics(registry: Registry, db: Kysely<EventTables
 }
 
 /** registerRelayMetrics exports an outbox relay's stats() (stockroom_outbox_relay_*) in the process running it. */
-export function registerRelayMetrics(registry: Registry, relay: { stats(): RelayStatsLike }): void {
+export function registerRelayMetrics(registry: Registry, relay: RelayLike): void {
   // Registered by the process running a relay: a process without one exports none of these.
   const registers = [registry];
   const stats = () => relay.stats();
@@ -106,17 +118,13 @@ export function registerRelayMetrics(registry: Registry, relay: { stats(): Relay
   total("stockroom_outbox_relay_published_total", "Outbox events this relay published and marked.", (s) => s.published);
   total("stockroom_outbox_relay_duplicates_total", "Publishes JetStream already had (a republish after a crash).", (s) => s.duplicates);
   total("stockroom_outbox_relay_failures_total", "Publishes that failed and will be retried.", (s) => s.failures);
-  new Gauge({
+  // A histogram, not quantiles computed in the process: Prometheus aggregates it across relays and
+  // over any window (histogram_quantile over rate(…_bucket)), and alerts on it like the RPC latency.
+  const commitToPublish = new Histogram({
     name: "stockroom_outbox_relay_commit_to_publish_seconds",
-    help: "From a change's commit to JetStream's ack, over the relay's recent events.",
-    labelNames: ["quantile"],
+    help: "From a change's commit (its outbox row's creation) to JetStream's ack of its event.",
+    buckets: RELAY_LATENCY_BUCKETS,
     registers,
-    collect() {
-      const c = stats().commitToPublish;
-      this.reset();
-      if (c.samples === 0) return;
-      this.set({ quantile: "0.5" }, c.p50Ms / 1000);
-      this.set({ quantile: "0.99" }, c.p99Ms / 1000);
-    },
   });
+  relay.onCommitToPublish((ms) => commitToPublish.observe(Math.max(0, ms) / 1000));
 }

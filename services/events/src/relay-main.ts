@@ -26,7 +26,7 @@ if (migrate) {
   const applied = await migrateToLatest(db, [eventsMigrations]);
   if (applied.length > 0) log.info("migrations applied", { applied });
 }
-const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-relay", log });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-relay", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const relay = await startOutboxRelay({ db, nats, events: parseEventStreamConfig(process.env), config: parseRelayConfig(process.env), log });
 registerRelayMetrics(observability.metrics.registry, relay);

@@ -83,6 +83,11 @@ export interface RelayStats {
 
 export interface OutboxRelay {
   stats(): RelayStats;
+  /**
+   * onCommitToPublish calls listener with each published event's commit-to-ack time in milliseconds
+   * (registerRelayMetrics feeds its histogram from it); the returned function unsubscribes.
+   */
+  onCommitToPublish(listener: (ms: number) => void): () => void;
   /** stop finishes the current round, releases the lock and resolves. */
   stop(): Promise<void>;
 }
@@ -94,6 +99,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
   const lockName = await relayLockName(db);
   const stopping = new AbortController();
   const latency = createLatencyWindow();
+  const latencyListeners = new Set<(ms: number) => void>();
   const counters = { published: 0, duplicates: 0, failures: 0, pruned: 0 };
   let leader = false;
   let pruning: Promise<void> = Promise.resolve();
@@ -136,7 +142,11 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           continue;
         }
         const outcome = await publishBatch(nats.js, events, publishOrder(rows));
-        for (const [i, row] of outcome.acked.entries()) latency.add(outcome.ackedAt[i]! - row.created_at.getTime());
+        for (const [i, row] of outcome.acked.entries()) {
+          const ms = outcome.ackedAt[i]! - row.created_at.getTime();
+          latency.add(ms);
+          for (const listener of latencyListeners) listener(ms);
+        }
         counters.published += outcome.acked.length;
         counters.duplicates += outcome.duplicates;
         await marking; // one mark at a time
@@ -191,6 +201,10 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
   const running = untraced(run);
   return {
     stats: () => ({ leader, ...counters, commitToPublish: latency.summary() }),
+    onCommitToPublish(listener) {
+      latencyListeners.add(listener);
+      return () => latencyListeners.delete(listener);
+    },
     async stop() {
       stopping.abort();
       await running;

@@ -19,8 +19,10 @@ test.serial("the outbox and relay gauges read their sources when scraped", async
   registerOutboxMetrics(metrics.registry, db);
   // Every module of a process registers the outbox: the series are added once.
   registerOutboxMetrics(metrics.registry, db);
-  const relay = { leader: true, published: 5, duplicates: 1, failures: 0, commitToPublish: { samples: 5, p50Ms: 12, p99Ms: 40 } };
-  registerRelayMetrics(metrics.registry, { stats: () => relay });
+  const relay = { leader: true, published: 5, duplicates: 1, failures: 0 };
+  // What the relay (relay.ts) calls with each published event's commit-to-ack time.
+  const listeners: ((ms: number) => void)[] = [];
+  registerRelayMetrics(metrics.registry, { stats: () => relay, onCommitToPublish: (l) => listeners.push(l) });
   const read = async () => parsePrometheusText(await metrics.registry.metrics());
 
   // The outbox: an unpublished event 40 s old.
@@ -51,5 +53,24 @@ test.serial("the outbox and relay gauges read their sources when scraped", async
   relay.published = 8;
   s = await read();
   t.is(sumOf(s, "stockroom_outbox_relay_published_total"), 8);
-  t.is(sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds", { quantile: "0.99" }), 0.04);
+
+  // Commit to publish is a histogram with buckets from 1 ms to 60 s: each event lands in its bucket, cumulatively.
+  t.is(listeners.length, 1);
+  for (const ms of [0.5, 12, 40, 40, 900, 45_000, 120_000]) listeners[0]!(ms);
+  s = await read();
+  const bucket = (le: string) => sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds_bucket", { le });
+  t.is(bucket("0.001"), 1);
+  t.is(bucket("0.025"), 2);
+  t.is(bucket("0.05"), 4);
+  t.is(bucket("1"), 5);
+  t.is(bucket("60"), 6);
+  t.is(bucket("+Inf"), 7);
+  t.is(sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds_count"), 7);
+  t.true(Math.abs(sumOf(s, "stockroom_outbox_relay_commit_to_publish_seconds_sum") - 165.9925) < 1e-9);
+  t.false(
+    s.some((x) => x.name === "stockroom_outbox_relay_commit_to_publish_seconds" && "quantile" in x.labels),
+    "no quantile gauge any more",
+  );
+  const type = /# TYPE stockroom_outbox_relay_commit_to_publish_seconds (\w+)/.exec(await metrics.registry.metrics())?.[1];
+  t.is(type, "histogram");
 });

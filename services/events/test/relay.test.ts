@@ -111,13 +111,17 @@ test("catalog changes are published once each, in order, with the event id as Na
     t.is(m.header.get("traceparent").split("-")[1], traceId, "the message continues the change's trace");
   }
 
-  // Nothing is published twice: later rounds find nothing to do.
+  // Nothing is published twice: later rounds find nothing to do. Each publish reports its commit-to-ack time once.
+  const observed: number[] = [];
+  relay.onCommitToPublish((ms) => observed.push(ms));
   await catalog.adjustStock({ sku: "MUG-1", delta: 1 });
   await waitFor("the new row published", () => allPublished(h), 10_000);
   t.is((await streamMessages(h)).length, 8);
   const stats = relay.stats();
   t.like(stats, { leader: true, published: 8, duplicates: 0, failures: 0 });
   t.true(stats.commitToPublish.samples === 8 && stats.commitToPublish.p50Ms >= 0);
+  t.is(observed.length, 1, "the one new event was observed once");
+  t.true(observed[0]! >= 0 && observed[0]! < 10_000, `${observed[0]} ms`);
 });
 
 test("two relays at once: one leads, every event is stored exactly once, each product's versions in order, and the standby takes over", async (t) => {

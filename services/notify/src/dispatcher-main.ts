@@ -20,7 +20,7 @@ const notify = parseNotifyConfig(process.env);
 const log = createLogger("stockroom-webhooks", config.logLevel);
 const stopTelemetry = await startTelemetry({ serviceName: "stockroom-webhooks", otlpEndpoint: config.otlpEndpoint });
 const db = createDatabase<NotifyTables>({ url: config.databaseUrl, poolSize: config.dbPoolSize });
-const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-webhooks", log });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-webhooks", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const dispatcher = await startWebhookDispatcher({
   db,

@@ -23,7 +23,7 @@ const searchDb = await openSearchDatabase({
   poolSize: search.dbPoolSize,
   migrate: process.env["MIGRATE_ON_START"] === "true",
 });
-const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-search" });
+const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-search", security: config.natsSecurity });
 const api = await startApi({
   name: "stockroom-search",
   config,

@@ -1,9 +1,9 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
 import { FileMigrationProvider, Migrator } from "kysely/migration";
-import { createPool, type Pool } from "mysql2";
+import { createPool, type Pool, type SslOptions } from "mysql2";
 import { deferWrite, enableDeferredWrites, stripDeferMark } from "./deferred-writes.ts";
 
 /** QueryObserver sees every executed statement (SQL with placeholders, bound values). */
@@ -20,6 +20,59 @@ export interface DatabaseOptions {
 
 const tracer = trace.getTracer("stockroom.db");
 
+/** The TLS modes of a database URL's ssl-mode parameter (as MySQL's clients name them). */
+export const SSL_MODES = ["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"] as const;
+
+/** MysqlConnection is what mysql2 takes: the URL without stockroom's TLS parameters, and the TLS options they describe. */
+export interface MysqlConnection {
+  uri: string;
+  ssl?: SslOptions;
+}
+
+/**
+ * mysqlConnection reads the TLS parameters of a database URL, named as
+ * MySQL's own clients name them, and returns mysql2's options:
+ *
+ *   mysql://user:pw@vtgate:15306/stockroom?ssl-mode=VERIFY_IDENTITY&ssl-ca=/secrets/db-ca.pem
+ *
+ * - ssl-mode: DISABLED (the default without ssl-ca), REQUIRED (encrypted,
+ *   certificate not checked), VERIFY_CA (signed by the CA), VERIFY_IDENTITY
+ *   (the default with ssl-ca: signed by the CA and naming the host);
+ * - ssl-ca: a CA bundle file (PEM) to verify the server with; the system's CAs without it;
+ * - ssl-cert, ssl-key: a client certificate and key (PEM files), for servers that verify clients.
+ *
+ * Files are read here, once per pool or connection. Any other query
+ * parameter is left for mysql2.
+ */
+export function mysqlConnection(url: string): MysqlConnection {
+  const parsed = new URL(url);
+  const take = (name: string) => {
+    const value = parsed.searchParams.get(name) ?? undefined;
+    parsed.searchParams.delete(name);
+    return value === "" ? undefined : value;
+  };
+  const rawMode = take("ssl-mode");
+  const [ca, cert, key] = [take("ssl-ca"), take("ssl-cert"), take("ssl-key")];
+  const mode = rawMode?.toUpperCase() ?? (ca ? "VERIFY_IDENTITY" : "DISABLED");
+  if (!(SSL_MODES as readonly string[]).includes(mode)) {
+    throw new Error(`database URL: ssl-mode must be one of ${SSL_MODES.join(", ")}, not "${rawMode}"`);
+  }
+  if ((cert === undefined) !== (key === undefined)) throw new Error("database URL: ssl-cert and ssl-key go together");
+  if (mode === "DISABLED" && (ca || cert)) throw new Error("database URL: ssl-ca, ssl-cert and ssl-key need TLS, not ssl-mode=DISABLED");
+  const uri = parsed.toString();
+  if (mode === "DISABLED") return { uri };
+  const verify = mode === "VERIFY_CA" || mode === "VERIFY_IDENTITY";
+  return {
+    uri,
+    ssl: {
+      rejectUnauthorized: verify,
+      verifyIdentity: mode === "VERIFY_IDENTITY",
+      ...(ca !== undefined && { ca: readFileSync(ca, "utf8") }),
+      ...(cert !== undefined && { cert: readFileSync(cert, "utf8"), key: readFileSync(key!, "utf8") }),
+    },
+  };
+}
+
 /**
  * createDatabase opens a pooled Kysely instance over mysql2. Every statement
  * becomes a client span under the active RPC span (text with placeholders,
@@ -27,7 +80,7 @@ const tracer = trace.getTracer("stockroom.db");
  */
 export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
   const pool = createPool({
-    uri: options.url,
+    ...mysqlConnection(options.url),
     connectionLimit: options.poolSize ?? 10,
     timezone: "Z",
     supportBigNumbers: true,
@@ -269,7 +322,7 @@ export async function ensureDatabase(url: string): Promise<void> {
   if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`database name "${name}" must match [A-Za-z0-9_]+`);
   target.pathname = "/";
   const { createConnection } = await import("mysql2/promise");
-  const conn = await createConnection({ uri: target.toString() });
+  const conn = await createConnection(mysqlConnection(target.toString()));
   try {
     await conn.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
   } finally {
@@ -283,7 +336,7 @@ export async function dropDatabase(url: string): Promise<void> {
   const name = decodeURIComponent(target.pathname.slice(1));
   target.pathname = "/";
   const { createConnection } = await import("mysql2/promise");
-  const conn = await createConnection({ uri: target.toString() });
+  const conn = await createConnection(mysqlConnection(target.toString()));
   try {
     await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
   } finally {

@@ -12,7 +12,19 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { connect, errors, headers as natsHeaders, millis, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import {
+  connect,
+  credsAuthenticator,
+  errors,
+  headers as natsHeaders,
+  millis,
+  nanos,
+  type ConnectionOptions,
+  type MsgHdrs,
+  type NatsConnection,
+} from "@nats-io/transport-node";
+import type { NatsSecurity } from "../config.ts";
 import type { Logger } from "../observe/log.ts";
 import { linkToActive } from "../observe/trace-context.ts";
 import { pause } from "../pause.ts";
@@ -36,6 +48,27 @@ export interface NatsOptions {
   name: string;
   /** When given, disconnects, reconnects and async errors are logged. */
   log?: Logger;
+  /** Credentials and TLS (ApiConfig.natsSecurity, from NATS_CREDS_FILE, NATS_USER/NATS_PASSWORD, NATS_TLS_*). */
+  security?: NatsSecurity;
+}
+
+/**
+ * natsConnectOptions turns NatsOptions into the client's connection options:
+ * reconnecting forever, with the credentials and TLS settings of `security`.
+ * A creds file is read at each (re)connect, so a rotated file is picked up.
+ */
+export function natsConnectOptions(options: NatsOptions): ConnectionOptions {
+  const { security = {} } = options;
+  const credsFile = security.credsFile;
+  return {
+    servers: options.servers,
+    name: options.name,
+    maxReconnectAttempts: -1,
+    ...(credsFile !== undefined && { authenticator: credsAuthenticator(() => readFileSync(credsFile)) }),
+    ...(security.user !== undefined && { user: security.user, pass: security.password }),
+    // An object, even empty, makes the client require TLS; the server's certificate is verified (system CAs without caFile).
+    ...(security.tls && { tls: { ...security.tls } }),
+  };
 }
 
 const tracer = trace.getTracer("stockroom.nats");
@@ -50,7 +83,7 @@ const CONSUMER_NAME_IN_USE = 10013;
  * NATS restart) and fails fast when the account has no JetStream.
  */
 export async function connectNats(options: NatsOptions): Promise<NatsClient> {
-  const nc = await connect({ servers: options.servers, name: options.name, maxReconnectAttempts: -1 });
+  const nc = await connect(natsConnectOptions(options));
   try {
     const jsm = await jetstreamManager(nc);
     const js = jsm.jetstream();

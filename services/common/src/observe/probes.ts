@@ -11,6 +11,7 @@ import type { Connection } from "mysql2/promise";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { withTimeout } from "../timeout.ts";
+import { mysqlConnection } from "../db/database.ts";
 
 export interface DependencyCheck {
   /** The dependency's name: "mysql", "nats". */
@@ -40,7 +41,9 @@ export function mysqlCheck(url: string): DependencyCheck {
     name: "mysql",
     async check(timeoutMs) {
       try {
-        conn ??= import("mysql2/promise").then(({ createConnection }) => createConnection({ uri: url, connectTimeout: timeoutMs }));
+        conn ??= import("mysql2/promise").then(({ createConnection }) =>
+          createConnection({ ...mysqlConnection(url), connectTimeout: timeoutMs }),
+        );
         const c = await withTimeout(conn, timeoutMs);
         await c.query({ sql: "SELECT 1", timeout: timeoutMs });
       } catch (error) {
