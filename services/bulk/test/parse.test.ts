@@ -168,7 +168,13 @@ const CSV_EXPECTED: ParsedLine[] = [
     line: 15,
     kind: "invalid",
     sku: "A-9",
-    errors: [{ field: "", code: "MALFORMED_LINE", message: "a quoted field is not closed before the end of the file" }],
+    errors: [
+      {
+        field: "",
+        code: "MALFORMED_LINE",
+        message: "a quoted field is not closed before the end of the file: lines 15–16 are one unfinished record",
+      },
+    ],
   },
 ];
 
@@ -680,4 +686,32 @@ test.serial("memory stays bounded: a 24 MiB record is skipped as TOO_LONG, never
 test("options are checked", async (t) => {
   await t.throwsAsync(collect(pieces(utf8("sku\n"), [4]), { format: "xml" as "csv", ...LIMITS }), { instanceOf: RangeError });
   await t.throwsAsync(collect(pieces(utf8("sku\n"), [4]), { format: "csv", maxBytes: -1, maxItems: 1 }), { instanceOf: RangeError });
+});
+
+test("an unbalanced quote that swallows the next line: the record's errors name both lines, so no line goes unreported", async (t) => {
+  // Line 3 opens a quote that line 4's quote closes: RFC 4180 reads lines 3–4 as one record, whose price is
+  // then "2.00,EUR⏎C,Cup,3.00,EUR" and whose currency is missing.
+  const file = 'sku,title,price,currency\nA,Mug,1.00,EUR\nB,Big mug,"2.00,EUR\nC,Cup,3.00,EUR"\nD,Plate,4.00,EUR\n';
+  const lines = await parse(file);
+  t.deepEqual(
+    lines.map((l) => [l.line, l.kind]),
+    [
+      [2, "valid"],
+      [3, "invalid"],
+      [5, "valid"],
+    ],
+  );
+  const broken = lines[1]!;
+  t.true(broken.kind === "invalid" && broken.errors.length > 0);
+  for (const e of broken.kind === "invalid" ? broken.errors : [])
+    t.regex(e.message, /^lines 3–4 are one record \(a quoted field runs over the line breaks/);
+  // A valid record may span lines (a description with line breaks): it stays valid, at its first line.
+  const multi = await parse('sku,title,description,price,currency\nM,Mug,"one\ntwo",1.00,EUR\nN,Cup,,2.00,EUR\n');
+  t.deepEqual(
+    multi.map((l) => [l.line, l.kind]),
+    [
+      [2, "valid"],
+      [4, "valid"],
+    ],
+  );
 });

@@ -25,7 +25,8 @@ const csvOptions = (extra: Record<string, unknown> = {}) =>
 test.serial("a 3,000-row CSV with deliberate errors: valid rows applied once, each broken line reported with its code", async (t) => {
   const file = generateBulkFile({ rows: 3000, format: "csv", seed: 7, invalidRate: 0.03, skuPrefix: `U${suffix}-` });
   const { job } = await bulk.uploadBulkFile(stream(csvOptions({ requestId: "upload-big" }), file.chunks));
-  t.is(job!.state, BulkJobState.QUEUED);
+  // The call returns once the file is staged; a fast worker may already have taken its first chunk.
+  t.true([BulkJobState.QUEUED, BulkJobState.RUNNING].includes(job!.state), `state ${BulkJobState[job!.state]}`);
   const done = await finalJob(job!.id);
   t.is(done.state, BulkJobState.PARTIALLY_SUCCEEDED);
   t.is(Number(done.counts!.applied), file.expected.validLines());

@@ -157,8 +157,15 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
 }
 
 /** unclosedDraft reports a record whose quoted field the end of the file left open. */
-export function unclosedDraft(f: Fields | undefined, columns: readonly Column[], line: number): Draft {
-  const errors = [{ field: "", code: "MALFORMED_LINE", message: "a quoted field is not closed before the end of the file" }];
+export function unclosedDraft(f: Fields | undefined, columns: readonly Column[], line: number, lastLine: number): Draft {
+  const lines = lastLine > line ? `lines ${line}–${lastLine}` : `line ${line}`;
+  const errors = [
+    {
+      field: "",
+      code: "MALFORMED_LINE",
+      message: `a quoted field is not closed before the end of the file: ${lines} are one unfinished record`,
+    },
+  ];
   const sku = f ? bestSku(f, columns, isUtf8(f.rec.subarray(f.start, f.end))) : "";
   return { line, sku, skuKnown: false, item: undefined, errors };
 }

@@ -73,7 +73,7 @@ export class CsvScanner implements Scanner {
       if (this.#pos < this.#buf.length) {
         const term = this.#scan();
         if (term >= 0) {
-          const draft = this.#close(term);
+          const draft = this.#close(term, this.line - 1);
           if (draft) return draft;
         }
         continue;
@@ -219,8 +219,11 @@ export class CsvScanner implements Scanner {
     }
   }
 
-  /** #close ends the record whose terminator (LF, or the end of the file) is at chunk index term. */
-  #close(term: number): Draft | undefined {
+  /**
+   * #close ends the record whose terminator (LF, or the end of the file) is at
+   * chunk index term, and whose last physical line is lastLine.
+   */
+  #close(term: number, lastLine: number): Draft | undefined {
     const line = this.#recLine;
     const f = this.#f;
     f.end = term + this.#delta;
@@ -239,7 +242,7 @@ export class CsvScanner implements Scanner {
       else if (state === BARE) this.#field(this.#fieldStart, f.rec[f.end - 1] === CR ? f.end - 1 : f.end, this.#flags);
       else this.#field(this.#fieldStart, this.#quoteAt, this.#flags);
       if (isBlank(f)) draft = undefined;
-      else if (this.#columns) draft = itemDraft(f, this.#columns, line, this.#values);
+      else if (this.#columns) draft = spanned(itemDraft(f, this.#columns, line, this.#values), lastLine);
       else {
         this.#columns = headerColumns(f, line);
         f.cap = this.#columns.length;
@@ -276,11 +279,26 @@ export class CsvScanner implements Scanner {
       f.rec = this.#carry.bytes;
       f.end = this.#carry.length;
       // Too long to have been kept, its sku is unknown.
-      return unclosedDraft(this.#overflow ? undefined : f, this.#columns, line);
+      // The line count has passed a line break that ends the file; the record's last line is the one before it.
+      const last = this.#carry.length > 0 && this.#carry.bytes[this.#carry.length - 1] === LF ? this.line - 1 : this.line;
+      return unclosedDraft(this.#overflow ? undefined : f, this.#columns, line, last);
     }
-    const draft = this.#carry.length > 0 || this.#overflow ? this.#close(0) : undefined;
+    const draft = this.#carry.length > 0 || this.#overflow ? this.#close(0, this.line) : undefined;
     if (draft) return draft;
     if (!this.#columns) throw new BulkFileError("EMPTY_FILE", this.line, "the file is empty: it has no header row");
     return undefined;
   }
+}
+
+/**
+ * spanned names the physical lines of an invalid record that a quoted field
+ * carried over line breaks (RFC 4180 allows it; an unbalanced quote makes it
+ * swallow the lines after it): the report lists the record at its first
+ * line, so its errors say which lines it took. A valid record that spans
+ * lines (a quoted description with line breaks) is left as it is.
+ */
+function spanned(draft: Draft, lastLine: number): Draft {
+  if (lastLine <= draft.line || draft.errors.length === 0) return draft;
+  const where = `lines ${draft.line}–${lastLine} are one record (a quoted field runs over the line breaks; check for an unbalanced quote)`;
+  return { ...draft, errors: draft.errors.map((e) => ({ ...e, message: `${where}: ${e.message}` })) };
 }
