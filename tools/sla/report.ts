@@ -7,7 +7,7 @@
  *   bulk_throughput_min_items items, where fixed costs no longer dominate)
  *   and time-to-complete percentiles (created → ended).
  * - Single edits and orders, from rpc_call_minutes, the per-minute statistics
- *   every API process records (services/common/src/sla.ts): calls, p50 and
+ *   every API process records (services/common/src/observe/sla.ts): calls, p50 and
  *   p99 (from merged log-bucket histograms; at most 19% high, never low) and
  *   the server error rate (errors that are the service's fault).
  *
