@@ -7,7 +7,7 @@ import path from "node:path";
 import { startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
 import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay } from "@stockroom/events";
-import { parseBulkConfig, bulkModule, startBulkWorker } from "@stockroom/bulk";
+import { bulkModule, parseBulkConfig, startBulkWorker, workerSettings } from "@stockroom/bulk";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { catalogModule } from "@stockroom/catalog";
@@ -96,18 +96,7 @@ Bulk workers: ${workersInProcess ? "in this process" : "not here (BULK_WORKERS_I
 Ctrl-C drains in-flight calls and stops.
 `);
 const worker = workersInProcess
-  ? await startBulkWorker({
-      db: api.db,
-      nats,
-      queue: bulk.queue,
-      log,
-      concurrency: bulk.workerConcurrency,
-      reconcileEveryMs: bulk.reconcileEveryMs,
-      pruneEveryMs: bulk.pruneEveryMs,
-      retention: bulk.retention,
-      sealEveryMs: bulk.sealEveryMs,
-      metrics: api.metrics,
-    })
+  ? await startBulkWorker({ db: api.db, nats, log, metrics: api.metrics, ...workerSettings(bulk) })
   : undefined;
 if (!worker) log.info("bulk workers not started here (BULK_WORKERS_IN_PROCESS=false): run node services/bulk/src/worker-main.ts");
 const relay = await startOutboxRelay({ db: api.db, nats, events, config: parseRelayConfig(process.env), log });

@@ -51,3 +51,15 @@ export function parseBulkConfig(env: Env): BulkConfig {
     workersDesired: readInt(env, "BULK_WORKERS_DESIRED", 0, 0, 10_000),
   };
 }
+
+/** workerSettings picks what startBulkWorker takes from the settings (its process adds db, nats, log and metrics). */
+export function workerSettings(c: BulkConfig) {
+  return {
+    queue: c.queue,
+    concurrency: c.workerConcurrency,
+    reconcileEveryMs: c.reconcileEveryMs,
+    pruneEveryMs: c.pruneEveryMs,
+    retention: c.retention,
+    sealEveryMs: c.sealEveryMs,
+  };
+}

@@ -10,7 +10,7 @@ import { createLogger, startObservability, startTelemetry } from "@stockroom/com
 import { connectNats } from "@stockroom/common/nats";
 import { stopOnSignals } from "@stockroom/common/rpc";
 import type { BulkDb } from "./store.ts";
-import { parseBulkConfig } from "./config.ts";
+import { parseBulkConfig, workerSettings } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";
 
 const config = parseApiConfig(process.env);
@@ -21,18 +21,7 @@ const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.db
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
-const worker = await startBulkWorker({
-  db,
-  nats,
-  queue: bulk.queue,
-  log,
-  concurrency: bulk.workerConcurrency,
-  reconcileEveryMs: bulk.reconcileEveryMs,
-  pruneEveryMs: bulk.pruneEveryMs,
-  retention: bulk.retention,
-  sealEveryMs: bulk.sealEveryMs,
-  metrics,
-});
+const worker = await startBulkWorker({ db, nats, log, metrics, ...workerSettings(bulk) });
 log.info("bulk worker started", { concurrency: bulk.workerConcurrency });
 stopOnSignals(async () => {
   observability.draining();
