@@ -8,7 +8,6 @@ export * from "./domain.ts";
 export { lockProduct, lockProducts, writeProducts, type ChangeContext, type ProductWrite } from "./product-writes.ts";
 export {
   catalogMigrations,
-  findProducts,
   listMerchantChanges,
   listProducts,
   rowToProduct,
