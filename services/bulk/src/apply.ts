@@ -9,14 +9,16 @@
 import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog";
 import { inTransaction, jsonColumn } from "@stockroom/common/db";
 import { lockChunk, setChunkState } from "./chunks.ts";
-import { FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState, type StagedItem } from "./domain.ts";
+import { CHUNK_FORMAT, FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState, type StagedItem } from "./domain.ts";
 import { chunkItems, failPendingItems, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
 import { chunksAllDone, countChunk, findJob, moveJob, type ChunkCounts } from "./jobs.ts";
 import type { BulkDb, BulkTx } from "./store.ts";
 
 export interface ChunkOutcome {
-  /** The chunk was already applied, failed or cancelled: nothing was done. */
+  /** The chunk was already applied, failed or cancelled, or is of a newer format: nothing was done. */
   noop: boolean;
+  /** The chunk is queued in a format newer than this worker's (maxFormat): left for a newer worker. */
+  newerFormat?: number;
   counts: Record<"applied" | "unchanged" | "conflict" | "invalid", number>;
   /** The job's state after this chunk. */
   jobState?: JobState;
@@ -33,13 +35,15 @@ export interface ChunkOutcome {
  * by a real-time call fails the chunk on its key; the redelivered chunk then
  * sees it and applies the conflict policy instead of overwriting it.
  */
-export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date()): Promise<ChunkOutcome> {
+export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), maxFormat = CHUNK_FORMAT): Promise<ChunkOutcome> {
   return inTransaction(
     db,
     async (trx) => {
       const counts = { applied: 0, unchanged: 0, conflict: 0, invalid: 0 };
       const chunk = await lockChunk(trx, ref);
       if (chunk?.state !== "queued") return { noop: true, counts };
+      // The ledger has the final word on the format (a message could be older than its chunk's row).
+      if (chunk.format > maxFormat) return { noop: true, counts, newerFormat: chunk.format };
       const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
       if (job.state === "cancelled" || job.dry_run) {
         await setChunkState(trx, ref, "cancelled", now);

@@ -18,8 +18,13 @@ export type ChunkState = BulkJobChunkRow["state"];
 /** PENDING are the chunk states that wait for a worker: applying, or reverting a rollback. */
 export const PENDING: readonly ChunkState[] = ["queued", "rollback_queued"];
 
-/** insertChunk records a staged chunk, queued and not yet published. */
-export async function insertChunk(trx: BulkTx, ref: ChunkRef, lines: { first: number; last: number; count: number }): Promise<void> {
+/** insertChunk records a staged chunk of the given format (domain.ts CHUNK_FORMAT), queued and not yet published. */
+export async function insertChunk(
+  trx: BulkTx,
+  ref: ChunkRef,
+  lines: { first: number; last: number; count: number },
+  format: number,
+): Promise<void> {
   await trx
     .insertInto("bulk_job_chunks")
     .values({
@@ -29,6 +34,7 @@ export async function insertChunk(trx: BulkTx, ref: ChunkRef, lines: { first: nu
       first_line: lines.first,
       last_line: lines.last,
       item_count: lines.count,
+      format,
       state: "queued",
       attempt: 0,
       published_at: null,
@@ -141,7 +147,7 @@ export async function countPublished(db: BulkDb, job: JobRef): Promise<number> {
 export function nextUnpublished(db: BulkDb, job: JobRef, limit: number) {
   return db
     .selectFrom("bulk_job_chunks")
-    .select(["chunk_no", "attempt"])
+    .select(["chunk_no", "attempt", "format"])
     .select(jobTraceContext)
     .where("merchant_id", "=", job.merchantId)
     .where("job_id", "=", job.jobId)
@@ -184,7 +190,7 @@ export async function releaseClaim(db: BulkDb, ref: ChunkRef, attempt: number): 
 export function stalePublished(db: BulkDb, before: Date, limit: number) {
   return db
     .selectFrom("bulk_job_chunks")
-    .select(["merchant_id", "job_id", "chunk_no", "attempt"])
+    .select(["merchant_id", "job_id", "chunk_no", "attempt", "format"])
     .select(jobTraceContext)
     .where("state", "in", PENDING)
     .where("published_at", "<", before)

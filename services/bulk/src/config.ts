@@ -1,4 +1,5 @@
 import { readInt, type Env } from "@stockroom/common";
+import { CHUNK_FORMAT } from "./domain.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
@@ -15,6 +16,8 @@ export interface BulkConfig {
   pruneEveryMs: number;
   /** How often a worker seals the audit chains (catalog audit.ts); 0 turns it off. */
   sealEveryMs: number;
+  /** The newest chunk format a worker applies (BULK_WORKER_MAX_FORMAT; lower only to act as an older release). */
+  workerMaxFormat: number;
   /** Worker processes the deployment runs (BULK_WORKERS_DESIRED; 0 = not said): the worker-count alert compares with it. */
   workersDesired: number;
 }
@@ -26,6 +29,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
       maxItems: readInt(env, "BULK_MAX_ITEMS", DEFAULT_LIMITS.maxItems, 1, 100_000_000),
       maxBytes: readInt(env, "BULK_MAX_BYTES", DEFAULT_LIMITS.maxBytes, 1, 64 * 1024 ** 3),
       chunkSize: readInt(env, "BULK_CHUNK_SIZE", DEFAULT_LIMITS.chunkSize, 1, 10_000),
+      chunkFormat: readInt(env, "BULK_CHUNK_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
     },
     queue: {
       ...DEFAULT_QUEUE,
@@ -49,6 +53,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
     pruneEveryMs: readInt(env, "BULK_PRUNE_EVERY_MS", 600_000, 0, 86_400_000),
     sealEveryMs: readInt(env, "AUDIT_SEAL_EVERY_MS", 5000, 0, 3_600_000),
     workersDesired: readInt(env, "BULK_WORKERS_DESIRED", 0, 0, 10_000),
+    workerMaxFormat: readInt(env, "BULK_WORKER_MAX_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
   };
 }
 
@@ -61,5 +66,6 @@ export function workerSettings(c: BulkConfig) {
     pruneEveryMs: c.pruneEveryMs,
     retention: c.retention,
     sealEveryMs: c.sealEveryMs,
+    maxFormat: c.workerMaxFormat,
   };
 }

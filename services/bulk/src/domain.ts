@@ -3,7 +3,15 @@
  * line merges into the current product. Pure: imports neither proto nor
  * kysely, so the rules are tested without a database.
  */
-import { diffFields, MASK_PATHS, sortedAttributes, validateFields, type Product } from "@stockroom/catalog";
+import {
+  diffFields,
+  MASK_PATHS,
+  NO_MERCHANDISING,
+  sortedAttributes,
+  validateCompareAt,
+  validateFields,
+  type Product,
+} from "@stockroom/catalog";
 import { type FieldViolation, newUlid } from "@stockroom/common";
 import type { BulkItem, ItemError } from "./parse/types.ts";
 
@@ -78,6 +86,23 @@ export function outcomeState(counts: { invalid: number; conflict: number; failed
 /** StagedItem is what a file line names, converted; absent fields are left alone. */
 export type StagedItem = BulkItem;
 
+/**
+ * Chunk formats: what a staged chunk's items may hold. A worker applies only
+ * the formats it knows (up to its newest), and leaves a newer one for a newer
+ * worker, so during a rolling deploy an old worker never applies an item
+ * whose fields it would drop. Format 1: sku, title, description, price,
+ * currency, stock, status, attributes. Format 2 (2026-12) adds gtin, brand,
+ * compare_at_price and weight_grams. A chunk is staged in the oldest format
+ * that holds its items, so old workers keep applying files that use none of
+ * the new fields.
+ */
+export const CHUNK_FORMAT = 2;
+
+/** itemFormat is the oldest chunk format that can hold the item. */
+export function itemFormat(item: StagedItem): number {
+  return item.gtin !== undefined || item.brand !== undefined || item.compareAtMinor !== undefined || item.weightGrams !== undefined ? 2 : 1;
+}
+
 /** Merge is the fate of one item against the current product. */
 export type Merge =
   | { outcome: "applied"; before: Product | undefined; next: Omit<Product, "version" | "createdAt" | "updatedAt">; changed: string[] }
@@ -122,6 +147,7 @@ export function mergeItem(
     stock: 0,
     status: "active" as const,
     attributes: {},
+    ...NO_MERCHANDISING,
   };
   const next = {
     id: base.id,
@@ -133,6 +159,10 @@ export function mergeItem(
     stock: item.stock ?? base.stock,
     status: item.status ?? base.status,
     attributes: { ...base.attributes },
+    gtin: item.gtin ?? base.gtin,
+    brand: item.brand ?? base.brand,
+    compareAtMinor: item.compareAtMinor !== undefined ? item.compareAtMinor : base.compareAtMinor,
+    weightGrams: item.weightGrams !== undefined ? item.weightGrams : base.weightGrams,
   };
   for (const [key, value] of Object.entries(item.attributes ?? {})) {
     if (value === "") delete next.attributes[key];
@@ -145,6 +175,18 @@ export function mergeItem(
     return {
       outcome: "invalid",
       errors: violations.map((v) => ({ field: "attributes", code: "TOO_MANY_ATTRIBUTES", message: v.description })),
+    };
+  }
+  // A compare-at price a line sets is in the line's currency (the parser needs one); one it keeps is in the product's.
+  validateCompareAt("compare_at_price", current, next, item.compareAtMinor != null ? item.currency : undefined, violations);
+  if (violations.length > 0) {
+    return {
+      outcome: "invalid",
+      errors: violations.map((v) => ({
+        field: "compare_at_price",
+        code: "CURRENCY_MISMATCH",
+        message: `compare_at_price ${v.description}`,
+      })),
     };
   }
   if (!current) return { outcome: "applied", before: undefined, next, changed: [...MASK_PATHS] };

@@ -27,6 +27,7 @@ import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJ
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
+import { CHUNK_FORMAT } from "./domain.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -34,6 +35,8 @@ export interface IngestLimits {
   maxBytes: number;
   maxItems: number;
   chunkSize: number;
+  /** The newest chunk format to stage (stage.ts StageOptions.maxFormat; BULK_CHUNK_FORMAT). */
+  chunkFormat: number;
   /** Same content + options within this window returns the existing job. */
   dedupeWindowMs: number;
 }
@@ -42,6 +45,7 @@ export const DEFAULT_LIMITS: IngestLimits = {
   maxBytes: 512 * 1024 * 1024,
   maxItems: 500_000,
   chunkSize: 1000,
+  chunkFormat: CHUNK_FORMAT,
   dedupeWindowMs: 24 * 60 * 60 * 1000,
 };
 
@@ -104,7 +108,7 @@ export async function ingest(
       db,
       ref,
       parseBulkFile(counted(), { format: options.format, maxBytes: limits.maxBytes, maxItems: limits.maxItems }),
-      { chunkSize: limits.chunkSize, stagedVersions: options.conflictPolicy === "skip" },
+      { chunkSize: limits.chunkSize, stagedVersions: options.conflictPolicy === "skip", maxFormat: limits.chunkFormat },
     );
   } catch (error) {
     if (!(error instanceof BulkFileError)) {

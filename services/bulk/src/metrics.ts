@@ -21,6 +21,8 @@ export interface BulkMetrics {
   /** Chunks the reconciler published to refill a job's window. */
   toppedUp: Counter;
   reconcileRuns: Counter<"result">;
+  /** Chunk deliveries this worker passed on because their format is newer than it applies (a rolling deploy in progress). */
+  formatPassed: Counter<"format">;
   /** This process's chunk concurrency, by stream: one series per running worker, so count() is the worker count. */
   workerConcurrency: Gauge<"stream">;
   /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert: the bulk API exports it, so it outlives the workers. */
@@ -74,6 +76,12 @@ export function bulkMetrics(registry: Registry): BulkMetrics {
       name: "stockroom_bulk_reconciler_runs_total",
       help: "Reconciler sweeps by result (ok, error).",
       labelNames: ["result"],
+      registers,
+    }),
+    formatPassed: new Counter({
+      name: "stockroom_bulk_chunks_passed_total",
+      help: "Chunk deliveries passed on to newer workers because their format is newer than this worker applies, by format.",
+      labelNames: ["format"],
       registers,
     }),
     workerConcurrency: new Gauge({

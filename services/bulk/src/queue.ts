@@ -53,10 +53,16 @@ export const DEFAULT_QUEUE: QueueConfig = {
   reconcileAfterMs: 30_000,
 };
 
-/** ChunkMessage is the payload of a chunk message; v lets in-flight jobs survive payload changes. */
+/**
+ * ChunkMessage is the payload of a chunk message. format is the chunk's
+ * format (domain.ts CHUNK_FORMAT). A format-1 chunk is sent as v 1, which
+ * every release reads; a newer format as v 2, which releases from before
+ * chunk formats refuse to decode, so they never apply it.
+ */
 export interface ChunkMessage extends ChunkRef {
-  v: 1;
+  v: 1 | 2;
   attempt: number;
+  format: number;
 }
 
 export function ensureChunkQueue(jsm: JetStreamManager, q: QueueConfig): Promise<void> {
@@ -76,10 +82,11 @@ export function chunkSubject(q: QueueConfig, ref: ChunkRef): string {
 
 export function decodeChunkMessage(data: Uint8Array): ChunkMessage {
   const m = JSON.parse(new TextDecoder().decode(data)) as Partial<ChunkMessage>;
-  if (m.v !== 1 || typeof m.merchantId !== "string" || typeof m.jobId !== "string" || typeof m.chunkNo !== "number") {
+  const format = m.v === 1 ? 1 : m.v === 2 && Number.isInteger(m.format) ? m.format : undefined;
+  if (format === undefined || typeof m.merchantId !== "string" || typeof m.jobId !== "string" || typeof m.chunkNo !== "number") {
     throw new Error(`unsupported chunk message ${JSON.stringify(m).slice(0, 200)}`);
   }
-  return m as ChunkMessage;
+  return { ...(m as ChunkMessage), format };
 }
 
 /**
@@ -88,8 +95,14 @@ export function decodeChunkMessage(data: Uint8Array): ChunkMessage {
  * reconciler that caused the publish is linked, not the parent, so one job
  * is one trace with a publish and a worker span per chunk.
  */
-async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attempt: number, traceContext: string | null): Promise<void> {
-  const message: ChunkMessage = { v: 1, ...ref, attempt };
+async function publishChunk(
+  nats: NatsDeps,
+  q: QueueConfig,
+  ref: ChunkRef,
+  chunk: { attempt: number; format: number; trace_context: string | null },
+): Promise<void> {
+  const { attempt, format } = chunk;
+  const message: ChunkMessage = { v: format === 1 ? 1 : 2, ...ref, attempt, format };
   await publishWithId(
     nats.js,
     chunkSubject(q, ref),
@@ -97,13 +110,14 @@ async function publishChunk(nats: NatsDeps, q: QueueConfig, ref: ChunkRef, attem
     `${ref.jobId}:${ref.chunkNo}:${attempt}`,
     { "stockroom-merchant": ref.merchantId, "stockroom-job": ref.jobId },
     {
-      parent: restoreTraceContext(traceContext),
+      parent: restoreTraceContext(chunk.trace_context),
       destinationTemplate: `${q.subjectPrefix}.{merchant}.{job}.{chunk}`,
       attributes: {
         "stockroom.merchant_id": ref.merchantId,
         "stockroom.bulk.job_id": ref.jobId,
         "stockroom.bulk.chunk_no": ref.chunkNo,
         "stockroom.bulk.attempt": attempt,
+        "stockroom.bulk.chunk_format": format,
       },
     },
   );
@@ -124,7 +138,7 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
     const ref = { ...job, chunkNo: chunk.chunk_no };
     if (!(await claimForPublish(db, ref))) continue;
     try {
-      await publishChunk(nats, q, ref, chunk.attempt, chunk.trace_context);
+      await publishChunk(nats, q, ref, chunk);
     } catch (error) {
       // The message may not have reached the stream (a publish that timed out under load did not, in
       // tests): hand the chunk back so the next top-up publishes it instead of waiting for the
@@ -156,7 +170,7 @@ export async function reconcile(
     const ref = { merchantId: c.merchant_id, jobId: c.job_id, chunkNo: c.chunk_no };
     if (await hasLiveMessage(nats.jsm, q, ref)) continue;
     if (!(await claimNextAttempt(db, ref, c.attempt, now))) continue;
-    await publishChunk(nats, q, ref, c.attempt + 1, c.trace_context);
+    await publishChunk(nats, q, ref, { ...c, attempt: c.attempt + 1 });
     republished++;
   }
   let toppedUp = 0;
@@ -166,6 +180,26 @@ export async function reconcile(
     if (state && WORKING_STATES.includes(state)) toppedUp += await topUp(db, nats, q, job);
   }
   return { republished, toppedUp };
+}
+
+/**
+ * handBack re-publishes a pending chunk under its next attempt, a message
+ * with a fresh delivery count: a worker that cannot apply the chunk's format
+ * hands it back on its last allowed delivery, so it is never given up as
+ * poison but waits for a worker that knows the format. It tells whether this
+ * caller moved the chunk on (false: it is done, or another attempt has it).
+ */
+export async function handBack(
+  db: BulkDb,
+  nats: NatsDeps,
+  q: QueueConfig,
+  chunk: ChunkMessage,
+  traceContext: string | null,
+  now = new Date(),
+): Promise<boolean> {
+  if (!(await claimNextAttempt(db, chunk, chunk.attempt, now))) return false;
+  await publishChunk(nats, q, chunk, { attempt: chunk.attempt + 1, format: chunk.format, trace_context: traceContext });
+  return true;
 }
 
 async function hasLiveMessage(jsm: JetStreamManager, q: QueueConfig, ref: ChunkRef): Promise<boolean> {

@@ -9,7 +9,15 @@
  * since the job applied it follows the rollback's conflict policy: SKIP
  * (default) keeps the newer edit and reports CONFLICT; OVERWRITE restores.
  */
-import { applyMask, lockProducts, writeProducts, type MaskPath, type Product, type ProductWrite } from "@stockroom/catalog";
+import {
+  applyMask,
+  lockProducts,
+  NO_MERCHANDISING,
+  writeProducts,
+  type MaskPath,
+  type Product,
+  type ProductWrite,
+} from "@stockroom/catalog";
 import { inTransaction, jsonColumn } from "@stockroom/common/db";
 import { PreconditionError } from "@stockroom/common";
 import { failRollbackOf, lockChunk, queueForRollback, setChunkState } from "./chunks.ts";
@@ -133,7 +141,7 @@ async function finishRollbackIfDone(db: BulkDb, ref: JobRef, now: Date): Promise
   await inTransaction(db, (trx) => moveJob(trx, ref, "rolled_back", now, {}, chunksAllDone));
 }
 
-/** revive turns an audit snapshot's date strings back into Dates. */
+/** revive turns an audit snapshot's date strings back into Dates; snapshots from before the 2026-12 fields have none of them. */
 function revive(p: Product): Product {
-  return { ...p, createdAt: new Date(p.createdAt), updatedAt: new Date(p.updatedAt) };
+  return { ...NO_MERCHANDISING, ...p, createdAt: new Date(p.createdAt), updatedAt: new Date(p.updatedAt) };
 }

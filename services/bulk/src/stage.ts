@@ -6,7 +6,7 @@
  */
 import { inTransaction, insertRows } from "@stockroom/common/db";
 import { cancelChunks, insertChunk } from "./chunks.ts";
-import { outcomeState, type JobRef, type JobState } from "./domain.ts";
+import { CHUNK_FORMAT, itemFormat, outcomeState, type JobRef, type JobState } from "./domain.ts";
 import { findJob, moveJob } from "./jobs.ts";
 import type { ParsedLine } from "./parse/types.ts";
 import type { BulkDb } from "./store.ts";
@@ -28,6 +28,35 @@ export interface StageOptions {
    * policy reads it; OVERWRITE jobs save the lookup.
    */
   stagedVersions: boolean;
+  /**
+   * The newest chunk format to stage (default CHUNK_FORMAT). While workers of
+   * a release before chunk formats may still run (BULK_CHUNK_FORMAT=1 during
+   * that roll), a line that needs a newer format is refused with
+   * FIELD_NOT_ENABLED instead of being staged where such a worker would apply
+   * it without its new fields.
+   */
+  maxFormat?: number;
+}
+
+/** FORMAT_2_FIELDS are the file columns format 2 added, by item field. */
+const FORMAT_2_FIELDS = { gtin: "gtin", brand: "brand", compareAtMinor: "compare_at_price", weightGrams: "weight_grams" } as const;
+
+/** gate turns a valid line that needs a newer chunk format than maxFormat into an invalid one. */
+function gate(line: ParsedLine, maxFormat: number): ParsedLine {
+  if (line.kind !== "valid" || itemFormat(line.item) <= maxFormat) return line;
+  const fields = Object.entries(FORMAT_2_FIELDS)
+    .filter(([key]) => line.item[key as keyof typeof FORMAT_2_FIELDS] !== undefined)
+    .map(([, column]) => column);
+  return {
+    line: line.line,
+    kind: "invalid",
+    sku: line.item.sku,
+    errors: fields.map((field) => ({
+      field,
+      code: "FIELD_NOT_ENABLED",
+      message: `${field} is not accepted yet: this deployment stages chunk format ${maxFormat} while older workers run (BULK_CHUNK_FORMAT)`,
+    })),
+  };
 }
 
 /**
@@ -54,8 +83,10 @@ export async function stageLines(db: BulkDb, ref: JobRef, lines: AsyncIterable<P
     writing = writeBatch(db, ref, lines, chunkNo, options.stagedVersions);
     writing.catch(() => {}); // awaited by the next close or at the end
   };
+  const maxFormat = options.maxFormat ?? CHUNK_FORMAT;
   try {
-    for await (const line of lines) {
+    for await (const staged of lines) {
+      const line = gate(staged, maxFormat);
       result.total++;
       batch.push(line);
       if (line.kind === "valid") validInBatch++;
@@ -121,7 +152,8 @@ async function writeBatch(db: BulkDb, ref: JobRef, batch: ParsedLine[], chunkNo:
       ),
     );
     if (chunkNo !== null) {
-      await insertChunk(trx, { ...ref, chunkNo }, { first: valid[0]!.line, last: valid.at(-1)!.line, count: valid.length });
+      const format = Math.max(...valid.map((l) => itemFormat(l.item)));
+      await insertChunk(trx, { ...ref, chunkNo }, { first: valid[0]!.line, last: valid.at(-1)!.line, count: valid.length }, format);
     }
   });
 }

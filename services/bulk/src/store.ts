@@ -71,6 +71,8 @@ export interface BulkJobChunkRow {
   first_line: number;
   last_line: number;
   item_count: number;
+  /** The chunk format of its staged items (domain.ts CHUNK_FORMAT); 1 for chunks staged before formats existed. */
+  format: number;
   /** queued → applied (or failed / cancelled); a rollback moves applied → rollback_queued → rolled_back. */
   state: "queued" | "applied" | "failed" | "cancelled" | "rollback_queued" | "rolled_back";
   attempt: number;

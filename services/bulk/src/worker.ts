@@ -1,15 +1,15 @@
 import { trace } from "@opentelemetry/api";
-import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats";
+import { consumeWorkQueue, type NatsDeps, type Pass, type WorkMessage } from "@stockroom/common/nats";
 import { sealAuditChains, type SealOptions } from "@stockroom/catalog";
 import { type Logger, type Metrics, untraced } from "@stockroom/common/observe";
 import { every } from "@stockroom/common";
 import { applyChunk, failChunk, type ChunkOutcome } from "./apply.ts";
-import { FINAL_STATES } from "./domain.ts";
+import { CHUNK_FORMAT, FINAL_STATES } from "./domain.ts";
 import { bulkMetrics } from "./metrics.ts";
 import type { BulkDb } from "./store.ts";
 import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
-import { decodeChunkMessage, ensureChunkQueue, reconcile, topUp, type QueueConfig } from "./queue.ts";
+import { type ChunkMessage, decodeChunkMessage, ensureChunkQueue, handBack, reconcile, topUp, type QueueConfig } from "./queue.ts";
 
 export interface BulkWorkerDeps {
   db: BulkDb;
@@ -18,6 +18,12 @@ export interface BulkWorkerDeps {
   log: Logger;
   /** Chunks this process applies at once. */
   concurrency: number;
+  /**
+   * The newest chunk format this worker applies (default CHUNK_FORMAT).
+   * Lower only to act as an older release would (BULK_WORKER_MAX_FORMAT):
+   * chunks of a newer format are passed on to other workers, never applied.
+   */
+  maxFormat?: number;
   /** How often this process runs the reconciler; 0 turns it off. */
   reconcileEveryMs: number;
   /** How often this process prunes expired rows (prune.ts); 0 or absent turns it off. */
@@ -60,6 +66,22 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
     if (outcome.jobState && FINAL_STATES.has(outcome.jobState)) metrics.jobsFinished.inc({ state: outcome.jobState });
   };
 
+  const maxFormat = deps.maxFormat ?? CHUNK_FORMAT;
+  /**
+   * passOn leaves a chunk of a format this worker does not know to a newer
+   * worker: offered again after a short while, and on its last allowed
+   * delivery re-published as a new attempt (a fresh delivery count), so it
+   * is never failed as poison while it waits for one.
+   */
+  const passOn = async (msg: WorkMessage, chunk: ChunkMessage): Promise<Pass | undefined> => {
+    metrics?.formatPassed.inc({ format: String(chunk.format) });
+    if (msg.deliveriesLeft > 1) {
+      return { pass: { delayMs: 500 + Math.round(Math.random() * 1000), reason: `chunk format ${chunk.format} > ${maxFormat}` } };
+    }
+    if (await handBack(db, nats, queue, chunk, null)) log.warn("handed back a chunk of a newer format", { ...chunk, maxFormat });
+    return undefined;
+  };
+
   const consumer = consumeWorkQueue(
     nats.js,
     // If failing a poisoned chunk fails too, the chunk stays queued in MySQL; a message left in the
@@ -72,12 +94,15 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
         "stockroom.bulk.job_id": chunk.jobId,
         "stockroom.bulk.chunk_no": chunk.chunkNo,
         "stockroom.bulk.attempt": chunk.attempt,
+        "stockroom.bulk.chunk_format": chunk.format,
       });
+      if (chunk.format > maxFormat) return passOn(msg, chunk);
       const started = performance.now();
       const seconds = () => (performance.now() - started) / 1000;
       let kind: "apply" | "rollback" = "apply";
       try {
-        const result = await applyChunk(db, chunk);
+        const result = await applyChunk(db, chunk, new Date(), maxFormat);
+        if (result.newerFormat !== undefined) return passOn(msg, { ...chunk, format: result.newerFormat });
         counted(result, "apply");
         if (!result.noop) {
           metrics?.chunkDuration.observe({ kind, result: "applied" }, seconds());

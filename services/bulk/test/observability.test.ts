@@ -15,7 +15,7 @@ import { eventsMigrations } from "@stockroom/events";
 import { startOtlpReceiver, scrape, sumOf, type Sample, freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { connectNats } from "@stockroom/common/nats";
-import { catalogMigrations, writeProducts } from "@stockroom/catalog";
+import { catalogMigrations, NO_MERCHANDISING, writeProducts } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
@@ -96,6 +96,7 @@ test("one bulk job is one trace across the API and worker processes, and the met
       stock: 0,
       status: "active" as const,
       attributes: {},
+      ...NO_MERCHANDISING,
     },
   });
   const creates = [

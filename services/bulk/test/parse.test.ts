@@ -426,7 +426,7 @@ test("CSV file errors: columns are checked before any line is read", async (t) =
       "sku,colour\nA,red\n",
       "UNKNOWN_COLUMN",
       1,
-      'unknown column "colour"; columns are sku, title, description, price, currency, stock, status and attr.<name>',
+      'unknown column "colour"; columns are sku, title, description, price, currency, stock, status, gtin, brand, compare_at_price, weight_grams and attr.<name>',
       "colour",
     ],
     ["title,price,currency\n", "MISSING_SKU_COLUMN", 1, "the header has no sku column", undefined],
@@ -458,7 +458,7 @@ test("CSV file errors: columns are checked before any line is read", async (t) =
       "\n\nsku,nope\n",
       "UNKNOWN_COLUMN",
       3,
-      'unknown column "nope"; columns are sku, title, description, price, currency, stock, status and attr.<name>',
+      'unknown column "nope"; columns are sku, title, description, price, currency, stock, status, gtin, brand, compare_at_price, weight_grams and attr.<name>',
       "nope",
     ],
   ];

@@ -12,7 +12,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { jsonColumn } from "@stockroom/common/db";
 import { type FieldViolation, etagOf } from "@stockroom/common";
-import { sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
+import { NO_MERCHANDISING, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
 import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 
 export const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
@@ -45,6 +45,10 @@ export function fieldsFromProto(p: ProtoProduct, status: ProductStatus): Product
     stock: p.stock,
     status,
     attributes: sortedAttributes({ ...p.attributes }),
+    gtin: p.gtin,
+    brand: p.brand,
+    compareAtMinor: p.compareAtPrice ? Number(p.compareAtPrice.minorUnits) : null,
+    weightGrams: p.weightGrams ?? null,
   };
 }
 
@@ -58,6 +62,10 @@ export function productToProto(p: Product): ProtoProduct {
     stock: p.stock,
     status: STATUS_TO_PROTO[p.status],
     attributes: p.attributes,
+    gtin: p.gtin,
+    brand: p.brand,
+    compareAtPrice: p.compareAtMinor === null ? undefined : { currencyCode: p.currency, minorUnits: BigInt(p.compareAtMinor) },
+    weightGrams: p.weightGrams ?? undefined,
     version: BigInt(p.version),
     etag: etagOf(p),
     createTime: timestampFromDate(p.createdAt),
@@ -73,7 +81,8 @@ export function snapshot(p: Product | undefined): string | null {
 function fromSnapshot(json: string | null): Product | undefined {
   if (json === null) return undefined;
   const raw = jsonColumn<Product & { createdAt: string; updatedAt: string }>(json);
-  return { ...raw, createdAt: new Date(raw.createdAt), updatedAt: new Date(raw.updatedAt) };
+  // Entries written before the 2026-12 fields existed have none of them.
+  return { ...NO_MERCHANDISING, ...raw, createdAt: new Date(raw.createdAt), updatedAt: new Date(raw.updatedAt) };
 }
 
 export const CHANGE_TYPE_TO_PROTO: Record<ChangeType, ProtoChangeType> = {

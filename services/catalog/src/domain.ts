@@ -17,13 +17,37 @@ export interface Product {
   stock: number;
   status: ProductStatus;
   attributes: Record<string, string>;
+  /** GTIN-8/12/13/14 digits with a valid check digit; "" for none. */
+  gtin: string;
+  /** "" for none. */
+  brand: string;
+  /** The "was" price in the product's currency; null for none. */
+  compareAtMinor: number | null;
+  /** null when not known. */
+  weightGrams: number | null;
   version: number;
   createdAt: Date;
   updatedAt: Date;
 }
 
 /** ProductFields are the fields a caller can set. */
-export type ProductFields = Pick<Product, "title" | "description" | "priceMinor" | "currency" | "stock" | "status" | "attributes">;
+export type ProductFields = Pick<
+  Product,
+  | "title"
+  | "description"
+  | "priceMinor"
+  | "currency"
+  | "stock"
+  | "status"
+  | "attributes"
+  | "gtin"
+  | "brand"
+  | "compareAtMinor"
+  | "weightGrams"
+>;
+
+/** NO_MERCHANDISING are the values of the fields added in 2026-12 (gtin, brand, compare-at price, weight) on a product that sets none. */
+export const NO_MERCHANDISING = { gtin: "", brand: "", compareAtMinor: null, weightGrams: null } as const satisfies Partial<Product>;
 
 export const LIMITS = {
   sku: 128,
@@ -34,10 +58,23 @@ export const LIMITS = {
   attributeValue: 1_000,
   stock: 2_147_483_647,
   reason: 500,
+  brand: 200,
+  weightGrams: 2_147_483_647,
 } as const;
 
 /** MASK_PATHS are the update_mask paths besides attributes.<key>. */
-export const MASK_PATHS = ["title", "description", "price", "stock", "status", "attributes"] as const;
+export const MASK_PATHS = [
+  "title",
+  "description",
+  "price",
+  "stock",
+  "status",
+  "attributes",
+  "gtin",
+  "brand",
+  "compare_at_price",
+  "weight_grams",
+] as const;
 export type MaskPath = (typeof MASK_PATHS)[number] | `attributes.${string}`;
 
 const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
@@ -78,6 +115,67 @@ export function validateFields(prefix: string, fields: Partial<ProductFields>, v
     violations.push({ field: at("stock"), description: "must not be negative" });
   }
   if (fields.attributes !== undefined) validateAttributes(at("attributes"), fields.attributes, violations);
+  if (fields.gtin !== undefined && fields.gtin !== "") {
+    const problem = gtinProblem(fields.gtin);
+    if (problem) violations.push({ field: at("gtin"), description: problem });
+  }
+  if (fields.brand !== undefined) {
+    if ([...fields.brand].length > LIMITS.brand)
+      violations.push({ field: at("brand"), description: `must be at most ${LIMITS.brand} characters` });
+    else if (CONTROL.test(fields.brand) || fields.brand.trim() !== fields.brand) {
+      violations.push({ field: at("brand"), description: "must not contain control characters or surrounding spaces" });
+    }
+  }
+  if (fields.compareAtMinor !== undefined && fields.compareAtMinor !== null) {
+    if (fields.compareAtMinor < 0) violations.push({ field: at("compare_at_price.minor_units"), description: "must not be negative" });
+    else if (fields.compareAtMinor > Number(MAX_MINOR_UNITS)) {
+      violations.push({ field: at("compare_at_price.minor_units"), description: `must be at most ${MAX_MINOR_UNITS}` });
+    }
+  }
+  if (fields.weightGrams !== undefined && fields.weightGrams !== null) {
+    if (!Number.isInteger(fields.weightGrams) || fields.weightGrams < 0 || fields.weightGrams > LIMITS.weightGrams) {
+      violations.push({ field: at("weight_grams"), description: `must be a whole number from 0 to ${LIMITS.weightGrams}` });
+    }
+  }
+}
+
+/**
+ * gtinProblem says what is wrong with a GTIN, or undefined: 8, 12, 13 or 14
+ * digits (GTIN-8, UPC-A, EAN-13, GTIN-14) whose last is the GS1 check digit
+ * (weights 3 and 1 alternating from the right, excluding the check digit).
+ */
+export function gtinProblem(gtin: string): string | undefined {
+  if (!/^\d+$/.test(gtin) || ![8, 12, 13, 14].includes(gtin.length)) return "must be 8, 12, 13 or 14 digits";
+  let sum = 0;
+  for (let i = gtin.length - 2, weight = 3; i >= 0; i--, weight = 4 - weight) sum += Number(gtin[i]) * weight;
+  const check = (10 - (sum % 10)) % 10;
+  return Number(gtin.at(-1)) === check ? undefined : `has check digit ${gtin.at(-1)}, but its digits give ${check}`;
+}
+
+/**
+ * validateCompareAt checks that a product's compare-at price is in its
+ * price's currency. given is the currency the caller named for the
+ * compare-at price in this change (undefined: it kept the stored one, which
+ * was in before's currency), so changing the price's currency also needs a
+ * new compare-at price, or clearing it, in the same change.
+ */
+export function validateCompareAt(
+  field: string,
+  before: Pick<Product, "currency"> | undefined,
+  next: Pick<Product, "currency" | "compareAtMinor">,
+  given: string | undefined,
+  violations: FieldViolation[],
+): void {
+  if (next.compareAtMinor === null) return;
+  if (given !== undefined) {
+    if (given !== next.currency)
+      violations.push({ field, description: `must be in the price's currency ${next.currency}, not "${given}"` });
+  } else if (before && before.currency !== next.currency) {
+    violations.push({
+      field,
+      description: `is in ${before.currency}: a price in ${next.currency} needs a compare-at price in ${next.currency} (or none) in the same change`,
+    });
+  }
 }
 
 function validateAttributes(field: string, attributes: Record<string, string>, violations: FieldViolation[]): void {
@@ -123,6 +221,16 @@ export function applyMask(current: Product, patch: ProductFields, paths: readonl
       case "attributes":
         next.attributes = { ...patch.attributes };
         break;
+      case "gtin":
+      case "brand":
+        next[path] = patch[path];
+        break;
+      case "compare_at_price":
+        next.compareAtMinor = patch.compareAtMinor;
+        break;
+      case "weight_grams":
+        next.weightGrams = patch.weightGrams;
+        break;
       default: {
         const key = path.slice("attributes.".length);
         const value = patch.attributes[key];
@@ -140,6 +248,11 @@ export function diffFields(a: Product, b: Product): string[] {
   const changed: string[] = [];
   for (const f of ["title", "description", "stock", "status"] as const) if (a[f] !== b[f]) changed.push(f);
   if (a.priceMinor !== b.priceMinor || a.currency !== b.currency) changed.push("price");
+  if (a.gtin !== b.gtin) changed.push("gtin");
+  if (a.brand !== b.brand) changed.push("brand");
+  // A compare-at price is in the price's currency: a currency change changes it too.
+  if (a.compareAtMinor !== b.compareAtMinor || (a.compareAtMinor !== null && a.currency !== b.currency)) changed.push("compare_at_price");
+  if (a.weightGrams !== b.weightGrams) changed.push("weight_grams");
   const keys = new Set([...Object.keys(a.attributes), ...Object.keys(b.attributes)]);
   for (const k of [...keys].sort()) if (a.attributes[k] !== b.attributes[k]) changed.push(`attributes.${k}`);
   return changed;

@@ -45,6 +45,7 @@ import {
   isMaskPath,
   LIMITS,
   MASK_PATHS,
+  validateCompareAt,
   validateFields,
   validateSku,
   type MaskPath,
@@ -102,6 +103,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       const status = statusFromProto("product.status", p.status, "active", violations);
       const fields = fieldsFromProto(p, status ?? "active");
       validateFields("product", fields, violations);
+      validateCompareAt("product.compare_at_price.currency_code", undefined, fields, p.compareAtPrice?.currencyCode, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
       return mutate(
@@ -202,6 +204,9 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
         async (trx, change) => {
           const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
           const { next, changed } = applyMask(current, patch, paths);
+          const given = paths.includes("compare_at_price") ? p.compareAtPrice?.currencyCode : undefined;
+          validateCompareAt("product.compare_at_price.currency_code", current, next, given, violations);
+          if (violations.length > 0) throw new InvalidArgumentError(violations);
           if (changed.length === 0) return { product: productToProto(current) };
           const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
           return { product: productToProto(updated!) };
@@ -369,6 +374,10 @@ function maskPaths(p: ProtoProduct, requested: string[], violations: FieldViolat
     if (p.stock !== 0) implied.push("stock");
     if (p.status !== ProtoStatus.UNSPECIFIED) implied.push("status");
     for (const key of Object.keys(p.attributes)) implied.push(`attributes.${key}`);
+    if (p.gtin !== "") implied.push("gtin");
+    if (p.brand !== "") implied.push("brand");
+    if (p.compareAtPrice) implied.push("compare_at_price");
+    if (p.weightGrams !== undefined) implied.push("weight_grams");
     if (implied.length === 0) violations.push({ field: "update_mask", description: "names no field and the product sets none" });
     return implied;
   }
@@ -387,6 +396,10 @@ function maskedFields(patch: ProductFields, paths: MaskPath[]): Partial<ProductF
     if (path === "price") {
       out.priceMinor = patch.priceMinor;
       out.currency = patch.currency;
+    } else if (path === "compare_at_price") {
+      out.compareAtMinor = patch.compareAtMinor;
+    } else if (path === "weight_grams") {
+      out.weightGrams = patch.weightGrams;
     } else if (path.startsWith("attributes.")) {
       const key = path.slice("attributes.".length);
       if (patch.attributes[key] !== undefined) out.attributes = { ...out.attributes, [key]: patch.attributes[key]! };

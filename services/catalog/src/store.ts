@@ -21,6 +21,11 @@ export interface ProductRow {
   stock: number;
   status: ProductStatus;
   attributes: string;
+  /** The columns added by the 2026-12 expand migration: NULL means not set (gtin, brand: ""). */
+  gtin: string | null;
+  brand: string | null;
+  compare_at_minor: number | string | null;
+  weight_grams: number | null;
   version: number;
   created_at: Date;
   updated_at: Date;
@@ -85,6 +90,10 @@ export function rowToProduct(row: Selectable<ProductRow>): Product {
     stock: row.stock,
     status: row.status,
     attributes: jsonColumn<Record<string, string>>(row.attributes),
+    gtin: row.gtin ?? "",
+    brand: row.brand ?? "",
+    compareAtMinor: row.compare_at_minor === null ? null : Number(row.compare_at_minor),
+    weightGrams: row.weight_grams,
     version: Number(row.version),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -103,6 +112,10 @@ function productToRow(merchantId: string, p: Product): ProductRow {
     stock: p.stock,
     status: p.status,
     attributes: JSON.stringify(p.attributes),
+    gtin: p.gtin === "" ? null : p.gtin,
+    brand: p.brand === "" ? null : p.brand,
+    compare_at_minor: p.compareAtMinor,
+    weight_grams: p.weightGrams,
     version: p.version,
     created_at: p.createdAt,
     updated_at: p.updatedAt,
@@ -149,6 +162,10 @@ const UPSERT_COLUMNS = [
   "stock",
   "status",
   "attributes",
+  "gtin",
+  "brand",
+  "compare_at_minor",
+  "weight_grams",
   "version",
   "updated_at",
 ] as const;

@@ -8,7 +8,7 @@ import { inTransaction, mysqlErrno, applyGrants, planGrants } from "@stockroom/c
 import { startTestApi, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { APPEND_ONLY_TABLES, canonicalContent, GENESIS_HASH, rowHash, sealAuditChains, verifyAuditChain } from "../src/audit.ts";
-import type { Product } from "../src/domain.ts";
+import { NO_MERCHANDISING, type Product } from "../src/domain.ts";
 import { recordChanges } from "../src/events.ts";
 import { catalogModule } from "../src/module.ts";
 import { findProducts, upsertProducts, type CatalogDb, type SourceKind } from "../src/store.ts";
@@ -284,6 +284,7 @@ test.serial("sealers racing in parallel, with writes in between, build one consi
       stock: 1,
       status: "active",
       attributes: {},
+      ...NO_MERCHANDISING,
       version: 1,
       createdAt: now,
       updatedAt: now,

@@ -4,6 +4,7 @@ import { createMerchant } from "@stockroom/common/rpc";
 import { newUlid } from "@stockroom/common";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { eventsMigrations } from "@stockroom/events";
+import { NO_MERCHANDISING } from "../src/domain.ts";
 import { lockProducts, writeProducts, type ChangeContext } from "../src/product-writes.ts";
 import { catalogMigrations, type CatalogDb } from "../src/store.ts";
 
@@ -28,6 +29,7 @@ const fields = (sku: string) => ({
   stock: 5,
   status: "active" as const,
   attributes: {},
+  ...NO_MERCHANDISING,
 });
 
 async function trail(sku: string) {

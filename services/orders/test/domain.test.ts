@@ -1,6 +1,6 @@
 import test from "ava";
 import { PreconditionError } from "@stockroom/common";
-import type { Product } from "@stockroom/catalog";
+import { NO_MERCHANDISING, type Product } from "@stockroom/catalog";
 import { checkTransition, isFinal, priceLines, releasesStock, type OrderState } from "../src/domain.ts";
 
 const product = (sku: string, overrides: Partial<Product> = {}): Product => ({
@@ -13,6 +13,7 @@ const product = (sku: string, overrides: Partial<Product> = {}): Product => ({
   stock: 10,
   status: "active",
   attributes: {},
+  ...NO_MERCHANDISING,
   version: 1,
   createdAt: new Date(0),
   updatedAt: new Date(0),

@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { listProducts } from "@stockroom/catalog";
+import { listProducts, NO_MERCHANDISING } from "@stockroom/catalog";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { entryFromProduct } from "../src/convert.ts";
@@ -176,6 +176,7 @@ test.serial("a rebuild never marks deleted a row written after it started (a pro
       stock: 1,
       status: "active",
       attributes: {},
+      ...NO_MERCHANDISING,
       version: 1,
       createdAt: new Date(),
       updatedAt: new Date(),

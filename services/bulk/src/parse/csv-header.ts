@@ -8,7 +8,19 @@ import { LIMITS, validateFields } from "@stockroom/catalog";
 import { quote } from "./fields.ts";
 import { BulkFileError } from "./types.ts";
 
-const FIELD_NAMES = ["sku", "title", "description", "price", "currency", "stock", "status"] as const;
+const FIELD_NAMES = [
+  "sku",
+  "title",
+  "description",
+  "price",
+  "currency",
+  "stock",
+  "status",
+  "gtin",
+  "brand",
+  "compare_at_price",
+  "weight_grams",
+] as const;
 export type Kind = (typeof FIELD_NAMES)[number] | "attr";
 
 export interface Column {
@@ -39,6 +51,14 @@ export function readHeader(cells: readonly string[], line: number): Column[] {
   }
   if (has("currency") && !has("price")) {
     throw new BulkFileError("MISSING_PRICE_COLUMN", line, "a currency column needs a price column", "currency");
+  }
+  if (has("compare_at_price") && !has("currency")) {
+    throw new BulkFileError(
+      "MISSING_CURRENCY_COLUMN",
+      line,
+      "a compare_at_price column needs the price and currency columns (it is in the price's currency)",
+      "compare_at_price",
+    );
   }
   const attributes = columns.filter((c) => c.kind === "attr").length;
   if (attributes > LIMITS.attributes) {

@@ -105,6 +105,10 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
     stock: undefined,
     status: undefined,
     attributes: undefined,
+    gtin: undefined,
+    brand: undefined,
+    compare_at_price: undefined,
+    weight_grams: undefined,
   };
   let attributes: Record<string, string> | undefined;
   for (let k = 0; k < columns.length; k++) {
@@ -144,6 +148,12 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
         break;
       case "status":
         raw.status = value;
+        break;
+      case "gtin":
+      case "brand":
+      case "compare_at_price":
+      case "weight_grams":
+        raw[column.kind] = value;
         break;
       case "attr":
         attributes ??= {};

@@ -18,6 +18,12 @@ export interface RawFields {
   stock?: string;
   status?: string;
   attributes?: Record<string, string>;
+  gtin?: string;
+  brand?: string;
+  /** A decimal in the row's currency, or "" to clear it. */
+  compare_at_price?: string;
+  /** Whole grams, or "" to clear it. */
+  weight_grams?: string;
 }
 
 const STATUSES: ReadonlySet<string> = new Set<ProductStatus>(["active", "draft", "archived"]);
@@ -50,56 +56,75 @@ export function buildItem(raw: RawFields, errors: ItemError[], attrField: (key: 
   else if (raw.price !== undefined && !broken("currency")) {
     errors.push({ field: "currency", code: "MISSING_CURRENCY", message: "a price needs a currency" });
   }
-  if (raw.price !== undefined) convertPrice(raw.price, raw.currency, item, errors);
-  else if (raw.currency !== undefined && !broken("price")) {
+  if (raw.price !== undefined) {
+    const minor = convertPrice("price", raw.price, raw.currency, errors);
+    if (minor !== undefined) item.priceMinor = minor;
+  } else if (raw.currency !== undefined && !broken("price")) {
     errors.push({ field: "price", code: "MISSING_PRICE", message: "a currency needs a price" });
   }
-  if (raw.stock !== undefined) convertStock(raw.stock, item, errors);
+  if (raw.stock !== undefined) {
+    const stock = convertWhole("stock", raw.stock, LIMITS.stock, errors);
+    if (stock !== undefined) item.stock = stock;
+  }
   if (raw.status !== undefined) {
     const status = raw.status.toLowerCase();
     if (STATUSES.has(status)) item.status = status as ProductStatus;
     else errors.push({ field: "status", code: "BAD_STATUS", message: `status ${quote(raw.status)} is not one of active, draft, archived` });
   }
   if (raw.attributes !== undefined) item.attributes = raw.attributes;
+  if (raw.gtin !== undefined) item.gtin = raw.gtin;
+  if (raw.brand !== undefined) item.brand = raw.brand;
+  if (raw.compare_at_price === "") item.compareAtMinor = null;
+  else if (raw.compare_at_price !== undefined) {
+    // In the row's currency, like price: without one, its digits are unknown.
+    if (raw.currency === undefined && !broken("currency")) {
+      errors.push({ field: "compare_at_price", code: "MISSING_CURRENCY", message: "a compare_at_price needs a currency" });
+    }
+    const minor = convertPrice("compare_at_price", raw.compare_at_price, raw.currency, errors);
+    if (minor !== undefined) item.compareAtMinor = minor;
+  }
+  if (raw.weight_grams === "") item.weightGrams = null;
+  else if (raw.weight_grams !== undefined) {
+    const grams = convertWhole("weight_grams", raw.weight_grams, LIMITS.weightGrams, errors);
+    if (grams !== undefined) item.weightGrams = grams;
+  }
   catalogRules(item, errors, attrField);
   return item;
 }
 
 /** convertPrice turns a decimal in major units into integer minor units, from the text (no float math). */
-function convertPrice(text: string, currency: string | undefined, item: BulkItem, errors: ItemError[]): void {
+function convertPrice(field: string, text: string, currency: string | undefined, errors: ItemError[]): number | undefined {
   const m = DECIMAL.exec(text);
   if (!m) {
-    errors.push({ field: "price", code: "BAD_NUMBER", message: `price ${quote(text)} is not a decimal number such as 12.34` });
-    return;
+    errors.push({ field, code: "BAD_NUMBER", message: `${field} ${quote(text)} is not a decimal number such as 12.34` });
+    return undefined;
   }
   const [, sign, whole, fraction = ""] = m;
-  if (sign) errors.push({ field: "price", code: "NEGATIVE_PRICE", message: "price must not be negative" });
+  if (sign) errors.push({ field, code: "NEGATIVE_PRICE", message: `${field} must not be negative` });
   // Without a known currency the digits are unknown; the currency's own error says why.
-  if (currency === undefined || !isKnownCurrency(currency)) return;
+  if (currency === undefined || !isKnownCurrency(currency)) return undefined;
   const digits = currencyDigits(currency);
   if (fraction.length > digits) {
     errors.push({
-      field: "price",
+      field,
       code: "BAD_NUMBER",
-      message: `price ${quote(text)} has ${fraction.length} decimals; ${currency} has ${digits}`,
+      message: `${field} ${quote(text)} has ${fraction.length} decimals; ${currency} has ${digits}`,
     });
-    return;
+    return undefined;
   }
   // At most 10^15 minor units are allowed; a longer digit string still compares as too large.
-  if (!sign) item.priceMinor = Number(whole! + fraction.padEnd(digits, "0"));
+  return sign ? undefined : Number(whole! + fraction.padEnd(digits, "0"));
 }
 
-function convertStock(text: string, item: BulkItem, errors: ItemError[]): void {
+/** convertWhole reads a whole number from 0 to max. */
+function convertWhole(field: string, text: string, max: number, errors: ItemError[]): number | undefined {
   const m = INTEGER.exec(text);
-  if (!m) {
-    errors.push({ field: "stock", code: "BAD_NUMBER", message: `stock ${quote(text)} is not a whole number` });
-  } else if (m[1]) {
-    errors.push({ field: "stock", code: "NEGATIVE_STOCK", message: "stock must not be negative" });
-  } else {
-    const stock = Number(m[2]);
-    if (stock > LIMITS.stock) errors.push({ field: "stock", code: "TOO_LARGE", message: `stock must be at most ${LIMITS.stock}` });
-    else item.stock = stock;
-  }
+  if (!m) errors.push({ field, code: "BAD_NUMBER", message: `${field} ${quote(text)} is not a whole number` });
+  else if (m[1])
+    errors.push({ field, code: field === "stock" ? "NEGATIVE_STOCK" : "NEGATIVE_NUMBER", message: `${field} must not be negative` });
+  else if (Number(m[2]) > max) errors.push({ field, code: "TOO_LARGE", message: `${field} must be at most ${max}` });
+  else return Number(m[2]);
+  return undefined;
 }
 
 /** catalogRules applies validateFields to the item and names each violation by column and code. */
@@ -124,6 +149,18 @@ function catalogRules(item: BulkItem, errors: ItemError[], attrField: (key: stri
       );
     } else if (f === "stock") {
       errors.push({ field: "stock", code: "NEGATIVE_STOCK", message: `stock ${description}` });
+    } else if (f === "gtin") {
+      errors.push({ field: "gtin", code: "BAD_GTIN", message: `gtin ${quote(item.gtin!)} ${description}` });
+    } else if (f === "brand") {
+      errors.push({
+        field: "brand",
+        code: [...item.brand!].length > LIMITS.brand ? "TOO_LONG" : "BAD_BRAND",
+        message: `brand ${description}`,
+      });
+    } else if (f === "compare_at_price.minor_units") {
+      errors.push({ field: "compare_at_price", code: "TOO_LARGE", message: `compare_at_price ${description} minor units` });
+    } else if (f === "weight_grams") {
+      errors.push({ field: "weight_grams", code: "TOO_LARGE", message: `weight_grams ${description}` });
     } else if (f === "attributes") {
       errors.push({ field: "attributes", code: "BAD_ATTRIBUTE", message: `attributes ${description}` });
     } else {

@@ -42,6 +42,8 @@ function withNumberTexts(text: string, value: Record<string, unknown>): boolean 
 const NUMBER_KEYS = [
   ["price", /"price"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
   ["stock", /"stock"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
+  ["compare_at_price", /"compare_at_price"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
+  ["weight_grams", /"weight_grams"\s*:\s*(-?[0-9][0-9.eE+-]*)/g],
 ] as const;
 
 /** keepNumberText is a JSON.parse reviver; context.source is the value's source text (Node 21+). */
@@ -168,6 +170,8 @@ export class JsonlScanner implements Scanner {
         case "description":
         case "currency":
         case "status":
+        case "gtin":
+        case "brand":
           if (typeof v !== "string") errors.push(wrongType(key, v, "a string"));
           else if (!v.isWellFormed())
             errors.push({ field: key, code: "INVALID_UTF8", message: `${key} holds an unpaired surrogate escape` });
@@ -178,6 +182,14 @@ export class JsonlScanner implements Scanner {
           if (v instanceof RawNumber) raw[key] = v.text;
           else if (typeof v === "string") raw[key] = v;
           else errors.push(wrongType(key, v, "a number or a string"));
+          break;
+        case "compare_at_price":
+        case "weight_grams":
+          // null (or "") clears the field.
+          if (v instanceof RawNumber) raw[key] = v.text;
+          else if (typeof v === "string") raw[key] = v;
+          else if (v === null) raw[key] = "";
+          else errors.push(wrongType(key, v, "a number, a string or null"));
           break;
         case "attributes": {
           const attributes = readAttributes(v, errors);

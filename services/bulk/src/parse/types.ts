@@ -17,6 +17,14 @@ export interface BulkItem {
   status?: ProductStatus;
   /** Only the keys the line names; an empty value removes the key. */
   attributes?: Record<string, string>;
+  /** "" clears it. */
+  gtin?: string;
+  /** "" clears it. */
+  brand?: string;
+  /** In the item's currency; null clears it. */
+  compareAtMinor?: number | null;
+  /** null clears it. */
+  weightGrams?: number | null;
 }
 
 /** ItemError is one problem of one line. */

@@ -339,9 +339,22 @@ export interface WorkMessage {
   deliveryCount: number;
   /** Stream sequence. */
   seq: number;
+  /** Deliveries the consumer's max_deliver allows after this one (Infinity without a limit). */
+  deliveriesLeft: number;
 }
 
-export type WorkHandler = (msg: WorkMessage) => Promise<void>;
+/**
+ * Pass is what a handler returns for a message that is not for this process
+ * (e.g. a chunk format it does not know): it is offered again after delayMs,
+ * to this or another consumer process, without counting as a failure. The
+ * delivery still counts toward max_deliver: a handler that passes on its last
+ * deliveries must hand the work back another way (deliveriesLeft).
+ */
+export interface Pass {
+  pass: { delayMs: number; reason: string };
+}
+
+export type WorkHandler = (msg: WorkMessage) => Promise<void | Pass>;
 /** PoisonHandler records a message that failed on its last delivery; it is terminated after. */
 export type PoisonHandler = (msg: WorkMessage, error: unknown) => Promise<void>;
 
@@ -416,6 +429,7 @@ export function consumeWorkQueue(
       headers: headerRecord(m.headers),
       deliveryCount: m.info.deliveryCount,
       seq: m.seq,
+      deliveriesLeft: limits.maxDeliver > 0 ? limits.maxDeliver - m.info.deliveryCount : Number.POSITIVE_INFINITY,
     };
     const fields = { stream, durable, subject: msg.subject, seq: msg.seq, deliveryCount: msg.deliveryCount };
     const parent = propagation.extract(ROOT_CONTEXT, msg.headers);
@@ -441,6 +455,12 @@ export function consumeWorkQueue(
     const ctx = trace.setSpan(parent, span);
     try {
       const failure = await runHandler(m, limits, () => context.with(ctx, () => handler(msg)));
+      if (failure !== undefined && "pass" in failure) {
+        span.setAttribute("stockroom.nats.passed", failure.pass.reason);
+        m.nak(failure.pass.delayMs);
+        log.info("message passed on; it will be offered again", { ...fields, ...failure.pass });
+        return;
+      }
       if (failure === undefined) {
         await m.ackAck().catch((error: unknown) => {
           log.warn("ack not confirmed; the message may be redelivered", { ...fields, error });
@@ -554,11 +574,14 @@ export function consumeWorkQueue(
  * runHandler runs fn, telling the server every ack_wait/2 that the message
  * is still being worked on; it returns the thrown error, if any.
  */
-async function runHandler(m: JsMsg, limits: ConsumerLimits, fn: () => Promise<void>): Promise<{ error: unknown } | undefined> {
+async function runHandler(
+  m: JsMsg,
+  limits: ConsumerLimits,
+  fn: () => Promise<void | Pass>,
+): Promise<{ error: unknown } | Pass | undefined> {
   const keepAlive = setInterval(() => m.working(), Math.max(limits.ackWaitMs / 2, 50));
   try {
-    await fn();
-    return undefined;
+    return (await fn()) ?? undefined;
   } catch (error) {
     return { error };
   } finally {

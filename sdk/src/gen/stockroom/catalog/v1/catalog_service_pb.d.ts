@@ -244,8 +244,10 @@ export declare type UpdateProductRequest = Message<"stockroom.catalog.v1.UpdateP
 
   /**
    * The fields to change (AIP-134): title, description, price, stock,
-   * status, attributes (replaces the whole map) or attributes.<key> (sets or,
-   * if absent from product.attributes, removes one key). "*" replaces every
+   * status, gtin, brand, compare_at_price, weight_grams (each cleared when
+   * named and empty or absent), attributes (replaces the whole map) or
+   * attributes.<key> (sets or, if absent from product.attributes, removes one
+   * key). "*" replaces every
    * mutable field. If empty, every field set to a non-default value.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;

@@ -109,6 +109,37 @@ export declare type Product = Message<"stockroom.catalog.v1.Product"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The Global Trade Item Number (barcode): 8, 12, 13 or 14 digits (GTIN-8,
+   * UPC-A, EAN-13, GTIN-14) ending in a valid check digit. Empty means none.
+   *
+   * @generated from field: string gtin = 13;
+   */
+  gtin: string;
+
+  /**
+   * The brand or manufacturer: at most 200 characters, without control
+   * characters. Empty means none. SearchService filters on it.
+   *
+   * @generated from field: string brand = 14;
+   */
+  brand: string;
+
+  /**
+   * The "was" price shown struck through beside price, in price's currency.
+   * Absent means none; minor_units is never negative.
+   *
+   * @generated from field: stockroom.type.v1.Money compare_at_price = 15;
+   */
+  compareAtPrice?: Money | undefined;
+
+  /**
+   * The shipping weight in grams, 0 to 2,147,483,647. Absent means not known.
+   *
+   * @generated from field: optional int32 weight_grams = 16;
+   */
+  weightGrams?: number | undefined;
 };
 
 /**

@@ -74,6 +74,13 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
    * @generated from field: string page_token = 7;
    */
   pageToken: string;
+
+  /**
+   * If set, only products of this brand (Product.brand), ignoring case.
+   *
+   * @generated from field: string brand = 8;
+   */
+  brand: string;
 };
 
 /**
