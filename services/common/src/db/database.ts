@@ -384,30 +384,64 @@ export class OnlineAlterRefusedError extends Error {
  * same statement goes through vtgate to every shard (ddl_strategy direct).
  */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
-export async function alterTableOnline(db: Kysely<any>, table: string, changes: readonly string[]): Promise<OnlineAlgorithm> {
+export async function alterTableOnline(
+  db: Kysely<any>,
+  table: string,
+  changes: readonly string[],
+  options: { lockWaitSeconds?: number; attempts?: number } = {},
+): Promise<OnlineAlgorithm> {
   if (!/^[A-Za-z0-9_]+$/.test(table)) throw new Error(`table name "${table}" must match [A-Za-z0-9_]+`);
-  const alter = (algorithm: string) => sql.raw(`ALTER TABLE \`${table}\` ${changes.join(", ")}, ${algorithm}`).execute(db);
-  let refusal: unknown;
-  for (const [algorithm, clause] of [
-    ["INSTANT", "ALGORITHM=INSTANT"],
-    ["NOCOPY", "ALGORITHM=NOCOPY, LOCK=NONE"],
-    ["INPLACE", "ALGORITHM=INPLACE, LOCK=NONE"],
-  ] as const) {
+  const lockWaitSeconds = options.lockWaitSeconds ?? 1;
+  const attempts = options.attempts ?? 10;
+  // One connection: the session's lock_wait_timeout bounds the wait for the table's metadata lock.
+  return db.connection().execute(async (conn) => {
+    await sql`SET SESSION lock_wait_timeout = ${sql.lit(lockWaitSeconds)}`.execute(conn);
     try {
-      await alter(clause);
-      return algorithm;
+      let refusal: unknown;
+      for (const [algorithm, clause] of [
+        ["INSTANT", "ALGORITHM=INSTANT"],
+        ["NOCOPY", "ALGORITHM=NOCOPY, LOCK=NONE"],
+        ["INPLACE", "ALGORITHM=INPLACE, LOCK=NONE"],
+      ] as const) {
+        try {
+          await withMetadataLock(() => sql.raw(`ALTER TABLE \`${table}\` ${changes.join(", ")}, ${clause}`).execute(conn), attempts);
+          return algorithm;
+        } catch (error) {
+          const errno = mysqlErrno(error);
+          // INPLACE may rebuild the table on MariaDB (it has NOCOPY for what does not); only MySQL, which cannot parse NOCOPY, tries it.
+          if (algorithm === "NOCOPY" && errno === ER_PARSE_ERROR) continue;
+          if (errno === undefined || !ALGORITHM_REFUSED.has(errno)) throw error;
+          refusal = error;
+          if (algorithm === "NOCOPY") break;
+        }
+      }
+      throw new OnlineAlterRefusedError(
+        `refused: ALTER TABLE ${table} ${changes.join(", ")} cannot run without copying the table or blocking its writes ` +
+          `(${(refusal as Error).message}); split it into expand/contract steps the database does in place, or use an online schema change tool`,
+        { cause: refusal },
+      );
+    } finally {
+      await sql`SET SESSION lock_wait_timeout = DEFAULT`.execute(conn);
+    }
+  });
+}
+
+const ER_LOCK_WAIT_TIMEOUT = 1205;
+
+/**
+ * withMetadataLock retries a DDL statement that timed out waiting for its
+ * table's metadata lock. Even an instant change needs that lock for a
+ * moment, so it waits for the transactions using the table to end, and every
+ * statement arriving meanwhile queues behind it: a short lock_wait_timeout
+ * and a retry keep a long transaction from stalling the table's traffic.
+ */
+async function withMetadataLock<T>(run: () => Promise<T>, attempts: number): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
     } catch (error) {
-      const errno = mysqlErrno(error);
-      // INPLACE may rebuild the table on MariaDB (it has NOCOPY for what does not); only MySQL, which cannot parse NOCOPY, tries it.
-      if (algorithm === "NOCOPY" && errno === ER_PARSE_ERROR) continue;
-      if (errno === undefined || !ALGORITHM_REFUSED.has(errno)) throw error;
-      refusal = error;
-      if (algorithm === "NOCOPY") break;
+      if (attempt >= attempts || mysqlErrno(error) !== ER_LOCK_WAIT_TIMEOUT) throw error;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
-  throw new OnlineAlterRefusedError(
-    `refused: ALTER TABLE ${table} ${changes.join(", ")} cannot run without copying the table or blocking its writes ` +
-      `(${(refusal as Error).message}); split it into expand/contract steps the database does in place, or use an online schema change tool`,
-    { cause: refusal },
-  );
 }
