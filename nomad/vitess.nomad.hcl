@@ -4,21 +4,15 @@
 # plane that vtctldclient talks to. Topology lives in Consul (the agent on
 # each Nomad client, 127.0.0.1:8500, hence host networking).
 #
-# vttablet + mysqld run in their own job (nomad/vitess-tablets, not written
-# yet) because they are stateful and tied to hosts with data volumes:
-#   - one group per shard ("-80" and "80-" to start), count = 3 (a primary
-#     and two semi-sync replicas), distinct_hosts, host volume "vitess-data";
-#   - task "mysqlctld" as a prestart sidecar owning mysqld, and task
-#     "vttablet" with --tablet-path zone1-<uid> --init-keyspace stockroom
-#     --init-shard <shard> --init-tablet-type replica plus the topo flags;
-#   - a tablet uid stays with its data: take it from client metadata
-#     (meta.vitess_tablet_uid on each host), never from NOMAD_ALLOC_INDEX;
-#   - vtorc (count 2) repairs replication and elects a new primary on
-#     failure; tablet deploys start with PlannedReparentShard.
+# vttablet + mysqld, and vtorc, run in their own job (vitess-tablets.nomad.hcl)
+# because they are stateful and tied to hosts with data volumes. Both jobs run
+# the same Vitess release, the one tools/vitess/vttestserver.sh builds: the
+# dashed topology flags need Vitess 23+ (24 still takes underscored flags, with
+# a deprecation warning; 25 will not).
 
 variable "image" {
   type    = string
-  default = "vitess/lite:v22.0.0"
+  default = "vitess/lite:v24.0.4"
 }
 
 variable "datacenters" {

@@ -27,8 +27,10 @@ const read = (file: string) => readFile(path.join(root, file), "utf8");
 
 interface JobFile {
   name: string;
-  /** The job block, with var.* and local.* references replaced by their values. */
+  /** The job block, with var.* and local.* references replaced by their values, and dynamic groups expanded. */
   job: Body;
+  /** The whole file as parsed (variables, locals). */
+  doc: Body;
 }
 
 const jobFiles = new Map<string, Promise<JobFile>>();
@@ -42,7 +44,7 @@ function loadJob(file: string): Promise<JobFile> {
       const jobs = Object.entries<Body[]>(doc["job"] ?? {});
       if (jobs.length !== 1) throw new Error(`${file} holds ${jobs.length} jobs, not 1`);
       const [name, [job]] = jobs[0]!;
-      return { name, job: resolveRefs(doc, job) };
+      return { name, job: expandDynamicGroups(resolveRefs(doc, job)), doc };
     });
     jobFiles.set(file, loaded);
   }
@@ -64,6 +66,39 @@ function resolveRefs(doc: Body, value: unknown): any {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveRefs(doc, v)]));
   }
   return value;
+}
+
+/**
+ * expandDynamicGroups turns each `dynamic "group"` block into the groups Nomad
+ * makes of it, one per for_each element: `${group.value.x}` in strings becomes
+ * the element's x, a bare `group.value.x` in an expression the string literal
+ * "x's value" (so the literals of args = concat(…) read as Nomad passes them),
+ * and `${N + group.value.x}` the sum.
+ */
+function expandDynamicGroups(job: Body): Body {
+  const dynamics: Body[] = job["dynamic"]?.["group"] ?? [];
+  if (dynamics.length === 0) return job;
+  const groups: Record<string, Body[]> = { ...(job["group"] ?? {}) };
+  for (const dynamic of dynamics) {
+    if (!Array.isArray(dynamic["for_each"])) throw new Error(`dynamic group: for_each ${dynamic["for_each"]} is not a list`);
+    for (const item of dynamic["for_each"] as Body[]) {
+      const fill = (value: unknown): any => {
+        if (typeof value === "string") {
+          const sum = /^\$\{(\d+) \+ group\.value\.(\w+)\}$/.exec(value);
+          if (sum) return Number(sum[1]) + Number(item[sum[2]!]);
+          return value
+            .replace(/\$\{group\.value\.(\w+)\}/g, (_, key: string) => String(item[key]))
+            .replace(/\bgroup\.value\.(\w+)/g, (_, key: string) => JSON.stringify(String(item[key])));
+        }
+        if (Array.isArray(value)) return value.map(fill);
+        if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fill(v)]));
+        return value;
+      };
+      const [label] = fill(dynamic["labels"]) as string[];
+      groups[label!] = [fill(dynamic["content"][0])];
+    }
+  }
+  return { ...job, group: groups };
 }
 
 /** labelled returns blocks like `group "api" {}` by label. */
@@ -652,13 +687,122 @@ test("nats: the server config, rendered as Nomad would, is one nats-server accep
 test("vitess: vtgate serves the MySQL protocol over TLS only, with its certificate from the job's variable", async (t) => {
   const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
   const [, task] = [...labelled(vtgate, "task")].find(([name]) => name === "vtgate")!;
-  // args is an HCL expression here (concat(local.topo_flags, [...])): its string literals, in order.
-  const raw = blocks(task, "config")[0]?.["args"];
-  const args: string[] = typeof raw === "string" ? [...raw.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!) : raw;
+  const args = argLiterals(task);
   const flag = (name: string) => args[args.indexOf(name) + 1];
   t.true(args.includes("--mysql_server_require_secure_transport"), "plain-text clients are refused");
   t.true(renderedFromVariable(task, flag("--mysql_server_ssl_cert")), "the certificate is rendered from a variable");
   t.true(renderedFromVariable(task, flag("--mysql_server_ssl_key")), "the key is rendered from a variable");
+});
+
+/** argLiterals is a task's args; where args is an HCL expression (concat(local.topo_flags, [...])), its string literals in order. */
+function argLiterals(task: Body): string[] {
+  const raw = blocks(task, "config")[0]?.["args"];
+  return typeof raw === "string" ? [...raw.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!) : (raw ?? []);
+}
+
+/**
+ * vttestserverShards lists the shards tools/vitess/vttestserver.sh starts
+ * (KEYSPACES and NUM_SHARDS), named as Vitess's vttest names them: 1 shard is
+ * "0", n shards split the keyspace-id range evenly (2: -80, 80-).
+ */
+async function vttestserverShards(): Promise<{ keyspace: string; shard: string }[]> {
+  const script = await read("tools/vitess/vttestserver.sh");
+  const keyspaces = /^KEYSPACES=([\w,]+)$/m.exec(script)?.[1]?.split(",") ?? [];
+  const counts = /^NUM_SHARDS=([\d,]+)$/m.exec(script)?.[1]?.split(",").map(Number) ?? [];
+  if (keyspaces.length === 0 || keyspaces.length !== counts.length) throw new Error("vttestserver.sh: KEYSPACES and NUM_SHARDS");
+  const hex = (n: number) => n.toString(16).padStart(2, "0");
+  return keyspaces.flatMap((keyspace, k) => {
+    const total = counts[k]!;
+    const width = 0x100 / total;
+    return Array.from({ length: total }, (_, i) => ({
+      keyspace,
+      shard: total === 1 ? "0" : `${i === 0 ? "" : hex(i * width)}-${i === total - 1 ? "" : hex((i + 1) * width)}`,
+    }));
+  });
+}
+
+test("vitess: one tablet group per shard vttestserver runs, 3 tablets on distinct hosts with their data on a host volume", async (t) => {
+  const tablets = await loadJob("nomad/vitess-tablets.nomad.hcl");
+  const gateway = await loadJob("nomad/vitess.nomad.hcl");
+  const shards = await vttestserverShards();
+  t.deepEqual(shards.slice(0, 2), [
+    { keyspace: "stockroom", shard: "-80" },
+    { keyspace: "stockroom", shard: "80-" },
+  ]);
+  // The shard list is one local; Nomad makes a group of each element.
+  const listed: Body[] = tablets.doc["locals"].find((l: Body) => "shards" in l)["shards"];
+  t.deepEqual(
+    listed.map(({ keyspace, shard }) => `${keyspace}/${shard}`).sort(),
+    shards.map(({ keyspace, shard }) => `${keyspace}/${shard}`).sort(),
+    "local.shards vs vttestserver.sh",
+  );
+  t.is(new Set(listed.map((s) => s["slot"])).size, listed.length, "each shard has its own slot (tablet uid and ports)");
+  const groups = labelled(tablets.job, "group");
+  t.deepEqual([...groups.keys()].filter((name) => name !== "vtorc").sort(), shards.map((s) => `${s.keyspace}-${s.shard}`).sort());
+  // Same Vitess everywhere, and the release vttestserver.sh builds (module v0.24.4 is Vitess v24.0.4).
+  const version = /^VERSION=v0\.(\d+)\.(\d+)$/m.exec(await read("tools/vitess/vttestserver.sh"));
+  t.is(tablets.doc["variable"]["image"][0]["default"], gateway.doc["variable"]["image"][0]["default"]);
+  t.is(tablets.doc["variable"]["image"][0]["default"], `vitess/lite:v${version?.[1]}.0.${version?.[2]}`);
+  // The topology and the cell are vtgate's.
+  const topo = (job: JobFile): string[] => job.doc["locals"].find((l: Body) => "topo_flags" in l)["topo_flags"];
+  t.deepEqual(topo(tablets), topo(gateway));
+  t.is(tablets.doc["variable"]["cell"][0]["default"], gateway.doc["variable"]["cell"][0]["default"]);
+  const ports = new Set<number>();
+  for (const { keyspace, shard } of shards) {
+    const where = `${keyspace}/${shard}`;
+    const g = groups.get(`${keyspace}-${shard}`)!;
+    t.is(g["count"], 3, `${where}: a primary and two replicas`);
+    t.true(
+      blocks(g, "constraint").some((c) => c["operator"] === "distinct_hosts" && String(c["value"]) === "true"),
+      `${where}: distinct_hosts`,
+    );
+    for (const port of staticPorts(g).values()) {
+      t.false(ports.has(port!), `${where}: port ${port} is no other shard's (a host may run a tablet of each)`);
+      ports.add(port!);
+    }
+    const tasks = labelled(g, "task");
+    const [mysqlctld, vttablet] = [tasks.get("mysqlctld"), tasks.get("vttablet")];
+    t.truthy(mysqlctld && vttablet, `${where}: tasks mysqlctld and vttablet`);
+    if (!mysqlctld || !vttablet) continue;
+    t.deepEqual(blocks(mysqlctld, "lifecycle")[0], { hook: "prestart", sidecar: true }, `${where}: mysqlctld runs beside vttablet`);
+    for (const [name, task] of [
+      ["mysqlctld", mysqlctld],
+      ["vttablet", vttablet],
+    ] as const) {
+      const mount = blocks(task, "volume_mount")[0];
+      t.is(labelled(g, "volume").get(mount?.["volume"])?.["type"], "host", `${where}: ${name} mounts a host volume`);
+      t.is(mount?.["destination"], "/vt/vtdataroot", `${where}: ${name}'s VTDATAROOT is the host volume`);
+      // The uid comes from the host's metadata, so it stays with the data on that host.
+      t.regex(
+        envTemplateOf(task, "TABLET_UID") ?? "",
+        /^\s*TABLET_UID=\{\{ env "meta\.vitess_tablet_uid_base" \| parseInt \| add \d+ \}\}\s*$/,
+        `${where}: ${name}'s TABLET_UID is the host's uid base + the shard's slot`,
+      );
+    }
+    const mysqlArgs = argLiterals(mysqlctld);
+    const mysqlFlag = (name: string) => mysqlArgs[mysqlArgs.indexOf(name) + 1];
+    t.is(mysqlFlag("--tablet-uid"), `\${TABLET_UID}`);
+    t.true(renderedFromVariable(mysqlctld, mysqlFlag("--init-db-sql-file")), `${where}: init_db.sql is rendered from a variable`);
+    const args = argLiterals(vttablet);
+    const flag = (name: string) => args[args.indexOf(name) + 1];
+    t.is(flag("--init-keyspace"), keyspace);
+    t.is(flag("--init-shard"), shard);
+    t.is(flag("--init-tablet-type"), "replica", `${where}: vtorc elects the primary`);
+    t.is(flag("--tablet-path"), `\${var.cell}-\${TABLET_UID}`, `${where}: the alias is <cell>-<uid>`);
+    t.is(flag("--mysqlctl-socket"), mysqlFlag("--socket-file"), `${where}: vttablet talks to its mysqlctld`);
+    t.regex(String(blocks(vttablet, "config")[0]?.["args"]), /^\$\{concat\(local\.topo_flags,/, `${where}: vtgate's topology flags`);
+    t.true(renderedFromVariable(vttablet, flag("--db-credentials-file")), `${where}: database credentials are rendered from a variable`);
+    const service = blocks(g, "service")[0];
+    t.true(
+      blocks(service ?? {}, "check").some((c) => c["type"] === "http" && c["path"] === "/debug/health"),
+      `${where}: checked on vttablet's /debug/health`,
+    );
+  }
+  const vtorc = groups.get("vtorc");
+  t.truthy(vtorc, "a vtorc group");
+  const [, orc] = [...labelled(vtorc ?? {}, "task")][0] ?? [];
+  t.is(commandLine(orc ?? {})[0], "vtorc");
+  t.regex(String(blocks(orc ?? {}, "config")[0]?.["args"]), /^\$\{concat\(local\.topo_flags,/, "vtorc: vtgate's topology flags");
 });
 
 test("jaeger: OTLP on 4317 and 4318 and the UI on 16686, listening on all interfaces", async (t) => {
@@ -795,7 +939,7 @@ test("each keyspace's VSchema shards exactly its migrations' tables, each by mer
     const vschema = JSON.parse(await read(file));
     t.is(vschema.sharded, true, file);
     const entries = Object.entries<Body>(vschema.tables ?? {});
-    const sharded = entries.filter(([, table]) => table["column_vindexes"]);
+    const sharded = entries.filter(([name]) => !name.startsWith("kysely_migration_"));
     t.deepEqual(sharded.map(([name]) => name).sort(), [...tables].sort(), `${file}: tables in the VSchema vs CREATE TABLE in migrations`);
     for (const [name, table] of sharded) {
       const primary = table["column_vindexes"][0];
@@ -805,15 +949,23 @@ test("each keyspace's VSchema shards exactly its migrations' tables, each by mer
   }
 });
 
-test("each keyspace's VSchema pins its migration sets' bookkeeping tables to one shard, and nothing else", async (t) => {
+test("each keyspace's VSchema routes its migration sets' bookkeeping tables by their key, and nothing else", async (t) => {
   // `npm run migrate` through vtgate reads and writes kysely_migration_<set>
   // and its lock table; a sharded keyspace routes only the tables it lists.
+  // Not "pinned": vtgate refuses an INSERT into a pinned table ("does not
+  // have a primary vindex"; tools/vitess/probe-migrations.ts), so each has a
+  // primary vindex on its primary key: name, and the lock table's id.
   for (const { vschema: file, sets } of await keyspaces()) {
     const vschema = JSON.parse(await read(file));
-    const others = Object.entries<Body>(vschema.tables ?? {}).filter(([, table]) => !table["column_vindexes"]);
+    const others = Object.entries<Body>(vschema.tables ?? {}).filter(([name]) => name.startsWith("kysely_migration_"));
     const expected = sets.flatMap((set) => [`kysely_migration_${set}`, `kysely_migration_lock_${set}`]);
     t.deepEqual(others.map(([name]) => name).sort(), expected.sort(), file);
-    for (const [name, table] of others) t.regex(String(table["pinned"]), /^([0-9a-f]{2})+$/, `${name} is pinned`);
+    for (const [name, table] of others) {
+      const primary = table["column_vindexes"]?.[0];
+      t.is(primary?.["column"], name.startsWith("kysely_migration_lock_") ? "id" : "name", `${name}'s primary vindex column`);
+      t.is(vschema.vindexes?.[primary?.["name"]]?.["type"], "xxhash", `${name}'s primary vindex type`);
+      t.is(table["pinned"], undefined, `${name} is not pinned`);
+    }
   }
 });
 

@@ -2,9 +2,11 @@
 # Groundwork for running the test suite on real Vitess (issue 12), not wired
 # into npm test yet. Builds vttestserver, mysqlctl and vtcombo from the Go
 # module vitess.io/vitess at a pinned version into .stockroom/vitess (git-
-# ignored, reused when present) and starts a local cluster: keyspace
-# `stockroom` in 2 shards (-80, 80-) on this machine's MariaDB binaries,
-# vtgate's MySQL protocol on 127.0.0.1:$((PORT + 3)).
+# ignored, reused when present) and starts a local cluster on this machine's
+# MariaDB binaries: keyspace `stockroom` in 2 shards (-80, 80-) and
+# `stockroom_search` in 1 (shard 0), each with its VSchema from nomad/vitess/
+# (the shards nomad/vitess-tablets.nomad.hcl runs; deploy-config.test.ts checks
+# they agree), vtgate's MySQL protocol on 127.0.0.1:$((PORT + 3)).
 #
 # What it takes on Debian 12 with MariaDB 10.11 (Vitess 24 still accepts
 # MariaDB; production targets MySQL 8.0/8.4):
@@ -39,9 +41,16 @@ if [ ! -d "$cache/config" ]; then
 fi
 data=$cache/data-$PORT
 rm -rf "$data" && mkdir -p "$data"
+# vtcombo applies <schema-dir>/<keyspace>/vschema.json to each keyspace at start.
+KEYSPACES=stockroom,stockroom_search
+NUM_SHARDS=2,1
+mkdir -p "$data/schema/stockroom" "$data/schema/stockroom_search"
+cp "$root/nomad/vitess/vschema.json" "$data/schema/stockroom/vschema.json"
+cp "$root/nomad/vitess/search-vschema.json" "$data/schema/stockroom_search/vschema.json"
 user=${VITESS_USER:-mysql}
 chown -R "$user" "$data"
 chmod o+rx "$root/.stockroom" "$cache" "$bin" 2>/dev/null || true
-echo "vitess: starting keyspace stockroom (-80, 80-); vtgate MySQL protocol on 127.0.0.1:$((PORT + 3))"
+echo "vitess: starting keyspaces stockroom (-80, 80-) and stockroom_search (0) with their VSchemas; vtgate MySQL protocol on 127.0.0.1:$((PORT + 3))"
 exec runuser -u "$user" -- env VTDATAROOT="$data" VTROOT="$cache" PATH="$bin:/usr/sbin:/usr/bin:/bin" \
-  "$bin/vttestserver" --port "$PORT" --mysql-bind-host 127.0.0.1 --keyspaces stockroom --num-shards 2 --data-dir "$data"
+  "$bin/vttestserver" --port "$PORT" --mysql-bind-host 127.0.0.1 --keyspaces "$KEYSPACES" --num-shards "$NUM_SHARDS" \
+  --schema-dir "$data/schema" --data-dir "$data"
