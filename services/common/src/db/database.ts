@@ -395,6 +395,9 @@ export async function alterTableOnline(
   const attempts = options.attempts ?? 10;
   // One connection: the session's lock_wait_timeout bounds the wait for the table's metadata lock.
   return db.connection().execute(async (conn) => {
+    // Restored by value: vtgate refuses SET … = DEFAULT.
+    const { rows } = await sql<{ wait: number | string }>`SELECT @@SESSION.lock_wait_timeout AS wait`.execute(conn);
+    const previous = Number(rows[0]?.wait ?? 31_536_000);
     await sql`SET SESSION lock_wait_timeout = ${sql.lit(lockWaitSeconds)}`.execute(conn);
     try {
       let refusal: unknown;
@@ -421,7 +424,7 @@ export async function alterTableOnline(
         { cause: refusal },
       );
     } finally {
-      await sql`SET SESSION lock_wait_timeout = DEFAULT`.execute(conn);
+      await sql`SET SESSION lock_wait_timeout = ${sql.lit(previous)}`.execute(conn);
     }
   });
 }
