@@ -95,7 +95,11 @@ test.serial("every change leaves one outbox event in its transaction, in version
   t.deepEqual(
     events.map((e) => [e.type, e.product!.version, e.changedFields]),
     [
-      [ChangeType.CREATED, 1n, ["title", "description", "price", "stock", "status", "attributes", "gtin", "brand", "compare_at_price", "weight_grams"]],
+      [
+        ChangeType.CREATED,
+        1n,
+        ["title", "description", "price", "stock", "status", "attributes", "gtin", "brand", "compare_at_price", "weight_grams"],
+      ],
       [ChangeType.UPDATED, 2n, ["title"]],
       [ChangeType.UPDATED, 3n, ["stock"]],
     ],

@@ -461,7 +461,8 @@ export enum BulkFileFormat {
 
   /**
    * RFC 4180 CSV, UTF-8 with an optional BOM, with a header row naming the
-   * columns: sku, title, description, price, currency, stock, status and
+   * columns: sku, title, description, price, currency, stock, status, gtin,
+   * brand, compare_at_price (in the row's currency), weight_grams and
    * attr.<name> for attributes.
    *
    * @generated from enum value: BULK_FILE_FORMAT_CSV = 1;
