@@ -42,8 +42,16 @@ async function previousRelease(): Promise<string> {
   if (existsSync(path.join(dir, ".ready"))) return dir;
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  try {
+  const archive = () =>
     execFileSync("sh", ["-c", `git -C "$0" archive "$1" | tar -x -C "$2"`, root, PREVIOUS_RELEASE, dir], { stdio: "pipe" });
+  try {
+    try {
+      archive();
+    } catch {
+      // A shallow clone: fetch just that commit from where this clone came from.
+      execFileSync("git", ["-C", root, "fetch", "--depth=1", "origin", PREVIOUS_RELEASE], { stdio: "pipe" });
+      archive();
+    }
   } catch (error) {
     throw new Error(
       `the previous release ${PREVIOUS_RELEASE} is not in this clone's history (a shallow clone?): run git fetch --unshallow`,
