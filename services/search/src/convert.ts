@@ -13,8 +13,12 @@ export function statusFromProto(status: ProtoStatus): ProductStatus | undefined 
   return STATUS_FROM_PROTO.get(status);
 }
 
-/** entryFromProduct is a catalog row's state as the projection stores it (the reindex path). */
-export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
+/**
+ * entryFromProduct is a catalog row's state as the projection stores it (the
+ * reindex path). The brand comes with the product (reindex.ts reads it from
+ * the catalog's products table); none, or empty, is stored as NULL.
+ */
+export function entryFromProduct(merchantId: string, p: Product & { brand?: string | null }): SearchEntry {
   return {
     merchant_id: merchantId,
     sku: p.sku,
@@ -29,6 +33,7 @@ export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
     stock: p.stock,
     status: p.status,
     changed_at: p.updatedAt,
+    brand: storedBrand(p.brand),
   };
 }
 
@@ -55,7 +60,13 @@ export function entryFromEvent(event: ProductEvent): SearchEntry {
     stock: p.stock,
     status,
     changed_at: event.occurTime ? timestampDate(event.occurTime) : new Date(),
+    brand: storedBrand(p.brand),
   };
+}
+
+/** storedBrand is how the projection stores a brand: none (empty on the wire, NULL in the catalog) is NULL. */
+function storedBrand(brand: string | null | undefined): string | null {
+  return brand === undefined || brand === null || brand === "" ? null : brand;
 }
 
 export function hitToProto(hit: SearchHit): SearchResult {

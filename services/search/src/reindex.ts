@@ -19,6 +19,16 @@
  *   applied_at (the search database's clock) is older than the start, in the
  *   same statement that checks it;
  * - everything committed after a page was read reaches search as an event.
+ *
+ * A SKU whose facets row (store.ts) is missing or not at its row's state
+ * (rows projected before that table existed) counts as behind and is
+ * rewritten, so a reindex also fills the facets of older rows.
+ *
+ * The brand (issue 17) is read from the products table with a typed select
+ * of search's own (pageBrands), in the page's SKU range, because the
+ * catalog's Product does not carry it yet; a product changed between the two
+ * reads gets its newer brand for a moment, until its newer event (which
+ * must follow) is applied.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
@@ -28,7 +38,7 @@ import { findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from
 export interface ReindexProgress {
   /** Catalog products read. */
   read: number;
-  /** Products search was missing or held in an older state. */
+  /** Products search was missing or held in an older state (or without current facets). */
   updated: number;
   /** Search rows whose product no longer exists, now marked deleted. */
   removed: number;
@@ -58,11 +68,15 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     });
     // This page covers (after, through]; the last page runs to the end.
     const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
+    const brands = await pageBrands(catalogDb, merchantId, { after, through: products.at(-1)?.sku });
     const held = await findHeld(searchDb, merchantId, { after, through });
-    const behind = products.filter((p) => !isAtOrAfter(held.get(p.sku), { productId: p.id, version: p.version }));
+    const behind = products.filter((p) => {
+      const state = held.get(p.sku);
+      return !isAtOrAfter(state, { productId: p.id, version: p.version }) || !state?.facetsCurrent;
+    });
     await upsertEntries(
       searchDb,
-      behind.map((p) => entryFromProduct(merchantId, p)),
+      behind.map((p) => entryFromProduct(merchantId, { ...p, brand: brands.get(p.sku) ?? null })),
     );
     const inCatalog = new Set(products.map((p) => p.sku));
     const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
@@ -76,4 +90,27 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     yield { ...progress };
     after = through;
   }
+}
+
+/** The catalog's products column that the catalog's Product does not carry yet (products.brand, issue 17). */
+type ProductBrandColumns = {
+  products: { brand: string | null };
+};
+
+/** pageBrands reads the brands of a merchant's products with SKUs in (after, through] (a primary-key range). */
+async function pageBrands(
+  catalogDb: CatalogDb,
+  merchantId: string,
+  range: { after?: string; through?: string },
+): Promise<Map<string, string | null>> {
+  if (range.through === undefined) return new Map();
+  let q = catalogDb
+    .withTables<ProductBrandColumns>()
+    .selectFrom("products")
+    .select(["sku", "brand"])
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "<=", range.through);
+  if (range.after !== undefined) q = q.where("sku", ">", range.after);
+  const rows = await q.execute();
+  return new Map(rows.map((r) => [r.sku, r.brand]));
 }
