@@ -13,12 +13,8 @@ export function statusFromProto(status: ProtoStatus): ProductStatus | undefined 
   return STATUS_FROM_PROTO.get(status);
 }
 
-/**
- * entryFromProduct is a catalog row's state as the projection stores it (the
- * reindex path). The brand comes with the product (reindex.ts reads it from
- * the catalog's products table); none, or empty, is stored as NULL.
- */
-export function entryFromProduct(merchantId: string, p: Product & { brand?: string | null }): SearchEntry {
+/** entryFromProduct is a catalog row's state as the projection stores it (the reindex path). */
+export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
   return {
     merchant_id: merchantId,
     sku: p.sku,
@@ -64,9 +60,9 @@ export function entryFromEvent(event: ProductEvent): SearchEntry {
   };
 }
 
-/** storedBrand is how the projection stores a brand: none (empty on the wire, NULL in the catalog) is NULL. */
-function storedBrand(brand: string | null | undefined): string | null {
-  return brand === undefined || brand === null || brand === "" ? null : brand;
+/** storedBrand is how the projection stores a brand: none (empty in the catalog's Product and on the wire) is NULL. */
+function storedBrand(brand: string): string | null {
+  return brand === "" ? null : brand;
 }
 
 export function hitToProto(hit: SearchHit): SearchResult {

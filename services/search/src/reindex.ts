@@ -23,12 +23,6 @@
  * A SKU whose facets row (store.ts) is missing or not at its row's state
  * (rows projected before that table existed) counts as behind and is
  * rewritten, so a reindex also fills the facets of older rows.
- *
- * The brand (issue 17) is read from the products table with a typed select
- * of search's own (pageBrands), in the page's SKU range, because the
- * catalog's Product does not carry it yet; a product changed between the two
- * reads gets its newer brand for a moment, until its newer event (which
- * must follow) is applied.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
@@ -68,7 +62,6 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     });
     // This page covers (after, through]; the last page runs to the end.
     const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
-    const brands = await pageBrands(catalogDb, merchantId, { after, through: products.at(-1)?.sku });
     const held = await findHeld(searchDb, merchantId, { after, through });
     const behind = products.filter((p) => {
       const state = held.get(p.sku);
@@ -76,7 +69,7 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     });
     await upsertEntries(
       searchDb,
-      behind.map((p) => entryFromProduct(merchantId, { ...p, brand: brands.get(p.sku) ?? null })),
+      behind.map((p) => entryFromProduct(merchantId, p)),
     );
     const inCatalog = new Set(products.map((p) => p.sku));
     const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
@@ -90,27 +83,4 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     yield { ...progress };
     after = through;
   }
-}
-
-/** The catalog's products column that the catalog's Product does not carry yet (products.brand, issue 17). */
-type ProductBrandColumns = {
-  products: { brand: string | null };
-};
-
-/** pageBrands reads the brands of a merchant's products with SKUs in (after, through] (a primary-key range). */
-async function pageBrands(
-  catalogDb: CatalogDb,
-  merchantId: string,
-  range: { after?: string; through?: string },
-): Promise<Map<string, string | null>> {
-  if (range.through === undefined) return new Map();
-  let q = catalogDb
-    .withTables<ProductBrandColumns>()
-    .selectFrom("products")
-    .select(["sku", "brand"])
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "<=", range.through);
-  if (range.after !== undefined) q = q.where("sku", ">", range.after);
-  const rows = await q.execute();
-  return new Map(rows.map((r) => [r.sku, r.brand]));
 }

@@ -3,7 +3,8 @@
  * with a reindex, are kept in search_product_facets under the projection's
  * version guard, and SearchProducts filters on them ignoring case.
  * Events are published straight onto this file's stream (as projection.test.ts
- * does): the catalog's API does not take brands yet.
+ * does), in orders the catalog would not produce; search.test.ts checks the
+ * catalog's own events end to end.
  */
 import test from "ava";
 import { sql } from "kysely";
@@ -190,10 +191,10 @@ test("the projection carries the brand of the newest event: changed, cleared, ne
 test.serial("a reindex carries the catalog's brands, also to rows projected before there were facets", async (t) => {
   const merchant = await h.newMerchant();
   const catalog = h.catalog(merchant);
-  for (const sku of ["R-1", "R-2", "R-3"]) await catalog.createProduct({ product: productInit(sku) });
-  // The catalog's API does not set brands yet: set them in its table, as its next release will.
-  await sql`UPDATE products SET brand = CASE sku WHEN 'R-1' THEN 'Acme' WHEN 'R-2' THEN 'acme ' ELSE NULL END
-    WHERE merchant_id = ${merchant.merchantId}`.execute(h.db);
+  // No relay runs in this file: only the reindex brings these to search.
+  await catalog.createProduct({ product: productInit("R-1", { brand: "Acme" }) });
+  await catalog.createProduct({ product: productInit("R-2", { brand: "ACME" }) });
+  await catalog.createProduct({ product: productInit("R-3") });
   const first = await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb, pageSize: 2 }, merchant.merchantId));
   t.like(first, { read: 3, updated: 3, removed: 0, done: true });
   t.deepEqual(await skus(merchant, { brand: "ACME" }), ["R-1", "R-2"]);
