@@ -21,8 +21,10 @@
  * - everything committed after a page was read reaches search as an event.
  *
  * A SKU whose facets row (store.ts) is missing or not at its row's state
- * (rows projected before that table existed) counts as behind and is
- * rewritten, so a reindex also fills the facets of older rows.
+ * (rows projected before that table existed), or holds facets that differ
+ * from the catalog's row at the same version (applied from the event of a
+ * process of an older release, which carried no brand), counts as behind and
+ * is rewritten: a reindex after a release repairs the brands.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
@@ -63,14 +65,15 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     // This page covers (after, through]; the last page runs to the end.
     const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
     const held = await findHeld(searchDb, merchantId, { after, through });
-    const behind = products.filter((p) => {
-      const state = held.get(p.sku);
-      return !isAtOrAfter(state, { productId: p.id, version: p.version }) || !state?.facetsCurrent;
+    const entries = products.map((p) => entryFromProduct(merchantId, p));
+    const behind = entries.filter((e) => {
+      const state = held.get(e.sku);
+      if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
+      // Facets missing or older, or at this very state but not the catalog's (from an older release's event).
+      const atThisState = state!.productId === e.product_id && state!.version === e.version;
+      return !state!.facets || (atThisState && state!.facets.brand !== e.brand);
     });
-    await upsertEntries(
-      searchDb,
-      behind.map((p) => entryFromProduct(merchantId, p)),
-    );
+    await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));
     const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
     progress.read += products.length;

@@ -89,14 +89,20 @@ const NEWER = "(values(`product_id`), values(`version`)) > (`product_id`, `versi
 
 const FACET_UPDATE_COLUMNS = ["brand", "version", "product_id"] as const;
 
+/** AT_LEAST is NEWER or the same state: for a reindex, whose catalog row is the truth about the state it read. */
+const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `version`)";
+
 /**
  * upsertEntries stores each entry unless the row already holds that state
  * or a newer one: replays, reordered deliveries and a reindex racing live
  * events can never move a row back. A product's row and its facets row are
  * written in one transaction under the same guard, so they move together
- * (both statements ride with the COMMIT: one round trip).
+ * (both statements ride with the COMMIT: one round trip). fromCatalog (the
+ * reindex, which read the entries from the catalog's rows) also rewrites
+ * facets held at the same state: an event of that state from a release
+ * before the facets carried none of them (no brand), the row has them.
  */
-export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[]): Promise<void> {
+export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
   if (entries.length === 0) return;
   const rows = entries.map(({ brand: _, ...row }) => row);
   const facets = entries.map(
@@ -110,15 +116,19 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
   );
   await inTransaction(db, async (trx) => {
     await insertRows(trx, "search_products", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
-    await insertRows(trx, "search_product_facets", facets, { onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
+    await insertRows(trx, "search_product_facets", facets, {
+      onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
+      onlyIf: options.fromCatalog ? AT_LEAST : NEWER,
+      deferred: true,
+    });
   });
 }
 
 /** HeldState is what the projection holds for one SKU. */
 export interface HeldState extends Position {
   deleted: boolean;
-  /** Whether the SKU's facets row is at the same state (not missing, not older). */
-  facetsCurrent: boolean;
+  /** The SKU's facets, if its facets row is at the same state (not missing, not older). */
+  facets: Pick<SearchFacetRow, "brand"> | undefined;
 }
 
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
@@ -136,7 +146,7 @@ export async function findHeld(
         .onRef("f.product_id", "=", "s.product_id")
         .onRef("f.version", "=", "s.version"),
     )
-    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku"])
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku", "f.brand"])
     .where("s.merchant_id", "=", merchantId);
   if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
   if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
@@ -144,7 +154,12 @@ export async function findHeld(
   return new Map(
     rows.map((r) => [
       r.sku,
-      { productId: r.product_id, version: Number(r.version), deleted: Boolean(r.deleted), facetsCurrent: r.facets_sku !== null },
+      {
+        productId: r.product_id,
+        version: Number(r.version),
+        deleted: Boolean(r.deleted),
+        facets: r.facets_sku === null ? undefined : { brand: r.brand },
+      },
     ]),
   );
 }

@@ -18,9 +18,11 @@ import { publishWithId } from "@stockroom/common/nats";
 import { createDatabase } from "@stockroom/common/db";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
+import { listProducts } from "@stockroom/catalog";
 import type { SearchProjector } from "../src/projector.ts";
 import { reindexMerchant } from "../src/reindex.ts";
-import { searchProducts, type SearchTables } from "../src/store.ts";
+import { searchProducts, upsertEntries, type SearchTables } from "../src/store.ts";
+import { entryFromProduct } from "../src/convert.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;
@@ -213,6 +215,17 @@ test.serial("a reindex carries the catalog's brands, also to rows projected befo
   t.like(second, { read: 3, updated: 2, removed: 0, done: true });
   t.deepEqual(await skus(merchant, { brand: "acme" }), ["R-1", "R-2"]);
   t.like(await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId)), { updated: 0 }, "nothing left");
+
+  // An older release's process changed R-1 (keeping its brand in the catalog) and its event, which knew no brands, was applied.
+  await catalog.updateProduct({ product: { sku: "R-1", title: "Renamed by the old release" }, updateMask: { paths: ["title"] } });
+  const [r1] = await listProducts(h.db, merchant.merchantId, { order: "sku", limit: 1 });
+  t.like(r1, { sku: "R-1", version: 2, brand: "Acme" });
+  await upsertEntries(h.searchDb, [entryFromProduct(merchant.merchantId, { ...r1!, brand: "" })]);
+  t.deepEqual(await facets(merchant.merchantId, "R-1"), { product_id: r1!.id, version: 2, brand: null });
+  t.deepEqual(await skus(merchant, { brand: "acme" }), ["R-2"]);
+  const repair = await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId));
+  t.like(repair, { updated: 1 }, "the brand held at the catalog's version, but not the catalog's, is rewritten");
+  t.deepEqual(await skus(merchant, { brand: "acme" }), ["R-1", "R-2"]);
 });
 
 test.serial("a brand search reads the (merchant_id, brand, sku) index, in SKU order without a sort", async (t) => {
