@@ -93,3 +93,17 @@ test("a set listed more than once runs once, in the place of its first occurrenc
   t.true(once > 0);
   t.is(await touching([shared, a, shared, b, shared]), once);
 });
+
+test("a set's only narrows which migrations run; a later run without it applies the rest", async (t) => {
+  const url = testDatabaseUrl("migrations_only");
+  await ensureDatabase(url);
+  const db = createDatabase<any>({ url, poolSize: 2 });
+  t.teardown(async () => {
+    await db.destroy();
+    await dropDatabase(url);
+  });
+  const set: MigrationSet = { name: "staged", folder: folder("staged", ["t1_first", "t2_second", "t3_latest"]) };
+  t.deepEqual(await migrateToLatest(db, [{ ...set, only: (name) => name !== "t3_latest" }]), ["staged/t1_first", "staged/t2_second"]);
+  t.deepEqual(await recorded(db, "staged"), ["t1_first", "t2_second"]);
+  t.deepEqual(await migrateToLatest(db, [set]), ["staged/t3_latest"]);
+});

@@ -29,6 +29,7 @@ export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
     stock: p.stock,
     status: p.status,
     changed_at: p.updatedAt,
+    brand: storedBrand(p.brand),
   };
 }
 
@@ -55,7 +56,13 @@ export function entryFromEvent(event: ProductEvent): SearchEntry {
     stock: p.stock,
     status,
     changed_at: event.occurTime ? timestampDate(event.occurTime) : new Date(),
+    brand: storedBrand(p.brand),
   };
+}
+
+/** storedBrand is how the projection stores a brand: none (empty in the catalog's Product and on the wire) is NULL. */
+function storedBrand(brand: string): string | null {
+  return brand === "" ? null : brand;
 }
 
 export function hitToProto(hit: SearchHit): SearchResult {

@@ -19,6 +19,12 @@
  *   applied_at (the search database's clock) is older than the start, in the
  *   same statement that checks it;
  * - everything committed after a page was read reaches search as an event.
+ *
+ * A SKU whose facets row (store.ts) is missing or not at its row's state
+ * (rows projected before that table existed), or holds facets that differ
+ * from the catalog's row at the same version (applied from the event of a
+ * process of an older release, which carried no brand), counts as behind and
+ * is rewritten: a reindex after a release repairs the brands.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
@@ -28,7 +34,7 @@ import { findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from
 export interface ReindexProgress {
   /** Catalog products read. */
   read: number;
-  /** Products search was missing or held in an older state. */
+  /** Products search was missing or held in an older state (or without current facets). */
   updated: number;
   /** Search rows whose product no longer exists, now marked deleted. */
   removed: number;
@@ -59,11 +65,15 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     // This page covers (after, through]; the last page runs to the end.
     const through = products.length < pageSize ? undefined : products.at(-1)!.sku;
     const held = await findHeld(searchDb, merchantId, { after, through });
-    const behind = products.filter((p) => !isAtOrAfter(held.get(p.sku), { productId: p.id, version: p.version }));
-    await upsertEntries(
-      searchDb,
-      behind.map((p) => entryFromProduct(merchantId, p)),
-    );
+    const entries = products.map((p) => entryFromProduct(merchantId, p));
+    const behind = entries.filter((e) => {
+      const state = held.get(e.sku);
+      if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
+      // Facets missing or older, or at this very state but not the catalog's (from an older release's event).
+      const atThisState = state!.productId === e.product_id && state!.version === e.version;
+      return !state!.facets || (atThisState && state!.facets.brand !== e.brand);
+    });
+    await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));
     const gone = [...held].filter(([sku, state]) => !state.deleted && !inCatalog.has(sku)).map(([sku]) => sku);
     progress.read += products.length;

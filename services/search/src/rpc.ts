@@ -23,6 +23,9 @@ export interface SearchDeps {
 /** MAX_QUERY_CHARACTERS bounds a search query (the contract documents it): no real query is longer, and a longer one is work for nothing. */
 export const MAX_QUERY_CHARACTERS = 1000;
 
+/** MAX_BRAND_CHARACTERS is the longest brand the catalog stores (Product.brand), so a longer filter can match nothing. */
+export const MAX_BRAND_CHARACTERS = 200;
+
 /** createSearchService implements stockroom.search.v1.SearchService over the search projection. */
 export function createSearchService({ db, catalogDb, lag }: SearchDeps): ServiceImpl<typeof SearchService> {
   return {
@@ -41,9 +44,14 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto(req.status);
       if (req.status !== ProtoStatus.UNSPECIFIED && !status)
         violations.push({ field: "status", description: `unknown status ${req.status}` });
+      // Surrounding blanks never count; blanks only is no brand filter.
+      const brand = req.brand.trim() === "" ? undefined : req.brand.trim();
+      if (brand !== undefined && [...brand].length > MAX_BRAND_CHARACTERS)
+        violations.push({ field: "brand", description: `must be at most ${MAX_BRAND_CHARACTERS} characters` });
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       const limit = pageSize(req.pageSize, 20, 100);
-      const filters = { match, price, inStockOnly: req.inStockOnly, status };
+      // The page token is bound to every filter (an absent brand leaves the hash of tokens from before brands unchanged).
+      const filters = { match, price, inStockOnly: req.inStockOnly, status, brand };
       const position = decodePageToken(req.pageToken, filters);
       const query: SearchQuery = { ...filters, afterSku: position ? String(position[0]) : undefined, limit: limit + 1 };
       const hits = await searchProducts(db, merchantId, query);

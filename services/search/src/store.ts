@@ -1,6 +1,6 @@
 import path from "node:path";
 import { sql, type Generated, type Kysely, type Selectable } from "kysely";
-import { createDatabase, ensureDatabase, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import { createDatabase, ensureDatabase, inTransaction, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
 import type { ProductStatus } from "@stockroom/catalog";
 import type { Position } from "./domain.ts";
 
@@ -31,14 +31,30 @@ export interface SearchProductRow {
   applied_at: Generated<Date>;
 }
 
+/**
+ * SearchFacetRow holds a product's filter columns that are not full-text, at
+ * the same (product_id, version) as its search_products row: a row whose
+ * state differs (missing, or older: written before this table existed) is
+ * not trusted by searchProducts and is rewritten by the reindex.
+ */
+export interface SearchFacetRow {
+  merchant_id: string;
+  sku: string;
+  product_id: string;
+  version: number;
+  /** The product's brand; NULL when it has none. Compared ignoring case. */
+  brand: string | null;
+}
+
 export interface SearchTables {
   search_products: SearchProductRow;
+  search_product_facets: SearchFacetRow;
 }
 
 export type SearchDb = Kysely<SearchTables>;
 
-/** SearchEntry is one product state to store. */
-export type SearchEntry = Omit<SearchProductRow, "applied_at">;
+/** SearchEntry is one product state to store: its search_products row and its facets. */
+export type SearchEntry = Omit<SearchProductRow, "applied_at"> & Pick<SearchFacetRow, "brand">;
 
 /** openSearchDatabase opens the search database, creating and migrating it first when asked. */
 export async function openSearchDatabase(options: { url: string; poolSize: number; migrate: boolean }): Promise<SearchDb> {
@@ -71,18 +87,48 @@ const UPDATE_COLUMNS = [
  */
 const NEWER = "(values(`product_id`), values(`version`)) > (`product_id`, `version`)";
 
+const FACET_UPDATE_COLUMNS = ["brand", "version", "product_id"] as const;
+
+/** AT_LEAST is NEWER or the same state: for a reindex, whose catalog row is the truth about the state it read. */
+const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `version`)";
+
 /**
  * upsertEntries stores each entry unless the row already holds that state
  * or a newer one: replays, reordered deliveries and a reindex racing live
- * events can never move a row back.
+ * events can never move a row back. A product's row and its facets row are
+ * written in one transaction under the same guard, so they move together
+ * (both statements ride with the COMMIT: one round trip). fromCatalog (the
+ * reindex, which read the entries from the catalog's rows) also rewrites
+ * facets held at the same state: an event of that state from a release
+ * before the facets carried none of them (no brand), the row has them.
  */
-export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[]): Promise<void> {
-  await insertRows(db, "search_products", entries, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER });
+export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
+  if (entries.length === 0) return;
+  const rows = entries.map(({ brand: _, ...row }) => row);
+  const facets = entries.map(
+    ({ merchant_id, sku, product_id, version, brand }): SearchFacetRow => ({
+      merchant_id,
+      sku,
+      product_id,
+      version,
+      brand,
+    }),
+  );
+  await inTransaction(db, async (trx) => {
+    await insertRows(trx, "search_products", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
+    await insertRows(trx, "search_product_facets", facets, {
+      onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
+      onlyIf: options.fromCatalog ? AT_LEAST : NEWER,
+      deferred: true,
+    });
+  });
 }
 
 /** HeldState is what the projection holds for one SKU. */
 export interface HeldState extends Position {
   deleted: boolean;
+  /** The SKU's facets, if its facets row is at the same state (not missing, not older). */
+  facets: Pick<SearchFacetRow, "brand"> | undefined;
 }
 
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
@@ -91,11 +137,31 @@ export async function findHeld(
   merchantId: string,
   range: { after?: string; through?: string },
 ): Promise<Map<string, HeldState>> {
-  let q = db.selectFrom("search_products").select(["sku", "product_id", "version", "deleted"]).where("merchant_id", "=", merchantId);
-  if (range.after !== undefined) q = q.where("sku", ">", range.after);
-  if (range.through !== undefined) q = q.where("sku", "<=", range.through);
+  let q = db
+    .selectFrom("search_products as s")
+    .leftJoin("search_product_facets as f", (join) =>
+      join
+        .onRef("f.merchant_id", "=", "s.merchant_id")
+        .onRef("f.sku", "=", "s.sku")
+        .onRef("f.product_id", "=", "s.product_id")
+        .onRef("f.version", "=", "s.version"),
+    )
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku", "f.brand"])
+    .where("s.merchant_id", "=", merchantId);
+  if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
+  if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
   const rows = await q.execute();
-  return new Map(rows.map((r) => [r.sku, { productId: r.product_id, version: Number(r.version), deleted: Boolean(r.deleted) }]));
+  return new Map(
+    rows.map((r) => [
+      r.sku,
+      {
+        productId: r.product_id,
+        version: Number(r.version),
+        deleted: Boolean(r.deleted),
+        facets: r.facets_sku === null ? undefined : { brand: r.brand },
+      },
+    ]),
+  );
 }
 
 /** findPosition reads the state held for one SKU. */
@@ -144,6 +210,8 @@ export interface SearchQuery {
   price?: { currency: string; minMinor?: number; maxMinor?: number };
   inStockOnly: boolean;
   status?: ProductStatus;
+  /** Only this brand, ignoring case (already trimmed). */
+  brand?: string;
   afterSku?: string;
   limit: number;
 }
@@ -153,22 +221,46 @@ export type SearchHit = Pick<
   "product_id" | "sku" | "title" | "price_minor" | "currency" | "stock" | "status" | "version"
 >;
 
-/** searchProducts reads one page of a merchant's live products matching every filter, in SKU order. */
+/**
+ * searchProducts reads one page of a merchant's live products matching every
+ * filter, in SKU order. With a brand, the page is read from the facets'
+ * (merchant_id, brand, sku) index, joined to the rows at the same state: the
+ * index compares ignoring case and accents (utf8mb4_unicode_ci: "Cafe" =
+ * "Café"), so the lower-cased brands are also compared byte for byte, which
+ * leaves "ignoring case" only.
+ */
 export async function searchProducts(db: SearchDb, merchantId: string, query: SearchQuery): Promise<SearchHit[]> {
   let q = db
-    .selectFrom("search_products")
-    .select(["product_id", "sku", "title", "price_minor", "currency", "stock", "status", "version"])
-    .where("merchant_id", "=", merchantId)
-    .where("deleted", "=", 0);
+    .selectFrom("search_products as s")
+    .select(["s.product_id", "s.sku", "s.title", "s.price_minor", "s.currency", "s.stock", "s.status", "s.version"])
+    .where("s.merchant_id", "=", merchantId)
+    .where("s.deleted", "=", 0);
   if (query.match !== undefined)
-    q = q.where(sql<boolean>`MATCH(title, description, attributes_text) AGAINST (${query.match} IN BOOLEAN MODE)`);
+    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${query.match} IN BOOLEAN MODE)`);
   if (query.price) {
-    q = q.where("currency", "=", query.price.currency);
-    if (query.price.minMinor !== undefined) q = q.where("price_minor", ">=", query.price.minMinor);
-    if (query.price.maxMinor !== undefined) q = q.where("price_minor", "<=", query.price.maxMinor);
+    q = q.where("s.currency", "=", query.price.currency);
+    if (query.price.minMinor !== undefined) q = q.where("s.price_minor", ">=", query.price.minMinor);
+    if (query.price.maxMinor !== undefined) q = q.where("s.price_minor", "<=", query.price.maxMinor);
   }
-  if (query.inStockOnly) q = q.where("stock", ">", 0);
-  if (query.status) q = q.where("status", "=", query.status);
-  if (query.afterSku !== undefined) q = q.where("sku", ">", query.afterSku);
-  return q.orderBy("sku").limit(query.limit).execute();
+  if (query.inStockOnly) q = q.where("s.stock", ">", 0);
+  if (query.status) q = q.where("s.status", "=", query.status);
+  if (query.brand === undefined) {
+    if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
+    return q.orderBy("s.sku").limit(query.limit).execute();
+  }
+  const brand = query.brand;
+  let b = q
+    .innerJoin("search_product_facets as f", (join) =>
+      join
+        .onRef("f.merchant_id", "=", "s.merchant_id")
+        .onRef("f.sku", "=", "s.sku")
+        .onRef("f.product_id", "=", "s.product_id")
+        .onRef("f.version", "=", "s.version"),
+    )
+    .where("f.merchant_id", "=", merchantId)
+    .where("f.brand", "=", brand)
+    .where(sql<boolean>`LOWER(f.brand) COLLATE utf8mb4_bin = LOWER(${brand}) COLLATE utf8mb4_bin`);
+  // Keyset and order on the facets' sku (equal to s.sku), so the index gives the order.
+  if (query.afterSku !== undefined) b = b.where("f.sku", ">", query.afterSku);
+  return b.orderBy("f.sku").limit(query.limit).execute();
 }

@@ -135,6 +135,7 @@ test("concurrent upserts of one SKU in random order end at the newest state", as
     stock: version,
     status: "active",
     changed_at: new Date(),
+    brand: `brand ${version}`,
   });
   const entries = [
     ...Array.from({ length: 30 }, (_, i) => entry(older, i + 1)),

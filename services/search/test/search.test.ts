@@ -161,6 +161,24 @@ test("pages are keyset pages in SKU order, and a token only works with its own f
   t.is(ConnectError.from(error).code, Code.InvalidArgument);
 });
 
+test("a brand set, changed and cleared through the catalog is what the brand filter finds", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("K-1", { title: "Kettle", brand: "Acme" }) });
+  await catalog.createProduct({ product: productInit("K-2", { title: "Kettle", brand: "Globex" }) });
+  await catalog.createProduct({ product: productInit("K-3", { title: "Toaster", brand: "acme" }) });
+  await settled(merchant, { brand: "ACME" }, ["K-1", "K-3"]);
+  t.deepEqual(await skus(merchant, { query: "kettle", brand: "acme" }), ["K-1"]);
+
+  await catalog.updateProduct({ product: { sku: "K-2", brand: "Acme" }, updateMask: { paths: ["brand"] } });
+  await settled(merchant, { brand: "acme" }, ["K-1", "K-2", "K-3"]);
+  await catalog.updateProduct({ product: { sku: "K-1", brand: "" }, updateMask: { paths: ["brand"] } });
+  await settled(merchant, { brand: "acme" }, ["K-2", "K-3"]);
+  await catalog.deleteProduct({ sku: "K-3" });
+  await settled(merchant, { brand: "acme" }, ["K-2"]);
+  t.deepEqual(await skus(merchant, { brand: "globex" }), []);
+});
+
 test("bad requests are refused with the field at fault", async (t) => {
   const merchant = await h.newMerchant();
   const search = h.search(merchant);
@@ -171,6 +189,7 @@ test("bad requests are refused with the field at fault", async (t) => {
     [{ minPrice: { currencyCode: "XXQ", minorUnits: 5n } }, "min_price.currency_code"],
     [{ status: 42 as ProductStatus }, "status"],
     [{ pageSize: -1 }, "page_size"],
+    [{ brand: "b".repeat(201) }, "brand"],
   ];
   for (const [query, field] of cases) {
     const error = ConnectError.from(await t.throwsAsync(search.searchProducts(query)));
