@@ -401,8 +401,8 @@ export class OnlineAlterRefusedError extends Error {
  * an online schema change tool, not in a start-up migration. On Vitess the
  * same statement goes through vtgate to every shard (ddl_strategy direct).
  */
-// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
 export async function alterTableOnline(
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
   db: Kysely<any>,
   table: string,
   changes: readonly string[],

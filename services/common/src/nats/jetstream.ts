@@ -354,6 +354,7 @@ export interface Pass {
   pass: { delayMs: number; reason: string };
 }
 
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing (most do) is a plain async function
 export type WorkHandler = (msg: WorkMessage) => Promise<void | Pass>;
 /** PoisonHandler records a message that failed on its last delivery; it is terminated after. */
 export type PoisonHandler = (msg: WorkMessage, error: unknown) => Promise<void>;
@@ -577,6 +578,7 @@ export function consumeWorkQueue(
 async function runHandler(
   m: JsMsg,
   limits: ConsumerLimits,
+  // biome-ignore lint/suspicious/noConfusingVoidType: as WorkHandler
   fn: () => Promise<void | Pass>,
 ): Promise<{ error: unknown } | Pass | undefined> {
   const keepAlive = setInterval(() => m.working(), Math.max(limits.ackWaitMs / 2, 50));
