@@ -8,9 +8,10 @@
  *   details have expired.
  * Deletes go in small batches so no statement holds locks for long, and each
  * upload's and job's rows are deleted by merchant-leading key. Finding what
- * expired is a maintenance scan over all merchants: on Vitess it runs against
- * each shard, like the reconciler.
+ * expired is a maintenance scan over all merchants: it runs against each
+ * shard target in turn (forEachShard), like the reconciler.
  */
+import { forEachShard } from "@stockroom/common/db";
 import { pruneIdempotencyKeys } from "@stockroom/common/rpc";
 import { deleteChunks } from "./chunks.ts";
 import { deleteItems } from "./items.ts";
@@ -40,6 +41,14 @@ export interface PruneResult {
 
 /** prune removes what outlived its retention; a run does a bounded amount of work and the next run continues. */
 export async function prune(db: BulkDb, retention: Retention, now = new Date()): Promise<PruneResult> {
+  const perShard = await forEachShard(db, (shardDb) => pruneShard(shardDb, retention, now));
+  const result: PruneResult = { idempotencyKeys: 0, uploads: 0, jobs: 0, jobItems: 0 };
+  for (const r of perShard) for (const k of Object.keys(result) as (keyof PruneResult)[]) result[k] += r[k];
+  return result;
+}
+
+/** pruneShard prunes one shard target: the rows it finds belong to merchants on it, so every statement runs there. */
+async function pruneShard(db: BulkDb, retention: Retention, now: Date): Promise<PruneResult> {
   const result: PruneResult = { idempotencyKeys: 0, uploads: 0, jobs: 0, jobItems: 0 };
   result.idempotencyKeys = await pruneIdempotencyKeys(db, new Date(now.getTime() - retention.idempotencyKeysMs), retention.batch);
   result.uploads = await pruneExpiredUploads(db, now, 100);

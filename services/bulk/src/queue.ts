@@ -12,6 +12,7 @@
  * behind a few chunks of a large job, not behind all of them.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { forEachShard } from "@stockroom/common/db";
 import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats";
 import { restoreTraceContext } from "@stockroom/common/observe";
 import {
@@ -155,8 +156,9 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
  * reconcile heals what a crash or a lost message left behind: every queued
  * chunk published more than reconcileAfterMs ago whose message is no longer
  * in the stream is re-published under attempt + 1, and every unfinished job
- * is topped up to its window. It is a maintenance sweep over all merchants:
- * on Vitess it runs against each shard.
+ * is topped up to its window. It is a maintenance sweep over all merchants,
+ * run against each shard target in turn (forEachShard: on Vitess each shard
+ * on its own, no scatter; one target on MySQL/MariaDB).
  */
 export async function reconcile(
   db: BulkDb,
@@ -164,6 +166,15 @@ export async function reconcile(
   q: QueueConfig,
   now = new Date(),
 ): Promise<{ republished: number; toppedUp: number }> {
+  const perShard = await forEachShard(db, (shardDb) => reconcileShard(shardDb, nats, q, now));
+  return perShard.reduce((sum, r) => ({ republished: sum.republished + r.republished, toppedUp: sum.toppedUp + r.toppedUp }), {
+    republished: 0,
+    toppedUp: 0,
+  });
+}
+
+/** reconcileShard reconciles the chunks of one shard target (their merchants live there: every statement runs on it). */
+async function reconcileShard(db: BulkDb, nats: NatsDeps, q: QueueConfig, now: Date): Promise<{ republished: number; toppedUp: number }> {
   const stale = await stalePublished(db, new Date(now.getTime() - q.reconcileAfterMs), 500);
   let republished = 0;
   for (const c of stale) {

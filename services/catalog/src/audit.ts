@@ -15,7 +15,7 @@
  */
 import { createHash } from "node:crypto";
 import { sql } from "kysely";
-import { ER_DUP_ENTRY, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db";
+import { ER_DUP_ENTRY, forEachShard, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db";
 import { canonicalJson, ulidFloor } from "@stockroom/common";
 import type { CatalogDb, CatalogTx, ProductChangeRow } from "./store.ts";
 
@@ -110,10 +110,26 @@ export interface SealResult {
  * 500,000-row job does not hold up the others. Safe to run in many processes:
  * a merchant whose head another sealer holds is skipped (SKIP LOCKED).
  *
- * Finding the merchants is the one statement that names none: on Vitess it is
- * a scatter read of idx_product_changes_unsealed, fine for a background job.
+ * Finding the merchants is the one statement that names none, so the whole
+ * seal runs against each shard target in turn (forEachShard): on Vitess each
+ * shard finds and seals its own merchants, no scatter; on MySQL/MariaDB the
+ * database is the one target.
  */
 export async function sealAuditChains(db: CatalogDb, options: SealOptions = {}): Promise<SealResult> {
+  const perShard = await forEachShard(db, (shardDb) => sealShard(shardDb, options), { signal: options.signal });
+  const result: SealResult = { merchants: 0, sealed: 0, busy: 0, failed: [] };
+  for (const r of perShard) {
+    if (!r) continue; // not reached: stopped
+    result.merchants += r.merchants;
+    result.sealed += r.sealed;
+    result.busy += r.busy;
+    result.failed.push(...r.failed);
+  }
+  return result;
+}
+
+/** sealShard seals the chains of the merchants on one shard target (all of them on MySQL/MariaDB). */
+async function sealShard(db: CatalogDb, options: SealOptions): Promise<SealResult> {
   const lagMs = options.lagMs ?? 30_000;
   const batch = options.batch ?? 500;
   const cutoff = new Date(Date.now() - lagMs);

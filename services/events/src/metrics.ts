@@ -9,6 +9,7 @@ import { sql, type Kysely } from "kysely";
 import type { EventTables } from "./schema.ts";
 import { COLLECT_TIMEOUT_MS, counterOf, oncePerScrape, untraced } from "@stockroom/common/observe";
 import { withTimeout } from "@stockroom/common";
+import { forEachShard } from "@stockroom/common/db";
 
 /** The outbox backlog is counted up to this many rows (an index range scan, so bounded). */
 export const OUTBOX_COUNT_CAP = 100_000;
@@ -60,25 +61,36 @@ export function registerOutboxMetrics(registry: Registry, db: Kysely<EventTables
       const db = dbs.values().next().value;
       if (!db) return undefined;
       // Both read idx_outbox_unpublished (published_at, event_id); event ids are ULIDs, so the first is the oldest.
-      const [count, oldest] = await withTimeout(
+      // Each shard target is asked on its own (on Vitess no scatter), and the answers added up.
+      const perShard = await withTimeout(
         untraced(() =>
-          Promise.all([
-            sql<{
-              n: number;
-            }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(
-              db,
-            ),
-            sql<{ created_at: Date }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(
-              db,
-            ),
-          ]),
+          forEachShard(
+            db,
+            (shardDb) =>
+              Promise.all([
+                sql<{
+                  n: number;
+                }>`SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox_events WHERE published_at IS NULL LIMIT ${OUTBOX_COUNT_CAP}) AS backlog`.execute(
+                  shardDb,
+                ),
+                sql<{
+                  created_at: Date;
+                }>`SELECT created_at FROM outbox_events WHERE published_at IS NULL ORDER BY event_id LIMIT 1`.execute(shardDb),
+              ]),
+            { concurrency: 16 },
+          ),
         ),
         COLLECT_TIMEOUT_MS,
       );
-      const first = oldest.rows[0];
+      const oldest = Math.min(
+        ...perShard.map(([, o]) => (o.rows[0] ? new Date(o.rows[0].created_at).getTime() : Number.POSITIVE_INFINITY)),
+      );
       return {
-        backlog: Number(count.rows[0]?.n ?? 0),
-        ageSeconds: first ? Math.max(0, (Date.now() - new Date(first.created_at).getTime()) / 1000) : 0,
+        backlog: Math.min(
+          OUTBOX_COUNT_CAP,
+          perShard.reduce((n, [count]) => n + Number(count.rows[0]?.n ?? 0), 0),
+        ),
+        ageSeconds: Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0,
       };
     })().catch(() => undefined),
   );

@@ -2,7 +2,7 @@
  * The outbox relay: publishes committed outbox rows to the event stream, in
  * per-aggregate order, exactly once as far as consumers can tell.
  *
- * One leader per database. Any number of relays may run; each waits on the
+ * One leader per database (per shard on Vitess). Any number of relays may run; each waits on the
  * MySQL named lock `outbox-relay:<database>` (GET_LOCK) and only the holder
  * publishes, running every statement on the session that holds the lock.
  * The lock dies with that session, so a crashed or partitioned leader hands
@@ -18,8 +18,10 @@
  * speed of bare js.publish calls of the same events (about 8,000 events/s on
  * a 2-vCPU machine, measured by the former bench:relay; npm run bench:events
  * measures it behind a 500,000-item bulk job).
- * On Vitess each shard has its own outbox and VStream replaces this relay
- * (see the architecture notes).
+ * On Vitess each shard has its own outbox: the relay runs one leadership
+ * per shard target (shardTargets), each reading its shard's rows with
+ * shard-targeted statements (no scatter); VStream is the intended
+ * replacement (see the architecture notes).
  *
  * A batch: read the oldest unpublished rows, publish them with
  * Nats-Msg-Id = event id (many in flight, each aggregate's in order), then
@@ -34,6 +36,7 @@ import { ensureEvents, type EventStreamConfig } from "./event-stream.ts";
 import { createLatencyWindow, type LatencySummary, type Logger, untraced } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { pause } from "@stockroom/common";
+import { SHARD_REDISCOVER_MS, shardTargets, type ShardTarget } from "@stockroom/common/db";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "./relay-batch.ts";
 import type { EventTables } from "./schema.ts";
 
@@ -67,8 +70,10 @@ export interface RelayDeps {
 }
 
 export interface RelayStats {
-  /** Whether this relay holds the lock and publishes. */
+  /** Whether this relay holds a lock and publishes (of some shard on Vitess). */
   leader: boolean;
+  /** The shard targets whose lock this relay holds (the database's name on MySQL/MariaDB). */
+  leading: string[];
   /** Rows this relay published (JetStream acknowledged them) since it started. */
   published: number;
   /** Of those, rows JetStream already had (a republish after a crash). */
@@ -92,53 +97,72 @@ export interface OutboxRelay {
   stop(): Promise<void>;
 }
 
-/** startOutboxRelay makes sure the event stream exists, then contends for leadership and relays while it leads. */
+/**
+ * startOutboxRelay makes sure the event stream exists, then, for each shard
+ * target of db (shardTargets: the database itself on MySQL/MariaDB, each
+ * shard of the keyspace on Vitess), contends for that target's leadership and
+ * relays its outbox while it leads. The shard list is looked at again every
+ * SHARD_REDISCOVER_MS: a new shard gets a runner, a vanished one's stops.
+ */
 export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
   const { db, nats, events, config, log } = deps;
   await ensureEvents(nats.jsm, events);
-  const lockName = await relayLockName(db);
+  const firstTargets = await shardTargets(db);
   const stopping = new AbortController();
   const latency = createLatencyWindow();
   const latencyListeners = new Set<(ms: number) => void>();
   const counters = { published: 0, duplicates: 0, failures: 0, pruned: 0 };
-  let leader = false;
-  let pruning: Promise<void> = Promise.resolve();
+  const leading = new Set<string>();
+  const prunes = new Set<Promise<void>>();
 
   /**
-   * lead relays rounds on the lock-holding session until stopped or a
-   * statement fails. A round's rows are marked on the pool while the next
-   * round reads and publishes (marking takes about a third of a round); that
-   * read may still see them unmarked, so they are skipped until a read starts
-   * after their mark ended. Only reads need the lock's session: marking a row
-   * JetStream acknowledged is right whoever does it, and a mark that fails
-   * only means a republish, whose copy JetStream drops.
+   * lead relays one shard target's rounds on the reading session until
+   * stopped or a statement fails. A round's rows are marked on the target's
+   * pool while the next round reads and publishes (marking takes about a
+   * third of a round); that read may still see them unmarked, so they are
+   * skipped until a read starts after their mark ended. Only reads need the
+   * lock: marking a row JetStream acknowledged is right whoever does it, and
+   * a mark that fails only means a republish, whose copy JetStream drops.
+   * holdsLock, when the lock is on another session than the reads (Vitess),
+   * is called before a read at most once a second and fails if that session
+   * died, so a deposed leader stops within about a second.
    */
-  async function lead(conn: Kysely<EventTables>): Promise<void> {
+  async function lead(
+    conn: Kysely<EventTables>,
+    target: ShardTarget<EventTables>,
+    signal: AbortSignal,
+    holdsLock?: () => Promise<unknown>,
+  ): Promise<void> {
     let nextPrune = 0;
+    let lockCheckedAt = Date.now();
     let beingMarked = new Set<string>();
     let marking: Promise<void> = Promise.resolve();
     let markEnded = true;
     const keyOf = (row: OutboxRow) => `${row.merchant_id}/${row.event_id}`;
     try {
-      while (!stopping.signal.aborted) {
+      while (!signal.aborted) {
         const now = Date.now();
         if (config.pruneEveryMs > 0 && now >= nextPrune) {
           nextPrune = now + config.pruneEveryMs;
           // On the pool, beside publishing: it deletes only published rows, publishing touches only unpublished ones.
-          pruning = pruning.then(() =>
-            pruneOutbox(db, config.retentionMs).then(
-              (n) => {
-                counters.pruned += n;
-              },
-              (error: unknown) => log.error("outbox prune failed", { error }),
-            ),
+          const pruning: Promise<void> = pruneOutbox(target.db, config.retentionMs).then(
+            (n) => {
+              counters.pruned += n;
+            },
+            (error: unknown) => log.error("outbox prune failed", { shard: target.name, error }),
           );
+          prunes.add(pruning);
+          void pruning.finally(() => prunes.delete(pruning));
+        }
+        if (holdsLock && now - lockCheckedAt >= 1_000) {
+          await holdsLock();
+          lockCheckedAt = now;
         }
         if (markEnded) beingMarked = new Set();
         const read = await readBatch(conn, config.batchSize + beingMarked.size);
         const rows = read.filter((row) => !beingMarked.has(keyOf(row))).slice(0, config.batchSize);
         if (rows.length === 0) {
-          await pause(config.pollMs, stopping.signal);
+          await pause(config.pollMs, signal);
           continue;
         }
         const outcome = await publishBatch(nats.js, events, publishOrder(rows));
@@ -152,20 +176,20 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
         await marking; // one mark at a time
         beingMarked = new Set(outcome.acked.map(keyOf));
         markEnded = false;
-        marking = markPublished(db, outcome.acked).then(
+        marking = markPublished(target.db, outcome.acked).then(
           () => {
             markEnded = true;
           },
           (error: unknown) => {
             markEnded = true;
-            log.warn("outbox mark failed; those rows will be republished", { error });
+            log.warn("outbox mark failed; those rows will be republished", { shard: target.name, error });
           },
         );
         if (outcome.error !== undefined) {
           const failed = rows.length - outcome.acked.length;
           counters.failures += failed;
-          log.warn("outbox publish failed; unacknowledged rows stay queued", { failed, error: outcome.error });
-          await pause(config.failureBackoffMs, stopping.signal);
+          log.warn("outbox publish failed; unacknowledged rows stay queued", { shard: target.name, failed, error: outcome.error });
+          await pause(config.failureBackoffMs, signal);
         }
       }
     } finally {
@@ -173,34 +197,72 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
     }
   }
 
-  async function run(): Promise<void> {
-    while (!stopping.signal.aborted) {
+  /**
+   * runShard contends for one target's lock and leads while it holds it. The
+   * lock is taken on a session of db: on MySQL/MariaDB the reads run on that
+   * same session (a leader whose session died cannot read); on Vitess, where
+   * vttablet refuses GET_LOCK on a shard-targeted session, the lock lives in
+   * vtgate's lock session of a keyspace connection (named after the shard)
+   * and the reads run on a session of the shard target, checked against the
+   * lock's session every second.
+   */
+  async function runShard(target: ShardTarget<EventTables>, signal: AbortSignal): Promise<void> {
+    let lockName: string | undefined;
+    while (!signal.aborted) {
       try {
-        await db.connection().execute(async (conn) => {
+        lockName ??= await relayLockName(db, target);
+        const lock = lockName;
+        await db.connection().execute(async (lockConn) => {
           // Waits at most a second, so stop() is never held up longer.
-          const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lockName}, 1) AS got`.execute(conn);
-          if (Number(got.rows[0]?.got) !== 1) return;
-          leader = true;
-          log.info("outbox relay leads", { lock: lockName });
+          const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lock}, 1) AS got`.execute(lockConn);
+          if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
+          leading.add(target.name);
+          log.info("outbox relay leads", { lock, shard: target.name });
           try {
-            await lead(conn);
+            if (target.db === db) await lead(lockConn, target, signal);
+            else await target.db.connection().execute((conn) => lead(conn, target, signal, () => sql`SELECT 1`.execute(lockConn)));
           } finally {
-            leader = false;
-            await sql`SELECT RELEASE_LOCK(${lockName})`.execute(conn).catch(() => {});
+            leading.delete(target.name);
+            await sql`SELECT RELEASE_LOCK(${lock})`.execute(lockConn).catch(() => {});
           }
         });
       } catch (error) {
         // Leadership is given up with the session; another relay may have a healthier path.
-        log.error("outbox relay round failed; contending again", { error });
-        await pause(config.failureBackoffMs, stopping.signal);
+        log.error("outbox relay round failed; contending again", { shard: target.name, error });
+        await pause(config.failureBackoffMs, signal);
       }
     }
+  }
+
+  async function run(): Promise<void> {
+    const runners = new Map<string, { stop: AbortController; done: Promise<void> }>();
+    let targets = firstTargets;
+    while (!stopping.signal.aborted) {
+      for (const target of targets) {
+        if (runners.has(target.name)) continue;
+        const stop = new AbortController();
+        runners.set(target.name, { stop, done: runShard(target, AbortSignal.any([stopping.signal, stop.signal])) });
+      }
+      for (const [name, runner] of runners) {
+        if (targets.some((t) => t.name === name)) continue;
+        runner.stop.abort(); // the shard is gone (resharded)
+        runners.delete(name);
+      }
+      await pause(SHARD_REDISCOVER_MS, stopping.signal);
+      if (stopping.signal.aborted) break;
+      try {
+        targets = await shardTargets(db);
+      } catch (error) {
+        log.error("outbox relay could not list the shards; keeps the ones it has", { error });
+      }
+    }
+    await Promise.all([...runners.values()].map((r) => r.done));
   }
 
   // Polling every few milliseconds would make a root trace of each statement; publishes still join their change's trace.
   const running = untraced(run);
   return {
-    stats: () => ({ leader, ...counters, commitToPublish: latency.summary() }),
+    stats: () => ({ leader: leading.size > 0, leading: [...leading].sort(), ...counters, commitToPublish: latency.summary() }),
     onCommitToPublish(listener) {
       latencyListeners.add(listener);
       return () => latencyListeners.delete(listener);
@@ -208,15 +270,19 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
     async stop() {
       stopping.abort();
       await running;
-      await pruning;
+      await Promise.all([...prunes]);
     },
   };
 }
 
-/** relayLockName names the lock after the database: named locks are server-wide, and several databases may share a server. */
-async function relayLockName(db: Kysely<EventTables>): Promise<string> {
-  const { rows } = await sql<{ name: string }>`SELECT DATABASE() AS name`.execute(db);
-  const name = `outbox-relay:${rows[0]?.name ?? ""}`;
+/**
+ * relayLockName names the lock after the database (named locks are
+ * server-wide, and several databases may share a server), on Vitess after
+ * the shard (`outbox-relay:stockroom/-80`).
+ */
+async function relayLockName(db: Kysely<EventTables>, target: ShardTarget<EventTables>): Promise<string> {
+  const database = target.db === db ? (await sql<{ name: string }>`SELECT DATABASE() AS name`.execute(db)).rows[0]?.name : target.name;
+  const name = `outbox-relay:${database ?? ""}`;
   // MySQL limits lock names to 64 characters.
   return name.length <= 64 ? name : `outbox-relay:${createHash("sha256").update(name).digest("hex").slice(0, 40)}`;
 }

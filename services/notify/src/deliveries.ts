@@ -10,12 +10,13 @@
  * again cannot overwrite the newer attempt). A sender that dies leaves the
  * row to be claimed again when the lease ends: deliveries are at least once.
  *
- * dueEndpoints is the one query that spans merchants (on Vitess it
- * scatters to every shard, at one index probe per endpoint); every claim
- * and settle names one merchant.
+ * dueEndpoints and the sweep's endpoint list are the queries that span
+ * merchants: they run against each shard target (forEachShard: on Vitess
+ * each shard on its own, no scatter); every claim and settle names one
+ * merchant.
  */
 import { sql } from "kysely";
-import { inTransaction } from "@stockroom/common/db";
+import { forEachShard, inTransaction } from "@stockroom/common/db";
 import { deleteDeliveriesOf, findEndpoint, type DeliveryRow, type EndpointRow, type NotifyDb, type WebhookDeliveryRow } from "./store.ts";
 
 /**
@@ -45,9 +46,15 @@ export interface DueEndpoint {
  * dueEndpoints lists the endpoints with at least one due delivery, oldest
  * first. MariaDB and MySQL answer it with a loose index scan of
  * idx_webhook_deliveries_due: one probe per endpoint, however long an
- * endpoint's backlog is.
+ * endpoint's backlog is. The shards are asked at once (this is the
+ * dispatcher's polling read) and their answers merged.
  */
 export async function dueEndpoints(db: NotifyDb, now: Date): Promise<DueEndpoint[]> {
+  const perShard = await forEachShard(db, (shardDb) => dueEndpointsOf(shardDb, now), { concurrency: 16 });
+  return perShard.flat().sort((a, b) => a.due.getTime() - b.due.getTime());
+}
+
+async function dueEndpointsOf(db: NotifyDb, now: Date): Promise<DueEndpoint[]> {
   const rows = await db
     .selectFrom("webhook_deliveries")
     .select(["merchant_id", "endpoint_id", (eb) => eb.fn.min("next_attempt_at").as("due")])
@@ -227,7 +234,8 @@ async function endpointsWithDeliveries(db: NotifyDb) {
  * the endpoint's probes would otherwise reach them one by one; a healthy
  * endpoint's expired deliveries still get their attempt. Rows of deleted
  * endpoints go; delivered rows older than retention.deliveredMs and dead
- * ones older than retention.deadMs are deleted.
+ * ones older than retention.deadMs are deleted. It runs against each shard
+ * target in turn (the endpoints found on a shard are its merchants').
  */
 export async function sweepDeliveries(
   db: NotifyDb,
@@ -235,6 +243,17 @@ export async function sweepDeliveries(
   failingAfter: number,
   retention: { deliveredMs: number; deadMs: number },
   batch = 5000,
+): Promise<{ expired: number; deleted: number }> {
+  const perShard = await forEachShard(db, (shardDb) => sweepShard(shardDb, now, failingAfter, retention, batch));
+  return perShard.reduce((sum, r) => ({ expired: sum.expired + r.expired, deleted: sum.deleted + r.deleted }), { expired: 0, deleted: 0 });
+}
+
+async function sweepShard(
+  db: NotifyDb,
+  now: Date,
+  failingAfter: number,
+  retention: { deliveredMs: number; deadMs: number },
+  batch: number,
 ): Promise<{ expired: number; deleted: number }> {
   const totals = { expired: 0, deleted: 0 };
   for (const { merchant_id, endpoint_id } of await endpointsWithDeliveries(db)) {

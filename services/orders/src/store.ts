@@ -195,9 +195,9 @@ export async function listOrders(
 /**
  * findDueOrders lists unpaid orders whose reservation ran out, oldest
  * first. It is the one statement that does not name a merchant: a
- * maintenance scan of idx_orders_expiry. On Vitess each shard is swept on
- * its own (a sweeper per shard, or vtgate's scatter of this read-only
- * query); the expiry itself runs per order, in a one-merchant transaction.
+ * maintenance scan of idx_orders_expiry, so the sweeper runs it against each
+ * shard target (sweeper.ts; on Vitess a shard's own rows, no scatter); the
+ * expiry itself runs per order, in a one-merchant transaction.
  */
 export async function findDueOrders(db: OrderDb, now: Date, limit: number): Promise<OrderRef[]> {
   const rows = await db

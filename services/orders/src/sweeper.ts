@@ -1,4 +1,4 @@
-import { inTransaction } from "@stockroom/common/db";
+import { forEachShard, inTransaction } from "@stockroom/common/db";
 import type { Logger, Metrics } from "@stockroom/common/observe";
 import { expireOrder } from "./lifecycle.ts";
 import { findDueOrders, type OrderDb } from "./store.ts";
@@ -8,9 +8,16 @@ import { orderOutcomes } from "./metrics.ts";
  * sweepExpiredOrders reads up to `batch` unpaid orders past their expiry
  * and expires each in its own one-merchant transaction (see expireOrder:
  * safe with any number of sweepers racing). It returns how many it read and
- * how many it expired itself.
+ * how many it expired itself. Finding them names no merchant, so it runs
+ * against each shard target in turn (forEachShard: on Vitess each shard on
+ * its own, no scatter; `batch` per shard), and each order is expired there.
  */
 export async function sweepExpiredOrders(db: OrderDb, batch: number, now = new Date()): Promise<{ due: number; expired: number }> {
+  const perShard = await forEachShard(db, (shardDb) => sweepShard(shardDb, batch, now));
+  return { due: perShard.reduce((n, r) => n + r.due, 0), expired: perShard.reduce((n, r) => n + r.expired, 0) };
+}
+
+async function sweepShard(db: OrderDb, batch: number, now: Date): Promise<{ due: number; expired: number }> {
   const due = await findDueOrders(db, now, batch);
   let expired = 0;
   for (const ref of due) {

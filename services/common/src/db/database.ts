@@ -6,8 +6,13 @@ import { FileMigrationProvider, type Migration, type MigrationProvider, Migrator
 import { createPool, type Pool, type SslOptions } from "mysql2";
 import { deferWrite, enableDeferredWrites, stripDeferMark } from "./deferred-writes.ts";
 
-/** QueryObserver sees every executed statement (SQL with placeholders, bound values). */
-export type QueryObserver = (sql: string, parameters: readonly unknown[], durationMs: number) => void;
+/**
+ * QueryObserver sees every executed statement (SQL with placeholders, bound
+ * values). shard names the Vitess shard target (`keyspace/shard`) of a
+ * statement sent through one of shardTargets' databases (shards.ts), which
+ * vtgate passes to that shard as it is; undefined for every other statement.
+ */
+export type QueryObserver = (sql: string, parameters: readonly unknown[], durationMs: number, shard?: string) => void;
 
 export interface DatabaseOptions {
   /** mysql://user:password@host:port/database */
@@ -91,14 +96,16 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
     multipleStatements: true,
   });
   enableDeferredWrites(pool);
-  const database = new URL(options.url).pathname.slice(1);
+  const database = decodeURIComponent(new URL(options.url).pathname.slice(1));
+  // vtgate takes `keyspace/shard` as a database name: every statement goes to that one shard.
+  const shard = /^[^/@]+\/[^/@]+/.exec(database)?.[0];
   const observe = options.observe;
   const db = new Kysely<DB>({
     dialect: new MysqlDialect({ pool }),
     log(event: LogEvent) {
       const { parameters } = event.query;
       const sql = stripDeferMark(event.query.sql);
-      observe?.(sql, parameters, event.queryDurationMillis);
+      observe?.(sql, parameters, event.queryDurationMillis, shard);
       const end = performance.timeOrigin + performance.now();
       const span = tracer.startSpan(spanName(sql), {
         kind: SpanKind.CLIENT,
@@ -115,7 +122,34 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
     },
   });
   pools.set(db, pool);
+  created.set(db, options);
+  // Kysely's destroy ends the pool: what hangs off this database (shard targets) closes first.
+  const end = pool.end.bind(pool);
+  const hooks = new Set<() => Promise<void>>();
+  closeHooks.set(db, hooks);
+  pool.end = ((callback?: (error: unknown) => void) => {
+    void Promise.allSettled([...hooks].map((hook) => hook())).then(() => end(callback as never));
+  }) as typeof pool.end;
   return db;
+}
+
+/** created maps each createDatabase instance to the options it was made with (shards.ts opens its shard targets alike). */
+const created = new WeakMap<object, DatabaseOptions>();
+const closeHooks = new WeakMap<object, Set<() => Promise<void>>>();
+
+/** databaseOptions returns the options a createDatabase instance was made with, or undefined for any other Kysely. */
+export function databaseOptions(db: object): Readonly<DatabaseOptions> | undefined {
+  return created.get(db);
+}
+
+/**
+ * onDestroy runs close (awaited) when db is destroyed, before its pool ends;
+ * it returns false if db is not a createDatabase instance.
+ */
+export function onDestroy(db: object, close: () => Promise<void>): boolean {
+  const hooks = closeHooks.get(db);
+  hooks?.add(close);
+  return hooks !== undefined;
 }
 
 /** pools maps each createDatabase instance to its mysql2 pool, for poolStats. */

@@ -4,6 +4,7 @@ import type { Kysely, Transaction } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
 import { deleteInBatches, ER_DUP_ENTRY, inTransaction, mysqlErrno } from "../db/database.ts";
 import { deferWrite } from "../db/deferred-writes.ts";
+import { forEachShard } from "../db/shards.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "../errors.ts";
 
 export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage> {
@@ -113,8 +114,12 @@ function stableStringify(value: unknown): string {
  * pruneIdempotencyKeys deletes the stored requests older than `before`, batch
  * rows per statement so none holds locks for long (AIP-155 promises a
  * retry window of at least 24 hours; callers keep them longer). It is a
- * maintenance sweep over all merchants: on Vitess it runs against each shard.
+ * maintenance sweep over all merchants, run against each shard target in
+ * turn (forEachShard: on Vitess each shard on its own, no scatter).
  */
-export function pruneIdempotencyKeys(db: Kysely<CommonTables>, before: Date, batch: number): Promise<number> {
-  return deleteInBatches(() => db.deleteFrom("idempotency_keys").where("created_at", "<", before).limit(batch).executeTakeFirst(), batch);
+export async function pruneIdempotencyKeys(db: Kysely<CommonTables>, before: Date, batch: number): Promise<number> {
+  const perShard = await forEachShard(db, (shardDb) =>
+    deleteInBatches(() => shardDb.deleteFrom("idempotency_keys").where("created_at", "<", before).limit(batch).executeTakeFirst(), batch),
+  );
+  return perShard.reduce((a, b) => a + b, 0);
 }
