@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import { Code } from "@connectrpc/connect";
 import { insertRows } from "../db/database.ts";
+import { forEachShard } from "../db/shards.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { CommonTables } from "../db/schema.ts";
@@ -153,11 +154,14 @@ export function startCallRecorder(options: {
       ? setInterval(() => {
           flushing = flushing.then(() =>
             untraced(() =>
-              options.db
-                .deleteFrom("rpc_call_minutes")
-                .where("minute_start", "<", new Date(Date.now() - retentionMs))
-                .limit(10_000)
-                .execute(),
+              // Spans merchants: each shard target in turn (no scatter on Vitess).
+              forEachShard(options.db, (shardDb) =>
+                shardDb
+                  .deleteFrom("rpc_call_minutes")
+                  .where("minute_start", "<", new Date(Date.now() - retentionMs))
+                  .limit(10_000)
+                  .execute(),
+              ),
             ).then(
               () => {},
               (error: unknown) => options.log?.warn("pruning call statistics failed", { error }),
