@@ -135,3 +135,30 @@ test("a change that is wrong, not too heavy, fails with the server's own error",
   t.is(mysqlErrno(error), 1060, "ER_DUP_FIELDNAME");
   await t.throwsAsync(alterTableOnline(db, "t_wrong; DROP TABLE t_wrong", ["ADD COLUMN x INT NULL"]), { message: /table name/ });
 });
+
+/**
+ * The rule for every migration from the 2026-12 release on: a change to an
+ * existing table goes through alterTableOnline, so one that would copy the
+ * table is refused instead of run. Earlier migrations ran on tables that
+ * were still small and are applied everywhere already.
+ */
+test("every migration since 2026-12 alters existing tables only through alterTableOnline", async (t) => {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const path = await import("node:path");
+  const services = path.join(import.meta.dirname, "..", "..");
+  const offenders: string[] = [];
+  let checked = 0;
+  for (const service of await readdir(services)) {
+    const folder = path.join(services, service, "migrations");
+    const files = await readdir(folder).catch(() => [] as string[]);
+    for (const file of files.filter((f) => f >= "2026_12_03")) {
+      const text = await readFile(path.join(folder, file), "utf8");
+      checked++;
+      if (/\bALTER\s+TABLE\b|\.alterTable\(|\b(CREATE|DROP)\s+(UNIQUE\s+|FULLTEXT\s+)?INDEX\b|\.createIndex\(/i.test(text)) {
+        offenders.push(`${service}/migrations/${file}`);
+      }
+    }
+  }
+  t.true(checked >= 3, `found ${checked} migrations since 2026-12`);
+  t.deepEqual(offenders, [], "these alter a table directly; use alterTableOnline (services/common/src/db/database.ts)");
+});
