@@ -19,11 +19,19 @@ export function parseEventStreamConfig(env: Env): EventStreamConfig {
 
 /** parseRelayConfig reads the outbox relay's settings. */
 export function parseRelayConfig(env: Env): RelayConfig {
+  const source = env["RELAY_SOURCE"] ?? DEFAULT_RELAY.source;
+  if (source !== "poll" && source !== "vstream") throw new Error(`RELAY_SOURCE must be "poll" or "vstream", not "${source}"`);
+  const vtgateGrpcAddr = env["VTGATE_GRPC_ADDR"] ?? DEFAULT_RELAY.vtgateGrpcAddr;
+  if (source === "vstream" && vtgateGrpcAddr === "")
+    throw new Error("RELAY_SOURCE=vstream needs VTGATE_GRPC_ADDR (vtgate's gRPC host:port)");
   return {
     ...DEFAULT_RELAY,
     batchSize: readInt(env, "RELAY_BATCH_SIZE", DEFAULT_RELAY.batchSize, 1, 10_000),
     pollMs: readInt(env, "RELAY_POLL_MS", DEFAULT_RELAY.pollMs, 1, 60_000),
     retentionMs: readInt(env, "RELAY_RETENTION_MS", DEFAULT_RELAY.retentionMs, 60_000, 365 * 86_400_000),
     pruneEveryMs: readInt(env, "RELAY_PRUNE_EVERY_MS", DEFAULT_RELAY.pruneEveryMs, 0, 86_400_000),
+    source,
+    vtgateGrpcAddr,
+    positionsStream: env["RELAY_POSITIONS_STREAM"] ?? DEFAULT_RELAY.positionsStream,
   };
 }

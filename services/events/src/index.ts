@@ -27,4 +27,6 @@ export {
 export { eventsMigrations } from "./migrations.ts";
 export { appendOutbox, type OutboxEvent } from "./outbox.ts";
 export { DEFAULT_RELAY, startOutboxRelay, type OutboxRelay, type RelayConfig, type RelayDeps, type RelayStats } from "./relay.ts";
+export { startRelay, startVStreamRelay, type VStreamRelayDeps } from "./relay-vstream.ts";
+export { DEFAULT_POSITIONS_STREAM, openPositionStore, type PositionStore, type StoredPositions } from "./relay-positions.ts";
 export type { EventTables } from "./schema.ts";

@@ -1,7 +1,8 @@
 /**
  * The outbox relay process (how Nomad runs it; `npm start` runs the relay in
  * process). Run two or more for fast failover: one leads, the others wait on
- * its lock. The only file of the relay that reads process.env.
+ * its lock. The only file of the relay that reads process.env. RELAY_SOURCE
+ * picks polling (the default) or vtgate's VStream (relay-vstream.ts).
  */
 import { stopOnSignals } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
@@ -11,7 +12,7 @@ import { connectNats } from "@stockroom/common/nats";
 import { parseEventStreamConfig, parseRelayConfig } from "./config.ts";
 import { registerRelayMetrics } from "./metrics.ts";
 import { eventsMigrations } from "./migrations.ts";
-import { startOutboxRelay } from "./relay.ts";
+import { startRelay } from "./relay-vstream.ts";
 import type { EventTables } from "./schema.ts";
 
 const config = parseApiConfig(process.env);
@@ -28,7 +29,7 @@ if (migrate) {
 }
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-relay", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
-const relay = await startOutboxRelay({ db, nats, events: parseEventStreamConfig(process.env), config: parseRelayConfig(process.env), log });
+const relay = await startRelay({ db, nats, events: parseEventStreamConfig(process.env), config: parseRelayConfig(process.env), log });
 registerRelayMetrics(observability.metrics.registry, relay);
 log.info("outbox relay started");
 stopOnSignals(async () => {

@@ -20,8 +20,9 @@
  * measures it behind a 500,000-item bulk job).
  * On Vitess each shard has its own outbox: the relay runs one leadership
  * per shard target (shardTargets), each reading its shard's rows with
- * shard-targeted statements (no scatter); VStream is the intended
- * replacement (see the architecture notes).
+ * shard-targeted statements (no scatter). RELAY_SOURCE=vstream instead
+ * follows vtgate's VStream (relay-vstream.ts), taking every shard's lock,
+ * so a polling and a VStream relay never publish a shard at once.
  *
  * A batch: read the oldest unpublished rows, publish them with
  * Nats-Msg-Id = event id (many in flight, each aggregate's in order), then
@@ -51,6 +52,12 @@ export interface RelayConfig {
   pruneEveryMs: number;
   /** The pause after a round in which a publish failed (NATS down, stream missing). */
   failureBackoffMs: number;
+  /** Where committed rows come from: "poll" reads the table (this file); "vstream" follows vtgate's VStream (relay-vstream.ts). */
+  source: "poll" | "vstream";
+  /** vtgate's gRPC address (host:port), for source "vstream". */
+  vtgateGrpcAddr: string;
+  /** The JetStream stream holding the VStream relay's positions (relay-positions.ts). */
+  positionsStream: string;
 }
 
 export const DEFAULT_RELAY: RelayConfig = {
@@ -59,6 +66,9 @@ export const DEFAULT_RELAY: RelayConfig = {
   retentionMs: 24 * 3600_000,
   pruneEveryMs: 10 * 60_000,
   failureBackoffMs: 1_000,
+  source: "poll",
+  vtgateGrpcAddr: "",
+  positionsStream: "STOCKROOM_RELAY_POSITIONS",
 };
 
 export interface RelayDeps {
@@ -282,7 +292,12 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
  */
 async function relayLockName(db: Kysely<EventTables>, target: ShardTarget<EventTables>): Promise<string> {
   const database = target.db === db ? (await sql<{ name: string }>`SELECT DATABASE() AS name`.execute(db)).rows[0]?.name : target.name;
-  const name = `outbox-relay:${database ?? ""}`;
+  return lockNameOf(database ?? "");
+}
+
+/** lockNameOf is the relay's lock of a database or shard target (e.g. "stockroom/-80"); the VStream relay takes every shard's. */
+export function lockNameOf(target: string): string {
+  const name = `outbox-relay:${target}`;
   // MySQL limits lock names to 64 characters.
   return name.length <= 64 ? name : `outbox-relay:${createHash("sha256").update(name).digest("hex").slice(0, 40)}`;
 }
