@@ -30,6 +30,9 @@
  * Targets (the issue): commit → search-visible p99 <= 1 s under steady load;
  * the relay keeps up with the bulk job (backlog drained within 10 s of the
  * job's end). Exits non-zero on errors only, never on a missed target.
+ *
+ * `--vitess [mysql://…]` instead compares the relay's two sources on
+ * Vitess, polling and VStream, in one run (tools/bench/events-vitess.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -63,6 +66,12 @@ import { DEFAULT_PROJECTOR, startSearchProjector, type SearchProjector, openSear
 import { apiMain, FINAL_STATES, generateCsv, root, startWorker, stopChild, until, uploadRequests } from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { percentile, round, table, writeResults } from "./stats.ts";
+
+// --vitess: polling against VStream on a vtgate (tools/bench/events-vitess.ts), instead of the run below.
+if (process.argv.includes("--vitess")) {
+  await import("./events-vitess.ts");
+  process.exit();
+}
 
 const RATE = readInt(process.env, "BENCH_RATE", 500, 1, 10_000);
 const SECONDS = readInt(process.env, "BENCH_SECONDS", 20, 1, 3600);

@@ -25,10 +25,10 @@
  * polling republishes nothing. The marks and prunes come back through the
  * stream as UPDATE and DELETE row events, which are skipped.
  *
- * Leadership is the polling relay's: the MySQL named lock
- * `outbox-relay:<database>` (through vtgate), checked every second on its
- * session; losing it, or a failed compare-and-set of the position, ends the
- * stream.
+ * Leadership is the polling relay's: the MySQL named locks
+ * `outbox-relay:<keyspace>/<shard>`, every shard's, taken on one vtgate
+ * session and checked every second on it; losing it, or a failed
+ * compare-and-set of the position, ends the stream.
  */
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
@@ -38,14 +38,14 @@ import { ensureEvents } from "./event-stream.ts";
 import type { Field } from "./gen/vitess/query_pb.js";
 import { markPublished, type OutboxRow, publishBatch, publishOrder, pruneOutbox, readBatch } from "./relay-batch.ts";
 import { openPositionStore, type PositionStore } from "./relay-positions.ts";
-import { type OutboxRelay, type RelayDeps, relayLockName, startOutboxRelay } from "./relay.ts";
+import { lockNameOf, type OutboxRelay, type RelayDeps, startOutboxRelay } from "./relay.ts";
 import type { EventTables } from "./schema.ts";
 import { decodeRow, type ShardPosition, streamOutbox, toOutboxRow, VEventType, type VitessClient, vtgateClient } from "./vstream.ts";
 
 export interface VStreamRelayDeps extends RelayDeps {
   /** A client of vtgate's gRPC API; by default one for config.vtgateGrpcAddr. */
   vtgate?: VitessClient;
-  /** Overrides the named lock (tests sharing a keyspace); by default the polling relay's, so the two never lead at once. */
+  /** One named lock instead of every shard's (tests sharing a keyspace); by default the polling relay's shard locks, so the two never lead a shard at once. */
   lockName?: string;
 }
 
@@ -59,7 +59,6 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
   const { db, nats, events, config, log } = deps;
   await ensureEvents(nats.jsm, events);
   const vtgate = deps.vtgate ?? vtgateClient(config.vtgateGrpcAddr);
-  const lockName = deps.lockName ?? (await relayLockName(db));
   const keyspace = await currentKeyspace(db);
   const positions = await openPositionStore(nats, {
     stream: config.positionsStream,
@@ -71,7 +70,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
   const latency = createLatencyWindow();
   const latencyListeners = new Set<(ms: number) => void>();
   const counters = { published: 0, duplicates: 0, failures: 0, pruned: 0 };
-  let leader = false;
+  let leading: string[] = [];
   let pruning: Promise<void> = Promise.resolve();
   let nextPrune = 0;
 
@@ -133,105 +132,162 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
     }
   }
 
-  /** follow streams from the given positions until the signal aborts or the stream fails. */
+  /**
+   * follow streams from the given positions until the signal aborts or the
+   * stream fails. A reader turns the stream into units, each a committed
+   * transaction's outbox rows (often none: other tables' transactions) and
+   * the position just after it; a publisher takes every unit queued (up to
+   * a batch of rows), publishes their rows, and saves the last one's
+   * position. While it publishes, the reader queues the next units, so
+   * batches grow with the load as the polling relay's rounds do.
+   */
   async function follow(start: ShardPosition[], bootstrap: boolean, store: PositionStore, session: AbortController): Promise<void> {
-    const fields = new Map<string, Field[]>();
-    /** Rows of transactions not committed yet, per shard. */
-    const open = new Map<string, OutboxRow[]>();
-    /** Committed rows not published yet, in arrival order. */
-    let ready: OutboxRow[] = [];
-    let position = start;
-    let saved = JSON.stringify(start);
-    let savedAt = Date.now();
-    let needsCatchUp = bootstrap;
-    const real = (p: ShardPosition[]) => p.length > 0 && p.every((s) => s.gtid !== "current");
-
-    /** flush publishes the ready rows, then saves the position that covers them. */
-    async function flush(): Promise<boolean> {
-      if (needsCatchUp) {
-        if (!real(position)) return true; // a shard's stream has not started yet: its start position is unknown
-        log.info("vstream relay: no saved position; publishing the table's unpublished rows first");
-        if (!(await catchUp(session.signal))) return false;
-        needsCatchUp = false;
-      }
-      if (ready.length > 0) {
-        const rows = ready;
-        ready = [];
-        if (!(await publishAll(rows, session.signal))) return false;
-      }
-      const text = JSON.stringify(position);
-      if (text !== saved && real(position) && [...open.values()].every((rows) => rows.length === 0)) {
-        await store.save(position);
-        saved = text;
-        savedAt = Date.now();
-      }
-      return true;
-    }
+    const units: { rows: OutboxRow[]; position: ShardPosition[] }[] = [];
+    let queuedRows = 0;
+    let readerDone = false;
+    let readerError: unknown;
+    let wake: () => void = () => {};
+    let woken = new Promise<void>((resolve) => (wake = resolve));
+    const signal = () => {
+      wake();
+      woken = new Promise<void>((resolve) => (wake = resolve));
+    };
 
     lastEventAt = Date.now();
-    try {
-      for await (const response of streamOutbox(vtgate, start, session.signal)) {
-        lastEventAt = Date.now();
-        for (const event of response.events) {
-          const shardKey = `${event.keyspace}/${event.shard}`;
-          switch (event.type) {
-            case VEventType.FIELD:
-              if (event.fieldEvent) fields.set(shardKey, event.fieldEvent.fields);
-              break;
-            case VEventType.ROW: {
-              const columns = fields.get(shardKey);
-              for (const change of event.rowEvent?.rowChanges ?? []) {
-                // Inserts only: updates are our marks, deletes the pruner's.
-                if (change.before !== undefined || change.after === undefined) continue;
-                if (!columns) throw new Error(`vstream: a ROW event of ${shardKey} before its FIELD event`);
-                const rows = open.get(shardKey) ?? [];
-                rows.push(toOutboxRow(decodeRow(columns, change.after)));
-                open.set(shardKey, rows);
-              }
-              break;
-            }
-            case VEventType.VGTID:
-              // Sent just before a transaction's COMMIT, with every shard's position once it is included.
-              if (event.vgtid) position = event.vgtid.shardGtids.map((g) => ({ keyspace: g.keyspace, shard: g.shard, gtid: g.gtid }));
-              break;
-            case VEventType.COMMIT: {
-              const rows = open.get(shardKey);
-              if (rows && rows.length > 0) {
-                ready.push(...rows);
+    const reader = (async () => {
+      const fields = new Map<string, Field[]>();
+      /** Rows of the transaction in progress, per shard (vtgate sends a shard's transactions whole). */
+      const open = new Map<string, OutboxRow[]>();
+      const inTransaction = new Set<string>();
+      let position = start;
+      const push = (rows: OutboxRow[]) => {
+        const last = units.at(-1);
+        // Consecutive empty transactions only move the position.
+        if (rows.length === 0 && last && last.rows.length === 0) last.position = position;
+        else units.push({ rows, position });
+        queuedRows += rows.length;
+      };
+      try {
+        for await (const response of streamOutbox(vtgate, start, session.signal)) {
+          lastEventAt = Date.now();
+          for (const event of response.events) {
+            const shardKey = `${event.keyspace}/${event.shard}`;
+            switch (event.type) {
+              case VEventType.BEGIN:
+                inTransaction.add(shardKey);
                 open.set(shardKey, []);
+                break;
+              case VEventType.FIELD:
+                if (event.fieldEvent) fields.set(shardKey, event.fieldEvent.fields);
+                break;
+              case VEventType.ROW: {
+                const columns = fields.get(shardKey);
+                for (const change of event.rowEvent?.rowChanges ?? []) {
+                  // Inserts only: updates are the relay's marks, deletes the pruner's.
+                  if (change.before !== undefined || change.after === undefined) continue;
+                  if (!columns) throw new Error(`vstream: a ROW event of ${shardKey} before its FIELD event`);
+                  const rows = open.get(shardKey) ?? [];
+                  rows.push(toOutboxRow(decodeRow(columns, change.after)));
+                  open.set(shardKey, rows);
+                }
+                break;
               }
-              if (ready.length >= config.batchSize && !(await flush())) return;
-              break;
+              case VEventType.VGTID:
+                // Inside a transaction it comes before the COMMIT, with every shard's position once the transaction is in.
+                if (event.vgtid) position = event.vgtid.shardGtids.map((g) => ({ keyspace: g.keyspace, shard: g.shard, gtid: g.gtid }));
+                if (!inTransaction.has(shardKey)) push([]); // a shard's stream starting: its first position
+                break;
+              case VEventType.COMMIT:
+                push(open.get(shardKey) ?? []);
+                open.delete(shardKey);
+                inTransaction.delete(shardKey);
+                break;
+              case VEventType.ROLLBACK:
+                open.delete(shardKey);
+                inTransaction.delete(shardKey);
+                break;
+              case VEventType.JOURNAL:
+                log.info("vstream relay: reshard journal; vtgate moves the stream to the new shards", { shard: shardKey });
+                break;
+              default:
+                break;
             }
-            case VEventType.ROLLBACK:
-              open.set(shardKey, []);
-              break;
-            case VEventType.JOURNAL:
-              log.info("vstream relay: reshard journal; vtgate moves the stream to the new shards", { shard: shardKey });
-              break;
-            default:
-              break;
           }
+          signal();
+          prune();
+          // Bounded memory: wait for the publisher when far ahead of it.
+          while (queuedRows > 4 * config.batchSize && !session.signal.aborted) await woken;
         }
-        prune();
-        if (ready.length > 0 || needsCatchUp || Date.now() - savedAt >= IDLE_SAVE_MS) {
-          if (!(await flush())) return;
-        }
+        throw new Error("vstream ended");
+      } catch (error) {
+        if (!session.signal.aborted) readerError = error;
+      } finally {
+        readerDone = true;
+        signal();
       }
-      throw new Error("vstream ended");
-    } catch (error) {
-      if (!session.signal.aborted) throw error;
+    })();
+
+    let saved = JSON.stringify(start);
+    let savedAt = Date.now();
+    /** The position after the units published so far (saved at most every IDLE_SAVE_MS while no rows move). */
+    let published: ShardPosition[] | undefined;
+    let needsCatchUp = bootstrap;
+    let failed = false;
+    const real = (p: ShardPosition[]) => p.length > 0 && p.every((s) => s.gtid !== "current");
+    const save = async (force: boolean) => {
+      if (published === undefined || !real(published)) return;
+      const text = JSON.stringify(published);
+      if (text === saved || (!force && Date.now() - savedAt < IDLE_SAVE_MS)) return;
+      await store.save(published);
+      saved = text;
+      savedAt = Date.now();
+    };
+    try {
+      // Stopping ends the reader; units it queued whole are still published and their position saved, so a restart republishes nothing.
+      for (;;) {
+        if (units.length === 0) {
+          if (readerDone) break;
+          await woken;
+          continue;
+        }
+        if (needsCatchUp) {
+          // Catch up only once every shard's start position is known, so nothing falls between the table and the stream.
+          if (!real(units.at(-1)!.position)) {
+            if (readerDone) break;
+            await woken;
+            continue;
+          }
+          log.info("vstream relay: no saved position; publishing the table's unpublished rows first");
+          if (!(await catchUp(session.signal))) {
+            failed = true;
+            break;
+          }
+          needsCatchUp = false;
+        }
+        const taken: typeof units = [];
+        let rows: OutboxRow[] = [];
+        while (units.length > 0 && (rows.length === 0 || rows.length + units[0]!.rows.length <= config.batchSize)) {
+          const unit = units.shift()!;
+          taken.push(unit);
+          rows = rows.concat(unit.rows);
+        }
+        queuedRows -= rows.length;
+        signal(); // the reader may go on
+        if (rows.length > 0 && !(await publishAll(rows, session.signal))) {
+          failed = true; // stopped or deposed while a publish kept failing: the position stays before these rows
+          break;
+        }
+        published = taken.at(-1)!.position;
+        await save(rows.length > 0);
+      }
+      if (!failed && !needsCatchUp) await save(true);
     } finally {
-      // Stopping: publish what was received whole and save its position, so a restart republishes nothing.
-      if (stopping.signal.aborted && failure === undefined && !needsCatchUp) {
-        try {
-          await flush();
-        } catch (error) {
-          log.warn("vstream relay: could not save the final position; a restart republishes from the last one", { error });
-        }
-      }
+      session.abort();
+      signal();
+      await reader;
       await marking;
     }
+    if (readerError !== undefined && !stopping.signal.aborted) throw readerError;
   }
 
   let lastEventAt = 0;
@@ -283,19 +339,32 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
     if (failure !== undefined) throw failure;
   }
 
+  /**
+   * run contends for the polling relay's lock of every shard of the keyspace
+   * (outbox-relay:<keyspace>/<shard>), all on one vtgate session, and leads
+   * while it holds them all; a shard it cannot lock within a second (a
+   * polling relay, or another VStream relay, leads it) means trying again.
+   */
   async function run(): Promise<void> {
     while (!stopping.signal.aborted) {
       try {
+        const shards = deps.lockName ? [] : (await keyspaceShards(db, keyspace)).map((shard) => `${keyspace}/${shard}`);
+        const locks = deps.lockName ? [deps.lockName] : shards.map(lockNameOf);
         await db.connection().execute(async (conn) => {
-          const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lockName}, 1) AS got`.execute(conn);
-          if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
-          leader = true;
-          log.info("outbox relay leads (vstream)", { lock: lockName, keyspace });
+          const held: string[] = [];
           try {
+            for (const lock of locks) {
+              const got = await sql<Record<string, number | null>>`SELECT GET_LOCK(${lock}, 1) AS got`.execute(conn);
+              // By position: vtgate names the column get_lock(...) whatever the alias.
+              if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
+              held.push(lock);
+            }
+            leading = deps.lockName ? [keyspace] : shards;
+            log.info("outbox relay leads (vstream)", { locks, keyspace });
             await lead(conn);
           } finally {
-            leader = false;
-            await sql`SELECT RELEASE_LOCK(${lockName})`.execute(conn).catch(() => {});
+            leading = [];
+            for (const lock of held) await sql`SELECT RELEASE_LOCK(${lock})`.execute(conn).catch(() => {});
           }
         });
       } catch (error) {
@@ -307,7 +376,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
 
   const running = untraced(run);
   return {
-    stats: () => ({ leader, ...counters, commitToPublish: latency.summary() }),
+    stats: () => ({ leader: leading.length > 0, leading, ...counters, commitToPublish: latency.summary() }),
     onCommitToPublish(listener) {
       latencyListeners.add(listener);
       return () => latencyListeners.delete(listener);
