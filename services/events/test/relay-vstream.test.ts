@@ -30,7 +30,7 @@ import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, ensureEvents, type EventStreamConf
 import { eventsMigrations } from "../src/migrations.ts";
 import { appendOutbox } from "../src/outbox.ts";
 import { openPositionStore } from "../src/relay-positions.ts";
-import { DEFAULT_RELAY, type OutboxRelay, type RelayConfig } from "../src/relay.ts";
+import { DEFAULT_RELAY, type OutboxRelay, type RelayConfig, startOutboxRelay } from "../src/relay.ts";
 import { startVStreamRelay } from "../src/relay-vstream.ts";
 import type { EventTables } from "../src/schema.ts";
 
@@ -362,5 +362,25 @@ vtest(
     );
     checkStream(t, ours(await readStream(env), products), products, env.events.subjectPrefix);
     t.is(relays.at(-1)!.child.exitCode, null, `the last relay still runs: ${logs.at(-1)!.slice(-2000)}`);
+  },
+);
+
+vtest(
+  title("a VStream relay and a polling relay never lead a shard at once: the VStream relay waits for every shard's lock"),
+  async (t) => {
+    t.timeout(60_000);
+    const env = await setup(t, "locks");
+    const poll = await startOutboxRelay({ db: env.db, nats: env.nats, events: env.events, config: { ...RELAY, source: "poll" }, log });
+    let pollStopped = false;
+    t.teardown(() => (pollStopped ? undefined : poll.stop()));
+    await waitFor("the polling relay to lead both shards", async () => (poll.stats().leading.length === 2 ? true : undefined), 20_000);
+    const vstream = await startVStreamRelay({ db: env.db, nats: env.nats, events: env.events, config: RELAY, log });
+    t.teardown(() => vstream.stop());
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    t.false(vstream.stats().leader, "the VStream relay waits while the polling relay holds the shard locks");
+    await poll.stop();
+    pollStopped = true;
+    await waitFor("the VStream relay to lead", async () => (vstream.stats().leader ? true : undefined), 20_000);
+    t.deepEqual([...vstream.stats().leading].sort(), [`${KEYSPACE}/-80`, `${KEYSPACE}/80-`]);
   },
 );
