@@ -22,6 +22,7 @@ import {
   createSearchWaiter,
 } from "@stockroom/search";
 import type { StockroomTables } from "./tables.ts";
+import { buildWeb } from "./web-build.ts";
 
 // Locally, metrics are on by default (http://127.0.0.1:9464/metrics); METRICS_PORT=off turns them off.
 const config = { ...parseApiConfig(process.env), ...(process.env["METRICS_PORT"] === undefined ? { metricsPort: 9464 } : {}) };
@@ -35,6 +36,8 @@ const notify = parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", ...pro
 const workersInProcess = parseFlag("BULK_WORKERS_IN_PROCESS", true);
 const draining = new AbortController();
 const log = createLogger("stockroom", config.logLevel);
+// The dashboard is served at / from web/dist: build it first when it is missing or older than its sources.
+if (config.webDir === undefined && buildWeb()) log.info("dashboard built (web/dist)");
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom", log, security: config.natsSecurity });
 // Search has its own database (SEARCH_DATABASE_URL), created and migrated here.
 const searchDb = await openSearchDatabase({ url: search.databaseUrl, poolSize: search.dbPoolSize, migrate: true });
@@ -79,6 +82,8 @@ if (!demo) {
 const url = api.server.url;
 process.stdout.write(`
 stockroom is running on ${url}  (gRPC, gRPC-Web and Connect on one port)
+
+  dashboard      ${config.webDir === false ? "off (WEB_DIR=off)" : `${url}/  (sign in with the key below)`}
 
   demo merchant  ${demo.merchantId}
   demo API key   ${demo.apiKey}

@@ -19,6 +19,7 @@ function step(title: string, cmd: string, args: string[]): void {
 }
 
 step("type-check (tsc)", bin("tsc"), ["-p", "."]);
+step("type-check the dashboard (tsc -p web)", bin("tsc"), ["-p", "web"]);
 step("lint and format check (biome ci)", bin("biome"), ["ci", "--colors=off", "."]);
 
 // ava's own summary ("12 tests passed") is echoed, then restated as one

@@ -23,6 +23,8 @@ export interface ApiConfig {
   slaFlushMs: number;
   /** Browser origins allowed to call the API cross-origin (CORS_ALLOWED_ORIGINS: "*" or comma-separated; none by default). */
   corsOrigins: string[];
+  /** The dashboard's build, served at `/` (WEB_DIR: a directory; unset = the web workspace's dist; "off" = none). */
+  webDir: string | false | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -72,6 +74,7 @@ export function parseApiConfig(env: Env): ApiConfig {
     healthProbeMs: readInt(env, "HEALTH_PROBE_MS", 1_000, 0, 60_000),
     slaFlushMs: readInt(env, "SLA_FLUSH_MS", 10_000, 0, 600_000),
     corsOrigins: parseCorsOrigins(env["CORS_ALLOWED_ORIGINS"]),
+    webDir: env["WEB_DIR"] === "off" ? false : env["WEB_DIR"] || undefined,
   };
 }
 

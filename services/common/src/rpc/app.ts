@@ -20,6 +20,7 @@ import type { MetricsServer } from "../observe/metrics-server.ts";
 import { startObservability } from "../observe/observability.ts";
 import type { CommonTables } from "../db/schema.ts";
 import { startApiServer, type ApiServer } from "./server.ts";
+import { defaultWebDir } from "./web-app.ts";
 import { startCallRecorder } from "../observe/sla.ts";
 import { startTelemetry } from "../observe/telemetry.ts";
 
@@ -113,6 +114,7 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     log,
     drainMs: config.drainMs,
     corsOrigins: config.corsOrigins,
+    webDir: config.webDir ?? defaultWebDir(),
   });
   health = (up) => server.health.setAll(up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   if (observability.probes && !observability.probes.up) health(false);

@@ -10,3 +10,4 @@ export * from "./rate-limit.ts";
 export * from "./reflection.ts";
 export * from "./rpc-errors.ts";
 export * from "./server.ts";
+export * from "./web-app.ts";

@@ -20,6 +20,7 @@ import { HealthRegistry } from "./health.ts";
 import type { Logger } from "../observe/log.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
+import { webAppHandler } from "./web-app.ts";
 
 export interface ApiServerOptions {
   host: string;
@@ -33,6 +34,8 @@ export interface ApiServerOptions {
   drainMs?: number;
   /** Browser origins allowed to call cross-origin (cors.ts); none by default. */
   corsOrigins?: readonly string[];
+  /** The dashboard's build, served at `/` (web-app.ts); false serves none. */
+  webDir?: string | false;
 }
 
 export interface ApiServer {
@@ -93,9 +96,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   let drained: (() => void) | undefined;
   const cors = corsHandler(options.corsOrigins ?? []);
   const openApi = openApiHandler(options.services.map((s) => s.typeName));
+  const webApp = options.webDir === false ? () => false : webAppHandler(options.webDir);
   const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors(req, res)) return; // a preflight, answered
     if (openApi(req, res)) return; // GET /openapi.json, unauthenticated
+    if (webApp(req, res)) return; // GET / and /assets/*: the dashboard, unauthenticated (it asks for a key itself)
     inFlight++;
     res.once("close", () => {
       inFlight--;
