@@ -36,6 +36,8 @@ export function buildWeb(options: { force?: boolean; quiet?: boolean } = {}): bo
   const vite = path.join(root, "node_modules", ".bin", "vite");
   const run = spawnSync(vite, ["build", "--logLevel", "error"], {
     cwd: WEB_ROOT,
+    // A production build whatever the caller's NODE_ENV (ava sets "test", which would bundle React's development build).
+    env: { ...process.env, NODE_ENV: "production" },
     encoding: "utf8",
     stdio: options.quiet ? "pipe" : "inherit",
   });

@@ -3,7 +3,10 @@ import { StockroomError } from "@stockroom/sdk/web";
 import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
+import { BulkJobState } from "@stockroom/sdk/web";
 import { App } from "./app.tsx";
+import { jobsQuery } from "./pages/jobs.tsx";
+import { apiKey } from "./session.ts";
 import { whenJobCreated } from "./uploads.ts";
 import "./styles.css";
 
@@ -21,6 +24,8 @@ const queryClient = new QueryClient({
   },
 });
 whenJobCreated(() => void queryClient.invalidateQueries({ queryKey: ["jobs"] }));
+// The jobs page is the landing page: ask for its list while React renders, not after.
+if (apiKey() && /^#?\/?(jobs)?$/.test(location.hash)) void queryClient.prefetchQuery(jobsQuery(BulkJobState.UNSPECIFIED, ""));
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>

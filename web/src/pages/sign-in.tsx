@@ -1,7 +1,8 @@
 /** Sign in with a merchant API key; it is kept for this tab only (sessionStorage). */
 import { useState } from "react";
 import { describeError } from "../errors.ts";
-import { client, signIn, signOut } from "../session.ts";
+import { Code, createStockroomClient, StockroomError } from "@stockroom/sdk/web";
+import { signIn } from "../session.ts";
 
 export function SignInPage({ expired }: { expired: boolean }) {
   const [key, setKey] = useState("");
@@ -16,12 +17,11 @@ export function SignInPage({ expired }: { expired: boolean }) {
           e.preventDefault();
           setBusy(true);
           setError(undefined);
-          signIn(key);
           try {
-            // One cheap authenticated call proves the key before the dashboard opens.
-            await client.bulk.listBulkJobs({ pageSize: 1 });
+            // One cheap authenticated call proves the key before it is kept and the dashboard opens.
+            await proveKey(key.trim());
+            signIn(key);
           } catch (err) {
-            signOut();
             setError(err);
           } finally {
             setBusy(false);
@@ -53,4 +53,26 @@ export function SignInPage({ expired }: { expired: boolean }) {
       </form>
     </main>
   );
+}
+
+/**
+ * proveKey makes one cheap authenticated list call with the key; a process serves only its own services,
+ * so the first service this one runs (not UNIMPLEMENTED) decides.
+ */
+async function proveKey(apiKey: string): Promise<void> {
+  const probe = createStockroomClient({ baseUrl: location.origin, apiKey, retry: false });
+  const calls = [
+    () => probe.bulk.listBulkJobs({ pageSize: 1 }),
+    () => probe.catalog.listProducts({ pageSize: 1 }),
+    () => probe.orders.listOrders({ pageSize: 1 }),
+    () => probe.notify.listWebhookEndpoints({ pageSize: 1 }),
+  ];
+  for (const call of calls) {
+    try {
+      await call();
+      return;
+    } catch (error) {
+      if (!(error instanceof StockroomError && error.code === Code.Unimplemented)) throw error;
+    }
+  }
 }
