@@ -193,10 +193,19 @@ test("one bulk job is one trace across the API and worker processes, and the met
   );
 
   // ---- metrics: what the three processes counted is exactly the job's outcome
-  const samples: Sample[] = (
-    await Promise.all([apiMetrics, w1Metrics, w2Metrics].map((p) => scrape(`http://127.0.0.1:${p}/metrics`)))
-  ).flat();
-  for (const outcome of ["applied", "unchanged", "conflict", "invalid", "failed"] as const) {
+  // A worker counts a chunk's items after its transaction commits, so the job can read as ended a moment
+  // before the last chunk's counts are in: scrape until they add up (or time out and compare what is there).
+  const outcomes = ["applied", "unchanged", "conflict", "invalid", "failed"] as const;
+  const scrapeAll = async () =>
+    (await Promise.all([apiMetrics, w1Metrics, w2Metrics].map((p) => scrape(`http://127.0.0.1:${p}/metrics`)))).flat();
+  let samples: Sample[] = await scrapeAll();
+  const complete = (s: Sample[]) =>
+    outcomes.every((o) => sumOf(s, "stockroom_bulk_items_total", { outcome: o }) === Number(job[`${o}_items`]));
+  for (let i = 0; i < 50 && !complete(samples); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    samples = await scrapeAll();
+  }
+  for (const outcome of outcomes) {
     t.is(
       sumOf(samples, "stockroom_bulk_items_total", { outcome }),
       Number(job[`${outcome}_items`]),
