@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
@@ -50,7 +50,7 @@ test.after.always(async () => {
   await nats.close().catch(() => {});
   natsServer.kill("SIGKILL");
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
   rmSync(natsDir, { recursive: true, force: true });
 });
 

@@ -286,7 +286,44 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
     }
     if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
   }
+  if (applied.length > 0 && (await isVitess(db))) await waitForVtgateSchema(db);
   return applied;
+}
+
+/** isVitess: the database answers through vtgate (its version ends with -Vitess). */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+export async function isVitess(db: Kysely<any>): Promise<boolean> {
+  const { rows } = await sql<{ version: string }>`SELECT @@version AS version`.execute(db);
+  return String(rows[0]?.version).endsWith("-Vitess");
+}
+
+/**
+ * waitForVtgateSchema waits until vtgate's tracked schema has every column
+ * the shards have, table by table. vtgate learns a DDL's effect from the
+ * tablets a moment later, and meanwhile plans with the old columns: it
+ * expands SELECT * to the old list (a new column silently missing from every
+ * row) and refuses a new column by name (errno 1054). So migrations return
+ * only once vtgate sees what they did, before the code that reads it runs.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+async function waitForVtgateSchema(db: Kysely<any>, timeoutMs = 60_000): Promise<void> {
+  const pool = pools.get(db)?.promise();
+  if (!pool) return;
+  const { rows } = await sql<{ t: string; c: string }>`SELECT DISTINCT table_name AS t, column_name AS c
+    FROM information_schema.columns WHERE table_schema = DATABASE()`.execute(db);
+  const want = new Map<string, Set<string>>();
+  for (const { t, c } of rows) want.set(t, (want.get(t) ?? new Set()).add(c));
+  const deadline = Date.now() + timeoutMs;
+  for (const [table, columns] of want) {
+    for (;;) {
+      // vtgate expands * from its tracked schema (the shards' own list while it does not know the table).
+      const [, fields] = await pool.query(`SELECT * FROM ${quoteName(table)} LIMIT 0`);
+      const seen = new Set((fields ?? []).map((f) => f.name));
+      if ([...columns].every((c) => seen.has(c))) break;
+      if (Date.now() > deadline) throw new Error(`vtgate's schema of ${table} still lacks columns after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /**
@@ -330,7 +367,11 @@ export async function ensureDatabase(url: string): Promise<void> {
   }
 }
 
-/** dropDatabase removes the database named in url (tests only). */
+/**
+ * dropDatabase removes the database named in url (tests only). Behind vtgate
+ * the database is a keyspace, which vtgate cannot drop (DROP DATABASE is a
+ * silent no-op there): its tables are dropped instead, on every shard.
+ */
 export async function dropDatabase(url: string): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.slice(1));
@@ -338,7 +379,14 @@ export async function dropDatabase(url: string): Promise<void> {
   const { createConnection } = await import("mysql2/promise");
   const conn = await createConnection(mysqlConnection(target.toString()));
   try {
-    await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    const [version] = await conn.query<import("mysql2").RowDataPacket[]>("SELECT @@version AS version");
+    if (!String(version[0]?.["version"]).endsWith("-Vitess")) {
+      await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      return;
+    }
+    const [tables] = await conn.query<import("mysql2").RowDataPacket[]>(`SHOW TABLES FROM \`${name}\``);
+    const names = tables.map((row) => `\`${name}\`.\`${String(Object.values(row)[0])}\``);
+    if (names.length > 0) await conn.query(`DROP TABLE IF EXISTS ${names.join(", ")}`);
   } finally {
     await conn.end();
   }
