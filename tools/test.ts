@@ -47,7 +47,6 @@ export const VITESS_TIER = [
   "services/search/test/reindex.test.ts",
   "services/events/test/relay.test.ts",
   "services/notify/test/api.test.ts",
-  "services/common/test/migrations.test.ts",
   "services/events/test/migrations.test.ts",
   "services/notify/test/migrations.test.ts",
   "services/common/test/vitess-shards.test.ts",

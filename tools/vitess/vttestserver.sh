@@ -60,6 +60,9 @@ fi
 data=$cache/data-$PORT
 rm -rf "$data" && mkdir -p "$data"
 # vtcombo applies <schema-dir>/<keyspace>/vschema.json to each keyspace at start.
+# The production keyspaces (nomad/vitess-tablets.nomad.hcl runs the same shards; deploy-config.test.ts checks).
+KEYSPACES=stockroom,stockroom_search
+NUM_SHARDS=2,1
 extra=()
 if [ "$POOL" -gt 0 ]; then
   KEYSPACES="" NUM_SHARDS=""
@@ -73,8 +76,6 @@ if [ "$POOL" -gt 0 ]; then
   extra=(--replica-count 1 --rdonly-count 0 --transaction-mode SINGLE)
   what="$POOL test keyspaces stockroom_t01… (-80, 80-)"
 else
-  KEYSPACES=stockroom,stockroom_search
-  NUM_SHARDS=2,1
   mkdir -p "$data/schema/stockroom" "$data/schema/stockroom_search"
   cp "$root/nomad/vitess/vschema.json" "$data/schema/stockroom/vschema.json"
   cp "$root/nomad/vitess/search-vschema.json" "$data/schema/stockroom_search/vschema.json"

@@ -101,6 +101,14 @@ async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: strin
   );
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), n);
+  // Only the SKUs with other than one entry are read back: vttablet refuses results of over 10,000 rows.
+  const { skus } = await db
+    .selectFrom("product_changes")
+    .select((eb) => eb.fn.count<number>("sku").distinct().as("skus"))
+    .where("merchant_id", "=", merchantId)
+    .where("source_ref", "=", jobId)
+    .executeTakeFirstOrThrow();
+  t.is(Number(skus), n, "every item has an audit entry");
   const audit = await db
     .selectFrom("product_changes")
     .select(["sku"])
@@ -108,8 +116,8 @@ async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: strin
     .where("merchant_id", "=", merchantId)
     .where("source_ref", "=", jobId)
     .groupBy("sku")
+    .having((eb) => eb.fn.countAll(), "!=", 1)
     .execute();
-  t.is(audit.length, n, "every item has an audit entry");
   t.deepEqual(
     audit.filter((a) => Number(a.n) !== 1),
     [],

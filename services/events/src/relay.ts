@@ -178,8 +178,10 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
       try {
         await db.connection().execute(async (conn) => {
           // Waits at most a second, so stop() is never held up longer.
-          const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lockName}, 1) AS got`.execute(conn);
-          if (Number(got.rows[0]?.got) !== 1) return;
+          // The value is read by position: vtgate, which runs GET_LOCK itself (on a lock session of its own),
+          // names the column after the expression and drops the alias.
+          const got = await sql<Record<string, number | null>>`SELECT GET_LOCK(${lockName}, 1) AS got`.execute(conn);
+          if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
           leader = true;
           log.info("outbox relay leads", { lock: lockName });
           try {
