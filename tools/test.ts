@@ -16,7 +16,7 @@
  * protocol on port + 3).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { vitessPoolDir } from "@stockroom/common/testing";
@@ -118,32 +118,25 @@ async function startVitess(port: number): Promise<ChildProcess> {
   if (await reachable(port + 3))
     throw new Error(`something already listens on 127.0.0.1:${port + 3}; stop it or set STOCKROOM_VITESS_PORT`);
   const script = path.join(root, "tools", "vitess", "vttestserver.sh");
+  // Its log goes to a file: ava runs synchronously meanwhile, and a pipe nobody drains would stall the cluster.
+  const logFile = path.join(root, ".stockroom", "vitess", `vttestserver-${port}.log`);
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  const out = openSync(logFile, "w");
   const child = spawn("nice", [script, String(port), "--test-pool", String(POOL)], {
     cwd: root,
     detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", out, out],
   });
-  let log = "";
-  const keep = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-20_000);
-    if (chunk.toString().includes("vitess: "))
-      process.stdout.write(
-        chunk
-          .toString()
-          .split("\n")
-          .filter((l) => l.startsWith("vitess: "))
-          .join("\n") + "\n",
-      );
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
+  closeSync(out);
+  console.log(`vitess: starting vttestserver (log: ${path.relative(root, logFile)})`);
+  const tail = () => readFileSync(logFile, "utf8").slice(-4000);
   let exited: number | null = null;
   child.once("exit", (code) => (exited = code ?? 1));
   const { createConnection } = await import("mysql2/promise");
   const deadline = Date.now() + 20 * 60_000; // a first build of Vitess takes minutes
   for (;;) {
-    if (exited !== null) throw new Error(`vttestserver exited (${exited}) before serving:\n${log.slice(-4000)}`);
-    if (Date.now() > deadline) throw new Error(`vttestserver did not serve within 20 min:\n${log.slice(-4000)}`);
+    if (exited !== null) throw new Error(`vttestserver exited (${exited}) before serving:\n${tail()}`);
+    if (Date.now() > deadline) throw new Error(`vttestserver did not serve within 20 min:\n${tail()}`);
     if (await reachable(port + 3)) {
       try {
         const conn = await createConnection({ host: "127.0.0.1", port: port + 3, user: "root" });
