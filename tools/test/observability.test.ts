@@ -19,9 +19,9 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startApi, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
 import { DEFAULT_RELAY, parseEventStreamConfig, registerRelayMetrics, startOutboxRelay } from "@stockroom/events";
-import { dropDatabase, ensureDatabase } from "@stockroom/common/db";
+import { ensureDatabase } from "@stockroom/common/db";
 import { connectNats } from "@stockroom/common/nats";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { ordersModule } from "@stockroom/orders";
 import { bulkMetrics, bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
@@ -145,7 +145,7 @@ function exportedNames(): Promise<Set<string>> {
       await nats.jsm.streams.delete(events.stream).catch(() => {});
       await api.stop();
       await nats.close();
-      await dropDatabase(url);
+      await dropTestDatabase(url);
     }
   })());
 }

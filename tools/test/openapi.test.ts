@@ -21,10 +21,9 @@ import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/noti
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { openApiDocument } from "@stockroom/common/rpc";
-import { dropDatabase } from "@stockroom/common/db";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { createLogger } from "@stockroom/common/observe";
-import { startTestApi, testDatabaseUrl, waitFor, type TestApi, type TestMerchant } from "@stockroom/common/testing";
+import { startTestApi, testDatabaseUrl, waitFor, type TestApi, type TestMerchant, dropTestDatabase } from "@stockroom/common/testing";
 import { DEFAULT_EVENT_STREAM, DEFAULT_RELAY, startOutboxRelay } from "@stockroom/events";
 import { bulkModule, DEFAULT_QUEUE } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
@@ -96,7 +95,7 @@ test.after.always(async () => {
   for (const stop of stoppers) await stop();
   await api?.close();
   await searchDb?.destroy();
-  await dropDatabase(searchUrl);
+  await dropTestDatabase(searchUrl);
   for (const stream of [events.stream, queue.stream]) await nats?.jsm.streams.delete(stream).catch(() => {});
   await nats?.close();
 });

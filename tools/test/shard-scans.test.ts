@@ -8,9 +8,9 @@
  * (bulk worker with its reconciler, sealer and pruner; order sweeper; webhook
  * dispatcher; outbox relay), and the test waits until every shard is drained.
  *
- * On MariaDB (the default) there is one target, the database itself. With
- * STOCKROOM_TEST_VITESS=mysql://root@127.0.0.1:<vtgate port>/<keyspace> it
- * runs on Vitess against that (migrated here, emptied first) keyspace, needs
+ * On MariaDB (the default) there is one target, the database itself. In
+ * npm test's Vitess tier (STOCKROOM_TEST_VITESS, tools/test.ts) it runs on a
+ * keyspace of the pool (testDatabaseUrl; migrated here, emptied first), needs
  * merchants on at least two shards, and checks that nothing scattered: every
  * statement the workers sent through vtgate's routing names one merchant (or
  * is a lock, a transaction or the shard discovery) — the rest went to a shard
@@ -46,14 +46,14 @@ import {
 import { connectNats } from "@stockroom/common/nats";
 import { createLogger } from "@stockroom/common/observe";
 import { createMerchant } from "@stockroom/common/rpc";
-import { namesMerchant, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { dropTestDatabase, namesMerchant, onVitess, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
 import { DEFAULT_EVENT_STREAM, DEFAULT_RELAY, eventsMigrations, startOutboxRelay, type EventTables } from "@stockroom/events";
 import { notifyMigrations, parseNotifyConfig, startWebhookDispatcher, type NotifyTables } from "@stockroom/notify";
 import { orderMigrations, startOrderSweeper, type OrderTables } from "@stockroom/orders";
 
 type Tables = CommonTables & EventTables & CatalogTables & NotifyTables & BulkTables & OrderTables;
 
-const VITESS = process.env["STOCKROOM_TEST_VITESS"];
+const VITESS = onVitess;
 const DAY = 86_400_000;
 /** Tables emptied before a run on Vitess (the keyspace outlives the test). */
 const TABLES = [
@@ -105,9 +105,10 @@ async function planExecCounts(
 
 test.serial("background scans run per shard target and drain a backlog that sits on every shard", async (t) => {
   t.timeout(120_000);
-  const url = VITESS ?? testDatabaseUrl("shard_scans");
+  // In npm test's Vitess tier, testDatabaseUrl hands out a keyspace of the pool (2 shards).
+  const url = testDatabaseUrl("shard_scans");
   const keyspace = decodeURIComponent(new URL(url).pathname.slice(1));
-  if (!VITESS) await ensureDatabase(url);
+  await ensureDatabase(url);
   let recording = false;
   const queries: { sql: string; shard?: string }[] = [];
   const db: Kysely<Tables> = createDatabase<Tables>({
@@ -136,7 +137,7 @@ test.serial("background scans run per shard target and drain a backlog that sits
     await nats.jsm.streams.delete(events.stream).catch(() => {});
     await nats.close();
     await db.destroy();
-    if (!VITESS) await dropDatabase(url);
+    await dropTestDatabase(url);
   });
 
   await migrateToLatest(db, [commonMigrations, eventsMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations]);

@@ -5,9 +5,9 @@ import test from "ava";
 import { sql } from "kysely";
 import { Code } from "@connectrpc/connect";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { bucketOf, bucketUpperMs, percentileMs, startCallRecorder } from "@stockroom/common/observe";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { bulkMigrations, createJob, type BulkJobRow } from "@stockroom/bulk";
 import type { SlaReport } from "../sla/report.ts";
@@ -20,7 +20,7 @@ const db = createDatabase<StockroomTables>({ url, poolSize: 2 });
 await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations]);
 test.after.always(async () => {
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const EDIT = "stockroom.catalog.v1.CatalogService/UpdateProduct";

@@ -1,9 +1,9 @@
 import test from "ava";
 import { sql } from "kysely";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk, failChunk } from "../src/apply.ts";
 import type { BulkDb } from "../src/store.ts";
@@ -19,7 +19,7 @@ await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, 
 const { merchantId } = await createMerchant(db, "Bulk merchant");
 test.after.always(async () => {
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 async function* lines(items: (StagedItem | { invalid: string })[], firstLine = 2): AsyncIterable<ParsedLine> {

@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
@@ -50,7 +50,7 @@ test.after.always(async () => {
   await nats.close().catch(() => {});
   natsServer.kill("SIGKILL");
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
   rmSync(natsDir, { recursive: true, force: true });
 });
 
@@ -101,6 +101,14 @@ async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: strin
   );
   t.is(job.state, "succeeded");
   t.is(Number(job.applied_items), n);
+  // Only the SKUs with other than one entry are read back: vttablet refuses results of over 10,000 rows.
+  const { skus } = await db
+    .selectFrom("product_changes")
+    .select((eb) => eb.fn.count<number>("sku").distinct().as("skus"))
+    .where("merchant_id", "=", merchantId)
+    .where("source_ref", "=", jobId)
+    .executeTakeFirstOrThrow();
+  t.is(Number(skus), n, "every item has an audit entry");
   const audit = await db
     .selectFrom("product_changes")
     .select(["sku"])
@@ -108,21 +116,24 @@ async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: strin
     .where("merchant_id", "=", merchantId)
     .where("source_ref", "=", jobId)
     .groupBy("sku")
+    .having((eb) => eb.fn.countAll(), "!=", 1)
     .execute();
-  t.is(audit.length, n, "every item has an audit entry");
   t.deepEqual(
     audit.filter((a) => Number(a.n) !== 1),
     [],
     "no item was applied twice",
   );
-  const versions = await db
+  const { products, versionOne } = await db
     .selectFrom("products")
-    .select("version")
+    .select((eb) => [
+      eb.fn.countAll<number>().as("products"),
+      eb.fn.sum<number>(eb.case().when("version", "=", 1).then(1).else(0).end()).as("versionOne"),
+    ])
     .where("merchant_id", "=", merchantId)
     .where("sku", "like", `${prefix}-%`)
-    .execute();
-  t.is(versions.length, n);
-  t.true(versions.every((v) => Number(v.version) === 1));
+    .executeTakeFirstOrThrow();
+  t.is(Number(products), n);
+  t.is(Number(versionOne), n, "every product written once (version 1)");
 }
 
 test.serial("a worker killed with SIGKILL mid-job: the job still completes, every item applied exactly once", async (t) => {

@@ -1,8 +1,8 @@
 import test from "ava";
 import { catalogMigrations } from "@stockroom/catalog";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
 import { createMerchant } from "@stockroom/common/rpc";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { eventsMigrations } from "@stockroom/events";
 import { canMove, FINAL_STATES, NEXT_STATES, statesInto, type JobState } from "../src/domain.ts";
 import { createJob, findJob, moveJob } from "../src/jobs.ts";
@@ -16,7 +16,7 @@ await migrateToLatest(db, [commonMigrations, eventsMigrations, catalogMigrations
 const { merchantId } = await createMerchant(db, "Jobs merchant");
 test.after.always(async () => {
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const STATES = Object.keys(NEXT_STATES) as JobState[];

@@ -10,9 +10,18 @@ import { BulkFileFormat, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bul
 import { BulkJobService, type UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
-import { startOtlpReceiver, scrape, sumOf, type Sample, freePort, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import {
+  startOtlpReceiver,
+  scrape,
+  sumOf,
+  type Sample,
+  freePort,
+  testDatabaseUrl,
+  waitFor,
+  dropTestDatabase,
+} from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { connectNats } from "@stockroom/common/nats";
 import { catalogMigrations, NO_MERCHANDISING, writeProducts } from "@stockroom/catalog";
@@ -61,7 +70,7 @@ test.after.always(async () => {
   await nats.jsm.streams.delete(stream).catch(() => {});
   await nats.close();
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 function start(entrypoint: string, extra: Record<string, string>): { child: ChildProcess; exited: Promise<unknown> } {

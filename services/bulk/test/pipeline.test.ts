@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import test from "ava";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
-import { testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import type { StagedItem } from "../src/domain.ts";
@@ -30,7 +30,7 @@ test.after.always(async () => {
   for (const name of streams) await nats.jsm.streams.delete(name).catch(() => false);
   await nats.close();
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 /**

@@ -14,11 +14,11 @@ import { mkdir, readdir, readlink, rm, symlink, writeFile } from "node:fs/promis
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
-import { commonMigrations, createDatabase, dropDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
-import { testDatabaseUrl, waitFor } from "@stockroom/common/testing";
+import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations, lockProducts, writeProducts } from "@stockroom/catalog";
 import { DEFAULT_QUEUE } from "../src/queue.ts";
 import { bulkMigrations, type BulkDb } from "../src/store.ts";
@@ -116,7 +116,7 @@ test.after.always(async () => {
   await nats.jsm.streams.delete(queue.stream).catch(() => false);
   await nats.close();
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 function run(cwd: string, args: string[], env: Record<string, string> = {}): Promise<string> {

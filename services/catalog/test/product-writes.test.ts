@@ -1,8 +1,8 @@
 import test from "ava";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
 import { createMerchant } from "@stockroom/common/rpc";
 import { newUlid } from "@stockroom/common";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { eventsMigrations } from "@stockroom/events";
 import { NO_MERCHANDISING } from "../src/domain.ts";
 import { lockProducts, writeProducts, type ChangeContext } from "../src/product-writes.ts";
@@ -16,7 +16,7 @@ const { merchantId } = await createMerchant(db, "Port merchant");
 const ctx: ChangeContext = { merchantId, actor: "test", sourceKind: "api" };
 test.after.always(async () => {
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const fields = (sku: string) => ({

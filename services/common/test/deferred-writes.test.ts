@@ -1,8 +1,8 @@
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, inTransaction, insertRows, mysqlErrno, ER_DUP_ENTRY } from "../src/db/database.ts";
+import { createDatabase, ensureDatabase, inTransaction, insertRows, mysqlErrno, ER_DUP_ENTRY } from "../src/db/database.ts";
 import { deferWrite } from "../src/db/deferred-writes.ts";
-import { testDatabaseUrl } from "../testing/index.ts";
+import { testDatabaseUrl, dropTestDatabase } from "../testing/index.ts";
 
 // Real MariaDB; this file's own database.
 const url = testDatabaseUrl("common_deferred");
@@ -14,7 +14,7 @@ await sql`create table t (merchant_id varchar(26) not null, id int not null, not
 );
 test.after.always(async () => {
   await db.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const ids = async (merchant: string) =>

@@ -9,12 +9,12 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { startApi } from "../src/rpc/app.ts";
 import { parseApiConfig } from "../src/config.ts";
-import { dropDatabase, ensureDatabase } from "../src/db/database.ts";
+import { ensureDatabase } from "../src/db/database.ts";
 import { createMetrics } from "../src/observe/metrics.ts";
 import { connectNats } from "../src/nats/jetstream.ts";
 import { mysqlCheck, startDependencyProbes } from "../src/observe/probes.ts";
 import { parsePrometheusText, sumOf } from "../testing/prom-text.ts";
-import { freePort, testDatabaseUrl, waitFor } from "../testing/index.ts";
+import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "../testing/index.ts";
 
 // This file runs its own nats-server (never the shared one) so it can stop it.
 const natsPort = await freePort();
@@ -24,7 +24,7 @@ const url = testDatabaseUrl("health");
 await ensureDatabase(url);
 test.after.always(async () => {
   natsServer.kill("SIGKILL");
-  await dropDatabase(url);
+  await dropTestDatabase(url);
   rmSync(natsDir, { recursive: true, force: true });
 });
 

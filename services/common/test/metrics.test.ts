@@ -6,17 +6,17 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { startApi } from "../src/rpc/app.ts";
 import { createMerchant } from "../src/rpc/auth.ts";
 import { parseApiConfig } from "../src/config.ts";
-import { createDatabase, dropDatabase, ensureDatabase } from "../src/db/database.ts";
+import { createDatabase, ensureDatabase } from "../src/db/database.ts";
 import { NotFoundError, RateLimitedError } from "../src/errors.ts";
 import { createMetrics } from "../src/observe/metrics.ts";
 import { parsePrometheusText, scrape, sumOf } from "../testing/prom-text.ts";
-import { testDatabaseUrl } from "../testing/index.ts";
+import { testDatabaseUrl, dropTestDatabase } from "../testing/index.ts";
 
 // A real API process on its own database; the catalog service here is a
 // stand-in whose calls succeed, fail or are rate limited on demand.
 const url = testDatabaseUrl("metrics");
 await ensureDatabase(url);
-test.after.always(() => dropDatabase(url));
+test.after.always(() => dropTestDatabase(url));
 
 test.serial(
   "RPC latency is labelled by method, status code and tier; rate limits are counted; per-merchant minutes are written",

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "../src/db/database.ts";
-import { testDatabaseUrl } from "../testing/index.ts";
+import { createDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "../src/db/database.ts";
+import { testDatabaseUrl, dropTestDatabase } from "../testing/index.ts";
 
 /** folder writes migration files that each create one table, and returns their folder. */
 function folder(name: string, tables: string[]): string {
@@ -30,7 +30,7 @@ test("a set that adopts another set's applied migrations takes their records ove
   const db = createDatabase<any>({ url, poolSize: 2 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   // Before: one package owns both tables.
   const before: MigrationSet = { name: "old", folder: folder("old", ["t1_products", "t2_webhooks"]) };
@@ -56,7 +56,7 @@ test("on a fresh database the adopting set runs the adopted migrations itself", 
   const db = createDatabase<any>({ url, poolSize: 2 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   const old: MigrationSet = { name: "old", folder: folder("old", ["t1_products"]) };
   const moved: MigrationSet = {
@@ -75,7 +75,7 @@ test("a set listed more than once runs once, in the place of its first occurrenc
   const db = createDatabase<any>({ url, poolSize: 2, observe: (text) => statements.push(text) });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   // Two modules of one process both list the shared set.
   const shared: MigrationSet = { name: "shared", folder: folder("shared", ["t1_outbox"]) };
@@ -100,7 +100,7 @@ test("a set's only narrows which migrations run; a later run without it applies 
   const db = createDatabase<any>({ url, poolSize: 2 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   const set: MigrationSet = { name: "staged", folder: folder("staged", ["t1_first", "t2_second", "t3_latest"]) };
   t.deepEqual(await migrateToLatest(db, [{ ...set, only: (name) => name !== "t3_latest" }]), ["staged/t1_first", "staged/t2_second"]);

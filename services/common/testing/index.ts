@@ -3,7 +3,10 @@
  * files never collide), a real API server on a free port, and two merchants.
  */
 import { randomBytes } from "node:crypto";
+import { mkdirSync, openSync, closeSync, unlinkSync, writeSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
@@ -16,11 +19,61 @@ import type { CommonTables } from "../src/db/schema.ts";
 
 const BASE_URL = process.env["TEST_DATABASE_URL"] ?? "mysql://root@127.0.0.1:3306/";
 
-/** testDatabaseUrl names a fresh database for one test file. */
+/**
+ * The Vitess tier of npm test (tools/test.ts) sets STOCKROOM_TEST_VITESS to
+ * vtgate's URL and STOCKROOM_TEST_VITESS_KEYSPACES to the size of the pool of
+ * empty keyspaces tools/vitess/vttestserver.sh --test-pool started
+ * (stockroom_t01 …, 2 shards each). On Vitess a database is a keyspace,
+ * which cannot be created or dropped through vtgate, so each database a test
+ * asks for is a keyspace taken from the pool, and dropTestDatabase empties it
+ * and gives it back.
+ */
+const VITESS_URL = process.env["STOCKROOM_TEST_VITESS"];
+const VITESS_KEYSPACES = Number(process.env["STOCKROOM_TEST_VITESS_KEYSPACES"] ?? 0);
+
+/** onVitess: this test run's databases are keyspaces behind vtgate. */
+export const onVitess = VITESS_URL !== undefined && VITESS_URL !== "";
+
+/** vitessPoolDir holds one lock file per keyspace in use (created exclusively, so files in parallel never share one). */
+export function vitessPoolDir(vtgateUrl: string): string {
+  return path.join(os.tmpdir(), `stockroom-vitess-pool-${new URL(vtgateUrl).port}`);
+}
+
+/** testDatabaseUrl names a fresh database for one test file (on Vitess: takes a free keyspace of the pool). */
 export function testDatabaseUrl(name: string): string {
+  if (onVitess) return takeKeyspace(name);
   const url = new URL(BASE_URL);
   url.pathname = `/t_${name.replace(/[^A-Za-z0-9_]/g, "_")}_${randomBytes(4).toString("hex")}`;
   return url.toString();
+}
+
+function takeKeyspace(name: string): string {
+  const dir = vitessPoolDir(VITESS_URL!);
+  mkdirSync(dir, { recursive: true });
+  for (let i = 1; i <= VITESS_KEYSPACES; i++) {
+    const keyspace = `stockroom_t${String(i).padStart(2, "0")}`;
+    let fd: number;
+    try {
+      fd = openSync(path.join(dir, keyspace), "wx");
+    } catch (error) {
+      if ((error as { code?: string }).code === "EEXIST") continue;
+      throw error;
+    }
+    writeSync(fd, `${name} ${process.pid}\n`);
+    closeSync(fd);
+    const url = new URL(VITESS_URL!);
+    url.pathname = `/${keyspace}`;
+    return url.toString();
+  }
+  throw new Error(
+    `all ${VITESS_KEYSPACES} test keyspaces of ${VITESS_URL} are in use (${dir}); start vttestserver with a larger --test-pool`,
+  );
+}
+
+/** dropTestDatabase drops a database testDatabaseUrl named (on Vitess: empties the keyspace and returns it to the pool). */
+export async function dropTestDatabase(url: string): Promise<void> {
+  await dropDatabase(url);
+  if (onVitess) unlinkSync(path.join(vitessPoolDir(VITESS_URL!), decodeURIComponent(new URL(url).pathname.slice(1))));
 }
 
 /** namesMerchant: a read/write filters on merchant_id = ?, an insert writes the merchant_id column (Vitess routes each by it). */
@@ -123,7 +176,7 @@ export async function startTestApi<DB extends CommonTables = CommonTables>(
     },
     async close() {
       await api.stop();
-      if (owned) await dropDatabase(databaseUrl);
+      if (owned) await dropTestDatabase(databaseUrl);
     },
   };
 }

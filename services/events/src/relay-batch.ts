@@ -4,7 +4,8 @@
  * prune old published rows. relay.ts runs them in a loop under a lock.
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { sql, type Kysely, type Selectable } from "kysely";
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
+import { isVitessCached } from "@stockroom/common/db";
 import { EVENT_HEADERS, eventSubject, type EventStreamConfig } from "./event-stream.ts";
 import { publishWithId } from "@stockroom/common/nats";
 import { restoreTraceContext } from "@stockroom/common/observe";
@@ -144,16 +145,20 @@ export async function markPublished(db: OutboxDb, rows: readonly OutboxRow[]): P
     else byMerchant.set(r.merchant_id, [r.event_id]);
   }
   if (byMerchant.size === 0) return;
-  await db.transaction().execute(async (trx) => {
+  const mark = async (q: OutboxDb | Transaction<EventTables>) => {
     for (const [merchantId, eventIds] of byMerchant) {
-      await trx
+      await q
         .updateTable("outbox_events")
         .set({ published_at: sql`NOW(3)` })
         .where("merchant_id", "=", merchantId)
         .where("event_id", "in", eventIds)
         .execute();
     }
-  });
+  };
+  // On Vitess the merchants' rows are on several shards, and one transaction may not span shards: each
+  // statement commits alone there (a mark lost to a crash only republishes events JetStream deduplicates).
+  if (byMerchant.size > 1 && (await isVitessCached(db))) await mark(db);
+  else await db.transaction().execute(mark);
 }
 
 /** pruneOutbox deletes rows published more than retentionMs ago, `batch` rows per statement; it returns how many. */

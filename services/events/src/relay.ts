@@ -224,6 +224,8 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
         const lock = lockName;
         await db.connection().execute(async (lockConn) => {
           // Waits at most a second, so stop() is never held up longer.
+          // The value is read by position: vtgate, which runs GET_LOCK itself (on a lock session of its own),
+          // names the column after the expression and drops the alias.
           const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lock}, 1) AS got`.execute(lockConn);
           if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
           leading.add(target.name);

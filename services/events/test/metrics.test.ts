@@ -1,7 +1,7 @@
 import test from "ava";
-import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { createMetrics } from "@stockroom/common/observe";
-import { parsePrometheusText, sumOf, testDatabaseUrl } from "@stockroom/common/testing";
+import { parsePrometheusText, sumOf, testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { registerOutboxMetrics, registerRelayMetrics } from "../src/metrics.ts";
 import { eventsMigrations } from "../src/migrations.ts";
@@ -9,7 +9,7 @@ import type { EventTables } from "../src/schema.ts";
 
 const url = testDatabaseUrl("events_metrics");
 await ensureDatabase(url);
-test.after.always(() => dropDatabase(url));
+test.after.always(() => dropTestDatabase(url));
 
 test.serial("the outbox and relay gauges read their sources when scraped", async (t) => {
   const db = createDatabase<EventTables>({ url, poolSize: 1 });

@@ -8,8 +8,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { eventsMigrations } from "../src/migrations.ts";
 import type { EventTables } from "../src/schema.ts";
@@ -42,7 +42,7 @@ test("a database migrated while common held the outbox migration hands it to the
   const folder = oldCommonFolder();
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
     rmSync(path.dirname(folder), { recursive: true, force: true });
   });
 
@@ -86,7 +86,7 @@ test("on a fresh database the events set creates the outbox table itself", async
   const db = createDatabase<EventTables>({ url, poolSize: 2 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   const applied = await migrateToLatest(db, [commonMigrations, eventsMigrations]);
   t.is(applied.at(-1), `events/${OUTBOX_MIGRATION}`);

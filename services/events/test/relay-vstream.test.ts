@@ -5,8 +5,8 @@
  * appendOutbox, one transaction per event, each product's versions in
  * sequence.
  *
- * Needs STOCKROOM_TEST_VITESS=mysql://root@127.0.0.1:<vtgate MySQL port>
- * (e.g. 33677 for `tools/vitess/vttestserver.sh 33674`); vtgate's gRPC
+ * Runs in npm test's Vitess tier (STOCKROOM_TEST_VITESS=mysql://root@127.0.0.1:<vtgate
+ * MySQL port>, a keyspace of the pool from testDatabaseUrl); vtgate's gRPC
  * address is STOCKROOM_TEST_VTGATE_GRPC, by default the same host on the
  * MySQL port - 2 (vttestserver's layout). Without STOCKROOM_TEST_VITESS the
  * tests are skipped, and say so.
@@ -25,7 +25,7 @@ import { newUlid } from "@stockroom/common";
 import { createDatabase, migrateToLatest } from "@stockroom/common/db";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { createLogger } from "@stockroom/common/observe";
-import { waitFor } from "@stockroom/common/testing";
+import { dropTestDatabase, testDatabaseUrl, waitFor } from "@stockroom/common/testing";
 import { DEFAULT_EVENT_STREAM, EVENT_HEADERS, ensureEvents, type EventStreamConfig } from "../src/event-stream.ts";
 import { eventsMigrations } from "../src/migrations.ts";
 import { appendOutbox } from "../src/outbox.ts";
@@ -43,7 +43,10 @@ const vtest = vitessUrl ? test.serial : test.serial.skip;
 if (!vitessUrl) console.warn(`relay-vstream.test.ts: ${SKIP_REASON}`);
 const title = (name: string) => (vitessUrl ? name : `${name} (${SKIP_REASON})`);
 
-const KEYSPACE = "stockroom";
+/** In npm test's Vitess tier this file's keyspace comes from the pool (testDatabaseUrl), 2 shards. */
+const dbUrl = vitessUrl ? testDatabaseUrl("relay_vstream") : "";
+const KEYSPACE = vitessUrl ? decodeURIComponent(new URL(dbUrl).pathname.slice(1)) : "stockroom";
+if (vitessUrl) test.after.always(() => dropTestDatabase(dbUrl));
 const relayMain = path.join(import.meta.dirname, "..", "src", "relay-main.ts");
 const log = createLogger("relay-vstream-test", "warn");
 const RELAY: RelayConfig = { ...DEFAULT_RELAY, source: "vstream", vtgateGrpcAddr: grpcAddr, pruneEveryMs: 0 };
@@ -56,7 +59,7 @@ interface Env {
 }
 
 async function setup(t: ExecutionContext, name: string): Promise<Env> {
-  const db = createDatabase<EventTables>({ url: `${vitessUrl}/${KEYSPACE}`, poolSize: 24 });
+  const db = createDatabase<EventTables>({ url: dbUrl, poolSize: 24 });
   await migrateToLatest(db, [eventsMigrations]);
   const nats = await connectNats({ servers: process.env["TEST_NATS_URL"] ?? "nats://127.0.0.1:4222", name: `test-${name}` });
   const suffix = randomBytes(4).toString("hex");
@@ -285,7 +288,7 @@ function startRelayProcess(env: Env): RelayProcess {
   const child = spawn(process.execPath, [relayMain], {
     env: {
       ...process.env,
-      DATABASE_URL: `${vitessUrl}/${KEYSPACE}`,
+      DATABASE_URL: dbUrl,
       NATS_URL: process.env["TEST_NATS_URL"] ?? "nats://127.0.0.1:4222",
       RELAY_SOURCE: "vstream",
       VTGATE_GRPC_ADDR: grpcAddr,

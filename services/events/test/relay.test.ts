@@ -12,7 +12,7 @@ import { sql } from "kysely";
 import type { StoredMsg } from "@nats-io/jetstream";
 import { ensureEvents, EVENT_HEADERS } from "../src/event-stream.ts";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
-import { type TestMerchant, waitFor } from "@stockroom/common/testing";
+import { onVitess, type TestMerchant, waitFor } from "@stockroom/common/testing";
 import { productInit, startSearchHarness, unpublished, type SearchHarness } from "@stockroom/search/testing";
 
 // Spans make the catalog store a trace context with each outbox row, as in production.
@@ -193,7 +193,9 @@ test("publish order repairs an aggregate's versions inside a batch whatever thei
   );
 });
 
-test("pruning deletes only rows published longer ago than the retention", async (t) => {
+// Not on Vitess yet: pruning is a DELETE … ORDER BY … LIMIT across every merchant, which vtgate cannot run over
+// several shards; the relay's scans become per shard on branch vitess-shards.
+(onVitess ? test.skip : test)("pruning deletes only rows published longer ago than the retention", async (t) => {
   const h = await harness(t, "relay_prune");
   await writeHistory(h, h.api.merchantA, ["OLD", "RECENT"], 0);
   const [old, recent] = await outboxRows(h);

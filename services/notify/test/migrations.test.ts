@@ -10,8 +10,8 @@ import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { sql, type Kysely } from "kysely";
 import { catalogMigrations } from "@stockroom/catalog";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
+import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { notifyMigrations } from "../src/store.ts";
 
@@ -48,7 +48,7 @@ async function freshDatabase(t: ExecutionContext, name: string): Promise<Kysely<
   const db = createDatabase<any>({ url, poolSize: 2 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   return db;
 }

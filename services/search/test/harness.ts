@@ -4,7 +4,6 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
-import { dropDatabase } from "@stockroom/common/db";
 import {
   DEFAULT_EVENT_STREAM,
   type EventStreamConfig,
@@ -15,7 +14,7 @@ import {
 } from "@stockroom/events";
 import { createLogger } from "@stockroom/common/observe";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant } from "@stockroom/common/testing";
+import { startTestApi, testDatabaseUrl, type TestApi, type TestMerchant, dropTestDatabase } from "@stockroom/common/testing";
 import { searchModule } from "../src/module.ts";
 import { DEFAULT_PROJECTOR, projectionLag, startSearchProjector, type SearchProjector } from "../src/projector.ts";
 import { openSearchDatabase, type SearchDb } from "../src/store.ts";
@@ -96,7 +95,7 @@ export async function startSearchHarness(name: string): Promise<SearchHarness> {
       await nats.close();
       await api.close();
       await searchDb.destroy();
-      await dropDatabase(searchUrl);
+      await dropTestDatabase(searchUrl);
     },
   };
 }

@@ -270,16 +270,69 @@ export async function inTransaction<DB, T>(
   options: { attempts?: number; isolation?: IsolationLevel } = {},
 ): Promise<T> {
   const attempts = options.attempts ?? 4;
+  const { isolation } = options;
+  const viaVtgate = isolation !== undefined && (await isVitessCached(db));
   for (let attempt = 1; ; attempt++) {
     try {
+      if (viaVtgate) return await db.connection().execute((conn) => withSessionIsolation(conn, isolation, fn));
       const trx = db.transaction();
-      return await (options.isolation ? trx.setIsolationLevel(options.isolation) : trx).execute(fn);
+      return await (isolation ? trx.setIsolationLevel(isolation) : trx).execute(fn);
     } catch (error) {
       if (attempt >= attempts || mysqlErrno(error) !== ER_LOCK_DEADLOCK) throw error;
       await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
     }
   }
 }
+
+const vitessByDb = new WeakMap<object, Promise<boolean>>();
+
+/** isVitessCached asks isVitess once per database instance. */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+export function isVitessCached(db: Kysely<any>): Promise<boolean> {
+  let known = vitessByDb.get(db);
+  if (!known) {
+    known = isVitess(db);
+    known.catch(() => vitessByDb.delete(db));
+    vitessByDb.set(db, known);
+  }
+  return known;
+}
+
+/** The session variable holding the isolation level: MySQL 8 and MariaDB 11.1+ name it transaction_isolation, older MariaDB tx_isolation. */
+let isolationVariable: Promise<"transaction_isolation" | "tx_isolation"> | undefined;
+
+/**
+ * withSessionIsolation runs a transaction at an isolation level through
+ * vtgate. vtgate does not keep `SET TRANSACTION ISOLATION LEVEL`'s
+ * next-transaction-only scope: it makes it a session setting, checked with
+ * @@transaction_isolation, which MariaDB before 11.1 lacks (errno 1193 from
+ * every statement after it), and which would otherwise stay on the pooled
+ * connection for whatever transaction uses it next. So on Vitess the session
+ * level is set on one connection, the transaction runs, and the level the
+ * session had is put back.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+async function withSessionIsolation<T>(conn: Kysely<any>, level: IsolationLevel, fn: (trx: Transaction<any>) => Promise<T>): Promise<T> {
+  isolationVariable ??= sql`SELECT @@transaction_isolation AS level`.execute(conn).then(
+    () => "transaction_isolation" as const,
+    (error) => {
+      if (mysqlErrno(error) === ER_UNKNOWN_SYSTEM_VARIABLE) return "tx_isolation" as const;
+      isolationVariable = undefined;
+      throw error;
+    },
+  );
+  const variable = sql.raw(await isolationVariable);
+  const { rows } = await sql<{ level: string }>`SELECT @@${variable} AS level`.execute(conn);
+  const previous = rows[0]?.level ?? "REPEATABLE-READ";
+  await sql`SET SESSION ${variable} = ${level.toUpperCase().replace(" ", "-")}`.execute(conn);
+  try {
+    return await conn.transaction().execute(fn);
+  } finally {
+    await sql`SET SESSION ${variable} = ${previous}`.execute(conn);
+  }
+}
+
+const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
 
 /** MigrationSet is one service's migration folder with its own bookkeeping table. */
 export interface MigrationSet {
@@ -328,6 +381,7 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
     }
     if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
   }
+  if (applied.length > 0 && (await isVitess(db))) await waitForVtgateSchema(db);
   return applied;
 }
 
@@ -341,11 +395,54 @@ function filtered(provider: MigrationProvider, only: ((name: string) => boolean)
   };
 }
 
+/** isVitess: the database answers through vtgate (its version ends with -Vitess). */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+export async function isVitess(db: Kysely<any>): Promise<boolean> {
+  const { rows } = await sql<{ version: string }>`SELECT @@version AS version`.execute(db);
+  return String(rows[0]?.version).endsWith("-Vitess");
+}
+
+/**
+ * waitForVtgateSchema waits until vtgate's tracked schema has every table and
+ * column the shards have. vtgate learns a DDL's effect from the tablets a
+ * moment later, and meanwhile plans with what it knew: with the old columns
+ * it expands SELECT * to the old list (a new column silently missing from
+ * every row) and refuses a new column by name (errno 1054); not knowing a new
+ * table yet, it refuses a cross-shard ORDER BY on it (VT09015, schema
+ * tracking required). So migrations return only once vtgate sees what they
+ * did, before the code that reads it runs. vtgate's view is read from its
+ * plan for SELECT *, which names the columns once it knows them.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+async function waitForVtgateSchema(db: Kysely<any>, timeoutMs = 60_000): Promise<void> {
+  const { rows } = await sql<{ t: string; c: string }>`SELECT DISTINCT table_name AS t, column_name AS c
+    FROM information_schema.columns WHERE table_schema = DATABASE()`.execute(db);
+  const want = new Map<string, Set<string>>();
+  for (const { t, c } of rows) want.set(t, (want.get(t) ?? new Set()).add(c));
+  const deadline = Date.now() + timeoutMs;
+  for (const [table, columns] of want) {
+    for (;;) {
+      const plan = await sql.raw<Record<string, string>>(`VEXPLAIN PLAN SELECT * FROM ${quoteName(table)}`).execute(db);
+      const text = String(Object.values(plan.rows[0] ?? {})[0] ?? "");
+      const query = /"Query": "(select .*?)"/.exec(text)?.[1] ?? "";
+      const named = new Set(
+        /^select (.*) from /
+          .exec(query)?.[1]
+          ?.split(", ")
+          .map((c) => c.replace(/`/g, "")) ?? [],
+      );
+      if ([...columns].every((c) => named.has(c))) break;
+      if (Date.now() > deadline) throw new Error(`vtgate's schema of ${table} still lacks columns after ${timeoutMs} ms: ${query}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /**
  * handOver moves the records of the named migrations from set `from`'s
  * bookkeeping table to set `to`'s (created here in Kysely's own shape if it
- * does not exist yet), in one transaction; a repeat, or a database where
- * `from` never ran them, moves nothing.
+ * does not exist yet), each record in one transaction; a repeat, or a
+ * database where `from` never ran them, moves nothing.
  */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
 async function handOver(db: Kysely<any>, from: string, to: string, names: readonly string[]): Promise<void> {
@@ -360,11 +457,15 @@ async function handOver(db: Kysely<any>, from: string, to: string, names: readon
     .addColumn("name", "varchar(255)", (col) => col.notNull().primaryKey())
     .addColumn("timestamp", "varchar(255)", (col) => col.notNull())
     .execute();
-  await db.transaction().execute(async (trx) => {
-    await sql`INSERT IGNORE INTO ${sql.table(target)} (name, timestamp)
-      SELECT name, timestamp FROM ${sql.table(source)} WHERE name IN (${sql.join(names)})`.execute(trx);
-    await sql`DELETE FROM ${sql.table(source)} WHERE name IN (${sql.join(names)})`.execute(trx);
-  });
+  // One transaction per migration: on Vitess both tables are sharded by name, so each name's two rows share a shard,
+  // while the names of a set spread over shards and one transaction for all of them would span shards.
+  for (const name of names) {
+    await db.transaction().execute(async (trx) => {
+      await sql`INSERT IGNORE INTO ${sql.table(target)} (name, timestamp)
+        SELECT name, timestamp FROM ${sql.table(source)} WHERE name = ${name}`.execute(trx);
+      await sql`DELETE FROM ${sql.table(source)} WHERE name = ${name}`.execute(trx);
+    });
+  }
 }
 
 /** ensureDatabase creates the database named in url if it is missing. */
@@ -382,7 +483,11 @@ export async function ensureDatabase(url: string): Promise<void> {
   }
 }
 
-/** dropDatabase removes the database named in url (tests only). */
+/**
+ * dropDatabase removes the database named in url (tests only). Behind vtgate
+ * the database is a keyspace, which vtgate cannot drop (DROP DATABASE is a
+ * silent no-op there): its tables are dropped instead, on every shard.
+ */
 export async function dropDatabase(url: string): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.slice(1));
@@ -390,7 +495,14 @@ export async function dropDatabase(url: string): Promise<void> {
   const { createConnection } = await import("mysql2/promise");
   const conn = await createConnection(mysqlConnection(target.toString()));
   try {
-    await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    const [version] = await conn.query<import("mysql2").RowDataPacket[]>("SELECT @@version AS version");
+    if (!String(version[0]?.["version"]).endsWith("-Vitess")) {
+      await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      return;
+    }
+    const [tables] = await conn.query<import("mysql2").RowDataPacket[]>(`SHOW TABLES FROM \`${name}\``);
+    const names = tables.map((row) => `\`${name}\`.\`${String(Object.values(row)[0])}\``);
+    if (names.length > 0) await conn.query(`DROP TABLE IF EXISTS ${names.join(", ")}`);
   } finally {
     await conn.end();
   }
