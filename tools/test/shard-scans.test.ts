@@ -36,7 +36,6 @@ import { catalogMigrations, type CatalogTables } from "@stockroom/catalog";
 import {
   commonMigrations,
   createDatabase,
-  dropDatabase,
   ensureDatabase,
   migrateToLatest,
   shardTargets,
