@@ -57,6 +57,10 @@ import {
 } from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { round, table, writeResults } from "./stats.ts";
+import { besideVitess } from "./beside-vitess.ts";
+
+// --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
+if (await besideVitess("bulk", import.meta.filename)) process.exit(0);
 
 const ROWS = readInt(process.env, "BENCH_ROWS", 500_000, 1, 10_000_000);
 const WORKER_COUNTS = (process.env["BENCH_WORKERS"] ?? "1,2,4").split(",").map((s) => {

@@ -14,6 +14,10 @@ import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
 import { catalogMigrations } from "@stockroom/catalog";
 import { startServerProcess } from "./server-process.ts";
 import { runLoad, round, summarize, table, writeResults, type Summary } from "./stats.ts";
+import { besideVitess } from "./beside-vitess.ts";
+
+// --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
+if (await besideVitess("catalog", import.meta.filename)) process.exit(0);
 
 const LEVELS = (process.env["BENCH_LEVELS"] ?? "1,16,64").split(",").map(Number);
 const CALLS = readInt(process.env, "BENCH_CALLS", 2000, 1, 1_000_000);

@@ -43,6 +43,10 @@ import { orderMigrations } from "@stockroom/orders";
 import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
+import { besideVitess } from "./beside-vitess.ts";
+
+// --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
+if (await besideVitess("orders", import.meta.filename)) process.exit(0);
 
 const BUYERS = readInt(process.env, "BENCH_BUYERS", 64, 1, 1024);
 const CALLS = readInt(process.env, "BENCH_CALLS", 2000, 1, 1_000_000);

@@ -125,7 +125,8 @@ export function environment() {
 export function writeResults(name: string, results: object): string {
   const dir = path.join(import.meta.dirname, "..", "..", "bench-results");
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${name}.json`);
+  // BENCH_RESULT_NAME: a run of besideVitess (beside-vitess.ts), which names each of its two runs.
+  const file = path.join(dir, `${process.env["BENCH_RESULT_NAME"] ?? name}.json`);
   writeFileSync(file, `${JSON.stringify({ benchmark: name, ...environment(), ...results }, null, 2)}\n`);
   return file;
 }
