@@ -259,7 +259,9 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     )
     .where("f.merchant_id", "=", merchantId)
     .where("f.brand", "=", brand)
-    .where(sql<boolean>`LOWER(f.brand) COLLATE utf8mb4_bin = LOWER(${brand}) COLLATE utf8mb4_bin`);
+    // CONVERT: the parameter arrives in the connection's character set, which behind vtgate may be utf8mb3
+    // (where utf8mb4_bin is no valid collation).
+    .where(sql<boolean>`LOWER(f.brand) COLLATE utf8mb4_bin = CONVERT(LOWER(${brand}) USING utf8mb4) COLLATE utf8mb4_bin`);
   // Keyset and order on the facets' sku (equal to s.sku), so the index gives the order.
   if (query.afterSku !== undefined) b = b.where("f.sku", ">", query.afterSku);
   return b.orderBy("f.sku").limit(query.limit).execute();
