@@ -54,27 +54,6 @@ type Tables = CommonTables & EventTables & CatalogTables & NotifyTables & BulkTa
 
 const VITESS = onVitess;
 const DAY = 86_400_000;
-/** Tables emptied before a run on Vitess (the keyspace outlives the test). */
-const TABLES = [
-  "merchants",
-  "api_keys",
-  "idempotency_keys",
-  "rpc_call_minutes",
-  "outbox_events",
-  "products",
-  "product_changes",
-  "audit_chain_heads",
-  "webhook_endpoints",
-  "webhook_deliveries",
-  "bulk_jobs",
-  "bulk_job_items",
-  "bulk_job_chunks",
-  "bulk_uploads",
-  "bulk_upload_parts",
-  "orders",
-  "order_lines",
-];
-
 /** Statements a worker sends through vtgate's routing that name no merchant yet scatter nothing. */
 const NOT_SCATTERING = [
   /^\s*select (get_lock|release_lock)\(/i, // vtgate's lock session
