@@ -57,6 +57,11 @@ if [ ! -d "$cache/config" ]; then
   sed -i 's/^super-read-only = false/loose-super-read-only = false/' "$cache/config/mycnf/test-suite.cnf"
   sed -i -E 's/^(SET (@original_super_read_only|GLOBAL super_read_only).*)$/-- MariaDB has no super_read_only: \1/' "$cache/config/init_db.sql"
 fi
+# utf8mb4 on the server as on every connection (an extra my.cnf, read after Vitess's own, which says utf8:
+# utf8mb3, under which the tablets' connections carried 4-byte characters, an emoji in a product title, as
+# invalid utf8mb3, errno 1366).
+printf '[mysqld]\ncharacter_set_server = utf8mb4\ncollation_server = utf8mb4_general_ci\n' > "$cache/utf8mb4.cnf"
+chmod o+r "$cache/utf8mb4.cnf"
 data=$cache/data-$PORT
 rm -rf "$data" && mkdir -p "$data"
 # vtcombo applies <schema-dir>/<keyspace>/vschema.json to each keyspace at start.
@@ -90,4 +95,4 @@ as_user=(runuser -u "$user" --)
 [ "$(id -u)" = 0 ] || as_user=()
 exec "${as_user[@]}" env VTDATAROOT="$data" VTROOT="$cache" PATH="$bin:/usr/sbin:/usr/bin:/bin" \
   "$bin/vttestserver" --port "$PORT" --mysql-bind-host 127.0.0.1 --keyspaces "$KEYSPACES" --num-shards "$NUM_SHARDS" \
-  --schema-dir "$data/schema" --data-dir "$data" "${extra[@]}"
+  --schema-dir "$data/schema" --data-dir "$data" --extra-my-cnf "$cache/utf8mb4.cnf" "${extra[@]}"
