@@ -395,7 +395,8 @@ async function productsChecksum(db: Connection | Pool, merchantId: string): Prom
 
 /** tableSizes reads InnoDB's (estimated) row counts and data + index sizes after fresh statistics. */
 async function tableSizes(db: Connection | Pool, tables: string[]): Promise<TableSize[]> {
-  await db.query(`ANALYZE TABLE ${tables.map((t) => `\`${t}\``).join(", ")}`);
+  // One table per statement: vtgate parses ANALYZE TABLE of one table only.
+  for (const t of tables) await db.query(`ANALYZE TABLE \`${t}\``);
   const [rows] = await db.query<RowDataPacket[]>(
     `SELECT table_name AS t, table_rows AS n, data_length + index_length AS bytes FROM information_schema.tables
      WHERE table_schema = DATABASE() AND table_name IN (?) ORDER BY table_name`,
