@@ -71,7 +71,10 @@ NUM_SHARDS=2,1
 extra=()
 if [ "$POOL" -gt 0 ]; then
   KEYSPACES="" NUM_SHARDS=""
-  merged=$("$root/node_modules/.bin/node" -e 'const [a, b] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
+  # The project's pinned Node (npm ci), else whatever node is on PATH (any version parses JSON).
+  node_bin=$root/node_modules/.bin/node
+  [ -x "$node_bin" ] || node_bin=node
+  merged=$("$node_bin" -e 'const [a, b] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
     console.log(JSON.stringify({ ...a, tables: { ...a.tables, ...b.tables } }, null, 2))' "$root/nomad/vitess/vschema.json" "$root/nomad/vitess/search-vschema.json")
   for i in $(seq 1 "$POOL"); do
     ks=stockroom_t$(printf '%02d' "$i")
