@@ -98,9 +98,19 @@ export type StagedItem = BulkItem;
  */
 export const CHUNK_FORMAT = 2;
 
+/** FORMAT_2_FIELDS are the item fields format 2 added, with their file columns. */
+const FORMAT_2_FIELDS = { gtin: "gtin", brand: "brand", compareAtMinor: "compare_at_price", weightGrams: "weight_grams" } as const;
+
+/** format2Columns lists the file columns of format 2 an item names (none: format 1 holds it). */
+export function format2Columns(item: StagedItem): string[] {
+  return Object.entries(FORMAT_2_FIELDS)
+    .filter(([field]) => item[field as keyof typeof FORMAT_2_FIELDS] !== undefined)
+    .map(([, column]) => column);
+}
+
 /** itemFormat is the oldest chunk format that can hold the item. */
 export function itemFormat(item: StagedItem): number {
-  return item.gtin !== undefined || item.brand !== undefined || item.compareAtMinor !== undefined || item.weightGrams !== undefined ? 2 : 1;
+  return format2Columns(item).length > 0 ? 2 : 1;
 }
 
 /** Merge is the fate of one item against the current product. */

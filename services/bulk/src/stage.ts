@@ -6,7 +6,7 @@
  */
 import { inTransaction, insertRows } from "@stockroom/common/db";
 import { cancelChunks, insertChunk } from "./chunks.ts";
-import { CHUNK_FORMAT, itemFormat, outcomeState, type JobRef, type JobState } from "./domain.ts";
+import { CHUNK_FORMAT, format2Columns, itemFormat, outcomeState, type JobRef, type JobState } from "./domain.ts";
 import { findJob, moveJob } from "./jobs.ts";
 import type { ParsedLine } from "./parse/types.ts";
 import type { BulkDb } from "./store.ts";
@@ -38,15 +38,10 @@ export interface StageOptions {
   maxFormat?: number;
 }
 
-/** FORMAT_2_FIELDS are the file columns format 2 added, by item field. */
-const FORMAT_2_FIELDS = { gtin: "gtin", brand: "brand", compareAtMinor: "compare_at_price", weightGrams: "weight_grams" } as const;
-
 /** gate turns a valid line that needs a newer chunk format than maxFormat into an invalid one. */
 function gate(line: ParsedLine, maxFormat: number): ParsedLine {
   if (line.kind !== "valid" || itemFormat(line.item) <= maxFormat) return line;
-  const fields = Object.entries(FORMAT_2_FIELDS)
-    .filter(([key]) => line.item[key as keyof typeof FORMAT_2_FIELDS] !== undefined)
-    .map(([, column]) => column);
+  const fields = format2Columns(line.item);
   return {
     line: line.line,
     kind: "invalid",

@@ -81,11 +81,16 @@ const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** isPlainText: no control characters and no surrounding spaces (a SKU, a brand). */
+function isPlainText(text: string): boolean {
+  return !CONTROL.test(text) && text.trim() === text;
+}
+
 /** validateSku appends a violation if sku is not a usable SKU. */
 export function validateSku(field: string, sku: string, violations: FieldViolation[]): void {
   if (sku === "") violations.push({ field, description: "is required" });
   else if ([...sku].length > LIMITS.sku) violations.push({ field, description: `must be at most ${LIMITS.sku} characters` });
-  else if (CONTROL.test(sku) || sku.trim() !== sku) {
+  else if (!isPlainText(sku)) {
     violations.push({ field, description: "must not contain control characters or surrounding spaces" });
   }
 }
@@ -122,7 +127,7 @@ export function validateFields(prefix: string, fields: Partial<ProductFields>, v
   if (fields.brand !== undefined) {
     if ([...fields.brand].length > LIMITS.brand)
       violations.push({ field: at("brand"), description: `must be at most ${LIMITS.brand} characters` });
-    else if (CONTROL.test(fields.brand) || fields.brand.trim() !== fields.brand) {
+    else if (!isPlainText(fields.brand)) {
       violations.push({ field: at("brand"), description: "must not contain control characters or surrounding spaces" });
     }
   }
@@ -207,40 +212,53 @@ export function isMaskPath(path: string): path is MaskPath {
 export function applyMask(current: Product, patch: ProductFields, paths: readonly MaskPath[]): { next: Product; changed: string[] } {
   const next: Product = { ...current, attributes: { ...current.attributes } };
   for (const path of paths) {
-    switch (path) {
-      case "title":
-      case "description":
-      case "stock":
-      case "status":
-        (next as unknown as Record<string, unknown>)[path] = patch[path];
-        break;
-      case "price":
-        next.priceMinor = patch.priceMinor;
-        next.currency = patch.currency;
-        break;
-      case "attributes":
-        next.attributes = { ...patch.attributes };
-        break;
-      case "gtin":
-      case "brand":
-        next[path] = patch[path];
-        break;
-      case "compare_at_price":
-        next.compareAtMinor = patch.compareAtMinor;
-        break;
-      case "weight_grams":
-        next.weightGrams = patch.weightGrams;
-        break;
-      default: {
-        const key = path.slice("attributes.".length);
-        const value = patch.attributes[key];
-        if (value === undefined) delete next.attributes[key];
-        else next.attributes[key] = value;
-      }
+    if (isFieldPath(path)) {
+      Object.assign(next, maskedFields(patch, [path]));
+      if (path === "attributes") next.attributes = { ...patch.attributes };
+      continue;
     }
+    const key = path.slice("attributes.".length);
+    const value = patch.attributes[key];
+    if (value === undefined) delete next.attributes[key];
+    else next.attributes[key] = value;
   }
   next.attributes = sortedAttributes(next.attributes);
   return { next, changed: diffFields(current, next) };
+}
+
+/** MASK_FIELDS are the product fields each update_mask path (but attributes.<key>) sets. */
+const MASK_FIELDS: Readonly<Record<(typeof MASK_PATHS)[number], readonly (keyof ProductFields)[]>> = {
+  title: ["title"],
+  description: ["description"],
+  price: ["priceMinor", "currency"],
+  stock: ["stock"],
+  status: ["status"],
+  attributes: ["attributes"],
+  gtin: ["gtin"],
+  brand: ["brand"],
+  compare_at_price: ["compareAtMinor"],
+  weight_grams: ["weightGrams"],
+};
+
+function isFieldPath(path: MaskPath): path is (typeof MASK_PATHS)[number] {
+  return Object.hasOwn(MASK_FIELDS, path);
+}
+
+/**
+ * maskedFields picks the fields the mask's paths name from patch, for
+ * validation; attributes.<key> contributes its key where patch sets it.
+ */
+export function maskedFields(patch: ProductFields, paths: readonly MaskPath[]): Partial<ProductFields> {
+  const out: Partial<ProductFields> = {};
+  for (const path of paths) {
+    if (isFieldPath(path)) {
+      for (const field of MASK_FIELDS[path]) Object.assign(out, { [field]: patch[field] });
+    } else {
+      const key = path.slice("attributes.".length);
+      if (patch.attributes[key] !== undefined) out.attributes = { ...out.attributes, [key]: patch.attributes[key]! };
+    }
+  }
+  return out;
 }
 
 /** diffFields lists the field-mask paths that differ between two states. */

@@ -43,6 +43,7 @@ import {
 import {
   applyMask,
   isMaskPath,
+  maskedFields,
   LIMITS,
   MASK_PATHS,
   validateCompareAt,
@@ -50,7 +51,6 @@ import {
   validateSku,
   type MaskPath,
   type Product,
-  type ProductFields,
   type ProjectionWaiter,
 } from "./domain.ts";
 import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
@@ -387,25 +387,4 @@ function maskPaths(p: ProtoProduct, requested: string[], violations: FieldViolat
     else violations.push({ field: "update_mask", description: `unknown or immutable path "${path}"` });
   }
   return paths;
-}
-
-/** maskedFields picks the fields named by the mask, for validation. */
-function maskedFields(patch: ProductFields, paths: MaskPath[]): Partial<ProductFields> {
-  const out: Partial<ProductFields> = {};
-  for (const path of paths) {
-    if (path === "price") {
-      out.priceMinor = patch.priceMinor;
-      out.currency = patch.currency;
-    } else if (path === "compare_at_price") {
-      out.compareAtMinor = patch.compareAtMinor;
-    } else if (path === "weight_grams") {
-      out.weightGrams = patch.weightGrams;
-    } else if (path.startsWith("attributes.")) {
-      const key = path.slice("attributes.".length);
-      if (patch.attributes[key] !== undefined) out.attributes = { ...out.attributes, [key]: patch.attributes[key]! };
-    } else {
-      (out as Record<string, unknown>)[path] = patch[path as keyof ProductFields];
-    }
-  }
-  return out;
 }

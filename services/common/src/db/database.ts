@@ -395,11 +395,16 @@ function filtered(provider: MigrationProvider, only: ((name: string) => boolean)
   };
 }
 
+/** isVitessVersion: vtgate answers `@@version` with its MySQL version followed by -Vitess. */
+function isVitessVersion(version: unknown): boolean {
+  return String(version).endsWith("-Vitess");
+}
+
 /** isVitess: the database answers through vtgate (its version ends with -Vitess). */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
 export async function isVitess(db: Kysely<any>): Promise<boolean> {
   const { rows } = await sql<{ version: string }>`SELECT @@version AS version`.execute(db);
-  return String(rows[0]?.version).endsWith("-Vitess");
+  return isVitessVersion(rows[0]?.version);
 }
 
 /**
@@ -496,7 +501,7 @@ export async function dropDatabase(url: string): Promise<void> {
   const conn = await createConnection(mysqlConnection(target.toString()));
   try {
     const [version] = await conn.query<import("mysql2").RowDataPacket[]>("SELECT @@version AS version");
-    if (!String(version[0]?.["version"]).endsWith("-Vitess")) {
+    if (!isVitessVersion(version[0]?.["version"])) {
       await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
       return;
     }

@@ -9,7 +9,7 @@
  *
  *   await forEachShard(db, (shardDb) => reconcile(shardDb, …));
  *
- * - On Vitess (vtgate answers `@@version` with `…-Vitess`), `SHOW
+ * - On Vitess (isVitessCached: vtgate answers `@@version` with `…-Vitess`), `SHOW
  *   VITESS_SHARDS` lists the shards of the URL's keyspace, and each target is
  *   a small pool whose connections use the database `<keyspace>/<shard>`
  *   (e.g. `stockroom/-80`): vtgate sends every statement on them to that
@@ -26,7 +26,7 @@
  * shard named after it (the outbox relay does).
  */
 import { sql, type Kysely } from "kysely";
-import { createDatabase, databaseOptions, onDestroy } from "./database.ts";
+import { createDatabase, databaseOptions, isVitessCached, onDestroy } from "./database.ts";
 
 export interface ShardTarget<DB> {
   /** `keyspace/shard` on Vitess (e.g. `stockroom/-80`); the database name on MySQL/MariaDB. */
@@ -48,8 +48,6 @@ export interface ShardTargetOptions {
 export const SHARD_REDISCOVER_MS = 60_000;
 
 interface ShardSet {
-  /** undefined until detected; then whether db is a vtgate. */
-  vitess?: boolean;
   keyspace: string;
   pools: Map<string, Kysely<unknown>>;
   list?: ShardTarget<unknown>[];
@@ -88,14 +86,11 @@ export async function shardTargets<DB>(db: Kysely<DB>, options: ShardTargetOptio
 }
 
 async function discover(db: Kysely<unknown>, set: ShardSet, options: ShardTargetOptions): Promise<ShardTarget<unknown>[]> {
-  if (set.vitess === undefined) {
-    const { rows } = await sql<{ version: string }>`SELECT @@version AS version`.execute(db);
-    set.vitess = /vitess/i.test(String(rows[0]?.version ?? ""));
-  }
+  const vitess = await isVitessCached(db);
   // Outside Vitess, or on a URL that already names one shard: db is the one target.
-  if (!set.vitess || set.keyspace.includes("/")) {
+  if (!vitess || set.keyspace.includes("/")) {
     const name = set.keyspace || ((await sql<{ name: string | null }>`SELECT DATABASE() AS name`.execute(db)).rows[0]?.name ?? "");
-    set.list = [{ name, vitess: set.vitess, db }];
+    set.list = [{ name, vitess, db }];
     set.discoveredAt = Date.now();
     return set.list;
   }
