@@ -298,8 +298,13 @@ export function isVitessCached(db: Kysely<any>): Promise<boolean> {
   return known;
 }
 
-/** The session variable holding the isolation level: MySQL 8 and MariaDB 11.1+ name it transaction_isolation, older MariaDB tx_isolation. */
-let isolationVariable: Promise<"transaction_isolation" | "tx_isolation"> | undefined;
+/**
+ * The session variable holding the isolation level (MySQL 8 and MariaDB
+ * 11.1+ name it transaction_isolation, older MariaDB tx_isolation) and the
+ * level every session starts at, which is what a session goes back to after
+ * each transaction here: both read once per process.
+ */
+let sessionIsolation: Promise<{ variable: "transaction_isolation" | "tx_isolation"; initial: string }> | undefined;
 
 /**
  * withSessionIsolation runs a transaction at an isolation level through
@@ -308,28 +313,36 @@ let isolationVariable: Promise<"transaction_isolation" | "tx_isolation"> | undef
  * @@transaction_isolation, which MariaDB before 11.1 lacks (errno 1193 from
  * every statement after it), and which would otherwise stay on the pooled
  * connection for whatever transaction uses it next. So on Vitess the session
- * level is set on one connection, the transaction runs, and the level the
- * session had is put back.
+ * level is set on one connection, the transaction runs, and the session goes
+ * back to the level sessions start at.
  */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
 async function withSessionIsolation<T>(conn: Kysely<any>, level: IsolationLevel, fn: (trx: Transaction<any>) => Promise<T>): Promise<T> {
-  isolationVariable ??= sql`SELECT @@transaction_isolation AS level`.execute(conn).then(
-    () => "transaction_isolation" as const,
-    (error) => {
-      if (mysqlErrno(error) === ER_UNKNOWN_SYSTEM_VARIABLE) return "tx_isolation" as const;
-      isolationVariable = undefined;
-      throw error;
-    },
-  );
-  const variable = sql.raw(await isolationVariable);
-  const { rows } = await sql<{ level: string }>`SELECT @@${variable} AS level`.execute(conn);
-  const previous = rows[0]?.level ?? "REPEATABLE-READ";
-  await sql`SET SESSION ${variable} = ${level.toUpperCase().replace(" ", "-")}`.execute(conn);
+  sessionIsolation ??= readSessionIsolation(conn).catch((error: unknown) => {
+    sessionIsolation = undefined;
+    throw error;
+  });
+  const { variable, initial } = await sessionIsolation;
+  const name = sql.raw(variable);
+  await sql`SET SESSION ${name} = ${level.toUpperCase().replace(" ", "-")}`.execute(conn);
   try {
     return await conn.transaction().execute(fn);
   } finally {
-    await sql`SET SESSION ${variable} = ${previous}`.execute(conn);
+    await sql`SET SESSION ${name} = ${initial}`.execute(conn);
   }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
+async function readSessionIsolation(conn: Kysely<any>): Promise<{ variable: "transaction_isolation" | "tx_isolation"; initial: string }> {
+  for (const variable of ["transaction_isolation", "tx_isolation"] as const) {
+    try {
+      const { rows } = await sql<{ level: string }>`SELECT @@${sql.raw(variable)} AS level`.execute(conn);
+      return { variable, initial: rows[0]?.level ?? "REPEATABLE-READ" };
+    } catch (error) {
+      if (variable === "tx_isolation" || mysqlErrno(error) !== ER_UNKNOWN_SYSTEM_VARIABLE) throw error;
+    }
+  }
+  throw new Error("unreachable");
 }
 
 const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
