@@ -12,6 +12,7 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import path from "node:path";
 import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
 import { catalogMigrations } from "@stockroom/catalog";
+import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { runLoad, round, summarize, table, writeResults, type Summary } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
@@ -43,7 +44,7 @@ type Path = "rpc" | "raw";
 
 interface Level {
   concurrency: number;
-  rpc: Summary;
+  rpc: Summary & { serverCpuMsPerCall?: number };
   raw: Summary;
   rpcRawP50: number;
   rpcRawP99: number;
@@ -87,13 +88,20 @@ try {
     raw: (w) => rawUpdate(rawSlots[w]!, payload),
   };
   /** measure warms a path up, then measures it; warm-up failures count as errors too. */
-  const measure = async (path: Path, concurrency: number, errors: string[]): Promise<Summary> => {
+  const measure = async (path: Path, concurrency: number, errors: string[]): Promise<Summary & { serverCpuMsPerCall?: number }> => {
     const warm = await runLoad({ calls: WARMUP, concurrency, call: calls[path] });
+    const ticks = cpuTicks(server.pid);
     const result = await runLoad({ calls: CALLS, concurrency, call: calls[path] });
+    const used = ticks === undefined ? undefined : cpuTicks(server.pid)! - ticks;
     errors.push(...[...warm.errors, ...result.errors].map((e) => `${path} at concurrency ${concurrency}: ${e}`));
     const summary = summarize(result);
-    console.log(`  concurrency ${concurrency} ${path}: p99 ${summary.p99Ms.toFixed(2)} ms, ${summary.throughput.toFixed(0)} calls/s`);
-    return summary;
+    // The catalog server's CPU (user + system, from /proc) per measured call: what the RPC path costs on the server.
+    const serverCpuMsPerCall = path === "rpc" && used !== undefined ? round((used * 1000) / TICKS_PER_S / CALLS) : undefined;
+    console.log(
+      `  concurrency ${concurrency} ${path}: p99 ${summary.p99Ms.toFixed(2)} ms, ${summary.throughput.toFixed(0)} calls/s` +
+        (serverCpuMsPerCall === undefined ? "" : `, catalog server CPU ${serverCpuMsPerCall.toFixed(2)} ms/call`),
+    );
+    return { ...summary, serverCpuMsPerCall };
   };
   const errors: string[] = [];
   const levels: Level[] = [];
@@ -103,19 +111,32 @@ try {
     levels.push({ concurrency, rpc, raw, rpcRawP50: round(rpc.p50Ms / raw.p50Ms, 2), rpcRawP99: round(rpc.p99Ms / raw.p99Ms, 2) });
   }
 
-  const cells = (s: Summary) => [
+  const cells = (s: Summary & { serverCpuMsPerCall?: number }) => [
     s.calls,
     s.failures,
     s.p50Ms.toFixed(2),
     s.p99Ms.toFixed(2),
     s.throughput.toFixed(0),
     s.cpuMsPerCall.toFixed(2),
+    s.serverCpuMsPerCall?.toFixed(2) ?? "",
   ];
   const rows = levels.flatMap((l) => [
     [l.concurrency, "rpc", ...cells(l.rpc), l.rpcRawP50.toFixed(2), l.rpcRawP99.toFixed(2)],
     ["", "raw", ...cells(l.raw)],
   ]);
-  const header = ["concurrency", "path", "calls", "failures", "p50 ms", "p99 ms", "calls/s", "cpu ms/call", "rpc/raw p50", "rpc/raw p99"];
+  const header = [
+    "concurrency",
+    "path",
+    "calls",
+    "failures",
+    "p50 ms",
+    "p99 ms",
+    "calls/s",
+    "client cpu ms/call",
+    "server cpu ms/call",
+    "rpc/raw p50",
+    "rpc/raw p99",
+  ];
   console.log(`\n${table(header, rows)}`);
 
   const at16 = levels.find((l) => l.concurrency === 16)!;

@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, jsonColumn, type MigrationSet, deferWrite, type CommonTables } from "@stockroom/common/db";
+import { insertRows, jsonColumn, type MigrationSet, deferWrite, runStatement, type CommonTables } from "@stockroom/common/db";
 import type { EventTables } from "@stockroom/events";
 import type { Product, ProductStatus } from "./domain.ts";
 
@@ -122,6 +122,14 @@ function productToRow(merchantId: string, p: Product): ProductRow {
   };
 }
 
+/**
+ * The per-call statements (a product's read and lock here, its write and
+ * stock move below) are written once, not built and compiled by Kysely on
+ * every call (runStatement).
+ */
+const SELECT_PRODUCT = "select * from `products` where `merchant_id` = ? and `sku` = ?";
+const LOCK_PRODUCT = `${SELECT_PRODUCT} for update`;
+
 /** findProduct reads one product by SKU; forUpdate locks the row for the transaction. */
 export async function findProduct(
   db: CatalogDb | CatalogTx,
@@ -129,10 +137,8 @@ export async function findProduct(
   sku: string,
   forUpdate = false,
 ): Promise<Product | undefined> {
-  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "=", sku);
-  if (forUpdate) q = q.forUpdate();
-  const row = await q.executeTakeFirst();
-  return row && rowToProduct(row);
+  const { rows } = await runStatement<ProductRow>(db, forUpdate ? LOCK_PRODUCT : SELECT_PRODUCT, [merchantId, sku]);
+  return rows[0] && rowToProduct(rows[0]);
 }
 
 /** findProductById reads one product by its id. */
@@ -149,9 +155,9 @@ export async function findProductById(db: CatalogDb, merchantId: string, id: str
 /** findProducts reads the products with the given SKUs in SKU order (missing ones are absent); forUpdate locks them. */
 export async function findProducts(db: CatalogDb | CatalogTx, merchantId: string, skus: string[], forUpdate = false): Promise<Product[]> {
   if (skus.length === 0) return [];
-  let q = db.selectFrom("products").selectAll().where("merchant_id", "=", merchantId).where("sku", "in", skus).orderBy("sku");
-  if (forUpdate) q = q.forUpdate();
-  return (await q.execute()).map(rowToProduct);
+  const text = `select * from \`products\` where \`merchant_id\` = ? and \`sku\` in (${skus.map(() => "?").join(", ")}) order by \`sku\`${forUpdate ? " for update" : ""}`;
+  const { rows } = await runStatement<ProductRow>(db, text, [merchantId, ...skus]);
+  return rows.map(rowToProduct);
 }
 
 const UPSERT_COLUMNS = [
@@ -194,22 +200,24 @@ export async function insertProducts(trx: CatalogTx, merchantId: string, product
   );
 }
 
+/** UPDATE_LOCKED_PRODUCT sets every mutable column (UPSERT_COLUMNS) of the row at the expected version. */
+const UPDATE_LOCKED_PRODUCT = `update \`products\` set ${UPSERT_COLUMNS.map((c) => `\`${c}\` = ?`).join(", ")} where \`merchant_id\` = ? and \`sku\` = ? and \`version\` = ?`;
+
 /**
  * writeLockedProduct writes next over a row the transaction holds locked
  * (findProduct forUpdate), where expectedVersion is the version it read. The
  * write is deferred: it rides with the COMMIT, in one round trip.
  */
 export async function writeLockedProduct(trx: CatalogTx, merchantId: string, next: Product, expectedVersion: number): Promise<void> {
-  const { merchant_id: _m, sku: _s, product_id: _p, created_at: _c, ...set } = productToRow(merchantId, next);
-  const update = trx
-    .updateTable("products")
-    .set(set)
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "=", next.sku)
-    .where("version", "=", expectedVersion)
-    .compile();
-  await deferWrite(trx, update);
+  const row = productToRow(merchantId, next);
+  await deferWrite(trx, {
+    sql: UPDATE_LOCKED_PRODUCT,
+    parameters: [...UPSERT_COLUMNS.map((c) => row[c]), merchantId, next.sku, expectedVersion],
+  });
 }
+
+const MOVE_STOCK =
+  "update `products` set `stock` = `stock` + ?, `version` = `version` + 1, `updated_at` = ? where `merchant_id` = ? and `sku` = ? and `version` = ?";
 
 /**
  * moveStockRow adds delta to a product's stock and bumps its version, if the
@@ -230,14 +238,7 @@ export async function moveStockRow(
   delta: number,
   at: Date,
 ): Promise<void> {
-  const update = trx
-    .updateTable("products")
-    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
-    .where("merchant_id", "=", merchantId)
-    .where("sku", "=", product.sku)
-    .where("version", "=", product.version)
-    .compile();
-  await deferWrite(trx, update);
+  await deferWrite(trx, { sql: MOVE_STOCK, parameters: [delta, at, merchantId, product.sku, product.version] });
 }
 
 /** deleteProductRow removes the row if it is still at expectedVersion. */

@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, type MigrationSet, deferWrite } from "@stockroom/common/db";
+import { insertRows, type MigrationSet } from "@stockroom/common/db";
 import type { CatalogTables } from "@stockroom/catalog";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
 
@@ -78,26 +78,33 @@ function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]
   };
 }
 
-/** insertOrder adds an order and its lines (two statements, deferred: they ride with the next one). */
+/**
+ * insertOrder adds an order and its lines (two statements, deferred: they
+ * ride with the next one). insertRows writes them without Kysely's builder,
+ * which parsed and compiled every value on every order.
+ */
 export async function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
-  const insert = trx
-    .insertInto("orders")
-    .values({
-      merchant_id: merchantId,
-      order_id: order.id,
-      state: order.state,
-      buyer_reference: order.buyerReference,
-      currency: order.currency,
-      total_minor: order.totalMinor,
-      payment_id: order.paymentId,
-      cancel_reason: order.cancelReason,
-      version: order.version,
-      created_at: order.createdAt,
-      updated_at: order.updatedAt,
-      expire_at: order.expireAt,
-    })
-    .compile();
-  await deferWrite(trx, insert);
+  await insertRows<OrderRow>(
+    trx,
+    "orders",
+    [
+      {
+        merchant_id: merchantId,
+        order_id: order.id,
+        state: order.state,
+        buyer_reference: order.buyerReference,
+        currency: order.currency,
+        total_minor: order.totalMinor,
+        payment_id: order.paymentId,
+        cancel_reason: order.cancelReason,
+        version: order.version,
+        created_at: order.createdAt,
+        updated_at: order.updatedAt,
+        expire_at: order.expireAt,
+      },
+    ],
+    { deferred: true },
+  );
   await insertRows<OrderLineRow>(
     trx,
     "order_lines",

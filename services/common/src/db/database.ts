@@ -1,7 +1,7 @@
 import { promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
-import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type LogEvent, type Transaction } from "kysely";
+import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type LogEvent, type QueryResult, type Transaction } from "kysely";
 import { FileMigrationProvider, type Migration, type MigrationProvider, Migrator } from "kysely/migration";
 import { createPool, type Pool, type SslOptions } from "mysql2";
 import { deferWrite, enableDeferredWrites, stripDeferMark } from "./deferred-writes.ts";
@@ -223,6 +223,24 @@ export async function insertRows<Row extends object>(
   }
   if (options.deferred) await deferWrite(db, { sql: text, parameters });
   else await db.executeQuery(CompiledQuery.raw(text, parameters));
+}
+
+/**
+ * runStatement executes one fixed SQL statement with its bound values through
+ * Kysely, so query observers, logs, spans and deferred writes see it like any
+ * other. The hottest per-call statements (a product's lock and write, an
+ * idempotency claim) use it instead of Kysely's builder: building and
+ * compiling the same query again on every call was about a tenth of the
+ * catalog and orders servers' CPU per call. Values are bound parameters,
+ * escaped by mysql2, as with the builder.
+ */
+export function runStatement<R>(
+  // biome-ignore lint/suspicious/noExplicitAny: works on any package's database (plain SQL, schema, pools), whatever its tables
+  db: Kysely<any> | Transaction<any>,
+  text: string,
+  parameters: unknown[],
+): Promise<QueryResult<R>> {
+  return db.executeQuery<R>(CompiledQuery.raw(text, parameters));
 }
 
 function quoteName(name: string): string {

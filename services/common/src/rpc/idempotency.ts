@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
-import { deleteInBatches, ER_DUP_ENTRY, inTransaction, mysqlErrno } from "../db/database.ts";
+import { deleteInBatches, ER_DUP_ENTRY, inTransaction, mysqlErrno, runStatement } from "../db/database.ts";
 import { deferWrite } from "../db/deferred-writes.ts";
 import { forEachShard } from "../db/shards.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "../errors.ts";
@@ -19,6 +19,11 @@ export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage
 }
 
 const REQUEST_ID_MAX = 128;
+
+/** The claim and the stored response, once per idempotent call: plain statements (runStatement), not built each time. */
+const CLAIM =
+  "insert into `idempotency_keys` (`merchant_id`, `request_id`, `method`, `request_sha256`, `response`, `created_at`) values (?, ?, ?, ?, null, ?)";
+const STORE_RESPONSE = "update `idempotency_keys` set `response` = ? where `merchant_id` = ? and `request_id` = ?";
 
 /**
  * idempotent makes a mutation safe to retry (AIP-155). Inside the caller's
@@ -39,17 +44,7 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
   }
   const fingerprint = requestFingerprint(call);
   try {
-    await trx
-      .insertInto("idempotency_keys")
-      .values({
-        merchant_id: call.merchantId,
-        request_id: call.requestId,
-        method: call.method,
-        request_sha256: fingerprint,
-        response: null,
-        created_at: new Date(),
-      })
-      .execute();
+    await runStatement(trx, CLAIM, [call.merchantId, call.requestId, call.method, fingerprint, new Date()]);
   } catch (error) {
     if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
     // The duplicate is committed (a failed first attempt would have freed the
@@ -68,13 +63,10 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
   }
   const response = create(call.responseSchema, await run());
   // Deferred: the stored response rides with the COMMIT (deferred-writes.ts).
-  const store = trx
-    .updateTable("idempotency_keys")
-    .set({ response: Buffer.from(toBinary(call.responseSchema, response)) })
-    .where("merchant_id", "=", call.merchantId)
-    .where("request_id", "=", call.requestId)
-    .compile();
-  await deferWrite(trx, store);
+  await deferWrite(trx, {
+    sql: STORE_RESPONSE,
+    parameters: [Buffer.from(toBinary(call.responseSchema, response)), call.merchantId, call.requestId],
+  });
   return response;
 }
 
