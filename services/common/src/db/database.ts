@@ -107,17 +107,17 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
       const sql = stripDeferMark(event.query.sql);
       observe?.(sql, parameters, event.queryDurationMillis, shard);
       const end = performance.timeOrigin + performance.now();
-      const span = tracer.startSpan(spanName(sql), {
-        kind: SpanKind.CLIENT,
-        startTime: end - event.queryDurationMillis,
+      const span = tracer.startSpan(spanName(sql), { kind: SpanKind.CLIENT, startTime: end - event.queryDurationMillis });
+      // Attributes only for a span that is kept: unsampled and untraced statements (every one, without an OTLP endpoint) skip the work.
+      if (span.isRecording()) {
         // A 1,000-row insert repeats its placeholder tuple 1,000 times: the head says what it is.
-        attributes: {
+        span.setAttributes({
           "db.system.name": "mysql",
           "db.namespace": database,
           "db.query.text": sql.length > 2048 ? `${sql.slice(0, 2048)}…` : sql,
-        },
-      });
-      if (event.level === "error") span.setStatus({ code: SpanStatusCode.ERROR, message: errorCode(event.error) });
+        });
+        if (event.level === "error") span.setStatus({ code: SpanStatusCode.ERROR, message: errorCode(event.error) });
+      }
       span.end(end);
     },
   });
@@ -248,7 +248,26 @@ function quoteName(name: string): string {
   return `\`${name}\``;
 }
 
+/**
+ * spanNames remembers the span name of each short statement text seen (the
+ * texts are the code's own, so few; bounded all the same): every statement
+ * of every call is named, and matching the patterns costs more than a lookup.
+ */
+const spanNames = new Map<string, string>();
+const SPAN_NAMES_MAX = 2_000;
+
 function spanName(sql: string): string {
+  if (sql.length > 1024) return parseSpanName(sql);
+  let name = spanNames.get(sql);
+  if (name === undefined) {
+    name = parseSpanName(sql);
+    if (spanNames.size >= SPAN_NAMES_MAX) spanNames.clear();
+    spanNames.set(sql, name);
+  }
+  return name;
+}
+
+function parseSpanName(sql: string): string {
   const update = /^\s*update\s+`?(\w+)`?/i.exec(sql);
   if (update) return `UPDATE ${update[1]}`;
   const m = /^\s*(\w+)(?:.*?\b(?:from|into|update)\s+`?(\w+)`?)?/is.exec(sql);

@@ -1,4 +1,5 @@
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { isSettled } from "./decode.ts";
 
 /**
  * connect-es percent-encodes a gRPC status message with encodeURIComponent
@@ -19,7 +20,8 @@ export function grpcMessageAsSpecified(res: UniversalServerResponse, requestHead
       if (raw) h!.set("grpc-message", grpcPercentEncode(percentDecode(raw)));
     }
   };
-  if (!res.body) {
+  // A settled response (decode.ts: every unary one) has its final trailers already.
+  if (!res.body || isSettled(res.body)) {
     fix();
     return res;
   }
