@@ -214,8 +214,7 @@ export async function insertRows<Row extends object>(
   const parameters = new Array<unknown>(rows.length * columns.length);
   let i = 0;
   for (const row of rows) for (const column of columns) parameters[i++] = (row as Record<string, unknown>)[column] ?? null;
-  const tuple = `(${columns.map(() => "?").join(", ")})`;
-  let text = `insert into ${quoteName(table)} (${columns.map(quoteName).join(", ")}) values ${new Array<string>(rows.length).fill(tuple).join(", ")}`;
+  let text = rows.length === 1 ? singleRowInsert(table, columns) : insertText(table, columns, rows.length);
   if (options.onDuplicateKeyUpdate?.length) {
     const { onlyIf } = options;
     const assign = (c: string) => (onlyIf ? `if(${onlyIf}, values(${c}), ${c})` : `values(${c})`);
@@ -223,6 +222,25 @@ export async function insertRows<Row extends object>(
   }
   if (options.deferred) await deferWrite(db, { sql: text, parameters });
   else await db.executeQuery(CompiledQuery.raw(text, parameters));
+}
+
+function insertText(table: string, columns: readonly string[], rows: number): string {
+  const tuple = `(${columns.map(() => "?").join(", ")})`;
+  return `insert into ${quoteName(table)} (${columns.map(quoteName).join(", ")}) values ${new Array<string>(rows).fill(tuple).join(", ")}`;
+}
+
+/** singleRowInserts holds the text of each one-row insert seen: the per-call writes (an audit entry, an outbox event, an order) repeat a few. */
+const singleRowInserts = new Map<string, string>();
+
+function singleRowInsert(table: string, columns: readonly string[]): string {
+  const key = `${table} ${columns.join(" ")}`;
+  let text = singleRowInserts.get(key);
+  if (text === undefined) {
+    text = insertText(table, columns, 1);
+    if (singleRowInserts.size >= 1_000) singleRowInserts.clear();
+    singleRowInserts.set(key, text);
+  }
+  return text;
 }
 
 /**

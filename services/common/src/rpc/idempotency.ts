@@ -20,18 +20,21 @@ export interface IdempotentCall<Req extends DescMessage, Res extends DescMessage
 
 const REQUEST_ID_MAX = 128;
 
-/** The claim and the stored response, once per idempotent call: plain statements (runStatement), not built each time. */
+/** The statements of the per-call paths: plain SQL (runStatement), not built by Kysely each time. */
 const CLAIM =
-  "insert into `idempotency_keys` (`merchant_id`, `request_id`, `method`, `request_sha256`, `response`, `created_at`) values (?, ?, ?, ?, null, ?)";
+  "insert into `idempotency_keys` (`merchant_id`, `request_id`, `method`, `request_sha256`, `response`, `created_at`) values (?, ?, ?, ?, ?, ?)";
 const STORE_RESPONSE = "update `idempotency_keys` set `response` = ? where `merchant_id` = ? and `request_id` = ?";
+const FIND_CLAIM = "select `method`, `request_sha256`, `response` from `idempotency_keys` where `merchant_id` = ? and `request_id` = ?";
 
 /**
- * idempotent makes a mutation safe to retry (AIP-155). Inside the caller's
- * transaction it first claims (merchant, request_id); a concurrent duplicate
- * blocks on that row until the first commits, then finds it. A claimed key
- * with the same request fingerprint returns the stored response; a different
- * fingerprint fails with REQUEST_ID_MISMATCH. If the mutation fails, the
- * claim rolls back with it, so a retry runs the mutation again.
+ * idempotent makes a mutation safe to retry (AIP-155) inside a transaction
+ * the caller runs. It first claims (merchant, request_id); a concurrent
+ * duplicate blocks on that row until the first commits, then finds it. A
+ * claimed key with the same request fingerprint returns the stored response;
+ * a different fingerprint fails with REQUEST_ID_MISMATCH. If the mutation
+ * fails, the claim rolls back with it, so a retry runs the mutation again.
+ * (idempotentMutation, which runs the transaction itself, claims at the
+ * COMMIT instead, saving a round trip.)
  */
 export async function idempotent<Req extends DescMessage, Res extends DescMessage>(
   trx: Transaction<CommonTables>,
@@ -39,27 +42,15 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
   run: () => Promise<MessageInitShape<Res>>,
 ): Promise<MessageShape<Res>> {
   if (call.requestId === "") return create(call.responseSchema, await run());
-  if (call.requestId.length > REQUEST_ID_MAX) {
-    throw new InvalidArgumentError([{ field: "request_id", description: `must be at most ${REQUEST_ID_MAX} characters` }]);
-  }
   const fingerprint = requestFingerprint(call);
   try {
-    await runStatement(trx, CLAIM, [call.merchantId, call.requestId, call.method, fingerprint, new Date()]);
+    await runStatement(trx, CLAIM, [call.merchantId, call.requestId, call.method, fingerprint, null, new Date()]);
   } catch (error) {
     if (mysqlErrno(error) !== ER_DUP_ENTRY) throw error;
     // The duplicate is committed (a failed first attempt would have freed the
     // key), and this is the transaction's first consistent read, so a plain
     // read sees it. A locking read here would deadlock racing retries.
-    const row = await trx
-      .selectFrom("idempotency_keys")
-      .select(["method", "request_sha256", "response"])
-      .where("merchant_id", "=", call.merchantId)
-      .where("request_id", "=", call.requestId)
-      .executeTakeFirstOrThrow();
-    if (row.method !== call.method || !row.request_sha256.equals(fingerprint) || row.response === null) {
-      throw new RequestIdMismatchError(call.requestId);
-    }
-    return fromBinary(call.responseSchema, row.response);
+    return replay(call, fingerprint, await findClaim(trx, call));
   }
   const response = create(call.responseSchema, await run());
   // Deferred: the stored response rides with the COMMIT (deferred-writes.ts).
@@ -72,20 +63,80 @@ export async function idempotent<Req extends DescMessage, Res extends DescMessag
 
 /**
  * idempotentMutation runs a mutation as ONE transaction with its idempotency
- * claim: the claim, the mutation's writes, its audit entries and outbox
- * events commit together (a deadlock victim is retried whole).
+ * key (AIP-155): the key with the stored response, the mutation's writes,
+ * its audit entries and outbox events commit together (a deadlock victim is
+ * retried whole). The key is claimed at the COMMIT, where it rides with the
+ * mutation's deferred writes, not by a statement of its own before the
+ * mutation: one round trip fewer per call. So a duplicate runs the mutation
+ * too, and what stops it is the key: a duplicate of a committed call fails
+ * (the key is taken, or the mutation no longer applies, e.g. its etag is
+ * stale) and rolls back; a duplicate racing an uncommitted first attempt
+ * queues on the rows the first holds, or on its key at the COMMIT. Whenever
+ * the transaction fails, a committed key for the request_id answers instead:
+ * the stored response if the fingerprint matches, else REQUEST_ID_MISMATCH.
+ * A failed first attempt commits no key, so a retry runs the mutation again.
  */
-export function idempotentMutation<DB extends CommonTables, Req extends DescMessage, Res extends DescMessage>(
+export async function idempotentMutation<DB extends CommonTables, Req extends DescMessage, Res extends DescMessage>(
   db: Kysely<DB>,
   call: IdempotentCall<Req, Res>,
   run: (trx: Transaction<DB>) => Promise<MessageInitShape<Res>>,
 ): Promise<MessageShape<Res>> {
-  // Transaction<DB> is a Transaction<CommonTables> for every DB with those tables; TypeScript cannot see it for a type parameter.
-  return inTransaction(db, (trx) => idempotent(trx as unknown as Transaction<CommonTables>, call, () => run(trx)));
+  if (call.requestId === "") return inTransaction(db, async (trx) => create(call.responseSchema, await run(trx)));
+  const fingerprint = requestFingerprint(call);
+  try {
+    return await inTransaction(db, async (trx) => {
+      const response = create(call.responseSchema, await run(trx));
+      const stored = Buffer.from(toBinary(call.responseSchema, response));
+      // Deferred, and last: a taken key fails the COMMIT it rides with, and the whole transaction rolls back.
+      await deferWrite(trx, { sql: CLAIM, parameters: [call.merchantId, call.requestId, call.method, fingerprint, stored, new Date()] });
+      return response;
+    });
+  } catch (error) {
+    // A fresh read after the rollback sees the key a concurrent first attempt committed.
+    // Should it fail as well, the mutation's own error is the better answer.
+    const claim = await findClaim(db, call).catch(() => undefined);
+    if (!claim) throw error;
+    return replay(call, fingerprint, claim);
+  }
 }
 
-/** requestFingerprint hashes the method and the request without its request_id, with map keys sorted. */
+interface Claim {
+  method: string;
+  request_sha256: Buffer;
+  response: Buffer | null;
+}
+
+/** findClaim reads a request_id's key, if it is taken. */
+async function findClaim(
+  // biome-ignore lint/suspicious/noExplicitAny: plain SQL on any database with the common tables
+  db: Kysely<any> | Transaction<any>,
+  call: IdempotentCall<DescMessage, DescMessage>,
+): Promise<Claim | undefined> {
+  const { rows } = await runStatement<Claim>(db, FIND_CLAIM, [call.merchantId, call.requestId]);
+  return rows[0];
+}
+
+/** replay answers a duplicate with the stored response of its request_id, or REQUEST_ID_MISMATCH if the key served another request. */
+function replay<Res extends DescMessage>(
+  call: IdempotentCall<DescMessage, Res>,
+  fingerprint: Buffer,
+  claim: Claim | undefined,
+): MessageShape<Res> {
+  if (!claim || claim.method !== call.method || !claim.request_sha256.equals(fingerprint) || claim.response === null) {
+    throw new RequestIdMismatchError(call.requestId);
+  }
+  return fromBinary(call.responseSchema, claim.response);
+}
+
+/**
+ * requestFingerprint hashes the method and the request without its
+ * request_id, with map keys sorted; a request_id too long to store is
+ * INVALID_ARGUMENT.
+ */
 function requestFingerprint<Req extends DescMessage>(call: IdempotentCall<Req, DescMessage>): Buffer {
+  if (call.requestId.length > REQUEST_ID_MAX) {
+    throw new InvalidArgumentError([{ field: "request_id", description: `must be at most ${REQUEST_ID_MAX} characters` }]);
+  }
   const json = toJson(call.requestSchema, call.request) as Record<string, unknown>;
   delete json["requestId"];
   return createHash("sha256").update(call.method).update("\n").update(stableStringify(json)).digest();
