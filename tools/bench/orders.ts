@@ -26,7 +26,8 @@
  * and burst (default 0: unlimited, so the database path is measured; with a
  * limit, a shed buyer waits out RetryInfo and retries). Writes
  * bench-results/orders.json. Exits non-zero on a failed call or an
- * oversell, never on a missed target.
+ * oversell, never on a missed target. BENCH_PROFILE=1 profiles the orders
+ * server and prints where its CPU went (server-process.ts).
  */
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -16,6 +17,7 @@ import {
 } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { freePort, testDatabaseUrl } from "@stockroom/common/testing";
+import { summarizeProfile } from "./profile.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 
@@ -34,7 +36,8 @@ export interface ServerProcess {
  * startServerProcess runs a service entrypoint as its own process, as in
  * production, on a fresh migrated database with one merchant, so a
  * benchmark's client never shares the server's event loop. BENCH_PROFILE=1
- * writes the server's CPU profile to bench-results/profiles/.
+ * writes the server's CPU profile to bench-results/profiles/ and prints its
+ * top self-time functions and packages when the server stops (profile.ts).
  */
 export async function startServerProcess(options: {
   name: string;
@@ -86,9 +89,28 @@ export async function startServerProcess(options: {
     async stop() {
       child.kill("SIGTERM");
       await exited;
+      if (profile.length > 0) printProfile(child.pid!);
       if (!options.shareWith) await dropDatabase(databaseUrl);
     },
   };
+}
+
+/** printProfile prints where the server's CPU went, from the profile it wrote on exit (profile.ts). */
+function printProfile(pid: number): void {
+  const dir = path.join(root, "bench-results", "profiles");
+  const file = readdirSync(dir).find((f) => f.includes(`.${pid}.`) && f.endsWith(".cpuprofile"));
+  if (!file) return;
+  const summary = summarizeProfile(JSON.parse(readFileSync(path.join(dir, file), "utf8")));
+  const share = (n: number) => `    ${n.toFixed(1).padStart(5)}%  `;
+  console.log(
+    [
+      `\nserver CPU profile ${path.join("bench-results", "profiles", file)} (${summary.totalMs.toFixed(0)} ms sampled), by self time:`,
+      "  functions:",
+      ...summary.functions.slice(0, 12).map((f) => `${share(f.share)}${f.name} ${f.where}`),
+      "  packages and files:",
+      ...summary.places.slice(0, 12).map((p) => `${share(p.share)}${p.place}`),
+    ].join("\n"),
+  );
 }
 
 async function waitServing(url: string, exited: Promise<number | null>): Promise<void> {
