@@ -14,7 +14,7 @@ import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
-import type { StagedItem } from "../src/domain.ts";
+import { CHUNK_FORMAT, ROW_FORMAT, type StagedItem } from "../src/domain.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { parseBulkFile, type ParsedLine } from "../src/parse/index.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
@@ -249,5 +249,54 @@ test.serial(
       .execute();
     t.is(brands.length, 20);
     t.is(brands.filter((b) => b.brand !== null).length, 10, "every format-2 item kept its brand");
+  },
+);
+
+test.serial(
+  "format 3 (compact): a worker of format 2 passes its chunks on without applying one, a format-3 worker applies them once",
+  async (t) => {
+    const q = queueFor("compact");
+    await ensureChunkQueue(nats.jsm, q);
+    const items = Array.from({ length: 20 }, (_, i) => item(`CMP-${i}`, i % 2 === 0 ? { brand: `B${i}` } : {}));
+    const { ref, formats } = await stage(items, 5, CHUNK_FORMAT);
+    t.deepEqual(formats, [3, 3, 3, 3]);
+    const staged = await db
+      .selectFrom("bulk_job_items")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("job_id", "=", ref.jobId)
+      .executeTakeFirstOrThrow();
+    t.is(Number(staged.n), 0, "the lines are in the ledger rows, not a row each");
+    const old = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0, maxFormat: ROW_FORMAT });
+    t.teardown(() => old.stop());
+    await topUp(db, nats, q, ref);
+    await waitFor(
+      "hand-backs",
+      async () => {
+        const rows = await db.selectFrom("bulk_job_chunks").select(["attempt", "state"]).where("job_id", "=", ref.jobId).execute();
+        return rows.every((r) => r.attempt >= 1 && r.state === "queued") || undefined;
+      },
+      30_000,
+    );
+    t.is(await db.selectFrom("products").select("sku").where("sku", "like", "CMP-%").executeTakeFirst(), undefined);
+    const newer = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0 });
+    t.teardown(() => newer.stop());
+    const job = await waitFor(
+      "the job to end",
+      async () => {
+        const j = await findJob(db, merchantId, ref.jobId);
+        return j?.state === "succeeded" ? j : undefined;
+      },
+      60_000,
+    );
+    t.deepEqual([Number(job.applied_items), Number(job.failed_items)], [20, 0]);
+    const brands = await db
+      .selectFrom("products")
+      .select(["sku", "brand", "version"])
+      .where("merchant_id", "=", merchantId)
+      .where("sku", "like", "CMP-%")
+      .execute();
+    t.is(brands.length, 20);
+    t.true(brands.every((b) => Number(b.version) === 1));
+    t.is(brands.filter((b) => b.brand !== null).length, 10, "format 3 holds the format-2 fields");
   },
 );
