@@ -76,7 +76,7 @@ export interface WholeFile {
 }
 
 /** readWholeFile hashes and measures a file held in full (a completed upload), in one pass. */
-export async function readWholeFile(source: AsyncIterable<Uint8Array>): Promise<WholeFile> {
+export async function readWholeFile(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WholeFile> {
   const hash = createHash("sha256");
   let size = 0;
   let lines = 1;
