@@ -9,7 +9,7 @@
  * applied → rollback_queued → rolled_back (or failed).
  */
 import type { ExpressionBuilder } from "kysely";
-import { deleteInBatches } from "@stockroom/common/db";
+import { deferWrite, deleteInBatches } from "@stockroom/common/db";
 import type { ChunkRef, JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobChunkRow, BulkTables, BulkTx } from "./store.ts";
 
@@ -66,7 +66,9 @@ export function lockChunk(trx: BulkTx, ref: ChunkRef) {
 /**
  * setChunkState moves a chunk the transaction holds locked (lockChunk) to
  * its next state; an applied format-3 chunk records the versions its lines
- * reached (items.ts).
+ * reached (items.ts). Deferred (deferred-writes.ts): the row is locked, so
+ * the update cannot miss, and it travels with the transaction's next
+ * statement.
  */
 export async function setChunkState(
   trx: BulkTx,
@@ -76,7 +78,7 @@ export async function setChunkState(
   error?: string,
   appliedVersions?: (number | null)[],
 ): Promise<void> {
-  await trx
+  const update = trx
     .updateTable("bulk_job_chunks")
     .set(
       state === "rolled_back"
@@ -91,7 +93,8 @@ export async function setChunkState(
     .where("merchant_id", "=", ref.merchantId)
     .where("job_id", "=", ref.jobId)
     .where("chunk_no", "=", ref.chunkNo)
-    .execute();
+    .compile();
+  await deferWrite(trx, update);
 }
 
 /** cancelChunks makes sure none of a job's chunks is ever applied. */
