@@ -183,6 +183,17 @@ test("the new fields merge like the others: an item that changes none is UNCHANG
   t.deepEqual(row, { brand: "Acme", compare_at_minor: null, weight_grams: 0, currency: "USD" });
 });
 
+/** succeeded waits for a job to succeed and returns it. */
+const succeeded = (jobId: string) =>
+  waitFor(
+    "the job to end",
+    async () => {
+      const j = await findJob(db, merchantId, jobId);
+      return j?.state === "succeeded" ? j : undefined;
+    },
+    60_000,
+  );
+
 function queueFor(name: string): QueueConfig {
   const q = {
     ...DEFAULT_QUEUE,
@@ -231,14 +242,7 @@ test.serial(
     t.deepEqual(await chunkStates(), ["applied", "queued", "applied", "queued"], "the old worker applied no format-2 chunk");
     const newer = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0 });
     t.teardown(() => newer.stop());
-    const job = await waitFor(
-      "the job to end",
-      async () => {
-        const j = await findJob(db, merchantId, ref.jobId);
-        return j?.state === "succeeded" ? j : undefined;
-      },
-      60_000,
-    );
+    const job = await succeeded(ref.jobId);
     t.is(Number(job.applied_items), 20);
     t.is(Number(job.failed_items), 0);
     const brands = await db
@@ -280,14 +284,7 @@ test.serial(
     t.is(await db.selectFrom("products").select("sku").where("sku", "like", "CMP-%").executeTakeFirst(), undefined);
     const newer = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0 });
     t.teardown(() => newer.stop());
-    const job = await waitFor(
-      "the job to end",
-      async () => {
-        const j = await findJob(db, merchantId, ref.jobId);
-        return j?.state === "succeeded" ? j : undefined;
-      },
-      60_000,
-    );
+    const job = await succeeded(ref.jobId);
     t.deepEqual([Number(job.applied_items), Number(job.failed_items)], [20, 0]);
     const brands = await db
       .selectFrom("products")
