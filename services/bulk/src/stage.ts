@@ -67,8 +67,9 @@ function gate(line: ParsedLine, maxFormat: number): ParsedLine {
 
 /**
  * stageLines moves a job to VALIDATING, stores every line of it and returns
- * its counts. Parsing the next batch overlaps with writing the previous one (one write in flight),
- * so the parser's CPU and the database's run side by side.
+ * its counts. Parsing the next batch overlaps with writing the previous one
+ * (one write in flight), so the parser's CPU and the database's run side by
+ * side.
  */
 export async function stageLines(db: BulkDb, ref: JobRef, lines: AsyncIterable<ParsedLine>, options: StageOptions): Promise<StageResult> {
   await inTransaction(db, (trx) => moveJob(trx, ref, "validating", new Date()));
