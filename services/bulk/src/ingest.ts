@@ -47,6 +47,8 @@ export interface IngestLimits {
   chunkFormat: number;
   /** Same content + options within this window returns the existing job. */
   dedupeWindowMs: number;
+  /** Publish a file's chunks as they are staged when the whole file is at hand (see the module comment; BULK_APPLY_WHILE_STAGING). */
+  applyWhileStaging: boolean;
 }
 
 export const DEFAULT_LIMITS: IngestLimits = {
@@ -55,6 +57,7 @@ export const DEFAULT_LIMITS: IngestLimits = {
   chunkSize: 1000,
   chunkFormat: CHUNK_FORMAT,
   dedupeWindowMs: 24 * 60 * 60 * 1000,
+  applyWhileStaging: true,
 };
 
 export interface IngestDeps {
@@ -146,6 +149,7 @@ export async function ingest(
   const { nats } = deps;
   // See the module comment: whatever could still discard the job or fail the file as a whole is settled first.
   const overlap =
+    limits.applyWhileStaging &&
     whole !== undefined && nats !== undefined && !options.dryRun && whole.size <= limits.maxBytes && whole.lines <= limits.maxItems;
   if (overlap) {
     const settled = (await claim(whole.sha256, whole.size)) ?? (await duplicate(whole.sha256));
