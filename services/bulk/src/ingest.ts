@@ -150,7 +150,11 @@ export async function ingest(
   // See the module comment: whatever could still discard the job or fail the file as a whole is settled first.
   const overlap =
     limits.applyWhileStaging &&
-    whole !== undefined && nats !== undefined && !options.dryRun && whole.size <= limits.maxBytes && whole.lines <= limits.maxItems;
+    whole !== undefined &&
+    nats !== undefined &&
+    !options.dryRun &&
+    whole.size <= limits.maxBytes &&
+    whole.lines <= limits.maxItems;
   if (overlap) {
     const settled = (await claim(whole.sha256, whole.size)) ?? (await duplicate(whole.sha256));
     if (settled) return settled;
