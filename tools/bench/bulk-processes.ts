@@ -10,8 +10,9 @@ import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { BulkFileFormat, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import type { UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import type { Client } from "@connectrpc/connect";
+import { BulkFileFormat, BulkJobState, ConflictPolicy, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import type { BulkJobService, UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { generateBulkFile } from "../gen-bulk-file.ts";
 
 export const root = path.join(import.meta.dirname, "..", "..");
@@ -48,18 +49,43 @@ export async function generateCsv(dir: string, rows: number, seed: number): Prom
 
 type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
 
+/** uploadOptions are the job options both upload paths send: a CSV file, overwrite policy. */
+function uploadOptions(file: string, requestId: string) {
+  return { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.OVERWRITE, fileName: path.basename(file), requestId };
+}
+
 /** uploadRequests is UploadBulkFile's request stream for a CSV file (overwrite policy); onLastByte runs once the file is read. */
 export async function* uploadRequests(file: string, requestId: string, onLastByte?: () => void): AsyncIterable<UploadRequest> {
-  yield {
-    payload: {
-      case: "options",
-      value: { format: BulkFileFormat.CSV, conflictPolicy: ConflictPolicy.OVERWRITE, fileName: path.basename(file), requestId },
-    },
-  };
+  yield { payload: { case: "options", value: uploadOptions(file, requestId) } };
   for await (const chunk of createReadStream(file, { highWaterMark: 64 * 1024 })) {
     yield { payload: { case: "chunk", value: chunk as Buffer } };
   }
   onLastByte?.();
+}
+
+/** PART_BYTES is the part size of resumable uploads, as the dashboard sends them. */
+const PART_BYTES = 1024 * 1024;
+
+/**
+ * uploadInParts uploads a CSV file as the SDK and the dashboard do by
+ * default: CreateUpload, AppendUploadPart of 1 MiB parts one after the
+ * other, CompleteUpload; onLastByte runs once the last part is committed.
+ */
+export async function uploadInParts(
+  client: Client<typeof BulkJobService>,
+  file: string,
+  requestId: string,
+  onLastByte?: () => void,
+): Promise<BulkJob | undefined> {
+  const size = statSync(file).size;
+  const { upload } = await client.createUpload({ options: uploadOptions(file, requestId), expectedSize: BigInt(size) });
+  let offset = 0;
+  for await (const part of createReadStream(file, { highWaterMark: PART_BYTES })) {
+    await client.appendUploadPart({ uploadId: upload!.id, offset: BigInt(offset), data: part as Buffer });
+    offset += (part as Buffer).length;
+  }
+  onLastByte?.();
+  return (await client.completeUpload({ uploadId: upload!.id, totalSize: BigInt(size) })).job;
 }
 
 /**

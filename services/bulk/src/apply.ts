@@ -2,15 +2,15 @@
  * Applying one chunk of a bulk job: ONE transaction that locks the chunk's
  * ledger row and its products, writes the changed products through the
  * catalog's product-write port (with their audit entries and outbox events),
- * records each item's outcome, marks the chunk applied and advances the
- * job. A redelivered chunk finds its ledger row already applied and
+ * records each item's outcome (items.ts: in format 3 a row only for the
+ * items that did not apply), marks the chunk applied and advances the job. A redelivered chunk finds its ledger row already applied and
  * changes nothing.
  */
 import { lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog";
-import { inTransaction, jsonColumn } from "@stockroom/common/db";
+import { inTransaction } from "@stockroom/common/db";
 import { lockChunk, setChunkState } from "./chunks.ts";
-import { CHUNK_FORMAT, FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState, type StagedItem } from "./domain.ts";
-import { chunkItems, failPendingItems, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
+import { CHUNK_FORMAT, FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState } from "./domain.ts";
+import { compact, failPendingItems, pendingLines, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
 import { chunksAllDone, countChunk, findJob, moveJob, type ChunkCounts } from "./jobs.ts";
 import type { BulkDb, BulkTx } from "./store.ts";
 
@@ -50,7 +50,7 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
         return { noop: true, counts, jobState: job.state };
       }
 
-      const items = await chunkItems(trx, ref, chunk, "pending");
+      const items = await pendingLines(trx, ref, chunk);
       const current = await lockProducts(
         trx,
         ref.merchantId,
@@ -61,9 +61,7 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
       const applied: ItemOutcomeRow[] = [];
       const outcomes: ItemOutcomeRow[] = [];
       for (const item of items) {
-        const before = current.get(item.sku);
-        const staged = item.staged_version === null ? null : Number(item.staged_version);
-        const merge = mergeItem(before, jsonColumn<StagedItem>(item.payload), staged, job.conflict_policy, now);
+        const merge = mergeItem(current.get(item.sku), item.item, item.staged_version, job.conflict_policy, now);
         counts[merge.outcome]++;
         const row: ItemOutcomeRow = { line_no: item.line_no, sku: item.sku, outcome: merge.outcome, errors: null, product_version: null };
         switch (merge.outcome) {
@@ -98,8 +96,19 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
         now,
       );
       for (const [i, product] of written.entries()) applied[i]!.product_version = product.version;
-      await writeOutcomes(trx, ref, outcomes);
-      await setChunkState(trx, ref, "applied", now);
+      if (compact(chunk)) {
+        // Applied lines keep their version in the ledger row; only the others get an outcome row.
+        await writeOutcomes(
+          trx,
+          ref,
+          outcomes.filter((o) => o.outcome !== "applied"),
+        );
+        const versions = outcomes.map((o) => (o.outcome === "applied" ? o.product_version : null));
+        await setChunkState(trx, ref, "applied", now, undefined, versions);
+      } else {
+        await writeOutcomes(trx, ref, outcomes);
+        await setChunkState(trx, ref, "applied", now);
+      }
       const jobState = await advanceJob(trx, ref, counts, now);
       return { noop: false, counts, jobState };
     },
@@ -109,11 +118,13 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
 
 /**
  * advanceJob adds a finished chunk's counts to its job and moves the job on:
- * to RUNNING after its first chunk, to its final state after its last.
+ * to RUNNING after its first chunk, to its final state after its last. A
+ * chunk applied while its job is still being staged (VALIDATING: the chunk
+ * count is not known yet) only adds its counts; finishStaging moves the job.
  */
 async function advanceJob(trx: BulkTx, ref: ChunkRef, counts: ChunkCounts, now: Date): Promise<JobState> {
   const job = await countChunk(trx, ref, counts, now);
-  if (FINAL_STATES.has(job.state) || job.state === "rolling_back") return job.state;
+  if (FINAL_STATES.has(job.state) || job.state === "rolling_back" || job.state === "validating") return job.state;
   if (job.chunks_done >= job.chunk_count) {
     const final = outcomeState({
       invalid: Number(job.invalid_items),

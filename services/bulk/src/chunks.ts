@@ -9,7 +9,7 @@
  * applied → rollback_queued → rolled_back (or failed).
  */
 import type { ExpressionBuilder } from "kysely";
-import { deleteInBatches } from "@stockroom/common/db";
+import { deferWrite, deleteInBatches } from "@stockroom/common/db";
 import type { ChunkRef, JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobChunkRow, BulkTables, BulkTx } from "./store.ts";
 
@@ -18,12 +18,17 @@ export type ChunkState = BulkJobChunkRow["state"];
 /** PENDING are the chunk states that wait for a worker: applying, or reverting a rollback. */
 export const PENDING: readonly ChunkState[] = ["queued", "rollback_queued"];
 
-/** insertChunk records a staged chunk of the given format (domain.ts CHUNK_FORMAT), queued and not yet published. */
+/**
+ * insertChunk records a staged chunk of the given format (domain.ts
+ * CHUNK_FORMAT), queued and not yet published; a format-3 chunk carries its
+ * encoded lines (items.ts encodeChunkItems).
+ */
 export async function insertChunk(
   trx: BulkTx,
   ref: ChunkRef,
   lines: { first: number; last: number; count: number },
   format: number,
+  items: Buffer | null = null,
 ): Promise<void> {
   await trx
     .insertInto("bulk_job_chunks")
@@ -40,6 +45,8 @@ export async function insertChunk(
       published_at: null,
       applied_at: null,
       error: "",
+      items,
+      applied_versions: null,
     })
     .execute();
 }
@@ -56,21 +63,38 @@ export function lockChunk(trx: BulkTx, ref: ChunkRef) {
     .executeTakeFirst();
 }
 
-/** setChunkState moves a chunk the transaction holds locked (lockChunk) to its next state. */
+/**
+ * setChunkState moves a chunk the transaction holds locked (lockChunk) to
+ * its next state; an applied format-3 chunk records the versions its lines
+ * reached (items.ts). Deferred (deferred-writes.ts): the row is locked, so
+ * the update cannot miss, and it travels with the transaction's next
+ * statement.
+ */
 export async function setChunkState(
   trx: BulkTx,
   ref: ChunkRef,
   state: "applied" | "cancelled" | "failed" | "rolled_back",
   now: Date,
   error?: string,
+  appliedVersions?: (number | null)[],
 ): Promise<void> {
-  await trx
+  const update = trx
     .updateTable("bulk_job_chunks")
-    .set(state === "rolled_back" ? { state } : { state, applied_at: now, error: error ?? "" })
+    .set(
+      state === "rolled_back"
+        ? { state }
+        : {
+            state,
+            applied_at: now,
+            error: error ?? "",
+            ...(appliedVersions ? { applied_versions: JSON.stringify(appliedVersions) } : {}),
+          },
+    )
     .where("merchant_id", "=", ref.merchantId)
     .where("job_id", "=", ref.jobId)
     .where("chunk_no", "=", ref.chunkNo)
-    .execute();
+    .compile();
+  await deferWrite(trx, update);
 }
 
 /** cancelChunks makes sure none of a job's chunks is ever applied. */

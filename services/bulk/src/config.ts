@@ -30,6 +30,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
       maxBytes: readInt(env, "BULK_MAX_BYTES", DEFAULT_LIMITS.maxBytes, 1, 64 * 1024 ** 3),
       chunkSize: readInt(env, "BULK_CHUNK_SIZE", DEFAULT_LIMITS.chunkSize, 1, 10_000),
       chunkFormat: readInt(env, "BULK_CHUNK_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
+      applyWhileStaging: readInt(env, "BULK_APPLY_WHILE_STAGING", 1, 0, 1) === 1,
     },
     queue: {
       ...DEFAULT_QUEUE,

@@ -87,16 +87,23 @@ export function outcomeState(counts: { invalid: number; conflict: number; failed
 export type StagedItem = BulkItem;
 
 /**
- * Chunk formats: what a staged chunk's items may hold. A worker applies only
- * the formats it knows (up to its newest), and leaves a newer one for a newer
- * worker, so during a rolling deploy an old worker never applies an item
- * whose fields it would drop. Format 1: sku, title, description, price,
- * currency, stock, status, attributes. Format 2 (2026-12) adds gtin, brand,
- * compare_at_price and weight_grams. A chunk is staged in the oldest format
- * that holds its items, so old workers keep applying files that use none of
- * the new fields.
+ * Chunk formats: what a staged chunk's items may hold and where they are
+ * kept. A worker applies only the formats it knows (up to its newest), and
+ * leaves a newer one for a newer worker, so during a rolling deploy an old
+ * worker never applies an item whose fields it would drop, or misses items
+ * kept where it does not look. Format 1: sku, title, description, price,
+ * currency, stock, status, attributes, one bulk_job_items row per line.
+ * Format 2 (2026-12) adds gtin, brand, compare_at_price and weight_grams.
+ * Formats 1 and 2 are staged in the oldest one that holds a chunk's items,
+ * so old workers keep applying files that use none of the new fields.
+ * Format 3 (compact, 2026-12) holds every field, and keeps a chunk's items
+ * in its ledger row: bulk_job_items then has rows only for the lines that
+ * did not apply (items.ts), a thousandth of the rows for a clean file.
  */
-export const CHUNK_FORMAT = 2;
+export const CHUNK_FORMAT = 3;
+
+/** ROW_FORMAT is the newest format that stages a bulk_job_items row per line (what BULK_CHUNK_FORMAT=2 keeps during a roll). */
+export const ROW_FORMAT = 2;
 
 /** FORMAT_2_FIELDS are the item fields format 2 added, with their file columns. */
 const FORMAT_2_FIELDS = { gtin: "gtin", brand: "brand", compareAtMinor: "compare_at_price", weightGrams: "weight_grams" } as const;
@@ -108,7 +115,7 @@ export function format2Columns(item: StagedItem): string[] {
     .map(([, column]) => column);
 }
 
-/** itemFormat is the oldest chunk format that can hold the item. */
+/** itemFormat is the oldest row-staged chunk format (1 or 2) that can hold the item. */
 export function itemFormat(item: StagedItem): number {
   return format2Columns(item).length > 0 ? 2 : 1;
 }

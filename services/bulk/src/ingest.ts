@@ -13,6 +13,14 @@
  * is kept. Without a request_id, the same merchant uploading the same
  * content with the same options within the dedupe window gets the existing
  * job.
+ *
+ * Applying overlaps staging when the whole file is at hand before staging
+ * starts (a completed resumable upload, WholeFile): its request_id is bound
+ * and duplicates are looked for first, a file past the size or item limit
+ * (counted in lines) is left to fail as a whole as before, and each chunk
+ * is published as soon as it is staged. A streamed file is only known once
+ * its last byte arrives, and a stream that breaks off must leave nothing
+ * applied, so its chunks are published when staging ends.
  */
 import { createHash } from "node:crypto";
 import { trace } from "@opentelemetry/api";
@@ -27,7 +35,7 @@ import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJ
 import { BulkFileError, parseBulkFile } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
-import { CHUNK_FORMAT } from "./domain.ts";
+import { CHUNK_FORMAT, type JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -39,6 +47,8 @@ export interface IngestLimits {
   chunkFormat: number;
   /** Same content + options within this window returns the existing job. */
   dedupeWindowMs: number;
+  /** Publish a file's chunks as they are staged when the whole file is at hand (see the module comment; BULK_APPLY_WHILE_STAGING). */
+  applyWhileStaging: boolean;
 }
 
 export const DEFAULT_LIMITS: IngestLimits = {
@@ -47,6 +57,7 @@ export const DEFAULT_LIMITS: IngestLimits = {
   chunkSize: 1000,
   chunkFormat: CHUNK_FORMAT,
   dedupeWindowMs: 24 * 60 * 60 * 1000,
+  applyWhileStaging: true,
 };
 
 export interface IngestDeps {
@@ -59,13 +70,34 @@ export interface IngestDeps {
   metrics?: Metrics;
 }
 
-/** ingest stages a file as a job and queues its first chunks; see the module comment. knownSha256 is the content's hash when the caller verified it already. */
+/** WholeFile is what the caller of ingest knows of a file it holds in full (readWholeFile). */
+export interface WholeFile {
+  size: number;
+  sha256: string;
+  /** Newlines + 1: no file has more items than lines. */
+  lines: number;
+}
+
+/** readWholeFile hashes and measures a file held in full (a completed upload), in one pass. */
+export async function readWholeFile(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WholeFile> {
+  const hash = createHash("sha256");
+  let size = 0;
+  let lines = 1;
+  for await (const part of source) {
+    hash.update(part);
+    size += part.length;
+    for (let at = part.indexOf(10); at !== -1; at = part.indexOf(10, at + 1)) lines++;
+  }
+  return { size, sha256: hash.digest("hex"), lines };
+}
+
+/** ingest stages a file as a job and queues its first chunks; see the module comment. whole describes the file when the caller holds it in full. */
 export async function ingest(
   deps: IngestDeps,
   merchantId: string,
   options: UploadOptions,
   source: AsyncIterable<Uint8Array>,
-  knownSha256?: string,
+  whole?: WholeFile,
 ): Promise<BulkJobRow> {
   const { db, limits } = deps;
   const span = trace.getActiveSpan();
@@ -73,7 +105,7 @@ export async function ingest(
     const holder = await findJobByRequestId(db, merchantId, options.requestId);
     if (holder) {
       span?.setAttributes({ "stockroom.bulk.job_id": holder.job_id, "stockroom.bulk.existing": true });
-      return sameRequest(holder, options, () => knownSha256 ?? hashUpTo(source, Number(holder.file_size)));
+      return sameRequest(holder, options, () => whole?.sha256 ?? hashUpTo(source, Number(holder.file_size)));
     }
   }
   // The job starts unbound: claimJobFile binds its request_id with the content once every byte was read.
@@ -96,11 +128,36 @@ export async function ingest(
     for (let r = await next(); !r.done; r = await next()) yield r.value;
   }
   /** claim binds the request_id; if another upload bound it first, this job is discarded and that one answers. */
-  async function claim(sha: string | null): Promise<BulkJobRow | undefined> {
-    const result = await claimJobFile(db, ref, { requestId: options.requestId, fileSize: size, contentSha256: sha });
+  async function claim(sha: string | null, fileSize = size): Promise<BulkJobRow | undefined> {
+    const result = await claimJobFile(db, ref, { requestId: options.requestId, fileSize, contentSha256: sha });
     if (result.claimed) return undefined;
     await discardJob(db, ref);
     return sameRequest(result.holder, options, () => Promise.resolve(sha));
+  }
+  /** duplicate is the merchant's recent job with the same content and options, when there is no request_id; this one is discarded. */
+  async function duplicate(sha: string): Promise<BulkJobRow | undefined> {
+    if (options.requestId !== "") return undefined;
+    const found = await findDuplicateJob(
+      db,
+      ref,
+      { contentSha256: sha, format: options.format, conflictPolicy: options.conflictPolicy, dryRun: options.dryRun },
+      limits.dedupeWindowMs,
+    );
+    if (found) await discardJob(db, ref);
+    return found;
+  }
+  const { nats } = deps;
+  // See the module comment: whatever could still discard the job or fail the file as a whole is settled first.
+  const overlap =
+    limits.applyWhileStaging &&
+    whole !== undefined &&
+    nats !== undefined &&
+    !options.dryRun &&
+    whole.size <= limits.maxBytes &&
+    whole.lines <= limits.maxItems;
+  if (overlap) {
+    const settled = (await claim(whole.sha256, whole.size)) ?? (await duplicate(whole.sha256));
+    if (settled) return settled;
   }
   let staged: StageResult;
   try {
@@ -108,9 +165,21 @@ export async function ingest(
       db,
       ref,
       parseBulkFile(counted(), { format: options.format, maxBytes: limits.maxBytes, maxItems: limits.maxItems }),
-      { chunkSize: limits.chunkSize, stagedVersions: options.conflictPolicy === "skip", maxFormat: limits.chunkFormat },
+      {
+        chunkSize: limits.chunkSize,
+        stagedVersions: options.conflictPolicy === "skip",
+        maxFormat: limits.chunkFormat,
+        onChunk: overlap ? () => publishStaged(db, nats, deps.queue, ref) : undefined,
+      },
     );
   } catch (error) {
+    if (overlap && !(error instanceof BulkFileError)) {
+      // Chunks may have applied already: the job stays, failed, with what it applied (it can be rolled back).
+      await failJob(db, ref, `staging stopped: ${error instanceof Error ? error.message : String(error)}`.slice(0, 1000), size).catch(
+        () => {},
+      );
+      throw error;
+    }
     if (!(error instanceof BulkFileError)) {
       // The stream broke off (or the server failed) before the end of the file: nothing of it is kept and its
       // request_id stays free, so the upload can be sent again under the same id.
@@ -134,20 +203,10 @@ export async function ingest(
     await failJob(db, ref, `${error.code}: ${error.message}`.slice(0, 1000), size);
     return (await findJob(db, merchantId, jobId))!;
   }
-  const sha = hash.digest("hex");
-  const holder = await claim(sha);
-  if (holder) return holder;
-  if (options.requestId === "") {
-    const duplicate = await findDuplicateJob(
-      db,
-      ref,
-      { contentSha256: sha, format: options.format, conflictPolicy: options.conflictPolicy, dryRun: options.dryRun },
-      limits.dedupeWindowMs,
-    );
-    if (duplicate) {
-      await discardJob(db, ref);
-      return duplicate;
-    }
+  if (!overlap) {
+    const sha = hash.digest("hex");
+    const settled = (await claim(sha)) ?? (await duplicate(sha));
+    if (settled) return settled;
   }
   await finishStaging(db, ref, staged, options.dryRun);
   if (deps.metrics) bulkMetrics(deps.metrics.registry).items.inc({ outcome: "invalid" }, staged.invalid);
@@ -156,8 +215,17 @@ export async function ingest(
     "stockroom.bulk.items.invalid": staged.invalid,
     "stockroom.bulk.chunks": staged.chunks,
   });
-  if (deps.nats && !options.dryRun) await topUp(db, deps.nats, deps.queue, ref);
+  if (nats && !options.dryRun) await topUp(db, nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;
+}
+
+/**
+ * publishStaged tops the job's window up as a chunk is staged. A publish
+ * that fails does not stop staging: the chunk waits in the ledger for the
+ * top-up at the end of staging, a worker's, or the reconciler.
+ */
+async function publishStaged(db: BulkDb, nats: NatsDeps, queue: QueueConfig, ref: JobRef): Promise<void> {
+  await topUp(db, nats, queue, ref).catch(() => {});
 }
 
 /**

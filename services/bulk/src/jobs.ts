@@ -7,7 +7,7 @@
  * parallel and hold the job row only from their update to their commit.
  */
 import type { Expression, ExpressionBuilder, SqlBool } from "kysely";
-import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
+import { deferWrite, ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
 import { serializeTraceContext } from "@stockroom/common/observe";
 import { newUlid } from "@stockroom/common";
 import { FINAL_STATES, statesInto, type ConflictPolicy, type JobRef, type JobState } from "./domain.ts";
@@ -229,9 +229,14 @@ const COUNTER_COLUMNS = {
  * countChunk adds a finished chunk's counts to its job and counts the chunk
  * done (relative updates: the row is locked only from here to commit), and
  * returns the job as it is then, for the caller to decide whether it ended.
+ * Every chunk transaction of a job takes this row lock last, so how long it
+ * is held is what chunks applied in parallel queue on: the update is
+ * deferred (deferred-writes.ts) and travels with the read of the job in one
+ * round trip, which leaves that read and the COMMIT inside the lock. (It
+ * always matches: a job's row outlives its chunks.)
  */
 export async function countChunk(trx: BulkTx, ref: JobRef, counts: ChunkCounts, now: Date, error?: string): Promise<BulkJobRow> {
-  await trx
+  const update = trx
     .updateTable("bulk_jobs")
     .set((eb) => ({
       ...Object.fromEntries(
@@ -246,7 +251,8 @@ export async function countChunk(trx: BulkTx, ref: JobRef, counts: ChunkCounts, 
     }))
     .where("merchant_id", "=", ref.merchantId)
     .where("job_id", "=", ref.jobId)
-    .execute();
+    .compile();
+  await deferWrite(trx, update);
   return (await findJob(trx, ref.merchantId, ref.jobId))!;
 }
 

@@ -2,10 +2,10 @@
  * Retention. Three kinds of rows only matter for a while:
  * - idempotency keys (AIP-155 promises at least 24 h; kept 48 h by default),
  * - resumable uploads past their expiry, with their stored parts,
- * - the per-item details of jobs that ended long ago (staging rows and
- *   outcomes, the bulk of a job's footprint: about 500 bytes per item). The
- *   job row and its counters stay; its item listing then answers that the
- *   details have expired.
+ * - the per-item details of jobs that ended long ago (the chunk ledger with
+ *   its staged lines, and the outcome rows: the bulk of a job's footprint).
+ *   The job row and its counters stay; its item listing then answers that
+ *   the details have expired.
  * Deletes go in small batches so no statement holds locks for long, and each
  * upload's and job's rows are deleted by merchant-leading key. Finding what
  * expired is a maintenance scan over all merchants: it runs against each

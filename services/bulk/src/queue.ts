@@ -128,29 +128,44 @@ async function publishChunk(
  * topUp publishes a job's next unpublished chunks until `window` of them are
  * in flight. Each chunk is claimed in MySQL first (published_at set where it
  * was NULL), so concurrent callers never publish one chunk twice; a crash
- * between claim and publish is healed by the reconciler.
+ * between claim and publish is healed by the reconciler. Callers race: every
+ * worker that finishes a chunk tops its job up, and (while a job is staged)
+ * so does ingest. A caller that loses a claim looks again, with the window
+ * counted afresh, instead of leaving its free slots empty: otherwise
+ * simultaneous finishes shrink the job's chunks in flight below the window,
+ * more often the more workers there are.
  */
 export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { merchantId: string; jobId: string }): Promise<number> {
-  const free = q.window - (await countPublished(db, job));
-  if (free <= 0) return 0;
-  const next = await nextUnpublished(db, job, free);
   let published = 0;
-  for (const chunk of next) {
-    const ref = { ...job, chunkNo: chunk.chunk_no };
-    if (!(await claimForPublish(db, ref))) continue;
-    try {
-      await publishChunk(nats, q, ref, chunk);
-    } catch (error) {
-      // The message may not have reached the stream (a publish that timed out under load did not, in
-      // tests): hand the chunk back so the next top-up publishes it instead of waiting for the
-      // reconciler. A copy that did get stored has the same message id and is dropped as a duplicate.
-      await releaseClaim(db, ref, chunk.attempt);
-      throw error;
+  for (let round = 0; round < TOP_UP_ROUNDS; round++) {
+    const free = q.window - (await countPublished(db, job));
+    if (free <= 0) break;
+    const next = await nextUnpublished(db, job, free);
+    let lost = false;
+    for (const chunk of next) {
+      const ref = { ...job, chunkNo: chunk.chunk_no };
+      if (!(await claimForPublish(db, ref))) {
+        lost = true;
+        continue;
+      }
+      try {
+        await publishChunk(nats, q, ref, chunk);
+      } catch (error) {
+        // The message may not have reached the stream (a publish that timed out under load did not, in
+        // tests): hand the chunk back so the next top-up publishes it instead of waiting for the
+        // reconciler. A copy that did get stored has the same message id and is dropped as a duplicate.
+        await releaseClaim(db, ref, chunk.attempt);
+        throw error;
+      }
+      published++;
     }
-    published++;
+    if (!lost) break;
   }
   return published;
 }
+
+/** TOP_UP_ROUNDS bounds how often one top-up looks again after losing claims to concurrent callers. */
+const TOP_UP_ROUNDS = 3;
 
 /**
  * reconcile heals what a crash or a lost message left behind: every queued

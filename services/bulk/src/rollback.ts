@@ -22,7 +22,7 @@ import { inTransaction, jsonColumn } from "@stockroom/common/db";
 import { PreconditionError } from "@stockroom/common";
 import { failRollbackOf, lockChunk, queueForRollback, setChunkState } from "./chunks.ts";
 import { canMove, type ChunkRef, type ConflictPolicy, type JobRef } from "./domain.ts";
-import { chunkItems, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
+import { appliedLines, compact, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
 import { chunksAllDone, countChunk, findJob, moveJob } from "./jobs.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 
@@ -65,7 +65,7 @@ export async function rollbackChunk(
     const chunk = await lockChunk(trx, ref);
     if (chunk?.state !== "rollback_queued") return { noop: true, rolledBack: 0, conflict: 0 };
     const job = (await findJob(trx, ref.merchantId, ref.jobId))!;
-    const items = await chunkItems(trx, ref, chunk, "applied");
+    const items = await appliedLines(trx, ref, chunk);
     const skus = items.map((i) => i.sku);
     const audit = new Map(
       (skus.length === 0
@@ -86,7 +86,7 @@ export async function rollbackChunk(
     for (const item of items) {
       const cur = current.get(item.sku);
       const entry = audit.get(item.sku);
-      const changedSince = !cur || cur.version !== Number(item.product_version);
+      const changedSince = !cur || cur.version !== item.product_version;
       if (!cur || !entry || (changedSince && job.rollback_policy !== "overwrite")) {
         outcomes.push({
           line_no: item.line_no,
@@ -115,7 +115,8 @@ export async function rollbackChunk(
       writes,
       now,
     );
-    await writeOutcomes(trx, ref, outcomes);
+    // A format-3 chunk's rolled-back lines read as such from the chunk's state (items.ts): only conflicts get rows.
+    await writeOutcomes(trx, ref, compact(chunk) ? outcomes.filter((o) => o.outcome !== "rolled_back") : outcomes);
     const rolledBack = outcomes.filter((o) => o.outcome === "rolled_back").length;
     const conflict = outcomes.length - rolledBack;
     await setChunkState(trx, ref, "rolled_back", now);

@@ -13,6 +13,7 @@ import { inTransaction } from "@stockroom/common/db";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
 import { FINAL_STATES, type ConflictPolicy as PolicyName } from "./domain.ts";
+import { listItems } from "./items.ts";
 import { findJob, listJobs, moveJob } from "./jobs.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
@@ -179,14 +180,7 @@ function outcomeFilter(outcomes: BulkItemOutcome[]): ItemOutcomeName[] | undefin
 }
 
 function itemsPage(db: BulkDb, job: BulkJobRow, outcomes: ItemOutcomeName[] | undefined, afterLine: number, limit: number) {
-  let q = db
-    .selectFrom("bulk_job_items")
-    .select(["line_no", "sku", "outcome", "errors", "product_version"])
-    .where("merchant_id", "=", job.merchant_id)
-    .where("job_id", "=", job.job_id)
-    .where("line_no", ">", afterLine);
-  if (outcomes) q = q.where("outcome", "in", outcomes);
-  return q.orderBy("line_no").limit(limit).execute();
+  return listItems(db, { merchantId: job.merchant_id, jobId: job.job_id }, outcomes, afterLine, limit);
 }
 
 /** itemsKept passes a job whose per-item details are still kept (prune.ts removes them after a retention period). */

@@ -1,5 +1,4 @@
 /** BulkJobService calls that change jobs: files streamed in one call or in resumable parts, and rollback. */
-import { createHash } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -14,7 +13,7 @@ import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/s
 import { principalOf } from "@stockroom/common/rpc";
 import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
-import { ingest, type IngestDeps } from "./ingest.ts";
+import { ingest, readWholeFile, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
 import type { BulkJobRow, BulkUploadRow } from "./store.ts";
 import {
@@ -100,22 +99,15 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
         violations.push({ field: "content_sha256", description: "must be 64 lower-case hex digits" });
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);
-      if (req.contentSha256 !== "") {
-        const hash = createHash("sha256");
-        for await (const part of readUpload(db, merchantId, req.uploadId)) hash.update(part);
-        if (hash.digest("hex") !== req.contentSha256) {
-          throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);
-        }
+      // One pass over the stored bytes: the hash checks the client's and binds the job, the line count lets ingest
+      // apply chunks while the rest is staged (ingest.ts).
+      const whole = await readWholeFile(readUpload(db, merchantId, req.uploadId));
+      if (req.contentSha256 !== "" && whole.sha256 !== req.contentSha256) {
+        throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);
       }
       let job: BulkJobRow;
       try {
-        job = await ingest(
-          deps,
-          merchantId,
-          uploadOptions(upload),
-          readUpload(db, merchantId, req.uploadId),
-          req.contentSha256 || undefined,
-        );
+        job = await ingest(deps, merchantId, uploadOptions(upload), readUpload(db, merchantId, req.uploadId), whole);
       } catch (error) {
         // The request_id is bound to another file or other options: nothing of this upload is kept.
         if (error instanceof RequestIdMismatchError) await deleteUpload(db, merchantId, req.uploadId);

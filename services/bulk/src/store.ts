@@ -79,6 +79,10 @@ export interface BulkJobChunkRow {
   published_at: Date | null;
   applied_at: Date | null;
   error: string;
+  /** Format 3: the chunk's staged lines, deflated JSON (items.ts encodeChunkItems); NULL for formats 1 and 2. */
+  items: Buffer | null;
+  /** Format 3, once applied: each staged line's product version when it applied, else null (JSON array in items order). */
+  applied_versions: unknown;
 }
 
 export interface BulkUploadRow {

@@ -1,13 +1,14 @@
 import test from "ava";
 import { sql } from "kysely";
 import { createMerchant } from "@stockroom/common/rpc";
-import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, jsonColumn, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk, failChunk } from "../src/apply.ts";
 import type { BulkDb } from "../src/store.ts";
-import type { StagedItem } from "../src/domain.ts";
+import { CHUNK_FORMAT, type StagedItem } from "../src/domain.ts";
+import { listItems } from "../src/items.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations, type BulkJobRow } from "../src/store.ts";
@@ -45,7 +46,11 @@ async function runJob(
     fileName: "t.csv",
   });
   const ref = { merchantId, jobId };
-  const staged = await stageLines(db, ref, lines(items), { chunkSize: options.chunkSize ?? 1000, stagedVersions: true });
+  const staged = await stageLines(db, ref, lines(items), {
+    chunkSize: options.chunkSize ?? 1000,
+    stagedVersions: true,
+    maxFormat: CHUNK_FORMAT,
+  });
   await finishStaging(db, ref, staged, false);
   await options.beforeApply?.();
   for (let chunkNo = 0; chunkNo < staged.chunks; chunkNo++) await applyChunk(db, { ...ref, chunkNo });
@@ -214,6 +219,7 @@ test.serial("a poison chunk fails its items without blocking the job's other chu
   const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), {
     chunkSize: 10,
     stagedVersions: true,
+    maxFormat: CHUNK_FORMAT,
   });
   await finishStaging(db, ref, staged, false);
   await applyChunk(db, { ...ref, chunkNo: 0 });
@@ -223,6 +229,11 @@ test.serial("a poison chunk fails its items without blocking the job's other chu
   const job = (await findJob(db, merchantId, jobId))!;
   t.is(job.state, "partially_succeeded");
   t.deepEqual([Number(job.applied_items), Number(job.failed_items), job.chunks_done], [20, 10, 3]);
+  const failed = await listItems(db, ref, ["failed"], 0, 100);
+  t.deepEqual(
+    failed.map((i) => [i.sku, jsonColumn<{ code: string }[]>(i.errors)[0]!.code]),
+    Array.from({ length: 10 }, (_, i) => [`POISON-${i + 10}`, "CHUNK_FAILED"]),
+  );
 });
 
 test.serial("request_id makes job creation idempotent", async (t) => {

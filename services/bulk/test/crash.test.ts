@@ -11,6 +11,7 @@ import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
+import { CHUNK_FORMAT } from "../src/domain.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";
@@ -83,7 +84,7 @@ async function stagedJob(prefix: string, n: number, chunkSize: number) {
   await finishStaging(
     db,
     { merchantId, jobId },
-    await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true }),
+    await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true, maxFormat: CHUNK_FORMAT }),
     false,
   );
   return jobId;

@@ -14,7 +14,7 @@ import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
-import type { StagedItem } from "../src/domain.ts";
+import { CHUNK_FORMAT, ROW_FORMAT, type StagedItem } from "../src/domain.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { parseBulkFile, type ParsedLine } from "../src/parse/index.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
@@ -183,6 +183,17 @@ test("the new fields merge like the others: an item that changes none is UNCHANG
   t.deepEqual(row, { brand: "Acme", compare_at_minor: null, weight_grams: 0, currency: "USD" });
 });
 
+/** succeeded waits for a job to succeed and returns it. */
+const succeeded = (jobId: string) =>
+  waitFor(
+    "the job to end",
+    async () => {
+      const j = await findJob(db, merchantId, jobId);
+      return j?.state === "succeeded" ? j : undefined;
+    },
+    60_000,
+  );
+
 function queueFor(name: string): QueueConfig {
   const q = {
     ...DEFAULT_QUEUE,
@@ -231,14 +242,7 @@ test.serial(
     t.deepEqual(await chunkStates(), ["applied", "queued", "applied", "queued"], "the old worker applied no format-2 chunk");
     const newer = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0 });
     t.teardown(() => newer.stop());
-    const job = await waitFor(
-      "the job to end",
-      async () => {
-        const j = await findJob(db, merchantId, ref.jobId);
-        return j?.state === "succeeded" ? j : undefined;
-      },
-      60_000,
-    );
+    const job = await succeeded(ref.jobId);
     t.is(Number(job.applied_items), 20);
     t.is(Number(job.failed_items), 0);
     const brands = await db
@@ -249,5 +253,47 @@ test.serial(
       .execute();
     t.is(brands.length, 20);
     t.is(brands.filter((b) => b.brand !== null).length, 10, "every format-2 item kept its brand");
+  },
+);
+
+test.serial(
+  "format 3 (compact): a worker of format 2 passes its chunks on without applying one, a format-3 worker applies them once",
+  async (t) => {
+    const q = queueFor("compact");
+    await ensureChunkQueue(nats.jsm, q);
+    const items = Array.from({ length: 20 }, (_, i) => item(`CMP-${i}`, i % 2 === 0 ? { brand: `B${i}` } : {}));
+    const { ref, formats } = await stage(items, 5, CHUNK_FORMAT);
+    t.deepEqual(formats, [3, 3, 3, 3]);
+    const staged = await db
+      .selectFrom("bulk_job_items")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("job_id", "=", ref.jobId)
+      .executeTakeFirstOrThrow();
+    t.is(Number(staged.n), 0, "the lines are in the ledger rows, not a row each");
+    const old = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0, maxFormat: ROW_FORMAT });
+    t.teardown(() => old.stop());
+    await topUp(db, nats, q, ref);
+    await waitFor(
+      "hand-backs",
+      async () => {
+        const rows = await db.selectFrom("bulk_job_chunks").select(["attempt", "state"]).where("job_id", "=", ref.jobId).execute();
+        return rows.every((r) => r.attempt >= 1 && r.state === "queued") || undefined;
+      },
+      30_000,
+    );
+    t.is(await db.selectFrom("products").select("sku").where("sku", "like", "CMP-%").executeTakeFirst(), undefined);
+    const newer = await startBulkWorker({ db, nats, queue: q, log, concurrency: 2, reconcileEveryMs: 0 });
+    t.teardown(() => newer.stop());
+    const job = await succeeded(ref.jobId);
+    t.deepEqual([Number(job.applied_items), Number(job.failed_items)], [20, 0]);
+    const brands = await db
+      .selectFrom("products")
+      .select(["sku", "brand", "version"])
+      .where("merchant_id", "=", merchantId)
+      .where("sku", "like", "CMP-%")
+      .execute();
+    t.is(brands.length, 20);
+    t.true(brands.every((b) => Number(b.version) === 1));
+    t.is(brands.filter((b) => b.brand !== null).length, 10, "format 3 holds the format-2 fields");
   },
 );

@@ -45,6 +45,8 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
     api,
     suffix,
     bulk,
+    nats,
+    queue,
     catalog: api.client(CatalogService, api.merchantA),
     /** upload streams options then chunks over UploadBulkFile. */
     upload(options: Record<string, unknown>, chunks: Iterable<Uint8Array>) {

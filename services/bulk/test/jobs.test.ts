@@ -4,7 +4,8 @@ import { commonMigrations, createDatabase, ensureDatabase, inTransaction, migrat
 import { createMerchant } from "@stockroom/common/rpc";
 import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { eventsMigrations } from "@stockroom/events";
-import { canMove, FINAL_STATES, NEXT_STATES, statesInto, type JobState } from "../src/domain.ts";
+import { applyChunk } from "../src/apply.ts";
+import { CHUNK_FORMAT, canMove, FINAL_STATES, NEXT_STATES, statesInto, type JobState } from "../src/domain.ts";
 import { createJob, findJob, moveJob } from "../src/jobs.ts";
 import { finishStaging, stageLines } from "../src/stage.ts";
 import { bulkMigrations, type BulkDb } from "../src/store.ts";
@@ -86,4 +87,44 @@ test("a job cancelled while its file was being staged stays cancelled when stagi
   const job = (await findJob(db, merchantId, ref.jobId))!;
   t.is(job.state, "cancelled", "staging did not overwrite the cancel with QUEUED");
   t.is(await outboxEvents(ref.jobId), 1, "one finished event: the cancel's");
+});
+
+test("chunks applied while their job is staged only count; staging's end moves the job, to its final state if they are all done", async (t) => {
+  for (const applyAll of [true, false]) {
+    const ref = await newJob();
+    const tag = `${ref.jobId.slice(-6)}-${applyAll}`;
+    async function* lines() {
+      yield { line: 2, kind: "valid" as const, item: { sku: `OVL-${tag}-1`, title: "One", priceMinor: 100, currency: "EUR" } };
+      yield { line: 3, kind: "invalid" as const, sku: `OVL-${tag}-2`, errors: [{ field: "price", code: "BAD_NUMBER", message: "x" }] };
+      // A new product without a title: invalid when its chunk applies.
+      yield { line: 4, kind: "valid" as const, item: { sku: `OVL-${tag}-3`, stock: 1 } };
+      yield { line: 5, kind: "valid" as const, item: { sku: `OVL-${tag}-4`, title: "Four", priceMinor: 100, currency: "EUR" } };
+    }
+    const applied: JobState[] = [];
+    const staged = await stageLines(db, ref, lines(), {
+      chunkSize: 1,
+      stagedVersions: false,
+      maxFormat: CHUNK_FORMAT,
+      // As a worker would, while the rest of the file is staged (the last chunk waits when applyAll is false).
+      onChunk: async (chunkNo) => {
+        if (!applyAll && chunkNo === 2) return;
+        applied.push((await applyChunk(db, { ...ref, chunkNo })).jobState!);
+      },
+    });
+    t.deepEqual(applied, applyAll ? ["validating", "validating", "validating"] : ["validating", "validating"]);
+    const state = await finishStaging(db, ref, staged, false);
+    if (!applyAll) {
+      t.is(state, "queued");
+      t.is(await outboxEvents(ref.jobId), 0);
+      t.is((await applyChunk(db, { ...ref, chunkNo: 2 })).jobState, "partially_succeeded");
+    } else t.is(state, "partially_succeeded");
+    const job = (await findJob(db, merchantId, ref.jobId))!;
+    t.is(job.state, "partially_succeeded");
+    t.deepEqual(
+      [job.total_items, job.valid_items, job.invalid_items, job.applied_items, job.chunk_count, job.chunks_done].map(Number),
+      [4, 3, 2, 2, 3, 3],
+      "the staging counts and the chunks' counts add up (one line invalid at staging, one when applied)",
+    );
+    t.is(await outboxEvents(ref.jobId), 1, "one finished event");
+  }
 });

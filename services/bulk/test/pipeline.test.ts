@@ -8,7 +8,7 @@ import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
-import type { StagedItem } from "../src/domain.ts";
+import { CHUNK_FORMAT, type StagedItem } from "../src/domain.ts";
 import { createJob, findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
@@ -75,7 +75,11 @@ async function stagedJob(prefix: string, n: number, chunkSize: number, item?: (i
     dryRun: false,
     fileName: `${prefix}.csv`,
   });
-  const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), { chunkSize, stagedVersions: true });
+  const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), {
+    chunkSize,
+    stagedVersions: true,
+    maxFormat: CHUNK_FORMAT,
+  });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return jobId;
 }

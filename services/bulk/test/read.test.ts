@@ -5,8 +5,9 @@ import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_se
 import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
-import type { StagedItem } from "../src/domain.ts";
-import { createJob } from "../src/jobs.ts";
+import { CHUNK_FORMAT, ROW_FORMAT, type StagedItem } from "../src/domain.ts";
+import { rollbackChunk, startRollback } from "../src/rollback.ts";
+import { createJob, findJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import type { BulkTables } from "../src/store.ts";
@@ -35,8 +36,8 @@ async function* lines(prefix: string, n: number, badEvery: number): AsyncIterabl
   }
 }
 
-/** stagedJob creates a staged job of n lines; apply chunks with the returned function. */
-async function stagedJob(n: number, chunkSize = 100) {
+/** stagedJob creates a staged job of n lines (in the given chunk format); apply chunks with the returned function. */
+async function stagedJob(n: number, chunkSize = 100, maxFormat = CHUNK_FORMAT) {
   const { jobId } = await createJob(db, {
     merchantId,
     requestId: "",
@@ -45,7 +46,11 @@ async function stagedJob(n: number, chunkSize = 100) {
     dryRun: false,
     fileName: "r.csv",
   });
-  const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), { chunkSize, stagedVersions: true });
+  const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), {
+    chunkSize,
+    stagedVersions: true,
+    maxFormat,
+  });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   return { jobId, staged, apply: (chunkNo: number) => applyChunk(db, { merchantId, jobId, chunkNo }) };
 }
@@ -135,4 +140,73 @@ test.serial("another merchant cannot see, watch, cancel or read the items of a j
   );
   t.false((await bulkB.listBulkJobs({})).jobs.some((j) => j.id === jobId));
   t.is((await bulkA.getBulkJob({ jobId })).job!.state, BulkJobState.QUEUED, "untouched");
+});
+
+test.serial("a compact job (format 3) lists, pages, filters and reports its items as a row-staged one (format 2) does", async (t) => {
+  const jobs = [await stagedJob(250, 50, ROW_FORMAT), await stagedJob(250, 50, CHUNK_FORMAT)];
+  /** listing reads every page of a job's items, SKUs without the job's prefix. */
+  const listing = async (jobId: string, outcomes: BulkItemOutcome[], pageSize: number) => {
+    const items: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await bulkA.listBulkJobItems({ jobId, outcomes, pageSize, pageToken });
+      for (const i of page.items) {
+        items.push(
+          [i.lineNumber, i.sku.slice(7), BulkItemOutcome[i.outcome], i.productVersion, i.errors.map((e) => e.code).join()].join(" "),
+        );
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return items;
+  };
+  const report = async (jobId: string) => {
+    let csv = "";
+    for await (const { chunk } of bulkA.downloadBulkJobReport({ jobId })) csv += new TextDecoder().decode(chunk);
+    return csv.replaceAll(`${jobId.slice(-6)}-`, "");
+  };
+  const { APPLIED, PENDING, INVALID, ROLLED_BACK, CONFLICT } = BulkItemOutcome;
+  const filters = [[], [APPLIED], [PENDING], [INVALID], [APPLIED, INVALID], [ROLLED_BACK, CONFLICT]];
+  const same = async (when: string, expected: Record<string, number>) => {
+    const [rows, compact] = jobs.map((j) => j.jobId) as [string, string];
+    for (const outcomes of filters) {
+      for (const pageSize of [7, 1000]) {
+        const a = await listing(rows, outcomes, pageSize);
+        t.deepEqual(await listing(compact, outcomes, pageSize), a, `${when}: outcomes ${outcomes.join()}, pages of ${pageSize}`);
+      }
+    }
+    t.is(await report(compact), await report(rows), `${when}: the report`);
+    const all = await listing(compact, [], 1000);
+    t.is(all.length, 250);
+    const counts: Record<string, number> = {};
+    for (const line of all) counts[line.split(" ")[2]!] = (counts[line.split(" ")[2]!] ?? 0) + 1;
+    t.deepEqual(counts, expected, when);
+  };
+  for (const j of jobs) for (const c of [0, 1, 2]) await j.apply(c);
+  await same("part applied", { APPLIED: 150, PENDING: 75, INVALID: 25 });
+  for (const j of jobs) for (const c of [3, 4]) await j.apply(c);
+  await same("applied", { APPLIED: 225, INVALID: 25 });
+  // One product is changed by someone else before the rollback: a conflict, kept as it is.
+  for (const j of jobs) {
+    const sku = `${j.jobId.slice(-6)}-50`;
+    await db
+      .updateTable("products")
+      .set((eb) => ({ title: "Someone else", version: eb("version", "+", 1) }))
+      .where("merchant_id", "=", merchantId)
+      .where("sku", "=", sku)
+      .execute();
+    await startRollback(db, (await findJob(db, merchantId, j.jobId))!, "skip");
+    for (let c = 0; c < j.staged.chunks; c++) await rollbackChunk(db, { merchantId, jobId: j.jobId, chunkNo: c });
+    t.is((await findJob(db, merchantId, j.jobId))!.state, "rolled_back");
+  }
+  await same("rolled back", { ROLLED_BACK: 224, CONFLICT: 1, INVALID: 25 });
+  const [rowItems, compactItems] = await Promise.all(
+    jobs.map((j) =>
+      db
+        .selectFrom("bulk_job_items")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("job_id", "=", j.jobId)
+        .executeTakeFirstOrThrow(),
+    ),
+  );
+  t.deepEqual([Number(rowItems!.n), Number(compactItems!.n)], [250, 26], "format 3 keeps rows only for the lines that did not apply");
 });

@@ -186,6 +186,7 @@ test("a 100,000-item job of the previous release applies once across the migrati
   const migrationMs = performance.now() - started;
   t.deepEqual(migrated.sort(), [
     "bulk/2026_12_03_090000_add_bulk_job_chunks_format",
+    "bulk/2026_12_03_120000_add_bulk_job_chunks_items",
     "catalog/2026_12_03_090000_add_products_merchandising_fields",
   ]);
   t.log(

@@ -5,7 +5,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkFileFormat, BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService, UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { waitFor } from "@stockroom/common/testing";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
+import { DEFAULT_LIMITS, ingest, readWholeFile } from "../src/ingest.ts";
 import { startBulkHarness, type UploadRequest } from "./harness.ts";
 
 // The whole pipeline: gRPC upload → parse → stage → JetStream → worker → products.
@@ -237,4 +239,58 @@ test("the contract's 4 MiB per message: a larger chunk or part is refused, and n
   t.is(Number((await bulk.getUpload({ uploadId: upload!.id })).upload!.committedSize), 0);
   const { jobs: after } = await bulk.listBulkJobs({});
   t.is(after.length, before.length, "no job was left behind");
+});
+
+test.serial("a file held in full applies its first chunks while the rest is still being staged, once", async (t) => {
+  const file = generateBulkFile({ rows: 1000, format: "csv", seed: 5, skuPrefix: `OV${suffix}-` });
+  const bytes = Buffer.concat([...file.chunks]);
+  const half = bytes.indexOf(10, bytes.length >> 1) + 1;
+  const whole = await readWholeFile([bytes.subarray(0, 7), bytes.subarray(7)]);
+  // Descriptions hold quoted newlines: more lines than items, never fewer.
+  t.deepEqual([whole.size, whole.lines], [bytes.length, bytes.filter((b) => b === 10).length + 1]);
+  t.true(whole.lines > 1000);
+  const merchantId = api.merchantA.merchantId;
+  /** The second half comes only once a chunk of the first was applied: staging must publish chunks as it goes. */
+  async function* source() {
+    yield bytes.subarray(0, half);
+    await waitFor(
+      "a chunk applied while the file is being staged",
+      async () =>
+        (await api.api.db
+          .selectFrom("bulk_jobs")
+          .select("job_id")
+          .where("merchant_id", "=", merchantId)
+          .where("file_name", "=", `overlap-${suffix}.csv`)
+          .where("state", "=", "validating")
+          .where("chunks_done", ">", 0)
+          .executeTakeFirst()) ?? undefined,
+      30_000,
+    );
+    yield bytes.subarray(half);
+  }
+  const options = {
+    format: "csv" as const,
+    conflictPolicy: "overwrite" as const,
+    dryRun: false,
+    requestId: "",
+    fileName: `overlap-${suffix}.csv`,
+  };
+  const deps = { db: api.api.db, nats: h.nats, queue: h.queue, limits: { ...DEFAULT_LIMITS, chunkSize: 200 } };
+  const staged = await ingest(deps, merchantId, options, source(), whole);
+  t.is(Number(staged.total_items), 1000);
+  const done = await finalJob(staged.job_id);
+  t.is(done.state, BulkJobState.SUCCEEDED);
+  t.deepEqual([done.counts!.applied, done.counts!.invalid, done.chunksDone], [1000n, 0n, 5]);
+  // The same content again, as resumable parts without a request_id: the duplicate is found before anything is staged.
+  const { upload } = await bulk.createUpload({ options: { format: BulkFileFormat.CSV, fileName: `overlap-${suffix}.csv` } });
+  await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: bytes });
+  const again = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
+  t.is(again.job!.id, staged.job_id);
+  const audit = await api.api.db
+    .selectFrom("product_changes")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id", "=", merchantId)
+    .where("sku", "like", `OV${suffix}-%`)
+    .executeTakeFirstOrThrow();
+  t.is(Number(audit.n), 1000, "every product changed once");
 });
