@@ -221,7 +221,9 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
  * with the COMMIT), so a stock move never half-happens: no audit entry or
  * event without the stock change, no order without its reservation. (A
  * `WHERE … AND stock >= ?` guard would instead match no row and let the
- * transaction commit its audit entry, event and order regardless.)
+ * transaction commit its audit entry, event and order regardless.) versions
+ * > 1 applies that many successive changes, summed into delta, at once
+ * (writeStockSeries).
  */
 export async function moveStockRow(
   trx: CatalogTx,
@@ -229,10 +231,11 @@ export async function moveStockRow(
   product: { sku: string; version: number },
   delta: number,
   at: Date,
+  versions = 1,
 ): Promise<void> {
   const update = trx
     .updateTable("products")
-    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", 1), updated_at: at }))
+    .set((eb) => ({ stock: eb("stock", "+", delta), version: eb("version", "+", versions), updated_at: at }))
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", product.sku)
     .where("version", "=", product.version)

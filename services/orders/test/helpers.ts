@@ -15,12 +15,13 @@ export { errorInfo, fieldViolations, rejection } from "@stockroom/catalog/testin
 
 /**
  * startOrders starts the catalog and the orders on their own database for
- * one test file, without a rate limit unless the options set one.
+ * one test file, without a rate limit or a bulkhead unless the options set
+ * one (the tests fire hundreds of calls at once on purpose).
  */
 export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi<OrderTables>> {
   return startTestApi<OrderTables>(name, (db) => [
     catalogModule(db),
-    ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, watchIntervalMs: 50, ...options }),
+    ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, bulkhead: { perMerchant: 0, total: 0 }, watchIntervalMs: 50, ...options }),
   ]);
 }
 

@@ -1,0 +1,237 @@
+/**
+ * Hot-SKU batching: the single-line CreateOrder calls of one merchant's SKU
+ * that arrive while a reservation of that SKU is in flight in this process
+ * join the next one, a single transaction (placeOrderBatch). On a
+ * Black-Friday SKU every order used to queue on the product's row lock, one
+ * transaction each (about 800 orders/s at best on one row, whatever the
+ * hardware); a batch takes the lock once and moves the stock once for all
+ * of its orders, so the lock is held once per batch instead of once per
+ * order. Nothing waits to fill a batch: the first order of an idle SKU runs
+ * at once, alone, and the ones arriving meanwhile form the next batch.
+ *
+ * Every order keeps what it had on its own: its idempotency key (stored with
+ * its response, claimWithResponses), order row, product version, audit
+ * entry and events, and its own outcome in arrival order (placed, or
+ * refused with placeOrder's FAILED_PRECONDITION). A batch whose transaction
+ * fails (a key claimed meanwhile, a deadlock past retries, a lost
+ * connection, even during COMMIT) runs its orders again one by one on the
+ * single-order path: an order the batch did commit finds its key there and
+ * is answered from it, so nothing is lost or applied twice.
+ *
+ * Sold out: after each batch the process knows the product's stock as it
+ * committed it. Within soldOutTrustMs of that knowledge an order asking for
+ * more than it is refused at once, without a transaction: a sold-out SKU
+ * answers in microseconds instead of queueing on the row lock to learn there
+ * is nothing left. Older knowledge is confirmed first by one non-locking
+ * read (a consistent read never waits on row locks) shared by the batch,
+ * so a restock made elsewhere (the catalog, a bulk job, another replica's
+ * cancel) is seen within soldOutTrustMs; this process's own cancels forget
+ * the knowledge at once (restocked). A refusal is only ever made from
+ * committed state; a success only ever under the lock.
+ */
+import { create, type MessageShape } from "@bufbuild/protobuf";
+import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { PreconditionError } from "@stockroom/common";
+import { inTransaction, type CommonTables } from "@stockroom/common/db";
+import { claimedRequestIds, claimWithResponses, type IdempotentCall } from "@stockroom/common/rpc";
+import { findProduct, type Product } from "@stockroom/catalog";
+import type { Transaction } from "kysely";
+import { priceLines } from "./domain.ts";
+import { orderToProto } from "./convert.ts";
+import { placeOrderBatch, type BatchedOrder } from "./lifecycle.ts";
+import type { OrderDb } from "./store.ts";
+
+export type CreateOrderCall = IdempotentCall<typeof CreateOrderRequestSchema, typeof CreateOrderResponseSchema>;
+export type CreateOrderResult = MessageShape<typeof CreateOrderResponseSchema>;
+
+/** Reservation is one single-line CreateOrder call, validated. */
+export interface Reservation extends BatchedOrder {
+  call: CreateOrderCall;
+}
+
+export interface Reservations {
+  /** reserve places a single-line order, batched with the concurrent orders of its SKU. */
+  reserve(reservation: Reservation): Promise<CreateOrderResult>;
+  /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
+  restocked(merchantId: string, skus: readonly string[]): void;
+}
+
+export interface ReservationOptions {
+  db: OrderDb;
+  reservationTtlMs: number;
+  /** The most orders one transaction takes; more wait for the next one. */
+  maxBatch: number;
+  /** How long committed knowledge of a SKU's stock refuses orders without a read (0: every refusal is read first). */
+  soldOutTrustMs: number;
+  /** The single-order path (placeOrder under idempotentMutation): replays claimed keys, and runs a failed batch's orders. */
+  single: (reservation: Reservation) => Promise<CreateOrderResult>;
+  now?: () => number;
+}
+
+interface Waiting {
+  reservation: Reservation;
+  resolve: (result: CreateOrderResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Lane is one merchant's SKU: its queue and what the process knows of its stock. */
+interface Lane {
+  merchantId: string;
+  sku: string;
+  queue: Waiting[];
+  running: boolean;
+  known?: { product: Product; at: number };
+}
+
+/** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
+const MAX_IDLE_LANES = 10_000;
+
+export function createReservations(options: ReservationOptions): Reservations {
+  const { db, maxBatch, soldOutTrustMs } = options;
+  const now = options.now ?? (() => performance.now());
+  const lanes = new Map<string, Lane>();
+  const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
+
+  const fresh = (lane: Lane) => lane.known !== undefined && now() - lane.known.at <= soldOutTrustMs;
+
+  /** refusal is the error placeOrder would give against the known product, if it would refuse the order for its stock. */
+  const refusal = (lane: Lane, r: Reservation): PreconditionError | undefined => {
+    const product = lane.known?.product;
+    if (!product || r.line.quantity <= product.stock) return undefined;
+    try {
+      priceLines([r.line], new Map([[lane.sku, product]]));
+    } catch (error) {
+      if (error instanceof PreconditionError) return error;
+      throw error;
+    }
+    return undefined;
+  };
+
+  /** takeBatch takes up to maxBatch waiting orders in arrival order; a request_id already in the batch waits for the next one. */
+  const takeBatch = (lane: Lane): Waiting[] => {
+    const batch: Waiting[] = [];
+    const rest: Waiting[] = [];
+    const ids = new Set<string>();
+    for (const w of lane.queue) {
+      if (batch.length < maxBatch && !ids.has(w.reservation.call.requestId)) {
+        ids.add(w.reservation.call.requestId);
+        batch.push(w);
+      } else rest.push(w);
+    }
+    lane.queue = rest;
+    return batch;
+  };
+
+  const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
+
+  const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
+    let todo = batch;
+    if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
+      if (!fresh(lane)) {
+        const product = await findProduct(db, lane.merchantId, lane.sku);
+        lane.known = product && { product, at: now() };
+      }
+      todo = todo.filter((w) => {
+        const error = refusal(lane, w.reservation);
+        if (error) w.reject(error);
+        return !error;
+      });
+    }
+    if (todo.length === 0) return;
+    let committed: { placing: Waiting[]; results: (CreateOrderResult | PreconditionError)[]; replays: Waiting[]; product?: Product };
+    try {
+      committed = await inTransaction(db, async (trx) => {
+        const common = trx as unknown as Transaction<CommonTables>;
+        const claimed = await claimedRequestIds(
+          common,
+          lane.merchantId,
+          todo.map((w) => w.reservation.call.requestId),
+        );
+        const placing = todo.filter((w) => !claimed.has(w.reservation.call.requestId));
+        const { outcomes, product } = await placeOrderBatch(
+          trx,
+          lane.merchantId,
+          lane.sku,
+          placing.map((w) => w.reservation),
+          options.reservationTtlMs,
+          new Date(),
+        );
+        const results = outcomes.map((o) => o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) }));
+        await claimWithResponses(
+          common,
+          placing.flatMap((w, i) => {
+            const response = results[i]!;
+            return response instanceof PreconditionError ? [] : [{ call: w.reservation.call, response }];
+          }),
+        );
+        return { placing, results, replays: todo.filter((w) => claimed.has(w.reservation.call.requestId)), product };
+      });
+    } catch {
+      // Rolled back, or the COMMIT's outcome is unknown: each order runs on
+      // its own, where a committed one is answered from its key.
+      await Promise.allSettled(todo.map(runSingle));
+      return;
+    }
+    lane.known = committed.product && { product: committed.product, at: now() };
+    committed.placing.forEach((w, i) => {
+      const result = committed.results[i]!;
+      if (result instanceof PreconditionError) w.reject(result);
+      else w.resolve(result);
+    });
+    // Keys claimed before this batch: answered from the stored response (or REQUEST_ID_MISMATCH).
+    for (const w of committed.replays) void runSingle(w);
+  };
+
+  const drain = async (lane: Lane): Promise<void> => {
+    lane.running = true;
+    try {
+      while (lane.queue.length > 0) {
+        const batch = takeBatch(lane);
+        try {
+          await runBatch(lane, batch);
+        } catch (error) {
+          // Only the non-locking read can get here (the transaction's failures fall back above).
+          for (const w of batch) w.reject(error);
+        }
+      }
+    } finally {
+      lane.running = false;
+      // Idle: kept, most recently used last, for what it knows.
+      const key = keyOf(lane.merchantId, lane.sku);
+      lanes.delete(key);
+      if (lane.known) lanes.set(key, lane);
+      for (const [k, l] of lanes) {
+        if (lanes.size <= MAX_IDLE_LANES) break;
+        if (!l.running) lanes.delete(k);
+      }
+    }
+  };
+
+  return {
+    reserve(reservation) {
+      const { merchantId } = reservation.who;
+      const { sku } = reservation.line;
+      const key = keyOf(merchantId, sku);
+      let lane = lanes.get(key);
+      if (!lane) {
+        lane = { merchantId, sku, queue: [], running: false };
+        lanes.set(key, lane);
+      }
+      if (fresh(lane)) {
+        const error = refusal(lane, reservation);
+        if (error) return Promise.reject(error);
+      }
+      const target = lane;
+      return new Promise<CreateOrderResult>((resolve, reject) => {
+        target.queue.push({ reservation, resolve, reject });
+        if (!target.running) void drain(target);
+      });
+    },
+    restocked(merchantId, skus) {
+      for (const sku of skus) {
+        const lane = lanes.get(keyOf(merchantId, sku));
+        if (lane) lane.known = undefined;
+      }
+    },
+  };
+}
