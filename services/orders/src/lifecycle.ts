@@ -24,8 +24,8 @@ import {
 } from "@stockroom/catalog";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
-import { recordOrderEvent } from "./events.ts";
-import { findOrder, insertOrder, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+import { recordOrderEvent, recordOrderEvents } from "./events.ts";
+import { findOrder, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
 
 /** OrderActor is who drives a transaction, for the products' audit trail. */
 export interface OrderActor {
@@ -115,10 +115,9 @@ export async function placeOrderBatch(
     placed.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
     at,
   );
-  for (const { order } of placed) {
-    await insertOrder(trx, merchantId, order);
-    await recordOrderEvent(trx, merchantId, "created", order, at);
-  }
+  const orders = placed.map((p) => p.order);
+  await insertOrders(trx, merchantId, orders);
+  await recordOrderEvents(trx, merchantId, "created", orders, at);
   return { outcomes, product: after.at(-1) };
 }
 

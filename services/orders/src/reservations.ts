@@ -79,9 +79,21 @@ interface Lane {
   merchantId: string;
   sku: string;
   queue: Waiting[];
-  running: boolean;
+  /** Batches under way (at most PIPELINE). */
+  running: number;
+  /** The request ids of the orders in those batches: a duplicate waits for the next batch, where its key is found claimed. */
+  taken: Set<string>;
   known?: { product: Product; at: number };
 }
+
+/**
+ * Batches of one lane under way at once. The second one does its work before
+ * the lock (BEGIN, the key read, the lock request) while the first holds the
+ * row, and is first in line when it commits: the row is never left idle
+ * between batches, and a lone order that found the lane idle does not make
+ * the crowd behind it wait a whole transaction for their turn.
+ */
+const PIPELINE = 2;
 
 /** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
 const MAX_IDLE_LANES = 10_000;
@@ -107,14 +119,13 @@ export function createReservations(options: ReservationOptions): Reservations {
     return undefined;
   };
 
-  /** takeBatch takes up to maxBatch waiting orders in arrival order; a request_id already in the batch waits for the next one. */
+  /** takeBatch takes up to maxBatch waiting orders in arrival order; a request_id already under way waits for a later batch. */
   const takeBatch = (lane: Lane): Waiting[] => {
     const batch: Waiting[] = [];
     const rest: Waiting[] = [];
-    const ids = new Set<string>();
     for (const w of lane.queue) {
-      if (batch.length < maxBatch && !ids.has(w.reservation.call.requestId)) {
-        ids.add(w.reservation.call.requestId);
+      if (batch.length < maxBatch && !lane.taken.has(w.reservation.call.requestId)) {
+        lane.taken.add(w.reservation.call.requestId);
         batch.push(w);
       } else rest.push(w);
     }
@@ -183,26 +194,32 @@ export function createReservations(options: ReservationOptions): Reservations {
   };
 
   const drain = async (lane: Lane): Promise<void> => {
-    lane.running = true;
+    lane.running++;
     try {
       while (lane.queue.length > 0) {
         const batch = takeBatch(lane);
+        // Only duplicates of orders under way are left: the batch holding their twin takes them when it is done.
+        if (batch.length === 0) break;
         try {
           await runBatch(lane, batch);
         } catch (error) {
           // Only the non-locking read can get here (the transaction's failures fall back above).
           for (const w of batch) w.reject(error);
+        } finally {
+          for (const w of batch) lane.taken.delete(w.reservation.call.requestId);
         }
       }
     } finally {
-      lane.running = false;
+      lane.running--;
+    }
+    if (lane.running === 0) {
       // Idle: kept, most recently used last, for what it knows.
       const key = keyOf(lane.merchantId, lane.sku);
       lanes.delete(key);
       if (lane.known) lanes.set(key, lane);
       for (const [k, l] of lanes) {
         if (lanes.size <= MAX_IDLE_LANES) break;
-        if (!l.running) lanes.delete(k);
+        if (l.running === 0) lanes.delete(k);
       }
     }
   };
@@ -214,7 +231,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       const key = keyOf(merchantId, sku);
       let lane = lanes.get(key);
       if (!lane) {
-        lane = { merchantId, sku, queue: [], running: false };
+        lane = { merchantId, sku, queue: [], running: 0, taken: new Set() };
         lanes.set(key, lane);
       }
       if (fresh(lane)) {
@@ -224,7 +241,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       const target = lane;
       return new Promise<CreateOrderResult>((resolve, reject) => {
         target.queue.push({ reservation, resolve, reject });
-        if (!target.running) void drain(target);
+        if (target.running < PIPELINE) void drain(target);
       });
     },
     restocked(merchantId, skus) {

@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, type MigrationSet, deferWrite } from "@stockroom/common/db";
+import { insertRows, type MigrationSet } from "@stockroom/common/db";
 import type { CatalogTables } from "@stockroom/catalog";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
 
@@ -79,10 +79,16 @@ function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]
 }
 
 /** insertOrder adds an order and its lines (two statements, deferred: they ride with the next one). */
-export async function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
-  const insert = trx
-    .insertInto("orders")
-    .values({
+export function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
+  return insertOrders(trx, merchantId, [order]);
+}
+
+/** insertOrders adds orders and their lines with two multi-row statements, deferred (a hot-SKU batch's orders). */
+export async function insertOrders(trx: OrderTx, merchantId: string, orders: readonly Order[]): Promise<void> {
+  await insertRows<OrderRow>(
+    trx,
+    "orders",
+    orders.map((order) => ({
       merchant_id: merchantId,
       order_id: order.id,
       state: order.state,
@@ -95,22 +101,24 @@ export async function insertOrder(trx: OrderTx, merchantId: string, order: Order
       created_at: order.createdAt,
       updated_at: order.updatedAt,
       expire_at: order.expireAt,
-    })
-    .compile();
-  await deferWrite(trx, insert);
+    })),
+    { deferred: true },
+  );
   await insertRows<OrderLineRow>(
     trx,
     "order_lines",
-    order.lines.map((l, i) => ({
-      merchant_id: merchantId,
-      order_id: order.id,
-      line_no: i + 1,
-      sku: l.sku,
-      product_id: l.productId,
-      title: l.title,
-      quantity: l.quantity,
-      unit_price_minor: l.unitPriceMinor,
-    })),
+    orders.flatMap((order) =>
+      order.lines.map((l, i) => ({
+        merchant_id: merchantId,
+        order_id: order.id,
+        line_no: i + 1,
+        sku: l.sku,
+        product_id: l.productId,
+        title: l.title,
+        quantity: l.quantity,
+        unit_price_minor: l.unitPriceMinor,
+      })),
+    ),
     { deferred: true },
   );
 }
