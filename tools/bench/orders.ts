@@ -280,9 +280,7 @@ try {
     )}`,
   );
 
-  const checkRows = SCENARIOS.flatMap((s) =>
-    (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })),
-  );
+  const checkRows = SCENARIOS.flatMap((s) => (["rpc", "raw"] as const).map((v) => ({ scenario: s, path: v, ...checks[s][v] })));
   console.log(
     "\n" +
       table(
