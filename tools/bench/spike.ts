@@ -39,7 +39,8 @@ import { newUlid, readInt } from "@stockroom/common";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 // biome-ignore lint/style/noRestrictedImports: the bench measures the SDK as written, without building its dist first
-import { createStockroomClient } from "../../sdk/src/index.ts";
+import { createStockroomClient, RateLimitedError, StockroomError } from "../../sdk/src/index.ts";
+import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { percentile, round, table, writeResults } from "./stats.ts";
 
@@ -116,11 +117,14 @@ async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
     acknowledged.push({ orderId: order!.id, sku, quantity });
     return { ms: performance.now() - t0, outcome: "admitted", via, retryInfo: false };
   } catch (error) {
-    const e = ConnectError.from(error);
     const ms = performance.now() - t0;
-    if (e.code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo: e.findDetails(RetryInfoSchema).length > 0 };
-    if (e.code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
-    if (unexpected.length < 10) unexpected.push(e.message);
+    // The SDK throws its own errors (RESOURCE_EXHAUSTED is its RateLimitedError, with RetryInfo's delay).
+    const code = error instanceof StockroomError ? error.code : ConnectError.from(error).code;
+    const retryInfo =
+      error instanceof RateLimitedError ? error.retryDelayMs !== undefined : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
+    if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
+    if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
+    if (unexpected.length < 10) unexpected.push(error instanceof Error ? error.message : String(error));
     return { ms, outcome: "error", via, retryInfo: false };
   }
 }
@@ -154,8 +158,16 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
     return Math.floor(n);
   };
   let sent = 0;
+  let phase = 0;
+  let phaseEnd = phases[0]!.seconds;
+  const cpuAt = [cpuTicks(server.pid)];
   for (;;) {
     const t = (performance.now() - t0) / 1000;
+    if (t >= phaseEnd) {
+      cpuAt.push(cpuTicks(server.pid));
+      phase++;
+      phaseEnd += phases[phase]?.seconds ?? 0;
+    }
     if (t >= total) break;
     for (const target = due(t); sent < target; sent++) {
       const via = SDK_PCT > 0 && sent % Math.round(100 / SDK_PCT) === 0 ? "sdk" : "grpc";
@@ -168,8 +180,15 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
     await delay(2);
   }
   await Promise.all(pending);
+  phases.forEach((p, i) => {
+    const [a, b] = [cpuAt[i], cpuAt[i + 1]];
+    serverCpu[p.name] = a === undefined || b === undefined ? undefined : round((b - a) / TICKS_PER_S / p.seconds, 2);
+  });
   return calls;
 }
+
+/** The orders server's CPU per phase, in cores (CPU seconds per second). */
+const serverCpu: Record<string, number | undefined> = {};
 
 try {
   const now = new Date();
@@ -247,6 +266,7 @@ try {
           shedPerS: round(these.filter((c) => c.outcome === "shed").length / seconds, 1),
           p50Ms: round(percentile(admitted, 50), 1),
           p99Ms: round(percentile(admitted, 99), 1),
+          serverCpuCores: serverCpu[phase],
         },
       ];
     }),
@@ -322,8 +342,8 @@ try {
   ];
   console.log(
     `\n${table(
-      ["phase", "offered/s", "admitted/s", "shed/s", "admitted p50 ms", "admitted p99 ms"],
-      Object.entries(summary).map(([p, s]) => [p, s.offeredPerS, s.admittedPerS, s.shedPerS, s.p50Ms, s.p99Ms]),
+      ["phase", "offered/s", "admitted/s", "shed/s", "admitted p50 ms", "admitted p99 ms", "orders server CPU (cores)"],
+      Object.entries(summary).map(([p, s]) => [p, s.offeredPerS, s.admittedPerS, s.shedPerS, s.p50Ms, s.p99Ms, s.serverCpuCores ?? "?"]),
     )}`,
   );
   console.log(
