@@ -161,10 +161,12 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
   let phase = 0;
   let phaseEnd = phases[0]!.seconds;
   const cpuAt = [cpuTicks(server.pid)];
+  const clientAt = [process.cpuUsage()];
   for (;;) {
     const t = (performance.now() - t0) / 1000;
     if (t >= phaseEnd) {
       cpuAt.push(cpuTicks(server.pid));
+      clientAt.push(process.cpuUsage());
       phase++;
       phaseEnd += phases[phase]?.seconds ?? 0;
     }
@@ -183,12 +185,16 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
   phases.forEach((p, i) => {
     const [a, b] = [cpuAt[i], cpuAt[i + 1]];
     serverCpu[p.name] = a === undefined || b === undefined ? undefined : round((b - a) / TICKS_PER_S / p.seconds, 2);
+    const [c, d] = [clientAt[i], clientAt[i + 1]];
+    clientCpu[p.name] = c && d ? round((d.user + d.system - c.user - c.system) / 1e6 / p.seconds, 2) : undefined;
   });
   return calls;
 }
 
 /** The orders server's CPU per phase, in cores (CPU seconds per second). */
 const serverCpu: Record<string, number | undefined> = {};
+/** This bench client's CPU per phase, in cores: near 1, it measures its own queueing. */
+const clientCpu: Record<string, number | undefined> = {};
 
 try {
   const now = new Date();
@@ -267,6 +273,7 @@ try {
           p50Ms: round(percentile(admitted, 50), 1),
           p99Ms: round(percentile(admitted, 99), 1),
           serverCpuCores: serverCpu[phase],
+          clientCpuCores: clientCpu[phase],
         },
       ];
     }),
@@ -342,8 +349,17 @@ try {
   ];
   console.log(
     `\n${table(
-      ["phase", "offered/s", "admitted/s", "shed/s", "admitted p50 ms", "admitted p99 ms", "orders server CPU (cores)"],
-      Object.entries(summary).map(([p, s]) => [p, s.offeredPerS, s.admittedPerS, s.shedPerS, s.p50Ms, s.p99Ms, s.serverCpuCores ?? "?"]),
+      ["phase", "offered/s", "admitted/s", "shed/s", "admitted p50 ms", "admitted p99 ms", "server CPU (cores)", "bench client CPU (cores)"],
+      Object.entries(summary).map(([p, s]) => [
+        p,
+        s.offeredPerS,
+        s.admittedPerS,
+        s.shedPerS,
+        s.p50Ms,
+        s.p99Ms,
+        s.serverCpuCores ?? "?",
+        s.clientCpuCores ?? "?",
+      ]),
     )}`,
   );
   console.log(

@@ -10,6 +10,10 @@
  *
  * The retry delay is the recent mean time a call stays in flight (an EWMA),
  * about when the calls holding the places will have left.
+ *
+ * A place is a transaction: a hot SKU's batch (reservations.ts) holds one
+ * for all the orders it carries, so batching is never capped by the
+ * bulkhead; the orders waiting for a batch are bounded by the batcher.
  */
 import { RateLimitedError } from "@stockroom/common";
 
@@ -23,6 +27,8 @@ export interface BulkheadLimits {
 export interface Bulkhead {
   /** enter takes a place for one of merchant's calls, or throws RateLimitedError; call the returned function when the call is done. */
   enter(merchantId: string): () => void;
+  /** refuse throws the RateLimitedError a full bulkhead throws, saying what is full. */
+  refuse(what: string): never;
 }
 
 /** The retry delay's bounds: a floor so clients do not spin, a ceiling so a slow spell does not park them for long. */
@@ -42,6 +48,7 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
     throw new RateLimitedError(`${what}; retry in ${retryAfterMs} ms`, retryAfterMs);
   };
   return {
+    refuse,
     enter(merchantId) {
       const mine = inFlight.get(merchantId) ?? 0;
       if (mine >= perMerchant) refuse(`this merchant already has ${mine} order calls in flight (the limit per merchant)`);

@@ -40,6 +40,7 @@ import { priceLines } from "./domain.ts";
 import { orderToProto } from "./convert.ts";
 import { placeOrderBatch, type BatchedOrder } from "./lifecycle.ts";
 import type { OrderDb } from "./store.ts";
+import type { Bulkhead } from "./bulkhead.ts";
 
 export type CreateOrderCall = IdempotentCall<typeof CreateOrderRequestSchema, typeof CreateOrderResponseSchema>;
 export type CreateOrderResult = MessageShape<typeof CreateOrderResponseSchema>;
@@ -63,6 +64,8 @@ export interface ReservationOptions {
   maxBatch: number;
   /** How long committed knowledge of a SKU's stock refuses orders without a read (0: every refusal is read first). */
   soldOutTrustMs: number;
+  /** Each batch under way holds a place of its merchant's bulkhead (one transaction, however many orders). */
+  bulkhead: Bulkhead;
   /** The single-order path (placeOrder under idempotentMutation): replays claimed keys, and runs a failed batch's orders. */
   single: (reservation: Reservation) => Promise<CreateOrderResult>;
   now?: () => number;
@@ -193,7 +196,7 @@ export function createReservations(options: ReservationOptions): Reservations {
     for (const w of committed.replays) void runSingle(w);
   };
 
-  const drain = async (lane: Lane): Promise<void> => {
+  const drain = async (lane: Lane, release: () => void): Promise<void> => {
     lane.running++;
     try {
       while (lane.queue.length > 0) {
@@ -211,6 +214,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
     } finally {
       lane.running--;
+      release();
     }
     if (lane.running === 0) {
       // Idle: kept, most recently used last, for what it knows.
@@ -238,10 +242,19 @@ export function createReservations(options: ReservationOptions): Reservations {
         const error = refusal(lane, reservation);
         if (error) return Promise.reject(error);
       }
+      let release: (() => void) | undefined;
+      try {
+        // Full batches for every transaction the lane may run: more waiting would only be latency.
+        if (lane.queue.length >= maxBatch * PIPELINE) options.bulkhead.refuse(`${lane.queue.length} orders of "${sku}" are waiting`);
+        // A new transaction needs a place; with one under way already, the order can wait for it instead.
+        if (lane.running < PIPELINE) release = options.bulkhead.enter(merchantId);
+      } catch (error) {
+        if (lane.running === 0 || lane.queue.length >= maxBatch * PIPELINE) return Promise.reject(error);
+      }
       const target = lane;
       return new Promise<CreateOrderResult>((resolve, reject) => {
         target.queue.push({ reservation, resolve, reject });
-        if (target.running < PIPELINE) void drain(target);
+        if (release) void drain(target, release);
       });
     },
     restocked(merchantId, skus) {

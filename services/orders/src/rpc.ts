@@ -92,6 +92,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     reservationTtlMs: deps.reservationTtlMs,
     maxBatch: deps.maxBatch,
     soldOutTrustMs: deps.soldOutTrustMs,
+    bulkhead: deps.bulkhead,
     single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
   });
   const load = async (ref: OrderRef): Promise<Order> => {
@@ -118,11 +119,11 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       };
       try {
         const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor, requestId: req.requestId };
-        const placed = await inFlight(principal, () =>
+        // A batch takes its bulkhead place itself: one for all the orders it carries.
+        const placed =
           lines.length === 1
-            ? reservations.reserve({ who, call, line: lines[0]!, buyerReference: req.buyerReference })
-            : placeAlone(who, call, lines, req.buyerReference),
-        );
+            ? await reservations.reserve({ who, call, line: lines[0]!, buyerReference: req.buyerReference })
+            : await inFlight(principal, () => placeAlone(who, call, lines, req.buyerReference));
         deps.count?.("placed");
         return placed;
       } catch (error) {

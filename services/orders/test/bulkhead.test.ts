@@ -2,61 +2,99 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { createProduct, dbOf, errorInfo, OrderService, startOrders, stockOf } from "./helpers.ts";
+import type { TestApi } from "@stockroom/common/testing";
 
 const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0 } });
 test.after.always(() => api.close());
 
-test("a merchant past its calls in flight is refused at once with RetryInfo while another merchant's calls go through", async (t) => {
-  await createProduct(api, api.merchantA, "BH-1", 100);
-  await createProduct(api, api.merchantB, "BH-1", 100);
-  const a = api.client(OrderService, api.merchantA);
-  const b = api.client(OrderService, api.merchantB);
-
-  // Hold merchant A's row so its admitted calls stay in flight.
+/** holdLock locks a product of merchant A from a transaction of the test's own until the returned release is called. */
+async function holdLock(on: TestApi, sku: string): Promise<() => Promise<void>> {
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
   let locked!: () => void;
   const isLocked = new Promise<void>((r) => (locked = r));
-  const holder = dbOf(api)
+  const holder = dbOf(on)
     .transaction()
     .execute(async (trx) => {
       await trx
         .selectFrom("products")
         .select("stock")
-        .where("merchant_id", "=", api.merchantA.merchantId)
-        .where("sku", "=", "BH-1")
+        .where("merchant_id", "=", on.merchantA.merchantId)
+        .where("sku", "=", sku)
         .forUpdate()
         .execute();
       locked();
       await released;
     });
   await isLocked;
+  return async () => {
+    release();
+    await holder;
+  };
+}
 
-  const admitted: Promise<unknown>[] = [];
-  for (let i = 0; i < 4; i++) admitted.push(a.createOrder({ requestId: `in-${i}`, lines: [{ sku: "BH-1", quantity: 1 }] }));
+/** expectShed checks a call was refused with RESOURCE_EXHAUSTED, RATE_LIMITED and a sane RetryInfo. */
+function expectShed(t: import("ava").ExecutionContext, r: PromiseSettledResult<unknown>): void {
+  t.is(r.status, "rejected");
+  const e = ConnectError.from((r as PromiseRejectedResult).reason);
+  t.is(e.code, Code.ResourceExhausted, e.message);
+  t.is(errorInfo(e)?.reason, "RATE_LIMITED");
+  const delay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  t.truthy(delay, "google.rpc.RetryInfo with a retry_delay");
+  const ms = Number(delay!.seconds) * 1000 + delay!.nanos / 1e6;
+  t.true(ms >= 5 && ms <= 1000, `retry in ${ms} ms`);
+}
+
+test("a merchant past its transactions in flight is refused at once with RetryInfo while another merchant's calls go through", async (t) => {
+  await createProduct(api, api.merchantA, "BH-1", 100);
+  await createProduct(api, api.merchantA, "BH-2", 100);
+  await createProduct(api, api.merchantA, "BH-3", 100);
+  await createProduct(api, api.merchantB, "BH-1", 100);
+  const a = api.client(OrderService, api.merchantA);
+  const b = api.client(OrderService, api.merchantB);
+  const pair = [
+    { sku: "BH-1", quantity: 1 },
+    { sku: "BH-2", quantity: 1 },
+  ];
+
+  // Two-line orders run one transaction each; with BH-1 held they stay in flight.
+  const release = await holdLock(api, "BH-1");
+  const admitted = Array.from({ length: 4 }, (_, i) => a.createOrder({ requestId: `in-${i}`, lines: pair }));
   await new Promise((r) => setTimeout(r, 100));
-  const shed = await Promise.allSettled(
-    Array.from({ length: 6 }, (_, i) => a.createOrder({ requestId: `over-${i}`, lines: [{ sku: "BH-1", quantity: 1 }] })),
-  );
+  const shed = await Promise.allSettled([
+    ...Array.from({ length: 5 }, (_, i) => a.createOrder({ requestId: `over-${i}`, lines: pair })),
+    // A single-line order of another SKU needs a transaction of its own too.
+    a.createOrder({ requestId: "over-single", lines: [{ sku: "BH-3", quantity: 1 }] }),
+  ]);
   // Answered while the admitted calls still wait: refusals never queue.
-  for (const r of shed) {
-    t.is(r.status, "rejected");
-    const e = ConnectError.from((r as PromiseRejectedResult).reason);
-    t.is(e.code, Code.ResourceExhausted, e.message);
-    t.is(errorInfo(e)?.reason, "RATE_LIMITED");
-    const delay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
-    t.truthy(delay, "google.rpc.RetryInfo with a retry_delay");
-    const ms = Number(delay!.seconds) * 1000 + delay!.nanos / 1e6;
-    t.true(ms >= 5 && ms <= 1000, `retry in ${ms} ms`);
-  }
+  for (const r of shed) expectShed(t, r);
   // Merchant B has its own places.
   t.truthy((await b.createOrder({ requestId: "b-1", lines: [{ sku: "BH-1", quantity: 1 }] })).order);
 
-  release();
-  await holder;
+  await release();
   const settled = await Promise.allSettled(admitted);
   t.true(settled.every((r) => r.status === "fulfilled"));
   t.is((await stockOf(api, api.merchantA.merchantId, "BH-1")).stock, 96, "a refused call reserved nothing");
+  t.is((await stockOf(api, api.merchantA.merchantId, "BH-3")).stock, 100);
   // The places are free again.
-  t.truthy((await a.createOrder({ requestId: "after", lines: [{ sku: "BH-1", quantity: 1 }] })).order);
+  t.truthy((await a.createOrder({ requestId: "after", lines: [{ sku: "BH-3", quantity: 1 }] })).order);
+});
+
+test("a hot SKU's batch holds one place for all its orders; past full batches for its transactions, orders are refused", async (t) => {
+  const lane = await startOrders("orders_bulkhead_lane", { bulkhead: { perMerchant: 1, total: 0 }, maxBatch: 2 });
+  t.teardown(() => lane.close());
+  await createProduct(lane, lane.merchantA, "LANE-1", 100);
+  const a = lane.client(OrderService, lane.merchantA);
+  const release = await holdLock(lane, "LANE-1");
+  // One transaction (the merchant's only place) waits for the row; then up to 2 batches of 2 may wait behind it.
+  const first = a.createOrder({ requestId: "lane-0", lines: [{ sku: "LANE-1", quantity: 1 }] });
+  await new Promise((r) => setTimeout(r, 100));
+  const more = Array.from({ length: 7 }, (_, i) => a.createOrder({ requestId: `lane-${i + 1}`, lines: [{ sku: "LANE-1", quantity: 1 }] }));
+  await new Promise((r) => setTimeout(r, 100));
+  await release();
+  const results = await Promise.allSettled([first, ...more]);
+  const placed = results.filter((r) => r.status === "fulfilled");
+  t.is(placed.length, 5);
+  for (const r of results.filter((r) => r.status === "rejected")) expectShed(t, r);
+  t.is((await stockOf(lane, lane.merchantA.merchantId, "LANE-1")).stock, 95);
 });
