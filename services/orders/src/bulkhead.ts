@@ -22,6 +22,8 @@ export interface BulkheadLimits {
   perMerchant: number;
   /** Calls all merchants together may have in flight in this process (0: no cap). */
   total: number;
+  /** Orders of one SKU that may wait for a batch (reservations.ts) in this process (0: no cap). */
+  waitingPerSku: number;
 }
 
 export interface Bulkhead {

@@ -34,6 +34,7 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
     watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
     bulkhead: createBulkhead(options.bulkhead ?? defaults.bulkhead),
+    maxWaitingPerSku: (options.bulkhead ?? defaults.bulkhead).waitingPerSku,
     maxBatch: options.maxBatch ?? defaults.maxBatch,
     soldOutTrustMs: options.soldOutTrustMs ?? defaults.soldOutTrustMs,
     shutdown: options.shutdown,

@@ -66,6 +66,8 @@ export interface ReservationOptions {
   soldOutTrustMs: number;
   /** Each batch under way holds a place of its merchant's bulkhead (one transaction, however many orders). */
   bulkhead: Bulkhead;
+  /** Orders of one SKU that may wait for a batch; past it they are refused as the bulkhead refuses (0: no cap). */
+  maxWaiting: number;
   /** The single-order path (placeOrder under idempotentMutation): replays claimed keys, and runs a failed batch's orders. */
   single: (reservation: Reservation) => Promise<CreateOrderResult>;
   now?: () => number;
@@ -103,6 +105,7 @@ const MAX_IDLE_LANES = 10_000;
 
 export function createReservations(options: ReservationOptions): Reservations {
   const { db, maxBatch, soldOutTrustMs } = options;
+  const maxWaiting = options.maxWaiting > 0 ? options.maxWaiting : Number.POSITIVE_INFINITY;
   const now = options.now ?? (() => performance.now());
   const lanes = new Map<string, Lane>();
   const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
@@ -244,12 +247,11 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
       let release: (() => void) | undefined;
       try {
-        // Full batches for every transaction the lane may run: more waiting would only be latency.
-        if (lane.queue.length >= maxBatch * PIPELINE) options.bulkhead.refuse(`${lane.queue.length} orders of "${sku}" are waiting`);
+        if (lane.queue.length >= maxWaiting) options.bulkhead.refuse(`${lane.queue.length} orders of "${sku}" are waiting`);
         // A new transaction needs a place; with one under way already, the order can wait for it instead.
         if (lane.running < PIPELINE) release = options.bulkhead.enter(merchantId);
       } catch (error) {
-        if (lane.running === 0 || lane.queue.length >= maxBatch * PIPELINE) return Promise.reject(error);
+        if (lane.running === 0 || lane.queue.length >= maxWaiting) return Promise.reject(error);
       }
       const target = lane;
       return new Promise<CreateOrderResult>((resolve, reject) => {

@@ -52,6 +52,8 @@ export interface OrderServiceDeps {
   count?: (outcome: OrderOutcome) => void;
   /** Caps each merchant's order calls in flight (bulkhead.ts). */
   bulkhead: Bulkhead;
+  /** Caps the orders of one SKU waiting for a batch (reservations.ts; 0: no cap). */
+  maxWaitingPerSku: number;
   /** The most single-line orders of one SKU sharing a transaction (reservations.ts). */
   maxBatch: number;
   /** How long committed knowledge of a SKU's stock refuses orders without a read (reservations.ts). */
@@ -93,6 +95,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     maxBatch: deps.maxBatch,
     soldOutTrustMs: deps.soldOutTrustMs,
     bulkhead: deps.bulkhead,
+    maxWaiting: deps.maxWaitingPerSku,
     single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
   });
   const load = async (ref: OrderRef): Promise<Order> => {

@@ -4,7 +4,7 @@ import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.
 import { createProduct, dbOf, errorInfo, OrderService, startOrders, stockOf } from "./helpers.ts";
 import type { TestApi } from "@stockroom/common/testing";
 
-const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0 } });
+const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0 } });
 test.after.always(() => api.close());
 
 /** holdLock locks a product of merchant A from a transaction of the test's own until the returned release is called. */
@@ -80,13 +80,13 @@ test("a merchant past its transactions in flight is refused at once with RetryIn
   t.truthy((await a.createOrder({ requestId: "after", lines: [{ sku: "BH-3", quantity: 1 }] })).order);
 });
 
-test("a hot SKU's batch holds one place for all its orders; past full batches for its transactions, orders are refused", async (t) => {
-  const lane = await startOrders("orders_bulkhead_lane", { bulkhead: { perMerchant: 1, total: 0 }, maxBatch: 2 });
+test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_PER_SKU waiting, orders are refused", async (t) => {
+  const lane = await startOrders("orders_bulkhead_lane", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4 }, maxBatch: 2 });
   t.teardown(() => lane.close());
   await createProduct(lane, lane.merchantA, "LANE-1", 100);
   const a = lane.client(OrderService, lane.merchantA);
   const release = await holdLock(lane, "LANE-1");
-  // One transaction (the merchant's only place) waits for the row; then up to 2 batches of 2 may wait behind it.
+  // One transaction (the merchant's only place) waits for the row; 4 orders may wait behind it.
   const first = a.createOrder({ requestId: "lane-0", lines: [{ sku: "LANE-1", quantity: 1 }] });
   await new Promise((r) => setTimeout(r, 100));
   const more = Array.from({ length: 7 }, (_, i) => a.createOrder({ requestId: `lane-${i + 1}`, lines: [{ sku: "LANE-1", quantity: 1 }] }));

@@ -21,7 +21,12 @@ export { errorInfo, fieldViolations, rejection } from "@stockroom/catalog/testin
 export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi<OrderTables>> {
   return startTestApi<OrderTables>(name, (db) => [
     catalogModule(db),
-    ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, bulkhead: { perMerchant: 0, total: 0 }, watchIntervalMs: 50, ...options }),
+    ordersModule(db, {
+      rateLimit: { ratePerSec: 0, burst: 1 },
+      bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0 },
+      watchIntervalMs: 50,
+      ...options,
+    }),
   ]);
 }
 
