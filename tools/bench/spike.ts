@@ -121,7 +121,9 @@ async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
     // The SDK throws its own errors (RESOURCE_EXHAUSTED is its RateLimitedError, with RetryInfo's delay).
     const code = error instanceof StockroomError ? error.code : ConnectError.from(error).code;
     const retryInfo =
-      error instanceof RateLimitedError ? error.retryDelayMs !== undefined : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
+      error instanceof RateLimitedError
+        ? error.retryDelayMs !== undefined
+        : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
     if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
     if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
     if (unexpected.length < 10) unexpected.push(error instanceof Error ? error.message : String(error));
@@ -349,7 +351,16 @@ try {
   ];
   console.log(
     `\n${table(
-      ["phase", "offered/s", "admitted/s", "shed/s", "admitted p50 ms", "admitted p99 ms", "server CPU (cores)", "bench client CPU (cores)"],
+      [
+        "phase",
+        "offered/s",
+        "admitted/s",
+        "shed/s",
+        "admitted p50 ms",
+        "admitted p99 ms",
+        "server CPU (cores)",
+        "bench client CPU (cores)",
+      ],
       Object.entries(summary).map(([p, s]) => [
         p,
         s.offeredPerS,
