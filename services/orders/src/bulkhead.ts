@@ -1,15 +1,19 @@
 /**
- * The bulkhead: a cap on the order calls in flight, per merchant and for the
- * whole process. The rate limiter bounds how often a merchant may call; it
- * does not stop a merchant whose calls are slow (a hot SKU, a long bulk
- * chunk holding its rows) from filling the database pool and the event loop
- * that every other merchant shares. A call past either cap is refused at
- * once with RESOURCE_EXHAUSTED and google.rpc.RetryInfo, before any database
- * work, so a refusal costs microseconds and the calls admitted keep their
- * latency; a queue instead would only turn overload into latency for all.
+ * The bulkhead: a cap on the order transactions in flight, per merchant and
+ * for the whole process. The rate limiter bounds how often a merchant may
+ * call; it does not stop a merchant whose calls are slow (a hot SKU, a long
+ * bulk chunk holding its rows) from filling the database pool and the event
+ * loop that every other merchant shares.
  *
- * The retry delay is the recent mean time a call stays in flight (an EWMA),
- * about when the calls holding the places will have left.
+ * A call that finds its merchant's places taken waits for one, in its
+ * merchant's own line, at most waitMs (short: a place frees every few
+ * milliseconds under load, and a refusal must still come fast); with more
+ * than QUEUE_FACTOR × perMerchant already waiting, or when the wait runs
+ * out, or when the whole process is at its cap, it is refused with
+ * RESOURCE_EXHAUSTED and google.rpc.RetryInfo, before any database work. A
+ * merchant's line never holds up another merchant's calls. The retry delay
+ * is the recent mean time a call stays in flight (an EWMA), about when the
+ * calls holding the places will have left.
  *
  * A place is a transaction: a hot SKU's batch (reservations.ts) holds one
  * for all the orders it carries, so batching is never capped by the
@@ -18,19 +22,23 @@
 import { RateLimitedError } from "@stockroom/common";
 
 export interface BulkheadLimits {
-  /** Calls one merchant may have in flight in this process (0: no cap). */
+  /** Transactions one merchant may have in flight in this process (0: no cap). */
   perMerchant: number;
-  /** Calls all merchants together may have in flight in this process (0: no cap). */
+  /** Transactions all merchants together may have in flight in this process (0: no cap). */
   total: number;
   /** Orders of one SKU that may wait for a batch (reservations.ts) in this process (0: no cap). */
   waitingPerSku: number;
+  /** How long a call may wait for one of its merchant's places before it is refused. */
+  waitMs: number;
 }
 
 export interface Bulkhead {
-  /** enter takes a place for one of merchant's calls, or throws RateLimitedError; call the returned function when the call is done. */
-  enter(merchantId: string): () => void;
-  /** refuse throws the RateLimitedError a full bulkhead throws, saying what is full. */
-  refuse(what: string): never;
+  /** tryEnter takes a place for one of merchant's transactions if one is free; call the returned function when it is done. */
+  tryEnter(merchantId: string): (() => void) | undefined;
+  /** enter takes a place, waiting for one in the merchant's line at most waitMs, or throws RateLimitedError. */
+  enter(merchantId: string): Promise<() => void>;
+  /** refusal is the RateLimitedError a full bulkhead answers with, saying what is full. */
+  refusal(what: string): RateLimitedError;
 }
 
 /** The retry delay's bounds: a floor so clients do not spin, a ceiling so a slow spell does not park them for long. */
@@ -38,36 +46,76 @@ const MIN_RETRY_MS = 5;
 const MAX_RETRY_MS = 1000;
 /** The EWMA's weight of each new call. */
 const ALPHA = 0.05;
+/** A merchant's line holds at most this many times its places; more would only wait to be refused. */
+const QUEUE_FACTOR = 4;
+
+interface Merchant {
+  inFlight: number;
+  /** Calls waiting for a place, oldest first; each is handed the place of a call that leaves. */
+  line: ((release: () => void) => void)[];
+}
 
 export function createBulkhead(limits: BulkheadLimits, now: () => number = () => performance.now()): Bulkhead {
   const perMerchant = limits.perMerchant > 0 ? limits.perMerchant : Number.POSITIVE_INFINITY;
   const total = limits.total > 0 ? limits.total : Number.POSITIVE_INFINITY;
-  const inFlight = new Map<string, number>();
+  const merchants = new Map<string, Merchant>();
   let all = 0;
   let meanMs = MIN_RETRY_MS;
-  const refuse = (what: string): never => {
+
+  const refusal = (what: string): RateLimitedError => {
     const retryAfterMs = Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, Math.ceil(meanMs)));
-    throw new RateLimitedError(`${what}; retry in ${retryAfterMs} ms`, retryAfterMs);
+    return new RateLimitedError(`${what}; retry in ${retryAfterMs} ms`, retryAfterMs);
   };
+
+  /** place is a held place's release: it hands the place to the merchant's next waiting call, or frees it. */
+  const place = (merchantId: string, m: Merchant): (() => void) => {
+    const started = now();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      meanMs += ALPHA * (now() - started - meanMs);
+      const next = m.line.shift();
+      if (next) return next(place(merchantId, m));
+      all--;
+      m.inFlight--;
+      if (m.inFlight === 0 && m.line.length === 0) merchants.delete(merchantId);
+    };
+  };
+
+  const tryEnter = (merchantId: string): (() => void) | undefined => {
+    const m = merchants.get(merchantId) ?? { inFlight: 0, line: [] };
+    if (m.inFlight >= perMerchant || m.line.length > 0 || all >= total) return undefined;
+    merchants.set(merchantId, m);
+    m.inFlight++;
+    all++;
+    return place(merchantId, m);
+  };
+
   return {
-    refuse,
+    refusal,
+    tryEnter,
     enter(merchantId) {
-      const mine = inFlight.get(merchantId) ?? 0;
-      if (mine >= perMerchant) refuse(`this merchant already has ${mine} order calls in flight (the limit per merchant)`);
-      if (all >= total) refuse(`the orders service has ${all} calls in flight (its limit)`);
-      inFlight.set(merchantId, mine + 1);
-      all++;
-      const started = now();
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        all--;
-        const left = inFlight.get(merchantId)! - 1;
-        if (left === 0) inFlight.delete(merchantId);
-        else inFlight.set(merchantId, left);
-        meanMs += ALPHA * (now() - started - meanMs);
-      };
+      const entered = tryEnter(merchantId);
+      if (entered) return Promise.resolve(entered);
+      const m = merchants.get(merchantId);
+      if (!m || m.inFlight < perMerchant)
+        return Promise.reject(refusal(`the orders service has ${all} transactions in flight (its limit)`));
+      if (m.line.length >= QUEUE_FACTOR * perMerchant || limits.waitMs <= 0) {
+        return Promise.reject(refusal(`this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant)`));
+      }
+      return new Promise((resolve, reject) => {
+        const waiter = (release: () => void) => {
+          clearTimeout(timer);
+          resolve(release);
+        };
+        const timer = setTimeout(() => {
+          m.line.splice(m.line.indexOf(waiter), 1);
+          if (m.inFlight === 0 && m.line.length === 0) merchants.delete(merchantId);
+          reject(refusal(`this merchant's ${m.inFlight} order transactions in flight did not leave a place within ${limits.waitMs} ms`));
+        }, limits.waitMs);
+        m.line.push(waiter);
+      });
     },
   };
 }

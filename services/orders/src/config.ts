@@ -17,8 +17,9 @@ export interface OrderConfig {
   /**
    * Order transactions in flight per merchant and per process
    * (ORDER_IN_FLIGHT_PER_MERCHANT, ORDER_IN_FLIGHT_MAX) and orders of one SKU
-   * waiting for a batch (ORDER_WAITING_PER_SKU); 0 = no cap. Past them
-   * RESOURCE_EXHAUSTED with RetryInfo.
+   * waiting for a batch (ORDER_WAITING_PER_SKU); 0 = no cap. A call waits
+   * at most ORDER_IN_FLIGHT_WAIT_MS for one of its merchant's places; past
+   * that, RESOURCE_EXHAUSTED with RetryInfo.
    */
   bulkhead: BulkheadLimits;
   /** The most single-line orders of one SKU that share a transaction (ORDER_BATCH_MAX; 1 = no batching). */
@@ -47,6 +48,7 @@ export function parseOrderConfig(env: Env): OrderConfig {
       perMerchant: readInt(env, "ORDER_IN_FLIGHT_PER_MERCHANT", 16, 0, 100_000),
       total: readInt(env, "ORDER_IN_FLIGHT_MAX", 64, 0, 1_000_000),
       waitingPerSku: readInt(env, "ORDER_WAITING_PER_SKU", 1024, 0, 1_000_000),
+      waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 20, 0, 10_000),
     },
     maxBatch: readInt(env, "ORDER_BATCH_MAX", 64, 1, 1000),
     soldOutTrustMs: readInt(env, "ORDER_SOLD_OUT_TRUST_MS", 0, 0, 60_000),

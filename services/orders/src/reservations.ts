@@ -231,6 +231,15 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
   };
 
+  /** join queues an order on its lane, starting a batch with the place it brings (released at once if the lane needs none). */
+  const join = (lane: Lane, reservation: Reservation, release: (() => void) | undefined): Promise<CreateOrderResult> =>
+    new Promise<CreateOrderResult>((resolve, reject) => {
+      lane.queue.push({ reservation, resolve, reject });
+      if (!release) return;
+      if (lane.running < PIPELINE) void drain(lane, release);
+      else release();
+    });
+
   return {
     reserve(reservation) {
       const { merchantId } = reservation.who;
@@ -245,19 +254,13 @@ export function createReservations(options: ReservationOptions): Reservations {
         const error = refusal(lane, reservation);
         if (error) return Promise.reject(error);
       }
-      let release: (() => void) | undefined;
-      try {
-        if (lane.queue.length >= maxWaiting) options.bulkhead.refuse(`${lane.queue.length} orders of "${sku}" are waiting`);
-        // A new transaction needs a place; with one under way already, the order can wait for it instead.
-        if (lane.running < PIPELINE) release = options.bulkhead.enter(merchantId);
-      } catch (error) {
-        if (lane.running === 0 || lane.queue.length >= maxWaiting) return Promise.reject(error);
+      if (lane.queue.length >= maxWaiting) {
+        return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));
       }
-      const target = lane;
-      return new Promise<CreateOrderResult>((resolve, reject) => {
-        target.queue.push({ reservation, resolve, reject });
-        if (release) void drain(target, release);
-      });
+      // A new transaction needs a place; with one under way already, the order can wait for it instead.
+      const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;
+      if (!release && lane.running === 0) return options.bulkhead.enter(merchantId).then((entered) => join(lane!, reservation, entered));
+      return join(lane, reservation, release);
     },
     restocked(merchantId, skus) {
       for (const sku of skus) {

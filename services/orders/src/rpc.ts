@@ -77,7 +77,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
   };
   /** inFlight runs a mutation holding a place of its merchant's bulkhead. */
   const inFlight = async <T>(principal: Principal, run: () => Promise<T>): Promise<T> => {
-    const release = deps.bulkhead.enter(principal.merchantId);
+    const release = await deps.bulkhead.enter(principal.merchantId);
     try {
       return await run();
     } finally {

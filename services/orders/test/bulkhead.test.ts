@@ -4,7 +4,7 @@ import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.
 import { createProduct, dbOf, errorInfo, OrderService, startOrders, stockOf } from "./helpers.ts";
 import type { TestApi } from "@stockroom/common/testing";
 
-const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0 } });
+const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
 test.after.always(() => api.close());
 
 /** holdLock locks a product of merchant A from a transaction of the test's own until the returned release is called. */
@@ -81,7 +81,10 @@ test("a merchant past its transactions in flight is refused at once with RetryIn
 });
 
 test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_PER_SKU waiting, orders are refused", async (t) => {
-  const lane = await startOrders("orders_bulkhead_lane", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4 }, maxBatch: 2 });
+  const lane = await startOrders("orders_bulkhead_lane", {
+    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4, waitMs: 20 },
+    maxBatch: 2,
+  });
   t.teardown(() => lane.close());
   await createProduct(lane, lane.merchantA, "LANE-1", 100);
   const a = lane.client(OrderService, lane.merchantA);
@@ -97,4 +100,31 @@ test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_P
   t.is(placed.length, 5);
   for (const r of results.filter((r) => r.status === "rejected")) expectShed(t, r);
   t.is((await stockOf(lane, lane.merchantA.merchantId, "LANE-1")).stock, 95);
+});
+
+test("a call past its merchant's places waits in the merchant's line for one, briefly; a full line is refused at once", async (t) => {
+  const waiting = await startOrders("orders_bulkhead_line", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 10_000 } });
+  t.teardown(() => waiting.close());
+  await createProduct(waiting, waiting.merchantA, "LINE-1", 100);
+  await createProduct(waiting, waiting.merchantA, "LINE-2", 100);
+  const a = waiting.client(OrderService, waiting.merchantA);
+  const pair = [
+    { sku: "LINE-1", quantity: 1 },
+    { sku: "LINE-2", quantity: 1 },
+  ];
+  const release = await holdLock(waiting, "LINE-1");
+  const first = a.createOrder({ requestId: "line-0", lines: pair });
+  await new Promise((r) => setTimeout(r, 100));
+  // One place, and a line of 4 (4 x the places) behind it.
+  const queued = Array.from({ length: 4 }, (_, i) => a.createOrder({ requestId: `line-${i + 1}`, lines: pair }));
+  await new Promise((r) => setTimeout(r, 100));
+  const [over] = await Promise.allSettled([a.createOrder({ requestId: "line-over", lines: pair })]);
+  expectShed(t, over!);
+  await release();
+  const results = await Promise.allSettled([first, ...queued]);
+  t.true(
+    results.every((r) => r.status === "fulfilled"),
+    "each waiting call got the place of one that left",
+  );
+  t.is((await stockOf(waiting, waiting.merchantA.merchantId, "LINE-1")).stock, 95);
 });
