@@ -186,7 +186,7 @@ job "orders" {
         # without a read (ms).
         ORDER_IN_FLIGHT_PER_MERCHANT = "16"
         ORDER_IN_FLIGHT_MAX          = "64"
-        ORDER_IN_FLIGHT_WAIT_MS      = "20"
+        ORDER_IN_FLIGHT_WAIT_MS      = "40"
         ORDER_WAITING_PER_SKU        = "1024"
         ORDER_BATCH_MAX              = "64"
         ORDER_SOLD_OUT_TRUST_MS      = "0"

@@ -5,15 +5,16 @@
  * bulk chunk holding its rows) from filling the database pool and the event
  * loop that every other merchant shares.
  *
- * A call that finds its merchant's places taken waits for one, in its
- * merchant's own line, at most waitMs (short: a place frees every few
- * milliseconds under load, and a refusal must still come fast); with more
- * than QUEUE_FACTOR × perMerchant already waiting, or when the wait runs
- * out, or when the whole process is at its cap, it is refused with
- * RESOURCE_EXHAUSTED and google.rpc.RetryInfo, before any database work. A
- * merchant's line never holds up another merchant's calls. The retry delay
- * is the recent mean time a call stays in flight (an EWMA), about when the
- * calls holding the places will have left.
+ * A call that finds its merchant's places taken may wait for one in its
+ * merchant's own line, if its turn is expected within waitMs: a place frees
+ * every mean/perMerchant ms, where mean is the recent mean time a
+ * transaction stays in flight (an EWMA), so the line is as long as the
+ * places can serve within waitMs and no longer. Otherwise (or when the wait
+ * does run out, or the whole process is at its cap) it is refused at once
+ * with RESOURCE_EXHAUSTED and google.rpc.RetryInfo, before any database
+ * work, its retry delay being when its turn would have come: clients come
+ * back about when there is room, not all at once. A merchant's line never
+ * holds up another merchant's calls.
  *
  * A place is a transaction: a hot SKU's batch (reservations.ts) holds one
  * for all the orders it carries, so batching is never capped by the
@@ -46,8 +47,6 @@ const MIN_RETRY_MS = 5;
 const MAX_RETRY_MS = 1000;
 /** The EWMA's weight of each new call. */
 const ALPHA = 0.05;
-/** A merchant's line holds at most this many times its places; more would only wait to be refused. */
-const QUEUE_FACTOR = 4;
 
 interface Merchant {
   inFlight: number;
@@ -62,8 +61,8 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
   let all = 0;
   let meanMs = MIN_RETRY_MS;
 
-  const refusal = (what: string): RateLimitedError => {
-    const retryAfterMs = Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, Math.ceil(meanMs)));
+  const refusal = (what: string, afterMs = meanMs): RateLimitedError => {
+    const retryAfterMs = Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, Math.ceil(afterMs)));
     return new RateLimitedError(`${what}; retry in ${retryAfterMs} ms`, retryAfterMs);
   };
 
@@ -101,8 +100,15 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
       const m = merchants.get(merchantId);
       if (!m || m.inFlight < perMerchant)
         return Promise.reject(refusal(`the orders service has ${all} transactions in flight (its limit)`));
-      if (m.line.length >= QUEUE_FACTOR * perMerchant || limits.waitMs <= 0) {
-        return Promise.reject(refusal(`this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant)`));
+      // When this call's turn is expected: one place frees every meanMs / perMerchant.
+      const turnMs = ((m.line.length + 1) * meanMs) / perMerchant;
+      if (turnMs > limits.waitMs) {
+        return Promise.reject(
+          refusal(
+            `this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant) and ${m.line.length} waiting`,
+            turnMs,
+          ),
+        );
       }
       return new Promise((resolve, reject) => {
         const waiter = (release: () => void) => {

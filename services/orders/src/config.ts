@@ -48,7 +48,7 @@ export function parseOrderConfig(env: Env): OrderConfig {
       perMerchant: readInt(env, "ORDER_IN_FLIGHT_PER_MERCHANT", 16, 0, 100_000),
       total: readInt(env, "ORDER_IN_FLIGHT_MAX", 64, 0, 1_000_000),
       waitingPerSku: readInt(env, "ORDER_WAITING_PER_SKU", 1024, 0, 1_000_000),
-      waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 20, 0, 10_000),
+      waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 40, 0, 10_000),
     },
     maxBatch: readInt(env, "ORDER_BATCH_MAX", 64, 1, 1000),
     soldOutTrustMs: readInt(env, "ORDER_SOLD_OUT_TRUST_MS", 0, 0, 60_000),
