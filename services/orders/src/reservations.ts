@@ -19,15 +19,17 @@
  * is answered from it, so nothing is lost or applied twice.
  *
  * Sold out: after each batch the process knows the product's stock as it
- * committed it. Within soldOutTrustMs of that knowledge an order asking for
- * more than it is refused at once, without a transaction: a sold-out SKU
- * answers in microseconds instead of queueing on the row lock to learn there
- * is nothing left. Older knowledge is confirmed first by one non-locking
- * read (a consistent read never waits on row locks) shared by the batch,
- * so a restock made elsewhere (the catalog, a bulk job, another replica's
- * cancel) is seen within soldOutTrustMs; this process's own cancels forget
- * the knowledge at once (restocked). A refusal is only ever made from
- * committed state; a success only ever under the lock.
+ * committed it. An order asking for more than that is refused from a
+ * non-locking read (a consistent read never waits on row locks), one shared
+ * by the batch, instead of queueing on the row lock to learn there is
+ * nothing left; orders that the read shows can be served go on to the lock.
+ * So a restock made anywhere (the catalog, a bulk job, another replica's
+ * cancel) is seen by the next order. ORDER_SOLD_OUT_TRUST_MS (soldOutTrustMs,
+ * default 0) lets the knowledge refuse orders without any read for that
+ * long, the bound on how stale a "sold out" may be, for a storm of calls on
+ * a SKU that stays sold out; this process's own cancels forget it at once
+ * (restocked). A refusal is only ever made from committed state; a success
+ * only ever under the lock.
  */
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
