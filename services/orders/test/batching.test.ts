@@ -7,6 +7,7 @@ import {
   createProduct,
   dbOf,
   errorInfo,
+  holdLock,
   OrderService,
   orderEvents,
   orderStockChanges,
@@ -50,32 +51,9 @@ async function auditTrail(sku: string) {
   }));
 }
 
-/**
- * holdLock locks a product row from a transaction of the test's own until
- * the returned release is called, so orders pile up behind it.
- */
-async function holdLock(sku: string): Promise<() => Promise<void>> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
-  const done = dbOf(api)
-    .transaction()
-    .execute(async (trx) => {
-      await trx.selectFrom("products").select("stock").where("merchant_id", "=", merchantId).where("sku", "=", sku).forUpdate().execute();
-      locked();
-      await released;
-    });
-  await isLocked;
-  return async () => {
-    release();
-    await done;
-  };
-}
-
 test("concurrent orders of one SKU share transactions; each keeps its outcome in order, its version, audit entry and events", async (t) => {
   await createProduct(api, api.merchantA, "BATCH-1", 30);
-  const release = await holdLock("BATCH-1");
+  const release = await holdLock(api, merchantId, "BATCH-1");
   const from = api.queries.length;
   // All 40 arrive while the row is locked: the first waits for it alone, the rest queue in the process.
   const calls = Array.from({ length: 40 }, (_, i) =>
@@ -134,7 +112,7 @@ test("concurrent orders of one SKU share transactions; each keeps its outcome in
 
 test("a retry of a batched order returns its response and reserves nothing more, even racing inside a batch", async (t) => {
   await createProduct(api, api.merchantA, "BATCH-2", 100);
-  const release = await holdLock("BATCH-2");
+  const release = await holdLock(api, merchantId, "BATCH-2");
   const request = (i: number) => ({ requestId: `retry-${i}`, lines: [{ sku: "BATCH-2", quantity: 1 }] });
   // retry-3 is sent five times among the others.
   const calls = [0, 1, 2, 3, 3, 4, 3, 5, 3, 3].map((i) => orders.createOrder(request(i)));
@@ -157,7 +135,7 @@ test("a retry of a batched order returns its response and reserves nothing more,
 test("a batch whose transaction fails runs its orders one by one: none lost, none applied twice", async (t) => {
   await createProduct(api, api.merchantA, "BATCH-3", 50);
   await createProduct(api, api.merchantA, "BATCH-3B", 50);
-  const release = await holdLock("BATCH-3");
+  const release = await holdLock(api, merchantId, "BATCH-3");
   const from = api.queries.length;
   // fail-0's batch reads its key unclaimed, then waits for the row; meanwhile an order of another SKU claims
   // fail-0, so the batch's COMMIT fails on the duplicate key and its orders run again on their own.
@@ -218,7 +196,7 @@ test("sold out: refusals come from committed state without the row lock, and a r
   );
   t.is(won.length, 3);
   // Even with the row locked by another writer, sold-out calls answer at once.
-  const release = await holdLock("GONE-1");
+  const release = await holdLock(api, merchantId, "GONE-1");
   const from = api.queries.length;
   const { lost } = await settle(
     Array.from({ length: 50 }, (_, i) => orders.createOrder({ requestId: `gone-late-${i}`, lines: [{ sku: "GONE-1", quantity: 1 }] })),

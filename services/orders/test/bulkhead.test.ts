@@ -1,37 +1,10 @@
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
-import { createProduct, dbOf, errorInfo, OrderService, startOrders, stockOf } from "./helpers.ts";
-import type { TestApi } from "@stockroom/common/testing";
+import { createProduct, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
 
 const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
 test.after.always(() => api.close());
-
-/** holdLock locks a product of merchant A from a transaction of the test's own until the returned release is called. */
-async function holdLock(on: TestApi, sku: string): Promise<() => Promise<void>> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
-  const holder = dbOf(on)
-    .transaction()
-    .execute(async (trx) => {
-      await trx
-        .selectFrom("products")
-        .select("stock")
-        .where("merchant_id", "=", on.merchantA.merchantId)
-        .where("sku", "=", sku)
-        .forUpdate()
-        .execute();
-      locked();
-      await released;
-    });
-  await isLocked;
-  return async () => {
-    release();
-    await holder;
-  };
-}
 
 /** expectShed checks a call was refused with RESOURCE_EXHAUSTED, RATE_LIMITED and a sane RetryInfo. */
 function expectShed(t: import("ava").ExecutionContext, r: PromiseSettledResult<unknown>): void {
@@ -58,7 +31,7 @@ test("a merchant past its transactions in flight is refused at once with RetryIn
   ];
 
   // Two-line orders run one transaction each; with BH-1 held they stay in flight.
-  const release = await holdLock(api, "BH-1");
+  const release = await holdLock(api, api.merchantA.merchantId, "BH-1");
   const admitted = Array.from({ length: 4 }, (_, i) => a.createOrder({ requestId: `in-${i}`, lines: pair }));
   await new Promise((r) => setTimeout(r, 100));
   const shed = await Promise.allSettled([
@@ -88,7 +61,7 @@ test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_P
   t.teardown(() => lane.close());
   await createProduct(lane, lane.merchantA, "LANE-1", 100);
   const a = lane.client(OrderService, lane.merchantA);
-  const release = await holdLock(lane, "LANE-1");
+  const release = await holdLock(lane, lane.merchantA.merchantId, "LANE-1");
   // One transaction (the merchant's only place) waits for the row; 4 orders may wait behind it.
   const first = a.createOrder({ requestId: "lane-0", lines: [{ sku: "LANE-1", quantity: 1 }] });
   await new Promise((r) => setTimeout(r, 100));
@@ -113,7 +86,7 @@ test("a call past its merchant's places waits in the merchant's line for one; wh
     { sku: "LINE-2", quantity: 1 },
   ];
   // One place: the first call holds it, two wait in line and get it in turn once it is free.
-  let release = await holdLock(waiting, "LINE-1");
+  let release = await holdLock(waiting, waiting.merchantA.merchantId, "LINE-1");
   const first = a.createOrder({ requestId: "line-0", lines: pair });
   await new Promise((r) => setTimeout(r, 100));
   const queued = [1, 2].map((i) => a.createOrder({ requestId: `line-${i}`, lines: pair }));
@@ -126,7 +99,7 @@ test("a call past its merchant's places waits in the merchant's line for one; wh
   );
 
   // A waiter whose place does not come within ORDER_IN_FLIGHT_WAIT_MS is refused.
-  release = await holdLock(waiting, "LINE-1");
+  release = await holdLock(waiting, waiting.merchantA.merchantId, "LINE-1");
   const holder = a.createOrder({ requestId: "line-3", lines: pair });
   await new Promise((r) => setTimeout(r, 100));
   const started = performance.now();

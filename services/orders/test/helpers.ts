@@ -88,6 +88,29 @@ export async function orderStockChanges(api: TestApi, merchantId: string, orderI
     .execute();
 }
 
+/**
+ * holdLock locks a merchant's product row from a transaction of the test's
+ * own until the returned release is called, so orders pile up behind it.
+ */
+export async function holdLock(api: TestApi, merchantId: string, sku: string): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const done = dbOf(api)
+    .transaction()
+    .execute(async (trx) => {
+      await trx.selectFrom("products").select("stock").where("merchant_id", "=", merchantId).where("sku", "=", sku).forUpdate().execute();
+      locked();
+      await released;
+    });
+  await isLocked;
+  return async () => {
+    release();
+    await done;
+  };
+}
+
 /** preconditionViolations lists google.rpc.PreconditionFailure violations as "TYPE subject". */
 export function preconditionViolations(error: ConnectError): string[] {
   return error.findDetails(PreconditionFailureSchema).flatMap((d) => d.violations.map((v) => `${v.type} ${v.subject}`));
