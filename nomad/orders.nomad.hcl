@@ -178,6 +178,18 @@ job "orders" {
         OTEL_BSP_MAX_QUEUE_SIZE     = "8192"
         OTEL_EXPORTER_OTLP_ENDPOINT = "http://jaeger-otlp.service.consul:4318"
         OTEL_RESOURCE_ATTRIBUTES    = "service.instance.id=${NOMAD_ALLOC_ID},deployment.environment=production"
+
+        # Per process: order transactions in flight per merchant and in all
+        # (the bulkhead), how long a call may wait for its merchant's place
+        # (ms), orders waiting for a hot SKU's batch, orders of one
+        # SKU per transaction, and how long a committed sold-out is trusted
+        # without a read (ms).
+        ORDER_IN_FLIGHT_PER_MERCHANT = "16"
+        ORDER_IN_FLIGHT_MAX          = "64"
+        ORDER_IN_FLIGHT_WAIT_MS      = "40"
+        ORDER_WAITING_PER_SKU        = "1024"
+        ORDER_BATCH_MAX              = "64"
+        ORDER_SOLD_OUT_TRUST_MS      = "0"
       }
 
       template {

@@ -5,9 +5,18 @@
  * package is internal.
  */
 export * from "./domain.ts";
-export { lockProduct, lockProducts, writeProducts, type ChangeContext, type ProductWrite } from "./product-writes.ts";
+export {
+  lockProduct,
+  lockProducts,
+  writeProducts,
+  writeStockSeries,
+  type ChangeContext,
+  type ProductWrite,
+  type StockMove,
+} from "./product-writes.ts";
 export {
   catalogMigrations,
+  findProduct,
   listMerchantChanges,
   listProducts,
   rowToProduct,

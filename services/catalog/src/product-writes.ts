@@ -133,3 +133,45 @@ export async function writeProducts(
   await recordChanges(trx, ctx, changes);
   return after;
 }
+
+/** StockMove is one change of a series on one product: its own context (who, which order) and delta. */
+export interface StockMove {
+  ctx: ChangeContext;
+  delta: number;
+}
+
+/**
+ * writeStockSeries applies successive stock changes to ONE product the
+ * caller holds locked, as the orders' hot-SKU batches need: one UPDATE by
+ * the sum, while each move keeps what a change of its own would have (the
+ * next version, a change time after the previous one, its audit entry and
+ * outbox event under its own context), so readers and the audit trail
+ * cannot tell the series from the same changes made one by one. The caller
+ * checked every move's bounds under the lock; every move's context names
+ * merchantId. Returns the state after each move, in order.
+ */
+export async function writeStockSeries(
+  trx: CatalogTx,
+  merchantId: string,
+  product: Product,
+  moves: readonly StockMove[],
+  now = new Date(),
+): Promise<Product[]> {
+  if (moves.length === 0) return [];
+  const after: Product[] = [];
+  let before = product;
+  let delta = 0;
+  for (const move of moves) {
+    const next: Product = { ...before, stock: before.stock + move.delta, version: before.version + 1, updatedAt: changeTime(before, now) };
+    after.push(next);
+    delta += move.delta;
+    before = next;
+  }
+  await moveStockRow(trx, merchantId, product, delta, before.updatedAt, moves.length);
+  for (const [i, move] of moves.entries()) {
+    const next = after[i]!;
+    const prior = i === 0 ? product : after[i - 1]!;
+    await recordChanges(trx, move.ctx, [{ type: "updated", before: prior, product: next, changedFields: ["stock"], at: next.updatedAt }]);
+  }
+  return after;
+}

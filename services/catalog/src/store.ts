@@ -217,19 +217,21 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
 }
 
 const MOVE_STOCK =
-  "update `products` set `stock` = `stock` + ?, `version` = `version` + 1, `updated_at` = ? where `merchant_id` = ? and `sku` = ? and `version` = ?";
+  "update `products` set `stock` = `stock` + ?, `version` = `version` + ?, `updated_at` = ? where `merchant_id` = ? and `sku` = ? and `version` = ?";
 
 /**
  * moveStockRow adds delta to a product's stock and bumps its version, if the
  * row is still at the version the caller read: `UPDATE … SET stock = stock +
- * ?, version = version + 1 … WHERE … AND version = ?`. The caller holds the
+ * ?, version = version + ? … WHERE … AND version = ?`. The caller holds the
  * row's lock and checked the stock under it; should that check ever be
  * wrong, the table's CHECK (stock >= 0) and the INT column's range fail the
  * statement, and with it the transaction's COMMIT (it is deferred and rides
  * with the COMMIT), so a stock move never half-happens: no audit entry or
  * event without the stock change, no order without its reservation. (A
  * `WHERE … AND stock >= ?` guard would instead match no row and let the
- * transaction commit its audit entry, event and order regardless.)
+ * transaction commit its audit entry, event and order regardless.) versions
+ * > 1 applies that many successive changes, summed into delta, at once
+ * (writeStockSeries).
  */
 export async function moveStockRow(
   trx: CatalogTx,
@@ -237,8 +239,9 @@ export async function moveStockRow(
   product: { sku: string; version: number },
   delta: number,
   at: Date,
+  versions = 1,
 ): Promise<void> {
-  await deferWrite(trx, { sql: MOVE_STOCK, parameters: [delta, at, merchantId, product.sku, product.version] });
+  await deferWrite(trx, { sql: MOVE_STOCK, parameters: [delta, versions, at, merchantId, product.sku, product.version] });
 }
 
 /** deleteProductRow removes the row if it is still at expectedVersion. */

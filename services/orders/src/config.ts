@@ -1,5 +1,6 @@
 import { readInt, type Env } from "@stockroom/common";
 import type { RateLimit } from "@stockroom/common/rpc";
+import type { BulkheadLimits } from "./bulkhead.ts";
 
 /** OrderConfig holds the order settings; parseOrderConfig is pure over an env map. */
 export interface OrderConfig {
@@ -13,6 +14,24 @@ export interface OrderConfig {
   sweepBatch: number;
   /** How often WatchOrder looks for a change. */
   watchIntervalMs: number;
+  /**
+   * Order transactions in flight per merchant and per process
+   * (ORDER_IN_FLIGHT_PER_MERCHANT, ORDER_IN_FLIGHT_MAX) and orders of one SKU
+   * waiting for a batch (ORDER_WAITING_PER_SKU); 0 = no cap. A call waits
+   * at most ORDER_IN_FLIGHT_WAIT_MS for one of its merchant's places; past
+   * that, RESOURCE_EXHAUSTED with RetryInfo.
+   */
+  bulkhead: BulkheadLimits;
+  /** The most single-line orders of one SKU that share a transaction (ORDER_BATCH_MAX; 1 = no batching). */
+  maxBatch: number;
+  /**
+   * How long a committed "not enough stock" refuses orders without a read
+   * (ORDER_SOLD_OUT_TRUST_MS): the longest a restock made elsewhere could go
+   * unseen. Default 0: every refusal is confirmed by a non-locking read, so a
+   * restock is seen by the next order; raise it to spare that read in a storm
+   * of calls on a sold-out SKU.
+   */
+  soldOutTrustMs: number;
 }
 
 export function parseOrderConfig(env: Env): OrderConfig {
@@ -25,5 +44,13 @@ export function parseOrderConfig(env: Env): OrderConfig {
     sweepEveryMs: readInt(env, "ORDER_SWEEP_EVERY_MS", 5000, 100, 3_600_000),
     sweepBatch: readInt(env, "ORDER_SWEEP_BATCH", 100, 1, 10_000),
     watchIntervalMs: readInt(env, "ORDER_WATCH_INTERVAL_MS", 200, 10, 60_000),
+    bulkhead: {
+      perMerchant: readInt(env, "ORDER_IN_FLIGHT_PER_MERCHANT", 16, 0, 100_000),
+      total: readInt(env, "ORDER_IN_FLIGHT_MAX", 64, 0, 1_000_000),
+      waitingPerSku: readInt(env, "ORDER_WAITING_PER_SKU", 1024, 0, 1_000_000),
+      waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 40, 0, 10_000),
+    },
+    maxBatch: readInt(env, "ORDER_BATCH_MAX", 64, 1, 1000),
+    soldOutTrustMs: readInt(env, "ORDER_SOLD_OUT_TRUST_MS", 0, 0, 60_000),
   };
 }

@@ -12,11 +12,20 @@
  */
 import { EtagMismatchError, NotFoundError, PreconditionError, newUlid, etagMatches, etagOf } from "@stockroom/common";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
-import { LIMITS as PRODUCT_LIMITS, type Product, lockProducts, writeProducts, type ProductWrite } from "@stockroom/catalog";
+import {
+  type ChangeContext,
+  LIMITS as PRODUCT_LIMITS,
+  type Product,
+  lockProduct,
+  lockProducts,
+  writeProducts,
+  writeStockSeries,
+  type ProductWrite,
+} from "@stockroom/catalog";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
-import { recordOrderEvent } from "./events.ts";
-import { findOrder, insertOrder, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+import { recordOrderEvent, recordOrderEvents } from "./events.ts";
+import { findOrder, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
 
 /** OrderActor is who drives a transaction, for the products' audit trail. */
 export interface OrderActor {
@@ -46,11 +55,79 @@ export async function placeOrder(
     who.merchantId,
     request.lines.map((l) => l.sku),
   );
-  const order: Order = {
+  const order = newOrder(request.buyerReference, priceLines(request.lines, products), reservationTtlMs, at);
+  await shiftStock(trx, who, order, products, "created", at);
+  await insertOrder(trx, who.merchantId, order);
+  await recordOrderEvent(trx, who.merchantId, "created", order, at);
+  return order;
+}
+
+/** BatchedOrder is one single-line order of a hot-SKU batch (reservations.ts). */
+export interface BatchedOrder {
+  who: OrderActor;
+  line: RequestedLine;
+  buyerReference: string;
+}
+
+/** BatchOutcome is what became of one order of a batch: placed, or refused with the error placeOrder would have thrown. */
+export type BatchOutcome = { order: Order; error?: undefined } | { order?: undefined; error: PreconditionError };
+
+/**
+ * placeOrderBatch places single-line orders of ONE merchant's SKU in the
+ * caller's transaction, as placeOrder would place them one after the other
+ * in that order: the product is locked once, each order is decided against
+ * the stock the ones before it left (placed, or refused with placeOrder's
+ * error), and the stock moves once by the sum (writeStockSeries), while
+ * every placed order keeps its own product version, audit entry and event,
+ * its own order row and its own `order.created` event. Returns the outcomes
+ * in the orders' order, and the product as the batch leaves it (undefined
+ * if there is no such product).
+ */
+export async function placeOrderBatch(
+  trx: OrderTx,
+  merchantId: string,
+  sku: string,
+  batch: readonly BatchedOrder[],
+  reservationTtlMs: number,
+  at: Date,
+): Promise<{ outcomes: BatchOutcome[]; product: Product | undefined }> {
+  const locked = await lockProduct(trx, merchantId, sku);
+  let left = locked;
+  const placed: { who: OrderActor; order: Order }[] = [];
+  const outcomes = batch.map((b): BatchOutcome => {
+    let priced: ReturnType<typeof priceLines>;
+    try {
+      priced = priceLines([b.line], left ? new Map([[sku, left]]) : new Map());
+    } catch (error) {
+      if (error instanceof PreconditionError) return { error };
+      throw error;
+    }
+    left = { ...left!, stock: left!.stock - b.line.quantity };
+    const order = newOrder(b.buyerReference, priced, reservationTtlMs, at);
+    placed.push({ who: b.who, order });
+    return { order };
+  });
+  if (!locked || placed.length === 0) return { outcomes, product: locked };
+  const after = await writeStockSeries(
+    trx,
+    merchantId,
+    locked,
+    placed.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
+    at,
+  );
+  const orders = placed.map((p) => p.order);
+  await insertOrders(trx, merchantId, orders);
+  await recordOrderEvents(trx, merchantId, "created", orders, at);
+  return { outcomes, product: after.at(-1) };
+}
+
+/** newOrder is a priced order as it is placed: PENDING_PAYMENT, version 1, holding its stock for reservationTtlMs. */
+function newOrder(buyerReference: string, priced: ReturnType<typeof priceLines>, reservationTtlMs: number, at: Date): Order {
+  return {
     id: newUlid(at.getTime()),
     state: "pending_payment",
-    buyerReference: request.buyerReference,
-    ...priceLines(request.lines, products),
+    buyerReference,
+    ...priced,
     paymentId: null,
     cancelReason: "",
     version: 1,
@@ -58,10 +135,6 @@ export async function placeOrder(
     updatedAt: at,
     expireAt: new Date(at.getTime() + reservationTtlMs),
   };
-  await shiftStock(trx, who, order, products, "created", at);
-  await insertOrder(trx, who.merchantId, order);
-  await recordOrderEvent(trx, who.merchantId, "created", order, at);
-  return order;
 }
 
 /**
@@ -184,17 +257,17 @@ async function shiftStock(
     const delta = event === "created" ? -line.quantity : Math.min(line.quantity, PRODUCT_LIMITS.stock - before.stock);
     writes.push({ kind: "stock", before, delta });
   }
-  await writeProducts(
-    trx,
-    {
-      merchantId: who.merchantId,
-      actor: who.actor,
-      sourceKind: "order",
-      sourceRef: order.id,
-      requestId: who.requestId,
-      reason: `order ${event}`,
-    },
-    writes,
-    at,
-  );
+  await writeProducts(trx, stockContext(who, order, event), writes, at);
+}
+
+/** stockContext is how an order's stock change appears in the products' audit trail and events: source ORDER, reference the order id. */
+function stockContext(who: OrderActor, order: Order, event: OrderEventName): ChangeContext {
+  return {
+    merchantId: who.merchantId,
+    actor: who.actor,
+    sourceKind: "order",
+    sourceRef: order.id,
+    requestId: who.requestId,
+    reason: `order ${event}`,
+  };
 }

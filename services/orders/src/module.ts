@@ -3,6 +3,7 @@ import { type ServiceModule, createRateLimiter, type RateLimit } from "@stockroo
 import { eventsMigrations, registerOutboxMetrics } from "@stockroom/events";
 import type { Metrics } from "@stockroom/common/observe";
 import { parseOrderConfig } from "./config.ts";
+import { createBulkhead, type BulkheadLimits } from "./bulkhead.ts";
 import { createOrderService } from "./rpc.ts";
 import { orderMigrations, type OrderDb } from "./store.ts";
 import { orderOutcomes } from "./metrics.ts";
@@ -11,6 +12,9 @@ export interface OrdersModuleOptions {
   reservationTtlMs?: number;
   rateLimit?: RateLimit;
   watchIntervalMs?: number;
+  bulkhead?: BulkheadLimits;
+  maxBatch?: number;
+  soldOutTrustMs?: number;
   /** Aborted when the process drains, to end open WatchOrder streams. */
   shutdown?: AbortSignal;
   /** The process's metrics: orders are counted by outcome. */
@@ -29,6 +33,10 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     reservationTtlMs: options.reservationTtlMs ?? defaults.reservationTtlMs,
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
     watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
+    bulkhead: createBulkhead(options.bulkhead ?? defaults.bulkhead),
+    maxWaitingPerSku: (options.bulkhead ?? defaults.bulkhead).waitingPerSku,
+    maxBatch: options.maxBatch ?? defaults.maxBatch,
+    soldOutTrustMs: options.soldOutTrustMs ?? defaults.soldOutTrustMs,
     shutdown: options.shutdown,
     count: options.metrics && ((outcome) => orderOutcomes(options.metrics!.registry).inc({ outcome })),
   });

@@ -33,6 +33,9 @@ import type { OrderOutcome } from "./metrics.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
+import type { RequestedLine } from "./domain.ts";
+import type { Bulkhead } from "./bulkhead.ts";
+import { createReservations, type CreateOrderCall } from "./reservations.ts";
 import { findOrder, findOrderVersion, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
 
 export interface OrderServiceDeps {
@@ -47,12 +50,23 @@ export interface OrderServiceDeps {
   shutdown?: AbortSignal;
   /** Counts what happened to orders (stockroom_orders_total). */
   count?: (outcome: OrderOutcome) => void;
+  /** Caps each merchant's order calls in flight (bulkhead.ts). */
+  bulkhead: Bulkhead;
+  /** Caps the orders of one SKU waiting for a batch (reservations.ts; 0: no cap). */
+  maxWaitingPerSku: number;
+  /** The most single-line orders of one SKU sharing a transaction (reservations.ts). */
+  maxBatch: number;
+  /** How long committed knowledge of a SKU's stock refuses orders without a read (reservations.ts). */
+  soldOutTrustMs: number;
 }
 
 /**
  * createOrderService implements stockroom.order.v1.OrderService. Every call
  * first spends a token of its merchant's rate limit, so an over-eager
- * merchant is shed before it reaches the database.
+ * merchant is shed before it reaches the database; every valid mutation
+ * then takes a place in its merchant's bulkhead (bulkhead.ts) for as long
+ * as it is in flight, so a merchant with slow calls is shed before it fills
+ * the pool. Single-line orders are batched per SKU (reservations.ts).
  */
 export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof OrderService> {
   const { db } = deps;
@@ -61,6 +75,29 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     deps.limiter.take(principal.merchantId);
     return principal;
   };
+  /** inFlight runs a mutation holding a place of its merchant's bulkhead. */
+  const inFlight = async <T>(principal: Principal, run: () => Promise<T>): Promise<T> => {
+    const release = await deps.bulkhead.enter(principal.merchantId);
+    try {
+      return await run();
+    } finally {
+      release();
+    }
+  };
+  /** placeAlone places an order in a transaction of its own (multi-line orders; replays and fallbacks of batched ones). */
+  const placeAlone = (who: OrderActor, call: CreateOrderCall, lines: RequestedLine[], buyerReference: string) =>
+    idempotentMutation(db, call, async (trx) => ({
+      order: orderToProto(await placeOrder(trx, who, { lines, buyerReference }, deps.reservationTtlMs, new Date())),
+    }));
+  const reservations = createReservations({
+    db,
+    reservationTtlMs: deps.reservationTtlMs,
+    maxBatch: deps.maxBatch,
+    soldOutTrustMs: deps.soldOutTrustMs,
+    bulkhead: deps.bulkhead,
+    maxWaiting: deps.maxWaitingPerSku,
+    single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
+  });
   const load = async (ref: OrderRef): Promise<Order> => {
     const order = await findOrder(db, ref);
     if (!order) throw new NotFoundError("order", ref.orderId);
@@ -75,7 +112,8 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       validateOrderRequest({ requestId: req.requestId, lines, buyerReference: req.buyerReference }, violations);
       rejectViolations(violations);
 
-      const call = {
+      const call: CreateOrderCall = {
+        merchantId: principal.merchantId,
         method: "OrderService.CreateOrder",
         requestId: req.requestId,
         requestSchema: CreateOrderRequestSchema,
@@ -83,10 +121,12 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
         responseSchema: CreateOrderResponseSchema,
       };
       try {
-        const placed = await mutate(db, principal, call, async (trx, who) => {
-          const order = await placeOrder(trx, who, { lines, buyerReference: req.buyerReference }, deps.reservationTtlMs, new Date());
-          return { order: orderToProto(order) };
-        });
+        const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor, requestId: req.requestId };
+        // A batch takes its bulkhead place itself: one for all the orders it carries.
+        const placed =
+          lines.length === 1
+            ? await reservations.reserve({ who, call, line: lines[0]!, buyerReference: req.buyerReference })
+            : await inFlight(principal, () => placeAlone(who, call, lines, req.buyerReference));
         deps.count?.("placed");
         return placed;
       } catch (error) {
@@ -125,7 +165,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       rejectViolations(violations);
       // Idempotent by payment_id (see payOrder), so no request_id is needed.
       const who: OrderActor = { merchantId: principal.merchantId, actor: principal.actor };
-      const order = await inTransaction(db, (trx) => payOrder(trx, who, req.orderId, req.paymentId, new Date()));
+      const order = await inFlight(principal, () => inTransaction(db, (trx) => payOrder(trx, who, req.orderId, req.paymentId, new Date())));
       deps.count?.("paid");
       return { order: orderToProto(order) };
     },
@@ -142,9 +182,11 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
         request: req,
         responseSchema: FulfillOrderResponseSchema,
       };
-      const fulfilled = await mutate(db, principal, call, async (trx, who) => ({
-        order: orderToProto(await fulfillOrder(trx, who, req.orderId, etag, new Date())),
-      }));
+      const fulfilled = await inFlight(principal, () =>
+        mutate(db, principal, call, async (trx, who) => ({
+          order: orderToProto(await fulfillOrder(trx, who, req.orderId, etag, new Date())),
+        })),
+      );
       deps.count?.("fulfilled");
       return fulfilled;
     },
@@ -164,9 +206,16 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
         request: req,
         responseSchema: CancelOrderResponseSchema,
       };
-      const cancelled = await mutate(db, principal, call, async (trx, who) => ({
-        order: orderToProto(await cancelOrder(trx, who, req.orderId, { reason: req.reason, etag }, new Date())),
-      }));
+      const cancelled = await inFlight(principal, () =>
+        mutate(db, principal, call, async (trx, who) => ({
+          order: orderToProto(await cancelOrder(trx, who, req.orderId, { reason: req.reason, etag }, new Date())),
+        })),
+      );
+      // The stock came back: what this process knew of those SKUs is stale.
+      reservations.restocked(
+        principal.merchantId,
+        (cancelled.order?.lines ?? []).map((l) => l.sku),
+      );
       deps.count?.("cancelled");
       return cancelled;
     },

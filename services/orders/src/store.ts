@@ -78,46 +78,47 @@ function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]
   };
 }
 
-/**
- * insertOrder adds an order and its lines (two statements, deferred: they
- * ride with the next one). insertRows writes them without Kysely's builder,
- * which parsed and compiled every value on every order.
- */
-export async function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
+/** insertOrder adds an order and its lines (two statements, deferred: they ride with the next one). */
+export function insertOrder(trx: OrderTx, merchantId: string, order: Order): Promise<void> {
+  return insertOrders(trx, merchantId, [order]);
+}
+
+/** insertOrders adds orders and their lines with two multi-row statements, deferred (a hot-SKU batch's orders). */
+export async function insertOrders(trx: OrderTx, merchantId: string, orders: readonly Order[]): Promise<void> {
   await insertRows<OrderRow>(
     trx,
     "orders",
-    [
-      {
-        merchant_id: merchantId,
-        order_id: order.id,
-        state: order.state,
-        buyer_reference: order.buyerReference,
-        currency: order.currency,
-        total_minor: order.totalMinor,
-        payment_id: order.paymentId,
-        cancel_reason: order.cancelReason,
-        version: order.version,
-        created_at: order.createdAt,
-        updated_at: order.updatedAt,
-        expire_at: order.expireAt,
-      },
-    ],
+    orders.map((order) => ({
+      merchant_id: merchantId,
+      order_id: order.id,
+      state: order.state,
+      buyer_reference: order.buyerReference,
+      currency: order.currency,
+      total_minor: order.totalMinor,
+      payment_id: order.paymentId,
+      cancel_reason: order.cancelReason,
+      version: order.version,
+      created_at: order.createdAt,
+      updated_at: order.updatedAt,
+      expire_at: order.expireAt,
+    })),
     { deferred: true },
   );
   await insertRows<OrderLineRow>(
     trx,
     "order_lines",
-    order.lines.map((l, i) => ({
-      merchant_id: merchantId,
-      order_id: order.id,
-      line_no: i + 1,
-      sku: l.sku,
-      product_id: l.productId,
-      title: l.title,
-      quantity: l.quantity,
-      unit_price_minor: l.unitPriceMinor,
-    })),
+    orders.flatMap((order) =>
+      order.lines.map((l, i) => ({
+        merchant_id: merchantId,
+        order_id: order.id,
+        line_no: i + 1,
+        sku: l.sku,
+        product_id: l.productId,
+        title: l.title,
+        quantity: l.quantity,
+        unit_price_minor: l.unitPriceMinor,
+      })),
+    ),
     { deferred: true },
   );
 }

@@ -15,12 +15,18 @@ export { errorInfo, fieldViolations, rejection } from "@stockroom/catalog/testin
 
 /**
  * startOrders starts the catalog and the orders on their own database for
- * one test file, without a rate limit unless the options set one.
+ * one test file, without a rate limit or a bulkhead unless the options set
+ * one (the tests fire hundreds of calls at once on purpose).
  */
 export function startOrders(name: string, options: OrdersModuleOptions = {}): Promise<TestApi<OrderTables>> {
   return startTestApi<OrderTables>(name, (db) => [
     catalogModule(db),
-    ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, watchIntervalMs: 50, ...options }),
+    ordersModule(db, {
+      rateLimit: { ratePerSec: 0, burst: 1 },
+      bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0, waitMs: 0 },
+      watchIntervalMs: 50,
+      ...options,
+    }),
   ]);
 }
 
@@ -80,6 +86,29 @@ export async function orderStockChanges(api: TestApi, merchantId: string, orderI
     .where("source_ref", "=", orderId)
     .orderBy("change_id")
     .execute();
+}
+
+/**
+ * holdLock locks a merchant's product row from a transaction of the test's
+ * own until the returned release is called, so orders pile up behind it.
+ */
+export async function holdLock(api: TestApi, merchantId: string, sku: string): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const done = dbOf(api)
+    .transaction()
+    .execute(async (trx) => {
+      await trx.selectFrom("products").select("stock").where("merchant_id", "=", merchantId).where("sku", "=", sku).forUpdate().execute();
+      locked();
+      await released;
+    });
+  await isLocked;
+  return async () => {
+    release();
+    await done;
+  };
 }
 
 /** preconditionViolations lists google.rpc.PreconditionFailure violations as "TYPE subject". */

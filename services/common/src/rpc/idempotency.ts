@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
-import { deleteInBatches, ER_DUP_ENTRY, inTransaction, mysqlErrno, runStatement } from "../db/database.ts";
+import { deleteInBatches, ER_DUP_ENTRY, inTransaction, insertRows, mysqlErrno, runStatement } from "../db/database.ts";
 import { deferWrite } from "../db/deferred-writes.ts";
 import { forEachShard } from "../db/shards.ts";
 import { InvalidArgumentError, RequestIdMismatchError } from "../errors.ts";
@@ -126,6 +126,50 @@ function replay<Res extends DescMessage>(
     throw new RequestIdMismatchError(call.requestId);
   }
   return fromBinary(call.responseSchema, claim.response);
+}
+
+/**
+ * claimedRequestIds tells which of a merchant's request ids are claimed
+ * already, with one plain read. It and claimWithResponses serve calls that
+ * run together in one transaction (the orders' hot-SKU batches): a claimed
+ * call goes back to idempotentMutation, which answers it from the key.
+ */
+export async function claimedRequestIds(trx: Transaction<CommonTables>, merchantId: string, requestIds: string[]): Promise<Set<string>> {
+  if (requestIds.length === 0) return new Set();
+  const rows = await trx
+    .selectFrom("idempotency_keys")
+    .select("request_id")
+    .where("merchant_id", "=", merchantId)
+    .where("request_id", "in", requestIds)
+    .execute();
+  return new Set(rows.map((r) => r.request_id));
+}
+
+/**
+ * claimWithResponses claims the keys of calls that succeeded together in
+ * the caller's transaction, each stored with its response at once: one
+ * deferred multi-row insert instead of a claim and an update per call. A
+ * call that failed claims nothing, as with idempotent. A key claimed since
+ * claimedRequestIds read it fails the transaction with ER_DUP_ENTRY (at its
+ * next statement), so the caller must be ready to run its calls again one
+ * by one through idempotentMutation.
+ */
+export async function claimWithResponses<Req extends DescMessage, Res extends DescMessage>(
+  trx: Transaction<CommonTables>,
+  claims: { call: IdempotentCall<Req, Res>; response: MessageShape<Res> }[],
+  at = new Date(),
+): Promise<void> {
+  const rows = claims
+    .filter(({ call }) => call.requestId !== "")
+    .map(({ call, response }) => ({
+      merchant_id: call.merchantId,
+      request_id: call.requestId,
+      method: call.method,
+      request_sha256: requestFingerprint(call),
+      response: Buffer.from(toBinary(call.responseSchema, response)),
+      created_at: at,
+    }));
+  await insertRows(trx, "idempotency_keys", rows, { deferred: true });
 }
 
 /**

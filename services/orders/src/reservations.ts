@@ -1,0 +1,274 @@
+/**
+ * Hot-SKU batching: the single-line CreateOrder calls of one merchant's SKU
+ * that arrive while a reservation of that SKU is in flight in this process
+ * join the next one, a single transaction (placeOrderBatch). On a
+ * Black-Friday SKU every order used to queue on the product's row lock, one
+ * transaction each (about 800 orders/s at best on one row, whatever the
+ * hardware); a batch takes the lock once and moves the stock once for all
+ * of its orders, so the lock is held once per batch instead of once per
+ * order. Nothing waits to fill a batch: the first order of an idle SKU runs
+ * at once, alone, and the ones arriving meanwhile form the next batch.
+ *
+ * Every order keeps what it had on its own: its idempotency key (stored with
+ * its response, claimWithResponses), order row, product version, audit
+ * entry and events, and its own outcome in arrival order (placed, or
+ * refused with placeOrder's FAILED_PRECONDITION). A batch whose transaction
+ * fails (a key claimed meanwhile, a deadlock past retries, a lost
+ * connection, even during COMMIT) runs its orders again one by one on the
+ * single-order path: an order the batch did commit finds its key there and
+ * is answered from it, so nothing is lost or applied twice.
+ *
+ * Sold out: after each batch the process knows the product's stock as it
+ * committed it. An order asking for more than that is refused from a
+ * non-locking read (a consistent read never waits on row locks), one shared
+ * by the batch, instead of queueing on the row lock to learn there is
+ * nothing left; orders that the read shows can be served go on to the lock.
+ * So a restock made anywhere (the catalog, a bulk job, another replica's
+ * cancel) is seen by the next order. ORDER_SOLD_OUT_TRUST_MS (soldOutTrustMs,
+ * default 0) lets the knowledge refuse orders without any read for that
+ * long, the bound on how stale a "sold out" may be, for a storm of calls on
+ * a SKU that stays sold out; this process's own cancels forget it at once
+ * (restocked). A refusal is only ever made from committed state; a success
+ * only ever under the lock.
+ */
+import { create, type MessageShape } from "@bufbuild/protobuf";
+import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { PreconditionError } from "@stockroom/common";
+import { inTransaction, type CommonTables } from "@stockroom/common/db";
+import { claimedRequestIds, claimWithResponses, type IdempotentCall } from "@stockroom/common/rpc";
+import { findProduct, type Product } from "@stockroom/catalog";
+import type { Transaction } from "kysely";
+import { priceLines } from "./domain.ts";
+import { orderToProto } from "./convert.ts";
+import { placeOrderBatch, type BatchedOrder } from "./lifecycle.ts";
+import type { OrderDb } from "./store.ts";
+import type { Bulkhead } from "./bulkhead.ts";
+
+export type CreateOrderCall = IdempotentCall<typeof CreateOrderRequestSchema, typeof CreateOrderResponseSchema>;
+export type CreateOrderResult = MessageShape<typeof CreateOrderResponseSchema>;
+
+/** Reservation is one single-line CreateOrder call, validated. */
+export interface Reservation extends BatchedOrder {
+  call: CreateOrderCall;
+}
+
+export interface Reservations {
+  /** reserve places a single-line order, batched with the concurrent orders of its SKU. */
+  reserve(reservation: Reservation): Promise<CreateOrderResult>;
+  /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
+  restocked(merchantId: string, skus: readonly string[]): void;
+}
+
+export interface ReservationOptions {
+  db: OrderDb;
+  reservationTtlMs: number;
+  /** The most orders one transaction takes; more wait for the next one. */
+  maxBatch: number;
+  /** How long committed knowledge of a SKU's stock refuses orders without a read (0: every refusal is read first). */
+  soldOutTrustMs: number;
+  /** Each batch under way holds a place of its merchant's bulkhead (one transaction, however many orders). */
+  bulkhead: Bulkhead;
+  /** Orders of one SKU that may wait for a batch; past it they are refused as the bulkhead refuses (0: no cap). */
+  maxWaiting: number;
+  /** The single-order path (placeOrder under idempotentMutation): replays claimed keys, and runs a failed batch's orders. */
+  single: (reservation: Reservation) => Promise<CreateOrderResult>;
+  now?: () => number;
+}
+
+interface Waiting {
+  reservation: Reservation;
+  resolve: (result: CreateOrderResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Lane is one merchant's SKU: its queue and what the process knows of its stock. */
+interface Lane {
+  merchantId: string;
+  sku: string;
+  queue: Waiting[];
+  /** Batches under way (at most PIPELINE). */
+  running: number;
+  /** The request ids of the orders in those batches: a duplicate waits for the next batch, where its key is found claimed. */
+  taken: Set<string>;
+  known?: { product: Product; at: number };
+}
+
+/**
+ * Batches of one lane under way at once. The second one does its work before
+ * the lock (BEGIN, the key read, the lock request) while the first holds the
+ * row, and is first in line when it commits: the row is never left idle
+ * between batches, and a lone order that found the lane idle does not make
+ * the crowd behind it wait a whole transaction for their turn.
+ */
+const PIPELINE = 2;
+
+/** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
+const MAX_IDLE_LANES = 10_000;
+
+export function createReservations(options: ReservationOptions): Reservations {
+  const { db, maxBatch, soldOutTrustMs } = options;
+  const maxWaiting = options.maxWaiting > 0 ? options.maxWaiting : Number.POSITIVE_INFINITY;
+  const now = options.now ?? (() => performance.now());
+  const lanes = new Map<string, Lane>();
+  const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
+
+  const fresh = (lane: Lane) => lane.known !== undefined && now() - lane.known.at <= soldOutTrustMs;
+
+  /** refusal is the error placeOrder would give against the known product, if it would refuse the order for its stock. */
+  const refusal = (lane: Lane, r: Reservation): PreconditionError | undefined => {
+    const product = lane.known?.product;
+    if (!product || r.line.quantity <= product.stock) return undefined;
+    try {
+      priceLines([r.line], new Map([[lane.sku, product]]));
+    } catch (error) {
+      if (error instanceof PreconditionError) return error;
+      throw error;
+    }
+    return undefined;
+  };
+
+  /** takeBatch takes up to maxBatch waiting orders in arrival order; a request_id already under way waits for a later batch. */
+  const takeBatch = (lane: Lane): Waiting[] => {
+    const batch: Waiting[] = [];
+    const rest: Waiting[] = [];
+    for (const w of lane.queue) {
+      if (batch.length < maxBatch && !lane.taken.has(w.reservation.call.requestId)) {
+        lane.taken.add(w.reservation.call.requestId);
+        batch.push(w);
+      } else rest.push(w);
+    }
+    lane.queue = rest;
+    return batch;
+  };
+
+  const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
+
+  const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
+    let todo = batch;
+    if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
+      if (!fresh(lane)) {
+        const product = await findProduct(db, lane.merchantId, lane.sku);
+        lane.known = product && { product, at: now() };
+      }
+      todo = todo.filter((w) => {
+        const error = refusal(lane, w.reservation);
+        if (error) w.reject(error);
+        return !error;
+      });
+    }
+    if (todo.length === 0) return;
+    let committed: { placing: Waiting[]; results: (CreateOrderResult | PreconditionError)[]; replays: Waiting[]; product?: Product };
+    try {
+      committed = await inTransaction(db, async (trx) => {
+        const common = trx as unknown as Transaction<CommonTables>;
+        const claimed = await claimedRequestIds(
+          common,
+          lane.merchantId,
+          todo.map((w) => w.reservation.call.requestId),
+        );
+        const placing = todo.filter((w) => !claimed.has(w.reservation.call.requestId));
+        const { outcomes, product } = await placeOrderBatch(
+          trx,
+          lane.merchantId,
+          lane.sku,
+          placing.map((w) => w.reservation),
+          options.reservationTtlMs,
+          new Date(),
+        );
+        const results = outcomes.map((o) => o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) }));
+        await claimWithResponses(
+          common,
+          placing.flatMap((w, i) => {
+            const response = results[i]!;
+            return response instanceof PreconditionError ? [] : [{ call: w.reservation.call, response }];
+          }),
+        );
+        return { placing, results, replays: todo.filter((w) => claimed.has(w.reservation.call.requestId)), product };
+      });
+    } catch {
+      // Rolled back, or the COMMIT's outcome is unknown: each order runs on
+      // its own, where a committed one is answered from its key.
+      await Promise.allSettled(todo.map(runSingle));
+      return;
+    }
+    lane.known = committed.product && { product: committed.product, at: now() };
+    committed.placing.forEach((w, i) => {
+      const result = committed.results[i]!;
+      if (result instanceof PreconditionError) w.reject(result);
+      else w.resolve(result);
+    });
+    // Keys claimed before this batch: answered from the stored response (or REQUEST_ID_MISMATCH).
+    for (const w of committed.replays) void runSingle(w);
+  };
+
+  const drain = async (lane: Lane, release: () => void): Promise<void> => {
+    lane.running++;
+    try {
+      while (lane.queue.length > 0) {
+        const batch = takeBatch(lane);
+        // Only duplicates of orders under way are left: the batch holding their twin takes them when it is done.
+        if (batch.length === 0) break;
+        try {
+          await runBatch(lane, batch);
+        } catch (error) {
+          // Only the non-locking read can get here (the transaction's failures fall back above).
+          for (const w of batch) w.reject(error);
+        } finally {
+          for (const w of batch) lane.taken.delete(w.reservation.call.requestId);
+        }
+      }
+    } finally {
+      lane.running--;
+      release();
+    }
+    if (lane.running === 0) {
+      // Idle: kept, most recently used last, for what it knows.
+      const key = keyOf(lane.merchantId, lane.sku);
+      lanes.delete(key);
+      if (lane.known) lanes.set(key, lane);
+      for (const [k, l] of lanes) {
+        if (lanes.size <= MAX_IDLE_LANES) break;
+        if (l.running === 0) lanes.delete(k);
+      }
+    }
+  };
+
+  /** join queues an order on its lane, starting a batch with the place it brings (released at once if the lane needs none). */
+  const join = (lane: Lane, reservation: Reservation, release: (() => void) | undefined): Promise<CreateOrderResult> =>
+    new Promise<CreateOrderResult>((resolve, reject) => {
+      lane.queue.push({ reservation, resolve, reject });
+      if (!release) return;
+      if (lane.running < PIPELINE) void drain(lane, release);
+      else release();
+    });
+
+  return {
+    reserve(reservation) {
+      const { merchantId } = reservation.who;
+      const { sku } = reservation.line;
+      const key = keyOf(merchantId, sku);
+      let lane = lanes.get(key);
+      if (!lane) {
+        lane = { merchantId, sku, queue: [], running: 0, taken: new Set() };
+        lanes.set(key, lane);
+      }
+      if (fresh(lane)) {
+        const error = refusal(lane, reservation);
+        if (error) return Promise.reject(error);
+      }
+      if (lane.queue.length >= maxWaiting) {
+        return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));
+      }
+      // A new transaction needs a place; with one under way already, the order can wait for it instead.
+      const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;
+      if (!release && lane.running === 0) return options.bulkhead.enter(merchantId).then((entered) => join(lane!, reservation, entered));
+      return join(lane, reservation, release);
+    },
+    restocked(merchantId, skus) {
+      for (const sku of skus) {
+        const lane = lanes.get(keyOf(merchantId, sku));
+        if (lane) lane.known = undefined;
+      }
+    },
+  };
+}

@@ -1,0 +1,113 @@
+import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { createProduct, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
+
+const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
+test.after.always(() => api.close());
+
+/** expectShed checks a call was refused with RESOURCE_EXHAUSTED, RATE_LIMITED and a sane RetryInfo. */
+function expectShed(t: import("ava").ExecutionContext, r: PromiseSettledResult<unknown>): void {
+  t.is(r.status, "rejected");
+  const e = ConnectError.from((r as PromiseRejectedResult).reason);
+  t.is(e.code, Code.ResourceExhausted, e.message);
+  t.is(errorInfo(e)?.reason, "RATE_LIMITED");
+  const delay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  t.truthy(delay, "google.rpc.RetryInfo with a retry_delay");
+  const ms = Number(delay!.seconds) * 1000 + delay!.nanos / 1e6;
+  t.true(ms >= 5 && ms <= 1000, `retry in ${ms} ms`);
+}
+
+test("a merchant past its transactions in flight is refused at once with RetryInfo while another merchant's calls go through", async (t) => {
+  await createProduct(api, api.merchantA, "BH-1", 100);
+  await createProduct(api, api.merchantA, "BH-2", 100);
+  await createProduct(api, api.merchantA, "BH-3", 100);
+  await createProduct(api, api.merchantB, "BH-1", 100);
+  const a = api.client(OrderService, api.merchantA);
+  const b = api.client(OrderService, api.merchantB);
+  const pair = [
+    { sku: "BH-1", quantity: 1 },
+    { sku: "BH-2", quantity: 1 },
+  ];
+
+  // Two-line orders run one transaction each; with BH-1 held they stay in flight.
+  const release = await holdLock(api, api.merchantA.merchantId, "BH-1");
+  const admitted = Array.from({ length: 4 }, (_, i) => a.createOrder({ requestId: `in-${i}`, lines: pair }));
+  await new Promise((r) => setTimeout(r, 100));
+  const shed = await Promise.allSettled([
+    ...Array.from({ length: 5 }, (_, i) => a.createOrder({ requestId: `over-${i}`, lines: pair })),
+    // A single-line order of another SKU needs a transaction of its own too.
+    a.createOrder({ requestId: "over-single", lines: [{ sku: "BH-3", quantity: 1 }] }),
+  ]);
+  // Answered while the admitted calls still wait: refusals never queue.
+  for (const r of shed) expectShed(t, r);
+  // Merchant B has its own places.
+  t.truthy((await b.createOrder({ requestId: "b-1", lines: [{ sku: "BH-1", quantity: 1 }] })).order);
+
+  await release();
+  const settled = await Promise.allSettled(admitted);
+  t.true(settled.every((r) => r.status === "fulfilled"));
+  t.is((await stockOf(api, api.merchantA.merchantId, "BH-1")).stock, 96, "a refused call reserved nothing");
+  t.is((await stockOf(api, api.merchantA.merchantId, "BH-3")).stock, 100);
+  // The places are free again.
+  t.truthy((await a.createOrder({ requestId: "after", lines: [{ sku: "BH-3", quantity: 1 }] })).order);
+});
+
+test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_PER_SKU waiting, orders are refused", async (t) => {
+  const lane = await startOrders("orders_bulkhead_lane", {
+    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4, waitMs: 20 },
+    maxBatch: 2,
+  });
+  t.teardown(() => lane.close());
+  await createProduct(lane, lane.merchantA, "LANE-1", 100);
+  const a = lane.client(OrderService, lane.merchantA);
+  const release = await holdLock(lane, lane.merchantA.merchantId, "LANE-1");
+  // One transaction (the merchant's only place) waits for the row; 4 orders may wait behind it.
+  const first = a.createOrder({ requestId: "lane-0", lines: [{ sku: "LANE-1", quantity: 1 }] });
+  await new Promise((r) => setTimeout(r, 100));
+  const more = Array.from({ length: 7 }, (_, i) => a.createOrder({ requestId: `lane-${i + 1}`, lines: [{ sku: "LANE-1", quantity: 1 }] }));
+  await new Promise((r) => setTimeout(r, 100));
+  await release();
+  const results = await Promise.allSettled([first, ...more]);
+  const placed = results.filter((r) => r.status === "fulfilled");
+  t.is(placed.length, 5);
+  for (const r of results.filter((r) => r.status === "rejected")) expectShed(t, r);
+  t.is((await stockOf(lane, lane.merchantA.merchantId, "LANE-1")).stock, 95);
+});
+
+test("a call past its merchant's places waits in the merchant's line for one; when its wait runs out it is refused with RetryInfo", async (t) => {
+  const waiting = await startOrders("orders_bulkhead_line", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 1500 } });
+  t.teardown(() => waiting.close());
+  await createProduct(waiting, waiting.merchantA, "LINE-1", 100);
+  await createProduct(waiting, waiting.merchantA, "LINE-2", 100);
+  const a = waiting.client(OrderService, waiting.merchantA);
+  const pair = [
+    { sku: "LINE-1", quantity: 1 },
+    { sku: "LINE-2", quantity: 1 },
+  ];
+  // One place: the first call holds it, two wait in line and get it in turn once it is free.
+  let release = await holdLock(waiting, waiting.merchantA.merchantId, "LINE-1");
+  const first = a.createOrder({ requestId: "line-0", lines: pair });
+  await new Promise((r) => setTimeout(r, 100));
+  const queued = [1, 2].map((i) => a.createOrder({ requestId: `line-${i}`, lines: pair }));
+  await new Promise((r) => setTimeout(r, 100));
+  await release();
+  const results = await Promise.allSettled([first, ...queued]);
+  t.true(
+    results.every((r) => r.status === "fulfilled"),
+    results.map((r) => (r.status === "rejected" ? String(r.reason) : "ok")).join("; "),
+  );
+
+  // A waiter whose place does not come within ORDER_IN_FLIGHT_WAIT_MS is refused.
+  release = await holdLock(waiting, waiting.merchantA.merchantId, "LINE-1");
+  const holder = a.createOrder({ requestId: "line-3", lines: pair });
+  await new Promise((r) => setTimeout(r, 100));
+  const started = performance.now();
+  const [late] = await Promise.allSettled([a.createOrder({ requestId: "line-4", lines: pair })]);
+  const waited = performance.now() - started;
+  expectShed(t, late!);
+  t.true(waited >= 1400, `refused after waiting ${waited} ms`);
+  await release();
+  t.truthy((await holder).order);
+  t.is((await stockOf(waiting, waiting.merchantA.merchantId, "LINE-1")).stock, 96);
+});
