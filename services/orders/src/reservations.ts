@@ -12,9 +12,11 @@
  * Every order keeps what it had on its own: its idempotency key (stored with
  * its response, claimWithResponses), order row, product version, audit
  * entry and events, and its own outcome in arrival order (placed, or
- * refused with placeOrder's FAILED_PRECONDITION). A batch whose transaction
- * fails (a key claimed meanwhile, a deadlock past retries, a lost
- * connection, even during COMMIT) runs its orders again one by one on the
+ * refused with placeOrder's FAILED_PRECONDITION). Keys are claimed at the
+ * COMMIT, as on the single path (idempotentMutation): a retry of an order
+ * that already committed fails its batch's COMMIT on the key, and the batch
+ * falls back. A batch whose transaction fails (a key claimed already, a
+ * deadlock past retries, a lost connection, even during COMMIT) runs its orders again one by one on the
  * single-order path: an order the batch did commit finds its key there and
  * is answered from it, so nothing is lost or applied twice.
  *
@@ -35,7 +37,7 @@ import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { PreconditionError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
-import { claimedRequestIds, claimWithResponses, type IdempotentCall } from "@stockroom/common/rpc";
+import { claimWithResponses, type IdempotentCall } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
@@ -157,33 +159,26 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
     }
     if (todo.length === 0) return;
-    let committed: { placing: Waiting[]; results: (CreateOrderResult | PreconditionError)[]; replays: Waiting[]; product?: Product };
+    let committed: { results: (CreateOrderResult | PreconditionError)[]; product?: Product };
     try {
       committed = await inTransaction(db, async (trx) => {
-        const common = trx as unknown as Transaction<CommonTables>;
-        const claimed = await claimedRequestIds(
-          common,
-          lane.merchantId,
-          todo.map((w) => w.reservation.call.requestId),
-        );
-        const placing = todo.filter((w) => !claimed.has(w.reservation.call.requestId));
         const { outcomes, product } = await placeOrderBatch(
           trx,
           lane.merchantId,
           lane.sku,
-          placing.map((w) => w.reservation),
+          todo.map((w) => w.reservation),
           options.reservationTtlMs,
           new Date(),
         );
         const results = outcomes.map((o) => o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) }));
         await claimWithResponses(
-          common,
-          placing.flatMap((w, i) => {
+          trx as unknown as Transaction<CommonTables>,
+          todo.flatMap((w, i) => {
             const response = results[i]!;
             return response instanceof PreconditionError ? [] : [{ call: w.reservation.call, response }];
           }),
         );
-        return { placing, results, replays: todo.filter((w) => claimed.has(w.reservation.call.requestId)), product };
+        return { results, product };
       });
     } catch {
       // Rolled back, or the COMMIT's outcome is unknown: each order runs on
@@ -192,13 +187,11 @@ export function createReservations(options: ReservationOptions): Reservations {
       return;
     }
     lane.known = committed.product && { product: committed.product, at: now() };
-    committed.placing.forEach((w, i) => {
+    todo.forEach((w, i) => {
       const result = committed.results[i]!;
       if (result instanceof PreconditionError) w.reject(result);
       else w.resolve(result);
     });
-    // Keys claimed before this batch: answered from the stored response (or REQUEST_ID_MISMATCH).
-    for (const w of committed.replays) void runSingle(w);
   };
 
   const drain = async (lane: Lane, release: () => void): Promise<void> => {

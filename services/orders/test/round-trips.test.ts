@@ -77,7 +77,7 @@ test.serial(
     t.deepEqual(statements, [
       "begin",
       "select * from `products`",
-      "update `products` set `stock` = `stock` + ?, `version` = `version` + 1, `updated_at` = ?",
+      "update `products` set `stock` = `stock` + ?, `version` = `version` + ?, `updated_at` = ?",
       "insert into `product_changes`",
       "insert into `outbox_events`",
       "insert into `orders`",

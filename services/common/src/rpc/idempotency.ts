@@ -129,30 +129,15 @@ function replay<Res extends DescMessage>(
 }
 
 /**
- * claimedRequestIds tells which of a merchant's request ids are claimed
- * already, with one plain read. It and claimWithResponses serve calls that
- * run together in one transaction (the orders' hot-SKU batches): a claimed
- * call goes back to idempotentMutation, which answers it from the key.
- */
-export async function claimedRequestIds(trx: Transaction<CommonTables>, merchantId: string, requestIds: string[]): Promise<Set<string>> {
-  if (requestIds.length === 0) return new Set();
-  const rows = await trx
-    .selectFrom("idempotency_keys")
-    .select("request_id")
-    .where("merchant_id", "=", merchantId)
-    .where("request_id", "in", requestIds)
-    .execute();
-  return new Set(rows.map((r) => r.request_id));
-}
-
-/**
  * claimWithResponses claims the keys of calls that succeeded together in
  * the caller's transaction, each stored with its response at once: one
  * deferred multi-row insert instead of a claim and an update per call. A
- * call that failed claims nothing, as with idempotent. A key claimed since
- * claimedRequestIds read it fails the transaction with ER_DUP_ENTRY (at its
- * next statement), so the caller must be ready to run its calls again one
- * by one through idempotentMutation.
+ * call that failed claims nothing, as with idempotent. They are claimed at
+ * the COMMIT, as idempotentMutation claims: a key claimed already fails the
+ * transaction with ER_DUP_ENTRY, so the caller must be ready to run its
+ * calls again one by one through idempotentMutation, which answers a
+ * claimed one from its key. This serves calls that run together in one
+ * transaction (the orders' hot-SKU batches).
  */
 export async function claimWithResponses<Req extends DescMessage, Res extends DescMessage>(
   trx: Transaction<CommonTables>,
