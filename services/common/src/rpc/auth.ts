@@ -85,13 +85,25 @@ export type KeyVerifier = (apiKey: string) => Promise<Principal>;
 /**
  * createKeyVerifier checks keys against the database, caching successful
  * checks for cacheMs (so a revoked key is refused within that time) to keep
- * a primary-key read off every call's hot path.
+ * a primary-key read off every call's hot path. A busy key is read again
+ * before its entry runs out (in the entry's last fifth, by the call that
+ * notices, while the others are still answered from the cache), and
+ * concurrent reads of one key are one read: a key at a thousand calls a
+ * second never makes all of them queue for database connections at once,
+ * which in a spike is what turned an expiry into seconds of stall.
  */
 export function createKeyVerifier(db: Kysely<CommonTables>, cacheMs = 10_000, maxEntries = 10_000): KeyVerifier {
   const cache = new Map<string, { principal: Principal; expires: number }>();
-  return async (apiKey) => {
-    const hit = cache.get(apiKey);
-    if (hit && hit.expires > Date.now()) return hit.principal;
+  const reading = new Map<string, Promise<Principal>>();
+  const read = (apiKey: string): Promise<Principal> => {
+    let pending = reading.get(apiKey);
+    if (!pending) {
+      pending = lookUp(apiKey).finally(() => reading.delete(apiKey));
+      reading.set(apiKey, pending);
+    }
+    return pending;
+  };
+  const lookUp = async (apiKey: string): Promise<Principal> => {
     const m = KEY_PATTERN.exec(apiKey);
     if (!m || !ULID_PATTERN.test(m[1]!) || !ULID_PATTERN.test(m[2]!)) {
       throw new UnauthenticatedError("malformed API key");
@@ -110,9 +122,19 @@ export function createKeyVerifier(db: Kysely<CommonTables>, cacheMs = 10_000, ma
       throw new UnauthenticatedError("invalid or revoked API key");
     }
     const principal: Principal = { merchantId, keyId, actor: `api_key:${keyId}`, tier: row.tier ?? "standard" };
-    if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+    if (!cache.has(apiKey) && cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
     cache.set(apiKey, { principal, expires: Date.now() + cacheMs });
     return principal;
+  };
+  return async (apiKey) => {
+    const hit = cache.get(apiKey);
+    const now = Date.now();
+    if (hit && hit.expires > now) {
+      // Read ahead; a failed read ahead is the next caller's to retry, or the expiry's to refuse.
+      if (hit.expires - now < cacheMs / 5 && !reading.has(apiKey)) read(apiKey).catch(() => {});
+      return hit.principal;
+    }
+    return read(apiKey);
   };
 }
 
