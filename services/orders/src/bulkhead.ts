@@ -40,6 +40,12 @@ export interface Bulkhead {
   enter(merchantId: string): Promise<() => void>;
   /** refusal is the RateLimitedError a full bulkhead answers with, saying what is full. */
   refusal(what: string): RateLimitedError;
+  /**
+   * overloaded is the refusal enter would answer a call of merchant's with
+   * at once (no place free and none expected within waitMs), or undefined:
+   * the server's early shedding asks it before decoding a call.
+   */
+  overloaded(merchantId: string): RateLimitedError | undefined;
 }
 
 /** The retry delay's bounds: a floor so clients do not spin, a ceiling so a slow spell does not park them for long. */
@@ -94,22 +100,27 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
   return {
     refusal,
     tryEnter,
+    overloaded(merchantId) {
+      const m = merchants.get(merchantId);
+      if (all >= total && (!m || m.inFlight < perMerchant))
+        return refusal(`the orders service has ${all} transactions in flight (its limit)`);
+      if (!m || m.inFlight < perMerchant) return undefined;
+      // When a call's turn is expected: one place frees every meanMs / perMerchant.
+      const turnMs = ((m.line.length + 1) * meanMs) / perMerchant;
+      if (turnMs <= limits.waitMs) return undefined;
+      return refusal(
+        `this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant) and ${m.line.length} waiting`,
+        turnMs,
+      );
+    },
     enter(merchantId) {
       const entered = tryEnter(merchantId);
       if (entered) return Promise.resolve(entered);
       const m = merchants.get(merchantId);
       if (!m || m.inFlight < perMerchant)
         return Promise.reject(refusal(`the orders service has ${all} transactions in flight (its limit)`));
-      // When this call's turn is expected: one place frees every meanMs / perMerchant.
-      const turnMs = ((m.line.length + 1) * meanMs) / perMerchant;
-      if (turnMs > limits.waitMs) {
-        return Promise.reject(
-          refusal(
-            `this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant) and ${m.line.length} waiting`,
-            turnMs,
-          ),
-        );
-      }
+      const refused = this.overloaded(merchantId);
+      if (refused) return Promise.reject(refused);
       return new Promise((resolve, reject) => {
         const waiter = (release: () => void) => {
           clearTimeout(timer);

@@ -8,6 +8,9 @@ import { createOrderService } from "./rpc.ts";
 import { orderMigrations, type OrderDb } from "./store.ts";
 import { orderOutcomes } from "./metrics.ts";
 
+/** The path of CreateOrder, the call an order spike is made of. */
+const CREATE_ORDER_PATH = `/${OrderService.typeName}/${OrderService.method.createOrder.name}`;
+
 export interface OrdersModuleOptions {
   reservationTtlMs?: number;
   rateLimit?: RateLimit;
@@ -28,12 +31,13 @@ export interface OrdersModuleOptions {
  */
 export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): ServiceModule {
   const defaults = parseOrderConfig({});
+  const bulkhead = createBulkhead(options.bulkhead ?? defaults.bulkhead);
   const service = createOrderService({
     db,
     reservationTtlMs: options.reservationTtlMs ?? defaults.reservationTtlMs,
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
     watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
-    bulkhead: createBulkhead(options.bulkhead ?? defaults.bulkhead),
+    bulkhead,
     maxWaitingPerSku: (options.bulkhead ?? defaults.bulkhead).waitingPerSku,
     maxBatch: options.maxBatch ?? defaults.maxBatch,
     soldOutTrustMs: options.soldOutTrustMs ?? defaults.soldOutTrustMs,
@@ -44,6 +48,8 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     services: [OrderService],
     migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
+    // A merchant whose places are all taken, with none expected soon, has its new orders refused before decoding.
+    shed: (path, merchantId) => (path === CREATE_ORDER_PATH ? bulkhead.overloaded(merchantId) : undefined),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);
       orderOutcomes(metrics.registry);

@@ -1,4 +1,6 @@
+import http2 from "node:http2";
 import test from "ava";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { createProduct, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
@@ -51,6 +53,49 @@ test("a merchant past its transactions in flight is refused at once with RetryIn
   t.is((await stockOf(api, api.merchantA.merchantId, "BH-3")).stock, 100);
   // The places are free again.
   t.truthy((await a.createOrder({ requestId: "after", lines: [{ sku: "BH-3", quantity: 1 }] })).order);
+});
+
+test("with no wait worth making, a gRPC call is refused before it is decoded (trailers-only, with RetryInfo); over Connect the handler refuses it", async (t) => {
+  const early = await startOrders("orders_bulkhead_early", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 0 } });
+  t.teardown(() => early.close());
+  await createProduct(early, early.merchantA, "EARLY-1", 10);
+  await createProduct(early, early.merchantA, "EARLY-2", 10);
+  const pair = [
+    { sku: "EARLY-1", quantity: 1 },
+    { sku: "EARLY-2", quantity: 1 },
+  ];
+  const release = await holdLock(early, early.merchantA.merchantId, "EARLY-1");
+  const admitted = early.client(OrderService, early.merchantA).createOrder({ requestId: "in", lines: pair });
+  await new Promise((r) => setTimeout(r, 100));
+  // An undecodable body: refused RESOURCE_EXHAUSTED all the same, so nothing of it was read.
+  const headers = await rawGrpcCall(
+    early.url,
+    `/${OrderService.typeName}/CreateOrder`,
+    early.merchantA.apiKey,
+    Buffer.from("not a gRPC frame"),
+  );
+  const refusal = findTrailerError(new Headers(Object.entries(headers).flatMap(([k, v]) => (k.startsWith(":") ? [] : [[k, String(v)]]))));
+  t.is(refusal?.code, Code.ResourceExhausted, "grpc-status in the only HEADERS frame");
+  t.truthy(refusal?.findDetails(RetryInfoSchema)[0]?.retryDelay, "RetryInfo in grpc-status-details-bin");
+  expectShed(
+    t,
+    (await Promise.allSettled([early.client(OrderService, early.merchantA).createOrder({ requestId: "over", lines: pair })]))[0]!,
+  );
+  expectShed(
+    t,
+    (
+      await Promise.allSettled([
+        early.client(OrderService, early.merchantA, "connect").createOrder({ requestId: "over-connect", lines: pair }),
+      ])
+    )[0]!,
+  );
+  // Merchant B has its own places, early as late.
+  await createProduct(early, early.merchantB, "EARLY-1", 10);
+  t.truthy(
+    (await early.client(OrderService, early.merchantB).createOrder({ requestId: "b", lines: [{ sku: "EARLY-1", quantity: 1 }] })).order,
+  );
+  await release();
+  t.truthy((await admitted).order);
 });
 
 test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_PER_SKU waiting, orders are refused", async (t) => {
@@ -111,3 +156,25 @@ test("a call past its merchant's places waits in the merchant's line for one; wh
   t.truthy((await holder).order);
   t.is((await stockOf(waiting, waiting.merchantA.merchantId, "LINE-1")).stock, 96);
 });
+
+/** rawGrpcCall sends one gRPC request with the given body over plain HTTP/2 and returns the response headers (a trailers-only answer's status is there). */
+async function rawGrpcCall(url: string, path: string, apiKey: string, body: Buffer): Promise<http2.IncomingHttpHeaders> {
+  const session = http2.connect(url);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        authorization: `Bearer ${apiKey}`,
+      });
+      req.on("response", resolve);
+      req.on("error", reject);
+      req.end(body);
+      req.resume();
+    });
+  } finally {
+    session.close();
+  }
+}

@@ -2,7 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Kysely } from "kysely";
-import { createKeyVerifier } from "./auth.ts";
+import { createKeyVerifier, merchantOfKey } from "./auth.ts";
 import type { ApiConfig } from "../config.ts";
 import {
   commonMigrations,
@@ -15,11 +15,12 @@ import {
 import { ServingStatus } from "./health.ts";
 import { createAuthInterceptor, createErrorInterceptor, createMetricsInterceptor, createTracingInterceptor } from "./interceptors.ts";
 import { createLogger, type Logger } from "../observe/log.ts";
-import type { Metrics } from "../observe/metrics.ts";
+import { tierLabel, type Metrics } from "../observe/metrics.ts";
 import type { MetricsServer } from "../observe/metrics-server.ts";
 import { startObservability } from "../observe/observability.ts";
 import type { CommonTables } from "../db/schema.ts";
-import { startApiServer, type ApiServer } from "./server.ts";
+import { startApiServer, type ApiServer, type ApiServerOptions } from "./server.ts";
+import { toConnectError } from "./rpc-errors.ts";
 import { defaultWebDir } from "./web-app.ts";
 import { startCallRecorder } from "../observe/sla.ts";
 import { startTelemetry } from "../observe/telemetry.ts";
@@ -31,6 +32,13 @@ export interface ServiceModule {
   register(router: ConnectRouter): void;
   /** watch adds the module's own series to the process's metrics (e.g. the outbox backlog gauges of @stockroom/events). */
   watch?(metrics: Metrics): void;
+  /**
+   * shed may refuse a call of the module's before it is decoded or its key
+   * checked, from its path ("/package.Service/Method") and the merchant its
+   * API key names (not yet verified: only ever use it to refuse, never to
+   * grant): an overloaded merchant's calls are answered for next to nothing.
+   */
+  shed?(path: string, merchantId: string): Error | undefined;
 }
 
 /** ModuleDeps is what startApi hands every module besides the database. */
@@ -115,6 +123,7 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     drainMs: config.drainMs,
     corsOrigins: config.corsOrigins,
     webDir: config.webDir ?? defaultWebDir(),
+    shed: earlyShedding(modules, metrics, log),
   });
   health = (up) => server.health.setAll(up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   if (observability.probes && !observability.probes.up) health(false);
@@ -152,4 +161,26 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
   };
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+}
+
+/**
+ * earlyShedding combines the modules' shed hooks for the server (server.ts
+ * shedEarly), reading the merchant from the bearer key, and counts the
+ * refusals as rate-limit rejections like those of the handlers.
+ */
+function earlyShedding(modules: ServiceModule[], metrics: Metrics, log: Logger): ApiServerOptions["shed"] {
+  const hooks = modules.flatMap((m) => (m.shed ? [m.shed.bind(m)] : []));
+  if (hooks.length === 0) return undefined;
+  return (path, authorization) => {
+    const merchantId = merchantOfKey(authorization?.startsWith("Bearer ") ? authorization.slice(7) : "");
+    if (!merchantId) return undefined;
+    for (const shed of hooks) {
+      const error = shed(path, merchantId);
+      if (!error) continue;
+      const [, service = "", method = ""] = path.split("/");
+      metrics.rateLimitRejections.inc({ service, method, tier: tierLabel(undefined) });
+      return toConnectError(error, log, path);
+    }
+    return undefined;
+  };
 }

@@ -61,6 +61,14 @@ export async function createApiKey(
   return { apiKey: `srk_${merchantId}_${keyId}_${secret}`, keyId };
 }
 
+/**
+ * merchantOfKey reads the merchant an API key names, without checking the
+ * key: for decisions that may only refuse (early shedding), never grant.
+ */
+export function merchantOfKey(apiKey: string): string | undefined {
+  return KEY_PATTERN.exec(apiKey)?.[1];
+}
+
 /** revokeApiKey disables a key; verifiers stop accepting it within their cache TTL. */
 export async function revokeApiKey(db: Kysely<CommonTables>, merchantId: string, keyId: string): Promise<boolean> {
   const result = await db

@@ -4,6 +4,7 @@ import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { uResponseNotFound, type UniversalHandler } from "@connectrpc/connect/protocol";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import {
   compressionBrotli,
   compressionGzip,
@@ -36,6 +37,12 @@ export interface ApiServerOptions {
   corsOrigins?: readonly string[];
   /** The dashboard's build, served at `/` (web-app.ts); false serves none. */
   webDir?: string | false;
+  /**
+   * shed may refuse a gRPC call before anything of it is decoded (see
+   * shedEarly): given the call's path and its authorization header, it
+   * returns the error to answer with, or undefined to serve the call.
+   */
+  shed?: (path: string, authorization: string | undefined) => ConnectError | undefined;
 }
 
 export interface ApiServer {
@@ -101,6 +108,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (cors(req, res)) return; // a preflight, answered
     if (openApi(req, res)) return; // GET /openapi.json, unauthenticated
     if (webApp(req, res)) return; // GET / and /assets/*: the dashboard, unauthenticated (it asks for a key itself)
+    if (options.shed && shedEarly(req, res, options.shed)) return;
     inFlight++;
     res.once("close", () => {
       inFlight--;
@@ -162,4 +170,37 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     for (const s of sockets) s.destroy();
     await closed;
   }
+}
+
+/**
+ * shedEarly answers a gRPC call over HTTP/2 that shed refuses with a
+ * trailers-only response (the status, its message and details, RetryInfo
+ * among them, in the one HEADERS frame), before the call is routed,
+ * decoded, authenticated or traced. In an overload the refused calls are
+ * most of the traffic: answered through the whole chain each cost about a
+ * millisecond of the event loop, and at ten times capacity that alone
+ * saturated it and stalled the calls it had admitted. The other protocols
+ * (Connect, gRPC-Web, HTTP/1.1) take the ordinary path, where the handler
+ * refuses the same calls.
+ */
+function shedEarly(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  shed: NonNullable<ApiServerOptions["shed"]>,
+): boolean {
+  if (
+    !("stream" in res) ||
+    !req.headers["content-type"]?.startsWith("application/grpc") ||
+    req.headers["content-type"].startsWith("application/grpc-web")
+  )
+    return false;
+  const error = shed(req.url ?? "", req.headers.authorization);
+  if (!error) return false;
+  const headers: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": req.headers["content-type"] };
+  setTrailerStatus(new Headers(), error).forEach((value, key) => {
+    headers[key] = value;
+  });
+  req.resume(); // what is left of the request is read and dropped
+  if (!res.stream.destroyed) res.stream.respond(headers, { endStream: true });
+  return true;
 }
