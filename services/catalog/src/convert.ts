@@ -117,7 +117,8 @@ export function auditStates(
   if (type === "deleted") return { before: before ? JSON.stringify(before) : null, after: null };
   if (type === "created" || !before) {
     const { id: _i, sku: _s, version: _v, createdAt: _c, updatedAt: _u, ...fields } = after;
-    for (const [k, v] of Object.entries(NO_MERCHANDISING)) if (fields[k as keyof typeof fields] === v) delete fields[k as keyof typeof fields];
+    for (const [k, v] of Object.entries(NO_MERCHANDISING))
+      if (fields[k as keyof typeof fields] === v) delete fields[k as keyof typeof fields];
     return { before: null, after: JSON.stringify(fields) };
   }
   const groups = new Set(changedFields.map((f) => (f.startsWith("attributes.") ? "attributes" : f)));
@@ -211,7 +212,8 @@ export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>)
   } else if (row.change_type === "created") {
     const fields = row.after_state === null ? undefined : jsonColumn<StoredState>(row.after_state);
     const a = fields && { ...NO_MERCHANDISING, ...fields, id: row.product_id, sku: row.sku, version: Number(row.version) };
-    after = a && productToProto({ ...(a as Omit<Product, "createdAt" | "updatedAt">), createdAt: row.created_at, updatedAt: row.created_at });
+    after =
+      a && productToProto({ ...(a as Omit<Product, "createdAt" | "updatedAt">), createdAt: row.created_at, updatedAt: row.created_at });
   } else {
     const version = Number(row.version);
     before = row.before_state === null ? undefined : partialToProto(row, jsonColumn<StoredState>(row.before_state), version - 1);

@@ -36,15 +36,7 @@ import { pause } from "@stockroom/common";
 import { createLatencyWindow, untraced } from "@stockroom/common/observe";
 import { ensureEvents } from "./event-stream.ts";
 import type { Field } from "./gen/vitess/query_pb.js";
-import {
-  eventTotal,
-  markPublished,
-  type OutboxRow,
-  publishBatch,
-  publishOrder,
-  pruneOutbox,
-  readBatch,
-} from "./relay-batch.ts";
+import { eventTotal, markPublished, type OutboxRow, publishBatch, publishOrder, pruneOutbox, readBatch } from "./relay-batch.ts";
 import { openPositionStore, type PositionStore } from "./relay-positions.ts";
 import { lockNameOf, type OutboxRelay, type RelayDeps, startOutboxRelay } from "./relay.ts";
 import type { EventTables } from "./schema.ts";
