@@ -387,7 +387,6 @@ async function steadyPhase() {
   await warm.stop();
 
   const from = await lastSeq();
-  const bytesBefore = await tableBytes(db!);
   const { relay, projector, stop } = await startPipeline();
   const t0 = performance.now();
   const measured = await runLoad(skus, SECONDS);

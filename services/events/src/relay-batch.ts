@@ -124,7 +124,10 @@ export async function publishBatch(js: JetStreamClient, events: EventStreamConfi
   const results = rows.map((row) => {
     const key = aggregateKey(row);
     let merchant = merchants.get(row.merchant_id);
-    if (!merchant) merchants.set(row.merchant_id, (merchant = { barrier: Promise.resolve(true), since: [] }));
+    if (!merchant) {
+      merchant = { barrier: Promise.resolve(true), since: [] };
+      merchants.set(row.merchant_id, merchant);
+    }
     const batch = eventCount(row) > 1;
     const waitFor = batch ? [merchant.barrier, ...merchant.since] : [merchant.barrier, chains.get(key) ?? Promise.resolve(true)];
     const previous = Promise.all(waitFor).then((oks) => oks.every(Boolean));
