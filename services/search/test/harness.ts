@@ -2,18 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import {
-  catalogModule,
-  lockProducts,
-  NO_MERCHANDISING,
-  writeProducts,
-  type CatalogDb,
-  type CatalogTables,
-  type Product,
-  type ProductWrite,
-} from "@stockroom/catalog";
-import { inTransaction } from "@stockroom/common/db";
-import { newUlid } from "@stockroom/common";
+import { catalogModule, type CatalogDb, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
 import {
   DEFAULT_EVENT_STREAM,
@@ -32,7 +21,7 @@ import { openSearchDatabase, type SearchDb } from "../src/store.ts";
 import { createSearchWaiter } from "../src/waiter.ts";
 
 export { CatalogService, SearchService };
-export { productInit } from "@stockroom/catalog/testing";
+export { productInit, writeInOneTransaction } from "@stockroom/catalog/testing";
 
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 
@@ -119,41 +108,4 @@ export async function unpublished(h: Pick<SearchHarness, "db">): Promise<number>
     .where("published_at", "is", null)
     .executeTakeFirstOrThrow();
   return Number(n);
-}
-
-/**
- * writeInOneTransaction changes the merchant's products through the
- * product-write port in one transaction, as a bulk chunk does: from
- * BATCH_MIN_EVENTS changes on, their events go out as batch rows. Missing
- * SKUs are created, existing ones get the price; it returns the states after.
- */
-export async function writeInOneTransaction(
-  h: Pick<SearchHarness, "db">,
-  merchant: TestMerchant,
-  skus: string[],
-  priceMinor = 1500,
-): Promise<Product[]> {
-  return inTransaction(h.db, async (trx) => {
-    const current = await lockProducts(trx, merchant.merchantId, skus);
-    const writes: ProductWrite[] = skus.map((sku) => {
-      const before = current.get(sku);
-      if (before) return { kind: "update", before, fields: { ...before, priceMinor }, changedFields: ["price"] };
-      return {
-        kind: "create",
-        product: {
-          id: newUlid(),
-          sku,
-          title: `Product ${sku}`,
-          description: "made in one transaction",
-          priceMinor,
-          currency: "EUR",
-          stock: 5,
-          status: "active",
-          attributes: { color: "teal" },
-          ...NO_MERCHANDISING,
-        },
-      };
-    });
-    return writeProducts(trx, { merchantId: merchant.merchantId, actor: "test", sourceKind: "bulk_job", sourceRef: newUlid() }, writes);
-  });
 }
