@@ -33,6 +33,7 @@
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
 import { pause } from "@stockroom/common";
+import { shardTargets } from "@stockroom/common/db";
 import { createLatencyWindow, untraced } from "@stockroom/common/observe";
 import { ensureEvents } from "./event-stream.ts";
 import type { Field } from "./gen/vitess/query_pb.js";
@@ -121,15 +122,23 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
     return true;
   }
 
-  /** catchUp publishes the rows the table still holds unpublished (the first start: nothing before "current" is skipped). */
+  /**
+   * catchUp publishes the rows the table still holds unpublished (the first
+   * start: nothing before "current" is skipped), shard by shard: a merchant's
+   * rows are all on one shard, and readBatch's sizing by events is a
+   * statement vtgate runs on one shard only.
+   */
   async function catchUp(signal: AbortSignal): Promise<boolean> {
-    for (;;) {
-      const rows = await readBatch(db, config.batchSize);
-      if (rows.length === 0) return true;
-      if (!(await publishAll(rows, signal))) return false;
-      await marking; // the next read must not see these rows again
-      if (eventTotal(rows) < config.batchSize) return true;
+    for (const target of await shardTargets(db)) {
+      for (;;) {
+        const rows = await readBatch(target.db, config.batchSize);
+        if (rows.length === 0) break;
+        if (!(await publishAll(rows, signal))) return false;
+        await marking; // the next read must not see these rows again
+        if (eventTotal(rows) < config.batchSize) break;
+      }
     }
+    return true;
   }
 
   /**

@@ -55,7 +55,7 @@ export interface ProjectorStats {
 }
 
 export interface ProjectionLag {
-  /** Catalog events published and not yet applied (all merchants). */
+  /** Catalog messages published and not yet applied (all merchants); a batch message counts once. */
   pendingEvents: number;
   /** An upper bound on the age of the oldest of them; 0 when there are none. */
   lagMs: number;
