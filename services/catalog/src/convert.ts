@@ -13,7 +13,15 @@ import {
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { jsonColumn } from "@stockroom/common/db";
 import { type FieldViolation, etagOf } from "@stockroom/common";
-import { NO_MERCHANDISING, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
+import {
+  MASK_PATHS,
+  maskedFields,
+  NO_MERCHANDISING,
+  sortedAttributes,
+  type Product,
+  type ProductFields,
+  type ProductStatus,
+} from "./domain.ts";
 import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 
 export const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
@@ -82,22 +90,18 @@ export function productToProto(p: Product): ProtoProduct {
 export const AUDIT_FORMAT = 2;
 
 /**
- * AUDIT_GROUPS are the product fields an audit entry keeps together: a price
- * or compare-at price is meaningless without its currency, and attributes
- * are kept as the whole map (a rollback puts back any attributes.<key> from it).
+ * AUDIT_GROUPS are the product fields an audit entry keeps together: those
+ * each update-mask path sets (maskedFields' table, read with a patch whose
+ * every field is unset), and a compare-at price's currency, without which it
+ * means nothing. Attributes are kept as the whole map (a rollback puts back
+ * any attributes.<key> from it).
  */
-const AUDIT_GROUPS: Readonly<Record<string, readonly (keyof ProductFields)[]>> = {
-  title: ["title"],
-  description: ["description"],
-  price: ["priceMinor", "currency"],
-  stock: ["stock"],
-  status: ["status"],
-  attributes: ["attributes"],
-  gtin: ["gtin"],
-  brand: ["brand"],
-  compare_at_price: ["compareAtMinor", "currency"],
-  weight_grams: ["weightGrams"],
-};
+const AUDIT_GROUPS: Readonly<Record<string, readonly (keyof ProductFields)[]>> = Object.fromEntries(
+  MASK_PATHS.map((path) => {
+    const fields = Object.keys(maskedFields({} as ProductFields, [path])) as (keyof ProductFields)[];
+    return [path, path === "compare_at_price" ? [...fields, "currency"] : fields];
+  }),
+);
 
 /**
  * auditStates is what a format 2 entry stores as before and after (JSON):
