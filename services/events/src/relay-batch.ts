@@ -18,27 +18,45 @@ type OutboxDb = Kysely<EventTables>;
  * readBatch returns the oldest unpublished rows, oldest event id first (the
  * (published_at, event_id) index gives them in order), holding up to
  * `maxEvents` events: a row carrying a batch counts its events, and the first
- * row is returned whatever it holds. At most maxEvents rows are looked at, so
- * a round of single events reads as before, and a round of bulk batches
- * reads one or a few (each up to 512 KiB) instead of hundreds. One
- * consistent read: if it sees version N+1 of an aggregate it also sees
- * version N, which committed before N+1 could lock the aggregate's row.
+ * row is returned whatever it holds. A round of bulk batches so reads one or
+ * a few rows (each up to 512 KiB), not hundreds. Two statements: the ids and
+ * event counts of the oldest maxEvents rows, then the rows up to the last id
+ * that fits (a window function would do it in one, but vttablet's parser
+ * refuses SUM() OVER). The second read is one consistent read: if it sees
+ * version N+1 of an aggregate it also sees version N, which committed before
+ * N+1 could lock the aggregate's row and has a smaller id.
  */
 export async function readBatch(db: OutboxDb, maxEvents: number): Promise<OutboxRow[]> {
-  const { rows } = await sql<OutboxRow>`
-    SELECT o.merchant_id, o.event_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.event_type,
-           o.payload, o.trace_context, o.created_at, o.event_count
-    FROM (
-      SELECT merchant_id, event_id, event_count, SUM(event_count) OVER (ORDER BY event_id) AS upto
-      FROM (
-        SELECT merchant_id, event_id, event_count FROM outbox_events
-        WHERE published_at IS NULL ORDER BY event_id LIMIT ${maxEvents}
-      ) AS head
-    ) AS w
-    JOIN outbox_events AS o ON o.merchant_id = w.merchant_id AND o.event_id = w.event_id
-    WHERE w.upto - w.event_count < ${maxEvents}
-    ORDER BY o.event_id`.execute(db);
-  return rows;
+  const head = await db
+    .selectFrom("outbox_events")
+    .select(["event_id", "event_count"])
+    .where("published_at", "is", null)
+    .orderBy("event_id")
+    .limit(maxEvents)
+    .execute();
+  if (head.length === 0) return [];
+  const fits = takeEvents(head, maxEvents);
+  const rows = await db
+    .selectFrom("outbox_events")
+    .select([
+      "merchant_id",
+      "event_id",
+      "aggregate_type",
+      "aggregate_id",
+      "aggregate_version",
+      "event_type",
+      "payload",
+      "trace_context",
+      "created_at",
+      "event_count",
+    ])
+    .where("published_at", "is", null)
+    .where("event_id", "<=", fits.at(-1)!.event_id)
+    .orderBy("event_id")
+    .limit(fits.length)
+    .execute();
+  // A row committed between the reads with an id in that range (a writer's clock behind) takes a place: still within maxEvents.
+  return takeEvents(rows, maxEvents);
 }
 
 /** eventCount is how many events a row carries (a batch's size, otherwise 1). */
