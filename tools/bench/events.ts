@@ -27,9 +27,16 @@
  * commit → in search is the projector's window (its last 4,096 events);
  * response → found in search is timed by the client for every 10th update.
  *
- * Targets (the issue): commit → search-visible p99 <= 1 s under steady load;
- * the relay keeps up with the bulk job (backlog drained within 10 s of the
- * job's end). Exits non-zero on errors only, never on a missed target.
+ * Also per applied item of the bulk job: each table's growth (InnoDB's
+ * statistics after ANALYZE TABLE, so page-granular) and the exact bytes of
+ * the job's audit states and outbox payloads; and the CPU this process (the
+ * relay and the projector, plus the sampler) spent per published event from
+ * the upload's end to the projection's catch-up.
+ *
+ * Targets (issues 12 and 13): commit → search-visible p99 <= 1 s under
+ * steady load; after the bulk job ends, the outbox drained within 10 s and
+ * search caught up within 15 s. Exits non-zero on errors only, never on a
+ * missed target.
  *
  * `--vitess [mysql://…]` instead compares the relay's two sources on
  * Vitess, polling and VStream, in one run (tools/bench/events-vitess.ts).
@@ -60,7 +67,7 @@ import {
 } from "@stockroom/events";
 import { type LatencySummary, createLogger } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { DEFAULT_PROJECTOR, startSearchProjector, type SearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
 import { apiMain, FINAL_STATES, generateCsv, root, startWorker, stopChild, until, uploadRequests } from "./bulk-processes.ts";
@@ -86,6 +93,9 @@ const SAMPLE_MS = 500;
 const SEED = 42;
 const TARGET_VISIBLE_P99_MS = 1000;
 const TARGET_DRAIN_S = 10;
+const TARGET_CAUGHT_UP_S = 15;
+/** The tables whose size per item the bench reports: the data, and what the pipeline keeps beside it. */
+const SIZED_TABLES = ["products", "product_changes", "outbox_events", "bulk_job_items"] as const;
 const JOB_TIMEOUT_MS = 30 * 60_000;
 /** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it. */
 const API_NODE_ARGS = ["--max-old-space-size=256", "--max-semi-space-size=8"];
@@ -216,6 +226,12 @@ try {
                 : fmt(bulk.projectionCaughtUpS, 2),
             ],
             ["projector events/s, mean while behind", int(bulk.projectorEventsPerS)],
+            ["relay + projector process CPU per event (µs)", fmt(bulk.pipelineCpuUsPerEvent, 1)],
+            ...SIZED_TABLES.map((t) => [`${t} bytes per item (table growth)`, fmt(bulk.storage.tableBytesPerItem[t] ?? NaN, 0)]),
+            ["audit entries of the job", int(bulk.storage.auditEntries)],
+            ["audit before/after bytes per item", fmt(bulk.storage.auditStateBytesPerItem, 0)],
+            ["outbox rows of the job", int(bulk.storage.outboxRows)],
+            ["outbox payload bytes per item", fmt(bulk.storage.outboxPayloadBytesPerItem, 0)],
           ],
         ),
     );
@@ -257,6 +273,11 @@ try {
             target: `bulk ${int(BULK_ROWS)}: outbox drained <= ${TARGET_DRAIN_S} s after the job's end`,
             actual: `${fmt(bulk.drainS, 2)} s`,
             pass: bulk.drainS <= TARGET_DRAIN_S,
+          },
+          {
+            target: `bulk ${int(BULK_ROWS)}: search caught up <= ${TARGET_CAUGHT_UP_S} s after the job's end`,
+            actual: bulk.projectionCaughtUpS === null ? "not caught up" : `${fmt(bulk.projectionCaughtUpS, 2)} s`,
+            pass: bulk.projectionCaughtUpS !== null && bulk.projectionCaughtUpS <= TARGET_CAUGHT_UP_S,
           },
         ]
       : []),
@@ -488,6 +509,7 @@ async function bulkPhase() {
     `\ngenerated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${fmt(file.generateMs / 1000, 2)} s (not timed)`,
   );
   const from = await lastSeq();
+  const bytesBefore = await tableBytes(db!);
   const { relay, projector, stop } = await startPipeline();
   const client = bulkApi!.client(BulkJobService);
   const samples: Sample[] = [];
@@ -516,6 +538,8 @@ async function bulkPhase() {
 
   const { job: queued } = await client.uploadBulkFile(uploadRequests(file.path, `bench-events-${suffix}`));
   const t1 = performance.now();
+  const cpuAtUpload = process.cpuUsage();
+  const publishedAtUpload = relay.stats().published;
   phase = "apply";
   if (!queued || queued.state !== BulkJobState.QUEUED)
     throw new Error(`the upload ended in state ${queued ? BulkJobState[queued.state] : "none"}: ${queued?.error}`);
@@ -545,9 +569,11 @@ async function bulkPhase() {
   phase = "projection";
   const caughtUp = await waitApplied(projector, PROJECTION_WAIT_S * 1000);
   const t4 = performance.now();
+  const cpu = process.cpuUsage(cpuAtUpload);
   const projectionPendingAtGiveUp = caughtUp ? 0 : (await projector.lag()).pendingEvents;
   sampling = false;
   await sampler;
+  const storage = await storagePerItem(db!, bytesBefore, final.id, Number(final.counts?.applied ?? 0));
   const relayStats = relay.stats();
   const projectorStats = projector.stats();
   const commitToVisible = projectorStats.commitToVisible;
@@ -587,7 +613,44 @@ async function bulkPhase() {
     commitToPublish,
     relayWindow: relayStats.commitToPublish,
     commitToVisible,
+    // This process runs the relay and the projector (and the sampler and the job's watch), from the upload's end to the catch-up.
+    pipelineCpuUsPerEvent: round((cpu.user + cpu.system) / Math.max(1, relayStats.published - publishedAtUpload), 2),
+    storage,
     samples,
+  };
+}
+
+/** tableBytes is each sized table's data + index bytes as InnoDB's statistics have them, refreshed first. */
+async function tableBytes(db: Kysely<CommonTables & EventTables>): Promise<Record<string, number>> {
+  for (const table of SIZED_TABLES) await sql`ANALYZE TABLE ${sql.table(table)}`.execute(db);
+  const { rows } = await sql<{ name: string; bytes: number | string }>`
+    SELECT table_name AS name, data_length + index_length AS bytes FROM information_schema.tables
+    WHERE table_schema = DATABASE() AND table_name IN (${sql.join([...SIZED_TABLES])})`.execute(db);
+  return Object.fromEntries(rows.map((r) => [r.name, Number(r.bytes)]));
+}
+
+/**
+ * storagePerItem is what the job added per applied item: each table's growth
+ * (InnoDB's page counts: coarse, the 16 KiB pages allocated) and, exactly, the
+ * bytes of the job's audit states and outbox payloads (published rows are
+ * still there: pruning keeps them 24 h).
+ */
+async function storagePerItem(db: Kysely<CommonTables & EventTables>, before: Record<string, number>, jobId: string, items: number) {
+  const after = await tableBytes(db);
+  const per = (bytes: number) => round(bytes / Math.max(1, items), 1);
+  const tables = Object.fromEntries(SIZED_TABLES.map((t) => [t, per((after[t] ?? 0) - (before[t] ?? 0))]));
+  const audit = await sql<{ n: number | string; bytes: number | string | null }>`
+    SELECT COUNT(*) AS n, SUM(COALESCE(LENGTH(before_state), 0) + COALESCE(LENGTH(after_state), 0)) AS bytes
+    FROM product_changes WHERE source_ref = ${jobId}`.execute(db);
+  const outbox = await sql<{ n: number | string; bytes: number | string | null }>`
+    SELECT COUNT(*) AS n, SUM(LENGTH(payload)) AS bytes FROM outbox_events WHERE created_at >= (
+      SELECT MIN(created_at) FROM product_changes WHERE source_ref = ${jobId})`.execute(db);
+  return {
+    tableBytesPerItem: tables,
+    auditEntries: Number(audit.rows[0]?.n ?? 0),
+    auditStateBytesPerItem: per(Number(audit.rows[0]?.bytes ?? 0)),
+    outboxRows: Number(outbox.rows[0]?.n ?? 0),
+    outboxPayloadBytesPerItem: per(Number(outbox.rows[0]?.bytes ?? 0)),
   };
 }
 

@@ -44,10 +44,14 @@ const CONTENT_COLUMNS = [
   "request_id",
   "reason",
   "created_at",
+  "format",
 ] as const satisfies readonly (keyof ProductChangeRow)[];
 
-/** A row as read for hashing: mysql2 may give JSON as text or parsed, BIGINT as number or string. */
-type ContentRow = { [K in (typeof CONTENT_COLUMNS)[number]]: unknown };
+/**
+ * A row as read for hashing: mysql2 may give JSON as text or parsed, BIGINT
+ * as number or string. format is absent where a caller predates it (= 1).
+ */
+type ContentRow = { [K in Exclude<(typeof CONTENT_COLUMNS)[number], "format">]: unknown } & { format?: unknown };
 
 /**
  * canonicalContent serializes a row's content columns the same way whatever
@@ -57,8 +61,11 @@ type ContentRow = { [K in (typeof CONTENT_COLUMNS)[number]]: unknown };
 export function canonicalContent(row: ContentRow): string {
   const json = (value: unknown) => (value === null || value === undefined ? null : jsonColumn<unknown>(value));
   const at = row.created_at instanceof Date ? row.created_at.getTime() : new Date(row.created_at as string | number).getTime();
+  const format = Number(row.format ?? 1);
   return canonicalJson([
-    "stockroom.audit.v1",
+    // Format 1 rows (whole products) hash as they did before format existed; a
+    // later format names itself, so changing a row's format breaks its hash.
+    format === 1 ? "stockroom.audit.v1" : `stockroom.audit.v${format}`,
     row.merchant_id,
     row.change_id,
     row.product_id,

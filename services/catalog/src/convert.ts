@@ -4,6 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   ChangeSourceKind,
   ChangeType as ProtoChangeType,
+  ProductChangeDetail,
   ProductChangeSchema,
   ProductSchema,
   ProductStatus as ProtoStatus,
@@ -12,7 +13,15 @@ import {
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { jsonColumn } from "@stockroom/common/db";
 import { type FieldViolation, etagOf } from "@stockroom/common";
-import { NO_MERCHANDISING, sortedAttributes, type Product, type ProductFields, type ProductStatus } from "./domain.ts";
+import {
+  MASK_PATHS,
+  maskedFields,
+  NO_MERCHANDISING,
+  sortedAttributes,
+  type Product,
+  type ProductFields,
+  type ProductStatus,
+} from "./domain.ts";
 import type { AuditSealColumns, ChangeType, ProductChangeRow, SourceKind } from "./store.ts";
 
 export const STATUS_TO_PROTO: Record<ProductStatus, ProtoStatus> = {
@@ -73,16 +82,102 @@ export function productToProto(p: Product): ProtoProduct {
   });
 }
 
-/** snapshot serializes a product for the audit trail's before/after columns. */
-export function snapshot(p: Product | undefined): string | null {
-  return p ? JSON.stringify(p) : null;
+/**
+ * AUDIT_FORMAT is how recordChanges writes product_changes' before_state and
+ * after_state: 1 (the rows of releases before 2026-12, the column's default)
+ * holds both whole products; 2 holds the changed fields only (auditStates).
+ */
+export const AUDIT_FORMAT = 2;
+
+/**
+ * AUDIT_GROUPS are the product fields an audit entry keeps together: those
+ * each update-mask path sets (maskedFields' table, read with a patch whose
+ * every field is unset), and a compare-at price's currency, without which it
+ * means nothing. Attributes are kept as the whole map (a rollback puts back
+ * any attributes.<key> from it).
+ */
+const AUDIT_GROUPS: Readonly<Record<string, readonly (keyof ProductFields)[]>> = Object.fromEntries(
+  MASK_PATHS.map((path) => {
+    const fields = Object.keys(maskedFields({} as ProductFields, [path])) as (keyof ProductFields)[];
+    return [path, path === "compare_at_price" ? [...fields, "currency"] : fields];
+  }),
+);
+
+/**
+ * auditStates is what a format 2 entry stores as before and after (JSON):
+ * for an update, the fields of every group that differs or that
+ * changedFields names, before and after; for a create, the new product's
+ * fields but those its columns hold and the 2026-12 fields left unset
+ * (NO_MERCHANDISING); for a delete, the whole last state, as format 1.
+ * An update of price and stock is about 60 bytes instead of two ~600-byte
+ * products.
+ */
+export function auditStates(
+  type: ChangeType,
+  before: Product | undefined,
+  after: Product,
+  changedFields: readonly string[],
+): { before: string | null; after: string | null } {
+  if (type === "deleted") return { before: before ? JSON.stringify(before) : null, after: null };
+  if (type === "created" || !before) {
+    const { id: _i, sku: _s, version: _v, createdAt: _c, updatedAt: _u, ...fields } = after;
+    for (const [k, v] of Object.entries(NO_MERCHANDISING))
+      if (fields[k as keyof typeof fields] === v) delete fields[k as keyof typeof fields];
+    return { before: null, after: JSON.stringify(fields) };
+  }
+  const groups = new Set(changedFields.map((f) => (f.startsWith("attributes.") ? "attributes" : f)));
+  const was: Partial<ProductFields> = {};
+  const now: Partial<ProductFields> = {};
+  for (const [group, keys] of Object.entries(AUDIT_GROUPS)) {
+    if (!groups.has(group) && keys.every((k) => sameValue(before[k], after[k]))) continue;
+    for (const k of keys) {
+      Object.assign(was, { [k]: before[k] });
+      Object.assign(now, { [k]: after[k] });
+    }
+  }
+  return { before: JSON.stringify(was), after: JSON.stringify(now) };
 }
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  const x = a as Record<string, string>;
+  const y = b as Record<string, string>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
+}
+
+/** A stored state as read back: a whole product (format 1, a format 2 delete) or some fields (format 2). */
+type StoredState = Partial<Omit<Product, "createdAt" | "updatedAt">> & { createdAt?: string; updatedAt?: string };
 
 function fromSnapshot(json: string | null): Product | undefined {
   if (json === null) return undefined;
   const raw = jsonColumn<Product & { createdAt: string; updatedAt: string }>(json);
   // Entries written before the 2026-12 fields existed have none of them.
   return { ...NO_MERCHANDISING, ...raw, createdAt: new Date(raw.createdAt), updatedAt: new Date(raw.updatedAt) };
+}
+
+/** partialToProto is a format 2 state on the wire: identity, version and the fields it holds; the rest unset. */
+function partialToProto(row: ProductChangeRow, state: StoredState, version: number, updateTime?: Date): ProtoProduct {
+  const money = (minor: number | null | undefined) =>
+    minor === undefined || minor === null ? undefined : { currencyCode: state.currency ?? "", minorUnits: BigInt(minor) };
+  return create(ProductSchema, {
+    id: row.product_id,
+    sku: row.sku,
+    version: BigInt(version),
+    etag: etagOf({ id: row.product_id, version }),
+    title: state.title,
+    description: state.description,
+    price: money(state.priceMinor),
+    stock: state.stock,
+    status: state.status && STATUS_TO_PROTO[state.status],
+    attributes: state.attributes,
+    gtin: state.gtin,
+    brand: state.brand,
+    compareAtPrice: money(state.compareAtMinor),
+    weightGrams: state.weightGrams ?? undefined,
+    updateTime: updateTime && timestampFromDate(updateTime),
+  });
 }
 
 export const CHANGE_TYPE_TO_PROTO: Record<ChangeType, ProtoChangeType> = {
@@ -103,9 +198,31 @@ export function sourceKindFromProto(kind: ChangeSourceKind): SourceKind | undefi
   return (Object.keys(SOURCE_KIND_TO_PROTO) as SourceKind[]).find((k) => SOURCE_KIND_TO_PROTO[k] === kind);
 }
 
+/**
+ * changeToProto answers an audit entry. Format 1 entries give whole products
+ * (ProductChange.detail FULL); format 2 entries give what they hold
+ * (CHANGED_FIELDS): a create's after is rebuilt whole from the row's columns,
+ * a delete's before is whole, an update's states hold the changed fields.
+ */
 export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>): ProtoProductChange {
-  const before = fromSnapshot(row.before_state);
-  const after = fromSnapshot(row.after_state);
+  const compact = Number(row.format ?? 1) >= 2;
+  let before: ProtoProduct | undefined;
+  let after: ProtoProduct | undefined;
+  if (!compact || row.change_type === "deleted") {
+    const b = fromSnapshot(row.before_state);
+    const a = fromSnapshot(row.after_state);
+    before = b && productToProto(b);
+    after = a && productToProto(a);
+  } else if (row.change_type === "created") {
+    const fields = row.after_state === null ? undefined : jsonColumn<StoredState>(row.after_state);
+    const a = fields && { ...NO_MERCHANDISING, ...fields, id: row.product_id, sku: row.sku, version: Number(row.version) };
+    after =
+      a && productToProto({ ...(a as Omit<Product, "createdAt" | "updatedAt">), createdAt: row.created_at, updatedAt: row.created_at });
+  } else {
+    const version = Number(row.version);
+    before = row.before_state === null ? undefined : partialToProto(row, jsonColumn<StoredState>(row.before_state), version - 1);
+    after = row.after_state === null ? undefined : partialToProto(row, jsonColumn<StoredState>(row.after_state), version, row.created_at);
+  }
   return create(ProductChangeSchema, {
     id: row.change_id,
     productId: row.product_id,
@@ -113,8 +230,8 @@ export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>)
     type: CHANGE_TYPE_TO_PROTO[row.change_type],
     version: BigInt(row.version),
     changedFields: jsonColumn<string[]>(row.changed_fields),
-    before: before && productToProto(before),
-    after: after && productToProto(after),
+    before,
+    after,
     actor: row.actor,
     source: { kind: SOURCE_KIND_TO_PROTO[row.source_kind], reference: row.source_ref },
     requestId: row.request_id,
@@ -122,5 +239,6 @@ export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>)
     reason: row.reason,
     sealSeq: row.seal_seq == null ? 0n : BigInt(row.seal_seq),
     rowHash: row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
+    detail: compact ? ProductChangeDetail.CHANGED_FIELDS : ProductChangeDetail.FULL,
   });
 }

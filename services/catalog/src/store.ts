@@ -50,6 +50,11 @@ export interface ProductChangeRow {
   request_id: string;
   reason: string;
   created_at: Date;
+  /**
+   * What before_state and after_state hold (convert.ts AUDIT_FORMAT): 1, whole
+   * products (rows from before 2026-12, the column's default); 2, the changed fields.
+   */
+  format: number;
 }
 
 /**

@@ -2,7 +2,12 @@ import test from "ava";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { sql } from "kysely";
-import { ChangeSourceKind, ChangeType } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import {
+  ChangeSourceKind,
+  ChangeType,
+  ProductChangeDetail,
+  type Product as ProtoProduct,
+} from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { createMerchant } from "@stockroom/common/rpc";
 import { inTransaction, mysqlErrno, applyGrants, planGrants } from "@stockroom/common/db";
 import { onVitess, startTestApi, type TestMerchant } from "@stockroom/common/testing";
@@ -21,6 +26,27 @@ const db = api.api.db;
 test.after.always(() => api.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** rowToProductState is a wire product as the audit trail's whole snapshots (format 1) hold it. */
+function rowToProductState(p: ProtoProduct): Omit<Product, "version"> {
+  return {
+    id: p.id,
+    sku: p.sku,
+    title: p.title,
+    description: p.description,
+    priceMinor: Number(p.price!.minorUnits),
+    currency: p.price!.currencyCode,
+    stock: p.stock,
+    status: "active",
+    attributes: { ...p.attributes },
+    gtin: p.gtin,
+    brand: p.brand,
+    compareAtMinor: null,
+    weightGrams: null,
+    createdAt: new Date(Number(p.createTime!.seconds) * 1000),
+    updatedAt: new Date(Number(p.updateTime!.seconds) * 1000),
+  };
+}
 
 /** seal seals everything committed so far (lag 0, after the clock moved past the last change). */
 async function seal(target: CatalogDb = db, batch?: number) {
@@ -435,4 +461,100 @@ test("a row hashes the same whether the driver returns JSON columns as text or p
   t.notDeepEqual(rowHash(GENESIS_HASH, parsed), rowHash(GENESIS_HASH, { ...parsed, before_state: { ...parsed.before_state, stock: 4 } }));
   t.notDeepEqual(rowHash(GENESIS_HASH, parsed), rowHash(Buffer.alloc(32, 1), parsed), "the previous hash is part of the hash");
   t.notDeepEqual(rowHash(GENESIS_HASH, parsed), rowHash(GENESIS_HASH, { ...parsed, created_at: new Date(1_700_000_000_124) }));
+  // Rows from before compact entries (format 1, or no format at all) hash exactly as the release before them did.
+  const releasedHash = "301ae1a6d81aee082148827c83c3ab44b994571e9477be56e6b9680afa5a1519";
+  t.is(rowHash(GENESIS_HASH, parsed).toString("hex"), releasedHash);
+  t.is(rowHash(GENESIS_HASH, { ...parsed, format: 1 }).toString("hex"), releasedHash);
+  t.notDeepEqual(rowHash(GENESIS_HASH, { ...parsed, format: 2 }), rowHash(GENESIS_HASH, parsed), "the format is part of the hash");
+});
+
+test.serial("audit entries keep only the changed fields; history answers them as CHANGED_FIELDS, old whole entries as FULL", async (t) => {
+  const m = await newMerchant("Compact");
+  const c = api.client(CatalogService, m);
+  const { product: created } = await c.createProduct({ product: productInit("C-1", { brand: "Acme" }) });
+  await c.updateProduct({
+    product: { sku: "C-1", price: { currencyCode: "EUR", minorUnits: 2500n }, attributes: { color: "red", size: "L" } },
+    updateMask: { paths: ["price", "attributes.size"] },
+  });
+  await c.adjustStock({ sku: "C-1", delta: -3 });
+  const rows = await db
+    .selectFrom("product_changes")
+    .select(["version", "format", "before_state", "after_state"])
+    .where("merchant_id", "=", m.merchantId)
+    .orderBy("version")
+    .execute();
+  const json = (v: unknown) => (v === null ? null : typeof v === "string" ? JSON.parse(v) : v);
+  t.deepEqual(
+    rows.map((r) => [Number(r.version), r.format, json(r.before_state), json(r.after_state)]),
+    [
+      [
+        1,
+        2,
+        null,
+        {
+          title: "Product C-1",
+          description: "A fine product",
+          priceMinor: 1999,
+          currency: "EUR",
+          stock: 10,
+          status: "active",
+          attributes: { color: "red" },
+          brand: "Acme",
+        },
+      ],
+      [
+        2,
+        2,
+        { priceMinor: 1999, currency: "EUR", attributes: { color: "red" } },
+        { priceMinor: 2500, currency: "EUR", attributes: { color: "red", size: "L" } },
+      ],
+      [3, 2, { stock: 10 }, { stock: 7 }],
+    ],
+  );
+  // An entry as a release before compact entries wrote it: whole products, no format (the column's default).
+  const before = { ...NO_MERCHANDISING, ...rowToProductState(created!), stock: 7, version: 3 };
+  const oldChangeId = newUlid();
+  await sql`
+    INSERT INTO product_changes (merchant_id, change_id, product_id, sku, change_type, version, changed_fields,
+      before_state, after_state, actor, source_kind, source_ref, request_id, reason, created_at)
+    VALUES (${m.merchantId}, ${oldChangeId}, ${created!.id}, 'C-1', 'updated', 4, '["title"]',
+      ${JSON.stringify(before)}, ${JSON.stringify({ ...before, title: "Old release", version: 4 })}, 'system', 'api', '', '', '', NOW(3))`.execute(
+    db,
+  );
+
+  const history = (await c.listProductHistory({ sku: "C-1" })).changes;
+  t.deepEqual(
+    history.map((h) => [Number(h.version), ProductChangeDetail[h.detail]]),
+    [
+      [4, "FULL"],
+      [3, "CHANGED_FIELDS"],
+      [2, "CHANGED_FIELDS"],
+      [1, "CHANGED_FIELDS"],
+    ],
+  );
+  const [old, stock, price, create] = history;
+  t.is(old!.before!.title, "Product C-1");
+  t.is(old!.after!.title, "Old release");
+  t.is(old!.after!.stock, 7, "a whole entry still carries every field");
+  t.like(stock!.before, { id: created!.id, sku: "C-1", version: 2n, stock: 10, title: "" });
+  t.like(stock!.after, { version: 3n, stock: 7, title: "", description: "" });
+  t.is(stock!.after!.price, undefined, "fields the entry did not change are unset");
+  t.deepEqual(stock!.changedFields, ["stock"]);
+  t.is(price!.before!.price?.minorUnits, 1999n);
+  t.is(price!.after!.price?.minorUnits, 2500n);
+  t.is(price!.after!.price?.currencyCode, "EUR");
+  t.deepEqual(price!.after!.attributes, { color: "red", size: "L" });
+  t.is(price!.after!.etag, `${created!.id}.2`);
+  // A create's after is the whole product, as GetProduct answered it then.
+  t.deepEqual(create!.after, created);
+  t.is(create!.before, undefined);
+
+  // The chain seals and verifies old and compact entries alike, and notices a rewritten format.
+  await seal();
+  t.deepEqual((await verifyAuditChain(db, m.merchantId)).problems, []);
+  await db.updateTable("product_changes").set({ format: 1 }).where("merchant_id", "=", m.merchantId).where("version", "=", 3).execute();
+  t.deepEqual(
+    (await verifyAuditChain(db, m.merchantId)).problems.map((p) => p.kind),
+    ["content_changed"],
+  );
 });

@@ -3,8 +3,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { startTestApi, type TestApi } from "@stockroom/common/testing";
+import { inTransaction } from "@stockroom/common/db";
+import { newUlid } from "@stockroom/common";
+import { NO_MERCHANDISING, type Product } from "../src/domain.ts";
 import { catalogModule } from "../src/module.ts";
-import type { CatalogTables } from "../src/store.ts";
+import { lockProducts, writeProducts, type ProductWrite } from "../src/product-writes.ts";
+import type { CatalogDb, CatalogTables } from "../src/store.ts";
 
 /** startCatalog starts the catalog on its own database for one test file. */
 export function startCatalog(name: string): Promise<TestApi<CatalogTables>> {
@@ -49,4 +53,41 @@ export async function countRows(api: TestApi, table: string, merchantId: string)
     api.api.db,
   );
   return Number(result.rows[0]!.n);
+}
+
+/**
+ * writeInOneTransaction changes the merchant's products through the
+ * product-write port in one transaction, as a bulk chunk does: from
+ * BATCH_MIN_EVENTS changes on, their events go out as batch rows. Missing
+ * SKUs are created, existing ones get the price; it returns the states after.
+ */
+export async function writeInOneTransaction(
+  h: { db: CatalogDb },
+  merchant: { merchantId: string },
+  skus: string[],
+  priceMinor = 1500,
+): Promise<Product[]> {
+  return inTransaction(h.db, async (trx) => {
+    const current = await lockProducts(trx, merchant.merchantId, skus);
+    const writes: ProductWrite[] = skus.map((sku) => {
+      const before = current.get(sku);
+      if (before) return { kind: "update", before, fields: { ...before, priceMinor }, changedFields: ["price"] };
+      return {
+        kind: "create",
+        product: {
+          id: newUlid(),
+          sku,
+          title: `Product ${sku}`,
+          description: "made in one transaction",
+          priceMinor,
+          currency: "EUR",
+          stock: 5,
+          status: "active",
+          attributes: { color: "teal" },
+          ...NO_MERCHANDISING,
+        },
+      };
+    });
+    return writeProducts(trx, { merchantId: merchant.merchantId, actor: "test", sourceKind: "bulk_job", sourceRef: newUlid() }, writes);
+  });
 }

@@ -171,7 +171,8 @@ test("the products expand migration on 1,000,000 products: ≤ 1 s, and UpdatePr
     await dropDatabase(url);
   });
   const sets = [commonMigrations, ...catalogModule(db).migrations];
-  const staged = sets.map((set) => (set.name === "catalog" ? { ...set, only: (name: string) => name !== MIGRATION } : set));
+  // The catalog as it was before MIGRATION: Kysely refuses to run a migration older than one already run.
+  const staged = sets.map((set) => (set.name === "catalog" ? { ...set, only: (name: string) => name < MIGRATION } : set));
   t.false((await migrateToLatest(migrator, staged)).includes(`catalog/${MIGRATION}`));
 
   const merchants: TestMerchant[] = [];
@@ -236,7 +237,12 @@ test("the products expand migration on 1,000,000 products: ≤ 1 s, and UpdatePr
   // The migration starts once a tenth of the calls are done; the load goes on until both the calls and the migration are.
   const during = await load(CALLS, sqlUpdate, { until: migration, onCall: (done) => done === CALLS / 10 && started() });
   const { applied, ms: migrationMs, alters } = await migration;
-  t.deepEqual(applied, [`catalog/${MIGRATION}`]);
+  // MIGRATION, then the catalog's later ones (instant too: product_changes' format column).
+  t.is(applied[0], `catalog/${MIGRATION}`);
+  t.true(
+    applied.every((a) => a.startsWith("catalog/") && a >= `catalog/${MIGRATION}`),
+    applied.join(", "),
+  );
   const innodbAfter = await innodbState(db);
   const after = await load(CALLS, sqlUpdate);
 

@@ -50,7 +50,18 @@ export const EVENT_HEADERS = {
   aggregateVersion: "Stockroom-Aggregate-Version",
   /** When the change was made (ISO 8601), i.e. just before its commit. */
   eventTime: "Stockroom-Event-Time",
+  /** Only on a message carrying a batch of events (PRODUCT_EVENT_BATCH): how many. */
+  eventCount: "Stockroom-Event-Count",
 } as const;
+
+/**
+ * PRODUCT_EVENT_BATCH is the event type of a message carrying many product
+ * events as one stockroom.catalog.v1.ProductEventBatch (a bulk chunk's), on
+ * catalog.<merchant>.product.batch. Every consumer of catalog events takes
+ * both shapes; the batch's message id is its own, each event inside keeps
+ * its event id and version.
+ */
+export const PRODUCT_EVENT_BATCH = "product.batch";
 
 /** domainSubjects is the wildcard covering one domain's events, e.g. "catalog.>" (a consumer's filter). */
 export function domainSubjects(config: EventStreamConfig, domain: string): string {

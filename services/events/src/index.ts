@@ -15,6 +15,7 @@ export {
   EVENT_HEADERS,
   eventSubject,
   type EventStreamConfig,
+  PRODUCT_EVENT_BATCH,
 } from "./event-stream.ts";
 export {
   registerOutboxMetrics,

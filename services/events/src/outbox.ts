@@ -19,6 +19,13 @@ export interface OutboxEvent {
   /** The serialized event message (e.g. stockroom.catalog.v1.ProductEvent). */
   payload: Uint8Array;
   createdAt: Date;
+  /**
+   * How many events payload holds when it is a batch (BATCH_EVENT_TYPES);
+   * 1, or absent, for a single event. The relay publishes a batch as one
+   * message and, within a round, after every earlier row of its merchant and
+   * before every later one (it cannot see which aggregates it holds).
+   */
+  eventCount?: number;
 }
 
 /**
@@ -44,6 +51,7 @@ export async function appendOutbox(trx: Transaction<EventTables>, events: Outbox
       payload: Buffer.from(e.payload),
       trace_context: traceContext,
       created_at: e.createdAt,
+      event_count: e.eventCount ?? 1,
     })),
     // Nothing reads an outbox insert's result: it rides with the transaction's next statement.
     { deferred: true },

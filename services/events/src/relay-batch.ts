@@ -15,13 +15,28 @@ export type OutboxRow = Omit<Selectable<EventTables["outbox_events"]>, "publishe
 type OutboxDb = Kysely<EventTables>;
 
 /**
- * readBatch returns up to `limit` unpublished rows, oldest event id first
- * (the (published_at, event_id) index gives them in order). One consistent
- * read: if it sees version N+1 of an aggregate it also sees version N,
- * which committed before N+1 could lock the aggregate's row.
+ * readBatch returns the oldest unpublished rows, oldest event id first (the
+ * (published_at, event_id) index gives them in order), holding up to
+ * `maxEvents` events: a row carrying a batch counts its events, and the first
+ * row is returned whatever it holds. A round of bulk batches so reads one or
+ * a few rows (each up to 512 KiB), not hundreds. Two statements: the ids and
+ * event counts of the oldest maxEvents rows, then the rows up to the last id
+ * that fits (a window function would do it in one, but vttablet's parser
+ * refuses SUM() OVER). The second read is one consistent read: if it sees
+ * version N+1 of an aggregate it also sees version N, which committed before
+ * N+1 could lock the aggregate's row and has a smaller id.
  */
-export async function readBatch(db: OutboxDb, limit: number): Promise<OutboxRow[]> {
-  return db
+export async function readBatch(db: OutboxDb, maxEvents: number): Promise<OutboxRow[]> {
+  const head = await db
+    .selectFrom("outbox_events")
+    .select(["event_id", "event_count"])
+    .where("published_at", "is", null)
+    .orderBy("event_id")
+    .limit(maxEvents)
+    .execute();
+  if (head.length === 0) return [];
+  const fits = takeEvents(head, maxEvents);
+  const rows = await db
     .selectFrom("outbox_events")
     .select([
       "merchant_id",
@@ -33,11 +48,38 @@ export async function readBatch(db: OutboxDb, limit: number): Promise<OutboxRow[
       "payload",
       "trace_context",
       "created_at",
+      "event_count",
     ])
     .where("published_at", "is", null)
+    .where("event_id", "<=", fits.at(-1)!.event_id)
     .orderBy("event_id")
-    .limit(limit)
+    .limit(fits.length)
     .execute();
+  // A row committed between the reads with an id in that range (a writer's clock behind) takes a place: still within maxEvents.
+  return takeEvents(rows, maxEvents);
+}
+
+/** eventCount is how many events a row carries (a batch's size, otherwise 1). */
+export function eventCount(row: Pick<OutboxRow, "event_count">): number {
+  return Number(row.event_count ?? 1);
+}
+
+/** takeEvents is the longest prefix of rows holding at most maxEvents events, and at least the first row. */
+export function takeEvents<T extends Pick<OutboxRow, "event_count">>(rows: readonly T[], maxEvents: number): T[] {
+  let n = 0;
+  let i = 0;
+  for (; i < rows.length; i++) {
+    n += eventCount(rows[i]!);
+    if (n > maxEvents && i > 0) break;
+  }
+  return rows.slice(0, i);
+}
+
+/** eventTotal is how many events rows carry. */
+export function eventTotal(rows: readonly Pick<OutboxRow, "event_count">[]): number {
+  let n = 0;
+  for (const row of rows) n += eventCount(row);
+  return n;
 }
 
 /** aggregateKey names the aggregate whose events must stay in version order. */
@@ -73,8 +115,8 @@ export function publishOrder(rows: readonly OutboxRow[]): OutboxRow[] {
 export interface PublishOutcome {
   /** Rows JetStream acknowledged (stored now or already within the duplicate window), in publish order. */
   acked: OutboxRow[];
-  /** How many of the acked rows JetStream reported as duplicates. */
-  duplicates: number;
+  /** The acked rows JetStream reported as duplicates (already stored within the duplicate window). */
+  duplicated: OutboxRow[];
   /** When each acked row was acknowledged (Date.now()), for latency. */
   ackedAt: number[];
   /** The first publish error, when some rows were not acknowledged. */
@@ -88,20 +130,32 @@ export interface PublishOutcome {
  * send order, so the stream stores each aggregate's events in version order
  * even when a publish fails halfway through a batch: the failed row and its
  * aggregate's later rows stay unpublished and come first in the next batch.
+ * A row carrying a batch of events holds aggregates the relay cannot see, so
+ * it is a barrier for its merchant: sent once every earlier row of the
+ * merchant was acknowledged, and every later one only after it.
  */
 export async function publishBatch(js: JetStreamClient, events: EventStreamConfig, rows: readonly OutboxRow[]): Promise<PublishOutcome> {
-  const outcome: PublishOutcome = { acked: [], duplicates: 0, ackedAt: [] };
+  const outcome: PublishOutcome = { acked: [], duplicated: [], ackedAt: [] };
   const chains = new Map<string, Promise<boolean>>();
+  /** Per merchant: its last batch row, and the rows sent since (which the next batch row waits for). */
+  const merchants = new Map<string, { barrier: Promise<boolean>; since: Promise<boolean>[] }>();
   const results = rows.map((row) => {
     const key = aggregateKey(row);
-    const previous = chains.get(key) ?? Promise.resolve(true);
+    let merchant = merchants.get(row.merchant_id);
+    if (!merchant) {
+      merchant = { barrier: Promise.resolve(true), since: [] };
+      merchants.set(row.merchant_id, merchant);
+    }
+    const batch = eventCount(row) > 1;
+    const waitFor = batch ? [merchant.barrier, ...merchant.since] : [merchant.barrier, chains.get(key) ?? Promise.resolve(true)];
+    const previous = Promise.all(waitFor).then((oks) => oks.every(Boolean));
     const done = previous.then(async (ok) => {
       if (!ok) return false;
       try {
         const { duplicate } = await publishRow(js, events, row);
         outcome.acked.push(row);
         outcome.ackedAt.push(Date.now());
-        if (duplicate) outcome.duplicates++;
+        if (duplicate) outcome.duplicated.push(row);
         return true;
       } catch (error) {
         outcome.error ??= error;
@@ -109,6 +163,10 @@ export async function publishBatch(js: JetStreamClient, events: EventStreamConfi
       }
     });
     chains.set(key, done);
+    if (batch) {
+      merchant.barrier = done;
+      merchant.since = [];
+    } else merchant.since.push(done);
     return done;
   });
   await Promise.all(results);
@@ -126,6 +184,7 @@ function publishRow(js: JetStreamClient, events: EventStreamConfig, row: OutboxR
     [EVENT_HEADERS.aggregateId]: row.aggregate_id,
     [EVENT_HEADERS.aggregateVersion]: String(row.aggregate_version),
     [EVENT_HEADERS.eventTime]: row.created_at.toISOString(),
+    ...(eventCount(row) > 1 ? { [EVENT_HEADERS.eventCount]: String(eventCount(row)) } : {}),
   };
   const parent = restoreTraceContext(row.trace_context);
   return publishWithId(js, subject, row.payload, row.event_id, headers, { parent, destinationTemplate });

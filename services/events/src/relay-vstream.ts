@@ -33,10 +33,11 @@
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
 import { pause } from "@stockroom/common";
+import { shardTargets } from "@stockroom/common/db";
 import { createLatencyWindow, untraced } from "@stockroom/common/observe";
 import { ensureEvents } from "./event-stream.ts";
 import type { Field } from "./gen/vitess/query_pb.js";
-import { markPublished, type OutboxRow, publishBatch, publishOrder, pruneOutbox, readBatch } from "./relay-batch.ts";
+import { eventTotal, markPublished, type OutboxRow, publishBatch, publishOrder, pruneOutbox, readBatch } from "./relay-batch.ts";
 import { openPositionStore, type PositionStore } from "./relay-positions.ts";
 import { lockNameOf, type OutboxRelay, type RelayDeps, startOutboxRelay } from "./relay.ts";
 import type { EventTables } from "./schema.ts";
@@ -104,8 +105,8 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
         latency.add(ms);
         for (const listener of latencyListeners) listener(ms);
       }
-      counters.published += outcome.acked.length;
-      counters.duplicates += outcome.duplicates;
+      counters.published += eventTotal(outcome.acked);
+      counters.duplicates += eventTotal(outcome.duplicated);
       await marking;
       marking = markPublished(db, outcome.acked).catch((error: unknown) =>
         log.warn("outbox mark failed; the rows are published, but stay unpublished in the table", { error }),
@@ -113,7 +114,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
       if (outcome.error === undefined) return true;
       const acked = new Set(outcome.acked);
       pending = pending.filter((row) => !acked.has(row));
-      counters.failures += pending.length;
+      counters.failures += eventTotal(pending);
       log.warn("outbox publish failed; retrying the unacknowledged rows", { failed: pending.length, error: outcome.error });
       await pause(config.failureBackoffMs, signal);
       if (signal.aborted) return false;
@@ -121,15 +122,23 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
     return true;
   }
 
-  /** catchUp publishes the rows the table still holds unpublished (the first start: nothing before "current" is skipped). */
+  /**
+   * catchUp publishes the rows the table still holds unpublished (the first
+   * start: nothing before "current" is skipped), shard by shard: a merchant's
+   * rows are all on one shard, and readBatch's sizing by events is a
+   * statement vtgate runs on one shard only.
+   */
   async function catchUp(signal: AbortSignal): Promise<boolean> {
-    for (;;) {
-      const rows = await readBatch(db, config.batchSize);
-      if (rows.length === 0) return true;
-      if (!(await publishAll(rows, signal))) return false;
-      await marking; // the next read must not see these rows again
-      if (rows.length < config.batchSize) return true;
+    for (const target of await shardTargets(db)) {
+      for (;;) {
+        const rows = await readBatch(target.db, config.batchSize);
+        if (rows.length === 0) break;
+        if (!(await publishAll(rows, signal))) return false;
+        await marking; // the next read must not see these rows again
+        if (eventTotal(rows) < config.batchSize) break;
+      }
     }
+    return true;
   }
 
   /**
@@ -142,8 +151,9 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
    * batches grow with the load as the polling relay's rounds do.
    */
   async function follow(start: ShardPosition[], bootstrap: boolean, store: PositionStore, session: AbortController): Promise<void> {
-    const units: { rows: OutboxRow[]; position: ShardPosition[] }[] = [];
-    let queuedRows = 0;
+    /** events: how many events the unit's rows carry (a batch row counts its events). */
+    const units: { rows: OutboxRow[]; events: number; position: ShardPosition[] }[] = [];
+    let queuedEvents = 0;
     let readerDone = false;
     let readerError: unknown;
     let wake: () => void = () => {};
@@ -163,9 +173,10 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
       const push = (rows: OutboxRow[]) => {
         const last = units.at(-1);
         // Consecutive empty transactions only move the position.
+        const events = eventTotal(rows);
         if (rows.length === 0 && last && last.rows.length === 0) last.position = position;
-        else units.push({ rows, position });
-        queuedRows += rows.length;
+        else units.push({ rows, events, position });
+        queuedEvents += events;
       };
       try {
         for await (const response of streamOutbox(vtgate, start, session.signal)) {
@@ -216,7 +227,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
           signal();
           prune();
           // Bounded memory: wait for the publisher when far ahead of it.
-          while (queuedRows > 4 * config.batchSize && !session.signal.aborted) await woken;
+          while (queuedEvents > 4 * config.batchSize && !session.signal.aborted) await woken;
         }
         throw new Error("vstream ended");
       } catch (error) {
@@ -266,12 +277,14 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
         }
         const taken: typeof units = [];
         let rows: OutboxRow[] = [];
-        while (units.length > 0 && (rows.length === 0 || rows.length + units[0]!.rows.length <= config.batchSize)) {
+        let events = 0;
+        while (units.length > 0 && (events === 0 || events + units[0]!.events <= config.batchSize)) {
           const unit = units.shift()!;
           taken.push(unit);
           rows = rows.concat(unit.rows);
+          events += unit.events;
         }
-        queuedRows -= rows.length;
+        queuedEvents -= events;
         signal(); // the reader may go on
         if (rows.length > 0 && !(await publishAll(rows, session.signal))) {
           failed = true; // stopped or deposed while a publish kept failing: the position stays before these rows

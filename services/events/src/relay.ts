@@ -38,11 +38,23 @@ import { createLatencyWindow, type LatencySummary, type Logger, untraced } from 
 import type { NatsDeps } from "@stockroom/common/nats";
 import { pause } from "@stockroom/common";
 import { SHARD_REDISCOVER_MS, shardTargets, type ShardTarget } from "@stockroom/common/db";
-import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "./relay-batch.ts";
+import {
+  eventTotal,
+  markPublished,
+  publishBatch,
+  publishOrder,
+  pruneOutbox,
+  readBatch,
+  takeEvents,
+  type OutboxRow,
+} from "./relay-batch.ts";
 import type { EventTables } from "./schema.ts";
 
 export interface RelayConfig {
-  /** Rows read and published per round. */
+  /**
+   * Events read and published per round: rows of one event, or as many
+   * batch rows as fit (at least one).
+   */
   batchSize: number;
   /** How long an idle leader waits before looking for new rows: the floor of commit-to-publish latency. */
   pollMs: number;
@@ -84,11 +96,11 @@ export interface RelayStats {
   leader: boolean;
   /** The shard targets whose lock this relay holds (the database's name on MySQL/MariaDB). */
   leading: string[];
-  /** Rows this relay published (JetStream acknowledged them) since it started. */
+  /** Events this relay published (JetStream acknowledged them) since it started; a batch counts its events. */
   published: number;
-  /** Of those, rows JetStream already had (a republish after a crash). */
+  /** Of those, events JetStream already had (a republish after a crash). */
   duplicates: number;
-  /** Publishes that failed and will be retried. */
+  /** Events whose publish failed and will be retried. */
   failures: number;
   /** From the change (just before its commit) to JetStream's ack, over recent events. */
   commitToPublish: LatencySummary;
@@ -146,6 +158,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
     let nextPrune = 0;
     let lockCheckedAt = Date.now();
     let beingMarked = new Set<string>();
+    let markedEvents = 0;
     let marking: Promise<void> = Promise.resolve();
     let markEnded = true;
     const keyOf = (row: OutboxRow) => `${row.merchant_id}/${row.event_id}`;
@@ -168,9 +181,15 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           await holdsLock();
           lockCheckedAt = now;
         }
-        if (markEnded) beingMarked = new Set();
-        const read = await readBatch(conn, config.batchSize + beingMarked.size);
-        const rows = read.filter((row) => !beingMarked.has(keyOf(row))).slice(0, config.batchSize);
+        if (markEnded) {
+          beingMarked = new Set();
+          markedEvents = 0;
+        }
+        const read = await readBatch(conn, config.batchSize + markedEvents);
+        const rows = takeEvents(
+          read.filter((row) => !beingMarked.has(keyOf(row))),
+          config.batchSize,
+        );
         if (rows.length === 0) {
           await pause(config.pollMs, signal);
           continue;
@@ -181,10 +200,11 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           latency.add(ms);
           for (const listener of latencyListeners) listener(ms);
         }
-        counters.published += outcome.acked.length;
-        counters.duplicates += outcome.duplicates;
+        counters.published += eventTotal(outcome.acked);
+        counters.duplicates += eventTotal(outcome.duplicated);
         await marking; // one mark at a time
         beingMarked = new Set(outcome.acked.map(keyOf));
+        markedEvents = eventTotal(outcome.acked);
         markEnded = false;
         marking = markPublished(target.db, outcome.acked).then(
           () => {
@@ -196,7 +216,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           },
         );
         if (outcome.error !== undefined) {
-          const failed = rows.length - outcome.acked.length;
+          const failed = eventTotal(rows) - eventTotal(outcome.acked);
           counters.failures += failed;
           log.warn("outbox publish failed; unacknowledged rows stay queued", { shard: target.name, failed, error: outcome.error });
           await pause(config.failureBackoffMs, signal);

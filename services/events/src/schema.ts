@@ -13,6 +13,8 @@ export interface EventTables {
     payload: Buffer;
     trace_context: string | null;
     created_at: Date;
+    /** How many events the payload holds: 1, or a batch's size (stockroom.catalog.v1.ProductEventBatch). */
+    event_count: Generated<number>;
     published_at: Generated<Date | null>;
   };
 }

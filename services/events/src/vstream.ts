@@ -49,6 +49,7 @@ const OUTBOX_COLUMNS = [
   "payload",
   "trace_context",
   "created_at",
+  "event_count",
 ] as const;
 
 /**

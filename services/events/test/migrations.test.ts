@@ -15,6 +15,7 @@ import { eventsMigrations } from "../src/migrations.ts";
 import type { EventTables } from "../src/schema.ts";
 
 const OUTBOX_MIGRATION = "2026_11_23_090300_create_outbox_events";
+const EVENT_COUNT_MIGRATION = "2026_12_03_120000_add_outbox_event_count";
 
 /**
  * oldCommonFolder copies common's migrations and the outbox one into one
@@ -67,15 +68,15 @@ test("a database migrated while common held the outbox migration hands it to the
     .execute();
 
   // After: common without it, and the events set, listed twice as two modules of one process would.
-  t.deepEqual(await migrateToLatest(db, [commonMigrations, eventsMigrations, eventsMigrations]), [], "nothing runs again");
-  t.false((await recorded(db, "common")).includes(OUTBOX_MIGRATION), "common no longer records it");
-  t.deepEqual(await recorded(db, "events"), [OUTBOX_MIGRATION]);
-  const rows = await db.selectFrom("outbox_events").select("event_id").execute();
   t.deepEqual(
-    rows.map((r) => r.event_id),
-    [eventId],
-    "the waiting event is still there",
+    await migrateToLatest(db, [commonMigrations, eventsMigrations, eventsMigrations]),
+    [`events/${EVENT_COUNT_MIGRATION}`],
+    "nothing runs again; only the set's later migration runs",
   );
+  t.false((await recorded(db, "common")).includes(OUTBOX_MIGRATION), "common no longer records it");
+  t.deepEqual(await recorded(db, "events"), [OUTBOX_MIGRATION, EVENT_COUNT_MIGRATION]);
+  const rows = await db.selectFrom("outbox_events").select(["event_id", "event_count"]).execute();
+  t.deepEqual(rows, [{ event_id: eventId, event_count: 1 }], "the waiting event is still there, one event");
   // A second start finds nothing to do.
   t.deepEqual(await migrateToLatest(db, [commonMigrations, eventsMigrations]), []);
 });
@@ -89,7 +90,7 @@ test("on a fresh database the events set creates the outbox table itself", async
     await dropTestDatabase(url);
   });
   const applied = await migrateToLatest(db, [commonMigrations, eventsMigrations]);
-  t.is(applied.at(-1), `events/${OUTBOX_MIGRATION}`);
+  t.deepEqual(applied.slice(-2), [`events/${OUTBOX_MIGRATION}`, `events/${EVENT_COUNT_MIGRATION}`]);
   t.false(applied.includes(`common/${OUTBOX_MIGRATION}`));
   t.deepEqual(await db.selectFrom("outbox_events").selectAll().execute(), []);
 });

@@ -10,11 +10,13 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { sql } from "kysely";
 import type { StoredMsg } from "@nats-io/jetstream";
-import { ensureEvents, EVENT_HEADERS } from "../src/event-stream.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ProductEventBatchSchema, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { ensureEvents, EVENT_HEADERS, PRODUCT_EVENT_BATCH } from "../src/event-stream.ts";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
 import { type TestMerchant, waitFor } from "@stockroom/common/testing";
 import { forEachShard } from "@stockroom/common/db";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "@stockroom/search/testing";
+import { productInit, startSearchHarness, unpublished, writeInOneTransaction, type SearchHarness } from "@stockroom/search/testing";
 
 // Spans make the catalog store a trace context with each outbox row, as in production.
 trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })] }));
@@ -226,4 +228,102 @@ test("pruning deletes only rows published longer ago than the retention", async 
   await waitFor("the relay's prune", async () => (relay.stats().pruned === 1 ? true : undefined));
   await waitFor("the last row published", () => allPublished(h));
   t.is((await outboxRows(h)).length, 1, "the row the relay just published stays");
+});
+
+test("a bulk-sized transaction's events go out as one batch message, ordered against the merchant's single events", async (t) => {
+  const h = await harness(t, "relay_batches");
+  const merchant = h.api.merchantA;
+  const other = h.api.merchantB;
+  const skus = Array.from({ length: 120 }, (_, i) => `B-${String(i).padStart(3, "0")}`);
+  await writeInOneTransaction(h, merchant, skus);
+  // Single changes after the batch: two of its products, and another merchant's product.
+  const catalog = h.catalog(merchant);
+  for (const sku of ["B-000", "B-119"]) {
+    await catalog.updateProduct({ product: { sku, title: `${sku} renamed` }, updateMask: { paths: ["title"] } });
+  }
+  await h.catalog(other).createProduct({ product: productInit("O-1") });
+  await writeInOneTransaction(h, merchant, skus.slice(0, 60), 1600);
+
+  const rows = await outboxRows(h);
+  const batches = rows.filter((r) => r.event_type === PRODUCT_EVENT_BATCH);
+  t.deepEqual(
+    batches.map((r) => r.event_count),
+    [120, 60],
+    "one row per transaction",
+  );
+  t.is(rows.length, 5);
+  // A round takes events up to its size, and always its first row.
+  t.deepEqual(
+    (await readBatch(h.db, 50)).map((r) => r.event_id),
+    [rows[0]!.event_id],
+  );
+  t.deepEqual(
+    (await readBatch(h.db, 123)).map((r) => r.event_id),
+    rows.slice(0, 4).map((r) => r.event_id),
+  );
+
+  await h.startRelay({ batchSize: 50 });
+  await waitFor("every row published", () => allPublished(h), 10_000);
+  const messages = await streamMessages(h);
+  t.deepEqual(messages.map((m) => m.header.get("Nats-Msg-Id")).sort(), rows.map((r) => r.event_id).sort(), "each row once, as one message");
+  // In event id order per merchant (on Vitess the two merchants' shards are relayed apart).
+  const ofMerchant = messages.filter((m) => m.header.get(EVENT_HEADERS.merchant) === merchant.merchantId);
+  t.deepEqual(
+    ofMerchant.map((m) => m.header.get("Nats-Msg-Id")),
+    rows.filter((r) => r.merchant_id === merchant.merchantId).map((r) => r.event_id),
+  );
+  const first = ofMerchant[0]!;
+  t.true(first.subject.endsWith(`.${merchant.merchantId}.product.batch`), first.subject);
+  t.is(first.header.get(EVENT_HEADERS.eventCount), "120");
+  const events = fromBinary(ProductEventBatchSchema, first.data).events;
+  t.deepEqual(
+    events.map((e) => e.product?.sku),
+    skus,
+  );
+  t.true(events.every((e) => e.product?.version === 1n && e.merchantId === merchant.merchantId));
+  const changeIds = await h.db.selectFrom("product_changes").select("change_id").where("merchant_id", "=", merchant.merchantId).execute();
+  t.true(
+    events.every((e) => changeIds.some((c) => c.change_id === e.eventId)),
+    "each event keeps its own id: its audit entry's",
+  );
+  // Per product, versions reach the stream in order across batch and single messages.
+  const versions = new Map<string, number[]>();
+  for (const m of messages) {
+    const inside =
+      m.header.get(EVENT_HEADERS.eventType) === PRODUCT_EVENT_BATCH
+        ? fromBinary(ProductEventBatchSchema, m.data).events
+        : [fromBinary(ProductEventSchema, m.data)];
+    for (const e of inside) versions.set(e.product!.sku, [...(versions.get(e.product!.sku) ?? []), Number(e.product!.version)]);
+  }
+  t.deepEqual(versions.get("B-000"), [1, 2, 3]);
+  t.deepEqual(versions.get("B-119"), [1, 2]);
+  t.deepEqual(versions.get("B-059"), [1, 2]);
+});
+
+test("a batch row is a barrier for its merchant: when it fails, the merchant's later rows wait, other merchants' go on", async (t) => {
+  const h = await harness(t, "relay_barrier");
+  await ensureEvents(h.nats.jsm, h.events);
+  const merchant = h.api.merchantA;
+  await writeHistory(h, merchant, ["S-1"], 1);
+  await writeInOneTransaction(
+    h,
+    merchant,
+    Array.from({ length: 60 }, (_, i) => `S-${i + 2}`),
+  );
+  await writeHistory(h, merchant, ["S-70"], 0);
+  await writeHistory(h, h.api.merchantB, ["OTHER"], 0);
+  const rows = publishOrder(await readBatch(h.db, 1000));
+  t.deepEqual(
+    rows.map((r) => r.event_count),
+    [1, 1, 60, 1, 1],
+  );
+  // The batch row cannot be routed (an aggregate type without a domain), so its publish fails.
+  const unroutable = rows.map((r) => (r.event_count > 1 ? { ...r, aggregate_type: "nowhere" } : r));
+  const outcome = await publishBatch(h.nats.js, h.events, unroutable);
+  t.truthy(outcome.error);
+  t.deepEqual(
+    outcome.acked.map((r) => r.event_id).sort(),
+    [rows[0]!.event_id, rows[1]!.event_id, rows[4]!.event_id].sort(),
+    "S-1's rows before it and the other merchant's row went out; S-70's, after it, did not",
+  );
 });

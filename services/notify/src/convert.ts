@@ -1,5 +1,5 @@
 /** Mapping between webhook rows, events on the stream and the wire (stockroom.notify.v1). */
-import { create, fromBinary, toJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { BulkJobEventSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
@@ -68,6 +68,8 @@ export interface StreamEvent {
   /** When the change was made (the relay's Stockroom-Event-Time header). */
   occurTime: Date;
   data: Uint8Array;
+  /** The event message, when already decoded (an event taken out of a batch); otherwise data is decoded. */
+  message?: Message;
 }
 
 /** WebhookPayload is the JSON body every endpoint receives. */
@@ -87,7 +89,7 @@ export interface WebhookPayload {
 export function webhookPayload(event: StreamEvent): WebhookPayload {
   const schema = EVENT_SCHEMAS[event.aggregateType];
   if (!schema) throw new Error(`no webhook payload for aggregate type "${event.aggregateType}"`);
-  const message = fromBinary(schema, event.data);
+  const message = event.message ?? fromBinary(schema, event.data);
   const occur = (message as { occurTime?: Timestamp }).occurTime;
   return {
     id: event.eventId,

@@ -11,14 +11,14 @@ import {
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { ChangeType, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-import { EVENT_HEADERS, eventSubject, appendOutbox } from "@stockroom/events";
+import { EVENT_HEADERS, eventSubject, appendOutbox, PRODUCT_EVENT_BATCH } from "@stockroom/events";
 import { publishWithId } from "@stockroom/common/nats";
 import { waitFor } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { createLogger } from "@stockroom/common/observe";
 import { startWebhookDispatcher } from "../src/dispatcher.ts";
 import { verifySignature } from "../src/signature.ts";
-import { productInit } from "./helpers.ts";
+import { productInit, writeInOneTransaction } from "./helpers.ts";
 import { payloadOf, startNotifyStack, type Received } from "./harness.ts";
 
 const stack = await startNotifyStack("notify_delivery", { perEndpointConcurrency: 2, concurrency: 8 });
@@ -113,6 +113,44 @@ test.serial("committed changes reach the endpoints whose filters match, signed w
     states,
     states.map(() => ({ state: "delivered", attempts: 1, last_status: 200 })),
   );
+});
+
+test.serial("a bulk-sized change's batch message reaches endpoints as one delivery per product event, as single events do", async (t) => {
+  await endpoint(notifyB, "/b/orders", ["order.*"]);
+  await endpoint(notifyB, "/b/created", ["product.created"]);
+  const skus = Array.from({ length: 60 }, (_, i) => `BATCH-${i}`);
+  await writeInOneTransaction(api.api, api.merchantB, skus);
+  const batches = await api.api.db
+    .selectFrom("outbox_events")
+    .select("event_count")
+    .where("merchant_id", "=", api.merchantB.merchantId)
+    .where("event_type", "=", PRODUCT_EVENT_BATCH)
+    .execute();
+  t.deepEqual(batches, [{ event_count: 60 }], "the changes went out as one batch row");
+  await waitFor("60 deliveries to each product endpoint", async () =>
+    receiver.at("/b/all").length >= 60 && receiver.at("/b/created").length >= 60 ? true : undefined,
+  );
+  await sleep(300);
+  const changes = await api.api.db
+    .selectFrom("product_changes")
+    .select(["change_id", "sku"])
+    .where("merchant_id", "=", api.merchantB.merchantId)
+    .where("sku", "in", skus)
+    .execute();
+  for (const path of ["/b/all", "/b/created"]) {
+    const got = receiver.at(path);
+    t.is(got.length, 60, path);
+    for (const r of got) assertSigned(t, r);
+    const bodies = got.map(payloadOf);
+    t.true(bodies.every((b) => b.type === "product.created" && b.merchantId === api.merchantB.merchantId && b.data.eventId === b.id));
+    t.deepEqual(
+      bodies.map((b) => `${b.id} ${b.data.product.sku}`).sort(),
+      changes.map((c) => `${c.change_id} ${c.sku}`).sort(),
+      "each delivery is one product's event, under its own event id",
+    );
+  }
+  t.deepEqual(receiver.at("/b/orders"), [], "an endpoint of other event types gets nothing");
+  receiver.received.length = 0;
 });
 
 test.serial("an event the consumer gets twice (same event id published again) is delivered once", async (t) => {

@@ -1,2 +1,2 @@
 // The catalog's test helpers the webhook tests use (as orders/test/helpers.ts does).
-export { countRows, errorInfo, fieldViolations, productInit, rejection } from "@stockroom/catalog/testing";
+export { countRows, errorInfo, fieldViolations, productInit, rejection, writeInOneTransaction } from "@stockroom/catalog/testing";

@@ -9,8 +9,8 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ProductEventSchema, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { domainSubjects, ensureEventConsumer, type EventStreamConfig } from "@stockroom/events";
+import { ProductEventBatchSchema, ProductEventSchema, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { domainSubjects, ensureEventConsumer, EVENT_HEADERS, PRODUCT_EVENT_BATCH, type EventStreamConfig } from "@stockroom/events";
 import { createLatencyWindow, type LatencySummary, type Logger } from "@stockroom/common/observe";
 import { consumeWorkQueue, type NatsDeps, type WorkMessage } from "@stockroom/common/nats";
 import { entryFromEvent } from "./convert.ts";
@@ -55,7 +55,7 @@ export interface ProjectorStats {
 }
 
 export interface ProjectionLag {
-  /** Catalog events published and not yet applied (all merchants). */
+  /** Catalog messages published and not yet applied (all merchants); a batch message counts once. */
   pendingEvents: number;
   /** An upper bound on the age of the oldest of them; 0 when there are none. */
   lagMs: number;
@@ -81,25 +81,62 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
   const batcher = createBatcher<SearchEntry>((entries) => upsertEntries(db, entries), { maxSize: 500, maxDelayMs: 5 });
   const stats = { applied: 0, rejected: 0, lastEventTime: undefined as Date | undefined };
 
+  const applied = (events: readonly ProductEvent[]) => {
+    const now = Date.now();
+    stats.applied += events.length;
+    for (const event of events) {
+      if (!event.occurTime) continue;
+      const at = timestampDate(event.occurTime);
+      latency.add(now - at.getTime());
+      if (!stats.lastEventTime || at > stats.lastEventTime) stats.lastEventTime = at;
+    }
+  };
+  const reject = (msg: WorkMessage, error: unknown, eventId = msg.headers["Nats-Msg-Id"]) => {
+    // Redelivering cannot make it valid; a reindex repairs whatever it described.
+    stats.rejected++;
+    log.error("catalog event rejected", { subject: msg.subject, eventId, error });
+  };
+
+  /**
+   * A batch (a bulk chunk's events) is one multi-row upsert of its own, acked
+   * when it commits; an event of it that describes no product is dropped
+   * alone (logged), the others are applied.
+   */
+  const applyBatch = async (msg: WorkMessage) => {
+    let events: ProductEvent[];
+    try {
+      events = fromBinary(ProductEventBatchSchema, msg.data).events;
+    } catch (error) {
+      reject(msg, error);
+      return;
+    }
+    const entries: SearchEntry[] = [];
+    const good: ProductEvent[] = [];
+    for (const event of events) {
+      try {
+        entries.push(entryFromEvent(event));
+        good.push(event);
+      } catch (error) {
+        reject(msg, error, event.eventId);
+      }
+    }
+    await upsertEntries(db, entries);
+    applied(good);
+  };
+
   const apply = async (msg: WorkMessage) => {
+    if (msg.headers[EVENT_HEADERS.eventType] === PRODUCT_EVENT_BATCH) return applyBatch(msg);
     let event: ProductEvent;
     let entry: ReturnType<typeof entryFromEvent>;
     try {
       event = fromBinary(ProductEventSchema, msg.data);
       entry = entryFromEvent(event);
     } catch (error) {
-      // Redelivering cannot make it valid; a reindex repairs whatever it described.
-      stats.rejected++;
-      log.error("catalog event rejected", { subject: msg.subject, eventId: msg.headers["Nats-Msg-Id"], error });
+      reject(msg, error);
       return;
     }
     await batcher.add(entry);
-    stats.applied++;
-    if (event.occurTime) {
-      const at = timestampDate(event.occurTime);
-      latency.add(Date.now() - at.getTime());
-      if (!stats.lastEventTime || at > stats.lastEventTime) stats.lastEventTime = at;
-    }
+    applied([event]);
   };
   const consumer = consumeWorkQueue(
     nats.js,

@@ -21,7 +21,7 @@ import { openSearchDatabase, type SearchDb } from "../src/store.ts";
 import { createSearchWaiter } from "../src/waiter.ts";
 
 export { CatalogService, SearchService };
-export { productInit } from "@stockroom/catalog/testing";
+export { productInit, writeInOneTransaction } from "@stockroom/catalog/testing";
 
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 

@@ -7,14 +7,20 @@
 import test from "ava";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { ChangeType, ProductEventSchema, ProductStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
-import { eventSubject } from "@stockroom/events";
+import {
+  ChangeType,
+  ProductEventBatchSchema,
+  ProductEventSchema,
+  ProductStatus,
+  type ProductEvent,
+} from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import { EVENT_HEADERS, eventSubject, PRODUCT_EVENT_BATCH } from "@stockroom/events";
 import { publishWithId } from "@stockroom/common/nats";
 import { waitFor } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { findPosition, upsertEntries, type SearchEntry } from "../src/store.ts";
 import type { SearchProjector } from "../src/projector.ts";
-import { startSearchHarness, type SearchHarness } from "./harness.ts";
+import { startSearchHarness, unpublished, writeInOneTransaction, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;
 let projector: SearchProjector;
@@ -35,34 +41,44 @@ interface State {
   deleted?: boolean;
 }
 
+/** productEvent is one product event of the given state. */
+function productEvent(merchantId: string, sku: string, s: State): ProductEvent {
+  return create(ProductEventSchema, {
+    eventId: newUlid(),
+    merchantId,
+    type: s.deleted ? ChangeType.DELETED : ChangeType.UPDATED,
+    product: {
+      id: s.productId,
+      sku,
+      title: s.title,
+      price: { currencyCode: "EUR", minorUnits: 500n },
+      stock: 1,
+      status: ProductStatus.ACTIVE,
+      version: BigInt(s.version),
+    },
+    occurTime: timestampNow(),
+  });
+}
+
 /** publish puts one product event on the stream under a fresh message id, as a republish would. */
 async function publish(merchantId: string, sku: string, s: State): Promise<void> {
-  const type = s.deleted ? ChangeType.DELETED : ChangeType.UPDATED;
-  const eventId = newUlid();
-  const data = toBinary(
-    ProductEventSchema,
-    create(ProductEventSchema, {
-      eventId,
-      merchantId,
-      type,
-      product: {
-        id: s.productId,
-        sku,
-        title: s.title,
-        price: { currencyCode: "EUR", minorUnits: 500n },
-        stock: 1,
-        status: ProductStatus.ACTIVE,
-        version: BigInt(s.version),
-      },
-      occurTime: timestampNow(),
-    }),
-  );
+  const event = productEvent(merchantId, sku, s);
   const subject = eventSubject(h.events, {
     aggregate_type: "product",
     merchant_id: merchantId,
     event_type: s.deleted ? "product.deleted" : "product.updated",
   });
-  await publishWithId(h.nats.js, subject, data, eventId);
+  await publishWithId(h.nats.js, subject, toBinary(ProductEventSchema, event), event.eventId);
+}
+
+/** publishBatch puts events on the stream as one batch message, as the relay publishes a bulk chunk's. */
+async function publishBatch(merchantId: string, events: ProductEvent[]): Promise<void> {
+  const subject = eventSubject(h.events, { aggregate_type: "product", merchant_id: merchantId, event_type: PRODUCT_EVENT_BATCH });
+  const data = toBinary(ProductEventBatchSchema, create(ProductEventBatchSchema, { events }));
+  await publishWithId(h.nats.js, subject, data, newUlid(), {
+    [EVENT_HEADERS.eventType]: PRODUCT_EVENT_BATCH,
+    [EVENT_HEADERS.eventCount]: String(events.length),
+  });
 }
 
 async function drained(): Promise<void> {
@@ -100,6 +116,52 @@ test("late, repeated and reordered events never move a product back; a delete st
     "the newer product id wins over the old one's versions",
   );
   t.true(projector.stats().commitToVisible.samples > 0);
+});
+
+test("a batch message is applied event by event under the same guard: older versions inside it never move a row back", async (t) => {
+  const merchant = newUlid();
+  const [p, q, r] = [newUlid(), newUlid(), newUlid()];
+  await publish(merchant, "P", { productId: p, version: 3, title: "P 3" });
+  await drained();
+  const rejected = projector.stats().rejected;
+  await publishBatch(merchant, [
+    productEvent(merchant, "P", { productId: p, version: 2, title: "P 2" }),
+    productEvent(merchant, "Q", { productId: q, version: 1, title: "Q 1" }),
+    create(ProductEventSchema, { eventId: newUlid(), merchantId: merchant }), // describes no product
+    productEvent(merchant, "R", { productId: r, version: 4, title: "R 4", deleted: true }),
+  ]);
+  await drained();
+  t.like(await held(merchant, "P"), { version: 3, title: "P 3" }, "the batch's older version of P is ignored");
+  t.like(await held(merchant, "Q"), { product_id: q, version: 1, title: "Q 1", deleted: 0 });
+  t.like(await held(merchant, "R"), { version: 4, deleted: 1 });
+  t.is(projector.stats().rejected, rejected + 1, "the event without a product is dropped alone");
+  // A republished batch (a relay crash) and a newer single event after it.
+  await publish(merchant, "Q", { productId: q, version: 2, title: "Q 2" });
+  await publishBatch(merchant, [productEvent(merchant, "Q", { productId: q, version: 1, title: "Q 1" })]);
+  await drained();
+  t.like(await held(merchant, "Q"), { version: 2, title: "Q 2" });
+});
+
+test("a bulk-sized transaction reaches search through the relay as batches", async (t) => {
+  const merchant = await h.newMerchant();
+  const skus = Array.from({ length: 150 }, (_, i) => `BULK-${String(i).padStart(3, "0")}`);
+  await writeInOneTransaction(h, merchant, skus, 1500);
+  await writeInOneTransaction(h, merchant, skus.slice(0, 100), 1700);
+  const relay = await h.startRelay();
+  t.teardown(() => relay.stop());
+  await waitFor("every row published", async () => ((await unpublished(h)) === 0 ? true : undefined));
+  await drained();
+  const rows = await h.searchDb
+    .selectFrom("search_products")
+    .select(["sku", "version", "price_minor"])
+    .where("merchant_id", "=", merchant.merchantId)
+    .orderBy("sku")
+    .execute();
+  t.is(rows.length, 150);
+  t.deepEqual(
+    rows.map((r) => [Number(r.version), Number(r.price_minor)]),
+    skus.map((_, i) => (i < 100 ? [2, 1700] : [1, 1500])),
+  );
 });
 
 test("an event that describes no product is dropped and does not hold up the rest", async (t) => {

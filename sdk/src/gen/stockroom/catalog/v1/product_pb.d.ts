@@ -291,6 +291,21 @@ export declare type ProductChange = Message<"stockroom.catalog.v1.ProductChange"
    * @generated from field: bytes row_hash = 15;
    */
   rowHash: Uint8Array;
+
+  /**
+   * How much of the product before and after hold. Entries written before
+   * 2026-12 are FULL: both are whole products. Later entries are
+   * CHANGED_FIELDS: the audit trail stores only what the change touched, so
+   * before and after carry id, sku and version (before: version - 1) and the
+   * fields named by changed_fields (a price or a compare-at price with its
+   * currency, attributes as the whole map); every other field is unset and
+   * was not changed by this entry. A create's after and a delete's before
+   * are still whole products. Read a product's full state at a version by
+   * GetProduct (the current one) or by applying the entries in order.
+   *
+   * @generated from field: stockroom.catalog.v1.ProductChangeDetail detail = 16;
+   */
+  detail: ProductChangeDetail;
 };
 
 /**
@@ -364,6 +379,35 @@ export declare type ProductEvent = Message<"stockroom.catalog.v1.ProductEvent"> 
  * Use `create(ProductEventSchema)` to create a new message.
  */
 export declare const ProductEventSchema: GenMessage<ProductEvent>;
+
+/**
+ * ProductEventBatch carries the events of many products changed in one
+ * transaction (a bulk job's chunk), published as one message on
+ * catalog.<merchant>.product.batch instead of one message per event. Each
+ * event keeps its own event_id, type and product version, exactly as it
+ * would be published alone; a change of one product (UpdateProduct, an
+ * order) is still published alone as a ProductEvent. Consumers of the
+ * catalog stream must handle both: apply the batch's events as if each had
+ * arrived on its own, idempotently by (product_id, version). The batch's
+ * own id (Nats-Msg-Id) is not any event's id. Webhook endpoints never see a
+ * batch: they get each event as its own delivery.
+ *
+ * @generated from message stockroom.catalog.v1.ProductEventBatch
+ */
+export declare type ProductEventBatch = Message<"stockroom.catalog.v1.ProductEventBatch"> & {
+  /**
+   * The events, in the order of the changes.
+   *
+   * @generated from field: repeated stockroom.catalog.v1.ProductEvent events = 1;
+   */
+  events: ProductEvent[];
+};
+
+/**
+ * Describes the message stockroom.catalog.v1.ProductEventBatch.
+ * Use `create(ProductEventBatchSchema)` to create a new message.
+ */
+export declare const ProductEventBatchSchema: GenMessage<ProductEventBatch>;
 
 /**
  * ProductStatus is the sale status of a product.
@@ -491,4 +535,36 @@ export enum ChangeSourceKind {
  * Describes the enum stockroom.catalog.v1.ChangeSourceKind.
  */
 export declare const ChangeSourceKindSchema: GenEnum<ChangeSourceKind>;
+
+/**
+ * ProductChangeDetail says how much of the product an audit entry's before
+ * and after hold.
+ *
+ * @generated from enum stockroom.catalog.v1.ProductChangeDetail
+ */
+export enum ProductChangeDetail {
+  /**
+   * @generated from enum value: PRODUCT_CHANGE_DETAIL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * before and after are whole products.
+   *
+   * @generated from enum value: PRODUCT_CHANGE_DETAIL_FULL = 1;
+   */
+  FULL = 1,
+
+  /**
+   * before and after hold the changed fields only (see ProductChange.detail).
+   *
+   * @generated from enum value: PRODUCT_CHANGE_DETAIL_CHANGED_FIELDS = 2;
+   */
+  CHANGED_FIELDS = 2,
+}
+
+/**
+ * Describes the enum stockroom.catalog.v1.ProductChangeDetail.
+ */
+export declare const ProductChangeDetailSchema: GenEnum<ProductChangeDetail>;
 
