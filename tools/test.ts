@@ -12,8 +12,10 @@
  *   npm test -- --vitess [files]    the Vitess tier only (its files, or those given)
  *   npm test -- --mariadb           the MariaDB tier only
  *
- * STOCKROOM_VITESS_PORT (33574) is vttestserver's base port (vtgate's MySQL
- * protocol on port + 3).
+ * STOCKROOM_VITESS_PORT (23574) is vttestserver's base port (vtgate's MySQL
+ * protocol on port + 3). It sits below Linux's ephemeral range (32768 and
+ * up): a port in it can be taken by any outgoing connection of the suite
+ * (33574 once was, and vtcombo could not bind).
  */
 import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -93,7 +95,7 @@ function ava(args: string[], env: NodeJS.ProcessEnv = process.env): TierResult {
 }
 
 async function vitessTier(files: string[]): Promise<TierResult> {
-  const port = Number(process.env["STOCKROOM_VITESS_PORT"] ?? 33574);
+  const port = Number(process.env["STOCKROOM_VITESS_PORT"] ?? 23574);
   console.log(`\n== tests through Vitess (vtgate, 2 shards per keyspace): ${files.length} files`);
   const started = Date.now();
   const { child } = await startVitess(port);

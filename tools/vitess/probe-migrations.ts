@@ -4,7 +4,7 @@
  * refuses, with its error. On Vitess the database is the keyspace and cannot
  * be created, so the keyspaces must be empty, as vttestserver.sh starts them:
  *
- *   node tools/vitess/probe-migrations.ts [mysql://root@127.0.0.1:33577]
+ *   node tools/vitess/probe-migrations.ts [mysql://root@127.0.0.1:23577]
  *
  * 1. each migration file's up() on its own, in order, going on after a
  *    failure (so one refused DDL does not hide the next);
@@ -29,7 +29,7 @@ import { notifyMigrations } from "@stockroom/notify";
 import { orderMigrations } from "@stockroom/orders";
 import { searchMigrations } from "@stockroom/search";
 
-const base = process.argv[2] ?? "mysql://root@127.0.0.1:33577";
+const base = process.argv[2] ?? "mysql://root@127.0.0.1:23577";
 /** The keyspaces and the sets each holds, as tools/migrate.ts (and npm start) apply them. */
 const KEYSPACES: { keyspace: string; sets: MigrationSet[] }[] = [
   {

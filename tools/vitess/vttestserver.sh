@@ -25,10 +25,10 @@
 # testDatabaseUrl in services/common/testing), one tablet per shard, and
 # vtgate in transaction mode SINGLE, so a transaction that would span shards
 # fails instead of committing non-atomically.
-# Usage: tools/vitess/vttestserver.sh [port] [--test-pool N]   (default 33574; Ctrl-C stops)
+# Usage: tools/vitess/vttestserver.sh [port] [--test-pool N]   (default 23574; Ctrl-C stops)
 set -euo pipefail
 VERSION=v0.24.4
-PORT=33574
+PORT=23574
 POOL=0
 while [ $# -gt 0 ]; do
   case $1 in
