@@ -14,7 +14,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ProductEventBatchSchema, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { ensureEvents, EVENT_HEADERS, PRODUCT_EVENT_BATCH } from "../src/event-stream.ts";
 import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
-import { type TestMerchant, waitFor } from "@stockroom/common/testing";
+import { onVitess, type TestMerchant, waitFor } from "@stockroom/common/testing";
 import { forEachShard } from "@stockroom/common/db";
 import { productInit, startSearchHarness, unpublished, writeInOneTransaction, type SearchHarness } from "@stockroom/search/testing";
 
@@ -22,6 +22,13 @@ import { productInit, startSearchHarness, unpublished, writeInOneTransaction, ty
 trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })] }));
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+/**
+ * harnessTest runs a test that takes a database of its own (a harness): one
+ * at a time on Vitess, where the file's six would otherwise hold half the
+ * tier's keyspace pool at once, side by side on MariaDB.
+ */
+const harnessTest = onVitess ? test.serial : test;
 
 async function harness(t: ExecutionContext, name: string): Promise<SearchHarness> {
   const h = await startSearchHarness(name);
@@ -74,7 +81,7 @@ function versionsByAggregate(messages: StoredMsg[]): Map<string, number[]> {
   return out;
 }
 
-test("catalog changes are published once each, in order, with the event id as Nats-Msg-Id, trace context and metadata", async (t) => {
+harnessTest("catalog changes are published once each, in order, with the event id as Nats-Msg-Id, trace context and metadata", async (t) => {
   const h = await harness(t, "relay_basic");
   const merchant = h.api.merchantA;
   const catalog = h.catalog(merchant);
@@ -127,7 +134,7 @@ test("catalog changes are published once each, in order, with the event id as Na
   t.true(observed[0]! >= 0 && observed[0]! < 10_000, `${observed[0]} ms`);
 });
 
-test("two relays at once: one leads, every event is stored exactly once, each product's versions in order, and the standby takes over", async (t) => {
+harnessTest("two relays at once: one leads, every event is stored exactly once, each product's versions in order, and the standby takes over", async (t) => {
   const h = await harness(t, "relay_two");
   const merchant = h.api.merchantA;
   const [a, b] = [await h.startRelay({ batchSize: 7 }), await h.startRelay({ batchSize: 7 })];
@@ -157,7 +164,7 @@ test("two relays at once: one leads, every event is stored exactly once, each pr
   for (const list of versions.values()) t.deepEqual(list, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 });
 
-test("a crash between publish and mark republishes; JetStream keeps one copy of each event", async (t) => {
+harnessTest("a crash between publish and mark republishes; JetStream keeps one copy of each event", async (t) => {
   const h = await harness(t, "relay_crash");
   await writeHistory(h, h.api.merchantA, ["A", "B", "C"], 3);
   // The crashed relay: it made the stream, read and published a batch, then died before marking it.
@@ -199,7 +206,7 @@ test("publish order repairs an aggregate's versions inside a batch whatever thei
 
 // Pruning is a DELETE … ORDER BY … LIMIT across merchants: it runs per shard target (vtgate could not run it over
 // several shards), as the relay runs it; the test's own updates name their merchant.
-test("pruning deletes only rows published longer ago than the retention", async (t) => {
+harnessTest("pruning deletes only rows published longer ago than the retention", async (t) => {
   const h = await harness(t, "relay_prune");
   const merchantId = h.api.merchantA.merchantId;
   const prune = async (retentionMs: number, batch: number) =>
@@ -230,7 +237,7 @@ test("pruning deletes only rows published longer ago than the retention", async 
   t.is((await outboxRows(h)).length, 1, "the row the relay just published stays");
 });
 
-test("a bulk-sized transaction's events go out as one batch message, ordered against the merchant's single events", async (t) => {
+harnessTest("a bulk-sized transaction's events go out as one batch message, ordered against the merchant's single events", async (t) => {
   const h = await harness(t, "relay_batches");
   const merchant = h.api.merchantA;
   const other = h.api.merchantB;
@@ -300,7 +307,7 @@ test("a bulk-sized transaction's events go out as one batch message, ordered aga
   t.deepEqual(versions.get("B-059"), [1, 2]);
 });
 
-test("a batch row is a barrier for its merchant: when it fails, the merchant's later rows wait, other merchants' go on", async (t) => {
+harnessTest("a batch row is a barrier for its merchant: when it fails, the merchant's later rows wait, other merchants' go on", async (t) => {
   const h = await harness(t, "relay_barrier");
   await ensureEvents(h.nats.jsm, h.events);
   const merchant = h.api.merchantA;
