@@ -81,88 +81,94 @@ function versionsByAggregate(messages: StoredMsg[]): Map<string, number[]> {
   return out;
 }
 
-harnessTest("catalog changes are published once each, in order, with the event id as Nats-Msg-Id, trace context and metadata", async (t) => {
-  const h = await harness(t, "relay_basic");
-  const merchant = h.api.merchantA;
-  const catalog = h.catalog(merchant);
-  await writeHistory(h, merchant, ["MUG-1", "MUG-2"], 2);
-  await catalog.deleteProduct({ sku: "MUG-2" });
-  const rows = await outboxRows(h);
-  t.is(rows.length, 7);
+harnessTest(
+  "catalog changes are published once each, in order, with the event id as Nats-Msg-Id, trace context and metadata",
+  async (t) => {
+    const h = await harness(t, "relay_basic");
+    const merchant = h.api.merchantA;
+    const catalog = h.catalog(merchant);
+    await writeHistory(h, merchant, ["MUG-1", "MUG-2"], 2);
+    await catalog.deleteProduct({ sku: "MUG-2" });
+    const rows = await outboxRows(h);
+    t.is(rows.length, 7);
 
-  const relay = await h.startRelay();
-  await waitFor("every row published", () => allPublished(h), 10_000);
-  const messages = await streamMessages(h);
-  t.deepEqual(
-    messages.map((m) => m.header.get("Nats-Msg-Id")).sort(),
-    rows.map((r) => r.event_id),
-    "one message per row",
-  );
-  const versions = [...versionsByAggregate(messages).values()].sort((a, b) => a.length - b.length);
-  t.deepEqual(
-    versions,
-    [
-      [1, 2, 3],
-      [1, 2, 3, 4],
-    ],
-    "each product's versions in order",
-  );
-  const last = messages.find((m) => m.header.get("Nats-Msg-Id") === rows.at(-1)!.event_id)!;
-  t.is(last.subject, `${h.events.subjectPrefix}.catalog.${merchant.merchantId}.product.deleted`);
-  t.is(last.header.get(EVENT_HEADERS.eventType), "product.deleted");
-  t.is(last.header.get(EVENT_HEADERS.aggregateType), "product");
-  t.is(last.header.get(EVENT_HEADERS.merchant), merchant.merchantId);
-  t.is(last.header.get(EVENT_HEADERS.aggregateVersion), "4");
-  t.deepEqual(Buffer.from(last.data), rows.at(-1)!.payload, "the payload is the outbox row's bytes");
-  for (const m of messages) {
-    const row = rows.find((r) => r.event_id === m.header.get("Nats-Msg-Id"))!;
-    const traceId = JSON.parse(row.trace_context ?? "{}").traceparent?.split("-")[1];
-    t.truthy(traceId, "the catalog stored a trace context");
-    t.is(m.header.get("traceparent").split("-")[1], traceId, "the message continues the change's trace");
-  }
+    const relay = await h.startRelay();
+    await waitFor("every row published", () => allPublished(h), 10_000);
+    const messages = await streamMessages(h);
+    t.deepEqual(
+      messages.map((m) => m.header.get("Nats-Msg-Id")).sort(),
+      rows.map((r) => r.event_id),
+      "one message per row",
+    );
+    const versions = [...versionsByAggregate(messages).values()].sort((a, b) => a.length - b.length);
+    t.deepEqual(
+      versions,
+      [
+        [1, 2, 3],
+        [1, 2, 3, 4],
+      ],
+      "each product's versions in order",
+    );
+    const last = messages.find((m) => m.header.get("Nats-Msg-Id") === rows.at(-1)!.event_id)!;
+    t.is(last.subject, `${h.events.subjectPrefix}.catalog.${merchant.merchantId}.product.deleted`);
+    t.is(last.header.get(EVENT_HEADERS.eventType), "product.deleted");
+    t.is(last.header.get(EVENT_HEADERS.aggregateType), "product");
+    t.is(last.header.get(EVENT_HEADERS.merchant), merchant.merchantId);
+    t.is(last.header.get(EVENT_HEADERS.aggregateVersion), "4");
+    t.deepEqual(Buffer.from(last.data), rows.at(-1)!.payload, "the payload is the outbox row's bytes");
+    for (const m of messages) {
+      const row = rows.find((r) => r.event_id === m.header.get("Nats-Msg-Id"))!;
+      const traceId = JSON.parse(row.trace_context ?? "{}").traceparent?.split("-")[1];
+      t.truthy(traceId, "the catalog stored a trace context");
+      t.is(m.header.get("traceparent").split("-")[1], traceId, "the message continues the change's trace");
+    }
 
-  // Nothing is published twice: later rounds find nothing to do. Each publish reports its commit-to-ack time once.
-  const observed: number[] = [];
-  relay.onCommitToPublish((ms) => observed.push(ms));
-  await catalog.adjustStock({ sku: "MUG-1", delta: 1 });
-  await waitFor("the new row published", () => allPublished(h), 10_000);
-  t.is((await streamMessages(h)).length, 8);
-  const stats = relay.stats();
-  t.like(stats, { leader: true, published: 8, duplicates: 0, failures: 0 });
-  t.true(stats.commitToPublish.samples === 8 && stats.commitToPublish.p50Ms >= 0);
-  t.is(observed.length, 1, "the one new event was observed once");
-  t.true(observed[0]! >= 0 && observed[0]! < 10_000, `${observed[0]} ms`);
-});
+    // Nothing is published twice: later rounds find nothing to do. Each publish reports its commit-to-ack time once.
+    const observed: number[] = [];
+    relay.onCommitToPublish((ms) => observed.push(ms));
+    await catalog.adjustStock({ sku: "MUG-1", delta: 1 });
+    await waitFor("the new row published", () => allPublished(h), 10_000);
+    t.is((await streamMessages(h)).length, 8);
+    const stats = relay.stats();
+    t.like(stats, { leader: true, published: 8, duplicates: 0, failures: 0 });
+    t.true(stats.commitToPublish.samples === 8 && stats.commitToPublish.p50Ms >= 0);
+    t.is(observed.length, 1, "the one new event was observed once");
+    t.true(observed[0]! >= 0 && observed[0]! < 10_000, `${observed[0]} ms`);
+  },
+);
 
-harnessTest("two relays at once: one leads, every event is stored exactly once, each product's versions in order, and the standby takes over", async (t) => {
-  const h = await harness(t, "relay_two");
-  const merchant = h.api.merchantA;
-  const [a, b] = [await h.startRelay({ batchSize: 7 }), await h.startRelay({ batchSize: 7 })];
-  // Per shard target: on Vitess each relay may lead some shards; never may two lead the same one.
-  let bothLed = false;
-  const watch = setInterval(() => (bothLed ||= [...a.stats().leading].some((shard) => b.stats().leading.includes(shard))), 1);
-  t.teardown(() => clearInterval(watch));
+harnessTest(
+  "two relays at once: one leads, every event is stored exactly once, each product's versions in order, and the standby takes over",
+  async (t) => {
+    const h = await harness(t, "relay_two");
+    const merchant = h.api.merchantA;
+    const [a, b] = [await h.startRelay({ batchSize: 7 }), await h.startRelay({ batchSize: 7 })];
+    // Per shard target: on Vitess each relay may lead some shards; never may two lead the same one.
+    let bothLed = false;
+    const watch = setInterval(() => (bothLed ||= [...a.stats().leading].some((shard) => b.stats().leading.includes(shard))), 1);
+    t.teardown(() => clearInterval(watch));
 
-  const skus = Array.from({ length: 12 }, (_, i) => `SKU-${i}`);
-  const writing = writeHistory(h, merchant, skus, 8);
-  await waitFor("a leader", async () => (a.stats().leader || b.stats().leader ? true : undefined));
-  await waitFor("some events published", async () => (a.stats().published + b.stats().published > 20 ? true : undefined), 10_000);
-  const [leader, standby] = a.stats().leader ? [a, b] : [b, a];
-  await leader.stop(); // mid-stream: the standby must take over
-  await writing;
-  await waitFor("every row published", () => allPublished(h), 15_000);
-  t.true(standby.stats().leader, "the standby leads now");
-  t.true(standby.stats().published > 0, "and published the rest");
-  t.false(bothLed, "never two leaders at once");
+    const skus = Array.from({ length: 12 }, (_, i) => `SKU-${i}`);
+    const writing = writeHistory(h, merchant, skus, 8);
+    await waitFor("a leader", async () => (a.stats().leader || b.stats().leader ? true : undefined));
+    await waitFor("some events published", async () => (a.stats().published + b.stats().published > 20 ? true : undefined), 10_000);
+    const [leader, standby] = a.stats().leader ? [a, b] : [b, a];
+    await leader.stop(); // mid-stream: the standby must take over
+    await writing;
+    await waitFor("every row published", () => allPublished(h), 15_000);
+    t.true(standby.stats().leader, "the standby leads now");
+    t.true(standby.stats().published > 0, "and published the rest");
+    t.false(bothLed, "never two leaders at once");
 
-  const rows = await outboxRows(h);
-  const messages = await streamMessages(h);
-  t.is(rows.length, skus.length * 9);
-  t.deepEqual(messages.map((m) => m.header.get("Nats-Msg-Id")).sort(), rows.map((r) => r.event_id).sort(), "each row exactly once");
-  const versions = versionsByAggregate(messages);
-  t.is(versions.size, skus.length);
-  for (const list of versions.values()) t.deepEqual(list, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-});
+    const rows = await outboxRows(h);
+    const messages = await streamMessages(h);
+    t.is(rows.length, skus.length * 9);
+    t.deepEqual(messages.map((m) => m.header.get("Nats-Msg-Id")).sort(), rows.map((r) => r.event_id).sort(), "each row exactly once");
+    const versions = versionsByAggregate(messages);
+    t.is(versions.size, skus.length);
+    for (const list of versions.values()) t.deepEqual(list, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  },
+);
 
 harnessTest("a crash between publish and mark republishes; JetStream keeps one copy of each event", async (t) => {
   const h = await harness(t, "relay_crash");
@@ -307,30 +313,33 @@ harnessTest("a bulk-sized transaction's events go out as one batch message, orde
   t.deepEqual(versions.get("B-059"), [1, 2]);
 });
 
-harnessTest("a batch row is a barrier for its merchant: when it fails, the merchant's later rows wait, other merchants' go on", async (t) => {
-  const h = await harness(t, "relay_barrier");
-  await ensureEvents(h.nats.jsm, h.events);
-  const merchant = h.api.merchantA;
-  await writeHistory(h, merchant, ["S-1"], 1);
-  await writeInOneTransaction(
-    h,
-    merchant,
-    Array.from({ length: 60 }, (_, i) => `S-${i + 2}`),
-  );
-  await writeHistory(h, merchant, ["S-70"], 0);
-  await writeHistory(h, h.api.merchantB, ["OTHER"], 0);
-  const rows = publishOrder(await readBatch(h.db, 1000));
-  t.deepEqual(
-    rows.map((r) => r.event_count),
-    [1, 1, 60, 1, 1],
-  );
-  // The batch row cannot be routed (an aggregate type without a domain), so its publish fails.
-  const unroutable = rows.map((r) => (r.event_count > 1 ? { ...r, aggregate_type: "nowhere" } : r));
-  const outcome = await publishBatch(h.nats.js, h.events, unroutable);
-  t.truthy(outcome.error);
-  t.deepEqual(
-    outcome.acked.map((r) => r.event_id).sort(),
-    [rows[0]!.event_id, rows[1]!.event_id, rows[4]!.event_id].sort(),
-    "S-1's rows before it and the other merchant's row went out; S-70's, after it, did not",
-  );
-});
+harnessTest(
+  "a batch row is a barrier for its merchant: when it fails, the merchant's later rows wait, other merchants' go on",
+  async (t) => {
+    const h = await harness(t, "relay_barrier");
+    await ensureEvents(h.nats.jsm, h.events);
+    const merchant = h.api.merchantA;
+    await writeHistory(h, merchant, ["S-1"], 1);
+    await writeInOneTransaction(
+      h,
+      merchant,
+      Array.from({ length: 60 }, (_, i) => `S-${i + 2}`),
+    );
+    await writeHistory(h, merchant, ["S-70"], 0);
+    await writeHistory(h, h.api.merchantB, ["OTHER"], 0);
+    const rows = publishOrder(await readBatch(h.db, 1000));
+    t.deepEqual(
+      rows.map((r) => r.event_count),
+      [1, 1, 60, 1, 1],
+    );
+    // The batch row cannot be routed (an aggregate type without a domain), so its publish fails.
+    const unroutable = rows.map((r) => (r.event_count > 1 ? { ...r, aggregate_type: "nowhere" } : r));
+    const outcome = await publishBatch(h.nats.js, h.events, unroutable);
+    t.truthy(outcome.error);
+    t.deepEqual(
+      outcome.acked.map((r) => r.event_id).sort(),
+      [rows[0]!.event_id, rows[1]!.event_id, rows[4]!.event_id].sort(),
+      "S-1's rows before it and the other merchant's row went out; S-70's, after it, did not",
+    );
+  },
+);
