@@ -34,7 +34,6 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createPool, type RowDataPacket } from "mysql2/promise";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import {
@@ -50,6 +49,7 @@ import { createStockroomClient, RateLimitedError, StockroomError } from "../../s
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { percentile, round, table, writeResults } from "./stats.ts";
+import { grpcErrorOf } from "@stockroom/common/testing";
 
 const env = process.env;
 const CAPACITY_S = readInt(env, "BENCH_CAPACITY_S", 10, 1, 600);
@@ -133,7 +133,7 @@ function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape
     stream.on("error", reject);
     stream.on("close", () => {
       if (!status) return reject(new ConnectError(`stream closed (${stream.rstCode}) without a gRPC status`, Code.Unavailable));
-      const error = findTrailerError(new Headers(Object.entries(status).flatMap(([k, v]) => (k.startsWith(":") ? [] : [[k, String(v)]]))));
+      const error = grpcErrorOf(status);
       if (error) return reject(error);
       resolve(fromBinary(CreateOrderResponseSchema, Buffer.concat(chunks).subarray(5)));
     });

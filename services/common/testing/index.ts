@@ -7,7 +7,9 @@ import { mkdirSync, openSync, closeSync, unlinkSync, writeSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type http2 from "node:http2";
+import { createClient, type Client, type ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
@@ -206,3 +208,12 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 export * from "./otlp-receiver.ts";
 export * from "./prom-text.ts";
+
+/**
+ * grpcErrorOf reads the error status of a gRPC response received over plain
+ * node:http2 (its headers for a trailers-only answer, else its trailers);
+ * undefined for OK or no status.
+ */
+export function grpcErrorOf(headers: http2.IncomingHttpHeaders): ConnectError | undefined {
+  return findTrailerError(new Headers(Object.entries(headers).flatMap(([k, v]) => (k.startsWith(":") ? [] : [[k, String(v)]]))));
+}

@@ -97,29 +97,32 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
     return place(merchantId, m);
   };
 
+  /** overloaded: see Bulkhead.overloaded. */
+  const overloaded = (merchantId: string): RateLimitedError | undefined => {
+    const m = merchants.get(merchantId);
+    if (all >= total && (!m || m.inFlight < perMerchant))
+      return refusal(`the orders service has ${all} transactions in flight (its limit)`);
+    if (!m || m.inFlight < perMerchant) return undefined;
+    // When a call's turn is expected: one place frees every meanMs / perMerchant.
+    const turnMs = ((m.line.length + 1) * meanMs) / perMerchant;
+    if (turnMs <= limits.waitMs) return undefined;
+    return refusal(
+      `this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant) and ${m.line.length} waiting`,
+      turnMs,
+    );
+  };
+
   return {
     refusal,
     tryEnter,
-    overloaded(merchantId) {
-      const m = merchants.get(merchantId);
-      if (all >= total && (!m || m.inFlight < perMerchant))
-        return refusal(`the orders service has ${all} transactions in flight (its limit)`);
-      if (!m || m.inFlight < perMerchant) return undefined;
-      // When a call's turn is expected: one place frees every meanMs / perMerchant.
-      const turnMs = ((m.line.length + 1) * meanMs) / perMerchant;
-      if (turnMs <= limits.waitMs) return undefined;
-      return refusal(
-        `this merchant already has ${m.inFlight} order transactions in flight (the limit per merchant) and ${m.line.length} waiting`,
-        turnMs,
-      );
-    },
+    overloaded,
     enter(merchantId) {
       const entered = tryEnter(merchantId);
       if (entered) return Promise.resolve(entered);
       const m = merchants.get(merchantId);
       if (!m || m.inFlight < perMerchant)
         return Promise.reject(refusal(`the orders service has ${all} transactions in flight (its limit)`));
-      const refused = this.overloaded(merchantId);
+      const refused = overloaded(merchantId);
       if (refused) return Promise.reject(refused);
       return new Promise((resolve, reject) => {
         const waiter = (release: () => void) => {

@@ -1,9 +1,9 @@
 import http2 from "node:http2";
 import test from "ava";
-import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { createProduct, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
+import { grpcErrorOf } from "@stockroom/common/testing";
 
 const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
 test.after.always(() => api.close());
@@ -74,7 +74,7 @@ test("with no wait worth making, a gRPC call is refused before it is decoded (tr
     early.merchantA.apiKey,
     Buffer.from("not a gRPC frame"),
   );
-  const refusal = findTrailerError(new Headers(Object.entries(headers).flatMap(([k, v]) => (k.startsWith(":") ? [] : [[k, String(v)]]))));
+  const refusal = grpcErrorOf(headers);
   t.is(refusal?.code, Code.ResourceExhausted, "grpc-status in the only HEADERS frame");
   t.truthy(refusal?.findDetails(RetryInfoSchema)[0]?.retryDelay, "RetryInfo in grpc-status-details-bin");
   expectShed(
