@@ -17,7 +17,7 @@
  * Applying overlaps staging when the whole file is at hand before staging
  * starts (a completed resumable upload, WholeFile): its request_id is bound
  * and duplicates are looked for first, a file past the size or item limit
- * (counted in lines) is left to fail as a whole as before, and each chunk
+ * (bounded by counting records, ItemBound) is left to fail as a whole as before, and each chunk
  * is published as soon as it is staged. A streamed file is only known once
  * its last byte arrives, and a stream that breaks off must leave nothing
  * applied, so its chunks are published when staging ends.
@@ -32,7 +32,7 @@ import { cancelChunks, deleteChunks } from "./chunks.ts";
 import { deleteItems } from "./items.ts";
 import { bulkMetrics } from "./metrics.ts";
 import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJobByRequestId, moveJob } from "./jobs.ts";
-import { BulkFileError, parseBulkFile } from "./parse/index.ts";
+import { BulkFileError, ItemBound, parseBulkFile, type BulkFormat } from "./parse/index.ts";
 import { topUp, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
 import { CHUNK_FORMAT, type JobRef } from "./domain.ts";
@@ -74,21 +74,21 @@ export interface IngestDeps {
 export interface WholeFile {
   size: number;
   sha256: string;
-  /** Newlines + 1: no file has more items than lines. */
-  lines: number;
+  /** At most this many items are in the file (ItemBound): past the item limit by this, it may fail TOO_MANY_ITEMS. */
+  itemsAtMost: number;
 }
 
 /** readWholeFile hashes and measures a file held in full (a completed upload), in one pass. */
-export async function readWholeFile(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WholeFile> {
+export async function readWholeFile(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, format: BulkFormat): Promise<WholeFile> {
   const hash = createHash("sha256");
+  const bound = new ItemBound(format);
   let size = 0;
-  let lines = 1;
   for await (const part of source) {
     hash.update(part);
     size += part.length;
-    for (let at = part.indexOf(10); at !== -1; at = part.indexOf(10, at + 1)) lines++;
+    bound.push(part);
   }
-  return { size, sha256: hash.digest("hex"), lines };
+  return { size, sha256: hash.digest("hex"), itemsAtMost: bound.items() };
 }
 
 /** ingest stages a file as a job and queues its first chunks; see the module comment. whole describes the file when the caller holds it in full. */
@@ -154,7 +154,7 @@ export async function ingest(
     nats !== undefined &&
     !options.dryRun &&
     whole.size <= limits.maxBytes &&
-    whole.lines <= limits.maxItems;
+    whole.itemsAtMost <= limits.maxItems;
   if (overlap) {
     const settled = (await claim(whole.sha256, whole.size)) ?? (await duplicate(whole.sha256));
     if (settled) return settled;

@@ -99,15 +99,16 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
         violations.push({ field: "content_sha256", description: "must be 64 lower-case hex digits" });
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);
-      // One pass over the stored bytes: the hash checks the client's and binds the job, the line count lets ingest
-      // apply chunks while the rest is staged (ingest.ts).
-      const whole = await readWholeFile(readUpload(db, merchantId, req.uploadId));
+      // One pass over the stored bytes: the hash checks the client's and binds the job, the bound on items lets
+      // ingest apply chunks while the rest is staged (ingest.ts).
+      const options = uploadOptions(upload);
+      const whole = await readWholeFile(readUpload(db, merchantId, req.uploadId), options.format);
       if (req.contentSha256 !== "" && whole.sha256 !== req.contentSha256) {
         throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);
       }
       let job: BulkJobRow;
       try {
-        job = await ingest(deps, merchantId, uploadOptions(upload), readUpload(db, merchantId, req.uploadId), whole);
+        job = await ingest(deps, merchantId, options, readUpload(db, merchantId, req.uploadId), whole);
       } catch (error) {
         // The request_id is bound to another file or other options: nothing of this upload is kept.
         if (error instanceof RequestIdMismatchError) await deleteUpload(db, merchantId, req.uploadId);

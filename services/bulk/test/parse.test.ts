@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from "ava";
-import { BulkFileError, parseBulkFile, type ParsedLine, type ParseOptions } from "../src/parse/index.ts";
+import { BulkFileError, ItemBound, parseBulkFile, type ParsedLine, type ParseOptions } from "../src/parse/index.ts";
 import type { ParsedLine as StagedLine } from "../src/stage.ts";
 
 // Parsed lines feed stageLines as they are: this fails to compile if the shapes drift apart.
@@ -714,4 +714,56 @@ test("an unbalanced quote that swallows the next line: the record's errors name 
       [4, "valid"],
     ],
   );
+});
+
+// ---- ItemBound: counting items without parsing ------------------------------------------
+
+test("ItemBound never counts fewer items than the parser, and counts well-formed files exactly, wherever the bytes are cut", async (t) => {
+  const bom = [0xef, 0xbb, 0xbf];
+  const cases: { format: "csv" | "jsonl"; input: Uint8Array; exact: boolean }[] = [
+    { format: "csv", input: utf8("sku,title\nA,a\nB,b\n"), exact: true },
+    { format: "csv", input: utf8("sku,title\nA,a\nB,b"), exact: true },
+    { format: "csv", input: utf8('sku,title\r\nA,"two\r\nlines"\r\nB,"say ""hi""\nthere"\r\n'), exact: true },
+    { format: "csv", input: utf8('"sku","title"\n"A","x,\ny"\n"B",""\n'), exact: true },
+    { format: "csv", input: concat(bom, '"sku",title\nA,"a\nb"\n'), exact: true },
+    // A stray quote is text: it opens nothing, so the next line is a record of its own.
+    { format: "csv", input: utf8('sku,title\nA,a"b\nB,"c\n'), exact: true },
+    // Text after a closing quote, and a CR that is not a line end.
+    { format: "csv", input: utf8('sku,title\nA,"a"x\nB,"b"\rc\nC,"c"\r\n'), exact: true },
+    // An unclosed quote swallows the rest as one record.
+    { format: "csv", input: utf8('sku,title\nA,"open\nB,b\nC,c\n'), exact: true },
+    // Blank lines are skipped by the parser but counted by the bound.
+    { format: "csv", input: utf8("sku,title\n\nA,a\n\n"), exact: false },
+    { format: "csv", input: utf8("sku"), exact: true },
+    { format: "jsonl", input: utf8('{"sku":"A"}\n{"sku":"B"}\n'), exact: true },
+    { format: "jsonl", input: utf8('{"sku":"A"}\r\n{"sku":"B"}'), exact: true },
+    { format: "jsonl", input: concat(bom, '{"sku":"A"}\n\n{"sku":"B"}\n'), exact: false },
+  ];
+  for (const { format, input, exact } of cases) {
+    const parsed = (await collect(pieces(input, [input.length]), { format, ...LIMITS })).length;
+    for (const size of [1, 2, 3, 5, input.length]) {
+      const bound = new ItemBound(format);
+      for await (const piece of pieces(input, [size])) bound.push(piece);
+      const items = bound.items();
+      const text = `${JSON.stringify(Buffer.from(input).toString("utf8"))} cut every ${size} bytes: ${items} vs ${parsed}`;
+      if (exact) t.is(items, parsed, text);
+      else t.true(items >= parsed, text);
+    }
+  }
+});
+
+test("ItemBound on random CSV bodies of quotes, commas, CRs and LFs is never below the parser's count", async (t) => {
+  const alphabet = ['"', ",", "\n", "\r", "a", " "];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+  for (let round = 0; round < 500; round++) {
+    let body = "";
+    for (let n = Math.floor(random() * 40); n > 0; n--) body += alphabet[Math.floor(random() * alphabet.length)];
+    const input = utf8(`sku,title\n${body}`);
+    const parsed = (await collect(pieces(input, [input.length]), { format: "csv", ...LIMITS })).length;
+    const bound = new ItemBound("csv");
+    for await (const piece of pieces(input, [1 + (round % 7)])) bound.push(piece);
+    if (bound.items() < parsed) t.fail(`${JSON.stringify(body)}: ${bound.items()} < ${parsed}`);
+  }
+  t.pass();
 });

@@ -302,3 +302,52 @@ function spanned(draft: Draft, lastLine: number): Draft {
   const where = `lines ${draft.line}–${lastLine} are one record (a quoted field runs over the line breaks; check for an unbalanced quote)`;
   return { ...draft, errors: draft.errors.map((e) => ({ ...e, message: `${where}: ${e.message}` })) };
 }
+
+/**
+ * CsvRecordCounter counts a file's records by the scanner's own rules (a
+ * quote opens a quoted field only at a field's start; an LF outside quotes
+ * ends a record) without decoding a field: an upper bound on its items, as
+ * blank records count too. Feed it the file without its BOM.
+ */
+export class CsvRecordCounter {
+  #state = FIELD;
+  /** #open: bytes of a record since its last LF (a last record without one still counts). */
+  #open = false;
+  #records = 0;
+
+  push(buf: Uint8Array): void {
+    let state = this.#state;
+    let records = this.#records;
+    const len = buf.length;
+    for (let i = 0; i < len; i++) {
+      const b = buf[i]!;
+      if (state === QUOTED) {
+        // Nothing but a quote matters inside a quoted field.
+        const q = buf.indexOf(QUOTE, i);
+        if (q === -1) break;
+        i = q;
+        state = QUOTE_SEEN;
+      } else if (b === LF) {
+        records++;
+        state = FIELD;
+      } else if (state === FIELD) {
+        state = b === QUOTE ? QUOTED : b === COMMA ? FIELD : BARE;
+      } else if (state === BARE) {
+        if (b === COMMA) state = FIELD;
+      } else if (state === QUOTE_SEEN) {
+        state = b === QUOTE ? QUOTED : b === COMMA ? FIELD : b === CR ? QUOTE_CR : BARE;
+      } else {
+        // QUOTE_CR not followed by an LF: the CR was text, and so is this byte.
+        state = b === COMMA ? FIELD : BARE;
+      }
+    }
+    this.#state = state;
+    this.#records = records;
+    if (len > 0) this.#open = buf[len - 1] !== LF || state === QUOTED;
+  }
+
+  /** records counts the records so far, the last one whether or not an LF ended it. */
+  get records(): number {
+    return this.#records + (this.#open ? 1 : 0);
+  }
+}

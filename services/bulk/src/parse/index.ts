@@ -1,12 +1,21 @@
 /** Bulk file parsing: the public surface. */
-import { CsvScanner } from "./csv.ts";
+import { CsvRecordCounter, CsvScanner } from "./csv.ts";
 import { JsonlScanner } from "./jsonl.ts";
-import { BulkFileError, DEFAULT_MAX_LINE_BYTES, type Draft, type ParsedLine, type ParseOptions, type Scanner } from "./types.ts";
+import {
+  BulkFileError,
+  DEFAULT_MAX_LINE_BYTES,
+  type BulkFormat,
+  type Draft,
+  type ParsedLine,
+  type ParseOptions,
+  type Scanner,
+} from "./types.ts";
 
 export { BulkFileError, DEFAULT_MAX_LINE_BYTES };
 export type { BulkFormat, BulkItem, ItemError, ParsedLine, ParseOptions } from "./types.ts";
 
 const BOM = [0xef, 0xbb, 0xbf];
+const LF = 0x0a;
 
 /**
  * parseBulkFile reads an uploaded bulk file as a stream and yields one
@@ -61,6 +70,54 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
   if (head !== undefined && head.length > 0) scanner.push(withoutBom(head));
   scanner.end();
   for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
+}
+
+/**
+ * ItemBound counts, without parsing, at most how many items a file holds:
+ * its records (CSV: by the scanner's quoting rules, less the header) or its
+ * lines (JSON Lines). It is never less than what parseBulkFile counts, so a
+ * file within the bound cannot fail TOO_MANY_ITEMS.
+ */
+export class ItemBound {
+  readonly #format: BulkFormat;
+  readonly #csv = new CsvRecordCounter();
+  #lines = 0;
+  #last = LF;
+  #head: Buffer | undefined = Buffer.alloc(0);
+
+  constructor(format: BulkFormat) {
+    if (format !== "csv" && format !== "jsonl") throw new RangeError(`format must be csv or jsonl, got ${String(format)}`);
+    this.#format = format;
+  }
+
+  push(chunk: Uint8Array): void {
+    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.#head !== undefined) {
+      // As parseBulkFile: the first bytes wait until it is known whether they are a BOM.
+      this.#head = Buffer.concat([this.#head, bytes]);
+      if (this.#head.length < BOM.length) return;
+      bytes = withoutBom(this.#head);
+      this.#head = undefined;
+    }
+    this.#count(bytes);
+  }
+
+  /** items is the bound for what was pushed, taken as the whole file. */
+  items(): number {
+    if (this.#head !== undefined && this.#head.length > 0) {
+      this.#count(withoutBom(this.#head));
+      this.#head = undefined;
+    }
+    if (this.#format === "csv") return Math.max(0, this.#csv.records - 1);
+    return this.#lines + (this.#last === LF ? 0 : 1);
+  }
+
+  #count(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    if (this.#format === "csv") return this.#csv.push(bytes);
+    for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) this.#lines++;
+    this.#last = bytes[bytes.length - 1]!;
+  }
 }
 
 function withoutBom(bytes: Buffer): Buffer {
