@@ -98,7 +98,7 @@ const TARGET_CAUGHT_UP_S = 15;
 const SIZED_TABLES = ["products", "product_changes", "outbox_events", "bulk_job_items"] as const;
 const JOB_TIMEOUT_MS = 30 * 60_000;
 /** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it. */
-const API_NODE_ARGS = ["--max-old-space-size=256", "--max-semi-space-size=8"];
+const API_NODE_ARGS = ["--max-old-space-size=256", "--max-semi-space-size=16"];
 /** The relay as in production, except that it counts its backlog every second for stats(). */
 const RELAY: RelayConfig = DEFAULT_RELAY;
 const log = createLogger("bench-events", "warn");

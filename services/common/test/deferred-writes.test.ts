@@ -84,3 +84,68 @@ test.serial("many concurrent transactions with deferred writes each commit all o
   );
   t.is((await ids("e")).length, 120);
 });
+
+test.serial(
+  "many rows go as prepared-statement blocks and the rest as text: every value is stored as the text protocol stores it",
+  async (t) => {
+    await sql`create table typed (
+    k varchar(16) not null, id int not null, n bigint, s varchar(64), j json, d datetime(3), b varbinary(64), f tinyint, x text,
+    primary key (k, id))`.execute(db);
+    const at = new Date(Date.UTC(2026, 11, 3, 23, 59, 58, 123));
+    const row = (k: string, id: number) => ({
+      k,
+      id,
+      n: id % 3 === 0 ? null : 9_007_199_254_740_000 + id,
+      s: `été ✓ 'q' "d" \\ ${id}`,
+      j: JSON.stringify({ id, name: "ünï", nested: [1, "two"] }),
+      d: at,
+      b: Buffer.from([0, 39, 92, 255, id % 256]),
+      f: id % 2 === 0,
+      x: id % 5 === 0 ? "" : `line\nbreak ${id}`,
+    });
+    // 1,000 rows: blocks of 512, 256, 128 and 64, then 40 as text, deferred; the duplicate-key update goes through both.
+    seen.length = 0;
+    await inTransaction(db, async (trx) => {
+      await insertRows(trx, "typed", [row("first", 0)], { deferred: true });
+      await insertRows(
+        trx,
+        "typed",
+        Array.from({ length: 1000 }, (_, i) => row("binary", i)),
+        { deferred: true, onDuplicateKeyUpdate: ["s"] },
+      );
+    });
+    const shapes = seen.filter((s) => s.startsWith("insert into `typed`")).map((s) => (s.match(/\(\?/g) ?? []).length);
+    const text = Array.from({ length: 1000 }, (_, i) => row("text", i));
+    for (let i = 0; i < text.length; i += 63) await insertRows(db, "typed", text.slice(i, i + 63), { onDuplicateKeyUpdate: ["s"] });
+    const read = async (k: string) =>
+      (await sql<Record<string, unknown>>`select id, n, s, j, d, hex(b) b, f, x from typed where k = ${k} order by id`.execute(db)).rows;
+    const [binary, texts] = [await read("binary"), await read("text")];
+    t.is(binary.length, 1000);
+    t.deepEqual(binary, texts);
+    t.deepEqual(binary[4], {
+      id: 4,
+      n: 9_007_199_254_740_004,
+      s: `été ✓ 'q' "d" \\ 4`,
+      j: { id: 4, name: "ünï", nested: [1, "two"] },
+      d: at,
+      b: "00275CFF04",
+      f: 1,
+      x: "line\nbreak 4",
+    });
+    // The deferred row went first, with the BEGIN, in its own round trip before the first block.
+    t.deepEqual((await read("first")).length, 1);
+    t.deepEqual(shapes, [1, 512, 256, 128, 64, 40]);
+    // And a block's failure fails the transaction: nothing of it stays.
+    await t.throwsAsync(
+      inTransaction(db, async (trx) => {
+        await insertRows(trx, "typed", [row("fail", 600)]);
+        await insertRows(
+          trx,
+          "typed",
+          Array.from({ length: 700 }, (_, i) => row("fail", i)),
+        );
+      }),
+    );
+    t.deepEqual(await read("fail"), []);
+  },
+);

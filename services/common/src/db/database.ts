@@ -4,7 +4,7 @@ import { trace, SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type LogEvent, type QueryResult, type Transaction } from "kysely";
 import { FileMigrationProvider, type Migration, type MigrationProvider, Migrator } from "kysely/migration";
 import { createPool, type Pool, type SslOptions } from "mysql2";
-import { deferWrite, enableDeferredWrites, stripDeferMark } from "./deferred-writes.ts";
+import { deferWrite, enableDeferredWrites, executeBinary, stripDeferMark } from "./deferred-writes.ts";
 
 /**
  * QueryObserver sees every executed statement (SQL with placeholders, bound
@@ -214,17 +214,52 @@ export async function insertRows<Row extends object>(
   const parameters = new Array<unknown>(rows.length * columns.length);
   let i = 0;
   for (const row of rows) for (const column of columns) parameters[i++] = (row as Record<string, unknown>)[column] ?? null;
-  let text = rows.length === 1 ? singleRowInsert(table, columns) : insertText(table, columns, rows.length);
+  let suffix = "";
   if (options.onDuplicateKeyUpdate?.length) {
     const { onlyIf } = options;
     const assign = (c: string) => (onlyIf ? `if(${onlyIf}, values(${c}), ${c})` : `values(${c})`);
-    text += ` on duplicate key update ${options.onDuplicateKeyUpdate.map((c) => `${quoteName(c)} = ${assign(quoteName(c))}`).join(", ")}`;
+    suffix = ` on duplicate key update ${options.onDuplicateKeyUpdate.map((c) => `${quoteName(c)} = ${assign(quoteName(c))}`).join(", ")}`;
   }
-  if (options.deferred) await deferWrite(db, { sql: text, parameters });
-  else await db.executeQuery(CompiledQuery.raw(text, parameters));
+  // Many rows go in blocks of BINARY_BLOCKS' sizes as prepared statements (executeBinary), the rest as text.
+  let done = 0;
+  for (const size of BINARY_BLOCKS) {
+    if (rows.length - done < size) continue;
+    const sql = insertText(table, columns, size, true) + suffix;
+    for (; rows.length - done >= size; done += size) {
+      await executeBinary(db, { sql, parameters: parameters.slice(done * columns.length, (done + size) * columns.length) });
+    }
+  }
+  const left = rows.length - done;
+  if (left === 0) return;
+  const text = (left === 1 ? singleRowInsert(table, columns) : insertText(table, columns, left)) + suffix;
+  const rest = done === 0 ? parameters : parameters.slice(done * columns.length);
+  if (options.deferred) await deferWrite(db, { sql: text, parameters: rest });
+  else await db.executeQuery(CompiledQuery.raw(text, rest));
 }
 
-function insertText(table: string, columns: readonly string[], rows: number): string {
+/**
+ * BINARY_BLOCKS: the row counts insertRows sends as prepared statements,
+ * largest first (1,000 rows: 512 + 256 + 128 + 64 of them, and 40 as text).
+ * A few fixed shapes keep each connection's prepared statements few (four
+ * per table and column set), well under MariaDB's max_prepared_stmt_count
+ * across every pool; below 64 rows the text protocol costs about as much.
+ */
+const BINARY_BLOCKS = [512, 256, 128, 64] as const;
+
+/** blockInserts holds the text of each block insert (insertText with cache): built once per table, columns and size. */
+const blockInserts = new Map<string, string>();
+
+function insertText(table: string, columns: readonly string[], rows: number, cache = false): string {
+  if (cache) {
+    const key = `${table} ${rows} ${columns.join(" ")}`;
+    let text = blockInserts.get(key);
+    if (text === undefined) {
+      text = insertText(table, columns, rows);
+      if (blockInserts.size >= 1_000) blockInserts.clear();
+      blockInserts.set(key, text);
+    }
+    return text;
+  }
   const tuple = `(${columns.map(() => "?").join(", ")})`;
   return `insert into ${quoteName(table)} (${columns.map(quoteName).join(", ")}) values ${new Array<string>(rows).fill(tuple).join(", ")}`;
 }

@@ -165,7 +165,7 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
 
 /**
  * earlyShedding combines the modules' shed hooks for the server (server.ts
- * shedEarly), reading the merchant from the bearer key, and counts the
+ * shedStreams), reading the merchant from the bearer key, and counts the
  * refusals as rate-limit rejections like those of the handlers.
  */
 function earlyShedding(modules: ServiceModule[], metrics: Metrics, log: Logger): ApiServerOptions["shed"] {

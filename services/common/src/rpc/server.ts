@@ -39,7 +39,7 @@ export interface ApiServerOptions {
   webDir?: string | false;
   /**
    * shed may refuse a gRPC call before anything of it is decoded (see
-   * shedEarly): given the call's path and its authorization header, it
+   * shedStreams): given the call's path and its authorization header, it
    * returns the error to answer with, or undefined to serve the call.
    */
   shed?: (path: string, authorization: string | undefined) => ConnectError | undefined;
@@ -108,7 +108,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (cors(req, res)) return; // a preflight, answered
     if (openApi(req, res)) return; // GET /openapi.json, unauthenticated
     if (webApp(req, res)) return; // GET / and /assets/*: the dashboard, unauthenticated (it asks for a key itself)
-    if (options.shed && shedEarly(req, res, options.shed)) return;
     inFlight++;
     res.once("close", () => {
       inFlight--;
@@ -119,6 +118,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   const h1 = http.createServer(counted);
   const h2 = http2.createServer({}, counted);
+  if (options.shed) shedStreams(h2, options.shed);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -173,34 +173,61 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 }
 
 /**
- * shedEarly answers a gRPC call over HTTP/2 that shed refuses with a
+ * shedStreams answers a gRPC call over HTTP/2 that shed refuses with a
  * trailers-only response (the status, its message and details, RetryInfo
- * among them, in the one HEADERS frame), before the call is routed,
- * decoded, authenticated or traced. In an overload the refused calls are
- * most of the traffic: answered through the whole chain each cost about a
- * millisecond of the event loop, and at ten times capacity that alone
- * saturated it and stalled the calls it had admitted. The other protocols
- * (Connect, gRPC-Web, HTTP/1.1) take the ordinary path, where the handler
- * refuses the same calls.
+ * among them, in the one HEADERS frame), from the stream's own event:
+ * before Node's compatibility layer builds its request and response
+ * objects, and before the call is routed, decoded, authenticated or traced.
+ * In an overload the refused calls are most of the traffic: answered
+ * through the whole chain each cost about a millisecond of the event loop,
+ * and at ten times capacity that alone saturated it and stalled the calls
+ * it had admitted. The other protocols (Connect, gRPC-Web, HTTP/1.1) take
+ * the ordinary path, where the handler refuses the same calls.
+ *
+ * Node serves the compatibility API ('request') from a 'stream' listener of
+ * its own; it is moved behind this one, which passes every call it does not
+ * refuse on to it unchanged.
  */
-function shedEarly(
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-  shed: NonNullable<ApiServerOptions["shed"]>,
-): boolean {
-  if (
-    !("stream" in res) ||
-    !req.headers["content-type"]?.startsWith("application/grpc") ||
-    req.headers["content-type"].startsWith("application/grpc-web")
-  )
-    return false;
-  const error = shed(req.url ?? "", req.headers.authorization);
-  if (!error) return false;
-  const headers: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": req.headers["content-type"] };
-  setTrailerStatus(new Headers(), error).forEach((value, key) => {
-    headers[key] = value;
+function shedStreams(h2: http2.Http2Server, shed: NonNullable<ApiServerOptions["shed"]>): void {
+  const compat = h2.listeners("stream") as ((
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    ...rest: unknown[]
+  ) => void)[];
+  if (compat.length !== 1) throw new Error(`expected Node's one compatibility listener on the HTTP/2 server, found ${compat.length}`);
+  const serve = compat[0]!;
+  h2.removeListener("stream", serve);
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    const contentType = headers["content-type"];
+    const error =
+      contentType?.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")
+        ? withoutStacks(() => shed(headers[":path"] ?? "", headers.authorization))
+        : undefined;
+    if (!error) return serve.call(h2, stream, headers, ...rest);
+    const answer: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType };
+    // The status fields go straight into the HEADERS frame's object (setTrailerStatus only sets and appends).
+    const fields = {
+      set: (key: string, value: string) => void (answer[key] = value),
+      append: (key: string, value: string) => void (answer[key] = answer[key] === undefined ? value : `${String(answer[key])}, ${value}`),
+    };
+    setTrailerStatus(fields as unknown as Headers, error);
+    stream.on("error", () => {}); // a client that already went away
+    stream.resume(); // what is left of the request is read and dropped
+    if (!stream.destroyed) stream.respond(answer, { endStream: true });
   });
-  req.resume(); // what is left of the request is read and dropped
-  if (!res.stream.destroyed) res.stream.respond(headers, { endStream: true });
-  return true;
+}
+
+/**
+ * withoutStacks runs fn with stack traces off: the errors a refusal is made
+ * of are answered and dropped at once, and capturing their stacks was the
+ * largest single cost of a refused call in a spike.
+ */
+function withoutStacks<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
