@@ -102,7 +102,9 @@ const TARGET_SEARCH_S = 15;
 const JOB_TIMEOUT_MS = 20 * 60_000;
 const SAMPLE_MS = 200;
 /** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it (BENCH_API_NODE_ARGS="" runs V8's defaults). */
-const API_NODE_ARGS = (process.env["BENCH_API_NODE_ARGS"] ?? "--max-old-space-size=256 --max-semi-space-size=16").split(" ").filter(Boolean);
+const API_NODE_ARGS = (process.env["BENCH_API_NODE_ARGS"] ?? "--max-old-space-size=256 --max-semi-space-size=16")
+  .split(" ")
+  .filter(Boolean);
 
 const apiConfig = parseApiConfig(process.env);
 // A file above the item limit would fail as a whole; the children then get a limit that fits.

@@ -302,7 +302,10 @@ try {
       refusedOrFailed: these.filter((c) => c.outcome === "refused" || c.outcome === "error").length,
       p50Ms: round(percentile(admitted, 50), 1),
       p99Ms: round(percentile(admitted, 99), 1),
-      slowestShedMs: round(shed.reduce((max, c) => Math.max(max, c.ms), 0), 1),
+      slowestShedMs: round(
+        shed.reduce((max, c) => Math.max(max, c.ms), 0),
+        1,
+      ),
     };
   });
   console.log(
@@ -379,7 +382,10 @@ try {
     },
     {
       target: `every shed call answered <= ${TARGET_SHED_MS} ms with RetryInfo`,
-      value: `${shed.length} shed: ${slowShed} slower, ${noRetryInfo} without RetryInfo; slowest ${round(shed.reduce((max, c) => Math.max(max, c.ms), 0), 1)} ms`,
+      value: `${shed.length} shed: ${slowShed} slower, ${noRetryInfo} without RetryInfo; slowest ${round(
+        shed.reduce((max, c) => Math.max(max, c.ms), 0),
+        1,
+      )} ms`,
       pass: slowShed === 0 && noRetryInfo === 0,
     },
     {

@@ -114,7 +114,10 @@ export class ItemBound {
 
   #count(bytes: Buffer): void {
     if (bytes.length === 0) return;
-    if (this.#format === "csv") return this.#csv.push(bytes);
+    if (this.#format === "csv") {
+      this.#csv.push(bytes);
+      return;
+    }
     for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) this.#lines++;
     this.#last = bytes[bytes.length - 1]!;
   }

@@ -207,8 +207,12 @@ function shedStreams(h2: http2.Http2Server, shed: NonNullable<ApiServerOptions["
     const answer: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType };
     // The status fields go straight into the HEADERS frame's object (setTrailerStatus only sets and appends).
     const fields = {
-      set: (key: string, value: string) => void (answer[key] = value),
-      append: (key: string, value: string) => void (answer[key] = answer[key] === undefined ? value : `${String(answer[key])}, ${value}`),
+      set(key: string, value: string) {
+        answer[key] = value;
+      },
+      append(key: string, value: string) {
+        answer[key] = answer[key] === undefined ? value : `${String(answer[key])}, ${value}`;
+      },
     };
     setTrailerStatus(fields as unknown as Headers, error);
     stream.on("error", () => {}); // a client that already went away
