@@ -135,6 +135,13 @@ test.serial(
     // The deferred row went first, with the BEGIN, in its own round trip before the first block.
     t.deepEqual((await read("first")).length, 1);
     t.deepEqual(shapes, [1, 512, 256, 128, 64, 40]);
+    // A row with a large binary value goes as a prepared statement as well, whole.
+    const big = Buffer.alloc(200_000, 7);
+    big.write("end", big.length - 3);
+    await sql`alter table typed modify b mediumblob`.execute(db);
+    await inTransaction(db, (trx) => insertRows(trx, "typed", [{ ...row("blob", 1), b: big }], { deferred: true }));
+    const [stored] = (await sql<{ b: Buffer }>`select b from typed where k = 'blob'`.execute(db)).rows;
+    t.true(Buffer.compare(stored!.b, big) === 0);
     // And a block's failure fails the transaction: nothing of it stays.
     await t.throwsAsync(
       inTransaction(db, async (trx) => {

@@ -233,7 +233,11 @@ export async function insertRows<Row extends object>(
   if (left === 0) return;
   const text = (left === 1 ? singleRowInsert(table, columns) : insertText(table, columns, left)) + suffix;
   const rest = done === 0 ? parameters : parameters.slice(done * columns.length);
-  if (options.deferred) await deferWrite(db, { sql: text, parameters: rest });
+  // A few rows carrying a large binary value (a batch of events, a staged chunk) go as a prepared statement too:
+  // as text the value would be hex, twice its size, built, measured and parsed.
+  if (left <= BLOB_MAX_ROWS && rest.some((v) => v instanceof Uint8Array && v.length >= BLOB_MIN_BYTES))
+    await executeBinary(db, { sql: text, parameters: rest });
+  else if (options.deferred) await deferWrite(db, { sql: text, parameters: rest });
   else await db.executeQuery(CompiledQuery.raw(text, rest));
 }
 
@@ -245,6 +249,10 @@ export async function insertRows<Row extends object>(
  * across every pool; below 64 rows the text protocol costs about as much.
  */
 const BINARY_BLOCKS = [512, 256, 128, 64] as const;
+
+/** Up to BLOB_MAX_ROWS rows with a binary value of BLOB_MIN_BYTES or more go as a prepared statement (a shape per row count). */
+const BLOB_MAX_ROWS = 4;
+const BLOB_MIN_BYTES = 16 * 1024;
 
 /** blockInserts holds the text of each block insert (insertText with cache): built once per table, columns and size. */
 const blockInserts = new Map<string, string>();
