@@ -9,7 +9,7 @@
  * applied → rollback_queued → rolled_back (or failed).
  */
 import type { ExpressionBuilder } from "kysely";
-import { deferWrite, deleteInBatches } from "@stockroom/common/db";
+import { deferWrite, deleteInBatches, insertRows } from "@stockroom/common/db";
 import type { ChunkRef, JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobChunkRow, BulkTables, BulkTx } from "./store.ts";
 
@@ -30,9 +30,9 @@ export async function insertChunk(
   format: number,
   items: Buffer | null = null,
 ): Promise<void> {
-  await trx
-    .insertInto("bulk_job_chunks")
-    .values({
+  // insertRows: a chunk's items (tens of KiB) go as a prepared statement's value, not as hex text.
+  await insertRows(trx, "bulk_job_chunks", [
+    {
       merchant_id: ref.merchantId,
       job_id: ref.jobId,
       chunk_no: ref.chunkNo,
@@ -47,8 +47,8 @@ export async function insertChunk(
       error: "",
       items,
       applied_versions: null,
-    })
-    .execute();
+    },
+  ]);
 }
 
 /** lockChunk reads and locks a chunk's ledger row: concurrent deliveries of one chunk queue here. */
