@@ -103,6 +103,9 @@ const AUDIT_GROUPS: Readonly<Record<string, readonly (keyof ProductFields)[]>> =
   }),
 );
 
+/** What a create's entry leaves out: its columns hold them. */
+const CREATE_LEFT_OUT = new Set(["id", "sku", "version", "createdAt", "updatedAt"]);
+
 /**
  * auditStates is what a format 2 entry stores as before and after (JSON):
  * for an update, the fields of every group that differs or that
@@ -120,9 +123,14 @@ export function auditStates(
 ): { before: string | null; after: string | null } {
   if (type === "deleted") return { before: before ? JSON.stringify(before) : null, after: null };
   if (type === "created" || !before) {
-    const { id: _i, sku: _s, version: _v, createdAt: _c, updatedAt: _u, ...fields } = after;
-    for (const [k, v] of Object.entries(NO_MERCHANDISING))
-      if (fields[k as keyof typeof fields] === v) delete fields[k as keyof typeof fields];
+    // Built key by key in the product's order (no delete, which would leave a slow dictionary-mode object).
+    const fields: Record<string, unknown> = {};
+    for (const key in after) {
+      if (CREATE_LEFT_OUT.has(key)) continue;
+      const value = after[key as keyof Product];
+      if (key in NO_MERCHANDISING && value === NO_MERCHANDISING[key as keyof typeof NO_MERCHANDISING]) continue;
+      fields[key] = value;
+    }
     return { before: null, after: JSON.stringify(fields) };
   }
   const groups = new Set(changedFields.map((f) => (f.startsWith("attributes.") ? "attributes" : f)));
