@@ -94,6 +94,10 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
     // Deferred writes (deferred-writes.ts) travel with the next statement in one round trip.
     // Every value is still a bound parameter, escaped by mysql2.
     multipleStatements: true,
+    // insertRows' prepared statements (a few shapes per table): each connection keeps at most this many, the
+    // least recently used closed first, so pools × connections stay far below MariaDB's max_prepared_stmt_count
+    // (16,382 for the whole server by default). mysql2's own default is 16,000 per connection.
+    maxPreparedStatements: 32,
   });
   enableDeferredWrites(pool);
   const database = decodeURIComponent(new URL(options.url).pathname.slice(1));
