@@ -119,11 +119,10 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
     enter(merchantId) {
       const entered = tryEnter(merchantId);
       if (entered) return Promise.resolve(entered);
-      const m = merchants.get(merchantId);
-      if (!m || m.inFlight < perMerchant)
-        return Promise.reject(refusal(`the orders service has ${all} transactions in flight (its limit)`));
       const refused = overloaded(merchantId);
       if (refused) return Promise.reject(refused);
+      // Not entered and not refused: the merchant holds all its places, and its turn is expected within waitMs.
+      const m = merchants.get(merchantId)!;
       return new Promise((resolve, reject) => {
         const waiter = (release: () => void) => {
           clearTimeout(timer);

@@ -97,7 +97,7 @@ interface Lane {
 
 /**
  * Batches of one lane under way at once. The second one does its work before
- * the lock (BEGIN, the key read, the lock request) while the first holds the
+ * the lock (BEGIN, the lock request) while the first holds the
  * row, and is first in line when it commits: the row is never left idle
  * between batches, and a lone order that found the lane idle does not make
  * the crowd behind it wait a whole transaction for their turn.

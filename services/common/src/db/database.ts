@@ -198,7 +198,10 @@ export function poolStats(db: object): PoolStats | undefined {
  * which cost about half of a bulk worker's CPU on 1,000-row chunks. Columns
  * come from the first row's keys, in order; every row must have the same keys.
  * Values are bound parameters, as with Kysely. deferred: true queues the
- * statement to ride with the transaction's next one (deferred-writes.ts).
+ * statement to ride with the transaction's next one (deferred-writes.ts),
+ * except what goes as a prepared statement (BINARY_BLOCKS, BLOB_MAX_ROWS):
+ * that runs at once, so an error it raises (a duplicate key) surfaces there
+ * instead of at the statement it would have ridden with.
  *
  * With onlyIf (an SQL condition over the current row and VALUES(…)), each
  * updated column takes its new value only where the condition holds, e.g.

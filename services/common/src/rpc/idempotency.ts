@@ -133,7 +133,8 @@ function replay<Res extends DescMessage>(
  * the caller's transaction, each stored with its response at once: one
  * deferred multi-row insert instead of a claim and an update per call. A
  * call that failed claims nothing, as with idempotent. They are claimed at
- * the COMMIT, as idempotentMutation claims: a key claimed already fails the
+ * the COMMIT, as idempotentMutation claims (64 or more at once, in
+ * insertRows' prepared blocks): a key claimed already fails the
  * transaction with ER_DUP_ENTRY, so the caller must be ready to run its
  * calls again one by one through idempotentMutation, which answers a
  * claimed one from its key. This serves calls that run together in one
