@@ -334,6 +334,8 @@ job "bulk" {
       kill_signal  = "SIGTERM"
       kill_timeout = "60s"
 
+      # The worker nices its own threads (BULK_WORKER_NICE, 10), which orders it only against
+      # processes of its own cgroup; between tasks on one client, cpu below is the weight.
       resources {
         cpu        = 1000
         memory     = 384

@@ -20,6 +20,14 @@ export interface BulkConfig {
   workerMaxFormat: number;
   /** Worker processes the deployment runs (BULK_WORKERS_DESIRED; 0 = not said): the worker-count alert compares with it. */
   workersDesired: number;
+  /**
+   * The OS scheduling niceness a worker process gives itself at start
+   * (BULK_WORKER_NICE, 0 to 19; default 10). Chunks are throughput work: on a
+   * host they share with the bulk API (whose single-threaded ingest is a
+   * job's critical path) or with real-time services, those come first, and
+   * more workers then cannot slow a job down by starving its ingest.
+   */
+  workerNice: number;
 }
 
 export function parseBulkConfig(env: Env): BulkConfig {
@@ -55,6 +63,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
     sealEveryMs: readInt(env, "AUDIT_SEAL_EVERY_MS", 5000, 0, 3_600_000),
     workersDesired: readInt(env, "BULK_WORKERS_DESIRED", 0, 0, 10_000),
     workerMaxFormat: readInt(env, "BULK_WORKER_MAX_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
+    workerNice: readInt(env, "BULK_WORKER_NICE", 10, 0, 19),
   };
 }
 

@@ -9,7 +9,8 @@
  * and rolled back once the chunk is. Readers (listItems, the chunk
  * transactions) see the same items either way.
  */
-import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { promisify } from "node:util";
+import { deflateRaw, inflateRawSync } from "node:zlib";
 import { deleteInBatches, insertRows, jsonColumn } from "@stockroom/common/db";
 import { ROW_FORMAT, type ChunkRef, type ItemOutcome, type JobRef, type StagedItem } from "./domain.ts";
 import type { ItemError } from "./parse/types.ts";
@@ -49,11 +50,15 @@ export function compact(chunk: Pick<BulkJobChunkRow, "format">): boolean {
  * encodeChunkItems packs a chunk's staged lines for its ledger row: JSON
  * tuples [line, staged version, item], deflated at level 1 (a clean file's
  * lines shrink about 4x for a few ms per thousand, which the chunk's redo
- * and buffer pool pages pay back).
+ * and buffer pool pages pay back). The deflate runs on libuv's thread pool:
+ * the bulk API's main thread, which parses the rest of the file, is a job's
+ * critical path.
  */
-export function encodeChunkItems(lines: readonly { line: number; stagedVersion: number | null; item: StagedItem }[]): Buffer {
-  return deflateRawSync(JSON.stringify(lines.map((l) => [l.line, l.stagedVersion, l.item])), { level: 1 });
+export function encodeChunkItems(lines: readonly { line: number; stagedVersion: number | null; item: StagedItem }[]): Promise<Buffer> {
+  return deflate(JSON.stringify(lines.map((l) => [l.line, l.stagedVersion, l.item])), { level: 1 });
 }
+
+const deflate = promisify(deflateRaw);
 
 /** decodeChunkItems unpacks what encodeChunkItems packed, in line order. */
 export function decodeChunkItems(data: Buffer): Omit<ChunkLine, "product_version">[] {

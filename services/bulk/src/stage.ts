@@ -152,6 +152,10 @@ async function writeBatch(db: BulkDb, ref: JobRef, batch: ParsedLine[], chunkNo:
       { line_no: l.line, sku: l.item.sku, payload: JSON.stringify(l.item), staged_version: staged, outcome: "pending", errors: null },
     ];
   });
+  const items =
+    chunkNo !== null && format > ROW_FORMAT
+      ? await encodeChunkItems(valid.map((l) => ({ line: l.line, stagedVersion: versions.get(l.item.sku) ?? null, item: l.item })))
+      : null;
   await db.transaction().execute(async (trx) => {
     if (rows.length > 0) {
       await insertRows(
@@ -167,10 +171,6 @@ async function writeBatch(db: BulkDb, ref: JobRef, batch: ParsedLine[], chunkNo:
       );
     }
     if (chunkNo !== null) {
-      const items =
-        format > ROW_FORMAT
-          ? encodeChunkItems(valid.map((l) => ({ line: l.line, stagedVersion: versions.get(l.item.sku) ?? null, item: l.item })))
-          : null;
       await insertChunk(trx, { ...ref, chunkNo }, { first: valid[0]!.line, last: valid.at(-1)!.line, count: valid.length }, format, items);
     }
   });

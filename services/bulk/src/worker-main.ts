@@ -4,6 +4,8 @@
  * the worker that reads process.env. With METRICS_PORT set it serves
  * /metrics, /healthz and /readyz (ready while MySQL and NATS answer).
  */
+import { readdirSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
@@ -16,13 +18,14 @@ import { startBulkWorker } from "./worker.ts";
 const config = parseApiConfig(process.env);
 const bulk = parseBulkConfig(process.env);
 const log = createLogger("stockroom-bulk-worker", config.logLevel);
+if (bulk.workerNice > 0) lowerPriority(bulk.workerNice);
 const stopTelemetry = await startTelemetry({ serviceName: "stockroom-bulk-worker", otlpEndpoint: config.otlpEndpoint });
 const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.dbPoolSize });
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
 const worker = await startBulkWorker({ db, nats, log, metrics, ...workerSettings(bulk) });
-log.info("bulk worker started", { concurrency: bulk.workerConcurrency });
+log.info("bulk worker started", { concurrency: bulk.workerConcurrency, nice: bulk.workerNice });
 stopOnSignals(async () => {
   observability.draining();
   await worker.stop();
@@ -31,3 +34,25 @@ stopOnSignals(async () => {
   await observability.stop();
   await stopTelemetry();
 }, log);
+
+/**
+ * lowerPriority sets the niceness of every thread of this process: on Linux
+ * a niceness is per thread, and V8's and libuv's threads already run. A
+ * nicer value needs no privilege. Elsewhere (no /proc) the process's.
+ */
+function lowerPriority(nice: number): void {
+  let threads: string[];
+  try {
+    threads = readdirSync("/proc/self/task");
+  } catch {
+    setPriority(nice);
+    return;
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch {
+      // a thread that has just ended
+    }
+  }
+}

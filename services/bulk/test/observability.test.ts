@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { getPriority } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { sql } from "kysely";
@@ -72,6 +74,14 @@ test.after.always(async () => {
   await db.destroy();
   await dropTestDatabase(url);
 });
+
+/** threadNiceness lists the scheduling niceness of each thread of a process (Linux: field 19 of /proc/<pid>/task/<tid>/stat). */
+function threadNiceness(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  });
+}
 
 function start(entrypoint: string, extra: Record<string, string>): { child: ChildProcess; exited: Promise<unknown> } {
   const child = spawn(process.execPath, [path.join(root, entrypoint)], {
@@ -181,6 +191,12 @@ test("one bulk job is one trace across the API and worker processes, and the met
     );
     return started;
   });
+  // ---- CPU priority: every thread of a worker runs at BULK_WORKER_NICE (default 10), the API's as this process's
+  if (process.platform === "linux") {
+    for (const w of workers) t.deepEqual(new Set(threadNiceness(w.child.pid!)), new Set([10]), "a worker's threads are niced");
+    t.deepEqual(new Set(threadNiceness(api.child.pid!)), new Set([getPriority()]), "the API keeps its priority");
+  }
+
   const job = await waitFor(
     "the job to end",
     async () => {
