@@ -21,11 +21,11 @@ export interface BulkConfig {
   /** Worker processes the deployment runs (BULK_WORKERS_DESIRED; 0 = not said): the worker-count alert compares with it. */
   workersDesired: number;
   /**
-   * The OS scheduling niceness a worker process gives itself at start
-   * (BULK_WORKER_NICE, 0 to 19; default 10). Chunks are throughput work: on a
-   * host they share with the bulk API (whose single-threaded ingest is a
-   * job's critical path) or with real-time services, those come first, and
-   * more workers then cannot slow a job down by starving its ingest.
+   * The OS scheduling niceness a worker process raises its threads to at
+   * start (BULK_WORKER_NICE, 0 to 19; default 10; 0 leaves it). Chunks are
+   * throughput work: on a host they share with the bulk API (whose
+   * single-threaded ingest is a job's critical path) or with real-time
+   * services, those come first, and more workers do not starve ingest.
    */
   workerNice: number;
 }

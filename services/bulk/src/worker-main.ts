@@ -5,7 +5,7 @@
  * /metrics, /healthz and /readyz (ready while MySQL and NATS answer).
  */
 import { readdirSync } from "node:fs";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
@@ -36,21 +36,22 @@ stopOnSignals(async () => {
 }, log);
 
 /**
- * lowerPriority sets the niceness of every thread of this process: on Linux
- * a niceness is per thread, and V8's and libuv's threads already run. A
- * nicer value needs no privilege. Elsewhere (no /proc) the process's.
+ * lowerPriority raises the niceness of every thread of this process to at
+ * least nice: on Linux a niceness is per thread, and V8's and libuv's threads
+ * already run (threads started later inherit the main thread's). Raising a
+ * niceness needs no privilege; one already higher is kept. Without /proc,
+ * the calling thread's.
  */
 function lowerPriority(nice: number): void {
-  let threads: string[];
+  let threads: number[];
   try {
-    threads = readdirSync("/proc/self/task");
+    threads = readdirSync("/proc/self/task").map(Number);
   } catch {
-    setPriority(nice);
-    return;
+    threads = [0];
   }
   for (const tid of threads) {
     try {
-      setPriority(Number(tid), nice);
+      if (getPriority(tid) < nice) setPriority(tid, nice);
     } catch {
       // a thread that has just ended
     }
