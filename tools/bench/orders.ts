@@ -15,7 +15,10 @@
  * A second merchant's light traffic (2 buyers, one order each per 20 ms, on
  * its own SKUs) runs first on the idle server (BENCH_LIGHT_IDLE_MS) and then
  * alongside the hot RPC phase; the ratio of its two p99s is what the hot
- * merchant costs a bystander.
+ * merchant costs a bystander. It also runs alongside the hot raw phase: the
+ * same load on MariaDB and on this process, with the orders server idle, so
+ * the two tell the orders server's share of the bystander's slowdown from
+ * the database's and the bench client's.
  *
  * Targets (the issues'): spread p99 <= 20 ms and spread orders/s >= 0.5x
  * raw; hot orders/s >= 1.5x raw hot (the orders of one SKU share
@@ -168,6 +171,8 @@ try {
   const results = {} as Record<Scenario, Record<Via, Summary & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }>>;
   const checks = {} as Record<Scenario, Record<Via, StockCheck>>;
   let bystander: Summary | undefined;
+  /** The light merchant alongside the hot raw phase (the orders server idle). */
+  let besideRaw: Summary | undefined;
   for (const scenario of SCENARIOS) {
     results[scenario] = {} as Record<Via, Summary>;
     checks[scenario] = {} as Record<Via, StockCheck>;
@@ -181,7 +186,7 @@ try {
       };
       const label = `${scenario} ${via}`;
       if (WARMUP > 0) note(`${label} warm-up`, await runLoad({ calls: WARMUP, concurrency: BUYERS, call }));
-      const stopLight = scenario === "hot" && via === "rpc" ? startLightTraffic(light.orders, lightSkus) : undefined;
+      const stopLight = scenario === "hot" ? startLightTraffic(light.orders, lightSkus) : undefined;
       const shedBefore = shed;
       const result = await cpuPerOrder(async () => {
         const r = await runLoad({ calls: CALLS, concurrency: BUYERS, call });
@@ -197,9 +202,11 @@ try {
       let extra = via === "rpc" ? `; ${shed - shedBefore} calls shed and retried` : "";
       if (stopLight) {
         const lightResult = await stopLight();
-        note("light merchant", lightResult);
-        bystander = summarize(lightResult);
-        extra += `; light merchant p50 ${bystander.p50Ms} ms, p99 ${bystander.p99Ms} ms (${lightRatio(bystander)}x idle)`;
+        note(`light merchant beside ${via}`, lightResult);
+        const seen = summarize(lightResult);
+        if (via === "rpc") bystander = seen;
+        else besideRaw = seen;
+        extra += `; light merchant p50 ${seen.p50Ms} ms, p99 ${seen.p99Ms} ms (${lightRatio(seen)}x idle)`;
       }
       checks[scenario][via] = await stockCheck(merchantId, pick, sold);
       const cpu = `CPU per order: bench client ${summary.cpuMsPerCall} ms${via === "rpc" ? `, orders server ${summary.serverCpuMsPerOrder ?? "?"} ms` : ""}, MariaDB ${summary.mariadbCpuMsPerOrder ?? "?"} ms`;
@@ -232,7 +239,8 @@ try {
     rows.push([scenario, "raw mysql2", ...cells(r.raw), "1x", "1x", "1x"]);
   }
   rows.push(["idle", "light merchant rpc", ...cells(lightIdle), "", "", ""]);
-  if (bystander) rows.push(["hot (alongside)", "light merchant rpc", ...cells(bystander), "", "", `${lightP99Ratio}x idle`]);
+  if (bystander) rows.push(["hot rpc (alongside)", "light merchant rpc", ...cells(bystander), "", "", `${lightP99Ratio}x idle`]);
+  if (besideRaw) rows.push(["hot raw (alongside)", "light merchant rpc", ...cells(besideRaw), "", "", `${lightRatio(besideRaw)}x idle`]);
   console.log(
     "\n" +
       table(
@@ -317,6 +325,9 @@ try {
     lightMerchantIdle: lightIdle,
     lightMerchantDuringHotRpc: bystander,
     lightMerchantP99VsIdle: lightP99Ratio,
+    /** The control: the light merchant alongside the hot raw phase, the orders server idle. */
+    lightMerchantDuringHotRaw: besideRaw,
+    lightMerchantP99VsIdleDuringHotRaw: besideRaw && lightRatio(besideRaw),
     loadAverage: os.loadavg(),
     targets,
     shed,
