@@ -72,7 +72,7 @@ import {
 } from "./bulk-processes.ts";
 import { startDownstream, type Downstream, type DownstreamResult } from "./bulk-downstream.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
-import { round, table, writeResults } from "./stats.ts";
+import { median, round, table, writeResults } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
 
 // --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
@@ -771,13 +771,6 @@ function perItem(processes: ProcReport[], status: Record<string, Counters>, phas
 /** rawOf is a round's raw path of the given variant. */
 function rawOf<R extends { round: number; variant: string }>(raws: readonly R[], roundNo: number, variant: RawResult["variant"]): R {
   return raws.find((r) => r.round === roundNo && r.variant === variant)!;
-}
-
-/** median of the values (the mean of the middle two for an even count). */
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const s = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? "-" : v.toFixed(digits));

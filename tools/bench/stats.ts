@@ -66,6 +66,14 @@ export interface Summary {
   cpuMsPerCall: number;
 }
 
+/** median of the values (the mean of the middle two for an even count; NaN if empty). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** percentile returns the nearest-rank p-th percentile of ascending values (NaN if empty). */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
