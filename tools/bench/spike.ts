@@ -133,7 +133,9 @@ function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape
     stream.on("response", take);
     stream.on("trailers", take);
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("error", reject);
+    // A stream the server resets is mapped as gRPC maps HTTP/2 codes (ENHANCE_YOUR_CALM, Node's own
+    // flood and memory protection, is RESOURCE_EXHAUSTED: a shed without RetryInfo; REFUSED_STREAM is UNAVAILABLE).
+    stream.on("error", (error) => reject(resetError(stream.rstCode) ?? error));
     stream.on("close", () => {
       if (!status) return reject(new ConnectError(`stream closed (${stream.rstCode}) without a gRPC status`, Code.Unavailable));
       const error = grpcErrorOf(status);
@@ -143,6 +145,20 @@ function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape
     stream.end(frame);
   });
 }
+/** resetError is the gRPC error of an HTTP/2 RST_STREAM code that has one (doc/PROTOCOL-HTTP2.md), else undefined. */
+function resetError(rstCode: number | undefined): ConnectError | undefined {
+  const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
+  const code =
+    rstCode === NGHTTP2_ENHANCE_YOUR_CALM
+      ? Code.ResourceExhausted
+      : rstCode === NGHTTP2_REFUSED_STREAM
+        ? Code.Unavailable
+        : rstCode === NGHTTP2_CANCEL
+          ? Code.Canceled
+          : undefined;
+  return code === undefined ? undefined : new ConnectError(`http/2 stream reset with code ${rstCode}`, code);
+}
+
 /** Every attempt of each SDK call, by request_id, as the interceptor saw them. */
 const attempts = new Map<string, Attempt[]>();
 const timeAttempts: Interceptor = (next) => async (req) => {
@@ -184,7 +200,7 @@ async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
         : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
     if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
     if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
-    if (unexpected.length < 10) unexpected.push(error instanceof Error ? error.message : String(error));
+    if (unexpected.length < 10) unexpected.push(`${via}: ${error instanceof Error ? error.message : String(error)}`);
     return { ms, outcome: "error", via, retryInfo: false };
   }
 }
