@@ -834,6 +834,7 @@ try {
     `generated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${s(file.generateMs / 1000)} s (not timed)`,
   );
 
+  nats = await connectNats({ servers: apiConfig.natsUrl.split(","), name: "bench-bulk" });
   const raws: (RawResult & { round: number })[] = [];
   const runs: (PipelineResult & { loadAverage: number; round: number })[] = [];
   for (let roundNo = 1; roundNo <= ROUNDS; roundNo++) {
@@ -858,7 +859,6 @@ try {
         `  ${database.version}, innodb_buffer_pool_size ${database.innodbBufferPoolMb} MB, ` +
           `innodb_flush_log_at_trx_commit ${database.innodbFlushLogAtTrxCommit}, binlog ${database.logBin ? "on" : "off"}`,
       );
-      nats = await connectNats({ servers: apiConfig.natsUrl.split(","), name: "bench-bulk" });
     }
     const raw = rawOf(raws, roundNo, "raw");
     for (const upload of UPLOAD_MODES) {
@@ -866,7 +866,7 @@ try {
         console.log(
           `\npipeline, ${upload === "parts" ? "resumable parts" : "UploadBulkFile stream"}, ${n} worker process${n === 1 ? "" : "es"}`,
         );
-        const run = await runPipeline(n, upload, file, nats!, errors);
+        const run = await runPipeline(n, upload, file, nats, errors);
         const loadAverage = round(os.loadavg()[0]!, 2);
         runs.push({ ...run, loadAverage, round: roundNo });
         const down = run.downstream

@@ -72,7 +72,7 @@ import { testDatabaseUrl } from "@stockroom/common/testing";
 import { DEFAULT_PROJECTOR, startSearchProjector, type SearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
 import { apiMain, FINAL_STATES, generateCsv, root, startWorker, stopChild, until, uploadRequests } from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
-import { percentile, round, table, writeResults } from "./stats.ts";
+import { maxOf, percentile, round, table, writeResults } from "./stats.ts";
 
 // --vitess: polling against VStream on a vtgate (tools/bench/events-vitess.ts), instead of the run below.
 if (process.argv.includes("--vitess")) {
@@ -603,8 +603,8 @@ async function bulkPhase() {
     relayEventsPerS: first && last && last.t > first.t ? round((last.published - first.published) / (last.t - first.t), 0) : NaN,
     peakEventsPerS: round(peak, 0),
     eventsPerSOverJob: round(samplePublishedAt(samples, applyS) / applyS, 0),
-    maxBacklog: samples.reduce((max, s) => Math.max(max, s.backlog), 0),
-    maxOldestAgeMs: samples.reduce((max, s) => Math.max(max, s.oldestAgeMs), 0),
+    maxBacklog: maxOf(samples, (s) => s.backlog),
+    maxOldestAgeMs: maxOf(samples, (s) => s.oldestAgeMs),
     backlogAtEnd,
     drainS: round((t3 - t2) / 1000, 2),
     projectionCaughtUpS: caughtUp ? round((t4 - t2) / 1000, 2) : null,

@@ -51,7 +51,7 @@ import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 import { createStockroomClient, RateLimitedError, StockroomError } from "../../sdk/src/index.ts";
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
-import { median, percentile, round, table, writeResults } from "./stats.ts";
+import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
 import { grpcErrorOf } from "@stockroom/common/testing";
 
 const env = process.env;
@@ -338,7 +338,7 @@ try {
       p50Ms: round(percentile(admitted, 50), 1),
       p99Ms: round(percentile(admitted, 99), 1),
       slowestShedMs: round(
-        shed.reduce((max, c) => Math.max(max, c.ms), 0),
+        maxOf(shed, (c) => c.ms),
         1,
       ),
       clientLagP99Ms: clientLag[s]?.p99Ms,
@@ -435,7 +435,7 @@ try {
     {
       target: `every shed call answered <= ${TARGET_SHED_MS} ms with RetryInfo`,
       value: `${shed.length} shed: ${slowShed} slower, ${noRetryInfo} without RetryInfo; slowest ${round(
-        shed.reduce((max, c) => Math.max(max, c.ms), 0),
+        maxOf(shed, (c) => c.ms),
         1,
       )} ms`,
       pass: slowShed === 0 && noRetryInfo === 0,

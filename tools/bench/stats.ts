@@ -66,6 +66,13 @@ export interface Summary {
   cpuMsPerCall: number;
 }
 
+/** maxOf is the largest value of the items (0 if none): without spreading them as arguments, which overflows the stack past ~100,000. */
+export function maxOf<T>(items: readonly T[], value: (item: T) => number): number {
+  let max = 0;
+  for (const item of items) max = Math.max(max, value(item));
+  return max;
+}
+
 /** median of the values (the mean of the middle two for an even count; NaN if empty). */
 export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;

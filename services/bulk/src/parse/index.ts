@@ -35,8 +35,7 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
   const firstLine = new Map<string, number>();
   let items = 0;
   let received = 0;
-  /** head collects the first bytes until it is known whether they are a BOM. */
-  let head: Buffer | undefined = Buffer.alloc(0);
+  const bom = new BomStrip();
 
   const toLine = (draft: Draft): ParsedLine => {
     if (++items > maxItems) throw new BulkFileError("TOO_MANY_ITEMS", draft.line, `the file has more than ${maxItems} items`);
@@ -54,20 +53,13 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
     received += chunk.byteLength;
     if (received > maxBytes) throw new BulkFileError("FILE_TOO_LARGE", scanner.line, `the file is larger than ${maxBytes} bytes`);
     if (chunk.byteLength === 0) continue;
-    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (head !== undefined) {
-      if (head.length > 0 || bytes.length < BOM.length) {
-        head = Buffer.concat([head, bytes]);
-        if (head.length < BOM.length) continue;
-        bytes = head;
-      }
-      bytes = withoutBom(bytes);
-      head = undefined;
-    }
+    const bytes = bom.push(chunk);
+    if (bytes === undefined) continue;
     scanner.push(bytes);
     for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
   }
-  if (head !== undefined && head.length > 0) scanner.push(withoutBom(head));
+  const rest = bom.end();
+  if (rest !== undefined) scanner.push(rest);
   scanner.end();
   for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
 }
@@ -81,9 +73,10 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
 export class ItemBound {
   readonly #format: BulkFormat;
   readonly #csv = new CsvRecordCounter();
+  /** As parseBulkFile: a BOM is not part of the first record. */
+  readonly #bom = new BomStrip();
   #lines = 0;
   #last = LF;
-  #head: Buffer | undefined = Buffer.alloc(0);
 
   constructor(format: BulkFormat) {
     if (format !== "csv" && format !== "jsonl") throw new RangeError(`format must be csv or jsonl, got ${String(format)}`);
@@ -91,23 +84,14 @@ export class ItemBound {
   }
 
   push(chunk: Uint8Array): void {
-    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (this.#head !== undefined) {
-      // As parseBulkFile: the first bytes wait until it is known whether they are a BOM.
-      this.#head = Buffer.concat([this.#head, bytes]);
-      if (this.#head.length < BOM.length) return;
-      bytes = withoutBom(this.#head);
-      this.#head = undefined;
-    }
-    this.#count(bytes);
+    const bytes = this.#bom.push(chunk);
+    if (bytes !== undefined) this.#count(bytes);
   }
 
   /** items is the bound for what was pushed, taken as the whole file. */
   items(): number {
-    if (this.#head !== undefined && this.#head.length > 0) {
-      this.#count(withoutBom(this.#head));
-      this.#head = undefined;
-    }
+    const rest = this.#bom.end();
+    if (rest !== undefined) this.#count(rest);
     if (this.#format === "csv") return Math.max(0, this.#csv.records - 1);
     return this.#lines + (this.#last === LF ? 0 : 1);
   }
@@ -120,6 +104,35 @@ export class ItemBound {
     }
     for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) this.#lines++;
     this.#last = bytes[bytes.length - 1]!;
+  }
+}
+
+/**
+ * BomStrip drops a UTF-8 byte order mark from the start of a stream of
+ * chunks: the first bytes are held back until it is known whether they are
+ * one (a first chunk shorter than a BOM), and passed on without it.
+ */
+class BomStrip {
+  #head: Buffer | undefined = Buffer.alloc(0);
+
+  /** push returns the bytes to pass on, or undefined while they are held back. */
+  push(chunk: Uint8Array): Buffer | undefined {
+    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.#head === undefined) return bytes;
+    if (this.#head.length > 0 || bytes.length < BOM.length) {
+      this.#head = Buffer.concat([this.#head, bytes]);
+      if (this.#head.length < BOM.length) return undefined;
+      bytes = this.#head;
+    }
+    this.#head = undefined;
+    return withoutBom(bytes);
+  }
+
+  /** end returns what is still held back (a stream shorter than a BOM), if anything. */
+  end(): Buffer | undefined {
+    const head = this.#head;
+    this.#head = undefined;
+    return head !== undefined && head.length > 0 ? withoutBom(head) : undefined;
   }
 }
 

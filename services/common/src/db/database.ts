@@ -218,9 +218,13 @@ export async function insertRows<Row extends object>(
 ): Promise<void> {
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]!);
-  const parameters = new Array<unknown>(rows.length * columns.length);
-  let i = 0;
-  for (const row of rows) for (const column of columns) parameters[i++] = (row as Record<string, unknown>)[column] ?? null;
+  /** valuesOf lists the bound values of rows [from, to), row by row. */
+  const valuesOf = (from: number, to: number) => {
+    const values = new Array<unknown>((to - from) * columns.length);
+    let i = 0;
+    for (let r = from; r < to; r++) for (const column of columns) values[i++] = (rows[r] as Record<string, unknown>)[column] ?? null;
+    return values;
+  };
   let suffix = "";
   if (options.onDuplicateKeyUpdate?.length) {
     const { onlyIf } = options;
@@ -231,15 +235,13 @@ export async function insertRows<Row extends object>(
   let done = 0;
   for (const size of BINARY_BLOCKS) {
     if (rows.length - done < size) continue;
-    const sql = insertText(table, columns, size, true) + suffix;
-    for (; rows.length - done >= size; done += size) {
-      await executeBinary(db, { sql, parameters: parameters.slice(done * columns.length, (done + size) * columns.length) });
-    }
+    const sql = cachedInsertText(table, columns, size) + suffix;
+    for (; rows.length - done >= size; done += size) await executeBinary(db, { sql, parameters: valuesOf(done, done + size) });
   }
   const left = rows.length - done;
   if (left === 0) return;
-  const text = (left === 1 ? singleRowInsert(table, columns) : insertText(table, columns, left)) + suffix;
-  const rest = done === 0 ? parameters : parameters.slice(done * columns.length);
+  const text = (left === 1 ? cachedInsertText(table, columns, 1) : insertText(table, columns, left)) + suffix;
+  const rest = valuesOf(done, rows.length);
   // A few rows carrying a large binary value (a batch of events, a staged chunk) go as a prepared statement too:
   // as text the value would be hex, twice its size, built, measured and parsed.
   if (left <= BLOB_MAX_ROWS && rest.some((v) => v instanceof Uint8Array && v.length >= BLOB_MIN_BYTES))
@@ -261,34 +263,25 @@ const BINARY_BLOCKS = [512, 256, 128, 64] as const;
 const BLOB_MAX_ROWS = 4;
 const BLOB_MIN_BYTES = 16 * 1024;
 
-/** blockInserts holds the text of each block insert (insertText with cache): built once per table, columns and size. */
-const blockInserts = new Map<string, string>();
-
-function insertText(table: string, columns: readonly string[], rows: number, cache = false): string {
-  if (cache) {
-    const key = `${table} ${rows} ${columns.join(" ")}`;
-    let text = blockInserts.get(key);
-    if (text === undefined) {
-      text = insertText(table, columns, rows);
-      if (blockInserts.size >= 1_000) blockInserts.clear();
-      blockInserts.set(key, text);
-    }
-    return text;
-  }
+function insertText(table: string, columns: readonly string[], rows: number): string {
   const tuple = `(${columns.map(() => "?").join(", ")})`;
   return `insert into ${quoteName(table)} (${columns.map(quoteName).join(", ")}) values ${new Array<string>(rows).fill(tuple).join(", ")}`;
 }
 
-/** singleRowInserts holds the text of each one-row insert seen: the per-call writes (an audit entry, an outbox event, an order) repeat a few. */
-const singleRowInserts = new Map<string, string>();
+/**
+ * insertTexts holds the insert texts that repeat, by table, row count and
+ * columns: the one-row inserts of per-call writes (an audit entry, an outbox
+ * event, an order) and insertRows' prepared blocks.
+ */
+const insertTexts = new Map<string, string>();
 
-function singleRowInsert(table: string, columns: readonly string[]): string {
-  const key = `${table} ${columns.join(" ")}`;
-  let text = singleRowInserts.get(key);
+function cachedInsertText(table: string, columns: readonly string[], rows: number): string {
+  const key = `${table} ${rows} ${columns.join(" ")}`;
+  let text = insertTexts.get(key);
   if (text === undefined) {
-    text = insertText(table, columns, 1);
-    if (singleRowInserts.size >= 1_000) singleRowInserts.clear();
-    singleRowInserts.set(key, text);
+    text = insertText(table, columns, rows);
+    if (insertTexts.size >= 1_000) insertTexts.clear();
+    insertTexts.set(key, text);
   }
   return text;
 }
