@@ -39,7 +39,16 @@ export function createStockroomClient(options: NodeClientOptions): StockroomClie
   let transport: Transport;
   let close: () => void;
   if (httpVersion === "2") {
-    const sessionManager = new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 60_000 });
+    // Node caps an HTTP/2 session's memory at 10 MB (its open streams, about 1 KB each, and the
+    // frames not yet read or sent): an application with some ten thousand calls in flight, or too
+    // busy to read their answers, had new streams reset (ENHANCE_YOUR_CALM) and the session torn
+    // down, failing calls it had already sent. The application bounds its own calls, so the cap is
+    // lifted here, as grpc-js does for its clients.
+    const sessionManager = new Http2SessionManager(
+      options.baseUrl,
+      { idleConnectionTimeoutMs: 60_000 },
+      { maxSessionMemory: Number.MAX_SAFE_INTEGER },
+    );
     const common = { baseUrl: options.baseUrl, httpVersion: "2" as const, sessionManager, interceptors, useBinaryFormat: true };
     transport =
       protocol === "grpc"

@@ -59,6 +59,21 @@ export interface ApiServer {
 export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 
 /**
+ * SESSION_MEMORY_MB is the memory one HTTP/2 connection may hold in Node's
+ * own accounting (maxSessionMemory), which is mostly its open streams, about
+ * 1 KB each. Node's default of 10 MB is reached by one client with some ten
+ * thousand calls open at once: an internal service's single connection in a
+ * spike, or a client too busy to read its answers. Past the cap Node resets
+ * each new stream (ENHANCE_YOUR_CALM), and after 100 of those it tears the
+ * whole session down: every call on it, admitted ones included, fails
+ * INTERNAL (the many-streams test in server.test.ts saw 100 of 15,000
+ * answered). Load beyond capacity is the bulkhead's to refuse, call by call
+ * with RetryInfo; this cap stays only as a bound on a runaway or hostile
+ * client, at some 60,000 open streams.
+ */
+export const SESSION_MEMORY_MB = 64;
+
+/**
  * startApiServer serves gRPC, gRPC-Web and Connect on one cleartext port.
  * Each connection's first bytes decide its protocol: the HTTP/2 preface
  * ("PRI * HTTP/2.0") goes to an HTTP/2 server (gRPC clients, prior
@@ -117,7 +132,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
 
   const h1 = http.createServer(counted);
-  const h2 = http2.createServer({}, counted);
+  const h2 = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB }, counted);
   if (options.shed) shedStreams(h2, options.shed);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
