@@ -112,7 +112,7 @@ async function settle(res: Awaited<ReturnType<UniversalHandler>>): Promise<Await
   const chunks: Uint8Array[] = [];
   for await (const chunk of res.body) chunks.push(chunk);
   const body = replay(chunks);
-  settledBodies.add(body);
+  settledBodies.set(body, chunks);
   return { ...res, body };
 }
 
@@ -121,12 +121,17 @@ async function* replay(chunks: Uint8Array[]): AsyncIterable<Uint8Array> {
   yield* chunks;
 }
 
-/** settledBodies are the response bodies settle made: run to their end already, so their headers and trailers are final. */
-const settledBodies = new WeakSet<object>();
+/** settledBodies are the response bodies settle made, with their chunks: run to their end already, so their headers and trailers are final. */
+const settledBodies = new WeakMap<object, readonly Uint8Array[]>();
 
 /** isSettled tells whether a response body was run to its end before being sent (every unary response of the API server). */
 export function isSettled(body: unknown): boolean {
-  return typeof body === "object" && body !== null && settledBodies.has(body);
+  return settledChunks(body) !== undefined;
+}
+
+/** settledChunks are the chunks of a settled response body (see isSettled), or undefined for any other body. */
+export function settledChunks(body: unknown): readonly Uint8Array[] | undefined {
+  return typeof body === "object" && body !== null ? settledBodies.get(body) : undefined;
 }
 
 function isDecodeFailure(reason: unknown): reason is ConnectError {

@@ -5,12 +5,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { uResponseNotFound, type UniversalHandler } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest } from "@connectrpc/connect-node";
 import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "@stockroom/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -18,6 +13,7 @@ import { corsHandler } from "./cors.ts";
 import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, undecodableReplay } from "./decode.ts";
 import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
+import { universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
 import type { Logger } from "../observe/log.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
@@ -98,16 +94,18 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   health.register(router);
   registerReflection(router, [...options.services, Health, ServerReflection, ServerReflectionAlpha]);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, undecodableReplay(h)]));
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const uHandler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!uHandler) {
-      res.writeHead(uResponseNotFound.status);
-      res.end();
+      (res as http.ServerResponse).writeHead(uResponseNotFound.status).end();
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+    const uReq =
+      "stream" in req
+        ? universalRequestFromHttp2(req, createContextValues())
+        : universalRequestFromNodeRequest(req, res, undefined, createContextValues());
     uHandler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(grpcMessageAsSpecified(uRes, uReq.header), res))
+      .then((uRes) => writeUniversalResponse(grpcMessageAsSpecified(uRes, uReq.header), res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.log.error("rpc handler failed", { procedure: `${uHandler.service.typeName}/${uHandler.method.name}`, error: reason });
@@ -128,7 +126,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       inFlight--;
       if (inFlight === 0) drained?.();
     });
-    handler(req as http.IncomingMessage, res as http.ServerResponse);
+    handler(req, res);
   };
 
   const h1 = http.createServer(counted);
