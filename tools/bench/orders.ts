@@ -93,6 +93,20 @@ const server = await startServerProcess({
   migrations: [catalogMigrations, orderMigrations],
   env: { ORDER_RATE_PER_SEC: String(RATE), ORDER_RATE_BURST: String(Math.max(1, RATE)) },
 });
+/**
+ * BENCH_LIGHT_OWN_PROCESS=1 (a diagnostic): the light merchant calls an orders process of its own on the
+ * same database, so its slowdown beside the hot phase is the database's alone, the hot process's left out.
+ */
+const lightServer =
+  process.env["BENCH_LIGHT_OWN_PROCESS"] === "1"
+    ? await startServerProcess({
+        name: "bench_orders_light",
+        entrypoint: path.join(import.meta.dirname, "..", "..", "services", "orders", "src", "main.ts"),
+        migrations: [],
+        env: { ORDER_RATE_PER_SEC: String(RATE), ORDER_RATE_BURST: String(Math.max(1, RATE)) },
+        shareWith: server,
+      })
+    : undefined;
 const pool: Pool = createPool({
   uri: server.databaseUrl,
   connectionLimit: POOL_SIZE,
@@ -348,6 +362,7 @@ try {
   process.exitCode = 1;
 } finally {
   await pool.end();
+  await lightServer?.stop();
   await server.stop();
 }
 
@@ -360,7 +375,8 @@ async function lightMerchant(): Promise<{ merchantId: string; orders: Client<typ
       req.header.set("authorization", `Bearer ${apiKey}`);
       return next(req);
     };
-    return { merchantId, orders: createClient(OrderService, createGrpcTransport({ baseUrl: server.url, interceptors: [auth] })) };
+    const baseUrl = (lightServer ?? server).url;
+    return { merchantId, orders: createClient(OrderService, createGrpcTransport({ baseUrl, interceptors: [auth] })) };
   } finally {
     await db.destroy();
   }
