@@ -13,12 +13,13 @@
  * server's (the conditional stock decrement, then INSERT order and line;
  * no idempotency row, audit trail or outbox). Each path has its own SKUs.
  * A second merchant's light traffic (2 buyers, one order each per 20 ms, on
- * its own SKUs) runs first on the idle server (BENCH_LIGHT_IDLE_MS) and then
- * alongside the hot RPC phase; the ratio of its two p99s is what the hot
- * merchant costs a bystander. It also runs alongside the hot raw phase: the
- * same load on MariaDB and on this process, with the orders server idle, so
- * the two tell the orders server's share of the bystander's slowdown from
- * the database's and the bench client's.
+ * its own SKUs, from a client process of its own: light-buyers.ts) runs
+ * first on the idle server (BENCH_LIGHT_IDLE_MS, default 10 s: its p99 is
+ * the ratio's denominator) and then alongside the hot RPC phase; the ratio
+ * of its two p99s is what the hot merchant costs a bystander. It also runs
+ * alongside the hot raw phase: the same load on MariaDB, with the orders
+ * server idle, so the two tell the orders server's share of the bystander's
+ * slowdown from the database's.
  *
  * Targets (the issues'): spread p99 <= 20 ms and spread orders/s >= 0.5x
  * raw; hot orders/s >= 1.5x raw hot (the orders of one SKU share
@@ -39,11 +40,11 @@
  * oversell, never on a missed target. BENCH_PROFILE=1 profiles the orders
  * server and prints where its CPU went (server-process.ts).
  */
+import { fork, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
@@ -56,6 +57,7 @@ import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
+import type { LightResult } from "./light-buyers.ts";
 
 // --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
 if (await besideVitess("orders", import.meta.filename)) process.exit(0);
@@ -71,9 +73,8 @@ const LIGHT_SKUS = 5;
 /** Enough that no SKU runs out, even the hot one: at most 2 units per order. */
 const STOCK = 2 * (CALLS + WARMUP);
 const LIGHT_BUYERS = 2;
-let lightRequests = 0;
 const LIGHT_PACE_MS = 20;
-const LIGHT_IDLE_MS = readInt(process.env, "BENCH_LIGHT_IDLE_MS", 5000, 500, 600_000);
+const LIGHT_IDLE_MS = readInt(process.env, "BENCH_LIGHT_IDLE_MS", 10_000, 500, 600_000);
 /** Unmeasured light traffic before the idle baseline. */
 const LIGHT_WARMUP_MS = 3000;
 const TARGET_SPREAD_P99_MS = 20;
@@ -133,9 +134,9 @@ async function cpuPerOrder<T extends { calls: number }>(
   return { ...result, serverCpuMsPerOrder: perOrder(0), mariadbCpuMsPerOrder: perOrder(1) };
 }
 
+let light: LightMerchant | undefined;
 try {
-  const light = await lightMerchant();
-  const lightSkus = await seed(light.merchantId, "LIGHT-", LIGHT_SKUS);
+  light = await lightMerchant();
   const skus: Record<Scenario, Record<Via, string[]>> = {
     hot: { rpc: await seed(merchantId, "HOT-RPC-", 1), raw: await seed(merchantId, "HOT-RAW-", 1) },
     spread: { rpc: await seed(merchantId, "SPREAD-RPC-", SPREAD_SKUS), raw: await seed(merchantId, "SPREAD-RAW-", SPREAD_SKUS) },
@@ -143,10 +144,10 @@ try {
   // The light merchant alone first: its p99 on an idle server is the bystander's baseline. The same traffic
   // warms the server first, unmeasured: a cold process's first calls (JIT, pool connections) would inflate
   // the baseline and flatter the ratio.
-  const stopWarm = startLightTraffic(light.orders, lightSkus);
+  const stopWarm = startLightTraffic(light);
   await delay(LIGHT_WARMUP_MS);
   await stopWarm();
-  const stopIdle = startLightTraffic(light.orders, lightSkus);
+  const stopIdle = startLightTraffic(light);
   await delay(LIGHT_IDLE_MS);
   const idleResult = await stopIdle();
   const lightIdle = summarize(idleResult);
@@ -200,7 +201,7 @@ try {
       };
       const label = `${scenario} ${via}`;
       if (WARMUP > 0) note(`${label} warm-up`, await runLoad({ calls: WARMUP, concurrency: BUYERS, call }));
-      const stopLight = scenario === "hot" ? startLightTraffic(light.orders, lightSkus) : undefined;
+      const stopLight = scenario === "hot" ? startLightTraffic(light) : undefined;
       const shedBefore = shed;
       const result = await cpuPerOrder(async () => {
         const r = await runLoad({ calls: CALLS, concurrency: BUYERS, call });
@@ -362,24 +363,36 @@ try {
   process.exitCode = 1;
 } finally {
   await pool.end();
+  light?.child.kill();
   await lightServer?.stop();
   await server.stop();
 }
 
-/** lightMerchant creates the second merchant and a gRPC client acting as it. */
-async function lightMerchant(): Promise<{ merchantId: string; orders: Client<typeof OrderService> }> {
+interface LightMerchant {
+  merchantId: string;
+  /** The light buyers' process (light-buyers.ts). */
+  child: ChildProcess;
+}
+
+/** lightMerchant creates the second merchant, seeds its SKUs and forks its buyers' process (idle until started). */
+async function lightMerchant(): Promise<LightMerchant> {
   const db = createDatabase<CommonTables>({ url: server.databaseUrl, poolSize: 1 });
+  let created: { merchantId: string; apiKey: string };
   try {
-    const { merchantId, apiKey } = await createMerchant(db, "Light merchant");
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${apiKey}`);
-      return next(req);
-    };
-    const baseUrl = (lightServer ?? server).url;
-    return { merchantId, orders: createClient(OrderService, createGrpcTransport({ baseUrl, interceptors: [auth] })) };
+    created = await createMerchant(db, "Light merchant");
   } finally {
     await db.destroy();
   }
+  const skus = await seed(created.merchantId, "LIGHT-", LIGHT_SKUS);
+  const baseUrl = (lightServer ?? server).url;
+  const child = fork(
+    path.join(import.meta.dirname, "light-buyers.ts"),
+    [baseUrl, created.apiKey, String(LIGHT_BUYERS), String(LIGHT_PACE_MS), ...skus],
+    {
+      stdio: "inherit",
+    },
+  );
+  return { merchantId: created.merchantId, child };
 }
 
 /** seed inserts `count` active products with STOCK units each for a merchant, in batches, and returns their SKUs. */
@@ -438,30 +451,17 @@ async function rawOrder(merchantId: string, lines: Line[]): Promise<void> {
   }
 }
 
-/** startLightTraffic runs the second merchant's paced buyers until the returned function is called. */
-function startLightTraffic(orders: Client<typeof OrderService>, skus: string[]): () => Promise<LoadResult> {
-  let running = true;
-  const latencies: number[] = [];
-  const errors: string[] = [];
-  let failures = 0;
-  const t0 = performance.now();
-  const buyers = Array.from({ length: LIGHT_BUYERS }, async () => {
-    while (running) {
-      const started = performance.now();
-      try {
-        await orders.createOrder({ requestId: `light-${++lightRequests}`, lines: basket(skus) });
-        latencies.push(performance.now() - started);
-      } catch (error) {
-        failures++;
-        if (errors.length < 5) errors.push(error instanceof Error ? error.message : String(error));
-      }
-      await delay(LIGHT_PACE_MS);
-    }
-  });
+/**
+ * startLightTraffic starts the light merchant's buyers (light-buyers.ts, a
+ * process of their own) and returns a function that stops them and gives
+ * what they measured.
+ */
+function startLightTraffic(light: LightMerchant): () => Promise<LoadResult> {
+  light.child.send("start");
   return async () => {
-    running = false;
-    await Promise.all(buyers);
-    return { latencies, failures, errors, wallMs: performance.now() - t0, cpuMs: 0 };
+    const answered = new Promise<LightResult>((resolve) => light.child.once("message", (m) => resolve(m as LightResult)));
+    light.child.send("stop");
+    return { ...(await answered), cpuMs: 0 };
   };
 }
 
