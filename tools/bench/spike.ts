@@ -45,6 +45,7 @@ import {
   OrderService,
 } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { newUlid, readInt } from "@stockroom/common";
+import { resetError } from "@stockroom/common/rpc";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 // biome-ignore lint/style/noRestrictedImports: the bench measures the SDK as written, without building its dist first
@@ -137,6 +138,7 @@ function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
     // A stream the server resets is mapped as gRPC maps HTTP/2 codes (ENHANCE_YOUR_CALM, Node's own
     // flood and memory protection, is RESOURCE_EXHAUSTED: a shed without RetryInfo; REFUSED_STREAM is UNAVAILABLE).
+    // resetError is the API server's own mapping (services/common/src/rpc/node-http.ts).
     stream.on("error", (error) => reject(resetError(stream.rstCode) ?? error));
     stream.on("close", () => {
       if (!status) return reject(new ConnectError(`stream closed (${stream.rstCode}) without a gRPC status`, Code.Unavailable));
@@ -146,19 +148,6 @@ function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape
     });
     stream.end(frame);
   });
-}
-/** resetError is the gRPC error of an HTTP/2 RST_STREAM code that has one (doc/PROTOCOL-HTTP2.md), else undefined. */
-function resetError(rstCode: number | undefined): ConnectError | undefined {
-  const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
-  const code =
-    rstCode === NGHTTP2_ENHANCE_YOUR_CALM
-      ? Code.ResourceExhausted
-      : rstCode === NGHTTP2_REFUSED_STREAM
-        ? Code.Unavailable
-        : rstCode === NGHTTP2_CANCEL
-          ? Code.Canceled
-          : undefined;
-  return code === undefined ? undefined : new ConnectError(`http/2 stream reset with code ${rstCode}`, code);
 }
 
 /** Every attempt of each SDK call, by request_id, as the interceptor saw them. */

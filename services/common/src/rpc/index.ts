@@ -4,6 +4,7 @@ export * from "./cors.ts";
 export * from "./health.ts";
 export * from "./idempotency.ts";
 export * from "./interceptors.ts";
+export { resetError } from "./node-http.ts";
 export * from "./openapi.ts";
 export * from "./pagination.ts";
 export * from "./rate-limit.ts";
