@@ -76,7 +76,7 @@ export const SESSION_MEMORY_MB = 64;
  * HTTP/2's 64 KiB of its own). Node leaves it at HTTP/2's initial 64 KiB:
  * about 650 order requests, shared by every call on the connection, so one
  * busy connection's unread bodies held up its next calls' (bench:spike with
- * BENCH_SPIKE_CONNECTIONS=1 lost its connection in both runs without this,
+ * BENCH_SPIKE_CONNECTIONS=1 lost its connection in all three runs without this,
  * and in one of two with it: the README says what is left). 16 MiB is
  * grpc-go's ceiling for its own connection window.
  */
