@@ -66,13 +66,10 @@ const SDK_PCT = readInt(env, "BENCH_SPIKE_SDK_PCT", 10, 0, 100);
 const STOCK = 1_000_000;
 /**
  * Client connections the direct calls are spread over (BENCH_SPIKE_CONNECTIONS):
- * buyers arrive over many connections. One connection measures a single
- * client's connection at ten times capacity: it had Node reset its streams
- * (ENHANCE_YOUR_CALM) and close it, until the server raised its session
- * memory cap and connection window (SESSION_MEMORY_MB and
- * CONNECTION_WINDOW_BYTES in services/common/src/rpc/server.ts). A
- * connection the server closes anyway is replaced, as a client reconnects,
- * and counted.
+ * buyers arrive over many connections. One connection puts a single
+ * client's connection at ten times capacity, which this machine has not
+ * carried (the README, "Many calls on one connection"). A connection the
+ * server closes is replaced, as a client reconnects, and counted.
  */
 const CONNECTIONS = readInt(env, "BENCH_SPIKE_CONNECTIONS", 16, 1, 1024);
 const TARGET_ADMITTED_P99_MS = 250;

@@ -70,19 +70,6 @@ export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 export const SESSION_MEMORY_MB = 64;
 
 /**
- * CONNECTION_WINDOW_BYTES is how much request data one HTTP/2 connection's
- * clients may send ahead of the server reading it, over all its calls
- * together (the connection-level flow-control window; each call still has
- * HTTP/2's 64 KiB of its own). Node leaves it at HTTP/2's initial 64 KiB:
- * about 650 order requests, shared by every call on the connection, so one
- * busy connection's unread bodies held up its next calls' (bench:spike with
- * BENCH_SPIKE_CONNECTIONS=1 lost its connection in all three runs without this,
- * and in one of two with it: the README says what is left). 16 MiB is
- * grpc-go's ceiling for its own connection window.
- */
-export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
-
-/**
  * startApiServer serves gRPC, gRPC-Web and Connect on one cleartext port.
  * Each connection's first bytes decide its protocol: the HTTP/2 preface
  * ("PRI * HTTP/2.0") goes to an HTTP/2 server (gRPC clients, prior
@@ -148,7 +135,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
-    s.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
