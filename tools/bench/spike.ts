@@ -52,7 +52,7 @@ import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 import { createStockroomClient, RateLimitedError, StockroomError } from "../../sdk/src/index.ts";
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
-import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
+import { maxOf, median, percentile, round, table, tally, writeResults } from "./stats.ts";
 import { grpcErrorOf } from "@stockroom/common/testing";
 
 const env = process.env;
@@ -118,8 +118,7 @@ function connect(): http2.ClientHttp2Session {
   const session = http2.connect(server.url, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
   // The calls open on it fail on their own streams (counted by kind); the session's error is counted here.
   session.on("error", (error: NodeJS.ErrnoException) => {
-    const kind = `${error.code ?? ""} ${error.message}`;
-    lostSessions.set(kind, (lostSessions.get(kind) ?? 0) + 1);
+    tally(lostSessions, `${error.code ?? ""} ${error.message}`);
   });
   return session;
 }
@@ -211,8 +210,7 @@ async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
         : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
     if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
     if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
-    const kind = `${via}: ${error instanceof Error ? error.message : String(error)}`;
-    unexpected.set(kind, (unexpected.get(kind) ?? 0) + 1);
+    tally(unexpected, `${via}: ${error instanceof Error ? error.message : String(error)}`);
     return { ms, outcome: "error", via, retryInfo: false };
   }
 }

@@ -145,3 +145,8 @@ export function writeResults(name: string, results: object): string {
   writeFileSync(file, `${JSON.stringify({ benchmark: name, ...environment(), ...results }, null, 2)}\n`);
   return file;
 }
+
+/** tally counts one more of key in counts. */
+export function tally<K>(counts: Map<K, number>, key: K): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}

@@ -57,36 +57,31 @@ export async function writeUniversalResponse(uRes: UniversalServerResponse, res:
   res.end();
 }
 
+/** The gRPC code of each HTTP/2 RST_STREAM code that has one (gRPC's mapping, doc/PROTOCOL-HTTP2.md, as connect-node maps it). */
+const RESET_CODES = new Map<number, Code>([
+  ...[
+    http2.constants.NGHTTP2_PROTOCOL_ERROR,
+    http2.constants.NGHTTP2_INTERNAL_ERROR,
+    http2.constants.NGHTTP2_FLOW_CONTROL_ERROR,
+    http2.constants.NGHTTP2_SETTINGS_TIMEOUT,
+    http2.constants.NGHTTP2_FRAME_SIZE_ERROR,
+    http2.constants.NGHTTP2_COMPRESSION_ERROR,
+    http2.constants.NGHTTP2_CONNECT_ERROR,
+  ].map((rst) => [rst, Code.Internal] as const),
+  [http2.constants.NGHTTP2_REFUSED_STREAM, Code.Unavailable],
+  [http2.constants.NGHTTP2_CANCEL, Code.Canceled],
+  [http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, Code.ResourceExhausted],
+  [http2.constants.NGHTTP2_INADEQUATE_SECURITY, Code.PermissionDenied],
+  [http2.constants.NGHTTP2_HTTP_1_1_REQUIRED, Code.PermissionDenied],
+]);
+
 /**
  * resetError is the error an HTTP/2 stream reset with rstCode means for a
- * call (gRPC's mapping, doc/PROTOCOL-HTTP2.md, as connect-node maps it), or
- * undefined for none (NO_ERROR, and STREAM_CLOSED, which gRPC leaves unmapped).
+ * call, or undefined for none (NO_ERROR, and STREAM_CLOSED, which gRPC
+ * leaves unmapped).
  */
 export function resetError(rstCode: number | undefined): ConnectError | undefined {
-  const c = http2.constants;
-  const code = ((): Code | undefined => {
-    switch (rstCode) {
-      case c.NGHTTP2_PROTOCOL_ERROR:
-      case c.NGHTTP2_INTERNAL_ERROR:
-      case c.NGHTTP2_FLOW_CONTROL_ERROR:
-      case c.NGHTTP2_SETTINGS_TIMEOUT:
-      case c.NGHTTP2_FRAME_SIZE_ERROR:
-      case c.NGHTTP2_COMPRESSION_ERROR:
-      case c.NGHTTP2_CONNECT_ERROR:
-        return Code.Internal;
-      case c.NGHTTP2_REFUSED_STREAM:
-        return Code.Unavailable;
-      case c.NGHTTP2_CANCEL:
-        return Code.Canceled;
-      case c.NGHTTP2_ENHANCE_YOUR_CALM:
-        return Code.ResourceExhausted;
-      case c.NGHTTP2_INADEQUATE_SECURITY:
-      case c.NGHTTP2_HTTP_1_1_REQUIRED:
-        return Code.PermissionDenied;
-      default:
-        return undefined;
-    }
-  })();
+  const code = rstCode === undefined ? undefined : RESET_CODES.get(rstCode);
   return code === undefined ? undefined : new ConnectError(`http/2 stream closed with error code ${rstCode}`, code);
 }
 

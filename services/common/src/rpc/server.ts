@@ -62,7 +62,7 @@ export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
  * spike, or a client too busy to read its answers. Past the cap Node resets
  * each new stream (ENHANCE_YOUR_CALM), and after 100 of those it tears the
  * whole session down: every call on it, admitted ones included, fails
- * INTERNAL (the many-streams test in server.test.ts saw 100 of 15,000
+ * INTERNAL (many-streams.test.ts saw 100 of 15,000
  * answered). Load beyond capacity is the bulkhead's to refuse, call by call
  * with RetryInfo; this cap stays only as a bound on a runaway or hostile
  * client, at some 60,000 open streams.
