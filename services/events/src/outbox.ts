@@ -48,7 +48,8 @@ export async function appendOutbox(trx: Transaction<EventTables>, events: Outbox
       aggregate_id: e.aggregateId,
       aggregate_version: e.aggregateVersion,
       event_type: e.eventType,
-      payload: Buffer.from(e.payload),
+      // A view, not a copy: a bulk chunk's batch payload is up to 512 KiB.
+      payload: Buffer.isBuffer(e.payload) ? e.payload : Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength),
       trace_context: traceContext,
       created_at: e.createdAt,
       event_count: e.eventCount ?? 1,

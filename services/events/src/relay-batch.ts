@@ -24,16 +24,13 @@ type OutboxDb = Kysely<EventTables>;
  * that fits (a window function would do it in one, but vttablet's parser
  * refuses SUM() OVER). The second read is one consistent read: if it sees
  * version N+1 of an aggregate it also sees version N, which committed before
- * N+1 could lock the aggregate's row and has a smaller id.
+ * N+1 could lock the aggregate's row and has a smaller id. `upTo`, when
+ * given, leaves out rows with a larger event id.
  */
-export async function readBatch(db: OutboxDb, maxEvents: number): Promise<OutboxRow[]> {
-  const head = await db
-    .selectFrom("outbox_events")
-    .select(["event_id", "event_count"])
-    .where("published_at", "is", null)
-    .orderBy("event_id")
-    .limit(maxEvents)
-    .execute();
+export async function readBatch(db: OutboxDb, maxEvents: number, upTo?: string): Promise<OutboxRow[]> {
+  let ids = db.selectFrom("outbox_events").select(["event_id", "event_count"]).where("published_at", "is", null);
+  if (upTo !== undefined) ids = ids.where("event_id", "<=", upTo);
+  const head = await ids.orderBy("event_id").limit(maxEvents).execute();
   if (head.length === 0) return [];
   const fits = takeEvents(head, maxEvents);
   const rows = await db
@@ -57,6 +54,18 @@ export async function readBatch(db: OutboxDb, maxEvents: number): Promise<Outbox
     .execute();
   // A row committed between the reads with an id in that range (a writer's clock behind) takes a place: still within maxEvents.
   return takeEvents(rows, maxEvents);
+}
+
+/** lastUnpublished is the largest event id of the unpublished rows, or undefined when there are none. */
+export async function lastUnpublished(db: OutboxDb): Promise<string | undefined> {
+  const row = await db
+    .selectFrom("outbox_events")
+    .select("event_id")
+    .where("published_at", "is", null)
+    .orderBy("event_id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.event_id;
 }
 
 /** eventCount is how many events a row carries (a batch's size, otherwise 1). */

@@ -37,7 +37,16 @@ import { shardTargets } from "@stockroom/common/db";
 import { createLatencyWindow, untraced } from "@stockroom/common/observe";
 import { ensureEvents } from "./event-stream.ts";
 import type { Field } from "./gen/vitess/query_pb.js";
-import { eventTotal, markPublished, type OutboxRow, publishBatch, publishOrder, pruneOutbox, readBatch } from "./relay-batch.ts";
+import {
+  eventTotal,
+  lastUnpublished,
+  markPublished,
+  type OutboxRow,
+  publishBatch,
+  publishOrder,
+  pruneOutbox,
+  readBatch,
+} from "./relay-batch.ts";
 import { openPositionStore, type PositionStore } from "./relay-positions.ts";
 import { lockNameOf, type OutboxRelay, type RelayDeps, startOutboxRelay } from "./relay.ts";
 import type { EventTables } from "./schema.ts";
@@ -126,12 +135,18 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
    * catchUp publishes the rows the table still holds unpublished (the first
    * start: nothing before "current" is skipped), shard by shard: a merchant's
    * rows are all on one shard, and readBatch's sizing by events is a
-   * statement vtgate runs on one shard only.
+   * statement vtgate runs on one shard only. It stops at the largest
+   * unpublished id it sees as it starts: every row committed before the
+   * stream's start position is at or below it, and every row after it is in
+   * the stream. Without that bound, writers faster than one batch per round
+   * kept it reading the table (no position saved meanwhile, so a relay
+   * killed then started over from "current").
    */
   async function catchUp(signal: AbortSignal): Promise<boolean> {
     for (const target of await shardTargets(db)) {
-      for (;;) {
-        const rows = await readBatch(target.db, config.batchSize);
+      const upTo = await lastUnpublished(target.db);
+      while (upTo !== undefined) {
+        const rows = await readBatch(target.db, config.batchSize, upTo);
         if (rows.length === 0) break;
         if (!(await publishAll(rows, signal))) return false;
         await marking; // the next read must not see these rows again

@@ -13,7 +13,7 @@ import type { StoredMsg } from "@nats-io/jetstream";
 import { fromBinary } from "@bufbuild/protobuf";
 import { ProductEventBatchSchema, ProductEventSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { ensureEvents, EVENT_HEADERS, PRODUCT_EVENT_BATCH } from "../src/event-stream.ts";
-import { markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
+import { lastUnpublished, markPublished, publishBatch, publishOrder, pruneOutbox, readBatch, type OutboxRow } from "../src/relay-batch.ts";
 import { onVitess, type TestMerchant, waitFor } from "@stockroom/common/testing";
 import { forEachShard } from "@stockroom/common/db";
 import { productInit, startSearchHarness, unpublished, writeInOneTransaction, type SearchHarness } from "@stockroom/search/testing";
@@ -273,6 +273,12 @@ harnessTest("a bulk-sized transaction's events go out as one batch message, orde
   t.deepEqual(
     (await readBatch(h.db, 123)).map((r) => r.event_id),
     rows.slice(0, 4).map((r) => r.event_id),
+  );
+  // A bounded read (the VStream relay's catch-up) stops at its bound, whatever room is left.
+  t.is(await lastUnpublished(h.db), rows.at(-1)!.event_id);
+  t.deepEqual(
+    (await readBatch(h.db, 500, rows[2]!.event_id)).map((r) => r.event_id),
+    rows.slice(0, 3).map((r) => r.event_id),
   );
 
   await h.startRelay({ batchSize: 50 });
