@@ -5,7 +5,7 @@
  * part that would leave a gap is refused with the committed size, which is
  * where the client resumes.
  */
-import { deleteInBatches, inTransaction, jsonColumn } from "@stockroom/common/db";
+import { deleteInBatches, insertRows, inTransaction, jsonColumn } from "@stockroom/common/db";
 import { InvalidArgumentError, NotFoundError, PreconditionError, newUlid, ULID_PATTERN } from "@stockroom/common";
 import type { NewJob } from "./jobs.ts";
 import type { BulkDb, BulkTx, BulkUploadRow } from "./store.ts";
@@ -94,10 +94,17 @@ export async function appendPart(
       });
     }
     if (end > committed) {
-      await trx
-        .insertInto("bulk_upload_parts")
-        .values({ merchant_id: merchantId, upload_id: uploadId, byte_offset: committed, data: Buffer.from(data.subarray(overlap)) })
-        .execute();
+      // insertRows sends the part as a prepared statement's binary value: as SQL text it was hex, twice
+      // its size, built in this process and parsed by the database.
+      const part = data.subarray(overlap);
+      await insertRows(trx, "bulk_upload_parts", [
+        {
+          merchant_id: merchantId,
+          upload_id: uploadId,
+          byte_offset: committed,
+          data: Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength),
+        },
+      ]);
       await trx
         .updateTable("bulk_uploads")
         .set({ committed_size: end })
