@@ -48,11 +48,18 @@ export type ProductWrite =
 
 /**
  * lockProducts reads and locks a merchant's products by SKU, in SKU order,
- * for the caller's transaction; SKUs without a product are absent.
+ * for the caller's transaction; SKUs without a product are absent. With
+ * skipLocked, rows another transaction holds are left out too (SKIP
+ * LOCKED): nothing waits, and an absent SKU is either missing or busy.
  */
-export async function lockProducts(trx: CatalogTx, merchantId: string, skus: readonly string[]): Promise<Map<string, Product>> {
+export async function lockProducts(
+  trx: CatalogTx,
+  merchantId: string,
+  skus: readonly string[],
+  options: { skipLocked?: boolean } = {},
+): Promise<Map<string, Product>> {
   const unique = [...new Set(skus)].sort();
-  return new Map((await findProducts(trx, merchantId, unique, true)).map((p) => [p.sku, p]));
+  return new Map((await findProducts(trx, merchantId, unique, options.skipLocked ? "skip locked" : true)).map((p) => [p.sku, p]));
 }
 
 /** lockProduct reads and locks one product for the caller's transaction. */

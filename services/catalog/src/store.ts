@@ -158,9 +158,15 @@ export async function findProductById(db: CatalogDb, merchantId: string, id: str
 }
 
 /** findProducts reads the products with the given SKUs in SKU order (missing ones are absent); forUpdate locks them. */
-export async function findProducts(db: CatalogDb | CatalogTx, merchantId: string, skus: string[], forUpdate = false): Promise<Product[]> {
+export async function findProducts(
+  db: CatalogDb | CatalogTx,
+  merchantId: string,
+  skus: string[],
+  forUpdate: boolean | "skip locked" = false,
+): Promise<Product[]> {
   if (skus.length === 0) return [];
-  const text = `select * from \`products\` where \`merchant_id\` = ? and \`sku\` in (${skus.map(() => "?").join(", ")}) order by \`sku\`${forUpdate ? " for update" : ""}`;
+  const lock = forUpdate === "skip locked" ? " for update skip locked" : forUpdate ? " for update" : "";
+  const text = `select * from \`products\` where \`merchant_id\` = ? and \`sku\` in (${skus.map(() => "?").join(", ")}) order by \`sku\`${lock}`;
   const { rows } = await runStatement<ProductRow>(db, text, [merchantId, ...skus]);
   return rows.map(rowToProduct);
 }

@@ -69,56 +69,84 @@ export interface BatchedOrder {
   buyerReference: string;
 }
 
-/** BatchOutcome is what became of one order of a batch: placed, or refused with the error placeOrder would have thrown. */
-export type BatchOutcome = { order: Order; error?: undefined } | { order?: undefined; error: PreconditionError };
+/**
+ * BatchOutcome is what became of one order of a batch: placed, refused with
+ * the error placeOrder would have thrown, or (busy) left undecided because
+ * its product was locked elsewhere or missing when the batch skipped locked rows.
+ */
+export type BatchOutcome =
+  | { order: Order; error?: undefined; busy?: undefined }
+  | { order?: undefined; error: PreconditionError; busy?: undefined }
+  | { order?: undefined; error?: undefined; busy: true };
 
 /**
- * placeOrderBatch places single-line orders of ONE merchant's SKU in the
- * caller's transaction, as placeOrder would place them one after the other
- * in that order: the product is locked once, each order is decided against
- * the stock the ones before it left (placed, or refused with placeOrder's
- * error), and the stock moves once by the sum (writeStockSeries), while
- * every placed order keeps its own product version, audit entry and event,
- * its own order row and its own `order.created` event. Returns the outcomes
- * in the orders' order, and the product as the batch leaves it (undefined
- * if there is no such product).
+ * placeOrderBatch places single-line orders of ONE merchant in the caller's
+ * transaction, as placeOrder would place them one after the other in that
+ * order: their products are locked once, in SKU order and by one statement
+ * (so two batches never take the same rows in opposite orders), each order
+ * is decided against the stock the orders before it on its SKU left
+ * (placed, or refused with placeOrder's error), and each product's stock
+ * moves once by its sum (writeStockSeries), while every placed order keeps
+ * its own product version, audit entry and event, its own order row and its
+ * own `order.created` event. Returns the outcomes in the orders' order, and
+ * each SKU's product as the batch leaves it (undefined if there is no such
+ * product). With skipLocked it waits on no row: orders whose product another
+ * transaction holds (or that has none) come back busy, undecided, for the
+ * caller to place apart; `products` then holds only the rows it locked.
  */
 export async function placeOrderBatch(
   trx: OrderTx,
   merchantId: string,
-  sku: string,
   batch: readonly BatchedOrder[],
   reservationTtlMs: number,
   at: Date,
-): Promise<{ outcomes: BatchOutcome[]; product: Product | undefined }> {
-  const locked = await lockProduct(trx, merchantId, sku);
-  let left = locked;
-  const placed: { who: OrderActor; order: Order }[] = [];
+  options: { skipLocked?: boolean } = {},
+): Promise<{ outcomes: BatchOutcome[]; products: Map<string, Product | undefined> }> {
+  const skus = [...new Set(batch.map((b) => b.line.sku))];
+  const locked = new Map<string, Product | undefined>();
+  if (skus.length === 1 && !options.skipLocked) locked.set(skus[0]!, await lockProduct(trx, merchantId, skus[0]!));
+  else for (const [sku, product] of await lockProducts(trx, merchantId, skus, options)) locked.set(sku, product);
+  const left = new Map(locked);
+  /** The placed orders of each SKU, in arrival order. */
+  const placed = new Map<string, { who: OrderActor; order: Order }[]>();
+  const orders: Order[] = [];
   const outcomes = batch.map((b): BatchOutcome => {
+    const { sku } = b.line;
+    if (options.skipLocked && !locked.has(sku)) return { busy: true };
+    const product = left.get(sku);
     let priced: ReturnType<typeof priceLines>;
     try {
-      priced = priceLines([b.line], left ? new Map([[sku, left]]) : new Map());
+      priced = priceLines([b.line], product ? new Map([[sku, product]]) : new Map());
     } catch (error) {
       if (error instanceof PreconditionError) return { error };
       throw error;
     }
-    left = { ...left!, stock: left!.stock - b.line.quantity };
+    left.set(sku, { ...product!, stock: product!.stock - b.line.quantity });
     const order = newOrder(b.buyerReference, priced, reservationTtlMs, at);
-    placed.push({ who: b.who, order });
+    const ofSku = placed.get(sku);
+    if (ofSku) ofSku.push({ who: b.who, order });
+    else placed.set(sku, [{ who: b.who, order }]);
+    orders.push(order);
     return { order };
   });
-  if (!locked || placed.length === 0) return { outcomes, product: locked };
-  const after = await writeStockSeries(
-    trx,
-    merchantId,
-    locked,
-    placed.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
-    at,
+  const products = new Map<string, Product | undefined>(
+    (options.skipLocked ? [...locked.keys()] : skus).map((sku) => [sku, locked.get(sku)]),
   );
-  const orders = placed.map((p) => p.order);
-  await insertOrders(trx, merchantId, orders);
-  await recordOrderEvents(trx, merchantId, "created", orders, at);
-  return { outcomes, product: after.at(-1) };
+  for (const [sku, ofSku] of placed) {
+    const after = await writeStockSeries(
+      trx,
+      merchantId,
+      locked.get(sku)!,
+      ofSku.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
+      at,
+    );
+    products.set(sku, after.at(-1));
+  }
+  if (orders.length > 0) {
+    await insertOrders(trx, merchantId, orders);
+    await recordOrderEvents(trx, merchantId, "created", orders, at);
+  }
+  return { outcomes, products };
 }
 
 /** newOrder is a priced order as it is placed: PENDING_PAYMENT, version 1, holding its stock for reservationTtlMs. */

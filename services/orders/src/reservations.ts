@@ -42,7 +42,7 @@ import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
 import { orderToProto } from "./convert.ts";
-import { placeOrderBatch, type BatchedOrder } from "./lifecycle.ts";
+import { placeOrderBatch, type BatchedOrder, type BatchOutcome } from "./lifecycle.ts";
 import type { OrderDb } from "./store.ts";
 import type { Bulkhead } from "./bulkhead.ts";
 
@@ -59,6 +59,8 @@ export interface Reservations {
   reserve(reservation: Reservation): Promise<CreateOrderResult>;
   /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
   restocked(merchantId: string, skus: readonly string[]): void;
+  /** Batch transactions committed so far and the orders they decided (placed or refused). */
+  stats(): { transactions: number; orders: number };
 }
 
 export interface ReservationOptions {
@@ -104,6 +106,21 @@ interface Lane {
  */
 const PIPELINE = 2;
 
+/** A merchant's shared transactions under way at once (see share). */
+const GROUP_PIPELINE = 2;
+
+/** Share is a lane's orders handed to its merchant's next shared transaction; done runs once they are answered. */
+interface Share {
+  lane: Lane;
+  orders: Waiting[];
+  done: () => void;
+}
+
+interface Group {
+  queue: Share[];
+  running: number;
+}
+
 /** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
 const MAX_IDLE_LANES = 10_000;
 
@@ -112,6 +129,9 @@ export function createReservations(options: ReservationOptions): Reservations {
   const maxWaiting = options.maxWaiting > 0 ? options.maxWaiting : Number.POSITIVE_INFINITY;
   const now = options.now ?? (() => performance.now());
   const lanes = new Map<string, Lane>();
+  /** Each merchant's shared transactions: lone orders of its SKUs waiting for one, and how many are under way. */
+  const groups = new Map<string, Group>();
+  const transactions = { count: 0, orders: 0 };
   const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
 
   const fresh = (lane: Lane) => lane.known !== undefined && now() - lane.known.at <= soldOutTrustMs;
@@ -159,39 +179,117 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
     }
     if (todo.length === 0) return;
-    let committed: { results: (CreateOrderResult | PreconditionError)[]; product?: Product };
+    // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
+    if (todo.length === 1) await share(lane, todo);
+    else await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
+  };
+
+  /**
+   * transact runs lanes' orders as one transaction (placeOrderBatch), then
+   * answers each order and keeps each lane's product as it committed it. A
+   * failed transaction runs its orders again one by one. A transaction
+   * shared by several lanes waits on no row lock (SKIP LOCKED): a lane whose
+   * row another transaction holds gets a transaction of its own afterwards,
+   * which waits for the row, so one busy SKU never holds up the others'
+   * orders. It resolves once its own transaction is over (the merchant's
+   * pipeline may go on); each share's done runs once all of its orders are
+   * answered. It never throws.
+   */
+  const transact = async (merchantId: string, shares: readonly Share[]): Promise<void> => {
+    const todo = shares.flatMap((s) => s.orders);
+    const shared = shares.length > 1;
+    /** Each order's answer, in todo's order; undefined: busy, left for a transaction of its lane's own. */
+    let committed: { results: (CreateOrderResult | PreconditionError | undefined)[]; products: Map<string, Product | undefined> };
     try {
       committed = await inTransaction(db, async (trx) => {
-        const { outcomes, product } = await placeOrderBatch(
+        const { outcomes, products } = await placeOrderBatch(
           trx,
-          lane.merchantId,
-          lane.sku,
+          merchantId,
           todo.map((w) => w.reservation),
           options.reservationTtlMs,
           new Date(),
+          { skipLocked: shared },
         );
-        const results = outcomes.map((o) => o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) }));
+        const results = outcomes.map((o: BatchOutcome) =>
+          o.busy ? undefined : (o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) })),
+        );
         await claimWithResponses(
           trx as unknown as Transaction<CommonTables>,
           todo.flatMap((w, i) => {
-            const response = results[i]!;
-            return response instanceof PreconditionError ? [] : [{ call: w.reservation.call, response }];
+            const response = results[i];
+            return response === undefined || response instanceof PreconditionError ? [] : [{ call: w.reservation.call, response }];
           }),
         );
-        return { results, product };
+        return { results, products };
       });
     } catch {
       // Rolled back, or the COMMIT's outcome is unknown: each order runs on
       // its own, where a committed one is answered from its key.
-      await Promise.allSettled(todo.map(runSingle));
+      void Promise.allSettled(todo.map(runSingle)).then(() => {
+        for (const s of shares) s.done();
+      });
       return;
     }
-    lane.known = committed.product && { product: committed.product, at: now() };
-    todo.forEach((w, i) => {
-      const result = committed.results[i]!;
-      if (result instanceof PreconditionError) w.reject(result);
-      else w.resolve(result);
+    transactions.count++;
+    let i = 0;
+    for (const { lane, orders, done } of shares) {
+      if (committed.products.has(lane.sku)) {
+        const product = committed.products.get(lane.sku);
+        lane.known = product && { product, at: now() };
+      }
+      const busy: Waiting[] = [];
+      for (const w of orders) {
+        const result = committed.results[i++];
+        if (result === undefined) busy.push(w);
+        else {
+          transactions.orders++;
+          if (result instanceof PreconditionError) w.reject(result);
+          else w.resolve(result);
+        }
+      }
+      // A busy lane's orders get a transaction of their own, apart from the merchant's pipeline.
+      if (busy.length > 0) void transact(merchantId, [{ lane, orders: busy, done }]);
+      else done();
+    }
+  };
+
+  /**
+   * share hands a lane's lone order to its merchant's next shared
+   * transaction. A merchant has at most GROUP_PIPELINE of them under way;
+   * lone orders arriving meanwhile (another SKU each, as a sale spread over
+   * a catalog brings them) wait for the next one and go together, up to
+   * maxBatch: one BEGIN, one lock statement, one COMMIT and one claim
+   * statement for all of them, instead of one transaction each. Resolves
+   * once the order is answered.
+   */
+  const share = (lane: Lane, orders: Waiting[]): Promise<void> =>
+    new Promise<void>((done) => {
+      let group = groups.get(lane.merchantId);
+      if (!group) {
+        group = { queue: [], running: 0 };
+        groups.set(lane.merchantId, group);
+      }
+      group.queue.push({ lane, orders, done });
+      if (group.running < GROUP_PIPELINE) void runGroup(lane.merchantId, group);
     });
+
+  const runGroup = async (merchantId: string, group: Group): Promise<void> => {
+    group.running++;
+    try {
+      while (group.queue.length > 0) {
+        const shares: Share[] = [];
+        let orders = 0;
+        while (group.queue.length > 0 && (shares.length === 0 || orders + group.queue[0]!.orders.length <= maxBatch)) {
+          const next = group.queue.shift()!;
+          shares.push(next);
+          orders += next.orders.length;
+        }
+        await transact(merchantId, shares);
+      }
+    } finally {
+      group.running--;
+      if (group.running === 0 && group.queue.length === 0) groups.delete(merchantId);
+    }
   };
 
   const drain = async (lane: Lane, release: () => void): Promise<void> => {
@@ -263,5 +361,6 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (lane) lane.known = undefined;
       }
     },
+    stats: () => ({ transactions: transactions.count, orders: transactions.orders }),
   };
 }

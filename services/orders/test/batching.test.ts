@@ -110,6 +110,54 @@ test("concurrent orders of one SKU share transactions; each keeps its outcome in
   );
 });
 
+test("lone orders of many SKUs share transactions, each SKU keeping its own stock, versions and audit; a SKU locked elsewhere is placed apart, holding up no other", async (t) => {
+  const skus = Array.from({ length: 12 }, (_, i) => `SPREAD-${String(i).padStart(2, "0")}`);
+  for (const sku of skus) await createProduct(api, api.merchantA, sku, 3);
+  const busy = skus.at(-1)!;
+  const release = await holdLock(api, merchantId, busy);
+  const from = api.queries.length;
+  // Four orders of one unit per SKU, all at once: three of each are placed, the fourth finds nothing left.
+  const call = (sku: string, n: number) =>
+    orders.createOrder({ requestId: `spread-${sku}-${n}`, lines: [{ sku, quantity: 1 }], buyerReference: `${sku}/${n}` });
+  const free = skus.slice(0, -1).flatMap((sku) => [0, 1, 2, 3].map((n) => call(sku, n)));
+  const held = [0, 1, 2, 3].map((n) => call(busy, n));
+  // Every order of the free SKUs is answered while the busy SKU's row is still locked.
+  const { won, lost } = await settle(free);
+  t.is(won.length, 33);
+  t.is(lost.length, 11);
+  for (const e of lost) t.is(errorInfo(e)?.reason, "INSUFFICIENT_STOCK", e.message);
+  const shared = api.queries
+    .slice(from)
+    .filter((q) => /for update skip locked/i.test(q.sql) && q.parameters.filter((p) => skus.includes(String(p))).length > 1);
+  t.true(shared.length > 0, "some transaction locked several of the SKUs at once");
+  await release();
+  const late = await settle(held);
+  t.is(late.won.length, 3);
+  t.is(late.lost.length, 1);
+
+  for (const sku of skus) {
+    t.deepEqual(await stockOf(api, merchantId, sku), { stock: 0, version: 4 }, sku);
+    const trail = await auditTrail(sku);
+    t.deepEqual(
+      trail.map((e) => [e.version, e.stock]),
+      [
+        [1, 3],
+        [2, 2],
+        [3, 1],
+        [4, 0],
+      ],
+      sku,
+    );
+  }
+  // Each placed order has its own stock change and its own order event.
+  for (const r of [...won, ...late.won]) {
+    const changes = await orderStockChanges(api, merchantId, r.order!.id);
+    t.is(changes.length, 1);
+    t.is(changes[0]!.sku, r.order!.lines[0]!.sku);
+    t.is((await orderEvents(api, merchantId, r.order!.id)).length, 1);
+  }
+});
+
 test("a retry of a batched order returns its response and reserves nothing more, even racing inside a batch", async (t) => {
   await createProduct(api, api.merchantA, "BATCH-2", 100);
   const release = await holdLock(api, merchantId, "BATCH-2");
