@@ -22,7 +22,7 @@ export interface OrderConfig {
    * that, RESOURCE_EXHAUSTED with RetryInfo.
    */
   bulkhead: BulkheadLimits;
-  /** The most single-line orders of one SKU that share a transaction (ORDER_BATCH_MAX; 1 = no batching). */
+  /** The most single-line orders that share a transaction: of one SKU, or lone orders of one merchant's SKUs (ORDER_BATCH_MAX; 1 = no batching). */
   maxBatch: number;
   /**
    * How long a committed "not enough stock" refuses orders without a read

@@ -32,6 +32,11 @@
  * a SKU that stays sold out; this process's own cancels forget it at once
  * (restocked). A refusal is only ever made from committed state; a success
  * only ever under the lock.
+ *
+ * Spread sales: a lone order (nothing else of its SKU waiting) shares its
+ * merchant's next transaction with the other SKUs' lone orders (share,
+ * transact), which lock their products with one SKIP LOCKED statement: a
+ * SKU held elsewhere is placed apart, so it never holds up the rest.
  */
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
