@@ -47,7 +47,7 @@ import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
 import { orderToProto } from "./convert.ts";
-import { placeOrderBatch, type BatchedOrder, type BatchOutcome } from "./lifecycle.ts";
+import { placeOrderBatch, type BatchedOrder } from "./lifecycle.ts";
 import type { OrderDb } from "./store.ts";
 import type { Bulkhead } from "./bulkhead.ts";
 
@@ -64,8 +64,6 @@ export interface Reservations {
   reserve(reservation: Reservation): Promise<CreateOrderResult>;
   /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
   restocked(merchantId: string, skus: readonly string[]): void;
-  /** Batch transactions committed so far and the orders they decided (placed or refused). */
-  stats(): { transactions: number; orders: number };
 }
 
 export interface ReservationOptions {
@@ -136,7 +134,6 @@ export function createReservations(options: ReservationOptions): Reservations {
   const lanes = new Map<string, Lane>();
   /** Each merchant's shared transactions: lone orders of its SKUs waiting for one, and how many are under way. */
   const groups = new Map<string, Group>();
-  const transactions = { count: 0, orders: 0 };
   const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
 
   const fresh = (lane: Lane) => lane.known !== undefined && now() - lane.known.at <= soldOutTrustMs;
@@ -215,7 +212,7 @@ export function createReservations(options: ReservationOptions): Reservations {
           new Date(),
           { skipLocked: shared },
         );
-        const results = outcomes.map((o: BatchOutcome) =>
+        const results = outcomes.map((o) =>
           o.busy ? undefined : (o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) })),
         );
         await claimWithResponses(
@@ -235,7 +232,6 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
       return;
     }
-    transactions.count++;
     let i = 0;
     for (const { lane, orders, done } of shares) {
       if (committed.products.has(lane.sku)) {
@@ -246,11 +242,8 @@ export function createReservations(options: ReservationOptions): Reservations {
       for (const w of orders) {
         const result = committed.results[i++];
         if (result === undefined) busy.push(w);
-        else {
-          transactions.orders++;
-          if (result instanceof PreconditionError) w.reject(result);
-          else w.resolve(result);
-        }
+        else if (result instanceof PreconditionError) w.reject(result);
+        else w.resolve(result);
       }
       // A busy lane's orders get a transaction of their own, apart from the merchant's pipeline.
       if (busy.length > 0) void transact(merchantId, [{ lane, orders: busy, done }]);
@@ -366,6 +359,5 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (lane) lane.known = undefined;
       }
     },
-    stats: () => ({ transactions: transactions.count, orders: transactions.orders }),
   };
 }
