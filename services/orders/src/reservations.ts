@@ -27,11 +27,13 @@
  * nothing left; orders that the read shows can be served go on to the lock.
  * So a restock made anywhere (the catalog, a bulk job, another replica's
  * cancel) is seen by the next order. ORDER_SOLD_OUT_TRUST_MS (soldOutTrustMs,
- * default 0) lets the knowledge refuse orders without any read for that
- * long, the bound on how stale a "sold out" may be, for a storm of calls on
- * a SKU that stays sold out; this process's own cancels forget it at once
- * (restocked). A refusal is only ever made from committed state; a success
- * only ever under the lock.
+ * default 0) lets the knowledge refuse orders without reading the product
+ * for that long, the bound on how stale a "sold out" may be, for a storm of
+ * calls on a SKU that stays sold out; this process's own cancels forget it
+ * at once (restocked). A refusal is only ever made from committed state; a
+ * success only ever under the lock. Before a call with a request_id is
+ * refused, its key is read (refuse): the retry of an order placed before the
+ * SKU sold out gets its stored answer, not INSUFFICIENT_STOCK.
  *
  * Spread sales: a lone order (nothing else of its SKU waiting) shares its
  * merchant's next transaction with the other SKUs' lone orders (share,
@@ -42,7 +44,7 @@ import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { PreconditionError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
-import { claimWithResponses, type IdempotentCall } from "@stockroom/common/rpc";
+import { claimWithResponses, storedResponse, type IdempotentCall } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
@@ -165,6 +167,18 @@ export function createReservations(options: ReservationOptions): Reservations {
     return batch;
   };
 
+  /**
+   * refuse answers an order refused from what the process knows of its SKU:
+   * with INSUFFICIENT_STOCK, unless its request_id already committed (the
+   * retry of an order placed before the SKU sold out), which is answered
+   * from its key.
+   */
+  const refuse = async (r: Reservation, error: PreconditionError): Promise<CreateOrderResult> => {
+    const stored = await storedResponse(db, r.call);
+    if (stored) return stored;
+    throw error;
+  };
+
   const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
 
   const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
@@ -174,11 +188,13 @@ export function createReservations(options: ReservationOptions): Reservations {
         const product = await findProduct(db, lane.merchantId, lane.sku);
         lane.known = product && { product, at: now() };
       }
+      const refused: Promise<void>[] = [];
       todo = todo.filter((w) => {
         const error = refusal(lane, w.reservation);
-        if (error) w.reject(error);
+        if (error) refused.push(refuse(w.reservation, error).then(w.resolve, w.reject));
         return !error;
       });
+      await Promise.all(refused);
     }
     if (todo.length === 0) return;
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
@@ -343,7 +359,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
       if (fresh(lane)) {
         const error = refusal(lane, reservation);
-        if (error) return Promise.reject(error);
+        if (error) return refuse(reservation, error);
       }
       if (lane.queue.length >= maxWaiting) {
         return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));

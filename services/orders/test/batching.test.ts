@@ -35,11 +35,11 @@ async function settle<T>(calls: Promise<T>[]): Promise<{ won: T[]; lost: Connect
 }
 
 /** auditTrail lists a SKU's audit entries (version, stock after, source_ref, request_id), oldest first. */
-async function auditTrail(sku: string) {
+async function auditTrail(sku: string, merchant = merchantId) {
   const rows = await dbOf(api)
     .selectFrom("product_changes")
     .select(["version", "after_state", "source_ref", "request_id"])
-    .where("merchant_id", "=", merchantId)
+    .where("merchant_id", "=", merchant)
     .where("sku", "=", sku)
     .orderBy("version")
     .execute();
@@ -111,14 +111,17 @@ test("concurrent orders of one SKU share transactions; each keeps its outcome in
 });
 
 test("lone orders of many SKUs share transactions, each SKU keeping its own stock, versions and audit; a SKU locked elsewhere is placed apart, holding up no other", async (t) => {
+  // Merchant B: the other tests' orders (merchant A) would share its transactions and hold up the free SKUs.
+  const merchant = api.merchantB;
+  const client = api.client(OrderService, merchant);
   const skus = Array.from({ length: 12 }, (_, i) => `SPREAD-${String(i).padStart(2, "0")}`);
-  for (const sku of skus) await createProduct(api, api.merchantA, sku, 3);
+  for (const sku of skus) await createProduct(api, merchant, sku, 3);
   const busy = skus.at(-1)!;
-  const release = await holdLock(api, merchantId, busy);
+  const release = await holdLock(api, merchant.merchantId, busy);
   const from = api.queries.length;
   // Four orders of one unit per SKU, all at once: three of each are placed, the fourth finds nothing left.
   const call = (sku: string, n: number) =>
-    orders.createOrder({ requestId: `spread-${sku}-${n}`, lines: [{ sku, quantity: 1 }], buyerReference: `${sku}/${n}` });
+    client.createOrder({ requestId: `spread-${sku}-${n}`, lines: [{ sku, quantity: 1 }], buyerReference: `${sku}/${n}` });
   const free = skus.slice(0, -1).flatMap((sku) => [0, 1, 2, 3].map((n) => call(sku, n)));
   const held = [0, 1, 2, 3].map((n) => call(busy, n));
   // Every order of the free SKUs is answered while the busy SKU's row is still locked.
@@ -136,8 +139,8 @@ test("lone orders of many SKUs share transactions, each SKU keeping its own stoc
   t.is(late.lost.length, 1);
 
   for (const sku of skus) {
-    t.deepEqual(await stockOf(api, merchantId, sku), { stock: 0, version: 4 }, sku);
-    const trail = await auditTrail(sku);
+    t.deepEqual(await stockOf(api, merchant.merchantId, sku), { stock: 0, version: 4 }, sku);
+    const trail = await auditTrail(sku, merchant.merchantId);
     t.deepEqual(
       trail.map((e) => [e.version, e.stock]),
       [
@@ -151,10 +154,10 @@ test("lone orders of many SKUs share transactions, each SKU keeping its own stoc
   }
   // Each placed order has its own stock change and its own order event.
   for (const r of [...won, ...late.won]) {
-    const changes = await orderStockChanges(api, merchantId, r.order!.id);
+    const changes = await orderStockChanges(api, merchant.merchantId, r.order!.id);
     t.is(changes.length, 1);
     t.is(changes[0]!.sku, r.order!.lines[0]!.sku);
-    t.is((await orderEvents(api, merchantId, r.order!.id)).length, 1);
+    t.is((await orderEvents(api, merchant.merchantId, r.order!.id)).length, 1);
   }
 });
 
@@ -249,6 +252,12 @@ test("sold out: refusals come from committed state without the row lock, and a r
   const { lost } = await settle(
     Array.from({ length: 50 }, (_, i) => orders.createOrder({ requestId: `gone-late-${i}`, lines: [{ sku: "GONE-1", quantity: 1 }] })),
   );
+  // Retries of the first five: the three placed are answered from their keys, sold out as the SKU now is.
+  const again = await settle(
+    Array.from({ length: 5 }, (_, i) => orders.createOrder({ requestId: `gone-${i}`, lines: [{ sku: "GONE-1", quantity: 1 }] })),
+  );
+  t.deepEqual(again.won.map((r) => r.order!.id).sort(), won.map((r) => r.order!.id).sort());
+  t.is(again.lost.length, 2);
   await release();
   t.is(lost.length, 50);
   t.true(lost.every((e) => errorInfo(e)?.reason === "INSUFFICIENT_STOCK" && errorInfo(e)?.metadata["available"] === "0"));
@@ -272,6 +281,10 @@ test("ORDER_SOLD_OUT_TRUST_MS: within it refusals need no read at all; after it 
   const touched = trusting.queries.slice(from).filter((q) => q.parameters.includes("TRUST-1"));
   t.is(errorInfo(lost[0]!)?.reason, "INSUFFICIENT_STOCK", "the stale refusal the setting allows");
   t.is(touched.length, 0);
+  // The retry of the order that was placed is answered from its key, not refused.
+  const first = await client.createOrder({ requestId: "trust-0", lines: [{ sku: "TRUST-1", quantity: 1 }] });
+  t.is(first.order!.lines[0]!.sku, "TRUST-1");
+  t.is(trusting.queries.slice(from).filter((q) => q.parameters.includes("TRUST-1")).length, 0, "no read of the product");
   await new Promise((r) => setTimeout(r, 1600));
   const { order } = await client.createOrder({ requestId: "trust-1", lines: [{ sku: "TRUST-1", quantity: 1 }] });
   t.truthy(order);

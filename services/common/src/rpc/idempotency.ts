@@ -100,6 +100,25 @@ export async function idempotentMutation<DB extends CommonTables, Req extends De
   }
 }
 
+/**
+ * storedResponse answers a call from its request_id's key without running
+ * it: the stored response if the key holds this same request,
+ * REQUEST_ID_MISMATCH if it holds another, undefined if the request_id is
+ * free (or empty). A plain read, which never waits on a lock: for a path
+ * that refuses calls without running them (an order for a SKU known to be
+ * sold out), so that the retry of a call that did commit still gets its
+ * answer.
+ */
+export async function storedResponse<Req extends DescMessage, Res extends DescMessage>(
+  // biome-ignore lint/suspicious/noExplicitAny: plain SQL on any database with the common tables
+  db: Kysely<any>,
+  call: IdempotentCall<Req, Res>,
+): Promise<MessageShape<Res> | undefined> {
+  if (call.requestId === "") return undefined;
+  const claim = await findClaim(db, call);
+  return claim && replay(call, requestFingerprint(call), claim);
+}
+
 interface Claim {
   method: string;
   request_sha256: Buffer;
