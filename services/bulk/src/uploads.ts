@@ -6,7 +6,7 @@
  * where the client resumes.
  */
 import { deleteInBatches, insertRows, inTransaction, jsonColumn } from "@stockroom/common/db";
-import { InvalidArgumentError, NotFoundError, PreconditionError, newUlid, ULID_PATTERN } from "@stockroom/common";
+import { asBuffer, InvalidArgumentError, NotFoundError, PreconditionError, newUlid, ULID_PATTERN } from "@stockroom/common";
 import type { NewJob } from "./jobs.ts";
 import type { BulkDb, BulkTx, BulkUploadRow } from "./store.ts";
 
@@ -96,14 +96,8 @@ export async function appendPart(
     if (end > committed) {
       // insertRows sends the part as a prepared statement's binary value: as SQL text it was hex, twice
       // its size, built in this process and parsed by the database.
-      const part = data.subarray(overlap);
       await insertRows(trx, "bulk_upload_parts", [
-        {
-          merchant_id: merchantId,
-          upload_id: uploadId,
-          byte_offset: committed,
-          data: Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength),
-        },
+        { merchant_id: merchantId, upload_id: uploadId, byte_offset: committed, data: asBuffer(data.subarray(overlap)) },
       ]);
       await trx
         .updateTable("bulk_uploads")

@@ -76,12 +76,15 @@ class Out {
     }
     buf[this.pos++] = n;
   }
-  /** A length-delimited string field of byteLength bytes (left out when empty). */
-  string(field: number, s: string, byteLength: number): void {
-    if (byteLength === 0) return;
+  /** A length-delimited string field of byteLength bytes, written even when empty (a map entry's key and value, a repeated element). */
+  text(field: number, s: string, byteLength: number): void {
     this.varint(tag(field, LEN));
     this.varint(byteLength);
     this.pos += this.buf.write(s, this.pos, byteLength, "utf8");
+  }
+  /** A singular string field: left out when empty, as proto3 leaves a default. */
+  string(field: number, s: string, byteLength: number): void {
+    if (byteLength > 0) this.text(field, s, byteLength);
   }
   /** A varint field (left out when 0). */
   number(field: number, n: number): void {
@@ -205,12 +208,8 @@ export function encodeProductEvent(e: ProductEventFields): Buffer {
   out.number(7, status);
   for (let i = 0; i < attributeKeys.length; i++) {
     out.open(8, attributeSizes[i * 3 + 2]!);
-    out.varint(tag(1, LEN));
-    out.varint(attributeSizes[i * 3]!);
-    out.pos += out.buf.write(attributeKeys[i]!, out.pos, attributeSizes[i * 3]!, "utf8");
-    out.varint(tag(2, LEN));
-    out.varint(attributeSizes[i * 3 + 1]!);
-    out.pos += out.buf.write(p.attributes[attributeKeys[i]!]!, out.pos, attributeSizes[i * 3 + 1]!, "utf8");
+    out.text(1, attributeKeys[i]!, attributeSizes[i * 3]!);
+    out.text(2, p.attributes[attributeKeys[i]!]!, attributeSizes[i * 3 + 1]!);
   }
   out.number(9, p.version);
   out.string(10, etag, etagLen);
@@ -224,12 +223,7 @@ export function encodeProductEvent(e: ProductEventFields): Buffer {
     out.varint(p.weightGrams);
   }
 
-  for (let i = 0; i < changed.length; i++) {
-    // A repeated field's element is written even when empty.
-    out.varint(tag(5, LEN));
-    out.varint(changed[i]!);
-    out.pos += out.buf.write(e.changedFields[i]!, out.pos, changed[i]!, "utf8");
-  }
+  for (let i = 0; i < changed.length; i++) out.text(5, e.changedFields[i]!, changed[i]!);
   out.open(6, source);
   out.number(1, e.sourceKind);
   out.string(2, e.sourceRef, sourceRef);

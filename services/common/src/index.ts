@@ -1,3 +1,4 @@
+export * from "./bytes.ts";
 export * from "./canonical-json.ts";
 export * from "./config.ts";
 export * from "./errors.ts";

@@ -1,5 +1,6 @@
 import { context, propagation } from "@opentelemetry/api";
 import type { Transaction } from "kysely";
+import { asBuffer } from "@stockroom/common";
 import { insertRows } from "@stockroom/common/db";
 import type { EventTables } from "./schema.ts";
 
@@ -49,7 +50,7 @@ export async function appendOutbox(trx: Transaction<EventTables>, events: Outbox
       aggregate_version: e.aggregateVersion,
       event_type: e.eventType,
       // A view, not a copy: a bulk chunk's batch payload is up to 512 KiB.
-      payload: Buffer.isBuffer(e.payload) ? e.payload : Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength),
+      payload: asBuffer(e.payload),
       trace_context: traceContext,
       created_at: e.createdAt,
       event_count: e.eventCount ?? 1,

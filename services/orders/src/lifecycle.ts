@@ -103,7 +103,8 @@ export async function placeOrderBatch(
   options: { skipLocked?: boolean } = {},
 ): Promise<{ outcomes: BatchOutcome[]; products: Map<string, Product | undefined> }> {
   const skus = [...new Set(batch.map((b) => b.line.sku))];
-  const locked = new Map<string, Product | undefined>();
+  // Waiting locks: every SKU is known after (undefined: no product). Skipping: only the rows it locked.
+  const locked = new Map<string, Product | undefined>(options.skipLocked ? [] : skus.map((sku) => [sku, undefined]));
   if (skus.length === 1 && !options.skipLocked) locked.set(skus[0]!, await lockProduct(trx, merchantId, skus[0]!));
   else for (const [sku, product] of await lockProducts(trx, merchantId, skus, options)) locked.set(sku, product);
   const left = new Map(locked);
@@ -112,7 +113,7 @@ export async function placeOrderBatch(
   const orders: Order[] = [];
   const outcomes = batch.map((b): BatchOutcome => {
     const { sku } = b.line;
-    if (options.skipLocked && !locked.has(sku)) return { busy: true };
+    if (!locked.has(sku)) return { busy: true };
     const product = left.get(sku);
     let priced: ReturnType<typeof priceLines>;
     try {
@@ -129,9 +130,7 @@ export async function placeOrderBatch(
     orders.push(order);
     return { order };
   });
-  const products = new Map<string, Product | undefined>(
-    (options.skipLocked ? [...locked.keys()] : skus).map((sku) => [sku, locked.get(sku)]),
-  );
+  const products = new Map(locked);
   for (const [sku, ofSku] of placed) {
     const after = await writeStockSeries(
       trx,

@@ -183,23 +183,23 @@ export function createReservations(options: ReservationOptions): Reservations {
 
   const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
     let todo = batch;
+    /** The refused orders' key reads, which run alongside the transaction of the rest. */
+    const refused: Promise<void>[] = [];
     if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
       if (!fresh(lane)) {
         const product = await findProduct(db, lane.merchantId, lane.sku);
         lane.known = product && { product, at: now() };
       }
-      const refused: Promise<void>[] = [];
       todo = todo.filter((w) => {
         const error = refusal(lane, w.reservation);
         if (error) refused.push(refuse(w.reservation, error).then(w.resolve, w.reject));
         return !error;
       });
-      await Promise.all(refused);
     }
-    if (todo.length === 0) return;
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
     if (todo.length === 1) await share(lane, todo);
-    else await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
+    else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
+    await Promise.all(refused);
   };
 
   /**

@@ -1,4 +1,5 @@
 /** Bulk file parsing: the public surface. */
+import { asBuffer } from "@stockroom/common";
 import { CsvRecordCounter, CsvScanner } from "./csv.ts";
 import { JsonlScanner } from "./jsonl.ts";
 import {
@@ -117,7 +118,7 @@ class BomStrip {
 
   /** push returns the bytes to pass on, or undefined while they are held back. */
   push(chunk: Uint8Array): Buffer | undefined {
-    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let bytes = asBuffer(chunk);
     if (this.#head === undefined) return bytes;
     if (this.#head.length > 0 || bytes.length < BOM.length) {
       this.#head = Buffer.concat([this.#head, bytes]);
