@@ -16,6 +16,8 @@ export function startCatalog(name: string): Promise<TestApi<CatalogTables>> {
 }
 
 export { CatalogService };
+/** The catalog's event encoder, for other packages' tests of what they read off the wire. */
+export { encodeProductEvent } from "../src/event-codec.ts";
 
 /** productInit returns a valid product with overrides. */
 export function productInit(sku: string, overrides: Record<string, unknown> = {}) {

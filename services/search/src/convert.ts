@@ -1,7 +1,6 @@
 /** Mapping between catalog products (rows or events), search rows and the wire (stockroom.search.v1). */
 import { create } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ChangeType, type ProductStatus as ProtoStatus, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
+import type { ProductStatus as ProtoStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { SearchResultSchema, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { type Product, type ProductStatus, STATUS_TO_PROTO } from "@stockroom/catalog";
 import type { SearchEntry, SearchHit } from "./store.ts";
@@ -33,35 +32,8 @@ export function entryFromProduct(merchantId: string, p: Product): SearchEntry {
   };
 }
 
-/**
- * entryFromEvent is an event's product state as the projection stores it;
- * a delete becomes a tombstone at the event's version. It throws on an
- * event that cannot describe a product (no product, unknown status).
- */
-export function entryFromEvent(event: ProductEvent): SearchEntry {
-  const p = event.product;
-  const status = p && statusFromProto(p.status);
-  if (!p || !status || p.id === "" || p.sku === "") throw new Error(`event ${event.eventId} carries no valid product`);
-  return {
-    merchant_id: event.merchantId,
-    sku: p.sku,
-    product_id: p.id,
-    version: Number(p.version),
-    deleted: event.type === ChangeType.DELETED ? 1 : 0,
-    title: p.title,
-    description: p.description,
-    attributes_text: Object.values(p.attributes).join(" "),
-    price_minor: Number(p.price?.minorUnits ?? 0n),
-    currency: p.price?.currencyCode ?? "",
-    stock: p.stock,
-    status,
-    changed_at: event.occurTime ? timestampDate(event.occurTime) : new Date(),
-    brand: storedBrand(p.brand),
-  };
-}
-
 /** storedBrand is how the projection stores a brand: none (empty in the catalog's Product and on the wire) is NULL. */
-function storedBrand(brand: string): string | null {
+export function storedBrand(brand: string): string | null {
   return brand === "" ? null : brand;
 }
 

@@ -7,13 +7,10 @@
  * redelivered, duplicated or overtaken event never moves a row back
  * (store.ts upsertEntries).
  */
-import { fromBinary } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ProductEventBatchSchema, ProductEventSchema, type ProductEvent } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { domainSubjects, ensureEventConsumer, EVENT_HEADERS, PRODUCT_EVENT_BATCH, type EventStreamConfig } from "@stockroom/events";
 import { createLatencyWindow, type LatencySummary, type Logger } from "@stockroom/common/observe";
 import { consumeWorkQueue, type NatsDeps, type WorkMessage } from "@stockroom/common/nats";
-import { entryFromEvent } from "./convert.ts";
+import { decodeProductEvent, decodeProductEventBatch, type DecodedEvent } from "./event-decode.ts";
 import { upsertEntries, type SearchDb, type SearchEntry } from "./store.ts";
 
 export interface ProjectorConfig {
@@ -81,14 +78,13 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
   const batcher = createBatcher<SearchEntry>((entries) => upsertEntries(db, entries), { maxSize: 500, maxDelayMs: 5 });
   const stats = { applied: 0, rejected: 0, lastEventTime: undefined as Date | undefined };
 
-  const applied = (events: readonly ProductEvent[]) => {
+  const applied = (events: readonly DecodedEvent[]) => {
     const now = Date.now();
     stats.applied += events.length;
     for (const event of events) {
-      if (!event.occurTime) continue;
-      const at = timestampDate(event.occurTime);
-      latency.add(now - at.getTime());
-      if (!stats.lastEventTime || at > stats.lastEventTime) stats.lastEventTime = at;
+      if (event.occurMs === undefined) continue;
+      latency.add(now - event.occurMs);
+      if (!stats.lastEventTime || event.occurMs > stats.lastEventTime.getTime()) stats.lastEventTime = new Date(event.occurMs);
     }
   };
   const reject = (msg: WorkMessage, error: unknown, eventId = msg.headers["Nats-Msg-Id"]) => {
@@ -103,22 +99,20 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
    * alone (logged), the others are applied.
    */
   const applyBatch = async (msg: WorkMessage) => {
-    let events: ProductEvent[];
+    let events: DecodedEvent[];
     try {
-      events = fromBinary(ProductEventBatchSchema, msg.data).events;
+      events = decodeProductEventBatch(msg.data);
     } catch (error) {
       reject(msg, error);
       return;
     }
     const entries: SearchEntry[] = [];
-    const good: ProductEvent[] = [];
+    const good: DecodedEvent[] = [];
     for (const event of events) {
-      try {
-        entries.push(entryFromEvent(event));
+      if (event.entry) {
+        entries.push(event.entry);
         good.push(event);
-      } catch (error) {
-        reject(msg, error, event.eventId);
-      }
+      } else reject(msg, event.error, event.eventId);
     }
     await upsertEntries(db, entries);
     applied(good);
@@ -126,16 +120,15 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
 
   const apply = async (msg: WorkMessage) => {
     if (msg.headers[EVENT_HEADERS.eventType] === PRODUCT_EVENT_BATCH) return applyBatch(msg);
-    let event: ProductEvent;
-    let entry: ReturnType<typeof entryFromEvent>;
+    let event: DecodedEvent;
     try {
-      event = fromBinary(ProductEventSchema, msg.data);
-      entry = entryFromEvent(event);
+      event = decodeProductEvent(msg.data);
     } catch (error) {
       reject(msg, error);
       return;
     }
-    await batcher.add(entry);
+    if (!event.entry) return reject(msg, event.error);
+    await batcher.add(event.entry);
     applied([event]);
   };
   const consumer = consumeWorkQueue(
