@@ -44,7 +44,7 @@ import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { PreconditionError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
-import { claimWithResponses, storedResponse, type IdempotentCall } from "@stockroom/common/rpc";
+import { claimWithResponses, storedResponse, storedResponses, type IdempotentCall, type StoredAnswer } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
@@ -181,25 +181,47 @@ export function createReservations(options: ReservationOptions): Reservations {
 
   const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
 
+  /** refuseAll is refuse for a batch's refused orders, with one read of all their keys. */
+  const refuseAll = async (refused: { w: Waiting; error: PreconditionError }[]): Promise<void> => {
+    let answers: StoredAnswer<typeof CreateOrderResponseSchema>[];
+    try {
+      answers = await storedResponses(
+        db,
+        refused.map(({ w }) => w.reservation.call),
+      );
+    } catch (error) {
+      for (const { w } of refused) w.reject(error);
+      return;
+    }
+    for (const [i, { w, error }] of refused.entries()) {
+      const answer = answers[i];
+      if (!answer) w.reject(error);
+      else if ("error" in answer) w.reject(answer.error);
+      else w.resolve(answer.response);
+    }
+  };
+
   const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
     let todo = batch;
-    /** The refused orders' key reads, which run alongside the transaction of the rest. */
-    const refused: Promise<void>[] = [];
+    /** The refused orders' key read, which runs alongside the transaction of the rest. */
+    let refusing: Promise<void> | undefined;
     if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
       if (!fresh(lane)) {
         const product = await findProduct(db, lane.merchantId, lane.sku);
         lane.known = product && { product, at: now() };
       }
+      const refused: { w: Waiting; error: PreconditionError }[] = [];
       todo = todo.filter((w) => {
         const error = refusal(lane, w.reservation);
-        if (error) refused.push(refuse(w.reservation, error).then(w.resolve, w.reject));
+        if (error) refused.push({ w, error });
         return !error;
       });
+      if (refused.length > 0) refusing = refuseAll(refused);
     }
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
     if (todo.length === 1) await share(lane, todo);
     else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
-    await Promise.all(refused);
+    await refusing;
   };
 
   /**

@@ -25,6 +25,9 @@ const CLAIM =
   "insert into `idempotency_keys` (`merchant_id`, `request_id`, `method`, `request_sha256`, `response`, `created_at`) values (?, ?, ?, ?, ?, ?)";
 const STORE_RESPONSE = "update `idempotency_keys` set `response` = ? where `merchant_id` = ? and `request_id` = ?";
 const FIND_CLAIM = "select `method`, `request_sha256`, `response` from `idempotency_keys` where `merchant_id` = ? and `request_id` = ?";
+/** FIND_CLAIM for several request_ids: followed by the list of their placeholders. */
+const FIND_CLAIMS =
+  "select `request_id`, `method`, `request_sha256`, `response` from `idempotency_keys` where `merchant_id` = ? and `request_id` in";
 
 /**
  * idempotent makes a mutation safe to retry (AIP-155) inside a transaction
@@ -114,10 +117,48 @@ export async function storedResponse<Req extends DescMessage, Res extends DescMe
   db: Kysely<any>,
   call: IdempotentCall<Req, Res>,
 ): Promise<MessageShape<Res> | undefined> {
-  if (call.requestId === "") return undefined;
-  const claim = await findClaim(db, call);
-  return claim && replay(call, requestFingerprint(call), claim);
+  const [answer] = await storedResponses(db, [call]);
+  if (answer && "error" in answer) throw answer.error;
+  return answer?.response;
 }
+
+/** What storedResponses found for a call: its stored response, the error to answer it with, or nothing (a free or empty request_id). */
+export type StoredAnswer<Res extends DescMessage> = { response: MessageShape<Res> } | { error: Error } | undefined;
+
+/**
+ * storedResponses is storedResponse for many calls of one merchant with one
+ * read of all their keys (a batch of orders refused together once their
+ * SKU sold out reads one statement, not one per order). The answers are in
+ * the order of the calls.
+ */
+export async function storedResponses<Req extends DescMessage, Res extends DescMessage>(
+  // biome-ignore lint/suspicious/noExplicitAny: plain SQL on any database with the common tables
+  db: Kysely<any>,
+  calls: readonly IdempotentCall<Req, Res>[],
+): Promise<StoredAnswer<Res>[]> {
+  const keyed = calls.filter((c) => c.requestId !== "");
+  if (keyed.length === 0) return calls.map(() => undefined);
+  const merchantId = keyed[0]!.merchantId;
+  if (keyed.some((c) => c.merchantId !== merchantId)) throw new Error("storedResponses reads the keys of one merchant's calls");
+  const ids = [...new Set(keyed.map((c) => c.requestId))];
+  const { rows } = await runStatement<Claim & { request_id: string }>(db, `${FIND_CLAIMS} (${ids.map(() => "?").join(", ")})`, [
+    merchantId,
+    ...ids,
+  ]);
+  // The column compares as utf8mb4_bin does, which ignores trailing spaces: so does the lookup.
+  const claims = new Map(rows.map((r) => [padless(r.request_id), r]));
+  return calls.map((call) => {
+    const claim = call.requestId === "" ? undefined : claims.get(padless(call.requestId));
+    if (!claim) return undefined;
+    try {
+      return { response: replay(call, requestFingerprint(call), claim) };
+    } catch (error) {
+      return { error: error as Error };
+    }
+  });
+}
+
+const padless = (s: string) => s.replace(/ +$/, "");
 
 interface Claim {
   method: string;
