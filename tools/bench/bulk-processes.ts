@@ -22,6 +22,17 @@ export const workerMain = path.join(root, "services", "bulk", "src", "worker-mai
 export const profileArgs =
   process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
 
+/** nodeArgs reads a bench variable of V8 flags (set to "" for V8's defaults). */
+const nodeArgs = (name: string, nomad: string) => (process.env[name] ?? nomad).split(" ").filter(Boolean);
+/** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it (BENCH_API_NODE_ARGS overrides; deploy-config.test.ts holds them equal). */
+export const API_NODE_ARGS = nodeArgs("BENCH_API_NODE_ARGS", "--max-old-space-size=256 --max-semi-space-size=8 --heap-growing-percent=100");
+/**
+ * A bulk worker's V8 flags, as nomad/bulk.nomad.hcl runs it: none (BENCH_WORKER_NODE_ARGS overrides). Its
+ * heap grows to some 450 MB over a 500k-row job; capped at 192 MB it stayed near 210 MB but spent 20-35%
+ * more CPU, so Nomad reserves the memory instead.
+ */
+export const WORKER_NODE_ARGS = nodeArgs("BENCH_WORKER_NODE_ARGS", "");
+
 export const FINAL_STATES = new Set([
   BulkJobState.SUCCEEDED,
   BulkJobState.PARTIALLY_SUCCEEDED,
@@ -94,7 +105,7 @@ export async function uploadInParts(
  * warnings rather than printed; errors and anything else pass through.
  */
 export function startWorker(env: Record<string, string>, warnings: Map<string, number>): ChildProcess {
-  const child = spawn(process.execPath, [...profileArgs, workerMain], {
+  const child = spawn(process.execPath, [...profileArgs, ...WORKER_NODE_ARGS, workerMain], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "inherit", "pipe"],

@@ -59,6 +59,7 @@ import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { onVitess, testDatabaseUrl } from "@stockroom/common/testing";
 import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import {
+  API_NODE_ARGS,
   apiMain,
   FINAL_STATES as FINAL,
   generateCsv,
@@ -68,6 +69,7 @@ import {
   until,
   uploadInParts,
   uploadRequests,
+  WORKER_NODE_ARGS,
   type FileInfo,
 } from "./bulk-processes.ts";
 import { startDownstream, type Downstream, type DownstreamResult } from "./bulk-downstream.ts";
@@ -111,10 +113,6 @@ const TARGET_SEARCH_S = 15;
 /** How long one job may take before the run is called failed. */
 const JOB_TIMEOUT_MS = 20 * 60_000;
 const SAMPLE_MS = 200;
-/** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it (BENCH_API_NODE_ARGS="" runs V8's defaults). */
-const API_NODE_ARGS = (process.env["BENCH_API_NODE_ARGS"] ?? "--max-old-space-size=256 --max-semi-space-size=16")
-  .split(" ")
-  .filter(Boolean);
 
 const apiConfig = parseApiConfig(process.env);
 // A file above the item limit would fail as a whole; the children then get a limit that fits.
@@ -822,7 +820,7 @@ try {
       `with an audit row and an outbox event per item)${DOWNSTREAM ? "; relay and search projector running" : ""}\n` +
       `settings: chunk ${bulkConfig.limits.chunkSize}, chunk format ${bulkConfig.limits.chunkFormat}, job window ${bulkConfig.queue.window}, ` +
       `worker concurrency ${bulkConfig.workerConcurrency}, max ack pending ${bulkConfig.queue.maxAckPending}, DB pool ${apiConfig.dbPoolSize} per process, ` +
-      `bulk API node flags "${API_NODE_ARGS.join(" ")}"` +
+      `bulk API node flags "${API_NODE_ARGS.join(" ")}", worker node flags "${WORKER_NODE_ARGS.join(" ")}"` +
       (childEnv["BULK_MAX_ITEMS"] ? `, BULK_MAX_ITEMS raised to ${ROWS}` : "") +
       `; load average at start ${os
         .loadavg()
@@ -1084,6 +1082,7 @@ try {
       dbPoolSize: apiConfig.dbPoolSize,
       maxItems: bulkConfig.limits.maxItems,
       apiNodeArgs: API_NODE_ARGS,
+      workerNodeArgs: WORKER_NODE_ARGS,
     },
     database,
     uploads: UPLOAD_MODES,

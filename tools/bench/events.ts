@@ -70,7 +70,17 @@ import { connectNats } from "@stockroom/common/nats";
 import { sql, type Kysely } from "kysely";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { DEFAULT_PROJECTOR, startSearchProjector, type SearchProjector, openSearchDatabase, createSearchWaiter } from "@stockroom/search";
-import { apiMain, FINAL_STATES, generateCsv, root, startWorker, stopChild, until, uploadRequests } from "./bulk-processes.ts";
+import {
+  API_NODE_ARGS,
+  apiMain,
+  FINAL_STATES,
+  generateCsv,
+  root,
+  startWorker,
+  stopChild,
+  until,
+  uploadRequests,
+} from "./bulk-processes.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import { maxOf, percentile, round, table, writeResults } from "./stats.ts";
 
@@ -97,8 +107,6 @@ const TARGET_CAUGHT_UP_S = 15;
 /** The tables whose size per item the bench reports: the data, and what the pipeline keeps beside it. */
 const SIZED_TABLES = ["products", "product_changes", "outbox_events", "bulk_job_items"] as const;
 const JOB_TIMEOUT_MS = 30 * 60_000;
-/** The bulk API's V8 heap settings, as nomad/bulk.nomad.hcl runs it. */
-const API_NODE_ARGS = ["--max-old-space-size=256", "--max-semi-space-size=16"];
 /** The relay as in production, except that it counts its backlog every second for stats(). */
 const RELAY: RelayConfig = DEFAULT_RELAY;
 const log = createLogger("bench-events", "warn");
