@@ -17,8 +17,10 @@
  * holds up another merchant's calls.
  *
  * A place is a transaction: a hot SKU's batch (reservations.ts) holds one
- * for all the orders it carries, so batching is never capped by the
- * bulkhead; the orders waiting for a batch are bounded by the batcher.
+ * for all the orders it carries, and so does a merchant's shared
+ * transaction of lone orders (they take a place to be admitted and give it
+ * up as they queue for it), so batching is never capped by the bulkhead;
+ * the orders waiting for a batch are bounded by the batcher.
  */
 import { RateLimitedError } from "@stockroom/common";
 
@@ -38,6 +40,12 @@ export interface Bulkhead {
   tryEnter(merchantId: string): (() => void) | undefined;
   /** enter takes a place, waiting for one in the merchant's line at most waitMs, or throws RateLimitedError. */
   enter(merchantId: string): Promise<() => void>;
+  /**
+   * hold takes a place even past the caps, for a transaction that must run:
+   * one shared by orders admitted already (reservations.ts), at most a few
+   * per merchant. It counts like any other, so calls after it find less room.
+   */
+  hold(merchantId: string): () => void;
   /** refusal is the RateLimitedError a full bulkhead answers with, saying what is full. */
   refusal(what: string): RateLimitedError;
   /**
@@ -88,13 +96,19 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
     };
   };
 
-  const tryEnter = (merchantId: string): (() => void) | undefined => {
+  /** hold: see Bulkhead.hold. */
+  const hold = (merchantId: string): (() => void) => {
     const m = merchants.get(merchantId) ?? { inFlight: 0, line: [] };
-    if (m.inFlight >= perMerchant || m.line.length > 0 || all >= total) return undefined;
     merchants.set(merchantId, m);
     m.inFlight++;
     all++;
     return place(merchantId, m);
+  };
+
+  const tryEnter = (merchantId: string): (() => void) | undefined => {
+    const m = merchants.get(merchantId);
+    if (m && (m.inFlight >= perMerchant || m.line.length > 0)) return undefined;
+    return all >= total ? undefined : hold(merchantId);
   };
 
   /** overloaded: see Bulkhead.overloaded. */
@@ -115,6 +129,7 @@ export function createBulkhead(limits: BulkheadLimits, now: () => number = () =>
   return {
     refusal,
     tryEnter,
+    hold,
     overloaded,
     enter(merchantId) {
       const entered = tryEnter(merchantId);

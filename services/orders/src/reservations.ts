@@ -123,6 +123,8 @@ interface Share {
 
 interface Group {
   queue: Share[];
+  /** The orders in queue. */
+  waiting: number;
   running: number;
 }
 
@@ -201,7 +203,13 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
   };
 
-  const runBatch = async (lane: Lane, batch: Waiting[]): Promise<void> => {
+  /**
+   * runBatch answers a batch of a lane's orders, holding the lane's place
+   * (release). It returns true if it gave the place up: a lone order's
+   * shared transaction holds a place of its own however many orders it
+   * carries (runGroup), so the order does not keep one while it waits.
+   */
+  const runBatch = async (lane: Lane, batch: Waiting[], release: () => void): Promise<boolean> => {
     let todo = batch;
     /** The refused orders' key read, which runs alongside the transaction of the rest. */
     let refusing: Promise<void> | undefined;
@@ -219,9 +227,24 @@ export function createReservations(options: ReservationOptions): Reservations {
       if (refused.length > 0) refusing = refuseAll(refused);
     }
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
-    if (todo.length === 1) await share(lane, todo);
-    else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
+    let gaveUp = false;
+    if (todo.length === 1) {
+      release();
+      gaveUp = true;
+      await share(lane, todo);
+    } else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
     await refusing;
+    return gaveUp;
+  };
+
+  /** held runs a transaction that must run (its orders are admitted) holding a place of the merchant's, past the caps if need be. */
+  const held = async <T>(merchantId: string, run: () => Promise<T>): Promise<T> => {
+    const release = options.bulkhead.hold(merchantId);
+    try {
+      return await run();
+    } finally {
+      release();
+    }
   };
 
   /**
@@ -265,7 +288,7 @@ export function createReservations(options: ReservationOptions): Reservations {
     } catch {
       // Rolled back, or the COMMIT's outcome is unknown: each order runs on
       // its own, where a committed one is answered from its key.
-      void Promise.allSettled(todo.map(runSingle)).then(() => {
+      void Promise.allSettled(todo.map((w) => (shared ? held(merchantId, () => runSingle(w)) : runSingle(w)))).then(() => {
         for (const s of shares) s.done();
       });
       return;
@@ -284,7 +307,7 @@ export function createReservations(options: ReservationOptions): Reservations {
         else w.resolve(result);
       }
       // A busy lane's orders get a transaction of their own, apart from the merchant's pipeline.
-      if (busy.length > 0) void transact(merchantId, [{ lane, orders: busy, done }]);
+      if (busy.length > 0) void held(merchantId, () => transact(merchantId, [{ lane, orders: busy, done }]));
       else done();
     }
   };
@@ -302,10 +325,11 @@ export function createReservations(options: ReservationOptions): Reservations {
     new Promise<void>((done) => {
       let group = groups.get(lane.merchantId);
       if (!group) {
-        group = { queue: [], running: 0 };
+        group = { queue: [], waiting: 0, running: 0 };
         groups.set(lane.merchantId, group);
       }
       group.queue.push({ lane, orders, done });
+      group.waiting += orders.length;
       if (group.running < GROUP_PIPELINE) void runGroup(lane.merchantId, group);
     });
 
@@ -320,7 +344,8 @@ export function createReservations(options: ReservationOptions): Reservations {
           shares.push(next);
           orders += next.orders.length;
         }
-        await transact(merchantId, shares);
+        group.waiting -= orders;
+        await held(merchantId, () => transact(merchantId, shares));
       }
     } finally {
       group.running--;
@@ -328,17 +353,20 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
   };
 
-  const drain = async (lane: Lane, release: () => void): Promise<void> => {
+  const drain = async (lane: Lane, entered: () => void): Promise<void> => {
     lane.running++;
+    let release: (() => void) | undefined = entered;
     try {
       while (lane.queue.length > 0) {
         const batch = takeBatch(lane);
         // Only duplicates of orders under way are left: the batch holding their twin takes them when it is done.
         if (batch.length === 0) break;
         try {
-          await runBatch(lane, batch);
+          // A batch after one whose place went to a shared transaction needs a place again (or is refused as calls are).
+          release ??= await options.bulkhead.enter(lane.merchantId);
+          if (await runBatch(lane, batch, release)) release = undefined;
         } catch (error) {
-          // Only the non-locking read can get here (the transaction's failures fall back above).
+          // Only the non-locking read and the bulkhead can get here (the transaction's failures fall back above).
           for (const w of batch) w.reject(error);
         } finally {
           for (const w of batch) lane.taken.delete(w.reservation.call.requestId);
@@ -346,7 +374,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
     } finally {
       lane.running--;
-      release();
+      release?.();
     }
     if (lane.running === 0) {
       // Idle: kept, most recently used last, for what it knows.
@@ -385,6 +413,12 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
       if (lane.queue.length >= maxWaiting) {
         return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));
+      }
+      // A lone order (its lane idle) waits for its merchant's next shared transaction without a place: as many
+      // may wait as the transactions under way and the next ones take, no more.
+      const group = lane.running === 0 ? groups.get(merchantId) : undefined;
+      if (group && group.waiting >= maxBatch * GROUP_PIPELINE) {
+        return Promise.reject(options.bulkhead.refusal(`${group.waiting} orders of this merchant are waiting for a shared transaction`));
       }
       // A new transaction needs a place; with one under way already, the order can wait for it instead.
       const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;

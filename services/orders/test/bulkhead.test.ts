@@ -2,7 +2,8 @@ import http2 from "node:http2";
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
-import { createProduct, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
+import { sql } from "kysely";
+import { createProduct, dbOf, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
 import { grpcErrorOf } from "@stockroom/common/testing";
 
 const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
@@ -118,6 +119,68 @@ test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_P
   t.is(placed.length, 5);
   for (const r of results.filter((r) => r.status === "rejected")) expectShed(t, r);
   t.is((await stockOf(lane, lane.merchantA.merchantId, "LANE-1")).stock, 95);
+});
+
+/** holdKey inserts a request_id's idempotency key in a transaction left open: a transaction claiming the same key waits for it. */
+async function holdKey(api: Awaited<ReturnType<typeof startOrders>>, merchantId: string, requestId: string): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let held!: () => void;
+  const isHeld = new Promise<void>((r) => (held = r));
+  const rolledBack = new Error("rolled back");
+  const done = dbOf(api)
+    .transaction()
+    .execute(async (trx) => {
+      await sql`insert into idempotency_keys (merchant_id, request_id, method, request_sha256, response, created_at)
+        values (${merchantId}, ${requestId}, ${"held"}, ${Buffer.alloc(32)}, ${null}, ${new Date()})`.execute(trx);
+      held();
+      await released;
+      throw rolledBack;
+    })
+    .catch((error: unknown) => {
+      if (error !== rolledBack) throw error;
+    });
+  await isHeld;
+  return async () => {
+    release();
+    await done;
+  };
+}
+
+test("lone orders wait for their merchant's shared transaction without a place (each transaction holds one); past two transactions' worth waiting they are refused", async (t) => {
+  const spread = await startOrders("orders_bulkhead_spread", {
+    bulkhead: { perMerchant: 3, total: 0, waitingPerSku: 0, waitMs: 0 },
+    maxBatch: 2,
+  });
+  t.teardown(() => spread.close());
+  const { merchantId } = spread.merchantA;
+  for (let i = 0; i < 14; i++) await createProduct(spread, spread.merchantA, `SP-${i}`, 10);
+  const a = spread.client(OrderService, spread.merchantA);
+  const order = (i: number) => a.createOrder({ requestId: `sp-${i}`, lines: [{ sku: `SP-${i}`, quantity: 1 }] });
+  // The merchant's two shared transactions under way (a place each) wait to claim a key another transaction holds.
+  const keys = [await holdKey(spread, merchantId, "sp-0"), await holdKey(spread, merchantId, "sp-1")];
+  const first = order(0);
+  await new Promise((r) => setTimeout(r, 100));
+  const second = order(1);
+  await new Promise((r) => setTimeout(r, 100));
+  // 12 more lone orders, with one place left: each takes it only to join the queue, so the next two
+  // transactions' worth (2 x ORDER_BATCH_MAX) wait and the rest are refused. Orders that kept a place while
+  // waiting would have let one in.
+  const more = Array.from({ length: 12 }, (_, i) => order(i + 2));
+  const refused = await Promise.allSettled(more.slice(4));
+  for (const r of refused) expectShed(t, r);
+  t.regex(ConnectError.from((refused[0] as PromiseRejectedResult).reason).message, /waiting for a shared transaction/);
+  for (const release of keys) await release();
+  const placed = await Promise.allSettled([first, second, ...more.slice(0, 4)]);
+  t.true(
+    placed.every((r) => r.status === "fulfilled"),
+    placed.map((r) => (r.status === "rejected" ? String(r.reason) : "ok")).join("; "),
+  );
+  const stocks = await Promise.all(Array.from({ length: 14 }, (_, i) => stockOf(spread, merchantId, `SP-${i}`)));
+  t.deepEqual(
+    stocks.map((s) => s.stock),
+    Array.from({ length: 14 }, (_, i) => (i < 6 ? 9 : 10)),
+  );
 });
 
 test("a call past its merchant's places waits in the merchant's line for one; when its wait runs out it is refused with RetryInfo", async (t) => {
