@@ -44,7 +44,7 @@ import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { PreconditionError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
-import { claimWithResponses, storedResponse, storedResponses, type IdempotentCall, type StoredAnswer } from "@stockroom/common/rpc";
+import { claimWithResponses, storedResponses, type IdempotentCall, type StoredAnswer } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
 import type { Transaction } from "kysely";
 import { priceLines } from "./domain.ts";
@@ -170,21 +170,12 @@ export function createReservations(options: ReservationOptions): Reservations {
   };
 
   /**
-   * refuse answers an order refused from what the process knows of its SKU:
-   * with INSUFFICIENT_STOCK, unless its request_id already committed (the
-   * retry of an order placed before the SKU sold out), which is answered
-   * from its key.
+   * refuse answers orders refused from what the process knows of their SKU:
+   * each with its error (INSUFFICIENT_STOCK), unless its request_id already
+   * committed (the retry of an order placed before the SKU sold out), which
+   * is answered from its key. One read for all their keys.
    */
-  const refuse = async (r: Reservation, error: PreconditionError): Promise<CreateOrderResult> => {
-    const stored = await storedResponse(db, r.call);
-    if (stored) return stored;
-    throw error;
-  };
-
-  const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
-
-  /** refuseAll is refuse for a batch's refused orders, with one read of all their keys. */
-  const refuseAll = async (refused: { w: Waiting; error: PreconditionError }[]): Promise<void> => {
+  const refuse = async (refused: { w: Waiting; error: PreconditionError }[]): Promise<void> => {
     let answers: StoredAnswer<typeof CreateOrderResponseSchema>[];
     try {
       answers = await storedResponses(
@@ -202,6 +193,8 @@ export function createReservations(options: ReservationOptions): Reservations {
       else w.resolve(answer.response);
     }
   };
+
+  const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
 
   /**
    * runBatch answers a batch of a lane's orders, holding the lane's place
@@ -224,17 +217,16 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (error) refused.push({ w, error });
         return !error;
       });
-      if (refused.length > 0) refusing = refuseAll(refused);
+      if (refused.length > 0) refusing = refuse(refused);
     }
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
-    let gaveUp = false;
-    if (todo.length === 1) {
+    const lone = todo.length === 1;
+    if (lone) {
       release();
-      gaveUp = true;
       await share(lane, todo);
     } else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
     await refusing;
-    return gaveUp;
+    return lone;
   };
 
   /** held runs a transaction that must run (its orders are admitted) holding a place of the merchant's, past the caps if need be. */
@@ -409,7 +401,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
       if (fresh(lane)) {
         const error = refusal(lane, reservation);
-        if (error) return refuse(reservation, error);
+        if (error) return new Promise((resolve, reject) => void refuse([{ w: { reservation, resolve, reject }, error }]));
       }
       if (lane.queue.length >= maxWaiting) {
         return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));

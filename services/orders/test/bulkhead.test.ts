@@ -2,8 +2,7 @@ import http2 from "node:http2";
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
-import { sql } from "kysely";
-import { createProduct, dbOf, errorInfo, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
+import { createProduct, errorInfo, holdKey, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
 import { grpcErrorOf } from "@stockroom/common/testing";
 
 const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
@@ -120,32 +119,6 @@ test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_P
   for (const r of results.filter((r) => r.status === "rejected")) expectShed(t, r);
   t.is((await stockOf(lane, lane.merchantA.merchantId, "LANE-1")).stock, 95);
 });
-
-/** holdKey inserts a request_id's idempotency key in a transaction left open: a transaction claiming the same key waits for it. */
-async function holdKey(api: Awaited<ReturnType<typeof startOrders>>, merchantId: string, requestId: string): Promise<() => Promise<void>> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let held!: () => void;
-  const isHeld = new Promise<void>((r) => (held = r));
-  const rolledBack = new Error("rolled back");
-  const done = dbOf(api)
-    .transaction()
-    .execute(async (trx) => {
-      await sql`insert into idempotency_keys (merchant_id, request_id, method, request_sha256, response, created_at)
-        values (${merchantId}, ${requestId}, ${"held"}, ${Buffer.alloc(32)}, ${null}, ${new Date()})`.execute(trx);
-      held();
-      await released;
-      throw rolledBack;
-    })
-    .catch((error: unknown) => {
-      if (error !== rolledBack) throw error;
-    });
-  await isHeld;
-  return async () => {
-    release();
-    await done;
-  };
-}
 
 test("lone orders wait for their merchant's shared transaction without a place (each transaction holds one); past two transactions' worth waiting they are refused", async (t) => {
   const spread = await startOrders("orders_bulkhead_spread", {

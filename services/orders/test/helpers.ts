@@ -7,6 +7,7 @@ import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_servic
 import { startTestApi, type TestApi, type TestMerchant } from "@stockroom/common/testing";
 import { catalogModule } from "@stockroom/catalog";
 import { ordersModule, type OrdersModuleOptions } from "../src/module.ts";
+import { sql, type Transaction } from "kysely";
 import type { OrderDb } from "../src/store.ts";
 import type { OrderTables } from "../src/store.ts";
 
@@ -89,26 +90,54 @@ export async function orderStockChanges(api: TestApi, merchantId: string, orderI
 }
 
 /**
- * holdLock locks a merchant's product row from a transaction of the test's
- * own until the returned release is called, so orders pile up behind it.
+ * holdOpen runs work in a transaction and leaves it open, holding the locks
+ * work took, until the returned function is called; the transaction then
+ * commits, or rolls back if asked.
  */
-export async function holdLock(api: TestApi, merchantId: string, sku: string): Promise<() => Promise<void>> {
+async function holdOpen(
+  api: TestApi,
+  work: (trx: Transaction<OrderTables>) => Promise<unknown>,
+  rollBack = false,
+): Promise<() => Promise<void>> {
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
+  let held!: () => void;
+  const isHeld = new Promise<void>((r) => (held = r));
+  const rolledBack = new Error("rolled back");
   const done = dbOf(api)
     .transaction()
     .execute(async (trx) => {
-      await trx.selectFrom("products").select("stock").where("merchant_id", "=", merchantId).where("sku", "=", sku).forUpdate().execute();
-      locked();
+      await work(trx);
+      held();
       await released;
+      if (rollBack) throw rolledBack;
+    })
+    .catch((error: unknown) => {
+      if (error !== rolledBack) throw error;
     });
-  await isLocked;
+  await isHeld;
   return async () => {
     release();
     await done;
   };
+}
+
+/** holdLock locks a merchant's product row from a transaction of the test's own until the returned release is called, so orders pile up behind it. */
+export function holdLock(api: TestApi, merchantId: string, sku: string): Promise<() => Promise<void>> {
+  return holdOpen(api, (trx) =>
+    trx.selectFrom("products").select("stock").where("merchant_id", "=", merchantId).where("sku", "=", sku).forUpdate().execute(),
+  );
+}
+
+/** holdKey inserts a request_id's idempotency key in a transaction left open (rolled back at the end): one claiming the same key waits. */
+export function holdKey(api: TestApi, merchantId: string, requestId: string): Promise<() => Promise<void>> {
+  return holdOpen(
+    api,
+    (trx) =>
+      sql`insert into idempotency_keys (merchant_id, request_id, method, request_sha256, response, created_at)
+        values (${merchantId}, ${requestId}, ${"held"}, ${Buffer.alloc(32)}, ${null}, ${new Date()})`.execute(trx),
+    true,
+  );
 }
 
 /** preconditionViolations lists google.rpc.PreconditionFailure violations as "TYPE subject". */

@@ -134,6 +134,32 @@ class Reader {
     if (this.pos > this.buf.length) throw new Error("premature end of a fixed field");
   }
 
+  /** A string field's value, its wire type checked (what names the field in the error). */
+  textField(wire: number, what: string): string {
+    expect(wire, LEN, what);
+    return this.string();
+  }
+
+  /** An int64 field's value as varint() reads it, its wire type checked. */
+  numberField(wire: number, what: string): number {
+    expect(wire, VARINT, what);
+    return this.varint();
+  }
+
+  /** An int32 (or enum) field's value, its wire type checked. */
+  int32Field(wire: number, what: string): number {
+    expect(wire, VARINT, what);
+    return this.int32();
+  }
+
+  /** messageField reads a nested message with read(end), which must stop where the message ends. */
+  messageField(wire: number, what: string, read: (end: number) => void): void {
+    expect(wire, LEN, what);
+    const end = this.delimited();
+    read(end);
+    ended(this, end);
+  }
+
   tag(): [field: number, wireType: number] {
     const t = this.varint();
     const field = Math.floor(t / 8);
@@ -177,13 +203,9 @@ interface EventState {
 function readMoney(r: Reader, end: number, p: ProductState): void {
   while (r.pos < end) {
     const [field, wire] = r.tag();
-    if (field === 1) {
-      expect(wire, LEN, "Money.currency_code");
-      p.currency = r.string();
-    } else if (field === 2) {
-      expect(wire, VARINT, "Money.minor_units");
-      p.minor = r.varint();
-    } else r.skip(wire, field);
+    if (field === 1) p.currency = r.textField(wire, "Money.currency_code");
+    else if (field === 2) p.minor = r.numberField(wire, "Money.minor_units");
+    else r.skip(wire, field);
   }
 }
 
@@ -192,13 +214,9 @@ function readAttribute(r: Reader, end: number, attributes: Record<string, string
   let value = "";
   while (r.pos < end) {
     const [field, wire] = r.tag();
-    if (field === 1) {
-      expect(wire, LEN, "attributes key");
-      key = r.string();
-    } else if (field === 2) {
-      expect(wire, LEN, "attributes value");
-      value = r.string();
-    } else r.skip(wire, field);
+    if (field === 1) key = r.textField(wire, "attributes key");
+    else if (field === 2) value = r.textField(wire, "attributes value");
+    else r.skip(wire, field);
   }
   attributes[key] = value;
 }
@@ -208,50 +226,34 @@ function readProduct(r: Reader, end: number, p: ProductState): void {
     const [field, wire] = r.tag();
     switch (field) {
       case 1:
-        expect(wire, LEN, "Product.id");
-        p.id = r.string();
+        p.id = r.textField(wire, "Product.id");
         break;
       case 2:
-        expect(wire, LEN, "Product.sku");
-        p.sku = r.string();
+        p.sku = r.textField(wire, "Product.sku");
         break;
       case 3:
-        expect(wire, LEN, "Product.title");
-        p.title = r.string();
+        p.title = r.textField(wire, "Product.title");
         break;
       case 4:
-        expect(wire, LEN, "Product.description");
-        p.description = r.string();
+        p.description = r.textField(wire, "Product.description");
         break;
-      case 5: {
-        expect(wire, LEN, "Product.price");
-        const e = r.delimited();
-        readMoney(r, e, p);
-        ended(r, e);
+      case 5:
+        r.messageField(wire, "Product.price", (e) => readMoney(r, e, p));
         break;
-      }
       case 6:
-        expect(wire, VARINT, "Product.stock");
-        p.stock = r.int32();
+        p.stock = r.int32Field(wire, "Product.stock");
         break;
       case 7:
-        expect(wire, VARINT, "Product.status");
-        p.status = r.int32();
+        p.status = r.int32Field(wire, "Product.status");
         break;
-      case 8: {
-        expect(wire, LEN, "Product.attributes");
-        const e = r.delimited();
-        readAttribute(r, e, p.attributes);
-        ended(r, e);
+      case 8:
+        r.messageField(wire, "Product.attributes", (e) => readAttribute(r, e, p.attributes));
         break;
-      }
       case 9:
-        expect(wire, VARINT, "Product.version");
-        p.version = r.varint();
+        p.version = r.numberField(wire, "Product.version");
         break;
       case 14:
-        expect(wire, LEN, "Product.brand");
-        p.brand = r.string();
+        p.brand = r.textField(wire, "Product.brand");
         break;
       default:
         r.skip(wire, field);
@@ -262,15 +264,25 @@ function readProduct(r: Reader, end: number, p: ProductState): void {
 function readTimestamp(r: Reader, end: number, t: { seconds: number; nanos: number }): void {
   while (r.pos < end) {
     const [field, wire] = r.tag();
-    if (field === 1) {
-      expect(wire, VARINT, "Timestamp.seconds");
-      t.seconds = r.varint();
-    } else if (field === 2) {
-      expect(wire, VARINT, "Timestamp.nanos");
-      t.nanos = r.int32();
-    } else r.skip(wire, field);
+    if (field === 1) t.seconds = r.numberField(wire, "Timestamp.seconds");
+    else if (field === 2) t.nanos = r.int32Field(wire, "Timestamp.nanos");
+    else r.skip(wire, field);
   }
 }
+
+const emptyProduct = (): ProductState => ({
+  id: "",
+  sku: "",
+  title: "",
+  description: "",
+  currency: "",
+  minor: 0,
+  stock: 0,
+  status: 0,
+  attributes: {},
+  version: 0,
+  brand: "",
+});
 
 function readEvent(r: Reader, end: number): DecodedEvent {
   const e: EventState = { eventId: "", merchantId: "", type: 0, product: undefined, occur: undefined };
@@ -278,50 +290,24 @@ function readEvent(r: Reader, end: number): DecodedEvent {
     const [field, wire] = r.tag();
     switch (field) {
       case 1:
-        expect(wire, LEN, "ProductEvent.event_id");
-        e.eventId = r.string();
+        e.eventId = r.textField(wire, "ProductEvent.event_id");
         break;
       case 2:
-        expect(wire, LEN, "ProductEvent.merchant_id");
-        e.merchantId = r.string();
+        e.merchantId = r.textField(wire, "ProductEvent.merchant_id");
         break;
       case 3:
-        expect(wire, VARINT, "ProductEvent.type");
-        e.type = r.int32();
+        e.type = r.int32Field(wire, "ProductEvent.type");
         break;
-      case 4: {
-        expect(wire, LEN, "ProductEvent.product");
-        const pe = r.delimited();
-        e.product ??= {
-          id: "",
-          sku: "",
-          title: "",
-          description: "",
-          currency: "",
-          minor: 0,
-          stock: 0,
-          status: 0,
-          attributes: {},
-          version: 0,
-          brand: "",
-        };
-        readProduct(r, pe, e.product);
-        ended(r, pe);
+      case 4:
+        r.messageField(wire, "ProductEvent.product", (pe) => readProduct(r, pe, (e.product ??= emptyProduct())));
         break;
-      }
-      case 7: {
-        expect(wire, LEN, "ProductEvent.occur_time");
-        const te = r.delimited();
-        e.occur ??= { seconds: 0, nanos: 0 };
-        readTimestamp(r, te, e.occur);
-        ended(r, te);
+      case 7:
+        r.messageField(wire, "ProductEvent.occur_time", (te) => readTimestamp(r, te, (e.occur ??= { seconds: 0, nanos: 0 })));
         break;
-      }
       default:
         r.skip(wire, field);
     }
   }
-  ended(r, end);
   return toEntry(e);
 }
 
@@ -355,7 +341,9 @@ function toEntry(e: EventState): DecodedEvent {
 /** decodeProductEvent reads one ProductEvent; it throws on bytes that are not one. */
 export function decodeProductEvent(bytes: Uint8Array): DecodedEvent {
   const r = new Reader(bytes);
-  return readEvent(r, r.buf.length);
+  const event = readEvent(r, r.buf.length);
+  ended(r, r.buf.length);
+  return event;
 }
 
 /** decodeProductEventBatch reads a ProductEventBatch's events in order; it throws on bytes that are not one. */
@@ -368,9 +356,7 @@ export function decodeProductEventBatch(bytes: Uint8Array): DecodedEvent[] {
       r.skip(wire, field);
       continue;
     }
-    expect(wire, LEN, "ProductEventBatch.events");
-    const end = r.delimited();
-    events.push(readEvent(r, end));
+    r.messageField(wire, "ProductEventBatch.events", (end) => events.push(readEvent(r, end)));
   }
   ended(r, r.buf.length);
   return events;

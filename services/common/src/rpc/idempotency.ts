@@ -103,33 +103,18 @@ export async function idempotentMutation<DB extends CommonTables, Req extends De
   }
 }
 
-/**
- * storedResponse answers a call from its request_id's key without running
- * it: the stored response if the key holds this same request,
- * REQUEST_ID_MISMATCH if it holds another, undefined if the request_id is
- * free (or empty). A plain read, which never waits on a lock: for a path
- * that refuses calls without running them (an order for a SKU known to be
- * sold out), so that the retry of a call that did commit still gets its
- * answer.
- */
-export async function storedResponse<Req extends DescMessage, Res extends DescMessage>(
-  // biome-ignore lint/suspicious/noExplicitAny: plain SQL on any database with the common tables
-  db: Kysely<any>,
-  call: IdempotentCall<Req, Res>,
-): Promise<MessageShape<Res> | undefined> {
-  const [answer] = await storedResponses(db, [call]);
-  if (answer && "error" in answer) throw answer.error;
-  return answer?.response;
-}
-
 /** What storedResponses found for a call: its stored response, the error to answer it with, or nothing (a free or empty request_id). */
 export type StoredAnswer<Res extends DescMessage> = { response: MessageShape<Res> } | { error: Error } | undefined;
 
 /**
- * storedResponses is storedResponse for many calls of one merchant with one
- * read of all their keys (a batch of orders refused together once their
- * SKU sold out reads one statement, not one per order). The answers are in
- * the order of the calls.
+ * storedResponses answers calls of one merchant from their request_ids'
+ * keys without running them, with one read of all the keys: for each call,
+ * the stored response if its key holds this same request, the
+ * REQUEST_ID_MISMATCH error if it holds another, nothing if the request_id
+ * is free (or empty). A plain read, which never waits on a lock: for a path
+ * that refuses calls without running them (orders for a SKU known to be
+ * sold out), so that the retry of a call that did commit still gets its
+ * answer. The answers are in the order of the calls.
  */
 export async function storedResponses<Req extends DescMessage, Res extends DescMessage>(
   // biome-ignore lint/suspicious/noExplicitAny: plain SQL on any database with the common tables
