@@ -298,12 +298,19 @@ function readEvent(r: Reader, end: number): DecodedEvent {
       case 3:
         e.type = r.int32Field(wire, "ProductEvent.type");
         break;
-      case 4:
-        r.messageField(wire, "ProductEvent.product", (pe) => readProduct(r, pe, (e.product ??= emptyProduct())));
+      case 4: {
+        // A repeated message field merges into what was read before.
+        e.product ??= emptyProduct();
+        const product = e.product;
+        r.messageField(wire, "ProductEvent.product", (pe) => readProduct(r, pe, product));
         break;
-      case 7:
-        r.messageField(wire, "ProductEvent.occur_time", (te) => readTimestamp(r, te, (e.occur ??= { seconds: 0, nanos: 0 })));
+      }
+      case 7: {
+        e.occur ??= { seconds: 0, nanos: 0 };
+        const occur = e.occur;
+        r.messageField(wire, "ProductEvent.occur_time", (te) => readTimestamp(r, te, occur));
         break;
+      }
       default:
         r.skip(wire, field);
     }
