@@ -19,6 +19,7 @@
  * sends one. event-decode.test.ts holds it to the generic path over varied
  * events, merged and padded messages included.
  */
+import { WireType } from "@bufbuild/protobuf/wire";
 import { asBuffer } from "@stockroom/common";
 import { ChangeType } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { statusFromProto, storedBrand } from "./convert.ts";
@@ -33,13 +34,6 @@ export interface DecodedEvent {
   /** Set when entry is not: the event carries no valid product. */
   error: Error | undefined;
 }
-
-const VARINT = 0;
-const FIXED64 = 1;
-const LEN = 2;
-const START_GROUP = 3;
-const END_GROUP = 4;
-const FIXED32 = 5;
 
 class Reader {
   pos = 0;
@@ -107,22 +101,22 @@ class Reader {
   /** skip passes over a field of the given wire type (a group with all it holds). */
   skip(wireType: number, field: number): void {
     switch (wireType) {
-      case VARINT:
+      case WireType.Varint:
         this.varint();
         return;
-      case FIXED64:
+      case WireType.Bit64:
         this.pos += 8;
         break;
-      case LEN:
+      case WireType.LengthDelimited:
         this.pos = this.delimited();
         return;
-      case FIXED32:
+      case WireType.Bit32:
         this.pos += 4;
         break;
-      case START_GROUP:
+      case WireType.StartGroup:
         for (;;) {
           const [f, w] = this.tag();
-          if (w === END_GROUP) {
+          if (w === WireType.EndGroup) {
             if (f !== field) throw new Error("invalid end group tag");
             return;
           }
@@ -136,25 +130,25 @@ class Reader {
 
   /** A string field's value, its wire type checked (what names the field in the error). */
   textField(wire: number, what: string): string {
-    expect(wire, LEN, what);
+    expect(wire, WireType.LengthDelimited, what);
     return this.string();
   }
 
   /** An int64 field's value as varint() reads it, its wire type checked. */
   numberField(wire: number, what: string): number {
-    expect(wire, VARINT, what);
+    expect(wire, WireType.Varint, what);
     return this.varint();
   }
 
   /** An int32 (or enum) field's value, its wire type checked. */
   int32Field(wire: number, what: string): number {
-    expect(wire, VARINT, what);
+    expect(wire, WireType.Varint, what);
     return this.int32();
   }
 
   /** messageField reads a nested message with read(end), which must stop where the message ends. */
   messageField(wire: number, what: string, read: (end: number) => void): void {
-    expect(wire, LEN, what);
+    expect(wire, WireType.LengthDelimited, what);
     const end = this.delimited();
     read(end);
     ended(this, end);
