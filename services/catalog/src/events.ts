@@ -24,6 +24,8 @@ export interface ProductChangeRecord {
   product: Product;
   changedFields: string[];
   at: Date;
+  /** Who made this change, where it differs from the context of the changes recorded with it (same merchant). */
+  ctx?: ChangeContext;
 }
 
 /**
@@ -55,8 +57,9 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
   const rows = changes.map((c) => ({ ...c, changeId: newUlid(c.at.getTime()) }));
   await insertChanges(
     trx,
-    rows.map(({ changeId, type, before, product, changedFields, at }) => {
+    rows.map(({ changeId, type, before, product, changedFields, at, ctx: own }) => {
       const states = auditStates(type, before, product, changedFields);
+      const by = own ?? ctx;
       return {
         merchant_id: ctx.merchantId,
         change_id: changeId,
@@ -67,19 +70,17 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
         changed_fields: JSON.stringify(changedFields),
         before_state: states.before,
         after_state: states.after,
-        actor: ctx.actor,
-        source_kind: ctx.sourceKind,
-        source_ref: ctx.sourceRef ?? "",
-        request_id: ctx.requestId ?? "",
-        reason: ctx.reason ?? "",
+        actor: by.actor,
+        source_kind: by.sourceKind,
+        source_ref: by.sourceRef ?? "",
+        request_id: by.requestId ?? "",
+        reason: by.reason ?? "",
         created_at: at,
         format: AUDIT_FORMAT,
       };
     }),
   );
-  const sourceKind = SOURCE_KIND_TO_PROTO[ctx.sourceKind];
-  const sourceRef = ctx.sourceRef ?? "";
-  const events = rows.map(({ changeId, type, before, product, changedFields, at }) => ({
+  const events = rows.map(({ changeId, type, before, product, changedFields, at, ctx: own }) => ({
     merchantId: ctx.merchantId,
     eventId: changeId,
     aggregateType: "product" as const,
@@ -93,8 +94,8 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
       type: CHANGE_TYPE_TO_PROTO[type],
       product,
       changedFields,
-      sourceKind,
-      sourceRef,
+      sourceKind: SOURCE_KIND_TO_PROTO[(own ?? ctx).sourceKind],
+      sourceRef: (own ?? ctx).sourceRef ?? "",
       occurTime: at,
     }),
     createdAt: at,

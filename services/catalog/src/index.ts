@@ -13,6 +13,7 @@ export {
   type ChangeContext,
   type ProductWrite,
   type StockMove,
+  type StockSeries,
 } from "./product-writes.ts";
 export {
   catalogMigrations,

@@ -147,38 +147,53 @@ export interface StockMove {
   delta: number;
 }
 
+/** StockSeries is the successive stock moves of ONE locked product. */
+export interface StockSeries {
+  product: Product;
+  moves: readonly StockMove[];
+}
+
 /**
- * writeStockSeries applies successive stock changes to ONE product the
- * caller holds locked, as the orders' hot-SKU batches need: one UPDATE by
- * the sum, while each move keeps what a change of its own would have (the
- * next version, a change time after the previous one, its audit entry and
- * outbox event under its own context), so readers and the audit trail
- * cannot tell the series from the same changes made one by one. The caller
- * checked every move's bounds under the lock; every move's context names
- * merchantId. Returns the state after each move, in order.
+ * writeStockSeries applies successive stock changes to products the caller
+ * holds locked, as the orders' batches need: per product one UPDATE by the
+ * sum, while each move keeps what a change of its own would have (the next
+ * version, a change time after the previous one, its audit entry and outbox
+ * event under its own context), so readers and the audit trail cannot tell
+ * a series from the same changes made one by one. The audit entries and
+ * events of all the moves go in one insert each (recordChanges), not one
+ * per move. The caller checked every move's bounds under the lock; every
+ * move's context names merchantId. Returns each series' states after each
+ * of its moves, in order.
  */
 export async function writeStockSeries(
   trx: CatalogTx,
   merchantId: string,
-  product: Product,
-  moves: readonly StockMove[],
+  series: readonly StockSeries[],
   now = new Date(),
-): Promise<Product[]> {
-  if (moves.length === 0) return [];
-  const after: Product[] = [];
-  let before = product;
-  let delta = 0;
-  for (const move of moves) {
-    const next: Product = { ...before, stock: before.stock + move.delta, version: before.version + 1, updatedAt: changeTime(before, now) };
-    after.push(next);
-    delta += move.delta;
-    before = next;
+): Promise<Product[][]> {
+  const changes: ProductChangeRecord[] = [];
+  const afters: Product[][] = [];
+  for (const { product, moves } of series) {
+    const after: Product[] = [];
+    afters.push(after);
+    if (moves.length === 0) continue;
+    let before = product;
+    let delta = 0;
+    for (const move of moves) {
+      const next: Product = {
+        ...before,
+        stock: before.stock + move.delta,
+        version: before.version + 1,
+        updatedAt: changeTime(before, now),
+      };
+      changes.push({ type: "updated", before, product: next, changedFields: ["stock"], at: next.updatedAt, ctx: move.ctx });
+      after.push(next);
+      delta += move.delta;
+      before = next;
+    }
+    await moveStockRow(trx, merchantId, product, delta, before.updatedAt, moves.length);
   }
-  await moveStockRow(trx, merchantId, product, delta, before.updatedAt, moves.length);
-  for (const [i, move] of moves.entries()) {
-    const next = after[i]!;
-    const prior = i === 0 ? product : after[i - 1]!;
-    await recordChanges(trx, move.ctx, [{ type: "updated", before: prior, product: next, changedFields: ["stock"], at: next.updatedAt }]);
-  }
-  return after;
+  const [first] = changes;
+  if (first) await recordChanges(trx, first.ctx!, changes);
+  return afters;
 }

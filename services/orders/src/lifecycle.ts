@@ -131,16 +131,12 @@ export async function placeOrderBatch(
     return { order };
   });
   const products = new Map(locked);
-  for (const [sku, ofSku] of placed) {
-    const after = await writeStockSeries(
-      trx,
-      merchantId,
-      locked.get(sku)!,
-      ofSku.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
-      at,
-    );
-    products.set(sku, after.at(-1));
-  }
+  const series = [...placed].map(([sku, ofSku]) => ({
+    product: locked.get(sku)!,
+    moves: ofSku.map(({ who, order }) => ({ ctx: stockContext(who, order, "created"), delta: -order.lines[0]!.quantity })),
+  }));
+  for (const [i, after] of (await writeStockSeries(trx, merchantId, series, at)).entries())
+    products.set(series[i]!.product.sku, after.at(-1));
   if (orders.length > 0) {
     await insertOrders(trx, merchantId, orders);
     await recordOrderEvents(trx, merchantId, "created", orders, at);

@@ -74,6 +74,15 @@ test("concurrent orders of one SKU share transactions; each keeps its outcome in
     t.deepEqual(preconditionViolations(e), ["INSUFFICIENT_STOCK BATCH-1"]);
   }
   t.true(locksOf("BATCH-1", from) <= 5, `${locksOf("BATCH-1", from)} product locks for 40 orders`);
+  // A transaction writes all its orders' audit entries with one statement, and their product events with one (it was one each).
+  const inserts = (table: string) =>
+    api.queries
+      .slice(from)
+      .filter(
+        (q) => q.sql.toLowerCase().startsWith(`insert into \`${table}\``) && q.parameters.includes(won[0]!.order!.lines[0]!.productId),
+      ).length;
+  t.true(inserts("product_changes") <= locksOf("BATCH-1", from), `${inserts("product_changes")} audit inserts for 20 orders placed`);
+  t.true(inserts("outbox_events") <= 2 * locksOf("BATCH-1", from), `${inserts("outbox_events")} outbox inserts for 20 orders placed`);
 
   // One unbroken chain: a version per placed order, each taking from the stock the previous left.
   t.deepEqual(await stockOf(api, merchantId, "BATCH-1"), { stock: 0, version: 21 });
