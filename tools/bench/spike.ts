@@ -30,30 +30,23 @@
  * latency target. The machine's load average is printed with the figures:
  * on a shared machine absolute numbers drift, the ratios less.
  */
-import http2 from "node:http2";
 import os from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createPool, type RowDataPacket } from "mysql2/promise";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
-import {
-  CreateOrderRequestSchema,
-  CreateOrderResponseSchema,
-  OrderService,
-} from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
+import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { newUlid, readInt } from "@stockroom/common";
-import { resetError } from "@stockroom/common/rpc";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 // biome-ignore lint/style/noRestrictedImports: the bench measures the SDK as written, without building its dist first
 import { createStockroomClient, RateLimitedError, StockroomError } from "../../sdk/src/index.ts";
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
+import { createUnaryClient } from "./grpc-unary.ts";
 import { maxOf, median, percentile, round, table, tally, writeResults } from "./stats.ts";
-import { grpcErrorOf } from "@stockroom/common/testing";
 
 const env = process.env;
 const CAPACITY_S = readInt(env, "BENCH_CAPACITY_S", 10, 1, 600);
@@ -104,68 +97,15 @@ const server = await startServerProcess({
 });
 const pool = createPool({ uri: server.databaseUrl, connectionLimit: 2, timezone: "Z", charset: "utf8mb4" });
 /**
- * The direct calls are plain gRPC over node:http2, framed by hand: at ten
- * times the base rate a generated client's own CPU per call (about a
- * millisecond, as much as the server's) saturated this process's one core
- * on a 2-core machine, so calls were sent late and their answers read late,
- * and the bench measured itself. The SDK's share keeps the SDK.
+ * The direct calls are plain gRPC over node:http2, framed by hand
+ * (grpc-unary.ts): at ten times the base rate a generated client's own CPU
+ * per call (about a millisecond, as much as the server's) saturated this
+ * process's one core on a 2-core machine, so calls were sent late and their
+ * answers read late, and the bench measured itself. The SDK's share keeps
+ * the SDK. A connection the server closes is replaced, as a client
+ * reconnects, and counted.
  */
-// Each session's own memory cap lifted (as the SDK's is): a client falling behind must not reset its own calls.
-const sessions = Array.from({ length: CONNECTIONS }, () => connect());
-/** Connections the server closed (GOAWAY) or lost, each replaced by a new one, as a client reconnects. */
-const lostSessions = new Map<string, number>();
-function connect(): http2.ClientHttp2Session {
-  const session = http2.connect(server.url, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
-  // The calls open on it fail on their own streams (counted by kind); the session's error is counted here.
-  session.on("error", (error: NodeJS.ErrnoException) => {
-    tally(lostSessions, `${error.code ?? ""} ${error.message}`);
-  });
-  return session;
-}
-/** sessionFor is the i-th connection, replaced first if it is gone. */
-function sessionFor(i: number): http2.ClientHttp2Session {
-  const s = sessions[i]!;
-  if (!s.closed && !s.destroyed) return s;
-  sessions[i] = connect();
-  return sessions[i];
-}
-const CREATE_ORDER = `/${OrderService.typeName}/${OrderService.method.createOrder.name}`;
-
-/** rawCreateOrder places an order over one of the sessions; a non-OK status is thrown as a ConnectError (with its details). */
-function rawCreateOrder(session: http2.ClientHttp2Session, req: MessageInitShape<typeof CreateOrderRequestSchema>) {
-  const message = toBinary(CreateOrderRequestSchema, create(CreateOrderRequestSchema, req));
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return new Promise<MessageShape<typeof CreateOrderResponseSchema>>((resolve, reject) => {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": CREATE_ORDER,
-      "content-type": "application/grpc+proto",
-      te: "trailers",
-      authorization: `Bearer ${server.apiKey}`,
-    });
-    const chunks: Buffer[] = [];
-    let status: http2.IncomingHttpHeaders | undefined;
-    const take = (headers: http2.IncomingHttpHeaders) => {
-      if (headers["grpc-status"] !== undefined) status = headers;
-    };
-    stream.on("response", take);
-    stream.on("trailers", take);
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    // A stream the server resets is mapped as gRPC maps HTTP/2 codes (ENHANCE_YOUR_CALM, Node's own
-    // flood and memory protection, is RESOURCE_EXHAUSTED: a shed without RetryInfo; REFUSED_STREAM is UNAVAILABLE).
-    // resetError is the API server's own mapping (services/common/src/rpc/node-http.ts).
-    stream.on("error", (error) => reject(resetError(stream.rstCode) ?? error));
-    stream.on("close", () => {
-      if (!status) return reject(new ConnectError(`stream closed (${stream.rstCode}) without a gRPC status`, Code.Unavailable));
-      const error = grpcErrorOf(status);
-      if (error) return reject(error);
-      resolve(fromBinary(CreateOrderResponseSchema, Buffer.concat(chunks).subarray(5)));
-    });
-    stream.end(frame);
-  });
-}
+const grpcClient = createUnaryClient({ url: server.url, apiKey: server.apiKey, connections: CONNECTIONS });
 
 /** Every attempt of each SDK call, by request_id, as the interceptor saw them. */
 const attempts = new Map<string, Attempt[]>();
@@ -197,7 +137,7 @@ async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
   const req = { requestId: `spike-${++request}`, lines: [{ sku, quantity }], buyerReference: "black-friday" };
   const t0 = performance.now();
   try {
-    const { order } = await (via === "sdk" ? sdk.orders.createOrder(req) : rawCreateOrder(sessionFor(request % CONNECTIONS), req));
+    const { order } = await (via === "sdk" ? sdk.orders.createOrder(req) : grpcClient.call(OrderService.method.createOrder, req));
     acknowledged.push({ orderId: order!.id, sku, quantity });
     return { ms: performance.now() - t0, outcome: "admitted", via, retryInfo: false };
   } catch (error) {
@@ -522,12 +462,13 @@ try {
     slowShedBeyondClientLag,
     sdkRetries: { retries, early },
     unexpected: Object.fromEntries(unexpected),
-    lostSessions: Object.fromEntries(lostSessions),
+    lostSessions: Object.fromEntries(grpcClient.lost),
     loadAverage: { start: load1, end: load2 },
   });
   console.log(`wrote ${file}`);
   if (early.length > 0) console.error(`SDK retries earlier than RetryInfo:\n  ${early.join("\n  ")}`);
-  if (lostSessions.size > 0) console.error(`connections lost and replaced: ${[...lostSessions].map(([k, n]) => `${n} × ${k}`).join("; ")}`);
+  if (grpcClient.lost.size > 0)
+    console.error(`connections lost and replaced: ${[...grpcClient.lost].map(([k, n]) => `${n} × ${k}`).join("; ")}`);
   if (unexpected.size > 0) {
     const kinds = [...unexpected].sort((a, b) => b[1] - a[1]).slice(0, 10);
     console.error(`unexpected errors by kind (the ${kinds.length} most common):\n  ${kinds.map(([k, n]) => `${n} × ${k}`).join("\n  ")}`);
@@ -539,6 +480,6 @@ try {
 } finally {
   sdk.close();
   await pool.end();
-  for (const session of sessions) session.close();
+  grpcClient.close();
   await server.stop();
 }
