@@ -23,7 +23,7 @@ import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { settledChunks } from "./decode.ts";
 
 /** The reason a call's signal is aborted with when its stream closed without an error: made once, as it never differs. */
-const STREAM_CLOSED = new DOMException("This operation was aborted", "AbortError");
+export const STREAM_CLOSED = new DOMException("This operation was aborted", "AbortError");
 
 /** universalRequestFromHttp2 is connect-node's universalRequestFromNodeRequest for an HTTP/2 request (see the file's comment). */
 export function universalRequestFromHttp2(req: http2.Http2ServerRequest, contextValues: ContextValues): UniversalServerRequest {
@@ -86,7 +86,7 @@ export function resetError(rstCode: number | undefined): ConnectError | undefine
 }
 
 /** webHeaders is a request's headers as a Headers object, HTTP/2 pseudo-headers left out. */
-function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
+export function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
   const header = new Headers();
   for (const k in nodeHeaders) {
     if (k.startsWith(":")) continue;
@@ -99,7 +99,7 @@ function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
 }
 
 /** nodeHeaders is a Headers object as Node's outgoing headers (set-cookie, the one repeatable field, as a list). */
-function nodeHeaders(headers: Headers): http.OutgoingHttpHeaders {
+export function nodeHeaders(headers: Headers): http.OutgoingHttpHeaders {
   const o: http.OutgoingHttpHeaders = Object.create(null);
   headers.forEach((value, key) => {
     o[key] = value;

@@ -14,6 +14,7 @@ import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, u
 import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
 import { universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
+import { createFastUnary, recordUnaryRoutes, type FastUnary, type UnaryRoute } from "./fast-unary.ts";
 import type { Logger } from "../observe/log.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
@@ -35,7 +36,7 @@ export interface ApiServerOptions {
   webDir?: string | false;
   /**
    * shed may refuse a gRPC call before anything of it is decoded (see
-   * shedStreams): given the call's path and its authorization header, it
+   * dispatchStreams): given the call's path and its authorization header, it
    * returns the error to answer with, or undefined to serve the call.
    */
   shed?: (path: string, authorization: string | undefined) => ConnectError | undefined;
@@ -80,20 +81,33 @@ export const SESSION_MEMORY_MB = 64;
  */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
+  // Undecodable requests are INVALID_ARGUMENT, answered and counted through the whole chain (decode.ts).
+  const interceptors = [createEnteredInterceptor(), ...options.interceptors, createDecodeInterceptor()];
+  const acceptCompression = [compressionGzip, compressionBrotli];
   const router = createConnectRouter({
-    // Undecodable requests are INVALID_ARGUMENT, answered and counted through the whole chain (decode.ts).
-    interceptors: [createEnteredInterceptor(), ...options.interceptors, createDecodeInterceptor()],
+    interceptors,
     requestGate: decodeRequestGate,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression,
     // gRPC's customary cap: no request message of any API is near it except an upload part or
     // chunk, whose data the contracts limit to 4 MiB (the 64 KiB cover the rest of the message).
     // A larger message is RESOURCE_EXHAUSTED before it is held in memory whole.
     readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
   });
-  options.routes(router);
-  health.register(router);
+  // Unary gRPC calls are served from their HTTP/2 stream (fast-unary.ts); the router's handlers serve the rest.
+  const unary = new Map<string, UnaryRoute>();
+  const recording = recordUnaryRoutes(router, unary);
+  options.routes(recording);
+  health.register(recording);
   registerReflection(router, [...options.services, Health, ServerReflection, ServerReflectionAlpha]);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, undecodableReplay(h)]));
+  const fast = createFastUnary({
+    routes: unary,
+    interceptors,
+    acceptCompression,
+    readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
+    handler: (path) => paths.get(path.split("?", 2)[0] ?? ""),
+    onError: (error, path) => options.log.error("rpc handler failed", { procedure: path, error }),
+  });
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const uHandler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!uHandler) {
@@ -131,7 +145,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   const h1 = http.createServer(counted);
   const h2 = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB }, counted);
-  if (options.shed) shedStreams(h2, options.shed);
+  dispatchStreams(h2, options.shed, fast, (stream) => {
+    inFlight++;
+    stream.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+  });
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -186,22 +206,30 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 }
 
 /**
- * shedStreams answers a gRPC call over HTTP/2 that shed refuses with a
- * trailers-only response (the status, its message and details, RetryInfo
- * among them, in the one HEADERS frame), from the stream's own event:
- * before Node's compatibility layer builds its request and response
- * objects, and before the call is routed, decoded, authenticated or traced.
- * In an overload the refused calls are most of the traffic: answered
- * through the whole chain each cost about a millisecond of the event loop,
- * and at ten times capacity that alone saturated it and stalled the calls
- * it had admitted. The other protocols (Connect, gRPC-Web, HTTP/1.1) take
- * the ordinary path, where the handler refuses the same calls.
+ * dispatchStreams sees each HTTP/2 stream first, from the stream's own
+ * event, before Node's compatibility layer builds its request and response
+ * objects:
+ * - A gRPC call that shed refuses is answered trailers-only (the status,
+ *   its message and details, RetryInfo among them, in the one HEADERS
+ *   frame), before it is routed, decoded, authenticated or traced. In an
+ *   overload the refused calls are most of the traffic: answered through
+ *   the whole chain each cost about a millisecond of the event loop, and at
+ *   ten times capacity that alone saturated it and stalled the calls it had
+ *   admitted. The other protocols (Connect, gRPC-Web, HTTP/1.1) take the
+ *   ordinary path, where the handler refuses the same calls.
+ * - A unary gRPC call the fast path takes is served from the stream
+ *   (fast-unary.ts), counted in flight by track.
  *
  * Node serves the compatibility API ('request') from a 'stream' listener of
- * its own; it is moved behind this one, which passes every call it does not
- * refuse on to it unchanged.
+ * its own; it is moved behind this one, which passes every other stream on
+ * to it unchanged.
  */
-function shedStreams(h2: http2.Http2Server, shed: NonNullable<ApiServerOptions["shed"]>): void {
+function dispatchStreams(
+  h2: http2.Http2Server,
+  shed: ApiServerOptions["shed"],
+  fast: FastUnary,
+  track: (stream: http2.ServerHttp2Stream) => void,
+): void {
   const compat = h2.listeners("stream") as ((
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
@@ -213,10 +241,15 @@ function shedStreams(h2: http2.Http2Server, shed: NonNullable<ApiServerOptions["
   h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
     const contentType = headers["content-type"];
     const error =
-      contentType?.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")
+      shed && contentType?.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")
         ? withoutStacks(() => shed(headers[":path"] ?? "", headers.authorization))
         : undefined;
-    if (!error) return serve.call(h2, stream, headers, ...rest);
+    if (!error) {
+      const route = fast.route(headers);
+      if (!route) return serve.call(h2, stream, headers, ...rest);
+      track(stream);
+      return fast.serve(stream, headers, route);
+    }
     const answer: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType };
     // The status fields go straight into the HEADERS frame's object (setTrailerStatus only sets and appends).
     const fields = {
