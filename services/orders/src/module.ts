@@ -48,8 +48,10 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     services: [OrderService],
     migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
-    // A merchant whose places are all taken, with none expected soon, has its new orders refused before decoding.
-    shed: (path, merchantId) => (path === CREATE_ORDER_PATH ? bulkhead.overloaded(merchantId) : undefined),
+    // A merchant whose places are all taken, with none expected soon, or whose shared transactions' line is full,
+    // has its new orders refused before decoding: in a spike most calls are refused, each for next to nothing.
+    shed: (path, merchantId) =>
+      path === CREATE_ORDER_PATH ? (bulkhead.overloaded(merchantId) ?? service.overloaded(merchantId)) : undefined,
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);
       orderOutcomes(metrics.registry);

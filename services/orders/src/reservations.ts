@@ -66,6 +66,12 @@ export interface Reservations {
   reserve(reservation: Reservation): Promise<CreateOrderResult>;
   /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
   restocked(merchantId: string, skus: readonly string[]): void;
+  /**
+   * overloaded is the refusal a lone order of the merchant's gets now (its
+   * shared transactions' line is full), or undefined: the server's early
+   * shedding asks it before decoding a call, whose SKU it cannot know.
+   */
+  overloaded(merchantId: string): Error | undefined;
 }
 
 export interface ReservationOptions {
@@ -380,6 +386,13 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
   };
 
+  /** groupFull is the refusal of a lone order of the merchant's when as many wait as its shared transactions under way and the next ones take. */
+  const groupFull = (merchantId: string) => {
+    const group = groups.get(merchantId);
+    if (!group || group.waiting < maxBatch * GROUP_PIPELINE) return undefined;
+    return options.bulkhead.refusal(`${group.waiting} orders of this merchant are waiting for a shared transaction`);
+  };
+
   /** join queues an order on its lane, starting a batch with the place it brings (released at once if the lane needs none). */
   const join = (lane: Lane, reservation: Reservation, release: (() => void) | undefined): Promise<CreateOrderResult> =>
     new Promise<CreateOrderResult>((resolve, reject) => {
@@ -408,15 +421,14 @@ export function createReservations(options: ReservationOptions): Reservations {
       }
       // A lone order (its lane idle) waits for its merchant's next shared transaction without a place: as many
       // may wait as the transactions under way and the next ones take, no more.
-      const group = lane.running === 0 ? groups.get(merchantId) : undefined;
-      if (group && group.waiting >= maxBatch * GROUP_PIPELINE) {
-        return Promise.reject(options.bulkhead.refusal(`${group.waiting} orders of this merchant are waiting for a shared transaction`));
-      }
+      const full = lane.running === 0 ? groupFull(merchantId) : undefined;
+      if (full) return Promise.reject(full);
       // A new transaction needs a place; with one under way already, the order can wait for it instead.
       const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;
       if (!release && lane.running === 0) return options.bulkhead.enter(merchantId).then((entered) => join(lane!, reservation, entered));
       return join(lane, reservation, release);
     },
+    overloaded: groupFull,
     restocked(merchantId, skus) {
       for (const sku of skus) {
         const lane = lanes.get(keyOf(merchantId, sku));

@@ -35,7 +35,7 @@ import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
 import type { RequestedLine } from "./domain.ts";
 import type { Bulkhead } from "./bulkhead.ts";
-import { createReservations, type CreateOrderCall } from "./reservations.ts";
+import { createReservations, type CreateOrderCall, type Reservations } from "./reservations.ts";
 import { findOrder, findOrderVersion, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
 
 export interface OrderServiceDeps {
@@ -68,7 +68,7 @@ export interface OrderServiceDeps {
  * as it is in flight, so a merchant with slow calls is shed before it fills
  * the pool. Single-line orders are batched per SKU (reservations.ts).
  */
-export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof OrderService> {
+export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof OrderService> & Pick<Reservations, "overloaded"> {
   const { db } = deps;
   const admit = (ctx: HandlerContext): Principal => {
     const principal = principalOf(ctx);
@@ -105,6 +105,8 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
   };
 
   return {
+    overloaded: (merchantId) => reservations.overloaded(merchantId),
+
     async createOrder(req, ctx) {
       const principal = admit(ctx);
       const lines = req.lines.map((l) => ({ sku: l.sku, quantity: l.quantity }));

@@ -143,6 +143,13 @@ test("lone orders wait for their merchant's shared transaction without a place (
   const refused = await Promise.allSettled(more.slice(4));
   for (const r of refused) expectShed(t, r);
   t.regex(ConnectError.from((refused[0] as PromiseRejectedResult).reason).message, /waiting for a shared transaction/);
+  // With the line full, a gRPC call is refused before it is decoded: an undecodable body gets the same refusal.
+  const early = grpcErrorOf(
+    await rawGrpcCall(spread.url, `/${OrderService.typeName}/CreateOrder`, spread.merchantA.apiKey, Buffer.from("not a gRPC frame")),
+  );
+  t.is(early?.code, Code.ResourceExhausted, "grpc-status in the only HEADERS frame");
+  t.regex(early?.rawMessage ?? "", /waiting for a shared transaction/);
+  t.truthy(early?.findDetails(RetryInfoSchema)[0]?.retryDelay, "RetryInfo in grpc-status-details-bin");
   for (const release of keys) await release();
   const placed = await Promise.allSettled([first, second, ...more.slice(0, 4)]);
   t.true(
