@@ -3,11 +3,12 @@
  *
  * Through Node's compatibility layer and connect-es's universal handler a
  * unary gRPC call costs the server about 0.45 ms of CPU before any of the
- * service's own work (a health check on 2 cores: 0.49–0.51 ms per call,
- * against 0.075 ms for the same call answered from the stream): request and
- * response objects, web Headers and URLs, the request body and the response
- * as chains of async iterables, an AbortController and two DOMExceptions.
- * For CreateOrder and UpdateProduct that was half the server's CPU per call.
+ * service's own work: request and response objects, web Headers and URLs,
+ * the request body and the response as chains of async iterables, an
+ * AbortController and two DOMExceptions. A health check (no interceptors,
+ * 2 cores) cost 0.49–0.51 ms of server CPU per call that way; 0.10–0.14 ms
+ * through this path, and 0.07 ms answered by a bare stream handler. For
+ * CreateOrder and UpdateProduct that was half the server's CPU per call.
  *
  * This path reads the one request message off the stream, decodes it, runs
  * the same interceptor chain and the same method implementation connect-es
@@ -165,14 +166,17 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
     signal: AbortSignal,
   ): Promise<void> => {
     const timeout = parseTimeout(one(headers["grpc-timeout"]) ?? null, Number.MAX_SAFE_INTEGER);
+    /** The one message, if the body is exactly one uncompressed message that decodes. */
     let input: unknown;
-    try {
-      if (timeout.error || body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) throw timeout.error;
-      input = fromBinary(route.method.input, body.subarray(5));
-    } catch {
-      // Not the common shape, or not decodable: connect-es answers it, as it always did.
-      return handOver(stream, headers, [body], signal, false);
+    if (!timeout.error && body.length >= 5 && body[0] === 0 && body.readUInt32BE(1) === body.length - 5) {
+      try {
+        input = fromBinary(route.method.input, body.subarray(5));
+      } catch {
+        input = undefined;
+      }
     }
+    // Not the common shape, or not decodable: connect-es answers it, as it always did.
+    if (input === undefined) return handOver(stream, headers, [body], signal, false);
     const { method } = route;
     const context = createHandlerContext({
       service: method.parent,
