@@ -54,12 +54,12 @@ export const BATCH_MAX_BYTES = 512 * 1024;
  */
 export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes: ProductChangeRecord[]): Promise<void> {
   if (changes.length === 0) return;
-  const rows = changes.map((c) => ({ ...c, changeId: newUlid(c.at.getTime()) }));
+  // by: who made each change (its own context, or the call's).
+  const rows = changes.map((c) => ({ ...c, changeId: newUlid(c.at.getTime()), by: c.ctx ?? ctx }));
   await insertChanges(
     trx,
-    rows.map(({ changeId, type, before, product, changedFields, at, ctx: own }) => {
+    rows.map(({ changeId, type, before, product, changedFields, at, by }) => {
       const states = auditStates(type, before, product, changedFields);
-      const by = own ?? ctx;
       return {
         merchant_id: ctx.merchantId,
         change_id: changeId,
@@ -80,7 +80,7 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
       };
     }),
   );
-  const events = rows.map(({ changeId, type, before, product, changedFields, at, ctx: own }) => ({
+  const events = rows.map(({ changeId, type, before, product, changedFields, at, by }) => ({
     merchantId: ctx.merchantId,
     eventId: changeId,
     aggregateType: "product" as const,
@@ -94,8 +94,8 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
       type: CHANGE_TYPE_TO_PROTO[type],
       product,
       changedFields,
-      sourceKind: SOURCE_KIND_TO_PROTO[(own ?? ctx).sourceKind],
-      sourceRef: (own ?? ctx).sourceRef ?? "",
+      sourceKind: SOURCE_KIND_TO_PROTO[by.sourceKind],
+      sourceRef: by.sourceRef ?? "",
       occurTime: at,
     }),
     createdAt: at,

@@ -171,7 +171,7 @@ export async function writeStockSeries(
   series: readonly StockSeries[],
   now = new Date(),
 ): Promise<Product[][]> {
-  const changes: ProductChangeRecord[] = [];
+  const changes: (ProductChangeRecord & { ctx: ChangeContext })[] = [];
   const afters: Product[][] = [];
   for (const { product, moves } of series) {
     const after: Product[] = [];
@@ -194,6 +194,6 @@ export async function writeStockSeries(
     await moveStockRow(trx, merchantId, product, delta, before.updatedAt, moves.length);
   }
   const [first] = changes;
-  if (first) await recordChanges(trx, first.ctx!, changes);
+  if (first) await recordChanges(trx, first.ctx, changes);
   return afters;
 }

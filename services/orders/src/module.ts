@@ -32,7 +32,7 @@ export interface OrdersModuleOptions {
 export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): ServiceModule {
   const defaults = parseOrderConfig({});
   const bulkhead = createBulkhead(options.bulkhead ?? defaults.bulkhead);
-  const service = createOrderService({
+  const { service, overloaded } = createOrderService({
     db,
     reservationTtlMs: options.reservationTtlMs ?? defaults.reservationTtlMs,
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
@@ -50,8 +50,7 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     register: (router) => router.service(OrderService, service),
     // A merchant whose places are all taken, with none expected soon, or whose shared transactions' line is full,
     // has its new orders refused before decoding: in a spike most calls are refused, each for next to nothing.
-    shed: (path, merchantId) =>
-      path === CREATE_ORDER_PATH ? (bulkhead.overloaded(merchantId) ?? service.overloaded(merchantId)) : undefined,
+    shed: (path, merchantId) => (path === CREATE_ORDER_PATH ? (bulkhead.overloaded(merchantId) ?? overloaded(merchantId)) : undefined),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);
       orderOutcomes(metrics.registry);

@@ -68,7 +68,11 @@ export interface OrderServiceDeps {
  * as it is in flight, so a merchant with slow calls is shed before it fills
  * the pool. Single-line orders are batched per SKU (reservations.ts).
  */
-export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof OrderService> & Pick<Reservations, "overloaded"> {
+export function createOrderService(deps: OrderServiceDeps): {
+  service: ServiceImpl<typeof OrderService>;
+  /** The refusal a CreateOrder of the merchant's would get from its reservations' load now (early shedding; reservations.ts). */
+  overloaded: Reservations["overloaded"];
+} {
   const { db } = deps;
   const admit = (ctx: HandlerContext): Principal => {
     const principal = principalOf(ctx);
@@ -104,9 +108,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
     return order;
   };
 
-  return {
-    overloaded: (merchantId) => reservations.overloaded(merchantId),
-
+  const service: ServiceImpl<typeof OrderService> = {
     async createOrder(req, ctx) {
       const principal = admit(ctx);
       const lines = req.lines.map((l) => ({ sku: l.sku, quantity: l.quantity }));
@@ -241,6 +243,7 @@ export function createOrderService(deps: OrderServiceDeps): ServiceImpl<typeof O
       }
     },
   };
+  return { service, overloaded: reservations.overloaded };
 }
 
 /** mutate runs one order mutation (idempotentMutation) as the caller's principal. */

@@ -42,9 +42,9 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { compressionNegotiate, type Compression, type UniversalHandler, type UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { grpcMessageAsSpecified, grpcPercentEncode } from "./grpc-message.ts";
-import { nodeHeaders, resetError, STREAM_CLOSED, webHeaders } from "./node-http.ts";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
+import { grpcMessageAsSpecified } from "./grpc-message.ts";
+import { headerFields, nodeHeaders, resetError, respondWithError, STREAM_CLOSED, webHeaders } from "./node-http.ts";
 import { settledChunks } from "./decode.ts";
 
 /** UnaryRoute is a unary method's implementation as registered with the router. */
@@ -93,23 +93,33 @@ export interface FastUnaryOptions {
   readMaxBytes: number;
   /** Responses at least this long are compressed when the client accepts an encoding (connect-es's default). */
   compressMinBytes?: number;
-  /** connect-es's handler of a path: it answers every call this path hands over. */
-  handler: (path: string) => UniversalHandler | undefined;
+  /** connect-es's handlers by path: a route's answers every call this path hands over (a route without one is left to connect-es). */
+  handlers: ReadonlyMap<string, UniversalHandler>;
   /** A handed-over call's handler failed (it answers errors itself: this is a bug). */
   onError: (error: unknown, path: string) => void;
 }
 
+/** FastRoute is a unary route with connect-es's handler of its path, which answers what this path hands over. */
+interface FastRoute extends UnaryRoute {
+  handler: UniversalHandler;
+}
+
 export interface FastUnary {
   /** route is the unary route a stream's call takes this path with, or undefined for connect-es's. */
-  route(headers: http2.IncomingHttpHeaders): UnaryRoute | undefined;
+  route(headers: http2.IncomingHttpHeaders): FastRoute | undefined;
   /** serve answers the call; the stream's close ends it. */
-  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: UnaryRoute): void;
+  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: FastRoute): void;
 }
 
 const CONTENT_TYPE = "application/grpc+proto";
 
 export function createFastUnary(options: FastUnaryOptions): FastUnary {
-  const { routes, readMaxBytes } = options;
+  const { readMaxBytes } = options;
+  const routes = new Map<string, FastRoute>();
+  for (const [path, route] of options.routes) {
+    const handler = options.handlers.get(path);
+    if (handler) routes.set(path, { ...route, handler });
+  }
   const compressMinBytes = options.compressMinBytes ?? 1024;
   const interceptors = [...options.interceptors].reverse();
 
@@ -117,16 +127,12 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
   const handOver = (
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
+    { handler }: FastRoute,
     read: Buffer[],
     signal: AbortSignal,
     rest: boolean,
   ) => {
     const path = headers[":path"] ?? "";
-    const handler = options.handler(path);
-    if (!handler) {
-      if (!stream.destroyed) stream.respond({ ":status": 404 }, { endStream: true });
-      return;
-    }
     const req: UniversalServerRequest = {
       httpVersion: "2.0",
       method: headers[":method"] ?? "POST",
@@ -161,7 +167,7 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
   const run = async (
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
-    route: UnaryRoute,
+    route: FastRoute,
     body: Buffer,
     signal: AbortSignal,
   ): Promise<void> => {
@@ -176,7 +182,7 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
       }
     }
     // Not the common shape, or not decodable: connect-es answers it, as it always did.
-    if (input === undefined) return handOver(stream, headers, [body], signal, false);
+    if (input === undefined) return handOver(stream, headers, route, [body], signal, false);
     const { method } = route;
     const context = createHandlerContext({
       service: method.parent,
@@ -185,7 +191,7 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
       requestMethod: "POST",
       timeoutMs: timeout.timeoutMs,
       requestSignal: signal,
-      requestHeader: requestFields(headers),
+      requestHeader: headerFields(headers),
       url: `http://${headers[":authority"] ?? "localhost"}${headers[":path"]}`,
       responseHeader: { "content-type": CONTENT_TYPE },
       responseTrailer: { "grpc-status": "0" },
@@ -248,13 +254,8 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
     } catch (reason) {
       const error =
         reason instanceof ConnectError ? reason : new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
-      if (stream.destroyed) return;
       // Trailers-only: the headers, the handler's trailers and the status in one HEADERS frame.
-      const answer = new Headers(context.responseHeader);
-      for (const [key, value] of context.responseTrailer) answer.set(key, value);
-      setTrailerStatus(answer, error);
-      answer.set("grpc-message", grpcPercentEncode(error.rawMessage));
-      stream.respond({ ":status": 200, ...nodeHeaders(answer) }, { endStream: true });
+      respondWithError(stream, { ...nodeHeaders(context.responseHeader), ...nodeHeaders(context.responseTrailer) }, error);
     } finally {
       // The call is over: its signal fires (with the one shared reason: no DOMException per call) and its deadline timer goes.
       context.abort(STREAM_CLOSED);
@@ -284,7 +285,7 @@ export function createFastUnary(options: FastUnaryOptions): FastUnary {
         stream.off("data", onData);
         stream.off("end", onEnd);
         stream.pause();
-        handOver(stream, headers, chunks, controller.signal, true);
+        handOver(stream, headers, route, chunks, controller.signal, true);
       };
       const onEnd = () => {
         const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -310,19 +311,6 @@ async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
 
 function one(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(", ") : value;
-}
-
-/** requestFields are a request's header fields as Headers' init, HTTP/2 pseudo-headers left out. */
-function requestFields(headers: http2.IncomingHttpHeaders): [string, string][] {
-  const fields: [string, string][] = [];
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (typeof value === "string") fields.push([key, value]);
-    else for (const v of value) fields.push([key, v]);
-  }
-  return fields;
 }
 
 /** copyHeaders makes to hold exactly from's fields (connect-es's invokeUnaryImplementation does the same). */

@@ -20,7 +20,9 @@ import http2 from "node:http2";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import type { UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { settledChunks } from "./decode.ts";
+import { grpcPercentEncode } from "./grpc-message.ts";
 
 /** The reason a call's signal is aborted with when its stream closed without an error: made once, as it never differs. */
 export const STREAM_CLOSED = new DOMException("This operation was aborted", "AbortError");
@@ -85,17 +87,47 @@ export function resetError(rstCode: number | undefined): ConnectError | undefine
   return code === undefined ? undefined : new ConnectError(`http/2 stream closed with error code ${rstCode}`, code);
 }
 
-/** webHeaders is a request's headers as a Headers object, HTTP/2 pseudo-headers left out. */
-export function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
-  const header = new Headers();
+/** headerFields are a request's header fields as Headers' init, HTTP/2 pseudo-headers left out. */
+export function headerFields(nodeHeaders: http2.IncomingHttpHeaders): [string, string][] {
+  const fields: [string, string][] = [];
   for (const k in nodeHeaders) {
     if (k.startsWith(":")) continue;
     const v = nodeHeaders[k];
     if (v === undefined) continue;
-    if (typeof v === "string") header.append(k, v);
-    else for (const e of v) header.append(k, e);
+    if (typeof v === "string") fields.push([k, v]);
+    else for (const e of v) fields.push([k, e]);
   }
-  return header;
+  return fields;
+}
+
+/** webHeaders is a request's headers as a Headers object, HTTP/2 pseudo-headers left out. */
+export function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
+  return new Headers(headerFields(nodeHeaders));
+}
+
+/**
+ * respondWithError answers a gRPC call trailers-only: the response's header
+ * fields (head), then the error's status, its message percent-encoded as
+ * the gRPC spec says (grpc-message.ts) and its details, RetryInfo among
+ * them, all in the one HEADERS frame. The fields go straight into the
+ * frame's object (setTrailerStatus only sets and appends), with no Headers
+ * made: an early refusal in a spike is answered this way.
+ */
+export function respondWithError(stream: http2.ServerHttp2Stream, head: http2.OutgoingHttpHeaders, error: ConnectError): void {
+  const answer: http2.OutgoingHttpHeaders = { ":status": 200, ...head };
+  // setTrailerStatus names fields "Grpc-Status"; head's are lower case, as Node gives them.
+  const fields = {
+    set(key: string, value: string) {
+      answer[key.toLowerCase()] = value;
+    },
+    append(key: string, value: string) {
+      const name = key.toLowerCase();
+      answer[name] = answer[name] === undefined ? value : `${String(answer[name])}, ${value}`;
+    },
+  };
+  setTrailerStatus(fields as unknown as Headers, error);
+  answer["grpc-message"] = grpcPercentEncode(error.rawMessage);
+  if (!stream.destroyed) stream.respond(answer, { endStream: true });
 }
 
 /** nodeHeaders is a Headers object as Node's outgoing headers (set-cookie, the one repeatable field, as a list). */

@@ -4,7 +4,6 @@ import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { uResponseNotFound, type UniversalHandler } from "@connectrpc/connect/protocol";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest } from "@connectrpc/connect-node";
 import { Health } from "@stockroom/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@stockroom/sdk/gen/grpc/reflection/v1/reflection_pb.js";
@@ -13,7 +12,7 @@ import { corsHandler } from "./cors.ts";
 import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, undecodableReplay } from "./decode.ts";
 import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
-import { universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
+import { respondWithError, universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
 import { createFastUnary, recordUnaryRoutes, type FastUnary, type UnaryRoute } from "./fast-unary.ts";
 import type { Logger } from "../observe/log.ts";
 import { openApiHandler } from "./openapi.ts";
@@ -105,7 +104,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     interceptors,
     acceptCompression,
     readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
-    handler: (path) => paths.get(path.split("?", 2)[0] ?? ""),
+    handlers: paths,
     onError: (error, path) => options.log.error("rpc handler failed", { procedure: path, error }),
   });
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
@@ -128,6 +127,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  /** track counts a call in flight until its response (or stream) closes. */
+  const track = (call: { once(event: "close", listener: () => void): unknown }) => {
+    inFlight++;
+    call.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+  };
   const cors = corsHandler(options.corsOrigins ?? []);
   const openApi = openApiHandler(options.services.map((s) => s.typeName));
   const webApp = options.webDir === false ? () => false : webAppHandler(options.webDir);
@@ -135,23 +142,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (cors(req, res)) return; // a preflight, answered
     if (openApi(req, res)) return; // GET /openapi.json, unauthenticated
     if (webApp(req, res)) return; // GET / and /assets/*: the dashboard, unauthenticated (it asks for a key itself)
-    inFlight++;
-    res.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) drained?.();
-    });
+    track(res);
     handler(req, res);
   };
 
   const h1 = http.createServer(counted);
   const h2 = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB }, counted);
-  dispatchStreams(h2, options.shed, fast, (stream) => {
-    inFlight++;
-    stream.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) drained?.();
-    });
-  });
+  dispatchStreams(h2, options.shed, fast, track);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -250,20 +247,9 @@ function dispatchStreams(
       track(stream);
       return fast.serve(stream, headers, route);
     }
-    const answer: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType };
-    // The status fields go straight into the HEADERS frame's object (setTrailerStatus only sets and appends).
-    const fields = {
-      set(key: string, value: string) {
-        answer[key] = value;
-      },
-      append(key: string, value: string) {
-        answer[key] = answer[key] === undefined ? value : `${String(answer[key])}, ${value}`;
-      },
-    };
-    setTrailerStatus(fields as unknown as Headers, error);
     stream.on("error", () => {}); // a client that already went away
     stream.resume(); // what is left of the request is read and dropped
-    if (!stream.destroyed) stream.respond(answer, { endStream: true });
+    respondWithError(stream, { "content-type": contentType }, error);
   });
 }
 
