@@ -72,7 +72,12 @@ interface TierResult {
   passed: number;
   failed: number;
   status: number;
+  /** The failed tests' lines and ava's account of why, repeated at the end of the log. */
+  failures: string[];
 }
+
+/** How many lines of ava's failure details a tier repeats at the end (a CI log reader may see only the tail). */
+const FAILURE_LINES = 120;
 
 /** ava runs ava; its own summary ("12 tests passed") is echoed, then counted. */
 function ava(args: string[], env: NodeJS.ProcessEnv = process.env): TierResult {
@@ -91,7 +96,12 @@ function ava(args: string[], env: NodeJS.ProcessEnv = process.env): TierResult {
   const failed =
     Math.max(count(/(\d+) tests? failed/), marks("✘")) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
   const status = run.status ?? 1;
-  return { passed, failed: failed > 0 || status === 0 ? failed : 1, status };
+  const lines = out.split("\n");
+  const failedLines = lines.filter((l) => /^\s*(✘|Uncaught exception|Unhandled rejection)/.test(l));
+  // ava writes the details of each failure after the list, each after a "─" rule.
+  const firstRule = lines.findIndex((l) => l.trim() === "─");
+  const details = status !== 0 && firstRule >= 0 ? lines.slice(firstRule, firstRule + FAILURE_LINES) : [];
+  return { passed, failed: failed > 0 || status === 0 ? failed : 1, status, failures: [...failedLines, ...details] };
 }
 
 async function vitessTier(files: string[]): Promise<TierResult> {
@@ -134,5 +144,7 @@ if (tiers.mariadb) {
 if (tiers.vitess) results.push(await vitessTier(only === "--vitess" && avaArgs.length > 0 ? avaArgs : VITESS_TIER));
 // One plain "tests: N passed, N failed" line that any CI log reader understands.
 const sum = (k: "passed" | "failed") => results.reduce((n, r) => n + r[k], 0);
+const failures = results.flatMap((r) => r.failures);
+if (failures.length > 0) console.log(`\n== what failed (repeated from above)\n${failures.join("\n")}`);
 console.log(`\ntests: ${sum("passed")} passed, ${sum("failed")} failed`);
 process.exit(results.find((r) => r.status !== 0)?.status ?? 0);
