@@ -181,7 +181,7 @@ job "bulk" {
         AUTH_CACHE_MS               = "10000"
         MIGRATE_ON_START            = "false"
         BULK_MAX_ITEMS              = "500000"
-        BULK_CHUNK_SIZE             = "1000"
+        BULK_CHUNK_SIZE             = "2000"
         BULK_JOB_WINDOW             = "4"
         # The worker-count alert compares running workers with this. The API exports it (and the
         # chunk consumer's lag), not the workers: it must still be known when every worker is gone.

@@ -54,7 +54,7 @@ export interface IngestLimits {
 export const DEFAULT_LIMITS: IngestLimits = {
   maxBytes: 512 * 1024 * 1024,
   maxItems: 500_000,
-  chunkSize: 1000,
+  chunkSize: 2000,
   chunkFormat: CHUNK_FORMAT,
   dedupeWindowMs: 24 * 60 * 60 * 1000,
   applyWhileStaging: true,
