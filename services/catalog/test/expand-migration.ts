@@ -151,7 +151,7 @@ async function startMigrationProcess(url: string, sets: MigrationSet[]) {
   };
 }
 
-/** shape reads what a table copy would change (InnoDB's table id) and InnoDB's count of instant column changes. */
+/** innodbState reads what a table copy would change (InnoDB's table id) and InnoDB's count of instant column changes. */
 async function innodbState(db: Kysely<CatalogTables>): Promise<{ tableId: number; instantColumns: number }> {
   const table = await sql<{ id: number }>`SELECT TABLE_ID AS id FROM information_schema.INNODB_SYS_TABLES
     WHERE NAME = CONCAT(DATABASE(), '/products')`.execute(db);
@@ -196,7 +196,7 @@ export async function runExpandMigration(name: string, calls = 300): Promise<Exp
   try {
     const sets = [commonMigrations, ...catalogModule(db).migrations];
     // The catalog as it was before MIGRATION: Kysely refuses to run a migration older than one already run.
-    const staged = sets.map((set) => (set.name === "catalog" ? { ...set, only: (name: string) => name < MIGRATION } : set));
+    const staged = sets.map((set) => (set.name === "catalog" ? { ...set, only: (migration: string) => migration < MIGRATION } : set));
     if ((await migrateToLatest(migrator, staged)).includes(`catalog/${MIGRATION}`)) throw new Error(`${MIGRATION} ran early`);
 
     const merchants: TestMerchant[] = [];
