@@ -231,8 +231,10 @@ test("every TypeScript snippet of the README compiles under strict settings agai
     const needsClient = /\bstockroom\./.test(code) && !/const stockroom\b/.test(code);
     writeFileSync(path.join(src, `snippet-${i + 1}.ts`), `${needsClient ? prelude : ""}${code}\nexport {};\n`);
   });
+  // The snippets' tsconfig.json lives in their own folder: in the project's root, the browser test's esbuild
+  // (running at the same time) read it while this test was writing it, and failed on an empty file.
   writeFileSync(
-    path.join(project, "tsconfig.json"),
+    path.join(src, "tsconfig.json"),
     JSON.stringify({
       compilerOptions: {
         target: "es2023",
@@ -246,10 +248,10 @@ test("every TypeScript snippet of the README compiles under strict settings agai
         types: ["node"],
         typeRoots: [path.join(root, "node_modules", "@types")],
       },
-      include: ["snippets"],
+      include: ["."],
     }),
   );
   t.true(existsSync(path.join(dir, "dist", "index.d.ts")));
-  const tsc = await run(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "."], { cwd: project });
+  const tsc = await run(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "."], { cwd: src });
   t.is(tsc.code, 0, `tsc:\n${tsc.out}`);
 });
