@@ -50,7 +50,20 @@ function varintSize(n: number): number {
 
 /** Bytes of a length-delimited field whose tag takes one byte (fields 1-15). */
 const delimited = (bytes: number) => 1 + varintSize(bytes) + bytes;
-const strBytes = (s: string) => Buffer.byteLength(s, "utf8");
+/**
+ * SHORT: strings up to this length are measured and copied in JavaScript when
+ * they are ASCII (ids, SKUs, field names, most titles): a call into
+ * Buffer.byteLength and Buffer.write per string cost more than the bytes.
+ */
+const SHORT = 64;
+
+/** strBytes is the UTF-8 length of s; a short ASCII string's is its length. */
+function strBytes(s: string): number {
+  const n = s.length;
+  if (n > SHORT) return Buffer.byteLength(s, "utf8");
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
+  return n;
+}
 
 class Out {
   pos = 0;
@@ -80,7 +93,13 @@ class Out {
   text(field: number, s: string, byteLength: number): void {
     this.varint(tag(field, LEN));
     this.varint(byteLength);
-    this.pos += this.buf.write(s, this.pos, byteLength, "utf8");
+    // byteLength === length: every character is ASCII, one byte each.
+    if (byteLength === s.length && byteLength <= SHORT) {
+      const buf = this.buf;
+      let pos = this.pos;
+      for (let i = 0; i < byteLength; i++) buf[pos++] = s.charCodeAt(i);
+      this.pos = pos;
+    } else this.pos += this.buf.write(s, this.pos, byteLength, "utf8");
   }
   /** A singular string field: left out when empty, as proto3 leaves a default. */
   string(field: number, s: string, byteLength: number): void {

@@ -129,7 +129,20 @@ test("encodeProductEvent gives toBinary's bytes for 2,000 generated products", (
     return seed / 2 ** 31;
   };
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const text = () => pick(["", "a", "Mug", "Tasse grün", "咖啡", "🫖 tea", "x".repeat(200), "é".repeat(70)]);
+  const text = () =>
+    pick([
+      "",
+      "a",
+      "Mug",
+      "Tasse grün",
+      "咖啡",
+      "🫖 tea",
+      "x".repeat(200),
+      "é".repeat(70),
+      "y".repeat(64),
+      "z".repeat(65),
+      `${"w".repeat(63)}é`,
+    ]);
   const int = () => pick([0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, -1, -(2 ** 31), 2 ** 35, 2 ** 53 - 1]);
   for (let i = 0; i < 2_000; i++) {
     const attributes: Record<string, string> = {};
