@@ -30,7 +30,8 @@
  * checksum of every product's content is compared.
  *
  * BENCH_ROWS (default 500000), BENCH_WORKERS (default "1,2,4"),
- * BENCH_UPLOAD, BENCH_DOWNSTREAM=1 runs the outbox relay and the search
+ * BENCH_UPLOAD, BENCH_WARM_ROWS (a warm-up job for the workers first, see
+ * below), BENCH_DOWNSTREAM=1 runs the outbox relay and the search
  * projector beside each run and reports how long after the job's end the
  * outbox drained and search caught up (bulk-downstream.ts),
  * BENCH_PROFILE=1 writes CPU profiles of the API and worker processes to
@@ -95,6 +96,13 @@ const UPLOAD_MODES = (process.env["BENCH_UPLOAD"] ?? "parts").split(",").map((m)
 });
 /** BENCH_DOWNSTREAM=1: the relay and the search projector run beside each pipeline run (bulk-downstream.ts). */
 const DOWNSTREAM = process.env["BENCH_DOWNSTREAM"] === "1";
+/**
+ * BENCH_WARM_ROWS (default 0): before the measured job, the workers apply a
+ * job of this many rows for another merchant, so the measured one finds them
+ * warm (compiled and optimized code, grown heaps), as long-running workers
+ * are; 0 measures workers started just before the job.
+ */
+const WARM_ROWS = readInt(process.env, "BENCH_WARM_ROWS", 0, 0, 1_000_000);
 /**
  * BENCH_ROUNDS (default 1): the raw paths and every pipeline run, this many
  * times in turn. A shared machine's speed drifts by tens of percent within
@@ -581,12 +589,30 @@ interface PipelineResult {
   downstream?: DownstreamResult;
 }
 
+/** warmUp applies warmFile as another merchant's job (BENCH_WARM_ROWS) and waits for it to end. */
+async function warmUp(server: ServerProcess, warmFile: FileInfo, id: string): Promise<void> {
+  const db = createDatabase({ url: server.databaseUrl, poolSize: 1 });
+  const merchant = await createMerchant(db, "Warm-up merchant").finally(() => db.destroy());
+  const client = server.client(BulkJobService, merchant.apiKey);
+  const queued = await uploadInParts(client, warmFile.path, `warm-${id}`, () => {});
+  const job = await until(
+    "the warm-up job to end",
+    async () => {
+      const { job } = await client.getBulkJob({ jobId: queued!.id });
+      return job && FINAL.has(job.state) ? job : undefined;
+    },
+    JOB_TIMEOUT_MS,
+  );
+  if (job.state !== BulkJobState.SUCCEEDED) throw new Error(`the warm-up job ended ${BulkJobState[job.state]}`);
+}
+
 async function runPipeline(
   workerCount: number,
   upload: UploadMode,
   file: FileInfo,
   nats: NatsClient,
   errors: string[],
+  warmFile?: FileInfo,
 ): Promise<PipelineResult> {
   const id = randomBytes(4).toString("hex");
   const queueEnv: Record<string, string> = {
@@ -633,6 +659,7 @@ async function runPipeline(
       { label: "bench (client)", pid: process.pid },
     ];
     const client = server.client(BulkJobService);
+    if (warmFile) await warmUp(server, warmFile, id);
     let lastByteAt = 0;
     const lastByte = () => (lastByteAt = performance.now());
     if (DOWNSTREAM) downstream = await startDownstream(server.databaseUrl, nats, id);
@@ -821,6 +848,7 @@ try {
       `settings: chunk ${bulkConfig.limits.chunkSize}, chunk format ${bulkConfig.limits.chunkFormat}, job window ${bulkConfig.queue.window}, ` +
       `worker concurrency ${bulkConfig.workerConcurrency}, max ack pending ${bulkConfig.queue.maxAckPending}, DB pool ${apiConfig.dbPoolSize} per process, ` +
       `bulk API node flags "${API_NODE_ARGS.join(" ")}", worker node flags "${WORKER_NODE_ARGS.join(" ")}"` +
+      (WARM_ROWS > 0 ? `, workers warmed by a ${int(WARM_ROWS)}-row job of another merchant` : ", workers cold") +
       (childEnv["BULK_MAX_ITEMS"] ? `, BULK_MAX_ITEMS raised to ${ROWS}` : "") +
       `; load average at start ${os
         .loadavg()
@@ -828,6 +856,7 @@ try {
         .join(" ")}`,
   );
   const file = await generateCsv(tmp, ROWS, SEED);
+  const warmFile = WARM_ROWS > 0 ? await generateCsv(tmp, WARM_ROWS, SEED + 1) : undefined;
   console.log(
     `generated ${path.basename(file.path)}: ${round(file.bytes / 1024 / 1024, 1)} MB in ${s(file.generateMs / 1000)} s (not timed)`,
   );
@@ -864,7 +893,7 @@ try {
         console.log(
           `\npipeline, ${upload === "parts" ? "resumable parts" : "UploadBulkFile stream"}, ${n} worker process${n === 1 ? "" : "es"}`,
         );
-        const run = await runPipeline(n, upload, file, nats, errors);
+        const run = await runPipeline(n, upload, file, nats, errors, warmFile);
         const loadAverage = round(os.loadavg()[0]!, 2);
         runs.push({ ...run, loadAverage, round: roundNo });
         const down = run.downstream

@@ -28,7 +28,8 @@ export interface ServerProcess {
   databaseUrl: string;
   merchantId: string;
   apiKey: string;
-  client<S extends DescService>(service: S): Client<S>;
+  /** A client of the service, authenticated as the server's merchant, or with apiKey as another one. */
+  client<S extends DescService>(service: S, apiKey?: string): Client<S>;
   stop(): Promise<void>;
 }
 
@@ -75,17 +76,20 @@ export async function startServerProcess(options: {
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   const url = `http://127.0.0.1:${port}`;
   await waitServing(url, exited);
-  const auth: Interceptor = (next) => (req) => {
-    req.header.set("authorization", `Bearer ${merchant.apiKey}`);
-    return next(req);
+  const transportFor = (apiKey: string) => {
+    const auth: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${apiKey}`);
+      return next(req);
+    };
+    return createGrpcTransport({ baseUrl: url, interceptors: [auth] });
   };
-  const transport = createGrpcTransport({ baseUrl: url, interceptors: [auth] });
+  const transport = transportFor(merchant.apiKey);
   return {
     url,
     pid: child.pid!,
     databaseUrl,
     ...merchant,
-    client: (service) => createClient(service, transport),
+    client: (service, apiKey) => createClient(service, apiKey === undefined ? transport : transportFor(apiKey)),
     async stop() {
       child.kill("SIGTERM");
       await exited;
