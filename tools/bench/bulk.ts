@@ -48,6 +48,7 @@ import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync } from
 import os from "node:os";
 import path from "node:path";
 import { createConnection, createPool, type Connection, type Pool, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
+import type { Client } from "@connectrpc/connect";
 import { BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { parseBulkConfig, ensureChunkQueue, bulkMigrations } from "@stockroom/bulk";
@@ -595,15 +596,26 @@ async function warmUp(server: ServerProcess, warmFile: FileInfo, id: string): Pr
   const merchant = await createMerchant(db, "Warm-up merchant").finally(() => db.destroy());
   const client = server.client(BulkJobService, merchant.apiKey);
   const queued = await uploadInParts(client, warmFile.path, `warm-${id}`, () => {});
-  const job = await until(
-    "the warm-up job to end",
-    async () => {
-      const { job } = await client.getBulkJob({ jobId: queued!.id });
-      return job && FINAL.has(job.state) ? job : undefined;
-    },
+  const job = await finalState(client, queued!.id);
+  if (job?.state !== BulkJobState.SUCCEEDED) throw new Error(`the warm-up job ended ${job ? BulkJobState[job.state] : "unwatched"}`);
+}
+
+/** finalState follows a job (WatchBulkJob) until it reaches a final state; undefined if the watch ends first. */
+async function finalState(client: Client<typeof BulkJobService>, jobId: string): Promise<BulkJob | undefined> {
+  // Not the call's timeoutMs: its timer outlives a stream ended early and would hold the process.
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new Error(`job ${jobId} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)),
     JOB_TIMEOUT_MS,
   );
-  if (job.state !== BulkJobState.SUCCEEDED) throw new Error(`the warm-up job ended ${BulkJobState[job.state]}`);
+  try {
+    for await (const { job } of client.watchBulkJob({ jobId }, { signal: deadline.signal })) {
+      if (job && FINAL.has(job.state)) return job;
+    }
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function runPipeline(
@@ -684,22 +696,9 @@ async function runPipeline(
       throw new Error(`the upload ended in state ${queued ? BulkJobState[queued.state] : "none"}: ${queued?.error}`);
     }
     let final: BulkJob | undefined;
-    // Not the call's timeoutMs: its timer outlives a stream ended early and would hold the process.
-    const deadline = new AbortController();
-    const timer = setTimeout(
-      () => deadline.abort(new Error(`job ${queued.id} did not end within ${JOB_TIMEOUT_MS / 60_000} minutes`)),
-      JOB_TIMEOUT_MS,
-    );
     try {
-      for await (const { job } of client.watchBulkJob({ jobId: queued.id }, { signal: deadline.signal })) {
-        if (!job) continue;
-        if (FINAL.has(job.state)) {
-          final = job;
-          break;
-        }
-      }
+      final = await finalState(client, queued.id);
     } finally {
-      clearTimeout(timer);
       firstChunk.stop();
     }
     const t2 = performance.now();
