@@ -9,9 +9,9 @@ import {
   type Product as ProtoProduct,
 } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { createMerchant } from "@stockroom/common/rpc";
-import { inTransaction, mysqlErrno, applyGrants, planGrants } from "@stockroom/common/db";
+import { inTransaction, mysqlErrno, applyGrants, planGrants, shardTargets } from "@stockroom/common/db";
 import { onVitess, startTestApi, type TestMerchant } from "@stockroom/common/testing";
-import { newUlid } from "@stockroom/common";
+import { newUlid, ulidFloor } from "@stockroom/common";
 import { APPEND_ONLY_TABLES, canonicalContent, GENESIS_HASH, rowHash, sealAuditChains, verifyAuditChain } from "../src/audit.ts";
 import { NO_MERCHANDISING, type Product } from "../src/domain.ts";
 import { recordChanges } from "../src/events.ts";
@@ -218,6 +218,69 @@ test.serial("the sealer seals every committed change into one chain per merchant
     t.is(result.sealed, result.headSeq);
   }
   t.is((await verifyAuditChain(db, api.merchantA.merchantId)).headSeq, listed.length + 2);
+});
+
+test.serial("the sealer finds every merchant with changes older than the lag, past its first dives, and no other", async (t) => {
+  await seal(); // what earlier tests left
+  // 90 merchants (more than the 64 found by index dives; the rest are found
+  // by one scan from there), in id order: every third has only a change
+  // younger than the lag, the others an old one and a young one.
+  const merchants = Array.from({ length: 90 }, () => newUlid()).sort();
+  const old = new Date(Date.now() - 3_600_000);
+  const young = (i: number) => !(i % 3);
+  const product = (i: number, at: Date): Product => ({
+    id: newUlid(),
+    sku: `S-${i}`,
+    title: "Sealable",
+    description: "",
+    priceMinor: 100,
+    currency: "EUR",
+    stock: 1,
+    status: "active",
+    attributes: {},
+    ...NO_MERCHANDISING,
+    version: 1,
+    createdAt: at,
+    updatedAt: at,
+  });
+  // A transaction per merchant: on Vitess the merchants are on several shards.
+  await Promise.all(
+    merchants.map(async (merchantId, i) => {
+      const at = young(i) ? [new Date()] : [old, new Date()];
+      await inTransaction(db, (trx) =>
+        recordChanges(
+          trx,
+          { merchantId, actor: "job:x", sourceKind: "bulk_job", sourceRef: "x" },
+          at.map((when) => ({ type: "created", before: undefined, product: product(i, when), changedFields: ["title"], at: when })),
+        ),
+      );
+      // newUlid never goes back in time: give the old change an id of its time.
+      await sql`
+        UPDATE product_changes SET change_id = CONCAT(${ulidFloor(old.getTime()).slice(0, 10)}, SUBSTRING(change_id, 11))
+        WHERE merchant_id = ${merchantId} AND created_at = ${old}`.execute(db);
+    }),
+  );
+  const unsealed = async () =>
+    (
+      await db
+        .selectFrom("product_changes")
+        .select("merchant_id")
+        .distinct()
+        .where("merchant_id", "in", merchants)
+        .where("seal_seq", "is", null)
+        .orderBy("merchant_id")
+        .execute()
+    ).map((r) => r.merchant_id);
+
+  // `merchants` bounds each shard target's run: on Vitess every shard finds its own.
+  const shards = (await shardTargets(db)).length;
+  const limited = await sealAuditChains(db, { lagMs: 60_000, merchants: 10 });
+  t.deepEqual([limited.merchants, limited.sealed], [10 * shards, 10 * shards], "at most `merchants` merchants per run");
+  const lagged = await sealAuditChains(db, { lagMs: 60_000 });
+  t.deepEqual([lagged.merchants, lagged.sealed], [60 - 10 * shards, 60 - 10 * shards], "the other old changes, one per merchant");
+  t.deepEqual(await unsealed(), merchants, "every merchant still has its young change");
+  t.deepEqual((await seal()).sealed, 90);
+  t.deepEqual(await unsealed(), []);
 });
 
 test.serial("verify reports exactly what was tampered with: changed content, deleted entries, a deleted last entry", async (t) => {
