@@ -33,7 +33,8 @@
  * BENCH_UPLOAD, BENCH_WARM_ROWS (a warm-up job for the workers first, see
  * below), BENCH_DOWNSTREAM=1 runs the outbox relay and the search
  * projector beside each run and reports how long after the job's end the
- * outbox drained and search caught up (bulk-downstream.ts),
+ * outbox drained and search caught up (bulk-downstream.ts), BENCH_SEAL=0
+ * skips sealing the job's audit rows after it (see below),
  * BENCH_PROFILE=1 writes CPU profiles of the API and worker processes to
  * bench-results/profiles/, BENCH_ROUNDS=n repeats the raw paths and the
  * runs n times in turn and judges the targets on the medians of ratios
@@ -52,7 +53,7 @@ import type { Client } from "@connectrpc/connect";
 import { BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { parseBulkConfig, ensureChunkQueue, bulkMigrations } from "@stockroom/bulk";
-import { catalogMigrations, MASK_PATHS } from "@stockroom/catalog";
+import { catalogMigrations, MASK_PATHS, sealAuditChains, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig, readInt, currencyDigits, newUlid } from "@stockroom/common";
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type CommonTables } from "@stockroom/common/db";
@@ -104,6 +105,15 @@ const DOWNSTREAM = process.env["BENCH_DOWNSTREAM"] === "1";
  * are; 0 measures workers started just before the job.
  */
 const WARM_ROWS = readInt(process.env, "BENCH_WARM_ROWS", 0, 0, 1_000_000);
+/**
+ * BENCH_SEAL (default 1; 0 skips it): after the job, with the workers
+ * stopped, this process seals the job's audit rows into the merchant's hash
+ * chain (sealAuditChains, what the workers' sealers do from 30 s after a
+ * change, AUDIT_SEAL_LAG_MS) and reports what that costs per item: MariaDB's
+ * CPU and redo, and the sealer's own CPU (this process's, in that phase).
+ * It is not part of end to end, but every item pays it soon after.
+ */
+const SEAL = process.env["BENCH_SEAL"] !== "0";
 /**
  * BENCH_ROUNDS (default 1): the raw paths and every pipeline run, this many
  * times in turn. A shared machine's speed drifts by tens of percent within
@@ -588,6 +598,8 @@ interface PipelineResult {
   checksum: Checksum;
   /** BENCH_DOWNSTREAM=1: the outbox relay and the search projector, in this process, from the upload on. */
   downstream?: DownstreamResult;
+  /** BENCH_SEAL: sealing the audit rows after the job (phase "seal"). */
+  seal?: { rows: number; s: number };
 }
 
 /** warmUp applies warmFile as another merchant's job (BENCH_WARM_ROWS) and waits for it to end. */
@@ -704,6 +716,7 @@ async function runPipeline(
     const t2 = performance.now();
     monitor.phase("after");
     const s2 = await dbStatus(pool);
+    const statusAfter: Record<string, Counters> = {};
     const downstreamResult = downstream && (await downstream.finish(pool, t2));
     monitor.hwm([apiPid, ...workers.map((w) => w.pid!)]);
     if (!final) throw new Error(`job ${queued.id}: the watch ended before a final state`);
@@ -711,6 +724,17 @@ async function runPipeline(
       errors.push(`${workerCount} workers: job ${final.id} ended ${BulkJobState[final.state]} (${final.error || "no error"})`);
     }
     for (const w of workers) await stopChild(w);
+    let seal: PipelineResult["seal"];
+    if (SEAL) {
+      monitor.phase("seal");
+      const s3 = await dbStatus(pool);
+      const t3 = performance.now();
+      const db = createDatabase<CatalogTables>({ url: server.databaseUrl, poolSize: 2 });
+      const sealed = await sealAuditChains(db, { lagMs: 0 }).finally(() => db.destroy());
+      for (const f of sealed.failed) errors.push(`${workerCount} workers: sealing merchant ${f.merchantId} failed: ${String(f.error)}`);
+      seal = { rows: sealed.sealed, s: round((performance.now() - t3) / 1000) };
+      statusAfter.seal = statusDelta(s3, await dbStatus(pool));
+    }
     const { processes, machine } = monitor.stop();
 
     const c = final.counts!;
@@ -733,11 +757,12 @@ async function runPipeline(
       chunks: final.chunkCount,
       processes,
       machine,
-      status: { ingest: statusDelta(s0, s1), apply: statusDelta(s1, s2) },
+      status: { ingest: statusDelta(s0, s1), apply: statusDelta(s1, s2), ...statusAfter },
       workerWarnings: Object.fromEntries(warnings),
       tables: await tableSizes(pool, ["products", "product_changes", "outbox_events", "bulk_job_items", "bulk_job_chunks"]),
       checksum: await productsChecksum(pool, server.merchantId),
       downstream: downstreamResult,
+      seal,
     };
   } finally {
     await downstream?.stop();
@@ -780,6 +805,13 @@ function watchFirstChunk(pool: Pool, merchantId: string, found: () => void): { s
 interface PerItem {
   mariadbCpuUs: number | null;
   redoBytes: number;
+}
+
+/** sealCost is what sealing the run's audit rows cost per item (BENCH_SEAL): MariaDB's CPU and redo, and the sealer's CPU. */
+function sealCost(r: PipelineResult) {
+  if (!r.seal) return undefined;
+  const sealerCpuS = r.processes.find((p) => p.label === "bench (client)")?.phases["seal"]?.cpuS ?? 0;
+  return { ...r.seal, ...perItem(r.processes, r.status, ["seal"]), sealerCpuUs: round((sealerCpuS * 1e6) / ROWS, 1) };
 }
 
 /** perItem sums MariaDB's CPU and redo over the given phases of a run and divides by the rows. */
@@ -1007,13 +1039,21 @@ try {
     console.log(
       `\nwhere the CPU went, ${r.upload}, ${r.workers} worker${r.workers === 1 ? "" : "s"}${roundOf(r)} (ingest ${s(r.ingestS)} s, apply ${s(r.applyS)} s of wall time; 2 cores = 2 cpu s per s)`,
     );
-    console.log(processTable(r.processes, ["ingest", "apply"], ["idle", "ingest", "apply"]));
-    console.log(machineLine(r.machine, ["ingest", "apply"]));
+    const phases = r.seal ? ["ingest", "apply", "seal"] : ["ingest", "apply"];
+    console.log(processTable(r.processes, phases, ["idle", ...phases]));
+    console.log(machineLine(r.machine, phases));
     console.log(statusTable(Object.entries(r.status).map(([label, counters]) => ({ label, counters }))));
     if (r.downstream) {
       console.log(
         `downstream: ${int(r.downstream.backlogAtEnd)} unpublished outbox rows at the job's end, drained ${s(r.downstream.drainedS)} s after it, ` +
           `search caught up ${s(r.downstream.searchCaughtUpS)} s after it; ${int(r.downstream.published)} event messages published`,
+      );
+    }
+    const seal = sealCost(r);
+    if (seal) {
+      console.log(
+        `sealing afterwards (not in end to end): ${int(seal.rows)} audit rows in ${s(seal.s)} s; per item MariaDB ` +
+          `${seal.mariadbCpuUs ?? "-"} µs CPU and ${int(seal.redoBytes)} B redo, the sealer ${seal.sealerCpuUs} µs CPU`,
       );
     }
     const warned = Object.entries(r.workerWarnings);
@@ -1126,6 +1166,7 @@ try {
     runs: runs.map((r, i) => ({
       ...r,
       perItem: runPerItem[i],
+      sealPerItem: sealCost(r),
       ratioToRaw: round(ratios(r).raw, 2),
       ratioToRawDurable: round(ratios(r).durable, 2),
     })),
