@@ -382,7 +382,8 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
         prevHash = undefined; // the entry this one links to is gone: nothing to compare with
       }
       if (seq > headSeq) problems.push({ kind: "beyond_head", ...at, detail: `sealed at ${seq}, beyond the chain head at ${headSeq}` });
-      if (!row.prev_hash || !row.row_hash) {
+      // An unsealed row's hashes are NULL or (written since 2026_12_04_140000) zero; a row_hash of zero was never set.
+      if (!row.prev_hash || !row.row_hash || row.row_hash.equals(GENESIS_HASH)) {
         problems.push({ kind: "incomplete_seal", ...at, detail: "seal_seq is set but prev_hash or row_hash is not" });
         prevHash = undefined;
       } else {

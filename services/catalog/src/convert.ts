@@ -246,7 +246,8 @@ export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>)
     changeTime: timestampFromDate(row.created_at),
     reason: row.reason,
     sealSeq: row.seal_seq == null ? 0n : BigInt(row.seal_seq),
-    rowHash: row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
+    // An unsealed row's hash columns hold NULL (written before 2026_12_04_140000) or 32 zero bytes.
+    rowHash: row.seal_seq != null && row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
     detail: compact ? ProductChangeDetail.CHANGED_FIELDS : ProductChangeDetail.FULL,
   });
 }

@@ -283,6 +283,66 @@ test.serial("the sealer finds every merchant with changes older than the lag, pa
   t.deepEqual(await unsealed(), []);
 });
 
+test.serial(
+  "audit rows are written with zero hashes that sealing fills; unsealed rows answer no hash, a sealed one left without is incomplete",
+  async (t) => {
+    const m = await newMerchant("Presized");
+    const c = api.client(CatalogService, m);
+    for (const sku of ["Z-1", "Z-2"]) await c.createProduct({ product: productInit(sku) });
+    const rows = () =>
+      db
+        .selectFrom("product_changes")
+        .select(["change_id", "seal_seq", "prev_hash", "row_hash"])
+        .where("merchant_id", "=", m.merchantId)
+        .orderBy("change_id")
+        .execute();
+    // The writers do not name the hash columns: their defaults give the row its sealed size (2026_12_04_140000).
+    t.deepEqual(
+      (await rows()).map((r) => [r.seal_seq, r.prev_hash, r.row_hash]),
+      [
+        [null, GENESIS_HASH, GENESIS_HASH],
+        [null, GENESIS_HASH, GENESIS_HASH],
+      ],
+    );
+    t.deepEqual(
+      (await c.listChanges({})).changes.map((ch) => [ch.sealSeq, ch.rowHash.length]),
+      [
+        [0n, 0],
+        [0n, 0],
+      ],
+      "unsealed: no hash",
+    );
+    await seal();
+    const sealed = await rows();
+    t.deepEqual(
+      sealed.map((r) => Number(r.seal_seq)),
+      [1, 2],
+    );
+    t.deepEqual(sealed[0]!.prev_hash, GENESIS_HASH);
+    t.deepEqual(sealed[1]!.prev_hash, sealed[0]!.row_hash);
+    t.false(sealed.some((r) => r.row_hash!.equals(GENESIS_HASH)));
+    t.deepEqual(
+      (await c.listChanges({})).changes.map((ch) => [ch.sealSeq, Buffer.from(ch.rowHash)]),
+      [
+        [2n, sealed[1]!.row_hash],
+        [1n, sealed[0]!.row_hash],
+      ],
+    );
+    t.deepEqual((await verifyAuditChain(db, m.merchantId)).problems, []);
+    // As the admin (root) user: the last entry's hash back to the unsealed default.
+    await db
+      .updateTable("product_changes")
+      .set({ row_hash: GENESIS_HASH })
+      .where("merchant_id", "=", m.merchantId)
+      .where("change_id", "=", sealed[1]!.change_id)
+      .execute();
+    t.deepEqual(
+      (await verifyAuditChain(db, m.merchantId)).problems.map((p) => [p.kind, p.sealSeq]),
+      [["incomplete_seal", 2]],
+    );
+  },
+);
+
 test.serial("verify reports exactly what was tampered with: changed content, deleted entries, a deleted last entry", async (t) => {
   const m = await newMerchant("Tampered");
   const c = api.client(CatalogService, m);
