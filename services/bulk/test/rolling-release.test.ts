@@ -189,6 +189,7 @@ test("a 100,000-item job of the previous release applies once across the migrati
     "bulk/2026_12_03_120000_add_bulk_job_chunks_items",
     "catalog/2026_12_03_090000_add_products_merchandising_fields",
     "catalog/2026_12_03_120000_add_product_changes_format",
+    "catalog/2026_12_04_140000_presize_product_changes_hashes",
     "events/2026_12_03_120000_add_outbox_event_count",
   ]);
   t.log(
