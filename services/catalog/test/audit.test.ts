@@ -72,6 +72,25 @@ async function writeAs(merchantId: string, sourceKind: SourceKind, sourceRef: st
   });
 }
 
+/** newProduct is a new product's first version, made at `at`, for writing changes without the API. */
+function newProduct(sku: string, title: string, at: Date): Product {
+  return {
+    id: newUlid(),
+    sku,
+    title,
+    description: "",
+    priceMinor: 100,
+    currency: "EUR",
+    stock: 1,
+    status: "active",
+    attributes: {},
+    ...NO_MERCHANDISING,
+    version: 1,
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
 async function newMerchant(name: string): Promise<TestMerchant> {
   return createMerchant(api.api.db, name);
 }
@@ -228,21 +247,6 @@ test.serial("the sealer finds every merchant with changes older than the lag, pa
   const merchants = Array.from({ length: 90 }, () => newUlid()).sort();
   const old = new Date(Date.now() - 3_600_000);
   const young = (i: number) => !(i % 3);
-  const product = (i: number, at: Date): Product => ({
-    id: newUlid(),
-    sku: `S-${i}`,
-    title: "Sealable",
-    description: "",
-    priceMinor: 100,
-    currency: "EUR",
-    stock: 1,
-    status: "active",
-    attributes: {},
-    ...NO_MERCHANDISING,
-    version: 1,
-    createdAt: at,
-    updatedAt: at,
-  });
   // A transaction per merchant: on Vitess the merchants are on several shards.
   await Promise.all(
     merchants.map(async (merchantId, i) => {
@@ -251,7 +255,13 @@ test.serial("the sealer finds every merchant with changes older than the lag, pa
         recordChanges(
           trx,
           { merchantId, actor: "job:x", sourceKind: "bulk_job", sourceRef: "x" },
-          at.map((when) => ({ type: "created", before: undefined, product: product(i, when), changedFields: ["title"], at: when })),
+          at.map((when) => ({
+            type: "created",
+            before: undefined,
+            product: newProduct(`S-${i}`, "Sealable", when),
+            changedFields: ["title"],
+            at: when,
+          })),
         ),
       );
       // newUlid never goes back in time: give the old change an id of its time.
@@ -421,24 +431,7 @@ test.serial("verify reports exactly what was tampered with: changed content, del
 test.serial("sealers racing in parallel, with writes in between, build one consistent chain", async (t) => {
   const m = await newMerchant("Racing");
   const now = new Date();
-  const products = Array.from(
-    { length: 120 },
-    (_, i): Product => ({
-      id: newUlid(),
-      sku: `R-${i}`,
-      title: "Racer",
-      description: "",
-      priceMinor: 100,
-      currency: "EUR",
-      stock: 1,
-      status: "active",
-      attributes: {},
-      ...NO_MERCHANDISING,
-      version: 1,
-      createdAt: now,
-      updatedAt: now,
-    }),
-  );
+  const products = Array.from({ length: 120 }, (_, i) => newProduct(`R-${i}`, "Racer", now));
   const write = (part: Product[]) =>
     inTransaction(db, async (trx) => {
       await upsertProducts(trx, m.merchantId, part);
