@@ -109,8 +109,8 @@ const WARM_ROWS = readInt(process.env, "BENCH_WARM_ROWS", 0, 0, 1_000_000);
  * BENCH_SEAL (default 1; 0 skips it): after the job, with the workers
  * stopped, this process seals the job's audit rows into the merchant's hash
  * chain (sealAuditChains, what the workers' sealers do from 30 s after a
- * change, AUDIT_SEAL_LAG_MS) and reports what that costs per item: MariaDB's
- * CPU and redo, and the sealer's own CPU (this process's, in that phase).
+ * change) and reports what that costs per item: MariaDB's CPU and redo, and
+ * the sealer's own CPU (this process's, in that phase).
  * It is not part of end to end, but every item pays it soon after.
  */
 const SEAL = process.env["BENCH_SEAL"] !== "0";
