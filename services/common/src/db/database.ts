@@ -487,7 +487,11 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
     });
     const { error, results } = await migrator.migrateToLatest();
     for (const r of results ?? []) {
-      if (r.status === "Error") throw new Error(`migration ${set.name}/${r.migrationName} failed`, { cause: error });
+      if (r.status === "Error") {
+        // The cause's words too: a migrate task's log, or a test's report, may show only the message.
+        const why = error instanceof Error ? `: ${error.message}` : "";
+        throw new Error(`migration ${set.name}/${r.migrationName} failed${why}`, { cause: error });
+      }
       if (r.status === "Success") applied.push(`${set.name}/${r.migrationName}`);
     }
     if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
