@@ -244,7 +244,7 @@ test.serial("background scans run per shard target and drain a backlog that sits
     return {
       unpublishedChunks: await count(sql`SELECT COUNT(*) AS n FROM bulk_job_chunks WHERE published_at IS NULL AND state = 'queued'`),
       unappliedChunks: await count(sql`SELECT COUNT(*) AS n FROM bulk_job_chunks WHERE state <> 'applied'`),
-      unsealed: await count(sql`SELECT COUNT(*) AS n FROM product_changes WHERE seal_seq IS NULL`),
+      unsealed: await count(sql`SELECT COUNT(*) AS n FROM product_changes WHERE seal_seq = 0`),
       outbox: await count(sql`SELECT COUNT(*) AS n FROM outbox_events WHERE published_at IS NULL`),
       orders: await count(sql`SELECT COUNT(*) AS n FROM orders WHERE state = 'pending_payment'`),
       deliveries: await count(sql`SELECT COUNT(*) AS n FROM webhook_deliveries WHERE state = 'pending'`),
@@ -252,7 +252,7 @@ test.serial("background scans run per shard target and drain a backlog that sits
     };
   };
   const sealed = async (target: ShardTarget<Tables>) =>
-    Number((await sql<{ n: number }>`SELECT COUNT(*) AS n FROM product_changes WHERE seal_seq IS NOT NULL`.execute(target.db)).rows[0]!.n);
+    Number((await sql<{ n: number }>`SELECT COUNT(*) AS n FROM product_changes WHERE seal_seq > 0`.execute(target.db)).rows[0]!.n);
   // READ COMMITTED paths (chunk apply, sealing, webhook claims) run on Vitess too: inTransaction sets the
   // level per session there (tx_isolation on MariaDB tablets), so every backlog drains everywhere.
   const drained = (b: Record<string, number>) => Object.values(b).every((n) => n === 0);
@@ -267,7 +267,7 @@ test.serial("background scans run per shard target and drain a backlog that sits
   /** Each background scan's finding statement, as the shard target's observer sees it. */
   const SCANS = [
     ["reconciler", /from `bulk_job_chunks`.*`published_at` is null/i],
-    ["sealer", /select merchant_id, change_id from product_changes .*where seal_seq is null and merchant_id > \?/i],
+    ["sealer", /select merchant_id, change_id from product_changes .*where seal_seq = \? and merchant_id > \?/i],
     ["order sweeper", /from `orders` where `state` = \?/i],
     ["webhook due-scan", /from `webhook_deliveries` where `state` = \? and `next_attempt_at` <= \?/i],
     ["webhook sweep", /select distinct `merchant_id`, `endpoint_id` from `webhook_deliveries`/i],

@@ -190,6 +190,7 @@ test("a 100,000-item job of the previous release applies once across the migrati
     "catalog/2026_12_03_090000_add_products_merchandising_fields",
     "catalog/2026_12_03_120000_add_product_changes_format",
     "catalog/2026_12_04_140000_presize_product_changes_hashes",
+    "catalog/2026_12_04_150000_seal_product_changes_in_place",
     "events/2026_12_03_120000_add_outbox_event_count",
   ]);
   t.log(

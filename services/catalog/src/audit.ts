@@ -9,6 +9,11 @@
  * row_hash = SHA-256(prev_hash || canonical content). The chain order is the
  * seal order, not change_id order: a row that commits late is sealed late.
  *
+ * An unsealed row has seal_seq 0 and both hashes 32 zero bytes (the columns'
+ * defaults: writers do not name them), so sealing rewrites the row in place
+ * instead of growing it: a grown row is moved, which cost MariaDB about 9
+ * times the redo (migrations 2026_12_04_140000 and 150000).
+ *
  * The database user of the services may only INSERT rows and UPDATE the three
  * seal columns (tools/db-grants.ts), so rewriting history takes the admin
  * user, and verifyAuditChain then points at what was changed or removed.
@@ -26,6 +31,9 @@ export const APPEND_ONLY_TABLES: Readonly<Record<string, readonly string[]>> = {
 
 /** GENESIS_HASH is the prev_hash of a merchant's first sealed row. */
 export const GENESIS_HASH = Buffer.alloc(32);
+
+/** UNSEALED is an unsealed row's seal_seq; positions start at 1. */
+export const UNSEALED = 0;
 
 /** The content columns of a row, in the order they are hashed. */
 const CONTENT_COLUMNS = [
@@ -169,11 +177,11 @@ const DIVES = 64;
  * sealableMerchants finds up to limit merchants with unsealed rows older than
  * cutoffId (change_id is a ULID of the change's time or a little later).
  *
- * `SELECT DISTINCT merchant_id … WHERE seal_seq IS NULL` reads the index
+ * `SELECT DISTINCT merchant_id … WHERE seal_seq = 0` reads the index
  * entry of every unsealed row: 100-150 ms of MariaDB CPU with 200,000 of
  * them, run by every worker every few seconds while a large job writes rows
- * younger than the lag, which it cannot seal yet. Neither MariaDB nor MySQL
- * skip-scans it (no loose index scan under IS NULL; a recursive CTE's
+ * younger than the lag, which it cannot seal yet. MariaDB did not skip-scan
+ * it (no loose index scan when seal_seq was NULL; a recursive CTE's
  * correlated step gets ref access on seal_seq alone, scanning again). So the
  * first DIVES merchants are found one statement each: the first unsealed row
  * after the previous merchant, in idx_product_changes_unsealed (seal_seq,
@@ -192,7 +200,7 @@ async function sealableMerchants(db: CatalogDb, cutoffId: string, limit: number,
     const next = (
       await sql<{ merchant_id: string; change_id: string }>`
         SELECT merchant_id, change_id FROM product_changes FORCE INDEX (idx_product_changes_unsealed)
-        WHERE seal_seq IS NULL AND merchant_id > ${after}
+        WHERE seal_seq = ${UNSEALED} AND merchant_id > ${after}
         ORDER BY merchant_id, change_id
         LIMIT 1`.execute(db)
     ).rows[0];
@@ -202,7 +210,7 @@ async function sealableMerchants(db: CatalogDb, cutoffId: string, limit: number,
   }
   const rest = await sql<{ merchant_id: string }>`
     SELECT DISTINCT merchant_id FROM product_changes FORCE INDEX (idx_product_changes_unsealed)
-    WHERE seal_seq IS NULL AND merchant_id > ${after} AND change_id < ${cutoffId}
+    WHERE seal_seq = ${UNSEALED} AND merchant_id > ${after} AND change_id < ${cutoffId}
     ORDER BY merchant_id
     LIMIT ${limit - found.length}`.execute(db);
   return [...found, ...rest.rows.map((r) => r.merchant_id)];
@@ -245,7 +253,7 @@ function sealBatch(db: CatalogDb, merchantId: string, cutoff: Date, batch: numbe
         await sql<{ [K in (typeof CONTENT_COLUMNS)[number]]: ProductChangeRow[K] }>`
           SELECT ${sql.join(CONTENT_COLUMNS.map((c) => sql.ref(c)))}
           FROM product_changes FORCE INDEX (idx_product_changes_unsealed)
-          WHERE merchant_id = ${merchantId} AND seal_seq IS NULL AND created_at < ${cutoff}
+          WHERE merchant_id = ${merchantId} AND seal_seq = ${UNSEALED} AND created_at < ${cutoff}
           ORDER BY change_id
           LIMIT ${batch}`.execute(trx)
       ).rows;
@@ -296,7 +304,7 @@ async function writeSeals(trx: CatalogTx, merchantId: string, seals: Seal[]): Pr
       SET seal_seq = CASE change_id ${cases((s) => s.seq)} END,
           prev_hash = CASE change_id ${cases((s) => s.prev)} END,
           row_hash = CASE change_id ${cases((s) => s.hash)} END
-      WHERE merchant_id = ${merchantId} AND change_id IN (${sql.join(ids)}) AND seal_seq IS NULL`.execute(trx);
+      WHERE merchant_id = ${merchantId} AND change_id IN (${sql.join(ids)}) AND seal_seq = ${UNSEALED}`.execute(trx);
     if (Number(result.numAffectedRows ?? 0n) !== part.length) {
       throw new Error(`audit seal of merchant ${merchantId}: ${part.length} rows expected, ${result.numAffectedRows} updated`);
     }
@@ -314,6 +322,8 @@ export type AuditProblemKind =
   | "incomplete_seal"
   /** The row sits beyond the merchant's chain head. */
   | "beyond_head"
+  /** Another row holds the same chain position. */
+  | "duplicate_position"
   /** The chain head does not match the last sealed row. */
   | "head_mismatch"
   /** A product's current version has no audit entry. */
@@ -364,25 +374,37 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
   let expected = 1;
   let prevHash: Buffer | undefined = GENESIS_HASH;
   let sealed = 0;
+  // Pages follow (seal_seq, change_id): two rows at one position must not fall between pages.
+  let after = { seq: 0, changeId: "" };
   for (;;) {
     const rows = await db
       .selectFrom("product_changes")
       .select([...CONTENT_COLUMNS, "seal_seq", "prev_hash", "row_hash"])
       .where("merchant_id", "=", merchantId)
-      .where("seal_seq", ">=", expected)
+      .where((eb) =>
+        eb.or([eb("seal_seq", ">", after.seq), eb.and([eb("seal_seq", "=", after.seq), eb("change_id", ">", after.changeId)])]),
+      )
+      .where("seal_seq", ">", UNSEALED)
       .orderBy("seal_seq")
+      .orderBy("change_id")
       .limit(pageSize)
       .execute();
     for (const row of rows) {
       sealed++;
       const seq = Number(row.seal_seq);
       const at = { sealSeq: seq, changeId: row.change_id, sku: row.sku };
+      after = { seq, changeId: row.change_id };
+      if (seq < expected) {
+        // The index on positions is not unique (unsealed rows share 0): a second row here was put there.
+        problems.push({ kind: "duplicate_position", ...at, detail: `a second entry at position ${seq}` });
+        continue;
+      }
       if (seq > expected) {
         problems.push({ kind: "missing", sealSeq: expected, detail: `sealed entries ${range(expected, seq - 1)} are missing` });
         prevHash = undefined; // the entry this one links to is gone: nothing to compare with
       }
       if (seq > headSeq) problems.push({ kind: "beyond_head", ...at, detail: `sealed at ${seq}, beyond the chain head at ${headSeq}` });
-      // An unsealed row's hashes are NULL or (written since 2026_12_04_140000) zero; a row_hash of zero was never set.
+      // An unsealed row's hashes are zero (NULL if written before 2026_12_04_140000): a row_hash of zero was never set.
       if (!row.prev_hash || !row.row_hash || row.row_hash.equals(GENESIS_HASH)) {
         problems.push({ kind: "incomplete_seal", ...at, detail: "seal_seq is set but prev_hash or row_hash is not" });
         prevHash = undefined;
@@ -427,7 +449,7 @@ async function verifyIn(db: CatalogTx, merchantId: string, pageSize: number): Pr
     .selectFrom("product_changes")
     .select((eb) => eb.fn.countAll<number | string>().as("n"))
     .where("merchant_id", "=", merchantId)
-    .where("seal_seq", "is", null)
+    .where("seal_seq", "=", UNSEALED)
     .executeTakeFirstOrThrow();
   const unaudited = await sql<{ sku: string; version: number | string }>`
     SELECT p.sku, p.version FROM products p

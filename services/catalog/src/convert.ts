@@ -245,9 +245,9 @@ export function changeToProto(row: ProductChangeRow & Partial<AuditSealColumns>)
     requestId: row.request_id,
     changeTime: timestampFromDate(row.created_at),
     reason: row.reason,
+    // An unsealed row has seal_seq 0 and hashes of 32 zero bytes (NULL, if written before 2026_12_04_140000).
     sealSeq: row.seal_seq == null ? 0n : BigInt(row.seal_seq),
-    // An unsealed row's hash columns hold NULL (written before 2026_12_04_140000) or 32 zero bytes.
-    rowHash: row.seal_seq != null && row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
+    rowHash: Number(row.seal_seq ?? 0) > 0 && row.row_hash ? new Uint8Array(row.row_hash) : new Uint8Array(0),
     detail: compact ? ProductChangeDetail.CHANGED_FIELDS : ProductChangeDetail.FULL,
   });
 }

@@ -58,8 +58,9 @@ export interface ProductChangeRow {
 }
 
 /**
- * AuditSealColumns are the audit chain's columns of product_changes: NULL
- * until the sealer (audit.ts) fills them; writers never set them.
+ * AuditSealColumns are the audit chain's columns of product_changes: seal_seq
+ * 0 and zero hashes until the sealer (audit.ts) fills them (NULL in rows
+ * written before 2026_12_04_140000 and 150000); writers never set them.
  */
 export interface AuditSealColumns {
   seal_seq: number | string | null;

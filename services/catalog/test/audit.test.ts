@@ -277,7 +277,7 @@ test.serial("the sealer finds every merchant with changes older than the lag, pa
         .select("merchant_id")
         .distinct()
         .where("merchant_id", "in", merchants)
-        .where("seal_seq", "is", null)
+        .where("seal_seq", "=", 0)
         .orderBy("merchant_id")
         .execute()
     ).map((r) => r.merchant_id);
@@ -294,7 +294,7 @@ test.serial("the sealer finds every merchant with changes older than the lag, pa
 });
 
 test.serial(
-  "audit rows are written with zero hashes that sealing fills; unsealed rows answer no hash, a sealed one left without is incomplete",
+  "audit rows are written at their sealed size (position 0, zero hashes) and sealed in place; unsealed rows answer no hash, a sealed one left without is incomplete",
   async (t) => {
     const m = await newMerchant("Presized");
     const c = api.client(CatalogService, m);
@@ -306,12 +306,12 @@ test.serial(
         .where("merchant_id", "=", m.merchantId)
         .orderBy("change_id")
         .execute();
-    // The writers do not name the hash columns: their defaults give the row its sealed size (2026_12_04_140000).
+    // The writers do not name the seal columns: their defaults give the row its sealed size (2026_12_04_140000, 150000).
     t.deepEqual(
-      (await rows()).map((r) => [r.seal_seq, r.prev_hash, r.row_hash]),
+      (await rows()).map((r) => [Number(r.seal_seq), r.prev_hash, r.row_hash]),
       [
-        [null, GENESIS_HASH, GENESIS_HASH],
-        [null, GENESIS_HASH, GENESIS_HASH],
+        [0, GENESIS_HASH, GENESIS_HASH],
+        [0, GENESIS_HASH, GENESIS_HASH],
       ],
     );
     t.deepEqual(
@@ -352,6 +352,36 @@ test.serial(
     );
   },
 );
+
+test.serial("verify finds two rows put at one chain position, also where they fall on two pages", async (t) => {
+  const m = await newMerchant("Duplicated");
+  const c = api.client(CatalogService, m);
+  for (const sku of ["D-1", "D-2", "D-3"]) await c.createProduct({ product: productInit(sku) });
+  await seal();
+  const third = await db
+    .selectFrom("product_changes")
+    .select("change_id")
+    .where("merchant_id", "=", m.merchantId)
+    .where("seal_seq", "=", 3)
+    .executeTakeFirstOrThrow();
+  // As the admin (root) user: the index on positions is not unique (unsealed rows share 0).
+  await db
+    .updateTable("product_changes")
+    .set({ seal_seq: 2 })
+    .where("merchant_id", "=", m.merchantId)
+    .where("change_id", "=", third.change_id)
+    .execute();
+  for (const pageSize of [1000, 2, 1]) {
+    t.deepEqual(
+      (await verifyAuditChain(db, m.merchantId, { pageSize })).problems.map((p) => [p.kind, p.sealSeq, p.changeId]),
+      [
+        ["duplicate_position", 2, third.change_id],
+        ["missing", 3, undefined],
+      ],
+      `pages of ${pageSize}`,
+    );
+  }
+});
 
 test.serial("verify reports exactly what was tampered with: changed content, deleted entries, a deleted last entry", async (t) => {
   const m = await newMerchant("Tampered");
