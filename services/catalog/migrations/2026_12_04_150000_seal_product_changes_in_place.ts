@@ -1,5 +1,5 @@
 import { sql, type Kysely } from "kysely";
-import { alterTableOnline } from "@stockroom/common/db";
+import { alterTableOnline, isVitess, waitForVtgateSchema } from "@stockroom/common/db";
 
 // Sealing rewrites each audit row in place (services/catalog/src/audit.ts):
 // with its hashes already 32 bytes (2026_12_04_140000), the one column that
@@ -19,6 +19,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     "ADD KEY idx_product_changes_seal (merchant_id, seal_seq)",
   ]);
   await alterTableOnline(db, "product_changes", ["ALTER COLUMN seal_seq SET DEFAULT 0"]);
+  // On Vitess, vtgate plans the UPDATEs below with the schema it tracks, which these ALTERs made it reload.
+  if (await isVitess(db)) await waitForVtgateSchema(db);
   // A merchant at a time: on Vitess each UPDATE then goes to one shard (vtgate refuses one that
   // spans shards). No NULL row appears after the ALTER above: it waited for every transaction
   // that had written the table, and writers do not name seal_seq.

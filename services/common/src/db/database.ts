@@ -530,11 +530,14 @@ export async function isVitess(db: Kysely<any>): Promise<boolean> {
  * every row) and refuses a new column by name (errno 1054); not knowing a new
  * table yet, it refuses a cross-shard ORDER BY on it (VT09015, schema
  * tracking required). So migrations return only once vtgate sees what they
- * did, before the code that reads it runs. vtgate's view is read from its
- * plan for SELECT *, which names the columns once it knows them.
+ * did, before the code that reads it runs; a migration that runs DML after
+ * its own DDL waits for it in between (vtgate, reloading a table an ALTER
+ * rebuilt, refused a column the table had: "column 'seal_seq' not found").
+ * vtgate's view is read from its plan for SELECT *, which names the columns
+ * once it knows them.
  */
 // biome-ignore lint/suspicious/noExplicitAny: works on any package's database, whatever its tables
-async function waitForVtgateSchema(db: Kysely<any>, timeoutMs = 60_000): Promise<void> {
+export async function waitForVtgateSchema(db: Kysely<any>, timeoutMs = 60_000): Promise<void> {
   const { rows } = await sql<{ t: string; c: string }>`SELECT DISTINCT table_name AS t, column_name AS c
     FROM information_schema.columns WHERE table_schema = DATABASE()`.execute(db);
   const want = new Map<string, Set<string>>();
