@@ -17,7 +17,7 @@ import { NO_MERCHANDISING, type Product } from "../src/domain.ts";
 import { recordChanges } from "../src/events.ts";
 import { catalogModule } from "../src/module.ts";
 import { findProducts, upsertProducts, type CatalogDb, type SourceKind } from "../src/store.ts";
-import { CatalogService, fieldViolations, productInit, rejection, startCatalog } from "./helpers.ts";
+import { CatalogService, fieldViolations, newProduct, productInit, rejection, startCatalog } from "./helpers.ts";
 import type { CatalogTables } from "../src/store.ts";
 
 // Serial: sealing works on every merchant of the database at once.
@@ -70,25 +70,6 @@ async function writeAs(merchantId: string, sourceKind: SourceKind, sourceRef: st
       next.map((p, i) => ({ type: "updated", before: current[i], product: p, changedFields: ["stock"], at: now })),
     );
   });
-}
-
-/** newProduct is a new product's first version, made at `at`, for writing changes without the API. */
-function newProduct(sku: string, title: string, at: Date): Product {
-  return {
-    id: newUlid(),
-    sku,
-    title,
-    description: "",
-    priceMinor: 100,
-    currency: "EUR",
-    stock: 1,
-    status: "active",
-    attributes: {},
-    ...NO_MERCHANDISING,
-    version: 1,
-    createdAt: at,
-    updatedAt: at,
-  };
 }
 
 async function newMerchant(name: string): Promise<TestMerchant> {

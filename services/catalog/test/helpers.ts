@@ -57,6 +57,25 @@ export async function countRows(api: TestApi, table: string, merchantId: string)
   return Number(result.rows[0]!.n);
 }
 
+/** newProduct is a new product's first version, made at `at`, for writing changes without the API. */
+export function newProduct(sku: string, title: string, at: Date): Product {
+  return {
+    id: newUlid(),
+    sku,
+    title,
+    description: "",
+    priceMinor: 100,
+    currency: "EUR",
+    stock: 1,
+    status: "active",
+    attributes: {},
+    ...NO_MERCHANDISING,
+    version: 1,
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
 /**
  * writeInOneTransaction changes the merchant's products through the
  * product-write port in one transaction, as a bulk chunk does: from

@@ -13,10 +13,10 @@ import { newUlid } from "@stockroom/common";
 import { createMerchant } from "@stockroom/common/rpc";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { sealAuditChains, verifyAuditChain } from "../src/audit.ts";
-import { NO_MERCHANDISING, type Product } from "../src/domain.ts";
 import { recordChanges } from "../src/events.ts";
 import { catalogModule } from "../src/module.ts";
 import type { CatalogTables } from "../src/store.ts";
+import { newProduct } from "./helpers.ts";
 
 const MIGRATION = "2026_12_04_150000_seal_product_changes_in_place";
 
@@ -41,21 +41,7 @@ test("unsealed audit rows become position 0, sealed ones keep theirs, new ones a
         trx,
         { merchantId, actor: "job:x", sourceKind: "bulk_job", sourceRef: "x" },
         Array.from({ length: n }, (_, i) => {
-          const product: Product = {
-            id: newUlid(),
-            sku: `M-${i}-${newUlid()}`,
-            title: "Migrated",
-            description: "",
-            priceMinor: 100,
-            currency: "EUR",
-            stock: 1,
-            status: "active",
-            attributes: {},
-            ...NO_MERCHANDISING,
-            version: 1,
-            createdAt: at,
-            updatedAt: at,
-          };
+          const product = newProduct(`M-${i}-${newUlid()}`, "Migrated", at);
           return { type: "created" as const, before: undefined, product, changedFields: ["title"], at };
         }),
       ),
