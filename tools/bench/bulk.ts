@@ -716,7 +716,7 @@ async function runPipeline(
     const t2 = performance.now();
     monitor.phase("after");
     const s2 = await dbStatus(pool);
-    const statusAfter: Record<string, Counters> = {};
+    const status: Record<string, Counters> = { ingest: statusDelta(s0, s1), apply: statusDelta(s1, s2) };
     const downstreamResult = downstream && (await downstream.finish(pool, t2));
     monitor.hwm([apiPid, ...workers.map((w) => w.pid!)]);
     if (!final) throw new Error(`job ${queued.id}: the watch ended before a final state`);
@@ -733,7 +733,7 @@ async function runPipeline(
       const sealed = await sealAuditChains(db, { lagMs: 0 }).finally(() => db.destroy());
       for (const f of sealed.failed) errors.push(`${workerCount} workers: sealing merchant ${f.merchantId} failed: ${String(f.error)}`);
       seal = { rows: sealed.sealed, s: round((performance.now() - t3) / 1000) };
-      statusAfter.seal = statusDelta(s3, await dbStatus(pool));
+      status.seal = statusDelta(s3, await dbStatus(pool));
     }
     const { processes, machine } = monitor.stop();
 
@@ -757,7 +757,7 @@ async function runPipeline(
       chunks: final.chunkCount,
       processes,
       machine,
-      status: { ingest: statusDelta(s0, s1), apply: statusDelta(s1, s2), ...statusAfter },
+      status,
       workerWarnings: Object.fromEntries(warnings),
       tables: await tableSizes(pool, ["products", "product_changes", "outbox_events", "bulk_job_items", "bulk_job_chunks"]),
       checksum: await productsChecksum(pool, server.merchantId),

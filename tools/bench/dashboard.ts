@@ -13,21 +13,22 @@
  * the connection cost before any of the app's work. BENCH_LOADS (default 20)
  * loads of each.
  */
-import { existsSync } from "node:fs";
-import { chromium } from "playwright-core";
 import { readInt } from "@stockroom/common";
 import { connectNats } from "@stockroom/common/nats";
 import { startTestApi } from "@stockroom/common/testing";
 import { bulkModule, DEFAULT_QUEUE } from "@stockroom/bulk";
 import { catalogModule } from "@stockroom/catalog";
+import { launchChromium, requireChromium } from "../chromium.ts";
 import { buildWeb, WEB_DIST } from "../web-build.ts";
 import { median, percentile, round, table, writeResults } from "./stats.ts";
 
 const LOADS = readInt(process.env, "BENCH_LOADS", 20, 3, 1_000);
 const TARGET_MS = 1_000;
-const CHROMIUM = "/usr/bin/chromium";
-if (!existsSync(CHROMIUM)) {
-  console.error("Chromium is missing: run `apt-get install -y chromium` (npm test does it where it can)");
+// First, so that a machine without Chromium is told what to install before anything starts.
+try {
+  requireChromium();
+} catch (error) {
+  console.error((error as Error).message);
   process.exit(1);
 }
 
@@ -38,10 +39,7 @@ const queue = { ...DEFAULT_QUEUE, stream: `BENCH_WEB_${suffix}`, subjectPrefix: 
 const api = await startTestApi("bench_dashboard", (db) => [catalogModule(db), bulkModule(db, { nats, queue })], {
   config: { webDir: WEB_DIST },
 });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"],
-});
+const browser = await launchChromium();
 
 /** load opens url in a fresh context and returns how long after the navigation's start `until` happened, in ms. */
 async function load(url: string, until: "app" | "document"): Promise<number> {

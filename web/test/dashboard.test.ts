@@ -21,12 +21,12 @@
  * .stockroom/screenshots, so that npm test leaves the working tree clean.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import test from "ava";
 import { fromBinary } from "@bufbuild/protobuf";
-import { chromium, type Browser, type BrowserContext, type Page, type Route } from "playwright-core";
+import type { Browser, BrowserContext, Page, Route } from "playwright-core";
 import { AppendUploadPartRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
@@ -42,8 +42,8 @@ import { openSearchDatabase, searchModule } from "@stockroom/search";
 import { generateBulkFile } from "../../tools/gen-bulk-file.ts";
 import type { StockroomTables } from "../../tools/tables.ts";
 import { buildWeb, WEB_DIST } from "../../tools/web-build.ts";
+import { launchChromium } from "../../tools/chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SHOTS =
   process.env["UPDATE_SCREENSHOTS"] === "1"
     ? path.join(import.meta.dirname, "..", "screenshots")
@@ -86,20 +86,7 @@ test.before(async () => {
   });
   origin = api.url;
   apiKey = api.merchantA.apiKey;
-  if (!existsSync(CHROMIUM)) throw new Error("Chromium is missing: run `apt-get install -y chromium` (npm test does it where it can)");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
 
