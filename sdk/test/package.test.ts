@@ -6,6 +6,7 @@ import path from "node:path";
 import test from "ava";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_FLAGS, requireChromium } from "../../tools/chromium.ts";
 import { startSdkHarness } from "./harness.ts";
 
 // The package as merchants get it: `npm pack`, installed into a project
@@ -143,22 +144,13 @@ test("the browser entry bundles without Node modules and runs in headless Chromi
   const origin = `http://127.0.0.1:${(site.address() as { port: number }).port}`;
   t.teardown(() => new Promise<void>((resolve) => site.close(() => resolve())));
 
-  const executablePath = "/usr/bin/chromium";
-  if (!existsSync(executablePath)) t.fail("Chromium is missing: run `apt-get install -y chromium` (npm test does it where it can)");
+  try {
+    requireChromium();
+  } catch (error) {
+    t.fail((error as Error).message);
+  }
   const profile = mkdtempSync(path.join(tmpdir(), "stockroom-chromium-"));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
   t.teardown(async () => {
     await browser.close();
     rmSync(profile, { recursive: true, force: true });
