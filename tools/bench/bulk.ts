@@ -60,7 +60,7 @@ import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrate
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { onVitess, testDatabaseUrl } from "@stockroom/common/testing";
-import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
+import { cpuTicks, findProcesses, procStatus, TICKS_PER_S } from "./procfs.ts";
 import {
   API_NODE_ARGS,
   apiMain,
@@ -160,15 +160,6 @@ interface ProcReport {
   phases: Record<string, ProcPhase>;
   /** VmHWM (peak RSS over the process's life) just before it was stopped, MB; not for shared servers. */
   vmHwmMb?: number;
-}
-
-function procStatus(pid: number, key: "VmRSS" | "VmHWM"): number | undefined {
-  try {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? round(Number(m[1]) / 1024, 1) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** childRunning finds this process's child running script (startServerProcess does not tell its pid). */

@@ -30,3 +30,13 @@ export function findProcesses(names: Record<string, string>): { label: string; p
   }
   return found;
 }
+
+/** procStatus is a memory figure of /proc/<pid>/status (VmRSS: resident now; VmHWM: the peak), in MB. */
+export function procStatus(pid: number, key: "VmRSS" | "VmHWM"): number | undefined {
+  try {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -11,42 +11,43 @@
  *    offered load, BENCH_SPIKE_AFTER_S (30) s back at half. Each order is one
  *    random SKU of BENCH_SPIKE_SKUS, 1 or 2 units. A shed call is not retried
  *    (the open loop's next arrivals are the retries), except the
- *    BENCH_SPIKE_SDK_PCT (10) % of the arrivals sent through the SDK client,
- *    which retries as it was written to.
+ *    BENCH_SPIKE_SDK_PCT (2) % of the arrivals sent through the SDK client,
+ *    which retries as it was written to. The loop runs on worker threads
+ *    (spike-load.ts): BENCH_SPIKE_THREADS (2) of direct gRPC calls, one of
+ *    SDK calls. In one event loop the client could not send ten times the
+ *    capacity, and the bench measured its own backlog.
  *
  * Printed per second: offered, admitted, shed, p50/p99 of the admitted
- * calls, the slowest shed answer, and this client's own event-loop delay
- * (a call's latency includes it: on one machine the load generator queues
- * too). Checked and printed (targets of issue 14):
+ * calls, the slowest shed answer, and the load threads' worst event-loop
+ * delay (a call's latency includes it: on one machine the load generator
+ * queues too). Checked and printed (targets of issue 14):
  * admitted p99 <= 250 ms during the spike; every shed call answered within
  * 50 ms with google.rpc.RetryInfo; per-second p99 back to the baseline (the
  * first phase's p99, x1.5 for noise) within 10 s of the spike's end; no
  * oversell (per SKU, stock + quantity in order lines = initial stock);
  * every order a client saw acknowledged is in the database; and every SDK
  * retry waited at least the RetryInfo delay of the attempt before it (its
- * attempts are timed by an interceptor). Writes bench-results/spike.json.
+ * attempts are timed by an interceptor). Also printed: the orders
+ * server's and the load threads' CPU per phase. Writes bench-results/spike.json.
  * Exits non-zero on a failed check of correctness (oversell, a lost order,
  * an unexpected error, a retry before its RetryInfo), never on a missed
  * latency target. The machine's load average is printed with the figures:
  * on a shared machine absolute numbers drift, the ratios less.
  */
 import os from "node:os";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Worker } from "node:worker_threads";
 import { createPool, type RowDataPacket } from "mysql2/promise";
-import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { newUlid, readInt } from "@stockroom/common";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
-// biome-ignore lint/style/noRestrictedImports: the bench measures the SDK as written, without building its dist first
-import { createStockroomClient, RateLimitedError, StockroomError } from "../../sdk/src/index.ts";
-import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
+import { cpuTicks, procStatus, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
-import { maxOf, median, percentile, round, table, tally, writeResults } from "./stats.ts";
+import { createOrderer, type Acknowledged, type LoadReport, type LoadTask, type Via } from "./spike-load.ts";
+import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
 
 const env = process.env;
 const CAPACITY_S = readInt(env, "BENCH_CAPACITY_S", 10, 1, 600);
@@ -55,7 +56,15 @@ const SPIKE_S = readInt(env, "BENCH_SPIKE_S", 60, 1, 3600);
 const AFTER_S = readInt(env, "BENCH_SPIKE_AFTER_S", 30, 1, 3600);
 const MULTIPLIER = readInt(env, "BENCH_SPIKE_MULTIPLIER", 10, 1, 100);
 const SKUS = readInt(env, "BENCH_SPIKE_SKUS", 1000, 1, 100_000);
-const SDK_PCT = readInt(env, "BENCH_SPIKE_SDK_PCT", 10, 0, 100);
+/**
+ * The share of arrivals sent through the SDK (BENCH_SPIKE_SDK_PCT): enough to
+ * see its retries honour RetryInfo through the spike. The SDK costs the
+ * shared cores about a millisecond of CPU per call, as much as the server;
+ * at 10% of a spike its thread alone took half a core.
+ */
+const SDK_PCT = readInt(env, "BENCH_SPIKE_SDK_PCT", 2, 0, 50);
+/** Worker threads sending the direct gRPC calls (BENCH_SPIKE_THREADS). */
+const THREADS = readInt(env, "BENCH_SPIKE_THREADS", 2, 1, 64);
 const STOCK = 1_000_000;
 /**
  * Client connections the direct calls are spread over (BENCH_SPIKE_CONNECTIONS):
@@ -73,21 +82,6 @@ const BASELINE_TOLERANCE = 1.5;
 /** The bulkhead the server runs with (its defaults, or ORDER_IN_FLIGHT_* from this environment, which the server inherits). */
 const BULKHEAD = parseOrderConfig(env).bulkhead;
 
-type Outcome = "admitted" | "shed" | "refused" | "error";
-interface Call {
-  /** Seconds since the open loop started, when the call was sent. */
-  at: number;
-  ms: number;
-  outcome: Outcome;
-  via: "grpc" | "sdk";
-  retryInfo: boolean;
-}
-interface Attempt {
-  start: number;
-  end: number;
-  retryDelayMs?: number;
-}
-
 const server = await startServerProcess({
   name: "bench_spike",
   entrypoint: path.join(import.meta.dirname, "..", "..", "services", "orders", "src", "main.ts"),
@@ -97,63 +91,16 @@ const server = await startServerProcess({
 });
 const pool = createPool({ uri: server.databaseUrl, connectionLimit: 2, timezone: "Z", charset: "utf8mb4" });
 /**
- * The direct calls are plain gRPC over node:http2, framed by hand
- * (grpc-unary.ts): at ten times the base rate a generated client's own CPU
- * per call (about a millisecond, as much as the server's) saturated this
- * process's one core on a 2-core machine, so calls were sent late and their
- * answers read late, and the bench measured itself. The SDK's share keeps
- * the SDK. A connection the server closes is replaced, as a client
- * reconnects, and counted.
+ * The capacity phase's calls: plain gRPC over node:http2, framed by hand
+ * (grpc-unary.ts), from this thread. The open loop runs on worker threads
+ * (spike-load.ts), each with connections of its own.
  */
-const grpcClient = createUnaryClient({ url: server.url, apiKey: server.apiKey, connections: CONNECTIONS });
-
-/** Every attempt of each SDK call, by request_id, as the interceptor saw them. */
-const attempts = new Map<string, Attempt[]>();
-const timeAttempts: Interceptor = (next) => async (req) => {
-  const requestId = (req.message as { requestId?: string }).requestId ?? "";
-  const attempt: Attempt = { start: performance.now(), end: 0 };
-  attempts.set(requestId, [...(attempts.get(requestId) ?? []), attempt]);
-  try {
-    return await next(req);
-  } catch (error) {
-    const d = ConnectError.from(error).findDetails(RetryInfoSchema)[0]?.retryDelay;
-    if (d) attempt.retryDelayMs = Number(d.seconds) * 1000 + d.nanos / 1e6;
-    throw error;
-  } finally {
-    attempt.end = performance.now();
-  }
-};
-const sdk = createStockroomClient({ baseUrl: server.url, apiKey: server.apiKey, transport: "grpc", interceptors: [timeAttempts] });
-const acknowledged: { orderId: string; sku: string; quantity: number }[] = [];
-/** Every unexpected error, counted by kind: its path and message. */
+const grpcClient = createUnaryClient({ url: server.url, apiKey: server.apiKey, connections: 1 });
 const unexpected = new Map<string, number>();
 const unexpectedCount = () => [...unexpected.values()].reduce((a, b) => a + b, 0);
+const acknowledged: Acknowledged[] = [];
 let request = 0;
-
-/** order places one order of a random SKU, directly or through the SDK, and says what became of it. */
-async function order(via: "grpc" | "sdk"): Promise<Omit<Call, "at">> {
-  const sku = `SPIKE-${Math.floor(Math.random() * SKUS)}`;
-  const quantity = 1 + Math.floor(Math.random() * 2);
-  const req = { requestId: `spike-${++request}`, lines: [{ sku, quantity }], buyerReference: "black-friday" };
-  const t0 = performance.now();
-  try {
-    const { order } = await (via === "sdk" ? sdk.orders.createOrder(req) : grpcClient.call(OrderService.method.createOrder, req));
-    acknowledged.push({ orderId: order!.id, sku, quantity });
-    return { ms: performance.now() - t0, outcome: "admitted", via, retryInfo: false };
-  } catch (error) {
-    const ms = performance.now() - t0;
-    // The SDK throws its own errors (RESOURCE_EXHAUSTED is its RateLimitedError, with RetryInfo's delay).
-    const code = error instanceof StockroomError ? error.code : ConnectError.from(error).code;
-    const retryInfo =
-      error instanceof RateLimitedError
-        ? error.retryDelayMs !== undefined
-        : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
-    if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
-    if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
-    tally(unexpected, `${via}: ${error instanceof Error ? error.message : String(error)}`);
-    return { ms, outcome: "error", via, retryInfo: false };
-  }
-}
+const order = createOrderer("grpc", SKUS, (req) => grpcClient.call(OrderService.method.createOrder, req), unexpected);
 
 /** capacity runs buyers in a closed loop for seconds and returns the orders placed per second. */
 async function capacity(buyers: number, seconds: number): Promise<number> {
@@ -161,82 +108,75 @@ async function capacity(buyers: number, seconds: number): Promise<number> {
   let placed = 0;
   await Promise.all(
     Array.from({ length: buyers }, async () => {
-      while (performance.now() < end) if ((await order("grpc")).outcome === "admitted") placed++;
+      while (performance.now() < end) {
+        const c = await order(`capacity-${++request}`);
+        if (c.acknowledged) {
+          placed++;
+          acknowledged.push(c.acknowledged);
+        }
+      }
     }),
   );
   return placed / seconds;
 }
 
-/** openLoop sends calls on schedule (rate per second of each phase) and returns every call, by when it was sent. */
-async function openLoop(phases: { name: string; seconds: number; rate: number }[]): Promise<Call[]> {
-  const calls: Call[] = [];
-  const pending = new Set<Promise<void>>();
-  const t0 = performance.now();
-  const total = phases.reduce((s, p) => s + p.seconds, 0);
-  /** due is how many calls the schedule has sent by second t. */
-  const due = (t: number) => {
-    let n = 0;
-    let start = 0;
-    for (const p of phases) {
-      n += p.rate * Math.max(0, Math.min(t, start + p.seconds) - start);
-      start += p.seconds;
-    }
-    return Math.floor(n);
-  };
-  let sent = 0;
-  let phase = 0;
-  let phaseEnd = phases[0]!.seconds;
-  const cpuAt = [cpuTicks(server.pid)];
-  const clientAt = [process.cpuUsage()];
-  const lag = monitorEventLoopDelay({ resolution: 5 });
-  lag.enable();
-  let lagSecond = 0;
-  for (;;) {
-    const t = (performance.now() - t0) / 1000;
-    if (Math.floor(t) > lagSecond) {
-      clientLag[lagSecond] = { p99Ms: round(lag.percentile(99) / 1e6, 1), maxMs: round(lag.max / 1e6, 1) };
-      lag.reset();
-      lagSecond = Math.floor(t);
-    }
-    if (t >= phaseEnd) {
-      cpuAt.push(cpuTicks(server.pid));
-      clientAt.push(process.cpuUsage());
-      phase++;
-      phaseEnd += phases[phase]?.seconds ?? 0;
-    }
-    if (t >= total) break;
-    for (const target = due(t); sent < target; sent++) {
-      const via = SDK_PCT > 0 && sent % Math.round(100 / SDK_PCT) === 0 ? "sdk" : "grpc";
-      const p = order(via).then((c) => {
-        calls.push({ at: t, ...c });
-      });
-      pending.add(p);
-      void p.finally(() => pending.delete(p));
-    }
-    await delay(2);
+/**
+ * openLoop runs the phases on THREADS worker threads of gRPC calls and one
+ * of SDK calls (SDK_PCT of each phase's rate), all starting together, and
+ * gathers their reports. The orders server's CPU is read here at each
+ * phase's boundary.
+ */
+async function openLoop(phases: { name: string; seconds: number; rate: number }[]): Promise<LoadReport[]> {
+  // Time for the threads to load and warm up (spike-load.ts) before the loop starts.
+  const startAt = performance.timeOrigin + performance.now() + 4000;
+  const share = (via: Via, of: number) =>
+    phases.map((p) => ({ ...p, rate: (p.rate * (via === "sdk" ? SDK_PCT : 100 - SDK_PCT)) / 100 / of }));
+  const tasks: LoadTask[] = [
+    ...Array.from({ length: THREADS }, (_, i) => ({
+      via: "grpc" as const,
+      name: `g${i}`,
+      phases: share("grpc", THREADS),
+      connections: Math.max(1, Math.round(CONNECTIONS / THREADS)),
+    })),
+    ...(SDK_PCT > 0 ? [{ via: "sdk" as const, name: "sdk", phases: share("sdk", 1), connections: 1 }] : []),
+  ].map((t) => ({ ...t, url: server.url, apiKey: server.apiKey, startAt, skus: SKUS }));
+  const reports = tasks.map(
+    (task) =>
+      new Promise<LoadReport>((resolve, reject) => {
+        const worker = new Worker(new URL("./spike-load.ts", import.meta.url), { workerData: { spikeLoad: task } });
+        worker.once("message", resolve);
+        worker.once("error", reject);
+        worker.once("exit", (code) => reject(new Error(`load thread ${task.name} exited (${code}) without a report`)));
+      }),
+  );
+  // The server's resident memory each second: the calls it holds in an overload are memory.
+  const rss = setInterval(() => {
+    const s = Math.floor((performance.timeOrigin + performance.now() - startAt) / 1000);
+    if (s >= 0 && s < serverRssMb.length) serverRssMb[s] = procStatus(server.pid, "VmRSS");
+  }, 250);
+  // The server's CPU at each phase boundary.
+  let at = startAt;
+  const cpuAt: (number | undefined)[] = [];
+  for (const boundary of [0, ...phases.map((p) => p.seconds)]) {
+    at += boundary * 1000;
+    await delay(Math.max(0, at - (performance.timeOrigin + performance.now())));
+    cpuAt.push(cpuTicks(server.pid));
   }
-  lag.disable();
-  await Promise.all(pending);
   phases.forEach((p, i) => {
     const [a, b] = [cpuAt[i], cpuAt[i + 1]];
     serverCpu[p.name] = a === undefined || b === undefined ? undefined : round((b - a) / TICKS_PER_S / p.seconds, 2);
-    const [c, d] = [clientAt[i], clientAt[i + 1]];
-    clientCpu[p.name] = c && d ? round((d.user + d.system - c.user - c.system) / 1e6 / p.seconds, 2) : undefined;
   });
-  return calls;
+  try {
+    return await Promise.all(reports);
+  } finally {
+    clearInterval(rss);
+  }
 }
 
 /** The orders server's CPU per phase, in cores (CPU seconds per second). */
 const serverCpu: Record<string, number | undefined> = {};
-/** This bench client's CPU per phase, in cores: near 1, it measures its own queueing. */
-const clientCpu: Record<string, number | undefined> = {};
-/**
- * This bench client's event-loop delay per second of sending (p99 and max):
- * a call's latency includes the client's own wait to send it and to see its
- * answer, so a shed answered "in 80 ms" with 60 ms of client lag was the
- * server's for at most 20.
- */
-const clientLag: { p99Ms: number; maxMs: number }[] = [];
+/** The orders server's RSS (MB) per second of the open loop, its last sample in that second. */
+const serverRssMb: (number | undefined)[] = Array.from({ length: BASE_S + SPIKE_S + AFTER_S });
 
 try {
   const now = new Date();
@@ -265,8 +205,24 @@ try {
       `${SKUS} SKUs; ${CONNECTIONS} connections; ${SDK_PCT}% through the SDK with retries; bulkhead ${BULKHEAD.perMerchant} per merchant, ${BULKHEAD.total} in all`,
   );
   const load1 = os.loadavg()[0]!;
-  const calls = await openLoop(phases);
+  const reports = await openLoop(phases);
   const load2 = os.loadavg()[0]!;
+  const calls = reports.flatMap((r) => r.calls);
+  for (const r of reports) {
+    acknowledged.push(...r.acknowledged);
+    for (const [kind, n] of r.unexpected) unexpected.set(kind, (unexpected.get(kind) ?? 0) + n);
+  }
+  const lost = new Map<string, number>();
+  for (const [kind, n] of reports.flatMap((r) => r.lost)) lost.set(kind, (lost.get(kind) ?? 0) + n);
+  /** The load threads' event-loop delay per second: the worst thread's. */
+  const clientLag = Array.from({ length: BASE_S + SPIKE_S + AFTER_S }, (_, s) => {
+    const of = reports.flatMap((r) => r.lag[s] ?? []);
+    return of.length === 0 ? undefined : { p99Ms: maxOf(of, (l) => l.p99Ms), maxMs: maxOf(of, (l) => l.maxMs) };
+  });
+  /** The load threads' CPU per phase, in cores. */
+  const clientCpu = Object.fromEntries(
+    phases.map((p, i) => [p.name, round(reports.reduce((sum, r) => sum + (r.cpuSeconds[i] ?? 0), 0) / p.seconds, 2)]),
+  );
   const phaseOf = (at: number) => (at < BASE_S ? "base" : at < BASE_S + SPIKE_S ? "spike" : "after");
 
   // Per second (of sending), the direct calls: the SDK's include their retries' waits and are judged apart.
@@ -293,11 +249,24 @@ try {
       ),
       clientLagP99Ms: clientLag[s]?.p99Ms,
       clientLagMaxMs: clientLag[s]?.maxMs,
+      serverRssMb: serverRssMb[s],
     };
   });
   console.log(
     `\n${table(
-      ["s", "phase", "offered", "admitted", "shed", "refused/failed", "p50 ms", "p99 ms", "slowest shed ms", "client lag p99 / max ms"],
+      [
+        "s",
+        "phase",
+        "offered",
+        "admitted",
+        "shed",
+        "refused/failed",
+        "p50 ms",
+        "p99 ms",
+        "slowest shed ms",
+        "client lag p99 / max ms",
+        "server RSS MB",
+      ],
       seconds.map((r) => [
         r.second,
         r.phase,
@@ -309,6 +278,7 @@ try {
         r.p99Ms,
         r.slowestShedMs,
         `${r.clientLagP99Ms ?? "-"} / ${r.clientLagMaxMs ?? "-"}`,
+        r.serverRssMb ?? "-",
       ]),
     )}`,
   );
@@ -333,7 +303,8 @@ try {
           serverCpuCores: serverCpu[phase],
           clientCpuCores: clientCpu[phase],
           /** The median over the phase's seconds of the client's per-second event-loop delay p99. */
-          clientLagP99Ms: round(median(clientLag.filter((_, i) => phaseOf(i) === phase).map((l) => l.p99Ms)), 1),
+          clientLagP99Ms: round(median(clientLag.flatMap((l, i) => (l && phaseOf(i) === phase ? [l.p99Ms] : []))), 1),
+          serverRssMaxMb: Math.max(...serverRssMb.flatMap((r, i) => (r !== undefined && phaseOf(i) === phase ? [r] : [0]))),
         },
       ];
     }),
@@ -349,20 +320,9 @@ try {
   const settled = after.findIndex((_, i) => after.slice(i).every((r) => !(r.p99Ms > baseline * BASELINE_TOLERANCE)));
   const recoveryS = settled < 0 ? undefined : settled;
 
-  // SDK retries: each attempt after a RetryInfo began at least its delay after that attempt ended.
-  let retries = 0;
-  const early: string[] = [];
-  for (const [requestId, list] of attempts) {
-    for (let i = 1; i < list.length; i++) {
-      const prev = list[i - 1]!;
-      if (prev.retryDelayMs === undefined) continue;
-      retries++;
-      const waited = list[i]!.start - prev.end;
-      // 1 ms of slack: timers fire on whole milliseconds.
-      if (waited < prev.retryDelayMs - 1 && early.length < 10)
-        early.push(`${requestId}: waited ${round(waited, 1)} ms, RetryInfo said ${prev.retryDelayMs}`);
-    }
-  }
+  // SDK retries: each attempt after a RetryInfo began at least its delay after that attempt ended (the SDK thread checks).
+  const retries = reports.reduce((n, r) => n + r.retries, 0);
+  const early = reports.flatMap((r) => r.early);
 
   // Correctness: per SKU, stock + quantity in committed lines = initial; every acknowledged order is there.
   const [stockRows] = await pool.query<RowDataPacket[]>("SELECT sku, stock FROM products WHERE merchant_id = ?", [server.merchantId]);
@@ -427,6 +387,7 @@ try {
         "server CPU (cores)",
         "bench client CPU (cores)",
         "client loop lag p99 ms",
+        "server RSS max MB",
       ],
       Object.entries(summary).map(([p, s]) => [
         p,
@@ -438,6 +399,7 @@ try {
         s.serverCpuCores ?? "?",
         s.clientCpuCores ?? "?",
         s.clientLagP99Ms,
+        s.serverRssMaxMb,
       ]),
     )}`,
   );
@@ -462,13 +424,12 @@ try {
     slowShedBeyondClientLag,
     sdkRetries: { retries, early },
     unexpected: Object.fromEntries(unexpected),
-    lostSessions: Object.fromEntries(grpcClient.lost),
+    lostSessions: Object.fromEntries(lost),
     loadAverage: { start: load1, end: load2 },
   });
   console.log(`wrote ${file}`);
   if (early.length > 0) console.error(`SDK retries earlier than RetryInfo:\n  ${early.join("\n  ")}`);
-  if (grpcClient.lost.size > 0)
-    console.error(`connections lost and replaced: ${[...grpcClient.lost].map(([k, n]) => `${n} × ${k}`).join("; ")}`);
+  if (lost.size > 0) console.error(`connections lost and replaced: ${[...lost].map(([k, n]) => `${n} × ${k}`).join("; ")}`);
   if (unexpected.size > 0) {
     const kinds = [...unexpected].sort((a, b) => b[1] - a[1]).slice(0, 10);
     console.error(`unexpected errors by kind (the ${kinds.length} most common):\n  ${kinds.map(([k, n]) => `${n} × ${k}`).join("\n  ")}`);
@@ -478,7 +439,6 @@ try {
   console.error("spike bench failed:", error);
   process.exitCode = 1;
 } finally {
-  sdk.close();
   await pool.end();
   grpcClient.close();
   await server.stop();
