@@ -92,13 +92,13 @@ export class PreconditionError extends Error {
   }
 }
 
-/** RateLimitedError: the caller is over its rate; it may retry after retryAfterMs. */
+/** RateLimitedError: the caller is over its rate; it may retry after retryAfterMs (whole milliseconds, rounded up). */
 export class RateLimitedError extends Error {
   override name = "RateLimitedError";
   readonly retryAfterMs: number;
   constructor(message: string, retryAfterMs: number) {
     super(message);
-    this.retryAfterMs = retryAfterMs;
+    this.retryAfterMs = Math.max(0, Math.ceil(retryAfterMs));
   }
 }
 

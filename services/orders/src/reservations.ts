@@ -42,7 +42,7 @@
  */
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { PreconditionError } from "@stockroom/common";
+import { PreconditionError, type RateLimitedError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
 import { claimWithResponses, storedResponses, type IdempotentCall, type StoredAnswer } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
@@ -71,7 +71,7 @@ export interface Reservations {
    * shared transactions' line is full), or undefined: the server's early
    * shedding asks it before decoding a call, whose SKU it cannot know.
    */
-  overloaded(merchantId: string): Error | undefined;
+  overloaded(merchantId: string): RateLimitedError | undefined;
 }
 
 export interface ReservationOptions {

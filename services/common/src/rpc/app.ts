@@ -20,8 +20,8 @@ import type { MetricsServer } from "../observe/metrics-server.ts";
 import { startObservability } from "../observe/observability.ts";
 import type { CommonTables } from "../db/schema.ts";
 import { startApiServer, type ApiServer, type ApiServerOptions } from "./server.ts";
-import { toConnectError } from "./rpc-errors.ts";
 import { defaultWebDir } from "./web-app.ts";
+import type { RateLimitedError } from "../errors.ts";
 import { startCallRecorder } from "../observe/sla.ts";
 import { startTelemetry } from "../observe/telemetry.ts";
 
@@ -38,7 +38,7 @@ export interface ServiceModule {
    * API key names (not yet verified: only ever use it to refuse, never to
    * grant): an overloaded merchant's calls are answered for next to nothing.
    */
-  shed?(path: string, merchantId: string): Error | undefined;
+  shed?(path: string, merchantId: string): RateLimitedError | undefined;
 }
 
 /** ModuleDeps is what startApi hands every module besides the database. */
@@ -123,7 +123,7 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     drainMs: config.drainMs,
     corsOrigins: config.corsOrigins,
     webDir: config.webDir ?? defaultWebDir(),
-    shed: earlyShedding(modules, metrics, log),
+    shed: earlyShedding(modules, metrics),
   });
   health = (up) => server.health.setAll(up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   if (observability.probes && !observability.probes.up) health(false);
@@ -168,7 +168,7 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
  * shedStreams), reading the merchant from the bearer key, and counts the
  * refusals as rate-limit rejections like those of the handlers.
  */
-function earlyShedding(modules: ServiceModule[], metrics: Metrics, log: Logger): ApiServerOptions["shed"] {
+function earlyShedding(modules: ServiceModule[], metrics: Metrics): ApiServerOptions["shed"] {
   const hooks = modules.flatMap((m) => (m.shed ? [m.shed.bind(m)] : []));
   if (hooks.length === 0) return undefined;
   return (path, authorization) => {
@@ -179,7 +179,7 @@ function earlyShedding(modules: ServiceModule[], metrics: Metrics, log: Logger):
       if (!error) continue;
       const [, service = "", method = ""] = path.split("/");
       metrics.rateLimitRejections.inc({ service, method, tier: tierLabel(undefined) });
-      return toConnectError(error, log, path);
+      return error;
     }
     return undefined;
   };

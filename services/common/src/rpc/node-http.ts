@@ -23,6 +23,8 @@ import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { settledChunks } from "./decode.ts";
 import { grpcPercentEncode } from "./grpc-message.ts";
+import type { RateLimitedError } from "../errors.ts";
+import { ERROR_DOMAIN } from "./rpc-errors.ts";
 
 /** The reason a call's signal is aborted with when its stream closed without an error: made once, as it never differs. */
 export const STREAM_CLOSED = new DOMException("This operation was aborted", "AbortError");
@@ -139,4 +141,85 @@ export function nodeHeaders(headers: Headers): http.OutgoingHttpHeaders {
   const cookies = headers.getSetCookie();
   if (cookies.length > 0) o["set-cookie"] = cookies;
   return o;
+}
+
+/**
+ * respondRateLimited answers a gRPC call refused for load trailers-only:
+ * RESOURCE_EXHAUSTED with the status toConnectError gives a
+ * RateLimitedError (ErrorInfo RATE_LIMITED, RetryInfo), its details encoded
+ * by hand (rateLimitedStatusBin). In a spike most calls are answered this
+ * way; through setTrailerStatus, packing and encoding google.rpc.Status by
+ * reflection was a third of each refusal's CPU.
+ */
+export function respondRateLimited(stream: http2.ServerHttp2Stream, contentType: string, error: RateLimitedError): void {
+  if (stream.destroyed) return;
+  stream.respond(
+    {
+      ":status": 200,
+      "content-type": contentType,
+      "grpc-status": RESOURCE_EXHAUSTED,
+      "grpc-message": grpcPercentEncode(error.message),
+      "grpc-status-details-bin": rateLimitedStatusBin(error),
+    },
+    { endStream: true },
+  );
+}
+
+const RESOURCE_EXHAUSTED = String(Code.ResourceExhausted);
+const ANY_PREFIX = "type.googleapis.com/google.rpc.";
+/** ErrorInfo's reason (1) and domain (2), the same in every refusal. */
+const RATE_LIMITED_INFO = Buffer.concat([lengthDelimited(1, "RATE_LIMITED"), lengthDelimited(2, ERROR_DOMAIN)]);
+const ERROR_INFO_URL = lengthDelimited(1, `${ANY_PREFIX}ErrorInfo`);
+const RETRY_INFO_URL = lengthDelimited(1, `${ANY_PREFIX}RetryInfo`);
+
+/**
+ * rateLimitedStatusBin is grpc-status-details-bin of a RateLimitedError:
+ * google.rpc.Status { code, message, details: [Any(ErrorInfo), Any(RetryInfo)] }
+ * as toConnectError builds it, in protobuf-es's bytes (fields in number
+ * order, zero and empty scalars left out, a set message field written even
+ * when empty), base64 without padding. The test holds it
+ * equal to setTrailerStatus's encoding.
+ */
+export function rateLimitedStatusBin(error: RateLimitedError): string {
+  const ms = error.retryAfterMs;
+  const retryAfter = String(ms);
+  const errorInfo = Buffer.concat([
+    RATE_LIMITED_INFO,
+    lengthDelimited(3, Buffer.concat([lengthDelimited(1, "retry_after_ms"), lengthDelimited(2, retryAfter)])),
+  ]);
+  // durationFromMs: whole seconds and the rest in nanoseconds (negative delays keep both signs alike).
+  const seconds = Math.trunc(ms / 1000);
+  const nanos = Math.round((ms - seconds * 1000) * 1e6);
+  const retryInfo = lengthDelimited(1, Buffer.concat([varintField(1, seconds), varintField(2, nanos)]));
+  const status = Buffer.concat([
+    varintField(1, Code.ResourceExhausted),
+    error.message === "" ? Buffer.alloc(0) : lengthDelimited(2, error.message),
+    lengthDelimited(3, Buffer.concat([ERROR_INFO_URL, lengthDelimited(2, errorInfo)])),
+    lengthDelimited(3, Buffer.concat([RETRY_INFO_URL, lengthDelimited(2, retryInfo)])),
+  ]);
+  return status.toString("base64").replace(/=+$/, "");
+}
+
+/** A length-delimited field (wire type 2): a string's UTF-8 or bytes. */
+function lengthDelimited(field: number, value: string | Buffer): Buffer {
+  const body = typeof value === "string" ? Buffer.from(value, "utf8") : value;
+  return Buffer.concat([Buffer.from([...varint((field << 3) | 2), ...varint(body.length)]), body]);
+}
+
+/** A varint field (wire type 0) of a non-negative integer; zero is left out, as proto3 leaves out a default. */
+function varintField(field: number, value: number): Buffer {
+  if (value === 0) return Buffer.alloc(0);
+  if (value < 0 || !Number.isSafeInteger(value)) throw new RangeError(`cannot encode ${value} as a varint here`);
+  return Buffer.from([...varint(field << 3), ...varint(value)]);
+}
+
+function varint(value: number): number[] {
+  const bytes: number[] = [];
+  let v = value;
+  while (v > 0x7f) {
+    bytes.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  bytes.push(v);
+  return bytes;
 }

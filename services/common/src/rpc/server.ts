@@ -12,9 +12,10 @@ import { corsHandler } from "./cors.ts";
 import { createDecodeInterceptor, createEnteredInterceptor, decodeRequestGate, undecodableReplay } from "./decode.ts";
 import { grpcMessageAsSpecified } from "./grpc-message.ts";
 import { HealthRegistry } from "./health.ts";
-import { respondWithError, universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
+import { respondRateLimited, universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
 import { createFastUnary, recordUnaryRoutes, type FastUnary, type UnaryRoute } from "./fast-unary.ts";
 import type { Logger } from "../observe/log.ts";
+import type { RateLimitedError } from "../errors.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
 import { webAppHandler } from "./web-app.ts";
@@ -36,9 +37,9 @@ export interface ApiServerOptions {
   /**
    * shed may refuse a gRPC call before anything of it is decoded (see
    * dispatchStreams): given the call's path and its authorization header, it
-   * returns the error to answer with, or undefined to serve the call.
+   * returns the refusal to answer with, or undefined to serve the call.
    */
-  shed?: (path: string, authorization: string | undefined) => ConnectError | undefined;
+  shed?: (path: string, authorization: string | undefined) => RateLimitedError | undefined;
 }
 
 export interface ApiServer {
@@ -249,7 +250,7 @@ function dispatchStreams(
     }
     stream.on("error", () => {}); // a client that already went away
     stream.resume(); // what is left of the request is read and dropped
-    respondWithError(stream, { "content-type": contentType }, error);
+    respondRateLimited(stream, contentType!, error);
   });
 }
 
