@@ -153,17 +153,29 @@ export function nodeHeaders(headers: Headers): http.OutgoingHttpHeaders {
  */
 export function respondRateLimited(stream: http2.ServerHttp2Stream, contentType: string, error: RateLimitedError): void {
   if (stream.destroyed) return;
+  // Refusals in a spike repeat themselves (the same counts, the same delay): their encoded fields are kept.
+  const key = `${error.retryAfterMs}\n${error.message}`;
+  let fields = refusalFields.get(key);
+  if (!fields) {
+    if (refusalFields.size >= MAX_REFUSAL_FIELDS) refusalFields.clear();
+    fields = { message: grpcPercentEncode(error.message), details: rateLimitedStatusBin(error) };
+    refusalFields.set(key, fields);
+  }
   stream.respond(
     {
       ":status": 200,
       "content-type": contentType,
       "grpc-status": RESOURCE_EXHAUSTED,
-      "grpc-message": grpcPercentEncode(error.message),
-      "grpc-status-details-bin": rateLimitedStatusBin(error),
+      "grpc-message": fields.message,
+      "grpc-status-details-bin": fields.details,
     },
     { endStream: true },
   );
 }
+
+/** Encoded grpc-message and grpc-status-details-bin of recent refusals, by delay and message. */
+const refusalFields = new Map<string, { message: string; details: string }>();
+const MAX_REFUSAL_FIELDS = 1024;
 
 const RESOURCE_EXHAUSTED = String(Code.ResourceExhausted);
 const ANY_PREFIX = "type.googleapis.com/google.rpc.";
