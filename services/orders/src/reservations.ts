@@ -134,6 +134,10 @@ interface Group {
   running: number;
 }
 
+/** Answers of a batch written before the event loop takes other I/O (transact). */
+const ANSWER_CHUNK = 8;
+const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
 const MAX_IDLE_LANES = 10_000;
 
@@ -292,6 +296,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       return;
     }
     let i = 0;
+    let answered = 0;
     for (const { lane, orders, done } of shares) {
       if (committed.products.has(lane.sku)) {
         const product = committed.products.get(lane.sku);
@@ -303,6 +308,9 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (result === undefined) busy.push(w);
         else if (result instanceof PreconditionError) w.reject(result);
         else w.resolve(result);
+        // Each answer is written in the microtasks of its resolve: a batch's answers go out a few at a time,
+        // letting other calls' I/O (another merchant's, the next batch's) in between.
+        if (++answered % ANSWER_CHUNK === 0) await yieldToIo();
       }
       // A busy lane's orders get a transaction of their own, apart from the merchant's pipeline.
       if (busy.length > 0) void held(merchantId, () => transact(merchantId, [{ lane, orders: busy, done }]));
