@@ -494,7 +494,7 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
       }
       if (r.status === "Success") applied.push(`${set.name}/${r.migrationName}`);
     }
-    if (error) throw new Error(`migrations for ${set.name} failed`, { cause: error });
+    if (error) throw new Error(`migrations for ${set.name} failed${error instanceof Error ? `: ${error.message}` : ""}`, { cause: error });
   }
   if (applied.length > 0 && (await isVitess(db))) await waitForVtgateSchema(db);
   return applied;
