@@ -188,7 +188,7 @@ job "orders" {
         ORDER_IN_FLIGHT_MAX          = "64"
         ORDER_IN_FLIGHT_WAIT_MS      = "40"
         ORDER_WAITING_PER_SKU        = "1024"
-        ORDER_BATCH_MAX              = "64"
+        ORDER_BATCH_MAX              = "32"
         ORDER_SOLD_OUT_TRUST_MS      = "0"
       }
 

@@ -50,7 +50,7 @@ export function parseOrderConfig(env: Env): OrderConfig {
       waitingPerSku: readInt(env, "ORDER_WAITING_PER_SKU", 1024, 0, 1_000_000),
       waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 40, 0, 10_000),
     },
-    maxBatch: readInt(env, "ORDER_BATCH_MAX", 64, 1, 1000),
+    maxBatch: readInt(env, "ORDER_BATCH_MAX", 32, 1, 1000),
     soldOutTrustMs: readInt(env, "ORDER_SOLD_OUT_TRUST_MS", 0, 0, 60_000),
   };
 }
