@@ -80,7 +80,7 @@ export function createUnaryClient(options: { url: string; apiKey: string; connec
         stream.on("error", (error) => reject(resetError(stream.rstCode) ?? error));
         stream.on("close", () => {
           if (!status) return reject(new ConnectError(`stream closed (${stream.rstCode}) without a gRPC status`, Code.Unavailable));
-          const error = grpcErrorOf(status);
+          const error = statusError(status);
           if (error) return reject(error);
           resolve(fromBinary(method.output, Buffer.concat(chunks).subarray(5)));
         });
@@ -89,3 +89,31 @@ export function createUnaryClient(options: { url: string; apiKey: string; connec
     },
   };
 }
+
+/**
+ * statusError is grpcErrorOf, kept per status, message and details: in a
+ * spike most answers are the same few refusals, and parsing each one again
+ * (a Headers object, the status details decoded, an error with its stack)
+ * took a quarter of a load thread's CPU, on the cores the server under test
+ * needs. The errors handed out are shared: read them, never change them.
+ */
+function statusError(headers: http2.IncomingHttpHeaders): ConnectError | undefined {
+  const status = headers["grpc-status"];
+  if (status === "0") return undefined;
+  const key = `${String(status)}\n${String(headers["grpc-message"])}\n${String(headers["grpc-status-details-bin"])}`;
+  let error = errors.get(key);
+  if (!error) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      error = grpcErrorOf(headers);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    if (!error) return undefined;
+    if (errors.size >= 1024) errors.clear();
+    errors.set(key, error);
+  }
+  return error;
+}
+const errors = new Map<string, ConnectError>();

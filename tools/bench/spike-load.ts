@@ -113,10 +113,7 @@ export function createOrderer(
       const ms = performance.now() - t0;
       // The SDK throws its own errors (RESOURCE_EXHAUSTED is its RateLimitedError, with RetryInfo's delay).
       const code = error instanceof StockroomError ? error.code : ConnectError.from(error).code;
-      const retryInfo =
-        error instanceof RateLimitedError
-          ? error.retryDelayMs !== undefined
-          : ConnectError.from(error).findDetails(RetryInfoSchema).length > 0;
+      const retryInfo = error instanceof RateLimitedError ? error.retryDelayMs !== undefined : hasRetryInfo(ConnectError.from(error));
       if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
       if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
       tally(unexpected, `${via}: ${error instanceof Error ? error.message : String(error)}`);
@@ -124,6 +121,17 @@ export function createOrderer(
     }
   };
 }
+
+/** hasRetryInfo says whether an error carries google.rpc.RetryInfo, once per error (grpc-unary.ts shares the errors of equal answers). */
+function hasRetryInfo(error: ConnectError): boolean {
+  let has = retryInfoOf.get(error);
+  if (has === undefined) {
+    has = error.findDetails(RetryInfoSchema).length > 0;
+    retryInfoOf.set(error, has);
+  }
+  return has;
+}
+const retryInfoOf = new WeakMap<ConnectError, boolean>();
 
 /** The clock every thread shares: ms since the epoch. */
 const epochMs = () => performance.timeOrigin + performance.now();
