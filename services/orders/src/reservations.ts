@@ -106,6 +106,21 @@ interface Lane {
   /** The request ids of the orders in those batches: a duplicate waits for the next batch, where its key is found claimed. */
   taken: Set<string>;
   known?: { product: Product; at: number };
+  /** Settles once the lane's latest batch holds the row (or is done): the next batch asks for the lock after it. */
+  turn: Promise<void>;
+}
+
+/**
+ * Turn keeps a lane's batches in their order at the row lock: a batch asks
+ * for the lock only once the batch before it has it (after), and says when
+ * it has it (locked; called again, or for a batch that never locks, it does
+ * nothing). Two pipelined batches otherwise race to the lock from two
+ * connections, and the later orders could take the stock before the
+ * earlier ones.
+ */
+interface Turn {
+  after: Promise<void>;
+  locked: () => void;
 }
 
 /**
@@ -125,6 +140,7 @@ interface Share {
   lane: Lane;
   orders: Waiting[];
   done: () => void;
+  turn: Turn;
 }
 
 interface Group {
@@ -132,6 +148,14 @@ interface Group {
   /** The orders in queue. */
   waiting: number;
   running: number;
+}
+
+/** nextTurn is a new batch's turn at its lane's row lock, after the lane's latest batch's (Turn). */
+function nextTurn(lane: Lane): Turn {
+  const after = lane.turn;
+  let locked!: () => void;
+  lane.turn = new Promise<void>((resolve) => (locked = resolve));
+  return { after, locked };
 }
 
 /** Answers of a batch written before the event loop takes other I/O (transact). */
@@ -212,7 +236,7 @@ export function createReservations(options: ReservationOptions): Reservations {
    * shared transaction holds a place of its own however many orders it
    * carries (runGroup), so the order does not keep one while it waits.
    */
-  const runBatch = async (lane: Lane, batch: Waiting[], release: () => void): Promise<boolean> => {
+  const runBatch = async (lane: Lane, batch: Waiting[], release: () => void, turn: Turn): Promise<boolean> => {
     let todo = batch;
     /** The refused orders' key read, which runs alongside the transaction of the rest. */
     let refusing: Promise<void> | undefined;
@@ -229,12 +253,13 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
       if (refused.length > 0) refusing = refuse(refused);
     }
-    // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
-    const lone = todo.length === 1;
+    // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own,
+    // and so does a single order behind another batch of its SKU (it would find the row busy).
+    const lone = todo.length === 1 && lane.running === 1;
     if (lone) {
       release();
-      await share(lane, todo);
-    } else if (todo.length > 1) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done }]));
+      await share(lane, todo, turn);
+    } else if (todo.length > 0) await new Promise<void>((done) => void transact(lane.merchantId, [{ lane, orders: todo, done, turn }]));
     await refusing;
     return lone;
   };
@@ -273,7 +298,14 @@ export function createReservations(options: ReservationOptions): Reservations {
           todo.map((w) => w.reservation),
           options.reservationTtlMs,
           new Date(),
-          { skipLocked: shared },
+          {
+            skipLocked: shared,
+            // A lane's own transaction waits for its turn at the lock; a shared one waits on no lock (SKIP LOCKED).
+            beforeLock: shared ? undefined : () => shares[0]!.turn.after,
+            onLocked: (skus) => {
+              for (const s of shares) if (skus.has(s.lane.sku)) s.turn.locked();
+            },
+          },
         );
         const results = outcomes.map((o) =>
           o.busy ? undefined : (o.error ?? create(CreateOrderResponseSchema, { order: orderToProto(o.order) })),
@@ -289,7 +321,8 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
     } catch {
       // Rolled back, or the COMMIT's outcome is unknown: each order runs on
-      // its own, where a committed one is answered from its key.
+      // its own, where a committed one is answered from its key (in no turn).
+      for (const s of shares) s.turn.locked();
       void Promise.allSettled(todo.map((w) => (shared ? held(merchantId, () => runSingle(w)) : runSingle(w)))).then(() => {
         for (const s of shares) s.done();
       });
@@ -297,7 +330,7 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
     let i = 0;
     let answered = 0;
-    for (const { lane, orders, done } of shares) {
+    for (const { lane, orders, done, turn } of shares) {
       if (committed.products.has(lane.sku)) {
         const product = committed.products.get(lane.sku);
         lane.known = product && { product, at: now() };
@@ -313,7 +346,7 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (++answered % ANSWER_CHUNK === 0) await yieldToIo();
       }
       // A busy lane's orders get a transaction of their own, apart from the merchant's pipeline.
-      if (busy.length > 0) void held(merchantId, () => transact(merchantId, [{ lane, orders: busy, done }]));
+      if (busy.length > 0) void held(merchantId, () => transact(merchantId, [{ lane, orders: busy, done, turn }]));
       else done();
     }
   };
@@ -327,14 +360,14 @@ export function createReservations(options: ReservationOptions): Reservations {
    * statement for all of them, instead of one transaction each. Resolves
    * once the order is answered.
    */
-  const share = (lane: Lane, orders: Waiting[]): Promise<void> =>
+  const share = (lane: Lane, orders: Waiting[], turn: Turn): Promise<void> =>
     new Promise<void>((done) => {
       let group = groups.get(lane.merchantId);
       if (!group) {
         group = { queue: [], waiting: 0, running: 0 };
         groups.set(lane.merchantId, group);
       }
-      group.queue.push({ lane, orders, done });
+      group.queue.push({ lane, orders, done, turn });
       group.waiting += orders.length;
       if (group.running < GROUP_PIPELINE) void runGroup(lane.merchantId, group);
     });
@@ -367,14 +400,16 @@ export function createReservations(options: ReservationOptions): Reservations {
         const batch = takeBatch(lane);
         // Only duplicates of orders under way are left: the batch holding their twin takes them when it is done.
         if (batch.length === 0) break;
+        const turn = nextTurn(lane);
         try {
           // A batch after one whose place went to a shared transaction needs a place again (or is refused as calls are).
           release ??= await options.bulkhead.enter(lane.merchantId);
-          if (await runBatch(lane, batch, release)) release = undefined;
+          if (await runBatch(lane, batch, release, turn)) release = undefined;
         } catch (error) {
           // Only the non-locking read and the bulkhead can get here (the transaction's failures fall back above).
           for (const w of batch) w.reject(error);
         } finally {
+          turn.locked();
           for (const w of batch) lane.taken.delete(w.reservation.call.requestId);
         }
       }
@@ -417,7 +452,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       const key = keyOf(merchantId, sku);
       let lane = lanes.get(key);
       if (!lane) {
-        lane = { merchantId, sku, queue: [], running: 0, taken: new Set() };
+        lane = { merchantId, sku, queue: [], running: 0, taken: new Set(), turn: Promise.resolve() };
         lanes.set(key, lane);
       }
       if (fresh(lane)) {

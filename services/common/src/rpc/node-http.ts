@@ -189,8 +189,8 @@ const RETRY_INFO_URL = lengthDelimited(1, `${ANY_PREFIX}RetryInfo`);
  * google.rpc.Status { code, message, details: [Any(ErrorInfo), Any(RetryInfo)] }
  * as toConnectError builds it, in protobuf-es's bytes (fields in number
  * order, zero and empty scalars left out, a set message field written even
- * when empty), base64 without padding. The test holds it
- * equal to setTrailerStatus's encoding.
+ * when empty), base64 without padding. The test holds it equal to
+ * setTrailerStatus's encoding.
  */
 export function rateLimitedStatusBin(error: RateLimitedError): string {
   const ms = error.retryAfterMs;
@@ -199,9 +199,9 @@ export function rateLimitedStatusBin(error: RateLimitedError): string {
     RATE_LIMITED_INFO,
     lengthDelimited(3, Buffer.concat([lengthDelimited(1, "retry_after_ms"), lengthDelimited(2, retryAfter)])),
   ]);
-  // durationFromMs: whole seconds and the rest in nanoseconds (negative delays keep both signs alike).
-  const seconds = Math.trunc(ms / 1000);
-  const nanos = Math.round((ms - seconds * 1000) * 1e6);
+  // durationFromMs: whole seconds and the rest in nanoseconds (the delay is whole milliseconds, never negative).
+  const seconds = Math.floor(ms / 1000);
+  const nanos = (ms % 1000) * 1_000_000;
   const retryInfo = lengthDelimited(1, Buffer.concat([varintField(1, seconds), varintField(2, nanos)]));
   const status = Buffer.concat([
     varintField(1, Code.ResourceExhausted),
