@@ -106,8 +106,13 @@ interface Lane {
   /** The request ids of the orders in those batches: a duplicate waits for the next batch, where its key is found claimed. */
   taken: Set<string>;
   known?: { product: Product; at: number };
-  /** Settles once the lane's latest batch holds the row (or is done): the next batch asks for the lock after it. */
-  turn: Promise<void>;
+  /** The lane's latest batch's gate: open once it holds the row (or is done); the next batch asks for the lock after it. */
+  turn: Gate;
+}
+
+interface Gate {
+  open: Promise<void>;
+  opened: boolean;
 }
 
 /**
@@ -119,7 +124,7 @@ interface Lane {
  * earlier ones.
  */
 interface Turn {
-  after: Promise<void>;
+  after: Gate;
   locked: () => void;
 }
 
@@ -153,9 +158,16 @@ interface Group {
 /** nextTurn is a new batch's turn at its lane's row lock, after the lane's latest batch's (Turn). */
 function nextTurn(lane: Lane): Turn {
   const after = lane.turn;
-  let locked!: () => void;
-  lane.turn = new Promise<void>((resolve) => (locked = resolve));
-  return { after, locked };
+  let resolve!: () => void;
+  const gate: Gate = { open: new Promise<void>((r) => (resolve = r)), opened: false };
+  lane.turn = gate;
+  return {
+    after,
+    locked: () => {
+      gate.opened = true;
+      resolve();
+    },
+  };
 }
 
 /** Answers of a batch written before the event loop takes other I/O (transact). */
@@ -253,9 +265,8 @@ export function createReservations(options: ReservationOptions): Reservations {
       });
       if (refused.length > 0) refusing = refuse(refused);
     }
-    // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own,
-    // and so does a single order behind another batch of its SKU (it would find the row busy).
-    const lone = todo.length === 1 && lane.running === 1;
+    // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
+    const lone = todo.length === 1;
     if (lone) {
       release();
       await share(lane, todo, turn);
@@ -285,7 +296,12 @@ export function createReservations(options: ReservationOptions): Reservations {
    * pipeline may go on); each share's done runs once all of its orders are
    * answered. It never throws.
    */
-  const transact = async (merchantId: string, shares: readonly Share[]): Promise<void> => {
+  const transact = async (merchantId: string, all: readonly Share[]): Promise<void> => {
+    // A shared transaction waits on no lock, so it takes no lane out of its turn: a lane whose batch before is
+    // not at the row yet is placed apart, in a transaction that waits for its turn.
+    const shares = all.length > 1 ? all.filter((s) => s.turn.after.opened) : all;
+    for (const s of all) if (!shares.includes(s)) void held(merchantId, () => transact(merchantId, [s]));
+    if (shares.length === 0) return;
     const todo = shares.flatMap((s) => s.orders);
     const shared = shares.length > 1;
     /** Each order's answer, in todo's order; undefined: busy, left for a transaction of its lane's own. */
@@ -301,7 +317,7 @@ export function createReservations(options: ReservationOptions): Reservations {
           {
             skipLocked: shared,
             // A lane's own transaction waits for its turn at the lock; a shared one waits on no lock (SKIP LOCKED).
-            beforeLock: shared ? undefined : () => shares[0]!.turn.after,
+            beforeLock: shared ? undefined : () => shares[0]!.turn.after.open,
             onLocked: (skus) => {
               for (const s of shares) if (skus.has(s.lane.sku)) s.turn.locked();
             },
@@ -452,7 +468,7 @@ export function createReservations(options: ReservationOptions): Reservations {
       const key = keyOf(merchantId, sku);
       let lane = lanes.get(key);
       if (!lane) {
-        lane = { merchantId, sku, queue: [], running: 0, taken: new Set(), turn: Promise.resolve() };
+        lane = { merchantId, sku, queue: [], running: 0, taken: new Set(), turn: { open: Promise.resolve(), opened: true } };
         lanes.set(key, lane);
       }
       if (fresh(lane)) {
