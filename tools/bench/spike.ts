@@ -234,8 +234,9 @@ try {
   const phaseOf = (at: number) => (at < BASE_S ? "base" : at < BASE_S + SPIKE_S ? "spike" : "after");
 
   // Per second (of sending), the direct calls: the SDK's include their retries' waits and are judged apart.
-  const seconds = Array.from({ length: BASE_S + SPIKE_S + AFTER_S }, (_, s) => {
-    const these = calls.filter((c) => Math.floor(c.at) === s);
+  const bySecond = Array.from({ length: BASE_S + SPIKE_S + AFTER_S }, (): typeof calls => []);
+  for (const c of calls) bySecond[Math.floor(c.at)]?.push(c);
+  const seconds = bySecond.map((these, s) => {
     const direct = these.filter((c) => c.via === "grpc");
     const admitted = direct
       .filter((c) => c.outcome === "admitted")

@@ -93,9 +93,8 @@ export type BatchOutcome =
  * product). With skipLocked it waits on no row: orders whose product another
  * transaction holds (or that has none) come back busy, undecided, for the
  * caller to place apart; `products` then holds only the rows it locked.
- * beforeLock is awaited before the lock statement and onLocked told the SKUs
- * it locked as soon as it has them (reservations.ts keeps a SKU's batches in
- * their order at the row lock with them).
+ * onLocked is told the SKUs it locked as soon as it has them
+ * (reservations.ts keeps a SKU's batches in their order at the row lock).
  */
 export async function placeOrderBatch(
   trx: OrderTx,
@@ -103,10 +102,9 @@ export async function placeOrderBatch(
   batch: readonly BatchedOrder[],
   reservationTtlMs: number,
   at: Date,
-  options: { skipLocked?: boolean; beforeLock?: () => Promise<void>; onLocked?: (skus: ReadonlySet<string>) => void } = {},
+  options: { skipLocked?: boolean; onLocked?: (skus: ReadonlySet<string>) => void } = {},
 ): Promise<{ outcomes: BatchOutcome[]; products: Map<string, Product | undefined> }> {
   const skus = [...new Set(batch.map((b) => b.line.sku))];
-  await options.beforeLock?.();
   // Waiting locks: every SKU is known after (undefined: no product). Skipping: only the rows it locked.
   const locked = new Map<string, Product | undefined>(options.skipLocked ? [] : skus.map((sku) => [sku, undefined]));
   if (skus.length === 1 && !options.skipLocked) locked.set(skus[0]!, await lockProduct(trx, merchantId, skus[0]!));

@@ -299,11 +299,16 @@ export function createReservations(options: ReservationOptions): Reservations {
   const transact = async (merchantId: string, all: readonly Share[]): Promise<void> => {
     // A shared transaction waits on no lock, so it takes no lane out of its turn: a lane whose batch before is
     // not at the row yet is placed apart, in a transaction that waits for its turn.
-    const shares = all.length > 1 ? all.filter((s) => s.turn.after.opened) : all;
-    for (const s of all) if (!shares.includes(s)) void held(merchantId, () => transact(merchantId, [s]));
+    const shares: Share[] = [];
+    for (const s of all) {
+      if (all.length === 1 || s.turn.after.opened) shares.push(s);
+      else void held(merchantId, () => transact(merchantId, [s]));
+    }
     if (shares.length === 0) return;
     const todo = shares.flatMap((s) => s.orders);
     const shared = shares.length > 1;
+    // A lane's own transaction takes a connection only once it may ask for the lock: its turn (the batch before it holds the row).
+    if (!shared) await shares[0]!.turn.after.open;
     /** Each order's answer, in todo's order; undefined: busy, left for a transaction of its lane's own. */
     let committed: { results: (CreateOrderResult | PreconditionError | undefined)[]; products: Map<string, Product | undefined> };
     try {
@@ -316,8 +321,6 @@ export function createReservations(options: ReservationOptions): Reservations {
           new Date(),
           {
             skipLocked: shared,
-            // A lane's own transaction waits for its turn at the lock; a shared one waits on no lock (SKIP LOCKED).
-            beforeLock: shared ? undefined : () => shares[0]!.turn.after.open,
             onLocked: (skus) => {
               for (const s of shares) if (skus.has(s.lane.sku)) s.turn.locked();
             },

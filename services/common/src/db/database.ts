@@ -486,15 +486,13 @@ export async function migrateToLatest(db: Kysely<any>, listed: MigrationSet[]): 
       migrationLockTableName: `kysely_migration_lock_${set.name}`,
     });
     const { error, results } = await migrator.migrateToLatest();
+    // The cause's words too: a migrate task's log, or a test's report, may show only the message.
+    const why = error instanceof Error ? `: ${error.message}` : "";
     for (const r of results ?? []) {
-      if (r.status === "Error") {
-        // The cause's words too: a migrate task's log, or a test's report, may show only the message.
-        const why = error instanceof Error ? `: ${error.message}` : "";
-        throw new Error(`migration ${set.name}/${r.migrationName} failed${why}`, { cause: error });
-      }
+      if (r.status === "Error") throw new Error(`migration ${set.name}/${r.migrationName} failed${why}`, { cause: error });
       if (r.status === "Success") applied.push(`${set.name}/${r.migrationName}`);
     }
-    if (error) throw new Error(`migrations for ${set.name} failed${error instanceof Error ? `: ${error.message}` : ""}`, { cause: error });
+    if (error) throw new Error(`migrations for ${set.name} failed${why}`, { cause: error });
   }
   if (applied.length > 0 && (await isVitess(db))) await waitForVtgateSchema(db);
   return applied;
