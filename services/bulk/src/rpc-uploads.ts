@@ -11,7 +11,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService, UploadBulkFileRequest } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { principalOf } from "@stockroom/common/rpc";
-import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation } from "@stockroom/common";
+import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation, longerThan } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, readWholeFile, type IngestDeps } from "./ingest.ts";
 import { findJob } from "./jobs.ts";
@@ -134,7 +134,7 @@ function parseOptions(field: string, o: BulkJobOptions | undefined): UploadOptio
         : undefined;
   if (!policy) violations.push({ field: `${field}.conflict_policy`, description: `unknown policy ${o.conflictPolicy}` });
   if (o.requestId.length > 128) violations.push({ field: `${field}.request_id`, description: "must be at most 128 characters" });
-  if ([...o.fileName].length > 255) violations.push({ field: `${field}.file_name`, description: "must be at most 255 characters" });
+  if (longerThan(o.fileName, 255)) violations.push({ field: `${field}.file_name`, description: "must be at most 255 characters" });
   if (violations.length > 0) throw new InvalidArgumentError(violations);
   return { format: format!, conflictPolicy: policy!, dryRun: o.dryRun, requestId: o.requestId, fileName: o.fileName };
 }

@@ -51,7 +51,8 @@ export interface StageOptions {
 
 /** gate turns a valid line that needs a newer chunk format than maxFormat into an invalid one. */
 function gate(line: ParsedLine, maxFormat: number): ParsedLine {
-  if (line.kind !== "valid" || itemFormat(line.item) <= maxFormat) return line;
+  // Format 3 on holds every field: only a row format (BULK_CHUNK_FORMAT 1 or 2, during a roll) turns lines away.
+  if (line.kind !== "valid" || maxFormat > ROW_FORMAT || itemFormat(line.item) <= maxFormat) return line;
   const fields = format2Columns(line.item);
   return {
     line: line.line,

@@ -2,7 +2,7 @@
  * Product rules: what a valid product is, how an update mask applies, and
  * when a change happens. Imports neither proto nor kysely.
  */
-import { type FieldViolation, isKnownCurrency, MAX_MINOR_UNITS } from "@stockroom/common";
+import { type FieldViolation, isKnownCurrency, MAX_MINOR_UNITS, longerThan } from "@stockroom/common";
 
 export type ProductStatus = "active" | "draft" | "archived";
 
@@ -89,7 +89,7 @@ function isPlainText(text: string): boolean {
 /** validateSku appends a violation if sku is not a usable SKU. */
 export function validateSku(field: string, sku: string, violations: FieldViolation[]): void {
   if (sku === "") violations.push({ field, description: "is required" });
-  else if ([...sku].length > LIMITS.sku) violations.push({ field, description: `must be at most ${LIMITS.sku} characters` });
+  else if (longerThan(sku, LIMITS.sku)) violations.push({ field, description: `must be at most ${LIMITS.sku} characters` });
   else if (!isPlainText(sku)) {
     violations.push({ field, description: "must not contain control characters or surrounding spaces" });
   }
@@ -100,11 +100,11 @@ export function validateFields(prefix: string, fields: Partial<ProductFields>, v
   const at = (f: string) => `${prefix}.${f}`;
   if (fields.title !== undefined) {
     if (fields.title.trim() === "") violations.push({ field: at("title"), description: "is required" });
-    else if ([...fields.title].length > LIMITS.title) {
+    else if (longerThan(fields.title, LIMITS.title)) {
       violations.push({ field: at("title"), description: `must be at most ${LIMITS.title} characters` });
     }
   }
-  if (fields.description !== undefined && [...fields.description].length > LIMITS.description) {
+  if (fields.description !== undefined && longerThan(fields.description, LIMITS.description)) {
     violations.push({ field: at("description"), description: `must be at most ${LIMITS.description} characters` });
   }
   if (fields.currency !== undefined && !isKnownCurrency(fields.currency)) {
@@ -125,7 +125,7 @@ export function validateFields(prefix: string, fields: Partial<ProductFields>, v
     if (problem) violations.push({ field: at("gtin"), description: problem });
   }
   if (fields.brand !== undefined) {
-    if ([...fields.brand].length > LIMITS.brand)
+    if (longerThan(fields.brand, LIMITS.brand))
       violations.push({ field: at("brand"), description: `must be at most ${LIMITS.brand} characters` });
     else if (!isPlainText(fields.brand)) {
       violations.push({ field: at("brand"), description: "must not contain control characters or surrounding spaces" });
@@ -191,7 +191,7 @@ function validateAttributes(field: string, attributes: Record<string, string>, v
   for (const key of keys) {
     if (!ATTRIBUTE_KEY.test(key) || key.length > LIMITS.attributeKey) {
       violations.push({ field: `${field}.${key}`, description: `key must be 1 to ${LIMITS.attributeKey} characters of [A-Za-z0-9_.-]` });
-    } else if ([...attributes[key]!].length > LIMITS.attributeValue) {
+    } else if (longerThan(attributes[key]!, LIMITS.attributeValue)) {
       violations.push({ field: `${field}.${key}`, description: `value must be at most ${LIMITS.attributeValue} characters` });
     }
   }

@@ -39,6 +39,7 @@ import {
   checkTimestamp,
   etagMatches,
   etagOf,
+  longerThan,
 } from "@stockroom/common";
 import {
   applyMask,
@@ -248,7 +249,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       validateSku("sku", req.sku, violations);
       const etag = checkEtag("etag", req.etag, violations);
       if (req.delta === 0) violations.push({ field: "delta", description: "must not be zero" });
-      if ([...req.reason].length > LIMITS.reason) {
+      if (longerThan(req.reason, LIMITS.reason)) {
         violations.push({ field: "reason", description: `must be at most ${LIMITS.reason} characters` });
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);

@@ -9,3 +9,4 @@ export * from "./periodic.ts";
 export * from "./timeout.ts";
 export * from "./ulid.ts";
 export * from "./timestamp.ts";
+export * from "./text.ts";

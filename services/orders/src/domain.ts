@@ -3,7 +3,7 @@
  * requested lines become priced lines against the products they reserve.
  * Imports neither proto nor kysely.
  */
-import { PreconditionError, type FieldViolation, type PreconditionViolation, MAX_MINOR_UNITS } from "@stockroom/common";
+import { PreconditionError, type FieldViolation, type PreconditionViolation, MAX_MINOR_UNITS, longerThan } from "@stockroom/common";
 import { validateSku, type Product } from "@stockroom/catalog";
 
 export type OrderState = "pending_payment" | "paid" | "fulfilled" | "cancelled" | "expired";
@@ -110,7 +110,7 @@ export function validateOrderRequest(
     else firstLine.set(line.sku, i);
     if (line.quantity < 1) violations.push({ field: `${at}.quantity`, description: "must be at least 1" });
   });
-  if ([...request.buyerReference].length > LIMITS.buyerReference) {
+  if (longerThan(request.buyerReference, LIMITS.buyerReference)) {
     violations.push({ field: "buyer_reference", description: `must be at most ${LIMITS.buyerReference} characters` });
   }
 }

@@ -28,6 +28,7 @@ import {
   pause,
   ULID_PATTERN,
   checkEtag,
+  longerThan,
 } from "@stockroom/common";
 import type { OrderOutcome } from "./metrics.ts";
 import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
@@ -163,7 +164,7 @@ export function createOrderService(deps: OrderServiceDeps): {
       const principal = admit(ctx);
       const violations = checkOrderId(req.orderId, []);
       if (req.paymentId === "") violations.push({ field: "payment_id", description: "is required" });
-      else if ([...req.paymentId].length > LIMITS.paymentId) {
+      else if (longerThan(req.paymentId, LIMITS.paymentId)) {
         violations.push({ field: "payment_id", description: `must be at most ${LIMITS.paymentId} characters` });
       }
       rejectViolations(violations);
@@ -199,7 +200,7 @@ export function createOrderService(deps: OrderServiceDeps): {
       const principal = admit(ctx);
       const violations = checkOrderId(req.orderId, []);
       const etag = checkEtag("etag", req.etag, violations);
-      if ([...req.reason].length > LIMITS.cancelReason) {
+      if (longerThan(req.reason, LIMITS.cancelReason)) {
         violations.push({ field: "reason", description: `must be at most ${LIMITS.cancelReason} characters` });
       }
       rejectViolations(violations);

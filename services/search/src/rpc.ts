@@ -5,7 +5,7 @@ import type { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/searc
 import type { Money } from "@stockroom/sdk/gen/stockroom/type/v1/money_pb.js";
 import type { CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
-import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency } from "@stockroom/common";
+import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency, longerThan } from "@stockroom/common";
 import { hitToProto, statusFromProto } from "./convert.ts";
 import { booleanQuery } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
@@ -33,7 +33,7 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       const { merchantId } = principalOf(ctx);
       const violations: FieldViolation[] = [];
       const text = req.query.trim();
-      if ([...text].length > MAX_QUERY_CHARACTERS) {
+      if (longerThan(text, MAX_QUERY_CHARACTERS)) {
         throw new InvalidArgumentError([{ field: "query", description: `must be at most ${MAX_QUERY_CHARACTERS} characters` }]);
       }
       const match = text === "" ? undefined : booleanQuery(text);
@@ -46,7 +46,7 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
         violations.push({ field: "status", description: `unknown status ${req.status}` });
       // Surrounding blanks never count; blanks only is no brand filter.
       const brand = req.brand.trim() === "" ? undefined : req.brand.trim();
-      if (brand !== undefined && [...brand].length > MAX_BRAND_CHARACTERS)
+      if (brand !== undefined && longerThan(brand, MAX_BRAND_CHARACTERS))
         violations.push({ field: "brand", description: `must be at most ${MAX_BRAND_CHARACTERS} characters` });
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       const limit = pageSize(req.pageSize, 20, 100);

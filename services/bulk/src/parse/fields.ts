@@ -4,7 +4,7 @@
  * rules are the catalog's (validateSku, validateFields); this file only adds
  * the file format's own rules (number syntax, currency digits, status names).
  */
-import { type FieldViolation, currencyDigits, isKnownCurrency } from "@stockroom/common";
+import { type FieldViolation, currencyDigits, isKnownCurrency, longerThan } from "@stockroom/common";
 import { LIMITS, validateFields, validateSku, type ProductFields, type ProductStatus } from "@stockroom/catalog";
 import type { BulkItem, Draft, ItemError } from "./types.ts";
 
@@ -46,7 +46,7 @@ export function buildItem(raw: RawFields, errors: ItemError[], attrField: (key: 
     const violations: FieldViolation[] = [];
     validateSku("sku", raw.sku, violations);
     for (const v of violations) {
-      const code = raw.sku === "" ? "MISSING_SKU" : [...raw.sku].length > LIMITS.sku ? "TOO_LONG" : "BAD_SKU";
+      const code = raw.sku === "" ? "MISSING_SKU" : longerThan(raw.sku, LIMITS.sku) ? "TOO_LONG" : "BAD_SKU";
       errors.push({ field: "sku", code, message: `sku ${v.description}` });
     }
   }
@@ -154,7 +154,7 @@ function catalogRules(item: BulkItem, errors: ItemError[], attrField: (key: stri
     } else if (f === "brand") {
       errors.push({
         field: "brand",
-        code: [...item.brand!].length > LIMITS.brand ? "TOO_LONG" : "BAD_BRAND",
+        code: longerThan(item.brand!, LIMITS.brand) ? "TOO_LONG" : "BAD_BRAND",
         message: `brand ${description}`,
       });
     } else if (f === "compare_at_price.minor_units") {
