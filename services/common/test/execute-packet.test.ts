@@ -2,7 +2,7 @@
  * The COM_STMT_EXECUTE encoder (execute-packet.ts) against mysql2's own:
  * byte for byte over values that cross the encoding's edges (length-coded
  * sizes of 1, 3, 4 and 9 bytes, ASCII strings either side of the short
- * path's 64 units, multi-byte and astral UTF-8, the null bitmap's byte
+ * path's 83 units, multi-byte and astral UTF-8, the null bitmap's byte
  * boundaries, dates, doubles, booleans, buffers), the values it leaves to
  * mysql2, and a round trip through MariaDB.
  */
@@ -42,6 +42,15 @@ const strings = [
   "01JMERCHANT0000000000000000",
   "x".repeat(64),
   "x".repeat(65),
+  "x".repeat(83),
+  "x".repeat(84),
+  `${"x".repeat(82)}é`,
+  `é${"x".repeat(82)}`,
+  "é".repeat(83),
+  "🛒".repeat(41),
+  `${"🛒".repeat(41)}x`,
+  "\uD800".repeat(83),
+  "\uDC00".repeat(84),
   "é",
   `${"x".repeat(63)}é`,
   "späti — 売り切れ 🛒",

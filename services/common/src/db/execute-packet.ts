@@ -7,8 +7,8 @@
  * writes it with a native utf8Write. For insertRows' blocks (512 rows of
  * 10–16 columns: thousands of values, most of them short ASCII ids) that was
  * about a fifth of a bulk worker's CPU. encodeExecute writes the same bytes
- * in two plain passes over the values: short ASCII strings are measured and
- * copied in JavaScript, the rest through Buffer.
+ * in two plain passes over the values (sizes, then bytes): short strings
+ * are copied in JavaScript while they are ASCII, the rest through Buffer.
  *
  * It takes only what it can encode exactly as mysql2 does (its test holds
  * it to mysql2's bytes): no query attributes, a UTF-8 connection, UTC dates
@@ -37,8 +37,12 @@ const STMT_EXECUTE = 0x17;
 /** Integer column types (tiny, short, long, longlong, int24, year) mysql2 may narrow a bound number to, from a parameter definition. */
 const INTEGER_TYPES = new Set([0x01, 0x02, 0x03, 0x08, 0x09, 0x0d]);
 
-/** Strings up to this many UTF-16 units are measured and copied in JavaScript when ASCII. */
-const SHORT = 64;
+/**
+ * Strings up to this many UTF-16 units are copied in JavaScript while they
+ * are ASCII, into room for their longest UTF-8 (3 bytes a unit: at most 249,
+ * under 251, so their length always takes one byte).
+ */
+const SHORT = 83;
 
 /** Per-value kinds of the first pass. */
 const K_NULL = 0;
@@ -47,7 +51,7 @@ const K_DOUBLE = 2;
 const K_TINY = 3;
 const K_DATE = 4;
 const K_BLOB = 5;
-const K_ASCII = 6;
+const K_SHORT = 6;
 
 function lengthCodedSize(n: number): number {
   return n < 0xfb ? 1 : n < 0xffff ? 3 : n < 0xffffff ? 4 : 9;
@@ -74,14 +78,6 @@ function writeLengthCoded(buf: Buffer, o: number, n: number): number {
   return o + 9;
 }
 
-/** asciiLength is s.length if s is short and ASCII, else -1. */
-function asciiLength(s: string): number {
-  const n = s.length;
-  if (n > SHORT) return -1;
-  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return -1;
-  return n;
-}
-
 /** Reused between calls: one kind and one byte length per value. */
 let kinds = new Uint8Array(1024);
 let sizes = new Int32Array(1024);
@@ -105,11 +101,9 @@ export function encodeExecute(id: number, values: readonly unknown[]): Buffer | 
     const v = values[i];
     switch (typeof v) {
       case "string": {
-        const ascii = asciiLength(v);
-        if (ascii >= 0) {
-          kinds[i] = K_ASCII;
-          sizes[i] = ascii;
-          length += lengthCodedSize(ascii) + ascii;
+        if (v.length <= SHORT) {
+          kinds[i] = K_SHORT;
+          length += 1 + 3 * v.length;
         } else {
           const bytes = Buffer.byteLength(v, "utf8");
           kinds[i] = K_STRING;
@@ -172,7 +166,7 @@ export function encodeExecute(id: number, values: readonly unknown[]): Buffer | 
     for (let i = 0; i < n; i++) {
       const k = kinds[i];
       buf[o++] =
-        k === K_ASCII || k === K_STRING
+        k === K_SHORT || k === K_STRING
           ? VAR_STRING
           : k === K_DOUBLE
             ? DOUBLE
@@ -189,12 +183,20 @@ export function encodeExecute(id: number, values: readonly unknown[]): Buffer | 
   for (let i = 0; i < n; i++) {
     const v = values[i];
     switch (kinds[i]) {
-      case K_ASCII: {
+      case K_SHORT: {
         const s = v as string;
-        const len = sizes[i]!;
-        buf[o++] = len; // len <= SHORT < 0xfb
-        for (let j = 0; j < len; j++) buf[o + j] = s.charCodeAt(j);
-        o += len;
+        const len = s.length;
+        const at = o + 1;
+        let j = 0;
+        for (; j < len; j++) {
+          const c = s.charCodeAt(j);
+          if (c > 0x7f) break;
+          buf[at + j] = c;
+        }
+        // Not ASCII after all: Buffer writes it whole (at most 3 * len bytes, the room it has).
+        const bytes = j === len ? len : buf.write(s, at, 3 * len, "utf8");
+        buf[o] = bytes;
+        o = at + bytes;
         break;
       }
       case K_STRING: {
@@ -233,8 +235,9 @@ export function encodeExecute(id: number, values: readonly unknown[]): Buffer | 
       }
     }
   }
-  if (o !== length) throw new Error(`COM_STMT_EXECUTE: wrote ${o} bytes of ${length}`);
-  return buf;
+  if (o > length) throw new Error(`COM_STMT_EXECUTE: wrote ${o} bytes into ${length}`);
+  // Short strings had room for 3 bytes a unit: the packet is what was written.
+  return o === length ? buf : buf.subarray(0, o);
 }
 
 /** mysql2's Execute packet as its prototype sees it. */
