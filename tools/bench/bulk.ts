@@ -791,11 +791,16 @@ function watchFirstChunk(pool: Pool, merchantId: string, found: () => void): { s
 /**
  * PerItem is what one item cost MariaDB: CPU microseconds (its process, all
  * phases of the run) and redo bytes. Both are server-wide: whatever else the
- * server did meanwhile (other benchmarks, tests) counts too.
+ * server did meanwhile (other benchmarks, tests) counts too. A pipeline run
+ * also has the bulk API's and its workers' CPU microseconds per item (all
+ * workers together), so runs with different worker counts show what the
+ * same items cost each side.
  */
 interface PerItem {
   mariadbCpuUs: number | null;
   redoBytes: number;
+  apiCpuUs: number | null;
+  workersCpuUs: number | null;
 }
 
 /** sealCost is what sealing the run's audit rows cost per item (BENCH_SEAL): MariaDB's CPU and redo, and the sealer's CPU. */
@@ -807,10 +812,19 @@ function sealCost(r: PipelineResult) {
 
 /** perItem sums MariaDB's CPU and redo over the given phases of a run and divides by the rows. */
 function perItem(processes: ProcReport[], status: Record<string, Counters>, phases: string[]): PerItem {
-  const mariadb = processes.filter((p) => p.label === "mariadb");
-  const cpu = mariadb.length === 0 ? null : mariadb.reduce((sum, p) => sum + phases.reduce((t, ph) => t + (p.phases[ph]?.cpuS ?? 0), 0), 0);
+  /** cpuUs adds up the chosen processes' CPU over the phases, per item (null: none of them ran). */
+  const cpuUs = (chosen: (label: string) => boolean) => {
+    const of = processes.filter((p) => chosen(p.label));
+    if (of.length === 0) return null;
+    return round((of.reduce((sum, p) => sum + phases.reduce((t, ph) => t + (p.phases[ph]?.cpuS ?? 0), 0), 0) * 1e6) / ROWS, 1);
+  };
   const redoMb = phases.reduce((t, ph) => t + (status[ph]?.["redo MB"] ?? 0), 0);
-  return { mariadbCpuUs: cpu === null ? null : round((cpu * 1e6) / ROWS, 1), redoBytes: Math.round((redoMb * 1024 * 1024) / ROWS) };
+  return {
+    mariadbCpuUs: cpuUs((label) => label === "mariadb"),
+    redoBytes: Math.round((redoMb * 1024 * 1024) / ROWS),
+    apiCpuUs: cpuUs((label) => label === "bulk API"),
+    workersCpuUs: cpuUs((label) => label.startsWith("worker ")),
+  };
 }
 
 // ---- report ------------------------------------------------------------------------------
@@ -964,6 +978,7 @@ try {
   const rawPerItem = raws.map((r) => perItem(r.processes, r.status, Object.keys(r.status)));
   const runPerItem = runs.map((r) => perItem(r.processes, r.status, ["ingest", "apply"]));
   const us = (p: PerItem) => s(p.mariadbCpuUs, 1);
+  const nodeUs = (p: PerItem) => `${s(p.apiCpuUs, 1)} / ${s(p.workersCpuUs, 1)}`;
   console.log(`\npipeline (${int(ROWS)} rows, ${runs[0]?.chunks ?? 0} chunks)`);
   console.log(
     table(
@@ -979,6 +994,7 @@ try {
         "e2e / raw",
         "e2e / raw durable",
         "MariaDB cpu µs/item",
+        "API / workers cpu µs/item",
         "redo B/item",
         "API VmHWM MB",
         "worker VmHWM MB",
@@ -997,6 +1013,7 @@ try {
           `${s(r.totalS / rawOf(raws, r.round, "raw").totalS)}x`,
           r.variant === "raw" ? "-" : "1.00x",
           us(rawPerItem[i]!),
+          "-",
           int(rawPerItem[i]!.redoBytes),
           "-",
           "-",
@@ -1017,6 +1034,7 @@ try {
             `${s(ratios(r).raw)}x`,
             `${s(ratios(r).durable)}x`,
             us(runPerItem[i]!),
+            nodeUs(runPerItem[i]!),
             int(runPerItem[i]!.redoBytes),
             s(hwm("bulk API"), 0),
             workerHwm.join(" / "),
