@@ -93,7 +93,7 @@ export type BatchOutcome =
  * product). With skipLocked it waits on no row: orders whose product another
  * transaction holds (or that has none) come back busy, undecided, for the
  * caller to place apart; `products` then holds only the rows it locked.
- * onLocked is told the SKUs it locked as soon as it has them
+ * onLocked is shown the SKUs it locked (keys) as soon as it has them
  * (reservations.ts keeps a SKU's batches in their order at the row lock).
  */
 export async function placeOrderBatch(
@@ -102,14 +102,14 @@ export async function placeOrderBatch(
   batch: readonly BatchedOrder[],
   reservationTtlMs: number,
   at: Date,
-  options: { skipLocked?: boolean; onLocked?: (skus: ReadonlySet<string>) => void } = {},
+  options: { skipLocked?: boolean; onLocked?: (locked: ReadonlyMap<string, unknown>) => void } = {},
 ): Promise<{ outcomes: BatchOutcome[]; products: Map<string, Product | undefined> }> {
   const skus = [...new Set(batch.map((b) => b.line.sku))];
   // Waiting locks: every SKU is known after (undefined: no product). Skipping: only the rows it locked.
   const locked = new Map<string, Product | undefined>(options.skipLocked ? [] : skus.map((sku) => [sku, undefined]));
   if (skus.length === 1 && !options.skipLocked) locked.set(skus[0]!, await lockProduct(trx, merchantId, skus[0]!));
   else for (const [sku, product] of await lockProducts(trx, merchantId, skus, { skipLocked: options.skipLocked })) locked.set(sku, product);
-  options.onLocked?.(new Set(locked.keys()));
+  options.onLocked?.(locked);
   const left = new Map(locked);
   /** The placed orders of each SKU, in arrival order. */
   const placed = new Map<string, { who: OrderActor; order: Order }[]>();

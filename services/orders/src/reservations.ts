@@ -321,8 +321,8 @@ export function createReservations(options: ReservationOptions): Reservations {
           new Date(),
           {
             skipLocked: shared,
-            onLocked: (skus) => {
-              for (const s of shares) if (skus.has(s.lane.sku)) s.turn.locked();
+            onLocked: (locked) => {
+              for (const s of shares) if (locked.has(s.lane.sku)) s.turn.locked();
             },
           },
         );

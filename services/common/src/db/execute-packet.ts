@@ -52,6 +52,8 @@ const K_TINY = 3;
 const K_DATE = 4;
 const K_BLOB = 5;
 const K_SHORT = 6;
+/** Each kind's type on the wire, by kind. */
+const WIRE_TYPE = [NULL, VAR_STRING, DOUBLE, TINY, DATETIME, BLOB, VAR_STRING];
 
 function lengthCodedSize(n: number): number {
   return n < 0xfb ? 1 : n < 0xffff ? 3 : n < 0xffffff ? 4 : 9;
@@ -164,19 +166,7 @@ export function encodeExecute(id: number, values: readonly unknown[]): Buffer | 
     if (bit !== 1) buf[o++] = bitmap;
     buf[o++] = 1; // new params bound
     for (let i = 0; i < n; i++) {
-      const k = kinds[i];
-      buf[o++] =
-        k === K_SHORT || k === K_STRING
-          ? VAR_STRING
-          : k === K_DOUBLE
-            ? DOUBLE
-            : k === K_DATE
-              ? DATETIME
-              : k === K_BLOB
-                ? BLOB
-                : k === K_TINY
-                  ? TINY
-                  : NULL;
+      buf[o++] = WIRE_TYPE[kinds[i]!]!;
       buf[o++] = 0;
     }
   }
