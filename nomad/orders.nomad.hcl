@@ -181,13 +181,15 @@ job "orders" {
 
         # Per process: order transactions in flight per merchant and in all
         # (the bulkhead), how long a call may wait for its merchant's place
-        # (ms), orders waiting for a hot SKU's batch, orders of one
+        # (ms), orders waiting for a hot SKU's batch, how long a merchant's
+        # orders under way may be expected to queue (ms), orders of one
         # SKU per transaction, and how long a committed sold-out is trusted
         # without a read (ms).
         ORDER_IN_FLIGHT_PER_MERCHANT = "16"
         ORDER_IN_FLIGHT_MAX          = "64"
         ORDER_IN_FLIGHT_WAIT_MS      = "40"
         ORDER_WAITING_PER_SKU        = "1024"
+        ORDER_QUEUE_MS               = "1000"
         ORDER_BATCH_MAX              = "32"
         ORDER_SOLD_OUT_TRUST_MS      = "0"
       }

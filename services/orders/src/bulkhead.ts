@@ -33,6 +33,12 @@ export interface BulkheadLimits {
   waitingPerSku: number;
   /** How long a call may wait for one of its merchant's places before it is refused. */
   waitMs: number;
+  /**
+   * How long a merchant's single-line orders may be expected to queue in this
+   * process (reservations.ts, underWay): orders past what the merchant's
+   * recent answer rate clears in this time are refused (0: no cap).
+   */
+  queueMs: number;
 }
 
 export interface Bulkhead {
@@ -46,8 +52,8 @@ export interface Bulkhead {
    * per merchant. It counts like any other, so calls after it find less room.
    */
   hold(merchantId: string): () => void;
-  /** refusal is the RateLimitedError a full bulkhead answers with, saying what is full. */
-  refusal(what: string): RateLimitedError;
+  /** refusal is the RateLimitedError a full bulkhead answers with, saying what is full; its retry delay is afterMs (default: a transaction's mean time), within bounds. */
+  refusal(what: string, afterMs?: number): RateLimitedError;
   /**
    * overloaded is the refusal enter would answer a call of merchant's with
    * at once (no place free and none expected within waitMs), or undefined:

@@ -19,7 +19,10 @@ export interface OrderConfig {
    * (ORDER_IN_FLIGHT_PER_MERCHANT, ORDER_IN_FLIGHT_MAX) and orders of one SKU
    * waiting for a batch (ORDER_WAITING_PER_SKU); 0 = no cap. A call waits
    * at most ORDER_IN_FLIGHT_WAIT_MS for one of its merchant's places; past
-   * that, RESOURCE_EXHAUSTED with RetryInfo.
+   * that, RESOURCE_EXHAUSTED with RetryInfo. A merchant's single-line orders
+   * under way (queued or in a transaction) are capped at what its recent
+   * answer rate clears in ORDER_QUEUE_MS (0 = no cap), never below
+   * 4 x ORDER_BATCH_MAX (reservations.ts).
    */
   bulkhead: BulkheadLimits;
   /** The most single-line orders that share a transaction: of one SKU, or lone orders of one merchant's SKUs (ORDER_BATCH_MAX; 1 = no batching). */
@@ -49,6 +52,7 @@ export function parseOrderConfig(env: Env): OrderConfig {
       total: readInt(env, "ORDER_IN_FLIGHT_MAX", 64, 0, 1_000_000),
       waitingPerSku: readInt(env, "ORDER_WAITING_PER_SKU", 1024, 0, 1_000_000),
       waitMs: readInt(env, "ORDER_IN_FLIGHT_WAIT_MS", 40, 0, 10_000),
+      queueMs: readInt(env, "ORDER_QUEUE_MS", 1000, 0, 60_000),
     },
     maxBatch: readInt(env, "ORDER_BATCH_MAX", 32, 1, 1000),
     soldOutTrustMs: readInt(env, "ORDER_SOLD_OUT_TRUST_MS", 0, 0, 60_000),

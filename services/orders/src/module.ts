@@ -31,14 +31,16 @@ export interface OrdersModuleOptions {
  */
 export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): ServiceModule {
   const defaults = parseOrderConfig({});
-  const bulkhead = createBulkhead(options.bulkhead ?? defaults.bulkhead);
+  const limits = options.bulkhead ?? defaults.bulkhead;
+  const bulkhead = createBulkhead(limits);
   const { service, overloaded } = createOrderService({
     db,
     reservationTtlMs: options.reservationTtlMs ?? defaults.reservationTtlMs,
     limiter: createRateLimiter(options.rateLimit ?? defaults.rateLimit),
     watchIntervalMs: options.watchIntervalMs ?? defaults.watchIntervalMs,
     bulkhead,
-    maxWaitingPerSku: (options.bulkhead ?? defaults.bulkhead).waitingPerSku,
+    maxWaitingPerSku: limits.waitingPerSku,
+    queueMs: limits.queueMs,
     maxBatch: options.maxBatch ?? defaults.maxBatch,
     soldOutTrustMs: options.soldOutTrustMs ?? defaults.soldOutTrustMs,
     shutdown: options.shutdown,
@@ -48,8 +50,8 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     services: [OrderService],
     migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
-    // A merchant whose places are all taken, with none expected soon, or whose shared transactions' line is full,
-    // has its new orders refused before decoding: in a spike most calls are refused, each for next to nothing.
+    // A merchant whose places are all taken, with none expected soon, whose orders under way are past their budget,
+    // or whose shared transactions' line is full, has its new orders refused before decoding: in a spike most calls are refused, each for next to nothing.
     shed: (path, merchantId) => (path === CREATE_ORDER_PATH ? (bulkhead.overloaded(merchantId) ?? overloaded(merchantId)) : undefined),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);

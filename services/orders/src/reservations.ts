@@ -42,7 +42,7 @@
  */
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema, type CreateOrderRequestSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { PreconditionError, type RateLimitedError } from "@stockroom/common";
+import { PreconditionError, RateLimitedError } from "@stockroom/common";
 import { inTransaction, type CommonTables } from "@stockroom/common/db";
 import { claimWithResponses, storedResponses, type IdempotentCall, type StoredAnswer } from "@stockroom/common/rpc";
 import { findProduct, type Product } from "@stockroom/catalog";
@@ -67,9 +67,10 @@ export interface Reservations {
   /** restocked forgets what the process knows of SKUs' stock, after it gave stock back to them. */
   restocked(merchantId: string, skus: readonly string[]): void;
   /**
-   * overloaded is the refusal a lone order of the merchant's gets now (its
-   * shared transactions' line is full), or undefined: the server's early
-   * shedding asks it before decoding a call, whose SKU it cannot know.
+   * overloaded is the refusal an order of the merchant's gets now, whatever
+   * its SKU (its orders under way are past their budget, or its shared
+   * transactions' line is full; a lone order's SKU cannot tell), or
+   * undefined: the server's early shedding asks it before decoding a call.
    */
   overloaded(merchantId: string): RateLimitedError | undefined;
 }
@@ -85,6 +86,8 @@ export interface ReservationOptions {
   bulkhead: Bulkhead;
   /** Orders of one SKU that may wait for a batch; past it they are refused as the bulkhead refuses (0: no cap). */
   maxWaiting: number;
+  /** How long a merchant's orders may be expected to queue here: the budget of its orders under way (see underWay; 0: no cap). */
+  queueMs: number;
   /** The single-order path (placeOrder under idempotentMutation): replays claimed keys, and runs a failed batch's orders. */
   single: (reservation: Reservation) => Promise<CreateOrderResult>;
   now?: () => number;
@@ -174,6 +177,31 @@ function nextTurn(lane: Lane): Turn {
 const ANSWER_CHUNK = 8;
 const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** The time constant of a merchant's answer rate (UnderWay.rate), in ms: about the last second counts. */
+const RATE_TAU_MS = 1000;
+
+/**
+ * UnderWay is one merchant's single-line orders in this process, from
+ * reserve to their answer: waiting in a lane's queue, in its merchant's
+ * shared transactions' line, or in a transaction. The caps on each queue
+ * (a SKU's waiting orders, the shared line) bound none of their sum: in a
+ * spike over a catalog, each SKU with an order in a transaction queues the
+ * next ones of its own, and when the database stalls (a slow disk, a long
+ * lock) a thousand SKUs' queues once held hundreds of thousands of admitted
+ * orders. The server's memory and GC grew with them until refusals took
+ * seconds. So a merchant's orders under way are capped by time: no more
+ * than its recent answer rate clears in queueMs, and never fewer than
+ * 4 x maxBatch (two pipelined shared transactions, full, and two more
+ * waiting), so a steady crowd of buyers is not refused for a slow second.
+ * When answers stop, the rate decays and the cap falls to that floor.
+ */
+interface UnderWay {
+  count: number;
+  /** Answers per ms, an exponentially weighted rate (RATE_TAU_MS) as of at. */
+  rate: number;
+  at: number;
+}
+
 /** Lanes kept for their knowledge once idle; past this the least recently used idle ones go. */
 const MAX_IDLE_LANES = 10_000;
 
@@ -182,6 +210,9 @@ export function createReservations(options: ReservationOptions): Reservations {
   const maxWaiting = options.maxWaiting > 0 ? options.maxWaiting : Number.POSITIVE_INFINITY;
   const now = options.now ?? (() => performance.now());
   const lanes = new Map<string, Lane>();
+  /** Each merchant's single-line orders under way (UnderWay), while it has any. */
+  const underWay = new Map<string, UnderWay>();
+  const underWayFloor = 4 * maxBatch;
   /** Each merchant's shared transactions: lone orders of its SKUs waiting for one, and how many are under way. */
   const groups = new Map<string, Group>();
   const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
@@ -455,6 +486,48 @@ export function createReservations(options: ReservationOptions): Reservations {
     return options.bulkhead.refusal(`${group.waiting} orders of this merchant are waiting for a shared transaction`);
   };
 
+  /** rateNow is a merchant's answer rate (per ms) decayed to now. */
+  const rateNow = (u: UnderWay, t: number) => u.rate * Math.exp((u.at - t) / RATE_TAU_MS);
+
+  /** pastBudget is the refusal of a merchant's order when its orders under way are at their cap (UnderWay), or undefined. */
+  const pastBudget = (merchantId: string): RateLimitedError | undefined => {
+    const u = underWay.get(merchantId);
+    if (!u || options.queueMs <= 0 || u.count < underWayFloor) return undefined;
+    const rate = rateNow(u, now());
+    if (u.count < rate * options.queueMs) return undefined;
+    return options.bulkhead.refusal(
+      `${u.count} orders of this merchant are under way, more than it answers in ${options.queueMs} ms (${Math.round(rate * 1000)}/s)`,
+      u.count / Math.max(rate, underWayFloor / options.queueMs) - options.queueMs,
+    );
+  };
+
+  /**
+   * track counts an order under way for its merchant until its answer, and
+   * the answer in the merchant's rate (a refusal for load is no answer: it
+   * says nothing of how fast orders clear).
+   */
+  const track = (merchantId: string, answer: Promise<CreateOrderResult>): Promise<CreateOrderResult> => {
+    let u = underWay.get(merchantId);
+    if (!u) {
+      u = { count: 0, rate: 0, at: now() };
+      underWay.set(merchantId, u);
+    }
+    u.count++;
+    const done = (answered: boolean) => {
+      if (answered) {
+        const t = now();
+        u.rate = rateNow(u, t) + 1 / RATE_TAU_MS;
+        u.at = t;
+      }
+      if (--u.count === 0) underWay.delete(merchantId);
+    };
+    answer.then(
+      () => done(true),
+      (error) => done(!(error instanceof RateLimitedError)),
+    );
+    return answer;
+  };
+
   /** join queues an order on its lane, starting a batch with the place it brings (released at once if the lane needs none). */
   const join = (lane: Lane, reservation: Reservation, release: (() => void) | undefined): Promise<CreateOrderResult> =>
     new Promise<CreateOrderResult>((resolve, reject) => {
@@ -464,33 +537,40 @@ export function createReservations(options: ReservationOptions): Reservations {
       else release();
     });
 
+  /** reserveNow is reserve past the merchant's budget check. */
+  const reserveNow = (reservation: Reservation): Promise<CreateOrderResult> => {
+    const { merchantId } = reservation.who;
+    const { sku } = reservation.line;
+    const key = keyOf(merchantId, sku);
+    let lane = lanes.get(key);
+    if (!lane) {
+      lane = { merchantId, sku, queue: [], running: 0, taken: new Set(), turn: { open: Promise.resolve(), opened: true } };
+      lanes.set(key, lane);
+    }
+    if (fresh(lane)) {
+      const error = refusal(lane, reservation);
+      if (error) return new Promise((resolve, reject) => void refuse([{ w: { reservation, resolve, reject }, error }]));
+    }
+    if (lane.queue.length >= maxWaiting) {
+      return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));
+    }
+    // A lone order (its lane idle) waits for its merchant's next shared transaction without a place: as many
+    // may wait as the transactions under way and the next ones take, no more.
+    const full = lane.running === 0 ? groupFull(merchantId) : undefined;
+    if (full) return Promise.reject(full);
+    // A new transaction needs a place; with one under way already, the order can wait for it instead.
+    const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;
+    if (!release && lane.running === 0) return options.bulkhead.enter(merchantId).then((entered) => join(lane!, reservation, entered));
+    return join(lane, reservation, release);
+  };
+
   return {
     reserve(reservation) {
       const { merchantId } = reservation.who;
-      const { sku } = reservation.line;
-      const key = keyOf(merchantId, sku);
-      let lane = lanes.get(key);
-      if (!lane) {
-        lane = { merchantId, sku, queue: [], running: 0, taken: new Set(), turn: { open: Promise.resolve(), opened: true } };
-        lanes.set(key, lane);
-      }
-      if (fresh(lane)) {
-        const error = refusal(lane, reservation);
-        if (error) return new Promise((resolve, reject) => void refuse([{ w: { reservation, resolve, reject }, error }]));
-      }
-      if (lane.queue.length >= maxWaiting) {
-        return Promise.reject(options.bulkhead.refusal(`${lane.queue.length} orders of "${sku}" are waiting`));
-      }
-      // A lone order (its lane idle) waits for its merchant's next shared transaction without a place: as many
-      // may wait as the transactions under way and the next ones take, no more.
-      const full = lane.running === 0 ? groupFull(merchantId) : undefined;
-      if (full) return Promise.reject(full);
-      // A new transaction needs a place; with one under way already, the order can wait for it instead.
-      const release = lane.running < PIPELINE ? options.bulkhead.tryEnter(merchantId) : undefined;
-      if (!release && lane.running === 0) return options.bulkhead.enter(merchantId).then((entered) => join(lane!, reservation, entered));
-      return join(lane, reservation, release);
+      const refused = pastBudget(merchantId);
+      return refused ? Promise.reject(refused) : track(merchantId, reserveNow(reservation));
     },
-    overloaded: groupFull,
+    overloaded: (merchantId) => pastBudget(merchantId) ?? groupFull(merchantId),
     restocked(merchantId, skus) {
       for (const sku of skus) {
         const lane = lanes.get(keyOf(merchantId, sku));

@@ -55,6 +55,8 @@ export interface OrderServiceDeps {
   bulkhead: Bulkhead;
   /** Caps the orders of one SKU waiting for a batch (reservations.ts; 0: no cap). */
   maxWaitingPerSku: number;
+  /** Caps a merchant's single-line orders under way by the time its answer rate takes to clear them (reservations.ts; 0: no cap). */
+  queueMs: number;
   /** The most single-line orders of one SKU sharing a transaction (reservations.ts). */
   maxBatch: number;
   /** How long committed knowledge of a SKU's stock refuses orders without a read (reservations.ts). */
@@ -101,6 +103,7 @@ export function createOrderService(deps: OrderServiceDeps): {
     soldOutTrustMs: deps.soldOutTrustMs,
     bulkhead: deps.bulkhead,
     maxWaiting: deps.maxWaitingPerSku,
+    queueMs: deps.queueMs,
     single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
   });
   const load = async (ref: OrderRef): Promise<Order> => {

@@ -27,7 +27,10 @@ import type { OrderTables } from "../src/store.ts";
 const api = await startTestApi<OrderTables & BulkTables>("orders_bulk", (db) => [
   catalogModule(db),
   bulkModule(db),
-  ordersModule(db, { rateLimit: { ratePerSec: 0, burst: 1 }, bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0, waitMs: 0 } }),
+  ordersModule(db, {
+    rateLimit: { ratePerSec: 0, burst: 1 },
+    bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0, waitMs: 0, queueMs: 0 },
+  }),
 ]);
 test.after.always(() => api.close());
 const db = api.api.db;

@@ -4,7 +4,7 @@ import { createBulkhead } from "../src/bulkhead.ts";
 
 test("a call whose turn is not expected within waitMs is refused at once, with the time its turn would come as the retry delay", async (t) => {
   let now = 0;
-  const bulkhead = createBulkhead({ perMerchant: 2, total: 0, waitingPerSku: 0, waitMs: 40 }, () => now);
+  const bulkhead = createBulkhead({ perMerchant: 2, total: 0, waitingPerSku: 0, waitMs: 40, queueMs: 0 }, () => now);
   // Transactions of 100 ms: a place frees every 50 ms.
   for (let i = 0; i < 300; i++) {
     const release = bulkhead.tryEnter("m")!;
@@ -23,7 +23,7 @@ test("a call whose turn is not expected within waitMs is refused at once, with t
 });
 
 test("the process-wide cap refuses every merchant once reached", async (t) => {
-  const bulkhead = createBulkhead({ perMerchant: 0, total: 2, waitingPerSku: 0, waitMs: 40 });
+  const bulkhead = createBulkhead({ perMerchant: 0, total: 2, waitingPerSku: 0, waitMs: 40, queueMs: 0 });
   const a = bulkhead.tryEnter("a")!;
   t.truthy(bulkhead.tryEnter("b"));
   await t.throwsAsync(bulkhead.enter("c"), { instanceOf: RateLimitedError, message: /its limit/ });

@@ -1,11 +1,12 @@
 import http2 from "node:http2";
+import { setTimeout as delay } from "node:timers/promises";
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { createProduct, errorInfo, holdKey, holdLock, OrderService, startOrders, stockOf } from "./helpers.ts";
 import { grpcErrorOf } from "@stockroom/common/testing";
 
-const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20 } });
+const api = await startOrders("orders_bulkhead", { bulkhead: { perMerchant: 4, total: 0, waitingPerSku: 0, waitMs: 20, queueMs: 0 } });
 test.after.always(() => api.close());
 
 /** expectShed checks a call was refused with RESOURCE_EXHAUSTED, RATE_LIMITED and a sane RetryInfo. */
@@ -56,7 +57,9 @@ test("a merchant past its transactions in flight is refused at once with RetryIn
 });
 
 test("with no wait worth making, a gRPC call is refused before it is decoded (trailers-only, with RetryInfo); over Connect the handler refuses it", async (t) => {
-  const early = await startOrders("orders_bulkhead_early", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 0 } });
+  const early = await startOrders("orders_bulkhead_early", {
+    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 0, queueMs: 0 },
+  });
   t.teardown(() => early.close());
   await createProduct(early, early.merchantA, "EARLY-1", 10);
   await createProduct(early, early.merchantA, "EARLY-2", 10);
@@ -100,7 +103,7 @@ test("with no wait worth making, a gRPC call is refused before it is decoded (tr
 
 test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_PER_SKU waiting, orders are refused", async (t) => {
   const lane = await startOrders("orders_bulkhead_lane", {
-    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4, waitMs: 20 },
+    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 4, waitMs: 20, queueMs: 0 },
     maxBatch: 2,
   });
   t.teardown(() => lane.close());
@@ -122,7 +125,7 @@ test("a hot SKU's batch holds one place for all its orders; past ORDER_WAITING_P
 
 test("lone orders wait for their merchant's shared transaction without a place (each transaction holds one); past two transactions' worth waiting they are refused", async (t) => {
   const spread = await startOrders("orders_bulkhead_spread", {
-    bulkhead: { perMerchant: 3, total: 0, waitingPerSku: 0, waitMs: 0 },
+    bulkhead: { perMerchant: 3, total: 0, waitingPerSku: 0, waitMs: 0, queueMs: 0 },
     maxBatch: 2,
   });
   t.teardown(() => spread.close());
@@ -164,7 +167,9 @@ test("lone orders wait for their merchant's shared transaction without a place (
 });
 
 test("a call past its merchant's places waits in the merchant's line for one; when its wait runs out it is refused with RetryInfo", async (t) => {
-  const waiting = await startOrders("orders_bulkhead_line", { bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 1500 } });
+  const waiting = await startOrders("orders_bulkhead_line", {
+    bulkhead: { perMerchant: 1, total: 0, waitingPerSku: 0, waitMs: 1500, queueMs: 0 },
+  });
   t.teardown(() => waiting.close());
   await createProduct(waiting, waiting.merchantA, "LINE-1", 100);
   await createProduct(waiting, waiting.merchantA, "LINE-2", 100);
@@ -221,3 +226,53 @@ async function rawGrpcCall(url: string, path: string, apiKey: string, body: Buff
     session.close();
   }
 }
+
+test("a merchant's single-line orders under way are capped whatever their SKUs: when its transactions stall, the orders past the cap are refused at once", async (t) => {
+  const stalled = await startOrders("orders_bulkhead_under_way", {
+    bulkhead: { perMerchant: 3, total: 0, waitingPerSku: 0, waitMs: 0, queueMs: 100 },
+    maxBatch: 2,
+  });
+  t.teardown(() => stalled.close());
+  const { merchantId } = stalled.merchantA;
+  const skus = Array.from({ length: 6 }, (_, i) => `UW-${i}`);
+  for (const sku of skus) await createProduct(stalled, stalled.merchantA, sku, 100);
+  const a = stalled.client(OrderService, stalled.merchantA);
+  const order = (sku: string, requestId: string) => a.createOrder({ requestId, lines: [{ sku, quantity: 1 }] });
+  // The merchant's two shared transactions stall on keys another transaction holds, each holding its SKU's row.
+  const keys = [await holdKey(stalled, merchantId, "uw-0"), await holdKey(stalled, merchantId, "uw-1")];
+  const first = [order("UW-0", "uw-0"), order("UW-1", "uw-1")];
+  await new Promise((r) => setTimeout(r, 200));
+  // 60 more, 10 per SKU: each SKU with an order under way queues the next ones of its own, past the shared
+  // transactions' line. With nothing answered yet the cap is its floor, 4 x ORDER_BATCH_MAX = 8 under way.
+  const more = skus.flatMap((sku, s) => Array.from({ length: 10 }, (_, i) => order(sku, `uw-${s}-${i}`)));
+  // What each call got within 1.5 s, the transactions still stalled: a refusal, or nothing yet.
+  const early = await Promise.all(
+    more.map((p) =>
+      Promise.race([
+        p.then(
+          () => "placed" as const,
+          (error: unknown) => ConnectError.from(error),
+        ),
+        delay(1500).then(() => "pending" as const),
+      ]),
+    ),
+  );
+  const refused = early.filter((r) => r instanceof ConnectError);
+  t.true(refused.length >= 52, `${refused.length} of 60 refused while 8 are under way`);
+  t.true(
+    refused.some((e) => /orders of this merchant are under way/.test(e.message)),
+    refused.slice(0, 3).join("; "),
+  );
+  for (const e of refused) expectShed(t, { status: "rejected", reason: e });
+  for (const release of keys) await release();
+  const placed = (await Promise.allSettled([...first, ...more])).filter((r) => r.status === "fulfilled").length;
+  t.true(placed >= 2 && placed <= 8, `${placed} placed`);
+  const stocks = await Promise.all(skus.map((sku) => stockOf(stalled, merchantId, sku)));
+  t.is(
+    stocks.reduce((sum, s) => sum + 100 - s.stock, 0),
+    placed,
+    "every placed order took its unit, no refused one did",
+  );
+  // Answered, the orders are no longer under way: the next one goes through.
+  t.truthy((await order("UW-5", "uw-after")).order);
+});

@@ -24,7 +24,7 @@ export function startOrders(name: string, options: OrdersModuleOptions = {}): Pr
     catalogModule(db),
     ordersModule(db, {
       rateLimit: { ratePerSec: 0, burst: 1 },
-      bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0, waitMs: 0 },
+      bulkhead: { perMerchant: 0, total: 0, waitingPerSku: 0, waitMs: 0, queueMs: 0 },
       watchIntervalMs: 50,
       ...options,
     }),
