@@ -497,7 +497,8 @@ export function createReservations(options: ReservationOptions): Reservations {
     if (u.count < rate * options.queueMs) return undefined;
     return options.bulkhead.refusal(
       `${u.count} orders of this merchant are under way, more than it answers in ${options.queueMs} ms (${Math.round(rate * 1000)}/s)`,
-      u.count / Math.max(rate, underWayFloor / options.queueMs) - options.queueMs,
+      // When the orders under way would have cleared down to the budget at that rate (a second, the most, once answers stop).
+      u.count / rate - options.queueMs,
     );
   };
 

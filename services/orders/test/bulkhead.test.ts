@@ -264,6 +264,8 @@ test("a merchant's single-line orders under way are capped whatever their SKUs: 
     refused.slice(0, 3).join("; "),
   );
   for (const e of refused) expectShed(t, { status: "rejected", reason: e });
+  // Nothing answered yet, so nothing says when there will be room: the retry delay is the longest, a second.
+  for (const e of refused.filter((e) => /under way/.test(e.message))) t.regex(e.message, /\(0\/s\); retry in 1000 ms$/);
   for (const release of keys) await release();
   const placed = (await Promise.allSettled([...first, ...more])).filter((r) => r.status === "fulfilled").length;
   t.true(placed >= 2 && placed <= 8, `${placed} placed`);
