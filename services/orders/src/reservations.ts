@@ -186,10 +186,10 @@ const RATE_TAU_MS = 1000;
  * shared transactions' line, or in a transaction. The caps on each queue
  * (a SKU's waiting orders, the shared line) bound none of their sum: in a
  * spike over a catalog, each SKU with an order in a transaction queues the
- * next ones of its own, and when the database stalls (a slow disk, a long
- * lock) a thousand SKUs' queues once held hundreds of thousands of admitted
- * orders. The server's memory and GC grew with them until refusals took
- * seconds. So a merchant's orders under way are capped by time: no more
+ * next ones of its own (up to maxWaiting each), so while the database stalls
+ * (a slow disk, a long lock) a thousand SKUs' queues go on admitting orders,
+ * each held in memory until its answer. So a merchant's orders under way
+ * are capped by time: no more
  * than its recent answer rate clears in queueMs, and never fewer than
  * 4 x maxBatch (two pipelined shared transactions, full, and two more
  * waiting), so a steady crowd of buyers is not refused for a slow second.
