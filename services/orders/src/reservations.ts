@@ -187,8 +187,10 @@ const RATE_TAU_MS = 1000;
  * (a SKU's waiting orders, the shared line) bound none of their sum: in a
  * spike over a catalog, each SKU with an order in a transaction queues the
  * next ones of its own (up to maxWaiting each), so while the database stalls
- * (a slow disk, a long lock) a thousand SKUs' queues go on admitting orders,
- * each held in memory until its answer. So a merchant's orders under way
+ * (a slow disk, a long lock) a thousand SKUs' queues go on admitting the
+ * orders that reach the handler (the server's early refusal sees only gRPC,
+ * and only once the shared line is full), each held in memory until its
+ * answer. So a merchant's orders under way
  * are capped by time: no more
  * than its recent answer rate clears in queueMs, and never fewer than
  * 4 x maxBatch (two pipelined shared transactions, full, and two more
