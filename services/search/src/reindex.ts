@@ -29,7 +29,7 @@
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
 import { isAtOrAfter } from "./domain.ts";
-import { findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+import { CLOCK_ZERO, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
 export interface ReindexProgress {
   /** Catalog products read. */
@@ -53,7 +53,7 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
   const { catalogDb, searchDb } = deps;
   const pageSize = deps.pageSize ?? 500;
   // No rows yet: nothing can be stale, and rows written from now on are not.
-  const startedAt = (await merchantClock(searchDb, merchantId)) ?? new Date(0);
+  const startedAt = (await merchantClock(searchDb, merchantId)) ?? CLOCK_ZERO;
   const progress: ReindexProgress = { read: 0, updated: 0, removed: 0, done: false };
   let after: string | undefined;
   for (;;) {

@@ -176,22 +176,33 @@ export async function findPosition(db: SearchDb, merchantId: string, sku: string
 }
 
 /**
+ * DbClock is a reading of the search database's clock as the database
+ * writes it ("YYYY-MM-DD hh:mm:ss.ffffff"): applied_at keeps microseconds,
+ * and a JavaScript Date would drop them, so a row written in the same
+ * millisecond before the reading would compare as written after it.
+ */
+export type DbClock = string & { readonly __dbClock: unique symbol };
+
+/** The clock before any row: what a merchant without rows starts a rebuild at. */
+export const CLOCK_ZERO = "1970-01-01 00:00:00.000000" as DbClock;
+
+/**
  * merchantClock reads the database clock that stamps applied_at, from the
  * merchant's rows so that it is the clock of the server holding them; it is
  * undefined when the merchant has no rows.
  */
-export async function merchantClock(db: SearchDb, merchantId: string): Promise<Date | undefined> {
+export async function merchantClock(db: SearchDb, merchantId: string): Promise<DbClock | undefined> {
   const row = await db
     .selectFrom("search_products")
-    .select(sql<Date>`NOW(6)`.as("now"))
+    .select(sql<string>`CAST(NOW(6) AS CHAR)`.as("now"))
     .where("merchant_id", "=", merchantId)
     .limit(1)
     .executeTakeFirst();
-  return row?.now;
+  return row?.now as DbClock | undefined;
 }
 
 /** tombstone marks live rows deleted if nothing wrote them since `before`; it returns how many it marked. */
-export async function tombstone(db: SearchDb, merchantId: string, skus: readonly string[], before: Date): Promise<number> {
+export async function tombstone(db: SearchDb, merchantId: string, skus: readonly string[], before: DbClock): Promise<number> {
   if (skus.length === 0) return 0;
   const result = await db
     .updateTable("search_products")
@@ -199,7 +210,7 @@ export async function tombstone(db: SearchDb, merchantId: string, skus: readonly
     .where("merchant_id", "=", merchantId)
     .where("sku", "in", skus)
     .where("deleted", "=", 0)
-    .where("applied_at", "<", before)
+    .where(sql<boolean>`applied_at < CAST(${before} AS DATETIME(6))`)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }

@@ -9,7 +9,7 @@ import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { newUlid } from "@stockroom/common";
 import { entryFromProduct } from "../src/convert.ts";
 import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
-import { merchantClock, tombstone, upsertEntries } from "../src/store.ts";
+import { type DbClock, merchantClock, tombstone, upsertEntries } from "../src/store.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;
@@ -198,3 +198,51 @@ test.serial("a rebuild never marks deleted a row written after it started (a pro
     { sku: "BEFORE", deleted: 1 },
   ]);
 });
+
+test.serial(
+  "the rebuild's start keeps the database clock's microseconds: a row written earlier in the same millisecond is older",
+  async (t) => {
+    const merchant = newUlid();
+    const entry = (s: string) =>
+      entryFromProduct(merchant, {
+        id: newUlid(),
+        sku: s,
+        title: s,
+        description: "",
+        priceMinor: 1,
+        currency: "EUR",
+        stock: 1,
+        status: "active",
+        attributes: {},
+        ...NO_MERCHANDISING,
+        version: 1,
+        createdAt: new Date(),
+        updatedAt: new Date(),
+      });
+    await upsertEntries(h.searchDb, [entry("EARLIER"), entry("LATER")]);
+    // Both written within one millisecond, on either side of the start (as a fast projector and a rebuild can).
+    const stamp = (sku: string, at: string) =>
+      h.searchDb
+        .updateTable("search_products")
+        .set({ applied_at: sql`${at}` })
+        .where("merchant_id", "=", merchant)
+        .where("sku", "=", sku)
+        .execute();
+    await stamp("EARLIER", "2001-02-03 04:05:06.123100");
+    await stamp("LATER", "2001-02-03 04:05:06.123900");
+    const startedAt = "2001-02-03 04:05:06.123500" as DbClock;
+    t.is(await tombstone(h.searchDb, merchant, ["EARLIER", "LATER"], startedAt), 1);
+    const rows = await h.searchDb
+      .selectFrom("search_products")
+      .select(["sku", "deleted"])
+      .where("merchant_id", "=", merchant)
+      .orderBy("sku")
+      .execute();
+    t.deepEqual(rows, [
+      { sku: "EARLIER", deleted: 1 },
+      { sku: "LATER", deleted: 0 },
+    ]);
+    // And the clock is read with them.
+    t.regex((await merchantClock(h.searchDb, merchant))!, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/);
+  },
+);
