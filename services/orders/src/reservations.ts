@@ -190,8 +190,7 @@ const RATE_TAU_MS = 1000;
  * (a slow disk, a long lock) a thousand SKUs' queues go on admitting the
  * orders that reach the handler (the server's early refusal sees only gRPC,
  * and only once the shared line is full), each held in memory until its
- * answer. So a merchant's orders under way
- * are capped by time: no more
+ * answer. So a merchant's orders under way are capped by time: no more
  * than its recent answer rate clears in queueMs, and never fewer than
  * 4 x maxBatch (two pipelined shared transactions, full, and two more
  * waiting), so a steady crowd of buyers is not refused for a slow second.
