@@ -164,36 +164,39 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
   t.like(again, { updated: 0, removed: 0, done: true }, "a second rebuild finds nothing to do");
 });
 
+/** deletedBySku lists the merchant's search rows, SKU and deleted flag, by SKU. */
+function deletedBySku(merchant: string) {
+  return h.searchDb.selectFrom("search_products").select(["sku", "deleted"]).where("merchant_id", "=", merchant).orderBy("sku").execute();
+}
+
+/** plainEntry is a search row for a product of the merchant's named by its SKU, nothing else of it mattering. */
+function plainEntry(merchant: string, sku: string) {
+  return entryFromProduct(merchant, {
+    id: newUlid(),
+    sku,
+    title: sku,
+    description: "",
+    priceMinor: 1,
+    currency: "EUR",
+    stock: 1,
+    status: "active",
+    attributes: {},
+    ...NO_MERCHANDISING,
+    version: 1,
+    createdAt: new Date(),
+    updatedAt: new Date(),
+  });
+}
+
 test.serial("a rebuild never marks deleted a row written after it started (a product created after its page was read)", async (t) => {
   const merchant = newUlid();
-  const entry = (s: string) =>
-    entryFromProduct(merchant, {
-      id: newUlid(),
-      sku: s,
-      title: s,
-      description: "",
-      priceMinor: 1,
-      currency: "EUR",
-      stock: 1,
-      status: "active",
-      attributes: {},
-      ...NO_MERCHANDISING,
-      version: 1,
-      createdAt: new Date(),
-      updatedAt: new Date(),
-    });
+  const entry = (sku: string) => plainEntry(merchant, sku);
   await upsertEntries(h.searchDb, [entry("BEFORE")]);
   const startedAt = (await merchantClock(h.searchDb, merchant))!;
   await new Promise((r) => setTimeout(r, 5));
   await upsertEntries(h.searchDb, [entry("AFTER")]);
   t.is(await tombstone(h.searchDb, merchant, ["BEFORE", "AFTER"], startedAt), 1);
-  const rows = await h.searchDb
-    .selectFrom("search_products")
-    .select(["sku", "deleted"])
-    .where("merchant_id", "=", merchant)
-    .orderBy("sku")
-    .execute();
-  t.deepEqual(rows, [
+  t.deepEqual(await deletedBySku(merchant), [
     { sku: "AFTER", deleted: 0 },
     { sku: "BEFORE", deleted: 1 },
   ]);
@@ -203,22 +206,7 @@ test.serial(
   "the rebuild's start keeps the database clock's microseconds: a row written earlier in the same millisecond is older",
   async (t) => {
     const merchant = newUlid();
-    const entry = (s: string) =>
-      entryFromProduct(merchant, {
-        id: newUlid(),
-        sku: s,
-        title: s,
-        description: "",
-        priceMinor: 1,
-        currency: "EUR",
-        stock: 1,
-        status: "active",
-        attributes: {},
-        ...NO_MERCHANDISING,
-        version: 1,
-        createdAt: new Date(),
-        updatedAt: new Date(),
-      });
+    const entry = (sku: string) => plainEntry(merchant, sku);
     await upsertEntries(h.searchDb, [entry("EARLIER"), entry("LATER")]);
     // Both written within one millisecond, on either side of the start (as a fast projector and a rebuild can).
     const stamp = (sku: string, at: string) =>
@@ -232,13 +220,7 @@ test.serial(
     await stamp("LATER", "2001-02-03 04:05:06.123900");
     const startedAt = "2001-02-03 04:05:06.123500" as DbClock;
     t.is(await tombstone(h.searchDb, merchant, ["EARLIER", "LATER"], startedAt), 1);
-    const rows = await h.searchDb
-      .selectFrom("search_products")
-      .select(["sku", "deleted"])
-      .where("merchant_id", "=", merchant)
-      .orderBy("sku")
-      .execute();
-    t.deepEqual(rows, [
+    t.deepEqual(await deletedBySku(merchant), [
       { sku: "EARLIER", deleted: 1 },
       { sku: "LATER", deleted: 0 },
     ]);
