@@ -84,15 +84,15 @@ const client = server.client(CatalogService);
  * The measured calls' client (BENCH_CLIENT), as in bench:orders: "grpc"
  * (default) frames gRPC over node:http2 by hand (grpc-unary.ts), on one
  * connection; "connect", the generated connect-node client, also on one.
- * The generated client spends about 0.5-0.7 ms of CPU per UpdateProduct on
- * the cores the server and MariaDB run on; at concurrency 16 that is most of
- * a core, and the RPC path's latency measured it as much as the server:
- * p50 9.3-10.1 ms against 3.4-3.9 ms raw (three runs, 2026-12-04).
+ * The generated client spent 0.3-0.5 ms of CPU per UpdateProduct (0.5 at
+ * concurrency 1, 0.3 at 16) on the cores the server and MariaDB run on, and
+ * the RPC path's latency measured it as much as the server: p50 8.2-10.1 ms
+ * against 3.4-3.9 ms raw at concurrency 16 (2026-12-04).
  */
 const CLIENT = process.env["BENCH_CLIENT"] === "connect" ? "connect" : "grpc";
-const grpcClient = createUnaryClient({ url: server.url, apiKey, connections: 1 });
+const grpcClient = CLIENT === "grpc" ? createUnaryClient({ url: server.url, apiKey, connections: 1 }) : undefined;
 const updateProduct = (req: MessageInitShape<typeof UpdateProductRequestSchema>) =>
-  CLIENT === "connect" ? client.updateProduct(req) : grpcClient.call(CatalogService.method.updateProduct, req);
+  grpcClient ? grpcClient.call(CatalogService.method.updateProduct, req) : client.updateProduct(req);
 const pool: Pool = createPool({
   uri: server.databaseUrl,
   connectionLimit: POOL_SIZE,
@@ -222,7 +222,7 @@ try {
   console.error("catalog bench failed:", error);
   process.exitCode = 1;
 } finally {
-  grpcClient.close();
+  grpcClient?.close();
   await pool.end();
   await server.stop();
 }

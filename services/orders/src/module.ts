@@ -50,8 +50,9 @@ export function ordersModule(db: OrderDb, options: OrdersModuleOptions = {}): Se
     services: [OrderService],
     migrations: [orderMigrations, eventsMigrations],
     register: (router) => router.service(OrderService, service),
-    // A merchant whose places are all taken, with none expected soon, whose orders under way are past their budget,
-    // or whose shared transactions' line is full, has its new orders refused before decoding: in a spike most calls are refused, each for next to nothing.
+    // A merchant whose places are all taken, with none expected soon, whose orders under way are past their
+    // budget, or whose shared transactions' line is full, has its new orders refused before decoding: in a spike
+    // most calls are refused, each for next to nothing.
     shed: (path, merchantId) => (path === CREATE_ORDER_PATH ? (bulkhead.overloaded(merchantId) ?? overloaded(merchantId)) : undefined),
     watch: (metrics) => {
       registerOutboxMetrics(metrics.registry, db);
