@@ -9,6 +9,14 @@
  * Each level also reports the catalog server's CPU per call (/proc), the
  * figure that says what the RPC path costs whatever else loads the machine.
  *
+ * BENCH_AGAINST=<another checkout> (with its own node_modules) runs that
+ * checkout's catalog server too, on the same database and merchant, and
+ * measures both servers' CPU per UpdateProduct side by side: BENCH_AB_ROUNDS
+ * (5) rounds per level of BENCH_CALLS calls to each, in blocks of 250 calls
+ * that alternate between the servers. This machine's speed moves by tens of percent within
+ * minutes, even twofold, so two figures measured in separate runs compare
+ * little; rounds taken seconds apart do.
+ *
  * Where that CPU goes (BENCH_PROFILE=1, 2026-12; UpdateProduct is 6
  * statements in 2 round trips: BEGIN + SELECT … FOR UPDATE, then the UPDATE,
  * audit and outbox inserts riding with the COMMIT): Node core (HTTP/2,
@@ -28,6 +36,7 @@ import { createPool, type Pool, type ResultSetHeader, type RowDataPacket } from 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CatalogService, type UpdateProductRequestSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
 import { catalogMigrations } from "@stockroom/catalog";
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
@@ -49,6 +58,11 @@ const TARGET_P99_MS_AT_16 = 10;
 const TARGET_RATIO = 3;
 /** Issue 14's: the RPC path's p99 within twice the raw transaction's at concurrency 16. */
 const TARGET_RATIO_AT_16 = 2;
+/** Another checkout whose catalog server is measured beside this one's (see above). */
+const AGAINST = process.env["BENCH_AGAINST"] ? path.resolve(process.env["BENCH_AGAINST"]) : undefined;
+const AB_ROUNDS = readInt(process.env, "BENCH_AB_ROUNDS", 5, 1, 100);
+/** Calls per block within a side-by-side round: 250 at about 1 ms each is a quarter second per server. */
+const AB_BLOCK = 250;
 // The server runs with its default pool size; the raw pool matches it.
 const POOL_SIZE = parseApiConfig({}).dbPoolSize;
 
@@ -79,6 +93,16 @@ const server = await startServerProcess({
   migrations: [catalogMigrations],
 });
 const { merchantId, apiKey } = server;
+// The other checkout's server: started on this one's database, which this checkout's migrations made.
+const against = AGAINST
+  ? await startServerProcess({
+      name: "bench_catalog_against",
+      entrypoint: path.join(AGAINST, "services", "catalog", "src", "main.ts"),
+      cwd: AGAINST,
+      migrations: [],
+      shareWith: server,
+    })
+  : undefined;
 const client = server.client(CatalogService);
 /**
  * The measured calls' client (BENCH_CLIENT), as in bench:orders: "grpc"
@@ -91,8 +115,11 @@ const client = server.client(CatalogService);
  */
 const CLIENT = process.env["BENCH_CLIENT"] === "connect" ? "connect" : "grpc";
 const grpcClient = CLIENT === "grpc" ? createUnaryClient({ url: server.url, apiKey, connections: 1 }) : undefined;
-const updateProduct = (req: MessageInitShape<typeof UpdateProductRequestSchema>) =>
+type UpdateFn = (req: MessageInitShape<typeof UpdateProductRequestSchema>) => Promise<{ product?: { version: bigint; etag: string } }>;
+const updateProduct: UpdateFn = (req) =>
   grpcClient ? grpcClient.call(CatalogService.method.updateProduct, req) : client.updateProduct(req);
+const againstClient = against && createUnaryClient({ url: against.url, apiKey, connections: 1 });
+const updateAgainst: UpdateFn | undefined = againstClient && ((req) => againstClient.call(CatalogService.method.updateProduct, req));
 const pool: Pool = createPool({
   uri: server.databaseUrl,
   connectionLimit: POOL_SIZE,
@@ -108,9 +135,10 @@ try {
     `catalog bench: UpdateProduct over gRPC (server in its own process; client: ${CLIENT === "connect" ? "connect-node's generated client" : "gRPC framed by hand"}) vs the raw mysql2 transaction; ${CALLS} calls per level ` +
       `(+${WARMUP} warm-up), concurrency ${LEVELS.join("/")}, DB pool ${POOL_SIZE} on both paths`,
   );
-  const slots = await createProducts(2 * SLOTS);
+  const slots = await createProducts((against ? 3 : 2) * SLOTS);
   const rpcSlots = slots.slice(0, SLOTS);
-  const rawSlots = slots.slice(SLOTS);
+  const rawSlots = slots.slice(SLOTS, 2 * SLOTS);
+  const againstSlots = slots.slice(2 * SLOTS);
   // The raw path writes the outbox payload the RPC path produced for the same kind of product.
   const [sample] = await pool.query<RowDataPacket[]>("SELECT payload FROM outbox_events WHERE merchant_id = ? ORDER BY event_id LIMIT 1", [
     merchantId,
@@ -118,7 +146,7 @@ try {
   const payload = sample[0]!["payload"] as Buffer;
 
   const calls: Record<Path, (worker: number) => Promise<void>> = {
-    rpc: (w) => rpcUpdate(rpcSlots[w]!),
+    rpc: (w) => rpcUpdate(rpcSlots[w]!, updateProduct),
     raw: (w) => rawUpdate(rawSlots[w]!, payload),
   };
   /** measure warms a path up, then measures it; warm-up failures count as errors too. */
@@ -144,6 +172,11 @@ try {
     const raw = await measure("raw", concurrency, errors);
     levels.push({ concurrency, rpc, raw, rpcRawP50: round(rpc.p50Ms / raw.p50Ms, 2), rpcRawP99: round(rpc.p99Ms / raw.p99Ms, 2) });
   }
+
+  const sideBySide =
+    updateAgainst && against
+      ? await compareServers(calls.rpc, (w) => rpcUpdate(againstSlots[w]!, updateAgainst), against.pid, errors)
+      : undefined;
 
   const cells = (s: Summary & { serverCpuMsPerCall?: number }) => [
     s.calls,
@@ -202,8 +235,25 @@ try {
     )}`,
   );
 
+  if (sideBySide) {
+    console.log(
+      `\nserver CPU per UpdateProduct, this checkout against ${AGAINST} (${sideBySide.against}), ${AB_ROUNDS} alternated rounds of ${CALLS} calls each (blocks of ${AB_BLOCK}):\n` +
+        table(
+          ["concurrency", "this ms/call (median)", "against ms/call (median)", "ratio (median)", "ratio per round"],
+          sideBySide.levels.map((l) => [
+            l.concurrency,
+            l.thisMs.toFixed(3),
+            l.againstMs.toFixed(3),
+            `${l.ratio.toFixed(2)}x`,
+            l.rounds.map((r) => r.ratio.toFixed(2)).join(" "),
+          ]),
+        ),
+    );
+  }
+
   const file = writeResults("catalog", {
     client: CLIENT,
+    ...(sideBySide && { sideBySide }),
     callsPerLevel: CALLS,
     warmupPerLevel: WARMUP,
     dbPoolSize: POOL_SIZE,
@@ -223,8 +273,72 @@ try {
   process.exitCode = 1;
 } finally {
   grpcClient?.close();
+  againstClient?.close();
   await pool.end();
+  await against?.stop();
   await server.stop();
+}
+
+/**
+ * compareServers measures this checkout's server and the BENCH_AGAINST one
+ * at each level, AB_ROUNDS times, alternating which goes first: each
+ * round's ratio compares blocks of calls taken a fraction of a second apart.
+ */
+async function compareServers(
+  mine: (w: number) => Promise<void>,
+  theirs: (w: number) => Promise<void>,
+  againstPid: number,
+  errors: string[],
+) {
+  /** block runs calls on one server and returns the CPU ticks it took (after a short warm-up of its own). */
+  const block = async (pid: number, call: (w: number) => Promise<void>, calls: number, concurrency: number, label: string) => {
+    const warm = await runLoad({ calls: Math.min(20, calls), concurrency, call });
+    const ticks = cpuTicks(pid)!;
+    const result = await runLoad({ calls, concurrency, call });
+    errors.push(...[...warm.errors, ...result.errors].map((e) => `${label} at concurrency ${concurrency}: ${e}`));
+    return cpuTicks(pid)! - ticks;
+  };
+  /** A round's calls go in blocks of AB_BLOCK per server, alternating, so both see the machine as it is within seconds. */
+  const cpuPerCall = async (concurrency: number, thisFirst: boolean) => {
+    let mineTicks = 0;
+    let theirTicks = 0;
+    for (let done = 0; done < CALLS; done += AB_BLOCK) {
+      const calls = Math.min(AB_BLOCK, CALLS - done);
+      if (thisFirst) mineTicks += await block(server.pid, mine, calls, concurrency, "this");
+      theirTicks += await block(againstPid, theirs, calls, concurrency, "against");
+      if (!thisFirst) mineTicks += await block(server.pid, mine, calls, concurrency, "this");
+    }
+    const ms = (ticks: number) => (ticks * 1000) / TICKS_PER_S / CALLS;
+    return { thisMs: ms(mineTicks), againstMs: ms(theirTicks) };
+  };
+  // The other server has only served its slots' creation: both JITs warm alike before the first round.
+  await runLoad({ calls: CALLS, concurrency: LEVELS[0]!, call: theirs });
+  const levels = [];
+  for (const concurrency of LEVELS) {
+    const rounds: { thisMs: number; againstMs: number; ratio: number }[] = [];
+    for (let r = 0; r < AB_ROUNDS; r++) {
+      const { thisMs, againstMs } = await cpuPerCall(concurrency, r % 2 === 0);
+      rounds.push({ thisMs: round(thisMs, 3), againstMs: round(againstMs, 3), ratio: round(thisMs / againstMs, 3) });
+      console.log(
+        `  side by side, concurrency ${concurrency}, round ${r + 1}: ${thisMs.toFixed(3)} against ${againstMs.toFixed(3)} ms/call`,
+      );
+    }
+    levels.push({
+      concurrency,
+      thisMs: median(rounds.map((x) => x.thisMs)),
+      againstMs: median(rounds.map((x) => x.againstMs)),
+      ratio: median(rounds.map((x) => x.ratio)),
+      rounds,
+    });
+  }
+  const head = spawnSync("git", ["-C", AGAINST!, "log", "-1", "--format=%h"], { encoding: "utf8" }).stdout.trim();
+  return { against: head || "not a git checkout", rounds: AB_ROUNDS, callsPerRound: CALLS, levels };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return round(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2, 3);
 }
 
 /** createProducts creates n products for merchant A over the API and returns their slots. */
@@ -248,10 +362,10 @@ async function createProducts(n: number): Promise<Slot[]> {
 }
 
 /** rpcUpdate changes the slot's price through UpdateProduct with the etag of its last response. */
-async function rpcUpdate(slot: Slot): Promise<void> {
+async function rpcUpdate(slot: Slot, update: UpdateFn): Promise<void> {
   const priceMinor = slot.priceMinor + 1;
   try {
-    const { product } = await updateProduct({
+    const { product } = await update({
       product: { sku: slot.sku, etag: slot.etag, price: { currencyCode: CURRENCY, minorUnits: BigInt(priceMinor) } },
       updateMask: { paths: ["price"] },
     });

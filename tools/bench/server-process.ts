@@ -49,6 +49,8 @@ export async function startServerProcess(options: {
   nodeArgs?: string[];
   /** Run on another server process's database and merchant (neither created, migrated nor dropped here). */
   shareWith?: Pick<ServerProcess, "databaseUrl" | "merchantId" | "apiKey">;
+  /** The checkout the entrypoint belongs to (its working directory): this one by default. */
+  cwd?: string;
 }): Promise<ServerProcess> {
   const databaseUrl = options.shareWith?.databaseUrl ?? testDatabaseUrl(options.name);
   let merchant: { merchantId: string; apiKey: string };
@@ -69,7 +71,7 @@ export async function startServerProcess(options: {
   const profile =
     process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
   const child: ChildProcess = spawn(process.execPath, [...profile, ...(options.nodeArgs ?? []), options.entrypoint], {
-    cwd: root,
+    cwd: options.cwd ?? root,
     env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...options.env },
     stdio: ["ignore", "inherit", "inherit"],
   });
