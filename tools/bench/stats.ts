@@ -19,20 +19,23 @@ export interface LoadResult {
 
 /**
  * runLoad makes `calls` calls from `concurrency` workers, each starting its
- * next call as soon as its previous one returns. call(worker) is given the
+ * next call as soon as its previous one returns; with minMs, the workers go
+ * on past `calls` until that long has passed. call(worker) is given the
  * worker's index, so each worker can keep its own state (e.g. its own row).
  */
 export async function runLoad(options: {
   calls: number;
   concurrency: number;
   call: (worker: number) => Promise<void>;
+  minMs?: number;
 }): Promise<LoadResult> {
   const latencies: number[] = [];
   const errors: string[] = [];
   let failures = 0;
   let started = 0;
+  const until = performance.now() + (options.minMs ?? 0);
   const worker = async (index: number) => {
-    while (started < options.calls) {
+    while (started < options.calls || performance.now() < until) {
       started++;
       const t0 = performance.now();
       try {
