@@ -288,6 +288,10 @@ job "bulk" {
         NATS_URL                    = local.nats_url
         LOG_LEVEL                   = "info"
         BULK_WORKER_CONCURRENCY     = "2"
+        # Workers of one node share its cores: at most BULK_WORKER_SLOTS_PER_HOST (default the CPUs
+        # the container sees) apply at once, the rest stand by (services/bulk/src/host-slots.ts).
+        # Counted per node, not per container hostname.
+        BULK_WORKER_HOST            = "${node.unique.id}"
         BULK_MAX_ACK_PENDING        = "64"
         BULK_ACK_WAIT_MS            = "60000"
         BULK_MAX_DELIVER            = "5"

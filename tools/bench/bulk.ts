@@ -52,7 +52,7 @@ import { createConnection, createPool, type Connection, type Pool, type ResultSe
 import type { Client } from "@connectrpc/connect";
 import { BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { parseBulkConfig, ensureChunkQueue, bulkMigrations } from "@stockroom/bulk";
+import { parseBulkConfig, ensureChunkQueue, bulkMigrations, hostSlotSettings } from "@stockroom/bulk";
 import { catalogMigrations, MASK_PATHS, sealAuditChains, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig, readInt, currencyDigits, newUlid } from "@stockroom/common";
@@ -563,6 +563,8 @@ function statusTable(rows: { label: string; counters: Counters }[]): string {
 
 interface PipelineResult {
   workers: number;
+  /** Of the workers, those that held a host slot and applied (the rest stood by: BULK_WORKER_SLOTS_PER_HOST). */
+  applying: number;
   /** How the file was sent: UploadBulkFile (stream) or resumable parts (parts: the SDK's and the dashboard's default). */
   upload: UploadMode;
   jobId: string;
@@ -636,7 +638,10 @@ async function runPipeline(
     BULK_SUBJECT_PREFIX: `bench.bulk.${id}`,
     BULK_DURABLE: `bench-bulk-${id}`,
   };
-  const queue = parseBulkConfig({ ...process.env, ...queueEnv }).queue;
+  const settings = parseBulkConfig({ ...process.env, ...queueEnv });
+  const { queue } = settings;
+  // At most the host's slots of the workers apply (BULK_WORKER_SLOTS_PER_HOST, default its CPUs); the rest stand by.
+  const applying = settings.workerSlotsPerHost === 0 ? workerCount : Math.min(workerCount, settings.workerSlotsPerHost);
   // The stream exists before anyone publishes; the workers' own ensure is then a no-op.
   await ensureChunkQueue(nats.jsm, queue);
   let server: ServerProcess | undefined;
@@ -661,10 +666,10 @@ async function runPipeline(
       });
       workers.push(w);
     }
-    // Every worker has a pull request waiting on the consumer: all are ready.
+    // Every worker that holds a host slot has a pull request waiting on the consumer: all are ready.
     await until(
-      `${workerCount} workers to pull`,
-      async () => ((await nats.jsm.consumers.info(queue.stream, queue.durable)).num_waiting >= workerCount ? true : undefined),
+      `${applying} of ${workerCount} workers to pull`,
+      async () => ((await nats.jsm.consumers.info(queue.stream, queue.durable)).num_waiting >= applying ? true : undefined),
       30_000,
     );
     const watched: Watched[] = [
@@ -733,6 +738,7 @@ async function runPipeline(
     const applyS = (t2 - t1) / 1000;
     return {
       workers: workerCount,
+      applying,
       upload,
       jobId: final.id,
       state: BulkJobState[final.state]!,
@@ -761,6 +767,8 @@ async function runPipeline(
     await pool?.end();
     await server?.stop();
     await nats.jsm.streams.delete(queue.stream).catch(() => {});
+    const slots = hostSlotSettings(settings, "");
+    if (slots) await nats.jsm.streams.delete(`KV_${slots.bucket}`).catch(() => {});
   }
 }
 
@@ -1025,7 +1033,7 @@ try {
           return [
             r.upload,
             ...(ROUNDS > 1 ? [r.round] : []),
-            r.workers,
+            r.applying === r.workers ? r.workers : `${r.workers} (${r.applying} apply)`,
             s(r.ingestS),
             s(r.applyS),
             s(r.firstChunkS),

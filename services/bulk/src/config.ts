@@ -1,8 +1,10 @@
+import { availableParallelism, hostname } from "node:os";
 import { readInt, type Env } from "@stockroom/common";
 import { CHUNK_FORMAT } from "./domain.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
+import type { HostSlotOptions } from "./host-slots.ts";
 
 /** BulkConfig holds the bulk settings; parseBulkConfig is pure over an env map. */
 export interface BulkConfig {
@@ -28,6 +30,17 @@ export interface BulkConfig {
    * services, those come first, and more workers do not starve ingest.
    */
   workerNice: number;
+  /**
+   * Worker processes of one host that apply chunks at once
+   * (BULK_WORKER_SLOTS_PER_HOST; default the host's CPUs, 0 = no limit); the
+   * others stand by (host-slots.ts). Past one per core, more processes on a
+   * host made a job slower, not faster.
+   */
+  workerSlotsPerHost: number;
+  /** What the slots are counted by (BULK_WORKER_HOST; default the hostname; Nomad: the node's id, as containers have hostnames of their own). */
+  workerHost: string;
+  /** How long a worker that went silent keeps its slot (BULK_WORKER_SLOT_TTL_MS, default 15 s): a standby takes over after it. */
+  workerSlotTtlMs: number;
 }
 
 export function parseBulkConfig(env: Env): BulkConfig {
@@ -64,6 +77,30 @@ export function parseBulkConfig(env: Env): BulkConfig {
     workersDesired: readInt(env, "BULK_WORKERS_DESIRED", 0, 0, 10_000),
     workerMaxFormat: readInt(env, "BULK_WORKER_MAX_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
     workerNice: readInt(env, "BULK_WORKER_NICE", 10, 0, 19),
+    workerSlotsPerHost: readInt(env, "BULK_WORKER_SLOTS_PER_HOST", availableParallelism(), 0, 10_000),
+    workerHost: hostKey(env["BULK_WORKER_HOST"] || hostname()),
+    workerSlotTtlMs: readInt(env, "BULK_WORKER_SLOT_TTL_MS", 15_000, 1000, 3_600_000),
+  };
+}
+
+/** hostKey makes a host name a KV key token: letters, digits, "-" and "_" kept, anything else "_". */
+function hostKey(host: string): string {
+  return host.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+/**
+ * hostSlotSettings is what a worker process (worker-main.ts) holds a host
+ * slot with, or undefined when the slots are off (0). holder names the
+ * process in the slot's entry.
+ */
+export function hostSlotSettings(c: BulkConfig, holder: string): HostSlotOptions | undefined {
+  if (c.workerSlotsPerHost === 0) return undefined;
+  return {
+    bucket: `${c.queue.stream}_worker_slots`,
+    host: c.workerHost,
+    slots: c.workerSlotsPerHost,
+    ttlMs: c.workerSlotTtlMs,
+    holder,
   };
 }
 

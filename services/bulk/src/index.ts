@@ -1,6 +1,6 @@
 /** @stockroom/bulk: the package's public face; everything else is internal. */
 export { applyChunk } from "./apply.ts";
-export { parseBulkConfig, workerSettings } from "./config.ts";
+export { hostSlotSettings, parseBulkConfig, workerSettings } from "./config.ts";
 export { createJob } from "./jobs.ts";
 export { bulkMetrics, type BulkMetrics } from "./metrics.ts";
 export { bulkModule } from "./module.ts";

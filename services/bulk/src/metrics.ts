@@ -25,6 +25,8 @@ export interface BulkMetrics {
   formatPassed: Counter<"format">;
   /** This process's chunk concurrency, by stream: one series per running worker, so count() is the worker count. */
   workerConcurrency: Gauge<"stream">;
+  /** 1 while this worker applies chunks, 0 while it stands by for a host slot (host-slots.ts); always 1 without slots. */
+  workerActive: Gauge<"stream">;
   /** The worker count the deployment wants (BULK_WORKERS_DESIRED), by stream, for the worker-count alert: the bulk API exports it, so it outlives the workers. */
   workersDesired: Gauge<"stream">;
 }
@@ -87,6 +89,12 @@ export function bulkMetrics(registry: Registry): BulkMetrics {
     workerConcurrency: new Gauge({
       name: "stockroom_bulk_worker_concurrency",
       help: "Chunks this worker process applies at once (one series per running worker).",
+      labelNames: ["stream"],
+      registers,
+    }),
+    workerActive: new Gauge({
+      name: "stockroom_bulk_worker_active",
+      help: "1 while this worker process applies chunks, 0 while it stands by for one of its host's slots.",
       labelNames: ["stream"],
       registers,
     }),

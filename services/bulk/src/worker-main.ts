@@ -5,14 +5,14 @@
  * /metrics, /healthz and /readyz (ready while MySQL and NATS answer).
  */
 import { readdirSync } from "node:fs";
-import { getPriority, setPriority } from "node:os";
+import { getPriority, hostname, setPriority } from "node:os";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { createLogger, startObservability, startTelemetry } from "@stockroom/common/observe";
 import { connectNats } from "@stockroom/common/nats";
 import { stopOnSignals } from "@stockroom/common/rpc";
 import type { BulkDb } from "./store.ts";
-import { parseBulkConfig, workerSettings } from "./config.ts";
+import { hostSlotSettings, parseBulkConfig, workerSettings } from "./config.ts";
 import { startBulkWorker } from "./worker.ts";
 
 const config = parseApiConfig(process.env);
@@ -24,8 +24,14 @@ const db: BulkDb = createDatabase({ url: config.databaseUrl, poolSize: config.db
 const nats = await connectNats({ servers: config.natsUrl.split(","), name: "stockroom-bulk-worker", log, security: config.natsSecurity });
 const observability = await startObservability({ config, log, db, nats: nats.nc });
 const { metrics } = observability;
-const worker = await startBulkWorker({ db, nats, log, metrics, ...workerSettings(bulk) });
-log.info("bulk worker started", { concurrency: bulk.workerConcurrency, nice: bulk.workerNice });
+// At most BULK_WORKER_SLOTS_PER_HOST workers of a host apply at once; the others stand by (host-slots.ts).
+const hostSlots = hostSlotSettings(bulk, `${hostname()}:${process.pid}`);
+const worker = await startBulkWorker({ db, nats, log, metrics, ...workerSettings(bulk), hostSlots });
+log.info("bulk worker started", {
+  concurrency: bulk.workerConcurrency,
+  nice: bulk.workerNice,
+  hostSlots: hostSlots ? `${hostSlots.slots} on ${hostSlots.host}` : "off",
+});
 stopOnSignals(async () => {
   observability.draining();
   await worker.stop();

@@ -10,6 +10,7 @@ import type { BulkDb } from "./store.ts";
 import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
 import { type ChunkMessage, decodeChunkMessage, ensureChunkQueue, handBack, reconcile, topUp, type QueueConfig } from "./queue.ts";
+import { acquireHostSlot, openSlotBucket, type HostSlotOptions } from "./host-slots.ts";
 
 export interface BulkWorkerDeps {
   db: BulkDb;
@@ -34,6 +35,12 @@ export interface BulkWorkerDeps {
   /** How often this process seals the audit chains (catalog audit.ts); 0 or absent turns it off. */
   sealEveryMs?: number;
   seal?: SealOptions;
+  /**
+   * Apply only while holding one of the host's slots (host-slots.ts): at most
+   * that many workers of a host apply at once, the others stand by. Absent:
+   * always apply (workers inside `npm start`'s process, tests).
+   */
+  hostSlots?: HostSlotOptions;
 }
 
 export interface BulkWorker {
@@ -52,6 +59,7 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
   deps.metrics?.watchConsumer(nats.jsm, queue.stream, queue.durable);
   const metrics = deps.metrics && bulkMetrics(deps.metrics.registry);
   metrics?.workerConcurrency.set({ stream: queue.stream }, deps.concurrency);
+  metrics?.workerActive.set({ stream: queue.stream }, deps.hostSlots ? 0 : 1);
 
   /** counted records a finished chunk on its span (the consumer's "process" span) and in the metrics. */
   const counted = (outcome: ChunkOutcome, kind: "apply" | "fail") => {
@@ -82,62 +90,67 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
     return undefined;
   };
 
-  const consumer = consumeWorkQueue(
-    nats.js,
-    // If failing a poisoned chunk fails too, the chunk stays queued in MySQL; a message left in the
-    // stream would look alive to the reconciler forever, so it goes and the reconciler re-publishes.
-    { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log, whenPoisonFails: "terminate" },
-    async (msg) => {
-      const chunk = decodeChunkMessage(msg.data);
-      trace.getActiveSpan()?.setAttributes({
-        "stockroom.merchant_id": chunk.merchantId,
-        "stockroom.bulk.job_id": chunk.jobId,
-        "stockroom.bulk.chunk_no": chunk.chunkNo,
-        "stockroom.bulk.attempt": chunk.attempt,
-        "stockroom.bulk.chunk_format": chunk.format,
-      });
-      if (chunk.format > maxFormat) return passOn(msg, chunk);
-      const started = performance.now();
-      const seconds = () => (performance.now() - started) / 1000;
-      let kind: "apply" | "rollback" = "apply";
-      try {
-        const result = await applyChunk(db, chunk, new Date(), maxFormat);
-        if (result.newerFormat !== undefined) return passOn(msg, { ...chunk, format: result.newerFormat });
-        counted(result, "apply");
-        if (!result.noop) {
-          metrics?.chunkDuration.observe({ kind, result: "applied" }, seconds());
-          log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
-        } else {
-          kind = "rollback";
-          const rolled = await rollbackChunk(db, chunk);
-          metrics?.chunkDuration.observe({ kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" }, seconds());
-          if (!rolled.noop) {
-            trace.getActiveSpan()?.setAttributes({
-              "stockroom.bulk.outcome": "rolled_back",
-              "stockroom.bulk.items.rolled_back": rolled.rolledBack,
-              "stockroom.bulk.items.conflict": rolled.conflict,
-            });
-            metrics?.rollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
-            metrics?.rollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
-            log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
+  const consume = () =>
+    consumeWorkQueue(
+      nats.js,
+      // If failing a poisoned chunk fails too, the chunk stays queued in MySQL; a message left in the
+      // stream would look alive to the reconciler forever, so it goes and the reconciler re-publishes.
+      { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log, whenPoisonFails: "terminate" },
+      async (msg) => {
+        const chunk = decodeChunkMessage(msg.data);
+        trace.getActiveSpan()?.setAttributes({
+          "stockroom.merchant_id": chunk.merchantId,
+          "stockroom.bulk.job_id": chunk.jobId,
+          "stockroom.bulk.chunk_no": chunk.chunkNo,
+          "stockroom.bulk.attempt": chunk.attempt,
+          "stockroom.bulk.chunk_format": chunk.format,
+        });
+        if (chunk.format > maxFormat) return passOn(msg, chunk);
+        const started = performance.now();
+        const seconds = () => (performance.now() - started) / 1000;
+        let kind: "apply" | "rollback" = "apply";
+        try {
+          const result = await applyChunk(db, chunk, new Date(), maxFormat);
+          if (result.newerFormat !== undefined) return passOn(msg, { ...chunk, format: result.newerFormat });
+          counted(result, "apply");
+          if (!result.noop) {
+            metrics?.chunkDuration.observe({ kind, result: "applied" }, seconds());
+            log.info("chunk applied", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, ...result.counts, jobState: result.jobState });
+          } else {
+            kind = "rollback";
+            const rolled = await rollbackChunk(db, chunk);
+            metrics?.chunkDuration.observe(
+              { kind: rolled.noop ? "apply" : "rollback", result: rolled.noop ? "noop" : "applied" },
+              seconds(),
+            );
+            if (!rolled.noop) {
+              trace.getActiveSpan()?.setAttributes({
+                "stockroom.bulk.outcome": "rolled_back",
+                "stockroom.bulk.items.rolled_back": rolled.rolledBack,
+                "stockroom.bulk.items.conflict": rolled.conflict,
+              });
+              metrics?.rollbackItems.inc({ outcome: "rolled_back" }, rolled.rolledBack);
+              metrics?.rollbackItems.inc({ outcome: "conflict" }, rolled.conflict);
+              log.info("chunk rolled back", { jobId: chunk.jobId, chunkNo: chunk.chunkNo });
+            }
           }
+        } catch (error) {
+          metrics?.chunkDuration.observe({ kind, result: "error" }, seconds());
+          throw error;
         }
-      } catch (error) {
-        metrics?.chunkDuration.observe({ kind, result: "error" }, seconds());
-        throw error;
-      }
-      await topUp(db, nats, queue, chunk);
-    },
-    async (msg, error) => {
-      const chunk = decodeChunkMessage(msg.data);
-      log.error("chunk failed after every delivery", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, error });
-      const reason = error instanceof Error ? error.message : String(error);
-      const result = await failChunk(db, chunk, reason);
-      counted(result, "fail");
-      await failRollbackChunk(db, chunk, reason);
-      await topUp(db, nats, queue, chunk);
-    },
-  );
+        await topUp(db, nats, queue, chunk);
+      },
+      async (msg, error) => {
+        const chunk = decodeChunkMessage(msg.data);
+        log.error("chunk failed after every delivery", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, error });
+        const reason = error instanceof Error ? error.message : String(error);
+        const result = await failChunk(db, chunk, reason);
+        counted(result, "fail");
+        await failRollbackChunk(db, chunk, reason);
+        await topUp(db, nats, queue, chunk);
+      },
+    );
+  const applying = deps.hostSlots ? await standBy(deps.hostSlots) : consume();
   const maintenance = [
     // Untraced: a sweep every few seconds would be a root trace each; a chunk it
     // re-publishes is still traced, in its job's trace.
@@ -178,8 +191,40 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
   return {
     async stop() {
       const stopped = Promise.all(maintenance.map((m) => m.stop()));
-      await consumer.stop();
+      await applying.stop();
       await stopped;
     },
   };
+
+  /**
+   * standBy applies chunks only while this worker holds one of its host's
+   * slots (host-slots.ts): it waits for a free one, consumes while it holds
+   * it, and waits again if it loses it (what it has in hand finishes).
+   */
+  async function standBy(options: HostSlotOptions): Promise<{ stop(): Promise<void> }> {
+    const kv = await openSlotBucket(nats, options);
+    const stopping = new AbortController();
+    const stopped = new Promise<void>((resolve) => stopping.signal.addEventListener("abort", () => resolve(), { once: true }));
+    log.info("bulk worker waiting for a host slot", { host: options.host, slots: options.slots });
+    const loop = (async () => {
+      while (!stopping.signal.aborted) {
+        const slot = await acquireHostSlot(kv, options, stopping.signal).catch(() => undefined);
+        if (!slot) return;
+        log.info("bulk worker took a host slot: applying chunks", { slot: slot.key });
+        metrics?.workerActive.set({ stream: queue.stream }, 1);
+        const consumer = consume();
+        await Promise.race([slot.lost, stopped]);
+        metrics?.workerActive.set({ stream: queue.stream }, 0);
+        await consumer.stop();
+        await slot.release();
+        if (!stopping.signal.aborted) log.warn("bulk worker lost its host slot: standing by", { slot: slot.key });
+      }
+    })();
+    return {
+      async stop() {
+        stopping.abort();
+        await loop;
+      },
+    };
+  }
 }

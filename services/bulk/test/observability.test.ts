@@ -61,6 +61,8 @@ const env = {
   BULK_WORKER_CONCURRENCY: "1",
   BULK_RECONCILE_EVERY_MS: "0", // top-ups come from the workers, so each links the chunk span that caused it
   BULK_WORKERS_DESIRED: "2",
+  // Both workers apply, whatever this host's CPU count (its default number of host slots).
+  BULK_WORKER_SLOTS_PER_HOST: "2",
   DB_POOL_SIZE: "4",
 };
 // The stream exists before the API publishes to it (workers would create it too, but start later).
@@ -70,6 +72,7 @@ test.after.always(async () => {
   for (const c of children) c.kill("SIGKILL");
   await receiver.close();
   await nats.jsm.streams.delete(stream).catch(() => {});
+  await nats.jsm.streams.delete(`KV_${stream}_worker_slots`).catch(() => {});
   await nats.close();
   await db.destroy();
   await dropTestDatabase(url);
@@ -241,6 +244,11 @@ test("one bulk job is one trace across the API and worker processes, and the met
   t.is(sumOf(samples, "stockroom_bulk_jobs_finished_total", { state: "partially_succeeded" }), 1);
   t.is(sumOf(samples, "stockroom_rpc_server_duration_seconds_count", { method: "UploadBulkFile", code: "OK", tier: "standard" }), 1);
   t.is(samples.filter((s) => s.name === "stockroom_bulk_worker_concurrency").length, 2, "one worker-count series per worker");
+  t.deepEqual(
+    samples.filter((s) => s.name === "stockroom_bulk_worker_active").map((s) => s.value),
+    [1, 1],
+    "both workers hold a host slot and apply",
+  );
   t.deepEqual(
     samples.filter((s) => s.name === "stockroom_bulk_workers_desired").map((s) => [s.labels["stream"], s.value]),
     [[stream, 2]],
