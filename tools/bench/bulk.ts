@@ -59,7 +59,7 @@ import { parseApiConfig, readInt, currencyDigits, newUlid } from "@stockroom/com
 import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type CommonTables } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { onVitess, testDatabaseUrl } from "@stockroom/common/testing";
+import { freePort, onVitess, testDatabaseUrl } from "@stockroom/common/testing";
 import { cpuTicks, findProcesses, procStatus, TICKS_PER_S } from "./procfs.ts";
 import {
   API_NODE_ARGS,
@@ -658,8 +658,14 @@ async function runPipeline(
       nodeArgs: API_NODE_ARGS,
     });
     const apiPid = childRunning(apiMain);
+    const metricsPorts: number[] = [];
     for (let i = 0; i < workerCount; i++) {
-      const w = startWorker({ ...queueEnv, DATABASE_URL: server.databaseUrl, NATS_URL: apiConfig.natsUrl }, warnings);
+      // Each worker serves /readyz (as Nomad checks it), so standbys are known to be up before the clock starts.
+      metricsPorts.push(await freePort());
+      const w = startWorker(
+        { ...queueEnv, DATABASE_URL: server.databaseUrl, NATS_URL: apiConfig.natsUrl, METRICS_PORT: String(metricsPorts[i]) },
+        warnings,
+      );
       w.once("exit", (code, signal) => {
         if (w.killed) return;
         errors.push(`worker ${i + 1} of ${workerCount} exited on its own (code ${code}, signal ${signal})`);
@@ -670,6 +676,22 @@ async function runPipeline(
     await until(
       `${applying} of ${workerCount} workers to pull`,
       async () => ((await nats.jsm.consumers.info(queue.stream, queue.durable)).num_waiting >= applying ? true : undefined),
+      30_000,
+    );
+    // Standby workers (past the host's slots) pull nothing: they are ready once their /readyz answers.
+    await until(
+      `${workerCount} workers to be ready`,
+      async () => {
+        const answers = await Promise.all(
+          metricsPorts.map((port) =>
+            fetch(`http://127.0.0.1:${port}/readyz`).then(
+              (r) => r.ok,
+              () => false,
+            ),
+          ),
+        );
+        return answers.every(Boolean) ? true : undefined;
+      },
       30_000,
     );
     const watched: Watched[] = [
