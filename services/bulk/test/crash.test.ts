@@ -11,12 +11,11 @@ import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
-import { CHUNK_FORMAT } from "../src/domain.ts";
 import { parseBulkConfig } from "../src/config.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";
-import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations } from "../src/store.ts";
+import { stagedJob as stageJob } from "./harness.ts";
 
 // Crashes: worker processes killed with SIGKILL, and nats-server itself
 // killed and restarted mid-job. This file runs its own nats-server on a free
@@ -67,28 +66,7 @@ function startWorker(): ChildProcess {
   return child;
 }
 
-async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
-  for (let i = 0; i < n; i++)
-    yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
-}
-
-async function stagedJob(prefix: string, n: number, chunkSize: number) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: `${prefix}.csv`,
-  });
-  await finishStaging(
-    db,
-    { merchantId, jobId },
-    await stageLines(db, { merchantId, jobId }, lines(prefix, n), { chunkSize, stagedVersions: true, maxFormat: CHUNK_FORMAT }),
-    false,
-  );
-  return jobId;
-}
+const stagedJob = (prefix: string, n: number, chunkSize: number) => stageJob(db, merchantId, prefix, n, chunkSize);
 
 /** exactlyOnce checks that every item of the job left one audit entry and version 1. */
 async function assertExactlyOnce(t: import("ava").ExecutionContext, jobId: string, prefix: string, n: number) {

@@ -11,7 +11,10 @@ import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_QUEUE } from "../src/queue.ts";
 import { startBulkWorker } from "../src/worker.ts";
-import type { BulkTables } from "../src/store.ts";
+import type { BulkDb, BulkTables } from "../src/store.ts";
+import { CHUNK_FORMAT } from "../src/domain.ts";
+import { createJob } from "../src/jobs.ts";
+import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 
 export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
 
@@ -69,4 +72,27 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
       await api.close();
     },
   };
+}
+
+/**
+ * stagedJob creates a CSV job of n valid items (SKUs `<prefix>-0`, …, price
+ * 1.00 EUR) and stages it in chunks of chunkSize, as an upload would; none
+ * is published yet (topUp does that). Returns the job's id.
+ */
+export async function stagedJob(db: BulkDb, merchantId: string, prefix: string, n: number, chunkSize: number): Promise<string> {
+  const { jobId } = await createJob(db, {
+    merchantId,
+    requestId: "",
+    format: "csv",
+    conflictPolicy: "overwrite",
+    dryRun: false,
+    fileName: `${prefix}.csv`,
+  });
+  async function* lines(): AsyncIterable<ParsedLine> {
+    for (let i = 0; i < n; i++)
+      yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
+  }
+  const staged = await stageLines(db, { merchantId, jobId }, lines(), { chunkSize, stagedVersions: true, maxFormat: CHUNK_FORMAT });
+  await finishStaging(db, { merchantId, jobId }, staged, false);
+  return jobId;
 }

@@ -17,11 +17,10 @@ import { catalogMigrations } from "@stockroom/catalog";
 import { acquireHostSlot, openSlotBucket, type HostSlot, type HostSlotOptions } from "../src/host-slots.ts";
 import { hostSlotSettings, parseBulkConfig } from "../src/config.ts";
 import type { BulkDb } from "../src/store.ts";
-import { CHUNK_FORMAT } from "../src/domain.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
-import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations } from "../src/store.ts";
+import { stagedJob } from "./harness.ts";
 import { startBulkWorker } from "../src/worker.ts";
 
 const url = testDatabaseUrl("bulk_host_slots");
@@ -119,27 +118,8 @@ function applied(): Logger & { chunks: number } {
   return log;
 }
 
-async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
-  for (let i = 0; i < n; i++) {
-    yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100 + i, currency: "EUR" } };
-  }
-}
-
 async function runJob(q: QueueConfig, prefix: string) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: `${prefix}.csv`,
-  });
-  const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, 400), {
-    chunkSize: 50,
-    stagedVersions: true,
-    maxFormat: CHUNK_FORMAT,
-  });
-  await finishStaging(db, { merchantId, jobId }, staged, false);
+  const jobId = await stagedJob(db, merchantId, prefix, 400, 50);
   await topUp(db, nats, q, { merchantId, jobId });
   return waitFor(
     "the job to end",
