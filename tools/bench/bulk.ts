@@ -52,7 +52,7 @@ import { createConnection, createPool, type Connection, type Pool, type ResultSe
 import type { Client } from "@connectrpc/connect";
 import { BulkJobState, type BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { parseBulkConfig, ensureChunkQueue, bulkMigrations, hostSlotSettings } from "@stockroom/bulk";
+import { parseBulkConfig, ensureChunkQueue, bulkMigrations, slotBucket } from "@stockroom/bulk";
 import { catalogMigrations, MASK_PATHS, sealAuditChains, type CatalogTables } from "@stockroom/catalog";
 import { createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig, readInt, currencyDigits, newUlid } from "@stockroom/common";
@@ -789,8 +789,8 @@ async function runPipeline(
     await pool?.end();
     await server?.stop();
     await nats.jsm.streams.delete(queue.stream).catch(() => {});
-    const slots = hostSlotSettings(settings, "");
-    if (slots) await nats.jsm.streams.delete(`KV_${slots.bucket}`).catch(() => {});
+    // The workers' slot bucket (a KV bucket is a stream named KV_<bucket>).
+    await nats.jsm.streams.delete(`KV_${slotBucket(queue.stream)}`).catch(() => {});
   }
 }
 

@@ -42,7 +42,7 @@ import { catalogMigrations } from "@stockroom/catalog";
 import { cpuTicks, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
-import { runLoad, round, summarize, table, writeResults, type Summary } from "./stats.ts";
+import { median, runLoad, round, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
 
 // --vitess: this benchmark on MariaDB and through vtgate, side by side (beside-vitess.ts).
@@ -151,11 +151,7 @@ try {
   };
   /** measure warms a path up, then measures it; warm-up failures count as errors too. */
   const measure = async (path: Path, concurrency: number, errors: string[]): Promise<Summary & { serverCpuMsPerCall?: number }> => {
-    const warm = await runLoad({ calls: WARMUP, concurrency, call: calls[path] });
-    const ticks = cpuTicks(server.pid);
-    const result = await runLoad({ calls: CALLS, concurrency, call: calls[path] });
-    const used = ticks === undefined ? undefined : cpuTicks(server.pid)! - ticks;
-    errors.push(...[...warm.errors, ...result.errors].map((e) => `${path} at concurrency ${concurrency}: ${e}`));
+    const { result, used } = await ticksOf(server.pid, calls[path], { warm: WARMUP, calls: CALLS, concurrency, label: path, errors });
     const summary = summarize(result);
     // The catalog server's CPU (user + system, from /proc) per measured call: what the RPC path costs on the server.
     const serverCpuMsPerCall = path === "rpc" && used !== undefined ? round((used * 1000) / TICKS_PER_S / CALLS) : undefined;
@@ -280,6 +276,24 @@ try {
 }
 
 /**
+ * ticksOf warms a call up, then runs it and returns the load and the CPU
+ * ticks process pid used meanwhile (undefined without /proc); failures of
+ * both go to errors, labelled.
+ */
+async function ticksOf(
+  pid: number,
+  call: (w: number) => Promise<void>,
+  o: { warm: number; calls: number; concurrency: number; label: string; errors: string[] },
+): Promise<{ result: LoadResult; used: number | undefined }> {
+  const warm = await runLoad({ calls: o.warm, concurrency: o.concurrency, call });
+  const ticks = cpuTicks(pid);
+  const result = await runLoad({ calls: o.calls, concurrency: o.concurrency, call });
+  const after = cpuTicks(pid);
+  o.errors.push(...[...warm.errors, ...result.errors].map((e) => `${o.label} at concurrency ${o.concurrency}: ${e}`));
+  return { result, used: ticks === undefined || after === undefined ? undefined : after - ticks };
+}
+
+/**
  * compareServers measures this checkout's server and the BENCH_AGAINST one
  * at each level, AB_ROUNDS times, alternating which goes first: each
  * round's ratio compares blocks of calls taken a fraction of a second apart.
@@ -291,13 +305,8 @@ async function compareServers(
   errors: string[],
 ) {
   /** block runs calls on one server and returns the CPU ticks it took (after a short warm-up of its own). */
-  const block = async (pid: number, call: (w: number) => Promise<void>, calls: number, concurrency: number, label: string) => {
-    const warm = await runLoad({ calls: Math.min(20, calls), concurrency, call });
-    const ticks = cpuTicks(pid)!;
-    const result = await runLoad({ calls, concurrency, call });
-    errors.push(...[...warm.errors, ...result.errors].map((e) => `${label} at concurrency ${concurrency}: ${e}`));
-    return cpuTicks(pid)! - ticks;
-  };
+  const block = async (pid: number, call: (w: number) => Promise<void>, calls: number, concurrency: number, label: string) =>
+    (await ticksOf(pid, call, { warm: Math.min(20, calls), calls, concurrency, label, errors })).used ?? 0;
   /** A round's calls go in blocks of AB_BLOCK per server, alternating, so both see the machine as it is within seconds. */
   const cpuPerCall = async (concurrency: number, thisFirst: boolean) => {
     let mineTicks = 0;
@@ -325,20 +334,14 @@ async function compareServers(
     }
     levels.push({
       concurrency,
-      thisMs: median(rounds.map((x) => x.thisMs)),
-      againstMs: median(rounds.map((x) => x.againstMs)),
-      ratio: median(rounds.map((x) => x.ratio)),
+      thisMs: round(median(rounds.map((x) => x.thisMs)), 3),
+      againstMs: round(median(rounds.map((x) => x.againstMs)), 3),
+      ratio: round(median(rounds.map((x) => x.ratio)), 3),
       rounds,
     });
   }
   const head = spawnSync("git", ["-C", AGAINST!, "log", "-1", "--format=%h"], { encoding: "utf8" }).stdout.trim();
   return { against: head || "not a git checkout", rounds: AB_ROUNDS, callsPerRound: CALLS, levels };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return round(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2, 3);
 }
 
 /** createProducts creates n products for merchant A over the API and returns their slots. */

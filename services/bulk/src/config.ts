@@ -4,7 +4,7 @@ import { CHUNK_FORMAT } from "./domain.ts";
 import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
-import type { HostSlotOptions } from "./host-slots.ts";
+import { slotBucket, type HostSlotOptions } from "./host-slots.ts";
 
 /** BulkConfig holds the bulk settings; parseBulkConfig is pure over an env map. */
 export interface BulkConfig {
@@ -96,7 +96,7 @@ function hostKey(host: string): string {
 export function hostSlotSettings(c: BulkConfig, holder: string): HostSlotOptions | undefined {
   if (c.workerSlotsPerHost === 0) return undefined;
   return {
-    bucket: `${c.queue.stream}_worker_slots`,
+    bucket: slotBucket(c.queue.stream),
     host: c.workerHost,
     slots: c.workerSlotsPerHost,
     ttlMs: c.workerSlotTtlMs,

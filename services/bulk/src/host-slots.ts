@@ -46,6 +46,11 @@ export interface HostSlot {
   release(): Promise<void>;
 }
 
+/** slotBucket names the KV bucket of the slots of the workers of a chunk stream. */
+export function slotBucket(stream: string): string {
+  return `${stream}_worker_slots`;
+}
+
 /** openSlotBucket opens (creating if needed) the slots' bucket: one entry per key, entries expire after ttlMs. */
 export async function openSlotBucket(nats: NatsDeps, options: Pick<HostSlotOptions, "bucket" | "ttlMs">): Promise<KV> {
   return new Kvm(nats.js).create(options.bucket, { history: 1, ttl: options.ttlMs });

@@ -1,6 +1,7 @@
 /** @stockroom/bulk: the package's public face; everything else is internal. */
 export { applyChunk } from "./apply.ts";
-export { hostSlotSettings, parseBulkConfig, workerSettings } from "./config.ts";
+export { parseBulkConfig, workerSettings } from "./config.ts";
+export { slotBucket } from "./host-slots.ts";
 export { createJob } from "./jobs.ts";
 export { bulkMetrics, type BulkMetrics } from "./metrics.ts";
 export { bulkModule } from "./module.ts";

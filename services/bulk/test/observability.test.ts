@@ -29,6 +29,7 @@ import { connectNats } from "@stockroom/common/nats";
 import { catalogMigrations, NO_MERCHANDISING, writeProducts } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
+import { slotBucket } from "../src/host-slots.ts";
 import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue } from "../src/queue.ts";
 import { bulkMigrations } from "../src/store.ts";
@@ -72,7 +73,7 @@ test.after.always(async () => {
   for (const c of children) c.kill("SIGKILL");
   await receiver.close();
   await nats.jsm.streams.delete(stream).catch(() => {});
-  await nats.jsm.streams.delete(`KV_${stream}_worker_slots`).catch(() => {});
+  await nats.jsm.streams.delete(`KV_${slotBucket(stream)}`).catch(() => {});
   await nats.close();
   await db.destroy();
   await dropTestDatabase(url);
