@@ -4,7 +4,7 @@ import { newUlid } from "@stockroom/common";
 import type { Product } from "./domain.ts";
 import { AUDIT_FORMAT, auditStates, CHANGE_TYPE_TO_PROTO, SOURCE_KIND_TO_PROTO } from "./convert.ts";
 import { encodeProductEvent } from "./event-codec.ts";
-import { insertChanges, type CatalogTx, type ChangeType, type SourceKind } from "./store.ts";
+import { insertChangeIfWritten, insertChanges, type CatalogTx, type ChangeType, type SourceKind } from "./store.ts";
 
 /** ChangeContext says who made a change and through which path. */
 export interface ChangeContext {
@@ -26,6 +26,8 @@ export interface ProductChangeRecord {
   at: Date;
   /** Who made this change, where it differs from the context of the changes recorded with it (same merchant). */
   ctx?: ChangeContext;
+  /** Written by writeIfCurrent (no lock, no read first): its audit entry fails the transaction unless the write applied. */
+  unlocked?: boolean;
 }
 
 /**
@@ -56,30 +58,32 @@ export async function recordChanges(trx: CatalogTx, ctx: ChangeContext, changes:
   if (changes.length === 0) return;
   // by: who made each change (its own context, or the call's).
   const rows = changes.map((c) => ({ ...c, changeId: newUlid(c.at.getTime()), by: c.ctx ?? ctx }));
+  const audit = rows.map(({ changeId, type, before, product, changedFields, at, by }) => {
+    const states = auditStates(type, before, product, changedFields);
+    return {
+      merchant_id: ctx.merchantId,
+      change_id: changeId,
+      product_id: product.id,
+      sku: product.sku,
+      change_type: type,
+      version: product.version,
+      changed_fields: JSON.stringify(changedFields),
+      before_state: states.before,
+      after_state: states.after,
+      actor: by.actor,
+      source_kind: by.sourceKind,
+      source_ref: by.sourceRef ?? "",
+      request_id: by.requestId ?? "",
+      reason: by.reason ?? "",
+      created_at: at,
+      format: AUDIT_FORMAT,
+    };
+  });
   await insertChanges(
     trx,
-    rows.map(({ changeId, type, before, product, changedFields, at, by }) => {
-      const states = auditStates(type, before, product, changedFields);
-      return {
-        merchant_id: ctx.merchantId,
-        change_id: changeId,
-        product_id: product.id,
-        sku: product.sku,
-        change_type: type,
-        version: product.version,
-        changed_fields: JSON.stringify(changedFields),
-        before_state: states.before,
-        after_state: states.after,
-        actor: by.actor,
-        source_kind: by.sourceKind,
-        source_ref: by.sourceRef ?? "",
-        request_id: by.requestId ?? "",
-        reason: by.reason ?? "",
-        created_at: at,
-        format: AUDIT_FORMAT,
-      };
-    }),
+    audit.filter((_, i) => !rows[i]!.unlocked),
   );
+  for (const [i, row] of audit.entries()) if (rows[i]!.unlocked) await insertChangeIfWritten(trx, row);
   const events = rows.map(({ changeId, type, before, product, changedFields, at, by }) => ({
     merchantId: ctx.merchantId,
     eventId: changeId,

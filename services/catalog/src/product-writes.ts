@@ -19,6 +19,7 @@ import {
   insertProducts,
   moveStockRow,
   upsertProducts,
+  writeIfCurrent,
   writeLockedProduct,
   type CatalogTx,
 } from "./store.ts";
@@ -37,6 +38,19 @@ export type ProductWrite =
   /** New field values for a locked product; changedFields are its field-mask paths that differ. */
   | {
       kind: "update";
+      before: Product;
+      fields: Omit<Product, "id" | "sku" | "version" | "createdAt" | "updatedAt">;
+      changedFields: string[];
+    }
+  /**
+   * New field values for a product the caller has NOT locked or read in this
+   * transaction: before is the state it last saw (a cached answer). The
+   * write applies only if the row is still exactly before; otherwise it
+   * fails the transaction (isStaleWrite), and nothing of the change
+   * commits (store.ts writeIfCurrent, insertChangeIfWritten).
+   */
+  | {
+      kind: "update-if-current";
       before: Product;
       fields: Omit<Product, "id" | "sku" | "version" | "createdAt" | "updatedAt">;
       changedFields: string[];
@@ -85,6 +99,7 @@ export async function writeProducts(
 ): Promise<Product[]> {
   const created: Product[] = [];
   const updated: { before: Product; next: Product }[] = [];
+  const unlocked: { before: Product; next: Product }[] = [];
   const restocked: { before: Product; delta: number; at: Date }[] = [];
   const deleted: Product[] = [];
   const changes: ProductChangeRecord[] = [];
@@ -100,10 +115,18 @@ export async function writeProducts(
     const at = changeTime(w.before, now);
     const version = w.before.version + 1;
     switch (w.kind) {
-      case "update": {
+      case "update":
+      case "update-if-current": {
         const next: Product = { ...w.before, ...w.fields, version, updatedAt: at };
-        updated.push({ before: w.before, next });
-        changes.push({ type: "updated", before: w.before, product: next, changedFields: w.changedFields, at });
+        (w.kind === "update" ? updated : unlocked).push({ before: w.before, next });
+        changes.push({
+          type: "updated",
+          before: w.before,
+          product: next,
+          changedFields: w.changedFields,
+          at,
+          unlocked: w.kind !== "update",
+        });
         after.push(next);
         break;
       }
@@ -136,6 +159,7 @@ export async function writeProducts(
       ctx.merchantId,
       updated.map((u) => u.next),
     );
+  for (const u of unlocked) await writeIfCurrent(trx, ctx.merchantId, u.next, u.before);
   for (const r of restocked) await moveStockRow(trx, ctx.merchantId, r.before, r.delta, r.at);
   await recordChanges(trx, ctx, changes);
   return after;

@@ -54,12 +54,14 @@ import {
   type Product,
   type ProjectionWaiter,
 } from "./domain.ts";
+import { createRecentProducts, RECENT_PRODUCTS } from "./recent-products.ts";
 import { changeToProto, fieldsFromProto, productToProto, sourceKindFromProto, statusFromProto } from "./convert.ts";
 import { lockProduct, writeProducts, type ChangeContext } from "./product-writes.ts";
 import {
   findProduct,
   findProductById,
   findProducts,
+  isStaleWrite,
   listChanges,
   listMerchantChanges,
   listProducts,
@@ -93,6 +95,70 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
     }
   }
 
+  /** The products this server last read or wrote, for updateIfCurrent (recent-products.ts). */
+  const recent = createRecentProducts(RECENT_PRODUCTS);
+  /** The states behind the answers mutations built, until remember sees whether they committed. */
+  const built = new WeakMap<ProtoProduct, Product>();
+
+  /** answer is a mutation's response for the product state it wrote. */
+  const answer = (product: Product) => {
+    const proto = productToProto(product);
+    built.set(proto, product);
+    return { product: proto };
+  };
+
+  /**
+   * remember keeps the state a mutation committed, once its transaction is
+   * over: the answer is the very message its last attempt built (answer),
+   * not a stored answer replayed for a retried request_id, nor one of a
+   * COMMIT that failed.
+   */
+  const remember = <R extends { product?: ProtoProduct }>(merchantId: string, res: R): R => {
+    const product = res.product && built.get(res.product);
+    if (product) recent.set(merchantId, product);
+    return res;
+  };
+
+  /**
+   * updateIfCurrent is UpdateProduct in one round trip: from the state this
+   * server last saw of the product (recent), when the call's etag, if any,
+   * names it, it computes the change (plan; undefined when it would refuse
+   * or change nothing, which the locking path decides) and writes it with
+   * writeIfCurrent: BEGIN, the write, the audit entry, the event, the
+   * idempotency key and the COMMIT go out together, with no read and no
+   * lock taken first. If the row is no longer that state (another writer,
+   * another replica, a deleted product), the write fails the transaction,
+   * nothing commits, and it returns undefined: the caller runs the locking
+   * path, which reads the row and answers as it always did.
+   */
+  async function updateIfCurrent(
+    principal: Principal,
+    sku: string,
+    etag: string | undefined,
+    call: Omit<IdempotentCall<typeof UpdateProductRequestSchema, typeof UpdateProductResponseSchema>, "merchantId">,
+    plan: (current: Product) => { next: Product; changed: string[] } | undefined,
+  ): Promise<MessageShape<typeof UpdateProductResponseSchema> | undefined> {
+    const known = recent.get(principal.merchantId, sku);
+    if (!known || (etag !== undefined && !etagMatches(etag, known))) return undefined;
+    const planned = plan(known);
+    if (!planned) return undefined;
+    try {
+      return remember(
+        principal.merchantId,
+        await mutate(db, principal, call, async (trx, change) => {
+          const [updated] = await writeProducts(trx, change, [
+            { kind: "update-if-current", before: known, fields: planned.next, changedFields: planned.changed },
+          ]);
+          return answer(updated!);
+        }),
+      );
+    } catch (error) {
+      recent.delete(principal.merchantId, sku);
+      if (isStaleWrite(error)) return undefined;
+      throw error;
+    }
+  }
+
   return {
     async createProduct(req, ctx) {
       const principal = principalOf(ctx);
@@ -107,25 +173,28 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       validateCompareAt("product.compare_at_price.currency_code", undefined, fields, p.compareAtPrice?.currencyCode, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return mutate(
-        db,
-        principal,
-        {
-          method: "CatalogService.CreateProduct",
-          requestId: req.requestId,
-          requestSchema: CreateProductRequestSchema,
-          request: req,
-          responseSchema: CreateProductResponseSchema,
-        },
-        async (trx, change) => {
-          try {
-            const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
-            return { product: productToProto(product!) };
-          } catch (error) {
-            if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
-            throw error;
-          }
-        },
+      return remember(
+        principal.merchantId,
+        await mutate(
+          db,
+          principal,
+          {
+            method: "CatalogService.CreateProduct",
+            requestId: req.requestId,
+            requestSchema: CreateProductRequestSchema,
+            request: req,
+            responseSchema: CreateProductResponseSchema,
+          },
+          async (trx, change) => {
+            try {
+              const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
+              return answer(product!);
+            } catch (error) {
+              if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
+              throw error;
+            }
+          },
+        ),
       );
     },
 
@@ -136,6 +205,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       }
       const product = req.sku !== "" ? await findProduct(db, merchantId, req.sku) : await findProductById(db, merchantId, req.id);
       if (!product) throw new NotFoundError("product", req.sku || req.id);
+      recent.set(merchantId, product);
       return { product: productToProto(product) };
     },
 
@@ -192,27 +262,39 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
         throw new PreconditionError("SEARCH_UNAVAILABLE", "wait_for_search needs a search projection, and this server has none");
       }
 
-      const res = await mutate(
-        db,
-        principal,
-        {
-          method: "CatalogService.UpdateProduct",
-          requestId: req.requestId,
-          requestSchema: UpdateProductRequestSchema,
-          request: req,
-          responseSchema: UpdateProductResponseSchema,
-        },
-        async (trx, change) => {
-          const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
-          const { next, changed } = applyMask(current, patch, paths);
-          const given = paths.includes("compare_at_price") ? p.compareAtPrice?.currencyCode : undefined;
-          validateCompareAt("product.compare_at_price.currency_code", current, next, given, violations);
-          if (violations.length > 0) throw new InvalidArgumentError(violations);
-          if (changed.length === 0) return { product: productToProto(current) };
-          const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
-          return { product: productToProto(updated!) };
-        },
-      );
+      const call = {
+        method: "CatalogService.UpdateProduct",
+        requestId: req.requestId,
+        requestSchema: UpdateProductRequestSchema,
+        request: req,
+        responseSchema: UpdateProductResponseSchema,
+      };
+      /** plan is the change the call asks of the product's current state (violations: what it refuses). */
+      const plan = (current: Product, wrong: FieldViolation[]) => {
+        const change = applyMask(current, patch, paths);
+        const given = paths.includes("compare_at_price") ? p.compareAtPrice?.currencyCode : undefined;
+        validateCompareAt("product.compare_at_price.currency_code", current, change.next, given, wrong);
+        return change;
+      };
+      const res =
+        (await updateIfCurrent(principal, p.sku, etag, call, (current) => {
+          const wrong: FieldViolation[] = [];
+          const change = plan(current, wrong);
+          return wrong.length === 0 && change.changed.length > 0 ? change : undefined;
+        })) ??
+        remember(
+          principal.merchantId,
+          await mutate(db, principal, call, async (trx, change) => {
+            const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
+            // Read under its lock: a committed state, whatever this transaction does next.
+            recent.set(principal.merchantId, current);
+            const { next, changed } = plan(current, violations);
+            if (violations.length > 0) throw new InvalidArgumentError(violations);
+            if (changed.length === 0) return { product: productToProto(current) };
+            const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
+            return answer(updated!);
+          }),
+        );
       // After the commit: the projection can only apply what the relay has published.
       if (req.waitForSearch) await waitForSearch(principal.merchantId, res.product!, ctx.signal);
       return res;
@@ -225,6 +307,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       const etag = checkEtag("etag", req.etag, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
+      recent.delete(principal.merchantId, req.sku);
       return mutate(
         db,
         principal,
@@ -254,37 +337,40 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return mutate(
-        db,
-        principal,
-        {
-          method: "CatalogService.AdjustStock",
-          requestId: req.requestId,
-          requestSchema: AdjustStockRequestSchema,
-          request: req,
-          responseSchema: AdjustStockResponseSchema,
-        },
-        async (trx, change) => {
-          const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
-          const stock = current.stock + req.delta;
-          if (stock < 0) {
-            throw new PreconditionError("INSUFFICIENT_STOCK", `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`, {
-              sku: req.sku,
-              available: String(current.stock),
-              requested: String(-req.delta),
-            });
-          }
-          if (stock > LIMITS.stock) {
-            throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
-              sku: req.sku,
-              available: String(current.stock),
-            });
-          }
-          const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [
-            { kind: "stock", before: current, delta: req.delta },
-          ]);
-          return { product: productToProto(next!) };
-        },
+      return remember(
+        principal.merchantId,
+        await mutate(
+          db,
+          principal,
+          {
+            method: "CatalogService.AdjustStock",
+            requestId: req.requestId,
+            requestSchema: AdjustStockRequestSchema,
+            request: req,
+            responseSchema: AdjustStockResponseSchema,
+          },
+          async (trx, change) => {
+            const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+            const stock = current.stock + req.delta;
+            if (stock < 0) {
+              throw new PreconditionError("INSUFFICIENT_STOCK", `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`, {
+                sku: req.sku,
+                available: String(current.stock),
+                requested: String(-req.delta),
+              });
+            }
+            if (stock > LIMITS.stock) {
+              throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
+                sku: req.sku,
+                available: String(current.stock),
+              });
+            }
+            const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [
+              { kind: "stock", before: current, delta: req.delta },
+            ]);
+            return answer(next!);
+          },
+        ),
       );
     },
 

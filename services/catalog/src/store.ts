@@ -1,6 +1,16 @@
 import path from "node:path";
 import type { Kysely, Selectable, Transaction } from "kysely";
-import { insertRows, jsonColumn, type MigrationSet, deferWrite, runStatement, type CommonTables } from "@stockroom/common/db";
+import {
+  CHECK_VIOLATIONS,
+  ER_BAD_NULL_ERROR,
+  insertRows,
+  jsonColumn,
+  mysqlErrno,
+  type MigrationSet,
+  deferWrite,
+  runStatement,
+  type CommonTables,
+} from "@stockroom/common/db";
 import type { EventTables } from "@stockroom/events";
 import type { Product, ProductStatus } from "./domain.ts";
 
@@ -226,6 +236,99 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
     sql: UPDATE_LOCKED_PRODUCT,
     parameters: [...UPSERT_COLUMNS.map((c) => row[c]), merchantId, next.sku, expectedVersion],
   });
+}
+
+/**
+ * UPDATE_IF_CURRENT writes every mutable column of a product only if the row
+ * is still exactly the state the caller believes (the same product id at
+ * the same version), without a read or a lock taken first. Otherwise its
+ * stock is set to -1 (the first assignment, evaluated before the version
+ * changes) and CHECK (stock >= 0) fails the statement. It matches no row if
+ * the product is gone: the audit entry that follows it says so
+ * (INSERT_CHANGE_IF_WRITTEN).
+ */
+const UPDATE_IF_CURRENT =
+  "update `products` set `stock` = if(`version` = ? and `product_id` = ?, ?, -1), " +
+  UPSERT_COLUMNS.filter((c) => c !== "stock")
+    .map((c) => `\`${c}\` = ?`)
+    .join(", ") +
+  " where `merchant_id` = ? and `sku` = ?";
+
+/**
+ * writeIfCurrent writes next over the row if it is still exactly before
+ * (UPDATE_IF_CURRENT): for a writer that holds no lock and read nothing in
+ * its transaction, only knows the state it last saw. Its audit entry must
+ * go in with insertChangeIfWritten, right after it. A failed statement
+ * stops the statements queued behind it (the event, the idempotency key, the
+ * COMMIT: deferred-writes.ts), so nothing of the change commits; isStaleWrite
+ * tells the caller. Deferred: the whole change costs one round trip.
+ */
+export async function writeIfCurrent(trx: CatalogTx, merchantId: string, next: Product, before: Product): Promise<void> {
+  const row = productToRow(merchantId, next);
+  await deferWrite(trx, {
+    sql: UPDATE_IF_CURRENT,
+    parameters: [
+      before.version,
+      before.id,
+      row.stock,
+      ...UPSERT_COLUMNS.filter((c) => c !== "stock").map((c) => row[c]),
+      merchantId,
+      next.sku,
+    ],
+  });
+}
+
+const CHANGE_COLUMNS = [
+  "merchant_id",
+  "change_id",
+  "product_id",
+  "sku",
+  "change_type",
+  "version",
+  "changed_fields",
+  "before_state",
+  "after_state",
+  "actor",
+  "source_kind",
+  "source_ref",
+  "request_id",
+  "reason",
+  "created_at",
+  "format",
+] as const satisfies readonly (keyof ProductChangeRow)[];
+
+/**
+ * INSERT_CHANGE_IF_WRITTEN appends an audit entry whose product_id is read
+ * from the product row at the entry's version: NULL, so the NOT NULL column
+ * fails the statement, unless the write before it (UPDATE_IF_CURRENT) took
+ * the row there. No other writer can have: the row at that version with
+ * that id is this change's.
+ */
+const INSERT_CHANGE_IF_WRITTEN =
+  `insert into \`product_changes\` (${CHANGE_COLUMNS.map((c) => `\`${c}\``).join(", ")}) values (` +
+  CHANGE_COLUMNS.map((c) =>
+    c === "product_id"
+      ? "(select `product_id` from `products` where `merchant_id` = ? and `sku` = ? and `version` = ? and `product_id` = ?)"
+      : "?",
+  ).join(", ") +
+  ")";
+
+/** insertChangeIfWritten appends the audit entry of a writeIfCurrent (INSERT_CHANGE_IF_WRITTEN), deferred. */
+export async function insertChangeIfWritten(trx: CatalogTx, row: ProductChangeRow): Promise<void> {
+  await deferWrite(trx, {
+    sql: INSERT_CHANGE_IF_WRITTEN,
+    parameters: CHANGE_COLUMNS.flatMap((c) =>
+      c === "product_id" ? [row.merchant_id, row.sku, row.version, row.product_id] : [row[c] as unknown],
+    ),
+  });
+}
+
+/** The errors a writeIfCurrent change fails with when the row is not the state it was written from. */
+const STALE_WRITE_ERRORS = new Set([ER_BAD_NULL_ERROR, ...CHECK_VIOLATIONS]);
+
+/** isStaleWrite tells whether a transaction failed because a writeIfCurrent found the row changed or gone. */
+export function isStaleWrite(error: unknown): boolean {
+  return STALE_WRITE_ERRORS.has(mysqlErrno(error) ?? 0);
 }
 
 const MOVE_STOCK =

@@ -358,6 +358,12 @@ export function mysqlErrno(error: unknown): number | undefined {
 
 /** ER_DUP_ENTRY: a unique key already holds the value. */
 export const ER_DUP_ENTRY = 1062;
+
+/** ER_BAD_NULL_ERROR: NULL for a NOT NULL column (a single-row insert fails on it in any SQL mode). */
+export const ER_BAD_NULL_ERROR = 1048;
+
+/** A CHECK constraint failed: ER_CONSTRAINT_FAILED on MariaDB, ER_CHECK_CONSTRAINT_VIOLATED on MySQL. */
+export const CHECK_VIOLATIONS = [4025, 3819] as const;
 const ER_LOCK_DEADLOCK = 1213;
 
 /**

@@ -1,0 +1,128 @@
+/**
+ * UpdateProduct's one-round-trip path (rpc.ts updateIfCurrent) starts from
+ * the state the server last saw of a product, without reading it. When
+ * another writer has changed the row since (a bulk job, an order, another
+ * replica: here the product-write port used directly), the stale write must
+ * commit nothing, and the call must answer exactly as the locking path does.
+ */
+import test from "ava";
+import { Code } from "@connectrpc/connect";
+import { inTransaction } from "@stockroom/common/db";
+import { newUlid } from "@stockroom/common";
+import { NO_MERCHANDISING } from "../src/domain.ts";
+import { lockProducts, writeProducts, type ProductWrite } from "../src/product-writes.ts";
+import type { Product } from "../src/domain.ts";
+import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
+
+const api = await startCatalog("catalog_update_if_current");
+test.after.always(() => api.close());
+const catalog = api.client(CatalogService, api.merchantA);
+const merchantId = api.merchantA.merchantId;
+
+/** elsewhere changes a product through the product-write port, as a writer other than this server would. */
+async function elsewhere(sku: string, write: (before: Product | undefined) => ProductWrite[]): Promise<Product[]> {
+  return inTransaction(api.api.db, async (trx) => {
+    const before = (await lockProducts(trx, merchantId, [sku])).get(sku);
+    return writeProducts(trx, { merchantId, actor: "elsewhere", sourceKind: "bulk_job", sourceRef: newUlid() }, write(before));
+  });
+}
+
+/** trail is what the database holds of a SKU's changes: audit versions (newest first) and outbox events. */
+async function trail(sku: string): Promise<{ versions: bigint[]; events: number }> {
+  const { changes } = await catalog.listProductHistory({ sku });
+  const events = await api.api.db
+    .selectFrom("outbox_events" as never)
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("merchant_id" as never, "=", merchantId as never)
+    .where("aggregate_id" as never, "in", changes.map((c) => c.productId) as never)
+    .executeTakeFirstOrThrow();
+  return { versions: changes.map((c) => c.version), events: Number((events as { n: number }).n) };
+}
+
+test("another writer changed the product: the update lands on its state, keeping its change, once", async (t) => {
+  await catalog.createProduct({ product: productInit("STALE-1") });
+  // The server has seen version 1 (it created it); a bulk job then changes the price.
+  await elsewhere("STALE-1", (before) => [
+    { kind: "update", before: before!, fields: { ...before!, priceMinor: 4242 }, changedFields: ["price"] },
+  ]);
+  const { product } = await catalog.updateProduct({ product: { sku: "STALE-1", title: "Renamed" }, updateMask: { paths: ["title"] } });
+  t.is(product!.version, 3n);
+  t.is(product!.title, "Renamed");
+  t.is(product!.price?.minorUnits, 4242n, "the other writer's price survives");
+  t.deepEqual(await trail("STALE-1"), { versions: [3n, 2n, 1n], events: 3 }, "one audit entry and one event per change");
+});
+
+test("the product was deleted elsewhere: NOT_FOUND, and the attempt left no audit entry or event", async (t) => {
+  await catalog.createProduct({ product: productInit("STALE-2") });
+  await elsewhere("STALE-2", (before) => [{ kind: "delete", before: before! }]);
+  await rejection(
+    t,
+    catalog.updateProduct({ product: { sku: "STALE-2", title: "Ghost" }, updateMask: { paths: ["title"] } }),
+    Code.NotFound,
+  );
+  t.deepEqual(await trail("STALE-2"), { versions: [2n, 1n], events: 2 }, "the create and the delete, nothing else");
+});
+
+test("deleted and made again under the same SKU, up to the same version: the update lands on the new product", async (t) => {
+  const { product: old } = await catalog.createProduct({ product: productInit("STALE-3", { title: "Old" }) });
+  const [renamed] = await elsewhere("STALE-3", (before) => [
+    { kind: "update", before: before!, fields: { ...before!, description: "old one" }, changedFields: ["description"] },
+  ]);
+  // The server's last state of the SKU: the old product at version 2.
+  await catalog.getProduct({ sku: "STALE-3" });
+  await elsewhere("STALE-3", (before) => [{ kind: "delete", before: before! }]);
+  const fresh = {
+    id: newUlid(),
+    sku: "STALE-3",
+    title: "New",
+    description: "new one",
+    priceMinor: 700,
+    currency: "EUR",
+    stock: 3,
+    status: "active" as const,
+    attributes: { size: "L" },
+    ...NO_MERCHANDISING,
+  };
+  await elsewhere("STALE-3", () => [{ kind: "create", product: fresh }]);
+  await elsewhere("STALE-3", (before) => [{ kind: "update", before: before!, fields: { ...before!, stock: 4 }, changedFields: ["stock"] }]);
+  t.is(renamed!.version, 2);
+  const { product } = await catalog.updateProduct({
+    product: { sku: "STALE-3", price: { currencyCode: "EUR", minorUnits: 900n } },
+    updateMask: { paths: ["price"] },
+  });
+  t.not(product!.id, old!.id);
+  t.is(product!.id, fresh.id);
+  t.is(product!.version, 3n);
+  t.like(product, { title: "New", description: "new one", stock: 4, attributes: { size: "L" } });
+});
+
+test("an etag of the state the server saw, after another writer moved on: ABORTED with the current etag", async (t) => {
+  const { product } = await catalog.createProduct({ product: productInit("STALE-4") });
+  const [moved] = await elsewhere("STALE-4", (before) => [{ kind: "stock", before: before!, delta: 5 }]);
+  const error = await rejection(
+    t,
+    catalog.updateProduct({ product: { sku: "STALE-4", etag: product!.etag, title: "Too late" }, updateMask: { paths: ["title"] } }),
+    Code.Aborted,
+  );
+  t.is(errorInfo(error)?.metadata["current_etag"], `${moved!.id}.${moved!.version}`);
+  t.deepEqual(await trail("STALE-4"), { versions: [2n, 1n], events: 2 });
+});
+
+test("a retried request_id on the one-round-trip path answers from its key and changes nothing more", async (t) => {
+  const { product } = await catalog.createProduct({ product: productInit("STALE-5") });
+  const request = {
+    requestId: "stale-5-retry",
+    product: { sku: "STALE-5", etag: product!.etag, title: "Once" },
+    updateMask: { paths: ["title"] },
+  };
+  const first = await catalog.updateProduct(request);
+  const again = await catalog.updateProduct(request);
+  t.is(again.product!.etag, first.product!.etag);
+  t.deepEqual(await trail("STALE-5"), { versions: [2n, 1n], events: 2 });
+  // And the next update still starts from the committed state.
+  const { product: next } = await catalog.updateProduct({
+    product: { sku: "STALE-5", etag: first.product!.etag, title: "Twice" },
+    updateMask: { paths: ["title"] },
+  });
+  t.is(next!.version, 3n);
+});
