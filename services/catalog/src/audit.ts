@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import { sql } from "kysely";
 import { ER_DUP_ENTRY, forEachShard, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db";
 import { canonicalJson, ulidFloor } from "@stockroom/common";
-import type { CatalogDb, CatalogTx, ProductChangeRow } from "./store.ts";
+import { CHANGE_COLUMNS, type CatalogDb, type CatalogTx, type ProductChangeRow } from "./store.ts";
 
 /** APPEND_ONLY_TABLES: tables the service user may not UPDATE or DELETE, with the columns it may still update. */
 export const APPEND_ONLY_TABLES: Readonly<Record<string, readonly string[]>> = {
@@ -35,25 +35,8 @@ export const GENESIS_HASH = Buffer.alloc(32);
 /** UNSEALED is an unsealed row's seal_seq; positions start at 1. */
 export const UNSEALED = 0;
 
-/** The content columns of a row, in the order they are hashed. */
-const CONTENT_COLUMNS = [
-  "merchant_id",
-  "change_id",
-  "product_id",
-  "sku",
-  "change_type",
-  "version",
-  "changed_fields",
-  "before_state",
-  "after_state",
-  "actor",
-  "source_kind",
-  "source_ref",
-  "request_id",
-  "reason",
-  "created_at",
-  "format",
-] as const satisfies readonly (keyof ProductChangeRow)[];
+/** The content columns of a row, in the order they are hashed (store.ts CHANGE_COLUMNS). */
+const CONTENT_COLUMNS = CHANGE_COLUMNS;
 
 /**
  * A row as read for hashing: mysql2 may give JSON as text or parsed, BIGINT

@@ -278,7 +278,11 @@ export async function writeIfCurrent(trx: CatalogTx, merchantId: string, next: P
   });
 }
 
-const CHANGE_COLUMNS = [
+/**
+ * CHANGE_COLUMNS are an audit row's content columns: what writers insert, and
+ * the order in which the audit chain hashes them (audit.ts). Never reorder.
+ */
+export const CHANGE_COLUMNS = [
   "merchant_id",
   "change_id",
   "product_id",
