@@ -32,10 +32,10 @@
  * Node-core shares: 3.04–3.48 → 1.92–2.40 ms per call at concurrency 1 and
  * 1.64–1.74 → 1.03–1.16 at 16, two rounds alternated in a slow period.
  *
- * Since 2026-12-05 an UpdateProduct from the state the server last saw (the
- * bench's workers update their own product with the etag of their last
- * answer, so every call after a worker's first) is ONE round trip: no
- * locking read first (catalog rpc.ts updateIfCurrent). Where its CPU goes
+ * Since 2026-12-05 a conditional UpdateProduct whose etag names the state
+ * the server last saw (the bench's workers update their own product with
+ * the etag of their last answer) is ONE round trip: no locking read first
+ * (catalog rpc.ts updateIfCurrent). Where its CPU goes
  * at concurrency 1 (threads' /proc times over 5 s): the main thread's user
  * time about 70%, its system time (socket writes and reads, epoll) about
  * 20%, V8's GC and compiler threads about 10%; in the main thread's profile

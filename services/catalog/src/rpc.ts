@@ -120,16 +120,20 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
   };
 
   /**
-   * updateIfCurrent is UpdateProduct in one round trip: from the state this
-   * server last saw of the product (recent), when the call's etag, if any,
-   * names it, it computes the change (plan; undefined when it would refuse
-   * or change nothing, which the locking path decides) and writes it with
-   * writeIfCurrent: BEGIN, the write, the audit entry, the event, the
-   * idempotency key and the COMMIT go out together, with no read and no
-   * lock taken first. If the row is no longer that state (another writer,
-   * another replica, a deleted product), the write fails the transaction,
-   * nothing commits, and it returns undefined: the caller runs the locking
-   * path, which reads the row and answers as it always did.
+   * updateIfCurrent is a conditional UpdateProduct in one round trip: when
+   * the call's etag names the state this server last saw of the product
+   * (recent), it computes the change from that state (plan; undefined when
+   * it would refuse or change nothing, which the locking path decides) and
+   * writes it with writeIfCurrent: BEGIN, the write, the audit entry, the
+   * event, the idempotency key and the COMMIT go out together, with no read
+   * and no lock taken first. If the row is no longer that state (another
+   * writer, another replica, a deleted product), the write fails the
+   * transaction, nothing commits, and it returns undefined: the caller runs
+   * the locking path, which reads the row and answers as it always did.
+   * Only calls with an etag take it: their write was refused anyway when the
+   * row moved on (ABORTED, or NOT_FOUND), so its extra round trips are only
+   * ever spent on a call that fails. A call without one, which would
+   * succeed on whatever state the row has, never pays for a stale entry.
    */
   async function updateIfCurrent(
     principal: Principal,
@@ -138,8 +142,9 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
     call: Omit<IdempotentCall<typeof UpdateProductRequestSchema, typeof UpdateProductResponseSchema>, "merchantId">,
     plan: (current: Product) => { next: Product; changed: string[] } | undefined,
   ): Promise<MessageShape<typeof UpdateProductResponseSchema> | undefined> {
+    if (etag === undefined) return undefined;
     const known = recent.get(principal.merchantId, sku);
-    if (!known || (etag !== undefined && !etagMatches(etag, known))) return undefined;
+    if (!known || !etagMatches(etag, known)) return undefined;
     const planned = plan(known);
     if (!planned) return undefined;
     try {

@@ -1,9 +1,10 @@
 /**
- * UpdateProduct's one-round-trip path (rpc.ts updateIfCurrent) starts from
- * the state the server last saw of a product, without reading it. When
- * another writer has changed the row since (a bulk job, an order, another
- * replica: here the product-write port used directly), the stale write must
- * commit nothing, and the call must answer exactly as the locking path does.
+ * A conditional UpdateProduct's one-round-trip path (rpc.ts updateIfCurrent)
+ * starts from the state the server last saw of a product, which the call's
+ * etag names, without reading it. When another writer has changed the row
+ * since (a bulk job, an order, another replica: here the product-write port
+ * used directly), the stale write must commit nothing, and the call must
+ * answer exactly as the locking path does.
  */
 import test from "ava";
 import { Code } from "@connectrpc/connect";
@@ -39,37 +40,51 @@ async function trail(sku: string): Promise<{ versions: bigint[]; events: number 
   return { versions: changes.map((c) => c.version), events: Number((events as { n: number }).n) };
 }
 
-test("another writer changed the product: the update lands on its state, keeping its change, once", async (t) => {
-  await catalog.createProduct({ product: productInit("STALE-1") });
+test("another writer changed the product after the caller read it: ABORTED with the current etag, and nothing of the attempt", async (t) => {
+  const { product } = await catalog.createProduct({ product: productInit("STALE-1") });
   // The server has seen version 1 (it created it); a bulk job then changes the price.
-  await elsewhere("STALE-1", (before) => [
+  const [moved] = await elsewhere("STALE-1", (before) => [
     { kind: "update", before: before!, fields: { ...before!, priceMinor: 4242 }, changedFields: ["price"] },
   ]);
-  const { product } = await catalog.updateProduct({ product: { sku: "STALE-1", title: "Renamed" }, updateMask: { paths: ["title"] } });
-  t.is(product!.version, 3n);
-  t.is(product!.title, "Renamed");
-  t.is(product!.price?.minorUnits, 4242n, "the other writer's price survives");
-  t.deepEqual(await trail("STALE-1"), { versions: [3n, 2n, 1n], events: 3 }, "one audit entry and one event per change");
+  const error = await rejection(
+    t,
+    catalog.updateProduct({ product: { sku: "STALE-1", etag: product!.etag, title: "Renamed" }, updateMask: { paths: ["title"] } }),
+    Code.Aborted,
+  );
+  t.is(errorInfo(error)?.metadata["current_etag"], `${moved!.id}.${moved!.version}`);
+  t.deepEqual(await trail("STALE-1"), { versions: [2n, 1n], events: 2 }, "the create and the bulk job's change, nothing else");
+  const { product: now } = await catalog.getProduct({ sku: "STALE-1" });
+  t.like(now, { title: product!.title, version: 2n, price: { minorUnits: 4242n } });
+});
+
+test("without an etag, the update lands on the state the row has, keeping another writer's change, once", async (t) => {
+  await catalog.createProduct({ product: productInit("STALE-6") });
+  await elsewhere("STALE-6", (before) => [
+    { kind: "update", before: before!, fields: { ...before!, priceMinor: 4242 }, changedFields: ["price"] },
+  ]);
+  const { product } = await catalog.updateProduct({ product: { sku: "STALE-6", title: "Renamed" }, updateMask: { paths: ["title"] } });
+  t.like(product, { version: 3n, title: "Renamed", price: { minorUnits: 4242n } });
+  t.deepEqual(await trail("STALE-6"), { versions: [3n, 2n, 1n], events: 3 });
 });
 
 test("the product was deleted elsewhere: NOT_FOUND, and the attempt left no audit entry or event", async (t) => {
-  await catalog.createProduct({ product: productInit("STALE-2") });
+  const { product } = await catalog.createProduct({ product: productInit("STALE-2") });
   await elsewhere("STALE-2", (before) => [{ kind: "delete", before: before! }]);
   await rejection(
     t,
-    catalog.updateProduct({ product: { sku: "STALE-2", title: "Ghost" }, updateMask: { paths: ["title"] } }),
+    catalog.updateProduct({ product: { sku: "STALE-2", etag: product!.etag, title: "Ghost" }, updateMask: { paths: ["title"] } }),
     Code.NotFound,
   );
   t.deepEqual(await trail("STALE-2"), { versions: [2n, 1n], events: 2 }, "the create and the delete, nothing else");
 });
 
-test("deleted and made again under the same SKU, up to the same version: the update lands on the new product", async (t) => {
-  const { product: old } = await catalog.createProduct({ product: productInit("STALE-3", { title: "Old" }) });
-  const [renamed] = await elsewhere("STALE-3", (before) => [
+test("deleted and made again under the same SKU, up to the same version: ABORTED, and the new product untouched", async (t) => {
+  await catalog.createProduct({ product: productInit("STALE-3", { title: "Old" }) });
+  await elsewhere("STALE-3", (before) => [
     { kind: "update", before: before!, fields: { ...before!, description: "old one" }, changedFields: ["description"] },
   ]);
-  // The server's last state of the SKU: the old product at version 2.
-  await catalog.getProduct({ sku: "STALE-3" });
+  // The server's last state of the SKU, and the caller's etag: the old product at version 2.
+  const { product: old } = await catalog.getProduct({ sku: "STALE-3" });
   await elsewhere("STALE-3", (before) => [{ kind: "delete", before: before! }]);
   const fresh = {
     id: newUlid(),
@@ -84,28 +99,21 @@ test("deleted and made again under the same SKU, up to the same version: the upd
     ...NO_MERCHANDISING,
   };
   await elsewhere("STALE-3", () => [{ kind: "create", product: fresh }]);
-  await elsewhere("STALE-3", (before) => [{ kind: "update", before: before!, fields: { ...before!, stock: 4 }, changedFields: ["stock"] }]);
-  t.is(renamed!.version, 2);
-  const { product } = await catalog.updateProduct({
-    product: { sku: "STALE-3", price: { currencyCode: "EUR", minorUnits: 900n } },
-    updateMask: { paths: ["price"] },
-  });
-  t.not(product!.id, old!.id);
-  t.is(product!.id, fresh.id);
-  t.is(product!.version, 3n);
-  t.like(product, { title: "New", description: "new one", stock: 4, attributes: { size: "L" } });
-});
-
-test("an etag of the state the server saw, after another writer moved on: ABORTED with the current etag", async (t) => {
-  const { product } = await catalog.createProduct({ product: productInit("STALE-4") });
-  const [moved] = await elsewhere("STALE-4", (before) => [{ kind: "stock", before: before!, delta: 5 }]);
+  const [now] = await elsewhere("STALE-3", (before) => [
+    { kind: "update", before: before!, fields: { ...before!, stock: 4 }, changedFields: ["stock"] },
+  ]);
+  t.is(now!.version, Number(old!.version));
   const error = await rejection(
     t,
-    catalog.updateProduct({ product: { sku: "STALE-4", etag: product!.etag, title: "Too late" }, updateMask: { paths: ["title"] } }),
+    catalog.updateProduct({
+      product: { sku: "STALE-3", etag: old!.etag, price: { currencyCode: "EUR", minorUnits: 900n } },
+      updateMask: { paths: ["price"] },
+    }),
     Code.Aborted,
   );
-  t.is(errorInfo(error)?.metadata["current_etag"], `${moved!.id}.${moved!.version}`);
-  t.deepEqual(await trail("STALE-4"), { versions: [2n, 1n], events: 2 });
+  t.is(errorInfo(error)?.metadata["current_etag"], `${fresh.id}.2`);
+  const { product } = await catalog.getProduct({ sku: "STALE-3" });
+  t.like(product, { id: fresh.id, version: 2n, title: "New", description: "new one", stock: 4, price: { minorUnits: 700n } });
 });
 
 test("a retried request_id on the one-round-trip path answers from its key and changes nothing more", async (t) => {

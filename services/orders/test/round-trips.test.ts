@@ -8,6 +8,7 @@
  */
 import dc from "node:diagnostics_channel";
 import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule } from "@stockroom/catalog";
 import { ordersModule } from "../src/module.ts";
@@ -65,16 +66,22 @@ test.serial("UpdateProduct with a request_id, from the state the server last saw
 });
 
 test.serial(
-  "UpdateProduct of a product another writer changed since: the stale write fails in its round trip, then the lock's 2",
+  "UpdateProduct with the etag of a state another writer moved on from: a stale write, its ROLLBACK, then the lock: ABORTED",
   async (t) => {
     const { product } = await catalog.createProduct({
       product: { sku: "RT-3", title: "Round trips", price: { currencyCode: "EUR", minorUnits: 100n }, stock: 5 },
     });
     // Another writer (another replica, a bulk job, an order) moves the row on.
     await orders.createOrder({ requestId: "rt-order-3", lines: [{ sku: "RT-3", quantity: 1 }] });
+    let error: unknown;
     const { statements, roundTrips } = await counted(() =>
-      catalog.updateProduct({ product: { sku: "RT-3", title: "After the order" }, updateMask: { paths: ["title"] } }),
+      catalog
+        .updateProduct({ product: { sku: "RT-3", etag: product!.etag, title: "Too late" }, updateMask: { paths: ["title"] } })
+        .catch((e: unknown) => {
+          error = e;
+        }),
     );
+    t.is(ConnectError.from(error).code, Code.Aborted);
     t.deepEqual(
       statements.map((s) => s.split(" set ")[0]),
       [
@@ -86,16 +93,26 @@ test.serial(
         "rollback",
         "begin",
         "select * from `products`",
-        "update `products`",
-        "insert into `product_changes`",
-        "insert into `outbox_events`",
-        "commit",
+        "rollback",
       ],
     );
-    t.is(roundTrips, 4, "the stale write, its ROLLBACK, then the lock and the writes");
-    t.is(product!.version + 2n, (await catalog.getProduct({ sku: "RT-3" })).product!.version);
+    t.is(roundTrips, 4, "the stale write, its ROLLBACK, the lock, the ROLLBACK");
   },
 );
+
+test.serial("UpdateProduct without an etag: the locking path's 2 round trips, whatever the server saw", async (t) => {
+  await catalog.createProduct({
+    product: { sku: "RT-4", title: "Round trips", price: { currencyCode: "EUR", minorUnits: 100n }, stock: 5 },
+  });
+  const { statements, roundTrips } = await counted(() =>
+    catalog.updateProduct({ product: { sku: "RT-4", title: "No etag" }, updateMask: { paths: ["title"] } }),
+  );
+  t.deepEqual(
+    statements.map((s) => s.split(" set ")[0]),
+    ["begin", "select * from `products`", "update `products`", "insert into `product_changes`", "insert into `outbox_events`", "commit"],
+  );
+  t.is(roundTrips, 2);
+});
 
 test.serial(
   "CreateOrder with a request_id: 10 statements in 2 round trips (the products' locks; the writes, the key and the COMMIT)",
