@@ -9,6 +9,11 @@
  * built from it applies only if the row is still exactly that state
  * (store.ts writeIfCurrent); a stale entry costs that call one round trip
  * and is replaced by what the locking path reads.
+ *
+ * "Still that state" is judged by product id and version alone, which holds
+ * because every change to a product row bumps its version (the
+ * product-write port). A data migration that rewrote rows must bump it too,
+ * or servers would write their recent states back over its values.
  */
 import type { Product } from "./domain.ts";
 
