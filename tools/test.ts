@@ -36,6 +36,7 @@ export const VITESS_TIER = [
   "services/catalog/test/merchandising.test.ts",
   "services/catalog/test/product-writes.test.ts",
   "services/catalog/test/products.test.ts",
+  "services/catalog/test/update-if-current.test.ts",
   "services/bulk/test/pipeline.test.ts",
   "services/bulk/test/crash.test.ts",
   "services/bulk/test/rollback.test.ts",
