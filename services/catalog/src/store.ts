@@ -258,7 +258,8 @@ const UPDATE_IF_CURRENT =
  * writeIfCurrent writes next over the row if it is still exactly before
  * (UPDATE_IF_CURRENT): for a writer that holds no lock and read nothing in
  * its transaction, only knows the state it last saw. Its audit entry must
- * go in with insertChangeIfWritten, right after it. A failed statement
+ * go in with insertChangeIfWritten, after it in the same transaction (the
+ * port's writeProducts and recordChanges do both). A failed statement
  * stops the statements queued behind it (the event, the idempotency key, the
  * COMMIT: deferred-writes.ts), so nothing of the change commits; isStaleWrite
  * tells the caller. Deferred: the whole change costs one round trip.
