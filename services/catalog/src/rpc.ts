@@ -75,10 +75,17 @@ export interface CatalogDeps {
   searchWaiter?: ProjectionWaiter;
   /** The longest wait_for_search waits when the call has a longer deadline or none (default 10 s). */
   searchWaitMaxMs?: number;
+  /** Counts the one-round-trip UpdateProducts (updateIfCurrent): applied, or stale. */
+  countFromKnownState?: (outcome: "applied" | "stale") => void;
 }
 
 /** createCatalogService implements stockroom.catalog.v1.CatalogService over MySQL. */
-export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_000 }: CatalogDeps): ServiceImpl<typeof CatalogService> {
+export function createCatalogService({
+  db,
+  searchWaiter,
+  searchWaitMaxMs = 10_000,
+  countFromKnownState,
+}: CatalogDeps): ServiceImpl<typeof CatalogService> {
   /** waitForSearch waits until search holds the product as returned, within the call's deadline and the server's limit. */
   async function waitForSearch(merchantId: string, product: ProtoProduct, callSignal: AbortSignal): Promise<void> {
     const signal = AbortSignal.any([callSignal, AbortSignal.timeout(searchWaitMaxMs)]);
@@ -148,7 +155,7 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
     const planned = plan(known);
     if (!planned) return undefined;
     try {
-      return remember(
+      const res = remember(
         principal.merchantId,
         await mutate(db, principal, call, async (trx, change) => {
           const [updated] = await writeProducts(trx, change, [
@@ -157,10 +164,13 @@ export function createCatalogService({ db, searchWaiter, searchWaitMaxMs = 10_00
           return answer(updated!);
         }),
       );
+      countFromKnownState?.("applied");
+      return res;
     } catch (error) {
       recent.delete(principal.merchantId, sku);
-      if (isStaleWrite(error)) return undefined;
-      throw error;
+      if (!isStaleWrite(error)) throw error;
+      countFromKnownState?.("stale");
+      return undefined;
     }
   }
 

@@ -40,6 +40,33 @@ async function trail(sku: string): Promise<{ versions: bigint[]; events: number 
   return { versions: changes.map((c) => c.version), events: Number((events as { n: number }).n) };
 }
 
+/** fromKnownState reads the server's count of one-round-trip updates by outcome. */
+async function fromKnownState(): Promise<{ applied: number; stale: number }> {
+  const metric = await api.api.metrics.registry.getSingleMetric("stockroom_catalog_updates_from_known_state_total")!.get();
+  const of = (outcome: string) => metric.values.find((v) => v.labels["outcome"] === outcome)?.value ?? 0;
+  return { applied: of("applied"), stale: of("stale") };
+}
+
+// Serial (ava runs these before the others): the counts move by this test's calls alone.
+test.serial("the server counts its one-round-trip updates: applied, and stale", async (t) => {
+  const before = await fromKnownState();
+  const { product } = await catalog.createProduct({ product: productInit("STALE-0") });
+  const { product: renamed } = await catalog.updateProduct({
+    product: { sku: "STALE-0", etag: product!.etag, title: "Renamed" },
+    updateMask: { paths: ["title"] },
+  });
+  await elsewhere("STALE-0", (current) => [{ kind: "stock", before: current!, delta: 1 }]);
+  await rejection(
+    t,
+    catalog.updateProduct({ product: { sku: "STALE-0", etag: renamed!.etag, title: "Late" }, updateMask: { paths: ["title"] } }),
+    Code.Aborted,
+  );
+  // Without an etag the locking path answers, whatever the server saw: not counted.
+  await catalog.updateProduct({ product: { sku: "STALE-0", title: "No etag" }, updateMask: { paths: ["title"] } });
+  const after = await fromKnownState();
+  t.deepEqual({ applied: after.applied - before.applied, stale: after.stale - before.stale }, { applied: 1, stale: 1 });
+});
+
 test("another writer changed the product after the caller read it: ABORTED with the current etag, and nothing of the attempt", async (t) => {
   const { product } = await catalog.createProduct({ product: productInit("STALE-1") });
   // The server has seen version 1 (it created it); a bulk job then changes the price.
