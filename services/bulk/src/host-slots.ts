@@ -22,6 +22,7 @@
  * overlap of one lease's length costs CPU, never correctness.
  */
 import { Kvm, type KV } from "@nats-io/kv";
+import { pause } from "@stockroom/common";
 import type { NatsDeps } from "@stockroom/common/nats";
 
 export interface HostSlotOptions {
@@ -79,17 +80,7 @@ export async function acquireHostSlot(
       }
       return keep(kv, key, revision, options);
     }
-    await new Promise<void>((resolve) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      }, retryMs);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    await pause(retryMs, signal);
   }
 }
 

@@ -9,9 +9,10 @@ import { applyChunk, failChunk } from "../src/apply.ts";
 import type { BulkDb } from "../src/store.ts";
 import { CHUNK_FORMAT, type StagedItem } from "../src/domain.ts";
 import { listItems } from "../src/items.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations, type BulkJobRow } from "../src/store.ts";
+import { csvJob } from "./csv-job.ts";
 
 const url = testDatabaseUrl("bulk_apply");
 await ensureDatabase(url);
@@ -37,14 +38,7 @@ async function runJob(
   items: (StagedItem | { invalid: string })[],
   options: { policy?: BulkJobRow["conflict_policy"]; chunkSize?: number; beforeApply?: () => Promise<void> } = {},
 ) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: options.policy ?? "overwrite",
-    dryRun: false,
-    fileName: "t.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "t.csv", { conflictPolicy: options.policy ?? "overwrite" });
   const ref = { merchantId, jobId };
   const staged = await stageLines(db, ref, lines(items), {
     chunkSize: options.chunkSize ?? 1000,
@@ -99,14 +93,7 @@ test.serial("2,500 lines in 3 chunks: valid items applied once each, invalid one
 });
 
 test.serial("two workers racing on one chunk: exactly one applies it", async (t) => {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "race.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "race.csv");
   const ref = { merchantId, jobId };
   await finishStaging(
     db,
@@ -211,14 +198,7 @@ test.serial("a new SKU without title, price and currency is INVALID at apply tim
 });
 
 test.serial("a poison chunk fails its items without blocking the job's other chunks", async (t) => {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "p.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "p.csv");
   const ref = { merchantId, jobId };
   const staged = await stageLines(db, ref, lines(Array.from({ length: 30 }, (_, i) => product(`POISON-${i}`))), {
     chunkSize: 10,
@@ -241,22 +221,8 @@ test.serial("a poison chunk fails its items without blocking the job's other chu
 });
 
 test.serial("request_id makes job creation idempotent", async (t) => {
-  const first = await createJob(db, {
-    merchantId,
-    requestId: "upload-1",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "x.csv",
-  });
-  const again = await createJob(db, {
-    merchantId,
-    requestId: "upload-1",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "x.csv",
-  });
+  const first = await csvJob(db, merchantId, "x.csv", { requestId: "upload-1" });
+  const again = await csvJob(db, merchantId, "x.csv", { requestId: "upload-1" });
   t.deepEqual(again, { jobId: first.jobId, existing: true });
 });
 

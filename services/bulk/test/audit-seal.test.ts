@@ -8,11 +8,12 @@ import { connectNats } from "@stockroom/common/nats";
 import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
 import { verifyAuditChain, catalogMigrations, listMerchantChanges } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations } from "../src/store.ts";
 import { startBulkWorker } from "../src/worker.ts";
+import { csvJob } from "./csv-job.ts";
 
 // Real MariaDB and NATS: a worker applies a job and, on its timer, seals the audit chain.
 const url = testDatabaseUrl("bulk_audit_seal");
@@ -46,14 +47,7 @@ test("a worker seals a bulk job's audit rows into the merchant's chain, and stop
     window: 2,
   };
   await ensureChunkQueue(nats.jsm, queue);
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "seal.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "seal.csv");
   const staged = await stageLines(db, { merchantId, jobId }, lines(300), { chunkSize: 100, stagedVersions: true });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   const worker = await startBulkWorker({ db, nats, queue, log, concurrency: 2, reconcileEveryMs: 0, sealEveryMs: 50, seal: { lagMs: 0 } });

@@ -15,12 +15,13 @@ import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/te
 import { catalogMigrations } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
 import { CHUNK_FORMAT, ROW_FORMAT, type StagedItem } from "../src/domain.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { parseBulkFile, type ParsedLine } from "../src/parse/index.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines } from "../src/stage.ts";
 import { bulkMigrations, type BulkDb } from "../src/store.ts";
 import { startBulkWorker } from "../src/worker.ts";
+import { csvJob } from "./csv-job.ts";
 
 const url = testDatabaseUrl("bulk_formats");
 await ensureDatabase(url);
@@ -113,14 +114,7 @@ async function* valid(items: StagedItem[]): AsyncIterable<ParsedLine> {
 }
 
 async function stage(items: StagedItem[], chunkSize: number, maxFormat?: number) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "f.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "f.csv");
   const ref = { merchantId, jobId };
   const staged = await stageLines(db, ref, valid(items), { chunkSize, stagedVersions: false, maxFormat });
   await finishStaging(db, ref, staged, false);

@@ -13,7 +13,7 @@ import { DEFAULT_QUEUE } from "../src/queue.ts";
 import { startBulkWorker } from "../src/worker.ts";
 import type { BulkDb, BulkTables } from "../src/store.ts";
 import { CHUNK_FORMAT } from "../src/domain.ts";
-import { createJob } from "../src/jobs.ts";
+import { csvJob } from "./csv-job.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 
 export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>;
@@ -80,14 +80,7 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
  * is published yet (topUp does that). Returns the job's id.
  */
 export async function stagedJob(db: BulkDb, merchantId: string, prefix: string, n: number, chunkSize: number): Promise<string> {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: `${prefix}.csv`,
-  });
+  const { jobId } = await csvJob(db, merchantId, `${prefix}.csv`);
   async function* lines(): AsyncIterable<ParsedLine> {
     for (let i = 0; i < n; i++)
       yield { line: i + 2, kind: "valid", item: { sku: `${prefix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };

@@ -6,9 +6,10 @@ import { testDatabaseUrl, dropTestDatabase } from "@stockroom/common/testing";
 import { eventsMigrations } from "@stockroom/events";
 import { applyChunk } from "../src/apply.ts";
 import { CHUNK_FORMAT, canMove, FINAL_STATES, NEXT_STATES, statesInto, type JobState } from "../src/domain.ts";
-import { createJob, findJob, moveJob } from "../src/jobs.ts";
+import { findJob, moveJob } from "../src/jobs.ts";
 import { finishStaging, stageLines } from "../src/stage.ts";
 import { bulkMigrations, type BulkDb } from "../src/store.ts";
+import { csvJob } from "./csv-job.ts";
 
 const url = testDatabaseUrl("bulk_jobs");
 await ensureDatabase(url);
@@ -32,14 +33,7 @@ test("the state machine: a final state only leads to a rollback, a rolled-back j
 });
 
 async function newJob(): Promise<{ merchantId: string; jobId: string }> {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "f.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "f.csv");
   return { merchantId, jobId };
 }
 

@@ -9,11 +9,12 @@ import { testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/te
 import { catalogMigrations } from "@stockroom/catalog";
 import type { BulkDb } from "../src/store.ts";
 import { CHUNK_FORMAT, type StagedItem } from "../src/domain.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { DEFAULT_QUEUE, ensureChunkQueue, topUp, type QueueConfig } from "../src/queue.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { bulkMigrations } from "../src/store.ts";
 import { startBulkWorker, type BulkWorker } from "../src/worker.ts";
+import { csvJob } from "./csv-job.ts";
 
 // Real MariaDB and NATS; this file's own database, stream and subjects.
 const url = testDatabaseUrl("bulk_pipeline");
@@ -67,14 +68,7 @@ async function* lines(prefix: string, n: number, item: (i: number) => Partial<St
 }
 
 async function stagedJob(prefix: string, n: number, chunkSize: number, item?: (i: number) => Partial<StagedItem>) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: `${prefix}.csv`,
-  });
+  const { jobId } = await csvJob(db, merchantId, `${prefix}.csv`);
   const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, n, item), {
     chunkSize,
     stagedVersions: true,

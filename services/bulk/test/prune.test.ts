@@ -6,12 +6,12 @@ import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
 import type { StagedItem } from "../src/domain.ts";
-import { createJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { DEFAULT_RETENTION, prune } from "../src/prune.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import { createUpload, appendPart } from "../src/uploads.ts";
 import type { BulkTables } from "../src/store.ts";
+import { csvJob } from "./csv-job.ts";
 
 const api = await startTestApi<CatalogTables & BulkTables>("bulk_prune", (db) => [catalogModule(db), bulkModule(db)]);
 const db = api.api.db;
@@ -29,14 +29,7 @@ async function* lines(prefix: string, n: number): AsyncIterable<ParsedLine> {
 }
 
 async function finishedJob(prefix: string, endedAt: Date) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "p.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "p.csv");
   const staged = await stageLines(db, { merchantId, jobId }, lines(prefix, 30), { chunkSize: 10, stagedVersions: false });
   await finishStaging(db, { merchantId, jobId }, staged, false);
   for (let c = 0; c < staged.chunks; c++) await applyChunk(db, { merchantId, jobId, chunkNo: c });

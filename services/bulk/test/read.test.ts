@@ -7,10 +7,11 @@ import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { applyChunk } from "../src/apply.ts";
 import { CHUNK_FORMAT, ROW_FORMAT, type StagedItem } from "../src/domain.ts";
 import { rollbackChunk, startRollback } from "../src/rollback.ts";
-import { createJob, findJob } from "../src/jobs.ts";
+import { findJob } from "../src/jobs.ts";
 import { bulkModule } from "../src/module.ts";
 import { finishStaging, stageLines, type ParsedLine } from "../src/stage.ts";
 import type { BulkTables } from "../src/store.ts";
+import { csvJob } from "./csv-job.ts";
 
 const api = await startTestApi<CatalogTables & BulkTables>("bulk_read", (db) => [
   catalogModule(db),
@@ -38,14 +39,7 @@ async function* lines(prefix: string, n: number, badEvery: number): AsyncIterabl
 
 /** stagedJob creates a staged job of n lines (in the given chunk format); apply chunks with the returned function. */
 async function stagedJob(n: number, chunkSize = 100, maxFormat = CHUNK_FORMAT) {
-  const { jobId } = await createJob(db, {
-    merchantId,
-    requestId: "",
-    format: "csv",
-    conflictPolicy: "overwrite",
-    dryRun: false,
-    fileName: "r.csv",
-  });
+  const { jobId } = await csvJob(db, merchantId, "r.csv");
   const staged = await stageLines(db, { merchantId, jobId }, lines(jobId.slice(-6), n, 10), {
     chunkSize,
     stagedVersions: true,

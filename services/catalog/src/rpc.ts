@@ -129,8 +129,8 @@ export function createCatalogService({
   /**
    * updateIfCurrent is a conditional UpdateProduct in one round trip: when
    * the call's etag names the state this server last saw of the product
-   * (recent), it computes the change from that state (plan; undefined when
-   * it would refuse or change nothing, which the locking path decides) and
+   * (recent), it computes the change from that state (plan; a change it
+   * would refuse, or no change, is left to the locking path to answer) and
    * writes it with writeIfCurrent: BEGIN, the write, the audit entry, the
    * event, the idempotency key and the COMMIT go out together, with no read
    * and no lock taken first. If the row is no longer that state (another
@@ -147,13 +147,14 @@ export function createCatalogService({
     sku: string,
     etag: string | undefined,
     call: Omit<IdempotentCall<typeof UpdateProductRequestSchema, typeof UpdateProductResponseSchema>, "merchantId">,
-    plan: (current: Product) => { next: Product; changed: string[] } | undefined,
+    plan: (current: Product, violations: FieldViolation[]) => { next: Product; changed: string[] },
   ): Promise<MessageShape<typeof UpdateProductResponseSchema> | undefined> {
     if (etag === undefined) return undefined;
     const known = recent.get(principal.merchantId, sku);
     if (!known || !etagMatches(etag, known)) return undefined;
-    const planned = plan(known);
-    if (!planned) return undefined;
+    const refused: FieldViolation[] = [];
+    const planned = plan(known, refused);
+    if (refused.length > 0 || planned.changed.length === 0) return undefined;
     try {
       const res = remember(
         principal.merchantId,
@@ -292,11 +293,7 @@ export function createCatalogService({
         return change;
       };
       const res =
-        (await updateIfCurrent(principal, p.sku, etag, call, (current) => {
-          const wrong: FieldViolation[] = [];
-          const change = plan(current, wrong);
-          return wrong.length === 0 && change.changed.length > 0 ? change : undefined;
-        })) ??
+        (await updateIfCurrent(principal, p.sku, etag, call, plan)) ??
         remember(
           principal.merchantId,
           await mutate(db, principal, call, async (trx, change) => {

@@ -247,11 +247,12 @@ export async function writeLockedProduct(trx: CatalogTx, merchantId: string, nex
  * the product is gone: the audit entry that follows it says so
  * (INSERT_CHANGE_IF_WRITTEN).
  */
+/** The mutable columns UPDATE_IF_CURRENT sets as they are: all but the stock, which carries the guard. */
+const UNGUARDED_COLUMNS = UPSERT_COLUMNS.filter((c) => c !== "stock");
+
 const UPDATE_IF_CURRENT =
   "update `products` set `stock` = if(`version` = ? and `product_id` = ?, ?, -1), " +
-  UPSERT_COLUMNS.filter((c) => c !== "stock")
-    .map((c) => `\`${c}\` = ?`)
-    .join(", ") +
+  UNGUARDED_COLUMNS.map((c) => `\`${c}\` = ?`).join(", ") +
   " where `merchant_id` = ? and `sku` = ?";
 
 /**
@@ -268,14 +269,7 @@ export async function writeIfCurrent(trx: CatalogTx, merchantId: string, next: P
   const row = productToRow(merchantId, next);
   await deferWrite(trx, {
     sql: UPDATE_IF_CURRENT,
-    parameters: [
-      before.version,
-      before.id,
-      row.stock,
-      ...UPSERT_COLUMNS.filter((c) => c !== "stock").map((c) => row[c]),
-      merchantId,
-      next.sku,
-    ],
+    parameters: [before.version, before.id, row.stock, ...UNGUARDED_COLUMNS.map((c) => row[c]), merchantId, next.sku],
   });
 }
 
