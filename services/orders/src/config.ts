@@ -21,8 +21,8 @@ export interface OrderConfig {
    * at most ORDER_IN_FLIGHT_WAIT_MS for one of its merchant's places; past
    * that, RESOURCE_EXHAUSTED with RetryInfo. A merchant's single-line orders
    * under way (queued or in a transaction) are capped at what its recent
-   * answer rate clears in ORDER_QUEUE_MS (0 = no cap), never below
-   * 4 x ORDER_BATCH_MAX (reservations.ts).
+   * answer rate clears in ORDER_QUEUE_MS (0 = no cap), never below a SKU's
+   * full line, ORDER_WAITING_PER_SKU (and 4 x ORDER_BATCH_MAX; reservations.ts).
    */
   bulkhead: BulkheadLimits;
   /** The most single-line orders that share a transaction: of one SKU, or lone orders of one merchant's SKUs (ORDER_BATCH_MAX; 1 = no batching). */

@@ -191,9 +191,12 @@ const RATE_TAU_MS = 1000;
  * orders that reach the handler (the server's early refusal sees only gRPC,
  * and only once the shared line is full), each held in memory until its
  * answer. So a merchant's orders under way are capped by time: no more
- * than its recent answer rate clears in queueMs, and never fewer than
- * 4 x maxBatch (two pipelined shared transactions, full, and two more
- * waiting), so a steady crowd of buyers is not refused for a slow second.
+ * than its recent answer rate clears in queueMs, and never fewer than one
+ * SKU's full line (maxWaiting; at least 4 x maxBatch: two pipelined shared
+ * transactions, full, and two more waiting), so a steady crowd of buyers
+ * is not refused for a slow second, and a flash sale's first burst on a
+ * merchant that was quiet (no answer rate yet) is taken as its SKU's lane
+ * takes it, in batches, instead of refused with a second's retry delay.
  * When answers stop, the rate decays and the cap falls to that floor.
  */
 interface UnderWay {
@@ -213,7 +216,7 @@ export function createReservations(options: ReservationOptions): Reservations {
   const lanes = new Map<string, Lane>();
   /** Each merchant's single-line orders under way (UnderWay), while it has any. */
   const underWay = new Map<string, UnderWay>();
-  const underWayFloor = 4 * maxBatch;
+  const underWayFloor = Math.max(4 * maxBatch, Number.isFinite(maxWaiting) ? maxWaiting : 0);
   /** Each merchant's shared transactions: lone orders of its SKUs waiting for one, and how many are under way. */
   const groups = new Map<string, Group>();
   const keyOf = (merchantId: string, sku: string) => `${merchantId}\u0000${sku}`;
@@ -272,6 +275,28 @@ export function createReservations(options: ReservationOptions): Reservations {
     }
   };
 
+  /**
+   * sweep takes out of the lane's queue the orders of behind (orders that
+   * were waiting before the read that made the lane's knowledge) that the
+   * knowledge refuses, and returns them with their errors: once a SKU is
+   * sold out, its whole crowd is refused from one read instead of a batch
+   * of maxBatch at a time, each behind the one before. An order whose
+   * request_id is in a batch under way stays: its twin's outcome decides.
+   */
+  const sweep = (lane: Lane, behind: readonly Waiting[]): { w: Waiting; error: PreconditionError }[] => {
+    const swept: { w: Waiting; error: PreconditionError }[] = [];
+    for (const w of behind) {
+      if (lane.taken.has(w.reservation.call.requestId)) continue;
+      const error = refusal(lane, w.reservation);
+      if (error) swept.push({ w, error });
+    }
+    if (swept.length > 0) {
+      const out = new Set(swept.map((r) => r.w));
+      lane.queue = lane.queue.filter((w) => !out.has(w));
+    }
+    return swept;
+  };
+
   const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
 
   /**
@@ -285,6 +310,8 @@ export function createReservations(options: ReservationOptions): Reservations {
     /** The refused orders' key read, which runs alongside the transaction of the rest. */
     let refusing: Promise<void> | undefined;
     if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
+      // The orders waiting behind the batch before the read: it answers them too (sweep), as it came after them.
+      const behind = lane.queue.slice();
       if (!fresh(lane)) {
         const product = await findProduct(db, lane.merchantId, lane.sku);
         lane.known = product && { product, at: now() };
@@ -295,6 +322,7 @@ export function createReservations(options: ReservationOptions): Reservations {
         if (error) refused.push({ w, error });
         return !error;
       });
+      refused.push(...sweep(lane, behind));
       if (refused.length > 0) refusing = refuse(refused);
     }
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.
