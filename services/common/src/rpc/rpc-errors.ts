@@ -9,6 +9,7 @@ import {
 } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import {
   AlreadyExistsError,
+  DomainError,
   EtagMismatchError,
   InvalidArgumentError,
   NotFoundError,
@@ -28,6 +29,22 @@ export const ERROR_DOMAIN = "stockroom";
  */
 export function toConnectError(error: unknown, log: Logger, procedure: string): ConnectError {
   if (error instanceof ConnectError) return error;
+  if (!(error instanceof DomainError)) {
+    log.error("unhandled error", { procedure, error });
+    return new ConnectError("internal error", Code.Internal);
+  }
+  // A domain error's status is an answer like any other: no stack trace to capture (errors.ts DomainError).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return domainStatus(error, log, procedure);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/** domainStatus is toConnectError of a domain error. */
+function domainStatus(error: DomainError, log: Logger, procedure: string): ConnectError {
   const info = (reason: string, metadata: Record<string, string> = {}) => ({
     desc: ErrorInfoSchema,
     value: { reason, domain: ERROR_DOMAIN, metadata },
