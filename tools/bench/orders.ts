@@ -21,11 +21,25 @@
  * server idle, so the two tell the orders server's share of the bystander's
  * slowdown from the database's.
  *
+ * - sellout (issue 14's held-out case): BENCH_SELLOUT_ORDERS (1,000)
+ *   single-unit orders at once on one SKU stocked BENCH_SELLOUT_STOCK
+ *   (137), then as many again on the SKU, now sold out; BENCH_SELLOUT_ROUNDS
+ *   (5) times on a fresh SKU each, through each path. Exactly the stock
+ *   must be placed and the rest refused INSUFFICIENT_STOCK. In the first
+ *   wave the refused calls are the later arrivals of the burst, answered
+ *   once the stock is gone. The second wave runs while another
+ *   transaction holds the SKU's row lock (BENCH_SELLOUT_LOCK_MS, 1 s): the
+ *   process knows the SKU is sold out and answers from a non-locking read
+ *   (reservations.ts), where every raw transaction queues for a
+ *   connection and the row lock to find out.
+ *
  * Targets (the issues'): spread p99 <= 20 ms and spread orders/s >= 0.5x
  * raw; hot orders/s >= 1.5x raw hot (the orders of one SKU share
  * transactions, services/orders/src/reservations.ts); the light merchant's
  * p99 alongside the hot phase <= 2x its p99 on the idle server (the
- * per-merchant bulkhead, services/orders/src/bulkhead.ts). Every scenario
+ * per-merchant bulkhead, services/orders/src/bulkhead.ts); on a SKU known
+ * to be sold out, every order refused before the row lock held elsewhere
+ * is released (sellout). Every scenario
  * ends with an oversell check: each SKU's stock decrease must equal the
  * quantity in its committed order lines and the quantity of the orders the
  * clients saw succeed.
@@ -51,7 +65,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from "mysql2/promise";
-import { RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { type CreateOrderRequestSchema, OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
@@ -72,8 +86,17 @@ const BUYERS = readInt(process.env, "BENCH_BUYERS", 64, 1, 1024);
 const CALLS = readInt(process.env, "BENCH_CALLS", 2000, 1, 1_000_000);
 const WARMUP = readInt(process.env, "BENCH_WARMUP", 200, 0, 1_000_000);
 const RATE = readInt(process.env, "BENCH_RATE", 0, 0, 1_000_000);
-/** BENCH_SCENARIOS: a comma-separated subset of hot,spread (dev runs); targets of scenarios left out are not reported. */
-const SCENARIOS = (process.env["BENCH_SCENARIOS"] ?? "hot,spread").split(",").filter((s): s is Scenario => s === "hot" || s === "spread");
+/** BENCH_SCENARIOS: a comma-separated subset of hot,spread,sellout (dev runs); targets of scenarios left out are not reported. */
+const SCENARIO_LIST = (process.env["BENCH_SCENARIOS"] ?? "hot,spread,sellout").split(",").map((s) => s.trim());
+const SCENARIOS = SCENARIO_LIST.filter((s): s is Scenario => s === "hot" || s === "spread");
+const SELLOUT = SCENARIO_LIST.includes("sellout");
+const SELLOUT_ORDERS = readInt(process.env, "BENCH_SELLOUT_ORDERS", 1000, 1, 100_000);
+const SELLOUT_STOCK = readInt(process.env, "BENCH_SELLOUT_STOCK", 137, 1, 1_000_000);
+const SELLOUT_ROUNDS = readInt(process.env, "BENCH_SELLOUT_ROUNDS", 5, 1, 100);
+/** How long another transaction holds the sold-out SKU's row lock while the second wave runs. */
+const SELLOUT_LOCK_MS = readInt(process.env, "BENCH_SELLOUT_LOCK_MS", 1000, 1, 60_000);
+/** The sellout's calls refused for load (RESOURCE_EXHAUSTED), each retried after its RetryInfo. */
+const selloutShed = { count: 0 };
 const SPREAD_SKUS = readInt(process.env, "BENCH_SPREAD_SKUS", 10_000, 1, 1_000_000);
 const LIGHT_SKUS = 5;
 /** Enough that no SKU runs out, even the hot one: at most 2 units per order. */
@@ -247,6 +270,16 @@ try {
     }
   }
 
+  const sellouts = SELLOUT ? { rpc: await sellout("rpc", rpcSellOrder), raw: await sellout("raw", rawSellOrder) } : undefined;
+  for (const [via, r] of Object.entries(sellouts ?? {})) {
+    errors.push(...r.errors.map((e) => `sellout ${via}: ${e}`));
+    console.log(
+      `  sellout ${via}: placed p50 ${r.placed.p50Ms} ms, p99 ${r.placed.p99Ms} ms; refused in the same burst p50 ${r.soldOut.p50Ms} ms, p99 ${r.soldOut.p99Ms} ms; ` +
+        `refused once sold out (row locked elsewhere) p50 ${r.afterSoldOut.p50Ms} ms, max ${r.afterSoldOut.maxMs} ms` +
+        (via === "rpc" ? `; ${selloutShed.count} calls refused for load and retried` : ""),
+    );
+  }
+
   const ratio = (s: Scenario) => results[s] && round(results[s].rpc.throughput / results[s].raw.throughput, 2);
   const lightP99Ratio = bystander && lightRatio(bystander);
   const cells = (s: Summary) => [
@@ -321,7 +354,42 @@ try {
       pass: lightP99Ratio !== undefined && lightP99Ratio <= TARGET_LIGHT_P99_RATIO,
     },
   ];
-  const targets = allTargets.filter((t) => SCENARIOS.includes(t.scenario));
+  const targets: { target: string; value: string; pass: boolean }[] = allTargets.filter((t) => SCENARIOS.includes(t.scenario));
+  if (sellouts) {
+    const { rpc, raw } = sellouts;
+    console.log(
+      `\n${table(
+        [
+          `sellout (issue 14): ${SELLOUT_ORDERS} orders at once on stock ${SELLOUT_STOCK}, then ${SELLOUT_ORDERS} more`,
+          "rounds",
+          "placed",
+          "placed p50 / p99 ms",
+          "refused in the burst",
+          "refused p50 / p99 ms",
+          "refused once sold out, row locked elsewhere: p50 / max ms",
+          "result",
+        ],
+        (["rpc", "raw"] as const).map((via) => {
+          const r = sellouts[via];
+          return [
+            via,
+            r.rounds,
+            r.placed.calls,
+            `${r.placed.p50Ms} / ${r.placed.p99Ms}`,
+            r.soldOut.calls,
+            `${r.soldOut.p50Ms} / ${r.soldOut.p99Ms}`,
+            `${r.afterSoldOut.p50Ms} / ${r.afterSoldOut.maxMs}`,
+            r.bad.length === 0 ? "OK" : `WRONG: ${r.bad.join("; ")}`,
+          ];
+        }),
+      )}`,
+    );
+    targets.push({
+      target: `orders on a SKU known to be sold out refused without waiting for its row lock (held ${SELLOUT_LOCK_MS} ms elsewhere): max < ${SELLOUT_LOCK_MS} ms`,
+      value: `max ${rpc.afterSoldOut.maxMs} ms, p50 ${rpc.afterSoldOut.p50Ms} ms (raw: p50 ${raw.afterSoldOut.p50Ms} ms)`,
+      pass: rpc.afterSoldOut.maxMs < SELLOUT_LOCK_MS,
+    });
+  }
   console.log(
     `\n${table(
       ["target", "measured", "result"],
@@ -366,11 +434,22 @@ try {
     targets,
     shed,
     oversell: checkRows,
+    sellout: sellouts && {
+      orders: SELLOUT_ORDERS,
+      stock: SELLOUT_STOCK,
+      lockMs: SELLOUT_LOCK_MS,
+      shedAndRetried: selloutShed.count,
+      ...sellouts,
+    },
     errors,
   });
   console.log(`\nwrote ${file}`);
   if (errors.length > 0) {
     console.error(`\ncalls failed, e.g.:\n  ${errors.slice(0, 5).join("\n  ")}`);
+    process.exitCode = 1;
+  }
+  if (sellouts && (sellouts.rpc.bad.length > 0 || sellouts.raw.bad.length > 0)) {
+    console.error("\na sellout placed or refused the wrong orders: see the table above");
     process.exitCode = 1;
   }
   if (checkRows.some((c) => c.bad.length > 0)) {
@@ -415,8 +494,8 @@ async function lightMerchant(): Promise<LightMerchant> {
   return { merchantId: created.merchantId, child };
 }
 
-/** seed inserts `count` active products with STOCK units each for a merchant, in batches, and returns their SKUs. */
-async function seed(merchantId: string, prefix: string, count: number): Promise<string[]> {
+/** seed inserts `count` active products with `stock` units each (STOCK by default) for a merchant, in batches, and returns their SKUs. */
+async function seed(merchantId: string, prefix: string, count: number, stock = STOCK): Promise<string[]> {
   const now = new Date();
   const skus = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
   for (let i = 0; i < skus.length; i += 1000) {
@@ -424,7 +503,7 @@ async function seed(merchantId: string, prefix: string, count: number): Promise<
     await pool.query(
       `INSERT INTO products (merchant_id, sku, product_id, title, description, price_minor, currency, stock, status, attributes, version, created_at, updated_at)
        VALUES ${batch.map(() => "(?, ?, ?, ?, '', 2999, 'EUR', ?, 'active', '{}', 1, ?, ?)").join(", ")}`,
-      batch.flatMap((sku) => [merchantId, sku, newUlid(), `Doorbuster ${sku}`, STOCK, now, now]),
+      batch.flatMap((sku) => [merchantId, sku, newUlid(), `Doorbuster ${sku}`, stock, now, now]),
     );
   }
   return skus;
@@ -450,7 +529,7 @@ async function rawOrder(merchantId: string, lines: Line[]): Promise<void> {
         "UPDATE products SET stock = stock - ?, version = version + 1, updated_at = ? WHERE merchant_id = ? AND sku = ? AND stock >= ?",
         [line.quantity, now, merchantId, line.sku, line.quantity],
       );
-      if (updated.affectedRows !== 1) throw new Error(`${line.sku}: insufficient stock`);
+      if (updated.affectedRows !== 1) throw Object.assign(new Error(`${line.sku}: insufficient stock`), { insufficientStock: true });
     }
     const orderId = newUlid(now.getTime());
     await conn.query(
@@ -523,4 +602,113 @@ async function stockCheck(merchantId: string, skus: string[], seen: Map<string, 
   if (check.skus !== skus.length)
     check.bad.push({ sku: `${prefix}*: ${check.skus} of ${skus.length} SKUs found`, stock: NaN, decrease: 0, inLines: 0, seen: 0 });
   return check;
+}
+
+/** The outcome of one sell-out order: placed, or refused for want of stock (anything else throws). */
+type SellOutcome = "placed" | "soldOut";
+
+interface SelloutResult {
+  rounds: number;
+  /** The first wave: its placed orders, and the ones it refused (the burst's later arrivals). */
+  placed: Summary;
+  soldOut: Summary;
+  /** The second wave, on the sold-out SKU: every order refused. */
+  afterSoldOut: Summary;
+  /** What a round got wrong: placed orders other than the stock, stock left, order lines that disagree. */
+  bad: string[];
+  errors: string[];
+}
+
+/**
+ * sellout fires SELLOUT_ORDERS single-unit orders at once on a fresh SKU
+ * stocked SELLOUT_STOCK, then as many again once they are all answered,
+ * SELLOUT_ROUNDS times, and times each call by wave and outcome. A round is
+ * right when exactly the stock was placed, every other order refused, and
+ * the SKU's stock and order lines agree with that.
+ */
+async function sellout(via: Via, order: (sku: string, requestId: string) => Promise<SellOutcome>): Promise<SelloutResult> {
+  const times = { placed: [] as number[], soldOut: [] as number[], afterSoldOut: [] as number[] };
+  const bad: string[] = [];
+  const errors: string[] = [];
+  /** wave sends the orders at once and returns how many were placed; refused calls' times go to refused. */
+  const wave = async (sku: string, name: string, refused: number[]) => {
+    let placed = 0;
+    await Promise.all(
+      Array.from({ length: SELLOUT_ORDERS }, async (_, i) => {
+        const started = performance.now();
+        try {
+          const outcome = await order(sku, `sellout-${via}-${name}-${i}`);
+          (outcome === "placed" ? times.placed : refused).push(performance.now() - started);
+          if (outcome === "placed") placed++;
+        } catch (error) {
+          if (errors.length < 5) errors.push(error instanceof Error ? error.message : String(error));
+        }
+      }),
+    );
+    return placed;
+  };
+  const t0 = performance.now();
+  for (let r = 0; r < SELLOUT_ROUNDS; r++) {
+    const [sku] = await seed(merchantId, `SELLOUT-${via.toUpperCase()}-${r}-`, 1, SELLOUT_STOCK);
+    const placed = await wave(sku!, `${r}a`, times.soldOut);
+    // The second wave finds the row locked by another transaction (a restock's, a bulk job's) for SELLOUT_LOCK_MS.
+    const holder = await pool.getConnection();
+    let placedAfter: number;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT stock FROM products WHERE merchant_id = ? AND sku = ? FOR UPDATE", [merchantId, sku]);
+      const unlock = delay(SELLOUT_LOCK_MS).then(() => holder.query("ROLLBACK"));
+      placedAfter = await wave(sku!, `${r}b`, times.afterSoldOut);
+      await unlock;
+    } finally {
+      holder.release();
+    }
+    const [rows] = await pool.query<RowDataPacket[]>(
+      "SELECT (SELECT stock FROM products WHERE merchant_id = ? AND sku = ?) AS stock, (SELECT COALESCE(SUM(quantity), 0) FROM order_lines WHERE merchant_id = ? AND sku = ?) AS sold",
+      [merchantId, sku, merchantId, sku],
+    );
+    const stock = Number(rows[0]!["stock"]);
+    const sold = Number(rows[0]!["sold"]);
+    if (placed !== SELLOUT_STOCK || placedAfter !== 0 || stock !== 0 || sold !== SELLOUT_STOCK) {
+      bad.push(`round ${r + 1}: ${placed} then ${placedAfter} placed, stock ${stock}, ${sold} in order lines (stock was ${SELLOUT_STOCK})`);
+    }
+  }
+  const wallMs = performance.now() - t0;
+  const summary = (latencies: number[]) => summarize({ latencies, failures: 0, errors: [], wallMs, cpuMs: 0 });
+  return {
+    rounds: SELLOUT_ROUNDS,
+    placed: summary(times.placed),
+    soldOut: summary(times.soldOut),
+    afterSoldOut: summary(times.afterSoldOut),
+    bad,
+    errors,
+  };
+}
+
+/** rpcSellOrder orders one unit over gRPC; a shed call waits out its RetryInfo and retries, and its wait counts. */
+async function rpcSellOrder(sku: string, requestId: string): Promise<SellOutcome> {
+  for (;;) {
+    try {
+      await createOrder({ requestId, lines: [{ sku, quantity: 1 }], buyerReference: "black-friday" });
+      return "placed";
+    } catch (error) {
+      const e = ConnectError.from(error);
+      if (e.code === Code.FailedPrecondition && e.findDetails(ErrorInfoSchema)[0]?.reason === "INSUFFICIENT_STOCK") return "soldOut";
+      const retryDelay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+      if (e.code !== Code.ResourceExhausted || !retryDelay) throw error;
+      selloutShed.count++;
+      await delay(Number(retryDelay.seconds) * 1000 + retryDelay.nanos / 1e6);
+    }
+  }
+}
+
+/** rawSellOrder is rawOrder for one unit: refused when its conditional decrement finds no stock. */
+async function rawSellOrder(sku: string): Promise<SellOutcome> {
+  try {
+    await rawOrder(merchantId, [{ sku, quantity: 1 }]);
+    return "placed";
+  } catch (error) {
+    if ((error as { insufficientStock?: boolean }).insufficientStock) return "soldOut";
+    throw error;
+  }
 }
