@@ -280,13 +280,16 @@ export function createReservations(options: ReservationOptions): Reservations {
    * were waiting before the read that made the lane's knowledge) that the
    * knowledge refuses, and returns them with their errors: once a SKU is
    * sold out, its whole crowd is refused from one read instead of a batch
-   * of maxBatch at a time, each behind the one before. An order whose
-   * request_id is in a batch under way stays: its twin's outcome decides.
+   * of maxBatch at a time, each behind the one before. Only orders still
+   * waiting are taken (another batch may have taken some meanwhile), and
+   * an order whose request_id is in a batch under way stays: its twin's
+   * outcome decides.
    */
   const sweep = (lane: Lane, behind: readonly Waiting[]): { w: Waiting; error: PreconditionError }[] => {
+    const waiting = new Set(lane.queue);
     const swept: { w: Waiting; error: PreconditionError }[] = [];
     for (const w of behind) {
-      if (lane.taken.has(w.reservation.call.requestId)) continue;
+      if (!waiting.has(w) || lane.taken.has(w.reservation.call.requestId)) continue;
       const error = refusal(lane, w.reservation);
       if (error) swept.push({ w, error });
     }
