@@ -104,7 +104,7 @@ export function createCatalogService({
 
   /** The products this server last read or wrote, for updateIfCurrent (recent-products.ts). */
   const recent = createRecentProducts(RECENT_PRODUCTS);
-  /** The states behind the answers mutations built, until remember sees whether they committed. */
+  /** The states behind the answers mutations built, until commit sees whether they committed. */
   const built = new WeakMap<ProtoProduct, Product>();
 
   /** answer is a mutation's response for the product state it wrote. */
@@ -115,14 +115,20 @@ export function createCatalogService({
   };
 
   /**
-   * remember keeps the state a mutation committed, once its transaction is
-   * over: the answer is the very message its last attempt built (answer),
-   * not a stored answer replayed for a retried request_id, nor one of a
-   * COMMIT that failed.
+   * commit runs a catalog mutation (mutate) and, once its transaction is
+   * over, keeps the state it committed: only when the answer is the very
+   * message its last attempt built (answer), not a stored answer replayed
+   * for a retried request_id, nor one of a COMMIT that failed.
    */
-  const remember = <R extends { product?: ProtoProduct }>(merchantId: string, res: R): R => {
-    const product = res.product && built.get(res.product);
-    if (product) recent.set(merchantId, product);
+  const commit = async <Req extends DescMessage, Res extends DescMessage>(
+    principal: Principal,
+    call: CatalogCall<Req, Res>,
+    run: (trx: CatalogTx, change: ChangeContext) => Promise<MessageInitShape<Res>>,
+  ): Promise<MessageShape<Res>> => {
+    const res = await mutate(db, principal, call, run);
+    const sent = (res as { product?: ProtoProduct }).product;
+    const product = sent && built.get(sent);
+    if (product) recent.set(principal.merchantId, product);
     return res;
   };
 
@@ -146,7 +152,7 @@ export function createCatalogService({
     principal: Principal,
     sku: string,
     etag: string | undefined,
-    call: Omit<IdempotentCall<typeof UpdateProductRequestSchema, typeof UpdateProductResponseSchema>, "merchantId">,
+    call: CatalogCall<typeof UpdateProductRequestSchema, typeof UpdateProductResponseSchema>,
     plan: (current: Product, violations: FieldViolation[]) => { next: Product; changed: string[] },
   ): Promise<MessageShape<typeof UpdateProductResponseSchema> | undefined> {
     if (etag === undefined) return undefined;
@@ -156,15 +162,12 @@ export function createCatalogService({
     const planned = plan(known, refused);
     if (refused.length > 0 || planned.changed.length === 0) return undefined;
     try {
-      const res = remember(
-        principal.merchantId,
-        await mutate(db, principal, call, async (trx, change) => {
-          const [updated] = await writeProducts(trx, change, [
-            { kind: "update-if-current", before: known, fields: planned.next, changedFields: planned.changed },
-          ]);
-          return answer(updated!);
-        }),
-      );
+      const res = await commit(principal, call, async (trx, change) => {
+        const [updated] = await writeProducts(trx, change, [
+          { kind: "update-if-current", before: known, fields: planned.next, changedFields: planned.changed },
+        ]);
+        return answer(updated!);
+      });
       countFromKnownState?.("applied");
       return res;
     } catch (error) {
@@ -189,29 +192,16 @@ export function createCatalogService({
       validateCompareAt("product.compare_at_price.currency_code", undefined, fields, p.compareAtPrice?.currencyCode, violations);
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return remember(
-        principal.merchantId,
-        await mutate(
-          db,
-          principal,
-          {
-            method: "CatalogService.CreateProduct",
-            requestId: req.requestId,
-            requestSchema: CreateProductRequestSchema,
-            request: req,
-            responseSchema: CreateProductResponseSchema,
-          },
-          async (trx, change) => {
-            try {
-              const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
-              return answer(product!);
-            } catch (error) {
-              if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
-              throw error;
-            }
-          },
-        ),
-      );
+      const call = catalogCall("CreateProduct", req, CreateProductRequestSchema, CreateProductResponseSchema);
+      return commit(principal, call, async (trx, change) => {
+        try {
+          const [product] = await writeProducts(trx, change, [{ kind: "create", product: { id: newUlid(), sku: p.sku, ...fields } }]);
+          return answer(product!);
+        } catch (error) {
+          if (mysqlErrno(error) === ER_DUP_ENTRY) throw new AlreadyExistsError("product", p.sku);
+          throw error;
+        }
+      });
     },
 
     async getProduct(req, ctx) {
@@ -278,13 +268,7 @@ export function createCatalogService({
         throw new PreconditionError("SEARCH_UNAVAILABLE", "wait_for_search needs a search projection, and this server has none");
       }
 
-      const call = {
-        method: "CatalogService.UpdateProduct",
-        requestId: req.requestId,
-        requestSchema: UpdateProductRequestSchema,
-        request: req,
-        responseSchema: UpdateProductResponseSchema,
-      };
+      const call = catalogCall("UpdateProduct", req, UpdateProductRequestSchema, UpdateProductResponseSchema);
       /** plan is the change the call asks of the product's current state (violations: what it refuses). */
       const plan = (current: Product, wrong: FieldViolation[]) => {
         const change = applyMask(current, patch, paths);
@@ -294,19 +278,16 @@ export function createCatalogService({
       };
       const res =
         (await updateIfCurrent(principal, p.sku, etag, call, plan)) ??
-        remember(
-          principal.merchantId,
-          await mutate(db, principal, call, async (trx, change) => {
-            const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
-            // Read under its lock: a committed state, whatever this transaction does next.
-            recent.set(principal.merchantId, current);
-            const { next, changed } = plan(current, violations);
-            if (violations.length > 0) throw new InvalidArgumentError(violations);
-            if (changed.length === 0) return { product: productToProto(current) };
-            const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
-            return answer(updated!);
-          }),
-        );
+        (await commit(principal, call, async (trx, change) => {
+          const current = await lockForCall(trx, principal.merchantId, p.sku, etag);
+          // Read under its lock: a committed state, whatever this transaction does next.
+          recent.set(principal.merchantId, current);
+          const { next, changed } = plan(current, violations);
+          if (violations.length > 0) throw new InvalidArgumentError(violations);
+          if (changed.length === 0) return { product: productToProto(current) };
+          const [updated] = await writeProducts(trx, change, [{ kind: "update", before: current, fields: next, changedFields: changed }]);
+          return answer(updated!);
+        }));
       // After the commit: the projection can only apply what the relay has published.
       if (req.waitForSearch) await waitForSearch(principal.merchantId, res.product!, ctx.signal);
       return res;
@@ -320,22 +301,12 @@ export function createCatalogService({
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
       recent.delete(principal.merchantId, req.sku);
-      return mutate(
-        db,
-        principal,
-        {
-          method: "CatalogService.DeleteProduct",
-          requestId: req.requestId,
-          requestSchema: DeleteProductRequestSchema,
-          request: req,
-          responseSchema: DeleteProductResponseSchema,
-        },
-        async (trx, change) => {
-          const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
-          await writeProducts(trx, change, [{ kind: "delete", before: current }]);
-          return { product: productToProto(current) };
-        },
-      );
+      const call = catalogCall("DeleteProduct", req, DeleteProductRequestSchema, DeleteProductResponseSchema);
+      return mutate(db, principal, call, async (trx, change) => {
+        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+        await writeProducts(trx, change, [{ kind: "delete", before: current }]);
+        return { product: productToProto(current) };
+      });
     },
 
     async adjustStock(req, ctx) {
@@ -349,41 +320,26 @@ export function createCatalogService({
       }
       if (violations.length > 0) throw new InvalidArgumentError(violations);
 
-      return remember(
-        principal.merchantId,
-        await mutate(
-          db,
-          principal,
-          {
-            method: "CatalogService.AdjustStock",
-            requestId: req.requestId,
-            requestSchema: AdjustStockRequestSchema,
-            request: req,
-            responseSchema: AdjustStockResponseSchema,
-          },
-          async (trx, change) => {
-            const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
-            const stock = current.stock + req.delta;
-            if (stock < 0) {
-              throw new PreconditionError("INSUFFICIENT_STOCK", `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`, {
-                sku: req.sku,
-                available: String(current.stock),
-                requested: String(-req.delta),
-              });
-            }
-            if (stock > LIMITS.stock) {
-              throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
-                sku: req.sku,
-                available: String(current.stock),
-              });
-            }
-            const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [
-              { kind: "stock", before: current, delta: req.delta },
-            ]);
-            return answer(next!);
-          },
-        ),
-      );
+      const call = catalogCall("AdjustStock", req, AdjustStockRequestSchema, AdjustStockResponseSchema);
+      return commit(principal, call, async (trx, change) => {
+        const current = await lockForCall(trx, principal.merchantId, req.sku, etag);
+        const stock = current.stock + req.delta;
+        if (stock < 0) {
+          throw new PreconditionError("INSUFFICIENT_STOCK", `stock of "${req.sku}" is ${current.stock}; cannot remove ${-req.delta}`, {
+            sku: req.sku,
+            available: String(current.stock),
+            requested: String(-req.delta),
+          });
+        }
+        if (stock > LIMITS.stock) {
+          throw new PreconditionError("STOCK_OVERFLOW", `stock of "${req.sku}" would exceed ${LIMITS.stock}`, {
+            sku: req.sku,
+            available: String(current.stock),
+          });
+        }
+        const [next] = await writeProducts(trx, { ...change, reason: req.reason }, [{ kind: "stock", before: current, delta: req.delta }]);
+        return answer(next!);
+      });
     },
 
     async listProductHistory(req, ctx) {
@@ -438,11 +394,24 @@ export function createCatalogService({
   };
 }
 
+/** CatalogCall is a catalog mutation's idempotent call; the merchant comes from the principal. */
+type CatalogCall<Req extends DescMessage, Res extends DescMessage> = Omit<IdempotentCall<Req, Res>, "merchantId">;
+
+/** catalogCall describes CatalogService.<method>'s call of request, keyed by its request_id. */
+function catalogCall<Req extends DescMessage, Res extends DescMessage>(
+  method: string,
+  request: MessageShape<Req> & { requestId: string },
+  requestSchema: Req,
+  responseSchema: Res,
+): CatalogCall<Req, Res> {
+  return { method: `CatalogService.${method}`, requestId: request.requestId, requestSchema, request, responseSchema };
+}
+
 /** mutate runs one catalog mutation (idempotentMutation) as the caller's principal, from the API. */
 function mutate<Req extends DescMessage, Res extends DescMessage>(
   db: CatalogDb,
   principal: Principal,
-  call: Omit<IdempotentCall<Req, Res>, "merchantId">,
+  call: CatalogCall<Req, Res>,
   run: (trx: CatalogTx, change: ChangeContext) => Promise<MessageInitShape<Res>>,
 ): Promise<MessageShape<Res>> {
   const change: ChangeContext = {

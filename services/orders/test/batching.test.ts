@@ -1,5 +1,5 @@
 import test from "ava";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
 import { CreateOrderResponseSchema } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import {
@@ -12,6 +12,7 @@ import {
   orderEvents,
   orderStockChanges,
   preconditionViolations,
+  settle,
   startOrders,
   stockOf,
 } from "./helpers.ts";
@@ -24,15 +25,6 @@ const merchantId = api.merchantA.merchantId;
 /** locksOf counts the statements that locked a SKU's product row (SELECT … FOR UPDATE) since `from` (an index into api.queries). */
 const locksOf = (sku: string, from = 0) =>
   api.queries.slice(from).filter((q) => /^select .* from `products` .*for update/i.test(q.sql) && q.parameters.includes(sku)).length;
-
-/** settle runs the calls at once and splits them into the orders placed and the errors. */
-async function settle<T>(calls: Promise<T>[]): Promise<{ won: T[]; lost: ConnectError[] }> {
-  const results = await Promise.allSettled(calls);
-  return {
-    won: results.filter((r): r is PromiseFulfilledResult<Awaited<T>> => r.status === "fulfilled").map((r) => r.value),
-    lost: results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason)),
-  };
-}
 
 /** auditTrail lists a SKU's audit entries (version, stock after, source_ref, request_id), oldest first. */
 async function auditTrail(sku: string, merchant = merchantId) {

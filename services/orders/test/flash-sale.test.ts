@@ -6,11 +6,11 @@
  * crowd waiting for it.
  */
 import test from "ava";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { catalogModule } from "@stockroom/catalog";
 import { startTestApi } from "@stockroom/common/testing";
 import { ordersModule, parseOrderConfig, type OrderTables } from "../src/index.ts";
-import { createProduct, errorInfo, OrderService, stockOf } from "./helpers.ts";
+import { createProduct, errorInfo, OrderService, settle, stockOf } from "./helpers.ts";
 
 const defaults = parseOrderConfig({});
 const api = await startTestApi<OrderTables>("orders_flash_sale", (db) => [
@@ -20,14 +20,6 @@ const api = await startTestApi<OrderTables>("orders_flash_sale", (db) => [
 test.after.always(() => api.close());
 const orders = api.client(OrderService, api.merchantA);
 const merchantId = api.merchantA.merchantId;
-
-async function settle<T>(calls: Promise<T>[]): Promise<{ won: T[]; lost: ConnectError[] }> {
-  const results = await Promise.allSettled(calls);
-  return {
-    won: results.filter((r): r is PromiseFulfilledResult<Awaited<T>> => r.status === "fulfilled").map((r) => r.value),
-    lost: results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason)),
-  };
-}
 
 /** productReads counts the non-locking reads of a SKU's product row since `from` (an index into api.queries). */
 const productReads = (sku: string, from: number) =>

@@ -1,4 +1,4 @@
-import type { ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PreconditionFailureSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
@@ -13,6 +13,15 @@ import type { OrderTables } from "../src/store.ts";
 
 export { CatalogService, OrderService };
 export { errorInfo, fieldViolations, rejection } from "@stockroom/catalog/testing";
+
+/** settle runs the calls at once and splits them into the orders placed and the errors. */
+export async function settle<T>(calls: Promise<T>[]): Promise<{ won: T[]; lost: ConnectError[] }> {
+  const results = await Promise.allSettled(calls);
+  return {
+    won: results.filter((r): r is PromiseFulfilledResult<Awaited<T>> => r.status === "fulfilled").map((r) => r.value),
+    lost: results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason)),
+  };
+}
 
 /**
  * startOrders starts the catalog and the orders on their own database for
