@@ -70,10 +70,12 @@ import { type CreateOrderRequestSchema, OrderService } from "@stockroom/sdk/gen/
 import { createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig, readInt, newUlid } from "@stockroom/common";
 import { createDatabase, type CommonTables } from "@stockroom/common/db";
+import { freePort } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations } from "@stockroom/orders";
 import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
+import { describeGc, readRuntime, runtimePhase, type RuntimePhase } from "./runtime-metrics.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
 import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
@@ -118,12 +120,26 @@ type Line = { sku: string; quantity: number };
 type Scenario = "hot" | "spread";
 type Via = "rpc" | "raw";
 
+/** The orders server's own /metrics: its GC pauses and event-loop delay while the light merchant is measured (runtime-metrics.ts). */
+const metricsPort = await freePort();
 const server = await startServerProcess({
   name: "bench_orders",
   entrypoint: path.join(import.meta.dirname, "..", "..", "services", "orders", "src", "main.ts"),
   migrations: [catalogMigrations, orderMigrations],
-  env: { ORDER_RATE_PER_SEC: String(RATE), ORDER_RATE_BURST: String(Math.max(1, RATE)) },
+  env: { ORDER_RATE_PER_SEC: String(RATE), ORDER_RATE_BURST: String(Math.max(1, RATE)), METRICS_PORT: String(metricsPort) },
 });
+const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+/**
+ * serverRuntime runs a phase and says what the orders server's runtime did
+ * meanwhile: a bystander's call waits out every collection pause and
+ * event-loop stall of the process, whoever caused them.
+ */
+async function serverRuntime<T>(run: () => Promise<T>): Promise<[T, RuntimePhase | undefined]> {
+  const before = await readRuntime(metricsUrl);
+  const result = await run();
+  const after = await readRuntime(metricsUrl);
+  return [result, before && after ? runtimePhase(before, after) : undefined];
+}
 /**
  * BENCH_LIGHT_OWN_PROCESS=1 (a diagnostic): the light merchant calls an orders process of its own on the
  * same database, so its slowdown beside the hot phase is the database's alone, the hot process's left out.
@@ -186,9 +202,11 @@ try {
   const stopWarm = startLightTraffic(light);
   await delay(LIGHT_WARMUP_MS);
   await stopWarm();
-  const stopIdle = startLightTraffic(light);
-  await delay(LIGHT_IDLE_MS);
-  const idleResult = await stopIdle();
+  const [idleResult, idleRuntime] = await serverRuntime(async () => {
+    const stopIdle = startLightTraffic(light!);
+    await delay(LIGHT_IDLE_MS);
+    return stopIdle();
+  });
   const lightIdle = summarize(idleResult);
   /** lightRatio is the light merchant's p99 over its p99 on the idle server. */
   const lightRatio = (s: Summary) => round(s.p99Ms / lightIdle.p99Ms, 2);
@@ -225,6 +243,8 @@ try {
   const results = {} as Record<Scenario, Record<Via, Summary & { serverCpuMsPerOrder?: number; mariadbCpuMsPerOrder?: number }>>;
   const checks = {} as Record<Scenario, Record<Via, StockCheck>>;
   let bystander: Summary | undefined;
+  /** The orders server's runtime during the hot rpc phase, beside the light merchant. */
+  let hotRuntime: RuntimePhase | undefined;
   /** The light merchant alongside the hot raw phase (the orders server idle). */
   let besideRaw: Summary | undefined;
   for (const scenario of SCENARIOS) {
@@ -244,10 +264,13 @@ try {
       const shedBefore = shed;
       // Beside the light merchant the phase lasts at least as long as its idle baseline did, so both its p99s
       // come from about as many calls (2,000 hot orders took about a second: 46 light calls, a p99 that was their maximum).
-      const result = await cpuPerOrder(async () => {
-        const r = await runLoad({ calls: CALLS, concurrency: BUYERS, call, minMs: stopLight ? LIGHT_IDLE_MS : 0 });
-        return { ...r, calls: r.latencies.length + r.failures };
-      });
+      const [result, runtime] = await serverRuntime(() =>
+        cpuPerOrder(async () => {
+          const r = await runLoad({ calls: CALLS, concurrency: BUYERS, call, minMs: stopLight ? LIGHT_IDLE_MS : 0 });
+          return { ...r, calls: r.latencies.length + r.failures };
+        }),
+      );
+      if (stopLight && via === "rpc") hotRuntime = runtime;
       note(label, result);
       const summary = {
         ...summarize(result),
@@ -392,6 +415,25 @@ try {
   }
   console.log(
     `\n${table(
+      [
+        "orders server while the light merchant called",
+        "event-loop delay p99 / max ms",
+        "GC pauses (count: total, longer than 10 / 100 ms)",
+      ],
+      (
+        [
+          ["idle (the light merchant alone)", idleRuntime],
+          ["hot rpc", hotRuntime],
+        ] as const
+      ).map(([phase, r]) => [
+        phase,
+        r?.loopP99Ms === undefined ? "-" : `${round(r.loopP99Ms, 1)} / ${round(r.loopMaxMs ?? 0, 1)}`,
+        describeGc(r),
+      ]),
+    )}`,
+  );
+  console.log(
+    `\n${table(
       ["target", "measured", "result"],
       targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"]),
     )}`,
@@ -430,6 +472,8 @@ try {
     /** The control: the light merchant alongside the hot raw phase, the orders server idle. */
     lightMerchantDuringHotRaw: besideRaw,
     lightMerchantP99VsIdleDuringHotRaw: besideRaw && lightRatio(besideRaw),
+    /** The orders server's GC pauses and event-loop delay while the light merchant was measured alone, and beside the hot rpc phase. */
+    serverRuntime: { idle: idleRuntime, hotRpc: hotRuntime },
     loadAverage: os.loadavg(),
     targets,
     shed,

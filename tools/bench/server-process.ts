@@ -39,6 +39,11 @@ export interface ServerProcess {
  * benchmark's client never shares the server's event loop. BENCH_PROFILE=1
  * writes the server's CPU profile to bench-results/profiles/ and prints its
  * top self-time functions and packages when the server stops (profile.ts).
+ * BENCH_SERVER_NODE_ARGS adds Node/V8 flags to the server's command line
+ * (space-separated, e.g. "--trace-gc --max-semi-space-size=8"), and
+ * BENCH_SERVER_NODE runs the server on another Node binary: the server
+ * alone, the bench and its load threads staying as they are, so two
+ * runtimes or GC settings compare under the same load.
  */
 export async function startServerProcess(options: {
   name: string;
@@ -70,7 +75,9 @@ export async function startServerProcess(options: {
   const port = await freePort();
   const profile =
     process.env["BENCH_PROFILE"] === "1" ? ["--cpu-prof", `--cpu-prof-dir=${path.join(root, "bench-results", "profiles")}`] : [];
-  const child: ChildProcess = spawn(process.execPath, [...profile, ...(options.nodeArgs ?? []), options.entrypoint], {
+  const extra = process.env["BENCH_SERVER_NODE_ARGS"]?.split(" ").filter(Boolean) ?? [];
+  const node = process.env["BENCH_SERVER_NODE"] || process.execPath;
+  const child: ChildProcess = spawn(node, [...profile, ...(options.nodeArgs ?? []), ...extra, options.entrypoint], {
     cwd: options.cwd ?? root,
     env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...options.env },
     stdio: ["ignore", "inherit", "inherit"],

@@ -29,7 +29,9 @@
  * every order a client saw acknowledged is in the database; and every SDK
  * retry waited at least the RetryInfo delay of the attempt before it (its
  * attempts are timed by an interceptor). Also printed: the orders
- * server's and the load threads' CPU per phase. Writes bench-results/spike.json.
+ * server's and the load threads' CPU per phase, and the server's event-loop
+ * delay and garbage collection pauses per phase, read from its own /metrics
+ * (runtime-metrics.ts). Writes bench-results/spike.json.
  * Exits non-zero on a failed check of correctness (oversell, a lost order,
  * an unexpected error, a retry before its RetryInfo), never on a missed
  * latency target. The machine's load average is printed with the figures:
@@ -42,11 +44,13 @@ import { Worker } from "node:worker_threads";
 import { createPool, type RowDataPacket } from "mysql2/promise";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { newUlid, readInt } from "@stockroom/common";
+import { freePort } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 import { cpuTicks, procStatus, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
+import { describeGc, readRuntime, runtimePhase, type RuntimePhase, type RuntimeSnapshot } from "./runtime-metrics.ts";
 import { createOrderer, type Acknowledged, type LoadReport, type LoadTask, type Via } from "./spike-load.ts";
 import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
 
@@ -97,13 +101,16 @@ const RECOVERED_RUN_S = 5;
 /** The bulkhead the server runs with (its defaults, or ORDER_IN_FLIGHT_* from this environment, which the server inherits). */
 const BULKHEAD = parseOrderConfig(env).bulkhead;
 
+/** The server's own /metrics (its GC pauses and event-loop delay per phase: runtime-metrics.ts). */
+const metricsPort = await freePort();
 const server = await startServerProcess({
   name: "bench_spike",
   entrypoint: path.join(import.meta.dirname, "..", "..", "services", "orders", "src", "main.ts"),
   migrations: [catalogMigrations, orderMigrations],
   // The per-merchant rate limit off: the bulkhead is what this measures.
-  env: { ORDER_RATE_PER_SEC: "0" },
+  env: { ORDER_RATE_PER_SEC: "0", METRICS_PORT: String(metricsPort) },
 });
+const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
 const pool = createPool({ uri: server.databaseUrl, connectionLimit: 2, timezone: "Z", charset: "utf8mb4" });
 /**
  * The capacity phase's calls: plain gRPC over node:http2, framed by hand
@@ -169,17 +176,21 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
     const s = Math.floor((performance.timeOrigin + performance.now() - startAt) / 1000);
     if (s >= 0 && s < serverRssMb.length) serverRssMb[s] = procStatus(server.pid, "VmRSS");
   }, 250);
-  // The server's CPU at each phase boundary.
+  // The server's CPU and its runtime metrics at each phase boundary.
   let at = startAt;
   const cpuAt: (number | undefined)[] = [];
+  const runtimeAt: (RuntimeSnapshot | undefined)[] = [];
   for (const boundary of [0, ...phases.map((p) => p.seconds)]) {
     at += boundary * 1000;
     await delay(Math.max(0, at - (performance.timeOrigin + performance.now())));
     cpuAt.push(cpuTicks(server.pid));
+    runtimeAt.push(await readRuntime(metricsUrl));
   }
   phases.forEach((p, i) => {
     const [a, b] = [cpuAt[i], cpuAt[i + 1]];
     serverCpu[p.name] = a === undefined || b === undefined ? undefined : round((b - a) / TICKS_PER_S / p.seconds, 2);
+    const [ra, rb] = [runtimeAt[i], runtimeAt[i + 1]];
+    serverRuntime[p.name] = ra && rb ? runtimePhase(ra, rb) : undefined;
   });
   try {
     return await Promise.all(reports);
@@ -190,6 +201,15 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
 
 /** The orders server's CPU per phase, in cores (CPU seconds per second). */
 const serverCpu: Record<string, number | undefined> = {};
+/**
+ * The orders server's garbage collection pauses and event-loop delay per
+ * phase, from its own metrics. Every call, admitted or shed, is an HTTP/2
+ * stream of Node objects; at ten times capacity the young generation's
+ * collections and the old generation's compactions stop the event loop for
+ * tens of milliseconds at a time, and every call in the process waits
+ * them out: this says how much of the tail they are.
+ */
+const serverRuntime: Record<string, RuntimePhase | undefined> = {};
 /** The orders server's RSS (MB) per second of the open loop, its last sample in that second. */
 const serverRssMb: (number | undefined)[] = Array.from({ length: BASE_S + SPIKE_S + AFTER_S });
 
@@ -321,6 +341,7 @@ try {
           /** The median over the phase's seconds of the client's per-second event-loop delay p99. */
           clientLagP99Ms: round(median(clientLag.flatMap((l, i) => (l && phaseOf(i) === phase ? [l.p99Ms] : []))), 1),
           serverRssMaxMb: Math.max(...serverRssMb.flatMap((r, i) => (r !== undefined && phaseOf(i) === phase ? [r] : [0]))),
+          serverRuntime: serverRuntime[phase],
         },
       ];
     }),
@@ -421,6 +442,18 @@ try {
         s.clientCpuCores ?? "?",
         s.clientLagP99Ms,
         s.serverRssMaxMb,
+      ]),
+    )}`,
+  );
+  console.log(
+    `\n${table(
+      ["phase", "server event-loop delay p99 / max ms", "server GC pauses (count: total, longer than 10 / 100 ms)"],
+      Object.entries(summary).map(([p, s]) => [
+        p,
+        s.serverRuntime?.loopP99Ms === undefined
+          ? "-"
+          : `${round(s.serverRuntime.loopP99Ms, 1)} / ${round(s.serverRuntime.loopMaxMs ?? 0, 1)}`,
+        describeGc(s.serverRuntime),
       ]),
     )}`,
   );
