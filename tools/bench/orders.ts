@@ -75,7 +75,7 @@ import { catalogMigrations } from "@stockroom/catalog";
 import { orderMigrations } from "@stockroom/orders";
 import { cpuTicks, findProcesses, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
-import { describeGc, readRuntime, runtimePhase, type RuntimePhase } from "./runtime-metrics.ts";
+import { describeGc, describeLoop, readRuntime, runtimePhase, type RuntimePhase } from "./runtime-metrics.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
 import { round, runLoad, summarize, table, writeResults, type LoadResult, type Summary } from "./stats.ts";
 import { besideVitess } from "./beside-vitess.ts";
@@ -425,11 +425,7 @@ try {
           ["idle (the light merchant alone)", idleRuntime],
           ["hot rpc", hotRuntime],
         ] as const
-      ).map(([phase, r]) => [
-        phase,
-        r?.loopP99Ms === undefined ? "-" : `${round(r.loopP99Ms, 1)} / ${round(r.loopMaxMs ?? 0, 1)}`,
-        describeGc(r),
-      ]),
+      ).map(([phase, r]) => [phase, describeLoop(r), describeGc(r)]),
     )}`,
   );
   console.log(

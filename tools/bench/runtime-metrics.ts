@@ -80,6 +80,12 @@ export function runtimePhase(from: RuntimeSnapshot, to: RuntimeSnapshot): Runtim
   return { gc, loopP99Ms: to.loopP99Ms, loopMaxMs: to.loopMaxMs };
 }
 
+/** describeLoop is a phase's event-loop delay in a table cell: "p99 / max" in ms (prom-client samples it every 10 ms). */
+export function describeLoop(phase: RuntimePhase | undefined): string {
+  if (phase?.loopP99Ms === undefined) return "-";
+  return `${phase.loopP99Ms.toFixed(1)} / ${(phase.loopMaxMs ?? 0).toFixed(1)}`;
+}
+
 /** describeGc is a phase's pauses in a table cell: "minor 96: 1,676 ms, 52 > 10 ms; major 7: 410 ms, 2 > 100 ms". */
 export function describeGc(phase: RuntimePhase | undefined): string {
   if (!phase) return "-";

@@ -50,7 +50,7 @@ import { orderMigrations, parseOrderConfig } from "@stockroom/orders";
 import { cpuTicks, procStatus, TICKS_PER_S } from "./procfs.ts";
 import { startServerProcess } from "./server-process.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
-import { describeGc, readRuntime, runtimePhase, type RuntimePhase, type RuntimeSnapshot } from "./runtime-metrics.ts";
+import { describeGc, describeLoop, readRuntime, runtimePhase, type RuntimePhase, type RuntimeSnapshot } from "./runtime-metrics.ts";
 import { createOrderer, type Acknowledged, type LoadReport, type LoadTask, type Via } from "./spike-load.ts";
 import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
 
@@ -448,13 +448,7 @@ try {
   console.log(
     `\n${table(
       ["phase", "server event-loop delay p99 / max ms", "server GC pauses (count: total, longer than 10 / 100 ms)"],
-      Object.entries(summary).map(([p, s]) => [
-        p,
-        s.serverRuntime?.loopP99Ms === undefined
-          ? "-"
-          : `${round(s.serverRuntime.loopP99Ms, 1)} / ${round(s.serverRuntime.loopMaxMs ?? 0, 1)}`,
-        describeGc(s.serverRuntime),
-      ]),
+      Object.entries(summary).map(([p, s]) => [p, describeLoop(s.serverRuntime), describeGc(s.serverRuntime)]),
     )}`,
   );
   console.log(

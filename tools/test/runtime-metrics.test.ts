@@ -1,6 +1,6 @@
 import test from "ava";
 import { Registry, collectDefaultMetrics } from "prom-client";
-import { describeGc, parseRuntime, runtimePhase } from "../bench/runtime-metrics.ts";
+import { describeGc, describeLoop, parseRuntime, runtimePhase } from "../bench/runtime-metrics.ts";
 
 const scrape = (minor: { count: number; sum: number; le10: number; le100: number }, p99: number, max: number) => `
 # HELP nodejs_gc_duration_seconds Garbage collection duration by kind, one of major, minor, incremental or weakcb.
@@ -29,6 +29,8 @@ test("a phase is the difference of two scrapes: pauses by kind, and how many wer
   t.is(Math.round(phase.loopMaxMs!), 450);
   t.is(describeGc(phase), "minor 30: 700 ms, 20 > 10 ms, 2 > 100 ms");
   t.is(describeGc(undefined), "-");
+  t.is(describeLoop(phase), "120.0 / 450.0");
+  t.is(describeLoop(undefined), "-");
 });
 
 test("parses what prom-client's default metrics serve", async (t) => {
