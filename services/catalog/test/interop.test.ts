@@ -154,6 +154,26 @@ test("a Connect call over HTTP/1.1 with JSON works with plain fetch", async (t) 
   });
 });
 
+test("a JSON request with a field the contract does not have is refused, not half applied", async (t) => {
+  // A hand-written client's guess at the price's shape: without the check, the unknown keys were
+  // dropped and the product created at a price of 0.
+  const res = await fetch(`${api.url}/stockroom.catalog.v1.CatalogService/CreateProduct`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${api.merchantA.apiKey}` },
+    body: JSON.stringify({ product: { sku: "JSON-UNKNOWN", title: "x", price: { currencyCode: "EUR", units: "19", nanos: 990000000 } } }),
+  });
+  t.is(res.status, 400);
+  const error = (await res.json()) as { code: string; message: string };
+  t.is(error.code, "invalid_argument");
+  t.regex(error.message, /"units" is unknown/);
+  const get = await fetch(`${api.url}/stockroom.catalog.v1.CatalogService/GetProduct`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${api.merchantA.apiKey}` },
+    body: JSON.stringify({ sku: "JSON-UNKNOWN" }),
+  });
+  t.is(((await get.json()) as { code: string }).code, "not_found");
+});
+
 test("gRPC-Web over HTTP/1.1 (what browsers speak) works on the same port", async (t) => {
   const transport = createGrpcWebTransport({
     baseUrl: api.url,

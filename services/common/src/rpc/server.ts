@@ -92,6 +92,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     // chunk, whose data the contracts limit to 4 MiB (the 64 KiB cover the rest of the message).
     // A larger message is RESOURCE_EXHAUSTED before it is held in memory whole.
     readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
+    // A JSON request naming a field the contract does not have is INVALID_ARGUMENT, as protobuf's JSON
+    // mapping says, not the field dropped (connect-es's default): {"price": {"currencyCode": "EUR",
+    // "units": "19"}} would otherwise create a product priced at 0. The SDK and the dashboard send binary.
+    jsonOptions: { ignoreUnknownFields: false },
   });
   // Unary gRPC calls are served from their HTTP/2 stream (fast-unary.ts); the router's handlers serve the rest.
   const unary = new Map<string, UnaryRoute>();
