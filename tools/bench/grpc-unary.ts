@@ -18,6 +18,7 @@ import http2 from "node:http2";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { withoutStacks } from "@stockroom/common";
 import { resetError } from "@stockroom/common/rpc";
 import { grpcErrorOf } from "@stockroom/common/testing";
 import { tally } from "./stats.ts";
@@ -103,13 +104,7 @@ function statusError(headers: http2.IncomingHttpHeaders): ConnectError | undefin
   const key = `${String(status)}\n${String(headers["grpc-message"])}\n${String(headers["grpc-status-details-bin"])}`;
   let error = errors.get(key);
   if (!error) {
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    try {
-      error = grpcErrorOf(headers);
-    } finally {
-      Error.stackTraceLimit = limit;
-    }
+    error = withoutStacks(() => grpcErrorOf(headers));
     if (!error) return undefined;
     if (errors.size >= 1024) errors.clear();
     errors.set(key, error);

@@ -98,7 +98,7 @@ const SELLOUT_ROUNDS = readInt(process.env, "BENCH_SELLOUT_ROUNDS", 5, 1, 100);
 /** How long another transaction holds the sold-out SKU's row lock while the second wave runs. */
 const SELLOUT_LOCK_MS = readInt(process.env, "BENCH_SELLOUT_LOCK_MS", 1000, 1, 60_000);
 /** The sellout's calls refused for load (RESOURCE_EXHAUSTED), each retried after its RetryInfo. */
-const selloutShed = { count: 0 };
+let selloutShed = 0;
 const SPREAD_SKUS = readInt(process.env, "BENCH_SPREAD_SKUS", 10_000, 1, 1_000_000);
 const LIGHT_SKUS = 5;
 /** Enough that no SKU runs out, even the hot one: at most 2 units per order. */
@@ -220,22 +220,8 @@ try {
 
   let shed = 0;
   let request = 0;
-  /** rpcOrder places one order; a shed call waits out its RetryInfo and retries, as a well-behaved client does. */
-  const rpcOrder = async (lines: Line[]) => {
-    const requestId = `bench-${++request}`;
-    for (;;) {
-      try {
-        await createOrder({ requestId, lines, buyerReference: "black-friday" });
-        return;
-      } catch (error) {
-        const e = ConnectError.from(error);
-        const retryDelay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
-        if (e.code !== Code.ResourceExhausted || !retryDelay) throw error;
-        shed++;
-        await delay(Number(retryDelay.seconds) * 1000 + retryDelay.nanos / 1e6);
-      }
-    }
-  };
+  /** rpcOrder places one order (placeOrder: a shed call is retried after its RetryInfo). */
+  const rpcOrder = (lines: Line[]) => placeOrder({ requestId: `bench-${++request}`, lines, buyerReference: "black-friday" }, () => shed++);
 
   const errors: string[] = [];
   const note = (label: string, result: LoadResult) => errors.push(...result.errors.map((e) => `${label}: ${e}`));
@@ -299,7 +285,7 @@ try {
     console.log(
       `  sellout ${via}: placed p50 ${r.placed.p50Ms} ms, p99 ${r.placed.p99Ms} ms; refused in the same burst p50 ${r.soldOut.p50Ms} ms, p99 ${r.soldOut.p99Ms} ms; ` +
         `refused once sold out (row locked elsewhere) p50 ${r.afterSoldOut.p50Ms} ms, max ${r.afterSoldOut.maxMs} ms` +
-        (via === "rpc" ? `; ${selloutShed.count} calls refused for load and retried` : ""),
+        (via === "rpc" ? `; ${selloutShed} calls refused for load and retried` : ""),
     );
   }
 
@@ -478,7 +464,7 @@ try {
       orders: SELLOUT_ORDERS,
       stock: SELLOUT_STOCK,
       lockMs: SELLOUT_LOCK_MS,
-      shedAndRetried: selloutShed.count,
+      shedAndRetried: selloutShed,
       ...sellouts,
     },
     errors,
@@ -725,20 +711,35 @@ async function sellout(via: Via, order: (sku: string, requestId: string) => Prom
   };
 }
 
-/** rpcSellOrder orders one unit over gRPC; a shed call waits out its RetryInfo and retries, and its wait counts. */
-async function rpcSellOrder(sku: string, requestId: string): Promise<SellOutcome> {
+/**
+ * placeOrder places an order over gRPC; a call shed for load (RESOURCE_EXHAUSTED
+ * with RetryInfo) waits out its delay and is sent again, as a well-behaved
+ * client does, its wait counting in the call's time. shed counts each one.
+ */
+async function placeOrder(req: MessageInitShape<typeof CreateOrderRequestSchema>, shed: () => void): Promise<void> {
   for (;;) {
     try {
-      await createOrder({ requestId, lines: [{ sku, quantity: 1 }], buyerReference: "black-friday" });
-      return "placed";
+      await createOrder(req);
+      return;
     } catch (error) {
       const e = ConnectError.from(error);
-      if (e.code === Code.FailedPrecondition && e.findDetails(ErrorInfoSchema)[0]?.reason === "INSUFFICIENT_STOCK") return "soldOut";
       const retryDelay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
       if (e.code !== Code.ResourceExhausted || !retryDelay) throw error;
-      selloutShed.count++;
+      shed();
       await delay(Number(retryDelay.seconds) * 1000 + retryDelay.nanos / 1e6);
     }
+  }
+}
+
+/** rpcSellOrder orders one unit over gRPC (placeOrder); INSUFFICIENT_STOCK is its refusal. */
+async function rpcSellOrder(sku: string, requestId: string): Promise<SellOutcome> {
+  try {
+    await placeOrder({ requestId, lines: [{ sku, quantity: 1 }], buyerReference: "black-friday" }, () => selloutShed++);
+    return "placed";
+  } catch (error) {
+    const e = ConnectError.from(error);
+    if (e.code === Code.FailedPrecondition && e.findDetails(ErrorInfoSchema)[0]?.reason === "INSUFFICIENT_STOCK") return "soldOut";
+    throw error;
   }
 }
 

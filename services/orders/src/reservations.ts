@@ -276,29 +276,21 @@ export function createReservations(options: ReservationOptions): Reservations {
   };
 
   /**
-   * sweep takes out of the lane's queue the orders of behind (orders that
-   * were waiting before the read that made the lane's knowledge) that the
-   * knowledge refuses, and returns them with their errors: once a SKU is
-   * sold out, its whole crowd is refused from one read instead of a batch
-   * of maxBatch at a time, each behind the one before. Only orders still
-   * waiting are taken (another batch may have taken some meanwhile), and
-   * an order whose request_id is in a batch under way stays: its twin's
-   * outcome decides.
+   * withoutRefused keeps the orders of list that the lane's knowledge does
+   * not refuse, and adds the refused ones, with their errors, to refused.
+   * Only orders eligible may be refused; the others are kept as they are.
    */
-  const sweep = (lane: Lane, behind: readonly Waiting[]): { w: Waiting; error: PreconditionError }[] => {
-    const waiting = new Set(lane.queue);
-    const swept: { w: Waiting; error: PreconditionError }[] = [];
-    for (const w of behind) {
-      if (!waiting.has(w) || lane.taken.has(w.reservation.call.requestId)) continue;
-      const error = refusal(lane, w.reservation);
-      if (error) swept.push({ w, error });
-    }
-    if (swept.length > 0) {
-      const out = new Set(swept.map((r) => r.w));
-      lane.queue = lane.queue.filter((w) => !out.has(w));
-    }
-    return swept;
-  };
+  const withoutRefused = (
+    lane: Lane,
+    list: Waiting[],
+    refused: { w: Waiting; error: PreconditionError }[],
+    eligible: (w: Waiting) => boolean = () => true,
+  ): Waiting[] =>
+    list.filter((w) => {
+      const error = eligible(w) ? refusal(lane, w.reservation) : undefined;
+      if (error) refused.push({ w, error });
+      return !error;
+    });
 
   const runSingle = (w: Waiting) => options.single(w.reservation).then(w.resolve, w.reject);
 
@@ -313,19 +305,18 @@ export function createReservations(options: ReservationOptions): Reservations {
     /** The refused orders' key read, which runs alongside the transaction of the rest. */
     let refusing: Promise<void> | undefined;
     if (lane.known && todo.some((w) => refusal(lane, w.reservation))) {
-      // The orders waiting behind the batch before the read: it answers them too (sweep), as it came after them.
-      const behind = lane.queue.slice();
+      // The orders waiting behind the batch before the read: it answers them too, as it came after them. So
+      // once a SKU is sold out its whole crowd is refused from one read, not a batch of maxBatch at a time.
+      const behind = new Set(lane.queue);
       if (!fresh(lane)) {
         const product = await findProduct(db, lane.merchantId, lane.sku);
         lane.known = product && { product, at: now() };
       }
       const refused: { w: Waiting; error: PreconditionError }[] = [];
-      todo = todo.filter((w) => {
-        const error = refusal(lane, w.reservation);
-        if (error) refused.push({ w, error });
-        return !error;
-      });
-      refused.push(...sweep(lane, behind));
+      todo = withoutRefused(lane, todo, refused);
+      // Only orders still waiting (another batch may have taken some meanwhile); one whose request_id is in a
+      // batch under way stays: its twin's outcome decides.
+      lane.queue = withoutRefused(lane, lane.queue, refused, (w) => behind.has(w) && !lane.taken.has(w.reservation.call.requestId));
       if (refused.length > 0) refusing = refuse(refused);
     }
     // A lone order shares its merchant's next transaction with other SKUs' lone orders; a hot SKU's batch keeps its own.

@@ -16,6 +16,7 @@ import {
   PreconditionError,
   RateLimitedError,
   UnauthenticatedError,
+  withoutStacks,
 } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 
@@ -29,22 +30,15 @@ export const ERROR_DOMAIN = "stockroom";
  */
 export function toConnectError(error: unknown, log: Logger, procedure: string): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (!(error instanceof DomainError)) {
-    log.error("unhandled error", { procedure, error });
-    return new ConnectError("internal error", Code.Internal);
-  }
   // A domain error's status is an answer like any other: no stack trace to capture (errors.ts DomainError).
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return domainStatus(error, log, procedure);
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
+  const status = error instanceof DomainError ? withoutStacks(() => domainStatus(error)) : undefined;
+  if (status) return status;
+  log.error("unhandled error", { procedure, error });
+  return new ConnectError("internal error", Code.Internal);
 }
 
-/** domainStatus is toConnectError of a domain error. */
-function domainStatus(error: DomainError, log: Logger, procedure: string): ConnectError {
+/** domainStatus is the status of a domain error; undefined for one it has no mapping for. */
+function domainStatus(error: DomainError): ConnectError | undefined {
   const info = (reason: string, metadata: Record<string, string> = {}) => ({
     desc: ErrorInfoSchema,
     value: { reason, domain: ERROR_DOMAIN, metadata },
@@ -85,6 +79,5 @@ function domainStatus(error: DomainError, log: Logger, procedure: string): Conne
   if (error instanceof UnauthenticatedError) {
     return new ConnectError(error.message, Code.Unauthenticated, undefined, [info("UNAUTHENTICATED")]);
   }
-  log.error("unhandled error", { procedure, error });
-  return new ConnectError("internal error", Code.Internal);
+  return undefined;
 }

@@ -15,7 +15,7 @@ import { HealthRegistry } from "./health.ts";
 import { respondRateLimited, universalRequestFromHttp2, writeUniversalResponse } from "./node-http.ts";
 import { createFastUnary, recordUnaryRoutes, type FastUnary, type UnaryRoute } from "./fast-unary.ts";
 import type { Logger } from "../observe/log.ts";
-import type { RateLimitedError } from "../errors.ts";
+import { withoutStacks, type RateLimitedError } from "../errors.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
 import { webAppHandler } from "./web-app.ts";
@@ -256,19 +256,4 @@ function dispatchStreams(
     stream.resume(); // what is left of the request is read and dropped
     respondRateLimited(stream, contentType!, error);
   });
-}
-
-/**
- * withoutStacks runs fn with stack traces off: the errors a refusal is made
- * of are answered and dropped at once, and capturing their stacks was the
- * largest single cost of a refused call in a spike.
- */
-function withoutStacks<T>(fn: () => T): T {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return fn();
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
 }
