@@ -12,10 +12,14 @@
  *    random SKU of BENCH_SPIKE_SKUS, 1 or 2 units. A shed call is not retried
  *    (the open loop's next arrivals are the retries), except the
  *    BENCH_SPIKE_SDK_PCT (2) % of the arrivals sent through the SDK client,
- *    which retries as it was written to. The loop runs on worker threads
- *    (spike-load.ts): BENCH_SPIKE_THREADS (2) of direct gRPC calls, one of
- *    SDK calls. In one event loop the client could not send ten times the
- *    capacity, and the bench measured its own backlog.
+ *    which retries as it was written to. The direct gRPC calls (and the
+ *    capacity phase's) come from a Go program (spike-load-go.ts,
+ *    BENCH_SPIKE_CLIENT=go, the default where Go is) or from worker threads
+ *    (spike-load.ts, BENCH_SPIKE_CLIENT=node: BENCH_SPIKE_THREADS (2) of
+ *    them); the SDK's from a thread of their own. In one event loop the
+ *    client could not send ten times the capacity, and the bench measured
+ *    its own backlog; the Node threads then took 0.6–0.8 of the 2 cores the
+ *    server runs on, the Go program a fraction of that.
  *
  * Printed per second: offered, admitted, shed, p50/p99 of the admitted
  * calls, the slowest shed answer, and the load threads' worst event-loop
@@ -52,6 +56,7 @@ import { startServerProcess } from "./server-process.ts";
 import { createUnaryClient } from "./grpc-unary.ts";
 import { describeGc, describeLoop, readRuntime, runtimePhase, type RuntimePhase, type RuntimeSnapshot } from "./runtime-metrics.ts";
 import { createOrderer, type Acknowledged, type LoadReport, type LoadTask, type Via } from "./spike-load.ts";
+import { loadClient, runGo } from "./spike-load-go.ts";
 import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
 
 const env = process.env;
@@ -98,6 +103,12 @@ const BASELINE_TOLERANCE = 1.5;
  * stricter reading (every second after stays within it) is printed too.
  */
 const RECOVERED_RUN_S = 5;
+/**
+ * The generator of the direct gRPC calls (BENCH_SPIKE_CLIENT, spike-load-go.ts):
+ * "go" (default where Go is) or "node" (worker threads). It runs on the cores
+ * the server needs; the Go one takes a fraction of the Node threads' CPU.
+ */
+const CLIENT = loadClient(env["BENCH_SPIKE_CLIENT"]);
 /** The bulkhead the server runs with (its defaults, or ORDER_IN_FLIGHT_* from this environment, which the server inherits). */
 const BULKHEAD = parseOrderConfig(env).bulkhead;
 
@@ -126,6 +137,22 @@ const order = createOrderer("grpc", SKUS, (req) => grpcClient.call(OrderService.
 
 /** capacity runs buyers in a closed loop for seconds and returns the orders placed per second. */
 async function capacity(buyers: number, seconds: number): Promise<number> {
+  if (CLIENT === "go") {
+    const r = await runGo({
+      mode: "closed",
+      url: server.url,
+      apiKey: server.apiKey,
+      connections: 1,
+      skus: SKUS,
+      name: `c${++request}`,
+      buyers,
+      seconds,
+      warmSeconds: 0,
+    });
+    acknowledged.push(...r.acknowledged);
+    for (const [kind, n] of r.unexpected) unexpected.set(kind, (unexpected.get(kind) ?? 0) + n);
+    return r.placed / seconds;
+  }
   const end = performance.now() + seconds * 1000;
   let placed = 0;
   await Promise.all(
@@ -143,9 +170,9 @@ async function capacity(buyers: number, seconds: number): Promise<number> {
 }
 
 /**
- * openLoop runs the phases on THREADS worker threads of gRPC calls and one
- * of SDK calls (SDK_PCT of each phase's rate), all starting together, and
- * gathers their reports. The orders server's CPU is read here at each
+ * openLoop runs the phases on the Go generator (or THREADS worker threads)
+ * of gRPC calls and one thread of SDK calls (SDK_PCT of each phase's rate),
+ * all starting together, and gathers their reports. The orders server's CPU is read here at each
  * phase's boundary.
  */
 async function openLoop(phases: { name: string; seconds: number; rate: number }[]): Promise<LoadReport[]> {
@@ -154,23 +181,41 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
   const share = (via: Via, of: number) =>
     phases.map((p) => ({ ...p, rate: (p.rate * (via === "sdk" ? SDK_PCT : 100 - SDK_PCT)) / 100 / of }));
   const tasks: LoadTask[] = [
-    ...Array.from({ length: THREADS }, (_, i) => ({
-      via: "grpc" as const,
-      name: `g${i}`,
-      phases: share("grpc", THREADS),
-      connections: Math.max(1, Math.round(CONNECTIONS / THREADS)),
-    })),
+    ...(CLIENT === "node"
+      ? Array.from({ length: THREADS }, (_, i) => ({
+          via: "grpc" as const,
+          name: `g${i}`,
+          phases: share("grpc", THREADS),
+          connections: Math.max(1, Math.round(CONNECTIONS / THREADS)),
+        }))
+      : []),
     ...(SDK_PCT > 0 ? [{ via: "sdk" as const, name: "sdk", phases: share("sdk", 1), connections: 1 }] : []),
   ].map((t) => ({ ...t, url: server.url, apiKey: server.apiKey, startAt, skus: SKUS }));
-  const reports = tasks.map(
-    (task) =>
-      new Promise<LoadReport>((resolve, reject) => {
-        const worker = new Worker(new URL("./spike-load.ts", import.meta.url), { workerData: { spikeLoad: task } });
-        worker.once("message", resolve);
-        worker.once("error", reject);
-        worker.once("exit", (code) => reject(new Error(`load thread ${task.name} exited (${code}) without a report`)));
-      }),
-  );
+  const reports = [
+    ...(CLIENT === "go"
+      ? [
+          runGo({
+            mode: "open",
+            name: "go",
+            phases: share("grpc", 1),
+            connections: CONNECTIONS,
+            url: server.url,
+            apiKey: server.apiKey,
+            startAt,
+            skus: SKUS,
+          }),
+        ]
+      : []),
+    ...tasks.map(
+      (task) =>
+        new Promise<LoadReport>((resolve, reject) => {
+          const worker = new Worker(new URL("./spike-load.ts", import.meta.url), { workerData: { spikeLoad: task } });
+          worker.once("message", resolve);
+          worker.once("error", reject);
+          worker.once("exit", (code) => reject(new Error(`load thread ${task.name} exited (${code}) without a report`)));
+        }),
+    ),
+  ];
   // The server's resident memory each second: the calls it holds in an overload are memory.
   const rss = setInterval(() => {
     const s = Math.floor((performance.timeOrigin + performance.now() - startAt) / 1000);
@@ -237,7 +282,7 @@ try {
   console.log(
     `spike bench: capacity ${round(measured, 1)} orders/s (${GIVEN_CAPACITY > 0 ? "given: BENCH_SPIKE_CAPACITY" : `${buyers} buyers, closed loop, ${CAPACITY_S} s`}; load ${load0.toFixed(2)}); ` +
       `open loop ${BASE_S} s at ${round(base, 1)}/s, ${SPIKE_S} s at ${round(base * MULTIPLIER, 1)}/s, ${AFTER_S} s at ${round(base, 1)}/s; ` +
-      `${SKUS} SKUs; ${CONNECTIONS} connections; ${SDK_PCT}% through the SDK with retries; bulkhead ${BULKHEAD.perMerchant} per merchant, ${BULKHEAD.total} in all`,
+      `${SKUS} SKUs; ${CONNECTIONS} connections; load generator ${CLIENT === "go" ? "Go (grpc-go)" : `Node (${THREADS} threads)`}; ${SDK_PCT}% through the SDK with retries; bulkhead ${BULKHEAD.perMerchant} per merchant, ${BULKHEAD.total} in all`,
   );
   const load1 = os.loadavg()[0]!;
   const reports = await openLoop(phases);
@@ -462,6 +507,7 @@ try {
   const file = writeResults("spike", {
     capacityPerS: round(measured, 1),
     capacityBuyers: buyers,
+    loadClient: CLIENT,
     phases,
     bulkhead: BULKHEAD,
     sdkSharePct: SDK_PCT,
