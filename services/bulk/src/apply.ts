@@ -91,7 +91,8 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
 
       const written = await writeProducts(
         trx,
-        { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId },
+        // The changes are the job creator's; their source names the job. Jobs from before created_by keep the job as actor.
+        { merchantId: ref.merchantId, actor: job.created_by ?? `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId },
         writes,
         now,
       );

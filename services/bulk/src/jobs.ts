@@ -21,6 +21,8 @@ export interface NewJob {
   conflictPolicy: ConflictPolicy;
   dryRun: boolean;
   fileName: string;
+  /** Who creates the job (Principal.actor): the actor of the product changes it makes. */
+  actor?: string;
 }
 
 /**
@@ -44,6 +46,8 @@ export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Prom
         rollback_policy: null,
         items_pruned_at: null,
         trace_context: serializeTraceContext(),
+        created_by: job.actor ?? null,
+        rollback_by: null,
         dry_run: job.dryRun,
         file_name: job.fileName,
         file_size: 0,
@@ -136,6 +140,7 @@ type JobFacts = Partial<
     | "chunk_count"
     | "chunks_done"
     | "rollback_policy"
+    | "rollback_by"
   >
 >;
 

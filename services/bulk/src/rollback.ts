@@ -26,8 +26,14 @@ import { appliedLines, compact, writeOutcomes, type ItemOutcomeRow } from "./ite
 import { chunksAllDone, countChunk, findJob, moveJob } from "./jobs.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 
-/** startRollback queues a finished job's applied chunks for reverting; a repeat is a no-op. */
-export async function startRollback(db: BulkDb, job: BulkJobRow, policy: ConflictPolicy, now = new Date()): Promise<void> {
+/** startRollback queues a finished job's applied chunks for reverting, asked for by `by` (Principal.actor); a repeat is a no-op. */
+export async function startRollback(
+  db: BulkDb,
+  job: BulkJobRow,
+  policy: ConflictPolicy,
+  by: string | undefined = undefined,
+  now = new Date(),
+): Promise<void> {
   if (job.state === "rolling_back" || job.state === "rolled_back") return;
   if (job.items_pruned_at) {
     throw new PreconditionError(
@@ -50,7 +56,7 @@ export async function startRollback(db: BulkDb, job: BulkJobRow, policy: Conflic
     if (!locked || !canMove(locked.state, "rolling_back")) return;
     // Chunks that never applied have nothing to revert: they count as done.
     const idle = await queueForRollback(trx, ref);
-    await moveJob(trx, ref, "rolling_back", now, { rollback_policy: policy, chunks_done: idle });
+    await moveJob(trx, ref, "rolling_back", now, { rollback_policy: policy, rollback_by: by ?? null, chunks_done: idle });
   });
   await finishRollbackIfDone(db, ref, now);
 }
@@ -111,7 +117,8 @@ export async function rollbackChunk(
     }
     await writeProducts(
       trx,
-      { merchantId: ref.merchantId, actor: `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId },
+      // The changes are those of whoever asked for the rollback; their source names the job.
+      { merchantId: ref.merchantId, actor: job.rollback_by ?? `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId },
       writes,
       now,
     );

@@ -132,7 +132,7 @@ export function createBulkJobMethods({
     },
 
     async rollbackBulkJob(req, ctx) {
-      const merchantId = principalOf(ctx).merchantId;
+      const { merchantId, actor } = principalOf(ctx);
       // Validated like every other mutation, before anything is read or changed.
       const violations: FieldViolation[] = [];
       if (!ULID_PATTERN.test(req.jobId)) violations.push({ field: "job_id", description: "is not a job id" });
@@ -149,7 +149,7 @@ export function createBulkJobMethods({
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       const job = await findJob(db, merchantId, req.jobId);
       if (!job) throw new NotFoundError("bulk job", req.jobId);
-      await startRollback(db, job, policy!);
+      await startRollback(db, job, policy!, actor);
       if (nats) await topUp(db, nats, queue, { merchantId, jobId: job.job_id });
       return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },

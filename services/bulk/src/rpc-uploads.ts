@@ -39,13 +39,13 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
   const { db } = deps;
   return {
     async uploadBulkFile(requests, ctx) {
-      const merchantId = principalOf(ctx).merchantId;
+      const { merchantId, actor } = principalOf(ctx);
       const it = requests[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done || first.value.payload.case !== "options") {
         throw new InvalidArgumentError([{ field: "options", description: "the first message must carry the job options" }]);
       }
-      const options = parseOptions("options", first.value.payload.value);
+      const options = { ...parseOptions("options", first.value.payload.value), actor };
       async function* bytes(): AsyncIterable<Uint8Array> {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           const m: UploadBulkFileRequest = r.value;
@@ -101,7 +101,8 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       // One pass over the stored bytes: the hash checks the client's and binds the job, the bound on items lets
       // ingest apply chunks while the rest is staged (ingest.ts).
-      const options = uploadOptions(upload);
+      // The job is the completing caller's, whoever created the upload.
+      const options = { ...uploadOptions(upload), actor: principalOf(ctx).actor };
       const whole = await readWholeFile(readUpload(db, merchantId, req.uploadId), options.format);
       if (req.contentSha256 !== "" && whole.sha256 !== req.contentSha256) {
         throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);

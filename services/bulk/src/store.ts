@@ -47,6 +47,10 @@ export interface BulkJobRow {
   items_pruned_at: Date | null;
   /** W3C trace context of the call that created the job (trace-context.ts): its chunks join that trace. */
   trace_context: string | null;
+  /** Who created the job, as the audit trail names callers ("api_key:<key id>"): the actor of its product changes. NULL before 2026-12-05. */
+  created_by: string | null;
+  /** Who asked for the job's rollback: the actor of the rollback's product changes. */
+  rollback_by: string | null;
 }
 
 export interface BulkJobItemRow {

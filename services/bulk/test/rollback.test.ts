@@ -3,6 +3,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { ChangeSourceKind } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { BadRequestSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { createApiKey } from "@stockroom/common/rpc";
 import { startBulkHarness } from "./harness.ts";
 
 const h = await startBulkHarness("rollback", { chunkSize: 20 });
@@ -41,6 +43,10 @@ test.serial("rollback restores changed products, removes created ones, and ends 
   const { changes } = await h.catalog.listProductHistory({ sku: `A${h.suffix}-OLD-7` });
   t.is(changes[0]!.source!.kind, ChangeSourceKind.ROLLBACK);
   t.is(changes[0]!.source!.reference, job.id);
+  // Who: the job's changes are its uploader's, the rollback's whoever asked for it; the source names the job.
+  t.is(changes[0]!.actor, `api_key:${h.api.merchantA.apiKey.split("_")[2]}`);
+  t.deepEqual([changes[1]!.source!.kind, changes[1]!.source!.reference], [ChangeSourceKind.BULK_JOB, job.id]);
+  t.is(changes[1]!.actor, `api_key:${h.api.merchantA.apiKey.split("_")[2]}`);
   const { items } = await h.bulk.listBulkJobItems({ jobId: job.id, outcomes: [BulkItemOutcome.ROLLED_BACK] });
   t.is(items.length, 60);
   // A second request changes nothing.
@@ -67,6 +73,31 @@ test.serial("a product edited after the job: SKIP keeps the edit and reports CON
   t.is(restored.price!.minorUnits, 500n, "the job's change is reverted");
   t.is(restored.title, "edited by hand", "the later edit of a column the job did not change stays");
 });
+
+test.serial(
+  "a rollback asked for with another of the merchant's keys is that key's in the audit trail, the job's changes the uploader's",
+  async (t) => {
+    const job = await appliedJob(`K${h.suffix}`);
+    const { apiKey, keyId } = await createApiKey(h.api.api.db, h.api.merchantA.merchantId, "operations");
+    const operations = h.api.client(BulkJobService, { merchantId: h.api.merchantA.merchantId, apiKey });
+    await operations.rollbackBulkJob({ jobId: job.id });
+    t.is((await h.finalJob(job.id)).state, BulkJobState.ROLLED_BACK);
+    const uploader = `api_key:${h.api.merchantA.apiKey.split("_")[2]}`;
+    t.not(keyId, uploader.slice("api_key:".length));
+    for (const sku of [`K${h.suffix}-OLD-4`, `K${h.suffix}-NEW-4`]) {
+      const { changes } = await h.catalog.listProductHistory({ sku });
+      const bySource = changes.map((c) => [c.source!.kind, c.actor]);
+      t.deepEqual(
+        bySource.filter(([kind]) => kind !== ChangeSourceKind.API),
+        [
+          [ChangeSourceKind.ROLLBACK, `api_key:${keyId}`],
+          [ChangeSourceKind.BULK_JOB, uploader],
+        ],
+        sku,
+      );
+    }
+  },
+);
 
 test.serial("a dry run, or another merchant's job, cannot be rolled back", async (t) => {
   const { job } = await h.upload({ dryRun: true }, csv(`sku,title,price,currency\nDRY${h.suffix},D,1.00,EUR\n`));

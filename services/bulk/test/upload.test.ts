@@ -115,6 +115,10 @@ test.serial(
     const done = await finalJob(job!.id);
     t.is(done.state, BulkJobState.SUCCEEDED);
     t.is((await catalog.getProduct({ sku: `${sku}-2` })).product!.stock, 4);
+    // The audit trail names the caller that completed the upload, as it names an API edit's.
+    const [created] = (await catalog.listProductHistory({ sku: `${sku}-2` })).changes;
+    t.is(created!.actor, `api_key:${api.merchantA.apiKey.split("_")[2]}`);
+    t.is(created!.source!.reference, job!.id);
     // Another merchant cannot touch the upload.
     const other = api.client(BulkJobService, api.merchantB);
     t.is(ConnectError.from(await t.throwsAsync(other.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);
