@@ -533,7 +533,7 @@ test("JSON Lines: only the keys present; wrong types, unknown keys, non-objects 
       errors: [
         { field: "sku", code: "MALFORMED_LINE", message: "sku must be a string, not a number" },
         { field: "title", code: "MALFORMED_LINE", message: "title must be a string, not null" },
-        { field: "price", code: "MALFORMED_LINE", message: "price must be a number or a string, not a boolean" },
+        { field: "price", code: "MALFORMED_LINE", message: "price must be a number, a string or a Money object, not a boolean" },
         { field: "attributes", code: "MALFORMED_LINE", message: "attributes must be an object of strings, not an array" },
         { field: "stock", code: "MALFORMED_LINE", message: "stock must be a number or a string, not an object" },
       ],
@@ -586,6 +586,47 @@ test("JSON Lines: only the keys present; wrong types, unknown keys, non-objects 
       ],
     },
   ]);
+});
+
+test("JSON Lines: price and compare_at_price as the API's Money objects, in minor units, naming the line's currency", async (t) => {
+  const lines = await jsonl(
+    [
+      '{"sku":"M1","price":{"currencyCode":"EUR","minorUnits":"1290"},"compare_at_price":{"currencyCode":"EUR","minorUnits":1500}}',
+      '{"sku":"M2","price":{"currency_code":"JPY","minor_units":"980"}}',
+      '{"sku":"M3","price":{"currencyCode":"BHD","minorUnits":"5"},"currency":"BHD"}',
+      '{"sku":"M4","price":{"currencyCode":"USD"}}',
+      '{"sku":"M5","price":{"currencyCode":"USD","minorUnits":"100"},"currency":"EUR"}',
+      '{"sku":"M6","price":{"currencyCode":"EUR","units":"19","nanos":990000000}}',
+      '{"sku":"M7","price":{"minorUnits":"100"}}',
+      '{"sku":"M8","price":{"currencyCode":"EUR","minorUnits":"12.5"}}',
+      '{"sku":"M9","price":{"currencyCode":"EUR","minorUnits":"-100"}}',
+      '{"sku":"M10","price":{"currencyCode":"XXQ","minorUnits":"100"}}',
+      '{"sku":"M11","price":"1.00","currency":"EUR","compare_at_price":{"currencyCode":"USD","minorUnits":"200"}}',
+      '{"sku":"M12","price":{"currencyCode":"EUR","minorUnits":"2000000000000000"}}',
+    ].join("\n"),
+  );
+  t.deepEqual(codes(lines), [
+    { line: 1, valid: "M1" },
+    { line: 2, valid: "M2" },
+    { line: 3, valid: "M3" },
+    { line: 4, valid: "M4" },
+    { line: 5, sku: "M5", errors: ["price:CURRENCY_MISMATCH"] },
+    { line: 6, sku: "M6", errors: ["price.units:UNKNOWN_FIELD", "price.nanos:UNKNOWN_FIELD"] },
+    { line: 7, sku: "M7", errors: ["price.currencyCode:MISSING_CURRENCY"] },
+    { line: 8, sku: "M8", errors: ["price.minorUnits:BAD_NUMBER"] },
+    { line: 9, sku: "M9", errors: ["price:NEGATIVE_PRICE"] },
+    { line: 10, sku: "M10", errors: ["currency:UNKNOWN_CURRENCY"] },
+    { line: 11, sku: "M11", errors: ["compare_at_price:CURRENCY_MISMATCH"] },
+    { line: 12, sku: "M12", errors: ["price:TOO_LARGE"] },
+  ]);
+  const items = Object.fromEntries(lines.flatMap((l) => (l.kind === "valid" ? [[l.item.sku, l.item]] : [])));
+  t.deepEqual(items["M1"], { sku: "M1", currency: "EUR", priceMinor: 1290, compareAtMinor: 1500 });
+  t.deepEqual(items["M2"], { sku: "M2", currency: "JPY", priceMinor: 980 });
+  t.deepEqual(items["M3"], { sku: "M3", currency: "BHD", priceMinor: 5 });
+  // proto3 JSON leaves a zero out: no minorUnits is 0.
+  t.deepEqual(items["M4"], { sku: "M4", currency: "USD", priceMinor: 0 });
+  const mismatch = lines[4]!.kind === "invalid" ? lines[4]!.errors[0]!.message : "";
+  t.is(mismatch, "price is in USD but the line's currency is EUR: a product has one currency");
 });
 
 test("JSON Lines: a file with no object at all is EMPTY_FILE", async (t) => {

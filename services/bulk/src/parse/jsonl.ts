@@ -2,8 +2,12 @@
  * JSON Lines: one object per LF-terminated line (a CR before the LF is JSON
  * whitespace; blank lines are skipped but counted). price and stock keep
  * their source text, so 12.30 stays "12.30" and never goes through a float.
+ * price and compare_at_price may also be Money objects as the API's JSON
+ * writes them, {"currencyCode": "EUR", "minorUnits": "1290"} (or with
+ * snake_case keys), so a product read through the API can be written back.
  */
 import { isUtf8 } from "node:buffer";
+import { currencyDigits, isKnownCurrency } from "@stockroom/common";
 import { Carry } from "./carry.ts";
 import { buildItem, setOwn, tooLong, type RawFields } from "./fields.ts";
 import { BulkFileError, type Draft, type ItemError, type Scanner } from "./types.ts";
@@ -162,6 +166,8 @@ export class JsonlScanner implements Scanner {
     if (!isObject(value)) return fail("MALFORMED_LINE", "the line is not a JSON object");
     const object = withNumberTexts(text, value) ? value : (JSON.parse(text, keepNumberText) as Record<string, unknown>);
     const raw: RawFields = {};
+    /** The currency of each Money object given (price, compare_at_price), checked against the line's once all is read. */
+    const moneyCurrency: [field: string, currency: string][] = [];
     for (const key of Object.keys(object)) {
       const v = object[key];
       switch (key) {
@@ -178,6 +184,18 @@ export class JsonlScanner implements Scanner {
           else raw[key] = v;
           break;
         case "price":
+          if (isObject(v)) {
+            const money = readMoney(key, v, errors);
+            if (money) {
+              raw.price = money.amount;
+              moneyCurrency.push([key, money.currency]);
+            }
+            break;
+          }
+          if (v instanceof RawNumber) raw[key] = v.text;
+          else if (typeof v === "string") raw[key] = v;
+          else errors.push(wrongType(key, v, "a number, a string or a Money object"));
+          break;
         case "stock":
           if (v instanceof RawNumber) raw[key] = v.text;
           else if (typeof v === "string") raw[key] = v;
@@ -186,7 +204,13 @@ export class JsonlScanner implements Scanner {
         case "compare_at_price":
         case "weight_grams":
           // null (or "") clears the field.
-          if (v instanceof RawNumber) raw[key] = v.text;
+          if (key === "compare_at_price" && isObject(v)) {
+            const money = readMoney(key, v, errors);
+            if (money) {
+              raw.compare_at_price = money.amount;
+              moneyCurrency.push([key, money.currency]);
+            }
+          } else if (v instanceof RawNumber) raw[key] = v.text;
           else if (typeof v === "string") raw[key] = v;
           else if (v === null) raw[key] = "";
           else errors.push(wrongType(key, v, "a number, a string or null"));
@@ -200,10 +224,86 @@ export class JsonlScanner implements Scanner {
           errors.push({ field: key, code: "UNKNOWN_FIELD", message: `unknown field ${JSON.stringify(key)}` });
       }
     }
+    // A Money object names the line's currency, unless the line names it already: then they must agree.
+    for (const [field, currency] of moneyCurrency) {
+      if (raw.currency === undefined && !errors.some((e) => e.field === "currency")) raw.currency = currency;
+      else if (raw.currency !== undefined && raw.currency !== currency) {
+        errors.push({
+          field,
+          code: "CURRENCY_MISMATCH",
+          message: `${field} is in ${currency} but the line's currency is ${raw.currency}: a product has one currency`,
+        });
+        if (field === "price") delete raw.price;
+        else delete raw.compare_at_price;
+      }
+    }
     const item = buildItem(raw, errors, attrField);
     const skuKnown = raw.sku !== undefined && !errors.some((e) => e.field === "sku");
     return { line, sku: raw.sku ?? "", skuKnown, item, errors };
   }
+}
+
+/**
+ * readMoney reads a Money object, {"currencyCode", "minorUnits"} as the API's
+ * JSON writes it (snake_case too; minorUnits a string or a whole number, 0
+ * when left out, as proto3 JSON leaves zeros out), as a decimal amount in
+ * the currency's major units for buildItem, which validates it as any price.
+ * Problems go to errors and give undefined.
+ */
+function readMoney(field: string, v: Record<string, unknown>, errors: ItemError[]): { currency: string; amount: string } | undefined {
+  let currency: unknown;
+  let minor: unknown = "0";
+  let ok = true;
+  for (const key of Object.keys(v)) {
+    if (key === "currencyCode" || key === "currency_code") currency = v[key];
+    else if (key === "minorUnits" || key === "minor_units") minor = v[key];
+    else {
+      errors.push({
+        field: `${field}.${key}`,
+        code: "UNKNOWN_FIELD",
+        message: `unknown field ${JSON.stringify(key)} in ${field}: a Money object has currencyCode and minorUnits`,
+      });
+      ok = false;
+    }
+  }
+  if (typeof currency !== "string" || currency === "") {
+    errors.push(
+      currency === undefined || currency === ""
+        ? { field: `${field}.currencyCode`, code: "MISSING_CURRENCY", message: `${field} needs a currencyCode` }
+        : wrongType(`${field}.currencyCode`, currency, "a string"),
+    );
+    ok = false;
+  }
+  const text =
+    minor instanceof RawNumber
+      ? minor.text
+      : typeof minor === "string"
+        ? minor
+        : typeof minor === "number" && Number.isSafeInteger(minor)
+          ? String(minor)
+          : undefined;
+  const m = text === undefined ? null : /^(-?)(\d+)$/.exec(text);
+  if (!m) {
+    errors.push(
+      text === undefined
+        ? wrongType(`${field}.minorUnits`, minor, "a whole number or a string of digits")
+        : {
+            field: `${field}.minorUnits`,
+            code: "BAD_NUMBER",
+            message: `${field}.minorUnits ${JSON.stringify(text)} is not a whole number`,
+          },
+    );
+    ok = false;
+  }
+  if (!ok) return undefined;
+  const code = currency as string;
+  const [, sign, digits] = m!;
+  // An unknown currency has no digits: buildItem reports the currency, and the amount is never converted.
+  if (!isKnownCurrency(code)) return { currency: code, amount: `${sign}${digits}` };
+  const places = currencyDigits(code);
+  const padded = digits!.padStart(places + 1, "0");
+  const amount = places === 0 ? padded : `${padded.slice(0, -places)}.${padded.slice(-places)}`;
+  return { currency: code, amount: `${sign}${amount}` };
 }
 
 /** readAttributes reports what in v is not an object of strings, and returns the entries that are. */

@@ -471,7 +471,10 @@ export enum BulkFileFormat {
 
   /**
    * JSON Lines: one JSON object per line with the same fields as the CSV
-   * columns ("attributes" as an object of strings).
+   * columns ("attributes" as an object of strings). "price" and
+   * "compare_at_price" may also be Money objects as this API's JSON writes
+   * them, {"currencyCode": "EUR", "minorUnits": "1290"}; their currency is
+   * the line's.
    *
    * @generated from enum value: BULK_FILE_FORMAT_JSON_LINES = 2;
    */
