@@ -4,7 +4,8 @@
  * their source text, so 12.30 stays "12.30" and never goes through a float.
  * price and compare_at_price may also be Money objects as the API's JSON
  * writes them, {"currencyCode": "EUR", "minorUnits": "1290"} (or with
- * snake_case keys), so a product read through the API can be written back.
+ * snake_case keys), so a price taken from the API's JSON goes in as it is
+ * (the line's other keys are still the CSV columns, not a Product's).
  */
 import { isUtf8 } from "node:buffer";
 import { currencyDigits, isKnownCurrency } from "@stockroom/common";
