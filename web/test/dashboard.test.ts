@@ -287,6 +287,8 @@ test.serial(
       invalidLines.length.toLocaleString("en-US"),
     );
     t.deepEqual(await axe(second.page), [], "job page");
+    const keyActor = `api_key:${apiKey.split("_")[2]}`;
+    await second.page.getByText(`by ${keyActor}`).waitFor({ timeout: 1_000 });
     await shot(second.page, "job");
     await second.page.getByRole("button", { name: "Next →" }).click();
     await second.page.locator(`tr[data-line="${invalidLines[50]}"]`).waitFor();
@@ -308,6 +310,7 @@ test.serial(
     // Roll back (the safe policy), followed live to the end.
     await second.page.getByRole("button", { name: "Roll back job" }).click();
     await second.page.getByText("rolled back", { exact: true }).first().waitFor({ timeout: 60_000 });
+    await second.page.getByText(`rollback asked for by ${keyActor}`).waitFor({ timeout: 10_000 });
     const catalog = api.client(CatalogService, api.merchantA, "connect");
     const validLine = [...Array(10).keys()].map((i) => i + 2).find((l) => !generated.expected.invalid.has(l))!;
     const sku = bytes.toString("latin1").split("\n")[validLine - 1]!.split(",")[0]!.replaceAll('"', "");

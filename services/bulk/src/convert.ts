@@ -86,6 +86,8 @@ export function jobToProto(row: BulkJobRow): BulkJob {
     createTime: timestampFromDate(row.created_at),
     updateTime: timestampFromDate(row.updated_at),
     endTime: row.ended_at ? timestampFromDate(row.ended_at) : undefined,
+    createdBy: row.created_by ?? "",
+    rollbackRequestedBy: row.rollback_by ?? "",
   });
 }
 

@@ -147,5 +147,6 @@ function uploadToProto(row: BulkUploadRow): Upload {
     committedSize: BigInt(row.committed_size),
     expireTime: timestampFromDate(row.expires_at),
     jobId: row.job_id ?? "",
+    expectedSize: BigInt(row.expected_size ?? 0),
   });
 }

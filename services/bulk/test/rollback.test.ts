@@ -81,8 +81,10 @@ test.serial(
     const { apiKey, keyId } = await createApiKey(h.api.api.db, h.api.merchantA.merchantId, "operations");
     const operations = h.api.client(BulkJobService, { merchantId: h.api.merchantA.merchantId, apiKey });
     await operations.rollbackBulkJob({ jobId: job.id });
-    t.is((await h.finalJob(job.id)).state, BulkJobState.ROLLED_BACK);
+    const rolledBack = await h.finalJob(job.id);
+    t.is(rolledBack.state, BulkJobState.ROLLED_BACK);
     const uploader = `api_key:${h.api.merchantA.apiKey.split("_")[2]}`;
+    t.deepEqual([rolledBack.createdBy, rolledBack.rollbackRequestedBy], [uploader, `api_key:${keyId}`], "the job says who did what");
     t.not(keyId, uploader.slice("api_key:".length));
     for (const sku of [`K${h.suffix}-OLD-4`, `K${h.suffix}-NEW-4`]) {
       const { changes } = await h.catalog.listProductHistory({ sku });

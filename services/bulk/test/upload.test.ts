@@ -107,7 +107,9 @@ test.serial(
       await t.throwsAsync(bulk.appendUploadPart({ uploadId: upload!.id, offset: 50n, data: bytes.subarray(50) })),
     );
     t.is(gap.code, Code.FailedPrecondition);
-    t.is((await bulk.getUpload({ uploadId: upload!.id })).upload!.committedSize, 40n, "where to resume");
+    const resumed = (await bulk.getUpload({ uploadId: upload!.id })).upload!;
+    t.is(resumed.committedSize, 40n, "where to resume");
+    t.is(resumed.expectedSize, BigInt(bytes.length), "the size declared at CreateUpload");
     await bulk.appendUploadPart({ uploadId: upload!.id, offset: 30n, data: bytes.subarray(30) }); // overlaps 10 bytes
     const { job } = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
     const again = await bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
@@ -119,6 +121,7 @@ test.serial(
     const [created] = (await catalog.listProductHistory({ sku: `${sku}-2` })).changes;
     t.is(created!.actor, `api_key:${api.merchantA.apiKey.split("_")[2]}`);
     t.is(created!.source!.reference, job!.id);
+    t.is(done.createdBy, created!.actor, "the job says who created it");
     // Another merchant cannot touch the upload.
     const other = api.client(BulkJobService, api.merchantB);
     t.is(ConnectError.from(await t.throwsAsync(other.getUpload({ uploadId: upload!.id }))).code, Code.NotFound);

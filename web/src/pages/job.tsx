@@ -59,8 +59,10 @@ function JobView({
       </h1>
       <p className="muted small">
         Job {job.id} · {bytes(Number(job.fileSize))} · started {time(job.createTime)}
+        {job.createdBy && ` by ${job.createdBy}`}
         {job.endTime && ` · ended ${time(job.endTime)}`} · conflicts:{" "}
         {job.options?.conflictPolicy === ConflictPolicy.SKIP ? "skip changed products" : "overwrite"}
+        {job.rollbackRequestedBy && ` · rollback asked for by ${job.rollbackRequestedBy}`}
       </p>
       {job.error && (
         <div className="error" role="alert">

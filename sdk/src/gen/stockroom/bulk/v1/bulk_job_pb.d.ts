@@ -227,6 +227,23 @@ export declare type BulkJob = Message<"stockroom.bulk.v1.BulkJob"> & {
    * @generated from field: google.protobuf.Timestamp end_time = 13;
    */
   endTime?: Timestamp | undefined;
+
+  /**
+   * Who created the job, as the audit trail names callers
+   * ("api_key:<key id>"): the actor of the product changes it makes. Empty
+   * for jobs created before 2026-12-05.
+   *
+   * @generated from field: string created_by = 14;
+   */
+  createdBy: string;
+
+  /**
+   * Who asked for the job's rollback, if anyone did: the actor of the
+   * rollback's product changes.
+   *
+   * @generated from field: string rollback_requested_by = 15;
+   */
+  rollbackRequestedBy: string;
 };
 
 /**
@@ -387,6 +404,14 @@ export declare type Upload = Message<"stockroom.bulk.v1.Upload"> & {
    * @generated from field: string job_id = 5;
    */
   jobId: string;
+
+  /**
+   * The total size given to CreateUpload (0: not given); parts past it are
+   * refused.
+   *
+   * @generated from field: int64 expected_size = 6;
+   */
+  expectedSize: bigint;
 };
 
 /**
