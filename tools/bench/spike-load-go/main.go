@@ -439,7 +439,10 @@ func main() {
 		os.Exit(2)
 	}
 	// Fewer collections: every call allocates its stream's objects, and memory is plentiful beside 2 cores.
-	debug.SetGCPercent(400)
+	// GOGC and GOMEMLIMIT in the environment, as Go reads them, take precedence.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	// SPIKE_LOAD_CPUPROFILE=<file>: where this generator's own CPU goes (go tool pprof).
 	if file := os.Getenv("SPIKE_LOAD_CPUPROFILE"); file != "" {
 		f, err := os.Create(file)
