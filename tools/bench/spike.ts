@@ -18,8 +18,9 @@
  *    (spike-load.ts, BENCH_SPIKE_CLIENT=node: BENCH_SPIKE_THREADS (2) of
  *    them); the SDK's from a thread of their own. In one event loop the
  *    client could not send ten times the capacity, and the bench measured
- *    its own backlog; the Node threads then took 0.6–0.8 of the 2 cores the
- *    server runs on, the Go program a fraction of that.
+ *    its own backlog. Both generators take 0.6–0.8 of the 2 cores the server
+ *    runs on; the Go one handles each answer as it arrives, where a Node
+ *    thread's lagging event loop added its delay to every latency.
  *
  * Printed per second: offered, admitted, shed, p50/p99 of the admitted
  * calls, the slowest shed answer, and the load threads' worst event-loop
@@ -57,7 +58,7 @@ import { createUnaryClient } from "./grpc-unary.ts";
 import { describeGc, describeLoop, readRuntime, runtimePhase, type RuntimePhase, type RuntimeSnapshot } from "./runtime-metrics.ts";
 import { createOrderer, type Acknowledged, type LoadReport, type LoadTask, type Via } from "./spike-load.ts";
 import { loadClient, runGo } from "./spike-load-go.ts";
-import { maxOf, median, percentile, round, table, writeResults } from "./stats.ts";
+import { maxOf, median, percentile, round, table, tally, writeResults } from "./stats.ts";
 
 const env = process.env;
 const CAPACITY_S = readInt(env, "BENCH_CAPACITY_S", 10, 1, 600);
@@ -105,8 +106,9 @@ const BASELINE_TOLERANCE = 1.5;
 const RECOVERED_RUN_S = 5;
 /**
  * The generator of the direct gRPC calls (BENCH_SPIKE_CLIENT, spike-load-go.ts):
- * "go" (default where Go is) or "node" (worker threads). It runs on the cores
- * the server needs; the Go one takes a fraction of the Node threads' CPU.
+ * "go" (default where Go is) or "node" (worker threads). Either runs on the
+ * cores the server needs, at about the same CPU; the Go one measures with less
+ * delay of its own.
  */
 const CLIENT = loadClient(env["BENCH_SPIKE_CLIENT"]);
 /** The bulkhead the server runs with (its defaults, or ORDER_IN_FLIGHT_* from this environment, which the server inherits). */
@@ -150,7 +152,7 @@ async function capacity(buyers: number, seconds: number): Promise<number> {
       warmSeconds: 0,
     });
     acknowledged.push(...r.acknowledged);
-    for (const [kind, n] of r.unexpected) unexpected.set(kind, (unexpected.get(kind) ?? 0) + n);
+    for (const [kind, n] of r.unexpected) tally(unexpected, kind, n);
     return r.placed / seconds;
   }
   const end = performance.now() + seconds * 1000;
@@ -180,6 +182,8 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
   const startAt = performance.timeOrigin + performance.now() + 4000;
   const share = (via: Via, of: number) =>
     phases.map((p) => ({ ...p, rate: (p.rate * (via === "sdk" ? SDK_PCT : 100 - SDK_PCT)) / 100 / of }));
+  /** What every generator of the loop is told alike. */
+  const target = { url: server.url, apiKey: server.apiKey, startAt, skus: SKUS };
   const tasks: LoadTask[] = [
     ...(CLIENT === "node"
       ? Array.from({ length: THREADS }, (_, i) => ({
@@ -190,22 +194,9 @@ async function openLoop(phases: { name: string; seconds: number; rate: number }[
         }))
       : []),
     ...(SDK_PCT > 0 ? [{ via: "sdk" as const, name: "sdk", phases: share("sdk", 1), connections: 1 }] : []),
-  ].map((t) => ({ ...t, url: server.url, apiKey: server.apiKey, startAt, skus: SKUS }));
+  ].map((t) => ({ ...t, ...target }));
   const reports = [
-    ...(CLIENT === "go"
-      ? [
-          runGo({
-            mode: "open",
-            name: "go",
-            phases: share("grpc", 1),
-            connections: CONNECTIONS,
-            url: server.url,
-            apiKey: server.apiKey,
-            startAt,
-            skus: SKUS,
-          }),
-        ]
-      : []),
+    ...(CLIENT === "go" ? [runGo({ ...target, mode: "open", name: "go", phases: share("grpc", 1), connections: CONNECTIONS })] : []),
     ...tasks.map(
       (task) =>
         new Promise<LoadReport>((resolve, reject) => {
@@ -290,10 +281,10 @@ try {
   const calls = reports.flatMap((r) => r.calls);
   for (const r of reports) {
     acknowledged.push(...r.acknowledged);
-    for (const [kind, n] of r.unexpected) unexpected.set(kind, (unexpected.get(kind) ?? 0) + n);
+    for (const [kind, n] of r.unexpected) tally(unexpected, kind, n);
   }
   const lost = new Map<string, number>();
-  for (const [kind, n] of reports.flatMap((r) => r.lost)) lost.set(kind, (lost.get(kind) ?? 0) + n);
+  for (const [kind, n] of reports.flatMap((r) => r.lost)) tally(lost, kind, n);
   /** The load threads' event-loop delay per second: the worst thread's. */
   const clientLag = Array.from({ length: BASE_S + SPIKE_S + AFTER_S }, (_, s) => {
     const of = reports.flatMap((r) => r.lag[s] ?? []);

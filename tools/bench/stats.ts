@@ -150,6 +150,6 @@ export function writeResults(name: string, results: object): string {
 }
 
 /** tally counts one more of key in counts. */
-export function tally<K>(counts: Map<K, number>, key: K): void {
-  counts.set(key, (counts.get(key) ?? 0) + 1);
+export function tally<K>(counts: Map<K, number>, key: K, n = 1): void {
+  counts.set(key, (counts.get(key) ?? 0) + n);
 }

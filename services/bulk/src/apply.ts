@@ -11,7 +11,7 @@ import { inTransaction } from "@stockroom/common/db";
 import { lockChunk, setChunkState } from "./chunks.ts";
 import { CHUNK_FORMAT, FINAL_STATES, mergeItem, outcomeState, type ChunkRef, type JobState } from "./domain.ts";
 import { compact, failPendingItems, pendingLines, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
-import { chunksAllDone, countChunk, findJob, moveJob, type ChunkCounts } from "./jobs.ts";
+import { chunksAllDone, countChunk, findJob, jobActor, moveJob, type ChunkCounts } from "./jobs.ts";
 import type { BulkDb, BulkTx } from "./store.ts";
 
 export interface ChunkOutcome {
@@ -91,8 +91,8 @@ export async function applyChunk(db: BulkDb, ref: ChunkRef, now = new Date(), ma
 
       const written = await writeProducts(
         trx,
-        // The changes are the job creator's; their source names the job. Jobs from before created_by keep the job as actor.
-        { merchantId: ref.merchantId, actor: job.created_by ?? `bulk_job:${ref.jobId}`, sourceKind: "bulk_job", sourceRef: ref.jobId },
+        // The changes are the job creator's; their source names the job.
+        { merchantId: ref.merchantId, actor: jobActor(job, "apply"), sourceKind: "bulk_job", sourceRef: ref.jobId },
         writes,
         now,
       );

@@ -127,6 +127,15 @@ export function findDuplicateJob(
     .executeTakeFirst();
 }
 
+/**
+ * jobActor names who made the product changes of a job (its creator) or of
+ * its rollback (whoever asked for it), as the audit trail names callers;
+ * jobs created before those were kept (2026-12-05) name the job itself.
+ */
+export function jobActor(job: Pick<BulkJobRow, "job_id" | "created_by" | "rollback_by">, of: "apply" | "rollback"): string {
+  return (of === "apply" ? job.created_by : job.rollback_by) ?? `bulk_job:${job.job_id}`;
+}
+
 /** The columns a transition may set besides the state. */
 type JobFacts = Partial<
   Pick<

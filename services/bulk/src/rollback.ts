@@ -23,7 +23,7 @@ import { PreconditionError } from "@stockroom/common";
 import { failRollbackOf, lockChunk, queueForRollback, setChunkState } from "./chunks.ts";
 import { canMove, type ChunkRef, type ConflictPolicy, type JobRef } from "./domain.ts";
 import { appliedLines, compact, writeOutcomes, type ItemOutcomeRow } from "./items.ts";
-import { chunksAllDone, countChunk, findJob, moveJob } from "./jobs.ts";
+import { chunksAllDone, countChunk, findJob, jobActor, moveJob } from "./jobs.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 
 /** startRollback queues a finished job's applied chunks for reverting, asked for by `by` (Principal.actor); a repeat is a no-op. */
@@ -118,7 +118,7 @@ export async function rollbackChunk(
     await writeProducts(
       trx,
       // The changes are those of whoever asked for the rollback; their source names the job.
-      { merchantId: ref.merchantId, actor: job.rollback_by ?? `bulk_job:${ref.jobId}`, sourceKind: "rollback", sourceRef: ref.jobId },
+      { merchantId: ref.merchantId, actor: jobActor(job, "rollback"), sourceKind: "rollback", sourceRef: ref.jobId },
       writes,
       now,
     );

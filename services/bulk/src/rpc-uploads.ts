@@ -88,7 +88,8 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
     },
 
     async completeUpload(req, ctx) {
-      const merchantId = principalOf(ctx).merchantId;
+      // The job is the completing caller's (actor), whoever created the upload.
+      const { merchantId, actor } = principalOf(ctx);
       const upload = await findUpload(db, merchantId, req.uploadId);
       if (upload.job_id !== null) return { job: jobToProto((await findJob(db, merchantId, upload.job_id))!) };
       const violations: FieldViolation[] = [];
@@ -101,8 +102,7 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
       if (violations.length > 0) throw new InvalidArgumentError(violations);
       // One pass over the stored bytes: the hash checks the client's and binds the job, the bound on items lets
       // ingest apply chunks while the rest is staged (ingest.ts).
-      // The job is the completing caller's, whoever created the upload.
-      const options = { ...uploadOptions(upload), actor: principalOf(ctx).actor };
+      const options = { ...uploadOptions(upload), actor };
       const whole = await readWholeFile(readUpload(db, merchantId, req.uploadId), options.format);
       if (req.contentSha256 !== "" && whole.sha256 !== req.contentSha256) {
         throw new InvalidArgumentError([{ field: "content_sha256", description: "does not match the bytes received" }]);

@@ -168,9 +168,18 @@ export class JsonlScanner implements Scanner {
     const object = withNumberTexts(text, value) ? value : (JSON.parse(text, keepNumberText) as Record<string, unknown>);
     const raw: RawFields = {};
     /** The currency of each Money object given (price, compare_at_price), checked against the line's once all is read. */
-    const moneyCurrency: [field: string, currency: string][] = [];
+    const moneyCurrency: [field: "price" | "compare_at_price", currency: string][] = [];
     for (const key of Object.keys(object)) {
       const v = object[key];
+      if ((key === "price" || key === "compare_at_price") && isObject(v)) {
+        // A Money object (readMoney): its amount in major units here, its currency checked against the line's below.
+        const money = readMoney(key, v, errors);
+        if (money) {
+          raw[key] = money.amount;
+          moneyCurrency.push([key, money.currency]);
+        }
+        continue;
+      }
       switch (key) {
         case "sku":
         case "title":
@@ -185,33 +194,15 @@ export class JsonlScanner implements Scanner {
           else raw[key] = v;
           break;
         case "price":
-          if (isObject(v)) {
-            const money = readMoney(key, v, errors);
-            if (money) {
-              raw.price = money.amount;
-              moneyCurrency.push([key, money.currency]);
-            }
-            break;
-          }
-          if (v instanceof RawNumber) raw[key] = v.text;
-          else if (typeof v === "string") raw[key] = v;
-          else errors.push(wrongType(key, v, "a number, a string or a Money object"));
-          break;
         case "stock":
           if (v instanceof RawNumber) raw[key] = v.text;
           else if (typeof v === "string") raw[key] = v;
-          else errors.push(wrongType(key, v, "a number or a string"));
+          else errors.push(wrongType(key, v, key === "price" ? "a number, a string or a Money object" : "a number or a string"));
           break;
         case "compare_at_price":
         case "weight_grams":
           // null (or "") clears the field.
-          if (key === "compare_at_price" && isObject(v)) {
-            const money = readMoney(key, v, errors);
-            if (money) {
-              raw.compare_at_price = money.amount;
-              moneyCurrency.push([key, money.currency]);
-            }
-          } else if (v instanceof RawNumber) raw[key] = v.text;
+          if (v instanceof RawNumber) raw[key] = v.text;
           else if (typeof v === "string") raw[key] = v;
           else if (v === null) raw[key] = "";
           else errors.push(wrongType(key, v, "a number, a string or null"));
@@ -234,8 +225,7 @@ export class JsonlScanner implements Scanner {
           code: "CURRENCY_MISMATCH",
           message: `${field} is in ${currency} but the line's currency is ${raw.currency}: a product has one currency`,
         });
-        if (field === "price") delete raw.price;
-        else delete raw.compare_at_price;
+        delete raw[field];
       }
     }
     const item = buildItem(raw, errors, attrField);
