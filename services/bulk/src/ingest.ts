@@ -33,9 +33,9 @@ import { deleteItems } from "./items.ts";
 import { bulkMetrics } from "./metrics.ts";
 import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJobByRequestId, moveJob } from "./jobs.ts";
 import { BulkFileError, ItemBound, parseBulkFile, type BulkFormat } from "./parse/index.ts";
-import { topUp, type QueueConfig } from "./queue.ts";
+import { topUpOrLeave, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
-import { CHUNK_FORMAT, type JobRef } from "./domain.ts";
+import { CHUNK_FORMAT } from "./domain.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -169,7 +169,8 @@ export async function ingest(
         chunkSize: limits.chunkSize,
         stagedVersions: options.conflictPolicy === "skip",
         maxFormat: limits.chunkFormat,
-        onChunk: overlap ? () => publishStaged(db, nats, deps.queue, ref) : undefined,
+        // A publish that fails does not stop staging (topUpOrLeave).
+        onChunk: overlap ? () => topUpOrLeave(db, nats, deps.queue, ref) : undefined,
       },
     );
   } catch (error) {
@@ -215,17 +216,9 @@ export async function ingest(
     "stockroom.bulk.items.invalid": staged.invalid,
     "stockroom.bulk.chunks": staged.chunks,
   });
-  if (nats && !options.dryRun) await topUp(db, nats, deps.queue, ref);
+  // The job is queued and its chunks are in the ledger: an upload that is accepted stays accepted.
+  if (nats && !options.dryRun) await topUpOrLeave(db, nats, deps.queue, ref);
   return (await findJob(db, merchantId, jobId))!;
-}
-
-/**
- * publishStaged tops the job's window up as a chunk is staged. A publish
- * that fails does not stop staging: the chunk waits in the ledger for the
- * top-up at the end of staging, a worker's, or the reconciler.
- */
-async function publishStaged(db: BulkDb, nats: NatsDeps, queue: QueueConfig, ref: JobRef): Promise<void> {
-  await topUp(db, nats, queue, ref).catch(() => {});
 }
 
 /**

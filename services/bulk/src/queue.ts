@@ -12,6 +12,7 @@
  * behind a few chunks of a large job, not behind all of them.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { trace } from "@opentelemetry/api";
 import { forEachShard } from "@stockroom/common/db";
 import { ensureWorkQueue, publishWithId, type NatsDeps } from "@stockroom/common/nats";
 import { restoreTraceContext } from "@stockroom/common/observe";
@@ -162,6 +163,23 @@ export async function topUp(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { m
     if (!lost) break;
   }
   return published;
+}
+
+/**
+ * topUpOrLeave tops a job up for a call whose job is already committed (an
+ * upload, a chunk staged while applying, a rollback): a publish that fails
+ * (NATS down) must not turn what was accepted into an error. The chunks wait
+ * in the ledger for a worker's top-up or the reconciler; the failure is an
+ * event on the active span.
+ */
+export async function topUpOrLeave(db: BulkDb, nats: NatsDeps, q: QueueConfig, job: { merchantId: string; jobId: string }): Promise<void> {
+  try {
+    await topUp(db, nats, q, job);
+  } catch (error) {
+    trace.getActiveSpan()?.addEvent("chunks left to the reconciler", {
+      "exception.message": error instanceof Error ? error.message : String(error),
+    });
+  }
 }
 
 /** TOP_UP_ROUNDS bounds how often one top-up looks again after losing claims to concurrent callers. */

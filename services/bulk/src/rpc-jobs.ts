@@ -15,7 +15,7 @@ import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } fr
 import { FINAL_STATES, type ConflictPolicy as PolicyName } from "./domain.ts";
 import { listItems } from "./items.ts";
 import { findJob, listJobs, moveJob } from "./jobs.ts";
-import { topUp, type QueueConfig } from "./queue.ts";
+import { topUpOrLeave, type QueueConfig } from "./queue.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
 import { startRollback } from "./rollback.ts";
 import type { BulkDb, BulkJobRow, ItemOutcomeName } from "./store.ts";
@@ -150,7 +150,7 @@ export function createBulkJobMethods({
       const job = await findJob(db, merchantId, req.jobId);
       if (!job) throw new NotFoundError("bulk job", req.jobId);
       await startRollback(db, job, policy!, actor);
-      if (nats) await topUp(db, nats, queue, { merchantId, jobId: job.job_id });
+      if (nats) await topUpOrLeave(db, nats, queue, { merchantId, jobId: job.job_id });
       return { job: jobToProto((await findJob(db, merchantId, job.job_id))!) };
     },
 

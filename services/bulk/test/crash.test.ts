@@ -8,13 +8,20 @@ import { createMerchant } from "@stockroom/common/rpc";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
-import { catalogMigrations } from "@stockroom/catalog";
+import { freePort, startTestApi, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
+import { createLogger } from "@stockroom/common/observe";
+import { catalogMigrations, catalogModule, type CatalogTables } from "@stockroom/catalog";
+import { BulkFileFormat, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
+import { DEFAULT_LIMITS } from "../src/ingest.ts";
+import { bulkModule } from "../src/module.ts";
+import { startBulkWorker } from "../src/worker.ts";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";
-import { bulkMigrations } from "../src/store.ts";
+import { bulkMigrations, type BulkTables } from "../src/store.ts";
 import { stagedJob as stageJob } from "./harness.ts";
 
 // Crashes: worker processes killed with SIGKILL, and nats-server itself
@@ -143,6 +150,64 @@ test.serial("nats-server killed and restarted mid-job: the job still completes, 
   natsServer = await startNats();
   await assertExactlyOnce(t, jobId, "RESTART", 12_000);
 });
+
+test.serial(
+  "an upload and a rollback while nats-server is down are answered, not failed; once it is back their chunks are applied",
+  async (t) => {
+    // Its own stream: the worker processes above read theirs with another database.
+    const uploadQueue = { ...queue, stream: `${queue.stream}_UPLOADS`, subjectPrefix: `${queue.subjectPrefix}_uploads` };
+    await ensureChunkQueue(nats.jsm, uploadQueue);
+    const api = await startTestApi<CatalogTables & BulkTables>("bulk_crash_upload", (apiDb) => [
+      catalogModule(apiDb),
+      bulkModule(apiDb, { nats, queue: uploadQueue, limits: DEFAULT_LIMITS, watchIntervalMs: 50 }),
+    ]);
+    const worker = await startBulkWorker({
+      db: api.api.db,
+      nats,
+      queue: uploadQueue,
+      log: createLogger("worker", "silent"),
+      concurrency: 2,
+      reconcileEveryMs: 300,
+    });
+    t.teardown(async () => {
+      // A failure while it was down must not leave the worker draining against no server.
+      if (natsServer.killed) natsServer = await startNats();
+      await worker.stop();
+      await api.close();
+    });
+    const bulk = api.client(BulkJobService, api.merchantA);
+    const catalog = api.client(CatalogService, api.merchantA);
+    const rows = Array.from({ length: 10 }, (_, i) => `DOWN-${i},Thing ${i},1.00,EUR,3`);
+    const file = new TextEncoder().encode(`sku,title,price,currency,stock\n${rows.join("\n")}\n`);
+    async function* upload() {
+      yield { payload: { case: "options" as const, value: { format: BulkFileFormat.CSV, requestId: "upload-while-down" } } };
+      yield { payload: { case: "chunk" as const, value: file } };
+    }
+    const settled = async (jobId: string, state: BulkJobState) =>
+      waitFor(
+        `job ${jobId} to be ${BulkJobState[state]}`,
+        async () => ((await bulk.getBulkJob({ jobId })).job!.state === state ? true : undefined),
+        60_000,
+      );
+
+    natsServer.kill("SIGKILL");
+    const { job } = await bulk.uploadBulkFile(upload());
+    t.is(job!.state, BulkJobState.QUEUED, "the upload is accepted: its chunks wait in the ledger");
+    t.is(job!.counts!.valid, 10n);
+    natsServer = await startNats();
+    await settled(job!.id, BulkJobState.SUCCEEDED);
+    t.is((await catalog.getProduct({ sku: "DOWN-9" })).product!.stock, 3);
+    // The client's retry of the upload is the same job, applied once.
+    t.is((await bulk.uploadBulkFile(upload())).job!.id, job!.id);
+
+    natsServer.kill("SIGKILL");
+    const { job: rolling } = await bulk.rollbackBulkJob({ jobId: job!.id });
+    t.is(rolling!.state, BulkJobState.ROLLING_BACK, "the rollback is accepted");
+    natsServer = await startNats();
+    await settled(job!.id, BulkJobState.ROLLED_BACK);
+    await t.throwsAsync(catalog.getProduct({ sku: "DOWN-9" }), { message: /not found/ });
+  },
+);
 
 async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -1,0 +1,100 @@
+/**
+ * toConnectError answers a backend that cannot be reached with UNAVAILABLE
+ * (ErrorInfo BACKEND_UNAVAILABLE, which clients retry with backoff), not
+ * INTERNAL. Each error here is the real one: mysql2 against a port nobody
+ * listens on, a MariaDB connection killed mid-statement, a NATS connection
+ * that is closed. Anything else stays INTERNAL.
+ */
+import test from "ava";
+import { sql } from "kysely";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import { createDatabase } from "../src/db/database.ts";
+import { connectNats } from "../src/nats/jetstream.ts";
+import { createLogger } from "../src/observe/log.ts";
+import { toConnectError } from "../src/rpc/rpc-errors.ts";
+import { freePort, testDatabaseUrl } from "../testing/index.ts";
+
+const log = createLogger("test", "silent");
+
+/** failure runs fn, which must throw, and returns what it threw. */
+async function failure(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a failure");
+}
+
+function assertUnavailable(t: import("ava").ExecutionContext, status: ConnectError, backend: string) {
+  t.is(status.code, Code.Unavailable, status.message);
+  t.is(status.rawMessage, `the ${backend} is unavailable; retry with backoff`);
+  const info = status.findDetails(ErrorInfoSchema)[0];
+  t.is(info?.reason, "BACKEND_UNAVAILABLE");
+  t.is(info?.metadata["backend"], backend);
+}
+
+test("a database nobody listens on: UNAVAILABLE, and the address is not sent", async (t) => {
+  const url = new URL(testDatabaseUrl("unavailable"));
+  url.hostname = "127.0.0.1";
+  url.port = String(await freePort());
+  const db = createDatabase({ url: url.toString(), poolSize: 1 });
+  t.teardown(() => db.destroy());
+  const error = await failure(() => sql`SELECT 1`.execute(db));
+  t.is((error as { code?: string }).code, "ECONNREFUSED");
+  const status = toConnectError(error, log, "/t");
+  assertUnavailable(t, status, "database");
+  t.false(status.message.includes(url.port));
+});
+
+test("a connection killed in the middle of a statement (a failover, an operator's KILL): UNAVAILABLE", async (t) => {
+  const url = testDatabaseUrl("unavailable");
+  // The server's own schema: the killed connection needs no database of its own.
+  const base = new URL(url);
+  base.pathname = "/mysql";
+  const victim = createDatabase({ url: base.toString(), poolSize: 1 });
+  const killer = createDatabase({ url: base.toString(), poolSize: 1 });
+  t.teardown(async () => {
+    await victim.destroy();
+    await killer.destroy();
+  });
+  const { rows } = await sql<{ id: number }>`SELECT CONNECTION_ID() AS id`.execute(victim);
+  const id = Number(rows[0]!.id);
+  const sleeping = failure(() => sql`SELECT SLEEP(20)`.execute(victim));
+  await new Promise((r) => setTimeout(r, 200));
+  await sql`KILL CONNECTION ${sql.lit(id)}`.execute(killer);
+  const error = await sleeping;
+  // MariaDB closes the socket: mysql2 reports the connection lost (its errno 1927 would be mapped the same way).
+  t.is((error as { code?: string }).code, "PROTOCOL_CONNECTION_LOST", String(error));
+  assertUnavailable(t, toConnectError(error, log, "/t"), "database");
+});
+
+test("a closed NATS connection: UNAVAILABLE", async (t) => {
+  const nats = await connectNats({ servers: "127.0.0.1:4222", name: "unavailable-test" });
+  await nats.nc.close();
+  const error = await failure(() => nats.js.publish("unavailable.test", "x"));
+  t.is((error as Error).constructor.name, "ClosedConnectionError");
+  assertUnavailable(t, toConnectError(error, log, "/t"), "message broker");
+});
+
+test("other errors stay INTERNAL: a plain one, an aborted call's timeout, a statement the server refused", async (t) => {
+  t.is(toConnectError(new Error("boom"), log, "/t").code, Code.Internal);
+  const timeout = await failure(
+    () =>
+      new Promise((_, reject) =>
+        AbortSignal.timeout(1).addEventListener("abort", function () {
+          reject(this.reason);
+        }),
+      ),
+  );
+  t.is((timeout as Error).name, "TimeoutError");
+  t.is(toConnectError(timeout, log, "/t").code, Code.Internal);
+  const base = new URL(testDatabaseUrl("unavailable"));
+  base.pathname = "/mysql";
+  const db = createDatabase({ url: base.toString(), poolSize: 1 });
+  t.teardown(() => db.destroy());
+  const refused = await failure(() => sql`SELECT * FROM no_such_table_here`.execute(db));
+  t.is((refused as { errno?: number }).errno, 1146);
+  t.is(toConnectError(refused, log, "/t").code, Code.Internal);
+});
