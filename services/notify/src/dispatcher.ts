@@ -60,6 +60,9 @@ export interface WebhookDispatcher {
 /** A paused endpoint is looked at again after at most this long (a replay may have lifted the pause). */
 const PAUSE_RECHECK_MS = 1_000;
 
+/** A failing dispatch round is tried again after pollMs, doubling per failure up to this. */
+const MAX_FAILURE_DELAY_MS = 10_000;
+
 /** startWebhookDispatcher makes sure the event stream and the consumer exist, then records and sends until stopped. */
 export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<WebhookDispatcher> {
   const { db, nats, events, config, log } = deps;
@@ -204,6 +207,7 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
 
   async function loop(): Promise<void> {
     let nextSweep = Date.now() + Math.min(config.sweepEveryMs, 60_000);
+    let failures = 0;
     while (!stopping.signal.aborted) {
       woken = false;
       let started = 0;
@@ -213,9 +217,13 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
       }
       try {
         if (sends.size < config.concurrency) started = await round();
+        failures = 0;
       } catch (error) {
-        log.error("webhook dispatch round failed", { error });
-        await pause(config.pollMs, stopping.signal);
+        // The database is down or failing over: back off (one line per try, not one every poll) until it answers.
+        failures++;
+        const delayMs = Math.min(MAX_FAILURE_DELAY_MS, config.pollMs * 2 ** Math.min(failures - 1, 10));
+        log.error("webhook dispatch round failed", { failures, delayMs, error });
+        await pause(delayMs, stopping.signal);
         continue;
       }
       if (started > 0 && sends.size < config.concurrency) continue;
