@@ -53,6 +53,10 @@ const api = await startApi<StockroomTables>({
     notifyModule(db, notify),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),
   ],
+}).catch((error: unknown) => {
+  // Mostly a port in use (PORT, METRICS_PORT): one line that says what to do, not a stack trace.
+  process.stderr.write(`stockroom: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
 });
 
 // The demo key is kept in .stockroom/ (git-ignored) because only its hash is stored.

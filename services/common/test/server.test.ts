@@ -1,3 +1,4 @@
+import net from "node:net";
 import test from "ava";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -6,6 +7,10 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { catalogModule } from "@stockroom/catalog";
 import { sql } from "kysely";
 import { startTestApi, waitFor } from "../testing/index.ts";
+import { createLogger } from "../src/observe/log.ts";
+import { createMetrics } from "../src/observe/metrics.ts";
+import { startMetricsServer } from "../src/observe/metrics-server.ts";
+import { startApiServer } from "../src/rpc/server.ts";
 
 test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refuses new ones", async (t) => {
   const api = await startTestApi("server_drain", (db) => [catalogModule(db)]);
@@ -38,4 +43,18 @@ test("shutdown flips health to NOT_SERVING, finishes in-flight calls, then refus
     "every in-flight call completed",
   );
   await t.throwsAsync(createClient(Health, createGrpcTransport({ baseUrl: api.url })).check({}));
+});
+
+test("a port in use stops start-up with a message that names the setting, the API's and the metrics'", async (t) => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => holder.close());
+  const port = (holder.address() as net.AddressInfo).port;
+  const log = createLogger("test", "silent");
+  await t.throwsAsync(startApiServer({ host: "127.0.0.1", port, services: [], routes: () => {}, interceptors: [], log, webDir: false }), {
+    message: `PORT ${port} is in use on 127.0.0.1 (stop what holds it, or set PORT to another port; 0 = any free port)`,
+  });
+  await t.throwsAsync(startMetricsServer({ host: "127.0.0.1", port, metrics: createMetrics() }), {
+    message: `METRICS_PORT ${port} is in use (set METRICS_PORT=0 for any free port, or off)`,
+  });
 });

@@ -175,7 +175,18 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new Error(
+              `PORT ${options.port} is in use on ${options.host} (stop what holds it, or set PORT to another port; 0 = any free port)`,
+              {
+                cause: error,
+              },
+            )
+          : error,
+      ),
+    );
     server.listen(options.port, options.host, () => resolve());
   });
   const port = (server.address() as net.AddressInfo).port;
