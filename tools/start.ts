@@ -59,28 +59,28 @@ const api = await startApi<StockroomTables>({
   process.exit(1);
 });
 
-// The demo key is kept in .stockroom/ (git-ignored) because only its hash is stored.
+// The demo keys are kept in .stockroom/ (git-ignored), one per database URL, because only their hashes are stored.
 const stateDir = path.join(import.meta.dirname, "..", ".stockroom");
 const demoFile = path.join(stateDir, "demo-merchant.json");
-let demo: { merchantId: string; apiKey: string } | undefined;
-if (existsSync(demoFile)) {
-  const saved = JSON.parse(readFileSync(demoFile, "utf8")) as { merchantId: string; apiKey: string; databaseUrl: string };
-  const valid =
-    saved.databaseUrl === config.databaseUrl &&
-    (await createKeyVerifier(
-      api.db,
-      0,
-    )(saved.apiKey).then(
-      () => true,
-      () => false,
-    ));
-  if (valid) demo = saved;
-}
+const demos = existsSync(demoFile) ? readDemos(demoFile) : {};
+let demo = demos[config.databaseUrl];
+if (
+  demo &&
+  !(await createKeyVerifier(
+    api.db,
+    0,
+  )(demo.apiKey).then(
+    () => true,
+    () => false,
+  ))
+)
+  demo = undefined;
 if (!demo) {
   const created = await createMerchant(api.db, "Demo merchant");
   demo = { merchantId: created.merchantId, apiKey: created.apiKey };
+  demos[config.databaseUrl] = demo;
   mkdirSync(stateDir, { recursive: true });
-  writeFileSync(demoFile, `${JSON.stringify({ ...demo, databaseUrl: config.databaseUrl }, null, 2)}\n`, { mode: 0o600 });
+  writeFileSync(demoFile, `${JSON.stringify(demos, null, 2)}\n`, { mode: 0o600 });
 }
 
 const url = api.server.url;
@@ -142,4 +142,19 @@ function parseFlag(name: string, fallback: boolean): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
   throw new Error(`${name} must be true or false, got ${JSON.stringify(process.env[name])}`);
+}
+
+interface Demo {
+  merchantId: string;
+  apiKey: string;
+}
+
+/** readDemos reads the demo keys by database URL; until 2026-12-05 the file held one, with its URL beside it. */
+function readDemos(file: string): Record<string, Demo> {
+  const saved = JSON.parse(readFileSync(file, "utf8")) as Record<string, Demo> | (Demo & { databaseUrl: string });
+  if (typeof saved.databaseUrl === "string") {
+    const { databaseUrl, merchantId, apiKey } = saved as Demo & { databaseUrl: string };
+    return { [databaseUrl]: { merchantId, apiKey } };
+  }
+  return saved as Record<string, Demo>;
 }

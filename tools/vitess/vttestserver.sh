@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Groundwork for running the test suite on real Vitess (issue 12), not wired
-# into npm test yet. Builds vttestserver, mysqlctl and vtcombo from the Go
+# A local Vitess cluster: npm test's Vitess tier (tools/test.ts runs it with
+# --test-pool), or `npm start` on Vitess (README, Running on Vitess). Builds
+# vttestserver, mysqlctl and vtcombo from the Go
 # module vitess.io/vitess at a pinned version into .stockroom/vitess (git-
 # ignored, reused when present) and starts a local cluster on this machine's
 # MariaDB binaries: keyspace `stockroom` in 2 shards (-80, 80-) and

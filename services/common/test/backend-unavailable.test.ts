@@ -1,9 +1,10 @@
 /**
  * toConnectError answers a backend that cannot be reached with UNAVAILABLE
  * (ErrorInfo BACKEND_UNAVAILABLE, which clients retry with backoff), not
- * INTERNAL. Each error here is the real one: mysql2 against a port nobody
+ * INTERNAL. The errors are the real ones: mysql2 against a port nobody
  * listens on, a MariaDB connection killed mid-statement, a NATS connection
- * that is closed. Anything else stays INTERNAL.
+ * that is closed; vtgate's, which need a tablet killed, are built from the
+ * texts a local cluster answered with. Anything else stays INTERNAL.
  */
 import test from "ava";
 import { sql } from "kysely";
@@ -76,6 +77,19 @@ test("a closed NATS connection: UNAVAILABLE", async (t) => {
   const error = await failure(() => nats.js.publish("unavailable.test", "x"));
   t.is((error as Error).constructor.name, "ClosedConnectionError");
   assertUnavailable(t, toConnectError(error, log, "/t"), "message broker");
+});
+
+test("vtgate's answers while a shard's tablet restarts (their texts as a local cluster gave them): UNAVAILABLE", (t) => {
+  const vtgate = (message: string) =>
+    Object.assign(new Error(message), { errno: 1105, sqlState: "HY000", sqlMessage: message, code: "ER_UNKNOWN_ERROR" });
+  for (const message of [
+    "target: stockroom.80-.primary: vttablet: rpc error: code = Code(17) desc = operation not allowed in state SHUTTING_DOWN",
+    `target: stockroom.-80.primary: no healthy tablet available for 'keyspace:"stockroom" shard:"-80" tablet_type:PRIMARY'`,
+  ]) {
+    assertUnavailable(t, toConnectError(vtgate(message), log, "/t"), "database");
+  }
+  // A statement vtgate itself refuses stays what it is.
+  t.is(toConnectError(vtgate("VT09015: schema tracking required"), log, "/t").code, Code.Internal);
 });
 
 test("other errors stay INTERNAL: a plain one, an aborted call's timeout, a statement the server refused", async (t) => {

@@ -68,6 +68,9 @@ const CONNECTION_CODES = new Set([
  */
 const SERVER_UNAVAILABLE = new Set([1040, 1053, 1203, 1290, 1927]);
 
+/** vtgate's texts (errno 1105) for a shard that has no tablet to serve it right now. */
+const VTGATE_UNAVAILABLE = /no healthy tablet|code = (Unavailable|Code\(17\)|Code\(18\))/;
+
 /** NATS client errors of a connection that is down, closing, or a request nobody answered in time. */
 const NATS_UNAVAILABLE = new Set([
   "ClosedConnectionError",
@@ -89,8 +92,9 @@ function unavailableBackend(error: unknown): "database" | "message broker" | und
   if (typeof code === "string" && CONNECTION_CODES.has(code)) return "database";
   if (typeof errno === "number" && typeof sqlMessage === "string") {
     if (SERVER_UNAVAILABLE.has(errno)) return "database";
-    // vtgate answers a shard with no serving tablet (a reparent, a restart) as 1105 with the vtrpc code in the text.
-    if (errno === 1105 && /no healthy tablet|code = Unavailable/i.test(sqlMessage)) return "database";
+    // vtgate answers a shard with no serving tablet (a reparent, a restart) as 1105 with the vtrpc code in the text:
+    // UNAVAILABLE, CLUSTER_EVENT (17: "operation not allowed in state SHUTTING_DOWN") or READ_ONLY (18).
+    if (errno === 1105 && VTGATE_UNAVAILABLE.test(sqlMessage)) return "database";
     if (fatal === true) return "database";
   }
   if (NATS_UNAVAILABLE.has(error.constructor.name)) return "message broker";
