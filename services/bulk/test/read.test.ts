@@ -204,3 +204,28 @@ test.serial("a compact job (format 3) lists, pages, filters and reports its item
   );
   t.deepEqual([Number(rowItems!.n), Number(compactItems!.n)], [250, 26], "format 3 keeps rows only for the lines that did not apply");
 });
+
+test("plain HTTP + JSON (Connect) sends the contract's full 4 MiB part, as base64; one byte more is refused by name", async (t) => {
+  // What a client without a library sends: fetch, JSON, bytes as base64.
+  const call = async (method: string, body: unknown) => {
+    const res = await fetch(`${api.url}/stockroom.bulk.v1.BulkJobService/${method}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${api.merchantA.apiKey}` },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> & { code?: string; message?: string } };
+  };
+  const created = await call("CreateUpload", { options: { format: "BULK_FILE_FORMAT_CSV" } });
+  const uploadId = (created.body["upload"] as { id: string }).id;
+  const part = Buffer.alloc(4 * 1024 * 1024, 0x61);
+  const appended = await call("AppendUploadPart", { uploadId, offset: "0", data: part.toString("base64") });
+  t.is(appended.status, 200, JSON.stringify(appended.body));
+  t.is(appended.body["committedSize"], String(part.length));
+  const over = await call("AppendUploadPart", {
+    uploadId,
+    offset: String(part.length),
+    data: Buffer.alloc(part.length + 1).toString("base64"),
+  });
+  t.is(over.body.code, "invalid_argument");
+  t.regex(over.body.message ?? "", /must be at most 4194304 bytes/);
+});

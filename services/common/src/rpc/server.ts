@@ -56,6 +56,15 @@ export interface ApiServer {
 export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 
 /**
+ * MAX_ROUTER_MESSAGE_BYTES is the same cap for the calls connect-es reads
+ * (Connect, gRPC-Web, streams), whose messages may be JSON: there an upload
+ * part's 4 MiB of data is 5.6 MB of base64, which the binary cap refused
+ * (RESOURCE_EXHAUSTED) although the contract allows it. A binary message
+ * that big is refused by its handler instead, naming the field.
+ */
+export const MAX_ROUTER_MESSAGE_BYTES = Math.ceil((4 * 1024 * 1024) / 3) * 4 + 64 * 1024;
+
+/**
  * SESSION_MEMORY_MB is the memory one HTTP/2 connection may hold in Node's
  * own accounting (maxSessionMemory), which is mostly its open streams, about
  * 1 KB each. Node's default of 10 MB is reached by one client with some ten
@@ -89,9 +98,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     requestGate: decodeRequestGate,
     acceptCompression,
     // gRPC's customary cap: no request message of any API is near it except an upload part or
-    // chunk, whose data the contracts limit to 4 MiB (the 64 KiB cover the rest of the message).
-    // A larger message is RESOURCE_EXHAUSTED before it is held in memory whole.
-    readMaxBytes: MAX_REQUEST_MESSAGE_BYTES,
+    // chunk, whose data the contracts limit to 4 MiB (the 64 KiB cover the rest of the message), in JSON
+    // as base64 (MAX_ROUTER_MESSAGE_BYTES). A larger message is RESOURCE_EXHAUSTED before it is held in memory whole.
+    readMaxBytes: MAX_ROUTER_MESSAGE_BYTES,
     // A JSON request naming a field the contract does not have is INVALID_ARGUMENT, as protobuf's JSON
     // mapping says, not the field dropped (connect-es's default): {"price": {"currencyCode": "EUR",
     // "units": "19"}} would otherwise create a product priced at 0. The SDK and the dashboard send binary.
