@@ -1,7 +1,7 @@
 import { availableParallelism, hostname } from "node:os";
 import { readInt, type Env } from "@stockroom/common";
 import { CHUNK_FORMAT } from "./domain.ts";
-import { DEFAULT_LIMITS, type IngestLimits } from "./ingest.ts";
+import { DEFAULT_LIMITS, DEFAULT_STAGING_STALL_MS, type IngestLimits } from "./ingest.ts";
 import { DEFAULT_RETENTION, type Retention } from "./prune.ts";
 import { DEFAULT_QUEUE, type QueueConfig } from "./queue.ts";
 import { slotBucket, type HostSlotOptions } from "./host-slots.ts";
@@ -13,6 +13,8 @@ export interface BulkConfig {
   /** Chunks one worker process applies at once. */
   workerConcurrency: number;
   reconcileEveryMs: number;
+  /** A job still staging with no heartbeat for this long is failed by the workers (BULK_STAGING_STALL_MS, default 60 s). */
+  stagingStallMs: number;
   retention: Retention;
   /** How often a worker prunes what outlived its retention; 0 turns it off. */
   pruneEveryMs: number;
@@ -52,6 +54,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
       chunkSize: readInt(env, "BULK_CHUNK_SIZE", DEFAULT_LIMITS.chunkSize, 1, 10_000),
       chunkFormat: readInt(env, "BULK_CHUNK_FORMAT", CHUNK_FORMAT, 1, CHUNK_FORMAT),
       applyWhileStaging: readInt(env, "BULK_APPLY_WHILE_STAGING", 1, 0, 1) === 1,
+      stagingHeartbeatMs: readInt(env, "BULK_STAGING_HEARTBEAT_MS", DEFAULT_LIMITS.stagingHeartbeatMs, 100, 600_000),
     },
     queue: {
       ...DEFAULT_QUEUE,
@@ -66,6 +69,7 @@ export function parseBulkConfig(env: Env): BulkConfig {
     },
     workerConcurrency: readInt(env, "BULK_WORKER_CONCURRENCY", 2, 1, 256),
     reconcileEveryMs: readInt(env, "BULK_RECONCILE_EVERY_MS", 5000, 0, 3_600_000),
+    stagingStallMs: readInt(env, "BULK_STAGING_STALL_MS", DEFAULT_STAGING_STALL_MS, 1000, 86_400_000),
     retention: {
       ...DEFAULT_RETENTION,
       idempotencyKeysMs:
@@ -110,6 +114,7 @@ export function workerSettings(c: BulkConfig) {
     queue: c.queue,
     concurrency: c.workerConcurrency,
     reconcileEveryMs: c.reconcileEveryMs,
+    stagingStallMs: c.stagingStallMs,
     pruneEveryMs: c.pruneEveryMs,
     retention: c.retention,
     sealEveryMs: c.sealEveryMs,

@@ -26,16 +26,27 @@ import { createHash } from "node:crypto";
 import { trace } from "@opentelemetry/api";
 import type { Metrics } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
-import { inTransaction } from "@stockroom/common/db";
+import { forEachShard, inTransaction } from "@stockroom/common/db";
 import { RequestIdMismatchError } from "@stockroom/common";
 import { cancelChunks, deleteChunks } from "./chunks.ts";
 import { deleteItems } from "./items.ts";
 import { bulkMetrics } from "./metrics.ts";
-import { claimJobFile, createJob, deleteJobRow, findDuplicateJob, findJob, findJobByRequestId, moveJob } from "./jobs.ts";
+import {
+  claimJobFile,
+  createJob,
+  deleteJobRow,
+  findDuplicateJob,
+  findJob,
+  findJobByRequestId,
+  findStalledStaging,
+  heartbeatStaging,
+  moveJob,
+  stalledStaging,
+} from "./jobs.ts";
 import { BulkFileError, ItemBound, parseBulkFile, type BulkFormat } from "./parse/index.ts";
 import { topUpOrLeave, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
-import { CHUNK_FORMAT } from "./domain.ts";
+import { CHUNK_FORMAT, type JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 
@@ -49,7 +60,15 @@ export interface IngestLimits {
   dedupeWindowMs: number;
   /** Publish a file's chunks as they are staged when the whole file is at hand (see the module comment; BULK_APPLY_WHILE_STAGING). */
   applyWhileStaging: boolean;
+  /**
+   * How often the process staging a job says it still is (staging_heartbeat_at):
+   * well under the workers' BULK_STAGING_STALL_MS, past which they fail the job.
+   */
+  stagingHeartbeatMs: number;
 }
+
+/** DEFAULT_STAGING_STALL_MS: a job staging with no heartbeat for this long is failed (six heartbeats missed). */
+export const DEFAULT_STAGING_STALL_MS = 60_000;
 
 export const DEFAULT_LIMITS: IngestLimits = {
   maxBytes: 512 * 1024 * 1024,
@@ -58,6 +77,7 @@ export const DEFAULT_LIMITS: IngestLimits = {
   chunkFormat: CHUNK_FORMAT,
   dedupeWindowMs: 24 * 60 * 60 * 1000,
   applyWhileStaging: true,
+  stagingHeartbeatMs: 10_000,
 };
 
 export interface IngestDeps {
@@ -112,6 +132,28 @@ export async function ingest(
   const { jobId } = await createJob(db, { merchantId, ...options, requestId: "" });
   span?.setAttributes({ "stockroom.bulk.job_id": jobId, "stockroom.bulk.existing": false });
   const ref = { merchantId, jobId };
+  // While this process stages the job it says so: a job whose staging stops without an end (a restart, the database
+  // lost under it, so not even failJob could run) is failed by the workers' reconciler (failStalledStaging).
+  const heartbeat = setInterval(() => void heartbeatStaging(db, ref).catch(() => {}), limits.stagingHeartbeatMs);
+  heartbeat.unref();
+  try {
+    return await stageJob(deps, ref, options, source, whole);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** stageJob reads, hashes, parses and stages the file of a new job (ingest's body once the job exists). */
+async function stageJob(
+  deps: IngestDeps,
+  ref: JobRef,
+  options: UploadOptions,
+  source: AsyncIterable<Uint8Array>,
+  whole: WholeFile | undefined,
+): Promise<BulkJobRow> {
+  const { db, limits } = deps;
+  const { merchantId, jobId } = ref;
+  const span = trace.getActiveSpan();
   const hash = createHash("sha256");
   let size = 0;
   // The source's iterator outlives the parser's loop, so that the rest of a bad file can still be hashed.
@@ -255,6 +297,30 @@ async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, e
     await moveJob(trx, ref, "failed", now, { error, file_size: size });
     await cancelChunks(trx, ref);
   });
+}
+
+/**
+ * failStalledStaging fails the jobs of every shard whose staging stopped
+ * without an end (jobs.ts stalledStaging: no heartbeat for stallMs), as
+ * failJob would have: FAILED with the reason, their unapplied chunks
+ * cancelled. What was applied stays and can be rolled back; the file can be
+ * sent again (a failed job is no duplicate). Run by the workers' reconciler.
+ */
+export async function failStalledStaging(db: BulkDb, stallMs: number, now = new Date()): Promise<number> {
+  const perShard = await forEachShard(db, async (shardDb) => {
+    let failed = 0;
+    for (const ref of await findStalledStaging(shardDb, now, stallMs, 100)) {
+      const error = `staging stopped: the process reading this file stopped before its end (a restart, or its database connection lost) and gave no sign for ${Math.round(stallMs / 1000)} s; what was applied stays and can be rolled back; send the file again to apply all of it`;
+      const moved = await inTransaction(shardDb, async (trx) => {
+        if (!(await moveJob(trx, ref, "failed", now, { error }, stalledStaging(now, stallMs)))) return false;
+        await cancelChunks(trx, ref);
+        return true;
+      });
+      if (moved) failed++;
+    }
+    return failed;
+  });
+  return perShard.reduce((a, b) => a + b, 0);
 }
 
 /** discardJob removes a job that turned out to duplicate an earlier one (nothing of it was queued). */

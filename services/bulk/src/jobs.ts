@@ -67,6 +67,7 @@ export async function createJob(db: BulkDb, job: NewJob, now = new Date()): Prom
         created_at: now,
         updated_at: now,
         ended_at: null,
+        staging_heartbeat_at: now,
       })
       .execute();
     return { jobId, existing: false };
@@ -180,6 +181,58 @@ export async function moveJob(
   if (moved.numUpdatedRows !== 1n) return false;
   if (final) await recordJobFinished(trx, (await findJob(trx, ref.merchantId, ref.jobId))!, now);
   return true;
+}
+
+/** STAGING_STATES are those a job is in while a process reads and stages its file. */
+const STAGING_STATES: readonly JobState[] = ["receiving", "validating"];
+
+/**
+ * LEGACY_STALL_MS is how long a staging job without a heartbeat (staged by a
+ * release before heartbeats, during a rolling release) may go unchanged
+ * before it counts as stalled: such a process may still be reading a slow
+ * upload.
+ */
+const LEGACY_STALL_MS = 3600_000;
+
+/** heartbeatStaging says that this process is still staging the job (ingest, every few seconds). */
+export async function heartbeatStaging(db: BulkDb, ref: JobRef, now = new Date()): Promise<void> {
+  await db
+    .updateTable("bulk_jobs")
+    .set({ staging_heartbeat_at: now })
+    .where("merchant_id", "=", ref.merchantId)
+    .where("job_id", "=", ref.jobId)
+    .where("state", "in", STAGING_STATES)
+    .execute();
+}
+
+/**
+ * stalledStaging is the condition of a job whose staging stopped without an
+ * end: still RECEIVING or VALIDATING, with no heartbeat for stallMs (or, with
+ * none ever, unchanged for LEGACY_STALL_MS). The sweep selects by it and
+ * moveJob checks it again in its UPDATE, so a heartbeat that comes in
+ * between keeps the job.
+ */
+export function stalledStaging(now: Date, stallMs: number) {
+  const heartbeatBefore = new Date(now.getTime() - stallMs);
+  const unchangedBefore = new Date(now.getTime() - Math.max(stallMs, LEGACY_STALL_MS));
+  return (eb: ExpressionBuilder<BulkTables, "bulk_jobs">) =>
+    eb.and([
+      eb("state", "in", STAGING_STATES),
+      eb.or([
+        eb("staging_heartbeat_at", "<", heartbeatBefore),
+        eb.and([eb("staging_heartbeat_at", "is", null), eb("updated_at", "<", unchangedBefore)]),
+      ]),
+    ]);
+}
+
+/** findStalledStaging lists up to limit jobs of one shard target whose staging stopped (stalledStaging). */
+export function findStalledStaging(db: BulkDb, now: Date, stallMs: number, limit: number): Promise<JobRef[]> {
+  return db
+    .selectFrom("bulk_jobs")
+    .select(["merchant_id as merchantId", "job_id as jobId"])
+    .where(stalledStaging(now, stallMs))
+    .limit(limit)
+    .execute();
 }
 
 /** findJobByRequestId reads the merchant's job bound to a request_id, if any. */

@@ -43,6 +43,8 @@ export interface BulkJobRow {
   created_at: Date;
   updated_at: Date;
   ended_at: Date | null;
+  /** When the process staging the job last said it still was (ingest's heartbeat); NULL before 2026-12-05. */
+  staging_heartbeat_at: Date | null;
   /** When the pruner removed the job's per-item details (staging rows, outcomes). */
   items_pruned_at: Date | null;
   /** W3C trace context of the call that created the job (trace-context.ts): its chunks join that trace. */

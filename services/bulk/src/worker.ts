@@ -8,6 +8,7 @@ import { CHUNK_FORMAT, FINAL_STATES } from "./domain.ts";
 import { bulkMetrics } from "./metrics.ts";
 import type { BulkDb } from "./store.ts";
 import { DEFAULT_RETENTION, prune, type Retention } from "./prune.ts";
+import { DEFAULT_STAGING_STALL_MS, failStalledStaging } from "./ingest.ts";
 import { failRollbackChunk, rollbackChunk } from "./rollback.ts";
 import { type ChunkMessage, decodeChunkMessage, ensureChunkQueue, handBack, reconcile, topUp, type QueueConfig } from "./queue.ts";
 import { acquireHostSlot, openSlotBucket, type HostSlotOptions } from "./host-slots.ts";
@@ -25,8 +26,10 @@ export interface BulkWorkerDeps {
    * chunks of a newer format are passed on to other workers, never applied.
    */
   maxFormat?: number;
-  /** How often this process runs the reconciler; 0 turns it off. */
+  /** How often this process runs the reconciler (and fails jobs whose staging stopped); 0 turns it off. */
   reconcileEveryMs: number;
+  /** A job still staging with no heartbeat for this long is failed (failStalledStaging; default DEFAULT_STAGING_STALL_MS). */
+  stagingStallMs?: number;
   /** How often this process prunes expired rows (prune.ts); 0 or absent turns it off. */
   pruneEveryMs?: number;
   retention?: Retention;
@@ -168,6 +171,12 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
           metrics?.reconcileRuns.inc({ result: "error" });
           log.error("reconcile failed", { error });
         },
+      ),
+    ),
+    every(deps.reconcileEveryMs, () =>
+      untraced(() => failStalledStaging(db, deps.stagingStallMs ?? DEFAULT_STAGING_STALL_MS)).then(
+        (failed) => failed > 0 && log.warn("failed jobs whose staging stopped without an end", { failed }),
+        (error: unknown) => log.error("staging sweep failed", { error }),
       ),
     ),
     every(deps.pruneEveryMs, () =>

@@ -188,6 +188,7 @@ test("a 100,000-item job of the previous release applies once across the migrati
     "bulk/2026_12_03_090000_add_bulk_job_chunks_format",
     "bulk/2026_12_03_120000_add_bulk_job_chunks_items",
     "bulk/2026_12_05_090000_add_bulk_jobs_actors",
+    "bulk/2026_12_05_120000_add_bulk_jobs_staging_heartbeat",
     "catalog/2026_12_03_090000_add_products_merchandising_fields",
     "catalog/2026_12_03_120000_add_product_changes_format",
     "catalog/2026_12_04_140000_presize_product_changes_hashes",

@@ -7,7 +7,11 @@ import { BulkJobService, UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { waitFor } from "@stockroom/common/testing";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
-import { DEFAULT_LIMITS, ingest, readWholeFile } from "../src/ingest.ts";
+import { CHUNK_FORMAT } from "../src/domain.ts";
+import { DEFAULT_LIMITS, failStalledStaging, ingest, readWholeFile } from "../src/ingest.ts";
+import { topUp } from "../src/queue.ts";
+import { stageLines, type ParsedLine } from "../src/stage.ts";
+import { csvJob } from "./csv-job.ts";
 import { appendPart, createUpload, readUpload } from "../src/uploads.ts";
 import { startBulkHarness, type UploadRequest } from "./harness.ts";
 
@@ -327,3 +331,60 @@ test.serial(
     t.is(await appendPart(api.api.db, merchantId, upload.upload_id, 256, parts[1]!), offset);
   },
 );
+
+test.serial("staging that stopped without an end (its process gone) is failed by the workers' sweep; what it applied stays", async (t) => {
+  // What a process that died mid-file leaves: a job VALIDATING, some chunks staged and applied, no heartbeat any more.
+  const merchantId = api.merchantA.merchantId;
+  const { jobId } = await csvJob(api.api.db, merchantId, `stalled-${suffix}.csv`);
+  const ref = { merchantId, jobId };
+  async function* lines(): AsyncIterable<ParsedLine> {
+    for (let i = 0; i < 500; i++)
+      yield { line: i + 2, kind: "valid", item: { sku: `ST${suffix}-${i}`, title: `T ${i}`, priceMinor: 100, currency: "EUR" } };
+  }
+  await stageLines(api.api.db, ref, lines(), { chunkSize: 200, stagedVersions: false, maxFormat: CHUNK_FORMAT });
+  await topUp(api.api.db, h.nats, h.queue, ref);
+  await waitFor("the staged chunks to be applied", async () =>
+    (await bulk.getBulkJob({ jobId })).job!.chunksDone === 3 ? true : undefined,
+  );
+  t.is((await bulk.getBulkJob({ jobId })).job!.state, BulkJobState.VALIDATING);
+
+  // Within the stall time nothing happens; past it (no heartbeat since the job was made) the job fails, with the reason.
+  t.is(await failStalledStaging(api.api.db, 60_000), 0);
+  t.is(await failStalledStaging(api.api.db, 1_000, new Date(Date.now() + 5_000)), 1);
+  const failed = (await bulk.getBulkJob({ jobId })).job!;
+  t.is(failed.state, BulkJobState.FAILED);
+  t.regex(failed.error, /^staging stopped: the process reading this file stopped before its end/);
+  t.is(failed.counts!.applied, 500n);
+  t.is(await failStalledStaging(api.api.db, 1_000, new Date(Date.now() + 5_000)), 0, "once");
+  // It can be rolled back like any failed job.
+  await bulk.rollbackBulkJob({ jobId });
+  t.is((await finalJob(jobId)).state, BulkJobState.ROLLED_BACK);
+});
+
+test.serial("an upload that is slow but alive keeps its job past the stall time: its heartbeat says so", async (t) => {
+  const file = generateBulkFile({ rows: 600, format: "csv", seed: 9, skuPrefix: `SL${suffix}-` });
+  const bytes = Buffer.concat([...file.chunks]);
+  const half = bytes.indexOf(10, bytes.length >> 1) + 1;
+  const merchantId = api.merchantA.merchantId;
+  let swept = -1;
+  async function* slowClient() {
+    yield bytes.subarray(0, half);
+    // The client pauses for three stall times; the sweep runs meanwhile.
+    await new Promise((r) => setTimeout(r, 1_500));
+    swept = await failStalledStaging(api.api.db, 500);
+    yield bytes.subarray(half);
+  }
+  const options = {
+    format: "csv" as const,
+    conflictPolicy: "overwrite" as const,
+    dryRun: false,
+    requestId: "",
+    fileName: `slow-${suffix}.csv`,
+  };
+  const deps = { db: api.api.db, nats: h.nats, queue: h.queue, limits: { ...DEFAULT_LIMITS, chunkSize: 200, stagingHeartbeatMs: 100 } };
+  const staged = await ingest(deps, merchantId, options, slowClient());
+  t.is(swept, 0);
+  const done = await finalJob(staged.job_id);
+  t.is(done.state, BulkJobState.SUCCEEDED);
+  t.is(done.counts!.applied, 600n);
+});
