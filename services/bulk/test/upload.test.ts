@@ -8,7 +8,7 @@ import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.
 import { waitFor } from "@stockroom/common/testing";
 import { generateBulkFile } from "../../../tools/gen-bulk-file.ts";
 import { CHUNK_FORMAT } from "../src/domain.ts";
-import { DEFAULT_LIMITS, failStalledStaging, ingest, readWholeFile } from "../src/ingest.ts";
+import { DEFAULT_LIMITS, failStalledStaging, ingest, readWholeFile, type IngestLimits, type WholeFile } from "../src/ingest.ts";
 import { topUp } from "../src/queue.ts";
 import { stageLines, type ParsedLine } from "../src/stage.ts";
 import { csvJob } from "./csv-job.ts";
@@ -234,6 +234,13 @@ test.serial("a stream cut before its end leaves no job, and its request_id can b
   );
 });
 
+/** ingestCsv stages a CSV through ingest itself (not the RPC), as an upload named fileName, in chunks of 200. */
+function ingestCsv(fileName: string, limits: Partial<IngestLimits>, source: AsyncIterable<Uint8Array>, whole?: WholeFile) {
+  const options = { format: "csv" as const, conflictPolicy: "overwrite" as const, dryRun: false, requestId: "", fileName };
+  const deps = { db: api.api.db, nats: h.nats, queue: h.queue, limits: { ...DEFAULT_LIMITS, chunkSize: 200, ...limits } };
+  return ingest(deps, api.merchantA.merchantId, options, source, whole);
+}
+
 test("the contract's 4 MiB per message: a larger chunk or part is refused, and nothing is staged for it", async (t) => {
   const { jobs: before } = await bulk.listBulkJobs({});
   const big = new Uint8Array(4 * 1024 * 1024 + 1024).fill(0x61);
@@ -280,16 +287,8 @@ test.serial("a file held in full applies its first chunks while the rest is stil
     );
     yield bytes.subarray(half);
   }
-  const options = {
-    format: "csv" as const,
-    conflictPolicy: "overwrite" as const,
-    dryRun: false,
-    requestId: "",
-    fileName: `overlap-${suffix}.csv`,
-  };
   // A file of exactly the item limit still overlaps.
-  const deps = { db: api.api.db, nats: h.nats, queue: h.queue, limits: { ...DEFAULT_LIMITS, chunkSize: 200, maxItems: 1000 } };
-  const staged = await ingest(deps, merchantId, options, source(), whole);
+  const staged = await ingestCsv(`overlap-${suffix}.csv`, { maxItems: 1000 }, source(), whole);
   t.is(Number(staged.total_items), 1000);
   const done = await finalJob(staged.job_id);
   t.is(done.state, BulkJobState.SUCCEEDED);
@@ -365,7 +364,6 @@ test.serial("an upload that is slow but alive keeps its job past the stall time:
   const file = generateBulkFile({ rows: 600, format: "csv", seed: 9, skuPrefix: `SL${suffix}-` });
   const bytes = Buffer.concat([...file.chunks]);
   const half = bytes.indexOf(10, bytes.length >> 1) + 1;
-  const merchantId = api.merchantA.merchantId;
   let swept = -1;
   async function* slowClient() {
     yield bytes.subarray(0, half);
@@ -374,15 +372,7 @@ test.serial("an upload that is slow but alive keeps its job past the stall time:
     swept = await failStalledStaging(api.api.db, 500);
     yield bytes.subarray(half);
   }
-  const options = {
-    format: "csv" as const,
-    conflictPolicy: "overwrite" as const,
-    dryRun: false,
-    requestId: "",
-    fileName: `slow-${suffix}.csv`,
-  };
-  const deps = { db: api.api.db, nats: h.nats, queue: h.queue, limits: { ...DEFAULT_LIMITS, chunkSize: 200, stagingHeartbeatMs: 100 } };
-  const staged = await ingest(deps, merchantId, options, slowClient());
+  const staged = await ingestCsv(`slow-${suffix}.csv`, { stagingHeartbeatMs: 100 }, slowClient());
   t.is(swept, 0);
   const done = await finalJob(staged.job_id);
   t.is(done.state, BulkJobState.SUCCEEDED);
