@@ -41,6 +41,7 @@ import {
   findStalledStaging,
   heartbeatStaging,
   moveJob,
+  STAGING_STOPPED,
   stalledStaging,
 } from "./jobs.ts";
 import { BulkFileError, ItemBound, parseBulkFile, type BulkFormat } from "./parse/index.ts";
@@ -218,9 +219,10 @@ async function stageJob(
   } catch (error) {
     if (overlap && !(error instanceof BulkFileError)) {
       // Chunks may have applied already: the job stays, failed, with what it applied (it can be rolled back).
-      await failJob(db, ref, `staging stopped: ${error instanceof Error ? error.message : String(error)}`.slice(0, 1000), size).catch(
-        () => {},
-      );
+      // Its request_id is released (stagingStopped): the caller gets this error, and its retry runs again.
+      await failJob(db, ref, `${STAGING_STOPPED}${error instanceof Error ? error.message : String(error)}`.slice(0, 1000), size, {
+        request_id: null,
+      }).catch(() => {});
       throw error;
     }
     if (!(error instanceof BulkFileError)) {
@@ -291,10 +293,16 @@ async function hashUpTo(source: AsyncIterable<Uint8Array>, maxSize: number): Pro
 }
 
 /** failJob ends a job whose file could not be read; nothing of it is ever applied. */
-async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, error: string, size: number) {
+async function failJob(
+  db: BulkDb,
+  ref: { merchantId: string; jobId: string },
+  error: string,
+  size: number,
+  more: { request_id?: null } = {},
+) {
   const now = new Date();
   await inTransaction(db, async (trx) => {
-    await moveJob(trx, ref, "failed", now, { error, file_size: size });
+    await moveJob(trx, ref, "failed", now, { error, file_size: size, ...more });
     await cancelChunks(trx, ref);
   });
 }
@@ -302,17 +310,20 @@ async function failJob(db: BulkDb, ref: { merchantId: string; jobId: string }, e
 /**
  * failStalledStaging fails the jobs of every shard whose staging stopped
  * without an end (jobs.ts stalledStaging: no heartbeat for stallMs), as
- * failJob would have: FAILED with the reason, their unapplied chunks
- * cancelled. What was applied stays and can be rolled back; the file can be
- * sent again (a failed job is no duplicate). Run by the workers' reconciler.
+ * failJob would have: FAILED with the reason (STAGING_STOPPED), their
+ * unapplied chunks cancelled, their request_id released. What was applied
+ * stays and can be rolled back; a resumable upload can be completed again
+ * (completeUpload stages its stored parts anew) and a file sent again (a
+ * failed job is no duplicate). Run by the workers' reconciler.
  */
 export async function failStalledStaging(db: BulkDb, stallMs: number, now = new Date()): Promise<number> {
   const perShard = await forEachShard(db, async (shardDb) => {
     let failed = 0;
     for (const ref of await findStalledStaging(shardDb, now, stallMs, 100)) {
-      const error = `staging stopped: the process reading this file stopped before its end (a restart, or its database connection lost) and gave no sign for ${Math.round(stallMs / 1000)} s; what was applied stays and can be rolled back; send the file again to apply all of it`;
+      const error = `${STAGING_STOPPED}the process reading this file stopped before its end (a restart, or its database connection lost) and gave no sign for ${Math.round(stallMs / 1000)} s; what was applied stays and can be rolled back; complete the upload again, or send the file again, to apply all of it`;
       const moved = await inTransaction(shardDb, async (trx) => {
-        if (!(await moveJob(trx, ref, "failed", now, { error }, stalledStaging(now, stallMs)))) return false;
+        // Its caller never had an answer with this job: the request_id is free for the retry.
+        if (!(await moveJob(trx, ref, "failed", now, { error, request_id: null }, stalledStaging(now, stallMs)))) return false;
         await cancelChunks(trx, ref);
         return true;
       });

@@ -142,6 +142,7 @@ type JobFacts = Partial<
   Pick<
     BulkJobRow,
     | "error"
+    | "request_id"
     | "file_size"
     | "content_sha256"
     | "total_items"
@@ -185,6 +186,24 @@ export async function moveJob(
 
 /** STAGING_STATES are those a job is in while a process reads and stages its file. */
 const STAGING_STATES: readonly JobState[] = ["receiving", "validating"];
+
+/** isStaging tells whether a job is still being read and staged (by this process or another). */
+export function isStaging(job: Pick<BulkJobRow, "state">): boolean {
+  return STAGING_STATES.includes(job.state);
+}
+
+/**
+ * STAGING_STOPPED begins the error of a job that failed because its staging
+ * stopped (the database failed under it, or its process went away), not
+ * because of its file: its request_id is released and its file may be
+ * staged again (stagingStopped).
+ */
+export const STAGING_STOPPED = "staging stopped: ";
+
+/** stagingStopped tells whether a job failed because its staging stopped, not because of its file. */
+export function stagingStopped(job: Pick<BulkJobRow, "state" | "error">): boolean {
+  return job.state === "failed" && job.error.startsWith(STAGING_STOPPED);
+}
 
 /**
  * LEGACY_STALL_MS is how long a staging job without a heartbeat (staged by a

@@ -14,7 +14,7 @@ import { principalOf } from "@stockroom/common/rpc";
 import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation, longerThan } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, readWholeFile, type IngestDeps } from "./ingest.ts";
-import { findJob } from "./jobs.ts";
+import { findJob, isStaging, stagingStopped } from "./jobs.ts";
 import type { BulkJobRow, BulkUploadRow } from "./store.ts";
 import {
   appendPart,
@@ -91,7 +91,9 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
       // The job is the completing caller's (actor), whoever created the upload.
       const { merchantId, actor } = principalOf(ctx);
       const upload = await findUpload(db, merchantId, req.uploadId);
-      if (upload.job_id !== null) return { job: jobToProto((await findJob(db, merchantId, upload.job_id))!) };
+      const bound = upload.job_id === null ? undefined : await findJob(db, merchantId, upload.job_id);
+      // A job whose staging stopped (the database lost, a restart) did not take the file: the stored parts are staged anew.
+      if (bound && !stagingStopped(bound)) return { job: jobToProto(bound) };
       const violations: FieldViolation[] = [];
       if (Number(req.totalSize) !== Number(upload.committed_size)) {
         violations.push({ field: "total_size", description: `is ${req.totalSize} but ${upload.committed_size} bytes were received` });
@@ -115,7 +117,9 @@ export function createBulkUploadMethods(deps: BulkUploadDeps): Pick<ServiceImpl<
         if (error instanceof RequestIdMismatchError) await deleteUpload(db, merchantId, req.uploadId);
         throw error;
       }
-      await linkUploadJob(db, merchantId, req.uploadId, job.job_id);
+      // A job still being staged (a duplicate found mid-staging) is answered but not bound: the next completion
+      // finds it again, or stages the file anew if that staging stops.
+      if (!isStaging(job)) await linkUploadJob(db, merchantId, req.uploadId, job.job_id);
       return { job: jobToProto(job) };
     },
   };

@@ -12,7 +12,7 @@ import { DEFAULT_LIMITS, failStalledStaging, ingest, readWholeFile, type IngestL
 import { topUp } from "../src/queue.ts";
 import { stageLines, type ParsedLine } from "../src/stage.ts";
 import { csvJob } from "./csv-job.ts";
-import { appendPart, createUpload, readUpload } from "../src/uploads.ts";
+import { appendPart, createUpload, linkUploadJob, readUpload } from "../src/uploads.ts";
 import { startBulkHarness, type UploadRequest } from "./harness.ts";
 
 // The whole pipeline: gRPC upload → parse → stage → JetStream → worker → products.
@@ -359,6 +359,39 @@ test.serial("staging that stopped without an end (its process gone) is failed by
   await bulk.rollbackBulkJob({ jobId });
   t.is((await finalJob(jobId)).state, BulkJobState.ROLLED_BACK);
 });
+
+test.serial(
+  "a resumable upload whose job's staging stopped is completed again: its stored parts are staged anew, under its request_id",
+  async (t) => {
+    const requestId = `again-${suffix}`;
+    const fileName = `again-${suffix}.csv`;
+    const bytes = Buffer.concat([...generateBulkFile({ rows: 300, format: "csv", seed: 13, skuPrefix: `AG${suffix}-` }).chunks]);
+    const { upload } = await bulk.createUpload({ options: { format: BulkFileFormat.CSV, requestId, fileName } });
+    await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: bytes });
+    // What a completion whose process died left: the upload bound to a job that stays VALIDATING, holding the request_id.
+    const merchantId = api.merchantA.merchantId;
+    const { jobId: stalled } = await csvJob(api.api.db, merchantId, fileName, { requestId });
+    await stageLines(api.api.db, { merchantId, jobId: stalled }, (async function* (): AsyncIterable<ParsedLine> {})(), {
+      chunkSize: 200,
+      stagedVersions: false,
+    });
+    await linkUploadJob(api.api.db, merchantId, upload!.id, stalled);
+    const complete = () => bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
+    t.is((await complete()).job!.state, BulkJobState.VALIDATING, "while it may still be staged, it is the answer");
+
+    t.is(await failStalledStaging(api.api.db, 1_000, new Date(Date.now() + 5_000)), 1);
+    const failed = (await bulk.getBulkJob({ jobId: stalled })).job!;
+    t.is(failed.state, BulkJobState.FAILED);
+    t.is(failed.options!.requestId, "", "the request_id is released");
+    const again = (await complete()).job!;
+    t.not(again.id, stalled);
+    t.is(again.options!.requestId, requestId);
+    const done = await finalJob(again.id);
+    t.is(done.state, BulkJobState.SUCCEEDED);
+    t.is(done.counts!.applied, 300n);
+    t.is((await complete()).job!.id, again.id, "the upload is bound to the job that took it");
+  },
+);
 
 test.serial("an upload that is slow but alive keeps its job past the stall time: its heartbeat says so", async (t) => {
   const file = generateBulkFile({ rows: 600, format: "csv", seed: 9, skuPrefix: `SL${suffix}-` });
