@@ -177,11 +177,17 @@ async function byParts(run: Run, firstAttempt: number): Promise<BulkJob> {
     );
     const uploadId = upload!.id;
     const totalSize = BigInt(await sendParts(run, uploadId));
-    // CompleteUpload stages the whole file before it answers: no deadline. A repeat finds the same job.
-    const { job } = await persist(run, () =>
-      deps.bulk.completeUpload({ uploadId, totalSize }, { signal, timeoutMs: 0, contextValues: SINGLE_ATTEMPT() }),
-    );
-    const settled = await settle(run, job!);
+    let settled: BulkJob;
+    for (let completions = 1; ; completions++) {
+      // CompleteUpload stages the whole file before it answers: no deadline. A repeat finds the same job.
+      const { job } = await persist(run, () =>
+        deps.bulk.completeUpload({ uploadId, totalSize }, { signal, timeoutMs: 0, contextValues: SINGLE_ATTEMPT() }),
+      );
+      settled = await settle(run, job!);
+      // The server's staging stopped (a restart, its database lost) and it failed the job: the upload's stored
+      // parts are staged anew by completing it again, under the same request_id, which the server released.
+      if (!stagingStopped(settled) || completions >= MAX_COMPLETIONS) break;
+    }
     if (!interrupted(settled)) return settled;
     if (!source.replayable)
       throw new Error(`uploadBulkFile: job ${settled.id} failed while staging (${settled.error}) and a stream source cannot be sent again`);
@@ -259,6 +265,14 @@ async function settle(run: Run, job: BulkJob): Promise<BulkJob> {
 /** staged: the server is done receiving and validating the file (every final state is past staging too). */
 function staged(job: BulkJob): boolean {
   return job.state !== BulkJobState.RECEIVING && job.state !== BulkJobState.VALIDATING;
+}
+
+/** MAX_COMPLETIONS bounds how often one upload is completed again after its staging stopped. */
+const MAX_COMPLETIONS = 3;
+
+/** stagingStopped: the server failed the job because its staging stopped, not because of the file (it keeps the parts). */
+function stagingStopped(job: BulkJob): boolean {
+  return job.state === BulkJobState.FAILED && job.error.startsWith("staging stopped: ");
 }
 
 /** interrupted: the job's upload broke off while staging, so nothing of it was applied and its request_id is spent. */

@@ -10,8 +10,8 @@ import { startBulkHarness } from "@stockroom/bulk/testing";
 import { generateBulkFile } from "../../tools/gen-bulk-file.ts";
 import { createStockroomClient, type NodeClientOptions } from "../src/index.ts";
 
-export async function startSdkHarness(name: string) {
-  const h = await startBulkHarness(`sdk_${name}`);
+export async function startSdkHarness(name: string, ...bulk: Parameters<typeof startBulkHarness> extends [string, ...infer R] ? R : never) {
+  const h = await startBulkHarness(`sdk_${name}`, ...bulk);
   const dir = mkdtempSync(path.join(tmpdir(), `stockroom-sdk-${name}-`));
   const clients: { close(): void }[] = [];
   return {

@@ -21,8 +21,9 @@ export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>
 /**
  * startBulkHarness runs the whole pipeline for one test file: the catalog and
  * bulk APIs on a fresh database, a worker, and this file's own JetStream stream.
+ * workerOptions.stagingStallMs shortens how soon the worker fails a job whose staging stopped.
  */
-export async function startBulkHarness(name: string, limits: Partial<IngestLimits> = {}) {
+export async function startBulkHarness(name: string, limits: Partial<IngestLimits> = {}, workerOptions: { stagingStallMs?: number } = {}) {
   const suffix = randomBytes(4).toString("hex");
   const queue = {
     ...DEFAULT_QUEUE,
@@ -42,6 +43,7 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
     log: createLogger("worker", "silent"),
     concurrency: 2,
     reconcileEveryMs: 1000,
+    ...workerOptions,
   });
   const bulk = api.client(BulkJobService, api.merchantA);
   return {
@@ -87,5 +89,17 @@ export async function stagedJob(db: BulkDb, merchantId: string, prefix: string, 
   }
   const staged = await stageLines(db, { merchantId, jobId }, lines(), { chunkSize, stagedVersions: true, maxFormat: CHUNK_FORMAT });
   await finishStaging(db, { merchantId, jobId }, staged, false);
+  return jobId;
+}
+
+/**
+ * stalledJob leaves what a process that died while staging a file leaves: a
+ * job VALIDATING, holding its request_id (if any), whose heartbeat stopped
+ * when it was made; the workers' sweep fails it once that is stallMs old.
+ */
+export async function stalledJob(db: BulkDb, merchantId: string, fileName: string, requestId = ""): Promise<string> {
+  const { jobId } = await csvJob(db, merchantId, fileName, { requestId });
+  const nothing = (async function* (): AsyncIterable<ParsedLine> {})();
+  await stageLines(db, { merchantId, jobId }, nothing, { chunkSize: 200, stagedVersions: false });
   return jobId;
 }

@@ -13,7 +13,7 @@ import { topUp } from "../src/queue.ts";
 import { stageLines, type ParsedLine } from "../src/stage.ts";
 import { csvJob } from "./csv-job.ts";
 import { appendPart, createUpload, linkUploadJob, readUpload } from "../src/uploads.ts";
-import { startBulkHarness, type UploadRequest } from "./harness.ts";
+import { stalledJob, startBulkHarness, type UploadRequest } from "./harness.ts";
 
 // The whole pipeline: gRPC upload → parse → stage → JetStream → worker → products.
 const limits = { chunkSize: 200, maxBytes: 2_000_000 };
@@ -370,11 +370,7 @@ test.serial(
     await bulk.appendUploadPart({ uploadId: upload!.id, offset: 0n, data: bytes });
     // What a completion whose process died left: the upload bound to a job that stays VALIDATING, holding the request_id.
     const merchantId = api.merchantA.merchantId;
-    const { jobId: stalled } = await csvJob(api.api.db, merchantId, fileName, { requestId });
-    await stageLines(api.api.db, { merchantId, jobId: stalled }, (async function* (): AsyncIterable<ParsedLine> {})(), {
-      chunkSize: 200,
-      stagedVersions: false,
-    });
+    const stalled = await stalledJob(api.api.db, merchantId, fileName, requestId);
     await linkUploadJob(api.api.db, merchantId, upload!.id, stalled);
     const complete = () => bulk.completeUpload({ uploadId: upload!.id, totalSize: BigInt(bytes.length) });
     t.is((await complete()).job!.state, BulkJobState.VALIDATING, "while it may still be staged, it is the answer");
