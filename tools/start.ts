@@ -64,17 +64,8 @@ const stateDir = path.join(import.meta.dirname, "..", ".stockroom");
 const demoFile = path.join(stateDir, "demo-merchant.json");
 const demos = existsSync(demoFile) ? readDemos(demoFile) : {};
 let demo = demos[config.databaseUrl];
-if (
-  demo &&
-  !(await createKeyVerifier(
-    api.db,
-    0,
-  )(demo.apiKey).then(
-    () => true,
-    () => false,
-  ))
-)
-  demo = undefined;
+// A key kept for a database that was since emptied (or whose merchant is gone) is replaced.
+if (demo && !(await keyWorks(demo.apiKey))) demo = undefined;
 if (!demo) {
   const created = await createMerchant(api.db, "Demo merchant");
   demo = { merchantId: created.merchantId, apiKey: created.apiKey };
@@ -157,4 +148,14 @@ function readDemos(file: string): Record<string, Demo> {
     return { [databaseUrl]: { merchantId, apiKey } };
   }
   return saved as Record<string, Demo>;
+}
+
+/** keyWorks tells whether the database still takes a kept demo key. */
+async function keyWorks(apiKey: string): Promise<boolean> {
+  try {
+    await createKeyVerifier(api.db, 0)(apiKey);
+    return true;
+  } catch {
+    return false;
+  }
 }

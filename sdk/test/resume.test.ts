@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from "ava";
 import { BulkJobState, ValidationError, type BulkJob, type UploadProgress } from "../src/index.ts";
 import { startSdkHarness } from "./harness.ts";
-import { startDropProxy } from "./proxy.ts";
+import { startDropProxy } from "@stockroom/common/testing";
 
 // A loopback proxy between the SDK and the API cuts one connection mid-upload.
 const h = await startSdkHarness("resume");

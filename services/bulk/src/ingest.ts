@@ -40,6 +40,7 @@ import {
   findJobByRequestId,
   findStalledStaging,
   heartbeatStaging,
+  type JobFacts,
   moveJob,
   STAGING_STOPPED,
   stalledStaging,
@@ -220,9 +221,8 @@ async function stageJob(
     if (overlap && !(error instanceof BulkFileError)) {
       // Chunks may have applied already: the job stays, failed, with what it applied (it can be rolled back).
       // Its request_id is released (stagingStopped): the caller gets this error, and its retry runs again.
-      await failJob(db, ref, `${STAGING_STOPPED}${error instanceof Error ? error.message : String(error)}`.slice(0, 1000), size, {
-        request_id: null,
-      }).catch(() => {});
+      const reason = `${STAGING_STOPPED}${error instanceof Error ? error.message : String(error)}`.slice(0, 1000);
+      await failJob(db, ref, { error: reason, file_size: size, request_id: null }).catch(() => {});
       throw error;
     }
     if (!(error instanceof BulkFileError)) {
@@ -245,7 +245,7 @@ async function stageJob(
     }
     const holder = await claim(sha);
     if (holder) return holder;
-    await failJob(db, ref, `${error.code}: ${error.message}`.slice(0, 1000), size);
+    await failJob(db, ref, { error: `${error.code}: ${error.message}`.slice(0, 1000), file_size: size });
     return (await findJob(db, merchantId, jobId))!;
   }
   if (!overlap) {
@@ -292,18 +292,17 @@ async function hashUpTo(source: AsyncIterable<Uint8Array>, maxSize: number): Pro
   return hash.digest("hex");
 }
 
-/** failJob ends a job whose file could not be read; nothing of it is ever applied. */
-async function failJob(
-  db: BulkDb,
-  ref: { merchantId: string; jobId: string },
-  error: string,
-  size: number,
-  more: { request_id?: null } = {},
-) {
+/**
+ * failJob ends a job whose file could not be read, or whose staging stopped,
+ * with facts (its error): its chunks not yet applied are cancelled. only, if
+ * given, must still hold in the UPDATE; false when the job did not move.
+ */
+async function failJob(db: BulkDb, ref: JobRef, facts: JobFacts, only?: Parameters<typeof moveJob>[5]): Promise<boolean> {
   const now = new Date();
-  await inTransaction(db, async (trx) => {
-    await moveJob(trx, ref, "failed", now, { error, file_size: size, ...more });
+  return inTransaction(db, async (trx) => {
+    if (!(await moveJob(trx, ref, "failed", now, facts, only))) return false;
     await cancelChunks(trx, ref);
+    return true;
   });
 }
 
@@ -321,13 +320,8 @@ export async function failStalledStaging(db: BulkDb, stallMs: number, now = new 
     let failed = 0;
     for (const ref of await findStalledStaging(shardDb, now, stallMs, 100)) {
       const error = `${STAGING_STOPPED}the process reading this file stopped before its end (a restart, or its database connection lost) and gave no sign for ${Math.round(stallMs / 1000)} s; what was applied stays and can be rolled back; complete the upload again, or send the file again, to apply all of it`;
-      const moved = await inTransaction(shardDb, async (trx) => {
-        // Its caller never had an answer with this job: the request_id is free for the retry.
-        if (!(await moveJob(trx, ref, "failed", now, { error, request_id: null }, stalledStaging(now, stallMs)))) return false;
-        await cancelChunks(trx, ref);
-        return true;
-      });
-      if (moved) failed++;
+      // Its caller never had an answer with this job: the request_id is free for the retry.
+      if (await failJob(shardDb, ref, { error, request_id: null }, stalledStaging(now, stallMs))) failed++;
     }
     return failed;
   });

@@ -138,7 +138,7 @@ export function jobActor(job: Pick<BulkJobRow, "job_id" | "created_by" | "rollba
 }
 
 /** The columns a transition may set besides the state. */
-type JobFacts = Partial<
+export type JobFacts = Partial<
   Pick<
     BulkJobRow,
     | "error"

@@ -8,21 +8,15 @@ import { createMerchant } from "@stockroom/common/rpc";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { freePort, startTestApi, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
-import { createLogger } from "@stockroom/common/observe";
-import { catalogMigrations, catalogModule, type CatalogTables } from "@stockroom/catalog";
+import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
+import { catalogMigrations } from "@stockroom/catalog";
 import { BulkFileFormat, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
-import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
-import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
-import { DEFAULT_LIMITS } from "../src/ingest.ts";
-import { bulkModule } from "../src/module.ts";
-import { startBulkWorker } from "../src/worker.ts";
 import type { BulkDb } from "../src/store.ts";
 import { parseBulkConfig } from "../src/config.ts";
 import { findJob } from "../src/jobs.ts";
 import { ensureChunkQueue, topUp } from "../src/queue.ts";
-import { bulkMigrations, type BulkTables } from "../src/store.ts";
-import { stagedJob as stageJob } from "./harness.ts";
+import { bulkMigrations } from "../src/store.ts";
+import { stagedJob as stageJob, startBulkHarness } from "./harness.ts";
 
 // Crashes: worker processes killed with SIGKILL, and nats-server itself
 // killed and restarted mid-job. This file runs its own nats-server on a free
@@ -154,29 +148,15 @@ test.serial("nats-server killed and restarted mid-job: the job still completes, 
 test.serial(
   "an upload and a rollback while nats-server is down are answered, not failed; once it is back their chunks are applied",
   async (t) => {
-    // Its own stream: the worker processes above read theirs with another database.
-    const uploadQueue = { ...queue, stream: `${queue.stream}_UPLOADS`, subjectPrefix: `${queue.subjectPrefix}_uploads` };
-    await ensureChunkQueue(nats.jsm, uploadQueue);
-    const api = await startTestApi<CatalogTables & BulkTables>("bulk_crash_upload", (apiDb) => [
-      catalogModule(apiDb),
-      bulkModule(apiDb, { nats, queue: uploadQueue, limits: DEFAULT_LIMITS, watchIntervalMs: 50 }),
-    ]);
-    const worker = await startBulkWorker({
-      db: api.api.db,
-      nats,
-      queue: uploadQueue,
-      log: createLogger("worker", "silent"),
-      concurrency: 2,
-      reconcileEveryMs: 300,
-    });
+    // A harness of its own (API, in-process worker, stream) on this file's nats-server: the worker processes above
+    // read their stream with another database.
+    const h = await startBulkHarness("crash_upload", {}, { natsServers: env.NATS_URL });
     t.teardown(async () => {
-      // A failure while it was down must not leave the worker draining against no server.
+      // A failure while it was down must not leave the harness draining against no server.
       if (natsServer.killed) natsServer = await startNats();
-      await worker.stop();
-      await api.close();
+      await h.close();
     });
-    const bulk = api.client(BulkJobService, api.merchantA);
-    const catalog = api.client(CatalogService, api.merchantA);
+    const { bulk, catalog } = h;
     const rows = Array.from({ length: 10 }, (_, i) => `DOWN-${i},Thing ${i},1.00,EUR,3`);
     const file = new TextEncoder().encode(`sku,title,price,currency,stock\n${rows.join("\n")}\n`);
     async function* upload() {

@@ -21,9 +21,15 @@ export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>
 /**
  * startBulkHarness runs the whole pipeline for one test file: the catalog and
  * bulk APIs on a fresh database, a worker, and this file's own JetStream stream.
- * workerOptions.stagingStallMs shortens how soon the worker fails a job whose staging stopped.
+ * options.natsServers points it at another nats-server than the shared one (a
+ * file that stops its own); options.stagingStallMs shortens how soon the
+ * worker fails a job whose staging stopped.
  */
-export async function startBulkHarness(name: string, limits: Partial<IngestLimits> = {}, workerOptions: { stagingStallMs?: number } = {}) {
+export async function startBulkHarness(
+  name: string,
+  limits: Partial<IngestLimits> = {},
+  options: { natsServers?: string; stagingStallMs?: number } = {},
+) {
   const suffix = randomBytes(4).toString("hex");
   const queue = {
     ...DEFAULT_QUEUE,
@@ -31,7 +37,7 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
     subjectPrefix: `t_${suffix}.${name}.chunk`,
     ackWaitMs: 5000,
   };
-  const nats = await connectNats({ servers: "127.0.0.1:4222", name: `bulk-${name}-test` });
+  const nats = await connectNats({ servers: options.natsServers ?? "127.0.0.1:4222", name: `bulk-${name}-test` });
   const api = await startTestApi<CatalogTables & BulkTables>(`bulk_${name}`, (db) => [
     catalogModule(db),
     bulkModule(db, { nats, queue, limits: { ...DEFAULT_LIMITS, ...limits }, watchIntervalMs: 50 }),
@@ -43,7 +49,7 @@ export async function startBulkHarness(name: string, limits: Partial<IngestLimit
     log: createLogger("worker", "silent"),
     concurrency: 2,
     reconcileEveryMs: 1000,
-    ...workerOptions,
+    ...(options.stagingStallMs !== undefined && { stagingStallMs: options.stagingStallMs }),
   });
   const bulk = api.client(BulkJobService, api.merchantA);
   return {

@@ -5,42 +5,24 @@
  * by clients and the SDK), not INTERNAL, both for a key the server knows and
  * for one it must read; once the proxy is back, the same server answers again.
  */
-import net from "node:net";
 import test from "ava";
 import { Code } from "@connectrpc/connect";
-import { startTestApi, waitFor } from "@stockroom/common/testing";
+import { startDropProxy, startTestApi, waitFor } from "@stockroom/common/testing";
 import { catalogModule } from "../src/module.ts";
 import type { CatalogTables } from "../src/store.ts";
 import { CatalogService, errorInfo, productInit, rejection, startCatalog } from "./helpers.ts";
 
 const h = await startCatalog("unavailable");
 const upstream = new URL(h.databaseUrl);
-const sockets = new Set<net.Socket>();
-const proxy = net.createServer((client) => {
-  const server = net.connect(Number(upstream.port || 3306), upstream.hostname);
-  for (const [a, b] of [
-    [client, server],
-    [server, client],
-  ] as const) {
-    sockets.add(a);
-    a.pipe(b);
-    a.once("error", () => b.destroy());
-    a.once("close", () => (sockets.delete(a), b.destroy()));
-  }
-});
-const listen = () => new Promise<void>((resolve) => proxy.listen(port, "127.0.0.1", resolve));
-let port = 0;
-await listen();
-port = (proxy.address() as net.AddressInfo).port;
+const proxy = await startDropProxy(`tcp://${upstream.hostname}:${upstream.port || 3306}`);
 const proxied = new URL(h.databaseUrl);
 proxied.hostname = "127.0.0.1";
-proxied.port = String(port);
+proxied.port = String(proxy.port);
 // A second server on the same (migrated) database, reaching it through the proxy.
 const api = await startTestApi<CatalogTables>("unavailable", (db) => [catalogModule(db)], { databaseUrl: proxied.toString() });
 test.after.always(async () => {
   await api.close();
-  proxy.close();
-  for (const s of sockets) s.destroy();
+  await proxy.close();
   await h.close();
 });
 
@@ -48,10 +30,7 @@ test("calls answer UNAVAILABLE while the database is unreachable, and succeed ag
   const catalog = api.client(CatalogService, api.merchantA);
   await catalog.createProduct({ product: productInit("MUG") });
 
-  await new Promise<void>((resolve) => {
-    proxy.close(() => resolve());
-    for (const s of sockets) s.destroy();
-  });
+  await proxy.refuse();
   const read = await rejection(t, catalog.getProduct({ sku: "MUG" }), Code.Unavailable);
   t.is(read.rawMessage, "the database is unavailable; retry with backoff");
   t.is(errorInfo(read)?.reason, "BACKEND_UNAVAILABLE");
@@ -61,7 +40,7 @@ test("calls answer UNAVAILABLE while the database is unreachable, and succeed ag
   const unseen = api.client(CatalogService, api.merchantB, "connect");
   await rejection(t, unseen.getProduct({ sku: "MUG" }), Code.Unavailable);
 
-  await listen();
+  await proxy.accept();
   const back = await waitFor("the server to reach the database again", () => catalog.getProduct({ sku: "MUG" }).catch(() => undefined));
   t.is(back.product?.stock, 10);
   const updated = await catalog.updateProduct({ product: { sku: "MUG", stock: 3 }, updateMask: { paths: ["stock"] } });

@@ -206,6 +206,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
+export * from "./drop-proxy.ts";
 export * from "./otlp-receiver.ts";
 export * from "./prom-text.ts";
 

@@ -1,6 +1,7 @@
 import http from "node:http";
 import type net from "node:net";
 import type { Metrics } from "./metrics.ts";
+import { listen } from "../listen.ts";
 
 export interface MetricsServer {
   url: string;
@@ -45,16 +46,7 @@ export async function startMetricsServer(options: {
     }
   });
   server.keepAliveTimeout = 65_000; // longer than Prometheus's idle timeout, so scrapes reuse connections
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === "EADDRINUSE"
-          ? new Error(`METRICS_PORT ${options.port} is in use (set METRICS_PORT=0 for any free port, or off)`, { cause: error })
-          : error,
-      ),
-    );
-    server.listen(options.port, options.host, () => resolve());
-  });
+  await listen(server, options.port, options.host, `METRICS_PORT ${options.port} is in use (set METRICS_PORT=0 for any free port, or off)`);
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`,

@@ -19,6 +19,7 @@ import { withoutStacks, type RateLimitedError } from "../errors.ts";
 import { openApiHandler } from "./openapi.ts";
 import { registerReflection } from "./reflection.ts";
 import { webAppHandler } from "./web-app.ts";
+import { listen } from "../listen.ts";
 
 export interface ApiServerOptions {
   host: string;
@@ -183,21 +184,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === "EADDRINUSE"
-          ? new Error(
-              `PORT ${options.port} is in use on ${options.host} (stop what holds it, or set PORT to another port; 0 = any free port)`,
-              {
-                cause: error,
-              },
-            )
-          : error,
-      ),
-    );
-    server.listen(options.port, options.host, () => resolve());
-  });
+  await listen(
+    server,
+    options.port,
+    options.host,
+    `PORT ${options.port} is in use on ${options.host} (stop what holds it, or set PORT to another port; 0 = any free port)`,
+  );
   const port = (server.address() as net.AddressInfo).port;
   const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
 

@@ -1,13 +1,15 @@
 /**
- * A loopback TCP proxy for failure tests: it forwards every connection to the
- * API, counts the bytes clients send, and when armed cuts the connection
- * that carries the n-th byte after arming (both sides, as a network failure
- * would), once.
+ * A loopback TCP proxy for failure tests: it forwards every connection to a
+ * target (the API, or MariaDB), counts the bytes clients send, and when armed
+ * cuts the connection that carries the n-th byte after arming (both sides, as
+ * a network failure would), once. refuse() takes the target away altogether
+ * (no listener, every connection cut) until accept().
  */
 import net from "node:net";
 
 export interface DropProxy {
   url: string;
+  port: number;
   /** Bytes clients sent through the proxy since it started. */
   bytesUp(): number;
   /** How many connections were cut. */
@@ -18,11 +20,16 @@ export interface DropProxy {
   dropOnceOnResponse(marker: string): Promise<void>;
   /** cutAll cuts every open connection now. */
   cutAll(): void;
+  /** refuse stops listening and cuts every connection: new ones are refused, as by a server that is down. */
+  refuse(): Promise<void>;
+  /** accept listens again, on the same port. */
+  accept(): Promise<void>;
   close(): Promise<void>;
 }
 
+/** startDropProxy proxies to target, a URL with host and port (any scheme). */
 export async function startDropProxy(target: string): Promise<DropProxy> {
-  const { hostname, port } = new URL(target);
+  const to = new URL(target);
   const sockets = new Set<net.Socket>();
   let up = 0;
   let drops = 0;
@@ -30,7 +37,7 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
   let armedDown: { marker: Buffer; dropped: () => void } | undefined;
 
   const server = net.createServer((client) => {
-    const upstream = net.connect({ host: hostname, port: Number(port) });
+    const upstream = net.connect({ host: to.hostname, port: Number(to.port) });
     sockets.add(client);
     sockets.add(upstream);
     const cut = () => {
@@ -70,10 +77,12 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
     });
     client.on("drain", () => upstream.resume());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address() as net.AddressInfo;
+  const listenOn = (port: number) => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  await listenOn(0);
+  const { port } = server.address() as net.AddressInfo;
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url: `http://127.0.0.1:${port}`,
+    port,
     bytesUp: () => up,
     drops: () => drops,
     dropOnceAfter(bytes) {
@@ -86,6 +95,12 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
       drops++;
       for (const s of sockets) s.destroy();
     },
+    async refuse() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+    accept: () => listenOn(port),
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
