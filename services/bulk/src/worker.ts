@@ -2,7 +2,7 @@ import { trace } from "@opentelemetry/api";
 import { consumeWorkQueue, type NatsDeps, type Pass, type WorkMessage } from "@stockroom/common/nats";
 import { sealAuditChains, type SealOptions } from "@stockroom/catalog";
 import { type Logger, type Metrics, untraced } from "@stockroom/common/observe";
-import { every } from "@stockroom/common";
+import { every, taskFailures, unavailableBackend } from "@stockroom/common";
 import { applyChunk, failChunk, type ChunkOutcome } from "./apply.ts";
 import { CHUNK_FORMAT, FINAL_STATES } from "./domain.ts";
 import { bulkMetrics } from "./metrics.ts";
@@ -95,7 +95,7 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
 
   const consume = () =>
     consumeWorkQueue(
-      nats.js,
+      nats,
       // If failing a poisoned chunk fails too, the chunk stays queued in MySQL; a message left in the
       // stream would look alive to the reconciler forever, so it goes and the reconciler re-publishes.
       { stream: queue.stream, durable: queue.durable, concurrency: deps.concurrency, log, whenPoisonFails: "terminate" },
@@ -157,44 +157,54 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
   const maintenance = [
     // Untraced: a sweep every few seconds would be a root trace each; a chunk it
     // re-publishes is still traced, in its job's trace.
-    every(deps.reconcileEveryMs, () =>
-      untraced(() => reconcile(db, nats, queue)).then(
-        (r) => {
-          metrics?.reconcileRuns.inc({ result: "ok" });
-          metrics?.republished.inc(r.republished);
-          metrics?.toppedUp.inc(r.toppedUp);
-          // A re-publish means a message was lost or a worker died holding it; top-ups are routine.
-          if (r.republished > 0) log.warn("reconciler re-published lost chunks", r);
-          else if (r.toppedUp > 0) log.info("reconciler topped up job windows", r);
-        },
-        (error: unknown) => {
-          metrics?.reconcileRuns.inc({ result: "error" });
-          log.error("reconcile failed", { error });
-        },
-      ),
+    every(
+      deps.reconcileEveryMs,
+      () =>
+        untraced(() => reconcile(db, nats, queue)).then(
+          (r) => {
+            metrics?.reconcileRuns.inc({ result: "ok" });
+            metrics?.republished.inc(r.republished);
+            metrics?.toppedUp.inc(r.toppedUp);
+            // A re-publish means a message was lost or a worker died holding it; top-ups are routine.
+            if (r.republished > 0) log.warn("reconciler re-published lost chunks", r);
+            else if (r.toppedUp > 0) log.info("reconciler topped up job windows", r);
+          },
+          (error: unknown) => {
+            metrics?.reconcileRuns.inc({ result: "error" });
+            throw error;
+          },
+        ),
+      taskFailures(log, "reconcile"),
     ),
-    every(deps.reconcileEveryMs, () =>
-      untraced(() => failStalledStaging(db, deps.stagingStallMs ?? DEFAULT_STAGING_STALL_MS)).then(
-        (failed) => failed > 0 && log.warn("failed jobs whose staging stopped without an end", { failed }),
-        (error: unknown) => log.error("staging sweep failed", { error }),
-      ),
+    every(
+      deps.reconcileEveryMs,
+      () =>
+        untraced(() => failStalledStaging(db, deps.stagingStallMs ?? DEFAULT_STAGING_STALL_MS)).then(
+          (failed) => failed > 0 && log.warn("failed jobs whose staging stopped without an end", { failed }),
+        ),
+      taskFailures(log, "staging sweep"),
     ),
-    every(deps.pruneEveryMs, () =>
-      prune(db, deps.retention ?? DEFAULT_RETENTION).then(
-        (r) => Object.values(r).some((n) => n > 0) && log.info("pruned expired rows", { ...r }),
-        (error: unknown) => log.error("prune failed", { error }),
-      ),
+    every(
+      deps.pruneEveryMs,
+      () =>
+        prune(db, deps.retention ?? DEFAULT_RETENTION).then(
+          (r) => Object.values(r).some((n) => n > 0) && log.info("pruned expired rows", { ...r }),
+        ),
+      taskFailures(log, "prune"),
     ),
     // stop() aborts a seal between batches: a large backlog must not hold up shutdown.
-    every(deps.sealEveryMs, (signal) =>
-      untraced(() => sealAuditChains(db, { ...deps.seal, signal })).then(
-        (r) => {
+    every(
+      deps.sealEveryMs,
+      (signal) =>
+        untraced(() => sealAuditChains(db, { ...deps.seal, signal })).then((r) => {
           const { failed, ...counts } = r;
           if (counts.sealed > 0) log.info("sealed audit entries", counts);
+          // A database gone mid-round fails every merchant after it: one outage for the task's log, not a line each.
+          const outage = failed.find((f) => unavailableBackend(f.error));
+          if (outage) throw outage.error;
           for (const f of failed) log.error("audit seal failed for a merchant", { merchantId: f.merchantId, error: f.error });
-        },
-        (error: unknown) => log.error("audit seal failed", { error }),
-      ),
+        }),
+      taskFailures(log, "audit seal"),
     ),
   ];
   return {

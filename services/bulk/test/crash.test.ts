@@ -1,14 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import test from "ava";
 import { createMerchant } from "@stockroom/common/rpc";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
 import { eventsMigrations } from "@stockroom/events";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
-import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "@stockroom/common/testing";
+import { testDatabaseUrl, waitFor, dropTestDatabase, startNatsServer } from "@stockroom/common/testing";
 import { catalogMigrations } from "@stockroom/catalog";
 import { BulkFileFormat, BulkJobState } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkDb } from "../src/store.ts";
@@ -27,12 +24,10 @@ await ensureDatabase(url);
 const db: BulkDb = createDatabase({ url, poolSize: 8 });
 await migrateToLatest(db, [commonMigrations, catalogMigrations, bulkMigrations, eventsMigrations]);
 const { merchantId } = await createMerchant(db, "Crash merchant");
-const natsPort = await freePort();
-const natsDir = mkdtempSync(path.join(tmpdir(), "stockroom-nats-"));
-let natsServer = await startNats();
+const natsServer = await startNatsServer("bulk-crash");
 const env = {
   DATABASE_URL: url,
-  NATS_URL: `nats://127.0.0.1:${natsPort}`,
+  NATS_URL: natsServer.url,
   LOG_LEVEL: process.env["TEST_LOG_LEVEL"] ?? "silent",
   BULK_ACK_WAIT_MS: "2000",
   BULK_MAX_DELIVER: "20",
@@ -49,16 +44,10 @@ await ensureChunkQueue(nats.jsm, queue);
 test.after.always(async () => {
   for (const w of workers) w.kill("SIGKILL");
   await nats.close().catch(() => {});
-  natsServer.kill("SIGKILL");
+  natsServer.close();
   await db.destroy();
   await dropTestDatabase(url);
-  rmSync(natsDir, { recursive: true, force: true });
 });
-
-function startNats(): Promise<ChildProcess> {
-  const child = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir], { stdio: "ignore" });
-  return waitPort(natsPort).then(() => child);
-}
 
 function startWorker(): ChildProcess {
   const child = spawn(process.execPath, [workerMain], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
@@ -139,9 +128,9 @@ test.serial("nats-server killed and restarted mid-job: the job still completes, 
     async () => ((await findJob(db, merchantId, jobId))!.chunks_done >= 8 ? true : undefined),
     90_000,
   );
-  natsServer.kill("SIGKILL");
+  natsServer.kill();
   await new Promise((r) => setTimeout(r, 1000));
-  natsServer = await startNats();
+  await natsServer.start();
   await assertExactlyOnce(t, jobId, "RESTART", 12_000);
 });
 
@@ -153,7 +142,7 @@ test.serial(
     const h = await startBulkHarness("crash_upload", {}, { natsServers: env.NATS_URL });
     t.teardown(async () => {
       // A failure while it was down must not leave the harness draining against no server.
-      if (natsServer.killed) natsServer = await startNats();
+      if (!natsServer.running) await natsServer.start();
       await h.close();
     });
     const { bulk, catalog } = h;
@@ -170,33 +159,21 @@ test.serial(
         60_000,
       );
 
-    natsServer.kill("SIGKILL");
+    natsServer.kill();
     const { job } = await bulk.uploadBulkFile(upload());
     t.is(job!.state, BulkJobState.QUEUED, "the upload is accepted: its chunks wait in the ledger");
     t.is(job!.counts!.valid, 10n);
-    natsServer = await startNats();
+    await natsServer.start();
     await settled(job!.id, BulkJobState.SUCCEEDED);
     t.is((await catalog.getProduct({ sku: "DOWN-9" })).product!.stock, 3);
     // The client's retry of the upload is the same job, applied once.
     t.is((await bulk.uploadBulkFile(upload())).job!.id, job!.id);
 
-    natsServer.kill("SIGKILL");
+    natsServer.kill();
     const { job: rolling } = await bulk.rollbackBulkJob({ jobId: job!.id });
     t.is(rolling!.state, BulkJobState.ROLLING_BACK, "the rollback is accepted");
-    natsServer = await startNats();
+    await natsServer.start();
     await settled(job!.id, BulkJobState.ROLLED_BACK);
     await t.throwsAsync(catalog.getProduct({ sku: "DOWN-9" }), { message: /not found/ });
   },
 );
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => (s.destroy(), resolve(true)));
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}

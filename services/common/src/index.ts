@@ -5,6 +5,8 @@ export * from "./errors.ts";
 export * from "./etag.ts";
 export * from "./money.ts";
 export * from "./pause.ts";
+export * from "./task-failures.ts";
+export * from "./unavailable.ts";
 export * from "./periodic.ts";
 export * from "./timeout.ts";
 export * from "./ulid.ts";

@@ -71,6 +71,25 @@ test("a connection killed in the middle of a statement (a failover, an operator'
   assertUnavailable(t, toConnectError(error, log, "/t"), "database");
 });
 
+test("a held session whose connection was killed while idle (a relay's lock session through a restart): UNAVAILABLE", async (t) => {
+  const base = new URL(testDatabaseUrl("unavailable"));
+  base.pathname = "/mysql";
+  const victim = createDatabase({ url: base.toString(), poolSize: 1 });
+  const killer = createDatabase({ url: base.toString(), poolSize: 1 });
+  t.teardown(async () => {
+    await victim.destroy();
+    await killer.destroy();
+  });
+  const error = await victim.connection().execute(async (session) => {
+    const { rows } = await sql<{ id: number }>`SELECT CONNECTION_ID() AS id`.execute(session);
+    await sql`KILL CONNECTION ${sql.lit(Number(rows[0]!.id))}`.execute(killer);
+    await new Promise((r) => setTimeout(r, 200));
+    return failure(() => sql`SELECT 1`.execute(session));
+  });
+  t.regex((error as Error).message, /connection is in closed state/);
+  assertUnavailable(t, toConnectError(error, log, "/t"), "database");
+});
+
 test("a closed NATS connection: UNAVAILABLE", async (t) => {
   const nats = await connectNats({ servers: "127.0.0.1:4222", name: "unavailable-test" });
   await nats.nc.close();

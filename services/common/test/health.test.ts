@@ -1,8 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import test from "ava";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -14,39 +9,19 @@ import { createMetrics } from "../src/observe/metrics.ts";
 import { connectNats } from "../src/nats/jetstream.ts";
 import { mysqlCheck, startDependencyProbes } from "../src/observe/probes.ts";
 import { parsePrometheusText, sumOf } from "../testing/prom-text.ts";
-import { freePort, testDatabaseUrl, waitFor, dropTestDatabase } from "../testing/index.ts";
+import { freePort, testDatabaseUrl, waitFor, dropTestDatabase, startNatsServer } from "../testing/index.ts";
 
 // This file runs its own nats-server (never the shared one) so it can stop it.
-const natsPort = await freePort();
-const natsDir = mkdtempSync(path.join(tmpdir(), "stockroom-health-nats-"));
-let natsServer = await startNats();
+const natsServer = await startNatsServer("health");
 const url = testDatabaseUrl("health");
 await ensureDatabase(url);
 test.after.always(async () => {
-  natsServer.kill("SIGKILL");
+  natsServer.close();
   await dropTestDatabase(url);
-  rmSync(natsDir, { recursive: true, force: true });
 });
 
-function startNats(): Promise<ChildProcess> {
-  const child = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir], { stdio: "ignore" });
-  return waitPort(natsPort).then(() => child);
-}
-
-async function waitPort(port: number): Promise<void> {
-  await waitFor(
-    `something to listen on ${port}`,
-    () =>
-      new Promise<true | undefined>((resolve) => {
-        const s = net.connect({ host: "127.0.0.1", port }, () => (s.destroy(), resolve(true)));
-        s.once("error", () => resolve(undefined));
-      }),
-    10_000,
-  );
-}
-
 test("health turns NOT_SERVING while NATS is down and SERVING again when it is back; /readyz and the metrics agree", async (t) => {
-  const nats = await connectNats({ servers: `127.0.0.1:${natsPort}`, name: "health-test" });
+  const nats = await connectNats({ servers: natsServer.url, name: "health-test" });
   const config = {
     ...parseApiConfig({}),
     port: 0,
@@ -70,12 +45,12 @@ test("health turns NOT_SERVING while NATS is down and SERVING again when it is b
   t.is(await status(), Status.SERVING);
   t.is(await readyz(), 200);
 
-  natsServer.kill("SIGKILL");
+  natsServer.kill();
   await waitFor("NOT_SERVING", async () => ((await status()) === Status.NOT_SERVING ? true : undefined), 10_000);
   t.is(await readyz(), 503);
   t.is(await natsUp(), 0);
 
-  natsServer = await startNats();
+  await natsServer.start();
   await waitFor("SERVING again", async () => ((await status()) === Status.SERVING ? true : undefined), 20_000);
   t.is(await readyz(), 200);
   t.is(await natsUp(), 1);

@@ -75,7 +75,7 @@ async function workQueue(t: ExecutionContext, name: string, limits: Partial<Work
     },
     consume(nats, options, handler, onPoison = noPoison) {
       const loop = consumeWorkQueue(
-        nats.js,
+        nats,
         { stream: spec.stream, durable: spec.durable, concurrency: 4, log, pullExpiresMs: 2_000, ...options },
         handler,
         onPoison,

@@ -207,6 +207,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 }
 
 export * from "./drop-proxy.ts";
+export * from "./nats-server.ts";
+export * from "./recording-logger.ts";
 export * from "./otlp-receiver.ts";
 export * from "./prom-text.ts";
 

@@ -32,7 +32,7 @@
  */
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
-import { pause } from "@stockroom/common";
+import { pause, taskFailures } from "@stockroom/common";
 import { shardTargets } from "@stockroom/common/db";
 import { createLatencyWindow, untraced } from "@stockroom/common/observe";
 import { ensureEvents } from "./event-stream.ts";
@@ -105,6 +105,8 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
    * at a time. It returns false if the relay stops before that.
    */
   let marking: Promise<void> = Promise.resolve();
+  // The unacknowledged rows are published again after the pause.
+  const publishing = taskFailures(log, "outbox publish");
   async function publishAll(rows: OutboxRow[], signal: AbortSignal): Promise<boolean> {
     let pending = publishOrder(rows);
     while (pending.length > 0) {
@@ -120,12 +122,15 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
       marking = markPublished(db, outcome.acked).catch((error: unknown) =>
         log.warn("outbox mark failed; the rows are published, but stay unpublished in the table", { error }),
       );
-      if (outcome.error === undefined) return true;
+      if (outcome.error === undefined) {
+        publishing.succeeded();
+        return true;
+      }
       const acked = new Set(outcome.acked);
       pending = pending.filter((row) => !acked.has(row));
       counters.failures += eventTotal(pending);
-      log.warn("outbox publish failed; retrying the unacknowledged rows", { failed: pending.length, error: outcome.error });
-      await pause(config.failureBackoffMs, signal);
+      publishing.failed(outcome.error, { failed: pending.length });
+      await pause(publishing.delayMs(config.failureBackoffMs), signal);
       if (signal.aborted) return false;
     }
     return true;
@@ -374,6 +379,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
    * polling relay, or another VStream relay, leads it) means trying again.
    */
   async function run(): Promise<void> {
+    const rounds = taskFailures(log, "vstream relay round");
     while (!stopping.signal.aborted) {
       try {
         const shards = deps.lockName ? [] : (await keyspaceShards(db, keyspace)).map((shard) => `${keyspace}/${shard}`);
@@ -381,6 +387,7 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
         await db.connection().execute(async (conn) => {
           const held: string[] = [];
           try {
+            rounds.succeeded();
             for (const lock of locks) {
               const got = await sql<Record<string, number | null>>`SELECT GET_LOCK(${lock}, 1) AS got`.execute(conn);
               // By position: vtgate names the column get_lock(...) whatever the alias.
@@ -396,8 +403,8 @@ export async function startVStreamRelay(deps: VStreamRelayDeps): Promise<OutboxR
           }
         });
       } catch (error) {
-        log.error("vstream relay failed; contending again", { error });
-        await pause(config.failureBackoffMs, stopping.signal);
+        rounds.failed(error);
+        await pause(rounds.delayMs(config.failureBackoffMs), stopping.signal);
       }
     }
   }

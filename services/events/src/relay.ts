@@ -36,7 +36,7 @@ import { sql, type Kysely } from "kysely";
 import { ensureEvents, type EventStreamConfig } from "./event-stream.ts";
 import { createLatencyWindow, type LatencySummary, type Logger, untraced } from "@stockroom/common/observe";
 import type { NatsDeps } from "@stockroom/common/nats";
-import { pause } from "@stockroom/common";
+import { pause, taskFailures } from "@stockroom/common";
 import { SHARD_REDISCOVER_MS, shardTargets, type ShardTarget } from "@stockroom/common/db";
 import {
   eventTotal,
@@ -162,6 +162,8 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
     let marking: Promise<void> = Promise.resolve();
     let markEnded = true;
     const keyOf = (row: OutboxRow) => `${row.merchant_id}/${row.event_id}`;
+    // Unacknowledged rows stay queued and are published again after the pause.
+    const publishing = taskFailures(log, "outbox publish", { fields: { shard: target.name } });
     try {
       while (!signal.aborted) {
         const now = Date.now();
@@ -218,9 +220,9 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
         if (outcome.error !== undefined) {
           const failed = eventTotal(rows) - eventTotal(outcome.acked);
           counters.failures += failed;
-          log.warn("outbox publish failed; unacknowledged rows stay queued", { shard: target.name, failed, error: outcome.error });
-          await pause(config.failureBackoffMs, signal);
-        }
+          publishing.failed(outcome.error, { failed });
+          await pause(publishing.delayMs(config.failureBackoffMs), signal);
+        } else publishing.succeeded();
       }
     } finally {
       await marking;
@@ -238,6 +240,8 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
    */
   async function runShard(target: ShardTarget<EventTables>, signal: AbortSignal): Promise<void> {
     let lockName: string | undefined;
+    // Leadership is given up with the session; another relay may have a healthier path.
+    const rounds = taskFailures(log, "outbox relay round", { fields: { shard: target.name } });
     while (!signal.aborted) {
       try {
         lockName ??= await relayLockName(db, target);
@@ -247,6 +251,7 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           // The value is read by position: vtgate, which runs GET_LOCK itself (on a lock session of its own),
           // names the column after the expression and drops the alias.
           const got = await sql<{ got: number | null }>`SELECT GET_LOCK(${lock}, 1) AS got`.execute(lockConn);
+          rounds.succeeded();
           if (Number(Object.values(got.rows[0] ?? {})[0]) !== 1) return;
           leading.add(target.name);
           log.info("outbox relay leads", { lock, shard: target.name });
@@ -259,9 +264,8 @@ export async function startOutboxRelay(deps: RelayDeps): Promise<OutboxRelay> {
           }
         });
       } catch (error) {
-        // Leadership is given up with the session; another relay may have a healthier path.
-        log.error("outbox relay round failed; contending again", { shard: target.name, error });
-        await pause(config.failureBackoffMs, signal);
+        rounds.failed(error);
+        await pause(rounds.delayMs(config.failureBackoffMs), signal);
       }
     }
   }

@@ -19,7 +19,7 @@
 import { ensureEventConsumer, type EventStreamConfig } from "@stockroom/events";
 import type { Logger } from "@stockroom/common/observe";
 import { consumeWorkQueue, type NatsDeps } from "@stockroom/common/nats";
-import { pause } from "@stockroom/common";
+import { pause, taskFailures } from "@stockroom/common";
 import type { DispatcherConfig } from "./config.ts";
 import { claimDeliveries, dueEndpoints, settleDelivered, settleFailed, sweepDeliveries, type ClaimedDelivery } from "./deliveries.ts";
 import { pauseMs, retryDelayMs } from "./domain.ts";
@@ -60,9 +60,6 @@ export interface WebhookDispatcher {
 /** A paused endpoint is looked at again after at most this long (a replay may have lifted the pause). */
 const PAUSE_RECHECK_MS = 1_000;
 
-/** A failing dispatch round is tried again after pollMs, doubling per failure up to this. */
-const MAX_FAILURE_DELAY_MS = 10_000;
-
 /** startWebhookDispatcher makes sure the event stream and the consumer exist, then records and sends until stopped. */
 export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<WebhookDispatcher> {
   const { db, nats, events, config, log } = deps;
@@ -91,7 +88,7 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
   };
 
   const intake = consumeWorkQueue(
-    nats.js,
+    nats,
     {
       stream: events.stream,
       durable: config.durable,
@@ -190,6 +187,7 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
 
   /** sweep runs the housekeeping beside the loop (it visits every endpoint; claims must not wait for it). */
   let sweeping: Promise<void> | undefined;
+  const sweeps = taskFailures(log, "webhook sweep");
   function sweep(): void {
     if (sweeping) return;
     sweeping = sweepDeliveries(db, new Date(), config.circuitAfterFailures, {
@@ -199,15 +197,17 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
       .then(
         (swept) => {
           stats.dead += swept.expired;
+          sweeps.succeeded();
         },
-        (error: unknown) => log.error("webhook sweep failed", { error }),
+        (error: unknown) => sweeps.failed(error),
       )
       .finally(() => (sweeping = undefined));
   }
 
   async function loop(): Promise<void> {
     let nextSweep = Date.now() + Math.min(config.sweepEveryMs, 60_000);
-    let failures = 0;
+    // The database is down or failing over: back off (its first failure logged, not one line every poll) until it answers.
+    const rounds = taskFailures(log, "webhook dispatch round");
     while (!stopping.signal.aborted) {
       woken = false;
       let started = 0;
@@ -217,13 +217,10 @@ export async function startWebhookDispatcher(deps: DispatcherDeps): Promise<Webh
       }
       try {
         if (sends.size < config.concurrency) started = await round();
-        failures = 0;
+        rounds.succeeded();
       } catch (error) {
-        // The database is down or failing over: back off (one line per try, not one every poll) until it answers.
-        failures++;
-        const delayMs = Math.min(MAX_FAILURE_DELAY_MS, config.pollMs * 2 ** Math.min(failures - 1, 10));
-        log.error("webhook dispatch round failed", { failures, delayMs, error });
-        await pause(delayMs, stopping.signal);
+        rounds.failed(error);
+        await pause(rounds.delayMs(config.pollMs), stopping.signal);
         continue;
       }
       if (started > 0 && sends.size < config.concurrency) continue;

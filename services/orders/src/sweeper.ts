@@ -1,3 +1,4 @@
+import { taskFailures } from "@stockroom/common";
 import { forEachShard, inTransaction } from "@stockroom/common/db";
 import type { Logger, Metrics } from "@stockroom/common/observe";
 import { expireOrder } from "./lifecycle.ts";
@@ -48,6 +49,7 @@ export function startOrderSweeper(deps: {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
+  const failures = taskFailures(deps.log, "order sweep");
   const sweep = async () => {
     try {
       for (;;) {
@@ -58,10 +60,11 @@ export function startOrderSweeper(deps: {
         }
         if (stopped || due < deps.batch || expired === 0) break;
       }
+      failures.succeeded();
     } catch (error) {
-      deps.log.error("order sweep failed", { error });
+      failures.failed(error);
     }
-    if (!stopped) timer = setTimeout(() => (running = sweep()), deps.everyMs).unref();
+    if (!stopped) timer = setTimeout(() => (running = sweep()), failures.delayMs(deps.everyMs)).unref();
   };
   timer = setTimeout(() => (running = sweep()), deps.everyMs).unref();
   return {

@@ -132,7 +132,7 @@ export async function startSearchProjector(deps: ProjectorDeps): Promise<SearchP
     applied([event]);
   };
   const consumer = consumeWorkQueue(
-    nats.js,
+    nats,
     {
       stream: events.stream,
       durable: config.durable,

@@ -28,6 +28,7 @@ import type { NatsSecurity } from "../config.ts";
 import type { Logger } from "../observe/log.ts";
 import { linkToActive } from "../observe/trace-context.ts";
 import { pause } from "../pause.ts";
+import { taskFailures } from "../task-failures.ts";
 
 /** NatsDeps is what publishers, workers and admin code take as dependencies. */
 export interface NatsDeps {
@@ -402,7 +403,7 @@ interface ConsumerLimits {
  * not there yet) are logged and retried; a closed connection ends the loop.
  */
 export function consumeWorkQueue(
-  js: JetStreamClient,
+  nats: Pick<NatsDeps, "nc" | "js">,
   spec: WorkQueueConsumerSpec,
   handler: WorkHandler,
   onPoison: PoisonHandler,
@@ -411,6 +412,7 @@ export function consumeWorkQueue(
     throw new Error(`concurrency must be a positive integer, not ${spec.concurrency}`);
   }
   const { log, stream, durable } = spec;
+  const { js, nc } = nats;
   const backoff = spec.retryBackoff ?? { initialMs: 1_000, maxMs: 60_000 };
   const expires = Math.max(spec.pullExpiresMs ?? 10_000, 1_000);
   const inflight = new Set<Promise<void>>();
@@ -512,10 +514,21 @@ export function consumeWorkQueue(
     log.warn("message failed on its last delivery; terminated", { ...fields, error });
   }
 
+  // A pull that failed while NATS was away is tried again as soon as the connection is back, not when its backoff ends.
+  let reconnected = new AbortController();
+  const statuses = nc.status();
+  void (async () => {
+    for await (const s of statuses) {
+      if (s.type !== "reconnect") continue;
+      reconnected.abort();
+      reconnected = new AbortController();
+    }
+  })();
+
   async function loop(): Promise<void> {
     let consumer: Consumer | undefined;
     let limits: ConsumerLimits = { ackWaitMs: 30_000, maxDeliver: -1 };
-    let failures = 0;
+    const pulls = taskFailures(log, "work queue pull", { fields: { stream, durable }, maxDelayMs: 30_000 });
     while (!stopping.signal.aborted) {
       try {
         if (!consumer) {
@@ -541,18 +554,16 @@ export function consumeWorkQueue(
           });
           inflight.add(p);
         }
-        failures = 0;
+        pulls.succeeded();
       } catch (error) {
         if (stopping.signal.aborted) break;
         if (error instanceof errors.ClosedConnectionError || error instanceof errors.DrainingConnectionError) {
           log.error("nats connection closed; work queue consumer ended", { stream, durable });
           break;
         }
-        failures++;
         consumer = undefined; // look it up again: it may have been recreated with new limits
-        const delayMs = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
-        log.warn("work queue pull failed; retrying", { stream, durable, failures, delayMs, error });
-        await pause(delayMs, stopping.signal);
+        pulls.failed(error);
+        await pause(pulls.delayMs(500), AbortSignal.any([stopping.signal, reconnected.signal]));
       } finally {
         batch = undefined;
       }
@@ -563,6 +574,8 @@ export function consumeWorkQueue(
   return {
     async stop() {
       stopping.abort();
+      // The connection outlives its consumers: this one's status listener goes with it (status() returns NATS's stoppable iterator).
+      (statuses as Partial<{ stop(): void }>).stop?.();
       batch?.stop();
       wake?.();
       await running;

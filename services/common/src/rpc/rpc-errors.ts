@@ -19,6 +19,7 @@ import {
   withoutStacks,
 } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
+import { unavailableBackend } from "../unavailable.ts";
 
 /** ERROR_DOMAIN is the google.rpc.ErrorInfo domain of every stockroom error. */
 export const ERROR_DOMAIN = "stockroom";
@@ -45,60 +46,6 @@ export function toConnectError(error: unknown, log: Logger, procedure: string): 
   }
   log.error("unhandled error", { procedure, error });
   return new ConnectError("internal error", Code.Internal);
-}
-
-/** Socket and mysql2 protocol codes of a connection that could not be made or was lost. */
-const CONNECTION_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "PROTOCOL_CONNECTION_LOST",
-  "PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR",
-]);
-
-/**
- * MySQL server errors that say "not now": too many connections (1040, 1203),
- * shutting down (1053), read-only during a failover (1290), connection
- * killed (MariaDB's 1927).
- */
-const SERVER_UNAVAILABLE = new Set([1040, 1053, 1203, 1290, 1927]);
-
-/** vtgate's texts (errno 1105) for a shard that has no tablet to serve it right now. */
-const VTGATE_UNAVAILABLE = /no healthy tablet|code = (Unavailable|Code\(17\)|Code\(18\))/;
-
-/** NATS client errors of a connection that is down, closing, or a request nobody answered in time. */
-const NATS_UNAVAILABLE = new Set([
-  "ClosedConnectionError",
-  "ConnectionError",
-  "DrainingConnectionError",
-  "NoRespondersError",
-  "TimeoutError",
-]);
-
-/**
- * unavailableBackend names the backend a transient infrastructure error
- * came from: "database" for mysql2's (its errors carry `sqlMessage` or a
- * socket code, and `errno`), "message broker" for the NATS client's (told by
- * class name, so the RPC layer loads no driver), undefined for anything else.
- */
-function unavailableBackend(error: unknown): "database" | "message broker" | undefined {
-  if (!(error instanceof Error) || error instanceof DOMException) return undefined;
-  const { code, errno, fatal, sqlMessage } = error as Error & { code?: unknown; errno?: unknown; fatal?: unknown; sqlMessage?: unknown };
-  if (typeof code === "string" && CONNECTION_CODES.has(code)) return "database";
-  if (typeof errno === "number" && typeof sqlMessage === "string") {
-    if (SERVER_UNAVAILABLE.has(errno)) return "database";
-    // vtgate answers a shard with no serving tablet (a reparent, a restart) as 1105 with the vtrpc code in the text:
-    // UNAVAILABLE, CLUSTER_EVENT (17: "operation not allowed in state SHUTTING_DOWN") or READ_ONLY (18).
-    if (errno === 1105 && VTGATE_UNAVAILABLE.test(sqlMessage)) return "database";
-    if (fatal === true) return "database";
-  }
-  if (NATS_UNAVAILABLE.has(error.constructor.name)) return "message broker";
-  return undefined;
 }
 
 /** domainStatus is the status of a domain error; undefined for one it has no mapping for. */
