@@ -33,6 +33,7 @@ export { newRequestId } from "./request-id.ts";
 export {
   BulkFileFormat,
   BulkItemOutcome,
+  BulkJobFailure,
   BulkJobState,
   ConflictPolicy,
   type BulkJob,

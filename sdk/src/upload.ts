@@ -26,6 +26,7 @@
 import {
   ConflictPolicy,
   BulkFileFormat,
+  BulkJobFailure,
   BulkJobState,
   type BulkJob,
   type BulkJobOptionsSchema,
@@ -270,9 +271,14 @@ function staged(job: BulkJob): boolean {
 /** MAX_COMPLETIONS bounds how often one upload is completed again after its staging stopped. */
 const MAX_COMPLETIONS = 3;
 
-/** stagingStopped: the server failed the job because its staging stopped, not because of the file (it keeps the parts). */
+/**
+ * stagingStopped: the server failed the job because its staging stopped, not because of the file (it keeps the
+ * parts). Servers before BulkJob.failure said so only by the error's prefix.
+ */
 function stagingStopped(job: BulkJob): boolean {
-  return job.state === BulkJobState.FAILED && job.error.startsWith("staging stopped: ");
+  if (job.state !== BulkJobState.FAILED) return false;
+  if (job.failure !== BulkJobFailure.UNSPECIFIED) return job.failure === BulkJobFailure.STAGING_STOPPED;
+  return job.error.startsWith("staging stopped: ");
 }
 
 /** interrupted: the job's upload broke off while staging, so nothing of it was applied and its request_id is spent. */

@@ -8,7 +8,7 @@
 import test from "ava";
 import type { Interceptor } from "@connectrpc/connect";
 import { stalledJob } from "@stockroom/bulk/testing";
-import { BulkJobState } from "../src/index.ts";
+import { BulkJobFailure, BulkJobState } from "../src/index.ts";
 import { startSdkHarness } from "./harness.ts";
 
 // The worker fails a job 1.5 s after its last heartbeat; live ones beat every 200 ms.
@@ -35,5 +35,6 @@ test("uploadBulkFile completes the upload again when the server's staging of it 
   t.is(done.counts!.applied, 2_000n);
   const first = (await c.bulk.getBulkJob({ jobId: stalled })).job!;
   t.is(first.state, BulkJobState.FAILED);
+  t.is(first.failure, BulkJobFailure.STAGING_STOPPED);
   t.regex(first.error, /^staging stopped: /);
 });

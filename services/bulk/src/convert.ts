@@ -3,6 +3,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   BulkFileFormat,
+  BulkJobFailure,
   BulkItemOutcome,
   BulkJobSchema,
   BulkJobState,
@@ -14,6 +15,7 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { jsonColumn } from "@stockroom/common/db";
 import type { ItemError } from "./parse/types.ts";
+import { stagingStopped } from "./domain.ts";
 import type { NewJob } from "./jobs.ts";
 import type { BulkJobItemRow, BulkJobRow, BulkJobStateName, ItemOutcomeName } from "./store.ts";
 
@@ -88,6 +90,8 @@ export function jobToProto(row: BulkJobRow): BulkJob {
     endTime: row.ended_at ? timestampFromDate(row.ended_at) : undefined,
     createdBy: row.created_by ?? "",
     rollbackRequestedBy: row.rollback_by ?? "",
+    failure:
+      row.state !== "failed" ? BulkJobFailure.UNSPECIFIED : stagingStopped(row) ? BulkJobFailure.STAGING_STOPPED : BulkJobFailure.FILE,
   });
 }
 

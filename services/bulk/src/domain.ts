@@ -27,6 +27,21 @@ export type JobState =
   | "rolling_back"
   | "rolled_back";
 
+/**
+ * STAGING_STOPPED begins the error of a job that failed because its staging
+ * stopped (the database failed under it, or its process went away), not
+ * because of its file: its request_id is released and its file may be
+ * staged again (stagingStopped). The API answers such a job with failure
+ * BULK_JOB_FAILURE_STAGING_STOPPED, any other failed one with
+ * BULK_JOB_FAILURE_FILE (convert.ts).
+ */
+export const STAGING_STOPPED = "staging stopped: ";
+
+/** stagingStopped tells whether a job failed because its staging stopped, not because of its file. */
+export function stagingStopped(job: { state: JobState; error: string }): boolean {
+  return job.state === "failed" && job.error.startsWith(STAGING_STOPPED);
+}
+
 export type ItemOutcome = "pending" | "applied" | "unchanged" | "conflict" | "invalid" | "failed" | "rolled_back";
 
 /** ConflictPolicy decides an item (or a rollback) whose product changed since the job read (or applied) it. */

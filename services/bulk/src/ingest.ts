@@ -42,13 +42,12 @@ import {
   heartbeatStaging,
   type JobFacts,
   moveJob,
-  STAGING_STOPPED,
   stalledStaging,
 } from "./jobs.ts";
 import { BulkFileError, ItemBound, parseBulkFile, type BulkFormat } from "./parse/index.ts";
 import { topUpOrLeave, type QueueConfig } from "./queue.ts";
 import { finishStaging, stageLines, type StageResult } from "./stage.ts";
-import { CHUNK_FORMAT, type JobRef } from "./domain.ts";
+import { CHUNK_FORMAT, STAGING_STOPPED, type JobRef } from "./domain.ts";
 import type { BulkDb, BulkJobRow } from "./store.ts";
 import type { UploadOptions } from "./uploads.ts";
 

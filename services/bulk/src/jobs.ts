@@ -193,19 +193,6 @@ export function isStaging(job: Pick<BulkJobRow, "state">): boolean {
 }
 
 /**
- * STAGING_STOPPED begins the error of a job that failed because its staging
- * stopped (the database failed under it, or its process went away), not
- * because of its file: its request_id is released and its file may be
- * staged again (stagingStopped).
- */
-export const STAGING_STOPPED = "staging stopped: ";
-
-/** stagingStopped tells whether a job failed because its staging stopped, not because of its file. */
-export function stagingStopped(job: Pick<BulkJobRow, "state" | "error">): boolean {
-  return job.state === "failed" && job.error.startsWith(STAGING_STOPPED);
-}
-
-/**
  * LEGACY_STALL_MS is how long a staging job without a heartbeat (staged by a
  * release before heartbeats, during a rolling release) may go unchanged
  * before it counts as stalled: such a process may still be reading a slow

@@ -14,7 +14,8 @@ import { principalOf } from "@stockroom/common/rpc";
 import { InvalidArgumentError, RequestIdMismatchError, type FieldViolation, longerThan } from "@stockroom/common";
 import { jobToProto, optionsToProto } from "./convert.ts";
 import { ingest, readWholeFile, type IngestDeps } from "./ingest.ts";
-import { findJob, isStaging, stagingStopped } from "./jobs.ts";
+import { stagingStopped } from "./domain.ts";
+import { findJob, isStaging } from "./jobs.ts";
 import type { BulkJobRow, BulkUploadRow } from "./store.ts";
 import {
   appendPart,

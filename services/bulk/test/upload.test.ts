@@ -2,7 +2,13 @@ import http2 from "node:http2";
 import test from "ava";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BulkFileFormat, BulkItemOutcome, BulkJobState, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
+import {
+  BulkFileFormat,
+  BulkItemOutcome,
+  BulkJobFailure,
+  BulkJobState,
+  ConflictPolicy,
+} from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { BulkJobService, UploadBulkFileRequestSchema } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { waitFor } from "@stockroom/common/testing";
@@ -76,6 +82,7 @@ test.serial("a file-level error fails the job with a clear reason and applies no
   const body = new TextEncoder().encode(`sku,title,colour\nX${suffix},T,red\n`);
   const { job } = await bulk.uploadBulkFile(stream(csvOptions(), [body]));
   t.is(job!.state, BulkJobState.FAILED);
+  t.is(job!.failure, BulkJobFailure.FILE, "the file's fault: sending it again gets the same answer");
   t.regex(job!.error, /UNKNOWN_COLUMN/);
   t.regex(job!.error, /colour/);
   const tooBig = await bulk.uploadBulkFile(stream(csvOptions(), [new Uint8Array(limits.maxBytes + 1).fill(65)]));
@@ -352,6 +359,7 @@ test.serial("staging that stopped without an end (its process gone) is failed by
   t.is(await failStalledStaging(api.api.db, 1_000, new Date(Date.now() + 5_000)), 1);
   const failed = (await bulk.getBulkJob({ jobId })).job!;
   t.is(failed.state, BulkJobState.FAILED);
+  t.is(failed.failure, BulkJobFailure.STAGING_STOPPED, "not the file's fault: it can be completed or sent again");
   t.regex(failed.error, /^staging stopped: the process reading this file stopped before its end/);
   t.is(failed.counts!.applied, 500n);
   t.is(await failStalledStaging(api.api.db, 1_000, new Date(Date.now() + 5_000)), 0, "once");
@@ -384,6 +392,7 @@ test.serial(
     t.is(again.options!.requestId, requestId);
     const done = await finalJob(again.id);
     t.is(done.state, BulkJobState.SUCCEEDED);
+    t.is(done.failure, BulkJobFailure.UNSPECIFIED);
     t.is(done.counts!.applied, 300n);
     t.is((await complete()).job!.id, again.id, "the upload is bound to the job that took it");
   },

@@ -244,6 +244,14 @@ export declare type BulkJob = Message<"stockroom.bulk.v1.BulkJob"> & {
    * @generated from field: string rollback_requested_by = 15;
    */
   rollbackRequestedBy: string;
+
+  /**
+   * Why a FAILED job failed, as a code to act on (error says it in words);
+   * UNSPECIFIED for a job that has not failed.
+   *
+   * @generated from field: stockroom.bulk.v1.BulkJobFailure failure = 16;
+   */
+  failure: BulkJobFailure;
 };
 
 /**
@@ -706,6 +714,45 @@ export enum BulkItemOutcome {
  * Describes the enum stockroom.bulk.v1.BulkItemOutcome.
  */
 export declare const BulkItemOutcomeSchema: GenEnum<BulkItemOutcome>;
+
+/**
+ * BulkJobFailure is why a job failed, and so what to do about it.
+ *
+ * @generated from enum stockroom.bulk.v1.BulkJobFailure
+ */
+export enum BulkJobFailure {
+  /**
+   * The job has not failed.
+   *
+   * @generated from enum value: BULK_JOB_FAILURE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The file itself could not be read (its encoding, its header, its size):
+   * error names the problem. Sending the same file again gets the same
+   * answer; send a corrected file.
+   *
+   * @generated from enum value: BULK_JOB_FAILURE_FILE = 1;
+   */
+  FILE = 1,
+
+  /**
+   * The server stopped reading the file before its end (a restart, its
+   * database lost); nothing was wrong with the file. Complete the same
+   * resumable upload again (its parts are kept) or send the file again with
+   * the same request_id: what the job applied comes out UNCHANGED, the rest
+   * is applied.
+   *
+   * @generated from enum value: BULK_JOB_FAILURE_STAGING_STOPPED = 2;
+   */
+  STAGING_STOPPED = 2,
+}
+
+/**
+ * Describes the enum stockroom.bulk.v1.BulkJobFailure.
+ */
+export declare const BulkJobFailureSchema: GenEnum<BulkJobFailure>;
 
 /**
  * BulkJobEventType says what happened to a job.
