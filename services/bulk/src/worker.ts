@@ -54,7 +54,9 @@ export interface BulkWorker {
  * startBulkWorker applies chunks from the shared durable consumer: any number
  * of processes can run it. Each applied (or finally failed) chunk publishes
  * its job's next chunk. A failing chunk is retried with backoff and, after
- * maxDeliver attempts, its items are marked FAILED so the job still ends.
+ * maxDeliver attempts, its items are marked FAILED so the job still ends;
+ * unless its last attempt failed because the database or NATS could not be
+ * reached: then it is left queued for the reconciler to publish again.
  */
 export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker> {
   const { db, nats, queue, log } = deps;
@@ -145,6 +147,16 @@ export async function startBulkWorker(deps: BulkWorkerDeps): Promise<BulkWorker>
       },
       async (msg, error) => {
         const chunk = decodeChunkMessage(msg.data);
+        if (unavailableBackend(error)) {
+          // Not the chunk's fault: the database (or NATS) was away for all its deliveries. Its items are not failed;
+          // the message goes, the chunk stays queued in the ledger, and the reconciler publishes it again.
+          log.warn("chunk's last delivery failed in an outage; the reconciler will publish it again", {
+            jobId: chunk.jobId,
+            chunkNo: chunk.chunkNo,
+            error,
+          });
+          return;
+        }
         log.error("chunk failed after every delivery", { jobId: chunk.jobId, chunkNo: chunk.chunkNo, error });
         const reason = error instanceof Error ? error.message : String(error);
         const result = await failChunk(db, chunk, reason);

@@ -9,7 +9,7 @@ import { startTestApi } from "@stockroom/common/testing";
 import { catalogModule, type CatalogTables } from "@stockroom/catalog";
 import { DEFAULT_LIMITS, type IngestLimits } from "../src/ingest.ts";
 import { bulkModule } from "../src/module.ts";
-import { DEFAULT_QUEUE } from "../src/queue.ts";
+import { DEFAULT_QUEUE, type QueueConfig } from "../src/queue.ts";
 import { startBulkWorker } from "../src/worker.ts";
 import type { BulkDb, BulkTables } from "../src/store.ts";
 import { CHUNK_FORMAT } from "../src/domain.ts";
@@ -23,12 +23,13 @@ export type UploadRequest = MessageInitShape<typeof UploadBulkFileRequestSchema>
  * bulk APIs on a fresh database, a worker, and this file's own JetStream stream.
  * options.natsServers points it at another nats-server than the shared one (a
  * file that stops its own); options.stagingStallMs shortens how soon the
- * worker fails a job whose staging stopped.
+ * worker fails a job whose staging stopped; options.queue overrides the
+ * chunk queue's settings (maxDeliver, reconcileAfterMs, …).
  */
 export async function startBulkHarness(
   name: string,
   limits: Partial<IngestLimits> = {},
-  options: { natsServers?: string; stagingStallMs?: number } = {},
+  options: { natsServers?: string; stagingStallMs?: number; queue?: Partial<QueueConfig> } = {},
 ) {
   const suffix = randomBytes(4).toString("hex");
   const queue = {
@@ -36,6 +37,7 @@ export async function startBulkHarness(
     stream: `BULK_${name.toUpperCase()}_${suffix}`,
     subjectPrefix: `t_${suffix}.${name}.chunk`,
     ackWaitMs: 5000,
+    ...options.queue,
   };
   const nats = await connectNats({ servers: options.natsServers ?? "127.0.0.1:4222", name: `bulk-${name}-test` });
   const api = await startTestApi<CatalogTables & BulkTables>(`bulk_${name}`, (db) => [

@@ -14,7 +14,7 @@ import { createDatabase } from "../src/db/database.ts";
 import { connectNats } from "../src/nats/jetstream.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { toConnectError } from "../src/rpc/rpc-errors.ts";
-import { freePort, testDatabaseUrl } from "../testing/index.ts";
+import { freePort, recordingLogger, testDatabaseUrl } from "../testing/index.ts";
 
 const log = createLogger("test", "silent");
 
@@ -130,4 +130,34 @@ test("other errors stay INTERNAL: a plain one, an aborted call's timeout, a stat
   const refused = await failure(() => sql`SELECT * FROM no_such_table_here`.execute(db));
   t.is((refused as { errno?: number }).errno, 1146);
   t.is(toConnectError(refused, log, "/t").code, Code.Internal);
+});
+
+test("an outage's calls are logged once a minute per backend, with how many were answered since, not one line each", async (t) => {
+  const recorded = recordingLogger();
+  const closed = await failure(() => {
+    const nats = connectNats({ servers: "127.0.0.1:4222", name: "unavailable-log-test" });
+    return nats.then(async (n) => {
+      await n.nc.close();
+      await n.js.publish("unavailable.test", "x");
+    });
+  });
+  for (let i = 0; i < 50; i++) toConnectError(closed, recorded, "/stockroom.catalog.v1.CatalogService/UpdateProduct");
+  t.is(recorded.lines.length, 1);
+  t.like(recorded.lines[0], { level: "warn", msg: "message broker unavailable: calls are answered UNAVAILABLE (logged once a minute)" });
+  t.is(recorded.lines[0]!.fields["procedure"], "/stockroom.catalog.v1.CatalogService/UpdateProduct");
+  // Another backend's outage is its own line; an error that is not an outage is logged every time.
+  const url = new URL(testDatabaseUrl("unavailable"));
+  url.hostname = "127.0.0.1";
+  url.port = String(await freePort());
+  const db = createDatabase({ url: url.toString(), poolSize: 1 });
+  t.teardown(() => db.destroy());
+  const refused = await failure(() => sql`SELECT 1`.execute(db));
+  toConnectError(refused, recorded, "/t");
+  toConnectError(refused, recorded, "/t");
+  toConnectError(new Error("boom"), recorded, "/t");
+  toConnectError(new Error("boom"), recorded, "/t");
+  t.deepEqual(
+    recorded.lines.map((l) => l.level),
+    ["warn", "warn", "error", "error"],
+  );
 });

@@ -29,6 +29,7 @@ import type { Logger } from "../observe/log.ts";
 import { linkToActive } from "../observe/trace-context.ts";
 import { pause } from "../pause.ts";
 import { taskFailures } from "../task-failures.ts";
+import { unavailableBackend } from "../unavailable.ts";
 
 /** NatsDeps is what publishers, workers and admin code take as dependencies. */
 export interface NatsDeps {
@@ -420,6 +421,7 @@ export function consumeWorkQueue(
   let batch: ConsumerMessages | undefined;
   let wake: (() => void) | undefined;
 
+  const handling = taskFailures(log, "work queue handler", { fields: { stream, durable } });
   const retryDelay = (deliveryCount: number): number => {
     const full = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(deliveryCount - 1, 30));
     return Math.round(full / 2 + (Math.random() * full) / 2);
@@ -465,6 +467,7 @@ export function consumeWorkQueue(
         return;
       }
       if (failure === undefined) {
+        handling.succeeded();
         await m.ackAck().catch((error: unknown) => {
           log.warn("ack not confirmed; the message may be redelivered", { ...fields, error });
         });
@@ -478,7 +481,9 @@ export function consumeWorkQueue(
       } else {
         const delayMs = retryDelay(msg.deliveryCount);
         m.nak(delayMs);
-        log.warn("message failed; it will be redelivered", { ...fields, delayMs, error });
+        // An outage fails every message: its first failure is logged, not one line per message.
+        if (unavailableBackend(error)) handling.failed(error, { ...fields, delayMs });
+        else log.warn("message failed; it will be redelivered", { ...fields, delayMs, error });
       }
     } catch (error) {
       // Only settling itself (nak, term on a closed connection) gets here; ack_wait redelivers.

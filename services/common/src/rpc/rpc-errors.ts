@@ -39,13 +39,41 @@ export function toConnectError(error: unknown, log: Logger, procedure: string): 
   if (status) return status;
   const backend = unavailableBackend(error);
   if (backend) {
-    log.warn(`${backend} unavailable`, { procedure, error });
+    logOutage(log, backend, procedure, error);
     return new ConnectError(`the ${backend} is unavailable; retry with backoff`, Code.Unavailable, undefined, [
       { desc: ErrorInfoSchema, value: { reason: "BACKEND_UNAVAILABLE", domain: ERROR_DOMAIN, metadata: { backend } } },
     ]);
   }
   log.error("unhandled error", { procedure, error });
   return new ConnectError("internal error", Code.Internal);
+}
+
+/** An outage's calls are logged once per this long, with their count. */
+const OUTAGE_LOG_EVERY_MS = 60_000;
+const outages = new WeakMap<Logger, Map<string, { loggedAt: number; since: number }>>();
+
+/**
+ * logOutage logs the first call a backend outage fails, with its cause, and
+ * then one line a minute with how many calls it answered UNAVAILABLE since:
+ * under load that is thousands a second, and each would be a line with a
+ * stack. The process's dependency probes say when the backend is back
+ * (probes.ts), and the RPC metrics count every call by its code.
+ */
+function logOutage(log: Logger, backend: string, procedure: string, error: unknown): void {
+  let byBackend = outages.get(log);
+  if (!byBackend) outages.set(log, (byBackend = new Map()));
+  const now = Date.now();
+  const last = byBackend.get(backend);
+  if (last && now - last.loggedAt < OUTAGE_LOG_EVERY_MS) {
+    last.since++;
+    return;
+  }
+  byBackend.set(backend, { loggedAt: now, since: 0 });
+  log.warn(`${backend} unavailable: calls are answered UNAVAILABLE (logged once a minute)`, {
+    procedure,
+    ...(last && { callsSinceLastLine: last.since }),
+    error,
+  });
 }
 
 /** domainStatus is the status of a domain error; undefined for one it has no mapping for. */
