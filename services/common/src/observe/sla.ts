@@ -21,6 +21,7 @@ import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { CommonTables } from "../db/schema.ts";
 import { untraced } from "./trace-context.ts";
+import { taskFailures } from "../task-failures.ts";
 
 /** Bucket k holds latencies in (upper(k-1), upper(k)] ms; upper(k) = 0.1 ms × 2^(k/4). */
 const BUCKET_BASE_MS = 0.1;
@@ -111,6 +112,8 @@ export function startCallRecorder(options: {
   const maxEntries = options.maxEntries ?? 50_000;
   const minutes = new Map<string, Minute>();
   let flushing: Promise<void> = Promise.resolve();
+  // What was not written stays dirty and goes with the next flush.
+  const flushes = options.log && taskFailures(options.log, "writing call statistics");
 
   const write = async () => {
     const dirty = [...minutes.values()].filter((m) => m.dirty);
@@ -137,9 +140,10 @@ export function startCallRecorder(options: {
     } catch (error) {
       for (const m of dirty) m.dirty = true;
       options.metrics?.slaFlushErrors.inc();
-      options.log?.warn("writing call statistics failed; retrying at the next flush", { error });
+      flushes?.failed(error);
       return;
     }
+    flushes?.succeeded();
     // A minute that has passed is complete once written.
     const current = currentMinute();
     for (const [key, m] of minutes) if (m.minute < current && !m.dirty) minutes.delete(key);
