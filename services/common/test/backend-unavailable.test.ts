@@ -37,22 +37,16 @@ function assertUnavailable(t: import("ava").ExecutionContext, status: ConnectErr
 }
 
 test("a database nobody listens on: UNAVAILABLE, and the address is not sent", async (t) => {
-  const url = new URL(testDatabaseUrl("unavailable"));
-  url.hostname = "127.0.0.1";
-  url.port = String(await freePort());
-  const db = createDatabase({ url: url.toString(), poolSize: 1 });
-  t.teardown(() => db.destroy());
-  const error = await failure(() => sql`SELECT 1`.execute(db));
+  const { error, port } = await refusedQuery(t);
   t.is((error as { code?: string }).code, "ECONNREFUSED");
   const status = toConnectError(error, log, "/t");
   assertUnavailable(t, status, "database");
-  t.false(status.message.includes(url.port));
+  t.false(status.message.includes(port));
 });
 
-test("a connection killed in the middle of a statement (a failover, an operator's KILL): UNAVAILABLE", async (t) => {
-  const url = testDatabaseUrl("unavailable");
-  // The server's own schema: the killed connection needs no database of its own.
-  const base = new URL(url);
+/** victimAndKiller opens two one-connection pools on the server's own schema (a killed connection needs no database of its own). */
+function victimAndKiller(t: import("ava").ExecutionContext) {
+  const base = new URL(testDatabaseUrl("unavailable"));
   base.pathname = "/mysql";
   const victim = createDatabase({ url: base.toString(), poolSize: 1 });
   const killer = createDatabase({ url: base.toString(), poolSize: 1 });
@@ -60,6 +54,21 @@ test("a connection killed in the middle of a statement (a failover, an operator'
     await victim.destroy();
     await killer.destroy();
   });
+  return { victim, killer };
+}
+
+/** refusedQuery is what mysql2 throws for a database nobody listens on; the URL's port goes with it. */
+async function refusedQuery(t: import("ava").ExecutionContext): Promise<{ error: unknown; port: string }> {
+  const url = new URL(testDatabaseUrl("unavailable"));
+  url.hostname = "127.0.0.1";
+  url.port = String(await freePort());
+  const db = createDatabase({ url: url.toString(), poolSize: 1 });
+  t.teardown(() => db.destroy());
+  return { error: await failure(() => sql`SELECT 1`.execute(db)), port: url.port };
+}
+
+test("a connection killed in the middle of a statement (a failover, an operator's KILL): UNAVAILABLE", async (t) => {
+  const { victim, killer } = victimAndKiller(t);
   const { rows } = await sql<{ id: number }>`SELECT CONNECTION_ID() AS id`.execute(victim);
   const id = Number(rows[0]!.id);
   const sleeping = failure(() => sql`SELECT SLEEP(20)`.execute(victim));
@@ -72,14 +81,7 @@ test("a connection killed in the middle of a statement (a failover, an operator'
 });
 
 test("a held session whose connection was killed while idle (a relay's lock session through a restart): UNAVAILABLE", async (t) => {
-  const base = new URL(testDatabaseUrl("unavailable"));
-  base.pathname = "/mysql";
-  const victim = createDatabase({ url: base.toString(), poolSize: 1 });
-  const killer = createDatabase({ url: base.toString(), poolSize: 1 });
-  t.teardown(async () => {
-    await victim.destroy();
-    await killer.destroy();
-  });
+  const { victim, killer } = victimAndKiller(t);
   const error = await victim.connection().execute(async (session) => {
     const { rows } = await sql<{ id: number }>`SELECT CONNECTION_ID() AS id`.execute(session);
     await sql`KILL CONNECTION ${sql.lit(Number(rows[0]!.id))}`.execute(killer);
@@ -146,12 +148,7 @@ test("an outage's calls are logged once a minute per backend, with how many were
   t.like(recorded.lines[0], { level: "warn", msg: "message broker unavailable: calls are answered UNAVAILABLE (logged once a minute)" });
   t.is(recorded.lines[0]!.fields["procedure"], "/stockroom.catalog.v1.CatalogService/UpdateProduct");
   // Another backend's outage is its own line; an error that is not an outage is logged every time.
-  const url = new URL(testDatabaseUrl("unavailable"));
-  url.hostname = "127.0.0.1";
-  url.port = String(await freePort());
-  const db = createDatabase({ url: url.toString(), poolSize: 1 });
-  t.teardown(() => db.destroy());
-  const refused = await failure(() => sql`SELECT 1`.execute(db));
+  const { error: refused } = await refusedQuery(t);
   toConnectError(refused, recorded, "/t");
   toConnectError(refused, recorded, "/t");
   toConnectError(new Error("boom"), recorded, "/t");

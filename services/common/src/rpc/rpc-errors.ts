@@ -60,8 +60,8 @@ const outages = new WeakMap<Logger, Map<string, { loggedAt: number; since: numbe
  * (probes.ts), and the RPC metrics count every call by its code.
  */
 function logOutage(log: Logger, backend: string, procedure: string, error: unknown): void {
-  let byBackend = outages.get(log);
-  if (!byBackend) outages.set(log, (byBackend = new Map()));
+  const byBackend = outages.get(log) ?? new Map<string, { loggedAt: number; since: number }>();
+  outages.set(log, byBackend);
   const now = Date.now();
   const last = byBackend.get(backend);
   if (last && now - last.loggedAt < OUTAGE_LOG_EVERY_MS) {
