@@ -61,7 +61,8 @@ export function unavailableBackend(error: unknown): "database" | "message broker
     if (fatal === true) return "database";
   }
   if (NATS_UNAVAILABLE.has(error.constructor.name)) return "message broker";
-  // A pull the server ended as it went down (status 409, "Server Shutdown").
-  if (error.name === "JetStreamStatusError" && /^server shutdown$/i.test(error.message)) return "message broker";
+  // A pull the server ended as it went down (status 409, "Server Shutdown"), or one the client gave up on when the
+  // server's heartbeats stopped (it went away without a word).
+  if (error.name.startsWith("JetStream") && /^(server shutdown|heartbeats missed)$/i.test(error.message)) return "message broker";
   return undefined;
 }

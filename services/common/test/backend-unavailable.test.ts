@@ -9,6 +9,7 @@
 import test from "ava";
 import { sql } from "kysely";
 import { Code, type ConnectError } from "@connectrpc/connect";
+import { JetStreamError } from "@nats-io/jetstream";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
 import { createDatabase } from "../src/db/database.ts";
 import { connectNats } from "../src/nats/jetstream.ts";
@@ -98,6 +99,11 @@ test("a closed NATS connection: UNAVAILABLE", async (t) => {
   const error = await failure(() => nats.js.publish("unavailable.test", "x"));
   t.is((error as Error).constructor.name, "ClosedConnectionError");
   assertUnavailable(t, toConnectError(error, log, "/t"), "message broker");
+});
+
+test("a pull the client gave up on when the server's heartbeats stopped (nats.js's own error, as its consumer builds it): UNAVAILABLE", (t) => {
+  assertUnavailable(t, toConnectError(new JetStreamError("heartbeats missed"), log, "/t"), "message broker");
+  t.is(toConnectError(new JetStreamError("consumer not found"), log, "/t").code, Code.Internal);
 });
 
 test("vtgate's answers while a shard's tablet restarts (their texts as a local cluster gave them): UNAVAILABLE", (t) => {
