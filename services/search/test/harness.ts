@@ -32,6 +32,8 @@ export interface SearchHarness {
   api: TestApi;
   db: CatalogDb;
   searchDb: SearchDb;
+  /** The projection's database, for a process of its own (tools/reindex.ts). */
+  searchUrl: string;
   nats: NatsClient;
   /** This file's own stream and subject prefix. */
   events: EventStreamConfig;
@@ -71,6 +73,7 @@ export async function startSearchHarness(name: string): Promise<SearchHarness> {
     api,
     db,
     searchDb,
+    searchUrl,
     nats,
     events,
     async startRelay(config = {}) {

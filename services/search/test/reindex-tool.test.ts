@@ -1,0 +1,62 @@
+/**
+ * `npm run reindex` (tools/reindex.ts, run as its own process) through a
+ * catalog database that goes away: it waits and reindexes the merchant under
+ * way again once the database is back; an outage longer than
+ * REINDEX_RETRY_MS ends it with what is done and what to run, not a stack
+ * trace. The catalog database is reached through a proxy taken away and
+ * brought back.
+ */
+import test from "ava";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { startDropProxy } from "@stockroom/common/testing";
+import { productInit, startSearchHarness } from "./harness.ts";
+
+const h = await startSearchHarness("reindex_tool");
+const upstream = new URL(h.api.databaseUrl);
+const proxy = await startDropProxy(`tcp://${upstream.hostname}:${upstream.port || 3306}`);
+const proxied = new URL(upstream);
+proxied.port = String(proxy.port);
+test.after.always(async () => {
+  await proxy.close();
+  await h.close();
+});
+
+const tool = path.join(import.meta.dirname, "..", "..", "..", "tools", "reindex.ts");
+
+/** reindex runs the tool for merchantId and returns its exit code and output. */
+function reindex(merchantId: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [tool, merchantId], {
+    env: { ...process.env, DATABASE_URL: proxied.toString(), SEARCH_DATABASE_URL: h.searchUrl, ...env },
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, out, err })));
+}
+
+test.serial("a catalog database away for a few seconds: the reindex waits, then finishes", async (t) => {
+  const merchant = await h.newMerchant();
+  for (const sku of ["R-1", "R-2", "R-3"]) await h.catalog(merchant).createProduct({ product: productInit(sku) });
+  await proxy.refuse();
+  const running = reindex(merchant.merchantId);
+  await new Promise((r) => setTimeout(r, 3_000));
+  await proxy.accept();
+  const { code, out, err } = await running;
+  t.is(code, 0, err);
+  t.regex(err, /reindex \(merchant \S+\) failed: the database is unavailable; retrying with backoff/);
+  t.regex(out, /reindex \(merchant \S+\) resumed/);
+  t.regex(out, new RegExp(`${merchant.merchantId}: 3 products read, 3 updated, 0 removed`));
+  t.notRegex(err, /\n\s+at /, "no stack trace");
+});
+
+test.serial("a catalog database away for longer than REINDEX_RETRY_MS: a clear message and exit 1", async (t) => {
+  const merchant = await h.newMerchant();
+  await proxy.refuse();
+  t.teardown(() => proxy.accept());
+  const { code, err } = await reindex(merchant.merchantId, { REINDEX_RETRY_MS: "1500" });
+  t.is(code, 1);
+  t.regex(err, /reindex: stopped, the database is unavailable: .*\n {2}0 merchant\(s\) done; run it again/);
+  t.notRegex(err, /\n\s+at /, "no stack trace");
+});
