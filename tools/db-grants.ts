@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase, applyGrants, planGrants } from "@stockroom/common/db";
 import { APPEND_ONLY_TABLES } from "@stockroom/catalog";
+import { stopOnOutage } from "./outage.ts";
 
 const { values } = parseArgs({
   options: {
@@ -47,6 +48,8 @@ try {
     console.error(`applied ${plan.statements.length} statements for '${values.user}'@'${values.host}' on ${database}`);
     if (plan.warnings.length > 0) process.exitCode = 1;
   }
+} catch (error) {
+  stopOnOutage("db:grants", error);
 } finally {
   await db.destroy();
 }

@@ -11,17 +11,20 @@ import { notifyMigrations } from "@stockroom/notify";
 import { eventsMigrations } from "@stockroom/events";
 import { orderMigrations } from "@stockroom/orders";
 import { parseSearchConfig, searchMigrations } from "@stockroom/search";
+import { stopOnOutage } from "./outage.ts";
 
 const search = process.argv.includes("--search");
 const databaseUrl = search ? parseSearchConfig(process.env).databaseUrl : parseApiConfig(process.env).databaseUrl;
-await ensureDatabase(databaseUrl);
 const db = createDatabase({ url: databaseUrl, poolSize: 1 });
 try {
+  await ensureDatabase(databaseUrl);
   const sets = search
     ? [searchMigrations]
     : [commonMigrations, eventsMigrations, catalogMigrations, notifyMigrations, bulkMigrations, orderMigrations];
   const applied = await migrateToLatest(db, sets);
   console.log(applied.length > 0 ? `applied:\n  ${applied.join("\n  ")}` : "already up to date");
+} catch (error) {
+  stopOnOutage("migrate", error, search ? "SEARCH_DATABASE_URL" : "DATABASE_URL");
 } finally {
   await db.destroy();
 }

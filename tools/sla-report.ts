@@ -14,6 +14,7 @@ import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { buildSlaReport, formatSlaTable, parseWhen, type SloTable } from "./sla/report.ts";
 import type { StockroomTables } from "./tables.ts";
+import { stopOnOutage } from "./outage.ts";
 
 const { values } = parseArgs({
   options: {
@@ -32,6 +33,8 @@ const db = createDatabase<StockroomTables>({ url: parseApiConfig(process.env).da
 try {
   const report = await buildSlaReport(db, window, slo, { merchantId: values.merchant });
   process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatSlaTable(report)}\n`);
+} catch (error) {
+  stopOnOutage("sla:report", error);
 } finally {
   await db.destroy();
 }

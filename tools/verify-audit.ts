@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { parseApiConfig } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import { verifyAuditChain, type CatalogTables } from "@stockroom/catalog";
+import { stopOnOutage } from "./outage.ts";
 
 const { values } = parseArgs({ options: { merchant: { type: "string" }, json: { type: "boolean", default: false } } });
 if (!values.merchant) {
@@ -32,6 +33,8 @@ try {
     console.log(result.problems.length === 0 ? "chain intact" : `${result.problems.length} problem(s)`);
   }
   if (result.problems.length > 0) process.exitCode = 1;
+} catch (error) {
+  stopOnOutage("audit:verify", error);
 } finally {
   await db.destroy();
 }

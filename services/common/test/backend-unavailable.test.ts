@@ -164,3 +164,12 @@ test("an outage's calls are logged once a minute per backend, with how many were
     ["warn", "warn", "error", "error"],
   );
 });
+
+test("a pool whose database is away closes without an error (a tool stopping on the outage, a service shut down during one)", async (t) => {
+  const url = new URL(testDatabaseUrl("unavailable"));
+  url.hostname = "127.0.0.1";
+  url.port = String(await freePort());
+  const db = createDatabase({ url: url.toString(), poolSize: 2 });
+  await t.throwsAsync(Promise.all([sql`SELECT 1`.execute(db), sql`SELECT 2`.execute(db)]), { code: "ECONNREFUSED" });
+  await t.notThrowsAsync(db.destroy());
+});

@@ -5,6 +5,7 @@ import { CompiledQuery, Kysely, MysqlDialect, sql, type IsolationLevel, type Log
 import { FileMigrationProvider, type Migration, type MigrationProvider, Migrator } from "kysely/migration";
 import { createPool, type Pool, type SslOptions } from "mysql2";
 import { deferWrite, enableDeferredWrites, executeBinary, stripDeferMark } from "./deferred-writes.ts";
+import { unavailableBackend } from "../unavailable.ts";
 import { useFastExecutePackets } from "./execute-packet.ts";
 
 /**
@@ -135,7 +136,10 @@ export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
   const hooks = new Set<() => Promise<void>>();
   closeHooks.set(db, hooks);
   pool.end = ((callback?: (error: unknown) => void) => {
-    void Promise.allSettled([...hooks].map((hook) => hook())).then(() => end(callback as never));
+    // A connection that could not be made or was already lost has nothing to end: a pool closed while its
+    // database is away (a tool stopping on the outage, a service shut down during one) ends without an error.
+    const ended = (error: unknown) => callback?.(unavailableBackend(error) ? null : error);
+    void Promise.allSettled([...hooks].map((hook) => hook())).then(() => end(ended as never));
   }) as typeof pool.end;
   return db;
 }
