@@ -3,18 +3,19 @@
  * down and started again, as an operator restarts it): its pulls back off
  * while the server is away, the outage is one warning rather than a line
  * per pull, and once the connection is back it pulls at once instead of
- * when its backoff (by then seconds) ends.
+ * when its backoff (by then seconds) ends. A connection whose server is
+ * away closes without an error.
  */
 import test from "ava";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { consumeWorkQueue, ensureWorkQueue, publishWithId } from "../src/nats/jetstream.ts";
+import { connectNats, consumeWorkQueue, ensureWorkQueue, publishWithId } from "../src/nats/jetstream.ts";
 import { recordingLogger, startNatsServer, waitFor } from "../testing/index.ts";
 
 const natsServer = await startNatsServer("work-queue-outage");
 test.after.always(() => natsServer.close());
 
-test("a consumer pulls again as soon as NATS is back, after one warning for the outage", async (t) => {
+test.serial("a consumer pulls again as soon as NATS is back, after one warning for the outage", async (t) => {
   // Short request timeouts and reconnect waits, so failed pulls pile up and the backoff grows within seconds.
   const nc = await connect({ servers: natsServer.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   const js = jetstream(nc, { timeout: 200 });
@@ -70,4 +71,13 @@ test("a consumer pulls again as soon as NATS is back, after one warning for the 
   // Said once the pull that took it has ended (it waits up to pullExpiresMs).
   const resumed = await waitFor("the resumed line", async () => log.lines.find((l) => l.msg === "work queue pull resumed"), 5_000);
   t.true((resumed.fields["failedRuns"] as number) >= 4, JSON.stringify(resumed.fields));
+});
+
+test.serial("a connection whose server is away closes without an error (a process stopped during the outage exits cleanly)", async (t) => {
+  const nats = await connectNats({ servers: natsServer.url, name: "outage-close" });
+  await natsServer.shutDown();
+  t.teardown(() => natsServer.start());
+  await new Promise((r) => setTimeout(r, 500));
+  await t.notThrowsAsync(nats.close());
+  t.true(nats.nc.isClosed());
 });

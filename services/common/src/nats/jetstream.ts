@@ -95,7 +95,10 @@ export async function connectNats(options: NatsOptions): Promise<NatsClient> {
       js,
       jsm,
       async close() {
-        if (!nc.isClosed() && !nc.isDraining()) await nc.drain();
+        if (nc.isClosed() || nc.isDraining()) return;
+        // Drained: what is in flight goes out first. A connection whose server is away has nothing to drain
+        // to ("connection disconnected"): it is closed instead, so a process stopped during an outage exits cleanly.
+        await nc.drain().catch(() => nc.close());
       },
     };
   } catch (error) {
