@@ -13,8 +13,16 @@
  */
 import { parseApiConfig, readInt, taskFailures, unavailableBackend } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
+import type { Logger } from "@stockroom/common/observe";
 import type { CatalogTables } from "@stockroom/catalog";
 import { parseSearchConfig, reindexMerchant, openSearchDatabase } from "@stockroom/search";
+
+/** operatorLog prints a task's outage lines for the operator: the outage on stderr, its end on stdout. */
+const operatorLog: Logger = {
+  info: (msg) => console.log(`reindex: ${msg}`),
+  warn: (msg, fields) => console.error(`reindex: ${msg} (${(fields?.["error"] as Error | undefined)?.message})`),
+  error: () => {},
+};
 
 const retryForMs = readInt(process.env, "REINDEX_RETRY_MS", 120_000, 0, 86_400_000);
 const catalogDb = createDatabase<CatalogTables>({ url: parseApiConfig(process.env).databaseUrl, poolSize: 2 });
@@ -56,14 +64,7 @@ try {
 
 /** throughOutages runs step again, from its start, while the database is away, for up to retryForMs of outage in a row. */
 async function throughOutages<T>(what: string, step: () => Promise<T>): Promise<T> {
-  const failures = taskFailures(
-    {
-      info: (msg) => console.log(`reindex: ${msg}`),
-      warn: (msg, fields) => console.error(`reindex: ${msg} (${(fields?.["error"] as Error | undefined)?.message})`),
-      error: () => {},
-    },
-    `reindex (${what})`,
-  );
+  const failures = taskFailures(operatorLog, `reindex (${what})`);
   let since: number | undefined;
   for (;;) {
     try {

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -7,6 +6,7 @@ import test from "ava";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
 import { CHROMIUM, CHROMIUM_FLAGS, requireChromium } from "../../tools/chromium.ts";
+import { runProcess } from "@stockroom/common/testing";
 import { startSdkHarness } from "./harness.ts";
 
 // The package as merchants get it: `npm pack`, installed into a project
@@ -25,14 +25,7 @@ function run(
   args: string[],
   options: { cwd: string; env?: Record<string, string> },
 ): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d));
-    child.stderr.on("data", (d: Buffer) => (out += d));
-    child.once("error", reject);
-    child.once("exit", (code) => resolve({ code, out }));
-  });
+  return runProcess(cmd, args, options).then(({ code, output }) => ({ code, out: output }));
 }
 
 /** The installed package, made once for every test of this file. */

@@ -4,19 +4,10 @@
  * no stack trace (they used to end in an uncaught ECONNREFUSED).
  */
 import test from "ava";
-import { spawn } from "node:child_process";
 import path from "node:path";
-import { freePort } from "@stockroom/common/testing";
+import { freePort, runProcess } from "@stockroom/common/testing";
 
 const root = path.join(import.meta.dirname, "..", "..");
-
-function run(tool: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [path.join(root, "tools", tool), ...args], { env: { ...process.env, ...env } });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, out })));
-}
 
 const tools: [name: string, file: string, args: string[], setting?: string][] = [
   ["migrate", "migrate.ts", []],
@@ -30,7 +21,9 @@ const tools: [name: string, file: string, args: string[], setting?: string][] = 
 for (const [name, file, args, setting = "DATABASE_URL"] of tools) {
   test(`${name} ${args.join(" ")}: a database nobody listens on is one clear line and exit 1`, async (t) => {
     const url = `mysql://root@127.0.0.1:${await freePort()}/stockroom`;
-    const { code, out } = await run(file, args, { DATABASE_URL: url, SEARCH_DATABASE_URL: url });
+    const { code, output: out } = await runProcess(process.execPath, [path.join(root, "tools", file), ...args], {
+      env: { DATABASE_URL: url, SEARCH_DATABASE_URL: url },
+    });
     t.is(code, 1, out);
     t.regex(
       out.trim(),

@@ -21,7 +21,7 @@
 import { createHash } from "node:crypto";
 import { sql } from "kysely";
 import { ER_DUP_ENTRY, forEachShard, inTransaction, insertRows, jsonColumn, mysqlErrno } from "@stockroom/common/db";
-import { canonicalJson, ulidFloor } from "@stockroom/common";
+import { canonicalJson, ulidFloor, unavailableBackend } from "@stockroom/common";
 import { CHANGE_COLUMNS, type CatalogDb, type CatalogTx, type ProductChangeRow } from "./store.ts";
 
 /** APPEND_ONLY_TABLES: tables the service user may not UPDATE or DELETE, with the columns it may still update. */
@@ -98,7 +98,7 @@ export interface SealResult {
   sealed: number;
   /** Merchants skipped because another sealer held their chain head. */
   busy: number;
-  /** Merchants whose sealing failed; the others were still sealed. */
+  /** Merchants whose sealing failed; the others were still sealed. (A database that is away rejects the run instead.) */
   failed: { merchantId: string; error: unknown }[];
 }
 
@@ -139,8 +139,10 @@ async function sealShard(db: CatalogDb, options: SealOptions): Promise<SealResul
     const next: string[] = [];
     for (const merchantId of pending) {
       if (options.signal?.aborted) return result;
-      // One merchant's failure (a row gone mid-seal, say) must not stop the others' chains.
+      // One merchant's failure (a row gone mid-seal, say) must not stop the others' chains. A database that is
+      // away stops the round: every other merchant would fail alike, each after its own connect timeout.
       const sealed = await sealBatch(db, merchantId, cutoff, batch).catch((error: unknown) => {
+        if (unavailableBackend(error)) throw error;
         result.failed.push({ merchantId, error });
         return 0;
       });

@@ -46,6 +46,12 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
     };
     client.on("close", () => (sockets.delete(client), upstream.destroy()));
     upstream.on("close", () => (sockets.delete(upstream), client.destroy()));
+    /** drop cuts this connection for an armed drop and tells whoever armed it. */
+    const drop = (done: () => void) => {
+      drops++;
+      cut();
+      done();
+    };
     client.on("error", cut);
     upstream.on("error", cut);
     client.on("data", (chunk: Buffer) => {
@@ -55,10 +61,7 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
         if (armed.remaining <= 0) {
           const done = armed.dropped;
           armed = undefined;
-          drops++;
-          cut();
-          done();
-          return;
+          return drop(done);
         }
       }
       if (!upstream.write(chunk)) client.pause();
@@ -68,10 +71,7 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
       if (armedDown && chunk.includes(armedDown.marker)) {
         const done = armedDown.dropped;
         armedDown = undefined;
-        drops++;
-        cut();
-        done();
-        return;
+        return drop(done);
       }
       if (!client.write(chunk)) upstream.pause();
     });

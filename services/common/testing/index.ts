@@ -208,6 +208,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 export * from "./drop-proxy.ts";
 export * from "./nats-server.ts";
+export * from "./process.ts";
 export * from "./recording-logger.ts";
 export * from "./otlp-receiver.ts";
 export * from "./prom-text.ts";

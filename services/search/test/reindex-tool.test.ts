@@ -7,9 +7,8 @@
  * brought back.
  */
 import test from "ava";
-import { spawn } from "node:child_process";
 import path from "node:path";
-import { startDropProxy } from "@stockroom/common/testing";
+import { runProcess, startDropProxy } from "@stockroom/common/testing";
 import { productInit, startSearchHarness } from "./harness.ts";
 
 const h = await startSearchHarness("reindex_tool");
@@ -24,16 +23,11 @@ test.after.always(async () => {
 
 const tool = path.join(import.meta.dirname, "..", "..", "..", "tools", "reindex.ts");
 
-/** reindex runs the tool for merchantId and returns its exit code and output. */
-function reindex(merchantId: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [tool, merchantId], {
-    env: { ...process.env, DATABASE_URL: proxied.toString(), SEARCH_DATABASE_URL: h.searchUrl, ...env },
+/** reindex runs the tool for merchantId, its catalog database through the proxy. */
+function reindex(merchantId: string, env: Record<string, string> = {}) {
+  return runProcess(process.execPath, [tool, merchantId], {
+    env: { DATABASE_URL: proxied.toString(), SEARCH_DATABASE_URL: h.searchUrl, ...env },
   });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, out, err })));
 }
 
 test.serial("a catalog database away for a few seconds: the reindex waits, then finishes", async (t) => {
@@ -43,7 +37,7 @@ test.serial("a catalog database away for a few seconds: the reindex waits, then 
   const running = reindex(merchant.merchantId);
   await new Promise((r) => setTimeout(r, 3_000));
   await proxy.accept();
-  const { code, out, err } = await running;
+  const { code, stdout: out, stderr: err } = await running;
   t.is(code, 0, err);
   t.regex(err, /reindex \(merchant \S+\) failed: the database is unavailable; retrying with backoff/);
   t.regex(out, /reindex \(merchant \S+\) resumed/);
@@ -55,7 +49,7 @@ test.serial("a catalog database away for longer than REINDEX_RETRY_MS: a clear m
   const merchant = await h.newMerchant();
   await proxy.refuse();
   t.teardown(() => proxy.accept());
-  const { code, err } = await reindex(merchant.merchantId, { REINDEX_RETRY_MS: "1500" });
+  const { code, stderr: err } = await reindex(merchant.merchantId, { REINDEX_RETRY_MS: "1500" });
   t.is(code, 1);
   t.regex(err, /reindex: stopped, the database is unavailable: .*\n {2}0 merchant\(s\) done; run it again/);
   t.notRegex(err, /\n\s+at /, "no stack trace");
