@@ -5,17 +5,19 @@
  * safe). Listing every merchant reads the merchants table across shards: an
  * operator's tool, not a request path.
  *
+ * REINDEX_PAGE_SIZE (500) products are read and reconciled at a time.
+ *
  * A database that goes away under it (a restart, a failover) does not end
- * it with a stack trace: the merchant under way is reindexed again from its
- * start (a reindex is idempotent), after a pause doubling from 1 s to 10 s,
- * for up to REINDEX_RETRY_MS (120 000) of outage in a row; past that, or on
- * any other error, it says which merchants are done and exits 1.
+ * it with a stack trace: the merchant under way is taken up again after its
+ * last page done (reindexMerchant's resume), after a pause doubling from 1 s
+ * to 10 s, for up to REINDEX_RETRY_MS (120 000) of outage in a row; past
+ * that, or on any other error, it says which merchants are done and exits 1.
  */
 import { parseApiConfig, readInt, taskFailures, unavailableBackend } from "@stockroom/common";
 import { createDatabase } from "@stockroom/common/db";
 import type { Logger } from "@stockroom/common/observe";
 import type { CatalogTables } from "@stockroom/catalog";
-import { parseSearchConfig, reindexMerchant, openSearchDatabase } from "@stockroom/search";
+import { parseSearchConfig, reindexMerchant, openSearchDatabase, type ReindexResume } from "@stockroom/search";
 
 /** operatorLog prints a task's outage lines for the operator: the outage on stderr, its end on stdout. */
 const operatorLog: Logger = {
@@ -25,6 +27,7 @@ const operatorLog: Logger = {
 };
 
 const retryForMs = readInt(process.env, "REINDEX_RETRY_MS", 120_000, 0, 86_400_000);
+const pageSize = readInt(process.env, "REINDEX_PAGE_SIZE", 500, 1, 10_000);
 const catalogDb = createDatabase<CatalogTables>({ url: parseApiConfig(process.env).databaseUrl, poolSize: 2 });
 const searchDb = await openSearchDatabase({ url: parseSearchConfig(process.env).databaseUrl, poolSize: 2, migrate: false });
 const done: string[] = [];
@@ -38,9 +41,14 @@ try {
         );
   const totals = { read: 0, updated: 0, removed: 0 };
   for (const merchantId of merchants) {
+    let resume: ReindexResume | undefined;
     const last = await throughOutages(`merchant ${merchantId}`, async () => {
-      let progress = { read: 0, updated: 0, removed: 0 };
-      for await (const p of reindexMerchant({ catalogDb, searchDb }, merchantId)) progress = p;
+      if (resume?.after !== undefined) console.log(`reindex: ${merchantId}: taking up after SKU ${JSON.stringify(resume.after)}`);
+      let progress = resume?.counts ?? { read: 0, updated: 0, removed: 0 };
+      for await (const p of reindexMerchant({ catalogDb, searchDb, pageSize }, merchantId, resume)) {
+        progress = p;
+        resume = p.resume;
+      }
       return progress;
     });
     console.log(`${merchantId}: ${last.read} products read, ${last.updated} updated, ${last.removed} removed`);
@@ -62,7 +70,7 @@ try {
   await searchDb.destroy();
 }
 
-/** throughOutages runs step again, from its start, while the database is away, for up to retryForMs of outage in a row. */
+/** throughOutages runs step again while the database is away, for up to retryForMs of outage in a row. */
 async function throughOutages<T>(what: string, step: () => Promise<T>): Promise<T> {
   const failures = taskFailures(operatorLog, `reindex (${what})`);
   let since: number | undefined;

@@ -29,16 +29,33 @@
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
 import { isAtOrAfter } from "./domain.ts";
-import { CLOCK_ZERO, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+import { CLOCK_ZERO, type DbClock, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
-export interface ReindexProgress {
+export interface ReindexCounts {
   /** Catalog products read. */
   read: number;
   /** Products search was missing or held in an older state (or without current facets). */
   updated: number;
   /** Search rows whose product no longer exists, now marked deleted. */
   removed: number;
+}
+
+export interface ReindexProgress extends ReindexCounts {
   done: boolean;
+  /** Where a reindex stopped after this progress (an outage, say) takes up again: pass it to reindexMerchant. */
+  resume: ReindexResume;
+}
+
+/**
+ * ReindexResume is a reindex's place: the last SKU of the pages done, the
+ * clock it started at and its counts. Taking up from it is the same as
+ * the reindex having paused there: each page is reconciled on its own, and
+ * everything committed after a page was read reaches search as an event.
+ */
+export interface ReindexResume {
+  after: string | undefined;
+  startedAt: DbClock;
+  counts: ReindexCounts;
 }
 
 export interface ReindexDeps {
@@ -48,14 +65,18 @@ export interface ReindexDeps {
   pageSize?: number;
 }
 
-/** reindexMerchant rebuilds one merchant's rows, yielding progress after each page; the last progress has done set. */
-export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): AsyncGenerator<ReindexProgress> {
+/**
+ * reindexMerchant rebuilds one merchant's rows, yielding progress after each
+ * page; the last progress has done set. From a progress's resume, it takes
+ * up after the pages that progress counted.
+ */
+export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, from?: ReindexResume): AsyncGenerator<ReindexProgress> {
   const { catalogDb, searchDb } = deps;
   const pageSize = deps.pageSize ?? 500;
   // No rows yet: nothing can be stale, and rows written from now on are not.
-  const startedAt = (await merchantClock(searchDb, merchantId)) ?? CLOCK_ZERO;
-  const progress: ReindexProgress = { read: 0, updated: 0, removed: 0, done: false };
-  let after: string | undefined;
+  const startedAt = from?.startedAt ?? (await merchantClock(searchDb, merchantId)) ?? CLOCK_ZERO;
+  const progress: ReindexCounts = { ...(from?.counts ?? { read: 0, updated: 0, removed: 0 }) };
+  let after = from?.after;
   for (;;) {
     const products = await listProducts(catalogDb, merchantId, {
       order: "sku",
@@ -79,11 +100,9 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string): A
     progress.read += products.length;
     progress.updated += behind.length;
     progress.removed += await tombstone(searchDb, merchantId, gone, startedAt);
-    if (through === undefined) {
-      yield { ...progress, done: true };
-      return;
-    }
-    yield { ...progress };
+    const done = through === undefined;
+    yield { ...progress, done, resume: { after: done ? after : through, startedAt, counts: { ...progress } } };
+    if (done) return;
     after = through;
   }
 }

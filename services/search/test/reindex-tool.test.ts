@@ -1,7 +1,7 @@
 /**
  * `npm run reindex` (tools/reindex.ts, run as its own process) through a
  * catalog database that goes away: it waits and reindexes the merchant under
- * way again once the database is back; an outage longer than
+ * way again once the database is back, after its last page done; an outage longer than
  * REINDEX_RETRY_MS ends it with what is done and what to run, not a stack
  * trace. The catalog database is reached through a proxy taken away and
  * brought back.
@@ -43,6 +43,27 @@ test.serial("a catalog database away for a few seconds: the reindex waits, then 
   t.regex(out, /reindex \(merchant \S+\) resumed/);
   t.regex(out, new RegExp(`${merchant.merchantId}: 3 products read, 3 updated, 0 removed`));
   t.notRegex(err, /\n\s+at /, "no stack trace");
+});
+
+test.serial("a connection lost mid-merchant: the reindex takes up after the last page done, not from the start", async (t) => {
+  const merchant = await h.newMerchant();
+  const skus = ["RESUME-1", "RESUME-2", "RESUME-3", "RESUME-4", "RESUME-5"];
+  for (const sku of skus) await h.catalog(merchant).createProduct({ product: productInit(sku) });
+  // Pages of two: the second page's answer (RESUME-3 and 4) is cut on its way back.
+  const dropsBefore = proxy.drops();
+  const dropped = proxy.dropOnceOnResponse("RESUME-3");
+  const { code, stdout: out, stderr: err } = await reindex(merchant.merchantId, { REINDEX_PAGE_SIZE: "2" });
+  t.is(code, 0, err);
+  await dropped;
+  t.is(proxy.drops() - dropsBefore, 1);
+  t.regex(out, new RegExp(`${merchant.merchantId}: taking up after SKU "RESUME-2"`));
+  // From the start again, the first page would count as read twice and its two products as up to date (3 updated).
+  t.regex(out, new RegExp(`${merchant.merchantId}: 5 products read, 5 updated, 0 removed`));
+  const hits = await h.search(merchant).searchProducts({ pageSize: 10 });
+  t.deepEqual(
+    hits.results.map((r) => r.sku),
+    skus,
+  );
 });
 
 test.serial("a catalog database away for longer than REINDEX_RETRY_MS: a clear message and exit 1", async (t) => {

@@ -43,8 +43,8 @@ async function searchState(merchant: TestMerchant): Promise<string[]> {
   return rows.map((r) => [r.sku, r.product_id, r.version, r.title, r.price_minor, r.currency, r.stock, r.status].join("|"));
 }
 
-async function reindexOverRpc(merchant: TestMerchant): Promise<ReindexProgress> {
-  let last: ReindexProgress | undefined;
+async function reindexOverRpc(merchant: TestMerchant): Promise<Omit<ReindexProgress, "resume">> {
+  let last: Omit<ReindexProgress, "resume"> | undefined;
   for await (const p of h.search(merchant).reindexProducts({})) {
     last = { read: Number(p.productsRead), updated: Number(p.productsUpdated), removed: Number(p.productsRemoved), done: p.done };
   }
