@@ -44,6 +44,7 @@ export const VITESS_TIER = [
   "services/orders/test/orders.test.ts",
   "services/orders/test/concurrency.test.ts",
   "services/orders/test/expiry.test.ts",
+  "services/orders/test/watch.test.ts",
   "services/orders/test/idempotency.test.ts",
   "services/orders/test/bulk.test.ts",
   "services/search/test/search.test.ts",

@@ -60,5 +60,6 @@ export function orderToProto(o: Order): ProtoOrder {
     createTime: timestampFromDate(o.createdAt),
     updateTime: timestampFromDate(o.updatedAt),
     expireTime: o.state === "pending_payment" || o.state === "expired" ? timestampFromDate(o.expireAt) : undefined,
+    paidTime: o.paidAt ? timestampFromDate(o.paidAt) : undefined,
   });
 }

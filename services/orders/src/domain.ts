@@ -33,6 +33,8 @@ export interface Order {
   updatedAt: Date;
   /** When the order expires if it is still PENDING_PAYMENT. */
   expireAt: Date;
+  /** When it was paid (null before, and for an order paid before this was recorded that has moved on since). */
+  paidAt: Date | null;
 }
 
 /** RequestedLine is what a CreateOrder line asks for. */

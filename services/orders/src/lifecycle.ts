@@ -160,6 +160,7 @@ function newOrder(buyerReference: string, priced: ReturnType<typeof priceLines>,
     createdAt: at,
     updatedAt: at,
     expireAt: new Date(at.getTime() + reservationTtlMs),
+    paidAt: null,
   };
 }
 
@@ -251,6 +252,7 @@ async function transition(
     await shiftStock(trx, who, current, products, to, at);
   }
   const next: Order = { ...current, ...patch, state: to, version: current.version + 1, updatedAt: at };
+  if (to === "paid") next.paidAt = at;
   if (!(await updateOrderRow(trx, who.merchantId, next, current.version))) {
     // Unreachable while the row is locked; kept as a guard against misuse.
     throw new Error("order row changed under its lock");

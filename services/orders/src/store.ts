@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { Kysely, Selectable, Transaction } from "kysely";
+import type { ColumnType, Insertable, Kysely, Selectable, Transaction } from "kysely";
 import { insertRows, type MigrationSet } from "@stockroom/common/db";
 import type { CatalogTables } from "@stockroom/catalog";
 import type { Order, OrderLine, OrderState } from "./domain.ts";
@@ -26,6 +26,8 @@ export interface OrderRow {
   created_at: Date;
   updated_at: Date;
   expire_at: Date;
+  /** NULL until paid; never written when an order is placed (the hot path's inserts leave it out). */
+  paid_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface OrderLineRow {
@@ -75,6 +77,8 @@ function rowToOrder(row: Selectable<OrderRow>, lines: Selectable<OrderLineRow>[]
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     expireAt: row.expire_at,
+    // An order paid before paid_at existed and still PAID was paid at its last change.
+    paidAt: row.paid_at ?? (row.state === "paid" ? row.updated_at : null),
   };
 }
 
@@ -85,7 +89,7 @@ export function insertOrder(trx: OrderTx, merchantId: string, order: Order): Pro
 
 /** insertOrders adds orders and their lines with two multi-row statements, deferred (a hot-SKU batch's orders). */
 export async function insertOrders(trx: OrderTx, merchantId: string, orders: readonly Order[]): Promise<void> {
-  await insertRows<OrderRow>(
+  await insertRows<Insertable<OrderRow>>(
     trx,
     "orders",
     orders.map((order) => ({
@@ -165,6 +169,7 @@ export async function updateOrderRow(trx: OrderTx, merchantId: string, next: Ord
       cancel_reason: next.cancelReason,
       version: next.version,
       updated_at: next.updatedAt,
+      paid_at: next.paidAt,
     })
     .where("merchant_id", "=", merchantId)
     .where("order_id", "=", next.id)

@@ -156,6 +156,14 @@ export declare type Order = Message<"stockroom.order.v1.Order"> & {
    * @generated from field: google.protobuf.Timestamp expire_time = 12;
    */
   expireTime?: Timestamp | undefined;
+
+  /**
+   * When the order was paid; unset until it is (and for an order paid before
+   * stockroom recorded this that has since been fulfilled or cancelled).
+   *
+   * @generated from field: google.protobuf.Timestamp paid_time = 13;
+   */
+  paidTime?: Timestamp | undefined;
 };
 
 /**

@@ -471,7 +471,9 @@ export declare const OrderService: GenService<{
   },
   /**
    * WatchOrder streams the order each time it changes, ending after a final
-   * state.
+   * state. It polls: an order that moved on between two looks (paid, then
+   * fulfilled or cancelled) is streamed at each state it passed, each with
+   * its own version, etag and update_time.
    *
    * @generated from rpc stockroom.order.v1.OrderService.WatchOrder
    */
