@@ -25,7 +25,6 @@ import {
   NotFoundError,
   PreconditionError,
   type FieldViolation,
-  pause,
   ULID_PATTERN,
   checkEtag,
   longerThan,
@@ -37,7 +36,8 @@ import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from
 import type { RequestedLine } from "./domain.ts";
 import type { Bulkhead } from "./bulkhead.ts";
 import { createReservations, type CreateOrderCall, type Reservations } from "./reservations.ts";
-import { findOrder, findOrderVersion, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
+import { findOrder, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
+import { createOrderWatchHub } from "./watch-hub.ts";
 
 export interface OrderServiceDeps {
   db: OrderDb;
@@ -106,6 +106,7 @@ export function createOrderService(deps: OrderServiceDeps): {
     queueMs: deps.queueMs,
     single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
   });
+  const watches = createOrderWatchHub(db, deps.watchIntervalMs);
   const load = async (ref: OrderRef): Promise<Order> => {
     const order = await findOrder(db, ref);
     if (!order) throw new NotFoundError("order", ref.orderId);
@@ -237,12 +238,8 @@ export function createOrderService(deps: OrderServiceDeps): {
       for (;;) {
         yield { order: orderToProto(order) };
         if (isFinal(order.state)) return;
-        // Poll the version alone (one primary-key read) until it moves.
-        for (let version = order.version; version === order.version; ) {
-          await pause(deps.watchIntervalMs, signal);
-          if (signal.aborted) return;
-          version = (await findOrderVersion(db, ref)) ?? version;
-        }
+        // The process's watch hub reads the versions of all the merchant's watched orders at once (watch-hub.ts).
+        if ((await watches.moved(ref, order.version, signal)) === undefined) return;
         const seen = order;
         order = await load(ref);
         const passed = paidBetween(seen, order);

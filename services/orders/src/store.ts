@@ -148,15 +148,15 @@ export async function findOrder(db: OrderDb | OrderTx, ref: OrderRef, lock?: "wa
   return rowToOrder(row, lines);
 }
 
-/** findOrderVersion reads only an order's version: the cheap probe WatchOrder polls with. */
-export async function findOrderVersion(db: OrderDb, ref: OrderRef): Promise<number | undefined> {
-  const row = await db
+/** findOrderVersions reads only the versions of some of a merchant's orders (one statement): the probe WatchOrder's hub polls with. */
+export async function findOrderVersions(db: OrderDb, merchantId: string, orderIds: readonly string[]): Promise<Map<string, number>> {
+  const rows = await db
     .selectFrom("orders")
-    .select("version")
-    .where("merchant_id", "=", ref.merchantId)
-    .where("order_id", "=", ref.orderId)
-    .executeTakeFirst();
-  return row && Number(row.version);
+    .select(["order_id", "version"])
+    .where("merchant_id", "=", merchantId)
+    .where("order_id", "in", orderIds)
+    .execute();
+  return new Map(rows.map((r) => [r.order_id, Number(r.version)]));
 }
 
 /** updateOrderRow writes an order's mutable columns if it is still at expectedVersion, and tells whether it did. */

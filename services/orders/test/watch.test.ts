@@ -7,7 +7,7 @@
 import test from "ava";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { OrderState, type Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
-import { createProduct, dbOf, OrderService, startOrders } from "./helpers.ts";
+import { createProduct, dbOf, OrderService, startOrders, vitessOffenders } from "./helpers.ts";
 import { paidBetween } from "../src/rpc.ts";
 
 const api = await startOrders("orders_watch", { watchIntervalMs: 1_000 });
@@ -87,6 +87,41 @@ test("an order paid before paid_at was recorded: dated by its last change while 
   await orders.fulfillOrder({ orderId });
   await forget();
   t.is((await orders.getOrder({ orderId })).order!.paidTime, undefined);
+});
+
+test.serial("many open watches of a merchant cost one statement a look, not one each; each still sees its own order move", async (t) => {
+  await createProduct(api, api.merchantA, "WATCH-MANY", 100);
+  const placed = await Promise.all(
+    Array.from(
+      { length: 40 },
+      async () => (await orders.createOrder({ requestId: `watch-${++n}`, lines: [{ sku: "WATCH-MANY", quantity: 1 }] })).order!,
+    ),
+  );
+  const stop = new AbortController();
+  const seen = new Map<string, OrderState[]>();
+  const watching = placed.map(async ({ id }) => {
+    const states: OrderState[] = [];
+    seen.set(id, states);
+    try {
+      for await (const { order: o } of orders.watchOrder({ orderId: id }, { signal: stop.signal })) states.push(o!.state);
+    } catch {
+      // Aborted below.
+    }
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  const versionReads = () => api.queries.filter(({ sql }) => /^select `order_id`, `version` from `orders`/.test(sql));
+  const before = versionReads().length;
+  await new Promise((r) => setTimeout(r, 2_500));
+  const looks = versionReads().length - before;
+  t.true(looks >= 1 && looks <= 3, `${looks} version reads in 2.5 s of 1 s looks for 40 streams`);
+  t.is(versionReads().at(-1)!.parameters.length, 41, "the merchant and its 40 watched orders, in one statement");
+  await orders.cancelOrder({ orderId: placed[7]!.id });
+  await watching[7];
+  t.deepEqual(seen.get(placed[7]!.id), [OrderState.PENDING_PAYMENT, OrderState.CANCELLED]);
+  stop.abort();
+  await Promise.all(watching);
+  t.deepEqual(seen.get(placed[8]!.id), [OrderState.PENDING_PAYMENT], "the others did not move");
+  t.deepEqual(vitessOffenders(api).crossMerchant, [], "one merchant per statement");
 });
 
 test("paidBetween: only an unpaid order seen two transitions on, paid", (t) => {
