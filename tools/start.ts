@@ -34,7 +34,6 @@ const events = parseEventStreamConfig(process.env);
 const notify = parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true", ...process.env });
 // BULK_WORKERS_IN_PROCESS=false leaves bulk jobs to workers run separately (node services/bulk/src/worker-main.ts).
 const workersInProcess = parseFlag("BULK_WORKERS_IN_PROCESS", true);
-const draining = new AbortController();
 const log = createLogger("stockroom", config.logLevel);
 // The dashboard is served at / from web/dist: build it first when it is missing or older than its sources.
 if (config.webDir === undefined && buildWeb()) log.info("dashboard built (web/dist)");
@@ -46,10 +45,10 @@ const api = await startApi<StockroomTables>({
   config,
   migrate: true,
   nats: nats.nc,
-  modules: (db, { metrics }) => [
+  modules: (db, { metrics, draining }) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
-    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired }),
-    ordersModule(db, { ...orders, shutdown: draining.signal, metrics }),
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired, shutdown: draining }),
+    ordersModule(db, { ...orders, shutdown: draining, metrics }),
     notifyModule(db, notify),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),
   ],
@@ -114,7 +113,6 @@ registerDispatcherMetrics(api.metrics.registry, webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
 const sweeper = startOrderSweeper({ db: api.db, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {
-  draining.abort(); // end order watches so they do not hold up the drain
   await api.server.close(); // stop taking uploads first
   await worker?.stop();
   await sweeper.stop();

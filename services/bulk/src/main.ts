@@ -28,8 +28,8 @@ const api = await startApi({
   name: "stockroom-bulk-api",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db, { metrics }) => [
-    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired }),
+  modules: (db, { metrics, draining }) => [
+    bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired, shutdown: draining }),
   ],
   nats: nats.nc,
 });

@@ -17,6 +17,8 @@ export interface BulkModuleOptions {
   limits?: IngestLimits;
   uploadTtlMs?: number;
   watchIntervalMs?: number;
+  /** Aborted when the process drains: open WatchBulkJob streams end instead of holding up the drain (the SDK reconnects). */
+  shutdown?: AbortSignal;
   /** The process's metrics (startApi's ModuleDeps): staging counts its invalid lines there. */
   metrics?: Metrics;
   /**
@@ -35,7 +37,7 @@ export function bulkModule(db: BulkDb, options: BulkModuleOptions = {}): Service
     migrations: [bulkMigrations, eventsMigrations],
     register: (router) =>
       router.service(BulkJobService, {
-        ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs }),
+        ...createBulkJobMethods({ db, nats: options.nats, queue, watchIntervalMs: options.watchIntervalMs, shutdown: options.shutdown }),
         ...createBulkUploadMethods({
           db,
           nats: options.nats,

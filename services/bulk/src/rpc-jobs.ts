@@ -47,6 +47,8 @@ export interface BulkJobDeps {
   queue: QueueConfig;
   /** How often WatchBulkJob looks for changes. */
   watchIntervalMs?: number;
+  /** Aborted when the process drains: open watches end (see BulkModuleOptions.shutdown). */
+  shutdown?: AbortSignal;
 }
 
 export function createBulkJobMethods({
@@ -54,6 +56,7 @@ export function createBulkJobMethods({
   nats,
   queue,
   watchIntervalMs = 250,
+  shutdown,
 }: BulkJobDeps): Pick<ServiceImpl<typeof BulkJobService>, JobMethods> {
   const load = async (ctx: HandlerContext, jobId: string): Promise<BulkJobRow> => {
     if (!ULID_PATTERN.test(jobId)) throw new InvalidArgumentError([{ field: "job_id", description: "is not a job id" }]);
@@ -98,6 +101,7 @@ export function createBulkJobMethods({
 
     async *watchBulkJob(req, ctx) {
       let job = await load(ctx, req.jobId);
+      const signal = shutdown ? AbortSignal.any([ctx.signal, shutdown]) : ctx.signal;
       const rate = createRateMeter();
       let lastVersion = -1;
       for (;;) {
@@ -116,8 +120,8 @@ export function createBulkJobMethods({
           };
         }
         if (FINAL_STATES.has(job.state) && job.state !== "rolling_back") return;
-        await pause(watchIntervalMs, ctx.signal);
-        if (ctx.signal.aborted) return;
+        await pause(watchIntervalMs, signal);
+        if (signal.aborted) return;
         job = await load(ctx, req.jobId);
       }
     },

@@ -13,7 +13,7 @@ import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
-import { startApi, type RunningApi, type ServiceModule } from "../src/rpc/app.ts";
+import { startApi, type ModuleDeps, type RunningApi, type ServiceModule } from "../src/rpc/app.ts";
 import { createMerchant } from "../src/rpc/auth.ts";
 import { parseApiConfig, type ApiConfig } from "../src/config.ts";
 import { dropDatabase, ensureDatabase } from "../src/db/database.ts";
@@ -126,7 +126,7 @@ export interface TestApi<DB extends CommonTables = CommonTables> {
  */
 export async function startTestApi<DB extends CommonTables = CommonTables>(
   name: string,
-  modules: (db: Kysely<DB>) => ServiceModule[],
+  modules: (db: Kysely<DB>, deps: ModuleDeps) => ServiceModule[],
   options: { databaseUrl?: string; config?: Partial<ApiConfig> } = {},
 ): Promise<TestApi<DB>> {
   const owned = options.databaseUrl === undefined;

@@ -13,12 +13,11 @@ import type { OrderTables } from "./store.ts";
 
 const config = parseApiConfig(process.env);
 const orders = parseOrderConfig(process.env);
-const draining = new AbortController();
 const api = await startApi<OrderTables>({
   name: "stockroom-orders",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db, { metrics }) => [ordersModule(db, { ...orders, shutdown: draining.signal, metrics })],
+  modules: (db, { metrics, draining }) => [ordersModule(db, { ...orders, shutdown: draining, metrics })],
 });
 const sweeper = startOrderSweeper({
   db: api.db,
@@ -29,7 +28,6 @@ const sweeper = startOrderSweeper({
 });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(async () => {
-  draining.abort();
   await sweeper.stop();
   await api.stop();
 }, api.log);

@@ -45,6 +45,12 @@ export interface ServiceModule {
 export interface ModuleDeps {
   /** The process's metrics: modules count their own events (orders, rate limits) here. */
   metrics: Metrics;
+  /**
+   * Aborted when the server starts to drain (its close()): a module's open
+   * server streams (WatchOrder, WatchBulkJob) end then, instead of holding
+   * the drain for its whole drainMs; the SDK's watches reconnect.
+   */
+  draining: AbortSignal;
 }
 
 /** RunningApi is a started API process; DB is the tables its modules work on (the composition root names them). */
@@ -97,7 +103,8 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     onDependencies: (up) => health?.(up),
   });
   const { metrics } = observability;
-  const modules = options.modules(db, { metrics });
+  const draining = new AbortController();
+  const modules = options.modules(db, { metrics, draining: draining.signal });
   // DB extends CommonTables: the same database, seen through the tables common itself reads and writes.
   const common = db as unknown as Kysely<CommonTables>;
   for (const m of modules) m.watch?.(metrics);
@@ -121,6 +128,7 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
     ],
     log,
     drainMs: config.drainMs,
+    draining,
     corsOrigins: config.corsOrigins,
     webDir: config.webDir ?? defaultWebDir(),
     shed: earlyShedding(modules, metrics),

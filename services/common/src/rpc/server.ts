@@ -31,6 +31,8 @@ export interface ApiServerOptions {
   log: Logger;
   /** How long close() waits for in-flight calls before cutting connections. */
   drainMs?: number;
+  /** Aborted when close() starts: open server streams (watches) end, so they do not hold the drain for drainMs. */
+  draining?: AbortController;
   /** Browser origins allowed to call cross-origin (cors.ts); none by default. */
   corsOrigins?: readonly string[];
   /** The dashboard's build, served at `/` (web-app.ts); false serves none. */
@@ -203,6 +205,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
 
   async function drain(): Promise<void> {
+    options.draining?.abort();
     health.close();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of sessions) s.close();
