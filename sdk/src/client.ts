@@ -9,6 +9,7 @@ import type { BulkJob } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.j
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+import type { Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import {
@@ -21,6 +22,7 @@ import {
   type WaitOptions,
   type WatchOptions,
 } from "./jobs.ts";
+import { watchOrder, type WatchOrderOptions } from "./orders.ts";
 import { allPages, type AllPages } from "./pages.ts";
 import { resolveRetry, type RetryOptions } from "./retry.ts";
 import type { ByteSource } from "./sources.ts";
@@ -60,6 +62,12 @@ export interface StockroomClient<Source> {
   watchBulkJob(jobId: string, options?: WatchOptions): AsyncIterable<BulkJobUpdate>;
   /** waitForBulkJob resolves with the job in its final state. */
   waitForBulkJob(jobId: string, options?: WaitOptions): Promise<BulkJob>;
+  /**
+   * watchOrder yields the order at each state it reaches until FULFILLED,
+   * CANCELLED or EXPIRED (or options.until), reconnecting after network
+   * errors and after a server ends its watches to deploy.
+   */
+  watchOrder(orderId: string, options?: WatchOrderOptions): AsyncIterable<Order>;
   /** downloadBulkJobReport streams the per-item CSV report. */
   downloadBulkJobReport(jobId: string, options?: ReportOptions): ReportStream;
   /** close ends the client's connections; calls after it fail. */
@@ -101,10 +109,11 @@ export function assembleClient<Source>(parts: {
   });
   const bulk = cancellableStreams(BulkJobService, createClient(BulkJobService, transport));
   const deps = { bulk, retry, canStream: parts.canStream };
+  const orders = cancellableStreams(OrderService, createClient(OrderService, transport));
   const services = {
     catalog: cancellableStreams(CatalogService, createClient(CatalogService, transport)),
     bulk,
-    orders: cancellableStreams(OrderService, createClient(OrderService, transport)),
+    orders,
     notify: cancellableStreams(NotificationService, createClient(NotificationService, transport)),
     search: cancellableStreams(SearchService, createClient(SearchService, transport)),
   };
@@ -115,6 +124,7 @@ export function assembleClient<Source>(parts: {
     watchBulkJob: (jobId, options) => watchBulkJob(deps, jobId, options),
     waitForBulkJob: (jobId, options) => waitForBulkJob(deps, jobId, options),
     downloadBulkJobReport: (jobId, options) => downloadBulkJobReport(deps, jobId, options),
+    watchOrder: (orderId, options) => watchOrder({ orders, retry }, orderId, options),
     close: parts.close,
   };
 }

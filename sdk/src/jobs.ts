@@ -12,8 +12,9 @@ import {
 } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { toStockroomError } from "./errors.ts";
-import { abortReason, backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import type { RetryPolicy } from "./retry.ts";
 import { createCallGuard } from "./transport.ts";
+import { follow, type FollowOptions } from "./follow.ts";
 
 /** HelperDeps are what the job and upload helpers call through. */
 export interface HelperDeps {
@@ -40,50 +41,29 @@ export function isFinalState(state: BulkJobState): boolean {
   return FINAL_STATES.has(state);
 }
 
-export interface WatchOptions {
-  signal?: AbortSignal;
-  /** How long to keep reconnecting while every attempt fails, in ms. Default 60,000 (a server restart). */
-  reconnectForMs?: number;
-  /** Stop at the first update for which this holds, instead of at a final state. */
-  until?: (job: BulkJob) => boolean;
-}
+export type WatchOptions = FollowOptions<BulkJob>;
 
 /**
  * watchBulkJob yields the job each time it changes, ending after a final
- * state. When the connection drops, it reconnects with backoff; the server
- * answers a new watch with the job as it is now, so a final state reached
- * meanwhile is never lost, and versions already seen are not yielded twice.
+ * state. When the connection drops or the server ends the watch early, it
+ * reconnects with backoff (follow.ts): a final state reached meanwhile is
+ * never lost, and versions already seen are not yielded twice.
  */
 export async function* watchBulkJob(deps: HelperDeps, jobId: string, options: WatchOptions = {}): AsyncGenerator<BulkJobUpdate> {
-  const { signal, reconnectForMs = 60_000, until = (job) => isFinalState(job.state) } = options;
-  let lastVersion = -1n;
-  let failingSince: number | undefined;
-  for (let failures = 0; ; ) {
-    // deps.bulk cancels a stream that is left early (see cancellableStreams in client.ts).
-    try {
-      for await (const { job, progress } of deps.bulk.watchBulkJob({ jobId }, { signal })) {
-        failures = 0;
-        failingSince = undefined;
-        if (!job || job.version <= lastVersion) continue;
-        lastVersion = job.version;
-        yield { job, progress };
-        if (until(job)) return;
-      }
-      // The stream ended without a final state (e.g. the server is draining): reconnect.
-    } catch (e) {
-      if (signal?.aborted) throw abortReason(signal);
-      const error = toStockroomError(e);
-      if (retryDelayMs(error, true, 0, deps.retry) === undefined) throw error;
-    }
-    failingSince ??= Date.now();
-    if (Date.now() - failingSince > reconnectForMs) {
-      const job = (await deps.bulk.getBulkJob({ jobId }, { signal })).job;
-      if (job && job.version > lastVersion) yield { job, progress: undefined };
-      if (job && until(job)) return;
-      throw new Error(`watchBulkJob: could not follow job ${jobId} for ${reconnectForMs} ms`);
-    }
-    await sleep(backoffMs(deps.retry, failures++), signal);
-  }
+  const updates = follow(
+    {
+      what: `watchBulkJob: could not follow job ${jobId}`,
+      retry: deps.retry,
+      // deps.bulk cancels a stream that is left early (see cancellableStreams in client.ts).
+      open: (signal) => deps.bulk.watchBulkJob({ jobId }, { signal }),
+      resourceOf: (response) => response.job,
+      read: async (signal) => (await deps.bulk.getBulkJob({ jobId }, { signal })).job,
+      version: (job) => job.version,
+      isFinal: (job) => isFinalState(job.state),
+    },
+    options,
+  );
+  for await (const { resource: job, response } of updates) yield { job, progress: response?.progress };
 }
 
 export interface WaitOptions {

@@ -27,6 +27,7 @@ export {
   type WaitOptions,
   type WatchOptions,
 } from "./jobs.ts";
+export { FINAL_ORDER_STATES, type WatchOrderOptions } from "./orders.ts";
 export type { UploadBulkFileOptions, UploadProgress } from "./upload.ts";
 export type { WebUploadSource } from "./sources.ts";
 export { newRequestId } from "./request-id.ts";
