@@ -1,5 +1,5 @@
 /** Orders: the list by state, one order with its lines, followed live (WatchOrder), and its next steps. */
-import { newRequestId, OrderState, type Order } from "@stockroom/sdk/web";
+import { FINAL_ORDER_STATES, newRequestId, OrderState, type Order } from "@stockroom/sdk/web";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { count, money, time, words } from "../format.ts";
@@ -103,28 +103,25 @@ export function OrdersPage() {
   );
 }
 
-const FINAL = new Set([OrderState.FULFILLED, OrderState.CANCELLED, OrderState.EXPIRED]);
-
-/** useLiveOrder follows an order with WatchOrder until it reaches a final state, reconnecting after a dropped stream. */
+/**
+ * useLiveOrder follows an order with WatchOrder until it reaches a final state (the SDK's watchOrder
+ * reconnects after a dropped stream and after a server that ends its watches to deploy).
+ */
 function useLiveOrder(id: string, initial: Order | undefined): Order | undefined {
   const [live, setLive] = useState<Order>();
   const queryClient = useQueryClient();
-  const watching = initial !== undefined && !FINAL.has(initial.state);
+  const watching = initial !== undefined && !FINAL_ORDER_STATES.has(initial.state);
   useEffect(() => {
     if (!watching) return;
     const abort = new AbortController();
     (async () => {
-      for (let attempt = 0; !abort.signal.aborted && attempt < 30; attempt++) {
-        try {
-          for await (const { order } of client.orders.watchOrder({ orderId: id }, { signal: abort.signal })) {
-            if (order) setLive(order);
-            void queryClient.invalidateQueries({ queryKey: ["orders"] });
-            attempt = 0;
-          }
-          return; // the server ends the stream after a final state
-        } catch {
-          await new Promise((r) => setTimeout(r, Math.min(10_000, 250 * 2 ** attempt)));
+      try {
+        for await (const order of client.watchOrder(id, { signal: abort.signal })) {
+          setLive(order);
+          void queryClient.invalidateQueries({ queryKey: ["orders"] });
         }
+      } catch {
+        // Aborted (the page was left), or the server stayed away past the SDK's reconnecting: the page keeps what it has.
       }
     })();
     return () => abort.abort();
