@@ -3,12 +3,13 @@
  * stock) and moving it through its states (returning the stock on cancel or
  * expiry). Each runs in the caller's transaction on one merchant's rows, so
  * the RPC handlers wrap them with idempotency and the sweeper calls
- * expireOrder as is.
+ * expireOrders as is.
  *
  * Lock order, the same in every transaction: the order row, then the
- * products in SKU order. Placing an order has no order row to lock yet, and
- * a bulk chunk locks only products, so no two of them can wait on each
- * other in a cycle.
+ * products in SKU order. Placing an order has no order row to lock yet, a
+ * bulk chunk locks only products, and expiring takes its orders' rows SKIP
+ * LOCKED (never waiting for one) before all their products in SKU order,
+ * so no two of them can wait on each other in a cycle.
  */
 import { EtagMismatchError, NotFoundError, PreconditionError, newUlid, etagMatches, etagOf } from "@stockroom/common";
 import { ER_DUP_ENTRY, mysqlErrno } from "@stockroom/common/db";
@@ -21,11 +22,12 @@ import {
   writeProducts,
   writeStockSeries,
   type ProductWrite,
+  type StockSeries,
 } from "@stockroom/catalog";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
 import { recordOrderEvent, recordOrderEvents } from "./events.ts";
-import { findOrder, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+import { expireOrderRows, findOrder, findOrders, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
 
 /** OrderActor is who drives a transaction, for the products' audit trail. */
 export interface OrderActor {
@@ -209,16 +211,47 @@ export async function cancelOrder(
 }
 
 /**
- * expireOrder expires one order if it is still unpaid and due at `at`, and
- * returns it; undefined means there was nothing to do. SKIP LOCKED lets
- * racing sweepers pass over an order another transaction holds (another
- * sweeper, or a payment arriving): the state check under the lock is what
- * makes the stock return exactly once.
+ * expireOrders expires those of a merchant's orders that are still unpaid
+ * and due at `at`, in the caller's one transaction, and returns them. SKIP
+ * LOCKED lets racing sweepers pass over an order another transaction holds
+ * (another sweeper, or a payment arriving): the state check under the lock
+ * is what makes the stock return exactly once. Set-based, as a hot SKU's
+ * batch is placed: their products locked at once in SKU order, each
+ * product's returns moved by their sum (writeStockSeries: every order keeps
+ * its own audit entry and event, as shiftStock writes them one by one), the
+ * orders moved to EXPIRED by one UPDATE and their events by one insert.
  */
-export async function expireOrder(trx: OrderTx, ref: OrderRef, at: Date): Promise<Order | undefined> {
-  const current = await findOrder(trx, ref, "skip");
-  if (current?.state !== "pending_payment" || current.expireAt > at) return undefined;
-  return transition(trx, { merchantId: ref.merchantId, actor: SWEEPER_ACTOR }, current, "expired", {}, at);
+export async function expireOrders(trx: OrderTx, merchantId: string, orderIds: readonly string[], at: Date): Promise<Order[]> {
+  const due = (await findOrders(trx, merchantId, orderIds)).filter((o) => o.state === "pending_payment" && o.expireAt <= at);
+  if (due.length === 0) return [];
+  const products = await lockProducts(
+    trx,
+    merchantId,
+    due.flatMap((o) => o.lines.map((l) => l.sku)),
+  );
+  const who: OrderActor = { merchantId, actor: SWEEPER_ACTOR };
+  const series = new Map<string, StockSeries>();
+  /** The stock each product will have after the returns so far: a return never lifts it above the catalog's maximum. */
+  const stock = new Map([...products].map(([sku, p]) => [sku, p.stock]));
+  for (const order of due) {
+    for (const line of order.lines) {
+      const product = products.get(line.sku);
+      // Deleted, or deleted and re-created under the same SKU, since the order was placed: nothing to return to.
+      if (!product || product.id !== line.productId) continue;
+      const delta = Math.min(line.quantity, PRODUCT_LIMITS.stock - stock.get(line.sku)!);
+      stock.set(line.sku, stock.get(line.sku)! + delta);
+      const moves = series.get(line.sku)?.moves ?? [];
+      series.set(line.sku, { product, moves: [...moves, { ctx: stockContext(who, order, "expired"), delta }] });
+    }
+  }
+  await writeStockSeries(trx, merchantId, [...series.values()], at);
+  const expired = due.map((o): Order => ({ ...o, state: "expired", version: o.version + 1, updatedAt: at }));
+  if ((await expireOrderRows(trx, merchantId, expired, at)) !== expired.length) {
+    // Unreachable while the rows are locked; kept as a guard against misuse.
+    throw new Error("order rows changed under their locks");
+  }
+  await recordOrderEvents(trx, merchantId, "expired", expired, at);
+  return expired;
 }
 
 /** lockOrder reads and locks an order, enforcing the caller's etag if one was sent. */

@@ -128,14 +128,12 @@ export async function insertOrders(trx: OrderTx, merchantId: string, orders: rea
 }
 
 /**
- * findOrder reads one order with its lines. lock "wait" locks the order row
- * for the transaction; "skip" does too, but returns undefined at once if
- * another transaction holds it (SKIP LOCKED). Lines are immutable, so only
- * the order row is ever locked.
+ * findOrder reads one order with its lines; lock locks the order row for
+ * the transaction. Lines are immutable, so only the order row is ever locked.
  */
-export async function findOrder(db: OrderDb | OrderTx, ref: OrderRef, lock?: "wait" | "skip"): Promise<Order | undefined> {
+export async function findOrder(db: OrderDb | OrderTx, ref: OrderRef, lock?: "wait"): Promise<Order | undefined> {
   let q = db.selectFrom("orders").selectAll().where("merchant_id", "=", ref.merchantId).where("order_id", "=", ref.orderId);
-  if (lock) q = lock === "skip" ? q.forUpdate().skipLocked() : q.forUpdate();
+  if (lock) q = q.forUpdate();
   const row = await q.executeTakeFirst();
   if (!row) return undefined;
   const lines = await db
@@ -178,6 +176,26 @@ export async function updateOrderRow(trx: OrderTx, merchantId: string, next: Ord
   return result.numUpdatedRows === 1n;
 }
 
+/**
+ * expireOrderRows moves a merchant's unpaid orders, locked by the caller, to
+ * EXPIRED at their next version with one statement, and returns how many
+ * it moved (all of them, while they are locked and unpaid).
+ */
+export async function expireOrderRows(trx: OrderTx, merchantId: string, orders: readonly Order[], at: Date): Promise<number> {
+  const result = await trx
+    .updateTable("orders")
+    .set((eb) => ({ state: "expired", version: eb("version", "+", 1), updated_at: at }))
+    .where("merchant_id", "=", merchantId)
+    .where(
+      "order_id",
+      "in",
+      orders.map((o) => o.id),
+    )
+    .where("state", "=", "pending_payment")
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 /** listOrders reads one keyset page of a merchant's orders, newest first, with their lines (two statements). */
 export async function listOrders(
   db: OrderDb,
@@ -187,7 +205,29 @@ export async function listOrders(
   let q = db.selectFrom("orders").selectAll().where("merchant_id", "=", merchantId);
   if (query.state) q = q.where("state", "=", query.state);
   if (query.beforeOrderId) q = q.where("order_id", "<", query.beforeOrderId);
-  const rows = await q.orderBy("order_id", "desc").limit(query.limit).execute();
+  return withLines(db, merchantId, await q.orderBy("order_id", "desc").limit(query.limit).execute());
+}
+
+/**
+ * findOrders reads some of a merchant's orders with their lines, locking
+ * their rows SKIP LOCKED: an order another transaction holds is left out.
+ */
+export async function findOrders(trx: OrderTx, merchantId: string, orderIds: readonly string[]): Promise<Order[]> {
+  if (orderIds.length === 0) return [];
+  const rows = await trx
+    .selectFrom("orders")
+    .selectAll()
+    .where("merchant_id", "=", merchantId)
+    .where("order_id", "in", orderIds)
+    .orderBy("order_id")
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return withLines(trx, merchantId, rows);
+}
+
+/** withLines reads the lines of a merchant's order rows (one statement) and returns the orders, in the rows' order. */
+async function withLines(db: OrderDb | OrderTx, merchantId: string, rows: Selectable<OrderRow>[]): Promise<Order[]> {
   if (rows.length === 0) return [];
   const lines = await db
     .selectFrom("order_lines")
