@@ -22,7 +22,7 @@ import {
   writeProducts,
   writeStockSeries,
   type ProductWrite,
-  type StockSeries,
+  type StockMove,
 } from "@stockroom/catalog";
 import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
@@ -230,7 +230,7 @@ export async function expireOrders(trx: OrderTx, merchantId: string, orderIds: r
     due.flatMap((o) => o.lines.map((l) => l.sku)),
   );
   const who: OrderActor = { merchantId, actor: SWEEPER_ACTOR };
-  const series = new Map<string, StockSeries>();
+  const series = new Map<string, { product: Product; moves: StockMove[] }>();
   /** The stock each product will have after the returns so far: a return never lifts it above the catalog's maximum. */
   const stock = new Map([...products].map(([sku, p]) => [sku, p.stock]));
   for (const order of due) {
@@ -241,7 +241,8 @@ export async function expireOrders(trx: OrderTx, merchantId: string, orderIds: r
       const delta = Math.min(line.quantity, PRODUCT_LIMITS.stock - stock.get(line.sku)!);
       stock.set(line.sku, stock.get(line.sku)! + delta);
       const moves = series.get(line.sku)?.moves ?? [];
-      series.set(line.sku, { product, moves: [...moves, { ctx: stockContext(who, order, "expired"), delta }] });
+      if (moves.length === 0) series.set(line.sku, { product, moves });
+      moves.push({ ctx: stockContext(who, order, "expired"), delta });
     }
   }
   await writeStockSeries(trx, merchantId, [...series.values()], at);
