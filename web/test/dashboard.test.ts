@@ -388,6 +388,7 @@ test.serial("an order paid elsewhere moves from awaiting payment to paid on scre
   t.deepEqual(await axe(page), [], "order page");
   await orders.markOrderPaid({ orderId: order!.id, paymentId: `psp-${suffix}` });
   await state.getByText("paid", { exact: true }).waitFor({ timeout: 5_000 });
+  await page.getByText(`payment psp-${suffix} · paid `).waitFor();
   await shot(page, "order-paid-360");
   await page.getByRole("button", { name: "Mark fulfilled" }).click();
   await state.getByText("fulfilled").waitFor();

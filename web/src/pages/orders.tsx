@@ -166,6 +166,7 @@ function OrderView({ order, refresh }: { order: Order; refresh: () => void }) {
         {order.id} · created {time(order.createTime)}
         {order.state === OrderState.PENDING_PAYMENT && ` · stock held until ${time(order.expireTime)}`}
         {order.paymentId && ` · payment ${order.paymentId}`}
+        {order.paidTime && ` · paid ${time(order.paidTime)}`}
         {order.cancelReason && ` · cancelled: ${order.cancelReason}`}
       </p>
       <div className="table-wrap">
