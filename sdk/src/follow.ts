@@ -23,8 +23,8 @@ export interface Followed<R, T> {
   /** What the error names when following gives up, e.g. "watchOrder: could not follow order X". */
   what: string;
   retry: RetryPolicy;
-  /** open starts a watch; its responses carry the resource (or nothing, skipped). */
-  open(signal: AbortSignal | undefined): AsyncIterable<R>;
+  /** open starts a watch, given the last version yielded (-1: none); its responses carry the resource (or nothing, skipped). */
+  open(signal: AbortSignal | undefined, lastVersion: bigint): AsyncIterable<R>;
   /** resourceOf picks the resource out of a response. */
   resourceOf(response: R): T | undefined;
   /** read reads the resource once, outside a watch. */
@@ -46,7 +46,7 @@ export async function* follow<R, T>(f: Followed<R, T>, options: FollowOptions<T>
   let failingSince: number | undefined;
   for (let failures = 0; ; ) {
     try {
-      for await (const response of f.open(signal)) {
+      for await (const response of f.open(signal, lastVersion)) {
         failures = 0;
         failingSince = undefined;
         const resource = f.resourceOf(response);

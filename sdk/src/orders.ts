@@ -23,7 +23,8 @@ export async function* watchOrder(
     {
       what: `watchOrder: could not follow order ${orderId}`,
       retry: deps.retry,
-      open: (signal) => deps.orders.watchOrder({ orderId }, { signal }),
+      // The version seen last: the server streams a state passed while the watch was away (PAID) before the current one.
+      open: (signal, lastVersion) => deps.orders.watchOrder({ orderId, sinceVersion: lastVersion > 0n ? lastVersion : 0n }, { signal }),
       resourceOf: (response) => response.order,
       read: async (signal) => (await deps.orders.getOrder({ orderId }, { signal })).order,
       version: (order) => order.version,

@@ -52,6 +52,27 @@ test.serial("watchOrder reconnects after its connection is cut and yields each s
   ]);
 });
 
+test.serial("watchOrder misses no state while it is away: paid and fulfilled while the server could not be reached", async (t) => {
+  const c = client(proxy.url);
+  const direct = client(first.url);
+  const order = await placeOrder(c);
+  const seen: [OrderState, bigint][] = [];
+  for await (const o of c.watchOrder(order.id)) {
+    seen.push([o.state, o.version]);
+    if (o.state !== OrderState.PENDING_PAYMENT) continue;
+    // The watch's way to the server is gone while the order moves twice; it reconnects once the way is back.
+    await proxy.refuse();
+    await direct.orders.markOrderPaid({ orderId: o.id, paymentId: "psp-sdk-away" });
+    await direct.orders.fulfillOrder({ orderId: o.id });
+    await proxy.accept();
+  }
+  t.deepEqual(seen, [
+    [OrderState.PENDING_PAYMENT, 1n],
+    [OrderState.PAID, 2n],
+    [OrderState.FULFILLED, 3n],
+  ]);
+});
+
 test.serial("watchOrder goes on through a server that stops (its watch ends early) and the next one on the same address", async (t) => {
   const c = client(first.url);
   const order = await placeOrder(c);

@@ -235,6 +235,10 @@ export function createOrderService(deps: OrderServiceDeps): {
       const signal = deps.shutdown ? AbortSignal.any([ctx.signal, deps.shutdown]) : ctx.signal;
       const ref = { merchantId, orderId: req.orderId };
       let order = await load(ref);
+      // A watch opened again: the states passed since the version the caller saw (only version 1 is unpaid).
+      const missed =
+        req.sinceVersion === 1n ? paidBetween({ ...order, state: "pending_payment", version: 1, cancelReason: "" }, order) : undefined;
+      if (missed) yield { order: orderToProto(missed) };
       for (;;) {
         yield { order: orderToProto(order) };
         if (isFinal(order.state)) return;

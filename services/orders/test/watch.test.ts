@@ -124,6 +124,22 @@ test.serial("many open watches of a merchant cost one statement a look, not one 
   t.deepEqual(vitessOffenders(api).crossMerchant, [], "one merchant per statement");
 });
 
+test("a watch opened again from version 1 streams the PAID it missed, then the order as it is; from version 2, only the order", async (t) => {
+  await createProduct(api, api.merchantA, "WATCH-AGAIN", 5);
+  const { order } = await orders.createOrder({ requestId: `watch-${++n}`, lines: [{ sku: "WATCH-AGAIN", quantity: 1 }] });
+  const orderId = order!.id;
+  const paid = (await orders.markOrderPaid({ orderId, paymentId: "psp-again" })).order!;
+  const fulfilled = (await orders.fulfillOrder({ orderId })).order!;
+  const watch = async (sinceVersion: bigint) => {
+    const streamed: Order[] = [];
+    for await (const { order: o } of orders.watchOrder({ orderId, sinceVersion })) streamed.push(o!);
+    return streamed;
+  };
+  t.deepEqual(await watch(1n), [paid, fulfilled]);
+  t.deepEqual(await watch(2n), [fulfilled]);
+  t.deepEqual(await watch(0n), [fulfilled], "a first watch starts from the order as it is");
+});
+
 test("paidBetween: only an unpaid order seen two transitions on, paid", (t) => {
   const at = new Date("2026-12-05T10:00:00Z");
   const paidAt = new Date("2026-12-05T10:00:01Z");

@@ -369,6 +369,15 @@ export declare type WatchOrderRequest = Message<"stockroom.order.v1.WatchOrderRe
    * @generated from field: string order_id = 1;
    */
   orderId: string;
+
+  /**
+   * The version of the order the caller saw last, if any (0: none). A watch
+   * opened again after a dropped connection sends it: an order found further
+   * on is streamed at each state it passed since (PAID), then as it is now.
+   *
+   * @generated from field: int64 since_version = 2;
+   */
+  sinceVersion: bigint;
 };
 
 /**
