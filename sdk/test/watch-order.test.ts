@@ -33,44 +33,49 @@ async function placeOrder(c: ReturnType<typeof client>): Promise<Order> {
   return (await c.orders.createOrder({ requestId: `sdk-watch-${n}`, lines: [{ sku, quantity: 1 }] })).order!;
 }
 
+/** followed watches orderId through c, running step at each state, and returns the states and versions yielded. */
+async function followed(c: ReturnType<typeof client>, orderId: string, step: (o: Order) => Promise<void>): Promise<[OrderState, bigint][]> {
+  const seen: [OrderState, bigint][] = [];
+  for await (const o of c.watchOrder(orderId)) {
+    seen.push([o.state, o.version]);
+    await step(o);
+  }
+  return seen;
+}
+
+/** Every state of an order paid and fulfilled, each at its own version. */
+const PAID_AND_FULFILLED: [OrderState, bigint][] = [
+  [OrderState.PENDING_PAYMENT, 1n],
+  [OrderState.PAID, 2n],
+  [OrderState.FULFILLED, 3n],
+];
+
 test.serial("watchOrder reconnects after its connection is cut and yields each state once, to the final one", async (t) => {
   const c = client(proxy.url);
   const order = await placeOrder(c);
-  const seen: [OrderState, bigint][] = [];
-  for await (const o of c.watchOrder(order.id)) {
-    seen.push([o.state, o.version]);
+  const seen = await followed(c, order.id, async (o) => {
     if (o.state === OrderState.PENDING_PAYMENT) {
       proxy.cutAll();
       await c.orders.markOrderPaid({ orderId: o.id, paymentId: "psp-sdk-cut" });
     }
     if (o.state === OrderState.PAID) await c.orders.fulfillOrder({ orderId: o.id });
-  }
-  t.deepEqual(seen, [
-    [OrderState.PENDING_PAYMENT, 1n],
-    [OrderState.PAID, 2n],
-    [OrderState.FULFILLED, 3n],
-  ]);
+  });
+  t.deepEqual(seen, PAID_AND_FULFILLED);
 });
 
 test.serial("watchOrder misses no state while it is away: paid and fulfilled while the server could not be reached", async (t) => {
   const c = client(proxy.url);
   const direct = client(first.url);
   const order = await placeOrder(c);
-  const seen: [OrderState, bigint][] = [];
-  for await (const o of c.watchOrder(order.id)) {
-    seen.push([o.state, o.version]);
-    if (o.state !== OrderState.PENDING_PAYMENT) continue;
+  const seen = await followed(c, order.id, async (o) => {
+    if (o.state !== OrderState.PENDING_PAYMENT) return;
     // The watch's way to the server is gone while the order moves twice; it reconnects once the way is back.
     await proxy.refuse();
     await direct.orders.markOrderPaid({ orderId: o.id, paymentId: "psp-sdk-away" });
     await direct.orders.fulfillOrder({ orderId: o.id });
     await proxy.accept();
-  }
-  t.deepEqual(seen, [
-    [OrderState.PENDING_PAYMENT, 1n],
-    [OrderState.PAID, 2n],
-    [OrderState.FULFILLED, 3n],
-  ]);
+  });
+  t.deepEqual(seen, PAID_AND_FULFILLED);
 });
 
 test.serial("watchOrder goes on through a server that stops (its watch ends early) and the next one on the same address", async (t) => {
