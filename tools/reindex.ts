@@ -17,7 +17,7 @@ import { parseApiConfig, readInt, taskFailures, unavailableBackend } from "@stoc
 import { createDatabase } from "@stockroom/common/db";
 import type { Logger } from "@stockroom/common/observe";
 import type { CatalogTables } from "@stockroom/catalog";
-import { parseSearchConfig, reindexMerchant, openSearchDatabase, type ReindexResume } from "@stockroom/search";
+import { parseSearchConfig, reindexMerchant, openSearchDatabase, type ReindexProgress } from "@stockroom/search";
 
 /** operatorLog prints a task's outage lines for the operator: the outage on stderr, its end on stdout. */
 const operatorLog: Logger = {
@@ -41,15 +41,12 @@ try {
         );
   const totals = { read: 0, updated: 0, removed: 0 };
   for (const merchantId of merchants) {
-    let resume: ReindexResume | undefined;
+    let progress: ReindexProgress | undefined;
     const last = await throughOutages(`merchant ${merchantId}`, async () => {
-      if (resume?.after !== undefined) console.log(`reindex: ${merchantId}: taking up after SKU ${JSON.stringify(resume.after)}`);
-      let progress = resume?.counts ?? { read: 0, updated: 0, removed: 0 };
-      for await (const p of reindexMerchant({ catalogDb, searchDb, pageSize }, merchantId, resume)) {
-        progress = p;
-        resume = p.resume;
-      }
-      return progress;
+      const after = progress?.resume.after;
+      if (after !== undefined) console.log(`reindex: ${merchantId}: taking up after SKU ${JSON.stringify(after)}`);
+      for await (const p of reindexMerchant({ catalogDb, searchDb, pageSize }, merchantId, progress)) progress = p;
+      return progress!;
     });
     console.log(`${merchantId}: ${last.read} products read, ${last.updated} updated, ${last.removed} removed`);
     done.push(merchantId);
@@ -59,7 +56,8 @@ try {
   }
   console.log(`${merchants.length} merchants: ${totals.read} products read, ${totals.updated} updated, ${totals.removed} removed`);
 } catch (error) {
-  const reason = unavailableBackend(error) ? `the ${unavailableBackend(error)} is unavailable` : "it failed";
+  const backend = unavailableBackend(error);
+  const reason = backend ? `the ${backend} is unavailable` : "it failed";
   console.error(
     `reindex: stopped, ${reason}: ${error instanceof Error ? error.message : String(error)}\n` +
       `  ${done.length} merchant(s) done${done.length > 0 ? ` (the last: ${done.at(-1)})` : ""}; run it again (for the rest: npm run reindex -- <merchant id> …).`,

@@ -175,3 +175,19 @@ export function priceLines(
   }
   return { lines, currency, totalMinor: Number(total) };
 }
+
+/**
+ * paidBetween is the PAID state an order passed between two looks of
+ * WatchOrder's, or undefined: unpaid at the first, two transitions on and
+ * paid at the second. The state machine allows no other path to that
+ * (PENDING_PAYMENT → PAID → FULFILLED or CANCELLED), and a transition
+ * changes nothing but the state, version, update time and what it records
+ * (the payment; a cancel reason), so the order as it was then follows from
+ * what is stored. Undefined too for an order paid before paid_at was
+ * recorded (its time is unknown).
+ */
+export function paidBetween(before: Order, after: Order): Order | undefined {
+  if (before.state !== "pending_payment" || after.version !== before.version + 2 || !after.paidAt || after.paymentId === null)
+    return undefined;
+  return { ...after, state: "paid", version: before.version + 1, updatedAt: after.paidAt, cancelReason: before.cancelReason };
+}

@@ -30,7 +30,7 @@ import {
   longerThan,
 } from "@stockroom/common";
 import type { OrderOutcome } from "./metrics.ts";
-import { isFinal, LIMITS, validateOrderRequest, type Order } from "./domain.ts";
+import { isFinal, LIMITS, paidBetween, validateOrderRequest, type Order } from "./domain.ts";
 import { orderToProto, stateFilterFromProto } from "./convert.ts";
 import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from "./lifecycle.ts";
 import type { RequestedLine } from "./domain.ts";
@@ -235,39 +235,22 @@ export function createOrderService(deps: OrderServiceDeps): {
       const signal = deps.shutdown ? AbortSignal.any([ctx.signal, deps.shutdown]) : ctx.signal;
       const ref = { merchantId, orderId: req.orderId };
       let order = await load(ref);
-      // A watch opened again: the states passed since the version the caller saw (only version 1 is unpaid).
-      const missed =
-        req.sinceVersion === 1n ? paidBetween({ ...order, state: "pending_payment", version: 1, cancelReason: "" }, order) : undefined;
-      if (missed) yield { order: orderToProto(missed) };
+      // What the caller saw last: on a watch opened again, its since_version (only version 1 is unpaid).
+      let seen: Order | undefined =
+        req.sinceVersion === 1n ? { ...order, state: "pending_payment", version: 1, cancelReason: "" } : undefined;
       for (;;) {
+        const passed = seen && paidBetween(seen, order);
+        if (passed) yield { order: orderToProto(passed) };
         yield { order: orderToProto(order) };
         if (isFinal(order.state)) return;
         // The process's watch hub reads the versions of all the merchant's watched orders at once (watch-hub.ts).
-        if ((await watches.moved(ref, order.version, signal)) === undefined) return;
-        const seen = order;
+        if (!(await watches.moved(ref, order.version, signal))) return;
+        seen = order;
         order = await load(ref);
-        const passed = paidBetween(seen, order);
-        if (passed) yield { order: orderToProto(passed) };
       }
     },
   };
   return { service, overloaded: reservations.overloaded };
-}
-
-/**
- * paidBetween is the PAID state an order passed between two looks of
- * WatchOrder's, or undefined: unpaid at the first, two transitions on and
- * paid at the second. The state machine allows no other path to that
- * (PENDING_PAYMENT → PAID → FULFILLED or CANCELLED), and a transition
- * changes nothing but the state, version, update time and what it records
- * (the payment; a cancel reason), so the order as it was then follows from
- * what is stored. Undefined too for an order paid before paid_at was
- * recorded (its time is unknown).
- */
-export function paidBetween(before: Order, after: Order): Order | undefined {
-  if (before.state !== "pending_payment" || after.version !== before.version + 2 || !after.paidAt || after.paymentId === null)
-    return undefined;
-  return { ...after, state: "paid", version: before.version + 1, updatedAt: after.paidAt, cancelReason: before.cancelReason };
 }
 
 /** mutate runs one order mutation (idempotentMutation) as the caller's principal. */

@@ -18,11 +18,11 @@ import { findOrderVersions, type OrderDb, type OrderRef } from "./store.ts";
 
 export interface OrderWatchHub {
   /**
-   * moved resolves with the order's version once it differs from version,
-   * or with undefined once signal is aborted; it rejects if the read of
-   * the order's version fails.
+   * moved resolves with true once the order's version differs from
+   * version, or with false once signal is aborted; it rejects if the read
+   * of the order's version fails.
    */
-  moved(ref: OrderRef, version: number, signal: AbortSignal): Promise<number | undefined>;
+  moved(ref: OrderRef, version: number, signal: AbortSignal): Promise<boolean>;
 }
 
 /** The most order ids one statement reads. */
@@ -32,7 +32,8 @@ const PARALLEL = 4;
 
 interface Waiter {
   version: number;
-  resolve: (version: number | undefined) => void;
+  /** moved: the order is at another version. */
+  resolve: () => void;
   reject: (error: unknown) => void;
 }
 
@@ -59,7 +60,7 @@ export function createOrderWatchHub(db: OrderDb, intervalMs: number): OrderWatch
           for (const waiter of orders.get(orderId) ?? []) {
             if (waiter.version === version) continue;
             remove({ merchantId, orderId }, waiter);
-            waiter.resolve(version);
+            waiter.resolve();
           }
       }
     } catch (error) {
@@ -88,17 +89,17 @@ export function createOrderWatchHub(db: OrderDb, intervalMs: number): OrderWatch
 
   return {
     moved(ref, version, signal) {
-      if (signal.aborted) return Promise.resolve(undefined);
+      if (signal.aborted) return Promise.resolve(false);
       return new Promise((resolve, reject) => {
         const onAbort = () => {
           remove(ref, waiter);
-          resolve(undefined);
+          resolve(false);
         };
         const waiter: Waiter = {
           version,
-          resolve: (v) => {
+          resolve: () => {
             signal.removeEventListener("abort", onAbort);
-            resolve(v);
+            resolve(true);
           },
           reject: (error) => {
             signal.removeEventListener("abort", onAbort);

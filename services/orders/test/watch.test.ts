@@ -8,7 +8,7 @@ import test from "ava";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { OrderState, type Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { createProduct, dbOf, OrderService, startOrders, vitessOffenders } from "./helpers.ts";
-import { paidBetween } from "../src/rpc.ts";
+import { paidBetween } from "../src/domain.ts";
 
 const api = await startOrders("orders_watch", { watchIntervalMs: 1_000 });
 test.after.always(() => api.close());

@@ -42,20 +42,19 @@ export interface ReindexCounts {
 
 export interface ReindexProgress extends ReindexCounts {
   done: boolean;
-  /** Where a reindex stopped after this progress (an outage, say) takes up again: pass it to reindexMerchant. */
+  /** Where a reindex stopped after this progress (an outage, say) takes up again: pass the progress to reindexMerchant. */
   resume: ReindexResume;
 }
 
 /**
- * ReindexResume is a reindex's place: the last SKU of the pages done, the
- * clock it started at and its counts. Taking up from it is the same as
- * the reindex having paused there: each page is reconciled on its own, and
- * everything committed after a page was read reaches search as an event.
+ * ReindexResume is a reindex's place: the last SKU of the pages done and the
+ * clock it started at. Taking up from it is the same as the reindex having
+ * paused there: each page is reconciled on its own, and everything
+ * committed after a page was read reaches search as an event.
  */
 export interface ReindexResume {
   after: string | undefined;
   startedAt: DbClock;
-  counts: ReindexCounts;
 }
 
 export interface ReindexDeps {
@@ -67,16 +66,16 @@ export interface ReindexDeps {
 
 /**
  * reindexMerchant rebuilds one merchant's rows, yielding progress after each
- * page; the last progress has done set. From a progress's resume, it takes
- * up after the pages that progress counted.
+ * page; the last progress has done set. From a progress, it takes up after
+ * the pages that progress counted, and goes on counting from its counts.
  */
-export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, from?: ReindexResume): AsyncGenerator<ReindexProgress> {
+export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, from?: ReindexProgress): AsyncGenerator<ReindexProgress> {
   const { catalogDb, searchDb } = deps;
   const pageSize = deps.pageSize ?? 500;
   // No rows yet: nothing can be stale, and rows written from now on are not.
-  const startedAt = from?.startedAt ?? (await merchantClock(searchDb, merchantId)) ?? CLOCK_ZERO;
-  const progress: ReindexCounts = { ...(from?.counts ?? { read: 0, updated: 0, removed: 0 }) };
-  let after = from?.after;
+  const startedAt = from?.resume.startedAt ?? (await merchantClock(searchDb, merchantId)) ?? CLOCK_ZERO;
+  const progress: ReindexCounts = { read: from?.read ?? 0, updated: from?.updated ?? 0, removed: from?.removed ?? 0 };
+  let after = from?.resume.after;
   for (;;) {
     const products = await listProducts(catalogDb, merchantId, {
       order: "sku",
@@ -101,7 +100,7 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
     progress.updated += behind.length;
     progress.removed += await tombstone(searchDb, merchantId, gone, startedAt);
     const done = through === undefined;
-    yield { ...progress, done, resume: { after: done ? after : through, startedAt, counts: { ...progress } } };
+    yield { ...progress, done, resume: { after: done ? after : through, startedAt } };
     if (done) return;
     after = through;
   }
