@@ -24,7 +24,16 @@ import {
   type ProductWrite,
   type StockMove,
 } from "@stockroom/catalog";
-import { checkTransition, priceLines, releasesStock, stateLabel, type Order, type OrderState, type RequestedLine } from "./domain.ts";
+import {
+  checkTransition,
+  priceLines,
+  releasesStock,
+  stateLabel,
+  type Order,
+  type OrderLine,
+  type OrderState,
+  type RequestedLine,
+} from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
 import { recordOrderEvent, recordOrderEvents } from "./events.ts";
 import { expireOrderRows, findOrder, findOrders, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
@@ -235,10 +244,9 @@ export async function expireOrders(trx: OrderTx, merchantId: string, orderIds: r
   const stock = new Map([...products].map(([sku, p]) => [sku, p.stock]));
   for (const order of due) {
     for (const line of order.lines) {
-      const product = products.get(line.sku);
-      // Deleted, or deleted and re-created under the same SKU, since the order was placed: nothing to return to.
-      if (!product || product.id !== line.productId) continue;
-      const delta = Math.min(line.quantity, PRODUCT_LIMITS.stock - stock.get(line.sku)!);
+      const product = orderedProduct(line, products);
+      if (!product) continue;
+      const delta = stockBack(line, stock.get(line.sku)!);
       stock.set(line.sku, stock.get(line.sku)! + delta);
       const moves = series.get(line.sku)?.moves ?? [];
       if (moves.length === 0) series.set(line.sku, { product, moves });
@@ -314,12 +322,26 @@ async function shiftStock(
 ): Promise<void> {
   const writes: ProductWrite[] = [];
   for (const line of order.lines) {
-    const before = products.get(line.sku);
-    if (!before || before.id !== line.productId) continue;
-    const delta = event === "created" ? -line.quantity : Math.min(line.quantity, PRODUCT_LIMITS.stock - before.stock);
-    writes.push({ kind: "stock", before, delta });
+    const before = orderedProduct(line, products);
+    if (!before) continue;
+    writes.push({ kind: "stock", before, delta: event === "created" ? -line.quantity : stockBack(line, before.stock) });
   }
   await writeProducts(trx, stockContext(who, order, event), writes, at);
+}
+
+/**
+ * orderedProduct is a line's locked product if it is still the one ordered:
+ * undefined when it was deleted, or deleted and re-created under the same
+ * SKU, since the order was placed (nothing to return to).
+ */
+function orderedProduct(line: OrderLine, products: ReadonlyMap<string, Product>): Product | undefined {
+  const product = products.get(line.sku);
+  return product?.id === line.productId ? product : undefined;
+}
+
+/** stockBack is what a line gives back to its product whose stock is `stock` by then: its quantity, never lifting the stock above the catalog's maximum. */
+function stockBack(line: OrderLine, stock: number): number {
+  return Math.min(line.quantity, PRODUCT_LIMITS.stock - stock);
 }
 
 /** stockContext is how an order's stock change appears in the products' audit trail and events: source ORDER, reference the order id. */
