@@ -22,20 +22,92 @@ const STOPWORDS = new Set("about are com for from how that the this was what whe
 const MAX_WORDS = 16;
 
 /**
- * booleanQuery turns user text into a boolean-mode query in which every word
- * is required and may be the start of a longer word (`+mug*`). It keeps only
- * letters, digits and underscores, so the text can carry no operators. Words
- * the index does not hold (shorter than 3, stopwords) are dropped: required,
- * they would match nothing. Returns undefined when no word is left.
+ * CJK is a run of letters of the scripts written without spaces between
+ * words (Chinese, Japanese kana and kanji) and of Korean, whose words are
+ * often one or two syllables: InnoDB's full-text parser splits words at
+ * blanks and punctuation only, so it indexes "日本製の抹茶" as one word and
+ * holds no word of under 3 letters, and "抹茶" (matcha) could not be found.
+ * Such runs are indexed as grams instead (cjkGrams).
  */
-export function booleanQuery(text: string): string | undefined {
+const CJK = /[\p{L}&&[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}]]+/gv;
+const WORD = /[\p{L}\p{N}_]+/gu;
+const HAS_CJK = new RegExp(CJK.source, "v");
+/** MAX_GRAMS bounds the grams one query asks for (a run of n letters asks for n - 1). */
+const MAX_GRAMS = 32;
+
+/**
+ * SearchTerms is user text as the two full-text indexes take it: `words`,
+ * a boolean-mode query of search_products (every word required, as a
+ * prefix: `+mug*`), and `grams`, one of search_product_grams (every gram
+ * of the CJK runs required, whole: `+_抹茶`). Either may be absent.
+ */
+export interface SearchTerms {
+  words?: string;
+  grams?: string;
+}
+
+/**
+ * searchTerms turns user text into the queries of both indexes. It keeps
+ * only letters, digits and underscores, so the text can carry no operators.
+ * Words the index does not hold (shorter than 3, stopwords) are dropped:
+ * required, they would match nothing. A CJK run becomes its grams: its
+ * two-letter grams, or the letter itself when it is one letter long, so
+ * "抹茶" finds "日本製の抹茶" and "茶" every product with that letter (a
+ * run of grams is a phrase of them, as MySQL's ngram parser answers it).
+ * Returns undefined when nothing is left to look for.
+ */
+export function searchTerms(text: string): SearchTerms | undefined {
   const words = new Set<string>();
-  for (const word of text.toLowerCase().match(/[\p{L}\p{N}_]+/gu) ?? []) {
-    if ([...word].length >= MIN_WORD && !STOPWORDS.has(word)) words.add(word);
+  const grams = new Set<string>();
+  for (const word of text.toLowerCase().match(WORD) ?? []) {
+    for (const run of word.match(CJK) ?? []) for (const gram of queryGrams(run.normalize("NFKC"))) grams.add(gram);
+    for (const rest of word.replace(CJK, " ").split(" ")) {
+      if ([...rest].length >= MIN_WORD && !STOPWORDS.has(rest)) words.add(rest);
+    }
   }
-  if (words.size === 0) return undefined;
-  return [...words]
-    .slice(0, MAX_WORDS)
-    .map((w) => `+${w}*`)
-    .join(" ");
+  if (words.size === 0 && grams.size === 0) return undefined;
+  const terms: SearchTerms = {};
+  if (words.size > 0)
+    terms.words = [...words]
+      .slice(0, MAX_WORDS)
+      .map((w) => `+${w}*`)
+      .join(" ");
+  if (grams.size > 0)
+    terms.grams = [...grams]
+      .slice(0, MAX_GRAMS)
+      .map((g) => `+${g}`)
+      .join(" ");
+  return terms;
+}
+
+/**
+ * cjkGrams is what search_product_grams indexes for a product's text: every
+ * letter and every pair of neighbouring letters of its CJK runs, as words of
+ * 3 letters that the default parser keeps (innodb_ft_min_token_size is 3):
+ * a pair behind one underscore, a letter behind two. Empty when the text has
+ * no CJK letter. Runs are compared after NFKC (half-width katakana as
+ * full-width), on both sides.
+ */
+export function cjkGrams(text: string): string[] {
+  const grams = new Set<string>();
+  for (const run of text.toLowerCase().match(CJK) ?? []) {
+    const letters = [...run.normalize("NFKC")];
+    for (let i = 0; i < letters.length; i++) {
+      grams.add(`__${letters[i]}`);
+      if (i + 1 < letters.length) grams.add(`_${letters[i]}${letters[i + 1]}`);
+    }
+  }
+  return [...grams];
+}
+
+/** hasCjk tells whether text has a CJK letter, so grams (cjkGrams) to store. */
+export function hasCjk(text: string): boolean {
+  return HAS_CJK.test(text);
+}
+
+/** queryGrams is what a query's CJK run must match: its pairs, or its one letter. */
+function queryGrams(run: string): string[] {
+  const letters = [...run];
+  if (letters.length === 1) return [`__${letters[0]}`];
+  return letters.slice(1).map((letter, i) => `_${letters[i]}${letter}`);
 }

@@ -24,12 +24,14 @@
  * (rows projected before that table existed), or holds facets that differ
  * from the catalog's row at the same version (applied from the event of a
  * process of an older release, which carried no brand), counts as behind and
- * is rewritten: a reindex after a release repairs the brands.
+ * is rewritten: a reindex after a release repairs the brands. So is a SKU
+ * whose text has CJK letters and whose grams row is missing at its state
+ * (projected before search_product_grams existed): CJK words find it after.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
-import { isAtOrAfter } from "./domain.ts";
-import { CLOCK_ZERO, type DbClock, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+import { hasCjk, isAtOrAfter } from "./domain.ts";
+import { CLOCK_ZERO, type DbClock, entryText, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
 export interface ReindexCounts {
   /** Catalog products read. */
@@ -89,9 +91,10 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
     const behind = entries.filter((e) => {
       const state = held.get(e.sku);
       if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
-      // Facets missing or older, or at this very state but not the catalog's (from an older release's event).
+      // Facets missing or older, or at this very state but not the catalog's (from an older release's event);
+      // or grams missing at this state (written by a release before them).
       const atThisState = state!.productId === e.product_id && state!.version === e.version;
-      return !state!.facets || (atThisState && state!.facets.brand !== e.brand);
+      return !state!.facets || (atThisState && (state!.facets.brand !== e.brand || (!state!.grams && hasCjk(entryText(e)))));
     });
     await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));

@@ -7,7 +7,7 @@ import type { CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
 import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency, longerThan } from "@stockroom/common";
 import { hitToProto, statusFromProto } from "./convert.ts";
-import { booleanQuery } from "./domain.ts";
+import { searchTerms } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
 import { reindexMerchant } from "./reindex.ts";
 import { searchProducts, type SearchDb, type SearchQuery } from "./store.ts";
@@ -36,7 +36,7 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       if (longerThan(text, MAX_QUERY_CHARACTERS)) {
         throw new InvalidArgumentError([{ field: "query", description: `must be at most ${MAX_QUERY_CHARACTERS} characters` }]);
       }
-      const match = text === "" ? undefined : booleanQuery(text);
+      const match = text === "" ? undefined : searchTerms(text);
       if (text !== "" && match === undefined) {
         violations.push({ field: "query", description: "has no word of 3 or more letters that is not a stopword" });
       }

@@ -1,8 +1,8 @@
 import path from "node:path";
-import { sql, type Generated, type Kysely, type Selectable } from "kysely";
+import { sql, type Generated, type JoinBuilder, type Kysely, type Selectable } from "kysely";
 import { createDatabase, ensureDatabase, inTransaction, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
 import type { ProductStatus } from "@stockroom/catalog";
-import type { Position } from "./domain.ts";
+import { cjkGrams, type Position, type SearchTerms } from "./domain.ts";
 
 /** searchMigrations is the folder of the search database's tables (a database of its own, not the catalog's). */
 export const searchMigrations: MigrationSet = {
@@ -46,9 +46,24 @@ export interface SearchFacetRow {
   brand: string | null;
 }
 
+/**
+ * SearchGramRow holds the grams of a product's CJK text (domain.ts
+ * cjkGrams), space-separated, at the same (product_id, version) as its
+ * search_products row; products without CJK text have none, and a row at
+ * another state is not read.
+ */
+export interface SearchGramRow {
+  merchant_id: string;
+  sku: string;
+  product_id: string;
+  version: number;
+  grams: string;
+}
+
 export interface SearchTables {
   search_products: SearchProductRow;
   search_product_facets: SearchFacetRow;
+  search_product_grams: SearchGramRow;
 }
 
 export type SearchDb = Kysely<SearchTables>;
@@ -88,6 +103,7 @@ const UPDATE_COLUMNS = [
 const NEWER = "(values(`product_id`), values(`version`)) > (`product_id`, `version`)";
 
 const FACET_UPDATE_COLUMNS = ["brand", "version", "product_id"] as const;
+const GRAM_UPDATE_COLUMNS = ["grams", "version", "product_id"] as const;
 
 /** AT_LEAST is NEWER or the same state: for a reindex, whose catalog row is the truth about the state it read. */
 const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `version`)";
@@ -95,12 +111,13 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
 /**
  * upsertEntries stores each entry unless the row already holds that state
  * or a newer one: replays, reordered deliveries and a reindex racing live
- * events can never move a row back. A product's row and its facets row are
- * written in one transaction under the same guard, so they move together
- * (both statements ride with the COMMIT: one round trip). fromCatalog (the
- * reindex, which read the entries from the catalog's rows) also rewrites
- * facets held at the same state: an event of that state from a release
- * before the facets carried none of them (no brand), the row has them.
+ * events can never move a row back. A product's row, its facets row and
+ * (when its text has CJK letters) its grams row are written in one
+ * transaction under the same guard, so they move together (the statements
+ * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
+ * read the entries from the catalog's rows) also rewrites facets and grams
+ * held at the same state: an event of that state from a release before
+ * them carried no brand and wrote no grams; the row has them.
  */
 export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
   if (entries.length === 0) return;
@@ -114,14 +131,46 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
       brand,
     }),
   );
+  const grams = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, ...text }): SearchGramRow[] => {
+    const found = deleted ? "" : entryGrams(text);
+    return found === "" ? [] : [{ merchant_id, sku, product_id, version, grams: found }];
+  });
+  const sideGuard = options.fromCatalog ? AT_LEAST : NEWER;
   await inTransaction(db, async (trx) => {
     await insertRows(trx, "search_products", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
     await insertRows(trx, "search_product_facets", facets, {
       onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
-      onlyIf: options.fromCatalog ? AT_LEAST : NEWER,
+      onlyIf: sideGuard,
       deferred: true,
     });
+    if (grams.length > 0)
+      await insertRows(trx, "search_product_grams", grams, {
+        onDuplicateKeyUpdate: GRAM_UPDATE_COLUMNS,
+        onlyIf: sideGuard,
+        deferred: true,
+      });
   });
+}
+
+type EntryText = Pick<SearchEntry, "title" | "description" | "attributes_text">;
+
+/** entryText is an entry's searchable text: what both full-text indexes hold. */
+export function entryText(entry: EntryText): string {
+  return `${entry.title} ${entry.description} ${entry.attributes_text}`;
+}
+
+/** entryGrams is the grams row's text for an entry: its CJK grams, space-separated; empty when it has none. */
+function entryGrams(entry: EntryText): string {
+  return cjkGrams(entryText(entry)).join(" ");
+}
+
+/** sameState joins a side table's row (facets f, grams g) at the state of its search_products row s. */
+function sameState<DB, TB extends keyof DB>(join: JoinBuilder<DB, TB>, side: "f" | "g"): JoinBuilder<DB, TB> {
+  return (join as JoinBuilder<any, any>)
+    .onRef(`${side}.merchant_id`, "=", "s.merchant_id")
+    .onRef(`${side}.sku`, "=", "s.sku")
+    .onRef(`${side}.product_id`, "=", "s.product_id")
+    .onRef(`${side}.version`, "=", "s.version");
 }
 
 /** HeldState is what the projection holds for one SKU. */
@@ -129,6 +178,8 @@ export interface HeldState extends Position {
   deleted: boolean;
   /** The SKU's facets, if its facets row is at the same state (not missing, not older). */
   facets: Pick<SearchFacetRow, "brand"> | undefined;
+  /** Whether its grams row is at the same state. */
+  grams: boolean;
 }
 
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
@@ -139,14 +190,9 @@ export async function findHeld(
 ): Promise<Map<string, HeldState>> {
   let q = db
     .selectFrom("search_products as s")
-    .leftJoin("search_product_facets as f", (join) =>
-      join
-        .onRef("f.merchant_id", "=", "s.merchant_id")
-        .onRef("f.sku", "=", "s.sku")
-        .onRef("f.product_id", "=", "s.product_id")
-        .onRef("f.version", "=", "s.version"),
-    )
-    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku", "f.brand"])
+    .leftJoin("search_product_facets as f", (join) => sameState(join, "f"))
+    .leftJoin("search_product_grams as g", (join) => sameState(join, "g"))
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku", "f.brand", "g.sku as grams_sku"])
     .where("s.merchant_id", "=", merchantId);
   if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
   if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
@@ -159,6 +205,7 @@ export async function findHeld(
         version: Number(r.version),
         deleted: Boolean(r.deleted),
         facets: r.facets_sku === null ? undefined : { brand: r.brand },
+        grams: r.grams_sku !== null,
       },
     ]),
   );
@@ -216,8 +263,8 @@ export async function tombstone(db: SearchDb, merchantId: string, skus: readonly
 }
 
 export interface SearchQuery {
-  /** A boolean-mode full-text query (domain.ts booleanQuery). */
-  match?: string;
+  /** The boolean-mode full-text queries of the words and the CJK grams (domain.ts searchTerms). */
+  match?: SearchTerms;
   price?: { currency: string; minMinor?: number; maxMinor?: number };
   inStockOnly: boolean;
   status?: ProductStatus;
@@ -246,8 +293,15 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     .select(["s.product_id", "s.sku", "s.title", "s.price_minor", "s.currency", "s.stock", "s.status", "s.version"])
     .where("s.merchant_id", "=", merchantId)
     .where("s.deleted", "=", 0);
-  if (query.match !== undefined)
-    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${query.match} IN BOOLEAN MODE)`);
+  if (query.match?.words !== undefined)
+    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${query.match.words} IN BOOLEAN MODE)`);
+  if (query.match?.grams !== undefined) {
+    // A join, not EXISTS, so that the grams' FULLTEXT index can drive; it selects nothing of g, hence the cast.
+    q = q
+      .innerJoin("search_product_grams as g", (join) => sameState(join, "g"))
+      .where("g.merchant_id", "=", merchantId)
+      .where(sql<boolean>`MATCH(g.grams) AGAINST (${query.match.grams} IN BOOLEAN MODE)`) as unknown as typeof q;
+  }
   if (query.price) {
     q = q.where("s.currency", "=", query.price.currency);
     if (query.price.minMinor !== undefined) q = q.where("s.price_minor", ">=", query.price.minMinor);
@@ -261,13 +315,7 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
   }
   const brand = query.brand;
   let b = q
-    .innerJoin("search_product_facets as f", (join) =>
-      join
-        .onRef("f.merchant_id", "=", "s.merchant_id")
-        .onRef("f.sku", "=", "s.sku")
-        .onRef("f.product_id", "=", "s.product_id")
-        .onRef("f.version", "=", "s.version"),
-    )
+    .innerJoin("search_product_facets as f", (join) => sameState(join, "f"))
     .where("f.merchant_id", "=", merchantId)
     .where("f.brand", "=", brand)
     // CONVERT: the parameter arrives in the connection's character set, which behind vtgate may be utf8mb3

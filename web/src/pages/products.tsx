@@ -75,7 +75,9 @@ export function ProductsPage() {
         <ErrorBox error={list.error} retry={() => list.refetch()} />
       ) : list.data.rows.length === 0 ? (
         <Empty>
-          {searching ? "No product matches. Words under 3 letters are ignored." : "No product yet. Upload a bulk file to add some."}
+          {searching
+            ? "No product matches. Words under 3 letters are ignored, except in Chinese, Japanese and Korean."
+            : "No product yet. Upload a bulk file to add some."}
         </Empty>
       ) : (
         <div className="table-wrap">

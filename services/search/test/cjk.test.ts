@@ -1,0 +1,134 @@
+/**
+ * Chinese, Japanese and Korean text in search: InnoDB's full-text parser
+ * splits words at blanks only and keeps none under 3 letters, so "抹茶"
+ * (matcha) was refused as a query with no word and could not find
+ * "日本製の抹茶セット". The grams of CJK runs (domain.ts cjkGrams) are kept
+ * in search_product_grams beside each row; fed end to end here (catalog →
+ * outbox → relay → projector), and by a reindex for rows projected before
+ * the grams existed.
+ */
+import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { waitFor, type TestMerchant } from "@stockroom/common/testing";
+import { cjkGrams, searchTerms } from "../src/domain.ts";
+import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
+import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
+
+let h: SearchHarness;
+
+test.before(async () => {
+  h = await startSearchHarness("cjk");
+  await h.startRelay();
+  await h.startProjector();
+});
+
+test.after.always(async () => {
+  await h?.close();
+});
+
+/** skus runs one search, every page of pageSize, and returns the SKUs found. */
+async function skus(merchant: TestMerchant, query: string, pageSize = 100): Promise<string[]> {
+  const out: string[] = [];
+  let pageToken = "";
+  do {
+    const res = await h.search(merchant).searchProducts({ query, pageSize, pageToken });
+    out.push(...res.results.map((r) => r.sku));
+    pageToken = res.nextPageToken;
+  } while (pageToken !== "");
+  return out;
+}
+
+/** reindex rebuilds the merchant's projection and returns its last progress. */
+async function reindex(merchant: TestMerchant): Promise<ReindexProgress | undefined> {
+  let last: ReindexProgress | undefined;
+  for await (const progress of reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId)) last = progress;
+  return last;
+}
+
+async function settled(merchant: TestMerchant, query: string, expected: string[]): Promise<void> {
+  let last: string[] = [];
+  await waitFor(
+    `search "${query}" to find ${expected.join(", ")}`,
+    async () => {
+      last = await skus(merchant, query);
+      return JSON.stringify(last) === JSON.stringify(expected) ? true : undefined;
+    },
+    15_000,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}: last saw ${JSON.stringify(last)}`);
+  });
+}
+
+test("the query's CJK runs become grams, its other words stay prefix words", (t) => {
+  t.deepEqual(searchTerms("抹茶"), { grams: "+_抹茶" });
+  t.deepEqual(searchTerms("茶"), { grams: "+__茶" }, "one letter is a gram of its own");
+  t.deepEqual(searchTerms("iPhone用ケース"), { words: "+iphone*", grams: "+_用ケ +_ケー +_ース" });
+  t.deepEqual(searchTerms("ｶﾌｪ、ラテ。"), { grams: "+_カフ +_フェ +_ラテ" }, "half-width katakana as full-width; punctuation splits");
+  t.deepEqual(searchTerms("녹차 mug"), { words: "+mug*", grams: "+_녹차" });
+  t.is(searchTerms("ab the"), undefined);
+  t.deepEqual(cjkGrams("Mug 抹茶"), ["__抹", "_抹茶", "__茶"]);
+  t.deepEqual(cjkGrams("Plain mug"), []);
+});
+
+test("Chinese, Japanese and Korean words are found inside longer text, with other words and filters, page by page", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  const products = [
+    productInit("JP-1", { title: "日本製の抹茶セット" }),
+    productInit("JP-2", { title: "ほうじ茶 ティーバッグ", description: "香ばしい焙煎" }),
+    productInit("JP-3", { title: "Ceramic mug", attributes: { color: "抹茶色" } }),
+    productInit("JP-4", { title: "ｶﾌｪﾗﾃ mug" }),
+    productInit("KO-1", { title: "녹차 티백 20개" }),
+    productInit("ZH-1", { title: "绿茶礼盒", stock: 0 }),
+    productInit("EN-1", { title: "Matcha whisk" }),
+  ];
+  for (const product of products) await catalog.createProduct({ product });
+  // Every row projected (the projector may commit its batches in any order); each row's grams come with it.
+  await settled(merchant, "", ["EN-1", "JP-1", "JP-2", "JP-3", "JP-4", "KO-1", "ZH-1"]);
+  t.deepEqual(await skus(merchant, "抹茶"), ["JP-1", "JP-3"]);
+  t.deepEqual(await skus(merchant, "茶"), ["JP-1", "JP-2", "JP-3", "ZH-1"]);
+  t.deepEqual(await skus(merchant, "茶", 1), ["JP-1", "JP-2", "JP-3", "ZH-1"], "paged one by one");
+  t.deepEqual(await skus(merchant, "抹茶セット"), ["JP-1"]);
+  t.deepEqual(await skus(merchant, "セット 抹茶"), ["JP-1"]);
+  t.deepEqual(await skus(merchant, "焙煎"), ["JP-2"], "in the description");
+  t.deepEqual(await skus(merchant, "カフェ"), ["JP-4"], "half-width katakana in the text");
+  t.deepEqual(await skus(merchant, "ｶﾌｪ"), ["JP-4"]);
+  t.deepEqual(await skus(merchant, "녹차"), ["KO-1"]);
+  t.deepEqual(await skus(merchant, "抹茶 mug"), ["JP-3"], "a CJK word and a word");
+  t.deepEqual(await skus(merchant, "抹茶 whisk"), []);
+  t.deepEqual(await skus(merchant, "茶道"), []);
+  const inStock = await h.search(merchant).searchProducts({ query: "茶", inStockOnly: true });
+  t.deepEqual(
+    inStock.results.map((r) => r.sku),
+    ["JP-1", "JP-2", "JP-3"],
+  );
+  const other = await h.newMerchant();
+  t.deepEqual(await skus(other, "抹茶"), [], "another merchant's products are not found");
+  const error = await t.throwsAsync(h.search(merchant).searchProducts({ query: "ab" }));
+  t.is(ConnectError.from(error).code, Code.InvalidArgument);
+
+  // A change moves the grams with the row; a deleted product is found no more.
+  await catalog.updateProduct({ product: { sku: "JP-1", title: "日本製の煎茶セット" }, updateMask: { paths: ["title"] } });
+  await settled(merchant, "抹茶", ["JP-3"]);
+  t.deepEqual(await skus(merchant, "煎茶"), ["JP-1"]);
+  await catalog.updateProduct({ product: { sku: "JP-1", title: "Sencha set" }, updateMask: { paths: ["title"] } });
+  await settled(merchant, "煎茶", []);
+  await catalog.deleteProduct({ sku: "JP-3" });
+  await settled(merchant, "抹茶", []);
+});
+
+test("a reindex writes the grams of rows projected before search_product_grams existed", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("R-1", { title: "抹茶ラテ" }) });
+  await catalog.createProduct({ product: productInit("R-2", { title: "Plain mug" }) });
+  await catalog.createProduct({ product: productInit("R-3", { title: "Bowl", description: "抹茶碗" }) });
+  await settled(merchant, "抹茶", ["R-1", "R-3"]);
+  await settled(merchant, "mug", ["R-2"]);
+  // As a release before the table left them: rows without grams.
+  await h.searchDb.deleteFrom("search_product_grams").where("merchant_id", "=", merchant.merchantId).execute();
+  t.deepEqual(await skus(merchant, "抹茶"), []);
+  t.like(await reindex(merchant), { read: 3, updated: 2, removed: 0, done: true }, "only the rows with CJK text are behind");
+  t.deepEqual(await skus(merchant, "抹茶"), ["R-1", "R-3"]);
+  t.like(await reindex(merchant), { updated: 0 }, "nothing left");
+});
