@@ -2,6 +2,9 @@ import test, { type ExecutionContext } from "ava";
 import { BulkFileError, ItemBound, parseBulkFile, type ParsedLine, type ParseOptions } from "../src/parse/index.ts";
 import type { ParsedLine as StagedLine } from "../src/stage.ts";
 
+/** What every message about text that is not UTF-8 ends with. */
+const NOT_UTF8_HINT = "save the file as UTF-8, not in a legacy encoding such as Windows-1252 or Shift_JIS";
+
 // Parsed lines feed stageLines as they are: this fails to compile if the shapes drift apart.
 const _feedsStaging: (source: AsyncIterable<Uint8Array>, options: ParseOptions) => AsyncIterable<StagedLine> = parseBulkFile;
 
@@ -125,7 +128,12 @@ const CSV_EXPECTED: ParsedLine[] = [
     ],
   },
   { line: 8, kind: "invalid", sku: "A-1", errors: [{ field: "sku", code: "DUPLICATE_SKU", message: 'sku "A-1" is already on line 2' }] },
-  { line: 9, kind: "invalid", sku: "A-4", errors: [{ field: "title", code: "INVALID_UTF8", message: "title is not valid UTF-8" }] },
+  {
+    line: 9,
+    kind: "invalid",
+    sku: "A-4",
+    errors: [{ field: "title", code: "INVALID_UTF8", message: `title is not valid UTF-8: ${NOT_UTF8_HINT}` }],
+  },
   {
     line: 10,
     kind: "invalid",
@@ -198,7 +206,12 @@ const JSONL_EXPECTED: ParsedLine[] = [
     item: { sku: "J-1", title: "Teapot 日本", priceMinor: 1250, currency: "USD", stock: 3, attributes: { color: "red 🍵" } },
   },
   { line: 4, kind: "valid", item: { sku: "J-2", priceMinor: 5, currency: "JPY" } },
-  { line: 5, kind: "invalid", sku: "J-3", errors: [{ field: "", code: "INVALID_UTF8", message: "the line is not valid UTF-8" }] },
+  {
+    line: 5,
+    kind: "invalid",
+    sku: "J-3",
+    errors: [{ field: "", code: "INVALID_UTF8", message: `the line is not valid UTF-8: ${NOT_UTF8_HINT}` }],
+  },
   {
     line: 6,
     kind: "invalid",
@@ -467,6 +480,54 @@ test("CSV file errors: columns are checked before any line is read", async (t) =
     t.deepEqual(error, { code, line, message, column, lines: [] }, JSON.stringify(input));
   }
   t.deepEqual(await parse("sku,title\r\n"), [], "a header without items is an empty job, not an error");
+  t.deepEqual(await parse("sku\nA\n"), [{ line: 2, kind: "valid", item: { sku: "A" } }], "one column is no other delimiter");
+});
+
+test("CSV saved the way spreadsheets often save it: semicolons or tabs, UTF-16, a legacy encoding, or JSON Lines; each is named", async (t) => {
+  const delimiter = (name: string) =>
+    `the header's columns are separated by ${name}, not commas: save the file as comma-separated CSV (in Excel: CSV UTF-8), with "." as the decimal point`;
+  const cases: [string | Uint8Array, string, string][] = [
+    ["sku;title;price;currency\nMUG-1;Mug;12,90;EUR\n", "WRONG_DELIMITER", delimiter("semicolons")],
+    ['"SKU";"Title"\r\n', "WRONG_DELIMITER", delimiter("semicolons")],
+    ["sku\ttitle\nMUG-1\tMug\n", "WRONG_DELIMITER", delimiter("tabs")],
+    [
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("sku,title\r\nMUG-1,Mug\r\n", "utf16le")]),
+      "NOT_UTF8",
+      "the file is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark): save the file as UTF-8 (in Excel: CSV UTF-8)",
+    ],
+    [
+      Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from("sku")]),
+      "NOT_UTF8",
+      "the file is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark): save the file as UTF-8 (in Excel: CSV UTF-8)",
+    ],
+    [Buffer.from("sku,titr\xe9\n", "latin1"), "MALFORMED_HEADER", `the header row is not valid UTF-8: ${NOT_UTF8_HINT}`],
+    [
+      '{"sku":"MUG-1","title":"Mug"}\n',
+      "WRONG_FORMAT",
+      "the header row is a JSON object, not CSV column names: upload the file as JSON Lines (format jsonl)",
+    ],
+  ];
+  for (const [input, code, message] of cases) {
+    const error = await fileError(t, input);
+    t.deepEqual([error.code, error.line, error.message], [code, 1, message], JSON.stringify(String(input)));
+  }
+});
+
+test("JSON Lines: a CSV file or a UTF-16 file is named as such; a CSV-like line later is only that line's error", async (t) => {
+  for (const input of ["sku,title,price,currency\nMUG-1,Mug,12.90,EUR\n", "\n  title;SKU\n"]) {
+    const error = await fileError(t, input, { format: "jsonl" });
+    t.deepEqual(
+      [error.code, error.message],
+      ["WRONG_FORMAT", "the first line is a CSV header, not a JSON object: upload the file as CSV (format csv)"],
+      input,
+    );
+  }
+  const utf16 = await fileError(t, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"sku":"A"}\n', "utf16le")]), {
+    format: "jsonl",
+  });
+  t.is(utf16.code, "NOT_UTF8");
+  const lines = await parse('{"sku":"A"}\nsku,title\n', { format: "jsonl" });
+  t.like(lines[1], { line: 2, kind: "invalid", errors: [{ code: "MALFORMED_LINE" }] });
   t.deepEqual(await parse('"sku","attr.a-b.c"\nA,1\n'), [{ line: 2, kind: "valid", item: { sku: "A", attributes: { "a-b.c": "1" } } }]);
 });
 

@@ -67,6 +67,33 @@ export function readHeader(cells: readonly string[], line: number): Column[] {
   return columns;
 }
 
+/**
+ * refuseOtherDelimiter explains a header record of one column (its raw
+ * text, quotes and all) that names sku among names split by semicolons or
+ * tabs: Excel saves "CSV" with semicolons in many locales (and "Text" with
+ * tabs), which would otherwise read as one unknown or badly quoted column.
+ */
+export function refuseOtherDelimiter(record: string, line: number): void {
+  for (const [delimiter, name] of [
+    [";", "semicolons"],
+    ["\t", "tabs"],
+  ] as const) {
+    const names = record.split(delimiter).map((c) =>
+      c
+        .trim()
+        .replace(/^"(.*)"$/, "$1")
+        .toLowerCase(),
+    );
+    if (names.length > 1 && names.includes("sku")) {
+      throw new BulkFileError(
+        "WRONG_DELIMITER",
+        line,
+        `the header's columns are separated by ${name}, not commas: save the file as comma-separated CSV (in Excel: CSV UTF-8), with "." as the decimal point`,
+      );
+    }
+  }
+}
+
 function toColumn(cell: string, line: number): Column {
   const written = cell.trim();
   const lower = written.toLowerCase();

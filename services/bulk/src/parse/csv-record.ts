@@ -4,9 +4,11 @@
  * errors. Text is decoded only here, once the record is whole.
  */
 import { isUtf8 } from "node:buffer";
-import { attrColumn, readHeader, type Column } from "./csv-header.ts";
+import { attrColumn, readHeader, refuseOtherDelimiter, type Column } from "./csv-header.ts";
 import { buildItem, setOwn, type RawFields } from "./fields.ts";
-import { BulkFileError, type Draft, type ItemError } from "./types.ts";
+import { BulkFileError, SAVE_AS_UTF8, type Draft, type ItemError } from "./types.ts";
+
+const LEFT_BRACE = 0x7b;
 
 // Field flags.
 export const F_QUOTED = 1;
@@ -42,7 +44,16 @@ function text(f: Fields, k: number): string {
 /** headerColumns reads the header record. */
 export function headerColumns(f: Fields, line: number): Column[] {
   if (f.count > f.cap) throw new BulkFileError("TOO_MANY_COLUMNS", line, `the header names more than ${f.cap} columns`);
-  if (!isUtf8(f.rec.subarray(f.start, f.end))) throw new BulkFileError("MALFORMED_HEADER", line, "the header row is not valid UTF-8");
+  if (!isUtf8(f.rec.subarray(f.start, f.end)))
+    throw new BulkFileError("MALFORMED_HEADER", line, `the header row is not valid UTF-8: ${SAVE_AS_UTF8}`);
+  if (f.count === 1) refuseOtherDelimiter((f.rec as unknown as NativeSlices).utf8Slice(f.start, f.end), line);
+  if (f.rec[f.start] === LEFT_BRACE) {
+    throw new BulkFileError(
+      "WRONG_FORMAT",
+      line,
+      "the header row is a JSON object, not CSV column names: upload the file as JSON Lines (format jsonl)",
+    );
+  }
   const cells: string[] = [];
   for (let k = 0; k < f.count; k++) {
     if (f.flags[k]! & (F_STRAY | F_JUNK))
@@ -123,7 +134,7 @@ export function itemDraft(f: Fields, columns: readonly Column[], line: number, v
       continue;
     }
     if (!utf8 && !isUtf8(f.rec.subarray(f.starts[k], f.ends[k]))) {
-      errors.push({ field: column.name, code: "INVALID_UTF8", message: `${column.name} is not valid UTF-8` });
+      errors.push({ field: column.name, code: "INVALID_UTF8", message: `${column.name} is not valid UTF-8: ${SAVE_AS_UTF8}` });
       continue;
     }
     const value = utf8 ? values[k]! : text(f, k);

@@ -37,6 +37,7 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
   let items = 0;
   let received = 0;
   const bom = new BomStrip();
+  let first = true;
 
   const toLine = (draft: Draft): ParsedLine => {
     if (++items > maxItems) throw new BulkFileError("TOO_MANY_ITEMS", draft.line, `the file has more than ${maxItems} items`);
@@ -56,11 +57,16 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
     if (chunk.byteLength === 0) continue;
     const bytes = bom.push(chunk);
     if (bytes === undefined) continue;
+    if (first) refuseUtf16(bytes);
+    first = false;
     scanner.push(bytes);
     for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
   }
   const rest = bom.end();
-  if (rest !== undefined) scanner.push(rest);
+  if (rest !== undefined) {
+    if (first) refuseUtf16(rest);
+    scanner.push(rest);
+  }
   scanner.end();
   for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
 }
@@ -134,6 +140,21 @@ class BomStrip {
     const head = this.#head;
     this.#head = undefined;
     return head !== undefined && head.length > 0 ? withoutBom(head) : undefined;
+  }
+}
+
+/**
+ * refuseUtf16 fails a file that starts with a UTF-16 (or UTF-32) byte order
+ * mark, as Excel's "Unicode Text" and some exports save it: every line of it
+ * would be refused one by one, the header first.
+ */
+function refuseUtf16(bytes: Buffer): void {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new BulkFileError(
+      "NOT_UTF8",
+      1,
+      "the file is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark): save the file as UTF-8 (in Excel: CSV UTF-8)",
+    );
   }
 }
 

@@ -11,11 +11,13 @@ import { isUtf8 } from "node:buffer";
 import { currencyDigits, isKnownCurrency } from "@stockroom/common";
 import { Carry } from "./carry.ts";
 import { buildItem, setOwn, tooLong, type RawFields } from "./fields.ts";
-import { BulkFileError, type Draft, type ItemError, type Scanner } from "./types.ts";
+import { BulkFileError, SAVE_AS_UTF8, type Draft, type ItemError, type Scanner } from "./types.ts";
 
 const LF = 0x0a;
 const CR = 0x0d;
 const EMPTY = Buffer.alloc(0);
+/** A CSV header naming sku among other columns: a CSV file uploaded as JSON Lines. */
+const CSV_HEADER = /^\s*"?sku"?\s*[,;\t]|[,;\t]\s*"?sku"?\s*([,;\t]|$)/i;
 
 /** RawNumber is a JSON number as written in the file. */
 class RawNumber {
@@ -155,13 +157,20 @@ export class JsonlScanner implements Scanner {
       // Read the sku for the report if the damage lies elsewhere.
       const lossy = tryParse(bytes.toString("utf8", start, end));
       const sku = isObject(lossy) && typeof lossy["sku"] === "string" && !lossy["sku"].includes("\uFFFD") ? lossy["sku"] : "";
-      return fail("INVALID_UTF8", "the line is not valid UTF-8", sku);
+      return fail("INVALID_UTF8", `the line is not valid UTF-8: ${SAVE_AS_UTF8}`, sku);
     }
     const text = bytes.toString("utf8", start, end);
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (e) {
+      if (!this.#sawLine && CSV_HEADER.test(text)) {
+        throw new BulkFileError(
+          "WRONG_FORMAT",
+          line,
+          "the first line is a CSV header, not a JSON object: upload the file as CSV (format csv)",
+        );
+      }
       return fail("MALFORMED_LINE", `the line is not valid JSON: ${(e as Error).message}`);
     }
     if (!isObject(value)) return fail("MALFORMED_LINE", "the line is not a JSON object");

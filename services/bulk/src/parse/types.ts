@@ -51,6 +51,9 @@ export interface ParseOptions {
   maxLineBytes?: number;
 }
 
+/** SAVE_AS_UTF8 ends every message about text that is not UTF-8: what the merchant can do about it. */
+export const SAVE_AS_UTF8 = "save the file as UTF-8, not in a legacy encoding such as Windows-1252 or Shift_JIS";
+
 /**
  * DEFAULT_MAX_LINE_BYTES bounds one record. The largest valid CSV record
  * (every text at its limit, 4-byte characters, every quote doubled) is under
@@ -64,7 +67,7 @@ export const DEFAULT_MAX_LINE_BYTES = 2 * 1024 * 1024;
  */
 export class BulkFileError extends Error {
   override name = "BulkFileError";
-  /** UPPER_SNAKE: UNKNOWN_COLUMN, BAD_COLUMN, DUPLICATE_COLUMN, MISSING_SKU_COLUMN, MISSING_CURRENCY_COLUMN, MISSING_PRICE_COLUMN, TOO_MANY_COLUMNS, MALFORMED_HEADER, EMPTY_FILE, FILE_TOO_LARGE or TOO_MANY_ITEMS. */
+  /** UPPER_SNAKE: UNKNOWN_COLUMN, BAD_COLUMN, DUPLICATE_COLUMN, MISSING_SKU_COLUMN, MISSING_CURRENCY_COLUMN, MISSING_PRICE_COLUMN, TOO_MANY_COLUMNS, MALFORMED_HEADER, WRONG_DELIMITER, WRONG_FORMAT, NOT_UTF8, EMPTY_FILE, FILE_TOO_LARGE or TOO_MANY_ITEMS. */
   readonly code: string;
   readonly line: number;
   /** The column at fault, for header errors. */
