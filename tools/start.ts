@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
+import { apiKeysModule, startApi, stopOnSignals, createKeyVerifier, createMerchant } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
 import { parseEventStreamConfig, parseRelayConfig, registerRelayMetrics, startOutboxRelay } from "@stockroom/events";
 import { bulkModule, parseBulkConfig, startBulkWorker, workerSettings } from "@stockroom/bulk";
@@ -50,6 +50,7 @@ const api = await startApi<StockroomTables>({
     bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired, shutdown: draining }),
     ordersModule(db, { ...orders, shutdown: draining, metrics }),
     notifyModule(db, notify),
+    apiKeysModule(db),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),
   ],
 }).catch((error: unknown) => {

@@ -56,6 +56,7 @@ export const VITESS_TIER = [
   "services/events/test/migrations.test.ts",
   "services/notify/test/migrations.test.ts",
   "services/common/test/vitess-shards.test.ts",
+  "services/common/test/api-keys.test.ts",
   "services/bulk/test/formats.test.ts",
   "services/events/test/relay-vstream.test.ts",
   "services/notify/test/delivery.test.ts",

@@ -1,5 +1,5 @@
 /**
- * The client both entries return: the three typed service clients over a
+ * The client both entries return: the typed service clients over a
  * resilient transport, and the bulk helpers. The entries differ only in the
  * transport they build and the upload sources they read.
  */
@@ -12,6 +12,7 @@ import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/noti
 import type { Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import { ApiKeyService } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 import {
   downloadBulkJobReport,
   waitForBulkJob,
@@ -54,6 +55,8 @@ export interface StockroomClient<Source> {
   notify: Client<typeof NotificationService>;
   /** stockroom.search.v1.SearchService (served by the search API). */
   search: Client<typeof SearchService>;
+  /** The merchant's own API keys: create, list, revoke (stockroom.account.v1.ApiKeyService). */
+  keys: Client<typeof ApiKeyService>;
   /** Async iterators over every paged list, e.g. `for await (const p of client.all.products())`. */
   all: AllPages;
   /** uploadBulkFile uploads a CSV or JSON Lines file as a bulk job, each line exactly once; see UploadBulkFileOptions. */
@@ -116,6 +119,7 @@ export function assembleClient<Source>(parts: {
     orders,
     notify: cancellableStreams(NotificationService, createClient(NotificationService, transport)),
     search: cancellableStreams(SearchService, createClient(SearchService, transport)),
+    keys: cancellableStreams(ApiKeyService, createClient(ApiKeyService, transport)),
   };
   return {
     ...services,

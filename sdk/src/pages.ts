@@ -17,6 +17,7 @@ import type {
 import type { Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import type { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import type { SearchResult, SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import type { ApiKey, ApiKeyService } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 
 /** A paged list call: a request with a page token, a response with the next one. */
 type PagedCall<Req, Res> = (request: Req, options?: CallOptions) => Promise<Res>;
@@ -47,6 +48,7 @@ type Bulk = Client<typeof BulkJobService>;
 type Orders = Client<typeof OrderService>;
 type Notify = Client<typeof NotificationService>;
 type Search = Client<typeof SearchService>;
+type Keys = Client<typeof ApiKeyService>;
 
 /** AllPages are the iterators of `client.all`: one per paged list, yielding items, not pages. */
 export interface AllPages {
@@ -74,9 +76,11 @@ export interface AllPages {
   deadLetters(request?: ListRequest<Notify["listDeadLetters"]>, options?: CallOptions): AsyncGenerator<WebhookDelivery, void, undefined>;
   /** Search results, ordered by SKU (SearchService.SearchProducts). */
   searchProducts(request: ListRequest<Search["searchProducts"]>, options?: CallOptions): AsyncGenerator<SearchResult, void, undefined>;
+  /** The merchant's API keys, newest first, without secrets (ApiKeyService.ListApiKeys). */
+  apiKeys(request?: ListRequest<Keys["listApiKeys"]>, options?: CallOptions): AsyncGenerator<ApiKey, void, undefined>;
 }
 
-export function allPages(c: { catalog: Catalog; bulk: Bulk; orders: Orders; notify: Notify; search: Search }): AllPages {
+export function allPages(c: { catalog: Catalog; bulk: Bulk; orders: Orders; notify: Notify; search: Search; keys: Keys }): AllPages {
   return {
     products: (request = {}, options) => paginate(c.catalog.listProducts, request, (r) => r.products, options),
     productHistory: (request, options) => paginate(c.catalog.listProductHistory, request, (r) => r.changes, options),
@@ -87,5 +91,6 @@ export function allPages(c: { catalog: Catalog; bulk: Bulk; orders: Orders; noti
     webhookEndpoints: (request = {}, options) => paginate(c.notify.listWebhookEndpoints, request, (r) => r.endpoints, options),
     deadLetters: (request = {}, options) => paginate(c.notify.listDeadLetters, request, (r) => r.deadLetters, options),
     searchProducts: (request, options) => paginate(c.search.searchProducts, request, (r) => r.results, options),
+    apiKeys: (request = {}, options) => paginate(c.keys.listApiKeys, request, (r) => r.keys, options),
   };
 }

@@ -53,4 +53,5 @@ export {
   type WebhookEndpoint,
 } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 export { SearchService, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+export { ApiKeyService, type ApiKey } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 export type { ProductChange } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";

@@ -43,6 +43,8 @@ const IDEMPOTENT_BY_CONTRACT: ReadonlySet<string> = new Set([
   "stockroom.bulk.v1.BulkJobService.CreateUpload",
   // Idempotent by payment_id.
   "stockroom.order.v1.OrderService.MarkOrderPaid",
+  // Revoking a revoked key returns it as it is.
+  "stockroom.account.v1.ApiKeyService.RevokeApiKey",
 ]);
 
 /** isIdempotent tells whether repeating a call can never apply it twice. */

@@ -18,9 +18,10 @@ import type { DescService } from "@bufbuild/protobuf";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_service_pb.js";
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
+import { ApiKeyService } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import { openApiDocument } from "@stockroom/common/rpc";
+import { apiKeysModule, openApiDocument } from "@stockroom/common/rpc";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { createLogger } from "@stockroom/common/observe";
 import { startTestApi, testDatabaseUrl, waitFor, type TestApi, type TestMerchant, dropTestDatabase } from "@stockroom/common/testing";
@@ -40,7 +41,7 @@ import {
 import type { StockroomTables } from "../tables.ts";
 
 type Json = Record<string, unknown>;
-const SERVICES: DescService[] = [CatalogService, BulkJobService, OrderService, NotificationService, SearchService];
+const SERVICES: DescService[] = [CatalogService, BulkJobService, OrderService, NotificationService, SearchService, ApiKeyService];
 const ORIGIN = "https://admin.example.com";
 const root = path.resolve(import.meta.dirname, "..", "..");
 const log = createLogger("openapi-test", "silent");
@@ -70,6 +71,7 @@ test.before(async () => {
       bulkModule(db, { nats, queue }),
       ordersModule(db),
       notifyModule(db, parseNotifyConfig({})),
+      apiKeysModule(db),
       searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, DEFAULT_PROJECTOR.durable) }),
     ],
     { config: { corsOrigins: [ORIGIN] } },
@@ -295,6 +297,11 @@ test("one unary method per service, called as plain HTTP + JSON from the documen
   );
   t.is(hook.status, 200);
   t.regex(String(hook.json["signingSecret"]), /^whsec_/);
+
+  // API keys: the one this call is made with is listed as current.
+  const keys = await call(t, "ApiKeyService_ListApiKeys", {}, m);
+  t.is(keys.status, 200);
+  t.true(((keys.json["keys"] as Json[] | undefined) ?? []).some((k) => k["current"] === true));
 
   // Search, once the projection has the product (the relay and projector run in this file).
   const found = await waitFor("the product in search", async () => {

@@ -1,12 +1,12 @@
 /**
- * The catalog API process on its own (how Nomad runs it): CatalogService and
+ * The catalog API process on its own (how Nomad runs it): CatalogService,
  * NotificationService, through which merchants register their webhooks (the
  * dispatcher that sends them is its own process, @stockroom/notify's
- * dispatcher-main.ts).
+ * dispatcher-main.ts), and ApiKeyService, the merchants' own API keys.
  * The only file that reads process.env. `npm start` instead runs every
  * service in one process.
  */
-import { startApi, stopOnSignals } from "@stockroom/common/rpc";
+import { apiKeysModule, startApi, stopOnSignals } from "@stockroom/common/rpc";
 import { parseApiConfig } from "@stockroom/common";
 import { notifyModule, parseNotifyConfig } from "@stockroom/notify";
 import { catalogModule } from "./module.ts";
@@ -18,7 +18,7 @@ const api = await startApi({
   name: "stockroom-catalog",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db) => [catalogModule(db), notifyModule(db, notify)],
+  modules: (db) => [catalogModule(db), notifyModule(db, notify), apiKeysModule(db)],
 });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(api.stop, api.log);

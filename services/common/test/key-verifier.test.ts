@@ -7,7 +7,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import test from "ava";
 import { commonMigrations, createDatabase, ensureDatabase, migrateToLatest, type CommonTables } from "../src/db/index.ts";
-import { createKeyVerifier, createMerchant, revokeApiKey } from "../src/rpc/auth.ts";
+import { createApiKey, createKeyVerifier, createMerchant, revokeApiKey } from "../src/rpc/auth.ts";
 import { UnauthenticatedError } from "../src/errors.ts";
 import { testDatabaseUrl, dropTestDatabase } from "../testing/index.ts";
 
@@ -43,7 +43,8 @@ test.serial(
     await verify(apiKey);
     t.is(reads.length, 0, "renewed by the read ahead");
 
-    t.true(await revokeApiKey(db, merchantId, keyId));
+    await createApiKey(db, merchantId, "its successor"); // the last active key cannot be revoked
+    t.like(await revokeApiKey(db, merchantId, keyId), { keyId });
     await delay(520);
     await t.throwsAsync(verify(apiKey), { instanceOf: UnauthenticatedError }, "revoked: refused once the entry ran out");
     await t.throwsAsync(verify("srk_malformed"), { instanceOf: UnauthenticatedError });

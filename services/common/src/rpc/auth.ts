@@ -2,7 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
-import { UnauthenticatedError } from "../errors.ts";
+import { inTransaction } from "../db/database.ts";
+import { PreconditionError, UnauthenticatedError } from "../errors.ts";
 import { newUlid, ULID_PATTERN } from "../ulid.ts";
 
 /** Principal is the authenticated caller: always exactly one merchant. */
@@ -69,16 +70,107 @@ export function merchantOfKey(apiKey: string): string | undefined {
   return KEY_PATTERN.exec(apiKey)?.[1];
 }
 
-/** revokeApiKey disables a key; verifiers stop accepting it within their cache TTL. */
-export async function revokeApiKey(db: Kysely<CommonTables>, merchantId: string, keyId: string): Promise<boolean> {
-  const result = await db
-    .updateTable("api_keys")
-    .set({ revoked_at: new Date() })
+/** ApiKeyRow is a key as its merchant may see it: everything but the secret's hash. */
+export interface ApiKeyRow {
+  keyId: string;
+  label: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+/** MAX_ACTIVE_KEYS bounds a merchant's active keys (ApiKeyService.CreateApiKey). */
+export const MAX_ACTIVE_KEYS = 50;
+
+/**
+ * addApiKey adds a key to a merchant, up to MAX_ACTIVE_KEYS active ones
+ * (else FAILED_PRECONDITION TOO_MANY_KEYS); it returns the key, whose secret
+ * cannot be shown again. Key changes of one merchant take its merchants row
+ * lock, so two at once cannot both pass a count.
+ */
+export async function addApiKey(db: Kysely<CommonTables>, merchantId: string, label: string): Promise<{ apiKey: string; key: ApiKeyRow }> {
+  return inTransaction(db, async (trx) => {
+    const active = await lockActiveKeys(trx, merchantId);
+    if (active.length >= MAX_ACTIVE_KEYS) {
+      throw new PreconditionError("TOO_MANY_KEYS", `at most ${MAX_ACTIVE_KEYS} API keys may be active at once: revoke one first`, {
+        active: String(active.length),
+      });
+    }
+    const { apiKey, keyId } = await createApiKey(trx, merchantId, label);
+    const row = await findApiKey(trx, merchantId, keyId);
+    return { apiKey, key: row! };
+  });
+}
+
+/** findApiKey reads one of a merchant's keys. */
+export async function findApiKey(db: Kysely<CommonTables>, merchantId: string, keyId: string): Promise<ApiKeyRow | undefined> {
+  const row = await db
+    .selectFrom("api_keys")
+    .select(["key_id", "label", "created_at", "revoked_at"])
     .where("merchant_id", "=", merchantId)
     .where("key_id", "=", keyId)
-    .where("revoked_at", "is", null)
     .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
+  return row && toApiKeyRow(row);
+}
+
+/** listApiKeys reads a page of a merchant's keys, newest first (key ids are ULIDs), after the key id `before` if given. */
+export async function listApiKeys(db: Kysely<CommonTables>, merchantId: string, limit: number, before?: string): Promise<ApiKeyRow[]> {
+  let q = db.selectFrom("api_keys").select(["key_id", "label", "created_at", "revoked_at"]).where("merchant_id", "=", merchantId);
+  if (before !== undefined) q = q.where("key_id", "<", before);
+  const rows = await q.orderBy("key_id", "desc").limit(limit).execute();
+  return rows.map(toApiKeyRow);
+}
+
+/**
+ * revokeApiKey disables a key; verifiers stop accepting it within their
+ * cache TTL. It returns the key (as it was when already revoked), or
+ * undefined when the merchant has no such key. The merchant's last active
+ * key is refused (FAILED_PRECONDITION LAST_ACTIVE_KEY): nobody could call
+ * for the merchant any more.
+ */
+export async function revokeApiKey(
+  db: Kysely<CommonTables>,
+  merchantId: string,
+  keyId: string,
+  now = new Date(),
+): Promise<ApiKeyRow | undefined> {
+  return inTransaction(db, async (trx) => {
+    const active = await lockActiveKeys(trx, merchantId);
+    const key = await findApiKey(trx, merchantId, keyId);
+    if (!key || key.revokedAt !== null) return key;
+    if (active.length === 1 && active[0] === keyId) {
+      throw new PreconditionError(
+        "LAST_ACTIVE_KEY",
+        "this is the merchant's last active API key: create its successor before revoking it",
+        {
+          key_id: keyId,
+        },
+      );
+    }
+    await trx
+      .updateTable("api_keys")
+      .set({ revoked_at: now })
+      .where("merchant_id", "=", merchantId)
+      .where("key_id", "=", keyId)
+      .where("revoked_at", "is", null)
+      .execute();
+    return { ...key, revokedAt: now };
+  });
+}
+
+/** lockActiveKeys takes the merchant's row lock (key changes of one merchant go one at a time) and reads its active key ids. */
+async function lockActiveKeys(trx: Kysely<CommonTables>, merchantId: string): Promise<string[]> {
+  await trx.selectFrom("merchants").select("merchant_id").where("merchant_id", "=", merchantId).forUpdate().execute();
+  const rows = await trx
+    .selectFrom("api_keys")
+    .select("key_id")
+    .where("merchant_id", "=", merchantId)
+    .where("revoked_at", "is", null)
+    .execute();
+  return rows.map((r) => r.key_id);
+}
+
+function toApiKeyRow(row: { key_id: string; label: string; created_at: Date; revoked_at: Date | null }): ApiKeyRow {
+  return { keyId: row.key_id, label: row.label, createdAt: row.created_at, revokedAt: row.revoked_at };
 }
 
 /** principalOf returns a handler's caller; the auth interceptor guarantees one on every non-public call. */

@@ -1,3 +1,4 @@
+export * from "./api-keys.ts";
 export * from "./app.ts";
 export * from "./auth.ts";
 export * from "./cors.ts";
