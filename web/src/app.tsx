@@ -2,6 +2,7 @@
 import { useEffect, useState } from "react";
 import { isSignedOut } from "./errors.ts";
 import { JobPage } from "./pages/job.tsx";
+import { KeysPage } from "./pages/keys.tsx";
 import { JobsPage } from "./pages/jobs.tsx";
 import { OrderPage, OrdersPage } from "./pages/orders.tsx";
 import { ProductPage, ProductsPage } from "./pages/products.tsx";
@@ -16,6 +17,7 @@ const SECTIONS = [
   ["products", "Products"],
   ["orders", "Orders"],
   ["webhooks", "Webhooks"],
+  ["keys", "API keys"],
 ] as const;
 
 export function App({ onAuthError }: { onAuthError: (f: (e: unknown) => void) => void }) {
@@ -70,6 +72,8 @@ export function App({ onAuthError }: { onAuthError: (f: (e: unknown) => void) =>
           )
         ) : section === "webhooks" ? (
           <WebhooksPage />
+        ) : section === "keys" ? (
+          <KeysPage />
         ) : id ? (
           <JobPage id={id} />
         ) : (

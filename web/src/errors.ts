@@ -24,6 +24,8 @@ const REASONS: Record<string, (m: Readonly<Record<string, string>>) => string> =
   ITEMS_EXPIRED: () => "This job's item details were deleted (they are kept 30 days after a job ends); the counts remain.",
   JOB_NOT_ROLLBACKABLE: () => "This job cannot be rolled back in its current state.",
   SEARCH_UNAVAILABLE: () => "Search is not available on this server.",
+  LAST_ACTIVE_KEY: () => "This is your last active key: add another key first, then revoke this one.",
+  TOO_MANY_KEYS: (m) => `${m["active"] ?? "50"} keys are active, the most there can be: revoke one you no longer use first.`,
   REQUEST_ID_MISMATCH: () => "This upload was already started with another file or other options. Start a new upload.",
 };
 

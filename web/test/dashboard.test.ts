@@ -32,6 +32,7 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { connectNats, type NatsClient } from "@stockroom/common/nats";
 import { createLogger } from "@stockroom/common/observe";
+import { apiKeysModule } from "@stockroom/common/rpc";
 import { startTestApi, testDatabaseUrl, type TestApi } from "@stockroom/common/testing";
 import { dropDatabase } from "@stockroom/common/db";
 import { bulkModule, DEFAULT_QUEUE, startBulkWorker } from "@stockroom/bulk";
@@ -72,6 +73,7 @@ test.before(async () => {
       bulkModule(db, { nats, queue, watchIntervalMs: 200 }),
       ordersModule(db),
       notifyModule(db, parseNotifyConfig({ WEBHOOK_ALLOW_PRIVATE_TARGETS: "true" })),
+      apiKeysModule(db),
       searchModule(searchDb, { catalogDb: db, lag: async () => ({ pendingEvents: 0, lagMs: 0 }) }),
     ],
     { config: { webDir: WEB_DIST } },
@@ -102,7 +104,7 @@ test.after.always(async () => {
 
 /** tab opens a page in a fresh context (its own sessionStorage and cache), signed in unless told otherwise. */
 async function tab(
-  options: { signedIn?: boolean; width?: number } = {},
+  options: { signedIn?: boolean; width?: number; key?: string } = {},
 ): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   // bypassCSP lets the test inject axe-core; the app itself runs under the server's CSP elsewhere.
   const context = await browser.newContext({
@@ -110,7 +112,8 @@ async function tab(
     bypassCSP: true,
     acceptDownloads: true,
   });
-  if (options.signedIn !== false) await context.addInitScript((key) => sessionStorage.setItem("stockroom.apiKey", key), apiKey);
+  if (options.signedIn !== false)
+    await context.addInitScript((key) => sessionStorage.setItem("stockroom.apiKey", key), options.key ?? apiKey);
   const page = await context.newPage();
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -418,3 +421,30 @@ test.serial(
     t.deepEqual(errors, []);
   },
 );
+
+test.serial("API keys: a key is added and shown once, the last active key is refused, revoking the session's key signs out", async (t) => {
+  // Merchant B: its keys are revoked here, and no other test signs in with it.
+  const { page, errors } = await tab({ key: api.merchantB.apiKey, width: 360 });
+  await page.goto(`${origin}/#/keys`);
+  const initial = page.getByRole("listitem").filter({ hasText: "initial key" });
+  await initial.getByText("this session's key").waitFor();
+  t.deepEqual(await axe(page), [], "keys page");
+  await page.getByLabel("What it is for").fill("ERP sync");
+  await page.getByRole("button", { name: "Add key" }).click();
+  t.regex((await page.getByTestId("new-api-key").textContent()) ?? "", new RegExp(`^srk_${api.merchantB.merchantId}_`));
+  const erp = page.getByRole("listitem").filter({ hasText: "ERP sync" });
+  await erp.getByText("active").waitFor();
+  t.true(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no sideways scrolling at 360 px");
+  await shot(page, "keys-360");
+
+  await erp.getByRole("button", { name: "Revoke" }).click();
+  await erp.getByText(/^revoked /).waitFor();
+  await initial.getByRole("button", { name: "Revoke" }).click();
+  await initial.getByText("This is your last active key").waitFor();
+
+  await page.getByRole("button", { name: "Add key" }).click();
+  await page.getByTestId("new-api-key").waitFor();
+  await initial.getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  t.deepEqual(errors, []);
+});
