@@ -38,6 +38,35 @@ export function Progress({ label, value, max, text }: { label: string; value: nu
   );
 }
 
+/** useAction runs an async action at a time: busy meanwhile, and its error kept (until the next run) for InlineError. */
+export function useAction(): { busy: boolean; error: unknown; run: (action: () => Promise<unknown>) => Promise<void> } {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const run = async (action: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, run };
+}
+
+/** InlineError says an action's error in plain words beside what started it; nothing when there is none. */
+export function InlineError({ error, inline = false }: { error: unknown; inline?: boolean }) {
+  if (error === undefined) return null;
+  const Tag = inline ? "span" : "p";
+  return (
+    <Tag className="inline-error" role="alert">
+      {describeError(error)}
+    </Tag>
+  );
+}
+
 /** ActionButton runs an async action, disables itself meanwhile, and shows the action's error beside it. */
 export function ActionButton({
   action,
@@ -50,35 +79,38 @@ export function ActionButton({
   className?: string;
   confirm?: string;
 }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const { busy, error, run } = useAction();
   return (
     <span className="action">
       <button
         type="button"
         className={className}
         disabled={busy}
-        onClick={async () => {
+        onClick={() => {
           if (confirm && !window.confirm(confirm)) return;
-          setBusy(true);
-          setError(undefined);
-          try {
-            await action();
-          } catch (e) {
-            setError(e);
-          } finally {
-            setBusy(false);
-          }
+          void run(action);
         }}
       >
         {children}
       </button>
-      {error !== undefined && (
-        <span className="inline-error" role="alert">
-          {describeError(error)}
-        </span>
-      )}
+      <InlineError error={error} inline />
     </span>
+  );
+}
+
+/** ShownOnce shows a secret the server gives only once (an API key, a signing secret), with Copy and Done. */
+export function ShownOnce({ value, testId, onDone, children }: { value: string; testId: string; onDone: () => void; children: ReactNode }) {
+  return (
+    <div className="card secret" role="status">
+      <p>{children}</p>
+      <code data-testid={testId}>{value}</code>{" "}
+      <button type="button" onClick={() => void navigator.clipboard?.writeText(value)}>
+        Copy
+      </button>{" "}
+      <button type="button" onClick={onDone}>
+        Done
+      </button>
+    </div>
   );
 }
 

@@ -8,7 +8,7 @@ import { JobProgress, JobState, useLiveJob } from "../jobs-shared.tsx";
 import { href } from "../router.ts";
 import { client } from "../session.ts";
 import { dismissUpload, retryUpload, startUpload, subscribeUploads, uploadsSnapshot, type UploadState } from "../uploads.ts";
-import { Empty, ErrorBox, Loading, Pager, Progress, usePages } from "../ui.tsx";
+import { Empty, ErrorBox, InlineError, Loading, Pager, Progress, usePages } from "../ui.tsx";
 
 const FILTERS: [string, BulkJobState][] = [
   ["All", BulkJobState.UNSPECIFIED],
@@ -158,11 +158,7 @@ function UploadArea() {
           </label>
         </div>
       </div>
-      {error !== undefined && (
-        <p className="inline-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <InlineError error={error} />
       {uploads.length > 0 && (
         <ul className="cards" aria-label="Uploads">
           {uploads.map((u) => (

@@ -2,10 +2,9 @@
 import type { ApiKey } from "@stockroom/sdk/web";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
-import { describeError } from "../errors.ts";
 import { time } from "../format.ts";
 import { client, signOut } from "../session.ts";
-import { ActionButton, Badge, Empty, ErrorBox, Loading, Pager, usePages } from "../ui.tsx";
+import { ActionButton, Badge, Empty, ErrorBox, InlineError, Loading, Pager, ShownOnce, useAction, usePages } from "../ui.tsx";
 
 export function KeysPage() {
   const [created, setCreated] = useState<{ label: string; apiKey: string }>();
@@ -22,25 +21,9 @@ export function KeysPage() {
         servers refuse a revoked key within 10 seconds.
       </p>
       {created && (
-        <div className="card secret" role="status">
-          <p>
-            New API key
-            {created.label && (
-              <>
-                {" "}
-                for <strong>{created.label}</strong>
-              </>
-            )}
-            . It is shown only now: store it where the integration reads it.
-          </p>
-          <code data-testid="new-api-key">{created.apiKey}</code>{" "}
-          <button type="button" onClick={() => void navigator.clipboard?.writeText(created.apiKey)}>
-            Copy
-          </button>{" "}
-          <button type="button" onClick={() => setCreated(undefined)}>
-            Done
-          </button>
-        </div>
+        <ShownOnce value={created.apiKey} testId="new-api-key" onDone={() => setCreated(undefined)}>
+          New API key{created.label ? ` for ${created.label}` : ""}. It is shown only now: store it where the integration reads it.
+        </ShownOnce>
       )}
       <CreateKey onCreated={(label, apiKey) => setCreated({ label, apiKey })} />
       <section aria-labelledby="keys-heading">
@@ -72,22 +55,15 @@ export function KeysPage() {
 function CreateKey({ onCreated }: { onCreated: (label: string, apiKey: string) => void }) {
   const queryClient = useQueryClient();
   const [label, setLabel] = useState("");
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       const r = await client.keys.createApiKey({ label: label.trim() });
       onCreated(r.key!.label, r.apiKey);
       setLabel("");
       await queryClient.invalidateQueries({ queryKey: ["keys"] });
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form className="card editor" onSubmit={submit} aria-labelledby="new-key-heading">
@@ -99,11 +75,7 @@ function CreateKey({ onCreated }: { onCreated: (label: string, apiKey: string) =
       <button type="submit" disabled={busy}>
         {busy ? "Adding…" : "Add key"}
       </button>
-      {error !== undefined && (
-        <p className="inline-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <InlineError error={error} />
     </form>
   );
 }

@@ -2,7 +2,6 @@
 import { ConflictError, ProductStatus, ValidationError, type Product } from "@stockroom/sdk/web";
 import { keepPreviousData, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent, type InputHTMLAttributes, type ReactNode } from "react";
-import { describeError } from "../errors.ts";
 import { count, money, time, words } from "../format.ts";
 import {
   changedPaths,
@@ -17,7 +16,7 @@ import {
 } from "../product-form.ts";
 import { href } from "../router.ts";
 import { client } from "../session.ts";
-import { Empty, ErrorBox, Loading, Pager, usePages } from "../ui.tsx";
+import { Empty, ErrorBox, InlineError, Loading, Pager, usePages } from "../ui.tsx";
 
 interface Row {
   sku: string;
@@ -281,11 +280,7 @@ function Editor({ product }: { product: Product }) {
             {saved ? "Saved." : paths.length === 0 ? "No change yet." : `Changed: ${paths.join(", ")}`}
           </span>
         </div>
-        {error !== undefined && (
-          <p className="inline-error" role="alert">
-            {describeError(error)}
-          </p>
-        )}
+        <InlineError error={error} />
       </form>
     </section>
   );

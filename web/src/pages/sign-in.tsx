@@ -1,31 +1,24 @@
 /** Sign in with a merchant API key; it is kept for this tab only (sessionStorage). */
 import { useState } from "react";
-import { describeError } from "../errors.ts";
 import { Code, createStockroomClient, StockroomError } from "@stockroom/sdk/web";
 import { signIn } from "../session.ts";
+import { InlineError, useAction } from "../ui.tsx";
 
 export function SignInPage({ expired }: { expired: boolean }) {
   const [key, setKey] = useState("");
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   return (
     <main id="main" className="sign-in">
       <h1>stockroom</h1>
       <form
         className="card"
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setBusy(true);
-          setError(undefined);
-          try {
-            // One cheap authenticated call proves the key before it is kept and the dashboard opens.
+          // One cheap authenticated call proves the key before it is kept and the dashboard opens.
+          void run(async () => {
             await proveKey(key.trim());
             signIn(key);
-          } catch (err) {
-            setError(err);
-          } finally {
-            setBusy(false);
-          }
+          });
         }}
       >
         <h2>Sign in</h2>
@@ -45,11 +38,7 @@ export function SignInPage({ expired }: { expired: boolean }) {
         <button type="submit" disabled={busy || key.trim() === ""}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
-        {error !== undefined && (
-          <p className="inline-error" role="alert">
-            {describeError(error)}
-          </p>
-        )}
+        <InlineError error={error} />
       </form>
     </main>
   );

@@ -2,10 +2,9 @@
 import type { WebhookEndpoint } from "@stockroom/sdk/web";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
-import { describeError } from "../errors.ts";
 import { time } from "../format.ts";
 import { client } from "../session.ts";
-import { ActionButton, Badge, Empty, ErrorBox, Loading, Pager, usePages } from "../ui.tsx";
+import { ActionButton, Badge, Empty, ErrorBox, InlineError, Loading, Pager, ShownOnce, useAction, usePages } from "../ui.tsx";
 
 export function WebhooksPage() {
   const [secret, setSecret] = useState<{ url: string; secret: string; rotated: boolean }>();
@@ -17,20 +16,11 @@ export function WebhooksPage() {
     <>
       <h1>Webhooks</h1>
       {secret && (
-        <div className="card secret" role="status">
-          <p>
-            {secret.rotated ? "New signing secret" : "Signing secret"} for <strong>{secret.url}</strong>. It is shown only now: store it
-            where your receiver verifies signatures.
-            {secret.rotated && " The previous secret keeps signing alongside it for 24 hours."}
-          </p>
-          <code data-testid="signing-secret">{secret.secret}</code>{" "}
-          <button type="button" onClick={() => void navigator.clipboard?.writeText(secret.secret)}>
-            Copy
-          </button>{" "}
-          <button type="button" onClick={() => setSecret(undefined)}>
-            Done
-          </button>
-        </div>
+        <ShownOnce value={secret.secret} testId="signing-secret" onDone={() => setSecret(undefined)}>
+          {secret.rotated ? "New signing secret" : "Signing secret"} for <strong>{secret.url}</strong>. It is shown only now: store it where
+          your receiver verifies signatures.
+          {secret.rotated && " The previous secret keeps signing alongside it for 24 hours."}
+        </ShownOnce>
       )}
       <CreateEndpoint onCreated={(url, s) => setSecret({ url, secret: s, rotated: false })} />
       <section aria-labelledby="endpoints-heading">
@@ -59,13 +49,10 @@ function CreateEndpoint({ onCreated }: { onCreated: (url: string, secret: string
   const [url, setUrl] = useState("");
   const [types, setTypes] = useState("*");
   const [description, setDescription] = useState("");
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       const eventTypes = types
         .split(",")
         .map((t) => t.trim())
@@ -75,11 +62,7 @@ function CreateEndpoint({ onCreated }: { onCreated: (url: string, secret: string
       setUrl("");
       setDescription("");
       await queryClient.invalidateQueries({ queryKey: ["webhooks"] });
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form className="card editor" onSubmit={submit} aria-labelledby="new-endpoint-heading">
@@ -111,11 +94,7 @@ function CreateEndpoint({ onCreated }: { onCreated: (url: string, secret: string
       <button type="submit" disabled={busy}>
         {busy ? "Adding…" : "Add endpoint"}
       </button>
-      {error !== undefined && (
-        <p className="inline-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <InlineError error={error} />
     </form>
   );
 }

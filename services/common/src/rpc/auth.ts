@@ -45,9 +45,10 @@ export async function createApiKey(
   db: Kysely<CommonTables>,
   merchantId: string,
   label: string,
-): Promise<{ apiKey: string; keyId: string }> {
+): Promise<{ apiKey: string; keyId: string; createdAt: Date }> {
   const keyId = newUlid();
   const secret = randomBytes(32).toString("base64url");
+  const createdAt = new Date();
   await db
     .insertInto("api_keys")
     .values({
@@ -55,11 +56,11 @@ export async function createApiKey(
       key_id: keyId,
       secret_sha256: sha256(secret),
       label,
-      created_at: new Date(),
+      created_at: createdAt,
       revoked_at: null,
     })
     .execute();
-  return { apiKey: `srk_${merchantId}_${keyId}_${secret}`, keyId };
+  return { apiKey: `srk_${merchantId}_${keyId}_${secret}`, keyId, createdAt };
 }
 
 /**
@@ -95,9 +96,8 @@ export async function addApiKey(db: Kysely<CommonTables>, merchantId: string, la
         active: String(active.length),
       });
     }
-    const { apiKey, keyId } = await createApiKey(trx, merchantId, label);
-    const row = await findApiKey(trx, merchantId, keyId);
-    return { apiKey, key: row! };
+    const { apiKey, keyId, createdAt } = await createApiKey(trx, merchantId, label);
+    return { apiKey, key: { keyId, label, createdAt, revokedAt: null } };
   });
 }
 
