@@ -1,4 +1,4 @@
-# The catalog API (stockroom.catalog.v1): gRPC, gRPC-Web and Connect on one port.
+# The catalog API (stockroom.catalog.v1, with stockroom.notify.v1 and stockroom.account.v1): gRPC, gRPC-Web and Connect on one port.
 #
 # Driver: docker, with the image as a variable. CI builds one image per commit:
 # the repository after `npm ci` (Node 24 comes with it as the `node` package),
