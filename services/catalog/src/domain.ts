@@ -150,6 +150,11 @@ export function validateFields(prefix: string, fields: Partial<ProductFields>, v
  * (weights 3 and 1 alternating from the right, excluding the check digit).
  */
 export function gtinProblem(gtin: string): string | undefined {
+  // The two ways a spreadsheet breaks a GTIN it took for a number.
+  if (/^\d(\.\d+)?e\+?\d+$/i.test(gtin))
+    return "must be 8, 12, 13 or 14 digits, not a number in scientific notation (a spreadsheet showed it so and saved it rounded): keep the column as text";
+  if (/^\d{7}$|^\d{11}$/.test(gtin))
+    return `must be 8, 12, 13 or 14 digits, not ${gtin.length} (a spreadsheet may have dropped a leading 0: keep the column as text)`;
   if (!/^\d+$/.test(gtin) || ![8, 12, 13, 14].includes(gtin.length)) return "must be 8, 12, 13 or 14 digits";
   let sum = 0;
   for (let i = gtin.length - 2, weight = 3; i >= 0; i--, weight = 4 - weight) sum += Number(gtin[i]) * weight;

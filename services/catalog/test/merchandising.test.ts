@@ -22,6 +22,16 @@ test("GTIN check digits: GTIN-8, UPC-A, EAN-13 and GTIN-14 pass; a wrong digit o
   t.is(gtinProblem("400638133393"), "has check digit 3, but its digits give 0");
   t.is(gtinProblem("12345"), "must be 8, 12, 13 or 14 digits");
   t.is(gtinProblem("40063813339 1"), "must be 8, 12, 13 or 14 digits");
+  // What a spreadsheet makes of a GTIN it took for a number.
+  t.is(
+    gtinProblem("4.00638E+12"),
+    "must be 8, 12, 13 or 14 digits, not a number in scientific notation (a spreadsheet showed it so and saved it rounded): keep the column as text",
+  );
+  t.is(
+    gtinProblem("36000291452"),
+    "must be 8, 12, 13 or 14 digits, not 11 (a spreadsheet may have dropped a leading 0: keep the column as text)",
+  );
+  t.is(gtinProblem("036000291452"), undefined, "the same UPC-A with its 0");
 });
 
 test("create and read the new fields; unset ones read back empty", async (t) => {
