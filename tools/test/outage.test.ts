@@ -13,6 +13,7 @@ const tools: [name: string, file: string, args: string[], setting?: string][] = 
   ["migrate", "migrate.ts", []],
   ["migrate", "migrate.ts", ["--search"], "SEARCH_DATABASE_URL"],
   ["merchant:create", "create-merchant.ts", ["Acme"]],
+  ["api-key", "api-key.ts", ["list", "01M9376YDJY8QW4Q5P40H5M97W"]],
   ["audit:verify", "verify-audit.ts", ["--merchant", "01M9376YDJY8QW4Q5P40H5M97W"]],
   ["sla:report", "sla-report.ts", []],
   ["db:grants", "db-grants.ts", ["--user", "svc", "--apply"]],

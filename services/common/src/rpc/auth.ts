@@ -3,7 +3,7 @@ import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { CommonTables } from "../db/schema.ts";
 import { inTransaction } from "../db/database.ts";
-import { PreconditionError, UnauthenticatedError } from "../errors.ts";
+import { NotFoundError, PreconditionError, UnauthenticatedError } from "../errors.ts";
 import { newUlid, ULID_PATTERN } from "../ulid.ts";
 
 /** Principal is the authenticated caller: always exactly one merchant. */
@@ -157,9 +157,14 @@ export async function revokeApiKey(
   });
 }
 
-/** lockActiveKeys takes the merchant's row lock (key changes of one merchant go one at a time) and reads its active key ids. */
+/**
+ * lockActiveKeys takes the merchant's row lock (key changes of one merchant
+ * go one at a time) and reads its active key ids; a merchant that does not
+ * exist is NOT_FOUND (an operator's tool may name any).
+ */
 async function lockActiveKeys(trx: Kysely<CommonTables>, merchantId: string): Promise<string[]> {
-  await trx.selectFrom("merchants").select("merchant_id").where("merchant_id", "=", merchantId).forUpdate().execute();
+  const merchant = await trx.selectFrom("merchants").select("merchant_id").where("merchant_id", "=", merchantId).forUpdate().execute();
+  if (merchant.length === 0) throw new NotFoundError("merchant", merchantId);
   const rows = await trx
     .selectFrom("api_keys")
     .select("key_id")
