@@ -11,6 +11,9 @@ import { DomainError, parseApiConfig, ULID_PATTERN, unavailableBackend } from "@
 import { createDatabase, type CommonTables } from "@stockroom/common/db";
 import { stopOnOutage } from "./outage.ts";
 
+/** How the keys' created_by and revoked_by name this tool. */
+const OPERATOR = "operator";
+
 const USAGE = `usage: npm run api-key -- create <merchant id> [label]
        npm run api-key -- list <merchant id>
        npm run api-key -- revoke <merchant id> <key id>`;
@@ -29,17 +32,18 @@ const { databaseUrl } = parseApiConfig(process.env);
 const db = createDatabase<CommonTables>({ url: databaseUrl, poolSize: 1 });
 try {
   if (command === "create") {
-    const { apiKey, key } = await addApiKey(db, merchantId, arg);
+    const { apiKey, key } = await addApiKey(db, merchantId, arg, OPERATOR);
     console.log(`key_id:  ${key.keyId}\napi_key: ${apiKey}\n\nKeep the key secret: it cannot be shown again.`);
   } else if (command === "list") {
     const keys = await listApiKeys(db, merchantId, 1000);
     if (keys.length === 0) console.log(`merchant ${merchantId} has no API key (or does not exist)`);
     for (const k of keys) {
-      const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : "active";
-      console.log(`${k.keyId}  created ${k.createdAt.toISOString()}  ${state}  ${k.label}`);
+      const by = (who: string | null) => (who ? ` by ${who}` : "");
+      const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}${by(k.revokedBy)}` : "active";
+      console.log(`${k.keyId}  created ${k.createdAt.toISOString()}${by(k.createdBy)}  ${state}  ${k.label}`);
     }
   } else {
-    const key = await revokeApiKey(db, merchantId, arg);
+    const key = await revokeApiKey(db, merchantId, arg, OPERATOR);
     if (!key) {
       console.error(`merchant ${merchantId} has no API key ${arg}`);
       process.exitCode = 1;

@@ -36,11 +36,11 @@ test("a merchant that lost its key gets a new one; list shows both; the old one 
 
   const listed = await tool("list", merchantId);
   t.is(listed.code, 0);
-  t.regex(listed.output, /active {2}issued by support\n.*active {2}initial key/);
+  t.regex(listed.output, /by operator {2}active {2}issued by support\n.*Z {2}active {2}initial key/);
 
   const revoked = await tool("revoke", merchantId, keyId);
   t.is(revoked.code, 0, revoked.output);
-  t.regex((await tool("list", merchantId)).output, new RegExp(`${keyId} .* revoked `));
+  t.regex((await tool("list", merchantId)).output, new RegExp(`${keyId} .* revoked \\S+ by operator {2}initial key`));
 
   const newKeyId = /key_id: {2}(\S+)/.exec(created.output)![1]!;
   const last = await tool("revoke", merchantId, newKeyId);

@@ -23,6 +23,8 @@ test.after.always(async () => {
 });
 
 const keys = (merchant: TestMerchant) => api.client(ApiKeyService, merchant);
+/** keyIdOf reads the key id out of a merchant's key: srk_<merchant id>_<key id>_<secret>. */
+const keyIdOf = (merchant: TestMerchant) => merchant.apiKey.split("_")[2]!;
 
 function reason(error: unknown): string | undefined {
   return ConnectError.from(error).findDetails(ErrorInfoSchema)[0]?.reason;
@@ -32,7 +34,7 @@ test("rotate a key: create its successor, move to it, revoke the old one; the ol
   const first = api.merchantA;
   const created = await keys(first).createApiKey({ label: "ERP sync" });
   t.regex(created.apiKey, new RegExp(`^srk_${first.merchantId}_${created.key!.id}_[A-Za-z0-9_-]{43}$`));
-  t.like(created.key, { label: "ERP sync", current: false });
+  t.like(created.key, { label: "ERP sync", current: false, createdBy: `api_key:${keyIdOf(first)}` });
   t.is(created.key!.revokeTime, undefined);
   const second: TestMerchant = { merchantId: first.merchantId, apiKey: created.apiKey };
 
@@ -51,6 +53,8 @@ test("rotate a key: create its successor, move to it, revoke the old one; the ol
 
   const revoked = await keys(second).revokeApiKey({ keyId: oldId });
   t.truthy(revoked.key?.revokeTime);
+  t.is(revoked.key?.revokedBy, `api_key:${created.key!.id}`, "revoked by the successor");
+  t.is(revoked.key?.createdBy, "", "a merchant's first key has no creator recorded");
   t.like(await keys(second).revokeApiKey({ keyId: oldId }), { key: { id: oldId } }, "again: the key as it is");
   await delay(CACHE_MS + 100);
   const refused = await t.throwsAsync(keys(first).listApiKeys({}));

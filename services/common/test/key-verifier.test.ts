@@ -44,7 +44,7 @@ test.serial(
     t.is(reads.length, 0, "renewed by the read ahead");
 
     await createApiKey(db, merchantId, "its successor"); // the last active key cannot be revoked
-    t.like(await revokeApiKey(db, merchantId, keyId), { keyId });
+    t.like(await revokeApiKey(db, merchantId, keyId, "operator"), { keyId, revokedBy: "operator" });
     await delay(520);
     await t.throwsAsync(verify(apiKey), { instanceOf: UnauthenticatedError }, "revoked: refused once the entry ran out");
     await t.throwsAsync(verify("srk_malformed"), { instanceOf: UnauthenticatedError });

@@ -91,6 +91,8 @@ function KeyRow({ apiKey: k }: { apiKey: ApiKey }) {
       </div>
       <p className="muted small">
         <code>{k.id}</code> · added {time(k.createTime)}
+        {k.createdBy && ` by ${k.createdBy}`}
+        {k.revokedBy && ` · revoked by ${k.revokedBy}`}
       </p>
       {!k.revokeTime && (
         <div className="actions">

@@ -16,6 +16,10 @@ export interface CommonTables {
     label: string;
     created_at: Date;
     revoked_at: Date | null;
+    /** Who created the key (Principal.actor, or "operator" for the api-key tool); NULL for keys from before 2026-12-05 and merchants' first keys. */
+    created_by: string | null;
+    /** Who revoked it, likewise. */
+    revoked_by: string | null;
   };
   idempotency_keys: {
     merchant_id: string;

@@ -36,11 +36,11 @@ export function apiKeysModule(db: Kysely<CommonTables>): ServiceModule {
 export function createApiKeyService(db: Kysely<CommonTables>): ServiceImpl<typeof ApiKeyService> {
   return {
     async createApiKey(req, ctx) {
-      const { merchantId, keyId } = principalOf(ctx);
+      const { merchantId, keyId, actor } = principalOf(ctx);
       if ([...req.label].length > MAX_LABEL_CHARACTERS)
         throw new InvalidArgumentError([{ field: "label", description: `must be at most ${MAX_LABEL_CHARACTERS} characters` }]);
       if (CONTROL.test(req.label)) throw new InvalidArgumentError([{ field: "label", description: "must not hold control characters" }]);
-      const { apiKey, key } = await addApiKey(db, merchantId, req.label);
+      const { apiKey, key } = await addApiKey(db, merchantId, req.label, actor);
       return { key: toProto(key, keyId), apiKey };
     },
 
@@ -57,8 +57,8 @@ export function createApiKeyService(db: Kysely<CommonTables>): ServiceImpl<typeo
     },
 
     async revokeApiKey(req, ctx) {
-      const { merchantId, keyId } = principalOf(ctx);
-      const revoked = ULID_PATTERN.test(req.keyId) ? await revokeApiKey(db, merchantId, req.keyId) : undefined;
+      const { merchantId, keyId, actor } = principalOf(ctx);
+      const revoked = ULID_PATTERN.test(req.keyId) ? await revokeApiKey(db, merchantId, req.keyId, actor) : undefined;
       if (!revoked) throw new NotFoundError(API_KEY, req.keyId);
       return { key: toProto(revoked, keyId) };
     },
@@ -72,5 +72,7 @@ function toProto(row: ApiKeyRow, currentKeyId: string): ApiKey {
     createTime: timestampFromDate(row.createdAt),
     revokeTime: row.revokedAt ? timestampFromDate(row.revokedAt) : undefined,
     current: row.keyId === currentKeyId,
+    createdBy: row.createdBy ?? "",
+    revokedBy: row.revokedBy ?? "",
   });
 }

@@ -45,6 +45,7 @@ export async function createApiKey(
   db: Kysely<CommonTables>,
   merchantId: string,
   label: string,
+  createdBy: string | null = null,
 ): Promise<{ apiKey: string; keyId: string; createdAt: Date }> {
   const keyId = newUlid();
   const secret = randomBytes(32).toString("base64url");
@@ -58,6 +59,8 @@ export async function createApiKey(
       label,
       created_at: createdAt,
       revoked_at: null,
+      created_by: createdBy,
+      revoked_by: null,
     })
     .execute();
   return { apiKey: `srk_${merchantId}_${keyId}_${secret}`, keyId, createdAt };
@@ -77,6 +80,9 @@ export interface ApiKeyRow {
   label: string;
   createdAt: Date;
   revokedAt: Date | null;
+  /** Who created and revoked it: a Principal's actor ("api_key:<key id>") or "operator"; null when not recorded. */
+  createdBy: string | null;
+  revokedBy: string | null;
 }
 
 /** MAX_ACTIVE_KEYS bounds a merchant's active keys (ApiKeyService.CreateApiKey). */
@@ -88,7 +94,12 @@ export const MAX_ACTIVE_KEYS = 50;
  * cannot be shown again. Key changes of one merchant take its merchants row
  * lock, so two at once cannot both pass a count.
  */
-export async function addApiKey(db: Kysely<CommonTables>, merchantId: string, label: string): Promise<{ apiKey: string; key: ApiKeyRow }> {
+export async function addApiKey(
+  db: Kysely<CommonTables>,
+  merchantId: string,
+  label: string,
+  by: string,
+): Promise<{ apiKey: string; key: ApiKeyRow }> {
   return inTransaction(db, async (trx) => {
     const active = await lockActiveKeys(trx, merchantId);
     if (active.length >= MAX_ACTIVE_KEYS) {
@@ -96,8 +107,8 @@ export async function addApiKey(db: Kysely<CommonTables>, merchantId: string, la
         active: String(active.length),
       });
     }
-    const { apiKey, keyId, createdAt } = await createApiKey(trx, merchantId, label);
-    return { apiKey, key: { keyId, label, createdAt, revokedAt: null } };
+    const { apiKey, keyId, createdAt } = await createApiKey(trx, merchantId, label, by);
+    return { apiKey, key: { keyId, label, createdAt, revokedAt: null, createdBy: by, revokedBy: null } };
   });
 }
 
@@ -105,7 +116,7 @@ export async function addApiKey(db: Kysely<CommonTables>, merchantId: string, la
 export async function findApiKey(db: Kysely<CommonTables>, merchantId: string, keyId: string): Promise<ApiKeyRow | undefined> {
   const row = await db
     .selectFrom("api_keys")
-    .select(["key_id", "label", "created_at", "revoked_at"])
+    .select(KEY_COLUMNS)
     .where("merchant_id", "=", merchantId)
     .where("key_id", "=", keyId)
     .executeTakeFirst();
@@ -114,7 +125,7 @@ export async function findApiKey(db: Kysely<CommonTables>, merchantId: string, k
 
 /** listApiKeys reads a page of a merchant's keys, newest first (key ids are ULIDs), after the key id `before` if given. */
 export async function listApiKeys(db: Kysely<CommonTables>, merchantId: string, limit: number, before?: string): Promise<ApiKeyRow[]> {
-  let q = db.selectFrom("api_keys").select(["key_id", "label", "created_at", "revoked_at"]).where("merchant_id", "=", merchantId);
+  let q = db.selectFrom("api_keys").select(KEY_COLUMNS).where("merchant_id", "=", merchantId);
   if (before !== undefined) q = q.where("key_id", "<", before);
   const rows = await q.orderBy("key_id", "desc").limit(limit).execute();
   return rows.map(toApiKeyRow);
@@ -131,6 +142,7 @@ export async function revokeApiKey(
   db: Kysely<CommonTables>,
   merchantId: string,
   keyId: string,
+  by: string,
   now = new Date(),
 ): Promise<ApiKeyRow | undefined> {
   return inTransaction(db, async (trx) => {
@@ -148,12 +160,12 @@ export async function revokeApiKey(
     }
     await trx
       .updateTable("api_keys")
-      .set({ revoked_at: now })
+      .set({ revoked_at: now, revoked_by: by })
       .where("merchant_id", "=", merchantId)
       .where("key_id", "=", keyId)
       .where("revoked_at", "is", null)
       .execute();
-    return { ...key, revokedAt: now };
+    return { ...key, revokedAt: now, revokedBy: by };
   });
 }
 
@@ -174,8 +186,17 @@ async function lockActiveKeys(trx: Kysely<CommonTables>, merchantId: string): Pr
   return rows.map((r) => r.key_id);
 }
 
-function toApiKeyRow(row: { key_id: string; label: string; created_at: Date; revoked_at: Date | null }): ApiKeyRow {
-  return { keyId: row.key_id, label: row.label, createdAt: row.created_at, revokedAt: row.revoked_at };
+const KEY_COLUMNS = ["key_id", "label", "created_at", "revoked_at", "created_by", "revoked_by"] as const;
+
+function toApiKeyRow(row: Pick<CommonTables["api_keys"], (typeof KEY_COLUMNS)[number]>): ApiKeyRow {
+  return {
+    keyId: row.key_id,
+    label: row.label,
+    createdAt: row.created_at,
+    revokedAt: row.revoked_at,
+    createdBy: row.created_by,
+    revokedBy: row.revoked_by,
+  };
 }
 
 /** principalOf returns a handler's caller; the auth interceptor guarantees one on every non-public call. */

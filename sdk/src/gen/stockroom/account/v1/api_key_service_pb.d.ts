@@ -51,6 +51,22 @@ export declare type ApiKey = Message<"stockroom.account.v1.ApiKey"> & {
    * @generated from field: bool current = 5;
    */
   current: boolean;
+
+  /**
+   * Who created the key: "api_key:<key id>" for a call made with one of
+   * the merchant's keys, "operator" for the operators' tool; empty when not
+   * recorded (a merchant's first key, keys from before 2026-12-05).
+   *
+   * @generated from field: string created_by = 6;
+   */
+  createdBy: string;
+
+  /**
+   * Who revoked the key, in the same terms; empty while it is active.
+   *
+   * @generated from field: string revoked_by = 7;
+   */
+  revokedBy: string;
 };
 
 /**
