@@ -193,6 +193,7 @@ test("a 100,000-item job of the previous release applies once across the migrati
     "catalog/2026_12_03_120000_add_product_changes_format",
     "catalog/2026_12_04_140000_presize_product_changes_hashes",
     "catalog/2026_12_04_150000_seal_product_changes_in_place",
+    "common/2026_12_05_210000_add_api_keys_created_revoked_by",
     "events/2026_12_03_120000_add_outbox_event_count",
   ]);
   t.log(

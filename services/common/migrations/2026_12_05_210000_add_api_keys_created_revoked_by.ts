@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import { alterTableOnline } from "../src/db/database.ts";
+import { alterTableOnline } from "@stockroom/common/db";
 
 // Who created and who revoked each API key (ApiKeyService, the api-key tool):
 // "api_key:<key id>" for a merchant's call, "operator" for the tool. Expand
