@@ -60,7 +60,7 @@ export function searchTerms(text: string): SearchTerms | undefined {
   const words = new Set<string>();
   const grams = new Set<string>();
   for (const word of text.toLowerCase().match(WORD) ?? []) {
-    for (const run of word.match(CJK) ?? []) for (const gram of queryGrams(run.normalize("NFKC"))) grams.add(gram);
+    for (const run of word.match(CJK) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
     for (const rest of word.replace(CJK, " ").split(" ")) {
       if ([...rest].length >= MIN_WORD && !STOPWORDS.has(rest)) words.add(rest);
     }
@@ -85,13 +85,13 @@ export function searchTerms(text: string): SearchTerms | undefined {
  * letter and every pair of neighbouring letters of its CJK runs, as words of
  * 3 letters that the default parser keeps (innodb_ft_min_token_size is 3):
  * a pair behind one underscore, a letter behind two. Empty when the text has
- * no CJK letter. Runs are compared after NFKC (half-width katakana as
- * full-width), on both sides.
+ * no CJK letter. Runs are compared as normalizeRun leaves them, on both
+ * sides.
  */
 export function cjkGrams(text: string): string[] {
   const grams = new Set<string>();
   for (const run of text.toLowerCase().match(CJK) ?? []) {
-    const letters = [...run.normalize("NFKC")];
+    const letters = [...normalizeRun(run)];
     for (let i = 0; i < letters.length; i++) {
       grams.add(`__${letters[i]}`);
       if (i + 1 < letters.length) grams.add(`_${letters[i]}${letters[i + 1]}`);
@@ -99,6 +99,18 @@ export function cjkGrams(text: string): string[] {
   }
   return [...grams];
 }
+
+/**
+ * normalizeRun is how a CJK run is compared: NFKC (half-width katakana as
+ * full-width), then katakana as hiragana, as Japanese search does, so "すし"
+ * finds "スシ" and the other way round.
+ */
+function normalizeRun(run: string): string {
+  return run.normalize("NFKC").replace(KATAKANA, (k) => String.fromCharCode(k.charCodeAt(0) - 0x60));
+}
+
+/** KATAKANA are the katakana that have a hiragana 0x60 below them (ァ to ヶ). */
+const KATAKANA = /[\u30a1-\u30f6]/g;
 
 /** hasCjk tells whether text has a CJK letter, so grams (cjkGrams) to store. */
 export function hasCjk(text: string): boolean {

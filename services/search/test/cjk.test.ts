@@ -62,8 +62,8 @@ async function settled(merchant: TestMerchant, query: string, expected: string[]
 test("the query's CJK runs become grams, its other words stay prefix words", (t) => {
   t.deepEqual(searchTerms("抹茶"), { grams: "+_抹茶" });
   t.deepEqual(searchTerms("茶"), { grams: "+__茶" }, "one letter is a gram of its own");
-  t.deepEqual(searchTerms("iPhone用ケース"), { words: "+iphone*", grams: "+_用ケ +_ケー +_ース" });
-  t.deepEqual(searchTerms("ｶﾌｪ、ラテ。"), { grams: "+_カフ +_フェ +_ラテ" }, "half-width katakana as full-width; punctuation splits");
+  t.deepEqual(searchTerms("iPhone用ケース"), { words: "+iphone*", grams: "+_用け +_けー +_ーす" });
+  t.deepEqual(searchTerms("ｶﾌｪ、ラテ。"), { grams: "+_かふ +_ふぇ +_らて" }, "katakana (half-width too) as hiragana; punctuation splits");
   t.deepEqual(searchTerms("녹차 mug"), { words: "+mug*", grams: "+_녹차" });
   t.is(searchTerms("ab the"), undefined);
   t.deepEqual(cjkGrams("Mug 抹茶"), ["__抹", "_抹茶", "__茶"]);
@@ -78,13 +78,14 @@ test("Chinese, Japanese and Korean words are found inside longer text, with othe
     productInit("JP-2", { title: "ほうじ茶 ティーバッグ", description: "香ばしい焙煎" }),
     productInit("JP-3", { title: "Ceramic mug", attributes: { color: "抹茶色" } }),
     productInit("JP-4", { title: "ｶﾌｪﾗﾃ mug" }),
+    productInit("JP-5", { title: "すし皿", description: "スシ用" }),
     productInit("KO-1", { title: "녹차 티백 20개" }),
     productInit("ZH-1", { title: "绿茶礼盒", stock: 0 }),
     productInit("EN-1", { title: "Matcha whisk" }),
   ];
   for (const product of products) await catalog.createProduct({ product });
   // Every row projected (the projector may commit its batches in any order); each row's grams come with it.
-  await settled(merchant, "", ["EN-1", "JP-1", "JP-2", "JP-3", "JP-4", "KO-1", "ZH-1"]);
+  await settled(merchant, "", ["EN-1", "JP-1", "JP-2", "JP-3", "JP-4", "JP-5", "KO-1", "ZH-1"]);
   t.deepEqual(await skus(merchant, "抹茶"), ["JP-1", "JP-3"]);
   t.deepEqual(await skus(merchant, "茶"), ["JP-1", "JP-2", "JP-3", "ZH-1"]);
   t.deepEqual(await skus(merchant, "茶", 1), ["JP-1", "JP-2", "JP-3", "ZH-1"], "paged one by one");
@@ -93,6 +94,8 @@ test("Chinese, Japanese and Korean words are found inside longer text, with othe
   t.deepEqual(await skus(merchant, "焙煎"), ["JP-2"], "in the description");
   t.deepEqual(await skus(merchant, "カフェ"), ["JP-4"], "half-width katakana in the text");
   t.deepEqual(await skus(merchant, "ｶﾌｪ"), ["JP-4"]);
+  t.deepEqual(await skus(merchant, "かふぇ"), ["JP-4"], "hiragana finds katakana");
+  t.deepEqual(await skus(merchant, "スシ"), ["JP-5"], "and the other way round");
   t.deepEqual(await skus(merchant, "녹차"), ["KO-1"]);
   t.deepEqual(await skus(merchant, "抹茶 mug"), ["JP-3"], "a CJK word and a word");
   t.deepEqual(await skus(merchant, "抹茶 whisk"), []);

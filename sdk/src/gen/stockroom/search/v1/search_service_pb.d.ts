@@ -26,7 +26,7 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
    * common English words ("the", "with", …) are ignored. Chinese, Japanese
    * and Korean text is matched by its letters instead, at any length and
    * anywhere in the text: "抹茶" finds "日本製の抹茶セット", "茶" every
-   * product with that letter (half-width katakana match full-width). Empty
+   * product with that letter (katakana match hiragana, half-width too). Empty
    * matches every product; a query of ignored words only fails with
    * INVALID_ARGUMENT, and so does a query longer than 1,000 characters.
    *
