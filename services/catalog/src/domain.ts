@@ -2,7 +2,7 @@
  * Product rules: what a valid product is, how an update mask applies, and
  * when a change happens. Imports neither proto nor kysely.
  */
-import { type FieldViolation, isKnownCurrency, MAX_MINOR_UNITS, longerThan } from "@stockroom/common";
+import { type FieldViolation, hasControlCharacters, isKnownCurrency, MAX_MINOR_UNITS, longerThan } from "@stockroom/common";
 
 export type ProductStatus = "active" | "draft" | "archived";
 
@@ -78,12 +78,9 @@ export const MASK_PATHS = [
 export type MaskPath = (typeof MASK_PATHS)[number] | `attributes.${string}`;
 
 const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]+$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
 /** isPlainText: no control characters and no surrounding spaces (a SKU, a brand). */
 function isPlainText(text: string): boolean {
-  return !CONTROL.test(text) && text.trim() === text;
+  return !hasControlCharacters(text) && text.trim() === text;
 }
 
 /** validateSku appends a violation if sku is not a usable SKU. */

@@ -19,3 +19,11 @@ export function longerThan(text: string, max: number): boolean {
   }
   return false;
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** hasControlCharacters tells whether text holds a C0 control character or DEL (a SKU, a brand, a key's label may not). */
+export function hasControlCharacters(text: string): boolean {
+  return CONTROL.test(text);
+}

@@ -12,6 +12,7 @@ import type { Kysely } from "kysely";
 import { commonMigrations } from "../db/database.ts";
 import type { CommonTables } from "../db/schema.ts";
 import { InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { hasControlCharacters, longerThan } from "../text.ts";
 import { ULID_PATTERN } from "../ulid.ts";
 import type { ServiceModule } from "./app.ts";
 import { addApiKey, listApiKeys, principalOf, revokeApiKey, type ApiKeyRow } from "./auth.ts";
@@ -20,8 +21,6 @@ import { decodePageToken, encodePageToken, pageSize } from "./pagination.ts";
 /** MAX_LABEL_CHARACTERS bounds a key's label (the column holds 200). */
 export const MAX_LABEL_CHARACTERS = 100;
 const API_KEY = "API key";
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this pattern finds
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** apiKeysModule plugs ApiKeyService into an API process; its table is in commonMigrations, which every process applies. */
 export function apiKeysModule(db: Kysely<CommonTables>): ServiceModule {
@@ -37,9 +36,10 @@ export function createApiKeyService(db: Kysely<CommonTables>): ServiceImpl<typeo
   return {
     async createApiKey(req, ctx) {
       const { merchantId, keyId, actor } = principalOf(ctx);
-      if ([...req.label].length > MAX_LABEL_CHARACTERS)
+      if (longerThan(req.label, MAX_LABEL_CHARACTERS))
         throw new InvalidArgumentError([{ field: "label", description: `must be at most ${MAX_LABEL_CHARACTERS} characters` }]);
-      if (CONTROL.test(req.label)) throw new InvalidArgumentError([{ field: "label", description: "must not hold control characters" }]);
+      if (hasControlCharacters(req.label))
+        throw new InvalidArgumentError([{ field: "label", description: "must not hold control characters" }]);
       const { apiKey, key } = await addApiKey(db, merchantId, req.label, actor);
       return { key: toProto(key, keyId), apiKey };
     },

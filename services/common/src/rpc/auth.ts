@@ -102,9 +102,9 @@ export async function addApiKey(
 ): Promise<{ apiKey: string; key: ApiKeyRow }> {
   return inTransaction(db, async (trx) => {
     const active = await lockActiveKeys(trx, merchantId);
-    if (active.length >= MAX_ACTIVE_KEYS) {
+    if (active >= MAX_ACTIVE_KEYS) {
       throw new PreconditionError("TOO_MANY_KEYS", `at most ${MAX_ACTIVE_KEYS} API keys may be active at once: revoke one first`, {
-        active: String(active.length),
+        active: String(active),
       });
     }
     const { apiKey, keyId, createdAt } = await createApiKey(trx, merchantId, label, by);
@@ -149,7 +149,8 @@ export async function revokeApiKey(
     const active = await lockActiveKeys(trx, merchantId);
     const key = await findApiKey(trx, merchantId, keyId);
     if (!key || key.revokedAt !== null) return key;
-    if (active.length === 1 && active[0] === keyId) {
+    // The key is active: if it is the only active one, it is the last.
+    if (active === 1) {
       throw new PreconditionError(
         "LAST_ACTIVE_KEY",
         "this is the merchant's last active API key: create its successor before revoking it",
@@ -171,19 +172,19 @@ export async function revokeApiKey(
 
 /**
  * lockActiveKeys takes the merchant's row lock (key changes of one merchant
- * go one at a time) and reads its active key ids; a merchant that does not
+ * go one at a time) and counts its active keys; a merchant that does not
  * exist is NOT_FOUND (an operator's tool may name any).
  */
-async function lockActiveKeys(trx: Kysely<CommonTables>, merchantId: string): Promise<string[]> {
+async function lockActiveKeys(trx: Kysely<CommonTables>, merchantId: string): Promise<number> {
   const merchant = await trx.selectFrom("merchants").select("merchant_id").where("merchant_id", "=", merchantId).forUpdate().execute();
   if (merchant.length === 0) throw new NotFoundError("merchant", merchantId);
-  const rows = await trx
+  const { active } = await trx
     .selectFrom("api_keys")
-    .select("key_id")
+    .select((eb) => eb.fn.countAll<number>().as("active"))
     .where("merchant_id", "=", merchantId)
     .where("revoked_at", "is", null)
-    .execute();
-  return rows.map((r) => r.key_id);
+    .executeTakeFirstOrThrow();
+  return Number(active);
 }
 
 const KEY_COLUMNS = ["key_id", "label", "created_at", "revoked_at", "created_by", "revoked_by"] as const;
