@@ -38,7 +38,11 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       }
       const match = text === "" ? undefined : searchTerms(text);
       if (text !== "" && match === undefined) {
-        violations.push({ field: "query", description: "has no word of 3 or more letters that is not a stopword" });
+        violations.push({
+          field: "query",
+          description:
+            'has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese and Korean letters count at any length',
+        });
       }
       const price = priceFilter(req.minPrice, req.maxPrice, violations);
       const status = req.status === ProtoStatus.UNSPECIFIED ? undefined : statusFromProto(req.status);

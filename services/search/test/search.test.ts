@@ -198,6 +198,15 @@ test("bad requests are refused with the field at fault", async (t) => {
   }
 });
 
+test("a query of ignored words only says which words count", async (t) => {
+  const error = ConnectError.from(await t.throwsAsync(h.search(await h.newMerchant()).searchProducts({ query: "a an of the" })));
+  t.is(error.code, Code.InvalidArgument);
+  t.is(
+    error.rawMessage,
+    'query: has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese and Korean letters count at any length',
+  );
+});
+
 test("merchant isolation: a merchant never finds another merchant's products", async (t) => {
   const [a, b] = [await h.newMerchant(), await h.newMerchant()];
   await h.catalog(a).createProduct({ product: productInit("SECRET-1", { title: "Unreleased kettle" }) });
