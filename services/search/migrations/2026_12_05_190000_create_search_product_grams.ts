@@ -1,8 +1,8 @@
 import { sql, type Kysely } from "kysely";
 
-// The grams of a product's CJK text (domain.ts cjkGrams), one row per
+// The grams of a product's text in the scripts written without spaces (domain.ts runGrams), one row per
 // (merchant, SKU) at the same (product_id, version) as its search_products
-// row and written with it, only for products whose text has CJK letters.
+// row and written with it, only for products whose text has such letters.
 // InnoDB's default full-text parser splits words at blanks only and keeps
 // none under 3 letters, so Chinese and Japanese text (no blanks) and short
 // Korean words could not be searched; MariaDB has no ngram parser, so the

@@ -22,16 +22,24 @@ const STOPWORDS = new Set("about are com for from how that the this was what whe
 const MAX_WORDS = 16;
 
 /**
- * CJK is a run of letters of the scripts written without spaces between
- * words (Chinese, Japanese kana and kanji) and of Korean, whose words are
- * often one or two syllables: InnoDB's full-text parser splits words at
- * blanks and punctuation only, so it indexes "日本製の抹茶" as one word and
- * holds no word of under 3 letters, and "抹茶" (matcha) could not be found.
- * Such runs are indexed as grams instead (cjkGrams).
+ * RUN is a run of letters of the scripts written without spaces between
+ * words (Chinese, Japanese kana and kanji, Thai, Lao, Khmer, Burmese) and
+ * of Korean, whose words are often one or two syllables: InnoDB's
+ * full-text parser splits words at blanks and punctuation only, so it
+ * indexes "日本製の抹茶" or "กาแฟสดคั่วเข้ม" as one word and holds no word
+ * of under 3 letters, and "抹茶" (matcha) or "คั่ว" (roasted) could not be
+ * found. Such runs are indexed as grams instead (runGrams). Marks count as
+ * letters: Thai writes vowels and tones as combining marks.
  */
-const CJK = /[\p{L}&&[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}]]+/gv;
-const WORD = /[\p{L}\p{N}_]+/gu;
-const HAS_CJK = new RegExp(CJK.source, "v");
+const RUN =
+  /[[\p{L}\p{M}]&&[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}]]+/gv;
+/**
+ * WORD is a word as InnoDB's parser takes it: letters with their marks
+ * (Devanagari and other Indic scripts write vowels as marks: "चाय" is one
+ * word of 3, not two letters), digits and underscores.
+ */
+const WORD = /[\p{L}\p{M}\p{N}_]+/gu;
+const HAS_RUN = new RegExp(RUN.source, "v");
 /** MAX_GRAMS bounds the grams one query asks for (a run of n letters asks for n - 1). */
 const MAX_GRAMS = 32;
 
@@ -39,7 +47,7 @@ const MAX_GRAMS = 32;
  * SearchTerms is user text as the two full-text indexes take it: `words`,
  * a boolean-mode query of search_products (every word required, as a
  * prefix: `+mug*`), and `grams`, one of search_product_grams (every gram
- * of the CJK runs required, whole: `+_抹茶`). Either may be absent.
+ * of the runs (RUN) required, whole: `+_抹茶`). Either may be absent.
  */
 export interface SearchTerms {
   words?: string;
@@ -48,9 +56,10 @@ export interface SearchTerms {
 
 /**
  * searchTerms turns user text into the queries of both indexes. It keeps
- * only letters, digits and underscores, so the text can carry no operators.
+ * only letters (with their marks), digits and underscores, so the text can
+ * carry no operators; the text is compared as NFC (composed accents).
  * Words the index does not hold (shorter than 3, stopwords) are dropped:
- * required, they would match nothing. A CJK run becomes its grams: its
+ * required, they would match nothing. A run (RUN) becomes its grams: its
  * two-letter grams, or the letter itself when it is one letter long, so
  * "抹茶" finds "日本製の抹茶" and "茶" every product with that letter (a
  * run of grams is a phrase of them, as MySQL's ngram parser answers it).
@@ -59,9 +68,9 @@ export interface SearchTerms {
 export function searchTerms(text: string): SearchTerms | undefined {
   const words = new Set<string>();
   const grams = new Set<string>();
-  for (const word of text.toLowerCase().match(WORD) ?? []) {
-    for (const run of word.match(CJK) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
-    for (const rest of word.replace(CJK, " ").split(" ")) {
+  for (const word of text.normalize("NFC").toLowerCase().match(WORD) ?? []) {
+    for (const run of word.match(RUN) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
+    for (const rest of word.replace(RUN, " ").split(" ")) {
       if ([...rest].length >= MIN_WORD && !STOPWORDS.has(rest)) words.add(rest);
     }
   }
@@ -81,16 +90,16 @@ export function searchTerms(text: string): SearchTerms | undefined {
 }
 
 /**
- * cjkGrams is what search_product_grams indexes for a product's text: every
- * letter and every pair of neighbouring letters of its CJK runs, as words of
+ * runGrams is what search_product_grams indexes for a product's text: every
+ * letter and every pair of neighbouring letters of its runs (RUN), as words of
  * 3 letters that the default parser keeps (innodb_ft_min_token_size is 3):
  * a pair behind one underscore, a letter behind two. Empty when the text has
- * no CJK letter. Runs are compared as normalizeRun leaves them, on both
+ * no such letter. Runs are compared as normalizeRun leaves them, on both
  * sides.
  */
-export function cjkGrams(text: string): string[] {
+export function runGrams(text: string): string[] {
   const grams = new Set<string>();
-  for (const run of text.toLowerCase().match(CJK) ?? []) {
+  for (const run of text.toLowerCase().match(RUN) ?? []) {
     const letters = [...normalizeRun(run)];
     for (let i = 0; i < letters.length; i++) {
       grams.add(`__${letters[i]}`);
@@ -101,7 +110,7 @@ export function cjkGrams(text: string): string[] {
 }
 
 /**
- * normalizeRun is how a CJK run is compared: NFKC (half-width katakana as
+ * normalizeRun is how a run is compared: NFKC (half-width katakana as
  * full-width), then katakana as hiragana, as Japanese search does, so "すし"
  * finds "スシ" and the other way round.
  */
@@ -112,12 +121,12 @@ function normalizeRun(run: string): string {
 /** KATAKANA are the katakana that have a hiragana 0x60 below them (ァ to ヶ). */
 const KATAKANA = /[\u30a1-\u30f6]/g;
 
-/** hasCjk tells whether text has a CJK letter, so grams (cjkGrams) to store. */
-export function hasCjk(text: string): boolean {
-  return HAS_CJK.test(text);
+/** hasRuns tells whether text has a letter of the scripts indexed as grams (RUN), so grams (runGrams) to store. */
+export function hasRuns(text: string): boolean {
+  return HAS_RUN.test(text);
 }
 
-/** queryGrams is what a query's CJK run must match: its pairs, or its one letter. */
+/** queryGrams is what a query's run must match: its pairs, or its one letter. */
 function queryGrams(run: string): string[] {
   const letters = [...run];
   if (letters.length === 1) return [`__${letters[0]}`];

@@ -25,12 +25,12 @@
  * from the catalog's row at the same version (applied from the event of a
  * process of an older release, which carried no brand), counts as behind and
  * is rewritten: a reindex after a release repairs the brands. So is a SKU
- * whose text has CJK letters and whose grams row is missing at its state
- * (projected before search_product_grams existed): CJK words find it after.
+ * whose text has letters of the scripts indexed as grams (domain.ts RUN) and whose grams row is missing at its state
+ * (projected before search_product_grams existed): words in those scripts find it after.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
-import { hasCjk, isAtOrAfter } from "./domain.ts";
+import { hasRuns, isAtOrAfter } from "./domain.ts";
 import { CLOCK_ZERO, type DbClock, entryText, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
 export interface ReindexCounts {
@@ -94,7 +94,7 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
       // Facets missing or older, or at this very state but not the catalog's (from an older release's event);
       // or grams missing at this state (written by a release before them).
       const atThisState = state!.productId === e.product_id && state!.version === e.version;
-      return !state!.facets || (atThisState && (state!.facets.brand !== e.brand || (!state!.grams && hasCjk(entryText(e)))));
+      return !state!.facets || (atThisState && (state!.facets.brand !== e.brand || (!state!.grams && hasRuns(entryText(e)))));
     });
     await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));

@@ -2,7 +2,7 @@ import path from "node:path";
 import { sql, type Generated, type JoinBuilder, type Kysely, type Selectable } from "kysely";
 import { createDatabase, ensureDatabase, inTransaction, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
 import type { ProductStatus } from "@stockroom/catalog";
-import { cjkGrams, type Position, type SearchTerms } from "./domain.ts";
+import { runGrams, type Position, type SearchTerms } from "./domain.ts";
 
 /** searchMigrations is the folder of the search database's tables (a database of its own, not the catalog's). */
 export const searchMigrations: MigrationSet = {
@@ -47,9 +47,9 @@ export interface SearchFacetRow {
 }
 
 /**
- * SearchGramRow holds the grams of a product's CJK text (domain.ts
- * cjkGrams), space-separated, at the same (product_id, version) as its
- * search_products row; products without CJK text have none, and a row at
+ * SearchGramRow holds the grams of a product's text in the scripts indexed as grams (domain.ts
+ * runGrams), space-separated, at the same (product_id, version) as its
+ * search_products row; products without such text have none, and a row at
  * another state is not read.
  */
 export interface SearchGramRow {
@@ -112,7 +112,7 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
  * upsertEntries stores each entry unless the row already holds that state
  * or a newer one: replays, reordered deliveries and a reindex racing live
  * events can never move a row back. A product's row, its facets row and
- * (when its text has CJK letters) its grams row are written in one
+ * (when its text has letters of those scripts) its grams row are written in one
  * transaction under the same guard, so they move together (the statements
  * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
  * read the entries from the catalog's rows) also rewrites facets and grams
@@ -159,9 +159,9 @@ export function entryText(entry: EntryText): string {
   return `${entry.title} ${entry.description} ${entry.attributes_text}`;
 }
 
-/** entryGrams is the grams row's text for an entry: its CJK grams, space-separated; empty when it has none. */
+/** entryGrams is the grams row's text for an entry: its runs' grams, space-separated; empty when it has none. */
 function entryGrams(entry: EntryText): string {
-  return cjkGrams(entryText(entry)).join(" ");
+  return runGrams(entryText(entry)).join(" ");
 }
 
 /** sameState joins a side table's row (facets f, grams g) at the state of its search_products row s. */
@@ -263,7 +263,7 @@ export async function tombstone(db: SearchDb, merchantId: string, skus: readonly
 }
 
 export interface SearchQuery {
-  /** The boolean-mode full-text queries of the words and the CJK grams (domain.ts searchTerms). */
+  /** The boolean-mode full-text queries of the words and the runs' grams (domain.ts searchTerms). */
   match?: SearchTerms;
   price?: { currency: string; minMinor?: number; maxMinor?: number };
   inStockOnly: boolean;

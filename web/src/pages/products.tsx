@@ -75,7 +75,7 @@ export function ProductsPage() {
       ) : list.data.rows.length === 0 ? (
         <Empty>
           {searching
-            ? "No product matches. Words under 3 letters are ignored, except in Chinese, Japanese and Korean."
+            ? "No product matches. Words under 3 letters are ignored, except in Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese."
             : "No product yet. Upload a bulk file to add some."}
         </Empty>
       ) : (

@@ -23,10 +23,12 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
    * Words to find in the title, the description or the attribute values,
    * ignoring case. Every word must appear, whole or as the start of a longer
    * word ("mug" finds "mugs"). Words shorter than 3 characters and the most
-   * common English words ("the", "with", …) are ignored. Chinese, Japanese
-   * and Korean text is matched by its letters instead, at any length and
-   * anywhere in the text: "抹茶" finds "日本製の抹茶セット", "茶" every
-   * product with that letter (katakana match hiragana, half-width too). Empty
+   * common English words ("the", "with", …) are ignored; a letter's marks
+   * (accents, Indic vowel signs) belong to its word. Chinese, Japanese,
+   * Korean, Thai, Lao, Khmer and Burmese text is matched by its letters
+   * instead, at any length and anywhere in the text: "抹茶" finds
+   * "日本製の抹茶セット", "茶" every product with that letter (katakana
+   * match hiragana, half-width too), "คั่ว" finds "กาแฟสดคั่วเข้ม". Empty
    * matches every product; a query of ignored words only fails with
    * INVALID_ARGUMENT, and so does a query longer than 1,000 characters.
    *

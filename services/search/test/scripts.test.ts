@@ -1,16 +1,17 @@
 /**
- * Chinese, Japanese and Korean text in search: InnoDB's full-text parser
+ * Text beyond spaced Latin words in search. InnoDB's full-text parser
  * splits words at blanks only and keeps none under 3 letters, so "抹茶"
  * (matcha) was refused as a query with no word and could not find
- * "日本製の抹茶セット". The grams of CJK runs (domain.ts cjkGrams) are kept
- * in search_product_grams beside each row; fed end to end here (catalog →
+ * "日本製の抹茶セット", and a Thai title was one word. The grams of runs of
+ * the scripts written without spaces (domain.ts runGrams) are kept in
+ * search_product_grams beside each row; fed end to end here (catalog →
  * outbox → relay → projector), and by a reindex for rows projected before
- * the grams existed.
+ * the grams existed. Hindi's words keep their vowel signs.
  */
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
-import { cjkGrams, searchTerms } from "../src/domain.ts";
+import { runGrams, searchTerms } from "../src/domain.ts";
 import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
@@ -59,15 +60,19 @@ async function settled(merchant: TestMerchant, query: string, expected: string[]
   });
 }
 
-test("the query's CJK runs become grams, its other words stay prefix words", (t) => {
+test("the query's runs of unspaced scripts become grams, its other words stay prefix words", (t) => {
   t.deepEqual(searchTerms("抹茶"), { grams: "+_抹茶" });
   t.deepEqual(searchTerms("茶"), { grams: "+__茶" }, "one letter is a gram of its own");
   t.deepEqual(searchTerms("iPhone用ケース"), { words: "+iphone*", grams: "+_用け +_けー +_ーす" });
   t.deepEqual(searchTerms("ｶﾌｪ、ラテ。"), { grams: "+_かふ +_ふぇ +_らて" }, "katakana (half-width too) as hiragana; punctuation splits");
   t.deepEqual(searchTerms("녹차 mug"), { words: "+mug*", grams: "+_녹차" });
   t.is(searchTerms("ab the"), undefined);
-  t.deepEqual(cjkGrams("Mug 抹茶"), ["__抹", "_抹茶", "__茶"]);
-  t.deepEqual(cjkGrams("Plain mug"), []);
+  t.deepEqual(runGrams("Mug 抹茶"), ["__抹", "_抹茶", "__茶"]);
+  t.deepEqual(runGrams("Plain mug"), []);
+  t.deepEqual(searchTerms("คั่ว"), { grams: "+_คั +_ั่ +_่ว" }, "Thai: its vowel and tone marks are letters of the run");
+  t.deepEqual(runGrams("ไก่"), ["__ไ", "_ไก", "__ก", "_ก่", "__่"]);
+  t.deepEqual(searchTerms("चाय मसाला"), { words: "+चाय* +मसाला*" }, "Devanagari's vowel signs are part of the word");
+  t.deepEqual(searchTerms("cafe\u0301 NOIR"), { words: "+café* +noir*" }, "composed (NFC)");
 });
 
 test("Chinese, Japanese and Korean words are found inside longer text, with other words and filters, page by page", async (t) => {
@@ -120,18 +125,42 @@ test("Chinese, Japanese and Korean words are found inside longer text, with othe
   await settled(merchant, "抹茶", []);
 });
 
+test("Thai, written without spaces, is found inside longer text; Hindi words whole and as prefixes", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("TH-1", { title: "กาแฟสดคั่วเข้ม", description: "เมล็ดกาแฟอาราบิก้า" }) });
+  await catalog.createProduct({ product: productInit("TH-2", { title: "ชาเขียวมัทฉะ" }) });
+  await catalog.createProduct({ product: productInit("HI-1", { title: "मसाला चाय पत्ती" }) });
+  await catalog.createProduct({ product: productInit("HI-2", { title: "चायदानी", description: "Teapot" }) });
+  await settled(merchant, "", ["HI-1", "HI-2", "TH-1", "TH-2"]);
+  // Before: a Thai title was one word, found only from its start ("กาแฟ"), and a query of it whole found nothing.
+  t.deepEqual(await skus(merchant, "คั่ว"), ["TH-1"], "roasted, in the middle of the title");
+  t.deepEqual(await skus(merchant, "กาแฟสดคั่วเข้ม"), ["TH-1"], "the whole title");
+  t.deepEqual(await skus(merchant, "กาแฟ"), ["TH-1"], "coffee, in the title and the description");
+  t.deepEqual(await skus(merchant, "มัทฉะ"), ["TH-2"]);
+  t.deepEqual(await skus(merchant, "กาแฟ ชา"), [], "every word required");
+  // Before: every Hindi query was refused ("चाय" split at its vowel sign into two one-letter words).
+  t.deepEqual(await skus(merchant, "चाय"), ["HI-1", "HI-2"], "tea, whole and as the start of teapot");
+  t.deepEqual(await skus(merchant, "मसाला चाय"), ["HI-1"]);
+  t.deepEqual(await skus(merchant, "पत्ती"), ["HI-1"]);
+});
+
 test("a reindex writes the grams of rows projected before search_product_grams existed", async (t) => {
   const merchant = await h.newMerchant();
   const catalog = h.catalog(merchant);
   await catalog.createProduct({ product: productInit("R-1", { title: "抹茶ラテ" }) });
   await catalog.createProduct({ product: productInit("R-2", { title: "Plain mug" }) });
   await catalog.createProduct({ product: productInit("R-3", { title: "Bowl", description: "抹茶碗" }) });
+  await catalog.createProduct({ product: productInit("R-4", { title: "กาแฟสดคั่วเข้ม" }) });
   await settled(merchant, "抹茶", ["R-1", "R-3"]);
   await settled(merchant, "mug", ["R-2"]);
-  // As a release before the table left them: rows without grams.
+  await settled(merchant, "คั่ว", ["R-4"]);
+  // As a release before the table (or, for Thai, before its grams) left them: rows without grams.
   await h.searchDb.deleteFrom("search_product_grams").where("merchant_id", "=", merchant.merchantId).execute();
   t.deepEqual(await skus(merchant, "抹茶"), []);
-  t.like(await reindex(merchant), { read: 3, updated: 2, removed: 0, done: true }, "only the rows with CJK text are behind");
+  t.deepEqual(await skus(merchant, "คั่ว"), []);
+  t.like(await reindex(merchant), { read: 4, updated: 3, removed: 0, done: true }, "only the rows with text in those scripts are behind");
   t.deepEqual(await skus(merchant, "抹茶"), ["R-1", "R-3"]);
+  t.deepEqual(await skus(merchant, "คั่ว"), ["R-4"]);
   t.like(await reindex(merchant), { updated: 0 }, "nothing left");
 });
