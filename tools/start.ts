@@ -45,12 +45,12 @@ const api = await startApi<StockroomTables>({
   config,
   migrate: true,
   nats: nats.nc,
-  modules: (db, { metrics, draining }) => [
+  modules: (db, { metrics, log: apiLog, draining }) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
     bulkModule(db, { nats, queue: bulk.queue, limits: bulk.limits, metrics, workersDesired: bulk.workersDesired, shutdown: draining }),
     ordersModule(db, { ...orders, shutdown: draining, metrics }),
     notifyModule(db, notify),
-    apiKeysModule(db),
+    apiKeysModule(db, { log: apiLog }),
     searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, search.projector.durable) }),
   ],
 }).catch((error: unknown) => {

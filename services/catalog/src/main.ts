@@ -18,7 +18,7 @@ const api = await startApi({
   name: "stockroom-catalog",
   config,
   migrate: process.env["MIGRATE_ON_START"] === "true",
-  modules: (db) => [catalogModule(db), notifyModule(db, notify), apiKeysModule(db)],
+  modules: (db, { log }) => [catalogModule(db), notifyModule(db, notify), apiKeysModule(db, { log })],
 });
 api.log.info("listening", { url: api.server.url });
 stopOnSignals(api.stop, api.log);

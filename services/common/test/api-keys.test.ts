@@ -8,14 +8,22 @@ import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ApiKeyService } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 import { ErrorInfoSchema } from "@stockroom/sdk/gen/google/rpc/error_details_pb.js";
+import type { Logger } from "../src/observe/log.ts";
 import { apiKeysModule, createMerchant, MAX_ACTIVE_KEYS } from "../src/rpc/index.ts";
 import { startTestApi, type TestApi, type TestMerchant } from "../testing/index.ts";
 
 const CACHE_MS = 300;
 let api: TestApi;
+/** What the service logged: each key created or revoked. */
+const logged: { msg: string; fields: Record<string, unknown> }[] = [];
+const log: Logger = {
+  info: (msg, fields = {}) => logged.push({ msg, fields }),
+  warn: (msg, fields = {}) => logged.push({ msg, fields }),
+  error: (msg, fields = {}) => logged.push({ msg, fields }),
+};
 
 test.before(async () => {
-  api = await startTestApi("api_keys", (db) => [apiKeysModule(db)], { config: { authCacheMs: CACHE_MS } });
+  api = await startTestApi("api_keys", (db) => [apiKeysModule(db, { log })], { config: { authCacheMs: CACHE_MS } });
 });
 
 test.after.always(async () => {
@@ -56,6 +64,21 @@ test("rotate a key: create its successor, move to it, revoke the old one; the ol
   t.is(revoked.key?.revokedBy, `api_key:${created.key!.id}`, "revoked by the successor");
   t.is(revoked.key?.createdBy, "", "a merchant's first key has no creator recorded");
   t.like(await keys(second).revokeApiKey({ keyId: oldId }), { key: { id: oldId } }, "again: the key as it is");
+  // The security trail: one line per key created or revoked (a repeat is not), with no secret.
+  t.deepEqual(
+    logged.filter((l) => l.fields["key_id"] === created.key!.id || l.fields["key_id"] === oldId),
+    [
+      {
+        msg: "api key created",
+        fields: { merchant_id: first.merchantId, key_id: created.key!.id, by: `api_key:${oldId}`, label: "ERP sync" },
+      },
+      {
+        msg: "api key revoked",
+        fields: { merchant_id: first.merchantId, key_id: oldId, by: `api_key:${created.key!.id}`, label: "initial key" },
+      },
+    ],
+  );
+  t.false(JSON.stringify(logged).includes(secret), "no secret is logged");
   await delay(CACHE_MS + 100);
   const refused = await t.throwsAsync(keys(first).listApiKeys({}));
   t.is(ConnectError.from(refused).code, Code.Unauthenticated);

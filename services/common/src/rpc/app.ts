@@ -45,6 +45,8 @@ export interface ServiceModule {
 export interface ModuleDeps {
   /** The process's metrics: modules count their own events (orders, rate limits) here. */
   metrics: Metrics;
+  /** The process's log (one JSON object per line). */
+  log: Logger;
   /**
    * Aborted when the server starts to drain (its close()): a module's open
    * server streams (WatchOrder, WatchBulkJob) end then, instead of holding
@@ -104,7 +106,7 @@ export async function startApi<DB extends CommonTables = CommonTables>(options: 
   });
   const { metrics } = observability;
   const draining = new AbortController();
-  const modules = options.modules(db, { metrics, draining: draining.signal });
+  const modules = options.modules(db, { metrics, log, draining: draining.signal });
   // DB extends CommonTables: the same database, seen through the tables common itself reads and writes.
   const common = db as unknown as Kysely<CommonTables>;
   for (const m of modules) m.watch?.(metrics);
