@@ -41,6 +41,7 @@ export const VITESS_TIER = [
   "services/bulk/test/crash.test.ts",
   "services/bulk/test/rollback.test.ts",
   "services/bulk/test/audit-seal.test.ts",
+  "services/bulk/test/read.test.ts",
   "services/orders/test/orders.test.ts",
   "services/orders/test/concurrency.test.ts",
   "services/orders/test/expiry.test.ts",

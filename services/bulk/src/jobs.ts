@@ -90,6 +90,12 @@ export async function findJob(db: BulkDb | BulkTx, merchantId: string, jobId: st
   return q.executeTakeFirst();
 }
 
+/** findJobs reads some of a merchant's jobs by id (one statement), keyed by id: what WatchBulkJob's watch hub polls. */
+export async function findJobs(db: BulkDb, merchantId: string, jobIds: readonly string[]): Promise<Map<string, BulkJobRow>> {
+  const rows = await db.selectFrom("bulk_jobs").selectAll().where("merchant_id", "=", merchantId).where("job_id", "in", jobIds).execute();
+  return new Map(rows.map((row) => [row.job_id, row]));
+}
+
 /** listJobs reads one keyset page of a merchant's jobs, newest first. */
 export function listJobs(
   db: BulkDb,

@@ -8,13 +8,20 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
 import { BulkJobState, BulkItemOutcome, ConflictPolicy } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_pb.js";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
-import { type FieldViolation, InvalidArgumentError, NotFoundError, pause, PreconditionError, ULID_PATTERN } from "@stockroom/common";
+import {
+  createWatchHub,
+  type FieldViolation,
+  InvalidArgumentError,
+  NotFoundError,
+  PreconditionError,
+  ULID_PATTERN,
+} from "@stockroom/common";
 import { inTransaction } from "@stockroom/common/db";
 import type { NatsDeps } from "@stockroom/common/nats";
 import { itemToProto, jobToProto, OUTCOME_TO_PROTO, reverse, STATE_TO_PROTO } from "./convert.ts";
 import { FINAL_STATES, type ConflictPolicy as PolicyName } from "./domain.ts";
 import { listItems } from "./items.ts";
-import { findJob, listJobs, moveJob } from "./jobs.ts";
+import { findJob, findJobs, listJobs, moveJob } from "./jobs.ts";
 import { topUpOrLeave, type QueueConfig } from "./queue.ts";
 import { REPORT_HEADER, reportLines } from "./report.ts";
 import { startRollback } from "./rollback.ts";
@@ -45,7 +52,7 @@ export interface BulkJobDeps {
   /** Publishes a rollback's chunks at once; without it the workers' reconciler does. */
   nats?: NatsDeps;
   queue: QueueConfig;
-  /** How often WatchBulkJob looks for changes. */
+  /** How often WatchBulkJob looks for changes (one look for every open watch of the process). */
   watchIntervalMs?: number;
   /** Aborted when the process drains: open watches end (see BulkModuleOptions.shutdown). */
   shutdown?: AbortSignal;
@@ -64,6 +71,14 @@ export function createBulkJobMethods({
     if (!job) throw new NotFoundError("bulk job", jobId);
     return job;
   };
+  // One poller for every open WatchBulkJob of the process: each look reads a merchant's watched jobs at once,
+  // and streams watching the same job (a dashboard's tabs, an integration) share its read.
+  const watches = createWatchHub<BulkJobRow>({
+    read: (merchantId, jobIds) => findJobs(db, merchantId, jobIds),
+    versionOf: (job) => Number(job.version),
+    gone: (jobId) => new NotFoundError("bulk job", jobId),
+    intervalMs: watchIntervalMs,
+  });
 
   return {
     async getBulkJob(req, ctx) {
@@ -103,26 +118,22 @@ export function createBulkJobMethods({
       let job = await load(ctx, req.jobId);
       const signal = shutdown ? AbortSignal.any([ctx.signal, shutdown]) : ctx.signal;
       const rate = createRateMeter();
-      let lastVersion = -1;
       for (;;) {
-        if (Number(job.version) !== lastVersion) {
-          lastVersion = Number(job.version);
-          const done = finished(job);
-          const perSecond = rate(done);
-          const remaining = Number(job.valid_items) - done;
-          yield {
-            job: jobToProto(job),
-            progress: {
-              itemsPerSecond: perSecond,
-              estimatedTimeRemaining:
-                perSecond > 0 && remaining > 0 ? durationFromMs(Math.round((remaining / perSecond) * 1000)) : undefined,
-            },
-          };
-        }
+        const done = finished(job);
+        const perSecond = rate(done);
+        const remaining = Number(job.valid_items) - done;
+        yield {
+          job: jobToProto(job),
+          progress: {
+            itemsPerSecond: perSecond,
+            estimatedTimeRemaining: perSecond > 0 && remaining > 0 ? durationFromMs(Math.round((remaining / perSecond) * 1000)) : undefined,
+          },
+        };
         if (FINAL_STATES.has(job.state) && job.state !== "rolling_back") return;
-        await pause(watchIntervalMs, signal);
-        if (signal.aborted) return;
-        job = await load(ctx, req.jobId);
+        // Resolves with the job once its version moved (the process's watch hub), or undefined once the call ends.
+        const next = await watches.changed(job.merchant_id, job.job_id, Number(job.version), signal);
+        if (next === undefined) return;
+        job = next;
       }
     },
 

@@ -94,6 +94,48 @@ test.serial("watch streams progress until the job ends", async (t) => {
   );
 });
 
+test.serial(
+  "many open watches of a merchant's jobs cost one statement a look, not one each; every stream sees its job to the end",
+  async (t) => {
+    const jobs = [await stagedJob(200), await stagedJob(200), await stagedJob(200)];
+    const isLook = (sql: string) => /^select \* from `bulk_jobs` where `merchant_id` = \? and `job_id` in \(/.test(sql);
+    const looks = () => api.queries.filter(({ sql }) => isLook(sql));
+    const before = looks().length;
+    const perJobReads = () =>
+      api.queries.filter(({ sql }) => /^select \* from `bulk_jobs` where `merchant_id` = \? and `job_id` = \?/.test(sql)).length;
+    const singleBefore = perJobReads();
+    // Ten streams per job, as a dashboard's tabs and an integration would open them.
+    const watching = jobs.flatMap(({ jobId }) =>
+      Array.from({ length: 10 }, async () => {
+        const seen: BulkJobState[] = [];
+        for await (const { job } of bulkA.watchBulkJob({ jobId })) seen.push(job!.state);
+        return seen;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    // 50 ms looks for half a second: one statement each for the 30 streams, which read their job once, when they opened.
+    const n = looks().length - before;
+    t.true(n >= 3 && n <= 12, `${n} looks`);
+    t.is(perJobReads() - singleBefore, 30, "each stream read its job once, when it opened");
+    t.is(looks().at(-1)!.parameters.length, 4, "the merchant and its 3 watched jobs, in one statement");
+    for (const { staged, apply } of jobs) for (let c = 0; c < staged.chunks; c++) await apply(c);
+    const seen = await Promise.all(watching);
+    for (const states of seen) {
+      t.is(states[0], BulkJobState.QUEUED);
+      t.is(states.at(-1), BulkJobState.PARTIALLY_SUCCEEDED);
+    }
+  },
+);
+
+test.serial("a watched job that is gone (a discarded duplicate upload) ends its watches with NOT_FOUND", async (t) => {
+  const { jobId } = await stagedJob(10);
+  const watch = (async () => {
+    for await (const _ of bulkA.watchBulkJob({ jobId }))
+      await db.deleteFrom("bulk_jobs").where("merchant_id", "=", merchantId).where("job_id", "=", jobId).execute();
+  })();
+  t.is(ConnectError.from(await t.throwsAsync(watch)).code, Code.NotFound);
+});
+
 test.serial("cancel stops the chunks not yet applied", async (t) => {
   const { jobId, staged, apply } = await stagedJob(300);
   await apply(0);

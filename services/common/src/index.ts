@@ -12,3 +12,4 @@ export * from "./timeout.ts";
 export * from "./ulid.ts";
 export * from "./timestamp.ts";
 export * from "./text.ts";
+export * from "./watch-hub.ts";

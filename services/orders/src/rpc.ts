@@ -28,6 +28,7 @@ import {
   ULID_PATTERN,
   checkEtag,
   longerThan,
+  createWatchHub,
 } from "@stockroom/common";
 import type { OrderOutcome } from "./metrics.ts";
 import { isFinal, LIMITS, paidBetween, validateOrderRequest, type Order } from "./domain.ts";
@@ -36,8 +37,7 @@ import { cancelOrder, fulfillOrder, payOrder, placeOrder, type OrderActor } from
 import type { RequestedLine } from "./domain.ts";
 import type { Bulkhead } from "./bulkhead.ts";
 import { createReservations, type CreateOrderCall, type Reservations } from "./reservations.ts";
-import { findOrder, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
-import { createOrderWatchHub } from "./watch-hub.ts";
+import { findOrder, findOrderVersions, listOrders, type OrderDb, type OrderRef, type OrderTx } from "./store.ts";
 
 export interface OrderServiceDeps {
   db: OrderDb;
@@ -106,7 +106,13 @@ export function createOrderService(deps: OrderServiceDeps): {
     queueMs: deps.queueMs,
     single: (r) => placeAlone(r.who, r.call, [r.line], r.buyerReference),
   });
-  const watches = createOrderWatchHub(db, deps.watchIntervalMs);
+  // One poller for every open WatchOrder of the process: each look reads the versions of a merchant's watched orders at once.
+  const watches = createWatchHub<number>({
+    read: (merchantId, orderIds) => findOrderVersions(db, merchantId, orderIds),
+    versionOf: (version) => version,
+    gone: (orderId) => new NotFoundError("order", orderId),
+    intervalMs: deps.watchIntervalMs,
+  });
   const load = async (ref: OrderRef): Promise<Order> => {
     const order = await findOrder(db, ref);
     if (!order) throw new NotFoundError("order", ref.orderId);
@@ -243,8 +249,7 @@ export function createOrderService(deps: OrderServiceDeps): {
         if (passed) yield { order: orderToProto(passed) };
         yield { order: orderToProto(order) };
         if (isFinal(order.state)) return;
-        // The process's watch hub reads the versions of all the merchant's watched orders at once (watch-hub.ts).
-        if (!(await watches.moved(ref, order.version, signal))) return;
+        if ((await watches.changed(merchantId, ref.orderId, order.version, signal)) === undefined) return;
         seen = order;
         order = await load(ref);
       }

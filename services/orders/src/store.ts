@@ -146,7 +146,7 @@ export async function findOrder(db: OrderDb | OrderTx, ref: OrderRef, lock?: "wa
   return rowToOrder(row, lines);
 }
 
-/** findOrderVersions reads only the versions of some of a merchant's orders (one statement): the probe WatchOrder's hub polls with. */
+/** findOrderVersions reads only the versions of some of a merchant's orders (one statement): what WatchOrder's watch hub (common's createWatchHub) polls. */
 export async function findOrderVersions(db: OrderDb, merchantId: string, orderIds: readonly string[]): Promise<Map<string, number>> {
   const rows = await db
     .selectFrom("orders")
