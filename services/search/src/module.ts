@@ -11,6 +11,8 @@ export interface SearchModuleOptions {
   catalogDb: CatalogDb;
   /** Reads the projector's lag for GetProjectionLag (projector.ts projectionLag). */
   lag?: () => Promise<ProjectionLag>;
+  /** Products ReindexProducts reads and reconciles at a time (default 500). */
+  reindexPageSize?: number;
 }
 
 /**
@@ -22,7 +24,11 @@ export function searchModule(db: SearchDb, options: SearchModuleOptions): Servic
   return {
     services: [SearchService],
     migrations: [],
-    register: (router) => router.service(SearchService, createSearchService({ db, catalogDb: options.catalogDb, lag: options.lag })),
+    register: (router) =>
+      router.service(
+        SearchService,
+        createSearchService({ db, catalogDb: options.catalogDb, lag: options.lag, reindexPageSize: options.reindexPageSize }),
+      ),
     // The catalog's outbox backlog, as every API process of that database exports it.
     watch: (metrics) => registerOutboxMetrics(metrics.registry, options.catalogDb),
   };

@@ -9,8 +9,8 @@ import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCu
 import { hitToProto, statusFromProto } from "./convert.ts";
 import { searchTerms } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
-import { reindexMerchant } from "./reindex.ts";
-import { searchProducts, type SearchDb, type SearchQuery } from "./store.ts";
+import { reindexMerchant, type ReindexProgress } from "./reindex.ts";
+import { searchProducts, type DbClock, type SearchDb, type SearchQuery } from "./store.ts";
 
 export interface SearchDeps {
   db: SearchDb;
@@ -18,6 +18,8 @@ export interface SearchDeps {
   catalogDb: CatalogDb;
   /** Reads the projector's lag; GetProjectionLag is refused without it. */
   lag?: () => Promise<ProjectionLag>;
+  /** Products ReindexProducts reads and reconciles at a time (default 500). */
+  reindexPageSize?: number;
 }
 
 /** MAX_QUERY_CHARACTERS bounds a search query (the contract documents it): no real query is longer, and a longer one is work for nothing. */
@@ -27,7 +29,7 @@ export const MAX_QUERY_CHARACTERS = 1000;
 export const MAX_BRAND_CHARACTERS = 200;
 
 /** createSearchService implements stockroom.search.v1.SearchService over the search projection. */
-export function createSearchService({ db, catalogDb, lag }: SearchDeps): ServiceImpl<typeof SearchService> {
+export function createSearchService({ db, catalogDb, lag, reindexPageSize }: SearchDeps): ServiceImpl<typeof SearchService> {
   return {
     async searchProducts(req, ctx) {
       const { merchantId } = principalOf(ctx);
@@ -66,10 +68,17 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       };
     },
 
-    async *reindexProducts(_req, ctx) {
+    async *reindexProducts(req, ctx) {
       const { merchantId } = principalOf(ctx);
-      for await (const p of reindexMerchant({ catalogDb, searchDb: db }, merchantId)) {
-        yield { productsRead: BigInt(p.read), productsUpdated: BigInt(p.updated), productsRemoved: BigInt(p.removed), done: p.done };
+      const from = req.resumeToken === "" ? undefined : decodeResumeToken(req.resumeToken, merchantId);
+      for await (const p of reindexMerchant({ catalogDb, searchDb: db, pageSize: reindexPageSize }, merchantId, from)) {
+        yield {
+          productsRead: BigInt(p.read),
+          productsUpdated: BigInt(p.updated),
+          productsRemoved: BigInt(p.removed),
+          done: p.done,
+          resumeToken: p.done ? "" : encodeResumeToken(p, merchantId),
+        };
       }
     },
 
@@ -78,6 +87,45 @@ export function createSearchService({ db, catalogDb, lag }: SearchDeps): Service
       const { pendingEvents, lagMs } = await lag();
       return { pendingEvents: BigInt(pendingEvents), lag: durationFromMs(lagMs) };
     },
+  };
+}
+
+/** A resume token is bound to its merchant: another merchant's is refused. */
+const resumeBinding = (merchantId: string) => ({ reindex: merchantId });
+const DB_CLOCK = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/;
+const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+
+/** encodeResumeToken is a reindex's place after a progress (ReindexResume and its counts), as ReindexProductsResponse.resume_token. */
+function encodeResumeToken(p: ReindexProgress, merchantId: string): string {
+  return encodePageToken([p.resume.after ?? null, p.resume.startedAt, p.read, p.updated, p.removed], resumeBinding(merchantId));
+}
+
+/** decodeResumeToken is the progress a resume_token names, or INVALID_ARGUMENT naming the field. */
+function decodeResumeToken(token: string, merchantId: string): ReindexProgress {
+  let place: unknown[] | undefined;
+  try {
+    place = decodePageToken(token, resumeBinding(merchantId));
+  } catch {
+    place = undefined;
+  }
+  const [after, startedAt, read, updated, removed] = place ?? [];
+  if (
+    place?.length !== 5 ||
+    (after !== null && typeof after !== "string") ||
+    typeof startedAt !== "string" ||
+    !DB_CLOCK.test(startedAt) ||
+    ![read, updated, removed].every(isCount)
+  ) {
+    throw new InvalidArgumentError([
+      { field: "resume_token", description: "is not a resume_token that ReindexProducts returned to this merchant" },
+    ]);
+  }
+  return {
+    read: read as number,
+    updated: updated as number,
+    removed: removed as number,
+    done: false,
+    resume: { after: after ?? undefined, startedAt: startedAt as DbClock },
   };
 }
 

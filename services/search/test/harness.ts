@@ -51,7 +51,7 @@ export interface SearchHarness {
  * (the catalog's and the projection's), with this file's own event stream.
  * Relays and projectors are started by the tests, as many as they need.
  */
-export async function startSearchHarness(name: string): Promise<SearchHarness> {
+export async function startSearchHarness(name: string, options: { reindexPageSize?: number } = {}): Promise<SearchHarness> {
   const suffix = randomBytes(4).toString("hex");
   const events: EventStreamConfig = {
     ...DEFAULT_EVENT_STREAM,
@@ -64,7 +64,11 @@ export async function startSearchHarness(name: string): Promise<SearchHarness> {
   const searchDb = await openSearchDatabase({ url: searchUrl, poolSize: 10, migrate: true });
   const api = await startTestApi<CatalogTables>(name, (db) => [
     catalogModule(db, { searchWaiter: createSearchWaiter(searchDb) }),
-    searchModule(searchDb, { catalogDb: db, lag: () => projectionLag(nats.jsm, events.stream, DEFAULT_PROJECTOR.durable) }),
+    searchModule(searchDb, {
+      catalogDb: db,
+      lag: () => projectionLag(nats.jsm, events.stream, DEFAULT_PROJECTOR.durable),
+      reindexPageSize: options.reindexPageSize,
+    }),
   ]);
   const stoppers: (() => Promise<void>)[] = [];
   // The catalog's database, with its outbox.

@@ -3,6 +3,7 @@
  * live changes keep flowing, and ends equal to the catalog.
  */
 import test from "ava";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { listProducts, NO_MERCHANDISING } from "@stockroom/catalog";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
@@ -15,7 +16,8 @@ import { productInit, startSearchHarness, type SearchHarness } from "./harness.t
 let h: SearchHarness;
 
 test.before(async () => {
-  h = await startSearchHarness("reindex");
+  // Pages of 50 over RPC: a stream of several messages, cut and taken up below.
+  h = await startSearchHarness("reindex", { reindexPageSize: 50 });
 });
 
 test.after.always(async () => {
@@ -60,6 +62,51 @@ test.serial("(before any relay runs) a merchant's reindex touches only its own r
   t.deepEqual(await searchState(b), [], "B's product waits for its own events or reindex");
   t.is((await searchState(a)).length, 1);
 });
+
+test.serial(
+  "a reindex cut off takes up after the pages it counted, with its resume_token; another merchant's token is refused",
+  async (t) => {
+    const merchant = await h.newMerchant();
+    const catalog = h.catalog(merchant);
+    for (let i = 0; i < 120; i += 30)
+      await Promise.all(Array.from({ length: 30 }, (_, j) => catalog.createProduct({ product: productInit(sku(i + j)) })));
+    // The client goes away after the second page (a lost connection, a server draining).
+    const first: { read: bigint; token: string }[] = [];
+    for await (const p of h.search(merchant).reindexProducts({})) {
+      first.push({ read: p.productsRead, token: p.resumeToken });
+      if (first.length === 2) break;
+    }
+    t.deepEqual(
+      first.map((p) => p.read),
+      [50n, 100n],
+    );
+    t.true(first.every((p) => p.token !== ""));
+    const taken: { read: bigint; updated: bigint; done: boolean; token: string }[] = [];
+    for await (const p of h.search(merchant).reindexProducts({ resumeToken: first[1]!.token }))
+      taken.push({ read: p.productsRead, updated: p.productsUpdated, done: p.done, token: p.resumeToken });
+    // Only the last page was read again, counted on from the first two: as a run that paused. (The server may have
+    // reconciled that page before it saw the client go: then it is up to date, and not counted again.)
+    t.like(taken, [{ read: 120n, done: true, token: "" }]);
+    t.is(taken.length, 1);
+    t.true(taken[0]!.updated === 120n || taken[0]!.updated === 100n, String(taken[0]!.updated));
+    t.deepEqual(await searchState(merchant), await catalogState(merchant));
+
+    const other = await h.newMerchant();
+    for (const resumeToken of [
+      first[1]!.token,
+      "not-a-token",
+      Buffer.from(JSON.stringify({ p: [null, "x", 1, 1, 1] })).toString("base64url"),
+    ]) {
+      const error = ConnectError.from(
+        await t.throwsAsync(async () => {
+          for await (const _ of h.search(other).reindexProducts({ resumeToken }));
+        }),
+      );
+      t.is(error.code, Code.InvalidArgument);
+      t.is(error.rawMessage, "resume_token: is not a resume_token that ReindexProducts returned to this merchant");
+    }
+  },
+);
 
 test.serial("a reindex while updates, creates and deletes flow ends with search equal to the catalog, row for row", async (t) => {
   const merchant = await h.newMerchant();

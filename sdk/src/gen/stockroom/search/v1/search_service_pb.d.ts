@@ -185,11 +185,22 @@ export declare type SearchResult = Message<"stockroom.search.v1.SearchResult"> &
 export declare const SearchResultSchema: GenMessage<SearchResult>;
 
 /**
- * ReindexProductsRequest starts a rebuild of the caller's projection.
+ * ReindexProductsRequest starts, or takes up, a rebuild of the caller's
+ * projection.
  *
  * @generated from message stockroom.search.v1.ReindexProductsRequest
  */
 export declare type ReindexProductsRequest = Message<"stockroom.search.v1.ReindexProductsRequest"> & {
+  /**
+   * To take up a rebuild that was cut off (a lost connection, a server
+   * restarting), the resume_token of the last message it received: the
+   * rebuild goes on after the pages that message counted, and its counts go
+   * on from there, as if it had paused. Empty: from the start. Another
+   * merchant's or a malformed token is INVALID_ARGUMENT.
+   *
+   * @generated from field: string resume_token = 1;
+   */
+  resumeToken: string;
 };
 
 /**
@@ -231,6 +242,14 @@ export declare type ReindexProductsResponse = Message<"stockroom.search.v1.Reind
    * @generated from field: bool done = 4;
    */
   done: boolean;
+
+  /**
+   * Where a rebuild cut off after this message takes up again: pass it as
+   * ReindexProductsRequest.resume_token. Empty on the last message.
+   *
+   * @generated from field: string resume_token = 5;
+   */
+  resumeToken: string;
 };
 
 /**
@@ -308,8 +327,10 @@ export declare const SearchService: GenService<{
    * ReindexProducts rebuilds the merchant's projection from the catalog
    * while changes keep flowing, reporting progress after each page. When the
    * stream ends, search holds every product as the catalog had it during the
-   * rebuild or newer. Use it after an outage longer than the event stream
-   * keeps events (7 days); it is never needed otherwise.
+   * rebuild or newer (the last message has done set). A stream cut off
+   * before that is taken up with its last resume_token. Use it after an
+   * outage longer than the event stream keeps events (7 days); it is never
+   * needed otherwise.
    *
    * @generated from rpc stockroom.search.v1.SearchService.ReindexProducts
    */
