@@ -203,7 +203,7 @@ test("a query of ignored words only says which words count", async (t) => {
   t.is(error.code, Code.InvalidArgument);
   t.is(
     error.rawMessage,
-    'query: has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese and Korean letters count at any length',
+    'query: has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese letters count at any length',
   );
 });
 
