@@ -7,7 +7,7 @@ import type { CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
 import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency, longerThan } from "@stockroom/common";
 import { hitToProto, statusFromProto } from "./convert.ts";
-import { searchTerms } from "./domain.ts";
+import { searchTerms, skuPrefixes } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
 import { reindexMerchant, type ReindexProgress } from "./reindex.ts";
 import { searchProducts, type DbClock, type SearchDb, type SearchQuery } from "./store.ts";
@@ -39,7 +39,9 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
         throw new InvalidArgumentError([{ field: "query", description: `must be at most ${MAX_QUERY_CHARACTERS} characters` }]);
       }
       const match = text === "" ? undefined : searchTerms(text);
-      if (text !== "" && match === undefined) {
+      // A query of one token also finds the SKUs it starts ("MUG-1", "tsh-red").
+      const prefixes = skuPrefixes(text);
+      if (text !== "" && match === undefined && prefixes.length === 0) {
         violations.push({
           field: "query",
           description:
@@ -59,7 +61,13 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
       // The page token is bound to every filter (an absent brand leaves the hash of tokens from before brands unchanged).
       const filters = { match, price, inStockOnly: req.inStockOnly, status, brand };
       const position = decodePageToken(req.pageToken, filters);
-      const query: SearchQuery = { ...filters, afterSku: position ? String(position[0]) : undefined, limit: limit + 1 };
+      // The SKU prefixes come from the same text as match: tokens from before them stay valid (a position is a SKU).
+      const query: SearchQuery = {
+        ...filters,
+        skuPrefixes: prefixes,
+        afterSku: position ? String(position[0]) : undefined,
+        limit: limit + 1,
+      };
       const hits = await searchProducts(db, merchantId, query);
       const page = hits.slice(0, limit);
       return {

@@ -265,6 +265,8 @@ export async function tombstone(db: SearchDb, merchantId: string, skus: readonly
 export interface SearchQuery {
   /** The boolean-mode full-text queries of the words and the runs' grams (domain.ts searchTerms). */
   match?: SearchTerms;
+  /** SKU prefixes: a product whose SKU starts with one (byte for byte, as SKUs are compared) matches too (domain.ts skuPrefixes). */
+  skuPrefixes?: readonly string[];
   price?: { currency: string; minMinor?: number; maxMinor?: number };
   inStockOnly: boolean;
   status?: ProductStatus;
@@ -281,26 +283,49 @@ export type SearchHit = Pick<
 
 /**
  * searchProducts reads one page of a merchant's live products matching every
- * filter, in SKU order. With a brand, the page is read from the facets'
- * (merchant_id, brand, sku) index, joined to the rows at the same state: the
- * index compares ignoring case and accents (utf8mb4_unicode_ci: "Cafe" =
- * "Café"), so the lower-cased brands are also compared byte for byte, which
- * leaves "ignoring case" only.
+ * filter, in SKU order: those whose text matches, and those whose SKU starts
+ * with one of skuPrefixes. Each is its own indexed read (the full-text
+ * index, a range of the primary key), merged here: an OR of both in one
+ * statement would scan every row of the merchant. With a brand, a page is
+ * read from the facets' (merchant_id, brand, sku) index, joined to the rows
+ * at the same state: the index compares ignoring case and accents
+ * (utf8mb4_unicode_ci: "Cafe" = "Café"), so the lower-cased brands are also
+ * compared byte for byte, which leaves "ignoring case" only.
  */
 export async function searchProducts(db: SearchDb, merchantId: string, query: SearchQuery): Promise<SearchHit[]> {
+  const { match, skuPrefixes = [] } = query;
+  const pages: Promise<SearchHit[]>[] = [];
+  if (match !== undefined || skuPrefixes.length === 0) pages.push(readPage(db, merchantId, query, match, undefined));
+  for (const prefix of skuPrefixes) pages.push(readPage(db, merchantId, query, undefined, prefix));
+  if (pages.length === 1) return pages[0]!;
+  const hits = new Map<string, SearchHit>();
+  for (const page of await Promise.all(pages)) for (const hit of page) hits.set(hit.sku, hit);
+  // Byte order of UTF-8, as utf8mb4_bin orders the pages (JavaScript's order of UTF-16 units differs past U+FFFF).
+  return [...hits.values()].sort((a, b) => Buffer.compare(Buffer.from(a.sku), Buffer.from(b.sku))).slice(0, query.limit);
+}
+
+/** readPage reads one page of the products matching the filters and either the text (match, if any) or a SKU prefix. */
+function readPage(
+  db: SearchDb,
+  merchantId: string,
+  query: SearchQuery,
+  match: SearchTerms | undefined,
+  skuPrefix: string | undefined,
+): Promise<SearchHit[]> {
   let q = db
     .selectFrom("search_products as s")
     .select(["s.product_id", "s.sku", "s.title", "s.price_minor", "s.currency", "s.stock", "s.status", "s.version"])
     .where("s.merchant_id", "=", merchantId)
     .where("s.deleted", "=", 0);
-  if (query.match?.words !== undefined)
-    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${query.match.words} IN BOOLEAN MODE)`);
-  if (query.match?.grams !== undefined) {
+  if (skuPrefix !== undefined) q = q.where("s.sku", "like", `${skuPrefix.replace(/[\\%_]/g, "\\$&")}%`);
+  if (match?.words !== undefined)
+    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${match.words} IN BOOLEAN MODE)`);
+  if (match?.grams !== undefined) {
     // A join, not EXISTS, so that the grams' FULLTEXT index can drive; it selects nothing of g, hence the cast.
     q = q
       .innerJoin("search_product_grams as g", (join) => sameState(join, "g"))
       .where("g.merchant_id", "=", merchantId)
-      .where(sql<boolean>`MATCH(g.grams) AGAINST (${query.match.grams} IN BOOLEAN MODE)`) as unknown as typeof q;
+      .where(sql<boolean>`MATCH(g.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`) as unknown as typeof q;
   }
   if (query.price) {
     q = q.where("s.currency", "=", query.price.currency);

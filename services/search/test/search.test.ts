@@ -207,6 +207,33 @@ test("a query of ignored words only says which words count", async (t) => {
   );
 });
 
+test("a query of one token also finds the SKUs it starts, as written, in capitals or in small letters, merged in SKU order page by page", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  for (const [sku, title] of [
+    ["TSH-RED-XL", "Shirt"],
+    ["TSH-RED-S", "Shirt"],
+    ["TSH-BLUE-M", "Shirt"],
+    ["TSH_RED", "Underscore"],
+    ["mug-01", "Mug"],
+    ["PLATE-1", "Plate for tsh-red fans"],
+    ["ZZ-9", "tsh-red poster"],
+  ] as const)
+    await catalog.createProduct({ product: productInit(sku, { title, stock: sku === "TSH-RED-S" ? 0 : 3 }) });
+  await settled(merchant, { query: "" }, ["PLATE-1", "TSH-BLUE-M", "TSH-RED-S", "TSH-RED-XL", "TSH_RED", "ZZ-9", "mug-01"]);
+  // Before, "TSH-RED" was the words "tsh" and "red" of the text only, and "MUG-01" was refused as having no word.
+  t.deepEqual(await skus(merchant, { query: "TSH-RED" }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "SKUs and text, in SKU order");
+  t.deepEqual(await skus(merchant, { query: "tsh-red", pageSize: 1 }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "one by one");
+  t.deepEqual(await skus(merchant, { query: "TSH-RED-XL" }), ["PLATE-1", "TSH-RED-XL", "ZZ-9"], "the text has tsh and red too");
+  t.deepEqual(await skus(merchant, { query: "MUG-01" }), ["mug-01"], "in small letters");
+  t.deepEqual(await skus(merchant, { query: "TSH_" }), ["TSH_RED"], "an underscore is itself, not a wildcard");
+  t.deepEqual(await skus(merchant, { query: "%" }), []);
+  t.deepEqual(await skus(merchant, { query: "TsH-rEd" }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "typed in any case: in capitals");
+  t.deepEqual(await skus(merchant, { query: "SH-R" }), [], "the start of a SKU, not its middle (and no word: sh and r are short)");
+  t.deepEqual(await skus(merchant, { query: "TSH-RED", inStockOnly: true }), ["PLATE-1", "TSH-RED-XL", "ZZ-9"], "with the filters");
+  t.deepEqual(await skus(merchant, { query: "tsh red" }), ["PLATE-1", "ZZ-9"], "two words: the text only");
+});
+
 test("merchant isolation: a merchant never finds another merchant's products", async (t) => {
   const [a, b] = [await h.newMerchant(), await h.newMerchant()];
   await h.catalog(a).createProduct({ product: productInit("SECRET-1", { title: "Unreleased kettle" }) });

@@ -57,7 +57,12 @@ export function ProductsPage() {
       <form className="search card" aria-label="Search products" onSubmit={submit}>
         <label>
           Words
-          <input type="search" value={form.query} onChange={(e) => setForm({ ...form, query: e.target.value })} placeholder="mug blue" />
+          <input
+            type="search"
+            value={form.query}
+            onChange={(e) => setForm({ ...form, query: e.target.value })}
+            placeholder="mug blue, or a SKU"
+          />
         </label>
         <label>
           Brand

@@ -28,9 +28,12 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
    * Korean, Thai, Lao, Khmer and Burmese text is matched by its letters
    * instead, at any length and anywhere in the text: "抹茶" finds
    * "日本製の抹茶セット", "茶" every product with that letter (katakana
-   * match hiragana, half-width too), "คั่ว" finds "กาแฟสดคั่วเข้ม". Empty
-   * matches every product; a query of ignored words only fails with
-   * INVALID_ARGUMENT, and so does a query longer than 1,000 characters.
+   * match hiragana, half-width too), "คั่ว" finds "กาแฟสดคั่วเข้ม". A query
+   * of one token (no blank) also finds the products whose SKU starts with
+   * it, as written, in capitals or in small letters: "tsh-red" finds
+   * "TSH-RED-XL". Empty matches every product; a query of ignored words
+   * only fails with INVALID_ARGUMENT, and so does a query longer than 1,000
+   * characters.
    *
    * @generated from field: string query = 1;
    */
