@@ -92,7 +92,9 @@ test("the last active key cannot be revoked; another merchant's key is not found
   t.is(ConnectError.from(last).code, Code.FailedPrecondition);
   t.is(reason(last), "LAST_ACTIVE_KEY");
 
-  const othersKey = (await keys(api.merchantA).listApiKeys({})).keys[0]!.id;
+  // Another merchant of its own: merchantA's first key is revoked by the rotation test running alongside.
+  const other = await createMerchant(api.api.db, "Another");
+  const othersKey = (await keys(other).listApiKeys({})).keys[0]!.id;
   for (const keyId of [othersKey, "not-a-key-id", ""]) {
     const missing = await t.throwsAsync(keys(merchant).revokeApiKey({ keyId }));
     t.is(ConnectError.from(missing).code, Code.NotFound, keyId);
