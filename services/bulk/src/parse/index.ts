@@ -36,8 +36,8 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
   const firstLine = new Map<string, number>();
   let items = 0;
   let received = 0;
-  const bom = new BomStrip();
-  let first = true;
+  // A file that starts as UTF-16 fails as a whole, before its first line.
+  const bom = new BomStrip(refuseUtf16);
 
   const toLine = (draft: Draft): ParsedLine => {
     if (++items > maxItems) throw new BulkFileError("TOO_MANY_ITEMS", draft.line, `the file has more than ${maxItems} items`);
@@ -57,16 +57,11 @@ export async function* parseBulkFile(source: AsyncIterable<Uint8Array>, options:
     if (chunk.byteLength === 0) continue;
     const bytes = bom.push(chunk);
     if (bytes === undefined) continue;
-    if (first) refuseUtf16(bytes);
-    first = false;
     scanner.push(bytes);
     for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
   }
   const rest = bom.end();
-  if (rest !== undefined) {
-    if (first) refuseUtf16(rest);
-    scanner.push(rest);
-  }
+  if (rest !== undefined) scanner.push(rest);
   scanner.end();
   for (let draft = scanner.next(); draft !== undefined; draft = scanner.next()) yield toLine(draft);
 }
@@ -121,6 +116,12 @@ export class ItemBound {
  */
 class BomStrip {
   #head: Buffer | undefined = Buffer.alloc(0);
+  readonly #checkStart: ((start: Buffer) => void) | undefined;
+
+  /** checkStart, if given, sees the stream's first bytes passed on (without the BOM) before they go, and may throw. */
+  constructor(checkStart?: (start: Buffer) => void) {
+    this.#checkStart = checkStart;
+  }
 
   /** push returns the bytes to pass on, or undefined while they are held back. */
   push(chunk: Uint8Array): Buffer | undefined {
@@ -131,15 +132,20 @@ class BomStrip {
       if (this.#head.length < BOM.length) return undefined;
       bytes = this.#head;
     }
-    this.#head = undefined;
-    return withoutBom(bytes);
+    return this.#start(bytes);
   }
 
   /** end returns what is still held back (a stream shorter than a BOM), if anything. */
   end(): Buffer | undefined {
     const head = this.#head;
+    return head !== undefined && head.length > 0 ? this.#start(head) : undefined;
+  }
+
+  #start(bytes: Buffer): Buffer {
     this.#head = undefined;
-    return head !== undefined && head.length > 0 ? withoutBom(head) : undefined;
+    const start = withoutBom(bytes);
+    this.#checkStart?.(start);
+    return start;
   }
 }
 
