@@ -36,7 +36,7 @@ import {
 } from "./domain.ts";
 import type { OrderEventName } from "./convert.ts";
 import { recordOrderEvent, recordOrderEvents } from "./events.ts";
-import { expireOrderRows, findOrder, findOrders, insertOrder, insertOrders, updateOrderRow, type OrderRef, type OrderTx } from "./store.ts";
+import { expireOrderRows, findOrder, findOrders, insertOrder, insertOrders, updateOrderRow, type OrderTx } from "./store.ts";
 
 /** OrderActor is who drives a transaction, for the products' audit trail. */
 export interface OrderActor {

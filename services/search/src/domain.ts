@@ -113,7 +113,8 @@ export function skuPrefixes(text: string): string[] {
  */
 export function runGrams(text: string): string[] {
   const grams = new Set<string>();
-  for (const run of text.toLowerCase().match(RUN) ?? []) {
+  // No letter of these scripts has a case, and lower-casing makes none: the text is not lower-cased (a copy per projected row).
+  for (const run of text.match(RUN) ?? []) {
     const letters = [...normalizeRun(run)];
     for (let i = 0; i < letters.length; i++) {
       grams.add(`__${letters[i]}`);

@@ -25,8 +25,9 @@
  * from the catalog's row at the same version (applied from the event of a
  * process of an older release, which carried no brand), counts as behind and
  * is rewritten: a reindex after a release repairs the brands. So is a SKU
- * whose text has letters of the scripts indexed as grams (domain.ts RUN) and whose grams row is missing at its state
- * (projected before search_product_grams existed): words in those scripts find it after.
+ * whose text has letters of the scripts indexed as grams (domain.ts RUN)
+ * and whose grams row is missing at its state (projected by a release
+ * before those grams): words in those scripts find it after.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";

@@ -10,7 +10,7 @@ import { hitToProto, statusFromProto } from "./convert.ts";
 import { searchTerms, skuPrefixes } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
 import { reindexMerchant, type ReindexProgress } from "./reindex.ts";
-import { searchProducts, type DbClock, type SearchDb, type SearchQuery } from "./store.ts";
+import { isDbClock, searchProducts, type SearchDb, type SearchQuery } from "./store.ts";
 
 export interface SearchDeps {
   db: SearchDb;
@@ -100,7 +100,6 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
 
 /** A resume token is bound to its merchant: another merchant's is refused. */
 const resumeBinding = (merchantId: string) => ({ reindex: merchantId });
-const DB_CLOCK = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/;
 const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
 
 /** encodeResumeToken is a reindex's place after a progress (ReindexResume and its counts), as ReindexProductsResponse.resume_token. */
@@ -120,8 +119,7 @@ function decodeResumeToken(token: string, merchantId: string): ReindexProgress {
   if (
     place?.length !== 5 ||
     (after !== null && typeof after !== "string") ||
-    typeof startedAt !== "string" ||
-    !DB_CLOCK.test(startedAt) ||
+    !isDbClock(startedAt) ||
     ![read, updated, removed].every(isCount)
   ) {
     throw new InvalidArgumentError([
@@ -133,7 +131,7 @@ function decodeResumeToken(token: string, merchantId: string): ReindexProgress {
     updated: updated as number,
     removed: removed as number,
     done: false,
-    resume: { after: after ?? undefined, startedAt: startedAt as DbClock },
+    resume: { after: after ?? undefined, startedAt },
   };
 }
 

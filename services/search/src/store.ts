@@ -166,6 +166,7 @@ function entryGrams(entry: EntryText): string {
 
 /** sameState joins a side table's row (facets f, grams g) at the state of its search_products row s. */
 function sameState<DB, TB extends keyof DB>(join: JoinBuilder<DB, TB>, side: "f" | "g"): JoinBuilder<DB, TB> {
+  // biome-ignore lint/suspicious/noExplicitAny: the column names are built from the alias, which Kysely's types cannot follow
   return (join as JoinBuilder<any, any>)
     .onRef(`${side}.merchant_id`, "=", "s.merchant_id")
     .onRef(`${side}.sku`, "=", "s.sku")
@@ -229,6 +230,11 @@ export async function findPosition(db: SearchDb, merchantId: string, sku: string
  * millisecond before the reading would compare as written after it.
  */
 export type DbClock = string & { readonly __dbClock: unique symbol };
+
+/** isDbClock tells whether text is written as a DbClock (a reindex's resume token carries one). */
+export function isDbClock(text: unknown): text is DbClock {
+  return typeof text === "string" && /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/.test(text);
+}
 
 /** The clock before any row: what a merchant without rows starts a rebuild at. */
 export const CLOCK_ZERO = "1970-01-01 00:00:00.000000" as DbClock;
@@ -298,10 +304,13 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
   if (match !== undefined || skuPrefixes.length === 0) pages.push(readPage(db, merchantId, query, match, undefined));
   for (const prefix of skuPrefixes) pages.push(readPage(db, merchantId, query, undefined, prefix));
   if (pages.length === 1) return pages[0]!;
-  const hits = new Map<string, SearchHit>();
-  for (const page of await Promise.all(pages)) for (const hit of page) hits.set(hit.sku, hit);
+  const hits = new Map<string, { key: Buffer; hit: SearchHit }>();
+  for (const page of await Promise.all(pages)) for (const hit of page) hits.set(hit.sku, { key: Buffer.from(hit.sku), hit });
   // Byte order of UTF-8, as utf8mb4_bin orders the pages (JavaScript's order of UTF-16 units differs past U+FFFF).
-  return [...hits.values()].sort((a, b) => Buffer.compare(Buffer.from(a.sku), Buffer.from(b.sku))).slice(0, query.limit);
+  return [...hits.values()]
+    .sort((a, b) => Buffer.compare(a.key, b.key))
+    .slice(0, query.limit)
+    .map(({ hit }) => hit);
 }
 
 /** readPage reads one page of the products matching the filters and either the text (match, if any) or a SKU prefix. */
