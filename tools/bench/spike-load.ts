@@ -39,6 +39,13 @@ export interface Call {
   outcome: Outcome;
   via: Via;
   retryInfo: boolean;
+  /** A shed call's refusal (shedReason): which of the server's limits turned it away. */
+  reason?: string;
+}
+
+/** shedReason is a refusal's message without its figures and retry delay, so the calls one limit refused share it (spike-load-go's shedReason). */
+export function shedReason(message: string): string {
+  return message.split(";")[0]!.replace(/\d+/g, "N");
 }
 
 export interface Acknowledged {
@@ -114,7 +121,8 @@ export function createOrderer(
       // The SDK throws its own errors (RESOURCE_EXHAUSTED is its RateLimitedError, with RetryInfo's delay).
       const code = error instanceof StockroomError ? error.code : ConnectError.from(error).code;
       const retryInfo = error instanceof RateLimitedError ? error.retryDelayMs !== undefined : hasRetryInfo(ConnectError.from(error));
-      if (code === Code.ResourceExhausted) return { ms, outcome: "shed", via, retryInfo };
+      if (code === Code.ResourceExhausted)
+        return { ms, outcome: "shed", via, retryInfo, reason: shedReason(error instanceof Error ? error.message : String(error)) };
       if (code === Code.FailedPrecondition) return { ms, outcome: "refused", via, retryInfo: false };
       tally(unexpected, `${via}: ${error instanceof Error ? error.message : String(error)}`);
       return { ms, outcome: "error", via, retryInfo: false };

@@ -36,7 +36,11 @@
  * attempts are timed by an interceptor). Also printed: the orders
  * server's and the load threads' CPU per phase, and the server's event-loop
  * delay and garbage collection pauses per phase, read from its own /metrics
- * (runtime-metrics.ts). Writes bench-results/spike.json.
+ * (runtime-metrics.ts), and the direct gRPC sheds by the limit that
+ * refused them (the refusal's message, figures as N) with how many of each
+ * were slower than 50 ms: an early refusal before decoding (server.ts's
+ * dispatchStreams) or a call that waited in a merchant's line and ran out.
+ * Writes bench-results/spike.json.
  * Exits non-zero on a failed check of correctness (oversell, a lost order,
  * an unexpected error, a retry before its RetryInfo), never on a missed
  * latency target. The machine's load average is printed with the figures:
@@ -389,6 +393,20 @@ try {
   /** Sheds still slower than the target once the client's own worst event-loop delay of their second is taken out (an estimate of the server's part). */
   const slowShedBeyondClientLag = shed.filter((c) => c.ms - (clientLag[Math.floor(c.at)]?.maxMs ?? 0) > TARGET_SHED_MS).length;
   const noRetryInfo = shed.filter((c) => !c.retryInfo).length;
+  /** The direct sheds by the limit that refused them (the message's text, figures as N): which of them were slow. */
+  const shedByReason = [...Map.groupBy(shed, (c) => c.reason ?? "(no message)")]
+    .map(([reason, cs]) => {
+      const ms = cs.map((c) => c.ms).sort((a, b) => a - b);
+      return {
+        reason,
+        calls: cs.length,
+        slower: cs.filter((c) => c.ms > TARGET_SHED_MS).length,
+        p50Ms: round(percentile(ms, 50), 1),
+        p99Ms: round(percentile(ms, 99), 1),
+        maxMs: round(ms.at(-1)!, 1),
+      };
+    })
+    .sort((a, b) => b.calls - a.calls);
   const baseline = summary["base"]!.p99Ms;
   const spikeEnd = BASE_S + SPIKE_S;
   const after = seconds.filter((r) => r.second >= spikeEnd);
@@ -495,6 +513,12 @@ try {
       targets.map((t) => [t.target, t.value, t.pass ? "PASS" : "MISS"]),
     )}`,
   );
+  console.log(
+    `\n${table(
+      ["direct sheds by refusal", "calls", `slower than ${TARGET_SHED_MS} ms`, "p50 ms", "p99 ms", "max ms"],
+      shedByReason.map((r) => [r.reason, r.calls, r.slower, r.p50Ms, r.p99Ms, r.maxMs]),
+    )}`,
+  );
   console.log(`\n${lagNote}`);
   console.log(`load average (1 min): ${load1.toFixed(2)} at the start, ${load2.toFixed(2)} at the end`);
   const file = writeResults("spike", {
@@ -510,6 +534,7 @@ try {
     recoveryStrictSeconds: recoveryStrictS,
     targets,
     slowShedBeyondClientLag,
+    shedByReason,
     sdkRetries: { retries, early },
     unexpected: Object.fromEntries(unexpected),
     lostSessions: Object.fromEntries(lost),

@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"runtime/pprof"
 	"sort"
@@ -73,6 +74,9 @@ type call struct {
 	Outcome   string  `json:"outcome"`
 	Via       string  `json:"via"`
 	RetryInfo bool    `json:"retryInfo"`
+	// Reason is a shed call's message with its numbers as N, up to its retry
+	// delay: which of the server's refusals it was (spike.ts tallies them).
+	Reason string `json:"reason,omitempty"`
 }
 
 type acknowledged struct {
@@ -264,12 +268,21 @@ func (c *client) order(requestID string, arrived time.Time) (call, *acknowledged
 				retryInfo = true
 			}
 		}
-		return call{Ms: ms, Outcome: "shed", Via: "grpc", RetryInfo: retryInfo}, nil
+		return call{Ms: ms, Outcome: "shed", Via: "grpc", RetryInfo: retryInfo, Reason: shedReason(st.Message())}, nil
 	case codes.FailedPrecondition:
 		return call{Ms: ms, Outcome: "refused", Via: "grpc"}, nil
 	}
 	c.unexpected.add(fmt.Sprintf("grpc: [%s] %s", st.Code(), st.Message()))
 	return call{Ms: ms, Outcome: "error", Via: "grpc"}, nil
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// shedReason is a refusal's message without its figures and retry delay
+// (spike-load.ts's shedReason).
+func shedReason(message string) string {
+	message, _, _ = strings.Cut(message, ";")
+	return digits.ReplaceAllString(message, "N")
 }
 
 func cpuSeconds() float64 {
