@@ -20,11 +20,11 @@
  *   same statement that checks it;
  * - everything committed after a page was read reaches search as an event.
  *
- * A SKU whose facets row (store.ts) is missing or not at its row's state
- * (rows projected before that table existed), or holds facets that differ
- * from the catalog's row at the same version (applied from the event of a
- * process of an older release, which carried no brand), counts as behind and
- * is rewritten: a reindex after a release repairs the brands. So is a SKU
+ * A SKU held at the catalog's state but with another brand (store.ts
+ * SearchFacetRow: none when its facets row is missing or older, as for rows
+ * projected before that table existed or from the event of a process of an
+ * older release, which carried no brand) counts as behind and is rewritten:
+ * a reindex after a release repairs the brands. So is a SKU
  * whose text has letters of the scripts indexed as grams (domain.ts RUN)
  * and whose grams row is missing at its state (projected by a release
  * before those grams): words in those scripts find it after.
@@ -92,10 +92,10 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
     const behind = entries.filter((e) => {
       const state = held.get(e.sku);
       if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
-      // Facets missing or older, or at this very state but not the catalog's (from an older release's event);
-      // or grams missing at this state (written by a release before them).
+      // At this very state but with another brand than the catalog's (from an older release's event, or a row from
+      // before facets), or without the grams its text needs (written by a release before them).
       const atThisState = state!.productId === e.product_id && state!.version === e.version;
-      return !state!.facets || (atThisState && (state!.facets.brand !== e.brand || (!state!.grams && hasRuns(entryText(e)))));
+      return atThisState && (state!.brand !== e.brand || (!state!.grams && hasRuns(entryText(e))));
     });
     await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));

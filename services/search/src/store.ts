@@ -34,15 +34,20 @@ export interface SearchProductRow {
 /**
  * SearchFacetRow holds a product's filter columns that are not full-text, at
  * the same (product_id, version) as its search_products row: a row whose
- * state differs (missing, or older: written before this table existed) is
- * not trusted by searchProducts and is rewritten by the reindex.
+ * state differs (missing, or older) is not trusted by searchProducts. A
+ * product with no brand has no facets row at its state: its row holds
+ * nothing a filter can match, so it is not written (as a grams row is not
+ * written for text without runs), and a missing or older row reads as no
+ * brand. A row projected before this table existed, or from an event of a
+ * release that carried no brand, whose catalog row has a brand, is
+ * rewritten by the reindex (reindex.ts).
  */
 export interface SearchFacetRow {
   merchant_id: string;
   sku: string;
   product_id: string;
   version: number;
-  /** The product's brand; NULL when it has none. Compared ignoring case. */
+  /** The product's brand, compared ignoring case. NULL only in rows written before brandless products' rows were left out. */
   brand: string | null;
 }
 
@@ -117,19 +122,17 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
  * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
  * read the entries from the catalog's rows) also rewrites facets and grams
  * held at the same state: an event of that state from a release before
- * them carried no brand and wrote no grams; the row has them.
+ * them carried no brand and wrote no grams; the row has them. Only entries
+ * with a brand get a facets row (SearchFacetRow), only entries with text in
+ * the scripts of runs a grams row.
  */
 export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
   if (entries.length === 0) return;
   const rows = entries.map(({ brand: _, ...row }) => row);
-  const facets = entries.map(
-    ({ merchant_id, sku, product_id, version, brand }): SearchFacetRow => ({
-      merchant_id,
-      sku,
-      product_id,
-      version,
-      brand,
-    }),
+  // A brandless or deleted product's facets row would hold nothing a filter matches: none is written, and an
+  // older one left behind is not at the product's state, which every read of the table requires.
+  const facets = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, brand }): SearchFacetRow[] =>
+    brand === null || deleted ? [] : [{ merchant_id, sku, product_id, version, brand }],
   );
   const grams = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, ...text }): SearchGramRow[] => {
     const found = deleted ? "" : entryGrams(text);
@@ -138,11 +141,12 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
   const sideGuard = options.fromCatalog ? AT_LEAST : NEWER;
   await inTransaction(db, async (trx) => {
     await insertRows(trx, "search_products", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
-    await insertRows(trx, "search_product_facets", facets, {
-      onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
-      onlyIf: sideGuard,
-      deferred: true,
-    });
+    if (facets.length > 0)
+      await insertRows(trx, "search_product_facets", facets, {
+        onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
+        onlyIf: sideGuard,
+        deferred: true,
+      });
     if (grams.length > 0)
       await insertRows(trx, "search_product_grams", grams, {
         onDuplicateKeyUpdate: GRAM_UPDATE_COLUMNS,
@@ -177,8 +181,8 @@ function sameState<DB, TB extends keyof DB>(join: JoinBuilder<DB, TB>, side: "f"
 /** HeldState is what the projection holds for one SKU. */
 export interface HeldState extends Position {
   deleted: boolean;
-  /** The SKU's facets, if its facets row is at the same state (not missing, not older). */
-  facets: Pick<SearchFacetRow, "brand"> | undefined;
+  /** The SKU's brand: its facets row's at the same state; null when it has none there (no row, or an older one). */
+  brand: string | null;
   /** Whether its grams row is at the same state. */
   grams: boolean;
 }
@@ -193,7 +197,7 @@ export async function findHeld(
     .selectFrom("search_products as s")
     .leftJoin("search_product_facets as f", (join) => sameState(join, "f"))
     .leftJoin("search_product_grams as g", (join) => sameState(join, "g"))
-    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.sku as facets_sku", "f.brand", "g.sku as grams_sku"])
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.brand", "g.sku as grams_sku"])
     .where("s.merchant_id", "=", merchantId);
   if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
   if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
@@ -205,7 +209,7 @@ export async function findHeld(
         productId: r.product_id,
         version: Number(r.version),
         deleted: Boolean(r.deleted),
-        facets: r.facets_sku === null ? undefined : { brand: r.brand },
+        brand: r.brand,
         grams: r.grams_sku !== null,
       },
     ]),

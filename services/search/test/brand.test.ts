@@ -181,8 +181,19 @@ test("the projection carries the brand of the newest event: changed, cleared, ne
 
   await publish(merchant.merchantId, "X", { productId: p, version: 3 });
   await drained();
-  t.deepEqual(await facets(merchant.merchantId, "X"), { product_id: p, version: 3, brand: null }, "no brand is stored as NULL");
+  t.deepEqual(
+    await facets(merchant.merchantId, "X"),
+    { product_id: p, version: 2, brand: "Globex" },
+    "no brand writes no facets row: version 2's stays, not at the product's state",
+  );
   t.deepEqual(await skus(merchant, { brand: "globex" }), []);
+  t.deepEqual(await skus(merchant, { query: "product" }), ["X"], "still found by its words");
+
+  // A product that never had a brand has no facets row at all.
+  await publish(merchant.merchantId, "Y", { productId: newUlid(), version: 1 });
+  await drained();
+  t.is(await facets(merchant.merchantId, "Y"), undefined);
+  t.deepEqual(await skus(merchant, { query: "product" }), ["X", "Y"]);
 
   await publish(merchant.merchantId, "X", { productId: p, version: 4, brand: "Hooli" });
   await publish(merchant.merchantId, "X", { productId: p, version: 5, brand: "Hooli", deleted: true });
@@ -200,7 +211,7 @@ test.serial("a reindex carries the catalog's brands, also to rows projected befo
   const first = await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb, pageSize: 2 }, merchant.merchantId));
   t.like(first, { read: 3, updated: 3, removed: 0, done: true });
   t.deepEqual(await skus(merchant, { brand: "ACME" }), ["R-1", "R-2"]);
-  t.is((await facets(merchant.merchantId, "R-3"))?.brand, null);
+  t.is(await facets(merchant.merchantId, "R-3"), undefined, "a product without a brand has no facets row");
 
   // A row projected before search_product_facets existed has no facets row (or an older one): not found by brand until a reindex.
   await h.searchDb.deleteFrom("search_product_facets").where("merchant_id", "=", merchant.merchantId).where("sku", "=", "R-1").execute();
@@ -214,14 +225,18 @@ test.serial("a reindex carries the catalog's brands, also to rows projected befo
   const second = await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId));
   t.like(second, { read: 3, updated: 2, removed: 0, done: true });
   t.deepEqual(await skus(merchant, { brand: "acme" }), ["R-1", "R-2"]);
-  t.like(await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId)), { updated: 0 }, "nothing left");
+  t.like(
+    await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId)),
+    { updated: 0 },
+    "nothing left (R-3, without a brand or a facets row, is not behind)",
+  );
 
   // An older release's process changed R-1 (keeping its brand in the catalog) and its event, which knew no brands, was applied.
   await catalog.updateProduct({ product: { sku: "R-1", title: "Renamed by the old release" }, updateMask: { paths: ["title"] } });
   const [r1] = await listProducts(h.db, merchant.merchantId, { order: "sku", limit: 1 });
   t.like(r1, { sku: "R-1", version: 2, brand: "Acme" });
   await upsertEntries(h.searchDb, [entryFromProduct(merchant.merchantId, { ...r1!, brand: "" })]);
-  t.deepEqual(await facets(merchant.merchantId, "R-1"), { product_id: r1!.id, version: 2, brand: null });
+  t.deepEqual(await facets(merchant.merchantId, "R-1"), { product_id: r1!.id, version: 1, brand: "Acme" }, "no facets row at version 2");
   t.deepEqual(await skus(merchant, { brand: "acme" }), ["R-2"]);
   const repair = await collect(reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId));
   t.like(repair, { updated: 1 }, "the brand held at the catalog's version, but not the catalog's, is rewritten");
