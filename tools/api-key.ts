@@ -47,7 +47,8 @@ try {
     if (!key) {
       console.error(`merchant ${merchantId} has no API key ${arg}`);
       process.exitCode = 1;
-    } else console.log(`revoked ${key.keyId} (${key.label}) at ${key.revokedAt!.toISOString()}; servers refuse it within AUTH_CACHE_MS`);
+    } else if (!key.revokedNow) console.log(`${key.keyId} (${key.label}) was already revoked at ${key.revokedAt!.toISOString()}`);
+    else console.log(`revoked ${key.keyId} (${key.label}) at ${key.revokedAt!.toISOString()}; servers refuse it within AUTH_CACHE_MS`);
   }
 } catch (error) {
   if (unavailableBackend(error)) stopOnOutage("api-key", error);

@@ -40,7 +40,11 @@ test("a merchant that lost its key gets a new one; list shows both; the old one 
 
   const revoked = await tool("revoke", merchantId, keyId);
   t.is(revoked.code, 0, revoked.output);
+  t.regex(revoked.output, new RegExp(`^revoked ${keyId} \\(initial key\\) at \\S+; servers refuse it within AUTH_CACHE_MS`));
   t.regex((await tool("list", merchantId)).output, new RegExp(`${keyId} .* revoked \\S+ by operator {2}initial key`));
+  const again = await tool("revoke", merchantId, keyId);
+  t.is(again.code, 0, again.output);
+  t.regex(again.output, new RegExp(`^${keyId} \\(initial key\\) was already revoked at \\S+\n$`), "a repeat says so");
 
   const newKeyId = /key_id: {2}(\S+)/.exec(created.output)![1]!;
   const last = await tool("revoke", merchantId, newKeyId);

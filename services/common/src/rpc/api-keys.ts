@@ -62,11 +62,10 @@ export function createApiKeyService(db: Kysely<CommonTables>, log?: Logger): Ser
 
     async revokeApiKey(req, ctx) {
       const { merchantId, keyId, actor } = principalOf(ctx);
-      const now = new Date();
-      const revoked = ULID_PATTERN.test(req.keyId) ? await revokeApiKey(db, merchantId, req.keyId, actor, now) : undefined;
+      const revoked = ULID_PATTERN.test(req.keyId) ? await revokeApiKey(db, merchantId, req.keyId, actor) : undefined;
       if (!revoked) throw new NotFoundError(API_KEY, req.keyId);
       // A repeat answers the key as it was revoked before: logged once.
-      if (revoked.revokedAt?.getTime() === now.getTime())
+      if (revoked.revokedNow)
         log?.info("api key revoked", { merchant_id: merchantId, key_id: revoked.keyId, by: actor, label: revoked.label });
       return { key: toProto(revoked, keyId) };
     },

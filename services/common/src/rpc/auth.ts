@@ -133,8 +133,8 @@ export async function listApiKeys(db: Kysely<CommonTables>, merchantId: string, 
 
 /**
  * revokeApiKey disables a key; verifiers stop accepting it within their
- * cache TTL. It returns the key (as it was when already revoked), or
- * undefined when the merchant has no such key. The merchant's last active
+ * cache TTL. It returns the key (as it was when already revoked) and whether
+ * this call revoked it, or undefined when the merchant has no such key. The merchant's last active
  * key is refused (FAILED_PRECONDITION LAST_ACTIVE_KEY): nobody could call
  * for the merchant any more.
  */
@@ -144,11 +144,11 @@ export async function revokeApiKey(
   keyId: string,
   by: string,
   now = new Date(),
-): Promise<ApiKeyRow | undefined> {
+): Promise<(ApiKeyRow & { revokedNow: boolean }) | undefined> {
   return inTransaction(db, async (trx) => {
     const active = await lockActiveKeys(trx, merchantId);
     const key = await findApiKey(trx, merchantId, keyId);
-    if (!key || key.revokedAt !== null) return key;
+    if (!key || key.revokedAt !== null) return key && { ...key, revokedNow: false };
     // The key is active: if it is the only active one, it is the last.
     if (active === 1) {
       throw new PreconditionError(
@@ -166,7 +166,7 @@ export async function revokeApiKey(
       .where("key_id", "=", keyId)
       .where("revoked_at", "is", null)
       .execute();
-    return { ...key, revokedAt: now, revokedBy: by };
+    return { ...key, revokedAt: now, revokedBy: by, revokedNow: true };
   });
 }
 
