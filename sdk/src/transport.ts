@@ -29,7 +29,7 @@ export interface ResilienceOptions {
 export const kSingleAttempt = createContextKey<boolean>(false, { description: "stockroom: single attempt" });
 
 /** READ_METHODS change nothing on the server. */
-const READ_METHODS = /^(Get|List|BatchGet|Watch|Download)[A-Z]/;
+const READ_METHODS = /^(Get|List|BatchGet|Search|Watch|Download)[A-Z]/;
 
 /** IDEMPOTENT_BY_CONTRACT are mutations the API defines as safe to repeat without a request_id. */
 const IDEMPOTENT_BY_CONTRACT: ReadonlySet<string> = new Set([

@@ -7,6 +7,7 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { ProductSchema } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
 import { BulkJobService } from "@stockroom/sdk/gen/stockroom/bulk/v1/bulk_job_service_pb.js";
+import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { createLogger } from "@stockroom/common/observe";
 import { startApiServer } from "@stockroom/common/rpc";
 import {
@@ -209,9 +210,10 @@ test("retry rules: which codes, which calls, how long", (t) => {
 });
 
 test("which calls are safe to repeat", (t) => {
-  const m = (s: typeof CatalogService | typeof OrderService | typeof BulkJobService, name: string) =>
+  const m = (s: typeof CatalogService | typeof OrderService | typeof BulkJobService | typeof SearchService, name: string) =>
     s.methods.find((x) => x.name === name)!;
   t.true(isIdempotent(m(CatalogService, "GetProduct")));
+  t.true(isIdempotent(m(SearchService, "SearchProducts")), "a read: retried after a dropped connection");
   t.true(isIdempotent(m(CatalogService, "UpdateProduct")), "has request_id");
   t.true(isIdempotent(m(OrderService, "CreateOrder")), "has request_id");
   t.true(isIdempotent(m(BulkJobService, "AppendUploadPart")), "idempotent by contract");
