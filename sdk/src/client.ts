@@ -11,7 +11,7 @@ import { CatalogService } from "@stockroom/sdk/gen/stockroom/catalog/v1/catalog_
 import { NotificationService } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
 import type { Order } from "@stockroom/sdk/gen/stockroom/order/v1/order_pb.js";
 import { OrderService } from "@stockroom/sdk/gen/stockroom/order/v1/order_service_pb.js";
-import { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+import { type ReindexProductsResponse, SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import { ApiKeyService } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 import {
   downloadBulkJobReport,
@@ -24,6 +24,7 @@ import {
   type WatchOptions,
 } from "./jobs.ts";
 import { watchOrder, type WatchOrderOptions } from "./orders.ts";
+import { reindexProducts, type ReindexOptions } from "./search.ts";
 import { allPages, type AllPages } from "./pages.ts";
 import { resolveRetry, type RetryOptions } from "./retry.ts";
 import type { ByteSource } from "./sources.ts";
@@ -71,6 +72,13 @@ export interface StockroomClient<Source> {
    * errors and after a server ends its watches to deploy.
    */
   watchOrder(orderId: string, options?: WatchOrderOptions): AsyncIterable<Order>;
+  /**
+   * reindexProducts rebuilds the merchant's search projection
+   * (ReindexProducts), yielding its progress to the last message (done),
+   * taking the rebuild up with its resume token after a dropped connection
+   * or a server restart.
+   */
+  reindexProducts(options?: ReindexOptions): AsyncIterable<ReindexProductsResponse>;
   /** downloadBulkJobReport streams the per-item CSV report. */
   downloadBulkJobReport(jobId: string, options?: ReportOptions): ReportStream;
   /** close ends the client's connections; calls after it fail. */
@@ -129,6 +137,7 @@ export function assembleClient<Source>(parts: {
     waitForBulkJob: (jobId, options) => waitForBulkJob(deps, jobId, options),
     downloadBulkJobReport: (jobId, options) => downloadBulkJobReport(deps, jobId, options),
     watchOrder: (orderId, options) => watchOrder({ orders, retry }, orderId, options),
+    reindexProducts: (options) => reindexProducts({ search: services.search, retry }, options),
     close: parts.close,
   };
 }

@@ -28,6 +28,7 @@ export {
   type WatchOptions,
 } from "./jobs.ts";
 export { FINAL_ORDER_STATES, type WatchOrderOptions } from "./orders.ts";
+export type { ReindexOptions } from "./search.ts";
 export type { UploadBulkFileOptions, UploadProgress } from "./upload.ts";
 export type { WebUploadSource } from "./sources.ts";
 export { newRequestId } from "./request-id.ts";
@@ -52,6 +53,10 @@ export {
   type WebhookDelivery,
   type WebhookEndpoint,
 } from "@stockroom/sdk/gen/stockroom/notify/v1/notification_service_pb.js";
-export { SearchService, type SearchResult } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
+export {
+  SearchService,
+  type ReindexProductsResponse,
+  type SearchResult,
+} from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 export { ApiKeyService, type ApiKey } from "@stockroom/sdk/gen/stockroom/account/v1/api_key_service_pb.js";
 export type { ProductChange } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
