@@ -57,9 +57,7 @@ export async function* follow<R, T>(f: Followed<R, T>, options: FollowOptions<T>
       }
       // The stream ended without a final state (e.g. the server is draining): reconnect.
     } catch (e) {
-      if (signal?.aborted) throw abortReason(signal);
-      const error = toStockroomError(e);
-      if (retryDelayMs(error, true, 0, f.retry) === undefined) throw error;
+      throwUnlessReconnectable(e, signal, f.retry);
     }
     failingSince ??= Date.now();
     if (Date.now() - failingSince > reconnectForMs) {
@@ -70,4 +68,16 @@ export async function* follow<R, T>(f: Followed<R, T>, options: FollowOptions<T>
     }
     await sleep(backoffMs(f.retry, failures++), signal);
   }
+}
+
+/**
+ * throwUnlessReconnectable rethrows a failed stream's error unless opening
+ * the stream again may cure it (an unavailable server, a dropped
+ * connection): the caller's abort as its reason, anything final as a
+ * StockroomError.
+ */
+export function throwUnlessReconnectable(e: unknown, signal: AbortSignal | undefined, retry: RetryPolicy): void {
+  if (signal?.aborted) throw abortReason(signal);
+  const error = toStockroomError(e);
+  if (retryDelayMs(error, true, 0, retry) === undefined) throw error;
 }

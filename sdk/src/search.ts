@@ -10,8 +10,8 @@
  */
 import type { Client } from "@connectrpc/connect";
 import type { ReindexProductsResponse, SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
-import { toStockroomError } from "./errors.ts";
-import { abortReason, backoffMs, retryDelayMs, sleep, type RetryPolicy } from "./retry.ts";
+import { throwUnlessReconnectable } from "./follow.ts";
+import { backoffMs, sleep, type RetryPolicy } from "./retry.ts";
 
 export interface ReindexOptions {
   signal?: AbortSignal;
@@ -39,10 +39,8 @@ export async function* reindexProducts(
       }
       // The stream ended before its last message (e.g. the server is draining): take it up again.
     } catch (e) {
-      if (signal?.aborted) throw abortReason(signal);
-      const error = toStockroomError(e);
-      // Only what a retry may cure (an unavailable server, a dropped connection); a bad token is the caller's.
-      if (retryDelayMs(error, true, 0, deps.retry) === undefined) throw error;
+      // A bad token is the caller's, thrown at once.
+      throwUnlessReconnectable(e, signal, deps.retry);
     }
     failingSince ??= Date.now();
     if (Date.now() - failingSince > reconnectForMs) {
