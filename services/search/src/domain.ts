@@ -89,17 +89,15 @@ export function searchTerms(text: string): SearchTerms | undefined {
   return terms;
 }
 
-/** The longest SKU the catalog holds (Product.sku): a longer query starts none. */
-const MAX_SKU = 128;
-
 /**
  * skuPrefixes is what a query matches the start of SKUs with: a query of one
  * token (no blank) as written, in capitals and in small letters (SKUs are
  * compared byte for byte, and most are written in capitals: "tsh-red"
- * finds "TSH-RED-XL"). Empty for text with blanks or longer than a SKU.
+ * finds "TSH-RED-XL"). Empty for text with blanks or longer than maxSku
+ * characters (the longest SKU the catalog holds: it starts none).
  */
-export function skuPrefixes(text: string): string[] {
-  if (text === "" || /\s/u.test(text) || [...text].length > MAX_SKU) return [];
+export function skuPrefixes(text: string, maxSku: number): string[] {
+  if (text === "" || /\s/u.test(text) || [...text].length > maxSku) return [];
   return [...new Set([text, text.toUpperCase(), text.toLowerCase()])];
 }
 

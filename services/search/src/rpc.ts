@@ -3,7 +3,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { ProductStatus as ProtoStatus } from "@stockroom/sdk/gen/stockroom/catalog/v1/product_pb.js";
 import type { SearchService } from "@stockroom/sdk/gen/stockroom/search/v1/search_service_pb.js";
 import type { Money } from "@stockroom/sdk/gen/stockroom/type/v1/money_pb.js";
-import type { CatalogDb } from "@stockroom/catalog";
+import { LIMITS, type CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
 import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency, longerThan } from "@stockroom/common";
 import { hitToProto, statusFromProto } from "./convert.ts";
@@ -14,7 +14,7 @@ import { isDbClock, searchProducts, type SearchDb, type SearchQuery } from "./st
 
 export interface SearchDeps {
   db: SearchDb;
-  /** The catalog's database, read by ReindexProducts. */
+  /** The catalog's database (the API process's own), read by ReindexProducts. */
   catalogDb: CatalogDb;
   /** Reads the projector's lag; GetProjectionLag is refused without it. */
   lag?: () => Promise<ProjectionLag>;
@@ -26,7 +26,7 @@ export interface SearchDeps {
 export const MAX_QUERY_CHARACTERS = 1000;
 
 /** MAX_BRAND_CHARACTERS is the longest brand the catalog stores (Product.brand), so a longer filter can match nothing. */
-export const MAX_BRAND_CHARACTERS = 200;
+export const MAX_BRAND_CHARACTERS = LIMITS.brand;
 
 /** createSearchService implements stockroom.search.v1.SearchService over the search projection. */
 export function createSearchService({ db, catalogDb, lag, reindexPageSize }: SearchDeps): ServiceImpl<typeof SearchService> {
@@ -40,7 +40,7 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
       }
       const match = text === "" ? undefined : searchTerms(text);
       // A query of one token also finds the SKUs it starts ("MUG-1", "tsh-red").
-      const prefixes = skuPrefixes(text);
+      const prefixes = skuPrefixes(text, LIMITS.sku);
       if (text !== "" && match === undefined && prefixes.length === 0) {
         violations.push({
           field: "query",
