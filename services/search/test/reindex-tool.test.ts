@@ -24,9 +24,10 @@ test.after.always(async () => {
 const tool = path.join(import.meta.dirname, "..", "..", "..", "tools", "reindex.ts");
 
 /** reindex runs the tool for merchantId, its catalog database through the proxy. */
-function reindex(merchantId: string, env: Record<string, string> = {}) {
+function reindex(merchantId: string, env: Record<string, string> = {}, onOutput?: (output: string) => void) {
   return runProcess(process.execPath, [tool, merchantId], {
     env: { DATABASE_URL: proxied.toString(), SEARCH_DATABASE_URL: h.searchUrl, ...env },
+    onOutput,
   });
 }
 
@@ -34,8 +35,14 @@ test.serial("a catalog database away for a few seconds: the reindex waits, then 
   const merchant = await h.newMerchant();
   for (const sku of ["R-1", "R-2", "R-3"]) await h.catalog(merchant).createProduct({ product: productInit(sku) });
   await proxy.refuse();
-  const running = reindex(merchant.merchantId);
-  await new Promise((r) => setTimeout(r, 3_000));
+  // Back once the tool has met the outage (a fixed wait raced a tool slow to start on a busy machine).
+  let failedOnce: () => void = () => {};
+  const failed = new Promise<void>((resolve) => (failedOnce = resolve));
+  const running = reindex(merchant.merchantId, {}, (output) => {
+    if (output.includes("retrying with backoff")) failedOnce();
+  });
+  await Promise.race([failed, running]);
+  await new Promise((r) => setTimeout(r, 1_000));
   await proxy.accept();
   const { code, stdout: out, stderr: err } = await running;
   t.is(code, 0, err);
