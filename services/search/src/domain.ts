@@ -68,7 +68,12 @@ export interface SearchTerms {
 export function searchTerms(text: string): SearchTerms | undefined {
   const words = new Set<string>();
   const grams = new Set<string>();
-  for (const word of text.normalize("NFC").toLowerCase().match(WORD) ?? []) {
+  // Turkish İ lower-cases to i and a combining dot, which the index does not hold: the dot is dropped.
+  for (const word of text
+    .normalize("NFC")
+    .toLowerCase()
+    .replace(/i\u0307/g, "i")
+    .match(WORD) ?? []) {
     for (const run of word.match(RUN) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
     for (const rest of word.replace(RUN, " ").split(" ")) {
       if ([...rest].length >= MIN_WORD && !STOPWORDS.has(rest)) words.add(rest);
@@ -79,7 +84,10 @@ export function searchTerms(text: string): SearchTerms | undefined {
   if (words.size > 0)
     terms.words = [...words]
       .slice(0, MAX_WORDS)
-      .map((w) => `+${w}*`)
+      .map((w) => {
+        const spellings = dotlessSpellings(w);
+        return spellings.length === 1 ? `+${w}*` : `+(${spellings.map((s) => `${s}*`).join(" ")})`;
+      })
       .join(" ");
   if (grams.size > 0)
     terms.grams = [...grams]
@@ -87,6 +95,38 @@ export function searchTerms(text: string): SearchTerms | undefined {
       .map((g) => `+${g}`)
       .join(" ");
   return terms;
+}
+
+/** MAX_DOTLESS is how many i and ı of one word are spelled every way (2^n spellings); past it, one way each. */
+const MAX_DOTLESS = 2;
+
+/**
+ * dotlessSpellings is how a query word is looked for with Turkish's dotless
+ * ı: the text's collation (utf8mb4_unicode_ci) holds ı and i apart, as they
+ * are different letters, but "HALISI" is Turkish for "halısı" (carpet) and
+ * lower-cases as "halisi" everywhere else, and Turkish is often typed without
+ * its letters ("hali" for "halı"). A word with i or ı is looked for with
+ * either letter at each of its first MAX_DOTLESS such places, and at the others
+ * with all of them as i or all as ı; a word with neither is itself alone.
+ */
+export function dotlessSpellings(word: string): string[] {
+  const letters = [...word];
+  const places = letters.flatMap((letter, i) => (letter === "i" || letter === "ı" ? [i] : []));
+  if (places.length === 0) return [word];
+  const spellings = new Set<string>();
+  const spelled = (choose: (place: number, n: number) => string) => {
+    const out = [...letters];
+    places.forEach((place, n) => {
+      out[place] = choose(place, n);
+    });
+    return out.join("");
+  };
+  const exhaustive = places.slice(0, MAX_DOTLESS).length;
+  for (const rest of ["i", "ı"])
+    for (let mask = 0; mask < 1 << exhaustive; mask++)
+      spellings.add(spelled((_, n) => (n < exhaustive ? ((mask >> n) & 1 ? "ı" : "i") : rest)));
+  spellings.add(word);
+  return [...spellings];
 }
 
 /**

@@ -11,7 +11,7 @@
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
-import { runGrams, searchTerms } from "../src/domain.ts";
+import { dotlessSpellings, runGrams, searchTerms } from "../src/domain.ts";
 import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
@@ -63,7 +63,7 @@ async function settled(merchant: TestMerchant, query: string, expected: string[]
 test("the query's runs of unspaced scripts become grams, its other words stay prefix words", (t) => {
   t.deepEqual(searchTerms("抹茶"), { grams: "+_抹茶" });
   t.deepEqual(searchTerms("茶"), { grams: "+__茶" }, "one letter is a gram of its own");
-  t.deepEqual(searchTerms("iPhone用ケース"), { words: "+iphone*", grams: "+_用け +_けー +_ーす" });
+  t.deepEqual(searchTerms("iPhone用ケース"), { words: "+(iphone* ıphone*)", grams: "+_用け +_けー +_ーす" });
   t.deepEqual(searchTerms("ｶﾌｪ、ラテ。"), { grams: "+_かふ +_ふぇ +_らて" }, "katakana (half-width too) as hiragana; punctuation splits");
   t.deepEqual(searchTerms("녹차 mug"), { words: "+mug*", grams: "+_녹차" });
   t.is(searchTerms("ab the"), undefined);
@@ -72,7 +72,7 @@ test("the query's runs of unspaced scripts become grams, its other words stay pr
   t.deepEqual(searchTerms("คั่ว"), { grams: "+_คั +_ั่ +_่ว" }, "Thai: its vowel and tone marks are letters of the run");
   t.deepEqual(runGrams("ไก่"), ["__ไ", "_ไก", "__ก", "_ก่", "__่"]);
   t.deepEqual(searchTerms("चाय मसाला"), { words: "+चाय* +मसाला*" }, "Devanagari's vowel signs are part of the word");
-  t.deepEqual(searchTerms("cafe\u0301 NOIR"), { words: "+café* +noir*" }, "composed (NFC)");
+  t.deepEqual(searchTerms("cafe\u0301 NOIR"), { words: "+café* +(noir* noır*)" }, "composed (NFC)");
 });
 
 test("Chinese, Japanese and Korean words are found inside longer text, with other words and filters, page by page", async (t) => {
@@ -143,6 +143,36 @@ test("Thai, written without spaces, is found inside longer text; Hindi words who
   t.deepEqual(await skus(merchant, "चाय"), ["HI-1", "HI-2"], "tea, whole and as the start of teapot");
   t.deepEqual(await skus(merchant, "मसाला चाय"), ["HI-1"]);
   t.deepEqual(await skus(merchant, "पत्ती"), ["HI-1"]);
+});
+
+test("a word with i or ı is looked for with either letter, as Turkish writes them", (t) => {
+  t.deepEqual(dotlessSpellings("mug"), ["mug"]);
+  t.deepEqual(dotlessSpellings("halisi").sort(), ["halisi", "halisı", "halısi", "halısı"]);
+  t.is(dotlessSpellings("kırmızı").length, 8, "three places: every spelling");
+  const five = dotlessSpellings("bilgisayarımızı");
+  t.is(five.length, 8, "five places: the first two every way, the rest all i or all ı");
+  t.true(five.includes("bilgisayarımızı") && five.includes("bilgisayarimizi"), "as typed too, whatever its length");
+  t.true(dotlessSpellings("bilgısayarimızi").includes("bilgısayarimızi"), "a mixed spelling past the first two is kept as typed");
+  t.deepEqual(searchTerms("HALI mug"), { words: "+(hali* halı*) +mug*" });
+  t.deepEqual(searchTerms("İZMİR"), { words: "+(izmir* ızmir* izmır* ızmır*)" }, "İ is i: its combining dot is dropped");
+});
+
+test("Turkish text is found typed in capitals, in small letters, or without its letters", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("TR-1", { title: "El dokuma Isparta halısı", description: "Kırmızı yün" }) });
+  await catalog.createProduct({ product: productInit("TR-2", { title: "İZMİR KİLİMİ" }) });
+  await catalog.createProduct({ product: productInit("TR-3", { title: "Halibut fillet" }) });
+  await settled(merchant, "", ["TR-1", "TR-2", "TR-3"]);
+  // Before: "HALISI" lower-cased to "halisi", which the collation holds apart from "halısı", and found nothing.
+  t.deepEqual(await skus(merchant, "HALISI"), ["TR-1"]);
+  t.deepEqual(await skus(merchant, "halısı"), ["TR-1"]);
+  t.deepEqual(await skus(merchant, "hali"), ["TR-1", "TR-3"], "typed without ı; the start of halibut too");
+  t.deepEqual(await skus(merchant, "KIRMIZI"), ["TR-1"]);
+  t.deepEqual(await skus(merchant, "kirmizi yun"), ["TR-1"], "typed without any Turkish letter");
+  t.deepEqual(await skus(merchant, "izmir kilimi"), ["TR-2"], "İ in the text");
+  t.deepEqual(await skus(merchant, "İzmir"), ["TR-2"], "İ in the query");
+  t.deepEqual(await skus(merchant, "ısparta"), ["TR-1"]);
 });
 
 test("a reindex writes the grams of rows projected before search_product_grams existed", async (t) => {
