@@ -27,7 +27,16 @@ import { DeliverPolicy } from "@nats-io/jetstream";
 import { domainSubjects, EVENT_HEADERS } from "../src/event-stream.ts";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
 import { entryFromProduct } from "@stockroom/search";
-import { productInit, startSearchHarness, unpublished, type SearchHarness } from "@stockroom/search/testing";
+import {
+  documentTerms,
+  entryText,
+  merchantTag,
+  productInit,
+  type SearchDocumentRow,
+  startSearchHarness,
+  unpublished,
+  type SearchHarness,
+} from "@stockroom/search/testing";
 
 const PRODUCTS = 100;
 const CHANGES = 10_000;
@@ -324,33 +333,28 @@ test("10,000 mixed changes with the relay process killed and restarted twice: se
 
   // The search store equals the catalog: live products identical, deleted ones absent or tombstoned.
   const catalogRows = await h.db.selectFrom("products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
-  const searchRows = await h.searchDb.selectFrom("search_products").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
-  const content = (e: {
-    sku: string;
-    product_id: string;
-    version: number;
-    deleted: number;
-    title: string;
-    description: string;
-    attributes_text: string;
-    price_minor: number;
-    currency: string;
-    stock: number;
-    status: string;
-  }) => ({
+  const searchRows = await h.searchDb.selectFrom("search_documents").selectAll().where("merchant_id", "=", merchant.merchantId).execute();
+  /** The row's words (their order is the text's), and its fields besides. */
+  const content = (e: Omit<SearchDocumentRow, "applied_at" | "changed_at" | "merchant_id">) => ({
     sku: e.sku,
     product_id: e.product_id,
     version: Number(e.version),
     deleted: Number(e.deleted),
     title: e.title,
-    description: e.description,
-    attributes_text: e.attributes_text.split(" ").sort().join(" "),
+    words: e.words.split(" ").sort().join(" "),
+    grams: e.grams.split(" ").sort().join(" "),
     price_minor: Number(e.price_minor),
     currency: e.currency,
     stock: Number(e.stock),
     status: e.status,
   });
-  const live = new Map(catalogRows.map((r) => [r.sku, content(entryFromProduct(merchant.merchantId, rowToProduct(r)))]));
+  const tag = merchantTag(merchant.merchantId);
+  const live = new Map(
+    catalogRows.map((r) => {
+      const entry = entryFromProduct(merchant.merchantId, rowToProduct(r));
+      return [r.sku, content({ ...entry, ...documentTerms(tag, entryText(entry)) })];
+    }),
+  );
   const held = new Map(searchRows.map((r) => [r.sku, content(r)]));
   const mismatched: string[] = [];
   for (const [sku, want] of live) {

@@ -1,7 +1,9 @@
 /**
- * Search rules: how SKU states are ordered and how query text becomes an
- * InnoDB boolean full-text query. Imports neither proto nor kysely.
+ * Search rules: how SKU states are ordered, how a product's text is indexed
+ * and how query text becomes an InnoDB boolean full-text query. Imports
+ * neither proto nor kysely.
  */
+import { createHash } from "node:crypto";
 
 /** Position orders a SKU's states: a recreated SKU has a newer product id (a ULID), then versions count up. */
 export interface Position {
@@ -16,7 +18,11 @@ export function isAtOrAfter(held: Position | undefined, target: Position): boole
   return held.version >= target.version;
 }
 
-/** The InnoDB defaults: innodb_ft_min_token_size and INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD (3+ letters). */
+/**
+ * Words of fewer letters, and these, are neither indexed nor looked for: the
+ * InnoDB defaults (innodb_ft_min_token_size, INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD
+ * of 3 letters or more), which held when InnoDB split the text itself.
+ */
 const MIN_WORD = 3;
 const STOPWORDS = new Set("about are com for from how that the this was what when where who will with und www".split(" "));
 const MAX_WORDS = 16;
@@ -39,15 +45,15 @@ const RUN =
  * word of 3, not two letters), digits and underscores.
  */
 const WORD = /[\p{L}\p{M}\p{N}_]+/gu;
-const HAS_RUN = new RegExp(RUN.source, "v");
 /** MAX_GRAMS bounds the grams one query asks for (a run of n letters asks for n - 1). */
 const MAX_GRAMS = 32;
 
 /**
- * SearchTerms is user text as the two full-text indexes take it: `words`,
- * a boolean-mode query of search_products (every word required, as a
- * prefix: `+mug*`), and `grams`, one of search_product_grams (every gram
- * of the runs (RUN) required, whole: `+_抹茶`). Either may be absent.
+ * SearchTerms is user text as the two full-text indexes of search_documents
+ * take it: `words`, a boolean-mode query of its words (every word
+ * required, as a prefix: `+mug*`), and `grams`, one of its grams (every
+ * gram of the runs (RUN) required, whole: `+_抹茶`), each behind the
+ * merchant's tag when one is given. Either may be absent.
  */
 export interface SearchTerms {
   words?: string;
@@ -63,21 +69,15 @@ export interface SearchTerms {
  * two-letter grams, or the letter itself when it is one letter long, so
  * "抹茶" finds "日本製の抹茶" and "茶" every product with that letter (a
  * run of grams is a phrase of them, as MySQL's ngram parser answers it).
- * Returns undefined when nothing is left to look for.
+ * tag is the merchant's (merchantTag), which every indexed word and gram
+ * starts with. Returns undefined when nothing is left to look for.
  */
-export function searchTerms(text: string): SearchTerms | undefined {
+export function searchTerms(text: string, tag = ""): SearchTerms | undefined {
   const words = new Set<string>();
   const grams = new Set<string>();
-  // Turkish İ lower-cases to i and a combining dot, which the index does not hold: the dot is dropped.
-  for (const word of text
-    .normalize("NFC")
-    .toLowerCase()
-    .replace(/i\u0307/g, "i")
-    .match(WORD) ?? []) {
+  for (const word of foldText(text).match(WORD) ?? []) {
     for (const run of word.match(RUN) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
-    for (const rest of word.replace(RUN, " ").split(" ")) {
-      if ([...rest].length >= MIN_WORD && !STOPWORDS.has(rest)) words.add(rest);
-    }
+    for (const rest of wordsOutsideRuns(word)) words.add(rest);
   }
   if (words.size === 0 && grams.size === 0) return undefined;
   const terms: SearchTerms = {};
@@ -86,13 +86,14 @@ export function searchTerms(text: string): SearchTerms | undefined {
       .slice(0, MAX_WORDS)
       .map((w) => {
         const spellings = dotlessSpellings(w);
-        return spellings.length === 1 ? `+${w}*` : `+(${spellings.map((s) => `${s}*`).join(" ")})`;
+        const key = (spelling: string) => `${tag}${indexedWord(spelling)}*`;
+        return spellings.length === 1 ? `+${key(w)}` : `+(${spellings.map(key).join(" ")})`;
       })
       .join(" ");
   if (grams.size > 0)
     terms.grams = [...grams]
       .slice(0, MAX_GRAMS)
-      .map((g) => `+${g}`)
+      .map((g) => `+${tag}${g}`)
       .join(" ");
   return terms;
 }
@@ -142,7 +143,79 @@ export function skuPrefixes(text: string, maxSku: number): string[] {
 }
 
 /**
- * runGrams is what search_product_grams indexes for a product's text: every
+ * foldText is text as both sides compare it: NFC (composed accents), small
+ * letters, and Turkish İ as i (lower-cased, it is i and a combining dot).
+ */
+function foldText(text: string): string {
+  return text
+    .normalize("NFC")
+    .toLowerCase()
+    .replace(/i\u0307/g, "i");
+}
+
+/** wordsOutsideRuns is a word's parts outside runs (RUN) that count: 3 letters or more, not a stopword. */
+function wordsOutsideRuns(word: string): string[] {
+  return word
+    .replace(RUN, " ")
+    .split(" ")
+    .filter((rest) => [...rest].length >= MIN_WORD && !STOPWORDS.has(rest));
+}
+
+/**
+ * TAG_LENGTH is the length of a merchant's tag (merchantTag), and
+ * MAX_INDEXED_WORD how much of a word is indexed behind it:
+ * innodb_ft_max_token_size (84) leaves out longer tokens altogether.
+ */
+const TAG_LENGTH = 8;
+const MAX_INDEXED_WORD = 84 - TAG_LENGTH - 1;
+
+/** indexedWord is the part of a word that is indexed (its first MAX_INDEXED_WORD letters): a longer query word is looked for by it. */
+function indexedWord(word: string): string {
+  const letters = [...word];
+  return letters.length > MAX_INDEXED_WORD ? letters.slice(0, MAX_INDEXED_WORD).join("") : word;
+}
+
+/**
+ * merchantTag is what every indexed word and gram of a merchant's products
+ * starts with (documentTerms), and so every word of its queries: 8 hex
+ * letters of the SHA-256 of its id. A full-text query reads the postings
+ * of the words it names, and unscoped those are every merchant's: a
+ * merchant with 3 products searching "light" waited 50–60 ms because
+ * another one had 200,000 (npm start, 2026-12-06), and the wait grew with
+ * the whole database. Tagged, it reads its own. Two merchants sharing a tag
+ * share postings only: the statement keeps to the merchant's rows.
+ */
+export function merchantTag(merchantId: string): string {
+  return createHash("sha256").update(merchantId).digest("hex").slice(0, TAG_LENGTH);
+}
+
+/** DocumentTerms is what search_documents indexes for a product: its words and its grams, each behind the merchant's tag, space-separated. */
+export interface DocumentTerms {
+  words: string;
+  grams: string;
+}
+
+/**
+ * documentTerms is the full text of a product as searchTerms looks for it:
+ * each word outside runs once (folded as foldText does, 3 letters or more,
+ * not a stopword, at most MAX_INDEXED_WORD letters), and the grams of its
+ * runs (runGrams), all behind the merchant's tag. Words are split here, by
+ * the rule a query's are (WORD), not by InnoDB's parser: each is one token
+ * of letters, marks, digits and underscores, which that parser keeps whole.
+ */
+export function documentTerms(tag: string, text: string): DocumentTerms {
+  const words = new Set<string>();
+  for (const word of foldText(text).match(WORD) ?? []) for (const rest of wordsOutsideRuns(word)) words.add(indexedWord(rest));
+  return {
+    words: [...words].map((w) => `${tag}${w}`).join(" "),
+    grams: runGrams(text)
+      .map((g) => `${tag}${g}`)
+      .join(" "),
+  };
+}
+
+/**
+ * runGrams is what search_documents indexes for a product's text: every
  * letter and every pair of neighbouring letters of its runs (RUN), as words of
  * 3 letters that the default parser keeps (innodb_ft_min_token_size is 3):
  * a pair behind one underscore, a letter behind two. Empty when the text has
@@ -173,11 +246,6 @@ function normalizeRun(run: string): string {
 
 /** KATAKANA are the katakana that have a hiragana 0x60 below them (ァ to ヶ). */
 const KATAKANA = /[\u30a1-\u30f6]/g;
-
-/** hasRuns tells whether text has a letter of the scripts indexed as grams (RUN), so grams (runGrams) to store. */
-export function hasRuns(text: string): boolean {
-  return HAS_RUN.test(text);
-}
 
 /** queryGrams is what a query's run must match: its pairs, or its one letter. */
 function queryGrams(run: string): string[] {

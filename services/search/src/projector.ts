@@ -1,6 +1,6 @@
 /**
  * The search projector: applies the catalog's events (catalog.> on the event
- * stream) to search_products through one durable consumer that any number
+ * stream) to search_documents through one durable consumer that any number
  * of processes share. Events are applied in micro-batches (one multi-row
  * guarded upsert for the events that arrived together; each event is acked
  * only after its batch commits), and the guard makes order irrelevant: a

@@ -24,15 +24,12 @@
  * SearchFacetRow: none when its facets row is missing or older, as for rows
  * projected before that table existed or from the event of a process of an
  * older release, which carried no brand) counts as behind and is rewritten:
- * a reindex after a release repairs the brands. So is a SKU
- * whose text has letters of the scripts indexed as grams (domain.ts RUN)
- * and whose grams row is missing at its state (projected by a release
- * before those grams): words in those scripts find it after.
+ * a reindex after a release repairs the brands.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
-import { hasRuns, isAtOrAfter } from "./domain.ts";
-import { CLOCK_ZERO, type DbClock, entryText, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+import { isAtOrAfter } from "./domain.ts";
+import { CLOCK_ZERO, type DbClock, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
 export interface ReindexCounts {
   /** Catalog products read. */
@@ -93,9 +90,9 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
       const state = held.get(e.sku);
       if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
       // At this very state but with another brand than the catalog's (from an older release's event, or a row from
-      // before facets), or without the grams its text needs (written by a release before them).
+      // before facets).
       const atThisState = state!.productId === e.product_id && state!.version === e.version;
-      return atThisState && (state!.brand !== e.brand || (!state!.grams && hasRuns(entryText(e))));
+      return atThisState && state!.brand !== e.brand;
     });
     await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));

@@ -7,7 +7,7 @@ import { LIMITS, type CatalogDb } from "@stockroom/catalog";
 import { principalOf, decodePageToken, encodePageToken, pageSize } from "@stockroom/common/rpc";
 import { InvalidArgumentError, PreconditionError, type FieldViolation, isKnownCurrency, longerThan } from "@stockroom/common";
 import { hitToProto, statusFromProto } from "./convert.ts";
-import { searchTerms, skuPrefixes } from "./domain.ts";
+import { merchantTag, searchTerms, skuPrefixes } from "./domain.ts";
 import type { ProjectionLag } from "./projector.ts";
 import { reindexMerchant, type ReindexProgress } from "./reindex.ts";
 import { isDbClock, searchProducts, type SearchDb, type SearchQuery } from "./store.ts";
@@ -38,7 +38,8 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
       if (longerThan(text, MAX_QUERY_CHARACTERS)) {
         throw new InvalidArgumentError([{ field: "query", description: `must be at most ${MAX_QUERY_CHARACTERS} characters` }]);
       }
-      const match = text === "" ? undefined : searchTerms(text);
+      // The merchant's own words (domain.ts merchantTag).
+      const match = text === "" ? undefined : searchTerms(text, merchantTag(merchantId));
       // A query of one token also finds the SKUs it starts ("MUG-1", "tsh-red").
       const prefixes = skuPrefixes(text, LIMITS.sku);
       if (text !== "" && match === undefined && prefixes.length === 0) {

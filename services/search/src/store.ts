@@ -2,7 +2,7 @@ import path from "node:path";
 import { sql, type Generated, type JoinBuilder, type Kysely, type Selectable } from "kysely";
 import { createDatabase, ensureDatabase, inTransaction, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
 import type { ProductStatus } from "@stockroom/catalog";
-import { runGrams, type Position, type SearchTerms } from "./domain.ts";
+import { documentTerms, merchantTag, type DocumentTerms, type Position, type SearchTerms } from "./domain.ts";
 
 /** searchMigrations is the folder of the search database's tables (a database of its own, not the catalog's). */
 export const searchMigrations: MigrationSet = {
@@ -10,7 +10,12 @@ export const searchMigrations: MigrationSet = {
   folder: path.join(import.meta.dirname, "..", "migrations"),
 };
 
-export interface SearchProductRow {
+/**
+ * SearchDocumentRow is the projection's row of one SKU (search_documents):
+ * what a hit shows and the filters read, and its text as the full-text
+ * indexes take it (domain.ts documentTerms).
+ */
+export interface SearchDocumentRow {
   merchant_id: string;
   sku: string;
   product_id: string;
@@ -18,9 +23,6 @@ export interface SearchProductRow {
   /** 1 for a tombstone: the product was deleted at this version. */
   deleted: number;
   title: string;
-  description: string;
-  /** The attribute values, space-separated, for full-text search. */
-  attributes_text: string;
   price_minor: number;
   currency: string;
   stock: number;
@@ -29,16 +31,19 @@ export interface SearchProductRow {
   changed_at: Date;
   /** When this row last changed here (the search database's clock). */
   applied_at: Generated<Date>;
+  /** The words of the title, description and attribute values behind the merchant's tag; empty for a tombstone. */
+  words: string;
+  /** The grams of their runs behind the merchant's tag; empty when they have none. */
+  grams: string;
 }
 
 /**
  * SearchFacetRow holds a product's filter columns that are not full-text, at
- * the same (product_id, version) as its search_products row: a row whose
+ * the same (product_id, version) as its search_documents row: a row whose
  * state differs (missing, or older) is not trusted by searchProducts. A
  * product with no brand has no facets row at its state: its row holds
- * nothing a filter can match, so it is not written (as a grams row is not
- * written for text without runs), and a missing or older row reads as no
- * brand. A row projected before this table existed, or from an event of a
+ * nothing a filter can match, so it is not written, and a missing or older
+ * row reads as no brand. A row projected before this table existed, or from an event of a
  * release that carried no brand, whose catalog row has a brand, is
  * rewritten by the reindex (reindex.ts).
  */
@@ -51,30 +56,20 @@ export interface SearchFacetRow {
   brand: string | null;
 }
 
-/**
- * SearchGramRow holds the grams of a product's text in the scripts indexed as grams (domain.ts
- * runGrams), space-separated, at the same (product_id, version) as its
- * search_products row; products without such text have none, and a row at
- * another state is not read.
- */
-export interface SearchGramRow {
-  merchant_id: string;
-  sku: string;
-  product_id: string;
-  version: number;
-  grams: string;
-}
-
 export interface SearchTables {
-  search_products: SearchProductRow;
+  search_documents: SearchDocumentRow;
   search_product_facets: SearchFacetRow;
-  search_product_grams: SearchGramRow;
 }
 
 export type SearchDb = Kysely<SearchTables>;
 
-/** SearchEntry is one product state to store: its search_products row and its facets. */
-export type SearchEntry = Omit<SearchProductRow, "applied_at"> & Pick<SearchFacetRow, "brand">;
+/**
+ * SearchEntry is one product state to store: its search_documents row with
+ * its text as the catalog has it (title, description, attribute values),
+ * and its facets.
+ */
+export type SearchEntry = Omit<SearchDocumentRow, "applied_at" | "words" | "grams"> &
+  Pick<SearchFacetRow, "brand"> & { description: string; attributes_text: string };
 
 /** openSearchDatabase opens the search database, creating and migrating it first when asked. */
 export async function openSearchDatabase(options: { url: string; poolSize: number; migrate: boolean }): Promise<SearchDb> {
@@ -88,8 +83,8 @@ export async function openSearchDatabase(options: { url: string; poolSize: numbe
 const UPDATE_COLUMNS = [
   "deleted",
   "title",
-  "description",
-  "attributes_text",
+  "words",
+  "grams",
   "price_minor",
   "currency",
   "stock",
@@ -108,7 +103,6 @@ const UPDATE_COLUMNS = [
 const NEWER = "(values(`product_id`), values(`version`)) > (`product_id`, `version`)";
 
 const FACET_UPDATE_COLUMNS = ["brand", "version", "product_id"] as const;
-const GRAM_UPDATE_COLUMNS = ["grams", "version", "product_id"] as const;
 
 /** AT_LEAST is NEWER or the same state: for a reindex, whose catalog row is the truth about the state it read. */
 const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `version`)";
@@ -116,60 +110,51 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
 /**
  * upsertEntries stores each entry unless the row already holds that state
  * or a newer one: replays, reordered deliveries and a reindex racing live
- * events can never move a row back. A product's row, its facets row and
- * (when its text has letters of those scripts) its grams row are written in one
+ * events can never move a row back. A product's row (its text made into
+ * the merchant's words and grams) and its facets row are written in one
  * transaction under the same guard, so they move together (the statements
  * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
- * read the entries from the catalog's rows) also rewrites facets and grams
- * held at the same state: an event of that state from a release before
- * them carried no brand and wrote no grams; the row has them. Only entries
- * with a brand get a facets row (SearchFacetRow), only entries with text in
- * the scripts of runs a grams row.
+ * read the entries from the catalog's rows) also rewrites facets held at
+ * the same state: an event of that state from a release before them
+ * carried no brand. Only entries with a brand get a facets row
+ * (SearchFacetRow).
  */
 export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
   if (entries.length === 0) return;
-  const rows = entries.map(({ brand: _, ...row }) => row);
+  const rows = entries.map(({ brand: _, description, attributes_text, ...row }): Omit<SearchDocumentRow, "applied_at"> => {
+    const terms = row.deleted
+      ? NO_TERMS
+      : documentTerms(merchantTag(row.merchant_id), entryText({ title: row.title, description, attributes_text }));
+    return { ...row, ...terms };
+  });
   // A brandless or deleted product's facets row would hold nothing a filter matches: none is written, and an
   // older one left behind is not at the product's state, which every read of the table requires.
   const facets = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, brand }): SearchFacetRow[] =>
     brand === null || deleted ? [] : [{ merchant_id, sku, product_id, version, brand }],
   );
-  const grams = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, ...text }): SearchGramRow[] => {
-    const found = deleted ? "" : entryGrams(text);
-    return found === "" ? [] : [{ merchant_id, sku, product_id, version, grams: found }];
-  });
-  const sideGuard = options.fromCatalog ? AT_LEAST : NEWER;
   await inTransaction(db, async (trx) => {
-    await insertRows(trx, "search_products", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
+    await insertRows(trx, "search_documents", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
     if (facets.length > 0)
       await insertRows(trx, "search_product_facets", facets, {
         onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
-        onlyIf: sideGuard,
-        deferred: true,
-      });
-    if (grams.length > 0)
-      await insertRows(trx, "search_product_grams", grams, {
-        onDuplicateKeyUpdate: GRAM_UPDATE_COLUMNS,
-        onlyIf: sideGuard,
+        onlyIf: options.fromCatalog ? AT_LEAST : NEWER,
         deferred: true,
       });
   });
 }
 
+/** A tombstone's terms: it is found by no text. */
+const NO_TERMS: DocumentTerms = { words: "", grams: "" };
+
 type EntryText = Pick<SearchEntry, "title" | "description" | "attributes_text">;
 
-/** entryText is an entry's searchable text: what both full-text indexes hold. */
+/** entryText is an entry's searchable text: its title, description and attribute values. */
 export function entryText(entry: EntryText): string {
   return `${entry.title} ${entry.description} ${entry.attributes_text}`;
 }
 
-/** entryGrams is the grams row's text for an entry: its runs' grams, space-separated; empty when it has none. */
-function entryGrams(entry: EntryText): string {
-  return runGrams(entryText(entry)).join(" ");
-}
-
-/** sameState joins a side table's row (facets f, grams g) at the state of its search_products row s. */
-function sameState<DB, TB extends keyof DB>(join: JoinBuilder<DB, TB>, side: "f" | "g"): JoinBuilder<DB, TB> {
+/** sameState joins a facets row f at the state of its search_documents row s. */
+function sameState<DB, TB extends keyof DB>(join: JoinBuilder<DB, TB>, side: "f"): JoinBuilder<DB, TB> {
   // biome-ignore lint/suspicious/noExplicitAny: the column names are built from the alias, which Kysely's types cannot follow
   return (join as JoinBuilder<any, any>)
     .onRef(`${side}.merchant_id`, "=", "s.merchant_id")
@@ -183,8 +168,6 @@ export interface HeldState extends Position {
   deleted: boolean;
   /** The SKU's brand: its facets row's at the same state; null when it has none there (no row, or an older one). */
   brand: string | null;
-  /** Whether its grams row is at the same state. */
-  grams: boolean;
 }
 
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
@@ -194,10 +177,9 @@ export async function findHeld(
   range: { after?: string; through?: string },
 ): Promise<Map<string, HeldState>> {
   let q = db
-    .selectFrom("search_products as s")
+    .selectFrom("search_documents as s")
     .leftJoin("search_product_facets as f", (join) => sameState(join, "f"))
-    .leftJoin("search_product_grams as g", (join) => sameState(join, "g"))
-    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.brand", "g.sku as grams_sku"])
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.brand"])
     .where("s.merchant_id", "=", merchantId);
   if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
   if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
@@ -210,7 +192,6 @@ export async function findHeld(
         version: Number(r.version),
         deleted: Boolean(r.deleted),
         brand: r.brand,
-        grams: r.grams_sku !== null,
       },
     ]),
   );
@@ -219,7 +200,7 @@ export async function findHeld(
 /** findPosition reads the state held for one SKU. */
 export async function findPosition(db: SearchDb, merchantId: string, sku: string): Promise<Position | undefined> {
   const row = await db
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .select(["product_id", "version"])
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", sku)
@@ -250,7 +231,7 @@ export const CLOCK_ZERO = "1970-01-01 00:00:00.000000" as DbClock;
  */
 export async function merchantClock(db: SearchDb, merchantId: string): Promise<DbClock | undefined> {
   const row = await db
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .select(sql<string>`CAST(NOW(6) AS CHAR)`.as("now"))
     .where("merchant_id", "=", merchantId)
     .limit(1)
@@ -262,8 +243,8 @@ export async function merchantClock(db: SearchDb, merchantId: string): Promise<D
 export async function tombstone(db: SearchDb, merchantId: string, skus: readonly string[], before: DbClock): Promise<number> {
   if (skus.length === 0) return 0;
   const result = await db
-    .updateTable("search_products")
-    .set({ deleted: 1 })
+    .updateTable("search_documents")
+    .set({ deleted: 1, words: "", grams: "" })
     .where("merchant_id", "=", merchantId)
     .where("sku", "in", skus)
     .where("deleted", "=", 0)
@@ -287,7 +268,7 @@ export interface SearchQuery {
 }
 
 export type SearchHit = Pick<
-  Selectable<SearchProductRow>,
+  Selectable<SearchDocumentRow>,
   "product_id" | "sku" | "title" | "price_minor" | "currency" | "stock" | "status" | "version"
 >;
 
@@ -326,20 +307,13 @@ function readPage(
   skuPrefix: string | undefined,
 ): Promise<SearchHit[]> {
   let q = db
-    .selectFrom("search_products as s")
+    .selectFrom("search_documents as s")
     .select(["s.product_id", "s.sku", "s.title", "s.price_minor", "s.currency", "s.stock", "s.status", "s.version"])
     .where("s.merchant_id", "=", merchantId)
     .where("s.deleted", "=", 0);
   if (skuPrefix !== undefined) q = q.where("s.sku", "like", `${skuPrefix.replace(/[\\%_]/g, "\\$&")}%`);
-  if (match?.words !== undefined)
-    q = q.where(sql<boolean>`MATCH(s.title, s.description, s.attributes_text) AGAINST (${match.words} IN BOOLEAN MODE)`);
-  if (match?.grams !== undefined) {
-    // A join, not EXISTS, so that the grams' FULLTEXT index can drive; it selects nothing of g, hence the cast.
-    q = q
-      .innerJoin("search_product_grams as g", (join) => sameState(join, "g"))
-      .where("g.merchant_id", "=", merchantId)
-      .where(sql<boolean>`MATCH(g.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`) as unknown as typeof q;
-  }
+  if (match?.words !== undefined) q = q.where(sql<boolean>`MATCH(s.words) AGAINST (${match.words} IN BOOLEAN MODE)`);
+  if (match?.grams !== undefined) q = q.where(sql<boolean>`MATCH(s.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`);
   if (query.price) {
     q = q.where("s.currency", "=", query.price.currency);
     if (query.price.minMinor !== undefined) q = q.where("s.price_minor", ">=", query.price.minMinor);

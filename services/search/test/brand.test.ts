@@ -246,14 +246,14 @@ test.serial("a reindex carries the catalog's brands, also to rows projected befo
 test.serial("a brand search reads the (merchant_id, brand, sku) index, in SKU order without a sort", async (t) => {
   // Enough rows of several merchants and brands that the plan is the one production gets.
   const merchantId = newUlid();
-  await sql`INSERT INTO search_products (merchant_id, sku, product_id, version, deleted, title, description, attributes_text,
+  await sql`INSERT INTO search_documents (merchant_id, sku, product_id, version, deleted, title, words, grams,
       price_minor, currency, stock, status, changed_at)
     SELECT IF(seq % 4 = 0, ${merchantId}, CONCAT('OTHER', seq % 7)), CONCAT('SKU-', LPAD(seq, 6, '0')), 'P', 1, 0, CONCAT('Mug ', seq),
       '', '', seq, 'EUR', seq % 5, 'active', NOW(3) FROM seq_1_to_20000`.execute(h.searchDb);
   await sql`INSERT INTO search_product_facets (merchant_id, sku, product_id, version, brand)
-    SELECT merchant_id, sku, product_id, version, CONCAT('Brand ', CRC32(sku) % 40) FROM search_products
+    SELECT merchant_id, sku, product_id, version, CONCAT('Brand ', CRC32(sku) % 40) FROM search_documents
     WHERE sku LIKE 'SKU-%'`.execute(h.searchDb);
-  await sql`ANALYZE TABLE search_products, search_product_facets`.execute(h.searchDb);
+  await sql`ANALYZE TABLE search_documents, search_product_facets`.execute(h.searchDb);
   const statements: { sql: string; parameters: readonly unknown[] }[] = [];
   const url = new URL(h.api.databaseUrl);
   url.pathname = `/${(await sql<{ db: string }>`SELECT DATABASE() AS db`.execute(h.searchDb)).rows[0]!.db}`;

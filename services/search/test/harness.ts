@@ -22,6 +22,9 @@ import { createSearchWaiter } from "../src/waiter.ts";
 
 export { CatalogService, SearchService };
 export { productInit, writeInOneTransaction } from "@stockroom/catalog/testing";
+/** How a row holds its text, for tests that compare rows with the catalog. */
+export { documentTerms, merchantTag } from "../src/domain.ts";
+export { entryText, type SearchDocumentRow } from "../src/store.ts";
 
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 

@@ -87,7 +87,7 @@ async function drained(): Promise<void> {
 
 async function held(merchantId: string, sku: string) {
   return h.searchDb
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .select(["product_id", "version", "title", "deleted"])
     .where("merchant_id", "=", merchantId)
     .where("sku", "=", sku)
@@ -152,7 +152,7 @@ test("a bulk-sized transaction reaches search through the relay as batches", asy
   await waitFor("every row published", async () => ((await unpublished(h)) === 0 ? true : undefined));
   await drained();
   const rows = await h.searchDb
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .select(["sku", "version", "price_minor"])
     .where("merchant_id", "=", merchant.merchantId)
     .orderBy("sku")

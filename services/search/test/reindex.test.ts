@@ -36,7 +36,7 @@ async function catalogState(merchant: TestMerchant): Promise<string[]> {
 
 async function searchState(merchant: TestMerchant): Promise<string[]> {
   const rows = await h.searchDb
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .selectAll()
     .where("merchant_id", "=", merchant.merchantId)
     .where("deleted", "=", 0)
@@ -200,7 +200,7 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
   await waitFor("the projector to apply everything", async () => ((await projector.lag()).pendingEvents === 0 ? true : undefined));
   t.deepEqual(await searchState(merchant), await catalogState(merchant), "every product, field for field");
   const ghost = await h.searchDb
-    .selectFrom("search_products")
+    .selectFrom("search_documents")
     .select("deleted")
     .where("merchant_id", "=", merchant.merchantId)
     .where("sku", "=", "GHOST")
@@ -213,7 +213,7 @@ test.serial("a reindex while updates, creates and deletes flow ends with search 
 
 /** deletedBySku lists the merchant's search rows, SKU and deleted flag, by SKU. */
 function deletedBySku(merchant: string) {
-  return h.searchDb.selectFrom("search_products").select(["sku", "deleted"]).where("merchant_id", "=", merchant).orderBy("sku").execute();
+  return h.searchDb.selectFrom("search_documents").select(["sku", "deleted"]).where("merchant_id", "=", merchant).orderBy("sku").execute();
 }
 
 /** plainEntry is a search row for a product of the merchant's named by its SKU, nothing else of it mattering. */
@@ -258,7 +258,7 @@ test.serial(
     // Both written within one millisecond, on either side of the start (as a fast projector and a rebuild can).
     const stamp = (sku: string, at: string) =>
       h.searchDb
-        .updateTable("search_products")
+        .updateTable("search_documents")
         .set({ applied_at: sql`${at}` })
         .where("merchant_id", "=", merchant)
         .where("sku", "=", sku)

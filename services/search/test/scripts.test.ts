@@ -4,15 +4,14 @@
  * (matcha) was refused as a query with no word and could not find
  * "日本製の抹茶セット", and a Thai title was one word. The grams of runs of
  * the scripts written without spaces (domain.ts runGrams) are kept in
- * search_product_grams beside each row; fed end to end here (catalog →
- * outbox → relay → projector), and by a reindex for rows projected before
- * the grams existed. Hindi's words keep their vowel signs.
+ * each row's grams (search_documents); fed end to end here (catalog →
+ * outbox → relay → projector). Hindi's words keep their vowel signs;
+ * Turkish i and ı.
  */
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
-import { dotlessSpellings, runGrams, searchTerms } from "../src/domain.ts";
-import { reindexMerchant, type ReindexProgress } from "../src/reindex.ts";
+import { documentTerms, dotlessSpellings, merchantTag, runGrams, searchTerms } from "../src/domain.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;
@@ -37,13 +36,6 @@ async function skus(merchant: TestMerchant, query: string, pageSize = 100): Prom
     pageToken = res.nextPageToken;
   } while (pageToken !== "");
   return out;
-}
-
-/** reindex rebuilds the merchant's projection and returns its last progress. */
-async function reindex(merchant: TestMerchant): Promise<ReindexProgress | undefined> {
-  let last: ReindexProgress | undefined;
-  for await (const progress of reindexMerchant({ catalogDb: h.db, searchDb: h.searchDb }, merchant.merchantId)) last = progress;
-  return last;
 }
 
 async function settled(merchant: TestMerchant, query: string, expected: string[]): Promise<void> {
@@ -145,6 +137,20 @@ test("Thai, written without spaces, is found inside longer text; Hindi words who
   t.deepEqual(await skus(merchant, "पत्ती"), ["HI-1"]);
 });
 
+test("a product's words and grams are indexed behind its merchant's tag, as its queries look for them", (t) => {
+  const tag = merchantTag("01M94MVQB6YYW4S62E28ZEE9N0");
+  t.regex(tag, /^[0-9a-f]{8}$/);
+  t.not(merchantTag("01M94MVQB6YYW4S62E28ZEE9N1"), tag);
+  t.deepEqual(documentTerms(tag, "Crème MUG for 2 the 抹茶 fans, crème"), {
+    words: [`${tag}crème`, `${tag}mug`, `${tag}fans`].join(" "),
+    grams: [`${tag}__抹`, `${tag}_抹茶`, `${tag}__茶`].join(" "),
+  });
+  t.deepEqual(searchTerms("crème mugs 抹茶", tag), { words: `+${tag}crème* +${tag}mugs*`, grams: `+${tag}_抹茶` });
+  const long = "x".repeat(100);
+  t.is(documentTerms(tag, long).words, `${tag}${"x".repeat(75)}`, "past 75 letters, a word is indexed by its start");
+  t.is(searchTerms(long, tag)?.words, `+${tag}${"x".repeat(75)}*`, "and looked for by it");
+});
+
 test("a word with i or ı is looked for with either letter, as Turkish writes them", (t) => {
   t.deepEqual(dotlessSpellings("mug"), ["mug"]);
   t.deepEqual(dotlessSpellings("halisi").sort(), ["halisi", "halisı", "halısi", "halısı"]);
@@ -173,24 +179,4 @@ test("Turkish text is found typed in capitals, in small letters, or without its 
   t.deepEqual(await skus(merchant, "izmir kilimi"), ["TR-2"], "İ in the text");
   t.deepEqual(await skus(merchant, "İzmir"), ["TR-2"], "İ in the query");
   t.deepEqual(await skus(merchant, "ısparta"), ["TR-1"]);
-});
-
-test("a reindex writes the grams of rows projected before search_product_grams existed", async (t) => {
-  const merchant = await h.newMerchant();
-  const catalog = h.catalog(merchant);
-  await catalog.createProduct({ product: productInit("R-1", { title: "抹茶ラテ" }) });
-  await catalog.createProduct({ product: productInit("R-2", { title: "Plain mug" }) });
-  await catalog.createProduct({ product: productInit("R-3", { title: "Bowl", description: "抹茶碗" }) });
-  await catalog.createProduct({ product: productInit("R-4", { title: "กาแฟสดคั่วเข้ม" }) });
-  await settled(merchant, "抹茶", ["R-1", "R-3"]);
-  await settled(merchant, "mug", ["R-2"]);
-  await settled(merchant, "คั่ว", ["R-4"]);
-  // As a release before the table (or, for Thai, before its grams) left them: rows without grams.
-  await h.searchDb.deleteFrom("search_product_grams").where("merchant_id", "=", merchant.merchantId).execute();
-  t.deepEqual(await skus(merchant, "抹茶"), []);
-  t.deepEqual(await skus(merchant, "คั่ว"), []);
-  t.like(await reindex(merchant), { read: 4, updated: 3, removed: 0, done: true }, "only the rows with text in those scripts are behind");
-  t.deepEqual(await skus(merchant, "抹茶"), ["R-1", "R-3"]);
-  t.deepEqual(await skus(merchant, "คั่ว"), ["R-4"]);
-  t.like(await reindex(merchant), { updated: 0 }, "nothing left");
 });
