@@ -11,7 +11,7 @@
 import test from "ava";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { waitFor, type TestMerchant } from "@stockroom/common/testing";
-import { documentTerms, dotlessSpellings, merchantTag, runGrams, searchTerms } from "../src/domain.ts";
+import { documentTerms, dotlessSpellings, mayHaveRuns, merchantTag, runGrams, searchTerms } from "../src/domain.ts";
 import { productInit, startSearchHarness, type SearchHarness } from "./harness.ts";
 
 let h: SearchHarness;
@@ -149,6 +149,17 @@ test("a product's words and grams are indexed behind its merchant's tag, as its 
   const long = "x".repeat(100);
   t.is(documentTerms(tag, long).words, `${tag}${"x".repeat(75)}`, "past 75 letters, a word is indexed by its start");
   t.is(searchTerms(long, tag)?.words, `+${tag}${"x".repeat(75)}*`, "and looked for by it");
+});
+
+test("every letter of a run is in a range mayHaveRuns looks at (documentTerms skips the runs of text outside them)", (t) => {
+  const missed: string[] = [];
+  for (let cp = 0; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    const letter = String.fromCodePoint(cp);
+    if (!mayHaveRuns(letter) && runGrams(letter).length > 0) missed.push(`U+${cp.toString(16).toUpperCase()}`);
+  }
+  t.deepEqual(missed, []);
+  t.false(mayHaveRuns("Ships in 2 days, 100% cotton — déjà vu"));
 });
 
 test("a word with i or ı is looked for with either letter, as Turkish writes them", (t) => {
