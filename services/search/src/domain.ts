@@ -245,6 +245,7 @@ export function mayHaveRuns(text: string): boolean {
 }
 
 const MAYBE_RUN =
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: code units on purpose (marks alone, high surrogates of astral letters)
   /[\u02bc\u0303\u0305\u0323\u0331\u0e00-\u0eff\u1000-\u11ff\u1780-\u17ff\u19e0-\u19ff\u2e80-\u9fff\ua960-\ua97f\ua9e0-\ua9ff\uaa60-\uaa7f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef\ud81b\ud82b\ud82c\ud840-\ud88f]/;
 
 /**
