@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import { insertRows } from "@stockroom/common/db";
-import { documentTerms, merchantTag } from "../src/domain.ts";
+import { documentTerms, merchantTag, TERMS_FORMAT } from "../src/domain.ts";
 
 // The search projection's rows from 2026-12-06 on: one per (merchant, SKU),
 // as search_products, with the product's full text as words and grams each
@@ -12,7 +12,10 @@ import { documentTerms, merchantTag } from "../src/domain.ts";
 // grew). Words compare ignoring case and accents (utf8mb4_unicode_ci), grams
 // byte for byte (utf8mb4_bin), each column with its own FULLTEXT index,
 // which replaces search_product_grams. Only what a hit shows or a filter
-// reads is kept besides (no description).
+// reads is kept besides (no description). terms_format is the version of
+// the rules the terms were made by (domain.ts TERMS_FORMAT): a table with a
+// FULLTEXT index takes no column without a locked rebuild, so it is there
+// from the start, for the reindex to find rows made by older rules.
 //
 // The rows are copied from search_products, their terms made here, so
 // search finds every product from the first query after the migration;
@@ -37,6 +40,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
       words MEDIUMTEXT COLLATE utf8mb4_unicode_ci NOT NULL,
       grams MEDIUMTEXT COLLATE utf8mb4_bin NOT NULL,
+      terms_format TINYINT UNSIGNED NOT NULL,
       PRIMARY KEY (merchant_id, sku),
       FULLTEXT KEY ft_search_documents_words (words),
       FULLTEXT KEY ft_search_documents_grams (grams)
@@ -82,7 +86,7 @@ async function copySearchProducts(db: Kysely<any>): Promise<void> {
       const terms = row.deleted
         ? { words: "", grams: "" }
         : documentTerms(merchantTag(row.merchant_id), `${row.title} ${description} ${attributes_text}`);
-      return { ...row, ...terms };
+      return { ...row, ...terms, terms_format: TERMS_FORMAT };
     });
     await insertRows(db, "search_documents", documents);
     after = rows.at(-1);

@@ -19,12 +19,18 @@ export function isAtOrAfter(held: Position | undefined, target: Position): boole
 }
 
 /**
- * Words of fewer letters, and these, are neither indexed nor looked for: the
- * InnoDB defaults (innodb_ft_min_token_size, INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD
- * of 3 letters or more), which held when InnoDB split the text itself.
+ * Words of fewer letters, and these, are neither indexed nor looked for:
+ * InnoDB's default stopwords (INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD)
+ * of 2 letters or more. Two-letter words count ("XL", "TV", "4K"), which
+ * InnoDB's own parser dropped (innodb_ft_min_token_size 3) while it split
+ * the text (search_products, before 2026-12-06).
  */
-const MIN_WORD = 3;
-const STOPWORDS = new Set("about are com for from how that the this was what when where who will with und www".split(" "));
+const MIN_WORD = 2;
+const STOPWORDS = new Set(
+  "about an are as at be by com de en for from how in is it la of on or that the this to was what when where who will with und www".split(
+    " ",
+  ),
+);
 const MAX_WORDS = 16;
 
 /**
@@ -64,7 +70,7 @@ export interface SearchTerms {
  * searchTerms turns user text into the queries of both indexes. It keeps
  * only letters (with their marks), digits and underscores, so the text can
  * carry no operators; the text is compared as NFC (composed accents).
- * Words the index does not hold (shorter than 3, stopwords) are dropped:
+ * Words the index does not hold (shorter than MIN_WORD, stopwords) are dropped:
  * required, they would match nothing. A run (RUN) becomes its grams: its
  * two-letter grams, or the letter itself when it is one letter long, so
  * "抹茶" finds "日本製の抹茶" and "茶" every product with that letter (a
@@ -158,10 +164,10 @@ function wordsOutsideRuns(word: string): string[] {
   return word.replace(RUN, " ").split(" ").filter(counts);
 }
 
-/** counts tells whether a word outside runs is indexed and looked for: 3 letters or more, not a stopword. */
+/** counts tells whether a word outside runs is indexed and looked for: MIN_WORD letters or more, not a stopword. */
 function counts(word: string): boolean {
-  // Fewer than 6 UTF-16 units may be fewer than 3 letters (a letter past U+FFFF takes two).
-  return (word.length >= 6 || (word.length >= MIN_WORD && [...word].length >= MIN_WORD)) && !STOPWORDS.has(word);
+  // Fewer than 2 × MIN_WORD UTF-16 units may be fewer than MIN_WORD letters (a letter past U+FFFF takes two).
+  return (word.length >= 2 * MIN_WORD || (word.length >= MIN_WORD && [...word].length >= MIN_WORD)) && !STOPWORDS.has(word);
 }
 
 /**
@@ -201,6 +207,13 @@ export function merchantTag(merchantId: string): string {
 /** The tags made lately (a projector's batch is mostly one merchant's): a hash is 0.7 µs, a lookup far less. */
 const tags = new Map<string, string>();
 
+/**
+ * TERMS_FORMAT is the version of the rules documentTerms indexes by, stored
+ * with each row (search_documents.terms_format): a release that changes them
+ * counts up, and the reindex rewrites the rows made by older rules.
+ */
+export const TERMS_FORMAT = 1;
+
 /** DocumentTerms is what search_documents indexes for a product: its words and its grams, each behind the merchant's tag, space-separated. */
 export interface DocumentTerms {
   words: string;
@@ -209,8 +222,8 @@ export interface DocumentTerms {
 
 /**
  * documentTerms is the full text of a product as searchTerms looks for it:
- * each word outside runs once (folded as foldText does, 3 letters or more,
- * not a stopword, at most MAX_INDEXED_WORD letters), and the grams of its
+ * each word outside runs once (folded as foldText does, MIN_WORD letters or
+ * more, not a stopword, at most MAX_INDEXED_WORD letters), and the grams of its
  * runs (runGrams), all behind the merchant's tag. Words are split here, by
  * the rule a query's are (WORD), not by InnoDB's parser: each is one token
  * of letters, marks, digits and underscores, which that parser keeps whole.

@@ -24,11 +24,13 @@
  * SearchFacetRow: none when its facets row is missing or older, as for rows
  * projected before that table existed or from the event of a process of an
  * older release, which carried no brand) counts as behind and is rewritten:
- * a reindex after a release repairs the brands.
+ * a reindex after a release repairs the brands. So is one whose terms were
+ * made by older rules (domain.ts TERMS_FORMAT): a release that changes how
+ * text is indexed has its reindex remake them.
  */
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
-import { isAtOrAfter } from "./domain.ts";
+import { isAtOrAfter, TERMS_FORMAT } from "./domain.ts";
 import { CLOCK_ZERO, type DbClock, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
 
 export interface ReindexCounts {
@@ -90,9 +92,9 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
       const state = held.get(e.sku);
       if (!isAtOrAfter(state, { productId: e.product_id, version: e.version })) return true;
       // At this very state but with another brand than the catalog's (from an older release's event, or a row from
-      // before facets).
+      // before facets), or with terms made by older rules.
       const atThisState = state!.productId === e.product_id && state!.version === e.version;
-      return atThisState && state!.brand !== e.brand;
+      return atThisState && (state!.brand !== e.brand || state!.termsFormat < TERMS_FORMAT);
     });
     await upsertEntries(searchDb, behind, { fromCatalog: true });
     const inCatalog = new Set(products.map((p) => p.sku));

@@ -46,7 +46,7 @@ export function createSearchService({ db, catalogDb, lag, reindexPageSize }: Sea
         violations.push({
           field: "query",
           description:
-            'has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese letters count at any length',
+            'has nothing to search for: only one-letter words or common English words ("the", "with"), which are ignored; Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese letters count at any length',
         });
       }
       const price = priceFilter(req.minPrice, req.maxPrice, violations);

@@ -2,7 +2,7 @@ import path from "node:path";
 import { sql, type Generated, type JoinBuilder, type Kysely, type Selectable } from "kysely";
 import { createDatabase, ensureDatabase, inTransaction, insertRows, migrateToLatest, type MigrationSet } from "@stockroom/common/db";
 import type { ProductStatus } from "@stockroom/catalog";
-import { documentTerms, merchantTag, type DocumentTerms, type Position, type SearchTerms } from "./domain.ts";
+import { documentTerms, merchantTag, TERMS_FORMAT, type DocumentTerms, type Position, type SearchTerms } from "./domain.ts";
 
 /** searchMigrations is the folder of the search database's tables (a database of its own, not the catalog's). */
 export const searchMigrations: MigrationSet = {
@@ -35,6 +35,8 @@ export interface SearchDocumentRow {
   words: string;
   /** The grams of their runs behind the merchant's tag; empty when they have none. */
   grams: string;
+  /** The version of the rules words and grams were made by (domain.ts TERMS_FORMAT). */
+  terms_format: number;
 }
 
 /**
@@ -68,7 +70,7 @@ export type SearchDb = Kysely<SearchTables>;
  * its text as the catalog has it (title, description, attribute values),
  * and its facets.
  */
-export type SearchEntry = Omit<SearchDocumentRow, "applied_at" | "words" | "grams"> &
+export type SearchEntry = Omit<SearchDocumentRow, "applied_at" | "words" | "grams" | "terms_format"> &
   Pick<SearchFacetRow, "brand"> & { description: string; attributes_text: string };
 
 /** openSearchDatabase opens the search database, creating and migrating it first when asked. */
@@ -85,6 +87,7 @@ const UPDATE_COLUMNS = [
   "title",
   "words",
   "grams",
+  "terms_format",
   "price_minor",
   "currency",
   "stock",
@@ -114,9 +117,10 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
  * the merchant's words and grams) and its facets row are written in one
  * transaction under the same guard, so they move together (the statements
  * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
- * read the entries from the catalog's rows) also rewrites facets held at
- * the same state: an event of that state from a release before them
- * carried no brand. Only entries with a brand get a facets row
+ * read the entries from the catalog's rows) also rewrites rows and facets
+ * held at the same state: an event of that state from a release before
+ * facets carried no brand, and a row's terms may be of older rules
+ * (TERMS_FORMAT). Only entries with a brand get a facets row
  * (SearchFacetRow).
  */
 export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
@@ -125,21 +129,18 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
     const terms = row.deleted
       ? NO_TERMS
       : documentTerms(merchantTag(row.merchant_id), entryText({ title: row.title, description, attributes_text }));
-    return { ...row, ...terms };
+    return { ...row, ...terms, terms_format: TERMS_FORMAT };
   });
   // A brandless or deleted product's facets row would hold nothing a filter matches: none is written, and an
   // older one left behind is not at the product's state, which every read of the table requires.
   const facets = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, brand }): SearchFacetRow[] =>
     brand === null || deleted ? [] : [{ merchant_id, sku, product_id, version, brand }],
   );
+  const guard = options.fromCatalog ? AT_LEAST : NEWER;
   await inTransaction(db, async (trx) => {
-    await insertRows(trx, "search_documents", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: NEWER, deferred: true });
+    await insertRows(trx, "search_documents", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: guard, deferred: true });
     if (facets.length > 0)
-      await insertRows(trx, "search_product_facets", facets, {
-        onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
-        onlyIf: options.fromCatalog ? AT_LEAST : NEWER,
-        deferred: true,
-      });
+      await insertRows(trx, "search_product_facets", facets, { onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS, onlyIf: guard, deferred: true });
   });
 }
 
@@ -168,6 +169,8 @@ export interface HeldState extends Position {
   deleted: boolean;
   /** The SKU's brand: its facets row's at the same state; null when it has none there (no row, or an older one). */
   brand: string | null;
+  /** The version of the rules its terms were made by (domain.ts TERMS_FORMAT). */
+  termsFormat: number;
 }
 
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
@@ -179,7 +182,7 @@ export async function findHeld(
   let q = db
     .selectFrom("search_documents as s")
     .leftJoin("search_product_facets as f", (join) => sameState(join, "f"))
-    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "f.brand"])
+    .select(["s.sku", "s.product_id", "s.version", "s.deleted", "s.terms_format", "f.brand"])
     .where("s.merchant_id", "=", merchantId);
   if (range.after !== undefined) q = q.where("s.sku", ">", range.after);
   if (range.through !== undefined) q = q.where("s.sku", "<=", range.through);
@@ -192,6 +195,7 @@ export async function findHeld(
         version: Number(r.version),
         deleted: Boolean(r.deleted),
         brand: r.brand,
+        termsFormat: Number(r.terms_format),
       },
     ]),
   );

@@ -246,10 +246,10 @@ test.serial("a reindex carries the catalog's brands, also to rows projected befo
 test.serial("a brand search reads the (merchant_id, brand, sku) index, in SKU order without a sort", async (t) => {
   // Enough rows of several merchants and brands that the plan is the one production gets.
   const merchantId = newUlid();
-  await sql`INSERT INTO search_documents (merchant_id, sku, product_id, version, deleted, title, words, grams,
+  await sql`INSERT INTO search_documents (merchant_id, sku, product_id, version, deleted, title, words, grams, terms_format,
       price_minor, currency, stock, status, changed_at)
     SELECT IF(seq % 4 = 0, ${merchantId}, CONCAT('OTHER', seq % 7)), CONCAT('SKU-', LPAD(seq, 6, '0')), 'P', 1, 0, CONCAT('Mug ', seq),
-      '', '', seq, 'EUR', seq % 5, 'active', NOW(3) FROM seq_1_to_20000`.execute(h.searchDb);
+      '', '', 1, seq, 'EUR', seq % 5, 'active', NOW(3) FROM seq_1_to_20000`.execute(h.searchDb);
   await sql`INSERT INTO search_product_facets (merchant_id, sku, product_id, version, brand)
     SELECT merchant_id, sku, product_id, version, CONCAT('Brand ', CRC32(sku) % 40) FROM search_documents
     WHERE sku LIKE 'SKU-%'`.execute(h.searchDb);

@@ -63,6 +63,25 @@ test.serial("(before any relay runs) a merchant's reindex touches only its own r
   t.is((await searchState(a)).length, 1);
 });
 
+test.serial("(before any relay runs) a reindex remakes the terms of rows made by older rules (TERMS_FORMAT)", async (t) => {
+  const merchant = await h.newMerchant();
+  for (const s of ["F-1", "F-2", "F-3"]) await h.catalog(merchant).createProduct({ product: productInit(s, { title: `Kettle ${s}` }) });
+  t.like(await reindexOverRpc(merchant), { read: 3, updated: 3 });
+  const found = async () => (await h.search(merchant).searchProducts({ query: "kettle" })).results.map((r) => r.sku);
+  t.deepEqual(await found(), ["F-1", "F-2", "F-3"]);
+  // As a release with other rules (format 0 here) left them, at the catalog's state: two rows.
+  await h.searchDb
+    .updateTable("search_documents")
+    .set({ words: "", terms_format: 0 })
+    .where("merchant_id", "=", merchant.merchantId)
+    .where("sku", "in", ["F-1", "F-2"])
+    .execute();
+  t.deepEqual(await found(), ["F-3"]);
+  t.like(await reindexOverRpc(merchant), { read: 3, updated: 2 }, "only the rows of older rules");
+  t.deepEqual(await found(), ["F-1", "F-2", "F-3"]);
+  t.like(await reindexOverRpc(merchant), { updated: 0 }, "nothing left");
+});
+
 test.serial(
   "a reindex cut off takes up after the pages it counted, with its resume_token; another merchant's token is refused",
   async (t) => {

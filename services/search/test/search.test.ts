@@ -203,7 +203,7 @@ test("a query of ignored words only says which words count", async (t) => {
   t.is(error.code, Code.InvalidArgument);
   t.is(
     error.rawMessage,
-    'query: has nothing to search for: only words shorter than 3 letters or common English words ("the", "with"), which are ignored; Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese letters count at any length',
+    'query: has nothing to search for: only one-letter words or common English words ("the", "with"), which are ignored; Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese letters count at any length',
   );
 });
 
@@ -224,15 +224,30 @@ test("a query of one token also finds the SKUs it starts, as written, in capital
   // Before, "TSH-RED" was the words "tsh" and "red" of the text only, and "ZZ-9" was refused as having no word.
   t.deepEqual(await skus(merchant, { query: "TSH-RED" }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "SKUs and text, in SKU order");
   t.deepEqual(await skus(merchant, { query: "tsh-red", pageSize: 1 }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "one by one");
-  t.deepEqual(await skus(merchant, { query: "TSH-RED-XL" }), ["PLATE-1", "TSH-RED-XL", "ZZ-9"], "the text has tsh and red too");
+  t.deepEqual(await skus(merchant, { query: "TSH-RED-XL" }), ["TSH-RED-XL"], "no text has xl (two letters count) besides tsh and red");
   t.deepEqual(await skus(merchant, { query: "MUG-01" }), ["mug-01"], "in small letters (its title is Cup)");
-  t.deepEqual(await skus(merchant, { query: "ZZ-9" }), ["ZZ-9"], "no word of 3 letters: the SKU alone");
+  t.deepEqual(await skus(merchant, { query: "ZZ-9" }), ["ZZ-9"], "no text has its words: the SKU alone");
   t.deepEqual(await skus(merchant, { query: "TSH_" }), ["TSH_RED"], "an underscore is itself, not a wildcard");
   t.deepEqual(await skus(merchant, { query: "%" }), []);
   t.deepEqual(await skus(merchant, { query: "TsH-rEd" }), ["PLATE-1", "TSH-RED-S", "TSH-RED-XL", "ZZ-9"], "typed in any case: in capitals");
-  t.deepEqual(await skus(merchant, { query: "SH-R" }), [], "the start of a SKU, not its middle (and no word: sh and r are short)");
+  t.deepEqual(await skus(merchant, { query: "SH-BL" }), [], "the start of a SKU, not its middle (and no text has a word of bl…)");
   t.deepEqual(await skus(merchant, { query: "TSH-RED", inStockOnly: true }), ["PLATE-1", "TSH-RED-XL", "ZZ-9"], "with the filters");
   t.deepEqual(await skus(merchant, { query: "tsh red" }), ["PLATE-1", "ZZ-9"], "two words: the text only");
+});
+
+test("two-letter words count (XL, TV, 4K); one-letter words and stopwords do not", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("TEE-XL", { title: "T-shirt XL", attributes: { size: "XL" } }) });
+  await catalog.createProduct({ product: productInit("TEE-S", { title: "T-shirt S" }) });
+  await catalog.createProduct({ product: productInit("TV-1", { title: "TV stand for 4K screens" }) });
+  await settled(merchant, { query: "" }, ["TEE-S", "TEE-XL", "TV-1"]);
+  // Before, "xl", "tv" and "4k" were dropped from queries (InnoDB indexed no word under 3 letters): "XL shirt" found every shirt.
+  t.deepEqual(await skus(merchant, { query: "xl shirt" }), ["TEE-XL"]);
+  t.deepEqual(await skus(merchant, { query: "TV" }), ["TV-1"], "a word, and the start of the SKU TV-1");
+  t.deepEqual(await skus(merchant, { query: "4k stand" }), ["TV-1"]);
+  t.deepEqual(await skus(merchant, { query: "shirt s" }), ["TEE-S", "TEE-XL"], "s is one letter: ignored");
+  t.deepEqual(await skus(merchant, { query: "stand of" }), ["TV-1"], "of is a stopword: ignored");
 });
 
 test("merchant isolation: a merchant never finds another merchant's products", async (t) => {

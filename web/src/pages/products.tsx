@@ -80,7 +80,7 @@ export function ProductsPage() {
       ) : list.data.rows.length === 0 ? (
         <Empty>
           {searching
-            ? "No product matches. Words under 3 letters are ignored, except in Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese."
+            ? "No product matches. One-letter words are ignored, except in Chinese, Japanese, Korean, Thai, Lao, Khmer and Burmese."
             : "No product yet. Upload a bulk file to add some."}
         </Empty>
       ) : (

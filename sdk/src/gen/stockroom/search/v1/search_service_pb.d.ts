@@ -22,8 +22,8 @@ export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchP
   /**
    * Words to find in the title, the description or the attribute values,
    * ignoring case. Every word must appear, whole or as the start of a longer
-   * word ("mug" finds "mugs"). Words shorter than 3 characters and the most
-   * common English words ("the", "with", …) are ignored; a letter's marks
+   * word ("mug" finds "mugs"). One-letter words and the most common English
+   * words ("the", "with", "of", …) are ignored; a letter's marks
    * (accents, Indic vowel signs) belong to its word. Chinese, Japanese,
    * Korean, Thai, Lao, Khmer and Burmese text is matched by its letters
    * instead, at any length and anywhere in the text: "抹茶" finds
