@@ -52,6 +52,7 @@ export const VITESS_TIER = [
   "services/search/test/projection.test.ts",
   "services/search/test/reindex.test.ts",
   "services/search/test/scripts.test.ts",
+  "services/search/test/documents-migration.test.ts",
   "services/events/test/relay.test.ts",
   "services/notify/test/api.test.ts",
   "services/events/test/migrations.test.ts",

@@ -88,7 +88,13 @@ async function copySearchProducts(db: Kysely<any>): Promise<void> {
         : documentTerms(merchantTag(row.merchant_id), `${row.title} ${description} ${attributes_text}`);
       return { ...row, ...terms, terms_format: TERMS_FORMAT };
     });
-    await insertRows(db, "search_documents", documents);
+    // A statement per merchant: on Vitess each is one shard's (vtgate in SINGLE mode refuses a write across shards).
+    for (const merchant of new Set(documents.map((d) => d.merchant_id)))
+      await insertRows(
+        db,
+        "search_documents",
+        documents.filter((d) => d.merchant_id === merchant),
+      );
     after = rows.at(-1);
   }
 }

@@ -116,7 +116,7 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
  * events can never move a row back. A product's row (its text made into
  * the merchant's words and grams) and its facets row are written in one
  * transaction under the same guard, so they move together (the statements
- * ride with the COMMIT: one round trip). fromCatalog (the reindex, which
+ * ride with the COMMIT: one round trip), a transaction per merchant. fromCatalog (the reindex, which
  * read the entries from the catalog's rows) also rewrites rows and facets
  * held at the same state: an event of that state from a release before
  * facets carried no brand, and a row's terms may be of older rules
@@ -137,11 +137,22 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
     brand === null || deleted ? [] : [{ merchant_id, sku, product_id, version, brand }],
   );
   const guard = options.fromCatalog ? AT_LEAST : NEWER;
-  await inTransaction(db, async (trx) => {
-    await insertRows(trx, "search_documents", rows, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: guard, deferred: true });
-    if (facets.length > 0)
-      await insertRows(trx, "search_product_facets", facets, { onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS, onlyIf: guard, deferred: true });
-  });
+  // A transaction per merchant: a merchant's rows are on one shard, and on Vitess (vtgate in SINGLE mode) a
+  // transaction across shards is refused. A batch is mostly one merchant's, so mostly one transaction.
+  const merchants = new Set(rows.map((r) => r.merchant_id));
+  for (const merchant of merchants) {
+    const own = merchants.size === 1 ? rows : rows.filter((r) => r.merchant_id === merchant);
+    const ownFacets = merchants.size === 1 ? facets : facets.filter((f) => f.merchant_id === merchant);
+    await inTransaction(db, async (trx) => {
+      await insertRows(trx, "search_documents", own, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: guard, deferred: true });
+      if (ownFacets.length > 0)
+        await insertRows(trx, "search_product_facets", ownFacets, {
+          onDuplicateKeyUpdate: FACET_UPDATE_COLUMNS,
+          onlyIf: guard,
+          deferred: true,
+        });
+    });
+  }
 }
 
 /** A tombstone's terms: it is found by no text. */

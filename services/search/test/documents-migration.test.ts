@@ -7,10 +7,10 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest } from "@stockroom/common/db";
+import { createDatabase, dropDatabase, ensureDatabase, insertRows, migrateToLatest } from "@stockroom/common/db";
 import { testDatabaseUrl } from "@stockroom/common/testing";
 import { merchantTag, searchTerms } from "../src/domain.ts";
-import { searchMigrations, searchProducts, type SearchDb } from "../src/store.ts";
+import { searchMigrations, searchProducts, upsertEntries, type SearchDb } from "../src/store.ts";
 
 const url = testDatabaseUrl("search_documents_migration");
 let db: SearchDb;
@@ -37,15 +37,44 @@ async function find(merchantId: string, text: string, limit = 100): Promise<stri
 test("search_products rows are copied with their terms: the same text finds them, per merchant", async (t) => {
   await migrateToLatest(db, [{ ...searchMigrations, only: (name) => name < "2026_12_06_040000" }]);
   // 2,400 rows of A (over two pages of the copy) and one of B; what a release before this one wrote.
-  await sql`INSERT INTO search_products (merchant_id, sku, product_id, version, deleted, title, description, attributes_text,
-      price_minor, currency, stock, status, changed_at, applied_at)
-    SELECT ${A}, CONCAT('SKU-', LPAD(seq, 5, '0')), '01KPPPPPPPPPPPPPPPPPPPPPPP', 3, 0, CONCAT('Teapot ', seq), 'Cast iron, 0.8 L',
-      'black', 1000 + seq, 'EUR', 5, 'active', NOW(3), '2026-12-01 10:00:00.123456' FROM seq_1_to_2400`.execute(db);
-  await sql`INSERT INTO search_products VALUES
-    (${A}, 'CAFE-1', '01KPPPPPPPPPPPPPPPPPPPPPPQ', 1, 0, 'Crème brûlée dish', 'Fait à la main', 'blanc', 900, 'EUR', 2, 'active', NOW(3), NOW(6)),
-    (${A}, 'JP-1', '01KPPPPPPPPPPPPPPPPPPPPPPR', 1, 0, '日本製の抹茶セット', '', '', 900, 'JPY', 2, 'active', NOW(3), NOW(6)),
-    (${A}, 'GONE-1', '01KPPPPPPPPPPPPPPPPPPPPPPS', 4, 1, 'Teapot gone', '', '', 900, 'EUR', 0, 'active', NOW(3), NOW(6)),
-    (${B}, 'B-1', '01KPPPPPPPPPPPPPPPPPPPPPPT', 1, 0, 'Teapot of B', '', '', 900, 'EUR', 2, 'active', NOW(3), NOW(6))`.execute(db);
+  const row = (merchant_id: string, sku: string, product_id: string, fields: Record<string, unknown>) => ({
+    merchant_id,
+    sku,
+    product_id,
+    version: 1,
+    deleted: 0,
+    title: "",
+    description: "",
+    attributes_text: "",
+    price_minor: 900,
+    currency: "EUR",
+    stock: 2,
+    status: "active",
+    changed_at: new Date(),
+    applied_at: "2026-12-01 10:00:00.123456",
+    ...fields,
+  });
+  const rows = Array.from({ length: 2_400 }, (_, i) =>
+    row(A, `SKU-${String(i + 1).padStart(5, "0")}`, "01KPPPPPPPPPPPPPPPPPPPPPPP", {
+      version: 3,
+      title: `Teapot ${i + 1}`,
+      description: "Cast iron, 0.8 L",
+      attributes_text: "black",
+      price_minor: 1001 + i,
+      stock: 5,
+    }),
+  );
+  rows.push(
+    row(A, "CAFE-1", "01KPPPPPPPPPPPPPPPPPPPPPPQ", { title: "Crème brûlée dish", description: "Fait à la main", attributes_text: "blanc" }),
+    row(A, "JP-1", "01KPPPPPPPPPPPPPPPPPPPPPPR", { title: "日本製の抹茶セット", currency: "JPY" }),
+    row(A, "GONE-1", "01KPPPPPPPPPPPPPPPPPPPPPPS", { version: 4, deleted: 1, title: "Teapot gone", stock: 0 }),
+    row(B, "B-1", "01KPPPPPPPPPPPPPPPPPPPPPPT", { title: "Teapot of B" }),
+  );
+  // Plain statements, so that the file runs through vtgate too (no sequence tables there), each of one merchant (one shard).
+  for (const merchant of [A, B]) {
+    const own = rows.filter((r) => r.merchant_id === merchant);
+    for (let i = 0; i < own.length; i += 500) await insertRows(db, "search_products", own.slice(i, i + 500));
+  }
 
   await migrateToLatest(db, [searchMigrations]);
 
@@ -70,4 +99,25 @@ test("search_products rows are copied with their terms: the same text finds them
     { ...kept, version: Number(kept.version) },
     { product_id: "01KPPPPPPPPPPPPPPPPPPPPPPP", version: 3, applied_at: "2026-12-01 10:00:00.123456" },
   );
+
+  // The projector's batches mix merchants (A and B are on different shards on the Vitess tier): each merchant's rows go in their own transaction.
+  const entry = (merchant_id: string, sku: string, title: string) => ({
+    merchant_id,
+    sku,
+    product_id: "01KPPPPPPPPPPPPPPPPPPPPPPZ",
+    version: 1,
+    deleted: 0,
+    title,
+    description: "",
+    attributes_text: "",
+    price_minor: 500,
+    currency: "EUR",
+    stock: 1,
+    status: "active" as const,
+    changed_at: new Date(),
+    brand: "Acme",
+  });
+  await upsertEntries(db, [entry(A, "MIX-A", "Mixed kettle"), entry(B, "MIX-B", "Mixed kettle")]);
+  t.deepEqual(await find(A, "kettle"), ["MIX-A"]);
+  t.deepEqual(await find(B, "kettle"), ["MIX-B"]);
 });
