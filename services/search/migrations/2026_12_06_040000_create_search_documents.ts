@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import { insertRows } from "@stockroom/common/db";
-import { documentTerms, merchantTag, TERMS_FORMAT } from "../src/domain.ts";
+import { byMerchant, withTerms } from "../src/store.ts";
 
 // The search projection's rows from 2026-12-06 on: one per (merchant, SKU),
 // as search_products, with the product's full text as words and grams each
@@ -82,19 +82,8 @@ async function copySearchProducts(db: Kysely<any>): Promise<void> {
     }
     const rows = await q.execute();
     if (rows.length === 0) return;
-    const documents = rows.map(({ description, attributes_text, ...row }) => {
-      const terms = row.deleted
-        ? { words: "", grams: "" }
-        : documentTerms(merchantTag(row.merchant_id), `${row.title} ${description} ${attributes_text}`);
-      return { ...row, ...terms, terms_format: TERMS_FORMAT };
-    });
-    // A statement per merchant: on Vitess each is one shard's (vtgate in SINGLE mode refuses a write across shards).
-    for (const merchant of new Set(documents.map((d) => d.merchant_id)))
-      await insertRows(
-        db,
-        "search_documents",
-        documents.filter((d) => d.merchant_id === merchant),
-      );
+    // A statement per merchant (store.ts byMerchant).
+    for (const own of byMerchant(rows.map(withTerms)).values()) await insertRows(db, "search_documents", own);
     after = rows.at(-1);
   }
 }

@@ -81,10 +81,9 @@ export interface SearchTerms {
 export function searchTerms(text: string, tag = ""): SearchTerms | undefined {
   const words = new Set<string>();
   const grams = new Set<string>();
-  for (const word of foldText(text).match(WORD) ?? []) {
-    for (const run of word.match(RUN) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
-    for (const rest of wordsOutsideRuns(word)) words.add(rest);
-  }
+  const folded = foldText(text);
+  for (const run of folded.match(RUN) ?? []) for (const gram of queryGrams(normalizeRun(run))) grams.add(gram);
+  for (const word of wordsOf(folded)) words.add(word);
   if (words.size === 0 && grams.size === 0) return undefined;
   const terms: SearchTerms = {};
   if (words.size > 0)
@@ -159,9 +158,16 @@ function foldText(text: string): string {
     .replace(/i\u0307/g, "i");
 }
 
-/** wordsOutsideRuns is a word's parts outside runs (RUN) that count (counts). */
-function wordsOutsideRuns(word: string): string[] {
-  return word.replace(RUN, " ").split(" ").filter(counts);
+/**
+ * wordsOf is the words of folded text (foldText) that count (counts),
+ * outside its runs (RUN), in order and repeated as they come: what a
+ * product's text is indexed by and a query looks for. Runs are taken out
+ * of the whole text at once, only from text that may have them (their
+ * letters are word letters, so this leaves what taking them out of each
+ * word would).
+ */
+function wordsOf(folded: string): string[] {
+  return ((mayHaveRuns(folded) ? folded.replace(RUN, " ") : folded).match(WORD) ?? []).filter(counts);
 }
 
 /** counts tells whether a word outside runs is indexed and looked for: MIN_WORD letters or more, not a stopword. */
@@ -229,16 +235,13 @@ export interface DocumentTerms {
  * of letters, marks, digits and underscores, which that parser keeps whole.
  */
 export function documentTerms(tag: string, text: string): DocumentTerms {
-  const runs = mayHaveRuns(text);
-  // Runs taken out of the whole text leave what taking them out of each word would (their letters are word letters).
-  const outside = runs ? foldText(text).replace(RUN, " ") : foldText(text);
   const words = new Set<string>();
-  for (const word of outside.match(WORD) ?? []) if (counts(word)) words.add(indexedWord(word));
+  for (const word of wordsOf(foldText(text))) words.add(indexedWord(word));
   let indexed = "";
   for (const word of words) indexed += indexed === "" ? tag + word : ` ${tag}${word}`;
   return {
     words: indexed,
-    grams: runs
+    grams: mayHaveRuns(text)
       ? runGrams(text)
           .map((g) => `${tag}${g}`)
           .join(" ")

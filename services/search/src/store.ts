@@ -125,24 +125,17 @@ const AT_LEAST = "(values(`product_id`), values(`version`)) >= (`product_id`, `v
  */
 export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[], options: { fromCatalog?: boolean } = {}): Promise<void> {
   if (entries.length === 0) return;
-  const rows = entries.map(({ brand: _, description, attributes_text, ...row }): Omit<SearchDocumentRow, "applied_at"> => {
-    const terms = row.deleted
-      ? NO_TERMS
-      : documentTerms(merchantTag(row.merchant_id), entryText({ title: row.title, description, attributes_text }));
-    return { ...row, ...terms, terms_format: TERMS_FORMAT };
-  });
+  const rows = entries.map(({ brand: _, ...entry }): Omit<SearchDocumentRow, "applied_at"> => withTerms(entry));
   // A brandless or deleted product's facets row would hold nothing a filter matches: none is written, and an
   // older one left behind is not at the product's state, which every read of the table requires.
   const facets = entries.flatMap(({ merchant_id, sku, product_id, version, deleted, brand }): SearchFacetRow[] =>
     brand === null || deleted ? [] : [{ merchant_id, sku, product_id, version, brand }],
   );
   const guard = options.fromCatalog ? AT_LEAST : NEWER;
-  // A transaction per merchant: a merchant's rows are on one shard, and on Vitess (vtgate in SINGLE mode) a
-  // transaction across shards is refused. A batch is mostly one merchant's, so mostly one transaction.
-  const merchants = new Set(rows.map((r) => r.merchant_id));
-  for (const merchant of merchants) {
-    const own = merchants.size === 1 ? rows : rows.filter((r) => r.merchant_id === merchant);
-    const ownFacets = merchants.size === 1 ? facets : facets.filter((f) => f.merchant_id === merchant);
+  // A transaction per merchant (byMerchant); a batch is mostly one merchant's, so mostly one transaction.
+  const facetsOf = byMerchant(facets);
+  for (const [merchant, own] of byMerchant(rows)) {
+    const ownFacets = facetsOf.get(merchant) ?? [];
     await inTransaction(db, async (trx) => {
       await insertRows(trx, "search_documents", own, { onDuplicateKeyUpdate: UPDATE_COLUMNS, onlyIf: guard, deferred: true });
       if (ownFacets.length > 0)
@@ -153,6 +146,38 @@ export async function upsertEntries(db: SearchDb, entries: readonly SearchEntry[
         });
     });
   }
+}
+
+/**
+ * byMerchant groups rows by merchant, in the order merchants first appear:
+ * a merchant's rows are on one shard, and a write across shards is refused
+ * on Vitess (vtgate in SINGLE mode), so writes go a merchant at a time.
+ */
+export function byMerchant<Row extends { merchant_id: string }>(rows: readonly Row[]): Map<string, Row[]> {
+  const groups = new Map<string, Row[]>();
+  for (const row of rows) {
+    const group = groups.get(row.merchant_id);
+    if (group) group.push(row);
+    else groups.set(row.merchant_id, [row]);
+  }
+  return groups;
+}
+
+/**
+ * withTerms is a product's row as search_documents holds it: its text
+ * (title, description, attribute values) made into the merchant's words and
+ * grams by the current rules (TERMS_FORMAT), none for a tombstone. The
+ * projector's and the migration's rows are made here.
+ */
+export function withTerms<Row extends { merchant_id: string; deleted: number } & EntryText>({
+  description,
+  attributes_text,
+  ...row
+}: Row): Omit<Row, "description" | "attributes_text"> & DocumentTerms & { terms_format: number } {
+  const terms = row.deleted
+    ? NO_TERMS
+    : documentTerms(merchantTag(row.merchant_id), entryText({ title: row.title, description, attributes_text }));
+  return { ...row, ...terms, terms_format: TERMS_FORMAT };
 }
 
 /** A tombstone's terms: it is found by no text. */
@@ -259,7 +284,7 @@ export async function tombstone(db: SearchDb, merchantId: string, skus: readonly
   if (skus.length === 0) return 0;
   const result = await db
     .updateTable("search_documents")
-    .set({ deleted: 1, words: "", grams: "" })
+    .set({ deleted: 1, ...NO_TERMS })
     .where("merchant_id", "=", merchantId)
     .where("sku", "in", skus)
     .where("deleted", "=", 0)
