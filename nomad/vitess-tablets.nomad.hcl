@@ -164,7 +164,6 @@ job "vitess-tablets" {
             "--socket-file", "/vt/vtdataroot/mysqlctl-${TABLET_UID}.sock",
             "--init-db-sql-file", "/secrets/init_db.sql",
             "--wait-time", "5m",
-            "--logtostderr",
           ]
         }
 
@@ -220,7 +219,6 @@ job "vitess-tablets" {
             "--db-credentials-server", "file",
             "--db-credentials-file", "/secrets/db-credentials.json",
             "--health-check-interval", "5s",
-            "--logtostderr",
           ])
         }
 
@@ -299,7 +297,6 @@ job "vitess-tablets" {
         args = concat(local.topo_flags, [
           "--port", "16000",
           "--instance-poll-time", "1s",
-          "--logtostderr",
         ])
       }
 

@@ -6,9 +6,10 @@
 #
 # vttablet + mysqld, and vtorc, run in their own job (vitess-tablets.nomad.hcl)
 # because they are stateful and tied to hosts with data volumes. Both jobs run
-# the same Vitess release, the one tools/vitess/vttestserver.sh builds: the
-# dashed topology flags need Vitess 23+ (24 still takes underscored flags, with
-# a deprecation warning; 25 will not).
+# the same Vitess release, the one tools/vitess/vttestserver.sh builds. Flags
+# are dashed, as Vitess 23+ names them (24 still takes underscored ones, with
+# a deprecation warning; 25 will not), and logs are Vitess 24's default:
+# structured JSON on stderr (glog's --logtostderr is deprecated).
 
 variable "image" {
   type    = string
@@ -89,24 +90,27 @@ job "vitess" {
         command      = "vtgate"
         args = concat(local.topo_flags, [
           "--cell", var.cell,
-          "--cells_to_watch", var.cell,
+          "--cells-to-watch", var.cell,
           "--port", "15001",
-          "--grpc_port", "15991",
-          "--service_map", "grpc-vtgateservice",
-          "--mysql_server_port", "15306",
-          "--mysql_auth_server_impl", "static",
-          "--mysql_auth_server_static_file", "/secrets/vtgate-users.json",
+          "--grpc-port", "15991",
+          "--service-map", "grpc-vtgateservice",
+          "--mysql-server-port", "15306",
+          "--mysql-auth-server-impl", "static",
+          "--mysql-auth-server-static-file", "/secrets/vtgate-users.json",
           # Clients must use TLS (DATABASE_URL's ssl-mode=VERIFY_IDENTITY): the certificate
           # names vtgate-mysql.service.consul and is signed by the CA of nomad/jobs' db_ca.
-          "--mysql_server_ssl_cert", "/secrets/vtgate.pem",
-          "--mysql_server_ssl_key", "/secrets/vtgate.key",
-          "--mysql_server_require_secure_transport",
-          "--tablet_types_to_wait", "PRIMARY,REPLICA",
+          "--mysql-server-ssl-cert", "/secrets/vtgate.pem",
+          "--mysql-server-ssl-key", "/secrets/vtgate.key",
+          "--mysql-server-require-secure-transport",
+          "--tablet-types-to-wait", "PRIMARY,REPLICA",
           # Reads go to primaries: a read after a write must see it.
-          "--default_tablet_type", "PRIMARY",
+          "--default-tablet-type", "PRIMARY",
           # Hold queries during a reparent instead of failing them.
-          "--enable_buffer",
-          "--logtostderr",
+          "--enable-buffer",
+          # A transaction whose writes reach two shards is refused ("multi-db transaction attempted"), as on
+          # the Vitess test tier (tools/vitess/vttestserver.sh): each of a merchant's transactions stays on its
+          # shard. MULTI, the default, would commit such a transaction shard by shard, not atomically.
+          "--transaction-mode", "SINGLE",
         ])
       }
 
@@ -181,11 +185,9 @@ job "vitess" {
         network_mode = "host"
         command      = "vtctld"
         args = concat(local.topo_flags, [
-          "--cell", var.cell,
           "--port", "15000",
-          "--grpc_port", "15999",
-          "--service_map", "grpc-vtctl,grpc-vtctld",
-          "--logtostderr",
+          "--grpc-port", "15999",
+          "--service-map", "grpc-vtctl,grpc-vtctld",
         ])
       }
 

@@ -699,9 +699,40 @@ test("vitess: vtgate serves the MySQL protocol over TLS only, with its certifica
   const [, task] = [...labelled(vtgate, "task")].find(([name]) => name === "vtgate")!;
   const args = argLiterals(task);
   const flag = (name: string) => args[args.indexOf(name) + 1];
-  t.true(args.includes("--mysql_server_require_secure_transport"), "plain-text clients are refused");
-  t.true(renderedFromVariable(task, flag("--mysql_server_ssl_cert")), "the certificate is rendered from a variable");
-  t.true(renderedFromVariable(task, flag("--mysql_server_ssl_key")), "the key is rendered from a variable");
+  t.true(args.includes("--mysql-server-require-secure-transport"), "plain-text clients are refused");
+  t.true(renderedFromVariable(task, flag("--mysql-server-ssl-cert")), "the certificate is rendered from a variable");
+  t.true(renderedFromVariable(task, flag("--mysql-server-ssl-key")), "the key is rendered from a variable");
+});
+
+test("vitess: vtgate refuses a transaction across shards, in the mode the Vitess test tier runs", async (t) => {
+  const vtgate = group(await loadJob("nomad/vitess.nomad.hcl"), "vtgate");
+  const [, task] = [...labelled(vtgate, "task")].find(([name]) => name === "vtgate")!;
+  const args = argLiterals(task);
+  // MULTI, vtgate's default, commits such a transaction shard by shard; the code keeps each transaction on its
+  // merchant's shard, and the test tier (SINGLE) holds it to that.
+  const tier = /--transaction-mode (\w+)/.exec(await read("tools/vitess/vttestserver.sh"))?.[1];
+  t.is(tier, "SINGLE");
+  t.is(args[args.indexOf("--transaction-mode") + 1], tier);
+});
+
+test("vitess: every Vitess flag is dashed and none is deprecated in the release the jobs run", async (t) => {
+  const tasks = [
+    ...(await Promise.all(["nomad/vitess.nomad.hcl", "nomad/vitess-tablets.nomad.hcl"].map(loadJob))).flatMap((job) =>
+      [...labelled(job.job, "group")].flatMap(([, g]) => [...labelled(g, "task")]),
+    ),
+  ];
+  const flags = tasks.flatMap(([name, task]) =>
+    argLiterals(task)
+      .filter((a) => a.startsWith("--"))
+      .map((a) => `${name} ${a}`),
+  );
+  t.true(flags.length > 40, `${flags.length} flags read`);
+  // Vitess 24 warns of underscored flags (25 drops them), of glog's (--logtostderr: logs are structured JSON on stderr
+  // by default) and of vtctld's --cell, a no-op.
+  t.deepEqual(
+    flags.filter((f) => /^--\w*_|^--(logtostderr|alsologtostderr|log_dir|log-dir)$/.test(f.split(" ")[1]!) || f === "vtctld --cell"),
+    [],
+  );
 });
 
 /** argLiterals is a task's args; where args is an HCL expression (concat(local.topo_flags, [...])), its string literals in order. */
