@@ -20,6 +20,7 @@ import {
   startSearchProjector,
   openSearchDatabase,
   createSearchWaiter,
+  reindexOlderTerms,
 } from "@stockroom/search";
 import type { StockroomTables } from "./tables.ts";
 import { buildWeb } from "./web-build.ts";
@@ -112,6 +113,9 @@ const webhooks = await startWebhookDispatcher({
 });
 registerDispatcherMetrics(api.metrics.registry, webhooks);
 const projector = await startSearchProjector({ db: searchDb, nats, events, config: search.projector, log });
+// Rows whose search terms an older release made are remade from the catalog in the background (a deployment runs
+// `npm run reindex` after the roll instead).
+const termsReindex = reindexOlderTerms({ catalogDb: api.db, searchDb }, log);
 const sweeper = startOrderSweeper({ db: api.db, log, everyMs: orders.sweepEveryMs, batch: orders.sweepBatch, metrics: api.metrics });
 stopOnSignals(async () => {
   await api.server.close(); // stop taking uploads first
@@ -120,6 +124,7 @@ stopOnSignals(async () => {
   await relay.stop();
   await webhooks.stop();
   await projector.stop();
+  await termsReindex.stop();
   await api.stop();
   await nats.close();
   await searchDb.destroy();

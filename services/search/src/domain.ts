@@ -149,14 +149,28 @@ export function skuPrefixes(text: string, maxSku: number): string[] {
 
 /**
  * foldText is text as both sides compare it: NFC (composed accents), small
- * letters, and Turkish İ as i (lower-cased, it is i and a combining dot).
+ * letters, Turkish İ as i (lower-cased, it is i and a combining dot), and
+ * the letters of STROKES as they are typed without them.
  */
 function foldText(text: string): string {
-  return text
+  const folded = text
     .normalize("NFC")
     .toLowerCase()
     .replace(/i\u0307/g, "i");
+  return STROKE.test(folded) ? folded.replace(STROKES, (letter) => STRUCK[letter]!) : folded;
 }
+
+/**
+ * STRUCK are the letters the text's collation (utf8mb4_unicode_ci) holds
+ * apart from the ones they are typed as on keyboards without them, though
+ * it folds é, å and ß: Polish ł, Danish and Norwegian ø and æ, Croatian and
+ * Vietnamese đ, Icelandic ð and þ, Maltese ħ, Sámi ŧ, Catalan ŀ. Both sides
+ * index and look for them as those letters (TERMS_FORMAT 2), so "lodz"
+ * finds "Łódź" and "smorrebrod" "smørrebrød".
+ */
+const STRUCK: Readonly<Record<string, string>> = { ł: "l", ŀ: "l", ø: "o", đ: "d", ð: "d", æ: "ae", þ: "th", ħ: "h", ŧ: "t" };
+const STROKE = /[łŀøđðæþħŧ]/;
+const STROKES = /[łŀøđðæþħŧ]/g;
 
 /**
  * wordsOf is the words of folded text (foldText) that count (counts),
@@ -216,9 +230,10 @@ const tags = new Map<string, string>();
 /**
  * TERMS_FORMAT is the version of the rules documentTerms indexes by, stored
  * with each row (search_documents.terms_format): a release that changes them
- * counts up, and the reindex rewrites the rows made by older rules.
+ * counts up, and the reindex rewrites the rows made by older rules. 1: the
+ * first (2026-12-06); 2: the letters of STRUCK folded (2026-12-06).
  */
-export const TERMS_FORMAT = 1;
+export const TERMS_FORMAT = 2;
 
 /** DocumentTerms is what search_documents indexes for a product: its words and its grams, each behind the merchant's tag, space-separated. */
 export interface DocumentTerms {

@@ -31,7 +31,17 @@
 import { listProducts, type CatalogDb } from "@stockroom/catalog";
 import { entryFromProduct } from "./convert.ts";
 import { isAtOrAfter, TERMS_FORMAT } from "./domain.ts";
-import { CLOCK_ZERO, type DbClock, findHeld, merchantClock, tombstone, upsertEntries, type SearchDb } from "./store.ts";
+import type { Logger } from "@stockroom/common/observe";
+import {
+  CLOCK_ZERO,
+  type DbClock,
+  findHeld,
+  merchantClock,
+  merchantsWithOlderTerms,
+  tombstone,
+  upsertEntries,
+  type SearchDb,
+} from "./store.ts";
 
 export interface ReindexCounts {
   /** Catalog products read. */
@@ -107,4 +117,42 @@ export async function* reindexMerchant(deps: ReindexDeps, merchantId: string, fr
     if (done) return;
     after = through;
   }
+}
+
+/** A background task that can be stopped: it stops between pages. */
+export interface BackgroundReindex {
+  /** Settles when every merchant is done, or the task stopped or gave up. */
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * reindexOlderTerms reindexes, one after the other, the merchants with rows
+ * whose terms older rules made (domain.ts TERMS_FORMAT), in the background:
+ * what `npm start` runs after an update that changed the rules, where a
+ * deployment runs `npm run reindex` after the roll. A failure is logged and
+ * ends it; the next start takes up what is left.
+ */
+export function reindexOlderTerms(deps: ReindexDeps, log: Logger): BackgroundReindex {
+  let stopping = false;
+  const done = (async () => {
+    const merchants = await merchantsWithOlderTerms(deps.searchDb);
+    if (merchants.length === 0) return;
+    log.info("search: remaking the terms older rules made, in the background", { merchants: merchants.length, format: TERMS_FORMAT });
+    for (const merchantId of merchants) {
+      let last: ReindexProgress | undefined;
+      for await (const progress of reindexMerchant(deps, merchantId)) {
+        last = progress;
+        if (stopping) return;
+      }
+      log.info("search: terms remade", { merchantId, read: last?.read, updated: last?.updated });
+    }
+  })().catch((error: unknown) => log.warn("search: remaking older terms stopped; the next start takes it up", { error }));
+  return {
+    done,
+    stop: async () => {
+      stopping = true;
+      await done;
+    },
+  };
 }

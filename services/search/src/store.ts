@@ -209,6 +209,23 @@ export interface HeldState extends Position {
   termsFormat: number;
 }
 
+/**
+ * merchantsWithOlderTerms lists the merchants with live rows whose terms
+ * older rules made (terms_format below TERMS_FORMAT). It reads the whole
+ * table (no index has terms_format): for start-up, not a request path.
+ */
+export async function merchantsWithOlderTerms(db: SearchDb): Promise<string[]> {
+  const rows = await db
+    .selectFrom("search_documents")
+    .select("merchant_id")
+    .distinct()
+    .where("terms_format", "<", TERMS_FORMAT)
+    .where("deleted", "=", 0)
+    .orderBy("merchant_id")
+    .execute();
+  return rows.map((r) => r.merchant_id);
+}
+
 /** findHeld reads the states held for a merchant's SKUs in (after, through]; either bound may be open. */
 export async function findHeld(
   db: SearchDb,

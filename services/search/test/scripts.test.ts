@@ -174,6 +174,35 @@ test("a word with i or ı is looked for with either letter, as Turkish writes th
   t.deepEqual(searchTerms("İZMİR"), { words: "+(izmir* ızmir* izmır* ızmır*)" }, "İ is i: its combining dot is dropped");
 });
 
+test("letters the collation holds apart (ł, ø, æ, đ, ð, þ, ħ) are indexed and looked for as typed without them", (t) => {
+  const tag = merchantTag("01TESTSTROKES");
+  t.is(
+    documentTerms(tag, "Łódź Smørrebrød Æble Đà Lạt Þórsmörk").words,
+    // Accents are left to the collation (ó = o).
+    ["lódź", "smorrebrod", "aeble", "dà", "lạt", "thórsmörk"].map((w) => tag + w).join(" "),
+  );
+  t.deepEqual(searchTerms("ŁÓDŹ"), { words: "+lódź*" });
+  t.deepEqual(searchTerms("smørrebrød"), { words: "+smorrebrod*" });
+  t.deepEqual(searchTerms("æ"), { words: "+ae*" }, "æ alone is two letters: it counts");
+  t.is(searchTerms("ø"), undefined, "ø alone is one letter: it does not");
+});
+
+test("Polish, Danish and Vietnamese text is found typed without its letters", async (t) => {
+  const merchant = await h.newMerchant();
+  const catalog = h.catalog(merchant);
+  await catalog.createProduct({ product: productInit("PL-1", { title: "Pierogi z Łodzi", description: "Ręcznie lepione" }) });
+  await catalog.createProduct({ product: productInit("DK-1", { title: "Smørrebrød med æble" }) });
+  await catalog.createProduct({ product: productInit("VN-1", { title: "Cà phê Đà Lạt" }) });
+  await settled(merchant, "", ["DK-1", "PL-1", "VN-1"]);
+  // Before: the collation holds ł, ø, æ and đ apart from l, o, ae and d, and these found nothing.
+  t.deepEqual(await skus(merchant, "lodzi"), ["PL-1"]);
+  t.deepEqual(await skus(merchant, "ŁODZI"), ["PL-1"]);
+  t.deepEqual(await skus(merchant, "smorrebrod aeble"), ["DK-1"]);
+  t.deepEqual(await skus(merchant, "smørrebrød"), ["DK-1"], "as written too");
+  t.deepEqual(await skus(merchant, "da lat"), ["VN-1"]);
+  t.deepEqual(await skus(merchant, "Đà"), ["VN-1"]);
+});
+
 test("Turkish text is found typed in capitals, in small letters, or without its letters", async (t) => {
   const merchant = await h.newMerchant();
   const catalog = h.catalog(merchant);

@@ -21,8 +21,9 @@ export declare const file_stockroom_search_v1_search_service: GenFile;
 export declare type SearchProductsRequest = Message<"stockroom.search.v1.SearchProductsRequest"> & {
   /**
    * Words to find in the title, the description or the attribute values,
-   * ignoring case. Every word must appear, whole or as the start of a longer
-   * word ("mug" finds "mugs"). One-letter words and the most common English
+   * ignoring case and accents ("creme" finds "Crème", "lodz" "Łódź", "hali"
+   * the Turkish "halı"). Every word must appear, whole or as the start of a
+   * longer word ("mug" finds "mugs"). One-letter words and the most common English
    * words ("the", "with", "of", …) are ignored; a letter's marks
    * (accents, Indic vowel signs) belong to its word. Chinese, Japanese,
    * Korean, Thai, Lao, Khmer and Burmese text is matched by its letters
