@@ -19,15 +19,15 @@ test("client.all walks every page: products, a SKU's history, changes, bulk jobs
   for await (const p of c.all.products({ pageSize: 4 })) if (p.sku.startsWith(file.skuPrefix)) skus.push(p.sku);
   t.is(skus.length, 25, "7 pages of 4");
   t.is(new Set(skus).size, 25, "no product twice");
-  const history = await collect(c.all.productHistory({ sku, pageSize: 1 }));
+  const history = await Array.fromAsync(c.all.productHistory({ sku, pageSize: 1 }));
   t.deepEqual(
     history.slice(0, 2).map((ch) => ch.after?.title),
     ["Renamed again", "Renamed"],
     "newest first, one page each",
   );
-  t.true((await collect(c.all.changes({ pageSize: 7 }))).length >= 27);
-  t.true((await collect(c.all.bulkJobs({ pageSize: 1 }))).some((j) => j.id === job.id));
-  const lines = (await collect(c.all.bulkJobItems({ jobId: job.id, pageSize: 6 }))).map((i) => Number(i.lineNumber));
+  t.true((await Array.fromAsync(c.all.changes({ pageSize: 7 }))).length >= 27);
+  t.true((await Array.fromAsync(c.all.bulkJobs({ pageSize: 1 }))).some((j) => j.id === job.id));
+  const lines = (await Array.fromAsync(c.all.bulkJobItems({ jobId: job.id, pageSize: 6 }))).map((i) => Number(i.lineNumber));
   t.deepEqual(
     lines,
     Array.from({ length: 25 }, (_, i) => i + 2),
@@ -39,12 +39,6 @@ test("client.all walks every page: products, a SKU's history, changes, bulk jobs
   for await (const _ of counting.all.products({ pageSize: 2 })) break;
   t.is(pages, 1);
 });
-
-async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const item of items) out.push(item);
-  return out;
-}
 
 test("a typed error carries the request_id of the call, the generated one included", async (t) => {
   const c = h.client();
@@ -85,7 +79,7 @@ test("an abort rejects with the platform's AbortError (the signal's reason), for
     controller.abort();
     const unary = await t.throwsAsync(c.catalog.getProduct({ sku: "x" }, { signal: controller.signal }));
     t.true(unary instanceof DOMException && unary.name === "AbortError", `${transport}: ${unary}`);
-    const list = await t.throwsAsync(collect(c.all.products({}, { signal: controller.signal })));
+    const list = await t.throwsAsync(Array.fromAsync(c.all.products({}, { signal: controller.signal })));
     t.is(list?.name, "AbortError");
     const upload = await t.throwsAsync(c.uploadBulkFile(h.csv(5, "AB").path, { signal: controller.signal }));
     t.is(upload?.name, "AbortError");

@@ -79,12 +79,6 @@ async function catalogOf(merchant: typeof api.merchantA, n: number): Promise<voi
 
 const counts = (messages: ReindexProductsResponse[]) => messages.map((m) => [m.productsRead, m.productsUpdated, m.done]);
 
-async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const item of items) out.push(item);
-  return out;
-}
-
 test.serial("a rebuild whose stream breaks goes on from its last message: each page counted once, to done", async (t) => {
   await catalogOf(api.merchantA, 9);
   const c = client(api.url);
@@ -111,7 +105,7 @@ test.serial("a rebuild whose stream breaks goes on from its last message: each p
   ]);
   const found = await c.search.searchProducts({ query: "rebuilt", pageSize: 20 });
   t.is(found.results.length, 9, "every product is in search");
-  t.deepEqual(counts(await collect(c.reindexProducts())).at(-1), [9n, 0n, true], "again: nothing behind");
+  t.deepEqual(counts(await Array.fromAsync(c.reindexProducts())).at(-1), [9n, 0n, true], "again: nothing behind");
   c.close();
 });
 
@@ -134,7 +128,7 @@ test.serial(
     t.is(token, first[0]!.resumeToken, error.message);
     // The server may have rebuilt past the last message the client saw before the way went: those products count as
     // read again, not as updated.
-    const rest = await collect(c.reindexProducts({ resumeToken: token }));
+    const rest = await Array.fromAsync(c.reindexProducts({ resumeToken: token }));
     t.deepEqual(
       rest.map((m) => [m.productsRead, m.done]),
       [
@@ -152,7 +146,7 @@ test.serial(
 test("a token the server refuses fails at once, not retried", async (t) => {
   const c = client(api.url);
   const started = Date.now();
-  const error = await t.throwsAsync(collect(c.reindexProducts({ resumeToken: "not-a-token" })));
+  const error = await t.throwsAsync(Array.fromAsync(c.reindexProducts({ resumeToken: "not-a-token" })));
   t.true(error instanceof StockroomError && error.code === Code.InvalidArgument, String(error));
   t.true(Date.now() - started < 2_000);
   c.close();
