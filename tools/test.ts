@@ -53,6 +53,7 @@ export const VITESS_TIER = [
   "services/search/test/reindex.test.ts",
   "services/search/test/scripts.test.ts",
   "services/search/test/documents-migration.test.ts",
+  "services/search/test/text-plans.test.ts",
   "services/events/test/relay.test.ts",
   "services/notify/test/api.test.ts",
   "services/events/test/migrations.test.ts",

@@ -69,7 +69,7 @@ export interface SearchTerms {
 /**
  * searchTerms turns user text into the queries of both indexes. It keeps
  * only letters (with their marks), digits and underscores, so the text can
- * carry no operators; the text is compared as NFC (composed accents).
+ * carry no operators; the text is compared as foldText leaves it.
  * Words the index does not hold (shorter than MIN_WORD, stopwords) are dropped:
  * required, they would match nothing. A run (RUN) becomes its grams: its
  * two-letter grams, or the letter itself when it is one letter long, so
@@ -148,29 +148,44 @@ export function skuPrefixes(text: string, maxSku: number): string[] {
 }
 
 /**
- * foldText is text as both sides compare it: NFC (composed accents), small
- * letters, Turkish İ as i (lower-cased, it is i and a combining dot), and
- * the letters of STROKES as they are typed without them.
+ * foldText is text as both sides compare it: NFKC (composed accents, and
+ * ligatures, full-width and other compatibility forms as their letters),
+ * small letters, Turkish İ as i (lower-cased, it is i and a combining dot),
+ * and the letters of FOLDED as FOLDED spells them.
  */
 function foldText(text: string): string {
   const folded = text
-    .normalize("NFC")
+    .normalize("NFKC")
     .toLowerCase()
     .replace(/i\u0307/g, "i");
-  return STROKE.test(folded) ? folded.replace(STROKES, (letter) => STRUCK[letter]!) : folded;
+  return FOLDS.test(folded) ? folded.replace(FOLDS_ALL, (letter) => FOLDED[letter]!) : folded;
 }
 
 /**
- * STRUCK are the letters the text's collation (utf8mb4_unicode_ci) holds
- * apart from the ones they are typed as on keyboards without them, though
- * it folds é, å and ß: Polish ł, Danish and Norwegian ø and æ, Croatian and
- * Vietnamese đ, Icelandic ð and þ, Maltese ħ, Sámi ŧ, Catalan ŀ. Both sides
- * index and look for them as those letters (TERMS_FORMAT 2), so "lodz"
- * finds "Łódź" and "smorrebrod" "smørrebrød".
+ * FOLDED are letters the text's collation (utf8mb4_unicode_ci) compares
+ * apart from how they are typed on keyboards without them, or as two
+ * letters that LIKE does not take for them: Polish ł, Danish and Norwegian
+ * ø and æ, Croatian and Vietnamese đ, Icelandic ð and þ, Maltese ħ, Sámi ŧ
+ * (the collation holds these apart: "lodz" did not find "Łódź"), German ß
+ * and French œ (the collation expands them to ss and oe, which InnoDB's
+ * full-text search follows and LIKE does not: store.ts readPage answers by
+ * either, and both must agree). Accents it folds itself (é, å) are left to
+ * it; ligatures and the like (ﬁ, ĳ, ǆ) NFKC spells out.
  */
-const STRUCK: Readonly<Record<string, string>> = { ł: "l", ŀ: "l", ø: "o", đ: "d", ð: "d", æ: "ae", þ: "th", ħ: "h", ŧ: "t" };
-const STROKE = /[łŀøđðæþħŧ]/;
-const STROKES = /[łŀøđðæþħŧ]/g;
+const FOLDED: Readonly<Record<string, string>> = {
+  ł: "l",
+  ø: "o",
+  đ: "d",
+  ð: "d",
+  æ: "ae",
+  þ: "th",
+  ħ: "h",
+  ŧ: "t",
+  ß: "ss",
+  œ: "oe",
+};
+const FOLDS = /[łøđðæþħŧßœ]/;
+const FOLDS_ALL = /[łøđðæþħŧßœ]/g;
 
 /**
  * wordsOf is the words of folded text (foldText) that count (counts),
@@ -231,7 +246,7 @@ const tags = new Map<string, string>();
  * TERMS_FORMAT is the version of the rules documentTerms indexes by, stored
  * with each row (search_documents.terms_format): a release that changes them
  * counts up, and the reindex rewrites the rows made by older rules. 1: the
- * first (2026-12-06); 2: the letters of STRUCK folded (2026-12-06).
+ * first (2026-12-06); 2: NFKC, and the letters of FOLDED folded (2026-12-06).
  */
 export const TERMS_FORMAT = 2;
 

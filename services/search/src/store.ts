@@ -322,7 +322,27 @@ export interface SearchQuery {
   brand?: string;
   afterSku?: string;
   limit: number;
+  /** How text is looked for (TextPlan); "auto" unless a test or a bench compares them. */
+  plan?: TextPlan;
 }
+
+/**
+ * TextPlan is how a page of text matches is read. "index": by the
+ * full-text indexes, which give every match at once, unordered, so a page
+ * in SKU order reads and sorts all of them: a word in 35,000 of a
+ * merchant's 200,000 products took 150–450 ms for each page of 20. "scan":
+ * the merchant's rows in SKU order, each tested with LIKE for the same
+ * words and grams, stopping at a full page: a common word fills it within
+ * a few hundred rows, a rare one reads every row. "auto" scans the first
+ * SCAN_FIRST rows; if they fill the page, or are all the merchant has, that
+ * is the answer; otherwise it scans on as far as the rate of matches seen
+ * says the page will fill, if that is within SCAN_MOST rows in all; the
+ * rest of the page is read from the indexes, after the rows scanned.
+ */
+export type TextPlan = "auto" | "index" | "scan";
+
+const SCAN_FIRST = 256;
+const SCAN_MOST = 2048;
 
 export type SearchHit = Pick<
   Selectable<SearchDocumentRow>,
@@ -332,8 +352,8 @@ export type SearchHit = Pick<
 /**
  * searchProducts reads one page of a merchant's live products matching every
  * filter, in SKU order: those whose text matches, and those whose SKU starts
- * with one of skuPrefixes. Each is its own indexed read (the full-text
- * index, a range of the primary key), merged here: an OR of both in one
+ * with one of skuPrefixes. Each is its own indexed read (the text by
+ * TextPlan, a range of the primary key), merged here: an OR of both in one
  * statement would scan every row of the merchant. With a brand, a page is
  * read from the facets' (merchant_id, brand, sku) index, joined to the rows
  * at the same state: the index compares ignoring case and accents
@@ -343,8 +363,11 @@ export type SearchHit = Pick<
 export async function searchProducts(db: SearchDb, merchantId: string, query: SearchQuery): Promise<SearchHit[]> {
   const { match, skuPrefixes = [] } = query;
   const pages: Promise<SearchHit[]>[] = [];
-  if (match !== undefined || skuPrefixes.length === 0) pages.push(readPage(db, merchantId, query, match, undefined));
-  for (const prefix of skuPrefixes) pages.push(readPage(db, merchantId, query, undefined, prefix));
+  const brand = query.brand !== undefined;
+  if (match !== undefined) pages.push(brand ? readBrand(db, merchantId, query, { match }) : readText(db, merchantId, query, match));
+  else if (skuPrefixes.length === 0) pages.push(brand ? readBrand(db, merchantId, query, {}) : readRange(db, merchantId, query, {}));
+  for (const prefix of skuPrefixes)
+    pages.push(brand ? readBrand(db, merchantId, query, { prefix }) : readRange(db, merchantId, query, { prefix }));
   if (pages.length === 1) return pages[0]!;
   const hits = new Map<string, { key: Buffer; hit: SearchHit }>();
   for (const page of await Promise.all(pages)) for (const hit of page) hits.set(hit.sku, { key: Buffer.from(hit.sku), hit });
@@ -355,22 +378,52 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     .map(({ hit }) => hit);
 }
 
-/** readPage reads one page of the products matching the filters and either the text (match, if any) or a SKU prefix. */
-function readPage(
-  db: SearchDb,
-  merchantId: string,
-  query: SearchQuery,
-  match: SearchTerms | undefined,
-  skuPrefix: string | undefined,
-): Promise<SearchHit[]> {
+/** readText reads a page of text matches without a brand, by the query's TextPlan. */
+async function readText(db: SearchDb, merchantId: string, query: SearchQuery, match: SearchTerms): Promise<SearchHit[]> {
+  const plan = query.plan ?? "auto";
+  if (plan === "index") return readIndexed(db, merchantId, query, match);
+  if (plan === "scan") return readRange(db, merchantId, query, { match });
+  const hits: SearchHit[] = [];
+  let after = query.afterSku;
+  let scanned = 0;
+  let window = SCAN_FIRST;
+  for (;;) {
+    // The window's last SKU; none when the merchant has no more rows than the window (the scan then reads them all).
+    const through = await nthSku(db, merchantId, after, window);
+    hits.push(...(await readRange(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, { match, through })));
+    if (hits.length >= query.limit || through === undefined) return hits;
+    scanned += window;
+    after = through;
+    // As far as the page fills at the rate of matches seen, taken low (a count of matches less its standard
+    // deviation, as of a Poisson count: a few hundred rows tell a rate roughly); past SCAN_MOST rows the indexes are
+    // cheaper. The SKUs' order is the merchant's own, not random: a word can crowd the first rows and be rare after.
+    const sure = hits.length - Math.sqrt(hits.length);
+    if (sure <= 0) break;
+    window = Math.ceil(((query.limit - hits.length) * scanned) / sure);
+    if (scanned + window > SCAN_MOST) break;
+  }
+  return [...hits, ...(await readIndexed(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, match))];
+}
+
+/** nthSku is the SKU n rows after `after` in the merchant's SKU order (deleted rows count), or undefined when there are fewer. */
+async function nthSku(db: SearchDb, merchantId: string, after: string | undefined, n: number): Promise<string | undefined> {
+  let q = db.selectFrom("search_documents").select("sku").where("merchant_id", "=", merchantId);
+  if (after !== undefined) q = q.where("sku", ">", after);
+  const row = await q
+    .orderBy("sku")
+    .limit(1)
+    .offset(n - 1)
+    .executeTakeFirst();
+  return row?.sku;
+}
+
+/** filtered is the statement of a page's rows: the merchant's live products matching the filters other than text and brand. */
+function filtered(db: SearchDb, merchantId: string, query: SearchQuery) {
   let q = db
     .selectFrom("search_documents as s")
     .select(["s.product_id", "s.sku", "s.title", "s.price_minor", "s.currency", "s.stock", "s.status", "s.version"])
     .where("s.merchant_id", "=", merchantId)
     .where("s.deleted", "=", 0);
-  if (skuPrefix !== undefined) q = q.where("s.sku", "like", `${skuPrefix.replace(/[\\%_]/g, "\\$&")}%`);
-  if (match?.words !== undefined) q = q.where(sql<boolean>`MATCH(s.words) AGAINST (${match.words} IN BOOLEAN MODE)`);
-  if (match?.grams !== undefined) q = q.where(sql<boolean>`MATCH(s.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`);
   if (query.price) {
     q = q.where("s.currency", "=", query.price.currency);
     if (query.price.minMinor !== undefined) q = q.where("s.price_minor", ">=", query.price.minMinor);
@@ -378,11 +431,100 @@ function readPage(
   }
   if (query.inStockOnly) q = q.where("s.stock", ">", 0);
   if (query.status) q = q.where("s.status", "=", query.status);
-  if (query.brand === undefined) {
-    if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
-    return q.orderBy("s.sku").limit(query.limit).execute();
-  }
-  const brand = query.brand;
+  return q;
+}
+
+type Filtered = ReturnType<typeof filtered>;
+
+/** matching adds the text to a page's statement as the full-text indexes answer it. */
+function matching(q: Filtered, match: SearchTerms): Filtered {
+  if (match.words !== undefined) q = q.where(sql<boolean>`MATCH(s.words) AGAINST (${match.words} IN BOOLEAN MODE)`);
+  if (match.grams !== undefined) q = q.where(sql<boolean>`MATCH(s.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`);
+  return q;
+}
+
+/** readIndexed reads a page of text matches by the full-text indexes. */
+function readIndexed(db: SearchDb, merchantId: string, query: SearchQuery, match: SearchTerms): Promise<SearchHit[]> {
+  let q = matching(filtered(db, merchantId, query), match);
+  if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
+  return q.orderBy("s.sku").limit(query.limit).execute();
+}
+
+/**
+ * readRange reads a page in SKU order from the primary key: after
+ * query.afterSku and up to through (if given), of the SKUs starting with
+ * prefix (if given), and of those whose text matches (if given), tested
+ * row by row with LIKE as the full-text indexes would answer (likeText).
+ */
+function readRange(
+  db: SearchDb,
+  merchantId: string,
+  query: SearchQuery,
+  { prefix, match, through }: { prefix?: string; match?: SearchTerms; through?: string },
+): Promise<SearchHit[]> {
+  let q = filtered(db, merchantId, query);
+  if (prefix !== undefined) q = q.where("s.sku", "like", `${escapeLike(prefix)}%`);
+  if (match !== undefined) q = q.where(likeText(match));
+  if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
+  if (through !== undefined) q = q.where("s.sku", "<=", through);
+  return q.orderBy("s.sku").limit(query.limit).execute();
+}
+
+/**
+ * likeText is the boolean-mode queries of match as a row's test: each word
+ * (any of its spellings) starts one of the row's words, each gram is one of
+ * its grams. The terms hold no spaces, and the stored ones are separated by
+ * one: a word starts the column or follows a space. `words` compares as the
+ * index does (utf8mb4_unicode_ci: case and accents aside; domain.ts folds
+ * what LIKE would compare otherwise), `grams` byte for byte.
+ */
+function likeText(match: SearchTerms) {
+  return sql<boolean>`(${sql.join(
+    [
+      ...booleanTerms(match.words).map((spellings) =>
+        orOf(spellings.map((w) => sql`(s.words LIKE ${`${escapeLike(w)}%`} OR s.words LIKE ${`% ${escapeLike(w)}%`})`)),
+      ),
+      ...booleanTerms(match.grams).map(([gram]) => {
+        const g = escapeLike(gram!);
+        return sql`(s.grams = ${gram} OR s.grams LIKE ${`${g} %`} OR s.grams LIKE ${`% ${g} %`} OR s.grams LIKE ${`% ${g}`})`;
+      }),
+    ],
+    sql` AND `,
+  )})`;
+}
+
+/** booleanTerms reads a boolean-mode query of searchTerms back: each required term, as its alternatives, without operators. */
+function booleanTerms(query: string | undefined): string[][] {
+  if (query === undefined) return [];
+  return [...query.matchAll(/\+(?:\(([^)]*)\)|(\S+))/g)].map(([, group, one]) =>
+    (group ?? one!).split(" ").map((term) => term.replace(/\*$/, "")),
+  );
+}
+
+function orOf(parts: ReturnType<typeof sql>[]) {
+  return parts.length === 1 ? parts[0]! : sql`(${sql.join(parts, sql` OR `)})`;
+}
+
+/** escapeLike makes text match itself in a LIKE pattern (the default escape, backslash). */
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, "\\$&");
+}
+
+/**
+ * readBrand reads a page of the brand's products from the facets' index:
+ * those whose text matches (by the full-text indexes), or whose SKU starts
+ * with prefix, if either is given.
+ */
+function readBrand(
+  db: SearchDb,
+  merchantId: string,
+  query: SearchQuery,
+  { match, prefix }: { match?: SearchTerms; prefix?: string },
+): Promise<SearchHit[]> {
+  const brand = query.brand!;
+  let q = filtered(db, merchantId, query);
+  if (match !== undefined) q = matching(q, match);
+  if (prefix !== undefined) q = q.where("s.sku", "like", `${escapeLike(prefix)}%`);
   let b = q
     .innerJoin("search_product_facets as f", (join) => sameState(join, "f"))
     .where("f.merchant_id", "=", merchantId)
