@@ -7,7 +7,8 @@
  * gen-bulk-file's text; a small one 3 ("Ultra-light desk lamp"). The big
  * one searches its words common (in 4–18% of its products), two pairs of
  * words in fewer (0.1–0.5% together), a word in 4 products and one in
- * none, and a page halfway through a common word's; the small one words the big catalog
+ * none, a page halfway through a common word's, and two of those with a
+ * brand filter (a third of its products); the small one words the big catalog
  * is full of ("light", "tea", "ship") and a word only it has ("lamp"). Each
  * query reads a page of 20, BENCH_QUERIES (200) times.
  *
@@ -69,7 +70,21 @@ try {
         terms_format: TERMS_FORMAT,
       })),
     );
-  await sql`ANALYZE TABLE search_documents`.execute(db);
+  // Every 3rd of the big merchant's products has a brand.
+  const branded = products.filter((p, i) => p.merchant === BIG && i % 3 === 0);
+  for (let i = 0; i < branded.length; i += 1_000)
+    await insertRows(
+      db,
+      "search_product_facets",
+      branded.slice(i, i + 1_000).map(({ merchant, sku }) => ({
+        merchant_id: merchant,
+        sku,
+        product_id: "01BENCHPRODUCTPRODUCTPRODU",
+        version: 1,
+        brand: "Nordic Goods",
+      })),
+    );
+  await sql`ANALYZE TABLE search_documents, search_product_facets`.execute(db);
   console.log(
     `search bench: ${products.length.toLocaleString("en")} products stored in ${round((performance.now() - started) / 1000, 1)} s`,
   );
@@ -79,7 +94,7 @@ try {
   const once = async (c: Case, plan: TextPlan) => {
     const t0 = performance.now();
     const match = searchTerms(c.text, merchantTag(c.merchant));
-    await searchProducts(db, c.merchant, { match, inStockOnly: false, afterSku: c.after, limit: PAGE + 1, plan });
+    await searchProducts(db, c.merchant, { match, inStockOnly: false, brand: c.brand, afterSku: c.after, limit: PAGE + 1, plan });
     return performance.now() - t0;
   };
   interface Case {
@@ -88,6 +103,7 @@ try {
     text: string;
     kind: string;
     after?: string;
+    brand?: string;
   }
   const cases: Case[] = [
     { who: "small", merchant: SMALL, text: "light", kind: "common in the big catalog" },
@@ -102,8 +118,10 @@ try {
     { who: "big", merchant: BIG, text: "love", kind: "a start of lovers: 3.8%" },
     { who: "big", merchant: BIG, text: "sneakersx", kind: "in 4 products" },
     { who: "big", merchant: BIG, text: "zebra", kind: "in none" },
+    { who: "big", merchant: BIG, text: "light", kind: "brand of 1 in 3, and in 18%", brand: "nordic goods" },
+    { who: "big", merchant: BIG, text: "teapot kyoto", kind: "brand of 1 in 3, both in ~0.4%", brand: "nordic goods" },
   ];
-  const key = (c: Case) => `${c.who} ${c.text}${c.after ? " (halfway)" : ""}`;
+  const key = (c: Case) => `${c.who} ${c.text}${c.after ? " (halfway)" : ""}${c.brand ? ` (brand ${c.brand})` : ""}`;
   const times = new Map<string, Record<TextPlan, number[]>>();
   for (const c of cases) times.set(key(c), { auto: [], index: [], scan: [] });
   // Warm every case by each plan, then alternate the plans, each first every other round.
@@ -125,6 +143,7 @@ try {
       query: c.text,
       kind: c.kind,
       halfway: c.after !== undefined,
+      brand: c.brand,
       auto: stats(slot.auto),
       index: stats(slot.index),
     };
@@ -135,7 +154,7 @@ try {
         ["merchant", "query", "", "auto p50", "auto p99", "index p50", "index p99", "index / auto p50"],
         results.map((r) => [
           r.merchant,
-          `${r.query}${r.halfway ? " (halfway)" : ""}`,
+          `${r.query}${r.halfway ? " (halfway)" : ""}${r.brand ? ` (brand "${r.brand}")` : ""}`,
           r.kind,
           r.auto.p50,
           r.auto.p99,

@@ -364,7 +364,8 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
   const { match, skuPrefixes = [] } = query;
   const pages: Promise<SearchHit[]>[] = [];
   const brand = query.brand !== undefined;
-  if (match !== undefined) pages.push(brand ? readBrand(db, merchantId, query, { match }) : readText(db, merchantId, query, match));
+  if (match !== undefined)
+    pages.push(readText(query, match, brand ? brandSource(db, merchantId, query.brand!) : rowSource(db, merchantId)));
   else if (skuPrefixes.length === 0) pages.push(brand ? readBrand(db, merchantId, query, {}) : readRange(db, merchantId, query, {}));
   for (const prefix of skuPrefixes)
     pages.push(brand ? readBrand(db, merchantId, query, { prefix }) : readRange(db, merchantId, query, { prefix }));
@@ -378,19 +379,48 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     .map(({ hit }) => hit);
 }
 
-/** readText reads a page of text matches without a brand, by the query's TextPlan. */
-async function readText(db: SearchDb, merchantId: string, query: SearchQuery, match: SearchTerms): Promise<SearchHit[]> {
+/**
+ * PageSource is where a page of text matches is read from, in SKU order: a
+ * merchant's rows (rowSource), or a brand's (brandSource).
+ */
+interface PageSource {
+  /** The SKU n rows after `after` (deleted rows count), or undefined when there are fewer. */
+  nth(after: string | undefined, n: number): Promise<string | undefined>;
+  /** A page of the rows after query.afterSku, up to through if given, tested with LIKE (likeText). */
+  scan(query: SearchQuery, match: SearchTerms, through: string | undefined): Promise<SearchHit[]>;
+  /** A page by the full-text indexes. */
+  indexed(query: SearchQuery, match: SearchTerms): Promise<SearchHit[]>;
+}
+
+function rowSource(db: SearchDb, merchantId: string): PageSource {
+  return {
+    nth: (after, n) => nthSku(db, merchantId, undefined, after, n),
+    scan: (query, match, through) => readRange(db, merchantId, query, { match, through }),
+    indexed: (query, match) => readIndexed(db, merchantId, query, match),
+  };
+}
+
+function brandSource(db: SearchDb, merchantId: string, brand: string): PageSource {
+  return {
+    nth: (after, n) => nthSku(db, merchantId, brand, after, n),
+    scan: (query, match, through) => readBrand(db, merchantId, query, { like: match, through }),
+    indexed: (query, match) => readBrand(db, merchantId, query, { match }),
+  };
+}
+
+/** readText reads a page of text matches from a source, by the query's TextPlan. */
+async function readText(query: SearchQuery, match: SearchTerms, source: PageSource): Promise<SearchHit[]> {
   const plan = query.plan ?? "auto";
-  if (plan === "index") return readIndexed(db, merchantId, query, match);
-  if (plan === "scan") return readRange(db, merchantId, query, { match });
+  if (plan === "index") return source.indexed(query, match);
+  if (plan === "scan") return source.scan(query, match, undefined);
   const hits: SearchHit[] = [];
   let after = query.afterSku;
   let scanned = 0;
   let window = SCAN_FIRST;
   for (;;) {
-    // The window's last SKU; none when the merchant has no more rows than the window (the scan then reads them all).
-    const through = await nthSku(db, merchantId, after, window);
-    hits.push(...(await readRange(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, { match, through })));
+    // The window's last SKU; none when the source has no more rows than the window (the scan then reads them all).
+    const through = await source.nth(after, window);
+    hits.push(...(await source.scan({ ...query, afterSku: after, limit: query.limit - hits.length }, match, through)));
     if (hits.length >= query.limit || through === undefined) return hits;
     scanned += window;
     after = through;
@@ -402,19 +432,37 @@ async function readText(db: SearchDb, merchantId: string, query: SearchQuery, ma
     window = Math.ceil(((query.limit - hits.length) * scanned) / sure);
     if (scanned + window > SCAN_MOST) break;
   }
-  return [...hits, ...(await readIndexed(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, match))];
+  return [...hits, ...(await source.indexed({ ...query, afterSku: after, limit: query.limit - hits.length }, match))];
 }
 
-/** nthSku is the SKU n rows after `after` in the merchant's SKU order (deleted rows count), or undefined when there are fewer. */
-async function nthSku(db: SearchDb, merchantId: string, after: string | undefined, n: number): Promise<string | undefined> {
-  let q = db.selectFrom("search_documents").select("sku").where("merchant_id", "=", merchantId);
-  if (after !== undefined) q = q.where("sku", ">", after);
-  const row = await q
-    .orderBy("sku")
-    .limit(1)
-    .offset(n - 1)
-    .executeTakeFirst();
-  return row?.sku;
+/** nthSku is the SKU n rows after `after` in the SKU order of the merchant's rows, or of its brand's, or undefined when there are fewer. */
+async function nthSku(
+  db: SearchDb,
+  merchantId: string,
+  brand: string | undefined,
+  after: string | undefined,
+  n: number,
+): Promise<string | undefined> {
+  if (brand === undefined) {
+    let q = db.selectFrom("search_documents as s").select("s.sku").where("s.merchant_id", "=", merchantId);
+    if (after !== undefined) q = q.where("s.sku", ">", after);
+    return (
+      await q
+        .orderBy("s.sku")
+        .limit(1)
+        .offset(n - 1)
+        .executeTakeFirst()
+    )?.sku;
+  }
+  let q = db.selectFrom("search_product_facets as f").select("f.sku").where(ofBrand(merchantId, brand));
+  if (after !== undefined) q = q.where("f.sku", ">", after);
+  return (
+    await q
+      .orderBy("f.sku")
+      .limit(1)
+      .offset(n - 1)
+      .executeTakeFirst()
+  )?.sku;
 }
 
 /** filtered is the statement of a page's rows: the merchant's live products matching the filters other than text and brand. */
@@ -512,27 +560,35 @@ function escapeLike(text: string): string {
 
 /**
  * readBrand reads a page of the brand's products from the facets' index:
- * those whose text matches (by the full-text indexes), or whose SKU starts
- * with prefix, if either is given.
+ * those whose text matches, by the full-text indexes (match) or tested with
+ * LIKE (like, up to through if given), or whose SKU starts with prefix, if
+ * any is given.
  */
 function readBrand(
   db: SearchDb,
   merchantId: string,
   query: SearchQuery,
-  { match, prefix }: { match?: SearchTerms; prefix?: string },
+  { match, like, prefix, through }: { match?: SearchTerms; like?: SearchTerms; prefix?: string; through?: string },
 ): Promise<SearchHit[]> {
-  const brand = query.brand!;
   let q = filtered(db, merchantId, query);
   if (match !== undefined) q = matching(q, match);
+  if (like !== undefined) q = q.where(likeText(like));
   if (prefix !== undefined) q = q.where("s.sku", "like", `${escapeLike(prefix)}%`);
-  let b = q
-    .innerJoin("search_product_facets as f", (join) => sameState(join, "f"))
-    .where("f.merchant_id", "=", merchantId)
-    .where("f.brand", "=", brand)
-    // CONVERT: the parameter arrives in the connection's character set, which behind vtgate may be utf8mb3
-    // (where utf8mb4_bin is no valid collation).
-    .where(sql<boolean>`LOWER(f.brand) COLLATE utf8mb4_bin = CONVERT(LOWER(${brand}) USING utf8mb4) COLLATE utf8mb4_bin`);
+  let b = q.innerJoin("search_product_facets as f", (join) => sameState(join, "f")).where(ofBrand(merchantId, query.brand!));
   // Keyset and order on the facets' sku (equal to s.sku), so the index gives the order.
   if (query.afterSku !== undefined) b = b.where("f.sku", ">", query.afterSku);
+  if (through !== undefined) b = b.where("f.sku", "<=", through);
   return b.orderBy("f.sku").limit(query.limit).execute();
+}
+
+/**
+ * ofBrand keeps a statement's facets rows (f) to a merchant's brand, ignoring
+ * case: the index compares ignoring case and accents (utf8mb4_unicode_ci), so
+ * the lower-cased brands are also compared byte for byte. CONVERT: the
+ * parameter arrives in the connection's character set, which behind vtgate
+ * may be utf8mb3 (where utf8mb4_bin is no valid collation).
+ */
+function ofBrand(merchantId: string, brand: string) {
+  return sql<boolean>`(f.merchant_id = ${merchantId} AND f.brand = ${brand}
+    AND LOWER(f.brand) COLLATE utf8mb4_bin = CONVERT(LOWER(${brand}) USING utf8mb4) COLLATE utf8mb4_bin)`;
 }

@@ -151,7 +151,7 @@ test("every plan finds the same products for text the index and LIKE would compa
   t.true(found > QUERIES.length, `${found} products found in all`);
 });
 
-test("auto pages a big catalog as the index does, words common, sparse, rare and absent, with filters", async (t) => {
+test("auto pages a big catalog as the index does, words common, sparse, rare and absent, with filters and brands", async (t) => {
   const merchantId = newUlid();
   // 3,000 products, a word for each way auto can go: "common" in every 3rd (the first rows fill the page),
   // "some" in every 20th (they do not, and say how far to scan on), "front" in every 20th of the first 256 only
@@ -163,10 +163,12 @@ test("auto pages a big catalog as the index does, words common, sparse, rare and
       i % 3 === 0 ? "common" : "",
       i % 20 === 0 ? "some" : "",
       i < 256 && i % 20 === 3 ? "front" : "",
-      i % 150 === 7 ? "sparse" : "",
+      i % 150 === 9 ? "sparse" : "",
       [5, 1_700, 2_999].includes(i) ? "rare" : "",
     ];
-    return entry(merchantId, `SKU-${String(i).padStart(5, "0")}`, words.join(" "), { stock: i % 2, deleted: i % 97 === 0 ? 1 : 0 });
+    // Brands compare ignoring case, not accents: "ACME" finds Acme and acme, not Acmé.
+    const brand = ["Acme", "acme", "Acmé"][Math.floor(i / 7) % 4] ?? null;
+    return entry(merchantId, `SKU-${String(i).padStart(5, "0")}`, words.join(" "), { stock: i % 2, deleted: i % 97 === 0 ? 1 : 0, brand });
   });
   const neighbour = newUlid();
   for (let i = 0; i < rows.length; i += 500) await upsertEntries(db, rows.slice(i, i + 500));
@@ -181,8 +183,14 @@ test("auto pages a big catalog as the index does, words common, sparse, rare and
     ["common sparse", {}],
     ["item", { inStockOnly: true }],
     ["sparse", { inStockOnly: true }],
+    ["common", { brand: "ACME" }],
+    ["some", { brand: "ACME" }],
+    ["front", { brand: "acmé" }],
+    ["sparse", { brand: "ACME" }],
+    ["item", { brand: "acme", inStockOnly: true }],
   ] as const) {
     const [index, scan, auto] = await Promise.all(PLANS.map((plan) => everyPage(merchantId, query, plan, 20, filters)));
+    t.true(query === "absent" || index!.flat().length > 0, `${query} ${JSON.stringify(filters)} finds something`);
     t.deepEqual(auto, index, `${query} ${JSON.stringify(filters)}: auto`);
     t.deepEqual(scan, index, `${query} ${JSON.stringify(filters)}: scan`);
   }
