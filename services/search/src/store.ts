@@ -443,26 +443,13 @@ async function nthSku(
   after: string | undefined,
   n: number,
 ): Promise<string | undefined> {
-  if (brand === undefined) {
-    let q = db.selectFrom("search_documents as s").select("s.sku").where("s.merchant_id", "=", merchantId);
-    if (after !== undefined) q = q.where("s.sku", ">", after);
-    return (
-      await q
-        .orderBy("s.sku")
-        .limit(1)
-        .offset(n - 1)
-        .executeTakeFirst()
-    )?.sku;
-  }
-  let q = db.selectFrom("search_product_facets as f").select("f.sku").where(ofBrand(merchantId, brand));
-  if (after !== undefined) q = q.where("f.sku", ">", after);
-  return (
-    await q
-      .orderBy("f.sku")
-      .limit(1)
-      .offset(n - 1)
-      .executeTakeFirst()
-  )?.sku;
+  const rows =
+    brand === undefined
+      ? sql`SELECT r.sku FROM search_documents r WHERE r.merchant_id = ${merchantId}`
+      : sql`SELECT r.sku FROM search_product_facets r WHERE ${ofBrand(merchantId, brand, "r")}`;
+  const { rows: nth } = await sql<{ sku: string }>`${rows}${after === undefined ? sql`` : sql` AND r.sku > ${after}`}
+    ORDER BY r.sku LIMIT 1 OFFSET ${n - 1}`.execute(db);
+  return nth[0]?.sku;
 }
 
 /** filtered is the statement of a page's rows: the merchant's live products matching the filters other than text and brand. */
@@ -582,13 +569,14 @@ function readBrand(
 }
 
 /**
- * ofBrand keeps a statement's facets rows (f) to a merchant's brand, ignoring
+ * ofBrand keeps a statement's facets rows (alias f) to a merchant's brand, ignoring
  * case: the index compares ignoring case and accents (utf8mb4_unicode_ci), so
  * the lower-cased brands are also compared byte for byte. CONVERT: the
  * parameter arrives in the connection's character set, which behind vtgate
  * may be utf8mb3 (where utf8mb4_bin is no valid collation).
  */
-function ofBrand(merchantId: string, brand: string) {
-  return sql<boolean>`(f.merchant_id = ${merchantId} AND f.brand = ${brand}
-    AND LOWER(f.brand) COLLATE utf8mb4_bin = CONVERT(LOWER(${brand}) USING utf8mb4) COLLATE utf8mb4_bin)`;
+function ofBrand(merchantId: string, brand: string, alias = "f") {
+  const column = (name: string) => sql.ref(`${alias}.${name}`);
+  return sql<boolean>`(${column("merchant_id")} = ${merchantId} AND ${column("brand")} = ${brand}
+    AND LOWER(${column("brand")}) COLLATE utf8mb4_bin = CONVERT(LOWER(${brand}) USING utf8mb4) COLLATE utf8mb4_bin)`;
 }
