@@ -168,7 +168,7 @@ function foldText(text: string): string {
  * ø and æ, Croatian and Vietnamese đ, Icelandic ð and þ, Maltese ħ, Sámi ŧ
  * (the collation holds these apart: "lodz" did not find "Łódź"), German ß
  * and French œ (the collation expands them to ss and oe, which InnoDB's
- * full-text search follows and LIKE does not: store.ts readPage answers by
+ * full-text search follows and LIKE does not: store.ts readText answers by
  * either, and both must agree). Accents it folds itself (é, å) are left to
  * it; ligatures and the like (ﬁ, ĳ, ǆ) NFKC spells out.
  */
