@@ -34,14 +34,13 @@ import {
   commonMigrations,
   createDatabase,
   deferWrite,
-  dropDatabase,
   ensureDatabase,
   inTransaction,
   type MigrationSet,
   migrateToLatest,
 } from "@stockroom/common/db";
 import { createMerchant } from "@stockroom/common/rpc";
-import { startTestApi, testDatabaseUrl, type TestMerchant } from "@stockroom/common/testing";
+import { dropTestDatabase, startTestApi, testDatabaseUrl, type TestMerchant } from "@stockroom/common/testing";
 import { catalogModule } from "../src/module.ts";
 import type { CatalogTables } from "../src/store.ts";
 import { CatalogService } from "./helpers.ts";
@@ -319,6 +318,6 @@ export async function runExpandMigration(name: string, calls = 300): Promise<Exp
     migrate?.kill();
     await db.destroy();
     await migrator.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   }
 }

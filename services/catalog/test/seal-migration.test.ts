@@ -8,10 +8,10 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { commonMigrations, createDatabase, dropDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
+import { commonMigrations, createDatabase, ensureDatabase, inTransaction, migrateToLatest } from "@stockroom/common/db";
 import { newUlid } from "@stockroom/common";
 import { createMerchant } from "@stockroom/common/rpc";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { dropTestDatabase, testDatabaseUrl } from "@stockroom/common/testing";
 import { sealAuditChains, verifyAuditChain } from "../src/audit.ts";
 import { recordChanges } from "../src/events.ts";
 import { catalogModule } from "../src/module.ts";
@@ -26,7 +26,7 @@ test("unsealed audit rows become position 0, sealed ones keep theirs, new ones a
   const db = createDatabase<CatalogTables>({ url, poolSize: 4 });
   t.teardown(async () => {
     await db.destroy();
-    await dropDatabase(url);
+    await dropTestDatabase(url);
   });
   const sets = [commonMigrations, ...catalogModule(db).migrations];
   const before = sets.map((set) => (set.name === "catalog" ? { ...set, only: (m: string) => m < MIGRATION } : set));

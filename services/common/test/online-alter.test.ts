@@ -6,8 +6,8 @@
  */
 import test, { type ExecutionContext } from "ava";
 import { sql, type Kysely } from "kysely";
-import { alterTableOnline, createDatabase, dropDatabase, ensureDatabase, mysqlErrno, OnlineAlterRefusedError } from "../src/db/database.ts";
-import { testDatabaseUrl } from "../testing/index.ts";
+import { alterTableOnline, createDatabase, ensureDatabase, mysqlErrno, OnlineAlterRefusedError } from "../src/db/database.ts";
+import { dropTestDatabase, testDatabaseUrl } from "../testing/index.ts";
 
 let db: Kysely<any>;
 let url: string;
@@ -20,7 +20,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await db?.destroy();
-  if (url) await dropDatabase(url);
+  if (url) await dropTestDatabase(url);
 });
 
 /** table creates a table of 1,000 rows under a name of its own test. */

@@ -7,8 +7,8 @@
  */
 import test from "ava";
 import { sql } from "kysely";
-import { createDatabase, dropDatabase, ensureDatabase, insertRows, migrateToLatest } from "@stockroom/common/db";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { createDatabase, ensureDatabase, insertRows, migrateToLatest } from "@stockroom/common/db";
+import { dropTestDatabase, testDatabaseUrl } from "@stockroom/common/testing";
 import { merchantTag, searchTerms } from "../src/domain.ts";
 import { searchMigrations, searchProducts, upsertEntries, type SearchDb } from "../src/store.ts";
 
@@ -22,7 +22,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await db?.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const A = "01KAAAAAAAAAAAAAAAAAAAAAAA";

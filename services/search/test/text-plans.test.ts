@@ -9,8 +9,7 @@
  */
 import test from "ava";
 import { newUlid } from "@stockroom/common";
-import { dropDatabase } from "@stockroom/common/db";
-import { testDatabaseUrl } from "@stockroom/common/testing";
+import { dropTestDatabase, testDatabaseUrl } from "@stockroom/common/testing";
 import { merchantTag, searchTerms } from "../src/domain.ts";
 import {
   openSearchDatabase,
@@ -31,7 +30,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await db?.destroy();
-  await dropDatabase(url);
+  await dropTestDatabase(url);
 });
 
 const PLANS: TextPlan[] = ["index", "scan", "auto"];
