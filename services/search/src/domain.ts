@@ -184,8 +184,8 @@ const FOLDED: Readonly<Record<string, string>> = {
   ß: "ss",
   œ: "oe",
 };
-const FOLDS = /[łøđðæþħŧßœ]/;
-const FOLDS_ALL = /[łøđðæþħŧßœ]/g;
+const FOLDS = new RegExp(`[${Object.keys(FOLDED).join("")}]`);
+const FOLDS_ALL = new RegExp(FOLDS.source, "g");
 
 /**
  * wordsOf is the words of folded text (foldText) that count (counts),

@@ -331,7 +331,7 @@ export interface SearchQuery {
  * full-text indexes, which give every match at once, unordered, so a page
  * in SKU order reads and sorts all of them: a word in 35,000 of a
  * merchant's 200,000 products took 150–450 ms for each page of 20. "scan":
- * the merchant's rows in SKU order, each tested with LIKE for the same
+ * the merchant's rows (with a brand, the brand's) in SKU order, each tested with LIKE for the same
  * words and grams, stopping at a full page: a common word fills it within
  * a few hundred rows, a rare one reads every row. "auto" scans the first
  * SCAN_FIRST rows; if they fill the page, or are all the merchant has, that
@@ -363,12 +363,9 @@ export type SearchHit = Pick<
 export async function searchProducts(db: SearchDb, merchantId: string, query: SearchQuery): Promise<SearchHit[]> {
   const { match, skuPrefixes = [] } = query;
   const pages: Promise<SearchHit[]>[] = [];
-  const brand = query.brand !== undefined;
-  if (match !== undefined)
-    pages.push(readText(query, match, brand ? brandSource(db, merchantId, query.brand!) : rowSource(db, merchantId)));
-  else if (skuPrefixes.length === 0) pages.push(brand ? readBrand(db, merchantId, query, {}) : readRange(db, merchantId, query, {}));
-  for (const prefix of skuPrefixes)
-    pages.push(brand ? readBrand(db, merchantId, query, { prefix }) : readRange(db, merchantId, query, { prefix }));
+  if (match !== undefined) pages.push(readText(db, merchantId, query, match));
+  else if (skuPrefixes.length === 0) pages.push(readPage(db, merchantId, query));
+  for (const prefix of skuPrefixes) pages.push(readPage(db, merchantId, query, { prefix }));
   if (pages.length === 1) return pages[0]!;
   const hits = new Map<string, { key: Buffer; hit: SearchHit }>();
   for (const page of await Promise.all(pages)) for (const hit of page) hits.set(hit.sku, { key: Buffer.from(hit.sku), hit });
@@ -379,48 +376,21 @@ export async function searchProducts(db: SearchDb, merchantId: string, query: Se
     .map(({ hit }) => hit);
 }
 
-/**
- * PageSource is where a page of text matches is read from, in SKU order: a
- * merchant's rows (rowSource), or a brand's (brandSource).
- */
-interface PageSource {
-  /** The SKU n rows after `after` (deleted rows count), or undefined when there are fewer. */
-  nth(after: string | undefined, n: number): Promise<string | undefined>;
-  /** A page of the rows after query.afterSku, up to through if given, tested with LIKE (likeText). */
-  scan(query: SearchQuery, match: SearchTerms, through: string | undefined): Promise<SearchHit[]>;
-  /** A page by the full-text indexes. */
-  indexed(query: SearchQuery, match: SearchTerms): Promise<SearchHit[]>;
-}
-
-function rowSource(db: SearchDb, merchantId: string): PageSource {
-  return {
-    nth: (after, n) => nthSku(db, merchantId, undefined, after, n),
-    scan: (query, match, through) => readRange(db, merchantId, query, { match, through }),
-    indexed: (query, match) => readIndexed(db, merchantId, query, match),
-  };
-}
-
-function brandSource(db: SearchDb, merchantId: string, brand: string): PageSource {
-  return {
-    nth: (after, n) => nthSku(db, merchantId, brand, after, n),
-    scan: (query, match, through) => readBrand(db, merchantId, query, { like: match, through }),
-    indexed: (query, match) => readBrand(db, merchantId, query, { match }),
-  };
-}
-
-/** readText reads a page of text matches from a source, by the query's TextPlan. */
-async function readText(query: SearchQuery, match: SearchTerms, source: PageSource): Promise<SearchHit[]> {
+/** readText reads a page of text matches, by the query's TextPlan. */
+async function readText(db: SearchDb, merchantId: string, query: SearchQuery, match: SearchTerms): Promise<SearchHit[]> {
   const plan = query.plan ?? "auto";
-  if (plan === "index") return source.indexed(query, match);
-  if (plan === "scan") return source.scan(query, match, undefined);
+  if (plan === "index") return readPage(db, merchantId, query, { match });
+  if (plan === "scan") return readPage(db, merchantId, query, { like: match });
   const hits: SearchHit[] = [];
   let after = query.afterSku;
   let scanned = 0;
   let window = SCAN_FIRST;
   for (;;) {
-    // The window's last SKU; none when the source has no more rows than the window (the scan then reads them all).
-    const through = await source.nth(after, window);
-    hits.push(...(await source.scan({ ...query, afterSku: after, limit: query.limit - hits.length }, match, through)));
+    // The window's last SKU; none when there are no more rows than the window (the scan then reads them all).
+    const through = await nthSku(db, merchantId, query.brand, after, window);
+    hits.push(
+      ...(await readPage(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, { like: match, through })),
+    );
     if (hits.length >= query.limit || through === undefined) return hits;
     scanned += window;
     after = through;
@@ -432,7 +402,7 @@ async function readText(query: SearchQuery, match: SearchTerms, source: PageSour
     window = Math.ceil(((query.limit - hits.length) * scanned) / sure);
     if (scanned + window > SCAN_MOST) break;
   }
-  return [...hits, ...(await source.indexed({ ...query, afterSku: after, limit: query.limit - hits.length }, match))];
+  return [...hits, ...(await readPage(db, merchantId, { ...query, afterSku: after, limit: query.limit - hits.length }, { match }))];
 }
 
 /** nthSku is the SKU n rows after `after` in the SKU order of the merchant's rows, or of its brand's, or undefined when there are fewer. */
@@ -469,40 +439,36 @@ function filtered(db: SearchDb, merchantId: string, query: SearchQuery) {
   return q;
 }
 
-type Filtered = ReturnType<typeof filtered>;
-
-/** matching adds the text to a page's statement as the full-text indexes answer it. */
-function matching(q: Filtered, match: SearchTerms): Filtered {
-  if (match.words !== undefined) q = q.where(sql<boolean>`MATCH(s.words) AGAINST (${match.words} IN BOOLEAN MODE)`);
-  if (match.grams !== undefined) q = q.where(sql<boolean>`MATCH(s.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`);
-  return q;
-}
-
-/** readIndexed reads a page of text matches by the full-text indexes. */
-function readIndexed(db: SearchDb, merchantId: string, query: SearchQuery, match: SearchTerms): Promise<SearchHit[]> {
-  let q = matching(filtered(db, merchantId, query), match);
-  if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
-  return q.orderBy("s.sku").limit(query.limit).execute();
-}
-
 /**
- * readRange reads a page in SKU order from the primary key: after
- * query.afterSku and up to through (if given), of the SKUs starting with
- * prefix (if given), and of those whose text matches (if given), tested
- * row by row with LIKE as the full-text indexes would answer (likeText).
+ * readPage reads a page in SKU order of the merchant's live products that
+ * match the filters and, if given, whose text matches (match: by the
+ * full-text indexes; like: each row tested with LIKE as those indexes would
+ * answer, likeText) or whose SKU starts with prefix; after query.afterSku,
+ * and up to through if given. Without a brand it reads a range of the
+ * primary key; with one, of the facets' (merchant_id, brand, sku) index,
+ * joined to the rows at the same state (ofBrand).
  */
-function readRange(
+function readPage(
   db: SearchDb,
   merchantId: string,
   query: SearchQuery,
-  { prefix, match, through }: { prefix?: string; match?: SearchTerms; through?: string },
+  { match, like, prefix, through }: { match?: SearchTerms; like?: SearchTerms; prefix?: string; through?: string } = {},
 ): Promise<SearchHit[]> {
   let q = filtered(db, merchantId, query);
+  if (match?.words !== undefined) q = q.where(sql<boolean>`MATCH(s.words) AGAINST (${match.words} IN BOOLEAN MODE)`);
+  if (match?.grams !== undefined) q = q.where(sql<boolean>`MATCH(s.grams) AGAINST (${match.grams} IN BOOLEAN MODE)`);
+  if (like !== undefined) q = q.where(likeText(like));
   if (prefix !== undefined) q = q.where("s.sku", "like", `${escapeLike(prefix)}%`);
-  if (match !== undefined) q = q.where(likeText(match));
-  if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
-  if (through !== undefined) q = q.where("s.sku", "<=", through);
-  return q.orderBy("s.sku").limit(query.limit).execute();
+  if (query.brand === undefined) {
+    if (query.afterSku !== undefined) q = q.where("s.sku", ">", query.afterSku);
+    if (through !== undefined) q = q.where("s.sku", "<=", through);
+    return q.orderBy("s.sku").limit(query.limit).execute();
+  }
+  let b = q.innerJoin("search_product_facets as f", (join) => sameState(join, "f")).where(ofBrand(merchantId, query.brand));
+  // Keyset and order on the facets' sku (equal to s.sku), so the index gives the order.
+  if (query.afterSku !== undefined) b = b.where("f.sku", ">", query.afterSku);
+  if (through !== undefined) b = b.where("f.sku", "<=", through);
+  return b.orderBy("f.sku").limit(query.limit).execute();
 }
 
 /**
@@ -543,29 +509,6 @@ function orOf(parts: ReturnType<typeof sql>[]) {
 /** escapeLike makes text match itself in a LIKE pattern (the default escape, backslash). */
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, "\\$&");
-}
-
-/**
- * readBrand reads a page of the brand's products from the facets' index:
- * those whose text matches, by the full-text indexes (match) or tested with
- * LIKE (like, up to through if given), or whose SKU starts with prefix, if
- * any is given.
- */
-function readBrand(
-  db: SearchDb,
-  merchantId: string,
-  query: SearchQuery,
-  { match, like, prefix, through }: { match?: SearchTerms; like?: SearchTerms; prefix?: string; through?: string },
-): Promise<SearchHit[]> {
-  let q = filtered(db, merchantId, query);
-  if (match !== undefined) q = matching(q, match);
-  if (like !== undefined) q = q.where(likeText(like));
-  if (prefix !== undefined) q = q.where("s.sku", "like", `${escapeLike(prefix)}%`);
-  let b = q.innerJoin("search_product_facets as f", (join) => sameState(join, "f")).where(ofBrand(merchantId, query.brand!));
-  // Keyset and order on the facets' sku (equal to s.sku), so the index gives the order.
-  if (query.afterSku !== undefined) b = b.where("f.sku", ">", query.afterSku);
-  if (through !== undefined) b = b.where("f.sku", "<=", through);
-  return b.orderBy("f.sku").limit(query.limit).execute();
 }
 
 /**

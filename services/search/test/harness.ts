@@ -23,8 +23,8 @@ import { createSearchWaiter } from "../src/waiter.ts";
 export { CatalogService, SearchService };
 export { productInit, writeInOneTransaction } from "@stockroom/catalog/testing";
 /** How a row holds its text, for tests that compare rows with the catalog. */
-export { documentTerms, merchantTag, searchTerms, TERMS_FORMAT } from "../src/domain.ts";
-export { entryText, type SearchDocumentRow, searchProducts, type TextPlan } from "../src/store.ts";
+export { documentTerms, merchantTag, searchTerms } from "../src/domain.ts";
+export { entryText, type SearchDocumentRow, searchProducts, type TextPlan, upsertEntries } from "../src/store.ts";
 
 export const log = createLogger("search-test", (process.env["TEST_LOG_LEVEL"] ?? "silent") as "silent");
 
